@@ -1,0 +1,89 @@
+"""What the compute backend is asked to run: a ProcessSpec, and what it hands back."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits as Kubernetes writes them (``"500m"``, ``"2"``, ``"1Gi"``).
+
+    ``cpu_limit`` (cores) and ``memory_limit`` (bytes) are the parsed limits the
+    local backend enforces where the OS allows (RLIMIT_AS for memory,
+    RLIMIT_CPU is not used: a CPU *rate* limit cannot be enforced with rlimits,
+    so the local backend records it and pins nothing).
+    """
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+
+
+@dataclass(frozen=True)
+class PythonEntry:
+    """An optional fast path: the process is ``<python> -m <module> <argv...>``.
+
+    A backend may run it in a pre-warmed interpreter (a fork server) that has
+    already imported ``preload``, instead of starting a new interpreter. The
+    result must be the same as running ``ProcessSpec.command``.
+    """
+
+    module: str
+    argv: list[str]
+    python: str  # interpreter path; the fork server is per interpreter
+    preload: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A process to run: command, environment, working directory, logs, limits."""
+
+    name: str  # for logs and errors: "run 1a2b / task train"
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the parent's environment
+    cwd: Path | None = None
+    stdout_path: Path | None = None  # None: captured to a temp file the backend owns
+    stderr_path: Path | None = None
+    resources: Resources = field(default_factory=Resources)
+    python: PythonEntry | None = None
+    ports: tuple[int, ...] = ()
+
+
+class ProcessState(str, enum.Enum):
+    RUNNING = "RUNNING"
+    EXITED = "EXITED"  # exit_code set (negative: killed by signal -N)
+    FAILED_TO_START = "FAILED_TO_START"
+
+
+class ProcessHandle(Protocol):
+    """A running (or finished) process."""
+
+    spec: ProcessSpec
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None:
+        """The exit code if the process ended, else None. Negative: killed by that signal."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until it ends (or timeout); return the exit code or None on timeout."""
+
+    def cancel(self, grace: float = 5.0) -> None:
+        """SIGTERM the whole process group, SIGKILL it after ``grace`` seconds."""
+
+
+class Backend(Protocol):
+    """Starts ProcessSpecs. The only code in Ketch that starts processes."""
+
+    def start(self, spec: ProcessSpec) -> ProcessHandle: ...
+
+    def shutdown(self) -> None:
+        """Cancel everything still running and release warm interpreters."""

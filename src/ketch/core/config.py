@@ -1,0 +1,32 @@
+"""Where Ketch keeps its state: ``KETCH_HOME`` and ``KETCH_DATABASE_URL``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def ketch_home() -> Path:
+    """The directory holding the SQLite database, artifacts, logs and caches."""
+    return Path(os.environ.get("KETCH_HOME") or Path.home() / ".ketch").expanduser().resolve()
+
+
+def database_url(home: Path | None = None) -> str:
+    """``KETCH_DATABASE_URL`` if set, else a SQLite file in ``KETCH_HOME``."""
+    url = os.environ.get("KETCH_DATABASE_URL")
+    if url:
+        return url
+    home = home or ketch_home()
+    return f"sqlite:///{home / 'ketch.db'}"
+
+
+def artifacts_root(home: Path | None = None) -> str:
+    """Default pipeline root: ``KETCH_ARTIFACTS`` (any fsspec URI) or ``KETCH_HOME/artifacts``."""
+    root = os.environ.get("KETCH_ARTIFACTS")
+    if root:
+        return root
+    return str((home or ketch_home()) / "artifacts")
+
+
+def logs_dir(home: Path | None = None) -> Path:
+    return (home or ketch_home()) / "logs"

@@ -1,0 +1,49 @@
+"""Error types that carry a message a user can act on.
+
+The CLI maps them to exit codes and the API to HTTP status codes:
+``InvalidSpec`` -> exit 2 / 400, ``NotFound`` -> 404, ``Conflict`` -> 409.
+"""
+
+from __future__ import annotations
+
+
+class KetchError(Exception):
+    """Base class for every error Ketch reports to a user."""
+
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        self.message = message
+        self.field = field
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.field and self.field not in text:
+            text = f"{self.field}: {text}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+class InvalidSpec(KetchError):
+    """The input (a spec, an IR, a parameter) is wrong; the user must fix it."""
+
+    http_status = 400
+    exit_code = 2
+
+
+class NotFound(KetchError):
+    http_status = 404
+    exit_code = 2
+
+
+class Conflict(KetchError):
+    http_status = 409
+    exit_code = 1
+
+
+class BackendError(KetchError):
+    """The compute backend could not start or control a process."""

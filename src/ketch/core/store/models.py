@@ -1,0 +1,191 @@
+"""The tables Ketch stores: resources and their events, pipeline runs and tasks,
+and lineage (artifacts, executions and the events between them, as ML Metadata
+models them), plus the cross-run task cache.
+
+Any schema change needs an Alembic migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ResourceRow(Base):
+    """A declarative resource: the Kubeflow manifest plus its status."""
+
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("kind", "namespace", "name", name="uq_resources_kind_ns_name"),
+        Index("ix_resources_kind_ns", "kind", "namespace"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    api_version: Mapped[str] = mapped_column(String(253))
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    resource_version: Mapped[int] = mapped_column(Integer, default=1)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ResourceEventRow(Base):
+    """A Kubernetes-style event about a resource (Normal/Warning, reason, message)."""
+
+    __tablename__ = "resource_events"
+    __table_args__ = (Index("ix_resource_events_uid", "resource_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_uid: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    type: Mapped[str] = mapped_column(String(16), default="Normal")
+    reason: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineRunRow(Base):
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        Index("ix_pipeline_runs_created", "created_at"),
+        Index("ix_pipeline_runs_experiment", "experiment_id"),
+        Index("ix_pipeline_runs_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    pipeline_name: Mapped[str] = mapped_column(String(256))
+    namespace: Mapped[str] = mapped_column(String(63), default="default")
+    experiment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    pipeline_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    pipeline_version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    recurring_run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # KFP run states
+    storage_state: Mapped[str] = mapped_column(String(16), default="AVAILABLE")
+    pipeline_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pipeline_root: Mapped[str] = mapped_column(Text)
+    enable_caching: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PipelineTaskRow(Base):
+    """One node of a run: a container/importer task, a DAG, a loop or an iteration."""
+
+    __tablename__ = "pipeline_tasks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "path", name="uq_pipeline_tasks_run_path"),
+        Index("ix_pipeline_tasks_run", "run_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))  # "for-loop-2[3]/inc"
+    name: Mapped[str] = mapped_column(String(256))  # task name in its DAG ("inc")
+    display_name: Mapped[str] = mapped_column(String(256))
+    parent_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    type: Mapped[str] = mapped_column(String(16))  # container | importer | dag | loop | iteration
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ArtifactRow(Base):
+    """An ML Metadata artifact: a typed URI with metadata."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_uri", "uri"), Index("ix_artifacts_run", "run_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(128))  # "system.Dataset"
+    uri: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="LIVE")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExecutionRow(Base):
+    """An ML Metadata execution: one run of a task (or a DAG)."""
+
+    __tablename__ = "executions"
+    __table_args__ = (Index("ix_executions_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    type: Mapped[str] = mapped_column(String(64))  # system.ContainerExecution, system.DAGExecution, ...
+    state: Mapped[str] = mapped_column(String(16))  # NEW RUNNING COMPLETE FAILED CACHED CANCELED
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LineageEventRow(Base):
+    """An ML Metadata event: an execution used (INPUT) or made (OUTPUT) an artifact."""
+
+    __tablename__ = "lineage_events"
+    __table_args__ = (
+        Index("ix_lineage_events_execution", "execution_id"),
+        Index("ix_lineage_events_artifact", "artifact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[int] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(8))  # INPUT | OUTPUT
+    key: Mapped[str] = mapped_column(String(256))  # input/output name
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CacheEntryRow(Base):
+    """A finished task's outputs, found again by its cache key in any later run."""
+
+    __tablename__ = "cache_entries"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(256))
+    task_name: Mapped[str] = mapped_column(String(256))
+    run_id: Mapped[str] = mapped_column(String(36))
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
