@@ -1,0 +1,253 @@
+"""The Python surface of the pipeline engine: ``ketch.run(...)`` and its Run."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ketch.core import config
+from ketch.core.backend import Backend
+from ketch.core.errors import InvalidSpec
+from ketch.pipelines import spec as ir_loader
+from ketch.pipelines.engine import Engine, Node, RunContext, now
+from ketch.pipelines.environments import Environments
+from ketch.pipelines.executor import LocalTaskRunner
+from ketch.pipelines.records import Recorder
+
+
+@dataclass
+class TaskInfo:
+    path: str
+    name: str
+    type: str
+    state: str
+    cached: bool = False
+    attempts: int = 0
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    log_path: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+@dataclass
+class Run:
+    id: str
+    name: str
+    pipeline_name: str
+    state: str
+    outputs: dict[str, Any]
+    tasks: dict[str, TaskInfo]
+    error: str | None
+    pipeline_root: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "SUCCEEDED"
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, state={self.state!r}, tasks={len(self.tasks)})"
+
+
+def _public_artifact(art: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": art.get("name", ""),
+        "uri": art.get("uri", ""),
+        "type": art.get("type", {}).get("schemaTitle", "system.Artifact"),
+        "metadata": art.get("metadata", {}),
+    }
+
+
+def to_kfp_artifact(art: dict[str, Any]) -> Any:
+    """A ``kfp.dsl`` artifact object (Dataset, Model, ...) for a stored artifact."""
+    from kfp.dsl.types import artifact_types
+
+    title = art.get("type", {}).get("schemaTitle", "system.Artifact")
+    cls = next(
+        (c for c in vars(artifact_types).values()
+         if isinstance(c, type) and getattr(c, "schema_title", None) == title),
+        artifact_types.Artifact,
+    )
+    obj = cls(name=art.get("name", ""), uri=art.get("uri", ""), metadata=dict(art.get("metadata", {})))
+    return obj
+
+
+def task_info(node: Node) -> TaskInfo:
+    return TaskInfo(
+        path=node.path,
+        name=node.name,
+        type=node.type,
+        state=node.state,
+        cached=node.cached,
+        attempts=node.attempts,
+        inputs={**node.inputs, **{k: [_public_artifact(a) for a in v] for k, v in node.input_artifacts.items()}},
+        outputs={**node.outputs, **{k: [_public_artifact(a) for a in v] for k, v in node.output_artifacts.items()}},
+        log_path=node.log_path,
+        error=node.error,
+        started_at=node.started_at,
+        finished_at=node.finished_at,
+    )
+
+
+_active_engines: set[Engine] = set()
+_active_lock = threading.Lock()
+
+
+def run(
+    pipeline: Any,
+    arguments: dict[str, Any] | None = None,
+    *,
+    pipeline_root: str | None = None,
+    enable_caching: bool | None = None,
+    pipeline_name: str | None = None,
+    max_parallelism: int | None = None,
+    display_name: str | None = None,
+    listener: Callable[[Node], None] | None = None,
+    backend: Backend | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> Run:
+    """Run a KFP pipeline locally and wait for it.
+
+    ``pipeline`` is a ``@dsl.pipeline`` function, a ``.py`` file, or a compiled
+    ``.yaml``/``.json`` pipeline. Bad input raises ``InvalidSpec``; a failing
+    component does not raise: the returned Run is FAILED and ``error`` says why.
+    Ctrl-C (SIGINT) in the main thread cancels the run: running tasks are
+    terminated and the run is stored as CANCELED.
+    """
+    from ketch.core.store.db import init_db
+
+    arguments = dict(arguments or {})
+    if not isinstance(arguments, dict):
+        raise InvalidSpec("arguments must be a mapping of parameter names to values")
+    ir = ir_loader.load(pipeline, pipeline_name=pipeline_name)
+    if backend is None:
+        from ketch.core.backend import default_backend
+
+        backend = default_backend()
+    _prewarm(backend)
+    home = config.ketch_home()
+    home.mkdir(parents=True, exist_ok=True)
+    init_db()
+    run_id = str(uuid.uuid4())
+    created = now()
+    root = pipeline_root or config.artifacts_root(home)
+    if "://" not in root or root.startswith("file://"):
+        root = str(Path(root.removeprefix("file://")).expanduser().resolve())
+    else:
+        raise InvalidSpec(
+            f"pipeline root {root!r}: remote pipeline roots are not supported by the local "
+            "engine yet; use a local directory",
+            field="pipeline_root",
+        )
+    ctx = RunContext(
+        run_id=run_id,
+        display_name=display_name or f"{ir.name}-{created.strftime('%Y%m%d-%H%M%S')}",
+        ir=ir,
+        pipeline_root=root,
+        work_dir=home / "runs" / run_id,
+        enable_caching=enable_caching,
+        created_at=created,
+    )
+    recorder = Recorder()
+    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend))
+    engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
+    # Check the arguments before anything is stored.
+    engine._root_inputs(arguments)
+    recorder.create_run(ctx, arguments)
+    if on_start is not None:
+        on_start(run_id)
+    previous = _install_sigint(engine)
+    try:
+        with _active_lock:
+            _active_engines.add(engine)
+        state, outputs, error = engine.execute(arguments)
+    finally:
+        with _active_lock:
+            _active_engines.discard(engine)
+        _restore_sigint(previous)
+    stored_outputs = {
+        **outputs["parameters"],
+        **{k: [_public_artifact(a) for a in v] for k, v in outputs["artifacts"].items()},
+    }
+    recorder.finish_run(run_id, state, stored_outputs, error)
+    py_outputs: dict[str, Any] = dict(outputs["parameters"])
+    for name, arts in outputs["artifacts"].items():
+        objs = [to_kfp_artifact(a) for a in arts]
+        py_outputs[name] = objs[0] if len(objs) == 1 and not _is_list_output(ir, name) else objs
+    return Run(
+        id=run_id,
+        name=ctx.display_name,
+        pipeline_name=ir.name,
+        state=state,
+        outputs=py_outputs,
+        tasks={path: task_info(n) for path, n in engine.nodes.items()},
+        error=error,
+        pipeline_root=root,
+        warnings=list(ir.warnings),
+    )
+
+
+def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:
+    adef = ir.root.get("outputDefinitions", {}).get("artifacts", {}).get(name, {})
+    return bool(adef.get("isArtifactList"))
+
+
+def _prewarm(backend: Backend) -> None:
+    import sys
+
+    from ketch.pipelines.lightweight import EXECUTOR_MODULE
+
+    prewarm = getattr(backend, "prewarm", None)
+    if prewarm is not None:
+        try:
+            prewarm(sys.executable, (EXECUTOR_MODULE,))
+        except Exception:  # the fork server is an optimisation only
+            pass
+
+
+def _install_sigint(engine: Engine) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        engine.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+    return previous
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is None:
+        return
+    try:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:
+        pass
+
+
+def cancel_all() -> None:
+    """Cancel every run executing in this process."""
+    with _active_lock:
+        engines = list(_active_engines)
+    for engine in engines:
+        engine.cancel()
+

@@ -1,0 +1,387 @@
+"""Executing leaf tasks: container components (including lightweight Python
+components) and importers, with retries, caching and output collection.
+
+Processes are started only through the compute backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
+from ketch.core.errors import BackendError, KetchError
+from ketch.pipelines import caching, lightweight
+from ketch.pipelines.engine import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
+from ketch.pipelines.environments import Environments
+from ketch.pipelines.placeholders import PlaceholderContext, resolve_list, resolve_string
+from ketch.pipelines.values import from_output_file
+
+ERROR_TAIL_LINES = 20
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(text: str | None, default: float = 0.0) -> float:
+    if not text:
+        return default
+    m = _DURATION.match(str(text))
+    if not m:
+        return default
+    value = float(m.group(1))
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def _artifact_type(spec: dict[str, Any]) -> dict[str, Any]:
+    t = dict(spec.get("artifactType", {}))
+    t.setdefault("schemaTitle", "system.Artifact")
+    return t
+
+
+class LocalTaskRunner(TaskRunner):
+    def __init__(self, backend: Backend, recorder: Any, environments: Environments):
+        self.backend = backend
+        self.recorder = recorder
+        self.environments = environments
+        self._handles: dict[str, ProcessHandle] = {}
+        self._lock = threading.Lock()
+        self._canceled = threading.Event()
+
+    def cancel_all(self) -> None:
+        self._canceled.set()
+        with self._lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            try:
+                handle.cancel(grace=3.0)
+            except Exception:  # already gone
+                pass
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, node: Node, ctx: RunContext) -> None:
+        executor = ctx.ir.executors[node.component["executorLabel"]]
+        if "importer" in executor:
+            return self._run_importer(node, ctx, executor["importer"])
+        if "container" not in executor:
+            raise KetchError(f"task {node.path!r}: executor kind {sorted(executor)} is not supported")
+        use_cache = caching.enabled(node.task, ctx.enable_caching)
+        if use_cache:
+            node.cache_key = caching.cache_key(
+                component=node.component,
+                executor=executor,
+                parameters=node.inputs,
+                artifacts=node.input_artifacts,
+                custom_key=node.task.get("cachingOptions", {}).get("cacheKey"),
+            )
+            hit = self.recorder.cache_lookup(node.cache_key)
+            if hit is not None and self._outputs_exist(hit):
+                node.outputs = hit.get("parameters", {})
+                node.output_artifacts = hit.get("artifacts", {})
+                node.cached = True
+                node.state = SUCCEEDED
+                return
+        policy = node.task.get("retryPolicy", {})
+        retries = int(policy.get("maxRetryCount", 0) or 0)
+        backoff = parse_duration(policy.get("backoffDuration"), 0.0)
+        factor = float(policy.get("backoffFactor", 2.0) or 2.0)
+        backoff_max = parse_duration(policy.get("backoffMaxDuration"), 3600.0)
+        for attempt in range(retries + 1):
+            node.attempts = attempt + 1
+            self._run_container(node, ctx, executor["container"])
+            if node.state != FAILED or attempt == retries or self._canceled.is_set():
+                break
+            delay = min(backoff * (factor**attempt), backoff_max)
+            if delay > 0 and self._canceled.wait(delay):
+                break
+        if node.state == SUCCEEDED and use_cache and node.cache_key:
+            self.recorder.cache_store(ctx, node)
+
+    def _outputs_exist(self, hit: dict[str, Any]) -> bool:
+        for arts in hit.get("artifacts", {}).values():
+            for art in arts:
+                uri = str(art.get("uri", ""))
+                if uri and "://" not in uri and not os.path.exists(uri):
+                    return False
+        return True
+
+    # ------------------------------------------------------------ container
+
+    def _run_container(self, node: Node, ctx: RunContext, container: dict[str, Any]) -> None:
+        work = ctx.work_dir / node.dir_name
+        task_root = Path(ctx.pipeline_root) / ctx.ir.name / ctx.run_id / node.dir_name
+        work.mkdir(parents=True, exist_ok=True)
+        task_root.mkdir(parents=True, exist_ok=True)
+        log_path = work / "task.log"
+        node.log_path = str(log_path)
+        out_defs = node.component.get("outputDefinitions", {})
+        param_files = {
+            name: str(work / "outputs" / name) for name in out_defs.get("parameters", {})
+        }
+        (work / "outputs").mkdir(exist_ok=True)
+        for f in param_files.values():
+            if os.path.exists(f):
+                os.remove(f)
+        out_arts: dict[str, dict[str, Any]] = {}
+        for name, adef in out_defs.get("artifacts", {}).items():
+            out_arts[name] = {
+                "name": name,
+                "uri": str(task_root / name),
+                "type": _artifact_type(adef),
+                "metadata": {},
+            }
+        output_file = str(task_root / "executor_output.json")
+        if os.path.exists(output_file):
+            os.remove(output_file)
+        executor_input = {
+            "inputs": {
+                "parameterValues": node.inputs,
+                "artifacts": {
+                    k: {"artifacts": [_runtime_artifact(a) for a in v]}
+                    for k, v in node.input_artifacts.items()
+                },
+            },
+            "outputs": {
+                "parameters": {k: {"outputFile": f} for k, f in param_files.items()},
+                "artifacts": {k: {"artifacts": [_runtime_artifact(a)]} for k, a in out_arts.items()},
+                "outputFile": output_file,
+            },
+        }
+        run_values = {
+            "pipeline_job_name": ctx.display_name,
+            "pipeline_job_resource_name": f"runs/{ctx.run_id}",
+            "pipeline_job_uuid": ctx.run_id,
+            "pipeline_task_name": node.name,
+            "pipeline_task_uuid": node.id,
+            "pipeline_root": ctx.pipeline_root,
+            "pipeline_job_create_time_utc": ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "pipeline_job_schedule_time_utc": ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "workspace_path": str(ctx.work_dir / "workspace"),
+        }
+        pctx = PlaceholderContext(
+            executor_input=executor_input,
+            input_parameters=node.inputs,
+            input_artifacts={k: [dict(a, path=a.get("uri")) for a in v] for k, v in node.input_artifacts.items()},
+            output_parameter_files=param_files,
+            output_artifacts={k: dict(a, path=a["uri"]) for k, a in out_arts.items()},
+            output_file=output_file,
+            run_values=run_values,
+            where=f"task {node.path!r}",
+        )
+        env = {"KETCH_RUN_ID": ctx.run_id, "KETCH_TASK": node.path}
+        for item in container.get("env", []):
+            env[item["name"]] = resolve_string(str(item.get("value", "")), pctx)
+        spec = self._process_spec(node, ctx, container, pctx, env, work, log_path)
+        started = time.perf_counter()
+        try:
+            handle = self.backend.start(spec)
+        except BackendError as exc:
+            image = container.get("image")
+            node.state = FAILED
+            node.error = f"{exc} (image {image!r} is not used: the command runs on this host)"
+            return
+        with self._lock:
+            self._handles[node.id] = handle
+        if self._canceled.is_set():
+            handle.cancel(grace=1.0)
+        try:
+            code = handle.wait()
+        finally:
+            with self._lock:
+                self._handles.pop(node.id, None)
+        del started
+        if self._canceled.is_set() and code != 0:
+            node.state, node.error = CANCELED, "canceled"
+            return
+        if code != 0:
+            node.state = FAILED
+            reason = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
+            node.error = f"{reason}\n{_tail(log_path)}\nfull log: {log_path}"
+            return
+        try:
+            self._collect(node, param_files, out_arts, output_file, out_defs)
+        except (OSError, ValueError) as exc:
+            node.state, node.error = FAILED, f"reading outputs failed: {exc} (log: {log_path})"
+            return
+        node.state = SUCCEEDED
+
+    def _process_spec(
+        self,
+        node: Node,
+        ctx: RunContext,
+        container: dict[str, Any],
+        pctx: PlaceholderContext,
+        env: dict[str, str],
+        work: Path,
+        log_path: Path,
+    ) -> ProcessSpec:
+        resources = _resources(container.get("resources", {}))
+        name = f"run {ctx.run_id[:8]} task {node.path}"
+        component = lightweight.parse(container)
+        if component is not None:
+            argv = resolve_list(component.executor_args, pctx)
+            module_file: str | None = None
+            if component.source is not None:
+                module_file = str(work / "ephemeral_component.py")
+                Path(module_file).write_text(component.source)
+            else:
+                module_file = ctx.ir.function_files.get(component.function)
+            if module_file and "--component_module_path" not in argv:
+                argv = ["--component_module_path", module_file, *argv]
+            python = sys.executable
+            missing = lightweight.missing_requirements(component)
+            if missing:
+                python = self.environments.python_for(
+                    component.requirements, component.pip_options, log_path
+                )
+            env = {**env, "_KFP_RUNTIME": "true"}
+            return ProcessSpec(
+                name=name,
+                command=[python, "-m", lightweight.EXECUTOR_MODULE, *argv],
+                env=env,
+                cwd=work,
+                stdout_path=log_path,
+                stderr_path=log_path,
+                resources=resources,
+                python=PythonEntry(
+                    module=lightweight.EXECUTOR_MODULE,
+                    argv=argv,
+                    python=python,
+                    preload=(lightweight.EXECUTOR_MODULE,),
+                ),
+            )
+        command = resolve_list(list(container.get("command", [])) + list(container.get("args", [])), pctx)
+        if not command:
+            raise KetchError(f"task {node.path!r}: the container has no command and no args to run")
+        return ProcessSpec(
+            name=name, command=command, env=env, cwd=work,
+            stdout_path=log_path, stderr_path=log_path, resources=resources,
+        )
+
+    def _collect(
+        self,
+        node: Node,
+        param_files: dict[str, str],
+        out_arts: dict[str, dict[str, Any]],
+        output_file: str,
+        out_defs: dict[str, Any],
+    ) -> None:
+        pdefs = out_defs.get("parameters", {})
+        outputs: dict[str, Any] = {}
+        for name, path in param_files.items():
+            if os.path.exists(path):
+                with open(path) as f:
+                    outputs[name] = from_output_file(f.read(), pdefs[name].get("parameterType"))
+        if os.path.exists(output_file):
+            with open(output_file) as f:
+                executor_output = json.load(f)
+            for name, value in executor_output.get("parameterValues", {}).items():
+                ptype = pdefs.get(name, {}).get("parameterType")
+                if ptype == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                outputs[name] = value
+            for name, group in executor_output.get("artifacts", {}).items():
+                produced = (group.get("artifacts") or [{}])[0]
+                if name in out_arts:
+                    art = out_arts[name]
+                    if produced.get("uri"):
+                        art["uri"] = produced["uri"]
+                    if produced.get("custom_path"):
+                        art["uri"] = produced["custom_path"]
+                    art["metadata"] = produced.get("metadata") or {}
+        missing = [n for n in pdefs if n not in outputs]
+        if missing:
+            raise ValueError(f"the component did not write output parameter {missing[0]!r}")
+        node.outputs = outputs
+        node.output_artifacts = {k: [a] for k, a in out_arts.items()}
+
+    # ------------------------------------------------------------ importer
+
+    def _run_importer(self, node: Node, ctx: RunContext, importer: dict[str, Any]) -> None:
+        node.attempts = 1
+        uri_spec = importer.get("artifactUri", {})
+        if "constant" in uri_spec:
+            uri = uri_spec["constant"]
+        elif "runtimeParameter" in uri_spec:
+            uri = node.inputs.get(uri_spec["runtimeParameter"])
+        else:
+            uri = node.inputs.get("uri")
+        if isinstance(uri, dict):  # old IR: {"stringValue": ...}
+            uri = uri.get("stringValue")
+        if not uri:
+            node.state, node.error = FAILED, "the importer has no artifact URI"
+            return
+        metadata = importer.get("metadata", {}) or {}
+        art = {
+            "name": "artifact",
+            "uri": str(uri),
+            "type": dict(importer.get("typeSchema", {}) or {"schemaTitle": "system.Artifact"}),
+            "metadata": _resolve_metadata(metadata, node.inputs),
+        }
+        if not importer.get("reimport", False):
+            existing = self.recorder.find_artifact(art["uri"], art["type"].get("schemaTitle", ""))
+            if existing is not None:
+                art["id"] = existing
+        node.output_artifacts = {"artifact": [art]}
+        node.state = SUCCEEDED
+
+
+def _resolve_metadata(metadata: Any, inputs: dict[str, Any]) -> Any:
+    if isinstance(metadata, dict):
+        return {
+            _resolve_metadata(k, inputs): _resolve_metadata(v, inputs) for k, v in metadata.items()
+        }
+    if isinstance(metadata, list):
+        return [_resolve_metadata(v, inputs) for v in metadata]
+    if isinstance(metadata, str):
+        m = re.fullmatch(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", metadata)
+        if m and m.group(1) in inputs:
+            return inputs[m.group(1)]
+    return metadata
+
+
+def _runtime_artifact(art: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "name": art.get("name", ""),
+        "uri": art.get("uri", ""),
+        "metadata": art.get("metadata", {}),
+        "type": art.get("type", {"schemaTitle": "system.Artifact"}),
+    }
+    return out
+
+
+def _resources(res: dict[str, Any]) -> Resources:
+    def s(key: str, alt: str, unit: str = "") -> str | None:
+        if res.get(key):
+            return str(res[key])
+        if res.get(alt) not in (None, 0, 0.0):
+            v = res[alt]
+            return f"{v}{unit}"
+        return None
+
+    acc = res.get("accelerator", {}) or {}
+    return Resources(
+        cpu_request=s("resourceCpuRequest", "cpuRequest"),
+        cpu_limit=s("resourceCpuLimit", "cpuLimit"),
+        memory_request=s("resourceMemoryRequest", "memoryRequest", "G"),
+        memory_limit=s("resourceMemoryLimit", "memoryLimit", "G"),
+        accelerator_type=acc.get("resourceType") or acc.get("type"),
+        accelerator_count=int(acc.get("resourceCount") or acc.get("count") or 0),
+    )
+
+
+def _tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,121 @@
+"""Recognising KFP's lightweight Python components and running them fast.
+
+The command the ``kfp`` compiler writes for ``@dsl.component`` is: install
+packages with pip, write the function's source to a file, then run
+``python3 -m kfp.dsl.executor_main``. Ketch recognises that shape and, when
+every package it would install is already importable, skips pip and runs the
+executor module directly (in a pre-warmed interpreter when the backend has
+one). Otherwise the requirements get a cached virtual environment of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+
+EXECUTOR_MODULE = "kfp.dsl.executor_main"
+_PIP_SEGMENT = re.compile(r"python3 -m pip install (?P<args>.*?)(?=&&|$)", re.S)
+_PIP_OPTS_WITH_VALUE = {"--index-url", "-i", "--extra-index-url", "--trusted-host", "--find-links", "-f"}
+
+
+@dataclass
+class LightweightComponent:
+    """A ``@dsl.component`` (or ``target_image``) executor, taken apart."""
+
+    function: str
+    source: str | None  # inline source; None for target_image components
+    requirements: list[str] = field(default_factory=list)
+    pip_options: list[str] = field(default_factory=list)
+    executor_args: list[str] = field(default_factory=list)  # args after the module, unresolved
+
+
+def parse(container: dict) -> LightweightComponent | None:
+    """Return the component's parts if ``container`` has the lightweight shape."""
+    command: list[str] = list(container.get("command", []))
+    args: list[str] = list(container.get("args", []))
+    if "--function_to_execute" not in args:
+        return None
+    at = args.index("--function_to_execute") + 1
+    if at >= len(args):
+        return None
+    function = args[at]
+    # target_image: python3 -m kfp.dsl.executor_main, source in the image
+    if command[:3] == ["python3", "-m", EXECUTOR_MODULE] or command[:3] == ["python", "-m", EXECUTOR_MODULE]:
+        return LightweightComponent(function=function, source=None, executor_args=command[3:] + args)
+    if len(command) >= 7 and command[0] == "sh" and command[1] == "-c" and command[3:5] == ["sh", "-ec"]:
+        if EXECUTOR_MODULE not in command[5]:
+            return None
+        requirements, options = _pip_requirements(command[2])
+        return LightweightComponent(
+            function=function,
+            source=command[6],
+            requirements=requirements,
+            pip_options=options,
+            executor_args=command[7:] + args,
+        )
+    return None
+
+
+def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
+    requirements: list[str] = []
+    options: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for m in _PIP_SEGMENT.finditer(script):
+        try:
+            tokens = shlex.split(m.group("args"))
+        except ValueError:
+            continue
+        i = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok in _PIP_OPTS_WITH_VALUE and i + 1 < len(tokens):
+                pair = (tok, tokens[i + 1])
+                if pair not in seen:
+                    seen.add(pair)
+                    options.extend(pair)
+                i += 2
+                continue
+            if tok.startswith("-"):
+                i += 1
+                continue
+            if tok not in requirements:
+                requirements.append(tok)
+            i += 1
+    return requirements, options
+
+
+@lru_cache(maxsize=1024)
+def _satisfied(requirement: str) -> bool:
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return False
+    if req.marker is not None and not req.marker.evaluate(default_environment()):
+        return True  # not needed on this Python
+    try:
+        installed = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        return False
+    if req.name.lower() == "kfp":
+        # The executor protocol is stable across kfp 2.x: the installed kfp runs
+        # components compiled by any 2.x compiler.
+        return installed.split(".")[0] == "2"
+    return not req.specifier or req.specifier.contains(installed, prereleases=True)
+
+
+def missing_requirements(component: LightweightComponent) -> list[str]:
+    """Requirements not already satisfied by the interpreter running Ketch."""
+    return [r for r in component.requirements if not _satisfied(r)]
+
+
+def environment_key(requirements: list[str], pip_options: list[str]) -> str:
+    text = "\n".join(sorted(requirements)) + "\n--\n" + " ".join(pip_options) + f"\n{sys.version}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

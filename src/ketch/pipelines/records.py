@@ -1,0 +1,279 @@
+"""Storing runs, tasks, lineage and the task cache.
+
+Every state change is committed before the engine acts on it, so the server
+and the dashboard show runs made from the CLI, and a crash leaves a consistent
+store. Lineage follows ML Metadata: executions, artifacts, and INPUT/OUTPUT
+events between them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.models import (
+    ArtifactRow,
+    CacheEntryRow,
+    ExecutionRow,
+    LineageEventRow,
+    PipelineRunRow,
+    PipelineTaskRow,
+)
+from ketch.pipelines.engine import Node, RunContext
+
+_EXECUTION_TYPES = {
+    "container": "system.ContainerExecution",
+    "importer": "system.ImporterExecution",
+    "dag": "system.DAGExecution",
+    "loop": "system.DAGExecution",
+    "iteration": "system.DAGExecution",
+}
+_MLMD_STATE = {
+    "RUNNING": "RUNNING",
+    "SUCCEEDED": "COMPLETE",
+    "FAILED": "FAILED",
+    "CANCELED": "CANCELED",
+    "SKIPPED": "CANCELED",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _public_artifacts(arts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        k: [
+            {
+                "name": a.get("name", ""),
+                "uri": a.get("uri", ""),
+                "type": a.get("type", {}).get("schemaTitle", "system.Artifact"),
+                "metadata": a.get("metadata", {}),
+                **({"id": a["id"]} if "id" in a else {}),
+            }
+            for a in v
+        ]
+        for k, v in arts.items()
+    }
+
+
+class Recorder:
+    """Writes a run's progress to the store (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url
+
+    # ------------------------------------------------------------ runs
+
+    def create_run(
+        self,
+        ctx: RunContext,
+        arguments: dict[str, Any],
+        *,
+        namespace: str = "default",
+        experiment_id: str | None = None,
+    ) -> None:
+        def write() -> None:
+            with session_scope(self.url) as s:
+                s.add(
+                    PipelineRunRow(
+                        id=ctx.run_id,
+                        display_name=ctx.display_name,
+                        pipeline_name=ctx.ir.name,
+                        namespace=namespace,
+                        experiment_id=experiment_id,
+                        state="RUNNING",
+                        pipeline_spec=ctx.ir.spec,
+                        parameters=arguments,
+                        pipeline_root=ctx.pipeline_root,
+                        enable_caching=ctx.enable_caching,
+                        outputs={},
+                        created_at=ctx.created_at,
+                        started_at=_now(),
+                    )
+                )
+
+        retry_locked(write)
+
+    def finish_run(self, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:
+        def write() -> None:
+            with session_scope(self.url) as s:
+                s.execute(
+                    update(PipelineRunRow)
+                    .where(PipelineRunRow.id == run_id)
+                    .values(state=state, outputs=outputs, error=error, finished_at=_now())
+                )
+
+        retry_locked(write)
+
+    # ------------------------------------------------------------ tasks
+
+    def task_started(self, ctx: RunContext, node: Node) -> None:
+        def write() -> None:
+            with session_scope(self.url) as s:
+                execution = ExecutionRow(
+                    run_id=ctx.run_id,
+                    task_id=node.id,
+                    type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
+                    state="RUNNING",
+                    properties={"task_name": node.name, "path": node.path},
+                    created_at=_now(),
+                    updated_at=_now(),
+                )
+                s.add(execution)
+                s.flush()
+                node.execution_id = execution.id
+                s.add(
+                    PipelineTaskRow(
+                        id=node.id,
+                        run_id=ctx.run_id,
+                        path=node.path,
+                        name=node.name,
+                        display_name=node.task.get("taskInfo", {}).get("name", node.name),
+                        parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
+                        type=node.type,
+                        state=node.state,
+                        inputs=self._inputs(node),
+                        outputs={},
+                        log_path=node.log_path,
+                        created_at=node.started_at or _now(),
+                        started_at=node.started_at or _now(),
+                    )
+                )
+                self._input_events(s, ctx, node, execution.id)
+
+        retry_locked(write)
+
+    def task_finished(self, ctx: RunContext, node: Node) -> None:
+        def write() -> None:
+            with session_scope(self.url) as s:
+                row = s.get(PipelineTaskRow, node.id)
+                if row is None:  # never started (skipped, canceled, failed on inputs)
+                    row = PipelineTaskRow(
+                        id=node.id,
+                        run_id=ctx.run_id,
+                        path=node.path,
+                        name=node.name,
+                        display_name=node.task.get("taskInfo", {}).get("name", node.name),
+                        parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
+                        type=node.type,
+                        state=node.state,
+                        created_at=node.started_at or _now(),
+                        started_at=node.started_at,
+                    )
+                    s.add(row)
+                row.state = node.state
+                row.inputs = self._inputs(node)
+                row.outputs = {
+                    "parameters": node.outputs,
+                    "artifacts": _public_artifacts(node.output_artifacts),
+                }
+                row.error = node.error
+                row.log_path = node.log_path
+                row.attempts = node.attempts
+                row.cached = node.cached
+                row.cache_key = node.cache_key
+                row.finished_at = node.finished_at or _now()
+                if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
+                    execution = ExecutionRow(
+                        run_id=ctx.run_id, task_id=node.id,
+                        type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
+                        state="RUNNING", properties={"task_name": node.name, "path": node.path},
+                        created_at=_now(), updated_at=_now(),
+                    )
+                    s.add(execution)
+                    s.flush()
+                    node.execution_id = execution.id
+                if node.execution_id is not None:
+                    state = "CACHED" if node.cached else _MLMD_STATE.get(node.state, node.state)
+                    s.execute(
+                        update(ExecutionRow)
+                        .where(ExecutionRow.id == node.execution_id)
+                        .values(state=state, updated_at=_now())
+                    )
+                    if node.state == "SUCCEEDED" and node.type in ("container", "importer"):
+                        self._output_events(s, ctx, node, node.execution_id)
+
+        retry_locked(write)
+
+    @staticmethod
+    def _inputs(node: Node) -> dict[str, Any]:
+        return {"parameters": node.inputs, "artifacts": _public_artifacts(node.input_artifacts)}
+
+    def _input_events(self, s: Any, ctx: RunContext, node: Node, execution_id: int) -> None:
+        if node.type not in ("container", "importer"):
+            return
+        for key, arts in node.input_artifacts.items():
+            for art in arts:
+                art_id = art.get("id") or self._artifact_id(s, ctx, art)
+                art["id"] = art_id
+                s.add(LineageEventRow(execution_id=execution_id, artifact_id=art_id, type="INPUT",
+                                      key=key, created_at=_now()))
+
+    def _output_events(self, s: Any, ctx: RunContext, node: Node, execution_id: int) -> None:
+        for key, arts in node.output_artifacts.items():
+            for art in arts:
+                if art.get("id"):
+                    art_id = art["id"]
+                elif node.cached:  # the artifact a cached execution made earlier
+                    art_id = self._artifact_id(s, ctx, art)
+                else:
+                    art_id = self._new_artifact(s, ctx, art)
+                art["id"] = art_id
+                s.add(LineageEventRow(execution_id=execution_id, artifact_id=art_id, type="OUTPUT",
+                                      key=key, created_at=_now()))
+
+    def _new_artifact(self, s: Any, ctx: RunContext, art: dict[str, Any]) -> int:
+        row = ArtifactRow(
+            run_id=ctx.run_id,
+            name=art.get("name", ""),
+            type=art.get("type", {}).get("schemaTitle", "system.Artifact"),
+            uri=art.get("uri", ""),
+            metadata_=art.get("metadata", {}),
+            created_at=_now(),
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+    def _artifact_id(self, s: Any, ctx: RunContext, art: dict[str, Any]) -> int:
+        found = s.execute(
+            select(ArtifactRow.id).where(ArtifactRow.uri == art.get("uri", "")).order_by(ArtifactRow.id.desc()).limit(1)
+        ).scalar()
+        return int(found) if found is not None else self._new_artifact(s, ctx, art)
+
+    def find_artifact(self, uri: str, type_title: str) -> int | None:
+        with session_scope(self.url, readonly=True) as s:
+            found = s.execute(
+                select(ArtifactRow.id)
+                .where(ArtifactRow.uri == uri, ArtifactRow.type == type_title)
+                .order_by(ArtifactRow.id)
+                .limit(1)
+            ).scalar()
+        return int(found) if found is not None else None
+
+    # ------------------------------------------------------------ cache
+
+    def cache_lookup(self, key: str) -> dict[str, Any] | None:
+        with session_scope(self.url, readonly=True) as s:
+            row = s.get(CacheEntryRow, key)
+            return dict(row.outputs) if row is not None else None
+
+    def cache_store(self, ctx: RunContext, node: Node) -> None:
+        assert node.cache_key is not None
+
+        def write() -> None:
+            with session_scope(self.url) as s:
+                entry = s.get(CacheEntryRow, node.cache_key)
+                payload = {"parameters": node.outputs, "artifacts": node.output_artifacts}
+                if entry is None:
+                    s.add(CacheEntryRow(key=node.cache_key, pipeline_name=ctx.ir.name,
+                                        task_name=node.name, run_id=ctx.run_id,
+                                        outputs=payload, created_at=_now()))
+                else:
+                    entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, _now()
+
+        retry_locked(write)
