@@ -144,7 +144,10 @@ class Engine:
         self._schedule(self.root)
         try:
             while not self.root.done():
-                kind, node = self.events.get()
+                try:
+                    kind, node = self.events.get(timeout=0.5)
+                except queue.Empty:
+                    continue
                 if kind == "leaf-done" and node is not None:
                     self.running_leaves -= 1
                     self._finish(node)

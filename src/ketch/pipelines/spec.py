@@ -96,7 +96,7 @@ def _load_document_file(path: Path) -> PipelineIR:
         else:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InvalidSpec(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")
+        raise InvalidSpec(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
     if not docs:
         raise InvalidSpec(f"{path}: the file is empty")
     for extra in docs[1:]:

@@ -1,0 +1,86 @@
+"""The ``ketch`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from ketch.core.errors import KetchError
+
+app = typer.Typer(
+    name="ketch",
+    help="Ketch: Kubeflow's pipelines, training, tuning and serving from one command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Ketch: Kubeflow's pipelines, training, tuning and serving from one command."""
+
+
+@app.command("run")
+def run_command(
+    file: Annotated[str, typer.Argument(help="A .py file with @dsl.pipeline, or a compiled .yaml/.json pipeline")],
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="Which pipeline in a file with several")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable); VALUE may be JSON")] = None,
+    pipeline_root: Annotated[str | None, typer.Option("--pipeline-root", help="Where artifacts are written")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task, ignoring the cache")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="table (default) or json")] = "table",
+    max_parallelism: Annotated[int | None, typer.Option("--max-parallelism", help="Tasks run at once (default: CPUs)")] = None,
+) -> None:
+    """Run a KFP pipeline locally, without a server, and wait for it."""
+    from ketch.cli.runview import RunView
+    from ketch.core.errors import InvalidSpec
+    from ketch.pipelines.client import run as run_pipeline
+
+    if output not in ("table", "json"):
+        _fail(InvalidSpec(f"unknown output format {output!r}; use table or json", field="--output"))
+    params: dict[str, Any] = {}
+    for item in param or []:
+        if "=" not in item:
+            _fail(InvalidSpec(f"{item!r} must look like KEY=VALUE", field="--param"))
+        key, value = item.split("=", 1)
+        params[key.strip()] = value
+    view = RunView(quiet=output == "json")
+    try:
+        with view:
+            result = run_pipeline(
+                file,
+                params,
+                pipeline_name=pipeline,
+                pipeline_root=pipeline_root,
+                enable_caching=False if no_cache else None,
+                max_parallelism=max_parallelism,
+                listener=view.update,
+                on_start=view.started,
+            )
+    except KetchError as exc:
+        _fail(exc)
+    if output == "json":
+        typer.echo(json.dumps(view.as_json(result), default=str))
+    else:
+        view.summary(result)
+    raise typer.Exit(0 if result.state == "SUCCEEDED" else 1)
+
+
+def _fail(exc: KetchError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KetchError as exc:  # raised outside a command's own handling
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
