@@ -148,11 +148,7 @@ def run(
     if "://" not in root or root.startswith("file://"):
         root = str(Path(root.removeprefix("file://")).expanduser().resolve())
     else:
-        raise InvalidSpec(
-            f"pipeline root {root!r}: remote pipeline roots are not supported by the local "
-            "engine yet; use a local directory",
-            field="pipeline_root",
-        )
+        _check_remote_root(root)
     ctx = RunContext(
         run_id=run_id,
         display_name=display_name or f"{ir.name}-{created.strftime('%Y%m%d-%H%M%S')}",
@@ -199,6 +195,19 @@ def run(
         pipeline_root=root,
         warnings=list(ir.warnings),
     )
+
+
+def _check_remote_root(root: str) -> None:
+    import fsspec
+
+    try:
+        fsspec.core.url_to_fs(root)
+    except (ImportError, ValueError) as exc:
+        raise InvalidSpec(
+            f"pipeline root {root!r} cannot be used: {exc}; install the fsspec package for "
+            "that scheme (ketch[s3] or ketch[gcs]) or use a local directory",
+            field="pipeline_root",
+        ) from exc
 
 
 def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:

@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -157,8 +156,6 @@ class Engine:
         finally:
             self.pool.shutdown(wait=True)
         outputs, artifacts = self._dag_outputs(self.root)
-        all_outputs: dict[str, Any] = dict(outputs)
-        all_outputs.update({k: v for k, v in artifacts.items()})
         state, error = self._root_state()
         return state, {"parameters": outputs, "artifacts": artifacts}, error
 
@@ -340,13 +337,7 @@ class Engine:
         else:
             node.state = SUCCEEDED
             node.outputs, node.output_artifacts = self._dag_outputs(node.child)
-        if node.type == "iteration":
-            node.finished_at = now()
-            self._finish(node)
-            loop = node.scope.owner if False else None  # iterations report through their loop
-            del loop
-        else:
-            self._finish(node)
+        self._finish(node)
 
     def _dag_outputs(self, scope: Scope) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
         outs = scope.dag.get("outputs", {})
@@ -462,7 +453,6 @@ class Engine:
             node.state = CANCELED
         else:
             node.state = SUCCEEDED
-            out_defs = node.component.get("outputDefinitions", {})
             dag_outs = node.component["dag"].get("outputs", {})
             for name in dag_outs.get("parameters", {}):
                 values = [it.outputs[name] for it in node.iterations if name in it.outputs]
@@ -472,17 +462,14 @@ class Engine:
                 for it in node.iterations:
                     arts.extend(it.output_artifacts.get(name, []))
                 node.output_artifacts[name] = arts
-            del out_defs
         self._finish(node)
 
     # ------------------------------------------------------------ cancel & result
 
     def _cancel(self) -> None:
+        # Running processes are terminated; pending nodes become CANCELED as the
+        # scheduler reaches them, and loops stop expanding.
         self.runner.cancel_all()
-        for node in list(self.nodes.values()):
-            if node.state == PENDING:
-                pass  # _try_start marks it CANCELED when reached
-        # pending nodes become CANCELED as the scheduler reaches them; loops stop expanding
 
     def _root_state(self) -> tuple[str, str | None]:
         assert self.root is not None
@@ -584,6 +571,3 @@ class Engine:
                 return f" (producer task {producer.name!r} is {producer.state})"
         return ""
 
-
-def elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000

@@ -6,6 +6,7 @@ Processes are started only through the compute backend.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
 from ketch.core.errors import BackendError, KetchError
 from ketch.pipelines import caching, lightweight
@@ -106,7 +108,15 @@ class LocalTaskRunner(TaskRunner):
         for arts in hit.get("artifacts", {}).values():
             for art in arts:
                 uri = str(art.get("uri", ""))
-                if uri and "://" not in uri and not os.path.exists(uri):
+                if not uri:
+                    continue
+                if _is_remote(uri):
+                    try:
+                        if not ArtifactStore(uri).exists(uri):
+                            return False
+                    except Exception:  # unreachable store: run the task again
+                        return False
+                elif not os.path.exists(uri.removeprefix("file://")):
                     return False
         return True
 
@@ -114,7 +124,12 @@ class LocalTaskRunner(TaskRunner):
 
     def _run_container(self, node: Node, ctx: RunContext, container: dict[str, Any]) -> None:
         work = ctx.work_dir / node.dir_name
-        task_root = Path(ctx.pipeline_root) / ctx.ir.name / ctx.run_id / node.dir_name
+        remote = _is_remote(ctx.pipeline_root)
+        relative = f"{ctx.ir.name}/{ctx.run_id}/{node.path.replace('[', '-').replace(']', '')}"
+        # A remote pipeline root (s3://, gs://, ...) is staged in a local directory:
+        # the component reads and writes local paths, Ketch moves the bytes.
+        local_root = ctx.work_dir / "staging" if remote else Path(ctx.pipeline_root)
+        task_root = local_root / relative
         work.mkdir(parents=True, exist_ok=True)
         task_root.mkdir(parents=True, exist_ok=True)
         log_path = work / "task.log"
@@ -138,12 +153,17 @@ class LocalTaskRunner(TaskRunner):
         output_file = str(task_root / "executor_output.json")
         if os.path.exists(output_file):
             os.remove(output_file)
+        try:
+            local_inputs = self._localize_inputs(node, ctx)
+        except KetchError as exc:
+            node.state, node.error = FAILED, str(exc)
+            return
         executor_input = {
             "inputs": {
                 "parameterValues": node.inputs,
                 "artifacts": {
                     k: {"artifacts": [_runtime_artifact(a) for a in v]}
-                    for k, v in node.input_artifacts.items()
+                    for k, v in local_inputs.items()
                 },
             },
             "outputs": {
@@ -166,7 +186,7 @@ class LocalTaskRunner(TaskRunner):
         pctx = PlaceholderContext(
             executor_input=executor_input,
             input_parameters=node.inputs,
-            input_artifacts={k: [dict(a, path=a.get("uri")) for a in v] for k, v in node.input_artifacts.items()},
+            input_artifacts={k: [dict(a, path=a.get("uri")) for a in v] for k, v in local_inputs.items()},
             output_parameter_files=param_files,
             output_artifacts={k: dict(a, path=a["uri"]) for k, a in out_arts.items()},
             output_file=output_file,
@@ -205,10 +225,49 @@ class LocalTaskRunner(TaskRunner):
             return
         try:
             self._collect(node, param_files, out_arts, output_file, out_defs)
-        except (OSError, ValueError) as exc:
+            if remote:
+                self._upload_outputs(node, ctx, local_root)
+        except (OSError, ValueError, KetchError) as exc:
             node.state, node.error = FAILED, f"reading outputs failed: {exc} (log: {log_path})"
             return
         node.state = SUCCEEDED
+
+    def _localize_inputs(self, node: Node, ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
+        """Input artifacts with local URIs; remote ones are downloaded to a run cache."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for key, arts in node.input_artifacts.items():
+            local: list[dict[str, Any]] = []
+            for art in arts:
+                uri = str(art.get("uri", ""))
+                if _is_remote(uri):
+                    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+                    target = ctx.work_dir / "inputs" / digest / uri.rstrip("/").rsplit("/", 1)[-1]
+                    if not target.exists():
+                        try:
+                            ArtifactStore(ctx.pipeline_root).download(uri, target)
+                        except KetchError:
+                            if uri.startswith(ctx.pipeline_root):
+                                raise
+                            target.parent.mkdir(parents=True, exist_ok=True)  # nothing to fetch
+                    art = dict(art, uri=str(target))
+                elif uri.startswith("file://"):
+                    art = dict(art, uri=uri.removeprefix("file://"))
+                local.append(art)
+            out[key] = local
+        return out
+
+    def _upload_outputs(self, node: Node, ctx: RunContext, local_root: Path) -> None:
+        store = ArtifactStore(ctx.pipeline_root)
+        prefix = str(local_root) + os.sep
+        for arts in node.output_artifacts.values():
+            for art in arts:
+                uri = str(art.get("uri", ""))
+                if not uri.startswith(prefix):
+                    continue
+                remote_uri = store.uri_for(uri[len(prefix):])
+                if os.path.exists(uri):
+                    store.upload(uri, remote_uri)
+                art["uri"] = remote_uri
 
     def _process_spec(
         self,
@@ -343,6 +402,10 @@ def _resolve_metadata(metadata: Any, inputs: dict[str, Any]) -> Any:
         if m and m.group(1) in inputs:
             return inputs[m.group(1)]
     return metadata
+
+
+def _is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
 
 
 def _runtime_artifact(art: dict[str, Any]) -> dict[str, Any]:
