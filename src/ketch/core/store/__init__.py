@@ -1,0 +1,1 @@
+"""Ketch's store: tables (models), engines and migrations (db), resources (resources)."""

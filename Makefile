@@ -1,0 +1,34 @@
+# Ketch developer tasks. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ketch-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench lint
+
+install: $(STAMP)
+
+# Re-run the install whenever pyproject.toml changes (or the venv is new).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+# Starts a throwaway PostgreSQL for the PostgreSQL-backed tests when one can be had
+# (set KETCH_TEST_POSTGRES=off to skip it); otherwise those tests skip and say why.
+# pytest exit 5 means "no tests collected": reported, not treated as a failure.
+test: $(STAMP)
+	@status=0; scripts/ci-postgres.sh $(BIN)/pytest -n auto -rs $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
+	exit $$status
+
+demo: $(STAMP)
+	$(BIN)/ketch run examples/demo_pipeline.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipelines_vs_kfp_local.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests

@@ -1,0 +1,227 @@
+"""The controller runtime: reconcile loops over a de-duplicating work queue.
+
+A :class:`Controller` owns one kind. Its :meth:`~Controller.reconcile` reads the
+resource named by a key ``(namespace, name)``, compares what is wanted with what
+runs, acts, and writes status. It must be idempotent: the :class:`Manager` calls it
+whenever the resource may have changed (``Manager.enqueue``), again on every
+periodic resync (level-triggered: every resource of the kind is reconciled even
+if no one enqueued it), after ``Result.requeue_after``, and, with exponential
+backoff, after it raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ketch.core.store.resources import ResourceStore
+from ketch.core.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile asks for next: ``requeue_after`` seconds, or nothing (``None``)."""
+
+    requeue_after: float | None = None
+
+
+class Controller(ABC):
+    """Reconciles resources of one ``kind``; subclasses set ``kind`` and implement
+    :meth:`reconcile`."""
+
+    kind: ClassVar[str]
+    #: reconcile loops run in parallel for this kind (never two for one key)
+    workers: ClassVar[int] = 1
+
+    def __init__(self, store: ResourceStore | None = None) -> None:
+        self.store = store if store is not None else ResourceStore()
+
+    @abstractmethod
+    def reconcile(self, key: Key) -> Result | None:
+        """Drive the resource at ``key`` towards its spec. Raising means: try again later."""
+
+    def list_keys(self) -> Iterable[Key]:
+        """Every key of this kind, for the periodic resync (all namespaces)."""
+        token: str | None = None
+        while True:
+            page = self.store.list(self.kind, namespace=None, limit=500, continue_token=token)
+            yield from (resource.key for resource in page)
+            token = page.continue_token
+            if token is None:
+                return
+
+
+@dataclass
+class _Loop:
+    controller: Controller
+    queue: WorkQueue[Key]
+    failures: dict[Key, int]
+    lock: threading.Lock
+
+
+class Manager:
+    """Runs every added controller's reconcile loops in threads until :meth:`stop`.
+
+    ``resync_period``: how often every resource of each kind is re-enqueued.
+    ``backoff_base``/``backoff_cap``: after the n-th consecutive failure of a key it
+    is retried after ``min(backoff_base * 2**(n-1), backoff_cap)`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        resync_period: float = 30.0,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        if resync_period <= 0:
+            raise ValueError("resync_period must be positive")
+        self.resync_period = resync_period
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._loops: dict[str, list[_Loop]] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._started = False
+
+    def add(self, controller: Controller) -> None:
+        """Register ``controller`` (before :meth:`start`)."""
+        if self._started:
+            raise RuntimeError("add controllers before Manager.start()")
+        loop = _Loop(controller, WorkQueue(), {}, threading.Lock())
+        self._loops.setdefault(controller.kind, []).append(loop)
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._loops)
+
+    def enqueue(self, kind: str, namespace: str, name: str) -> None:
+        """Ask every controller of ``kind`` to reconcile ``namespace/name`` soon."""
+        for loop in self._loops.get(kind, []):
+            loop.queue.add((namespace, name))
+
+    def enqueue_after(self, kind: str, namespace: str, name: str, delay: float) -> None:
+        for loop in self._loops.get(kind, []):
+            loop.queue.add_after((namespace, name), delay)
+
+    def start(self) -> None:
+        """Start the worker and resync threads; every existing resource is reconciled once."""
+        if self._started:
+            raise RuntimeError("Manager.start() was already called")
+        self._started = True
+        for kind, loops in self._loops.items():
+            for loop in loops:
+                self._enqueue_all(loop)
+                name = type(loop.controller).__name__
+                for index in range(max(1, loop.controller.workers)):
+                    self._spawn(f"ketch-{name}-worker-{index}", self._work, loop)
+                self._spawn(f"ketch-{name}-resync", self._resync, loop)
+            log.debug("started controllers for %s", kind)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work, let running reconciles finish (up to ``timeout``), join threads."""
+        self._stop.set()
+        for loops in self._loops.values():
+            for loop in loops:
+                loop.queue.shutdown()
+        for thread in self._threads:
+            thread.join(timeout)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("controller threads still running after %.1fs: %s", timeout, alive)
+
+    def wait_idle(self, timeout: float = 10.0, *, include_delayed: bool = False) -> bool:
+        """Block until no key is queued or being reconciled (and, with
+        ``include_delayed``, none is waiting for a requeue). False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            loops = [loop for loops in self._loops.values() for loop in loops]
+            if all(loop.queue.idle(include_delayed=include_delayed) for loop in loops):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def __enter__(self) -> Manager:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------
+
+    def _spawn(self, name: str, target: Callable[[_Loop], None], loop: _Loop) -> None:
+        thread = threading.Thread(target=target, args=(loop,), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _enqueue_all(self, loop: _Loop) -> None:
+        try:
+            for key in loop.controller.list_keys():
+                loop.queue.add(key)
+        except Exception:
+            log.exception(
+                "listing %s for a resync failed; trying again in %.1fs",
+                loop.controller.kind,
+                self.resync_period,
+            )
+
+    def _resync(self, loop: _Loop) -> None:
+        while not self._stop.wait(self.resync_period):
+            self._enqueue_all(loop)
+
+    def _work(self, loop: _Loop) -> None:
+        while True:
+            key = loop.queue.get()
+            if key is None:
+                return
+            try:
+                self._reconcile_one(loop, key)
+            finally:
+                loop.queue.done(key)
+
+    def _reconcile_one(self, loop: _Loop, key: Key) -> None:
+        controller = loop.controller
+        try:
+            result = controller.reconcile(key)
+        except Exception as exc:
+            with loop.lock:
+                failures = loop.failures.get(key, 0) + 1
+                loop.failures[key] = failures
+            delay = min(self.backoff_base * 2 ** (failures - 1), self.backoff_cap)
+            log.warning(
+                "reconcile %s %s/%s failed (attempt %d), retrying in %.2fs: %s",
+                controller.kind,
+                key[0],
+                key[1],
+                failures,
+                delay,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            loop.queue.add_after(key, delay)
+            return
+        with loop.lock:
+            loop.failures.pop(key, None)
+        if result is not None and result.requeue_after is not None:
+            loop.queue.add_after(key, result.requeue_after)
+
+    def failures(self, kind: str, namespace: str, name: str) -> int:
+        """Consecutive failed reconciles of a key (0 after a success)."""
+        for loop in self._loops.get(kind, []):
+            with loop.lock:
+                count = loop.failures.get((namespace, name))
+            if count:
+                return count
+        return 0

@@ -1,0 +1,211 @@
+"""The resource envelope: ``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``.
+
+Field names are Kubernetes' own, so a manifest written for Kubeflow parses as is
+and a resource serialises back to the same shape (``Resource.to_manifest``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ketch.core.errors import InvalidSpec
+
+DEFAULT_NAMESPACE = "default"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, as Kubernetes writes timestamps."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def validate_name(name: str, field: str = "metadata.name") -> str:
+    """Check ``name`` is an RFC 1123 DNS subdomain, as Kubernetes requires of object names."""
+    if not name:
+        raise InvalidSpec("a name is required", field=field)
+    if len(name) > 253:
+        raise InvalidSpec(
+            f"{name!r} is {len(name)} characters long; an RFC 1123 subdomain has at most 253",
+            field=field,
+        )
+    if not _DNS_SUBDOMAIN.match(name):
+        raise InvalidSpec(
+            f"{name!r} is not a valid RFC 1123 subdomain: use lowercase letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit",
+            field=field,
+            hint="for example 'my-job' or 'train.v2'",
+        )
+    return name
+
+
+def validate_namespace(namespace: str, field: str = "metadata.namespace") -> str:
+    """Check ``namespace`` is an RFC 1123 DNS label, as Kubernetes requires of namespaces."""
+    if not namespace:
+        raise InvalidSpec("a namespace is required", field=field)
+    if len(namespace) > 63:
+        raise InvalidSpec(
+            f"{namespace!r} is {len(namespace)} characters long; an RFC 1123 label has at most 63",
+            field=field,
+        )
+    if not _DNS_LABEL.match(namespace):
+        raise InvalidSpec(
+            f"{namespace!r} is not a valid RFC 1123 label: use lowercase letters, digits and "
+            "'-', starting and ending with a letter or digit",
+            field=field,
+            hint="for example 'team-a'",
+        )
+    return namespace
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ObjectMeta(_Model):
+    name: str
+    namespace: str = DEFAULT_NAMESPACE
+    uid: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    resourceVersion: str | None = None
+    creationTimestamp: datetime | None = None
+
+
+class Condition(_Model):
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: datetime | None = None
+    observedGeneration: int | None = None
+
+
+class Resource(_Model):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: dict[str, Any] = Field(default_factory=dict)
+    status: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Resource:
+        """Parse and validate a manifest; every problem is an ``InvalidSpec`` naming its field."""
+        if not isinstance(manifest, dict):
+            raise InvalidSpec(f"a manifest must be a mapping, got {type(manifest).__name__}")
+        try:
+            resource = cls.model_validate(manifest)
+        except ValidationError as exc:
+            raise _invalid_spec(exc) from None
+        resource.validate_names()
+        return resource
+
+    def validate_names(self) -> None:
+        """Check ``apiVersion``, ``kind``, ``metadata.name`` and ``metadata.namespace``."""
+        if not self.apiVersion:
+            raise InvalidSpec("apiVersion is required", field="apiVersion")
+        if not self.kind:
+            raise InvalidSpec("kind is required", field="kind")
+        validate_name(self.metadata.name)
+        validate_namespace(self.metadata.namespace)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, name)``: how controllers address a resource of a kind."""
+        return (self.metadata.namespace, self.metadata.name)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The resource as a JSON-ready dict with Kubernetes field names."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def conditions(self) -> list[Condition]:
+        """``status.conditions`` as models (``InvalidSpec`` if one is malformed)."""
+        parsed: list[Condition] = []
+        for index, raw in enumerate(self.status.get("conditions", [])):
+            try:
+                parsed.append(Condition.model_validate(raw))
+            except ValidationError as exc:
+                raise _invalid_spec(exc, prefix=f"status.conditions[{index}]") from None
+        return parsed
+
+    def condition(self, type: str) -> Condition | None:
+        for condition in self.conditions():
+            if condition.type == type:
+                return condition
+        return None
+
+
+def _invalid_spec(exc: ValidationError, prefix: str = "") -> InvalidSpec:
+    first = exc.errors()[0]
+    parts = ([prefix] if prefix else []) + [str(part) for part in first["loc"]]
+    field = ".".join(parts) or None
+    more = exc.error_count() - 1
+    message = first["msg"] + (
+        f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    )
+    return InvalidSpec(message, field=field)
+
+
+def set_condition(
+    status: dict[str, Any],
+    type: str,
+    status_value: ConditionStatus,
+    reason: str = "",
+    message: str = "",
+    *,
+    observed_generation: int | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Set condition ``type`` in ``status["conditions"]`` in place.
+
+    ``lastTransitionTime`` changes only when the condition's status changes, as in
+    Kubernetes. Returns whether anything in the condition changed.
+    """
+    if status_value not in ("True", "False", "Unknown"):
+        raise InvalidSpec(
+            f"condition status must be 'True', 'False' or 'Unknown', got {status_value!r}",
+            field="status.conditions.status",
+        )
+    conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
+    new: dict[str, Any] = {
+        "type": type,
+        "status": status_value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": format_time(now or utcnow()),
+    }
+    if observed_generation is not None:
+        new["observedGeneration"] = observed_generation
+    for index, old in enumerate(conditions):
+        if old.get("type") != type:
+            continue
+        if old.get("status") == status_value and old.get("lastTransitionTime"):
+            new["lastTransitionTime"] = old["lastTransitionTime"]
+        if old == new:
+            return False
+        conditions[index] = new
+        return True
+    conditions.append(new)
+    return True
+
+
+def get_condition(status: dict[str, Any], type: str) -> dict[str, Any] | None:
+    """The condition of ``type`` in ``status["conditions"]``, or ``None``."""
+    for condition in status.get("conditions", []):
+        if condition.get("type") == type:
+            return dict(condition)
+    return None

@@ -1,0 +1,445 @@
+"""``ResourceStore``: declarative resources and their events, in the ``resources`` and
+``resource_events`` tables.
+
+Semantics follow the Kubernetes API server: ``metadata.generation`` counts spec
+changes, ``metadata.resourceVersion`` counts every write and lets a writer detect
+that someone else wrote in between (409 Conflict).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ketch.core.errors import Conflict, InvalidSpec, NotFound
+from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
+from ketch.core.store.db import init_db, retry_locked, session_scope
+from ketch.core.store.models import ResourceEventRow, ResourceRow
+from ketch.core.store.selectors import LabelSelector
+
+EventType = Literal["Normal", "Warning"]
+
+_PAGE = 500
+
+
+@dataclass
+class ResourceList:
+    """One page of a list: the items and, when more remain, the token for the next page."""
+
+    items: list[Resource]
+    continue_token: str | None = None
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class ObjectReference(BaseModel):
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+
+class Event(BaseModel):
+    """A Kubernetes-style event about a resource."""
+
+    involvedObject: ObjectReference
+    type: str
+    reason: str
+    message: str
+    eventTime: datetime
+    id: int = Field(default=0, exclude=True)
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    namespace: str
+    name: str
+
+    def encode(self) -> str:
+        raw = json.dumps({"ns": self.namespace, "name": self.name}).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> _Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = json.loads(raw)
+            return cls(str(data["ns"]), str(data["name"]))
+        except (ValueError, KeyError, TypeError):
+            raise InvalidSpec(
+                "the continue token is not one this server issued", field="continue"
+            ) from None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _to_resource(row: ResourceRow) -> Resource:
+    return Resource(
+        apiVersion=row.api_version,
+        kind=row.kind,
+        metadata=ObjectMeta(
+            name=row.name,
+            namespace=row.namespace,
+            uid=row.uid,
+            labels=dict(row.labels or {}),
+            annotations=dict(row.annotations or {}),
+            generation=row.generation,
+            resourceVersion=str(row.resource_version),
+            creationTimestamp=_aware(row.created_at),
+        ),
+        spec=row.spec or {},
+        status=row.status or {},
+    )
+
+
+def _to_event(row: ResourceEventRow) -> Event:
+    return Event(
+        id=row.id,
+        involvedObject=ObjectReference(
+            kind=row.kind, namespace=row.namespace, name=row.name, uid=row.resource_uid
+        ),
+        type=row.type,
+        reason=row.reason,
+        message=row.message,
+        eventTime=_aware(row.created_at) or utcnow(),
+    )
+
+
+def _not_found(kind: str, namespace: str, name: str) -> NotFound:
+    return NotFound(
+        f"{kind} {name!r} not found in namespace {namespace!r}",
+        hint=f"list what exists with: ketch get {kind.lower()} -n {namespace}",
+    )
+
+
+def _parse_version(value: str | int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidSpec(
+            f"resourceVersion must be a number Ketch issued, got {value!r}",
+            field="metadata.resourceVersion",
+        ) from None
+
+
+class ResourceStore:
+    """Create, read, update and delete resources; record and list their events."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.url = url
+        if migrate:
+            init_db(url)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Resource:
+        with session_scope(self.url, readonly=True) as session:
+            row = self._find(session, kind, namespace, name)
+            if row is None:
+                raise _not_found(kind, namespace, name)
+            return _to_resource(row)
+
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = DEFAULT_NAMESPACE,
+        *,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ResourceList:
+        """Resources of ``kind`` in ``namespace`` (``None``: all namespaces), ordered by
+        namespace then name, filtered by ``label_selector``, ``limit`` at a time."""
+        if limit is not None and limit <= 0:
+            raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
+        selector = LabelSelector.parse(label_selector)
+        cursor = _Cursor.decode(continue_token) if continue_token else None
+        items: builtins.list[Resource] = []
+        with session_scope(self.url, readonly=True) as session:
+            while True:
+                query = select(ResourceRow).where(ResourceRow.kind == kind)
+                if namespace is not None:
+                    query = query.where(ResourceRow.namespace == namespace)
+                if cursor is not None:
+                    query = query.where(
+                        or_(
+                            ResourceRow.namespace > cursor.namespace,
+                            and_(
+                                ResourceRow.namespace == cursor.namespace,
+                                ResourceRow.name > cursor.name,
+                            ),
+                        )
+                    )
+                query = query.order_by(ResourceRow.namespace, ResourceRow.name).limit(_PAGE)
+                rows = session.scalars(query).all()
+                for row in rows:
+                    cursor = _Cursor(row.namespace, row.name)
+                    if selector.matches(row.labels or {}):
+                        items.append(_to_resource(row))
+                        if limit is not None and len(items) == limit:
+                            more = self._has_more(session, kind, namespace, selector, cursor)
+                            return ResourceList(items, cursor.encode() if more else None)
+                if len(rows) < _PAGE:
+                    return ResourceList(items)
+
+    def _has_more(
+        self,
+        session: Session,
+        kind: str,
+        namespace: str | None,
+        selector: LabelSelector,
+        cursor: _Cursor,
+    ) -> bool:
+        query = select(ResourceRow.labels).where(
+            ResourceRow.kind == kind,
+            or_(
+                ResourceRow.namespace > cursor.namespace,
+                and_(ResourceRow.namespace == cursor.namespace, ResourceRow.name > cursor.name),
+            ),
+        )
+        if namespace is not None:
+            query = query.where(ResourceRow.namespace == namespace)
+        if not selector.requirements:
+            return session.execute(query.limit(1)).first() is not None
+        return any(selector.matches(labels or {}) for labels in session.scalars(query))
+
+    # -- writes ----------------------------------------------------------------
+
+    def create(self, resource: Resource) -> Resource:
+        """Store a new resource; ``Conflict`` if one with its kind, namespace and name exists."""
+        resource.validate_names()
+        try:
+            return retry_locked(lambda: self._create(resource))
+        except IntegrityError:
+            raise self._exists(resource) from None
+
+    def _create(self, resource: Resource) -> Resource:
+        with session_scope(self.url) as session:
+            meta = resource.metadata
+            if self._find(session, resource.kind, meta.namespace, meta.name) is not None:
+                raise self._exists(resource)
+            return self._create_in(session, resource)
+
+    def apply(self, resource: Resource) -> Resource:
+        """Create the resource, or update its apiVersion, spec, labels and annotations.
+
+        ``generation`` goes up only when the spec changes; ``resourceVersion`` goes up
+        on every write. Applying an identical manifest writes nothing. Status is
+        kept (it belongs to the controller).
+        """
+        resource.validate_names()
+        for _attempt in range(3):
+            try:
+                return retry_locked(lambda: self._apply(resource))
+            except IntegrityError:
+                continue  # another writer created it between our read and insert: update it
+        raise self._exists(resource)
+
+    def _apply(self, resource: Resource) -> Resource:
+        with session_scope(self.url) as session:
+            meta = resource.metadata
+            row = self._find(session, resource.kind, meta.namespace, meta.name, for_update=True)
+            if row is None:
+                return self._create_in(session, resource)
+            spec_changed = row.spec != resource.spec
+            changed = (
+                spec_changed
+                or row.api_version != resource.apiVersion
+                or (row.labels or {}) != meta.labels
+                or (row.annotations or {}) != meta.annotations
+            )
+            if not changed:
+                return _to_resource(row)
+            row.api_version = resource.apiVersion
+            row.spec = resource.spec
+            row.labels = dict(meta.labels)
+            row.annotations = dict(meta.annotations)
+            if spec_changed:
+                row.generation += 1
+            row.resource_version += 1
+            row.updated_at = utcnow()
+            session.flush()
+            return _to_resource(row)
+
+    def _create_in(self, session: Session, resource: Resource) -> Resource:
+        now = utcnow()
+        meta = resource.metadata
+        row = ResourceRow(
+            uid=str(uuid.uuid4()),
+            api_version=resource.apiVersion,
+            kind=resource.kind,
+            namespace=meta.namespace,
+            name=meta.name,
+            generation=1,
+            resource_version=1,
+            labels=dict(meta.labels),
+            annotations=dict(meta.annotations),
+            spec=resource.spec,
+            status=resource.status,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return _to_resource(row)
+
+    def update_status(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | int | None = None,
+    ) -> Resource:
+        """Replace the resource's status.
+
+        With ``resource_version``, fail with ``Conflict`` unless the stored resource is
+        still at that version (someone else wrote in between: read it again and retry).
+        """
+        expected = _parse_version(resource_version) if resource_version is not None else None
+
+        def write() -> Resource:
+            with session_scope(self.url) as session:
+                row = self._find(session, kind, namespace, name, for_update=True)
+                if row is None:
+                    raise _not_found(kind, namespace, name)
+                if expected is not None and row.resource_version != expected:
+                    raise Conflict(
+                        f"{kind} {name!r} in namespace {namespace!r} was modified: it is at "
+                        f"resourceVersion {row.resource_version}, not {expected}",
+                        hint="read it again and retry",
+                    )
+                row.status = status
+                row.resource_version += 1
+                row.updated_at = utcnow()
+                session.flush()
+                return _to_resource(row)
+
+        return retry_locked(write)
+
+    def delete(self, kind: str, namespace: str, name: str) -> Resource:
+        """Remove the resource and its events; return it as it was."""
+
+        def remove() -> Resource:
+            with session_scope(self.url) as session:
+                row = self._find(session, kind, namespace, name, for_update=True)
+                if row is None:
+                    raise _not_found(kind, namespace, name)
+                resource = _to_resource(row)
+                session.execute(
+                    delete(ResourceEventRow).where(ResourceEventRow.resource_uid == row.uid)
+                )
+                session.delete(row)
+                return resource
+
+        return retry_locked(remove)
+
+    # -- events ----------------------------------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        reason: str,
+        message: str = "",
+        type: EventType = "Normal",
+    ) -> Event:
+        """Record an event about an existing resource (``NotFound`` otherwise)."""
+        if type not in ("Normal", "Warning"):
+            raise InvalidSpec(
+                f"event type must be 'Normal' or 'Warning', got {type!r}", field="type"
+            )
+
+        def write() -> Event:
+            with session_scope(self.url) as session:
+                uid = session.scalar(
+                    select(ResourceRow.uid).where(
+                        ResourceRow.kind == kind,
+                        ResourceRow.namespace == namespace,
+                        ResourceRow.name == name,
+                    )
+                )
+                if uid is None:
+                    raise _not_found(kind, namespace, name)
+                row = ResourceEventRow(
+                    resource_uid=uid,
+                    kind=kind,
+                    namespace=namespace,
+                    name=name,
+                    type=type,
+                    reason=reason,
+                    message=message,
+                    created_at=utcnow(),
+                )
+                session.add(row)
+                session.flush()
+                return _to_event(row)
+
+        return retry_locked(write)
+
+    def list_events(
+        self,
+        kind: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> builtins.list[Event]:
+        """Events, oldest first, optionally narrowed to a kind, a namespace and a name.
+
+        With ``limit``, the newest ``limit`` events (still oldest first)."""
+        query = select(ResourceEventRow)
+        if kind is not None:
+            query = query.where(ResourceEventRow.kind == kind)
+        if namespace is not None:
+            query = query.where(ResourceEventRow.namespace == namespace)
+        if name is not None:
+            query = query.where(ResourceEventRow.name == name)
+        query = query.order_by(ResourceEventRow.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with session_scope(self.url, readonly=True) as session:
+            return [_to_event(row) for row in reversed(session.scalars(query).all())]
+
+    # -- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _find(
+        session: Session, kind: str, namespace: str, name: str, *, for_update: bool = False
+    ) -> ResourceRow | None:
+        query = select(ResourceRow).where(
+            ResourceRow.kind == kind, ResourceRow.namespace == namespace, ResourceRow.name == name
+        )
+        if for_update:
+            query = query.with_for_update()
+        return session.scalars(query).first()
+
+    @staticmethod
+    def _exists(resource: Resource) -> Conflict:
+        meta = resource.metadata
+        return Conflict(
+            f"{resource.kind} {meta.name!r} already exists in namespace {meta.namespace!r}",
+            hint="use apply to update it, or delete it first",
+        )

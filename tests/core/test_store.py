@@ -1,0 +1,285 @@
+"""The store's engine, sessions and migrations, on real SQLite files (and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+import ketch
+from ketch.core.store import db
+from ketch.core.store.models import Base, CacheEntryRow
+
+SRC = str(Path(ketch.__file__).resolve().parents[1])
+
+
+def _python(code: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_postgres_urls_use_psycopg3() -> None:
+    assert db.normalize_url("postgresql://u:p@h:5/d") == "postgresql+psycopg://u:p@h:5/d"
+    assert db.normalize_url("postgres://h/d") == "postgresql+psycopg://h/d"
+    assert db.normalize_url("postgresql+psycopg://h/d") == "postgresql+psycopg://h/d"
+    assert db.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert db.is_sqlite("sqlite:///x.db") and not db.is_sqlite("postgresql://h/d")
+
+
+def test_engine_is_cached_per_url(tmp_path: Path) -> None:
+    url_a = f"sqlite:///{tmp_path / 'a.db'}"
+    url_b = f"sqlite:///{tmp_path / 'b.db'}"
+    try:
+        assert db.get_engine(url_a) is db.get_engine(url_a)
+        assert db.get_engine(url_a) is not db.get_engine(url_b)
+        assert db.get_sessionmaker(url_a) is db.get_sessionmaker(url_a)
+    finally:
+        db.dispose_engine(url_a)
+        db.dispose_engine(url_b)
+
+
+def test_default_url_lives_in_ketch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "nested"
+    monkeypatch.setenv("KETCH_HOME", str(home))
+    monkeypatch.delenv("KETCH_DATABASE_URL", raising=False)
+    try:
+        db.init_db()
+        assert (home / "ketch.db").is_file()
+        assert db.current_revisions() == db.head_revisions()
+    finally:
+        db.dispose_engine()
+
+
+def test_sqlite_pragmas_on_every_connection(sqlite_url: str) -> None:
+    engine = db.get_engine(sqlite_url)
+    with engine.connect() as first, engine.connect() as second:
+        for connection in (first, second):
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert pragma("PRAGMA busy_timeout").scalar() == 30000
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_init_db_creates_every_table(db_url: str) -> None:
+    db.init_db(db_url)
+    names = set(inspect(db.get_engine(db_url)).get_table_names())
+    assert set(Base.metadata.tables) | {"alembic_version"} == names
+    assert db.current_revisions(db_url) == db.head_revisions() == {"0001"}
+
+
+def test_migrated_schema_matches_models(db_url: str) -> None:
+    db.init_db(db_url)
+    with db.get_engine(db_url).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_init_db_twice_is_a_no_op(db_url: str) -> None:
+    db.init_db(db_url)
+    with db.session_scope(db_url) as session:
+        session.add(_cache_entry("k1"))
+    db.dispose_engine(db_url)  # forget that this process migrated it
+    db.init_db(db_url)
+    with db.session_scope(db_url, readonly=True) as session:
+        assert session.scalars(select(CacheEntryRow.key)).all() == ["k1"]
+
+
+def test_up_to_date_check_does_not_load_alembic(sqlite_url: str) -> None:
+    db.init_db(sqlite_url)
+    code = (
+        "import sys; from ketch.core.store import db; db.init_db(sys.argv[1]); "
+        "print('alembic' in sys.modules)"
+    )
+    process = _python(code, sqlite_url)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.strip() == "False"
+
+
+def test_concurrent_init_db_from_many_processes(db_url: str) -> None:
+    code = "import sys; from ketch.core.store import db; db.init_db(sys.argv[1]); print('ok')"
+    processes = [_python(code, db_url) for _ in range(4)]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert out.strip() == "ok"
+    with db.get_engine(db_url).connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert [v[0] for v in versions] == ["0001"]
+    assert set(Base.metadata.tables) <= set(inspect(db.get_engine(db_url)).get_table_names())
+
+
+def _cache_entry(key: str) -> CacheEntryRow:
+    from ketch.core.resource import utcnow
+
+    return CacheEntryRow(
+        key=key, pipeline_name="p", task_name="t", run_id="r", outputs={"x": 1}, created_at=utcnow()
+    )
+
+
+def test_session_scope_commits_and_rolls_back(db_url: str) -> None:
+    db.init_db(db_url)
+    with db.session_scope(db_url) as session:
+        session.add(_cache_entry("kept"))
+    with pytest.raises(RuntimeError), db.session_scope(db_url) as session:
+        session.add(_cache_entry("dropped"))
+        session.flush()
+        raise RuntimeError("boom")
+    with pytest.raises(IntegrityError), db.session_scope(db_url) as session:
+        session.add(_cache_entry("kept"))
+    with db.session_scope(db_url, readonly=True) as session:
+        rows = session.scalars(select(CacheEntryRow)).all()
+    assert [(r.key, r.outputs) for r in rows] == [("kept", {"x": 1})]
+
+
+def test_readers_are_not_blocked_by_a_writer(sqlite_url: str) -> None:
+    db.init_db(sqlite_url)
+    with db.session_scope(sqlite_url) as session:
+        session.add(_cache_entry("before"))
+    with db.session_scope(sqlite_url) as writer:
+        writer.add(_cache_entry("pending"))
+        writer.flush()  # holds the write lock until the block ends
+        started = time.monotonic()
+        with db.session_scope(sqlite_url, readonly=True) as reader:
+            keys = reader.scalars(select(CacheEntryRow.key)).all()
+        assert keys == ["before"]
+        assert time.monotonic() - started < 5
+    with db.session_scope(sqlite_url, readonly=True) as reader:
+        assert sorted(reader.scalars(select(CacheEntryRow.key)).all()) == ["before", "pending"]
+
+
+def test_writers_wait_for_each_other_instead_of_failing(sqlite_url: str) -> None:
+    db.init_db(sqlite_url)
+    errors: list[BaseException] = []
+
+    def write(prefix: str) -> None:
+        try:
+            for i in range(20):
+                with db.session_scope(sqlite_url) as session:
+                    # read, then write, in one transaction: the pattern that fails with
+                    # "database is locked" under deferred transactions
+                    session.scalars(select(CacheEntryRow.key)).all()
+                    session.add(_cache_entry(f"{prefix}-{i}"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with db.session_scope(sqlite_url, readonly=True) as session:
+        assert len(session.scalars(select(CacheEntryRow.key)).all()) == 80
+
+
+def test_retry_locked_retries_until_the_lock_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    attempts: list[int] = []
+
+    def insert() -> None:
+        attempts.append(1)
+        if len(attempts) == 2:
+            holder.execute("COMMIT")
+        with impatient.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+
+    try:
+        db.retry_locked(insert, attempts=5, initial_delay=0.01)
+        assert len(attempts) == 2
+        assert holder.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        with pytest.raises(OperationalError, match="no such table"):
+            db.retry_locked(
+                lambda: impatient.connect().execute(text("SELECT * FROM missing")),
+                attempts=5,
+            )
+    finally:
+        impatient.dispose()
+        holder.close()
+
+
+_WRITER = """
+import sys
+from ketch.core.resource import ObjectMeta, Resource
+from ketch.core.store.resources import ResourceStore
+
+store = ResourceStore(sys.argv[1])
+i = 0
+while True:
+    name = f"job-{i}"
+    store.create(Resource(apiVersion="v1", kind="Job", metadata=ObjectMeta(name=name),
+                          spec={"index": i, "payload": "x" * (i % 500)}))
+    store.update_status("Job", "default", name, {"phase": "Done", "index": i})
+    print(name, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_write_leaves_a_consistent_database(sqlite_url: str) -> None:
+    db.init_db(sqlite_url)
+    process = _python(_WRITER, sqlite_url)
+    committed: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while len(committed) < 60 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            committed.append(line.strip())
+        assert len(committed) >= 60, process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+        if process.stderr:
+            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+    db.dispose_engine(sqlite_url)
+    path = sqlite_url.removeprefix("sqlite:///")
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        raw.close()
+
+    from ketch.core.store.resources import ResourceStore
+
+    store = ResourceStore(sqlite_url)
+    for name in committed:
+        index = int(name.split("-")[1])
+        resource = store.get("Job", "default", name)
+        assert resource.spec == {"index": index, "payload": "x" * (index % 500)}
+        assert resource.status == {"phase": "Done", "index": index}
+        assert resource.metadata.resourceVersion == "2"
+    # the store still takes writes after the crash
+    stored = store.list("Job").items
+    assert len(stored) >= len(committed)
