@@ -56,7 +56,7 @@ class ProcessSpec:
     ports: tuple[int, ...] = ()
 
 
-class ProcessState(str, enum.Enum):
+class ProcessState(enum.StrEnum):
     RUNNING = "RUNNING"
     EXITED = "EXITED"  # exit_code set (negative: killed by signal -N)
     FAILED_TO_START = "FAILED_TO_START"
@@ -69,6 +69,14 @@ class ProcessHandle(Protocol):
 
     @property
     def pid(self) -> int | None: ...
+
+    @property
+    def stdout_path(self) -> Path:
+        """Where stdout goes: ``spec.stdout_path``, or a file the backend owns."""
+
+    @property
+    def stderr_path(self) -> Path:
+        """Where stderr goes: ``spec.stderr_path``, or a file the backend owns."""
 
     def poll(self) -> int | None:
         """The exit code if the process ended, else None. Negative: killed by that signal."""
