@@ -30,3 +30,11 @@ def artifacts_root(home: Path | None = None) -> str:
 
 def logs_dir(home: Path | None = None) -> Path:
     return (home or ketch_home()) / "logs"
+
+
+DEFAULT_PORT = 8808
+
+
+def server_url() -> str:
+    """Where clients find the API server: ``KETCH_URL`` or ``http://127.0.0.1:8808``."""
+    return (os.environ.get("KETCH_URL") or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
