@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ketch.cli import resources, runs, server
 from ketch.core.errors import KetchError
 
 app = typer.Typer(
@@ -46,7 +47,10 @@ def run_command(
         if "=" not in item:
             _fail(InvalidSpec(f"{item!r} must look like KEY=VALUE", field="--param"))
         key, value = item.split("=", 1)
-        params[key.strip()] = value
+        try:  # VALUE is JSON when it parses as JSON, else a plain string
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
     view = RunView(quiet=output == "json")
     try:
         with view:
@@ -67,6 +71,16 @@ def run_command(
     else:
         view.summary(result)
     raise typer.Exit(0 if result.state == "SUCCEEDED" else 1)
+
+
+app.command("up")(server.up)
+app.command("apply")(resources.apply)
+app.command("get")(resources.get)
+app.command("describe")(resources.describe)
+app.command("delete")(resources.delete)
+app.command("logs")(resources.logs)
+app.command("wait")(resources.wait)
+app.add_typer(runs.app, name="runs")
 
 
 def _fail(exc: KetchError) -> None:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from ketch.core import config
 from ketch.core.backend import Backend
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import spec as ir_loader
-from ketch.pipelines.engine import Engine, Node, RunContext, now
-from ketch.pipelines.environments import Environments
-from ketch.pipelines.executor import LocalTaskRunner
+from ketch.pipelines.engine import Engine, Node
 from ketch.pipelines.records import Recorder
+from ketch.pipelines.service import execute, prepare, process_owner, reap_orphaned_runs
 
 
 @dataclass
@@ -35,6 +31,7 @@ class TaskInfo:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -100,6 +97,7 @@ def task_info(node: Node) -> TaskInfo:
         error=node.error,
         started_at=node.started_at,
         finished_at=node.finished_at,
+        resources=dict(node.resources),
     )
 
 
@@ -125,89 +123,59 @@ def run(
     ``pipeline`` is a ``@dsl.pipeline`` function, a ``.py`` file, or a compiled
     ``.yaml``/``.json`` pipeline. Bad input raises ``InvalidSpec``; a failing
     component does not raise: the returned Run is FAILED and ``error`` says why.
-    Ctrl-C (SIGINT) in the main thread cancels the run: running tasks are
-    terminated and the run is stored as CANCELED.
+    Ctrl-C (SIGINT) or SIGTERM in the main thread cancels the run: running tasks
+    are terminated and the run is stored as CANCELED.
     """
     from ketch.core.store.db import init_db
 
-    arguments = dict(arguments or {})
-    if not isinstance(arguments, dict):
-        raise InvalidSpec("arguments must be a mapping of parameter names to values")
+    if arguments is not None and not isinstance(arguments, dict):
+        raise InvalidSpec("arguments must be a mapping of parameter names to values", field="arguments")
     ir = ir_loader.load(pipeline, pipeline_name=pipeline_name)
     if backend is None:
         from ketch.core.backend import default_backend
 
         backend = default_backend()
     _prewarm(backend)
-    home = config.ketch_home()
-    home.mkdir(parents=True, exist_ok=True)
+    ctx, args = prepare(ir, dict(arguments or {}), display_name=display_name,
+                        pipeline_root=pipeline_root, enable_caching=enable_caching)
     init_db()
-    run_id = str(uuid.uuid4())
-    created = now()
-    root = pipeline_root or config.artifacts_root(home)
-    if "://" not in root or root.startswith("file://"):
-        root = str(Path(root.removeprefix("file://")).expanduser().resolve())
-    else:
-        _check_remote_root(root)
-    ctx = RunContext(
-        run_id=run_id,
-        display_name=display_name or f"{ir.name}-{created.strftime('%Y%m%d-%H%M%S')}",
-        ir=ir,
-        pipeline_root=root,
-        work_dir=home / "runs" / run_id,
-        enable_caching=enable_caching,
-        created_at=created,
-    )
+    reap_orphaned_runs()
     recorder = Recorder()
-    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend))
-    engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
-    # Check the arguments before anything is stored.
-    engine._root_inputs(arguments)
-    recorder.create_run(ctx, arguments)
+    recorder.create_run(ctx, args, owner=process_owner())
     if on_start is not None:
-        on_start(run_id)
-    previous = _install_sigint(engine)
-    try:
+        on_start(ctx.run_id)
+    engines: list[Engine] = []
+
+    def track(engine: Engine) -> None:
+        engines.append(engine)
         with _active_lock:
             _active_engines.add(engine)
-        state, outputs, error = engine.execute(arguments)
+
+    previous = _install_signals(lambda: [e.cancel() for e in engines])
+    try:
+        state, outputs, error, engine = execute(
+            ctx, args, backend=backend, recorder=recorder, max_parallelism=max_parallelism,
+            listener=listener, on_engine=track,
+        )
     finally:
         with _active_lock:
-            _active_engines.discard(engine)
-        _restore_sigint(previous)
-    stored_outputs = {
-        **outputs["parameters"],
-        **{k: [_public_artifact(a) for a in v] for k, v in outputs["artifacts"].items()},
-    }
-    recorder.finish_run(run_id, state, stored_outputs, error)
+            _active_engines.difference_update(engines)
+        _restore_signals(previous)
     py_outputs: dict[str, Any] = dict(outputs["parameters"])
     for name, arts in outputs["artifacts"].items():
         objs = [to_kfp_artifact(a) for a in arts]
         py_outputs[name] = objs[0] if len(objs) == 1 and not _is_list_output(ir, name) else objs
     return Run(
-        id=run_id,
+        id=ctx.run_id,
         name=ctx.display_name,
         pipeline_name=ir.name,
         state=state,
         outputs=py_outputs,
         tasks={path: task_info(n) for path, n in engine.nodes.items()},
         error=error,
-        pipeline_root=root,
+        pipeline_root=ctx.pipeline_root,
         warnings=list(ir.warnings),
     )
-
-
-def _check_remote_root(root: str) -> None:
-    import fsspec
-
-    try:
-        fsspec.core.url_to_fs(root)
-    except (ImportError, ValueError) as exc:
-        raise InvalidSpec(
-            f"pipeline root {root!r} cannot be used: {exc}; install the fsspec package for "
-            "that scheme (ketch[s3] or ketch[gcs]) or use a local directory",
-            field="pipeline_root",
-        ) from exc
 
 
 def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:
@@ -228,27 +196,25 @@ def _prewarm(backend: Backend) -> None:
             pass
 
 
-def _install_sigint(engine: Engine) -> Any:
+def _install_signals(cancel: Callable[[], Any]) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def handler(signum: int, frame: Any) -> None:
-        engine.cancel()
+        cancel()
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
     except ValueError:
         return None
-    return previous
 
 
-def _restore_sigint(previous: Any) -> None:
+def _restore_signals(previous: Any) -> None:
     if previous is None:
         return
     try:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     except ValueError:
         pass
 

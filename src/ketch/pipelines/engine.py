@@ -65,6 +65,8 @@ class Node:
     items: list[Any] = field(default_factory=list)
     next_iteration: int = 0
     execution_id: int | None = None
+    reused: bool = False  # finished in an earlier attempt of the same run
+    resources: dict[str, Any] = field(default_factory=dict)  # requests and limits, as recorded
 
     @property
     def dir_name(self) -> str:
@@ -107,9 +109,57 @@ class RunContext:
     enable_caching: bool | None
     created_at: datetime
     canceled: threading.Event = field(default_factory=threading.Event)
+    # Set when the process running the engine stops (server shutdown): the run is
+    # left RUNNING in the store and resumed by the next start.
+    interrupted: bool = False
+    # From an earlier attempt of the same run (resume after a crash, retry):
+    task_ids: dict[str, str] = field(default_factory=dict)
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 Listener = Callable[[Node], None]
+
+
+def root_inputs(ir: PipelineIR, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the pipeline arguments against the root inputs; apply defaults."""
+    defs = ir.root.get("inputDefinitions", {})
+    pdefs = defs.get("parameters", {})
+    unknown = sorted(set(arguments) - set(pdefs) - set(defs.get("artifacts", {})))
+    if unknown:
+        known = ", ".join(sorted(pdefs)) or "none"
+        raise InvalidSpec(
+            f"unknown pipeline parameter {unknown[0]!r}; the pipeline takes: {known}",
+            field=f"arguments.{unknown[0]}",
+        )
+    params: dict[str, Any] = {}
+    for name, pdef in pdefs.items():
+        where = f"pipeline parameter {name!r}"
+        if name in arguments:
+            params[name] = coerce(arguments[name], pdef.get("parameterType"), where)
+        elif "defaultValue" in pdef:
+            params[name] = coerce(pdef["defaultValue"], pdef.get("parameterType"), where)
+        elif pdef.get("isOptional"):
+            continue
+        else:
+            raise InvalidSpec(
+                "is required and has no default; pass it with --param "
+                f"{name}=VALUE (or arguments={{'{name}': ...}})",
+                field=where,
+            )
+    artifacts: dict[str, list[dict[str, Any]]] = {}
+    for name, adef in defs.get("artifacts", {}).items():
+        if name in arguments:
+            value = arguments[name]
+            uri = getattr(value, "uri", value)
+            artifacts[name] = [{
+                "name": name, "uri": str(uri),
+                "type": adef.get("artifactType", {}),
+                "metadata": dict(getattr(value, "metadata", {}) or {}),
+            }]
+        elif not adef.get("isOptional"):
+            raise InvalidSpec("artifact input is required", field=f"pipeline input {name!r}")
+    return params, artifacts
+
 
 
 class Engine:
@@ -132,6 +182,7 @@ class Engine:
         self.nodes: dict[str, Node] = {}
         self.running_leaves = 0
         self.root: Scope | None = None
+        self._changed = False
 
     # ------------------------------------------------------------ entry point
 
@@ -140,7 +191,7 @@ class Engine:
         root_params, root_artifacts = self._root_inputs(arguments)
         self.root = Scope("", self.ir.root["dag"], root_params, root_artifacts, owner=None)
         self._populate(self.root)
-        self._schedule(self.root)
+        self._schedule_all()
         try:
             while not self.root.done():
                 try:
@@ -159,51 +210,20 @@ class Engine:
         state, error = self._root_state()
         return state, {"parameters": outputs, "artifacts": artifacts}, error
 
-    def cancel(self) -> None:
-        """Ask the run to stop (thread-safe): running tasks are terminated."""
+    def cancel(self, *, interrupt: bool = False) -> None:
+        """Ask the run to stop (thread-safe): running tasks are terminated.
+
+        ``interrupt=True`` is for a stopping server: the run is not canceled but
+        left to be resumed when the server starts again.
+        """
+        self.ctx.interrupted = self.ctx.interrupted or interrupt
         self.ctx.canceled.set()
         self.events.put(("cancel", None))
 
     # ------------------------------------------------------------ inputs
 
     def _root_inputs(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        defs = self.ir.root.get("inputDefinitions", {})
-        pdefs = defs.get("parameters", {})
-        unknown = sorted(set(arguments) - set(pdefs) - set(defs.get("artifacts", {})))
-        if unknown:
-            known = ", ".join(sorted(pdefs)) or "none"
-            raise InvalidSpec(
-                f"unknown pipeline parameter {unknown[0]!r}; the pipeline takes: {known}",
-                field=f"arguments.{unknown[0]}",
-            )
-        params: dict[str, Any] = {}
-        for name, pdef in pdefs.items():
-            where = f"pipeline parameter {name!r}"
-            if name in arguments:
-                params[name] = coerce(arguments[name], pdef.get("parameterType"), where)
-            elif "defaultValue" in pdef:
-                params[name] = coerce(pdef["defaultValue"], pdef.get("parameterType"), where)
-            elif pdef.get("isOptional"):
-                continue
-            else:
-                raise InvalidSpec(
-                    "is required and has no default; pass it with --param "
-                    f"{name}=VALUE (or arguments={{'{name}': ...}})",
-                    field=where,
-                )
-        artifacts: dict[str, list[dict[str, Any]]] = {}
-        for name, adef in defs.get("artifacts", {}).items():
-            if name in arguments:
-                value = arguments[name]
-                uri = getattr(value, "uri", value)
-                artifacts[name] = [{
-                    "name": name, "uri": str(uri),
-                    "type": adef.get("artifactType", {}),
-                    "metadata": dict(getattr(value, "metadata", {}) or {}),
-                }]
-            elif not adef.get("isOptional"):
-                raise InvalidSpec("artifact input is required", field=f"pipeline input {name!r}")
-        return params, artifacts
+        return root_inputs(self.ir, arguments)
 
     # ------------------------------------------------------------ expansion
 
@@ -222,12 +242,19 @@ class Engine:
                 kind = "importer" if "importer" in executor else "container"
             node = Node(path=scope.prefix + tname, name=tname, type=kind, task=task,
                         component=comp, scope=scope)
+            if node.path in self.ctx.task_ids:
+                node.id = self.ctx.task_ids[node.path]
             scope.nodes[tname] = node
             self.nodes[node.path] = node
 
     def _schedule_all(self) -> None:
-        if self.root is not None:
+        # Nodes can finish synchronously while scheduling (skipped, reused,
+        # failed on inputs); repeat until a pass changes nothing.
+        while self.root is not None:
+            self._changed = False
             self._schedule(self.root)
+            if not self._changed:
+                break
 
     def _schedule(self, scope: Scope) -> None:
         for node in list(scope.nodes.values()):
@@ -266,11 +293,27 @@ class Engine:
             self._start_dag(node)
         elif node.type == "loop":
             self._start_loop(node)
+        elif node.path in self.ctx.finished:
+            self._reuse(node, self.ctx.finished[node.path])
         else:
             self.recorder.task_started(self.ctx, node)
             self._notify(node)
             self.running_leaves += 1
             self.pool.submit(self._run_leaf, node)
+
+    def _reuse(self, node: Node, prior: dict[str, Any]) -> None:
+        """A task that finished in an earlier attempt of this run is not executed again."""
+        node.outputs = dict(prior.get("parameters", {}))
+        node.output_artifacts = {k: list(v) for k, v in prior.get("artifacts", {}).items()}
+        node.cached = bool(prior.get("cached"))
+        node.attempts = int(prior.get("attempts") or 1)
+        node.log_path = prior.get("log_path")
+        node.cache_key = prior.get("cache_key")
+        node.started_at = prior.get("started_at") or node.started_at
+        node.finished_at = prior.get("finished_at")
+        node.state = SUCCEEDED
+        node.reused = True
+        self._finish(node)
 
     def _run_leaf(self, node: Node) -> None:
         try:
@@ -286,6 +329,7 @@ class Engine:
         self.events.put(("leaf-done", node))
 
     def _finish(self, node: Node) -> None:
+        self._changed = True
         node.finished_at = node.finished_at or now()
         try:
             self.recorder.task_finished(self.ctx, node)
@@ -419,6 +463,8 @@ class Engine:
         path = f"{loop.path}[{index}]"
         it = Node(path=path, name=f"{loop.name}[{index}]", type="iteration", task=loop.task,
                   component=loop.component, scope=loop.scope)
+        if path in self.ctx.task_ids:
+            it.id = self.ctx.task_ids[path]
         params, artifacts = self._child_inputs(loop)
         comp_inputs = loop.component.get("inputDefinitions", {})
         if "parameterIterator" in loop.task:
@@ -454,8 +500,17 @@ class Engine:
         else:
             node.state = SUCCEEDED
             dag_outs = node.component["dag"].get("outputs", {})
-            for name in dag_outs.get("parameters", {}):
-                values = [it.outputs[name] for it in node.iterations if name in it.outputs]
+            for name, sel in dag_outs.get("parameters", {}).items():
+                producer = sel.get("valueFromParameter", {}).get("producerSubtask")
+                values: list[Any] = []
+                for it in node.iterations:
+                    if name not in it.outputs:
+                        continue
+                    inner = it.child.nodes.get(producer or "") if it.child else None
+                    if inner is not None and inner.type == "loop" and isinstance(it.outputs[name], list):
+                        values.extend(it.outputs[name])  # Collected over nested loops is flat
+                    else:
+                        values.append(it.outputs[name])
                 node.outputs[name] = values
             for name in dag_outs.get("artifacts", {}):
                 arts: list[dict[str, Any]] = []
@@ -493,7 +548,7 @@ class Engine:
         params: dict[str, Any] = {}
         for name, src in task_inputs.get("parameters", {}).items():
             where = f"task {node.path!r} input {name!r}"
-            found, value = self._param_source(src, scope, where)
+            found, value = self._param_source(src, scope, where, node)
             if found and "parameterExpressionSelector" in src:
                 value = conditions.select(src["parameterExpressionSelector"], value, where)
             if found:
@@ -528,7 +583,16 @@ class Engine:
         node.inputs = params
         node.input_artifacts = artifacts
 
-    def _param_source(self, src: dict[str, Any], scope: Scope, where: str) -> tuple[bool, Any]:
+    def _run_placeholders(self, text: str, node: Node) -> str:
+        """Run and task placeholders passed as task arguments (``dsl.PIPELINE_JOB_NAME_PLACEHOLDER``)."""
+        values = run_values(self.ctx, node)
+        for key, value in values.items():
+            text = text.replace("{{$." + key + "}}", value)
+        return text
+
+    def _param_source(
+        self, src: dict[str, Any], scope: Scope, where: str, node: Node
+    ) -> tuple[bool, Any]:
         if "componentInputParameter" in src:
             key = src["componentInputParameter"]
             return (key in scope.params, scope.params.get(key))
@@ -542,7 +606,10 @@ class Engine:
         if "runtimeValue" in src:
             rv = src["runtimeValue"]
             if "constant" in rv:
-                return True, rv["constant"]
+                const = rv["constant"]
+                if isinstance(const, str) and "{{$." in const:
+                    const = self._run_placeholders(const, node)
+                return True, const
             const = rv.get("constantValue", {})
             for k in ("stringValue", "intValue", "doubleValue"):
                 if k in const:
@@ -571,3 +638,19 @@ class Engine:
                 return f" (producer task {producer.name!r} is {producer.state})"
         return ""
 
+
+
+def run_values(ctx: RunContext, node: Node) -> dict[str, str]:
+    """The values of KFP's run and task placeholders for a task."""
+    stamp = ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "pipeline_job_name": ctx.display_name,
+        "pipeline_job_resource_name": f"runs/{ctx.run_id}",
+        "pipeline_job_uuid": ctx.run_id,
+        "pipeline_task_name": node.name,
+        "pipeline_task_uuid": node.id,
+        "pipeline_root": ctx.pipeline_root,
+        "pipeline_job_create_time_utc": stamp,
+        "pipeline_job_schedule_time_utc": stamp,
+        "workspace_path": str(ctx.work_dir / "workspace"),
+    }

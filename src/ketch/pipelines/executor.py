@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -20,7 +21,15 @@ from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
 from ketch.core.errors import BackendError, KetchError
 from ketch.pipelines import caching, lightweight
-from ketch.pipelines.engine import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
+from ketch.pipelines.engine import (
+    CANCELED,
+    FAILED,
+    SUCCEEDED,
+    Node,
+    RunContext,
+    TaskRunner,
+    run_values,
+)
 from ketch.pipelines.environments import Environments
 from ketch.pipelines.placeholders import PlaceholderContext, resolve_list, resolve_string
 from ketch.pipelines.values import from_output_file
@@ -172,17 +181,6 @@ class LocalTaskRunner(TaskRunner):
                 "outputFile": output_file,
             },
         }
-        run_values = {
-            "pipeline_job_name": ctx.display_name,
-            "pipeline_job_resource_name": f"runs/{ctx.run_id}",
-            "pipeline_job_uuid": ctx.run_id,
-            "pipeline_task_name": node.name,
-            "pipeline_task_uuid": node.id,
-            "pipeline_root": ctx.pipeline_root,
-            "pipeline_job_create_time_utc": ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "pipeline_job_schedule_time_utc": ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "workspace_path": str(ctx.work_dir / "workspace"),
-        }
         pctx = PlaceholderContext(
             executor_input=executor_input,
             input_parameters=node.inputs,
@@ -190,7 +188,7 @@ class LocalTaskRunner(TaskRunner):
             output_parameter_files=param_files,
             output_artifacts={k: dict(a, path=a["uri"]) for k, a in out_arts.items()},
             output_file=output_file,
-            run_values=run_values,
+            run_values=run_values(ctx, node),
             where=f"task {node.path!r}",
         )
         env = {"KETCH_RUN_ID": ctx.run_id, "KETCH_TASK": node.path}
@@ -280,6 +278,7 @@ class LocalTaskRunner(TaskRunner):
         log_path: Path,
     ) -> ProcessSpec:
         resources = _resources(container.get("resources", {}))
+        node.resources = {k: v for k, v in vars(resources).items() if v not in (None, 0)}
         name = f"run {ctx.run_id[:8]} task {node.path}"
         component = lightweight.parse(container)
         if component is not None:
@@ -350,8 +349,15 @@ class LocalTaskRunner(TaskRunner):
                     art = out_arts[name]
                     if produced.get("uri"):
                         art["uri"] = produced["uri"]
-                    if produced.get("custom_path"):
-                        art["uri"] = produced["custom_path"]
+                    custom = produced.get("custom_path")
+                    if custom and os.path.exists(custom) and custom != art["uri"]:
+                        # The component wrote elsewhere: the artifact is copied to its URI.
+                        target = art["uri"].removeprefix("file://")
+                        if os.path.isdir(custom):
+                            shutil.copytree(custom, target, dirs_exist_ok=True)
+                        else:
+                            os.makedirs(os.path.dirname(target), exist_ok=True)
+                            shutil.copyfile(custom, target)
                     art["metadata"] = produced.get("metadata") or {}
         missing = [n for n in pdefs if n not in outputs]
         if missing:

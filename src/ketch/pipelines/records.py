@@ -60,6 +60,13 @@ def _public_artifacts(arts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def _internal_artifact(art: dict[str, Any]) -> dict[str, Any]:
+    out = dict(art)
+    if isinstance(out.get("type"), str):
+        out["type"] = {"schemaTitle": out["type"]}
+    return out
+
+
 class Recorder:
     """Writes a run's progress to the store (SQLite or PostgreSQL)."""
 
@@ -73,8 +80,13 @@ class Recorder:
         ctx: RunContext,
         arguments: dict[str, Any],
         *,
+        owner: str,
+        state: str = "RUNNING",
         namespace: str = "default",
         experiment_id: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        recurring_run_id: str | None = None,
     ) -> None:
         def write() -> None:
             with session_scope(self.url) as s:
@@ -85,18 +97,57 @@ class Recorder:
                         pipeline_name=ctx.ir.name,
                         namespace=namespace,
                         experiment_id=experiment_id,
-                        state="RUNNING",
+                        pipeline_id=pipeline_id,
+                        pipeline_version_id=pipeline_version_id,
+                        recurring_run_id=recurring_run_id,
+                        owner=owner,
+                        state=state,
                         pipeline_spec=ctx.ir.spec,
                         parameters=arguments,
                         pipeline_root=ctx.pipeline_root,
                         enable_caching=ctx.enable_caching,
                         outputs={},
                         created_at=ctx.created_at,
-                        started_at=_now(),
+                        started_at=_now() if state == "RUNNING" else None,
                     )
                 )
 
         retry_locked(write)
+
+    def set_run_state(self, run_id: str, state: str, **values: Any) -> None:
+        def write() -> None:
+            with session_scope(self.url) as s:
+                s.execute(
+                    update(PipelineRunRow).where(PipelineRunRow.id == run_id).values(state=state, **values)
+                )
+
+        retry_locked(write)
+
+    def load_progress(self, run_id: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """Task ids by path, and the finished leaf tasks (their outputs) of a stored run."""
+        ids: dict[str, str] = {}
+        done: dict[str, dict[str, Any]] = {}
+        with session_scope(self.url, readonly=True) as s:
+            rows = s.execute(select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)).scalars()
+            for row in rows:
+                ids[row.path] = row.id
+                if row.state == "SUCCEEDED" and row.type in ("container", "importer"):
+                    outputs = row.outputs or {}
+                    done[row.path] = {
+                        "id": row.id,
+                        "parameters": outputs.get("parameters", {}),
+                        "artifacts": {
+                            k: [_internal_artifact(a) for a in v]
+                            for k, v in outputs.get("artifacts", {}).items()
+                        },
+                        "cached": row.cached,
+                        "attempts": row.attempts,
+                        "log_path": row.log_path,
+                        "cache_key": row.cache_key,
+                        "started_at": row.started_at,
+                        "finished_at": row.finished_at,
+                    }
+        return ids, done
 
     def finish_run(self, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:
         def write() -> None:
@@ -126,6 +177,16 @@ class Recorder:
                 s.add(execution)
                 s.flush()
                 node.execution_id = execution.id
+                existing = s.get(PipelineTaskRow, node.id)
+                if existing is not None:  # a resumed or retried run starts the task again
+                    existing.state = node.state
+                    existing.inputs = self._inputs(node)
+                    existing.error = None
+                    existing.log_path = node.log_path
+                    existing.started_at = node.started_at or _now()
+                    existing.finished_at = None
+                    self._input_events(s, ctx, node, execution.id)
+                    return
                 s.add(
                     PipelineTaskRow(
                         id=node.id,
@@ -177,6 +238,12 @@ class Recorder:
                 row.cached = node.cached
                 row.cache_key = node.cache_key
                 row.finished_at = node.finished_at or _now()
+                if node.reused:
+                    return
+                if node.execution_id is not None and node.resources:
+                    execution = s.get(ExecutionRow, node.execution_id)
+                    if execution is not None:
+                        execution.properties = {**execution.properties, "resources": node.resources}
                 if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
                     execution = ExecutionRow(
                         run_id=ctx.run_id, task_id=node.id,

@@ -253,6 +253,7 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
                     f"depends on task {dep!r}, which is not in the same DAG",
                     field=f"{where}.dag.tasks.{tname}",
                 )
+        _validate_task_inputs(where, tname, task, components[ref])
     # cycle check (iterative DFS)
     graph = {t: _producers(task) for t, task in tasks.items()}
     state: dict[str, int] = {}
@@ -276,3 +277,20 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
             elif not state.get(nxt):
                 state[nxt] = 1
                 stack.append((nxt, iter(sorted(graph[nxt]))))
+
+
+def _validate_task_inputs(where: str, tname: str, task: dict[str, Any], comp: dict[str, Any]) -> None:
+    """Every required input of the component must be connected by the task."""
+    defs = comp.get("inputDefinitions", {})
+    given = task.get("inputs", {})
+    iterator = task.get("parameterIterator") or task.get("artifactIterator") or {}
+    for kind in ("parameters", "artifacts"):
+        for name, d in defs.get(kind, {}).items():
+            if name in given.get(kind, {}) or name == iterator.get("itemInput"):
+                continue
+            if d.get("isOptional") or "defaultValue" in d:
+                continue
+            raise InvalidSpec(
+                f"required input {name!r} is not connected and has no default",
+                field=f"{where}.dag.tasks.{tname}.inputs.{kind}.{name}",
+            )

@@ -86,6 +86,9 @@ class PipelineRunRow(Base):
     pipeline_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     pipeline_version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     recurring_run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Who executes the run: "server" (resumed by the server after a restart) or
+    # "process:<host>:<pid>" (a `ketch run`; marked failed if that process is gone).
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     state: Mapped[str] = mapped_column(String(16))  # KFP run states
     storage_state: Mapped[str] = mapped_column(String(16), default="AVAILABLE")
     pipeline_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -189,3 +192,135 @@ class CacheEntryRow(Base):
     run_id: Mapped[str] = mapped_column(String(36))
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------- KFP catalog
+#
+# What the KFP v2beta1 API keeps beside runs: pipelines and their versions,
+# experiments, recurring runs, and the few run fields KFP has that a run row
+# lacks. Migration 0002_kfp_catalog creates these tables and indexes.
+
+
+class KfpPipelineRow(Base):
+    """A KFP pipeline: a named group of pipeline versions."""
+
+    __tablename__ = "kfp_pipelines"
+    __table_args__ = (
+        UniqueConstraint("namespace", "name", name="uq_kfp_pipelines_ns_name"),
+        Index("ix_kfp_pipelines_created", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    display_name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    namespace: Mapped[str] = mapped_column(String(63), default="default")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KfpPipelineVersionRow(Base):
+    """One version of a KFP pipeline: its PipelineSpec (and platform spec, if any)."""
+
+    __tablename__ = "kfp_pipeline_versions"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "name", name="uq_kfp_pipeline_versions_pipeline_name"),
+        Index("ix_kfp_pipeline_versions_pipeline_created", "pipeline_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pipeline_id: Mapped[str] = mapped_column(ForeignKey("kfp_pipelines.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    display_name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    pipeline_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    platform_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    package_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KfpExperimentRow(Base):
+    """A KFP experiment: a named group of runs in a namespace."""
+
+    __tablename__ = "kfp_experiments"
+    __table_args__ = (
+        UniqueConstraint("namespace", "display_name", name="uq_kfp_experiments_ns_name"),
+        Index("ix_kfp_experiments_created", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    namespace: Mapped[str] = mapped_column(String(63), default="default")
+    storage_state: Mapped[str] = mapped_column(String(16), default="AVAILABLE")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KfpRecurringRunRow(Base):
+    """A KFP recurring run: a pipeline, its arguments and a cron or periodic trigger.
+
+    ``last_scheduled_at`` is the schedule time of the newest run fired;
+    ``pending_since`` is set while a fire is committed but its run not yet
+    created, so a restart finishes that fire instead of repeating or losing it.
+    """
+
+    __tablename__ = "kfp_recurring_runs"
+    __table_args__ = (
+        Index("ix_kfp_recurring_runs_created", "created_at", "id"),
+        Index("ix_kfp_recurring_runs_mode", "mode"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    namespace: Mapped[str] = mapped_column(String(63), default="default")
+    experiment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    pipeline_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    pipeline_version_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    pipeline_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pipeline_root: Mapped[str | None] = mapped_column(Text, nullable=True)
+    service_account: Mapped[str] = mapped_column(String(256), default="")
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    cron: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    interval_second: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mode: Mapped[str] = mapped_column(String(16), default="ENABLE")  # ENABLE | DISABLE
+    no_catchup: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KfpRunMetaRow(Base):
+    """KFP run fields a ``pipeline_runs`` row does not hold (stored only when set)."""
+
+    __tablename__ = "kfp_run_meta"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    description: Mapped[str] = mapped_column(Text, default="")
+    service_account: Mapped[str] = mapped_column(String(256), default="")
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# Indexes on pipeline_runs that serve the KFP list pages (ordered by creation
+# time within a namespace, an experiment or a recurring run).
+Index("ix_pipeline_runs_created_id", PipelineRunRow.created_at, PipelineRunRow.id)
+Index(
+    "ix_pipeline_runs_ns_created",
+    PipelineRunRow.namespace,
+    PipelineRunRow.created_at,
+    PipelineRunRow.id,
+)
+Index(
+    "ix_pipeline_runs_experiment_created",
+    PipelineRunRow.experiment_id,
+    PipelineRunRow.created_at,
+    PipelineRunRow.id,
+)
+Index("ix_pipeline_runs_recurring_state", PipelineRunRow.recurring_run_id, PipelineRunRow.state)

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("pipeline_id", sa.String(length=36), nullable=True),
         sa.Column("pipeline_version_id", sa.String(length=36), nullable=True),
         sa.Column("recurring_run_id", sa.String(length=36), nullable=True),
+        sa.Column("owner", sa.String(length=128), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("storage_state", sa.String(length=16), nullable=False),
         sa.Column("pipeline_spec", sa.JSON(), nullable=False),

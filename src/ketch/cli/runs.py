@@ -1,0 +1,137 @@
+"""``ketch runs``: pipeline runs on the server (list, get, logs, cancel, retry).
+
+Runs are read through the resource API (``PipelineRun``, pipelines.ketch.dev/v1);
+cancel and retry post to its ``/cancel`` and ``/retry`` sub-resources, which call
+the server's run service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from ketch.cli.http import Client, reporting
+from ketch.cli.resources import (
+    NamespaceOpt,
+    age,
+    check_output,
+    dump,
+    list_objects,
+    print_table,
+    show,
+    stream_logs,
+)
+from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from ketch.server.kinds import PIPELINE_RUN
+
+app = typer.Typer(
+    help="Pipeline runs on the Ketch server: list, get, logs, cancel, retry.",
+    no_args_is_help=True,
+)
+
+_DISPLAY_NAME = "pipelines.ketch.dev/display-name"
+RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id")]
+
+
+def _path(namespace: str, run_id: str) -> str:
+    validate_namespace(namespace, field="--namespace")
+    validate_name(run_id, field="RUN_ID")
+    return f"/apis/pipelines.ketch.dev/v1/namespaces/{namespace}/pipelineruns/{run_id}"
+
+
+def _duration(item: dict[str, Any]) -> str:
+    status = item.get("status") or {}
+    start, end = status.get("startTime"), status.get("completionTime")
+    if not start:
+        return "-"
+    try:
+        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        if not end:
+            return age(start) + "+"
+        finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    seconds = (finish - begin).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 120 else age(start, finish)
+
+
+@app.command("list")
+def list_runs(
+    namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
+) -> None:
+    """List runs, newest first: id, name, state, created, duration."""
+    with reporting(), Client() as client:
+        check_output(output, ("json", "yaml"))
+        validate_namespace(namespace, field="--namespace")
+        items = list(list_objects(client, PIPELINE_RUN, None if all_namespaces else namespace))
+        if output:
+            dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
+            return
+        if not items:
+            typer.echo("No runs found.", err=True)
+            return
+        print_table(
+            ["ID", "NAME", "STATE", "CREATED", "DURATION"],
+            [
+                [
+                    item["metadata"]["name"],
+                    (item["metadata"].get("annotations") or {}).get(_DISPLAY_NAME, ""),
+                    (item.get("status") or {}).get("state", "-"),
+                    age(item["metadata"].get("creationTimestamp")) + " ago",
+                    _duration(item),
+                ]
+                for item in items
+            ],
+        )
+
+
+@app.command("get")
+def get_run(
+    run_id: RunId,
+    namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
+) -> None:
+    """Show a run: state, parameters, outputs and its tasks."""
+    with reporting(), Client() as client:
+        check_output(output, ("json", "yaml"))
+        item = client.json("GET", _path(namespace, run_id))
+        if output:
+            dump(item, output)
+            return
+        show(item, [])
+
+
+@app.command("logs")
+def run_logs(
+    run_id: RunId,
+    namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    task: Annotated[str | None, typer.Option("--task", help="Only this task's log")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the run ends")] = False,
+) -> None:
+    """Print a run's task logs."""
+    with reporting(), Client() as client:
+        _path(namespace, run_id)
+        stream_logs(client, PIPELINE_RUN, namespace, run_id, follow=follow, task=task)
+
+
+def _act(action: str, run_id: str, namespace: str, done: str) -> None:
+    with reporting(), Client() as client:
+        item = client.json("POST", f"{_path(namespace, run_id)}/{action}")
+        state = (item.get("status") or {}).get("state", "")
+        typer.echo(f"run {run_id} {done} ({state})")
+
+
+@app.command("cancel")
+def cancel_run(run_id: RunId, namespace: NamespaceOpt = DEFAULT_NAMESPACE) -> None:
+    """Cancel a run: its running tasks are stopped."""
+    _act("cancel", run_id, namespace, "canceled")
+
+
+@app.command("retry")
+def retry_run(run_id: RunId, namespace: NamespaceOpt = DEFAULT_NAMESPACE) -> None:
+    """Retry a failed or canceled run (finished tasks are kept)."""
+    _act("retry", run_id, namespace, "retried")

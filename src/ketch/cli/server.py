@@ -1,0 +1,106 @@
+"""``ketch up``: serve the API on uvicorn in this process until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from ketch.core import config
+from ketch.core.errors import InvalidSpec
+
+READY_LINE = "Ketch API server listening on {url}"
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that prints its URL once ready and exits 0 on SIGINT/SIGTERM."""
+
+        def __init__(self, cfg: uvicorn.Config, app: Any, url_host: str) -> None:
+            super().__init__(cfg)
+            self._app = app
+            self._url_host = url_host
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.should_exit or not self.servers:
+                return
+            port = self.servers[0].sockets[0].getsockname()[1]
+            print(READY_LINE.format(url=f"http://{self._url_host}:{port}"), flush=True)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Streams (watches, followed logs) end now, so shutdown is not held up by them.
+            self._app.state.api.stopping.set()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def up(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one)")] = config.DEFAULT_PORT,
+    home: Annotated[Path | None, typer.Option("--home", help="KETCH_HOME for this server")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
+) -> None:
+    """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
+    import uvicorn
+
+    from ketch.server.app import create_app
+
+    if not 0 <= port <= 65535:
+        typer.echo(f"error: --port: {port} is not a port number (0-65535)", err=True)
+        raise typer.Exit(2)
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        typer.echo(f"error: {InvalidSpec('use debug, info, warning or error', field='--log-level')}", err=True)
+        raise typer.Exit(2)
+    if home is not None:
+        home = home.expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["KETCH_HOME"] = str(home)
+    config.ketch_home().mkdir(parents=True, exist_ok=True)
+    app = create_app(home=home)
+    cfg = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    url_host = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        url_host = "127.0.0.1"
+    server = _server_class()(cfg, app, url_host)
+    try:
+        server.run()
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    if not server.started:
+        typer.echo("error: the server did not start; see the messages above", err=True)
+        raise typer.Exit(1)
+    sys.stdout.flush()

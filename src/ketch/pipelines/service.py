@@ -1,0 +1,353 @@
+"""Running pipelines: the shared path used by ``ketch run`` and by the server.
+
+``prepare`` checks a pipeline and its arguments before anything is stored;
+``execute`` drives the engine and stores the result. ``RunService`` runs
+submitted pipelines in the background inside the server, cancels and retries
+them, and resumes the ones that were in flight when the server stopped — tasks
+that had finished are not executed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ketch.core import config
+from ketch.core.backend import Backend
+from ketch.core.errors import Conflict, InvalidSpec, NotFound
+from ketch.core.store.db import init_db, session_scope
+from ketch.core.store.models import PipelineRunRow
+from ketch.pipelines import spec as ir_loader
+from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
+from ketch.pipelines.environments import Environments
+from ketch.pipelines.executor import LocalTaskRunner
+from ketch.pipelines.records import Recorder
+
+log = logging.getLogger(__name__)
+
+SERVER_OWNER = "server"
+ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
+
+
+def process_owner() -> str:
+    return f"process:{socket.gethostname()}:{os.getpid()}"
+
+
+def resolve_root(root: str | None, home: Path) -> str:
+    root = root or config.artifacts_root(home)
+    if "://" not in root or root.startswith("file://"):
+        return str(Path(root.removeprefix("file://")).expanduser().resolve())
+    import fsspec
+
+    try:
+        fsspec.core.url_to_fs(root)
+    except (ImportError, ValueError) as exc:
+        raise InvalidSpec(
+            f"pipeline root {root!r} cannot be used: {exc}; install the fsspec package for "
+            "that scheme (ketch[s3] or ketch[gcs]) or use a local directory",
+            field="pipeline_root",
+        ) from exc
+    return root
+
+
+def prepare(
+    ir: ir_loader.PipelineIR,
+    arguments: dict[str, Any],
+    *,
+    run_id: str | None = None,
+    display_name: str | None = None,
+    pipeline_root: str | None = None,
+    enable_caching: bool | None = None,
+    created_at: datetime | None = None,
+) -> tuple[RunContext, dict[str, Any]]:
+    """Build a run's context and check its arguments (raises InvalidSpec)."""
+    if not isinstance(arguments, dict):
+        raise InvalidSpec("arguments must be a mapping of parameter names to values", field="arguments")
+    home = config.ketch_home()
+    home.mkdir(parents=True, exist_ok=True)
+    created = created_at or now()
+    run_id = run_id or str(uuid.uuid4())
+    ctx = RunContext(
+        run_id=run_id,
+        display_name=display_name or f"{ir.name}-{created.strftime('%Y%m%d-%H%M%S')}",
+        ir=ir,
+        pipeline_root=resolve_root(pipeline_root, home),
+        work_dir=home / "runs" / run_id,
+        enable_caching=enable_caching,
+        created_at=created,
+    )
+    root_inputs(ir, arguments)  # check the arguments now, before anything is stored
+    return ctx, arguments
+
+
+def execute(
+    ctx: RunContext,
+    arguments: dict[str, Any],
+    *,
+    backend: Backend,
+    recorder: Recorder,
+    max_parallelism: int | None = None,
+    listener: Callable[[Node], None] | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
+) -> tuple[str, dict[str, Any], str | None, Engine]:
+    """Run the engine to the end and store the run's final state."""
+    home = config.ketch_home()
+    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend))
+    engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
+    if on_engine is not None:
+        on_engine(engine)
+    try:
+        state, outputs, error = engine.execute(arguments)
+    except Exception as exc:  # a bug must not leave the run RUNNING forever
+        log.exception("run %s crashed", ctx.run_id)
+        state, outputs, error = "FAILED", {"parameters": {}, "artifacts": {}}, f"internal error: {exc}"
+    stored = {
+        **outputs["parameters"],
+        **{k: [_public(a) for a in v] for k, v in outputs["artifacts"].items()},
+    }
+    if not ctx.interrupted:
+        recorder.finish_run(ctx.run_id, state, stored, error)
+    return state, outputs, error, engine
+
+
+def _public(art: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": art.get("name", ""),
+        "uri": art.get("uri", ""),
+        "type": art.get("type", {}).get("schemaTitle", "system.Artifact"),
+        "metadata": art.get("metadata", {}),
+    }
+
+
+def reap_orphaned_runs(url: str | None = None) -> int:
+    """Mark runs of ``ketch run`` processes that no longer exist as FAILED."""
+    host = socket.gethostname()
+    count = 0
+    with session_scope(url) as s:
+        rows = s.execute(
+            select(PipelineRunRow).where(
+                PipelineRunRow.state.in_(ACTIVE_STATES),
+                PipelineRunRow.owner.like(f"process:{host}:%"),
+            )
+        ).scalars()
+        for row in rows:
+            pid = int((row.owner or "0").rsplit(":", 1)[-1] or 0)
+            if pid and not _alive(pid):
+                row.state = "FAILED"
+                row.error = f"the process running this run (pid {pid}) stopped before it finished"
+                row.finished_at = datetime.now(UTC)
+                count += 1
+    return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunService:
+    """Executes pipeline runs in the background of a long-lived process (the server)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        backend: Backend | None = None,
+        max_parallelism: int | None = None,
+    ):
+        self.url = url
+        self._backend = backend
+        self.max_parallelism = max_parallelism
+        self.recorder = Recorder(url)
+        self._lock = threading.Lock()
+        self._engines: dict[str, Engine] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._stopping = False
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from ketch.core.backend import default_backend
+
+            self._backend = default_backend()
+        return self._backend
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> list[str]:
+        """Resume the server's runs that were in flight when it stopped."""
+        init_db(self.url)
+        reap_orphaned_runs(self.url)
+        resumed: list[str] = []
+        with session_scope(self.url) as s:
+            rows = list(
+                s.execute(
+                    select(PipelineRunRow).where(
+                        PipelineRunRow.state.in_(ACTIVE_STATES), PipelineRunRow.owner == SERVER_OWNER
+                    )
+                ).scalars()
+            )
+            pending = [(r.id, r.state, r.pipeline_spec, r.parameters, r.display_name,
+                        r.pipeline_root, r.enable_caching, r.created_at) for r in rows]
+        for run_id, state, spec, params, name, root, caching, created in pending:
+            if state == "CANCELING":
+                self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
+                                            error="canceled while the server was down")
+                continue
+            try:
+                ir = ir_loader.PipelineIR(spec=spec, source=f"run {run_id}")
+                ctx, args = prepare(ir, params or {}, run_id=run_id, display_name=name,
+                                    pipeline_root=root, enable_caching=caching, created_at=created)
+            except InvalidSpec as exc:
+                self.recorder.set_run_state(run_id, "FAILED", finished_at=datetime.now(UTC),
+                                            error=f"cannot resume: {exc}")
+                continue
+            self._launch(ctx, args, resume=True)
+            resumed.append(run_id)
+        if resumed:
+            log.info("resumed %d run(s) that were in flight: %s", len(resumed), ", ".join(resumed))
+        return resumed
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop executing: in-flight runs stay RUNNING and resume at the next start."""
+        self._stopping = True
+        with self._lock:
+            engines = list(self._engines.values())
+            threads = list(self._threads.values())
+        for engine in engines:
+            engine.cancel(interrupt=True)
+        for thread in threads:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------ runs
+
+    def submit(
+        self,
+        spec: dict[str, Any],
+        *,
+        parameters: dict[str, Any] | None = None,
+        display_name: str | None = None,
+        namespace: str = "default",
+        experiment_id: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        recurring_run_id: str | None = None,
+        enable_caching: bool | None = None,
+        pipeline_root: str | None = None,
+    ) -> str:
+        """Check and store a run, then execute it in the background. Returns its id."""
+        if self._stopping:
+            raise Conflict("the server is shutting down; submit the run again after it restarts")
+        ir = ir_loader.load(spec)
+        ctx, args = prepare(ir, dict(parameters or {}), display_name=display_name,
+                            pipeline_root=pipeline_root, enable_caching=enable_caching)
+        self.recorder.create_run(
+            ctx, args, owner=SERVER_OWNER, state="PENDING", namespace=namespace,
+            experiment_id=experiment_id, pipeline_id=pipeline_id,
+            pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
+        )
+        self._launch(ctx, args, resume=False)
+        return ctx.run_id
+
+    def _launch(self, ctx: RunContext, args: dict[str, Any], *, resume: bool) -> None:
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                if resume:
+                    ctx.task_ids, ctx.finished = self.recorder.load_progress(ctx.run_id)
+                self.recorder.set_run_state(ctx.run_id, "RUNNING", started_at=datetime.now(UTC))
+                execute(ctx, args, backend=self.backend, recorder=self.recorder,
+                        max_parallelism=self.max_parallelism, on_engine=register)
+            except Exception:
+                log.exception("run %s failed in the service", ctx.run_id)
+                try:
+                    self.recorder.finish_run(ctx.run_id, "FAILED", {}, "internal error; see the server log")
+                except Exception:
+                    log.exception("could not store the failure of run %s", ctx.run_id)
+            finally:
+                with self._lock:
+                    self._engines.pop(ctx.run_id, None)
+                    self._threads.pop(ctx.run_id, None)
+                done.set()
+
+        def register(engine: Engine) -> None:
+            with self._lock:
+                self._engines[ctx.run_id] = engine
+            if ctx.canceled.is_set():
+                engine.cancel()
+
+        thread = threading.Thread(target=work, name=f"ketch-run-{ctx.run_id[:8]}", daemon=True)
+        with self._lock:
+            self._threads[ctx.run_id] = thread
+            self._done[ctx.run_id] = done
+        thread.start()
+
+    def _row_state(self, run_id: str) -> str:
+        with session_scope(self.url, readonly=True) as s:
+            row = s.get(PipelineRunRow, run_id)
+            if row is None:
+                raise NotFound(f"run {run_id!r} not found")
+            return row.state
+
+    def cancel(self, run_id: str) -> None:
+        """Terminate a run: its running tasks are stopped and it ends CANCELED."""
+        state = self._row_state(run_id)
+        if state in FINAL_STATES:
+            return
+        with self._lock:
+            engine = self._engines.get(run_id)
+        if engine is not None:
+            self.recorder.set_run_state(run_id, "CANCELING")
+            engine.cancel()
+        else:
+            self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
+                                        error="the run was canceled")
+
+    def retry(self, run_id: str) -> None:
+        """Run a FAILED or CANCELED run again; tasks that succeeded are not executed again."""
+        with session_scope(self.url, readonly=True) as s:
+            row = s.get(PipelineRunRow, run_id)
+            if row is None:
+                raise NotFound(f"run {run_id!r} not found")
+            if row.state not in ("FAILED", "CANCELED"):
+                raise Conflict(f"run {run_id!r} is {row.state}; only FAILED or CANCELED runs can be retried")
+            spec, params, name, root, caching, created = (
+                row.pipeline_spec, row.parameters, row.display_name, row.pipeline_root,
+                row.enable_caching, row.created_at,
+            )
+        with self._lock:
+            if run_id in self._threads:
+                raise Conflict(f"run {run_id!r} is still stopping; retry it in a moment")
+        ir = ir_loader.PipelineIR(spec=spec, source=f"run {run_id}")
+        ctx, args = prepare(ir, params or {}, run_id=run_id, display_name=name,
+                            pipeline_root=root, enable_caching=caching, created_at=created)
+        self.recorder.set_run_state(run_id, "PENDING", error=None, finished_at=None, owner=SERVER_OWNER)
+        self._launch(ctx, args, resume=True)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> str:
+        """Block until the run ends (or timeout); return its stored state."""
+        with self._lock:
+            done = self._done.get(run_id)
+        if done is not None:
+            done.wait(timeout)
+        return self._row_state(run_id)
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return list(self._engines)
