@@ -36,6 +36,11 @@ def run_command(
     max_parallelism: Annotated[int | None, typer.Option("--max-parallelism", help="Tasks run at once (default: CPUs)")] = None,
 ) -> None:
     """Run a KFP pipeline locally, without a server, and wait for it."""
+    import warnings
+
+    # kfp warns at import of every @dsl.component about a future default image;
+    # it does not concern local runs.
+    warnings.filterwarnings("ignore", message="The default base_image", category=FutureWarning)
     from ketch.cli.runview import RunView
     from ketch.core.errors import InvalidSpec
     from ketch.pipelines.client import run as run_pipeline

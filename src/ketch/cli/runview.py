@@ -24,9 +24,10 @@ _LEAVES = ("container", "importer")
 MAX_ROWS = 40
 
 
-def _short(value: Any, width: int = 60) -> str:
+def _short(value: Any, width: int = 48) -> str:
     if isinstance(value, list) and value and isinstance(value[0], dict) and "uri" in value[0]:
-        text = ", ".join(str(a.get("uri")) for a in value)
+        kinds = sorted({str(a.get("type", "")).removeprefix("system.") for a in value})
+        text = f"<{', '.join(kinds)}>" if len(value) == 1 else f"<{len(value)} × {', '.join(kinds)}>"
     else:
         text = repr(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -105,9 +106,49 @@ class RunView:
                     [getattr(v, "uri", v) for v in value] if isinstance(value, list) else value
                 )
                 self.out.print(f"  output {name}: {shown}", highlight=False)
-        self.out.print(f"  artifacts under {run.pipeline_root}", highlight=False)
+        self._metrics(run)
+        self.out.print(
+            f"  artifacts under {run.pipeline_root}/{run.pipeline_name}/{run.id}", highlight=False
+        )
+        logs = {t.log_path for t in run.tasks.values() if t.log_path}
+        if logs:
+            folder = str(next(iter(logs))).split(run.id)[0] + run.id
+            self.out.print(f"  task logs under {folder}", highlight=False)
         if run.error:
             self.console.print(Text(f"error: {run.error}", style="red"))
+
+    def _metrics(self, run: Any) -> None:
+        """Scalar metrics and confusion matrices, the way people read them."""
+        for task in run.tasks.values():
+            for name, arts in task.outputs.items():
+                if not isinstance(arts, list):
+                    continue
+                for art in arts:
+                    if not isinstance(art, dict):
+                        continue
+                    meta = art.get("metadata") or {}
+                    if art.get("type") == "system.Metrics" and meta:
+                        table = Table(title=f"{task.path} · {name}", title_justify="left")
+                        table.add_column("metric")
+                        table.add_column("value", justify="right")
+                        for key, value in meta.items():
+                            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                            table.add_row(key, shown)
+                        self.out.print(table)
+                    matrix = meta.get("confusionMatrix") if isinstance(meta, dict) else None
+                    if art.get("type") == "system.ClassificationMetrics" and matrix:
+                        labels = [str(c) for c in matrix.get("annotationSpecs", [])] or [
+                            str(c.get("displayName", c)) if isinstance(c, dict) else str(c)
+                            for c in matrix.get("categories", [])
+                        ]
+                        rows = [r.get("row", r) if isinstance(r, dict) else r for r in matrix.get("rows", matrix.get("matrix", []))]
+                        table = Table(title=f"{task.path} · {name}: confusion matrix (rows: actual)", title_justify="left")
+                        table.add_column("")
+                        for label in labels:
+                            table.add_column(label, justify="right")
+                        for label, row in zip(labels, rows, strict=False):
+                            table.add_row(label, *[str(v) for v in row])
+                        self.out.print(table)
 
     def as_json(self, run: Any) -> dict[str, Any]:
         outputs: dict[str, Any] = {}

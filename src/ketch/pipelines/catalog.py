@@ -247,9 +247,12 @@ def parse_package(data: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return spec, platform
 
 
-def normalize_spec(doc: Any, *, where: str = "pipeline_spec") -> tuple[dict[str, Any], dict[str, Any] | None]:
+def normalize_spec(
+    doc: Any, *, where: str = "pipeline_spec", check: bool = True
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A pipeline spec as sent by KFP clients (the IR, a PipelineJob, or
-    ``{pipeline_spec, platform_spec}``) as ``(ir, platform_spec)``; the IR is checked."""
+    ``{pipeline_spec, platform_spec}``) as ``(ir, platform_spec)``; with ``check``
+    the IR is validated (``RunService.submit`` validates what it runs anyway)."""
     if not isinstance(doc, dict):
         raise InvalidSpec(f"expected a PipelineSpec mapping, found {type(doc).__name__}", field=where)
     platform: dict[str, Any] | None = None
@@ -261,6 +264,10 @@ def normalize_spec(doc: Any, *, where: str = "pipeline_spec") -> tuple[dict[str,
         doc = doc["pipelineSpec"]
     if platform is not None and not isinstance(platform, dict):
         raise InvalidSpec("platform_spec must be a mapping", field=where)
+    if not check:
+        if "pipelineSpec" in doc and "root" not in doc:
+            doc = doc["pipelineSpec"]
+        return doc, platform
     ir = ir_loader.load(doc)
     return ir.spec, platform
 
@@ -381,7 +388,7 @@ class Catalog:
         ns = namespace_or_default(namespace)
         row = KfpPipelineRow(id=new_id(), name=name, display_name=(display_name or name).strip(),
                              description=description or "", namespace=ns, created_at=now())
-        vrow = self._version_row(row.id, name=name, **version) if version is not None else None
+        vrow = self._version_row(row.id, **{"name": name, **version}) if version is not None else None
 
         def write(s: Session) -> tuple[KfpPipelineRow, KfpPipelineVersionRow | None]:
             s.add(row)

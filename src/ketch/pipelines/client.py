@@ -135,7 +135,7 @@ def run(
         from ketch.core.backend import default_backend
 
         backend = default_backend()
-    _prewarm(backend)
+    _prewarm(backend, ir)
     ctx, args = prepare(ir, dict(arguments or {}), display_name=display_name,
                         pipeline_root=pipeline_root, enable_caching=enable_caching)
     init_db()
@@ -183,15 +183,23 @@ def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:
     return bool(adef.get("isArtifactList"))
 
 
-def _prewarm(backend: Backend) -> None:
+def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
+    """Start the warm interpreters the pipeline's Python components will use."""
     import sys
 
-    from ketch.pipelines.lightweight import EXECUTOR_MODULE
+    from ketch.pipelines import lightweight
 
     prewarm = getattr(backend, "prewarm", None)
-    if prewarm is not None:
+    if prewarm is None:
+        return
+    sets = {(lightweight.EXECUTOR_MODULE,)}
+    for executor in ir.executors.values():
+        component = lightweight.parse(executor.get("container", {})) if "container" in executor else None
+        if component is not None and not lightweight.missing_requirements(component):
+            sets.add(lightweight.preload_modules(component))
+    for preload in sorted(sets):
         try:
-            prewarm(sys.executable, (EXECUTOR_MODULE,))
+            prewarm(sys.executable, preload, {"_KFP_RUNTIME": "true"})
         except Exception:  # the fork server is an optimisation only
             pass
 

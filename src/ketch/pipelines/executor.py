@@ -111,13 +111,17 @@ class LocalTaskRunner(TaskRunner):
             if delay > 0 and self._canceled.wait(delay):
                 break
         if node.state == SUCCEEDED and use_cache and node.cache_key:
+            for arts in node.output_artifacts.values():
+                for art in arts:  # metrics artifacts live in metadata only: no file to find
+                    uri = str(art.get("uri", ""))
+                    art["_present"] = _is_remote(uri) or os.path.exists(uri.removeprefix("file://"))
             self.recorder.cache_store(ctx, node)
 
     def _outputs_exist(self, hit: dict[str, Any]) -> bool:
         for arts in hit.get("artifacts", {}).values():
             for art in arts:
                 uri = str(art.get("uri", ""))
-                if not uri:
+                if not uri or not art.get("_present", True):
                     continue
                 if _is_remote(uri):
                     try:
@@ -310,7 +314,8 @@ class LocalTaskRunner(TaskRunner):
                     module=lightweight.EXECUTOR_MODULE,
                     argv=argv,
                     python=python,
-                    preload=(lightweight.EXECUTOR_MODULE,),
+                    preload=lightweight.preload_modules(component) if not missing
+                    else (lightweight.EXECUTOR_MODULE,),
                 ),
             )
         command = resolve_list(list(container.get("command", [])) + list(container.get("args", [])), pctx)
