@@ -264,6 +264,8 @@ def normalize_spec(
         doc = doc["pipelineSpec"]
     if platform is not None and not isinstance(platform, dict):
         raise InvalidSpec("platform_spec must be a mapping", field=where)
+    if platform is not None and not any(platform.values()):
+        platform = None  # {"platforms": {}} says nothing
     if not check:
         if "pipelineSpec" in doc and "root" not in doc:
             doc = doc["pipelineSpec"]

@@ -199,7 +199,10 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
             sets.add(lightweight.preload_modules(component))
     for preload in sorted(sets):
         try:
-            prewarm(sys.executable, preload, {"_KFP_RUNTIME": "true"})
+            # kfp is preloaded in full (not in its _KFP_RUNTIME mode): the same warm
+            # interpreter then serves both inline components and target_image
+            # modules, which use the compile-time API at import.
+            prewarm(sys.executable, preload)
         except Exception:  # the fork server is an optimisation only
             pass
 

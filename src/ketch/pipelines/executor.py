@@ -301,7 +301,8 @@ class LocalTaskRunner(TaskRunner):
                 python = self.environments.python_for(
                     component.requirements, component.pip_options, log_path
                 )
-            env = {**env, "_KFP_RUNTIME": "true"}
+            if component.source is not None:  # as the compiled command sets it
+                env = {**env, "_KFP_RUNTIME": "true"}
             return ProcessSpec(
                 name=name,
                 command=[python, "-m", lightweight.EXECUTOR_MODULE, *argv],
