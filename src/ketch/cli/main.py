@@ -75,7 +75,7 @@ def run_command(
         typer.echo(json.dumps(view.as_json(result), default=str))
     else:
         view.summary(result)
-    raise typer.Exit(0 if result.state == "SUCCEEDED" else 1)
+    raise typer.Exit({"SUCCEEDED": 0, "CANCELED": 130}.get(result.state, 1))
 
 
 app.command("up")(server.up)
