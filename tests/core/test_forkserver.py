@@ -455,3 +455,40 @@ def test_killing_the_parent_leaves_no_orphans(modules: Path, tmp_path: Path) -> 
         parent.wait(10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_warmup_runs_once_in_the_server_and_leaves_no_trace(
+    backend: LocalBackend, modules: Path, tmp_path: Path
+) -> None:
+    (modules / "warm_task.py").write_text(
+        textwrap.dedent(
+            """
+            import logging, sys
+            logging.basicConfig(stream=sys.stdout, level=logging.INFO)
+            with open(sys.argv[1], "a") as f:
+                f.write("ran\\n")
+            logging.info("task says %s", sys.argv[2])
+            print("printed", sys.argv[2])
+            """
+        )
+    )
+    counter = tmp_path / "count"
+    entry = PythonEntry(
+        module="warm_task", argv=[str(counter), "real"], python=PY,
+        preload=("preload_marker",), warmup=(str(counter), "warm-up"),
+    )
+    env = {"PYTHONPATH": str(modules)}
+    out = tmp_path / "out.log"
+    spec = ProcessSpec(
+        name="warm", command=[PY, "-m", "warm_task", str(counter), "real"], cwd=modules,
+        env=env, stdout_path=out, stderr_path=out, python=entry,
+    )
+    for _ in range(2):
+        assert backend.start(spec).wait(30) == 0
+    # one line from the warm-up in the server, one per task
+    assert counter.read_text().splitlines() == ["ran"] * 3
+    text = out.read_text()
+    # the warm-up printed nothing where tasks write, and each task's logging works
+    assert "warm-up" not in text
+    assert text.count("printed real") == 2
+    assert text.count("task says real") == 2

@@ -202,7 +202,8 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
             # kfp is preloaded in full (not in its _KFP_RUNTIME mode): the same warm
             # interpreter then serves both inline components and target_image
             # modules, which use the compile-time API at import.
-            prewarm(sys.executable, preload)
+            prewarm(sys.executable, preload, None,
+                    (lightweight.EXECUTOR_MODULE, list(lightweight.warmup_argv())))
         except Exception:  # the fork server is an optimisation only
             pass
 

@@ -317,6 +317,7 @@ class LocalTaskRunner(TaskRunner):
                     python=python,
                     preload=lightweight.preload_modules(component) if not missing
                     else (lightweight.EXECUTOR_MODULE,),
+                    warmup=lightweight.warmup_argv(),
                 ),
             )
         command = resolve_list(list(container.get("command", [])) + list(container.get("args", [])), pctx)

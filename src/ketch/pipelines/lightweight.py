@@ -10,10 +10,15 @@ one). Otherwise the requirements get a cached virtual environment of their own.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import json
 import re
 import shlex
+import shutil
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -155,3 +160,41 @@ def preload_modules(component: LightweightComponent) -> tuple[str, ...]:
             if module not in modules:
                 modules.append(module)
     return tuple(modules)
+
+
+_WARMUP_SOURCE = """
+import kfp
+from kfp import dsl
+from kfp.dsl import *
+from typing import *
+
+def ketch_warmup(x: int) -> int:
+    return x + 1
+"""
+_warmup_lock = threading.Lock()
+_warmup_argv: tuple[str, ...] | None = None
+
+
+def warmup_argv() -> tuple[str, ...]:
+    """Executor arguments for one throwaway task that warms an interpreter up."""
+    global _warmup_argv
+    with _warmup_lock:
+        if _warmup_argv is None:
+            folder = tempfile.mkdtemp(prefix="ketch-warmup-")
+            atexit.register(shutil.rmtree, folder, True)
+            module = f"{folder}/ketch_warmup_component.py"
+            with open(module, "w") as f:
+                f.write(_WARMUP_SOURCE)
+            executor_input = {
+                "inputs": {"parameterValues": {"x": 1}},
+                "outputs": {
+                    "parameters": {"Output": {"outputFile": f"{folder}/out/Output"}},
+                    "outputFile": f"{folder}/out/executor_output.json",
+                },
+            }
+            _warmup_argv = (
+                "--component_module_path", module,
+                "--executor_input", json.dumps(executor_input),
+                "--function_to_execute", "ketch_warmup",
+            )
+        return _warmup_argv

@@ -57,9 +57,11 @@ class ForkServerClient:
         supervisor: Supervisor,
         *,
         start_timeout: float = 30.0,
+        warmup: tuple[str, list[str]] | None = None,
     ) -> None:
         self.python = python
         self.preload = tuple(preload)
+        self.warmup = warmup
         self.log_path = log_path
         self._env = dict(env)
         self._supervisor = supervisor
@@ -102,6 +104,8 @@ class ForkServerClient:
             str(os.getpid()),
             json.dumps(list(self.preload)),
         ]
+        if self.warmup is not None:
+            command.append(json.dumps(list(self.warmup)))
         parent_sock, child_sock = socket.socketpair()
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -416,7 +416,43 @@ class _Server:
             self.drop_spare()
 
 
-def serve(parent_pid: int, preload: list[str]) -> int:
+def _warm_up(module: str, argv: list[str]) -> None:
+    """Run ``module`` once in the server, output discarded, state put back after.
+
+    What a task's first run fills lazily (regex and gettext caches, argparse,
+    logging, imports done inside functions) is then shared by every child.
+    """
+    import logging
+    import runpy
+
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    _flush_std()
+    saved_fds = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        sys.argv = [module, *argv]
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except BaseException:  # noqa: S110 - only an optimisation
+            pass
+        _flush_std()
+    finally:
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in (*saved_fds, null):
+            os.close(fd)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for handler in root.handlers[:]:
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.setLevel(saved_level)  # modules the run imported stay: that is the point
+
+
+def serve(parent_pid: int, preload: list[str], warmup: list[Any] | None = None) -> int:
     # Running by path put this file's folder first on sys.path; a task must not see it.
     here = os.path.dirname(os.path.realpath(__file__))
     if sys.path and sys.path[0] and os.path.realpath(sys.path[0]) == here:
@@ -463,6 +499,8 @@ def serve(parent_pid: int, preload: list[str]) -> int:
             "thread(s); forking a multi-threaded process is unsafe\n"
         )
     compile("pass", "<warm-up>", "exec")  # the first compile() in a process is slow
+    if warmup:
+        _warm_up(str(warmup[0]), [str(a) for a in warmup[1]])
     _flush_std()
     gc.collect()
     if hasattr(gc, "freeze"):
@@ -548,8 +586,9 @@ def guard() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["serve"] and len(args) == 3:
-        return serve(int(args[1]), [str(name) for name in json.loads(args[2])])
+    if args[:1] == ["serve"] and len(args) in (3, 4):
+        warmup = json.loads(args[3]) if len(args) == 4 else None
+        return serve(int(args[1]), [str(name) for name in json.loads(args[2])], warmup)
     if args[:1] == ["guard"]:
         return guard()
     sys.stderr.write("usage: forkserver.py serve PARENT_PID PRELOAD_JSON | guard\n")

@@ -213,7 +213,8 @@ class LocalBackend:
         stdout, stderr = self._log_paths(spec)
         if spec.python is not None and self.max_warm_interpreters > 0:
             entry = spec.python
-            client = self._server(entry.python, tuple(entry.preload), env)
+            warmup = (entry.module, list(entry.warmup)) if entry.warmup is not None else None
+            client = self._server(entry.python, tuple(entry.preload), env, warmup)
             if client is not None:
                 handle = ForkedHandle(spec, stdout, stderr, cpu_limit=cpu, memory_limit=memory)
                 handle.add_exit_callback(self._untrack)
@@ -248,6 +249,7 @@ class LocalBackend:
         python: str,
         preload: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        warmup: tuple[str, list[str]] | None = None,
     ) -> Future[bool]:
         """Start the fork server for (``python``, ``preload``) in the background.
 
@@ -263,7 +265,8 @@ class LocalBackend:
 
         def run() -> None:
             try:
-                future.set_result(self._server(python, tuple(preload), full_env) is not None)
+                ready = self._server(python, tuple(preload), full_env, warmup) is not None
+                future.set_result(ready)
             except BaseException as exc:
                 future.set_exception(exc)
 
@@ -424,7 +427,11 @@ class LocalBackend:
         log.warning(message, *args)
 
     def _server(
-        self, python: str, preload: tuple[str, ...], env: Mapping[str, str]
+        self,
+        python: str,
+        preload: tuple[str, ...],
+        env: Mapping[str, str],
+        warmup: tuple[str, list[str]] | None = None,
     ) -> ForkServerClient | None:
         """A ready fork server for this key, started if needed; None if none can be had."""
         key = self._key(python, preload, env)
@@ -455,6 +462,7 @@ class LocalBackend:
                     env,
                     tmp / f"forkserver-{next(self._seq):05d}.log",
                     self._supervisor,
+                    warmup=warmup,
                 )
                 self._servers[key] = client
                 launch = True

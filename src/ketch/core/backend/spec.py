@@ -39,6 +39,10 @@ class PythonEntry:
     argv: list[str]
     python: str  # interpreter path; the fork server is per interpreter
     preload: tuple[str, ...] = ()
+    # argv for one run of ``module`` inside a new warm interpreter, before it
+    # forks any task: fills the lazy caches every task would otherwise fill
+    # again (its output is discarded; a failure only costs the optimisation).
+    warmup: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
