@@ -19,6 +19,7 @@ from ketch.core.backend import (
     ProcessSpec,
     ProcessState,
     Resources,
+    cgroups,
     default_backend,
     parse_cpu,
     parse_memory,
@@ -417,3 +418,27 @@ def test_killing_the_parent_leaves_no_orphans(tmp_path: Path) -> None:
         parent.wait(10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+@pytest.mark.skipif(not cgroups.available(), reason="no writable cgroup CPU controller here")
+def test_cpu_limit_is_enforced_with_a_cfs_quota(backend: LocalBackend, tmp_path: Path) -> None:
+    burn = textwrap.dedent(
+        """
+        import time
+        start = time.monotonic()
+        while time.monotonic() - start < 1.0:
+            pass
+        print(time.process_time() / (time.monotonic() - start))
+        """
+    )
+    out = tmp_path / "out"
+    spec = ProcessSpec(
+        name="burn", command=[sys.executable, "-c", burn], stdout_path=out, stderr_path=out,
+        resources=Resources(cpu_limit="200m"),
+    )
+    handle = backend.start(spec)
+    assert handle.wait(30) == 0
+    assert handle.cpu_enforced
+    share = float(out.read_text().split()[-1])
+    # a busy loop under a 0.2-core quota gets about a fifth of the wall time
+    assert share < 0.5, share

@@ -46,7 +46,8 @@ class LocalHandle:
         self.spec = spec
         self._stdout_path = stdout_path
         self._stderr_path = stderr_path
-        self.cpu_limit = cpu_limit  # recorded, not enforced (see LocalBackend)
+        self.cpu_limit = cpu_limit
+        self.cpu_enforced = False  # True when a control group applies the limit
         self.memory_limit = memory_limit  # enforced with RLIMIT_AS
         self._pid: int | None = None
         self._code: int | None = None

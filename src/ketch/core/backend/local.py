@@ -4,9 +4,10 @@ Every process leads its own session and process group, so cancelling signals the
 whole tree. Logs go to the spec's files (or files in a folder the backend owns).
 Limits: ``memory_limit`` is enforced with ``RLIMIT_AS`` (address space, so a
 limit must leave room for the interpreter's own mappings); ``cpu_limit`` is
-parsed, validated and recorded on the handle but not enforced: a CPU *rate*
-cannot be expressed with rlimits, and pinning every task to the first
-``ceil(cpu)`` cores would stack concurrent tasks on the same cores.
+enforced with a CFS quota in a control group of its own where this process may
+create one (``cgroups.py``), and recorded only elsewhere: a CPU *rate* cannot be
+expressed with rlimits, and pinning every task to the first ``ceil(cpu)`` cores
+would stack concurrent tasks on the same cores.
 
 No orphans: children get ``PR_SET_PDEATHSIG = SIGKILL`` (started from one
 long-lived supervisor thread, because the signal follows the forking *thread*),
@@ -42,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
 from ketch.core.backend.handles import ForkedHandle, LocalHandle, SpawnedHandle, signal_group
 from ketch.core.backend.resources import parse_cpu, parse_memory
@@ -314,6 +316,11 @@ class LocalBackend:
             if handle.poll() is None and handle.pid is not None:
                 self._running.add(handle)
                 self._guard.add(handle.pid)
+        if handle.cpu_limit and handle.pid is not None:
+            release = cgroups.limit_cpu(handle.pid, handle.cpu_limit)
+            handle.cpu_enforced = release is not None
+            if release is not None:
+                handle.add_exit_callback(lambda _h: release())
 
     def _untrack(self, handle: LocalHandle) -> None:
         with self._lock:
