@@ -20,7 +20,7 @@ import yaml
 from ketch.cli.http import Client, NoServer, collection_path, fail, object_path, reporting
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from ketch.server.kinds import Kind
+from ketch.server.kinds import Kind, KindRegistry
 
 NamespaceOpt = Annotated[
     str, typer.Option("--namespace", "-n", help="Namespace", show_default=True)
@@ -154,7 +154,7 @@ def _parse(where: str, text: str) -> list[tuple[str, Any]]:
 
 
 def _prepare(
-    client: Client, where: str, document: Any, namespace: str
+    kinds: KindRegistry, where: str, document: Any, namespace: str
 ) -> tuple[Kind, str, str | None, dict[str, Any]]:
     if not isinstance(document, dict):
         raise InvalidSpec(f"{where}: a manifest must be a mapping, got {type(document).__name__}")
@@ -162,7 +162,7 @@ def _prepare(
         if not isinstance(document.get(key), str) or not document[key]:
             raise InvalidSpec(f"{where}: {key} is required")
     try:
-        kind = client.kinds().for_manifest(document["apiVersion"], document["kind"])
+        kind = kinds.for_manifest(document["apiVersion"], document["kind"])
     except KetchError as exc:
         raise InvalidSpec(f"{where}: {exc}") from None
     metadata = document.get("metadata") or {}
@@ -185,7 +185,9 @@ def apply(
 ) -> None:
     """Create or update the resources in a file (multi-document YAML)."""
     with reporting(), Client() as client:
-        prepared = [_prepare(client, where, doc, namespace) for where, doc in _read_documents(file)]
+        documents = _read_documents(file)
+        kinds = client.kinds()
+        prepared = [_prepare(kinds, where, doc, namespace) for where, doc in documents]
         if not prepared:
             raise InvalidSpec(f"{file} holds no manifests", field="-f")
         exit_code = 0

@@ -37,7 +37,9 @@ def _server_class() -> type:
             if self.should_exit or not self.servers:
                 return
             port = self.servers[0].sockets[0].getsockname()[1]
-            print(READY_LINE.format(url=f"http://{self._url_host}:{port}"), flush=True)
+            url = f"http://{self._url_host}:{port}"
+            print(READY_LINE.format(url=url), flush=True)
+            print(f"API docs at {url}/docs; press Ctrl-C to stop", flush=True)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
@@ -57,6 +59,19 @@ def _server_class() -> type:
             super().handle_exit(sig, frame)
 
     return Server
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def up(
@@ -96,10 +111,16 @@ def up(
         url_host = "127.0.0.1"
     server = _server_class()(cfg, app, url_host)
     try:
-        server.run()
+        sock = _bind(host, port)
     except OSError as exc:
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        typer.echo(
+            f"error: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another server running? pick another --port, or 0 for any free one)",
+            err=True,
+        )
         raise typer.Exit(1) from None
+    with sock:
+        server.run(sockets=[sock])
     if not server.started:
         typer.echo("error: the server did not start; see the messages above", err=True)
         raise typer.Exit(1)

@@ -92,7 +92,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _to_resource(row: ResourceRow) -> Resource:
+def to_resource(row: ResourceRow) -> Resource:
     return Resource(
         apiVersion=row.api_version,
         kind=row.kind,
@@ -156,7 +156,7 @@ class ResourceStore:
             row = self._find(session, kind, namespace, name)
             if row is None:
                 raise _not_found(kind, namespace, name)
-            return _to_resource(row)
+            return to_resource(row)
 
     def list(
         self,
@@ -194,7 +194,7 @@ class ResourceStore:
                 for row in rows:
                     cursor = _Cursor(row.namespace, row.name)
                     if selector.matches(row.labels or {}):
-                        items.append(_to_resource(row))
+                        items.append(to_resource(row))
                         if limit is not None and len(items) == limit:
                             more = self._has_more(session, kind, namespace, selector, cursor)
                             return ResourceList(items, cursor.encode() if more else None)
@@ -268,7 +268,7 @@ class ResourceStore:
                 or (row.annotations or {}) != meta.annotations
             )
             if not changed:
-                return _to_resource(row)
+                return to_resource(row)
             row.api_version = resource.apiVersion
             row.spec = resource.spec
             row.labels = dict(meta.labels)
@@ -278,7 +278,7 @@ class ResourceStore:
             row.resource_version += 1
             row.updated_at = utcnow()
             session.flush()
-            return _to_resource(row)
+            return to_resource(row)
 
     def _create_in(self, session: Session, resource: Resource) -> Resource:
         now = utcnow()
@@ -300,7 +300,7 @@ class ResourceStore:
         )
         session.add(row)
         session.flush()
-        return _to_resource(row)
+        return to_resource(row)
 
     def update_status(
         self,
@@ -333,7 +333,7 @@ class ResourceStore:
                 row.resource_version += 1
                 row.updated_at = utcnow()
                 session.flush()
-                return _to_resource(row)
+                return to_resource(row)
 
         return retry_locked(write)
 
@@ -345,7 +345,7 @@ class ResourceStore:
                 row = self._find(session, kind, namespace, name, for_update=True)
                 if row is None:
                     raise _not_found(kind, namespace, name)
-                resource = _to_resource(row)
+                resource = to_resource(row)
                 session.execute(
                     delete(ResourceEventRow).where(ResourceEventRow.resource_uid == row.uid)
                 )

@@ -1,0 +1,200 @@
+"""The API server: one FastAPI app assembling every capability's routers and controllers.
+
+Capabilities plug in with :func:`register_controller` (a factory called with the
+server's ``ResourceStore``), :func:`register_kind` and :func:`register_router`,
+called before :func:`create_app`. The KFP v2beta1 facade
+(``ketch.pipelines.api``) is included when present; its optional ``start(app)`` and
+``stop(app)`` run with the server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from ketch.core import config
+from ketch.core.controller import Controller, Manager
+from ketch.core.store.db import get_engine, init_db
+from ketch.core.store.resources import ResourceStore
+from ketch.server import errors
+from ketch.server.kinds import PIPELINE_RUN, Kind, default_kinds
+from ketch.server.pipelineruns import PipelineRunSource
+from ketch.server.state import ApiState
+
+log = logging.getLogger(__name__)
+
+ControllerFactory = Callable[[ResourceStore], Controller]
+
+_controller_factories: list[ControllerFactory] = []
+_extra_kinds: list[Kind] = []
+_routers: list[APIRouter] = []
+
+
+def register_controller(factory: ControllerFactory) -> ControllerFactory:
+    """Run a controller in every server created from now on (usable as a decorator)."""
+    if factory not in _controller_factories:
+        _controller_factories.append(factory)
+    return factory
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Serve ``kind`` through the resource API in every server created from now on."""
+    if kind not in _extra_kinds:
+        _extra_kinds.append(kind)
+    return kind
+
+
+def register_router(router: APIRouter) -> APIRouter:
+    """Include ``router`` (before the generic resource routes) in servers created from now on."""
+    if router not in _routers:
+        _routers.append(router)
+    return router
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """``name`` imported, or ``None`` when that module does not exist (yet)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name in (name, name.rsplit(".", 1)[0]):
+            return None
+        raise
+
+
+def _run_service(url: str) -> Any:
+    module = _optional_module("ketch.pipelines.service")
+    factory = getattr(module, "RunService", None) if module is not None else None
+    if factory is None:
+        log.warning("ketch.pipelines.service.RunService is not available; runs cannot be submitted")
+        return None
+    return factory(url=url)
+
+
+def create_app(
+    *, database_url: str | None = None, home: Path | None = None, background: bool = True
+) -> FastAPI:
+    """The API server app.
+
+    ``database_url`` defaults to ``KETCH_DATABASE_URL`` or the SQLite file in ``home``
+    (default ``KETCH_HOME``). ``home`` also becomes ``KETCH_HOME`` for the process
+    when the server starts (logs and artifacts go there). ``background=False``
+    starts no run service, controllers or schedulers (the routes still serve
+    what is stored).
+    """
+    url = database_url or config.database_url(home)
+    kinds = default_kinds(_extra_kinds)
+    state = ApiState(url=url, kinds=kinds, store=ResourceStore(url, migrate=False))
+    state.sources[PIPELINE_RUN.kind] = PipelineRunSource(url, lambda: state.runs)
+    kfp_api = _optional_module("ketch.pipelines.api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if home is not None:
+            os.environ["KETCH_HOME"] = str(Path(home).expanduser().resolve())
+        await run_in_threadpool(init_db, url)
+        state.stopping.clear()
+        started: list[Callable[[], Any]] = []
+        try:
+            if background:
+                state.runs = _run_service(url)
+                app.state.runs = state.runs
+                if state.runs is not None:
+                    await run_in_threadpool(state.runs.start)
+                    started.append(state.runs.stop)
+                manager = Manager()
+                for factory in _controller_factories:
+                    manager.add(factory(state.store))
+                manager.start()
+                started.append(manager.stop)
+                state.controllers = manager
+                app.state.controllers = manager
+                start_kfp = getattr(kfp_api, "start", None)
+                if callable(start_kfp) and state.runs is not None:
+                    await run_in_threadpool(start_kfp, app)
+                    stop_kfp = getattr(kfp_api, "stop", None)
+                    if callable(stop_kfp):
+                        started.append(lambda: stop_kfp(app))
+            yield
+        finally:
+            state.stopping.set()
+            for stop in reversed(started):
+                try:
+                    await run_in_threadpool(stop)
+                except Exception:
+                    log.exception("stopping %r failed", stop)
+
+    app = FastAPI(
+        title="Ketch API",
+        version=_version(),
+        description=(
+            "Kubeflow's APIs served by Ketch: Kubernetes-style resources "
+            "(/apis/{group}/{version}/...), logs, events and the KFP v2beta1 API."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    app.state.database_url = url
+    app.state.runs = None
+    app.state.controllers = None
+    errors.install(app)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        tags=["health"],
+        summary="Readiness: the database answers",
+        responses={503: {"model": errors.ErrorBody, "description": "Not ready"}},
+    )
+    if kfp_api is not None and hasattr(kfp_api, "router"):
+        app.include_router(kfp_api.router)
+    for router in _routers:
+        app.include_router(router)
+    from ketch.server import events_api, logs_api, resources_api, runs_api
+
+    app.include_router(events_api.router)
+    app.include_router(runs_api.router)
+    app.include_router(logs_api.router)
+    app.include_router(resources_api.router)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ketch")
+    except Exception:  # not installed as a distribution
+        return "0"
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    state: ApiState = request.app.state.api
+    if state.stopping.is_set():
+        return errors.error_response(503, "the server is shutting down")
+
+    def ping() -> None:
+        with get_engine(state.url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception as exc:
+        log.warning("readiness check failed: %s", exc)
+        return errors.error_response(503, f"the database is not reachable: {type(exc).__name__}")
+    return JSONResponse({"status": "ok"})

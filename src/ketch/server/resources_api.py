@@ -1,0 +1,509 @@
+"""The Kubernetes-style resource API.
+
+::
+
+    GET    /apis                                                  API groups
+    GET    /apis/ketch.dev/v1/kinds                               every kind served
+    GET    /apis/{group}/{version}                                the kinds of a group version
+    GET    /apis/{group}/{version}/{plural}                       list in all namespaces
+    GET    /apis/{group}/{version}/namespaces/{ns}/{plural}       list (labelSelector, limit, continue)
+    POST   /apis/{group}/{version}/namespaces/{ns}/{plural}       create
+    GET    /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}
+    PUT    /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}        apply
+    PATCH  /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}        merge patch
+    DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}
+    GET    /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status
+    PUT    /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status
+    GET    /apis/{group}/{version}/watch/namespaces/{ns}/{plural}  watch (also ?watch=true on lists)
+    GET    /apis/{group}/{version}/watch/{plural}                  watch in all namespaces
+
+A watch streams server-sent events whose data is ``{"type": "ADDED"|"MODIFIED"|
+"DELETED", "object": {...}}``. PUT answers 201 when it created the object and 200
+otherwise, with ``X-Ketch-Apply: created|configured|unchanged``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.resource import Resource, validate_name, validate_namespace
+from ketch.core.store.selectors import LabelSelector
+from ketch.server.bodies import (
+    MANIFEST_SCHEMA,
+    STATUS_SCHEMA,
+    patch_body,
+    read_document,
+    request_body,
+    require_mapping,
+)
+from ketch.server.errors import ERROR_RESPONSES
+from ketch.server.kinds import PIPELINE_RUN, Kind
+from ketch.server.state import ApiState, api_state
+from ketch.server.watch import sse, watch
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+State = Annotated[ApiState, Depends(api_state)]
+LabelSelectorQ = Annotated[
+    str | None, Query(alias="labelSelector", description="a=b,c!=d,e,!f")
+]
+LimitQ = Annotated[int | None, Query(ge=1, le=100_000, description="Page size")]
+ContinueQ = Annotated[str | None, Query(alias="continue", description="Token of the next page")]
+TimeoutQ = Annotated[
+    float | None, Query(alias="timeoutSeconds", gt=0, le=86_400, description="End a watch after")
+]
+
+APPLY_HEADER = "X-Ketch-Apply"
+
+
+# -- discovery ------------------------------------------------------------------
+
+
+@router.get("/apis", tags=["discovery"], summary="API groups and versions")
+async def api_groups(state: State) -> dict[str, Any]:
+    groups: dict[str, list[str]] = {}
+    for kind in state.kinds:
+        versions = groups.setdefault(kind.group, [])
+        versions.extend(v for v in kind.versions if v not in versions)
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": group,
+                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+                "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
+            }
+            for group, versions in sorted(groups.items())
+        ],
+    }
+
+
+@router.get("/apis/ketch.dev/v1/kinds", tags=["discovery"], summary="Every kind served")
+async def list_kinds(state: State) -> dict[str, Any]:
+    return {
+        "apiVersion": "ketch.dev/v1",
+        "kind": "KindList",
+        "items": [kind.to_json() for kind in state.kinds],
+    }
+
+
+@router.get("/apis/{group}/{version}", tags=["discovery"], summary="Kinds of a group version")
+async def api_resources(group: str, version: str, state: State) -> dict[str, Any]:
+    kinds = [k for k in state.kinds if k.group == group and version in k.versions]
+    if not kinds:
+        raise NotFound(f"the server has no API group version {group}/{version}")
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}",
+        "resources": [
+            {
+                "name": k.plural,
+                "singularName": k.singular,
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "shortNames": list(k.short_names),
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }
+            for k in kinds
+        ],
+    }
+
+
+# -- lists and watches ----------------------------------------------------------
+
+
+def _namespace(namespace: str) -> str:
+    return validate_namespace(namespace, field="namespace")
+
+
+def _name(name: str) -> str:
+    return validate_name(name, field="name")
+
+
+async def _list(
+    state: ApiState,
+    request: Request,
+    kind: Kind,
+    namespace: str | None,
+    label_selector: str | None,
+    limit: int | None,
+    continue_token: str | None,
+    timeout: float | None,
+) -> Any:
+    if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
+        return _watch_response(state, kind, namespace, label_selector, timeout)
+    page = await run_in_threadpool(
+        state.source(kind).list,
+        kind,
+        namespace,
+        label_selector=label_selector,
+        limit=limit,
+        continue_token=continue_token,
+    )
+    metadata: dict[str, Any] = {"resourceVersion": ""}
+    if page.continue_token:
+        metadata["continue"] = page.continue_token
+    return {
+        "apiVersion": kind.api_version,
+        "kind": f"{kind.kind}List",
+        "metadata": metadata,
+        "items": page.items,
+    }
+
+
+def _watch_response(
+    state: ApiState,
+    kind: Kind,
+    namespace: str | None,
+    label_selector: str | None,
+    timeout: float | None,
+) -> StreamingResponse:
+    selector = LabelSelector.parse(label_selector)
+    events = watch(
+        state.source(kind),
+        kind,
+        namespace,
+        selector,
+        notifier=state.notifier,
+        stopping=state.stopping,
+        timeout=timeout,
+    )
+
+    async def body() -> Any:
+        async for event in events:
+            yield sse(event)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/apis/{group}/{version}/{plural}",
+    tags=["resources"],
+    summary="List a kind in all namespaces (add watch=true to stream changes)",
+)
+async def list_all(
+    group: str,
+    version: str,
+    plural: str,
+    request: Request,
+    state: State,
+    label_selector: LabelSelectorQ = None,
+    limit: LimitQ = None,
+    continue_token: ContinueQ = None,
+    timeout: TimeoutQ = None,
+) -> Any:
+    kind = state.kinds.for_path(group, version, plural)
+    return await _list(state, request, kind, None, label_selector, limit, continue_token, timeout)
+
+
+@router.get(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}",
+    tags=["resources"],
+    summary="List a kind in a namespace (add watch=true to stream changes)",
+)
+async def list_namespaced(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    request: Request,
+    state: State,
+    label_selector: LabelSelectorQ = None,
+    limit: LimitQ = None,
+    continue_token: ContinueQ = None,
+    timeout: TimeoutQ = None,
+) -> Any:
+    kind = state.kinds.for_path(group, version, plural)
+    return await _list(
+        state, request, kind, _namespace(namespace), label_selector, limit, continue_token, timeout
+    )
+
+
+@router.get(
+    "/apis/{group}/{version}/watch/{plural}",
+    tags=["watch"],
+    summary="Watch a kind in all namespaces (server-sent events)",
+    response_class=StreamingResponse,
+)
+async def watch_all(
+    group: str,
+    version: str,
+    plural: str,
+    state: State,
+    label_selector: LabelSelectorQ = None,
+    timeout: TimeoutQ = None,
+) -> StreamingResponse:
+    kind = state.kinds.for_path(group, version, plural)
+    return _watch_response(state, kind, None, label_selector, timeout)
+
+
+@router.get(
+    "/apis/{group}/{version}/watch/namespaces/{namespace}/{plural}",
+    tags=["watch"],
+    summary="Watch a kind in a namespace (server-sent events)",
+    response_class=StreamingResponse,
+)
+async def watch_namespaced(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    state: State,
+    label_selector: LabelSelectorQ = None,
+    timeout: TimeoutQ = None,
+) -> StreamingResponse:
+    kind = state.kinds.for_path(group, version, plural)
+    return _watch_response(state, kind, _namespace(namespace), label_selector, timeout)
+
+
+# -- create, read, apply, patch, delete ---------------------------------------------
+
+
+def _manifest_for(kind: Kind, namespace: str, document: Any, name: str | None = None) -> Resource:
+    """Check a manifest against the URL it was sent to and parse it."""
+    manifest = require_mapping(document)
+    manifest = dict(manifest)
+    for key in ("apiVersion", "kind"):
+        if key not in manifest:
+            raise InvalidSpec(f"{key} is required", field=key)
+        if not isinstance(manifest[key], str):
+            raise InvalidSpec("must be a string", field=key)
+    if manifest["kind"] != kind.kind:
+        raise InvalidSpec(
+            f"{manifest['kind']!r} does not match the kind of the URL ({kind.kind})", field="kind"
+        )
+    kind.check_api_version(manifest["apiVersion"])
+    metadata = manifest.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise InvalidSpec("must be an object", field="metadata")
+    metadata = dict(metadata)
+    given_ns = metadata.get("namespace")
+    if given_ns is not None and given_ns != namespace:
+        raise InvalidSpec(
+            f"{given_ns!r} does not match the namespace in the URL ({namespace!r})",
+            field="metadata.namespace",
+        )
+    metadata["namespace"] = namespace
+    if name is not None:
+        if metadata.get("name") not in (None, name):
+            raise InvalidSpec(
+                f"{metadata['name']!r} does not match the name in the URL ({name!r})",
+                field="metadata.name",
+            )
+        metadata["name"] = name
+    elif not metadata.get("name"):
+        generated = _generated_name(kind, metadata, manifest)
+        if generated:
+            metadata["name"] = generated
+    generate = metadata.pop("generateName", None)
+    if generate is not None and not isinstance(generate, str):
+        raise InvalidSpec("must be a string", field="metadata.generateName")
+    manifest["metadata"] = metadata
+    for key in ("spec", "status"):
+        if key in manifest and manifest[key] is None:
+            manifest[key] = {}
+    return Resource.from_manifest(manifest)
+
+
+def _generated_name(
+    kind: Kind, metadata: dict[str, Any], manifest: dict[str, Any]
+) -> str | None:
+    prefix = metadata.get("generateName")
+    if prefix is None and kind.kind == PIPELINE_RUN.kind:
+        return _dns_name(str(_dig(manifest, "spec", "pipelineSpec", "pipelineInfo", "name") or "")) or (
+            "pipeline-run"
+        )
+    if not isinstance(prefix, str) or not prefix:
+        return None  # no name: Resource.from_manifest names the missing field
+    alphabet = string.ascii_lowercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _dns_name(text: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-.")
+    return cleaned[:200].strip("-.")
+
+
+@router.post(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}",
+    tags=["resources"],
+    summary="Create an object (JSON or YAML body)",
+    status_code=201,
+    openapi_extra=request_body(MANIFEST_SCHEMA),
+)
+async def create(
+    group: str, version: str, namespace: str, plural: str, request: Request, state: State
+) -> JSONResponse:
+    kind = state.kinds.for_path(group, version, plural)
+    namespace = _namespace(namespace)
+    resource = _manifest_for(kind, namespace, await read_document(request))
+    created = await run_in_threadpool(state.source(kind).create, kind, resource)
+    state.changed(kind, namespace, created["metadata"]["name"])
+    return JSONResponse(created, status_code=201)
+
+
+@router.get(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    tags=["resources"],
+    summary="Read an object",
+)
+async def read(
+    group: str, version: str, namespace: str, plural: str, name: str, state: State
+) -> dict[str, Any]:
+    kind = state.kinds.for_path(group, version, plural)
+    return await run_in_threadpool(
+        state.source(kind).get, kind, _namespace(namespace), _name(name)
+    )
+
+
+@router.put(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    tags=["resources"],
+    summary="Apply: create the object, or update its spec, labels and annotations",
+    openapi_extra=request_body(MANIFEST_SCHEMA),
+    responses={201: {"description": "Created"}},
+)
+async def apply(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    request: Request,
+    state: State,
+) -> JSONResponse:
+    kind = state.kinds.for_path(group, version, plural)
+    namespace, name = _namespace(namespace), _name(name)
+    resource = _manifest_for(kind, namespace, await read_document(request), name)
+    applied, result = await run_in_threadpool(state.source(kind).apply, kind, resource)
+    if result != "unchanged":
+        state.changed(kind, namespace, applied["metadata"]["name"])
+    return JSONResponse(
+        applied, status_code=201 if result == "created" else 200, headers={APPLY_HEADER: result}
+    )
+
+
+@router.patch(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    tags=["resources"],
+    summary="Merge-patch metadata.labels, metadata.annotations and spec",
+    openapi_extra=patch_body(),
+)
+async def patch(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    request: Request,
+    state: State,
+) -> dict[str, Any]:
+    kind = state.kinds.for_path(group, version, plural)
+    namespace, name = _namespace(namespace), _name(name)
+    document = require_mapping(await read_document(request), "a merge patch")
+    patched = await run_in_threadpool(state.source(kind).patch, kind, namespace, name, document)
+    state.changed(kind, namespace, name)
+    return patched
+
+
+@router.delete(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    tags=["resources"],
+    summary="Delete an object (answers it as it was)",
+)
+async def remove(
+    group: str, version: str, namespace: str, plural: str, name: str, state: State
+) -> dict[str, Any]:
+    kind = state.kinds.for_path(group, version, plural)
+    namespace, name = _namespace(namespace), _name(name)
+    deleted = await run_in_threadpool(state.source(kind).delete, kind, namespace, name)
+    state.changed(kind, namespace, name)
+    return deleted
+
+
+# -- status subresource ------------------------------------------------------------
+
+
+@router.get(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Read an object with its status",
+)
+async def read_status(
+    group: str, version: str, namespace: str, plural: str, name: str, state: State
+) -> dict[str, Any]:
+    return await read(group, version, namespace, plural, name, state)
+
+
+@router.put(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Replace an object's status (metadata.resourceVersion, if given, must match)",
+    openapi_extra=request_body(STATUS_SCHEMA),
+)
+async def write_status(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    request: Request,
+    state: State,
+) -> dict[str, Any]:
+    kind = state.kinds.for_path(group, version, plural)
+    namespace, name = _namespace(namespace), _name(name)
+    document = require_mapping(await read_document(request))
+    status = document.get("status")
+    if not isinstance(status, dict):
+        raise InvalidSpec("is required and must be an object", field="status")
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidSpec("must be an object", field="metadata")
+    version_given = metadata.get("resourceVersion")
+    if version_given is not None and not isinstance(version_given, str | int):
+        raise InvalidSpec("must be a string", field="metadata.resourceVersion")
+    _check_conditions(status)
+    updated = await run_in_threadpool(
+        state.source(kind).put_status,
+        kind,
+        namespace,
+        name,
+        status,
+        None if version_given is None else str(version_given),
+    )
+    state.changed(kind, namespace, name)
+    return updated
+
+
+def _check_conditions(status: dict[str, Any]) -> None:
+    conditions = status.get("conditions")
+    if conditions is None:
+        return
+    if not isinstance(conditions, list):
+        raise InvalidSpec("must be a list", field="status.conditions")
+    probe = Resource(apiVersion="v1", kind="Probe", metadata={"name": "probe"}, status=status)  # type: ignore[arg-type]
+    probe.conditions()

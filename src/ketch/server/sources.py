@@ -1,0 +1,242 @@
+"""Where the resource API reads and writes a kind's objects.
+
+Most kinds live in the ``resources`` table (:class:`StoreSource`, over
+``ResourceStore``). A kind may be served from elsewhere: ``PipelineRun`` is a view
+of the ``pipeline_runs`` table (:mod:`ketch.server.pipelineruns`). Every source
+speaks manifests (JSON-ready dicts with Kubernetes field names).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import select
+
+from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.resource import Resource
+from ketch.core.store.db import session_scope
+from ketch.core.store.models import ResourceRow
+from ketch.core.store.resources import ResourceStore, to_resource
+from ketch.core.store.selectors import LabelSelector
+from ketch.server.kinds import Kind
+
+Manifest = dict[str, Any]
+ApplyResult = Literal["created", "configured", "unchanged"]
+
+
+class MethodNotAllowed(KetchError):
+    http_status = 405
+    exit_code = 2
+
+
+@dataclass
+class Page:
+    items: list[Manifest]
+    continue_token: str | None = None
+
+
+class Source(Protocol):
+    """Reads and writes the objects of the kinds it serves."""
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Manifest: ...
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        limit: int | None,
+        continue_token: str | None,
+    ) -> Page: ...
+
+    def create(self, kind: Kind, resource: Resource) -> Manifest: ...
+
+    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, ApplyResult]: ...
+
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Manifest) -> Manifest: ...
+
+    def put_status(
+        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
+    ) -> Manifest: ...
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest: ...
+
+    def versions(
+        self, kind: Kind, namespace: str | None, selector: LabelSelector
+    ) -> dict[str, str]:
+        """``uid -> resourceVersion`` of every matching object (cheap: a watch polls it)."""
+        ...
+
+    def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
+        """Full manifests of the objects with these uids (missing ones left out)."""
+        ...
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: mappings merge recursively, ``null`` deletes a key."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+_PATCHABLE_META = {"labels", "annotations"}
+_FIXED_META = {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp"}
+
+
+def check_patch(current: Manifest, patch: Any) -> None:
+    """Only ``metadata.labels``, ``metadata.annotations`` and ``spec`` may change."""
+    if not isinstance(patch, dict):
+        raise InvalidSpec("a merge patch must be a JSON object", field="body")
+    for key, value in patch.items():
+        if key == "spec":
+            if value is not None and not isinstance(value, dict):
+                raise InvalidSpec("must be an object", field="spec")
+        elif key in ("apiVersion", "kind"):
+            if value != current.get(key):
+                raise InvalidSpec(f"cannot be changed by a patch (it is {current.get(key)!r})", field=key)
+        elif key == "metadata":
+            if not isinstance(value, dict):
+                raise InvalidSpec("must be an object", field="metadata")
+            for meta_key, meta_value in value.items():
+                field = f"metadata.{meta_key}"
+                if meta_key in _PATCHABLE_META:
+                    if meta_value is not None and not isinstance(meta_value, dict):
+                        raise InvalidSpec("must be an object", field=field)
+                    for label, text in (meta_value or {}).items():
+                        if text is not None and not isinstance(text, str):
+                            raise InvalidSpec("values must be strings", field=f"{field}.{label}")
+                elif meta_key in _FIXED_META:
+                    if meta_key == "resourceVersion" and meta_value is not None:
+                        if str(meta_value) != current["metadata"].get("resourceVersion"):
+                            raise _stale(current, str(meta_value))
+                    elif meta_value is not None and meta_value != current["metadata"].get(meta_key):
+                        raise InvalidSpec("cannot be changed by a patch", field=field)
+                else:
+                    raise InvalidSpec(
+                        "cannot be patched; only metadata.labels, metadata.annotations and "
+                        "spec can",
+                        field=field,
+                    )
+        elif key == "status":
+            raise InvalidSpec(
+                "cannot be patched here; write status through the status subresource "
+                "(PUT .../status)",
+                field="status",
+            )
+        else:
+            raise InvalidSpec(
+                "cannot be patched; only metadata.labels, metadata.annotations and spec can",
+                field=key,
+            )
+
+
+def _stale(current: Manifest, given: str) -> Conflict:
+    meta = current["metadata"]
+    return Conflict(
+        f"{current['kind']} {meta['name']!r} in namespace {meta['namespace']!r} was modified: "
+        f"it is at resourceVersion {meta.get('resourceVersion')}, not {given}",
+        hint="read it again and retry",
+    )
+
+
+class StoreSource:
+    """Kinds kept in the ``resources`` table."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        return self.store.get(kind.kind, namespace, name).to_manifest()
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        limit: int | None,
+        continue_token: str | None,
+    ) -> Page:
+        page = self.store.list(
+            kind.kind,
+            namespace,
+            label_selector=label_selector,
+            limit=limit,
+            continue_token=continue_token,
+        )
+        return Page([item.to_manifest() for item in page], page.continue_token)
+
+    def create(self, kind: Kind, resource: Resource) -> Manifest:
+        resource.status = {}
+        return self.store.create(resource).to_manifest()
+
+    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, ApplyResult]:
+        meta = resource.metadata
+        try:
+            before: Manifest | None = self.get(kind, meta.namespace, meta.name)
+        except NotFound:
+            before = None
+        if before is not None and meta.resourceVersion is not None:
+            if meta.resourceVersion != before["metadata"].get("resourceVersion"):
+                raise _stale(before, meta.resourceVersion)
+        resource.status = {}
+        after = self.store.apply(resource).to_manifest()
+        if before is None or before["metadata"]["uid"] != after["metadata"]["uid"]:
+            return after, "created"
+        same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+        return after, "unchanged" if same else "configured"
+
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Manifest) -> Manifest:
+        current = self.get(kind, namespace, name)
+        check_patch(current, patch)
+        merged = merge_patch(current, {k: v for k, v in patch.items() if k in ("metadata", "spec")})
+        merged["metadata"].pop("resourceVersion", None)
+        resource = Resource.from_manifest(merged)
+        return self.store.apply(resource).to_manifest()
+
+    def put_status(
+        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
+    ) -> Manifest:
+        return self.store.update_status(
+            kind.kind, namespace, name, status, resource_version=resource_version
+        ).to_manifest()
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        return self.store.delete(kind.kind, namespace, name).to_manifest()
+
+    def versions(
+        self, kind: Kind, namespace: str | None, selector: LabelSelector
+    ) -> dict[str, str]:
+        query = select(ResourceRow.uid, ResourceRow.resource_version, ResourceRow.labels).where(
+            ResourceRow.kind == kind.kind
+        )
+        if namespace is not None:
+            query = query.where(ResourceRow.namespace == namespace)
+        with session_scope(self.store.url, readonly=True) as session:
+            rows = session.execute(query).all()
+        return {
+            uid: str(version) for uid, version, labels in rows if selector.matches(labels or {})
+        }
+
+    def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
+        wanted = list(uids)
+        if not wanted:
+            return {}
+        found: dict[str, Manifest] = {}
+        with session_scope(self.store.url, readonly=True) as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = session.scalars(select(ResourceRow).where(ResourceRow.uid.in_(chunk)))
+                for row in rows:
+                    found[row.uid] = to_resource(row).to_manifest()
+        return found

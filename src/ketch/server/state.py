@@ -1,0 +1,46 @@
+"""What the resource routes share: kinds, where each kind is stored, the change feed."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from ketch.core.controller import Manager
+from ketch.core.store.resources import ResourceStore
+from ketch.server.kinds import Kind, KindRegistry
+from ketch.server.sources import Source, StoreSource
+from ketch.server.watch import ChangeNotifier
+
+
+@dataclass
+class ApiState:
+    url: str
+    kinds: KindRegistry
+    store: ResourceStore
+    sources: dict[str, Source] = field(default_factory=dict)
+    notifier: ChangeNotifier = field(default_factory=ChangeNotifier)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    runs: Any = None
+    controllers: Manager | None = None
+
+    def source(self, kind: Kind) -> Source:
+        """The source serving ``kind`` (the ``resources`` table unless one is set)."""
+        found = self.sources.get(kind.kind)
+        if found is None:
+            found = StoreSource(self.store)
+            self.sources[kind.kind] = found
+        return found
+
+    def changed(self, kind: Kind, namespace: str, name: str) -> None:
+        """Tell watchers and the kind's controllers that an object changed."""
+        self.notifier.notify()
+        if self.controllers is not None:
+            self.controllers.enqueue(kind.kind, namespace, name)
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state

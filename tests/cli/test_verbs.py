@@ -1,0 +1,208 @@
+"""The kubectl-like verbs, run as real ``ketch`` subprocesses against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.server.fixtures import job, jobs_path
+from tests.server.helpers import Server, base_env, ketch_command
+
+Ketch = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def ketch(server: Server, tmp_path: Path) -> Ketch:
+    def run(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = base_env(tmp_path / "client-home")
+        env["KETCH_URL"] = server.url
+        return subprocess.run(
+            [*ketch_command(), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    return run
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result.stdout
+
+
+def bad(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+MANIFESTS = """\
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata:
+  name: mnist
+  labels: {team: a}
+spec:
+  pytorchReplicaSpecs: {Master: {replicas: 1}}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris
+spec:
+  predictor: {model: {modelFormat: {name: sklearn}}}
+"""
+
+
+def test_apply_reports_created_unchanged_configured(ketch: Ketch, ns: str, tmp_path: Path) -> None:
+    file = tmp_path / "m.yaml"
+    file.write_text(MANIFESTS)
+    assert ok(ketch("apply", "-f", str(file), "-n", ns)).splitlines() == [
+        "pytorchjob/mnist created",
+        "inferenceservice/iris created",
+    ]
+    assert ok(ketch("apply", "-f", str(file), "-n", ns)).splitlines() == [
+        "pytorchjob/mnist unchanged",
+        "inferenceservice/iris unchanged",
+    ]
+    changed = MANIFESTS.replace("replicas: 1", "replicas: 2")
+    assert ok(ketch("apply", "-f", "-", "-n", ns, stdin=changed)).splitlines() == [
+        "pytorchjob/mnist configured",
+        "inferenceservice/iris unchanged",
+    ]
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(job("from-dir")))
+    assert ok(ketch("apply", "-f", str(folder), "-n", ns)).strip() == "pytorchjob/from-dir created"
+
+
+def test_get_formats(ketch: Ketch, client: httpx.Client, ns: str) -> None:
+    client.post(jobs_path(ns), json=job("alpha", labels={"tier": "web"}))
+    client.post(jobs_path(ns), json=job("beta"))
+    client.put(
+        jobs_path(ns, "alpha") + "/status",
+        json={"status": {"conditions": [
+            {"type": "Created", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
+            {"type": "Running", "status": "True", "lastTransitionTime": "2024-01-01T00:01:00Z"},
+        ]}},
+    )
+    table = ok(ketch("get", "pytorchjobs", "-n", ns)).splitlines()
+    assert table[0].split() == ["NAME", "STATE", "AGE"]
+    assert table[1].split()[:2] == ["alpha", "Running"] and table[2].split()[:2] == ["beta", "-"]
+    for spelling in ("PyTorchJob", "pytorchjob", "PYTORCHJOBS"):
+        assert "alpha" in ok(ketch("get", spelling, "-n", ns))
+    single = json.loads(ok(ketch("get", "pytorchjob", "alpha", "-n", ns, "-o", "json")))
+    assert single["metadata"]["name"] == "alpha"
+    listed = yaml.safe_load(ok(ketch("get", "pytorchjobs", "-n", ns, "-o", "yaml")))
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["alpha", "beta"]
+    wide = ok(ketch("get", "pytorchjobs", "-n", ns, "-o", "wide"))
+    assert "LABELS" in wide and "tier=web" in wide
+    selected = ok(ketch("get", "pytorchjobs", "-n", ns, "-l", "tier=web")).splitlines()
+    assert len(selected) == 2 and "alpha" in selected[1]
+    everywhere = ok(ketch("get", "pytorchjobs", "-A", "-o", "json"))
+    assert {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in json.loads(everywhere)["items"]} >= {
+        (ns, "alpha"), (ns, "beta"),
+    }
+    assert ok(ketch("get", "pytorchjobs", "-A")).splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    empty = ketch("get", "tfjobs", "-n", ns)
+    assert empty.returncode == 0 and "No tfjobs found" in empty.stderr
+    kinds = ok(ketch("get", "kinds"))
+    assert "PyTorchJob" in kinds and "PipelineRun" in kinds
+
+
+def test_describe_shows_conditions_and_events(ketch: Ketch, client: httpx.Client, server: Server, ns: str) -> None:
+    from ketch.core.store.resources import ResourceStore
+
+    client.post(jobs_path(ns), json=job("desc", labels={"team": "a"}))
+    client.put(
+        jobs_path(ns, "desc") + "/status",
+        json={"status": {"replicaStatuses": {"Master": {"active": 1}},
+                         "conditions": [{"type": "Running", "status": "True", "reason": "JobRunning",
+                                         "message": "job is running"}]}},
+    )
+    ResourceStore(server.db_url).record_event("PyTorchJob", ns, "desc", reason="SuccessfulCreate", message="created pod")
+    text = ok(ketch("describe", "pytorchjob", "desc", "-n", ns))
+    assert "Name:        desc" in text and "team=a" in text
+    assert "pytorchReplicaSpecs" in text and "replicaStatuses" in text
+    assert "Conditions:" in text and "JobRunning" in text and "job is running" in text
+    assert "Events:" in text and "SuccessfulCreate" in text and "created pod" in text
+
+
+def test_delete(ketch: Ketch, client: httpx.Client, ns: str) -> None:
+    client.post(jobs_path(ns), json=job("a"))
+    client.post(jobs_path(ns), json=job("b"))
+    assert ok(ketch("delete", "pytorchjob", "a", "b", "-n", ns)).splitlines() == [
+        "pytorchjob/a deleted", "pytorchjob/b deleted",
+    ]
+    bad(ketch("delete", "pytorchjob", "a", "-n", ns), 2, "not found")
+    assert ketch("delete", "pytorchjob", "a", "-n", ns, "--ignore-not-found").returncode == 0
+
+
+def test_logs(ketch: Ketch, client: httpx.Client, ns: str, tmp_path: Path) -> None:
+    log = tmp_path / "master.log"
+    log.write_text("epoch 1 loss 0.5\n")
+    client.post(jobs_path(ns), json=job("lg"))
+    client.put(jobs_path(ns, "lg") + "/status", json={"status": {"logPaths": {"master-0": str(log)}}})
+    assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
+    assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "master-0")) == "epoch 1 loss 0.5\n"
+    bad(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "worker-3"), 2, "worker-3")
+
+
+def test_wait(ketch: Ketch, client: httpx.Client, ns: str) -> None:
+    client.post(jobs_path(ns), json=job("w"))
+    started = time.monotonic()
+    timed_out = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "1")
+    assert time.monotonic() - started >= 1
+    bad(timed_out, 1, "timed out after 1s", "Succeeded")
+    client.put(jobs_path(ns, "w") + "/status", json={"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
+    met = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "10")
+    assert ok(met).strip() == "pytorchjob/w condition met"
+    explicit = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=succeeded=True", "--timeout", "5")
+    assert ok(explicit).strip() == "pytorchjob/w condition met"
+    client.delete(jobs_path(ns, "w"))
+    assert ok(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "delete", "--timeout", "5")).strip() == "pytorchjob/w deleted"
+    bad(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Ready"), 2, "not found")
+    bad(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "ready"), 2, "--for")
+
+
+def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Path) -> None:
+    malformed = tmp_path / "bad.yaml"
+    malformed.write_text("kind: [unclosed\n")
+    bad(ketch("apply", "-f", str(malformed)), 2, "malformed YAML", "line")
+    bad(ketch("apply", "-f", "-", stdin="apiVersion: x/v1\nkind: Gizmo\nmetadata: {name: a}\n"), 2, "unknown kind 'Gizmo'")
+    bad(ketch("apply", "-f", "-", stdin="apiVersion: kubeflow.org/v2\nkind: PyTorchJob\nmetadata: {name: a}\n"), 2, "apiVersion")
+    bad(ketch("apply", "-f", "-", stdin="apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: Bad_Name}\n"), 2, "RFC 1123")
+    bad(ketch("apply", "-f", "-", stdin="- 1\n- 2\n"), 2, "mapping")
+    bad(ketch("apply", "-f", str(tmp_path / "missing.yaml")), 2, "does not exist")
+    bad(ketch("get", "pytorchjbos"), 2, "unknown kind", "PyTorchJob")
+    bad(ketch("get", "pytorchjob", "Bad_Name"), 2, "RFC 1123")
+    bad(ketch("get", "pytorchjob", "-n", "Bad_NS"), 2, "--namespace")
+    bad(ketch("get", "pytorchjob", "-o", "xml"), 2, "output")
+    bad(ketch("describe", "pytorchjob", "nothing-here", "-n", ns), 2, "not found")
+
+
+def test_apply_keeps_going_after_a_server_side_error(ketch: Ketch, ns: str) -> None:
+    documents = (
+        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: good}\n---\n"
+        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: bad, labels: {a: 1}}\n---\n"
+        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: also-good}\n"
+    )
+    result = ketch("apply", "-f", "-", "-n", ns, stdin=documents)
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == ["pytorchjob/good created", "pytorchjob/also-good created"]
+    assert "pytorchjob/bad" in result.stderr and "metadata.labels" in result.stderr

@@ -1,0 +1,177 @@
+"""Starting and stopping real API servers (``ketch up`` subprocesses) for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+READY = re.compile(r"Ketch API server listening on (http://\S+)")
+
+
+def ketch_command() -> list[str]:
+    script = Path(sys.executable).with_name("ketch")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "ketch.cli.main"]
+
+
+def base_env(home: Path, database_url: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KETCH_HOME"] = str(home)
+    env.pop("KETCH_URL", None)
+    env.pop("KETCH_ARTIFACTS", None)
+    if database_url:
+        env["KETCH_DATABASE_URL"] = database_url
+    else:
+        env.pop("KETCH_DATABASE_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    return env
+
+
+@dataclass
+class Server:
+    """A ``ketch up --port 0`` subprocess; ``url`` once it printed its address."""
+
+    home: Path
+    database_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    log_path: Path | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ketch.db'}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.home / "server.log"
+        env = {**base_env(self.home, self.database_url), **self.extra_env}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*ketch_command(), "up", "--port", "0", "--home", str(self.home), *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.home,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = READY.search(self.output())
+            if match:
+                self.url = match.group(1)
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ketch up exited with {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"ketch up did not start in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON ``data:`` payloads of a server-sent event stream."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield json.loads(line[len("data:") :].strip())
+
+
+def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
+    """The response is a single-message error body with ``status``; return the message."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error", "message", "code", "details"}, body
+    assert body["error"] == body["message"]
+    assert isinstance(body["message"], str) and "\n" not in body["message"]
+    assert body["details"] == []
+    for fragment in fragments:
+        assert fragment in body["message"], (fragment, body["message"])
+    return str(body["message"])
+
+
+class ThreadServer:
+    """uvicorn serving an app object in a thread of the test process (port 0)."""
+
+    def __init__(self, app: Any, *, lifespan: str = "on") -> None:
+        import uvicorn
+
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning")
+        )
+        self._thread: Any = None
+        self.url = ""
+
+    def __enter__(self) -> ThreadServer:
+        import threading
+
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.02)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+        assert not self._thread.is_alive()
