@@ -66,7 +66,14 @@ class Node:
     next_iteration: int = 0
     execution_id: int | None = None
     reused: bool = False  # finished in an earlier attempt of the same run
+    # True while a worker thread owns the node: its state may already be final,
+    # but the engine has not recorded it yet, so nothing may act on it.
+    inflight: bool = False
     resources: dict[str, Any] = field(default_factory=dict)  # requests and limits, as recorded
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL and not self.inflight
 
     @property
     def dir_name(self) -> str:
@@ -86,7 +93,7 @@ class Scope:
     failing: bool = False
 
     def done(self) -> bool:
-        return all(n.state in TERMINAL for n in self.nodes.values())
+        return all(n.finished for n in self.nodes.values())
 
 
 class TaskRunner:
@@ -200,6 +207,7 @@ class Engine:
                     continue
                 if kind == "leaf-done" and node is not None:
                     self.running_leaves -= 1
+                    node.inflight = False
                     self._finish(node)
                 elif kind == "cancel":
                     self._cancel()
@@ -269,7 +277,7 @@ class Engine:
 
     def _try_start(self, node: Node, scope: Scope) -> None:
         deps = [scope.nodes[d] for d in _producers(node.task)]
-        if any(d.state not in TERMINAL for d in deps):
+        if not all(d.finished for d in deps):
             return
         strategy = node.task.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")
         tolerant = strategy == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -299,6 +307,7 @@ class Engine:
             self.recorder.task_started(self.ctx, node)
             self._notify(node)
             self.running_leaves += 1
+            node.inflight = True
             self.pool.submit(self._run_leaf, node)
 
     def _reuse(self, node: Node, prior: dict[str, Any]) -> None:
