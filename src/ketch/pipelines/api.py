@@ -75,6 +75,12 @@ class ArtifactTooLarge(KetchError):
     exit_code = 2
 
 
+class RunServiceUnavailable(KetchError):
+    """The server serves stored objects but runs nothing (started without a run service)."""
+
+    http_status = 503
+
+
 # ---------------------------------------------------------------- plumbing
 
 
@@ -89,14 +95,25 @@ def _empty() -> Response:
 def _runs(request: Request) -> Any:
     runs = getattr(request.app.state, "runs", None)
     if runs is None:
-        raise KetchError("the server has no run service (app.state.runs is not set)")
+        raise RunServiceUnavailable(
+            "this server does not execute runs (it has no run service)",
+            hint="start the server with 'ketch up'",
+        )
     return runs
+
+
+def _database_url(app: Any) -> str | None:
+    url = getattr(app.state, "database_url", None)
+    if url:
+        return str(url)
+    runs = getattr(app.state, "runs", None)
+    return getattr(runs, "url", None)
 
 
 def _catalog(request: Request) -> Catalog:
     catalog = getattr(request.app.state, "kfp_catalog", None)
-    url = getattr(_runs(request), "url", None)
-    if catalog is None or catalog.url != url:
+    if catalog is None:
+        url = _database_url(request.app)
         init_db(url)
         catalog = Catalog(url)
         request.app.state.kfp_catalog = catalog
@@ -145,7 +162,7 @@ def start(app: FastAPI) -> None:
     runs = getattr(app.state, "runs", None)
     if runs is None:
         raise KetchError("start the KFP API after setting app.state.runs")
-    url = getattr(runs, "url", None)
+    url = _database_url(app)
     init_db(url)
     catalog = Catalog(url)
     app.state.kfp_catalog = catalog

@@ -155,15 +155,18 @@ def _page(
     id_column = model.id if hasattr(model, "id") else model.run_id
     conditions = [*where, *filters.filter_clauses(opts.filter, fields, resource=resource)]
     total = s.execute(select(func.count()).select_from(model).where(*conditions)).scalar_one()
-    stmt = select(model).where(*conditions)
+    # Ids first, then the rows: sorting and skipping touch only the small leading
+    # columns, never a wide JSON column such as a run's pipeline_spec.
+    stmt = select(id_column).where(*conditions)
     after = filters.keyset_clause(opts, fields, id_column)
     if after is not None:
         stmt = stmt.where(after)
     size = opts.page_size
-    rows = list(s.execute(stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)).scalars())
+    ids = list(s.execute(stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)).scalars())
+    found = {r.id: r for r in s.execute(select(model).where(id_column.in_(ids[:size]))).scalars()} if ids else {}
+    rows = [found[i] for i in ids[:size] if i in found]
     token = ""
-    if len(rows) > size:
-        rows = rows[:size]
+    if len(ids) > size and rows:
         last = rows[-1]
         sort_col = fields[opts.sort_key].column
         token = filters.next_token(opts, getattr(last, sort_col.key), last.id)

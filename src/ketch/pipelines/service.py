@@ -178,6 +178,15 @@ class RunService:
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, threading.Event] = {}
         self._stopping = False
+        # Called with a run id whenever a run is created or ends (watchers, UIs).
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _changed(self, run_id: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(run_id)
+            except Exception:  # a listener must never break a run
+                log.debug("run listener failed", exc_info=True)
 
     @property
     def backend(self) -> Backend:
@@ -262,6 +271,7 @@ class RunService:
             pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
         )
         self._launch(ctx, args, resume=False)
+        self._changed(ctx.run_id)
         return ctx.run_id
 
     def _launch(self, ctx: RunContext, args: dict[str, Any], *, resume: bool) -> None:
@@ -285,6 +295,7 @@ class RunService:
                     self._engines.pop(ctx.run_id, None)
                     self._threads.pop(ctx.run_id, None)
                 done.set()
+                self._changed(ctx.run_id)
 
         def register(engine: Engine) -> None:
             with self._lock:

@@ -110,6 +110,9 @@ def create_app(
                 state.runs = _run_service(url)
                 app.state.runs = state.runs
                 if state.runs is not None:
+                    listeners = getattr(state.runs, "listeners", None)
+                    if isinstance(listeners, list):  # runs made anywhere wake the watchers
+                        listeners.append(lambda _run_id: state.notifier.notify())
                     await run_in_threadpool(state.runs.start)
                     started.append(state.runs.stop)
                 manager = Manager()

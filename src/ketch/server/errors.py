@@ -141,7 +141,7 @@ def validation_message(errors: Any) -> str:
 async def _ketch_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KetchError)
     status = exc.http_status
-    if status >= 500 and not isinstance(exc, ServiceUnavailable):
+    if status >= 500 and status != 503 and not isinstance(exc, ServiceUnavailable):
         log.error("request failed: %s", exc, exc_info=exc)
     return error_response(status, str(exc), code=getattr(exc, "grpc_code", None))
 

@@ -39,7 +39,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 IMMEDIATE_OPTION = "ketch_begin_immediate"
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # get_sessionmaker calls get_engine while holding it
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[str, sessionmaker[Session]] = {}
 _migrated: set[str] = set()

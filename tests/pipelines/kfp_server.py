@@ -1,0 +1,220 @@
+"""A real API server for the KFP API tests, in its own process on 127.0.0.1.
+
+``python -m tests.pipelines.kfp_server --port-file F`` serves the app of
+``ketch.server.app.create_app`` (which includes the KFP API), or a minimal app
+with only that API when the server package is missing; it writes its port to
+``F`` once it listens. :class:`ServerProcess` starts one with its own ``KETCH_HOME`` and
+stops it (SIGTERM, then SIGKILL) when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def minimal_app(url: str | None) -> Any:
+    """The KFP router with a RunService and the server's error handlers."""
+    from fastapi import FastAPI
+
+    from ketch.pipelines import api
+    from ketch.pipelines.service import RunService
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runs = RunService(url)
+        app.state.runs = runs
+        runs.start()
+        api.start(app)
+        try:
+            yield
+        finally:
+            api.stop(app)
+            runs.stop()
+
+    app = FastAPI(lifespan=lifespan)
+    try:
+        from ketch.server import errors
+    except ImportError:  # pragma: no cover - the server package is always there
+        _install_error_handlers(app)
+    else:
+        errors.install(app)
+    app.include_router(api.router)
+    return app
+
+
+def _install_error_handlers(app: Any) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from ketch.core.errors import KetchError
+
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, KetchError)
+        body = {"error": str(exc), "message": str(exc), "code": 0, "details": []}
+        return JSONResponse(body, status_code=exc.http_status)
+
+    app.add_exception_handler(KetchError, handle)
+
+
+def make_app(url: str | None) -> Any:
+    """The real server's app (it includes the KFP API), else :func:`minimal_app`.
+
+    ``KETCH_TEST_KFP_MINIMAL_APP=1`` forces the minimal app.
+    """
+    if os.environ.get("KETCH_TEST_KFP_MINIMAL_APP") == "1":
+        return minimal_app(url)
+    try:
+        from ketch.server.app import create_app
+    except ImportError:
+        return minimal_app(url)
+    return create_app(database_url=url)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port-file", required=True)
+    args = parser.parse_args()
+    url = os.environ.get("KETCH_DATABASE_URL") or None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    tmp = Path(args.port_file + ".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(args.port_file)
+    config = uvicorn.Config(make_app(url), log_level="warning", lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class ServerProcess:
+    """One server process with its own ``KETCH_HOME`` (and database)."""
+
+    def __init__(self, home: Path, database_url: str | None = None):
+        self.home = home
+        self.database_url = database_url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.log_path = home / "server.log"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ketch.db'}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        port_file = self.home / "port"
+        env = dict(os.environ)
+        env["KETCH_HOME"] = str(self.home)
+        env.pop("KETCH_ARTIFACTS", None)
+        if self.database_url:
+            env["KETCH_DATABASE_URL"] = self.database_url
+        else:
+            env.pop("KETCH_DATABASE_URL", None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.pipelines.kfp_server", "--port-file", str(port_file)],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited early; see {self.log_path}:\n{self.log()}")
+            if port_file.exists():
+                self.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+                try:
+                    if httpx.get(f"{self.url}/apis/v2beta1/healthz", timeout=2).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {timeout}s; see {self.log_path}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+POSTGRES_ENV = "KETCH_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``KETCH_TEST_POSTGRES_URL``."""
+    import pytest
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from ketch.core.store import db
+
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/ci-postgres.sh starts a server)")
+    admin_url = db.normalize_url(admin_url)
+    name = f"ketch_kfp_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield url
+        db.dispose_engine(url)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def serve(backend: str, home: Path) -> Iterator[ServerProcess]:
+    """A started server on ``backend`` ("sqlite" or "postgresql"), stopped afterwards."""
+    from ketch.core.store import db
+
+    if backend == "postgresql":
+        databases = fresh_postgres_database()
+        url: str | None = next(databases)
+    else:
+        databases, url = iter(()), None
+    server = ServerProcess(home, url)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        db.dispose_engine(server.db_url)
+        for _ in databases:  # drop the database
+            pass
+
+
+if __name__ == "__main__":
+    main()
