@@ -165,67 +165,22 @@ class Recorder:
     def task_started(self, ctx: RunContext, node: Node) -> None:
         def write() -> None:
             with session_scope(self.url) as s:
-                execution = ExecutionRow(
-                    run_id=ctx.run_id,
-                    task_id=node.id,
-                    type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
-                    state="RUNNING",
-                    properties={"task_name": node.name, "path": node.path},
-                    created_at=_now(),
-                    updated_at=_now(),
-                )
-                s.add(execution)
-                s.flush()
-                node.execution_id = execution.id
-                existing = s.get(PipelineTaskRow, node.id)
-                if existing is not None:  # a resumed or retried run starts the task again
-                    existing.state = node.state
-                    existing.inputs = self._inputs(node)
-                    existing.error = None
-                    existing.log_path = node.log_path
-                    existing.started_at = node.started_at or _now()
-                    existing.finished_at = None
-                    self._input_events(s, ctx, node, execution.id)
-                    return
-                s.add(
-                    PipelineTaskRow(
-                        id=node.id,
-                        run_id=ctx.run_id,
-                        path=node.path,
-                        name=node.name,
-                        display_name=node.task.get("taskInfo", {}).get("name", node.name),
-                        parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
-                        type=node.type,
-                        state=node.state,
-                        inputs=self._inputs(node),
-                        outputs={},
-                        log_path=node.log_path,
-                        created_at=node.started_at or _now(),
-                        started_at=node.started_at or _now(),
-                    )
-                )
-                self._input_events(s, ctx, node, execution.id)
+                execution_id = self._new_execution(s, ctx, node)
+                row = self._task_row(s, ctx, node)
+                row.state = node.state
+                row.inputs = self._inputs(node)
+                row.error = None  # a resumed or retried run may start the task again
+                row.log_path = node.log_path
+                row.started_at = node.started_at or _now()
+                row.finished_at = None
+                self._input_events(s, ctx, node, execution_id)
 
         retry_locked(write)
 
     def task_finished(self, ctx: RunContext, node: Node) -> None:
         def write() -> None:
             with session_scope(self.url) as s:
-                row = s.get(PipelineTaskRow, node.id)
-                if row is None:  # never started (skipped, canceled, failed on inputs)
-                    row = PipelineTaskRow(
-                        id=node.id,
-                        run_id=ctx.run_id,
-                        path=node.path,
-                        name=node.name,
-                        display_name=node.task.get("taskInfo", {}).get("name", node.name),
-                        parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
-                        type=node.type,
-                        state=node.state,
-                        created_at=node.started_at or _now(),
-                        started_at=node.started_at,
-                    )
-                    s.add(row)
+                row = self._task_row(s, ctx, node)  # new if it never started (skipped, ...)
                 row.state = node.state
                 row.inputs = self._inputs(node)
                 row.outputs = {
@@ -240,20 +195,12 @@ class Recorder:
                 row.finished_at = node.finished_at or _now()
                 if node.reused:
                     return
+                if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
+                    self._new_execution(s, ctx, node)
                 if node.execution_id is not None and node.resources:
                     execution = s.get(ExecutionRow, node.execution_id)
                     if execution is not None:
                         execution.properties = {**execution.properties, "resources": node.resources}
-                if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
-                    execution = ExecutionRow(
-                        run_id=ctx.run_id, task_id=node.id,
-                        type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
-                        state="RUNNING", properties={"task_name": node.name, "path": node.path},
-                        created_at=_now(), updated_at=_now(),
-                    )
-                    s.add(execution)
-                    s.flush()
-                    node.execution_id = execution.id
                 if node.execution_id is not None:
                     state = "CACHED" if node.cached else _MLMD_STATE.get(node.state, node.state)
                     s.execute(
@@ -265,6 +212,44 @@ class Recorder:
                         self._output_events(s, ctx, node, node.execution_id)
 
         retry_locked(write)
+
+    @staticmethod
+    def _new_execution(s: Any, ctx: RunContext, node: Node) -> int:
+        execution = ExecutionRow(
+            run_id=ctx.run_id,
+            task_id=node.id,
+            type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
+            state="RUNNING",
+            properties={"task_name": node.name, "path": node.path},
+            created_at=_now(),
+            updated_at=_now(),
+        )
+        s.add(execution)
+        s.flush()
+        node.execution_id = execution.id
+        return execution.id
+
+    @staticmethod
+    def _task_row(s: Any, ctx: RunContext, node: Node) -> PipelineTaskRow:
+        """The node's task row, added to the session when it is not stored yet."""
+        row = s.get(PipelineTaskRow, node.id)
+        if row is None:
+            row = PipelineTaskRow(
+                id=node.id,
+                run_id=ctx.run_id,
+                path=node.path,
+                name=node.name,
+                display_name=node.task.get("taskInfo", {}).get("name", node.name),
+                parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
+                type=node.type,
+                state=node.state,
+                inputs={},
+                outputs={},
+                created_at=node.started_at or _now(),
+                started_at=node.started_at,
+            )
+            s.add(row)
+        return row
 
     @staticmethod
     def _inputs(node: Node) -> dict[str, Any]:
