@@ -14,6 +14,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The CPU build of PyTorch (a local wheel here; a bare `torch` would pull CUDA):
+	@# the TorchScript serving runtime's tests use it and skip without it.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 \
+		|| echo "make install: torch==2.13.0 (CPU) not installed; PyTorch tests will skip"
 	@touch $(STAMP)
 
 # Starts a throwaway PostgreSQL for the PostgreSQL-backed tests when one can be had

@@ -10,6 +10,7 @@ import typer
 
 from ketch.cli import resources, runs, server
 from ketch.core.errors import KetchError
+from ketch.serving.cli import serve as serve_command
 
 app = typer.Typer(
     name="ketch",
@@ -86,6 +87,7 @@ app.command("delete")(resources.delete)
 app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
+app.command("serve")(serve_command)
 
 
 def _fail(exc: KetchError) -> None:
