@@ -1,5 +1,6 @@
 """Database fixtures: a fresh SQLite file per test, and, when ``KETCH_TEST_POSTGRES_URL``
-is set, a fresh PostgreSQL database per test (so parallel workers never collide)."""
+is set, a fresh PostgreSQL database per test (so parallel workers never collide); and a
+local process backend, shut down after the test."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ketch.core.backend import LocalBackend
 from ketch.core.store import db
 
 POSTGRES_ENV = "KETCH_TEST_POSTGRES_URL"
@@ -56,3 +58,12 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     url = _sqlite_database(tmp_path)
     yield url
     db.dispose_engine(url)
+
+
+@pytest.fixture
+def backend() -> Iterator[LocalBackend]:
+    b = LocalBackend()
+    try:
+        yield b
+    finally:
+        b.shutdown(grace=1.0)

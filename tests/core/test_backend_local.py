@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,21 +23,9 @@ from ketch.core.backend import (
     parse_memory,
 )
 from ketch.core.errors import BackendError, InvalidSpec
+from tests.core.procs import alive, kill_quietly, proc_state, wait_until
 
 PY = sys.executable
-
-
-def proc_state(pid: int) -> str | None:
-    """The /proc state letter of ``pid`` (None: no such process)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[0]
-
-
-def alive(pid: int) -> bool:
-    return proc_state(pid) not in (None, "Z", "X")
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -56,33 +42,6 @@ def group_pids(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             found.append(int(entry))
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
-def kill_quietly(pids: list[int]) -> None:
-    for pid in pids:
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-@pytest.fixture
-def backend() -> Iterator[LocalBackend]:
-    b = LocalBackend()
-    try:
-        yield b
-    finally:
-        b.shutdown(grace=1.0)
 
 
 def py(code: str, **kwargs: object) -> ProcessSpec:

@@ -9,28 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from ketch.core.backend import LocalBackend, ProcessSpec, PythonEntry, Resources
+from tests.core.procs import alive, kill_quietly, proc_state, wait_until
 
 PY = sys.executable
-
-
-def proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[0]
-
-
-def alive(pid: int) -> bool:
-    return proc_state(pid) not in (None, "Z", "X")
 
 
 def servers_of(parent_pid: int) -> list[int]:
@@ -46,33 +33,6 @@ def servers_of(parent_pid: int) -> list[int]:
             if needle in cmdline and alive(int(entry)):
                 found.append(int(entry))
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
-def kill_quietly(pids: list[int]) -> None:
-    for pid in pids:
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-@pytest.fixture
-def backend() -> Iterator[LocalBackend]:
-    b = LocalBackend()
-    try:
-        yield b
-    finally:
-        b.shutdown(grace=1.0)
 
 
 @pytest.fixture

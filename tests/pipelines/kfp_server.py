@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -166,42 +165,16 @@ class ServerProcess:
             proc.wait(10)
 
 
-POSTGRES_ENV = "KETCH_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
-
-
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``KETCH_TEST_POSTGRES_URL``."""
-    import pytest
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from ketch.core.store import db
-
-    admin_url = os.environ.get(POSTGRES_ENV)
-    if not admin_url:
-        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/ci-postgres.sh starts a server)")
-    admin_url = db.normalize_url(admin_url)
-    name = f"ketch_kfp_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        yield url
-        db.dispose_engine(url)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def serve(backend: str, home: Path) -> Iterator[ServerProcess]:
     """A started server on ``backend`` ("sqlite" or "postgresql"), stopped afterwards."""
     from ketch.core.store import db
+    from tests.core.conftest import _postgres_database
 
     if backend == "postgresql":
-        databases = fresh_postgres_database()
+        databases = _postgres_database()
         url: str | None = next(databases)
     else:
         databases, url = iter(()), None

@@ -33,7 +33,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, File, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
@@ -51,6 +51,7 @@ from ketch.pipelines.catalog import (
     VERSION_FIELDS,
     Catalog,
     FailedPrecondition,
+    Page,
     dumps,
     namespace_or_default,
     new_id,
@@ -145,16 +146,29 @@ def _text(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-def _options(
-    fields: dict[str, filters.Field],
-    resource: str,
-    page_token: str | None,
-    page_size: int | None,
-    sort_by: str | None,
-    filter: str | None,
-) -> filters.ListOptions:
-    return filters.list_options(page_token=page_token, page_size=page_size, sort_by=sort_by,
-                                filter=filter, fields=fields, resource=resource)
+class _Paging:
+    """The query parameters every list route takes (a FastAPI dependency)."""
+
+    def __init__(
+        self,
+        page_token: str | None = Query(None),
+        page_size: int | None = Query(None),
+        sort_by: str | None = Query(None),
+        filter: str | None = Query(None),
+    ) -> None:
+        self.page_token = page_token
+        self.page_size = page_size
+        self.sort_by = sort_by
+        self.filter = filter
+
+    def options(self, fields: dict[str, filters.Field], resource: str) -> filters.ListOptions:
+        return filters.list_options(page_token=self.page_token, page_size=self.page_size,
+                                    sort_by=self.sort_by, filter=self.filter, fields=fields,
+                                    resource=resource)
+
+
+def _page_json(key: str, items: list[Any], page: Page) -> Response:
+    return _json({key: items, "total_size": page.total_size, "next_page_token": page.next_page_token})
 
 
 def start(app: FastAPI) -> None:
@@ -322,15 +336,11 @@ def get_pipeline(request: Request, pipeline_id: str) -> Response:
 def list_pipelines(
     request: Request,
     namespace: str | None = Query(None),
-    page_token: str | None = Query(None),
-    page_size: int | None = Query(None),
-    sort_by: str | None = Query(None),
-    filter: str | None = Query(None),
+    paging: _Paging = Depends(),
 ) -> Response:
-    opts = _options(PIPELINE_FIELDS, "pipelines", page_token, page_size, sort_by, filter)
+    opts = paging.options(PIPELINE_FIELDS, "pipelines")
     page = _catalog(request).list_pipelines(opts, namespace)
-    return _json({"pipelines": [shape.pipeline(r) for r in page.items],
-                  "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _page_json("pipelines", [shape.pipeline(r) for r in page.items], page)
 
 
 @router.delete(f"{PREFIX}/pipelines/{{pipeline_id}}")
@@ -362,15 +372,11 @@ def get_pipeline_version(request: Request, pipeline_id: str, pipeline_version_id
 def list_pipeline_versions(
     request: Request,
     pipeline_id: str,
-    page_token: str | None = Query(None),
-    page_size: int | None = Query(None),
-    sort_by: str | None = Query(None),
-    filter: str | None = Query(None),
+    paging: _Paging = Depends(),
 ) -> Response:
-    opts = _options(VERSION_FIELDS, "pipeline versions", page_token, page_size, sort_by, filter)
+    opts = paging.options(VERSION_FIELDS, "pipeline versions")
     page = _catalog(request).list_versions(pipeline_id, opts)
-    return _json({"pipeline_versions": [shape.pipeline_version(r) for r in page.items],
-                  "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _page_json("pipeline_versions", [shape.pipeline_version(r) for r in page.items], page)
 
 
 @router.delete(f"{PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
@@ -406,18 +412,14 @@ def get_experiment(request: Request, experiment_id: str) -> Response:
 def list_experiments(
     request: Request,
     namespace: str | None = Query(None),
-    page_token: str | None = Query(None),
-    page_size: int | None = Query(None),
-    sort_by: str | None = Query(None),
-    filter: str | None = Query(None),
+    paging: _Paging = Depends(),
 ) -> Response:
-    opts = _options(EXPERIMENT_FIELDS, "experiments", page_token, page_size, sort_by, filter)
+    opts = paging.options(EXPERIMENT_FIELDS, "experiments")
     catalog = _catalog(request)
-    if not page_token:
+    if not paging.page_token:
         catalog.default_experiment(namespace)  # KFP always has one
     page = catalog.list_experiments(opts, namespace)
-    return _json({"experiments": _experiment_json(catalog, page.items),
-                  "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _page_json("experiments", _experiment_json(catalog, page.items), page)
 
 
 @router.delete(f"{PREFIX}/experiments/{{experiment_id}}")
@@ -582,15 +584,11 @@ def list_runs(
     request: Request,
     namespace: str | None = Query(None),
     experiment_id: str | None = Query(None),
-    page_token: str | None = Query(None),
-    page_size: int | None = Query(None),
-    sort_by: str | None = Query(None),
-    filter: str | None = Query(None),
+    paging: _Paging = Depends(),
 ) -> Response:
-    opts = _options(RUN_FIELDS, "runs", page_token, page_size, sort_by, filter)
+    opts = paging.options(RUN_FIELDS, "runs")
     page, metas = _catalog(request).list_runs(opts, namespace=namespace, experiment_id=experiment_id)
-    return _json({"runs": [shape.run(r, metas.get(r.id)) for r in page.items],
-                  "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _page_json("runs", [shape.run(r, metas.get(r.id)) for r in page.items], page)
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:terminate")
@@ -688,16 +686,12 @@ def list_recurring_runs(
     request: Request,
     namespace: str | None = Query(None),
     experiment_id: str | None = Query(None),
-    page_token: str | None = Query(None),
-    page_size: int | None = Query(None),
-    sort_by: str | None = Query(None),
-    filter: str | None = Query(None),
+    paging: _Paging = Depends(),
 ) -> Response:
-    opts = _options(RECURRING_FIELDS, "recurring runs", page_token, page_size, sort_by, filter)
+    opts = paging.options(RECURRING_FIELDS, "recurring runs")
     page = _catalog(request).list_recurring(opts, namespace=namespace, experiment_id=experiment_id)
     # KFP writes this one list name in camelCase.
-    return _json({"recurringRuns": [shape.recurring_run(r) for r in page.items],
-                  "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _page_json("recurringRuns", [shape.recurring_run(r) for r in page.items], page)
 
 
 @router.delete(f"{PREFIX}/recurringruns/{{recurring_run_id}}")

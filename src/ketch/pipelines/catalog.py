@@ -183,6 +183,21 @@ def _write(url: str | None, fn: Callable[[Session], T]) -> T:
     return retry_locked(attempt)
 
 
+def _found(s: Session, model: Any, key: str, what: str, **error: Any) -> Any:
+    """The ``model`` row with primary key ``key``, or NotFound ("<what> 'key' not found")."""
+    row = s.get(model, key)
+    if row is None:
+        raise NotFound(f"{what} {key!r} not found", **error)
+    return row
+
+
+def _scope(model: Any, namespace: str | None, experiment_id: str | None) -> list[Any]:
+    """Rows of one experiment when it is given, else of one namespace."""
+    if experiment_id:
+        return [model.experiment_id == experiment_id]
+    return [model.namespace == namespace_or_default(namespace)]
+
+
 # ---------------------------------------------------------------- pipeline packages
 
 
@@ -330,10 +345,7 @@ class Catalog:
 
     def get_experiment(self, experiment_id: str) -> KfpExperimentRow:
         with session_scope(self.url, readonly=True) as s:
-            row = s.get(E, experiment_id)
-        if row is None:
-            raise NotFound(f"experiment {experiment_id!r} not found")
-        return row
+            return _found(s, E, experiment_id, "experiment")
 
     def last_run_times(self, experiment_ids: list[str]) -> dict[str, datetime]:
         if not experiment_ids:
@@ -355,8 +367,7 @@ class Catalog:
         """Delete an experiment; its runs and recurring runs stay (as in KFP)."""
 
         def write(s: Session) -> None:
-            if s.get(E, experiment_id) is None:
-                raise NotFound(f"experiment {experiment_id!r} not found")
+            _found(s, E, experiment_id, "experiment")
             s.execute(delete(E).where(E.id == experiment_id))
 
         _write(self.url, write)
@@ -365,9 +376,7 @@ class Catalog:
         """Archive (with all its runs, and disabling its recurring runs) or unarchive."""
 
         def write(s: Session) -> None:
-            row = s.get(E, experiment_id)
-            if row is None:
-                raise NotFound(f"experiment {experiment_id!r} not found")
+            row = _found(s, E, experiment_id, "experiment")
             row.storage_state = storage_state
             if storage_state == "ARCHIVED":
                 s.execute(update(R).where(R.experiment_id == experiment_id).values(storage_state="ARCHIVED"))
@@ -414,10 +423,7 @@ class Catalog:
 
     def get_pipeline(self, pipeline_id: str) -> KfpPipelineRow:
         with session_scope(self.url, readonly=True) as s:
-            row = s.get(P, pipeline_id)
-        if row is None:
-            raise NotFound(f"pipeline {pipeline_id!r} not found")
-        return row
+            return _found(s, P, pipeline_id, "pipeline")
 
     def get_pipeline_by_name(self, name: str, namespace: str | None) -> KfpPipelineRow:
         ns = namespace_or_default(namespace)
@@ -434,8 +440,7 @@ class Catalog:
 
     def delete_pipeline(self, pipeline_id: str, cascade: bool) -> None:
         def write(s: Session) -> None:
-            if s.get(P, pipeline_id) is None:
-                raise NotFound(f"pipeline {pipeline_id!r} not found")
+            _found(s, P, pipeline_id, "pipeline")
             versions = s.execute(select(func.count()).select_from(V).where(V.pipeline_id == pipeline_id)).scalar_one()
             if versions and not cascade:
                 raise FailedPrecondition(
@@ -475,8 +480,7 @@ class Catalog:
         row = self._version_row(pipeline_id, **version)
 
         def write(s: Session) -> KfpPipelineVersionRow:
-            if s.get(P, pipeline_id) is None:
-                raise NotFound(f"pipeline {pipeline_id!r} not found", field="pipeline_id")
+            _found(s, P, pipeline_id, "pipeline", field="pipeline_id")
             s.add(row)
             s.flush()
             return row
@@ -526,20 +530,14 @@ class Catalog:
 
     def get_run(self, run_id: str) -> tuple[PipelineRunRow, KfpRunMetaRow | None]:
         with session_scope(self.url, readonly=True) as s:
-            row = s.get(R, run_id)
-            if row is None:
-                raise NotFound(f"run {run_id!r} not found")
+            row = _found(s, R, run_id, "run")
             meta = s.get(KfpRunMetaRow, run_id)
         return row, meta
 
     def list_runs(
         self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
     ) -> tuple[Page, dict[str, KfpRunMetaRow]]:
-        where: list[Any] = []
-        if experiment_id:
-            where.append(R.experiment_id == experiment_id)
-        else:
-            where.append(R.namespace == namespace_or_default(namespace))
+        where = _scope(R, namespace, experiment_id)
         with session_scope(self.url, readonly=True) as s:
             page = _page(s, R, RUN_FIELDS, opts, where, resource="runs")
             ids = [r.id for r in page.items]
@@ -568,9 +566,7 @@ class Catalog:
 
     def set_run_storage(self, run_id: str, storage_state: str) -> None:
         def write(s: Session) -> None:
-            row = s.get(R, run_id)
-            if row is None:
-                raise NotFound(f"run {run_id!r} not found")
+            row = _found(s, R, run_id, "run")
             row.storage_state = storage_state
 
         _write(self.url, write)
@@ -579,8 +575,7 @@ class Catalog:
         """Remove a run and its tasks; artifacts (files and lineage records) stay."""
 
         def write(s: Session) -> None:
-            if s.get(R, run_id) is None:
-                raise NotFound(f"run {run_id!r} not found")
+            _found(s, R, run_id, "run")
             s.execute(delete(KfpRunMetaRow).where(KfpRunMetaRow.run_id == run_id))
             s.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id))
             s.execute(delete(R).where(R.id == run_id))
@@ -664,19 +659,12 @@ class Catalog:
 
     def get_recurring(self, recurring_run_id: str) -> KfpRecurringRunRow:
         with session_scope(self.url, readonly=True) as s:
-            row = s.get(S, recurring_run_id)
-        if row is None:
-            raise NotFound(f"recurring run {recurring_run_id!r} not found")
-        return row
+            return _found(s, S, recurring_run_id, "recurring run")
 
     def list_recurring(
         self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
     ) -> Page:
-        where: list[Any] = []
-        if experiment_id:
-            where.append(S.experiment_id == experiment_id)
-        else:
-            where.append(S.namespace == namespace_or_default(namespace))
+        where = _scope(S, namespace, experiment_id)
         with session_scope(self.url, readonly=True) as s:
             return _page(s, S, RECURRING_FIELDS, opts, where, resource="recurring runs")
 
@@ -684,17 +672,14 @@ class Catalog:
         """Delete a recurring run; the runs it created stay."""
 
         def write(s: Session) -> None:
-            if s.get(S, recurring_run_id) is None:
-                raise NotFound(f"recurring run {recurring_run_id!r} not found")
+            _found(s, S, recurring_run_id, "recurring run")
             s.execute(delete(S).where(S.id == recurring_run_id))
 
         _write(self.url, write)
 
     def set_recurring_mode(self, recurring_run_id: str, mode: str) -> None:
         def write(s: Session) -> None:
-            row = s.get(S, recurring_run_id)
-            if row is None:
-                raise NotFound(f"recurring run {recurring_run_id!r} not found")
+            row = _found(s, S, recurring_run_id, "recurring run")
             if row.mode != mode:
                 row.mode = mode
                 row.updated_at = now()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -128,6 +129,24 @@ def _namespace(namespace: str) -> str:
 
 def _name(name: str) -> str:
     return validate_name(name, field="name")
+
+
+@dataclass(frozen=True)
+class ObjectPath:
+    """The kind, namespace and name of an object's URL, checked."""
+
+    kind: Kind
+    namespace: str
+    name: str
+
+
+async def _object_path(
+    group: str, version: str, namespace: str, plural: str, name: str, state: State
+) -> ObjectPath:
+    return ObjectPath(state.kinds.for_path(group, version, plural), _namespace(namespace), _name(name))
+
+
+Target = Annotated[ObjectPath, Depends(_object_path)]
 
 
 async def _list(
@@ -371,13 +390,9 @@ async def create(
     tags=["resources"],
     summary="Read an object",
 )
-async def read(
-    group: str, version: str, namespace: str, plural: str, name: str, state: State
-) -> dict[str, Any]:
-    kind = state.kinds.for_path(group, version, plural)
-    return await run_in_threadpool(
-        state.source(kind).get, kind, _namespace(namespace), _name(name)
-    )
+async def read(target: Target, state: State) -> dict[str, Any]:
+    kind = target.kind
+    return await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
 
 
 @router.put(
@@ -388,16 +403,9 @@ async def read(
     responses={201: {"description": "Created"}},
 )
 async def apply(
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
-    request: Request,
-    state: State,
+    target: Target, request: Request, state: State
 ) -> JSONResponse:
-    kind = state.kinds.for_path(group, version, plural)
-    namespace, name = _namespace(namespace), _name(name)
+    kind, namespace, name = target.kind, target.namespace, target.name
     resource = _manifest_for(kind, namespace, await read_document(request), name)
     applied, result = await run_in_threadpool(state.source(kind).apply, kind, resource)
     if result != "unchanged":
@@ -414,16 +422,9 @@ async def apply(
     openapi_extra=patch_body(),
 )
 async def patch(
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
-    request: Request,
-    state: State,
+    target: Target, request: Request, state: State
 ) -> dict[str, Any]:
-    kind = state.kinds.for_path(group, version, plural)
-    namespace, name = _namespace(namespace), _name(name)
+    kind, namespace, name = target.kind, target.namespace, target.name
     document = require_mapping(await read_document(request), "a merge patch")
     patched = await run_in_threadpool(state.source(kind).patch, kind, namespace, name, document)
     state.changed(kind, namespace, name)
@@ -435,11 +436,8 @@ async def patch(
     tags=["resources"],
     summary="Delete an object (answers it as it was)",
 )
-async def remove(
-    group: str, version: str, namespace: str, plural: str, name: str, state: State
-) -> dict[str, Any]:
-    kind = state.kinds.for_path(group, version, plural)
-    namespace, name = _namespace(namespace), _name(name)
+async def remove(target: Target, state: State) -> dict[str, Any]:
+    kind, namespace, name = target.kind, target.namespace, target.name
     deleted = await run_in_threadpool(state.source(kind).delete, kind, namespace, name)
     state.changed(kind, namespace, name)
     return deleted
@@ -453,10 +451,8 @@ async def remove(
     tags=["resources"],
     summary="Read an object with its status",
 )
-async def read_status(
-    group: str, version: str, namespace: str, plural: str, name: str, state: State
-) -> dict[str, Any]:
-    return await read(group, version, namespace, plural, name, state)
+async def read_status(target: Target, state: State) -> dict[str, Any]:
+    return await read(target, state)
 
 
 @router.put(
@@ -466,16 +462,9 @@ async def read_status(
     openapi_extra=request_body(STATUS_SCHEMA),
 )
 async def write_status(
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
-    request: Request,
-    state: State,
+    target: Target, request: Request, state: State
 ) -> dict[str, Any]:
-    kind = state.kinds.for_path(group, version, plural)
-    namespace, name = _namespace(namespace), _name(name)
+    kind, namespace, name = target.kind, target.namespace, target.name
     document = require_mapping(await read_document(request))
     status = document.get("status")
     if not isinstance(status, dict):
