@@ -13,7 +13,6 @@ import re
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +198,6 @@ class LocalTaskRunner(TaskRunner):
         for item in container.get("env", []):
             env[item["name"]] = resolve_string(str(item.get("value", "")), pctx)
         spec = self._process_spec(node, ctx, container, pctx, env, work, log_path)
-        started = time.perf_counter()
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
@@ -216,7 +214,6 @@ class LocalTaskRunner(TaskRunner):
         finally:
             with self._lock:
                 self._handles.pop(node.id, None)
-        del started
         if self._canceled.is_set() and code != 0:
             node.state, node.error = CANCELED, "canceled"
             return
