@@ -31,8 +31,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ketch run examples/demo_pipeline.py
 
+# Each script runs Ketch and its peer side by side and prints the ratio.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipelines_vs_kfp_local.py
+	$(BIN)/python benchmarks/parallelfor_200.py
+	$(BIN)/python benchmarks/kfp_client_api.py
+	$(BIN)/python benchmarks/serving_vs_mlserver.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
