@@ -1,0 +1,539 @@
+"""The training-job controllers: PyTorchJob, TFJob, XGBoostJob, MPIJob, JAXJob, PaddleJob.
+
+Each replica (``<job>-<type>-<index>``) runs its container's ``command`` +
+``args`` with its ``env`` and ``workingDir`` as a local process through the
+compute backend, plus the environment the kind's operator injects
+(:mod:`ketch.training.envs`). The container ``image`` is recorded and reported
+as not used: the command runs on this machine (a leading ``python``/``python3``
+is this server's interpreter). A job starts as a gang, once all its replicas fit
+on the machine (:mod:`ketch.training.admission`).
+
+Status is the operator's: conditions ``Created``, ``Running``, ``Restarting``,
+``Succeeded``, ``Failed``, ``Suspended`` with reasons such as
+``PyTorchJobSucceeded``, ``replicaStatuses``, ``startTime``, ``completionTime``,
+and ``logPaths`` (replica -> log file) for ``ketch logs``.
+
+What runs lives in this process: deleting a job stops its processes, stopping the
+server stops them all (the backend's shutdown), and on the next start every job
+that had not finished starts again from its stored spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ketch.core import config
+from ketch.core.backend import ProcessHandle, ProcessSpec, Resources, default_backend
+from ketch.core.controller import Controller, Key, Result
+from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.resource import format_time, get_condition, set_condition, utcnow
+from ketch.core.store.resources import EventType, ResourceStore
+from ketch.training import envs
+from ketch.training.admission import Admission, job_request
+from ketch.training.spec import KINDS, Job, PyTorchJobSpec, TFJobSpec, parse
+
+log = logging.getLogger("ketch.training.controller")
+
+POLL = 0.2
+WAIT_FOR_RESOURCES = 0.5
+STOP_GRACE = 3.0
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+
+_admission: Admission | None = None
+_admission_lock = threading.Lock()
+
+
+def admission() -> Admission:
+    """The machine's ledger, shared by every training controller in this process."""
+    global _admission
+    with _admission_lock:
+        if _admission is None:
+            _admission = Admission()
+        return _admission
+
+
+def register() -> None:
+    """Run the training-job controllers in every API server created from now on."""
+    from ketch.server.app import register_controller
+
+    for factory in FACTORIES:
+        register_controller(factory)
+
+
+@dataclass
+class Replica:
+    rtype: str
+    index: int
+    name: str
+    spec: ProcessSpec
+    handle: ProcessHandle | None = None
+    state: str = RUNNING
+    exit_code: int | None = None
+    restarts: int = 0
+
+
+@dataclass
+class Runtime:
+    uid: str | None
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    ports: set[int] = field(default_factory=set)
+    restarts: int = 0
+    workdir: Path | None = None
+
+    def running(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.state == RUNNING]
+
+
+class TrainingJobController(Controller):
+    """Reconciles the jobs of one kubeflow.org/v1 training kind (set by subclasses)."""
+
+    kind = "PyTorchJob"
+
+    def __init__(self, store: ResourceStore | None = None) -> None:
+        super().__init__(store)
+        self.runtimes: dict[Key, Runtime] = {}
+        self._lock = threading.Lock()
+        self._reserved_ports: set[int] = _RESERVED_PORTS
+
+    # -- the loop ------------------------------------------------------------------
+
+    def list_keys(self) -> Iterable[Key]:
+        seen = set()
+        for key in super().list_keys():
+            seen.add(key)
+            yield key
+        with self._lock:
+            gone = [key for key in self.runtimes if key not in seen]
+        yield from gone
+
+    def reconcile(self, key: Key) -> Result | None:
+        namespace, name = key
+        try:
+            resource = self.store.get(self.kind, namespace, name)
+        except NotFound:
+            self._teardown(key)
+            return None
+        runtime = self.runtimes.get(key)
+        if runtime is not None and runtime.uid != resource.metadata.uid:
+            self._teardown(key)  # deleted and created again
+            runtime = None
+        old = resource.status
+        status = copy.deepcopy(old)
+        events: list[tuple[str, str, EventType]] = []
+        result = self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
+        if status != old:
+            try:
+                self.store.update_status(self.kind, namespace, name, status)
+            except NotFound:
+                self._teardown(key)
+                return None
+        for reason, message, type_ in events:
+            with contextlib.suppress(NotFound):
+                self.store.record_event(
+                    self.kind, namespace, name, reason=reason, message=message, type=type_
+                )
+        return result
+
+    def _reconcile(
+        self,
+        key: Key,
+        uid: str | None,
+        raw_spec: dict[str, Any],
+        status: dict[str, Any],
+        events: list[tuple[str, str, EventType]],
+    ) -> Result | None:
+        namespace, name = key
+        kind = self.kind
+        terminal = _is_true(status, "Succeeded") or _is_true(status, "Failed")
+        try:
+            job = parse(kind, name, namespace, raw_spec)
+        except InvalidSpec as exc:
+            if not _has_containers(raw_spec):
+                # a bare object (no container anywhere): nothing to run, nothing to report
+                log.debug("%s %s/%s has no containers; left alone", kind, namespace, name)
+                return None
+            if get_condition(status, "Created") is None:
+                set_condition(status, "Created", "True", f"{kind}Created", f"{kind} {name} is created.")
+            if not terminal:
+                message = f"{kind} {name} has an invalid spec: {exc}"
+                self._finish(key, status, events, "Failed", message, None)
+            return None
+        if get_condition(status, "Created") is None:
+            set_condition(status, "Created", "True", f"{kind}Created", f"{kind} {name} is created.")
+            events.append((f"{kind}Created", f"{kind} {name} is created.", "Normal"))
+        if terminal:
+            return self._after_finish(key, job, status)
+        runtime = self.runtimes.get(key)
+        if job.run_policy.suspend:
+            if runtime is not None:
+                self._teardown(key)
+            if not _is_true(status, "Suspended"):
+                message = f"{kind} {name} is suspended."
+                set_condition(status, "Suspended", "True", f"{kind}Suspended", message)
+                set_condition(status, "Running", "False", f"{kind}Suspended", message)
+                status.pop("startTime", None)
+                events.append((f"{kind}Suspended", message, "Normal"))
+            status["replicaStatuses"] = _replica_statuses(job, None)
+            return None
+        if _is_true(status, "Suspended"):
+            message = f"{kind} {name} is resumed."
+            set_condition(status, "Suspended", "False", f"{kind}Resumed", message)
+            events.append((f"{kind}Resumed", message, "Normal"))
+        if runtime is None:
+            ok, why = admission().try_admit((kind, namespace, name), job_request(job))
+            if not ok:
+                if status.get("admission") != why:
+                    events.append(("WaitingForResources", why, "Normal"))
+                status["admission"] = why
+                status["replicaStatuses"] = _replica_statuses(job, None)
+                return Result(requeue_after=WAIT_FOR_RESOURCES)
+            status.pop("admission", None)
+            try:
+                runtime = self._start(key, uid, job, status, events)
+            except Exception as exc:
+                self._teardown(key)
+                self._finish(key, status, events, "Failed", f"{kind} {name} could not start: {exc}", job)
+                return None
+        if "startTime" not in status:
+            status["startTime"] = format_time(utcnow())
+        return self._watch(key, job, runtime, status, events)
+
+    # -- starting ------------------------------------------------------------------
+
+    def _start(
+        self,
+        key: Key,
+        uid: str | None,
+        job: Job,
+        status: dict[str, Any],
+        events: list[tuple[str, str, EventType]],
+    ) -> Runtime:
+        namespace, name = key
+        workdir = config.logs_dir() / "training" / namespace / self.kind.lower() / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        runtime = Runtime(uid=uid, workdir=workdir)
+        with self._lock:
+            self.runtimes[key] = runtime
+        addresses = envs.allocate(job, self._reserved_ports, workdir)
+        runtime.ports = set(addresses.ports.values()) | ({addresses.rdzv_port} - {0})
+        if addresses.hostfile is not None and addresses.rsh_agent is not None:
+            addresses.hostfile.write_text(envs.hostfile_text(job))
+            addresses.rsh_agent.write_text(envs.RSH_AGENT)
+            addresses.rsh_agent.chmod(0o755)
+        log_paths: dict[str, str] = {}
+        images: set[str] = set()
+        for rtype, index, replica_name in job.replica_names():
+            container = job.container(rtype)
+            if container.image:
+                images.add(container.image)
+            env = {e.name: e.value or "" for e in container.env}
+            env.update(envs.replica_env(job, rtype, index, addresses))
+            log_path = workdir / f"{replica_name}.log"
+            log_paths[replica_name] = str(log_path)
+            command = [*container.command, *container.args]
+            if command and command[0] in ("python", "python3"):
+                command[0] = sys.executable
+            requests, limits = container.resources.requests, container.resources.limits
+            spec = ProcessSpec(
+                name=f"{self.kind} {namespace}/{name} replica {replica_name}",
+                command=command,
+                env=env,
+                cwd=Path(container.workingDir) if container.workingDir else None,
+                stdout_path=log_path,
+                stderr_path=log_path,
+                resources=Resources(
+                    cpu_request=_quantity(requests.get("cpu")),
+                    cpu_limit=_quantity(limits.get("cpu")),
+                    memory_request=_quantity(requests.get("memory")),
+                    memory_limit=_quantity(limits.get("memory")),
+                ),
+                ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
+            )
+            runtime.replicas[replica_name] = Replica(rtype, index, replica_name, spec)
+        for replica in runtime.replicas.values():  # the gang starts together
+            replica.handle = default_backend().start(replica.spec)
+            events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
+        if images:
+            events.append((
+                "ImageNotUsed",
+                f"image {', '.join(sorted(images))} is not used: the local backend runs "
+                "each container's command on this machine",
+                "Normal",
+            ))
+        status["logPaths"] = log_paths
+        return runtime
+
+    # -- watching ------------------------------------------------------------------
+
+    def _watch(
+        self,
+        key: Key,
+        job: Job,
+        runtime: Runtime,
+        status: dict[str, Any],
+        events: list[tuple[str, str, EventType]],
+    ) -> Result | None:
+        kind, (_namespace, name) = self.kind, key
+        restarted: list[Replica] = []
+        for replica in runtime.running():
+            assert replica.handle is not None
+            code = replica.handle.poll()
+            if code is None:
+                continue
+            replica.exit_code = code
+            if code == 0:
+                replica.state = SUCCEEDED
+                continue
+            policy = job.restart_policy(replica.rtype)
+            retry = policy in ("Always", "OnFailure") or (
+                policy == "ExitCode" and (code < 0 or code >= 128)
+            )
+            if not retry:
+                replica.state = FAILED
+                continue
+            limit = job.run_policy.backoffLimit
+            if limit is not None and runtime.restarts + 1 > limit:
+                replica.state = FAILED
+                message = (
+                    f"Job {name} has failed because it has reached the specified backoff limit"
+                )
+                self._finish(key, status, events, "Failed", message, job)
+                return self._after_finish(key, job, status)
+            runtime.restarts += 1
+            replica.restarts += 1
+            replica.handle = default_backend().start(replica.spec)
+            restarted.append(replica)
+        failed = [r for r in runtime.replicas.values() if r.state == FAILED]
+        if failed:
+            by_type: dict[str, int] = {}
+            for replica in failed:
+                by_type[replica.rtype] = by_type.get(replica.rtype, 0) + 1
+            rtype, count = next(iter(by_type.items()))
+            message = f"{kind} {name} is failed because {count} {rtype} replica(s) failed."
+            self._finish(key, status, events, "Failed", message, job)
+            return self._after_finish(key, job, status)
+        if _succeeded(job, runtime):
+            message = f"{kind} {name} is successfully completed."
+            self._finish(key, status, events, "Succeeded", message, job)
+            return self._after_finish(key, job, status)
+        deadline = job.run_policy.activeDeadlineSeconds
+        remaining: float | None = None
+        if deadline is not None and "startTime" in status:
+            remaining = deadline - (utcnow() - _parse_time(status["startTime"])).total_seconds()
+            if remaining <= 0:
+                message = (
+                    f"Job {name} has failed because it was active longer than specified deadline"
+                )
+                self._finish(key, status, events, "Failed", message, job)
+                return self._after_finish(key, job, status)
+        if restarted:
+            names = ", ".join(r.name for r in restarted)
+            message = (
+                f"{kind} {name} is restarting because {len(restarted)} "
+                f"{restarted[0].rtype} replica(s) failed."
+            )
+            set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
+            set_condition(status, "Running", "False", f"{kind}Restarting", message)
+            events.append((f"{kind}Restarting", f"{message} Restarted: {names}", "Warning"))
+        else:
+            message = f"{kind} {name} is running."
+            if not _is_true(status, "Running"):
+                set_condition(status, "Running", "True", f"{kind}Running", message)
+                if get_condition(status, "Restarting") is not None:
+                    set_condition(status, "Restarting", "False", f"{kind}Running", message)
+                events.append((f"{kind}Running", message, "Normal"))
+        status["replicaStatuses"] = _replica_statuses(job, runtime)
+        wait = POLL if remaining is None else max(0.05, min(POLL, remaining))
+        return Result(requeue_after=wait)
+
+    def _finish(
+        self,
+        key: Key,
+        status: dict[str, Any],
+        events: list[tuple[str, str, EventType]],
+        outcome: str,
+        message: str,
+        job: Job | None,
+    ) -> None:
+        kind = self.kind
+        reason = f"{kind}{outcome}"
+        set_condition(status, outcome, "True", reason, message)
+        set_condition(status, "Running", "False", reason, message)
+        if get_condition(status, "Restarting") is not None:
+            set_condition(status, "Restarting", "False", reason, message)
+        status["completionTime"] = format_time(utcnow())
+        status.pop("admission", None)
+        events.append((reason, message, "Normal" if outcome == "Succeeded" else "Warning"))
+        runtime = self.runtimes.get(key)
+        if runtime is None:
+            return
+        policy = job.clean_pod_policy() if job is not None else "All"
+        if outcome == "Failed" or policy in ("All", "Running"):
+            _stop(runtime.running())
+            for replica in runtime.running():
+                replica.state = FAILED if outcome == "Failed" else SUCCEEDED
+        if job is not None:
+            status["replicaStatuses"] = _replica_statuses(job, runtime)
+
+    def _after_finish(self, key: Key, job: Job, status: dict[str, Any]) -> Result | None:
+        """A finished job: follow replicas left running (cleanPodPolicy None), honour the TTL."""
+        runtime = self.runtimes.get(key)
+        wait: float | None = None
+        if runtime is not None:
+            for replica in runtime.running():
+                assert replica.handle is not None
+                code = replica.handle.poll()
+                if code is not None:
+                    replica.exit_code = code
+                    replica.state = SUCCEEDED if code == 0 else FAILED
+            status["replicaStatuses"] = _replica_statuses(job, runtime)
+            if runtime.running():
+                wait = 1.0
+            else:
+                self._release(key, runtime)
+        ttl = job.run_policy.ttlSecondsAfterFinished
+        completed = status.get("completionTime")
+        if ttl is not None and completed:
+            left = ttl - (utcnow() - _parse_time(completed)).total_seconds()
+            if left <= 0:
+                self._teardown(key)
+                with contextlib.suppress(NotFound):
+                    self.store.delete(self.kind, key[0], key[1])
+                return None
+            wait = left if wait is None else min(wait, left)
+        return Result(requeue_after=wait) if wait is not None else None
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _release(self, key: Key, runtime: Runtime) -> None:
+        admission().release((self.kind, key[0], key[1]))
+        self._reserved_ports.difference_update(runtime.ports)
+        runtime.ports = set()
+
+    def _teardown(self, key: Key) -> None:
+        with self._lock:
+            runtime = self.runtimes.pop(key, None)
+        admission().release((self.kind, key[0], key[1]))
+        if runtime is None:
+            return
+        _stop(runtime.running())
+        self._reserved_ports.difference_update(runtime.ports)
+
+
+_RESERVED_PORTS: set[int] = set()
+
+
+def _stop(replicas: list[Replica]) -> None:
+    """Stop ``replicas`` together (SIGTERM, SIGKILL after a grace period)."""
+    handles = [r.handle for r in replicas if r.handle is not None and r.handle.poll() is None]
+    threads = [
+        threading.Thread(target=h.cancel, args=(STOP_GRACE,), daemon=True) for h in handles
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(STOP_GRACE + 15)
+
+
+def _succeeded(job: Job, runtime: Runtime) -> bool:
+    """The kind's success rule."""
+    by_type: dict[str, list[Replica]] = {}
+    for replica in runtime.replicas.values():
+        by_type.setdefault(replica.rtype, []).append(replica)
+
+    def done(rtype: str, *, every: bool = True) -> bool:
+        replicas = by_type.get(rtype, [])
+        states = [r.state == SUCCEEDED for r in replicas]
+        return bool(replicas) and (all(states) if every else any(states))
+
+    spec = job.spec
+    kind = job.kind
+    if kind == "PyTorchJob":
+        assert isinstance(spec, PyTorchJobSpec)
+        if "Master" in by_type:
+            return done("Master")
+        if spec.elasticPolicy is not None:
+            return done("Worker", every=False)
+        return done("Worker")
+    if kind == "TFJob":
+        assert isinstance(spec, TFJobSpec)
+        for chief in ("Chief", "Master"):
+            if chief in by_type:
+                return done(chief)
+        workers = by_type.get("Worker", [])
+        if spec.successPolicy == "AllWorkers":
+            return done("Worker")
+        return any(r.index == 0 and r.state == SUCCEEDED for r in workers)
+    if kind == "MPIJob":
+        return done("Launcher")
+    if kind in ("XGBoostJob", "PaddleJob") and "Master" in by_type:
+        return done("Master")
+    return done("Worker")
+
+
+def _replica_statuses(job: Job, runtime: Runtime | None) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for rtype in job.replicas:
+        counts = {"active": 0, "succeeded": 0, "failed": 0}
+        if runtime is not None:
+            for replica in runtime.replicas.values():
+                if replica.rtype != rtype:
+                    continue
+                key = {RUNNING: "active", SUCCEEDED: "succeeded", FAILED: "failed"}[replica.state]
+                counts[key] += 1
+        out[rtype] = {k: v for k, v in counts.items() if v} or {}
+    return out
+
+
+def _has_containers(spec: dict[str, Any]) -> bool:
+    for key, value in spec.items():
+        if not key.endswith("ReplicaSpecs") or not isinstance(value, dict):
+            continue
+        for replica in value.values():
+            template = replica.get("template") if isinstance(replica, dict) else None
+            pod = template.get("spec") if isinstance(template, dict) else None
+            if isinstance(pod, dict) and pod.get("containers"):
+                return True
+    return False
+
+
+def _quantity(value: str | int | float | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _is_true(status: dict[str, Any], type_: str) -> bool:
+    condition = get_condition(status, type_)
+    return condition is not None and condition.get("status") == "True"
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _make(kind: str) -> type[TrainingJobController]:
+    return type(f"{kind}Controller", (TrainingJobController,), {"kind": kind})
+
+
+CONTROLLERS: dict[str, type[TrainingJobController]] = {kind: _make(kind) for kind in KINDS}
+
+
+def _factory(kind: str) -> Callable[[ResourceStore], Controller]:
+    def factory(store: ResourceStore) -> Controller:
+        return CONTROLLERS[kind](store)
+
+    factory.__name__ = f"{kind.lower()}_controller"
+    return factory
+
+
+FACTORIES: tuple[Callable[[ResourceStore], Controller], ...] = tuple(_factory(k) for k in KINDS)
+
+__all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController", "register"]

@@ -1,0 +1,247 @@
+"""The environment each training operator injects into a replica, per kind.
+
+The variable names and values follow Kubeflow's operators. Two local
+differences: every replica's host name (``<job>-<type>-<index>``) resolves to
+``127.0.0.1`` here, so addresses are written as ``127.0.0.1``; and ports are
+allocated free on this machine (the kind's default port when it is free), so
+several jobs can run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ketch.training.spec import Job, MPIJobSpec, PaddleJobSpec, PyTorchJobSpec, TFJobSpec
+
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_RDZV_PORT = 29400
+TF_EVALUATOR = "Evaluator"
+
+
+@dataclass
+class Addresses:
+    """The ports a job's replicas were given: ``ports[name]`` and the rendezvous port."""
+
+    ports: dict[str, int] = field(default_factory=dict)
+    rdzv_port: int = 0
+    hostfile: Path | None = None
+    rsh_agent: Path | None = None
+
+
+def host_of(name: str) -> str:
+    """Where replica ``name`` is reached from the others on this machine."""
+    return LOCAL_HOST
+
+
+def free_port(preferred: int, reserved: set[int]) -> int:
+    """``preferred`` when it is free and not reserved, else a free port; reserves it."""
+    if preferred and preferred not in reserved and _bindable(preferred):
+        reserved.add(preferred)
+        return preferred
+    for _ in range(64):
+        with socket.socket() as sock:
+            sock.bind((LOCAL_HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in reserved:
+            reserved.add(port)
+            return port
+    raise RuntimeError("no free TCP port found on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOCAL_HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def declared_port(job: Job, rtype: str) -> int:
+    """The container port named as the operator expects, else the kind's default."""
+    container = job.container(rtype)
+    for port in container.ports:
+        if port.name == job.info.port_name:
+            return port.containerPort
+    return job.info.default_port
+
+
+def allocate(job: Job, reserved: set[int], workdir: Path) -> Addresses:
+    """Ports for every replica of ``job`` (and the rendezvous port of an elastic job)."""
+    addresses = Addresses()
+    for rtype, _index, name in job.replica_names():
+        if job.kind == "MPIJob":
+            continue
+        addresses.ports[name] = free_port(declared_port(job, rtype), reserved)
+    spec = job.spec
+    if isinstance(spec, PyTorchJobSpec) and spec.elasticPolicy is not None:
+        addresses.rdzv_port = free_port(spec.elasticPolicy.rdzvPort or DEFAULT_RDZV_PORT, reserved)
+    if isinstance(spec, MPIJobSpec):
+        addresses.hostfile = workdir / "hostfile"
+        addresses.rsh_agent = workdir / "kubexec.sh"
+    return addresses
+
+
+def _first(job: Job, *rtypes: str) -> tuple[str, int, str] | None:
+    for rtype, index, name in job.replica_names():
+        if rtype in rtypes and index == 0:
+            return rtype, index, name
+    return None
+
+
+def replica_env(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    """The variables the operator of ``job``'s kind sets on replica ``rtype``/``index``."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    builder = {
+        "PyTorchJob": _pytorch,
+        "TFJob": _tf,
+        "XGBoostJob": _xgboost,
+        "MPIJob": _mpi,
+        "JAXJob": _jax,
+        "PaddleJob": _paddle,
+    }[job.kind]
+    env.update(builder(job, rtype, index, addresses))
+    return env
+
+
+def nproc_per_node(job: Job) -> str:
+    spec = job.spec
+    assert isinstance(spec, PyTorchJobSpec)
+    if spec.nprocPerNode is not None:
+        return str(spec.nprocPerNode)
+    if spec.elasticPolicy is not None and spec.elasticPolicy.nProcPerNode is not None:
+        return str(spec.elasticPolicy.nProcPerNode)
+    return "1"
+
+
+def _pytorch(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    spec = job.spec
+    assert isinstance(spec, PyTorchJobSpec)
+    env: dict[str, str] = {}
+    nproc = nproc_per_node(job)
+    total = job.total_replicas()
+    world = total * int(nproc) if nproc.isdigit() else total
+    has_master = "Master" in job.replicas
+    rank = index + 1 if has_master and rtype == "Worker" else index
+    master = _first(job, "Master") or _first(job, "Worker")
+    if master is not None:
+        port = str(addresses.ports[master[2]])
+        env.update(
+            MASTER_ADDR=host_of(master[2]),
+            MASTER_PORT=port,
+            PET_MASTER_ADDR=host_of(master[2]),
+            PET_MASTER_PORT=port,
+        )
+    env.update(WORLD_SIZE=str(world), RANK=str(rank), PET_NPROC_PER_NODE=nproc)
+    policy = spec.elasticPolicy
+    if policy is None:
+        env.update(PET_NNODES=str(total), PET_NODE_RANK=str(rank))
+        return env
+    workers = job.replicas["Worker"].replicas
+    low = policy.minReplicas or workers
+    high = policy.maxReplicas or workers
+    rdzv_host = policy.rdzvHost or host_of(f"{job.name}-worker-0")
+    env.update(
+        PET_NNODES=f"{low}:{high}",
+        PET_RDZV_BACKEND=policy.rdzvBackend or "c10d",
+        PET_RDZV_ENDPOINT=f"{rdzv_host}:{addresses.rdzv_port}",
+        PET_RDZV_ID=policy.rdzvId or job.name,
+    )
+    if policy.rdzvConf:
+        env["PET_RDZV_CONF"] = ",".join(f"{c.key}={c.value}" for c in policy.rdzvConf)
+    if policy.standalone is not None:
+        env["PET_STANDALONE"] = str(policy.standalone).lower()
+    if policy.maxRestarts is not None:
+        env["PET_MAX_RESTARTS"] = str(policy.maxRestarts)
+    return env
+
+
+def tf_config(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, object]:
+    """``TF_CONFIG``: the cluster (every type but the evaluator) and this task."""
+    cluster: dict[str, list[str]] = {}
+    for rt, _i, name in job.replica_names():
+        if rt == TF_EVALUATOR:
+            continue
+        cluster.setdefault(rt.lower(), []).append(f"{host_of(name)}:{addresses.ports[name]}")
+    return {
+        "cluster": cluster,
+        "task": {"type": rtype.lower(), "index": index},
+        "environment": "cloud",
+    }
+
+
+def _tf(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    assert isinstance(job.spec, TFJobSpec)
+    return {"TF_CONFIG": json.dumps(tf_config(job, rtype, index, addresses))}
+
+
+def _xgboost(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    master = _first(job, "Master")
+    env: dict[str, str] = {}
+    if master is not None:
+        env.update(MASTER_ADDR=host_of(master[2]), MASTER_PORT=str(addresses.ports[master[2]]))
+    rank = index + 1 if rtype == "Worker" and master is not None else index
+    env.update(WORLD_SIZE=str(job.total_replicas()), RANK=str(rank))
+    workers = [(name, addresses.ports[name]) for rt, _i, name in job.replica_names() if rt == "Worker"]
+    if workers:
+        env["WORKER_PORT"] = str(workers[0][1])
+        env["WORKER_ADDRS"] = ",".join(host_of(name) for name, _p in workers)
+    return env
+
+
+def _jax(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    coordinator = _first(job, "Worker")
+    env: dict[str, str] = {}
+    if coordinator is not None:
+        env.update(
+            COORDINATOR_ADDRESS=host_of(coordinator[2]),
+            COORDINATOR_PORT=str(addresses.ports[coordinator[2]]),
+        )
+    env.update(NUM_PROCESSES=str(job.total_replicas()), PROCESS_ID=str(index))
+    return env
+
+
+def _paddle(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    spec = job.spec
+    assert isinstance(spec, PaddleJobSpec)
+    env = {
+        "POD_IP_DUMMY": LOCAL_HOST,
+        "PADDLE_NNODES": str(job.total_replicas()),
+        "PADDLE_JOB_ID": job.name,
+    }
+    master = _first(job, "Master")
+    if master is not None and spec.elasticPolicy is None:
+        env["PADDLE_MASTER"] = f"{host_of(master[2])}:{addresses.ports[master[2]]}"
+    return env
+
+
+def slots_per_worker(job: Job) -> int:
+    assert isinstance(job.spec, MPIJobSpec)
+    return job.spec.slotsPerWorker or 1
+
+
+def hostfile_text(job: Job) -> str:
+    """The MPI hostfile: one ``<job>-worker-<i> slots=<slotsPerWorker>`` line per worker."""
+    slots = slots_per_worker(job)
+    lines = [f"{name} slots={slots}" for rt, _i, name in job.replica_names() if rt == "Worker"]
+    return "".join(f"{line}\n" for line in lines)
+
+
+# The launcher's remote shell: every worker host is this machine, so the command runs here.
+RSH_AGENT = '#!/bin/sh\n# kubexec for Ketch: worker hosts are local\nshift\nexec sh -c "$*"\n'
+
+
+def _mpi(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    if rtype != "Launcher":
+        return {}
+    assert addresses.hostfile is not None and addresses.rsh_agent is not None
+    return {
+        "OMPI_MCA_plm_rsh_agent": str(addresses.rsh_agent),
+        "OMPI_MCA_orte_default_hostfile": str(addresses.hostfile),
+        "I_MPI_HYDRA_HOST_FILE": str(addresses.hostfile),
+        "I_MPI_HYDRA_BOOTSTRAP_EXEC": str(addresses.rsh_agent),
+        "OMPI_MCA_orte_keep_fqdn_hostnames": "true",
+    }
