@@ -9,6 +9,7 @@ import numpy as np
 
 from ketch.serving.errors import InvalidInput, InvalidSpec
 from ketch.serving.model import ArrayModel
+from ketch.serving.types import ModelMetadata, TensorSpec
 
 
 def model_file(path: Path, suffixes: tuple[str, ...]) -> Path:
@@ -53,3 +54,38 @@ class FileArrayModel(ArrayModel):
         self.path = path
         self.model_dir = path if path.is_dir() else path.parent
         self.settings = dict(settings or {})
+
+
+class BoosterModel(FileArrayModel):
+    """A gradient-boosted trees booster (XGBoost, LightGBM): labels or probabilities."""
+
+    float_type = "FP64"
+    methods: tuple[str, ...] = ("predict",)
+
+    def _predict_raw(self, matrix: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _num_features(self) -> int:
+        raise NotImplementedError
+
+    def _set_methods(self, classifier: bool) -> None:
+        self.methods = ("predict", "predict_proba") if classifier else ("predict",)
+        self.ready = True
+
+    def infer_arrays(self, inputs: dict[str, np.ndarray], method: str) -> dict[str, np.ndarray]:
+        raw = np.asarray(self._predict_raw(as_matrix(inputs)))
+        if method == "predict_proba" or self.methods == ("predict",):
+            return {method: raw}
+        if raw.ndim == 2:  # class probabilities: the label is the most likely class
+            return {method: raw.argmax(axis=1)}
+        return {method: (raw > 0.5).astype(np.int64)}  # binary: probability of class 1
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(
+            platform=self.platform,
+            inputs=[TensorSpec("input-0", self.float_type, (-1, self._num_features()))],
+            outputs=[
+                TensorSpec(m, self.float_type if m == "predict_proba" else "INT64", (-1,))
+                for m in self.methods
+            ],
+        )

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ketch.serving.runtimes.base import FileArrayModel, as_matrix, model_file
-from ketch.serving.types import ModelMetadata, TensorSpec
+from ketch.serving.runtimes.base import BoosterModel, model_file
 
 
-class LightGBMModel(FileArrayModel):
+class LightGBMModel(BoosterModel):
     platform = "lightgbm"
     suffixes = (".txt", ".lgb", ".lightgbm")
+    float_type = "FP64"
 
     def load(self) -> bool:
         import lightgbm as lgb
@@ -25,26 +25,11 @@ class LightGBMModel(FileArrayModel):
                 if line.startswith("objective="):
                     self.objective = line.split("=", 1)[1].strip()
                     break
-        classifier = self.objective.startswith(("binary", "multiclass"))
-        self.methods = ("predict", "predict_proba") if classifier else ("predict",)
-        self.ready = True
+        self._set_methods(self.objective.startswith(("binary", "multiclass")))
         return True
 
-    def infer_arrays(self, inputs: dict[str, np.ndarray], method: str) -> dict[str, np.ndarray]:
-        raw = np.asarray(self._booster.predict(as_matrix(inputs)))
-        if method == "predict_proba" or self.methods == ("predict",):
-            return {method: raw}
-        if raw.ndim == 2:
-            return {method: raw.argmax(axis=1)}
-        return {method: (raw > 0.5).astype(np.int64)}
+    def _predict_raw(self, matrix: np.ndarray) -> Any:
+        return self._booster.predict(matrix)
 
-    def metadata(self) -> ModelMetadata:
-        features = self._booster.num_feature()
-        return ModelMetadata(
-            platform=self.platform,
-            inputs=[TensorSpec("input-0", "FP64", (-1, int(features)))],
-            outputs=[
-                TensorSpec(m, "FP64" if m == "predict_proba" else "INT64", (-1,))
-                for m in self.methods
-            ],
-        )
+    def _num_features(self) -> int:
+        return int(self._booster.num_feature())
