@@ -95,9 +95,6 @@ def create_app(
     from ketch.training.controller import register as register_training
 
     register_training()
-    from ketch.serving.controller import register as register_serving
-
-    register_serving()
     url = database_url or config.database_url(home)
     kinds = default_kinds(_extra_kinds)
     state = ApiState(url=url, kinds=kinds, store=ResourceStore(url, migrate=False))
