@@ -92,6 +92,9 @@ def create_app(
     starts no run service, controllers or schedulers (the routes still serve
     what is stored).
     """
+    from ketch.serving.controller import register as register_serving
+
+    register_serving()
     from ketch.training.controller import register as register_training
 
     register_training()
