@@ -137,9 +137,9 @@ class RunView:
                         self.out.print(table)
                     matrix = meta.get("confusionMatrix") if isinstance(meta, dict) else None
                     if art.get("type") == "system.ClassificationMetrics" and matrix:
-                        labels = [str(c) for c in matrix.get("annotationSpecs", [])] or [
+                        labels = [
                             str(c.get("displayName", c)) if isinstance(c, dict) else str(c)
-                            for c in matrix.get("categories", [])
+                            for c in matrix.get("annotationSpecs") or matrix.get("categories", [])
                         ]
                         rows = [r.get("row", r) if isinstance(r, dict) else r for r in matrix.get("rows", matrix.get("matrix", []))]
                         table = Table(title=f"{task.path} · {name}: confusion matrix (rows: actual)", title_justify="left")
