@@ -37,6 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/parallelfor_200.py
 	$(BIN)/python benchmarks/kfp_client_api.py
 	$(BIN)/python benchmarks/serving_vs_mlserver.py
+	$(BIN)/python benchmarks/inferenceservice_vs_mlserver.py
+	$(BIN)/python benchmarks/training_start.py
+	$(BIN)/python benchmarks/training_vs_torchrun.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
