@@ -13,7 +13,7 @@ from ketch.core.backend import Backend
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node
-from ketch.pipelines.records import Recorder
+from ketch.pipelines.records import Recorder, public_artifact
 from ketch.pipelines.service import execute, prepare, process_owner, reap_orphaned_runs
 
 
@@ -60,15 +60,6 @@ class Run:
         return f"Run(id={self.id!r}, state={self.state!r}, tasks={len(self.tasks)})"
 
 
-def _public_artifact(art: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": art.get("name", ""),
-        "uri": art.get("uri", ""),
-        "type": art.get("type", {}).get("schemaTitle", "system.Artifact"),
-        "metadata": art.get("metadata", {}),
-    }
-
-
 def to_kfp_artifact(art: dict[str, Any]) -> Any:
     """A ``kfp.dsl`` artifact object (Dataset, Model, ...) for a stored artifact."""
     from kfp.dsl.types import artifact_types
@@ -91,18 +82,14 @@ def task_info(node: Node) -> TaskInfo:
         state=node.state,
         cached=node.cached,
         attempts=node.attempts,
-        inputs={**node.inputs, **{k: [_public_artifact(a) for a in v] for k, v in node.input_artifacts.items()}},
-        outputs={**node.outputs, **{k: [_public_artifact(a) for a in v] for k, v in node.output_artifacts.items()}},
+        inputs={**node.inputs, **{k: [public_artifact(a) for a in v] for k, v in node.input_artifacts.items()}},
+        outputs={**node.outputs, **{k: [public_artifact(a) for a in v] for k, v in node.output_artifacts.items()}},
         log_path=node.log_path,
         error=node.error,
         started_at=node.started_at,
         finished_at=node.finished_at,
         resources=dict(node.resources),
     )
-
-
-_active_engines: set[Engine] = set()
-_active_lock = threading.Lock()
 
 
 def run(
@@ -145,21 +132,13 @@ def run(
     if on_start is not None:
         on_start(ctx.run_id)
     engines: list[Engine] = []
-
-    def track(engine: Engine) -> None:
-        engines.append(engine)
-        with _active_lock:
-            _active_engines.add(engine)
-
     previous = _install_signals(lambda: [e.cancel() for e in engines])
     try:
         state, outputs, error, engine = execute(
             ctx, args, backend=backend, recorder=recorder, max_parallelism=max_parallelism,
-            listener=listener, on_engine=track,
+            listener=listener, on_engine=engines.append,
         )
     finally:
-        with _active_lock:
-            _active_engines.difference_update(engines)
         _restore_signals(previous)
     py_outputs: dict[str, Any] = dict(outputs["parameters"])
     for name, arts in outputs["artifacts"].items():
@@ -229,12 +208,3 @@ def _restore_signals(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous[1])
     except ValueError:
         pass
-
-
-def cancel_all() -> None:
-    """Cancel every run executing in this process."""
-    with _active_lock:
-        engines = list(_active_engines)
-    for engine in engines:
-        engine.cancel()
-

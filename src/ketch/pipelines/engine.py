@@ -22,7 +22,7 @@ from typing import Any
 
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.pipelines import conditions
-from ketch.pipelines.spec import PipelineIR, _producers
+from ketch.pipelines.spec import PipelineIR, producers
 from ketch.pipelines.values import coerce
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Engine:
 
     def execute(self, arguments: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
         """Run to completion. Returns (state, outputs, error)."""
-        root_params, root_artifacts = self._root_inputs(arguments)
+        root_params, root_artifacts = root_inputs(self.ir, arguments)
         self.root = Scope("", self.ir.root["dag"], root_params, root_artifacts, owner=None)
         self._populate(self.root)
         self._schedule_all()
@@ -227,11 +227,6 @@ class Engine:
         self.ctx.interrupted = self.ctx.interrupted or interrupt
         self.ctx.canceled.set()
         self.events.put(("cancel", None))
-
-    # ------------------------------------------------------------ inputs
-
-    def _root_inputs(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        return root_inputs(self.ir, arguments)
 
     # ------------------------------------------------------------ expansion
 
@@ -276,7 +271,7 @@ class Engine:
                 self._advance_loop(node)
 
     def _try_start(self, node: Node, scope: Scope) -> None:
-        deps = [scope.nodes[d] for d in _producers(node.task)]
+        deps = [scope.nodes[d] for d in producers(node.task)]
         if not all(d.finished for d in deps):
             return
         strategy = node.task.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")

@@ -44,20 +44,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _public_artifacts(arts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    return {
-        k: [
-            {
-                "name": a.get("name", ""),
-                "uri": a.get("uri", ""),
-                "type": a.get("type", {}).get("schemaTitle", "system.Artifact"),
-                "metadata": a.get("metadata", {}),
-                **({"id": a["id"]} if "id" in a else {}),
-            }
-            for a in v
-        ]
-        for k, v in arts.items()
+def public_artifact(art: dict[str, Any], *, with_id: bool = False) -> dict[str, Any]:
+    """An artifact as runs, tasks and clients show it (type as its schema title)."""
+    out = {
+        "name": art.get("name", ""),
+        "uri": art.get("uri", ""),
+        "type": art.get("type", {}).get("schemaTitle", "system.Artifact"),
+        "metadata": art.get("metadata", {}),
     }
+    if with_id and "id" in art:
+        out["id"] = art["id"]
+    return out
+
+
+def _public_artifacts(arts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {k: [public_artifact(a, with_id=True) for a in v] for k, v in arts.items()}
 
 
 def _internal_artifact(art: dict[str, Any]) -> dict[str, Any]:
@@ -150,15 +151,7 @@ class Recorder:
         return ids, done
 
     def finish_run(self, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:
-        def write() -> None:
-            with session_scope(self.url) as s:
-                s.execute(
-                    update(PipelineRunRow)
-                    .where(PipelineRunRow.id == run_id)
-                    .values(state=state, outputs=outputs, error=error, finished_at=_now())
-                )
-
-        retry_locked(write)
+        self.set_run_state(run_id, state, outputs=outputs, error=error, finished_at=_now())
 
     # ------------------------------------------------------------ tasks
 

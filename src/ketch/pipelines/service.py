@@ -30,7 +30,7 @@ from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
 from ketch.pipelines.environments import Environments
 from ketch.pipelines.executor import LocalTaskRunner
-from ketch.pipelines.records import Recorder
+from ketch.pipelines.records import Recorder, public_artifact
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +113,19 @@ def execute(
         state, outputs, error = "FAILED", {"parameters": {}, "artifacts": {}}, f"internal error: {exc}"
     stored = {
         **outputs["parameters"],
-        **{k: [_public(a) for a in v] for k, v in outputs["artifacts"].items()},
+        **{k: [public_artifact(a) for a in v] for k, v in outputs["artifacts"].items()},
     }
     if not ctx.interrupted:
         recorder.finish_run(ctx.run_id, state, stored, error)
     return state, outputs, error, engine
 
 
-def _public(art: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": art.get("name", ""),
-        "uri": art.get("uri", ""),
-        "type": art.get("type", {}).get("schemaTitle", "system.Artifact"),
-        "metadata": art.get("metadata", {}),
-    }
+def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
+    """The context to execute a stored run again (resume, retry) under its own id."""
+    ir = ir_loader.PipelineIR(spec=row.pipeline_spec, source=f"run {row.id}")
+    return prepare(ir, row.parameters or {}, run_id=row.id, display_name=row.display_name,
+                   pipeline_root=row.pipeline_root, enable_caching=row.enable_caching,
+                   created_at=row.created_at)
 
 
 def reap_orphaned_runs(url: str | None = None) -> int:
@@ -203,31 +202,28 @@ class RunService:
         init_db(self.url)
         reap_orphaned_runs(self.url)
         resumed: list[str] = []
-        with session_scope(self.url) as s:
-            rows = list(
-                s.execute(
-                    select(PipelineRunRow).where(
-                        PipelineRunRow.state.in_(ACTIVE_STATES), PipelineRunRow.owner == SERVER_OWNER
-                    )
-                ).scalars()
-            )
-            pending = [(r.id, r.state, r.pipeline_spec, r.parameters, r.display_name,
-                        r.pipeline_root, r.enable_caching, r.created_at) for r in rows]
-        for run_id, state, spec, params, name, root, caching, created in pending:
+        pending: list[tuple[str, str, tuple[RunContext, dict[str, Any]] | InvalidSpec]] = []
+        with session_scope(self.url, readonly=True) as s:
+            rows = s.execute(
+                select(PipelineRunRow).where(
+                    PipelineRunRow.state.in_(ACTIVE_STATES), PipelineRunRow.owner == SERVER_OWNER
+                )
+            ).scalars()
+            for row in rows:
+                try:
+                    pending.append((row.id, row.state, _stored_context(row)))
+                except InvalidSpec as exc:
+                    pending.append((row.id, row.state, exc))
+        for run_id, state, prepared in pending:
             if state == "CANCELING":
                 self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
                                             error="canceled while the server was down")
-                continue
-            try:
-                ir = ir_loader.PipelineIR(spec=spec, source=f"run {run_id}")
-                ctx, args = prepare(ir, params or {}, run_id=run_id, display_name=name,
-                                    pipeline_root=root, enable_caching=caching, created_at=created)
-            except InvalidSpec as exc:
+            elif isinstance(prepared, InvalidSpec):
                 self.recorder.set_run_state(run_id, "FAILED", finished_at=datetime.now(UTC),
-                                            error=f"cannot resume: {exc}")
-                continue
-            self._launch(ctx, args, resume=True)
-            resumed.append(run_id)
+                                            error=f"cannot resume: {prepared}")
+            else:
+                self._launch(*prepared, resume=True)
+                resumed.append(run_id)
         if resumed:
             log.info("resumed %d run(s) that were in flight: %s", len(resumed), ", ".join(resumed))
         return resumed
@@ -338,16 +334,10 @@ class RunService:
                 raise NotFound(f"run {run_id!r} not found")
             if row.state not in ("FAILED", "CANCELED"):
                 raise Conflict(f"run {run_id!r} is {row.state}; only FAILED or CANCELED runs can be retried")
-            spec, params, name, root, caching, created = (
-                row.pipeline_spec, row.parameters, row.display_name, row.pipeline_root,
-                row.enable_caching, row.created_at,
-            )
+            ctx, args = _stored_context(row)
         with self._lock:
             if run_id in self._threads:
                 raise Conflict(f"run {run_id!r} is still stopping; retry it in a moment")
-        ir = ir_loader.PipelineIR(spec=spec, source=f"run {run_id}")
-        ctx, args = prepare(ir, params or {}, run_id=run_id, display_name=name,
-                            pipeline_root=root, enable_caching=caching, created_at=created)
         self.recorder.set_run_state(run_id, "PENDING", error=None, finished_at=None, owner=SERVER_OWNER)
         self._launch(ctx, args, resume=True)
 

@@ -224,7 +224,7 @@ def validate(spec: dict[str, Any]) -> None:
     _validate_dag("root", spec["root"]["dag"], components)
 
 
-def _producers(task: dict[str, Any]) -> set[str]:
+def producers(task: dict[str, Any]) -> set[str]:
     deps = set(task.get("dependentTasks", []))
     inputs = task.get("inputs", {})
     for p in inputs.get("parameters", {}).values():
@@ -247,7 +247,7 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
                 f"unknown component reference {ref!r}",
                 field=f"{where}.dag.tasks.{tname}.componentRef.name",
             )
-        for dep in _producers(task):
+        for dep in producers(task):
             if dep not in tasks:
                 raise InvalidSpec(
                     f"depends on task {dep!r}, which is not in the same DAG",
@@ -255,7 +255,7 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
                 )
         _validate_task_inputs(where, tname, task, components[ref])
     # cycle check (iterative DFS)
-    graph = {t: _producers(task) for t, task in tasks.items()}
+    graph = {t: producers(task) for t, task in tasks.items()}
     state: dict[str, int] = {}
     for start in graph:
         if state.get(start):
