@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workqueue import WorkQueue
 
@@ -41,9 +42,23 @@ class Controller(ABC):
     kind: ClassVar[str]
     #: reconcile loops run in parallel for this kind (never two for one key)
     workers: ClassVar[int] = 1
+    #: other kinds whose changes concern this controller (see :meth:`related`)
+    watches: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, store: ResourceStore | None = None) -> None:
         self.store = store if store is not None else ResourceStore()
+        self.manager: Manager | None = None
+
+    def related(self, resource: Resource) -> Iterable[Key]:
+        """Keys of this controller's kind to reconcile because ``resource`` (of a
+        kind in :attr:`watches`) changed, e.g. the owner of a changed child."""
+        return ()
+
+    def enqueue(self, key: Key, kind: str | None = None) -> None:
+        """Ask the manager running this controller to reconcile ``key`` of ``kind``
+        (default: this controller's kind) soon. A no-op outside a manager."""
+        if self.manager is not None:
+            self.manager.enqueue(kind or self.kind, *key)
 
     @abstractmethod
     def reconcile(self, key: Key) -> Result | None:
@@ -99,6 +114,23 @@ class Manager:
             raise RuntimeError("add controllers before Manager.start()")
         loop = _Loop(controller, WorkQueue(), {}, threading.Lock())
         self._loops.setdefault(controller.kind, []).append(loop)
+        controller.manager = self
+
+    def watch(self, store: ResourceStore) -> None:
+        """Reconcile whatever ``store`` writes: the changed object's own controllers,
+        and the keys that controllers watching its kind relate to it."""
+        store.add_listener(self._changed)
+
+    def _changed(self, resource: Resource) -> None:
+        if self._stop.is_set():
+            return
+        meta = resource.metadata
+        self.enqueue(resource.kind, meta.namespace, meta.name)
+        for loops in self._loops.values():
+            for loop in loops:
+                if resource.kind in loop.controller.watches:
+                    for key in loop.controller.related(resource):
+                        loop.queue.add(key)
 
     @property
     def kinds(self) -> list[str]:

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
 from ketch.core.controller import Controller, Manager
+from ketch.core.resource import Resource
 from ketch.core.store.db import get_engine, init_db
 from ketch.core.store.resources import ResourceStore
 from ketch.server import errors
@@ -35,10 +36,12 @@ from ketch.server.state import ApiState
 log = logging.getLogger(__name__)
 
 ControllerFactory = Callable[[ResourceStore], Controller]
+Validator = Callable[[Resource], None]
 
 _controller_factories: list[ControllerFactory] = []
 _extra_kinds: list[Kind] = []
 _routers: list[APIRouter] = []
+_validators: dict[str, Validator] = {}
 
 
 def register_controller(factory: ControllerFactory) -> ControllerFactory:
@@ -53,6 +56,13 @@ def register_kind(kind: Kind) -> Kind:
     if kind not in _extra_kinds:
         _extra_kinds.append(kind)
     return kind
+
+
+def register_validator(kind: str, validator: Validator) -> Validator:
+    """Check every ``kind`` object created or applied through the API before it is
+    stored; the validator raises ``InvalidSpec`` (answered as 400) to refuse it."""
+    _validators[kind] = validator
+    return validator
 
 
 def register_router(router: APIRouter) -> APIRouter:
@@ -100,7 +110,10 @@ def create_app(
     register_training()
     url = database_url or config.database_url(home)
     kinds = default_kinds(_extra_kinds)
-    state = ApiState(url=url, kinds=kinds, store=ResourceStore(url, migrate=False))
+    state = ApiState(
+        url=url, kinds=kinds, store=ResourceStore(url, migrate=False), validators=dict(_validators)
+    )
+    state.store.add_listener(lambda _resource: state.notifier.notify())
     state.sources[PIPELINE_RUN.kind] = PipelineRunSource(url, lambda: state.runs)
     kfp_api = _optional_module("ketch.pipelines.api")
 
@@ -124,6 +137,7 @@ def create_app(
                 manager = Manager()
                 for factory in _controller_factories:
                     manager.add(factory(state.store))
+                manager.watch(state.store)  # what controllers write wakes the others
                 manager.start()
                 started.append(manager.stop)
                 state.controllers = manager

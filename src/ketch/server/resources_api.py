@@ -379,7 +379,7 @@ async def create(
 ) -> JSONResponse:
     kind = state.kinds.for_path(group, version, plural)
     namespace = _namespace(namespace)
-    resource = _manifest_for(kind, namespace, await read_document(request))
+    resource = state.validate(kind, _manifest_for(kind, namespace, await read_document(request)))
     created = await run_in_threadpool(state.source(kind).create, kind, resource)
     state.changed(kind, namespace, created["metadata"]["name"])
     return JSONResponse(created, status_code=201)
@@ -406,7 +406,9 @@ async def apply(
     target: Target, request: Request, state: State
 ) -> JSONResponse:
     kind, namespace, name = target.kind, target.namespace, target.name
-    resource = _manifest_for(kind, namespace, await read_document(request), name)
+    resource = state.validate(
+        kind, _manifest_for(kind, namespace, await read_document(request), name)
+    )
     applied, result = await run_in_threadpool(state.source(kind).apply, kind, resource)
     if result != "unchanged":
         state.changed(kind, namespace, applied["metadata"]["name"])

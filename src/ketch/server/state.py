@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
 
 from ketch.core.controller import Manager
+from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 from ketch.server.kinds import Kind, KindRegistry
 from ketch.server.sources import Source, StoreSource
@@ -25,6 +27,14 @@ class ApiState:
     stopping: threading.Event = field(default_factory=threading.Event)
     runs: Any = None
     controllers: Manager | None = None
+    validators: dict[str, Callable[[Resource], None]] = field(default_factory=dict)
+
+    def validate(self, kind: Kind, resource: Resource) -> Resource:
+        """Run the kind's validator (if one is registered) on ``resource``."""
+        check = self.validators.get(kind.kind)
+        if check is not None:
+            check(resource)
+        return resource
 
     def source(self, kind: Kind) -> Source:
         """The source serving ``kind`` (the ``resources`` table unless one is set)."""

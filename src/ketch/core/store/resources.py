@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,6 +28,8 @@ from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
 from ketch.core.store.db import init_db, retry_locked, session_scope
 from ketch.core.store.models import ResourceEventRow, ResourceRow
 from ketch.core.store.selectors import LabelSelector
+
+log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 
@@ -146,8 +149,26 @@ class ResourceStore:
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = url
+        self._listeners: list[Callable[[Resource], None]] = []
         if migrate:
             init_db(url)
+
+    # -- change feed -------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[Resource], None]) -> None:
+        """Call ``listener(resource)`` after every committed create, apply, status
+        update and delete made through this store (a delete passes the object as it
+        was). Listeners must be quick and must not raise; they run in the writer's
+        thread."""
+        self._listeners.append(listener)
+
+    def _changed(self, resource: Resource) -> Resource:
+        for listener in list(self._listeners):
+            try:
+                listener(resource)
+            except Exception:
+                log.exception("a resource listener failed")
+        return resource
 
     # -- reads -----------------------------------------------------------------
 
@@ -228,7 +249,7 @@ class ResourceStore:
         """Store a new resource; ``Conflict`` if one with its kind, namespace and name exists."""
         resource.validate_names()
         try:
-            return retry_locked(lambda: self._create(resource))
+            return self._changed(retry_locked(lambda: self._create(resource)))
         except IntegrityError:
             raise self._exists(resource) from None
 
@@ -249,7 +270,7 @@ class ResourceStore:
         resource.validate_names()
         for _attempt in range(3):
             try:
-                return retry_locked(lambda: self._apply(resource))
+                return self._changed(retry_locked(lambda: self._apply(resource)))
             except IntegrityError:
                 continue  # another writer created it between our read and insert: update it
         raise self._exists(resource)
@@ -335,7 +356,7 @@ class ResourceStore:
                 session.flush()
                 return to_resource(row)
 
-        return retry_locked(write)
+        return self._changed(retry_locked(write))
 
     def delete(self, kind: str, namespace: str, name: str) -> Resource:
         """Remove the resource and its events; return it as it was."""
@@ -352,7 +373,7 @@ class ResourceStore:
                 session.delete(row)
                 return resource
 
-        return retry_locked(remove)
+        return self._changed(retry_locked(remove))
 
     # -- events ----------------------------------------------------------------
 
