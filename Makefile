@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/kfp_client_api.py
 	$(BIN)/python benchmarks/serving_vs_mlserver.py
 	$(BIN)/python benchmarks/inferenceservice_vs_mlserver.py
+	$(BIN)/python benchmarks/tuning_vs_raytune.py
 	$(BIN)/python benchmarks/training_start.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
 

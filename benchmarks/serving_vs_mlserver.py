@@ -35,9 +35,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache"
-MLSERVER_VENV = CACHE / "mlserver-venv"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peer_venv import log, peer_python  # noqa: E402
+
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 KETCH = Path(sys.executable).parent / "ketch"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -69,10 +70,6 @@ SCENARIOS = [
 ]
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # -- setup ------------------------------------------------------------------------------
 
 
@@ -91,25 +88,10 @@ def train(folder: Path) -> None:
 
 def mlserver_python() -> Path:
     """The MLServer venv's interpreter, creating the venv on first use."""
-    python = MLSERVER_VENV / "bin" / "python"
-    marker = MLSERVER_VENV / ".installed"
-    if marker.exists():
-        return python
     import sklearn
 
-    CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / ".gitignore").write_text("*\n")
-    log(f"creating {MLSERVER_VENV} and installing {' '.join(MLSERVER_PACKAGES)} ...")
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(MLSERVER_VENV)], check=True)
     # The same scikit-learn as here, so both servers unpickle the same model.
-    packages = [*MLSERVER_PACKAGES, f"scikit-learn=={sklearn.__version__}"]
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
-        check=True,
-    )
-    marker.touch()
-    return python
+    return peer_python("mlserver-venv", [*MLSERVER_PACKAGES, f"scikit-learn=={sklearn.__version__}"])
 
 
 def find_wrk() -> str | None:

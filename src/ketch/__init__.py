@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from ketch.pipelines.client import Run
+    from ketch.tuning.client import Experiment
 
 
 def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) -> Run:
@@ -17,4 +18,20 @@ def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) 
     return _run(pipeline, arguments=arguments, **options)
 
 
-__all__ = ["__version__", "run"]
+def tune(name: str, objective: Any, parameters: dict[str, Any], **options: Any) -> Experiment:
+    """Tune ``objective`` over ``parameters`` (a Katib Experiment); see
+    :meth:`ketch.tuning.client.TuningClient.tune`."""
+    from ketch.tuning.client import tune as _tune
+
+    return _tune(name, objective, parameters, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "search":  # ketch.search.double(...), like katib.search
+        from ketch.tuning import search
+
+        return search
+    raise AttributeError(f"module 'ketch' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "run", "search", "tune"]

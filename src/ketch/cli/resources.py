@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -21,6 +21,9 @@ from ketch.cli.http import Client, NoServer, collection_path, fail, object_path,
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ketch.server.kinds import Kind, KindRegistry
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 NamespaceOpt = Annotated[
     str, typer.Option("--namespace", "-n", help="Namespace", show_default=True)
@@ -79,8 +82,14 @@ def ready_of(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def print_table(columns: list[str], rows: list[list[str]]) -> None:
+def stdout_console() -> Console:
+    """The console tables are printed on: at least 100 columns, even in a pipe."""
     from rich.console import Console
+
+    return Console(soft_wrap=True, width=max(100, _terminal_width()))
+
+
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
@@ -88,7 +97,7 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    Console(soft_wrap=True, width=max(100, _terminal_width())).print(table)
+    stdout_console().print(table)
 
 
 def _terminal_width() -> int:
@@ -237,6 +246,11 @@ def list_objects(
 
 
 def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> tuple[list[str], list[list[str]]]:
+    if kind.kind in ("Experiment", "Trial"):
+        from ketch.cli import experiments
+
+        rows = experiments.experiment_rows if kind.kind == "Experiment" else experiments.trial_rows
+        return rows(items, all_ns, wide)
     is_run = kind.kind == "PipelineRun"
     show_ready = any(ready_of(item) is not None for item in items)
     columns = (["NAMESPACE"] if all_ns else []) + ["NAME"]
@@ -313,12 +327,30 @@ def describe(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
     name: Annotated[str, typer.Argument()],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Experiments: refresh the trial table until the experiment finishes "
+            "(exit 0 if it succeeded, 1 if it failed)",
+        ),
+    ] = False,
 ) -> None:
     """Show an object's spec, status, conditions and recent events."""
     with reporting(), Client() as client:
         kind = client.kind(kind_name)
         validate_namespace(namespace, field="--namespace")
         validate_name(name, field="NAME")
+        if watch:
+            if kind.kind != "Experiment":
+                raise InvalidSpec(
+                    f"--watch shows experiments as they run; {kind.plural} have no live view",
+                    field="--watch",
+                )
+            from ketch.cli.experiments import watch_experiment
+
+            raise typer.Exit(watch_experiment(client, kind, namespace, name))
         item = client.json("GET", object_path(kind, namespace, name))
         events: list[dict[str, Any]] = []
         if kind.kind != "PipelineRun":
@@ -328,10 +360,19 @@ def describe(
                 f"/api/v1/namespaces/{namespace}/events",
                 params={"fieldSelector": selector, "limit": 20},
             ).get("items", [])
+        if kind.kind == "Experiment":
+            from ketch.cli.experiments import describe_experiment
+
+            describe_experiment(client, item, events)
+            return
         show(item, events)
 
 
-def show(item: dict[str, Any], events: list[dict[str, Any]]) -> None:
+def show(
+    item: dict[str, Any],
+    events: list[dict[str, Any]],
+    before_events: Callable[[], None] | None = None,
+) -> None:
     meta = item.get("metadata", {})
     status = dict(item.get("status") or {})
     conditions = status.pop("conditions", None) or []
@@ -375,6 +416,8 @@ def show(item: dict[str, Any], events: list[dict[str, Any]]) -> None:
                 for t in tasks
             ],
         )
+    if before_events is not None:
+        before_events()
     if item.get("kind") != "PipelineRun":
         typer.echo("Events:" + ("" if events else "  <none>"))
         if events:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ketch.core.errors import NotFound
 from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workqueue import WorkQueue
@@ -87,6 +88,7 @@ class Manager:
     """Runs every added controller's reconcile loops in threads until :meth:`stop`.
 
     ``resync_period``: how often every resource of each kind is re-enqueued.
+    ``accept``: reconcile only the resources it returns True for.
     ``backoff_base``/``backoff_cap``: after the n-th consecutive failure of a key it
     is retried after ``min(backoff_base * 2**(n-1), backoff_cap)`` seconds.
     """
@@ -97,10 +99,14 @@ class Manager:
         resync_period: float = 30.0,
         backoff_base: float = 0.1,
         backoff_cap: float = 60.0,
+        accept: Callable[[Resource], bool] | None = None,
     ) -> None:
         if resync_period <= 0:
             raise ValueError("resync_period must be positive")
         self.resync_period = resync_period
+        #: when set, only resources it accepts are reconciled (an embedded control
+        #: plane that must leave everything else in the store alone)
+        self.accept = accept
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._loops: dict[str, list[_Loop]] = {}
@@ -122,7 +128,7 @@ class Manager:
         store.add_listener(self._changed)
 
     def _changed(self, resource: Resource) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or (self.accept is not None and not self.accept(resource)):
             return
         meta = resource.metadata
         self.enqueue(resource.kind, meta.namespace, meta.name)
@@ -201,13 +207,22 @@ class Manager:
     def _enqueue_all(self, loop: _Loop) -> None:
         try:
             for key in loop.controller.list_keys():
-                loop.queue.add(key)
+                if self.accept is None or self._accepts(loop.controller, key):
+                    loop.queue.add(key)
         except Exception:
             log.exception(
                 "listing %s for a resync failed; trying again in %.1fs",
                 loop.controller.kind,
                 self.resync_period,
             )
+
+    def _accepts(self, controller: Controller, key: Key) -> bool:
+        assert self.accept is not None
+        try:
+            resource = controller.store.get(controller.kind, *key)
+        except NotFound:
+            return True  # gone: its controller may have processes to stop
+        return self.accept(resource)
 
     def _resync(self, loop: _Loop) -> None:
         while not self._stop.wait(self.resync_period):

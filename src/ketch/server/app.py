@@ -91,6 +91,22 @@ def _run_service(url: str) -> Any:
     return factory(url=url)
 
 
+def register_capabilities() -> None:
+    """Register every capability's kinds, controllers, validators and routes."""
+    from ketch.serving.controller import register as register_serving
+    from ketch.training.controller import register as register_training
+    from ketch.tuning.controller import register as register_tuning
+
+    register_serving()
+    register_training()
+    register_tuning()
+
+
+def controller_factories() -> list[ControllerFactory]:
+    """The registered controller factories (after :func:`register_capabilities`)."""
+    return list(_controller_factories)
+
+
 def create_app(
     *, database_url: str | None = None, home: Path | None = None, background: bool = True
 ) -> FastAPI:
@@ -102,12 +118,7 @@ def create_app(
     starts no run service, controllers or schedulers (the routes still serve
     what is stored).
     """
-    from ketch.serving.controller import register as register_serving
-
-    register_serving()
-    from ketch.training.controller import register as register_training
-
-    register_training()
+    register_capabilities()
     url = database_url or config.database_url(home)
     kinds = default_kinds(_extra_kinds)
     state = ApiState(

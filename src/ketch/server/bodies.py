@@ -103,6 +103,8 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidSpec(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a huge integer, nesting too deep
+        raise InvalidSpec(f"malformed JSON: {exc}", field="body") from None
 
 
 def parse_yaml(raw: bytes) -> Any:

@@ -179,6 +179,12 @@ _KUBEFLOW_KINDS: tuple[Kind, ...] = (
     Kind("JAXJob", "kubeflow.org", ("v1",), "jaxjobs"),
     Kind("PaddleJob", "kubeflow.org", ("v1",), "paddlejobs"),
     Kind("TrainJob", "trainer.kubeflow.org", ("v1alpha1",), "trainjobs"),
+    Kind("TrainingRuntime", "trainer.kubeflow.org", ("v1alpha1",), "trainingruntimes"),
+    Kind(
+        "ClusterTrainingRuntime", "trainer.kubeflow.org", ("v1alpha1",), "clustertrainingruntimes",
+        namespaced=False,
+    ),
+    Kind("Job", "batch", ("v1",), "jobs"),  # Kubernetes' own: Katib's default trial kind
     Kind("Experiment", "kubeflow.org", ("v1beta1",), "experiments"),
     Kind("Trial", "kubeflow.org", ("v1beta1",), "trials"),
     Kind("Suggestion", "kubeflow.org", ("v1beta1",), "suggestions"),

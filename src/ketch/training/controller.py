@@ -43,10 +43,11 @@ from ketch.training.spec import KINDS, Job, PyTorchJobSpec, TFJobSpec, parse
 
 log = logging.getLogger("ketch.training.controller")
 
-POLL = 0.2
+POLL = 0.2  # how often a running job is looked at when its backend cannot report exits
+EXIT_POLL = 5.0  # a safety net when every process's exit wakes the controller
 WAIT_FOR_RESOURCES = 0.5
 STOP_GRACE = 3.0
-RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+RUNNING, SUCCEEDED, FAILED, PENDING = "running", "succeeded", "failed", "pending"
 
 _admission: Admission | None = None
 _admission_lock = threading.Lock()
@@ -67,6 +68,12 @@ def register() -> None:
 
     for factory in FACTORIES:
         register_controller(factory)
+    from ketch.training.batch import register as register_batch
+
+    register_batch()
+    from ketch.training.trainjob import register as register_trainjob
+
+    register_trainjob()
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Replica:
     state: str = RUNNING
     exit_code: int | None = None
     restarts: int = 0
+    stage: int = 0  # replicas of a stage start once every replica of the stages before succeeded
 
 
 @dataclass
@@ -88,13 +96,26 @@ class Runtime:
     ports: set[int] = field(default_factory=set)
     restarts: int = 0
     workdir: Path | None = None
+    addresses: envs.Addresses | None = None
 
     def running(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state == RUNNING]
 
+    def pending(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.state == PENDING]
+
+
+Events = list[tuple[str, str, EventType]]
+
 
 class TrainingJobController(Controller):
-    """Reconciles the jobs of one kubeflow.org/v1 training kind (set by subclasses)."""
+    """Reconciles the jobs of one training kind (set by subclasses).
+
+    The loop (gang admission, start, restarts, backoff, deadline, suspend, TTL) is
+    shared; what a kind calls things is in the hooks below (``_parse``,
+    ``_mark_*``, ``_write_replicas``, ``_replica_spec``, ``_succeeded``, ...),
+    which the kubeflow.org/v1 kinds use as they are and ``TrainJob`` overrides.
+    """
 
     kind = "PyTorchJob"
 
@@ -120,21 +141,21 @@ class TrainingJobController(Controller):
         try:
             resource = self.store.get(self.kind, namespace, name)
         except NotFound:
-            self._teardown(key)
+            self._teardown(key, deleted=True)
             return None
         runtime = self.runtimes.get(key)
         if runtime is not None and runtime.uid != resource.metadata.uid:
-            self._teardown(key)  # deleted and created again
+            self._teardown(key, deleted=True)  # deleted and created again
             runtime = None
         old = resource.status
         status = copy.deepcopy(old)
-        events: list[tuple[str, str, EventType]] = []
+        events: Events = []
         result = self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
         if status != old:
             try:
                 self.store.update_status(self.kind, namespace, name, status)
             except NotFound:
-                self._teardown(key)
+                self._teardown(key, deleted=True)
                 return None
         for reason, message, type_ in events:
             with contextlib.suppress(NotFound):
@@ -149,65 +170,213 @@ class TrainingJobController(Controller):
         uid: str | None,
         raw_spec: dict[str, Any],
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
     ) -> Result | None:
         namespace, name = key
         kind = self.kind
-        terminal = _is_true(status, "Succeeded") or _is_true(status, "Failed")
+        terminal = self._terminal(status)
         try:
-            job = parse(kind, name, namespace, raw_spec)
+            job = self._parse(key, raw_spec)
         except InvalidSpec as exc:
-            if not _has_containers(raw_spec):
-                # a bare object (no container anywhere): nothing to run, nothing to report
-                log.debug("%s %s/%s has no containers; left alone", kind, namespace, name)
+            if not self._reportable(raw_spec):
+                # a bare object (nothing to run anywhere): nothing to report
+                log.debug("%s %s/%s has nothing to run; left alone", kind, namespace, name)
                 return None
-            if get_condition(status, "Created") is None:
-                set_condition(status, "Created", "True", f"{kind}Created", f"{kind} {name} is created.")
             if not terminal:
-                message = f"{kind} {name} has an invalid spec: {exc}"
-                self._finish(key, status, events, "Failed", message, None)
+                self._mark_created(name, status, events, quiet=True)
+                message = self._invalid_message(name, exc)
+                self._finish(key, status, events, "Failed", message, None, self._invalid_cause(exc))
             return None
-        if get_condition(status, "Created") is None:
-            set_condition(status, "Created", "True", f"{kind}Created", f"{kind} {name} is created.")
-            events.append((f"{kind}Created", f"{kind} {name} is created.", "Normal"))
+        if job is None:
+            return None  # managed elsewhere
+        self._mark_created(name, status, events)
         if terminal:
             return self._after_finish(key, job, status)
         runtime = self.runtimes.get(key)
         if job.run_policy.suspend:
             if runtime is not None:
                 self._teardown(key)
-            if not _is_true(status, "Suspended"):
-                message = f"{kind} {name} is suspended."
-                set_condition(status, "Suspended", "True", f"{kind}Suspended", message)
-                set_condition(status, "Running", "False", f"{kind}Suspended", message)
-                status.pop("startTime", None)
-                events.append((f"{kind}Suspended", message, "Normal"))
-            status["replicaStatuses"] = _replica_statuses(job, None)
+            self._mark_suspended(job, status, events)
+            self._write_replicas(status, job, None)
             return None
-        if _is_true(status, "Suspended"):
-            message = f"{kind} {name} is resumed."
-            set_condition(status, "Suspended", "False", f"{kind}Resumed", message)
-            events.append((f"{kind}Resumed", message, "Normal"))
+        self._mark_resumed(name, status, events)
         if runtime is None:
             ok, why = admission().try_admit((kind, namespace, name), job_request(job))
             if not ok:
                 if status.get("admission") != why:
                     events.append(("WaitingForResources", why, "Normal"))
                 status["admission"] = why
-                status["replicaStatuses"] = _replica_statuses(job, None)
+                self._write_replicas(status, job, None)
                 return Result(requeue_after=WAIT_FOR_RESOURCES)
             status.pop("admission", None)
             try:
                 runtime = self._start(key, uid, job, status, events)
             except Exception as exc:
                 self._teardown(key)
-                self._finish(key, status, events, "Failed", f"{kind} {name} could not start: {exc}", job)
+                message = f"{kind} {name} could not start: {exc}"
+                self._finish(key, status, events, "Failed", message, job, "start")
                 return None
         if "startTime" not in status:
             status["startTime"] = format_time(utcnow())
         return self._watch(key, job, runtime, status, events)
 
+    # -- what a kind calls things (overridden by TrainJob) ----------------------------
+
+    def _parse(self, key: Key, raw_spec: dict[str, Any]) -> Job | None:
+        """The job to run, or ``None`` when another controller manages it."""
+        namespace, name = key
+        return parse(self.kind, name, namespace, raw_spec)
+
+    def _reportable(self, raw_spec: dict[str, Any]) -> bool:
+        """Whether an invalid spec is worth a Failed condition (it has something to run)."""
+        return _has_containers(raw_spec)
+
+    def _invalid_message(self, name: str, exc: InvalidSpec) -> str:
+        return f"{self.kind} {name} has an invalid spec: {exc}"
+
+    def _invalid_cause(self, exc: InvalidSpec) -> str:
+        """The ``cause`` :meth:`_mark_finished` gets for a spec that cannot run."""
+        return "invalid"
+
+    def _terminal(self, status: dict[str, Any]) -> bool:
+        return _is_true(status, "Succeeded") or _is_true(status, "Failed")
+
+    def _mark_created(
+        self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False
+    ) -> None:
+        if get_condition(status, "Created") is None:
+            kind, message = self.kind, f"{self.kind} {name} is created."
+            set_condition(status, "Created", "True", f"{kind}Created", message)
+            if not quiet:
+                events.append((f"{kind}Created", message, "Normal"))
+
+    def _mark_suspended(self, job: Job, status: dict[str, Any], events: Events) -> None:
+        kind = self.kind
+        if not _is_true(status, "Suspended"):
+            message = f"{kind} {job.name} is suspended."
+            set_condition(status, "Suspended", "True", f"{kind}Suspended", message)
+            set_condition(status, "Running", "False", f"{kind}Suspended", message)
+            status.pop("startTime", None)
+            events.append((f"{kind}Suspended", message, "Normal"))
+
+    def _mark_resumed(self, name: str, status: dict[str, Any], events: Events) -> None:
+        if _is_true(status, "Suspended"):
+            kind = self.kind
+            message = f"{kind} {name} is resumed."
+            set_condition(status, "Suspended", "False", f"{kind}Resumed", message)
+            events.append((f"{kind}Resumed", message, "Normal"))
+
+    def _mark_running(self, job: Job, status: dict[str, Any], events: Events) -> None:
+        kind = self.kind
+        message = f"{kind} {job.name} is running."
+        if not _is_true(status, "Running"):
+            set_condition(status, "Running", "True", f"{kind}Running", message)
+            if get_condition(status, "Restarting") is not None:
+                set_condition(status, "Restarting", "False", f"{kind}Running", message)
+            events.append((f"{kind}Running", message, "Normal"))
+
+    def _mark_restarting(
+        self, job: Job, status: dict[str, Any], events: Events, restarted: list[Replica]
+    ) -> None:
+        kind = self.kind
+        names = ", ".join(r.name for r in restarted)
+        message = (
+            f"{kind} {job.name} is restarting because {len(restarted)} "
+            f"{restarted[0].rtype} replica(s) failed."
+        )
+        set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
+        set_condition(status, "Running", "False", f"{kind}Restarting", message)
+        events.append((f"{kind}Restarting", f"{message} Restarted: {names}", "Warning"))
+
+    def _mark_finished(
+        self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
+    ) -> None:
+        """Write the terminal conditions; ``cause`` is succeeded, failed, backoff,
+        deadline, invalid or start."""
+        reason = f"{self.kind}{outcome}"
+        set_condition(status, outcome, "True", reason, message)
+        set_condition(status, "Running", "False", reason, message)
+        if get_condition(status, "Restarting") is not None:
+            set_condition(status, "Restarting", "False", reason, message)
+        events.append((reason, message, "Normal" if outcome == "Succeeded" else "Warning"))
+
+    def _failure_message(self, job: Job, failed: list[Replica]) -> str:
+        by_type: dict[str, int] = {}
+        for replica in failed:
+            by_type[replica.rtype] = by_type.get(replica.rtype, 0) + 1
+        rtype, count = next(iter(by_type.items()))
+        return f"{self.kind} {job.name} is failed because {count} {rtype} replica(s) failed."
+
+    def _backoff_message(self, job: Job) -> str:
+        return f"Job {job.name} has failed because it has reached the specified backoff limit"
+
+    def _deadline_message(self, job: Job) -> str:
+        return f"Job {job.name} has failed because it was active longer than specified deadline"
+
+    def _success_message(self, job: Job) -> str:
+        return f"{self.kind} {job.name} is successfully completed."
+
+    def _write_replicas(self, status: dict[str, Any], job: Job, runtime: Runtime | None) -> None:
+        status["replicaStatuses"] = _replica_statuses(job, runtime)
+
+    def _succeeded(self, job: Job, runtime: Runtime) -> bool:
+        return _succeeded(job, runtime)
+
+    def _observe(self, key: Key, job: Job, runtime: Runtime, status: dict[str, Any]) -> None:
+        """Read what running replicas report (nothing for the v1 kinds)."""
+
     # -- starting ------------------------------------------------------------------
+
+    def _workdir(self, key: Key) -> Path:
+        namespace, name = key
+        return config.logs_dir() / "training" / namespace / self.kind.lower() / name
+
+    def _allocate(self, job: Job, workdir: Path) -> envs.Addresses:
+        """Ports (and files) the replicas need; the v1 operators' layout."""
+        addresses = envs.allocate(job, self._reserved_ports, workdir)
+        if addresses.hostfile is not None and addresses.rsh_agent is not None:
+            addresses.hostfile.write_text(envs.hostfile_text(job))
+            addresses.rsh_agent.write_text(envs.RSH_AGENT)
+            addresses.rsh_agent.chmod(0o755)
+        return addresses
+
+    def _replica_env(self, job: Job, rtype: str, index: int, addresses: envs.Addresses) -> dict[str, str]:
+        return envs.replica_env(job, rtype, index, addresses)
+
+    def _replica_spec(
+        self, job: Job, rtype: str, index: int, replica_name: str, addresses: envs.Addresses, workdir: Path
+    ) -> ProcessSpec:
+        """The process of replica ``replica_name``: its container's command, env and limits."""
+        container = job.container(rtype)
+        env = {e.name: e.value or "" for e in container.env}
+        env.update(self._replica_env(job, rtype, index, addresses))
+        log_path = workdir / f"{replica_name}.log"
+        command = [*container.command, *container.args]
+        if command and command[0] in ("python", "python3"):
+            command[0] = sys.executable
+        requests, limits = container.resources.requests, container.resources.limits
+        return ProcessSpec(
+            name=f"{self.kind} {job.namespace}/{job.name} replica {replica_name}",
+            command=command,
+            env=env,
+            cwd=Path(container.workingDir) if container.workingDir else None,
+            stdout_path=log_path,
+            stderr_path=log_path,
+            resources=Resources(
+                cpu_request=_quantity(requests.get("cpu")),
+                cpu_limit=_quantity(limits.get("cpu")),
+                memory_request=_quantity(requests.get("memory")),
+                memory_limit=_quantity(limits.get("memory")),
+            ),
+            ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
+        )
+
+    def _log_key(self, job: Job, rtype: str, index: int, replica_name: str) -> str:
+        """The name ``status.logPaths`` (and ``ketch logs --replica``) knows the replica by."""
+        return replica_name
+
+    def _stage(self, job: Job, rtype: str) -> int:
+        return 0
 
     def _start(
         self,
@@ -215,53 +384,29 @@ class TrainingJobController(Controller):
         uid: str | None,
         job: Job,
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
     ) -> Runtime:
-        namespace, name = key
-        workdir = config.logs_dir() / "training" / namespace / self.kind.lower() / name
+        workdir = self._workdir(key)
         workdir.mkdir(parents=True, exist_ok=True)
-        runtime = Runtime(uid=uid, workdir=workdir)
+        runtime = Runtime(uid=uid, workdir=workdir, restarts=int(status.get("restartCount") or 0))
         with self._lock:
             self.runtimes[key] = runtime
-        addresses = envs.allocate(job, self._reserved_ports, workdir)
+        addresses = self._allocate(job, workdir)
+        runtime.addresses = addresses
         runtime.ports = set(addresses.ports.values()) | ({addresses.rdzv_port} - {0})
-        if addresses.hostfile is not None and addresses.rsh_agent is not None:
-            addresses.hostfile.write_text(envs.hostfile_text(job))
-            addresses.rsh_agent.write_text(envs.RSH_AGENT)
-            addresses.rsh_agent.chmod(0o755)
         log_paths: dict[str, str] = {}
         images: set[str] = set()
         for rtype, index, replica_name in job.replica_names():
             container = job.container(rtype)
             if container.image:
                 images.add(container.image)
-            env = {e.name: e.value or "" for e in container.env}
-            env.update(envs.replica_env(job, rtype, index, addresses))
-            log_path = workdir / f"{replica_name}.log"
-            log_paths[replica_name] = str(log_path)
-            command = [*container.command, *container.args]
-            if command and command[0] in ("python", "python3"):
-                command[0] = sys.executable
-            requests, limits = container.resources.requests, container.resources.limits
-            spec = ProcessSpec(
-                name=f"{self.kind} {namespace}/{name} replica {replica_name}",
-                command=command,
-                env=env,
-                cwd=Path(container.workingDir) if container.workingDir else None,
-                stdout_path=log_path,
-                stderr_path=log_path,
-                resources=Resources(
-                    cpu_request=_quantity(requests.get("cpu")),
-                    cpu_limit=_quantity(limits.get("cpu")),
-                    memory_request=_quantity(requests.get("memory")),
-                    memory_limit=_quantity(limits.get("memory")),
-                ),
-                ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
+            spec = self._replica_spec(job, rtype, index, replica_name, addresses, workdir)
+            if spec.stdout_path is not None:
+                log_paths[self._log_key(job, rtype, index, replica_name)] = str(spec.stdout_path)
+            runtime.replicas[replica_name] = Replica(
+                rtype, index, replica_name, spec, state=PENDING, stage=self._stage(job, rtype)
             )
-            runtime.replicas[replica_name] = Replica(rtype, index, replica_name, spec)
-        for replica in runtime.replicas.values():  # the gang starts together
-            replica.handle = default_backend().start(replica.spec)
-            events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
+        self._launch_next_stage(key, runtime, events)  # the gang (of the first stage) starts together
         if images:
             events.append((
                 "ImageNotUsed",
@@ -272,6 +417,81 @@ class TrainingJobController(Controller):
         status["logPaths"] = log_paths
         return runtime
 
+    def _launch_next_stage(self, key: Key, runtime: Runtime, events: Events) -> bool:
+        """Start the pending replicas of the earliest stage once the stages before it
+        all succeeded; whether any started."""
+        pending = runtime.pending()
+        if not pending:
+            return False
+        stage = min(r.stage for r in pending)
+        before = [r for r in runtime.replicas.values() if r.stage < stage]
+        if any(r.state != SUCCEEDED for r in before):
+            return False
+        for replica in pending:
+            if replica.stage != stage:
+                continue
+            replica.state = RUNNING
+            replica.handle = default_backend().start(replica.spec)
+            wake_on_exit(self, key, replica.handle)
+            events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
+        return True
+
+    # -- elastic scaling -------------------------------------------------------------
+
+    def _elastic_target(self, job: Job) -> tuple[str, int, int, int] | None:
+        """``(type, wanted, min, max)`` of the replica type a running job may be scaled in."""
+        spec = job.spec
+        if not isinstance(spec, PyTorchJobSpec) or spec.elasticPolicy is None or "Worker" not in job.replicas:
+            return None
+        wanted = job.replicas["Worker"].replicas
+        low = spec.elasticPolicy.minReplicas or 1
+        high = spec.elasticPolicy.maxReplicas or max(wanted, low)
+        return "Worker", wanted, low, high
+
+    def _rescale(self, key: Key, job: Job, runtime: Runtime, status: dict[str, Any], events: Events) -> None:
+        """Start or stop replicas of an elastic job whose replica count changed (within
+        min/max); torchrun's c10d rendezvous then re-forms the worker group."""
+        target = self._elastic_target(job)
+        if target is None or runtime.addresses is None or runtime.workdir is None:
+            return
+        rtype, wanted, low, high = target
+        current = sorted((r for r in runtime.replicas.values() if r.rtype == rtype), key=lambda r: r.index)
+        want = max(low, min(high, wanted))
+        if want == len(current):
+            return
+        if want != wanted:
+            events.append((
+                "ReplicasOutOfRange",
+                f"{rtype} replicas {wanted} is outside elasticPolicy [{low}, {high}]; scaling to {want}",
+                "Warning",
+            ))
+        if want > len(current):
+            log_paths = status.setdefault("logPaths", {})
+            for index in range(len(current), want):
+                name = f"{job.name}-{rtype.lower()}-{index}"
+                port = envs.free_port(envs.declared_port(job, rtype), self._reserved_ports)
+                runtime.addresses.ports[name] = port
+                runtime.ports.add(port)
+                spec = self._replica_spec(job, rtype, index, name, runtime.addresses, runtime.workdir)
+                replica = Replica(rtype, index, name, spec, state=PENDING, stage=self._stage(job, rtype))
+                runtime.replicas[name] = replica
+                if spec.stdout_path is not None:
+                    log_paths[self._log_key(job, rtype, index, name)] = str(spec.stdout_path)
+            self._launch_next_stage(key, runtime, events)
+        else:
+            extra = current[want:]
+            _stop([r for r in extra if r.state == RUNNING])
+            for replica in extra:
+                runtime.replicas.pop(replica.name, None)
+                port = runtime.addresses.ports.pop(replica.name, 0)
+                runtime.ports.discard(port)
+                self._reserved_ports.discard(port)
+        events.append((
+            "ScaledUp" if want > len(current) else "ScaledDown",
+            f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {want}",
+            "Normal",
+        ))
+
     # -- watching ------------------------------------------------------------------
 
     def _watch(
@@ -280,9 +500,9 @@ class TrainingJobController(Controller):
         job: Job,
         runtime: Runtime,
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
     ) -> Result | None:
-        kind, (_namespace, name) = self.kind, key
+        self._rescale(key, job, runtime, status, events)
         restarted: list[Replica] = []
         for replica in runtime.running():
             assert replica.handle is not None
@@ -303,86 +523,65 @@ class TrainingJobController(Controller):
             limit = job.run_policy.backoffLimit
             if limit is not None and runtime.restarts + 1 > limit:
                 replica.state = FAILED
-                message = (
-                    f"Job {name} has failed because it has reached the specified backoff limit"
-                )
-                self._finish(key, status, events, "Failed", message, job)
+                self._observe(key, job, runtime, status)
+                self._finish(key, status, events, "Failed", self._backoff_message(job), job, "backoff")
                 return self._after_finish(key, job, status)
             runtime.restarts += 1
             replica.restarts += 1
+            status["restartCount"] = runtime.restarts
             replica.handle = default_backend().start(replica.spec)
+            wake_on_exit(self, key, replica.handle)
             restarted.append(replica)
+        self._observe(key, job, runtime, status)
         failed = [r for r in runtime.replicas.values() if r.state == FAILED]
         if failed:
-            by_type: dict[str, int] = {}
-            for replica in failed:
-                by_type[replica.rtype] = by_type.get(replica.rtype, 0) + 1
-            rtype, count = next(iter(by_type.items()))
-            message = f"{kind} {name} is failed because {count} {rtype} replica(s) failed."
-            self._finish(key, status, events, "Failed", message, job)
+            self._finish(key, status, events, "Failed", self._failure_message(job, failed), job, "failed")
             return self._after_finish(key, job, status)
-        if _succeeded(job, runtime):
-            message = f"{kind} {name} is successfully completed."
-            self._finish(key, status, events, "Succeeded", message, job)
+        if self._succeeded(job, runtime):
+            self._finish(key, status, events, "Succeeded", self._success_message(job), job, "succeeded")
             return self._after_finish(key, job, status)
         deadline = job.run_policy.activeDeadlineSeconds
         remaining: float | None = None
         if deadline is not None and "startTime" in status:
             remaining = deadline - (utcnow() - _parse_time(status["startTime"])).total_seconds()
             if remaining <= 0:
-                message = (
-                    f"Job {name} has failed because it was active longer than specified deadline"
-                )
-                self._finish(key, status, events, "Failed", message, job)
+                self._finish(key, status, events, "Failed", self._deadline_message(job), job, "deadline")
                 return self._after_finish(key, job, status)
+        self._launch_next_stage(key, runtime, events)
         if restarted:
-            names = ", ".join(r.name for r in restarted)
-            message = (
-                f"{kind} {name} is restarting because {len(restarted)} "
-                f"{restarted[0].rtype} replica(s) failed."
-            )
-            set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
-            set_condition(status, "Running", "False", f"{kind}Restarting", message)
-            events.append((f"{kind}Restarting", f"{message} Restarted: {names}", "Warning"))
+            self._mark_restarting(job, status, events, restarted)
         else:
-            message = f"{kind} {name} is running."
-            if not _is_true(status, "Running"):
-                set_condition(status, "Running", "True", f"{kind}Running", message)
-                if get_condition(status, "Restarting") is not None:
-                    set_condition(status, "Restarting", "False", f"{kind}Running", message)
-                events.append((f"{kind}Running", message, "Normal"))
-        status["replicaStatuses"] = _replica_statuses(job, runtime)
-        wait = POLL if remaining is None else max(0.05, min(POLL, remaining))
+            self._mark_running(job, status, events)
+        self._write_replicas(status, job, runtime)
+        poll = EXIT_POLL if all(reports_exit(r.handle) for r in runtime.running()) else POLL
+        wait = poll if remaining is None else max(0.05, min(poll, remaining))
         return Result(requeue_after=wait)
 
     def _finish(
         self,
         key: Key,
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
         outcome: str,
         message: str,
         job: Job | None,
+        cause: str = "failed",
     ) -> None:
-        kind = self.kind
-        reason = f"{kind}{outcome}"
-        set_condition(status, outcome, "True", reason, message)
-        set_condition(status, "Running", "False", reason, message)
-        if get_condition(status, "Restarting") is not None:
-            set_condition(status, "Restarting", "False", reason, message)
+        self._mark_finished(status, events, outcome, cause, message)
         status["completionTime"] = format_time(utcnow())
         status.pop("admission", None)
-        events.append((reason, message, "Normal" if outcome == "Succeeded" else "Warning"))
         runtime = self.runtimes.get(key)
         if runtime is None:
             return
+        for replica in runtime.pending():  # never started: it will not
+            replica.state = FAILED if outcome == "Failed" else SUCCEEDED
         policy = job.clean_pod_policy() if job is not None else "All"
         if outcome == "Failed" or policy in ("All", "Running"):
             _stop(runtime.running())
             for replica in runtime.running():
                 replica.state = FAILED if outcome == "Failed" else SUCCEEDED
         if job is not None:
-            status["replicaStatuses"] = _replica_statuses(job, runtime)
+            self._write_replicas(status, job, runtime)
 
     def _after_finish(self, key: Key, job: Job, status: dict[str, Any]) -> Result | None:
         """A finished job: follow replicas left running (cleanPodPolicy None), honour the TTL."""
@@ -395,7 +594,7 @@ class TrainingJobController(Controller):
                 if code is not None:
                     replica.exit_code = code
                     replica.state = SUCCEEDED if code == 0 else FAILED
-            status["replicaStatuses"] = _replica_statuses(job, runtime)
+            self._write_replicas(status, job, runtime)
             if runtime.running():
                 wait = 1.0
             else:
@@ -419,7 +618,8 @@ class TrainingJobController(Controller):
         self._reserved_ports.difference_update(runtime.ports)
         runtime.ports = set()
 
-    def _teardown(self, key: Key) -> None:
+    def _teardown(self, key: Key, *, deleted: bool = False) -> None:
+        """Stop what runs for ``key``; ``deleted``: the object is gone (or replaced)."""
         with self._lock:
             runtime = self.runtimes.pop(key, None)
         admission().release((self.kind, key[0], key[1]))
@@ -428,8 +628,20 @@ class TrainingJobController(Controller):
         _stop(runtime.running())
         self._reserved_ports.difference_update(runtime.ports)
 
-
 _RESERVED_PORTS: set[int] = set()
+
+
+def reports_exit(handle: ProcessHandle | None) -> bool:
+    """Whether ``handle``'s backend calls back when the process ends."""
+    return callable(getattr(handle, "add_exit_callback", None))
+
+
+def wake_on_exit(controller: Controller, key: Key, handle: ProcessHandle) -> None:
+    """Reconcile ``key`` as soon as ``handle``'s process ends, instead of at the next poll
+    (backends that cannot call back are polled every ``POLL`` seconds)."""
+    add = getattr(handle, "add_exit_callback", None)
+    if callable(add):
+        add(lambda _handle: controller.enqueue(key))
 
 
 def _stop(replicas: list[Replica]) -> None:
@@ -488,8 +700,9 @@ def _replica_statuses(job: Job, runtime: Runtime | None) -> dict[str, dict[str, 
             for replica in runtime.replicas.values():
                 if replica.rtype != rtype:
                     continue
-                key = {RUNNING: "active", SUCCEEDED: "succeeded", FAILED: "failed"}[replica.state]
-                counts[key] += 1
+                key = {RUNNING: "active", SUCCEEDED: "succeeded", FAILED: "failed"}.get(replica.state)
+                if key is not None:
+                    counts[key] += 1
         out[rtype] = {k: v for k, v in counts.items() if v} or {}
     return out
 

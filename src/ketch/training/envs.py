@@ -149,6 +149,9 @@ def _pytorch(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
         PET_RDZV_BACKEND=policy.rdzvBackend or "c10d",
         PET_RDZV_ENDPOINT=f"{rdzv_host}:{addresses.rdzv_port}",
         PET_RDZV_ID=policy.rdzvId or job.name,
+        # a node joining a running group waits forever for the shared store's address
+        # (torch reuses round 0's store info on the old nodes): build it every round
+        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
     )
     if policy.rdzvConf:
         env["PET_RDZV_CONF"] = ",".join(f"{c.key}={c.value}" for c in policy.rdzvConf)
@@ -205,16 +208,18 @@ def _jax(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, st
 
 
 def _paddle(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
-    spec = job.spec
-    assert isinstance(spec, PaddleJobSpec)
-    env = {
-        "POD_IP_DUMMY": LOCAL_HOST,
-        "PADDLE_NNODES": str(job.total_replicas()),
-        "PADDLE_JOB_ID": job.name,
-    }
-    master = _first(job, "Master")
-    if master is not None and spec.elasticPolicy is None:
-        env["PADDLE_MASTER"] = f"{host_of(master[2])}:{addresses.ports[master[2]]}"
+    """The Paddle operator's env: the rendezvous is master-0 (PS mode) or worker-0
+    (collective mode, no Master); in PS mode each pod is one server or one trainer."""
+    assert isinstance(job.spec, PaddleJobSpec)
+    env = {"PADDLE_JOB_ID": job.name, "PADDLE_NNODES": str(job.total_replicas())}
+    ps_mode = "Master" in job.replicas
+    rendezvous = _first(job, "Master") if ps_mode else _first(job, "Worker")
+    if rendezvous is not None:
+        if (rtype, index) == rendezvous[:2]:
+            env["POD_IP_DUMMY"] = LOCAL_HOST  # the operator's status.podIP
+        env["PADDLE_MASTER"] = f"{host_of(rendezvous[2])}:{addresses.ports[rendezvous[2]]}"
+    if ps_mode:
+        env["PADDLE_SERVER_NUM" if rtype == "Master" else "PADDLE_TRAINER_NUM"] = "1"
     return env
 
 

@@ -246,7 +246,7 @@ def _default_container(kind: str) -> str:
         "MPIJob": "mpi",
         "JAXJob": "jax",
         "PaddleJob": "paddle",
-    }[kind]
+    }.get(kind, "")
 
 
 def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:

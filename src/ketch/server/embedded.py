@@ -1,0 +1,58 @@
+"""An embedded control plane: the server's controllers in the caller's process.
+
+``ketch.tune(...)`` without a server uses one: the same store (``KETCH_HOME`` or
+``KETCH_DATABASE_URL``), the same controllers, no HTTP. ``accept`` limits what it
+reconciles to the caller's own objects, so other resources in the store (left by
+a server that is not running) are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from ketch.core import config
+from ketch.core.controller import Manager
+from ketch.core.resource import Resource
+from ketch.core.store.db import init_db
+from ketch.core.store.resources import ResourceStore
+from ketch.server.app import controller_factories, register_capabilities
+
+
+class ControlPlane:
+    """Controllers over the store at ``database_url`` (default: the configured one)."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        home: Path | None = None,
+        accept: Callable[[Resource], bool] | None = None,
+    ) -> None:
+        url = database_url or config.database_url(home)
+        init_db(url)
+        self.store = ResourceStore(url, migrate=False)
+        register_capabilities()
+        self.manager = Manager(accept=accept)
+        for factory in controller_factories():
+            self.manager.add(factory(self.store))
+        self.manager.watch(self.store)
+
+    def start(self) -> ControlPlane:
+        self.manager.start()
+        return self
+
+    def stop(self) -> None:
+        self.manager.stop()
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,383 @@
+"""The TrainJob controller (Kubeflow Trainer, ``trainer.kubeflow.org/v1alpha1``).
+
+A TrainJob names a runtime: ``runtimeRef.kind: TrainingRuntime`` is looked up
+in the job's namespace, ``ClusterTrainingRuntime`` among the cluster-scoped
+ones. When ``runtimeRef.kind`` is left out, a TrainingRuntime of that name in
+the job's namespace takes precedence over the ClusterTrainingRuntime (Kubeflow
+defaults the kind to ClusterTrainingRuntime; Ketch lets a namespace shadow it).
+A missing runtime fails the job (reason ``TrainingRuntimeNotFound``) saying which
+runtimes exist. The runtime is read once, when the job first runs, and kept
+while the job lives (Trainer keeps a snapshot the same way).
+
+The job then runs through the shared training machinery
+(:class:`~ketch.training.controller.TrainingJobController`: gang admission,
+restarts, deadline, suspend) as the plan of :mod:`ketch.training.mlpolicy`: the
+initializers first (:mod:`ketch.training.initializers` fetches ``storageUri``
+into the job's workspace when the runtime has no initializer command of its
+own), then ``numNodes`` node processes with the ML policy's environment
+(:mod:`ketch.training.trainer_envs`). The workspace, which Trainer mounts at
+``/workspace``, is ``KETCH_HOME/workspaces/trainjobs/<namespace>/<name>``; it is
+removed with the job.
+
+Status is Trainer's: conditions ``Created`` (``JobsCreationSucceeded``),
+``Suspended`` (``Suspended``/``Resumed``), ``Complete`` (``AllJobsCompleted``)
+and ``Failed`` (``FailedJobs``, ``DeadlineExceeded``, ``TrainingRuntimeNotFound``,
+``InvalidSpec``, ``JobsCreationFailed``); ``jobsStatus`` per replicated job
+(``ready``, ``succeeded``, ``failed``, ``active``, ``suspended``, counting child
+Jobs as JobSet does); ``trainerStatus`` from what the trainer reports
+(:mod:`ketch.training.progress`); plus ``startTime``, ``completionTime``,
+``restartCount`` and ``logPaths`` (``node-0``, ``dataset-initializer-0``, ...) for
+``ketch logs trainjob NAME --replica node-0``. A TrainJob with ``managedBy:
+kueue.x-k8s.io/multikueue`` is left to that manager.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ketch.core import config
+from ketch.core.backend import ProcessSpec
+from ketch.core.controller import Controller, Key
+from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.resource import DEFAULT_NAMESPACE, Resource, get_condition, set_condition
+from ketch.core.store.resources import ResourceStore
+from ketch.training import progress, trainer_envs
+from ketch.training.controller import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Events,
+    Replica,
+    Runtime,
+    TrainingJobController,
+    _is_true,
+)
+from ketch.training.envs import Addresses
+from ketch.training.mlpolicy import TrainJobPlan, plan
+from ketch.training.runtimes import install_builtins
+from ketch.training.spec import Job
+from ketch.training.trainer_spec import (
+    CLUSTER_RUNTIME,
+    MULTIKUEUE,
+    NAMESPACED_RUNTIME,
+    RuntimeRef,
+    TrainingRuntimeSpec,
+    parse_runtime,
+    parse_trainjob,
+)
+
+log = logging.getLogger("ketch.training.trainjob")
+
+KIND = "TrainJob"
+FAILED_REASONS = {
+    "failed": "FailedJobs",
+    "backoff": "FailedJobs",
+    "deadline": "DeadlineExceeded",
+    "runtime": "TrainingRuntimeNotFound",
+    "invalid": "InvalidSpec",
+    "start": "JobsCreationFailed",
+}
+
+
+class RuntimeNotFound(InvalidSpec):
+    """The TrainJob's runtimeRef names no runtime this server has."""
+
+
+def workspace_dir(namespace: str, name: str) -> Path:
+    """The job's local stand-in for Trainer's ``/workspace`` volume."""
+    return config.ketch_home() / "workspaces" / "trainjobs" / namespace / name
+
+
+def find_runtime(store: ResourceStore, namespace: str, ref: RuntimeRef) -> tuple[str, TrainingRuntimeSpec]:
+    """``(label, spec)`` of the runtime ``ref`` names; ``RuntimeNotFound`` says what exists."""
+    kinds = [ref.kind] if ref.kind else [NAMESPACED_RUNTIME, CLUSTER_RUNTIME]
+    for kind in kinds:
+        found = _get_runtime(store, kind, namespace, ref.name)
+        if found is not None:
+            label = f"{kind} {found.metadata.name!r}"
+            return label, parse_runtime(found.spec, field=f"{kind}({found.metadata.name}).spec")
+    cluster = sorted({r.metadata.name for r in store.list(CLUSTER_RUNTIME, namespace=None)})
+    local = sorted(r.metadata.name for r in store.list(NAMESPACED_RUNTIME, namespace=namespace))
+    wanted = ref.kind or f"{NAMESPACED_RUNTIME} or {CLUSTER_RUNTIME}"
+    where = f" in namespace {namespace!r}" if ref.kind == NAMESPACED_RUNTIME else ""
+    known = [f"ClusterTrainingRuntimes: {', '.join(cluster) or 'none'}"]
+    known.append(f"TrainingRuntimes in {namespace!r}: {', '.join(local) or 'none'}")
+    raise RuntimeNotFound(
+        f"{wanted} {ref.name!r} not found{where}; {'; '.join(known)}",
+        field="spec.runtimeRef.name",
+        hint="list them with: ketch get clustertrainingruntimes",
+    )
+
+
+def _get_runtime(store: ResourceStore, kind: str, namespace: str, name: str) -> Resource | None:
+    if kind == NAMESPACED_RUNTIME:
+        try:
+            return store.get(kind, namespace, name)
+        except NotFound:
+            return None
+    try:  # cluster-scoped: stored in the default namespace, else wherever it was applied
+        return store.get(kind, DEFAULT_NAMESPACE, name)
+    except NotFound:
+        pass
+    return next((r for r in store.list(kind, namespace=None) if r.metadata.name == name), None)
+
+
+def _last_line(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    text = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return text[:400]
+
+
+class TrainJobController(TrainingJobController):
+    """Runs TrainJobs as their runtime's plan, with Trainer's status."""
+
+    kind = KIND
+
+    def __init__(self, store: ResourceStore | None = None) -> None:
+        super().__init__(store)
+        # the runtime each job resolved, kept while it lives: (runtimeRef, label, spec)
+        self._snapshots: dict[Key, tuple[tuple[str | None, str], str, TrainingRuntimeSpec]] = {}
+        self._reported: dict[Key, float] = {}
+
+    # -- what runs -----------------------------------------------------------------
+
+    def _parse(self, key: Key, raw_spec: dict[str, Any]) -> Job | None:
+        namespace, name = key
+        spec = parse_trainjob(raw_spec)
+        if spec.managedBy == MULTIKUEUE:
+            return None
+        ref = (spec.runtimeRef.kind, spec.runtimeRef.name)
+        snapshot = self._snapshots.get(key)
+        if snapshot is None or snapshot[0] != ref:
+            snapshot = (ref, *find_runtime(self.store, namespace, spec.runtimeRef))
+            self._snapshots[key] = snapshot
+        _ref, label, runtime = snapshot
+        return plan(name, namespace, spec, runtime, label, workspace_dir(namespace, name))
+
+    def _reportable(self, raw_spec: dict[str, Any]) -> bool:
+        return True
+
+    def _invalid_message(self, name: str, exc: InvalidSpec) -> str:
+        if isinstance(exc, RuntimeNotFound):
+            return str(exc)
+        return f"TrainJob {name} cannot run: {exc}"
+
+    def _invalid_cause(self, exc: InvalidSpec) -> str:
+        return "runtime" if isinstance(exc, RuntimeNotFound) else "invalid"
+
+    def _stage(self, job: Job, rtype: str) -> int:
+        assert isinstance(job, TrainJobPlan)
+        return job.stages.get(rtype, 0)
+
+    def _log_key(self, job: Job, rtype: str, index: int, replica_name: str) -> str:
+        return f"{rtype}-{index}"
+
+    def _allocate(self, job: Job, workdir: Path) -> Addresses:
+        assert isinstance(job, TrainJobPlan)
+        return trainer_envs.allocate(job, self._reserved_ports, workdir)
+
+    def _replica_env(self, job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+        assert isinstance(job, TrainJobPlan)
+        workdir = self._workdir((job.namespace, job.name))
+        return trainer_envs.replica_env(job, rtype, index, addresses, workdir)
+
+    def _replica_spec(
+        self, job: Job, rtype: str, index: int, replica_name: str, addresses: Addresses, workdir: Path
+    ) -> ProcessSpec:
+        assert isinstance(job, TrainJobPlan)
+        spec = super()._replica_spec(job, rtype, index, replica_name, addresses, workdir)
+        container = job.container(rtype)
+        workspace = job.workspace
+        return dataclasses.replace(
+            spec,
+            name=f"TrainJob {job.namespace}/{job.name} {rtype}-{index}",
+            command=trainer_envs.command(job, rtype, container),
+            env={k: trainer_envs.rewrite(v, workspace) for k, v in spec.env.items()},
+            cwd=Path(trainer_envs.rewrite(container.workingDir, workspace)) if container.workingDir else None,
+        )
+
+    def _start(
+        self, key: Key, uid: str | None, job: Job, status: dict[str, Any], events: Events
+    ) -> Runtime:
+        assert isinstance(job, TrainJobPlan)
+        runtime = super()._start(key, uid, job, status, events)
+        if get_condition(status, "Created") is None:
+            set_condition(status, "Created", "True", "JobsCreationSucceeded", "Succeeded to create Jobs")
+        events.append(("RuntimeResolved", f"running with {job.runtime} ({job.framework})", "Normal"))
+        if job.skipped:
+            events.append((
+                "JobsNotRun",
+                f"replicated jobs {', '.join(job.skipped)} of {job.runtime} are not run on this machine",
+                "Normal",
+            ))
+        return runtime
+
+    def _succeeded(self, job: Job, runtime: Runtime) -> bool:
+        assert isinstance(job, TrainJobPlan)
+        if runtime.pending():
+            return False
+        trainers = [r for r in runtime.replicas.values() if r.rtype == job.trainer_step]
+        return bool(trainers) and all(r.state == SUCCEEDED for r in trainers)
+
+    def _observe(self, key: Key, job: Job, runtime: Runtime, status: dict[str, Any]) -> None:
+        if runtime.workdir is None:
+            return
+        path = trainer_envs.status_file(runtime.workdir)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return
+        if self._reported.get(key) == mtime:
+            return
+        reported = progress.read(path)
+        if reported is not None:
+            status["trainerStatus"] = reported
+            self._reported[key] = mtime
+
+    # -- Trainer's vocabulary ------------------------------------------------------
+
+    def _terminal(self, status: dict[str, Any]) -> bool:
+        return _is_true(status, "Complete") or _is_true(status, "Failed")
+
+    def _mark_created(self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False) -> None:
+        """Trainer says Created once the jobs exist (see :meth:`_start`)."""
+
+    def _mark_suspended(self, job: Job, status: dict[str, Any], events: Events) -> None:
+        if not _is_true(status, "Suspended"):
+            set_condition(status, "Suspended", "True", "Suspended", "TrainJob is suspended")
+            status.pop("startTime", None)
+            events.append(("Suspended", f"TrainJob {job.name} is suspended", "Normal"))
+
+    def _mark_resumed(self, name: str, status: dict[str, Any], events: Events) -> None:
+        if _is_true(status, "Suspended"):
+            set_condition(status, "Suspended", "False", "Resumed", "TrainJob is resumed")
+            events.append(("Resumed", f"TrainJob {name} is resumed", "Normal"))
+
+    def _mark_running(self, job: Job, status: dict[str, Any], events: Events) -> None:
+        """Trainer has no Running condition: ``jobsStatus`` says what is active."""
+
+    def _mark_restarting(
+        self, job: Job, status: dict[str, Any], events: Events, restarted: list[Replica]
+    ) -> None:
+        names = ", ".join(f"{r.rtype}-{r.index}" for r in restarted)
+        events.append(("Restarting", f"TrainJob {job.name} restarted {names} after a failure", "Warning"))
+
+    def _mark_finished(
+        self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
+    ) -> None:
+        if outcome == "Succeeded":
+            set_condition(status, "Complete", "True", "AllJobsCompleted", message)
+            events.append(("Completed", message, "Normal"))
+            return
+        reason = FAILED_REASONS.get(cause, "FailedJobs")
+        set_condition(status, "Failed", "True", reason, message)
+        events.append((reason, message, "Warning"))
+
+    def _success_message(self, job: Job) -> str:
+        return "jobset completed successfully"
+
+    def _failure_message(self, job: Job, failed: list[Replica]) -> str:
+        replica = failed[0]
+        code = replica.exit_code
+        what = f"{replica.rtype}-{replica.index} exited with code {code}" if code is not None else (
+            f"{replica.rtype}-{replica.index} was stopped"
+        )
+        detail = _last_line(replica.spec.stdout_path) if code is not None else ""
+        message = f"jobset failed due to one or more job failures: {what}"
+        return f"{message}: {detail}" if detail else message
+
+    def _backoff_message(self, job: Job) -> str:
+        limit = job.run_policy.backoffLimit
+        return f"jobset failed due to one or more job failures: the trainer's pods restarted {limit} times (backoffLimit)"
+
+    def _deadline_message(self, job: Job) -> str:
+        seconds = job.run_policy.activeDeadlineSeconds
+        return f"TrainJob exceeded its activeDeadlineSeconds ({seconds}s); its processes were stopped"
+
+    def _write_replicas(self, status: dict[str, Any], job: Job, runtime: Runtime | None) -> None:
+        status["jobsStatus"] = jobs_status(job, runtime)
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _teardown(self, key: Key, *, deleted: bool = False) -> None:
+        super()._teardown(key, deleted=deleted)
+        if not deleted:
+            return
+        self._snapshots.pop(key, None)
+        self._reported.pop(key, None)
+        namespace, name = key
+        (self._workdir(key) / trainer_envs.status_file(Path()).name).unlink(missing_ok=True)
+        shutil.rmtree(workspace_dir(namespace, name), ignore_errors=True)
+
+
+def jobs_status(job: Job, runtime: Runtime | None) -> list[dict[str, Any]]:
+    """``status.jobsStatus``: per replicated job, its one child Job counted as JobSet does."""
+    out: list[dict[str, Any]] = []
+    suspended = 1 if job.run_policy.suspend else 0
+    for step in job.info.replica_types:
+        replicas = [] if runtime is None else [r for r in runtime.replicas.values() if r.rtype == step]
+        states = [r.state for r in replicas]
+        succeeded = 1 if states and all(s == SUCCEEDED for s in states) else 0
+        failed = 1 if FAILED in states else 0
+        active = 1 if RUNNING in states and not failed else 0
+        ready = 1 if active and all(s in (RUNNING, SUCCEEDED) for s in states) else 0
+        out.append({
+            "name": step,
+            "ready": ready,
+            "succeeded": succeeded,
+            "failed": failed,
+            "active": active,
+            "suspended": suspended,
+        })
+    return out
+
+
+# -- registration ------------------------------------------------------------------
+
+
+def validate_trainjob(resource: Resource) -> None:
+    """Refuse a TrainJob whose spec does not parse (the runtime is looked up when it runs)."""
+    parse_trainjob(resource.spec)
+
+
+def validate_runtime(resource: Resource) -> None:
+    """Refuse a (Cluster)TrainingRuntime whose spec does not parse."""
+    parse_runtime(resource.spec)
+
+
+def _factory(store: ResourceStore) -> Controller:
+    try:
+        install_builtins(store)
+    except Exception:  # the server still runs; TrainJobs naming a built-in say it is missing
+        log.exception("could not install the built-in ClusterTrainingRuntimes")
+    return TrainJobController(store)
+
+
+FACTORY: Callable[[ResourceStore], Controller] = _factory
+
+
+def register() -> None:
+    """Run the TrainJob controller (and check Trainer objects at apply time) from now on."""
+    from ketch.server.app import register_controller, register_validator
+
+    register_controller(FACTORY)
+    register_validator(KIND, validate_trainjob)
+    register_validator(NAMESPACED_RUNTIME, validate_runtime)
+    register_validator(CLUSTER_RUNTIME, validate_runtime)
+
+
+__all__ = ["FACTORY", "TrainJobController", "find_runtime", "jobs_status", "register"]
