@@ -55,6 +55,11 @@ class Controller(ABC):
         kind in :attr:`watches`) changed, e.g. the owner of a changed child."""
         return ()
 
+    def seen(self, resource: Resource, deleted: bool) -> None:
+        """Called with every write to a kind in :attr:`watches` (before
+        :meth:`related`), e.g. to keep a cache of children; quick, must not raise."""
+        return None
+
     def enqueue(self, key: Key, kind: str | None = None) -> None:
         """Ask the manager running this controller to reconcile ``key`` of ``kind``
         (default: this controller's kind) soon. A no-op outside a manager."""
@@ -113,6 +118,7 @@ class Manager:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._started = False
+        self._local = threading.local()  # what this thread is reconciling, if anything
 
     def add(self, controller: Controller) -> None:
         """Register ``controller`` (before :meth:`start`)."""
@@ -127,14 +133,17 @@ class Manager:
         and the keys that controllers watching its kind relate to it."""
         store.add_listener(self._changed)
 
-    def _changed(self, resource: Resource) -> None:
+    def _changed(self, resource: Resource, deleted: bool = False) -> None:
         if self._stop.is_set() or (self.accept is not None and not self.accept(resource)):
             return
         meta = resource.metadata
-        self.enqueue(resource.kind, meta.namespace, meta.name)
+        if getattr(self._local, "current", None) != (resource.kind, resource.key):
+            # (a controller's writes to the object it is reconciling need no second look)
+            self.enqueue(resource.kind, meta.namespace, meta.name)
         for loops in self._loops.values():
             for loop in loops:
                 if resource.kind in loop.controller.watches:
+                    loop.controller.seen(resource, deleted)
                     for key in loop.controller.related(resource):
                         loop.queue.add(key)
 
@@ -240,6 +249,7 @@ class Manager:
 
     def _reconcile_one(self, loop: _Loop, key: Key) -> None:
         controller = loop.controller
+        self._local.current = (controller.kind, key)
         try:
             result = controller.reconcile(key)
         except Exception as exc:
@@ -259,6 +269,8 @@ class Manager:
             )
             loop.queue.add_after(key, delay)
             return
+        finally:
+            self._local.current = None
         with loop.lock:
             loop.failures.pop(key, None)
         if result is not None and result.requeue_after is not None:

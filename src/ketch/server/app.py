@@ -124,7 +124,7 @@ def create_app(
     state = ApiState(
         url=url, kinds=kinds, store=ResourceStore(url, migrate=False), validators=dict(_validators)
     )
-    state.store.add_listener(lambda _resource: state.notifier.notify())
+    state.store.add_listener(lambda _resource, _deleted: state.notifier.notify())
     state.sources[PIPELINE_RUN.kind] = PipelineRunSource(url, lambda: state.runs)
     kfp_api = _optional_module("ketch.pipelines.api")
 

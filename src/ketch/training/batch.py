@@ -41,7 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core import config
-from ketch.core.backend import ProcessHandle, ProcessSpec, Resources, default_backend
+from ketch.core.backend import (
+    ProcessHandle,
+    ProcessSpec,
+    Resources,
+    command_entry,
+    default_backend,
+)
 from ketch.core.controller import Controller, Key, Result
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource, format_time, get_condition, utcnow
@@ -516,6 +522,7 @@ def _process(
             memory_request=_quantity(requests.get("memory")),
             memory_limit=_quantity(limits.get("memory")),
         ),
+        python=command_entry(command, sys.executable),
     )
 
 

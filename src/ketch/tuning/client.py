@@ -367,6 +367,8 @@ def trial_code(objective: Callable[..., Any], parameters: dict[str, dict[str, An
     """The program a trial runs: the objective's source, then a call with the typed
     parameters (which arrive in ``KETCH_TRIAL_PARAMETER_<i>``)."""
     lines = [
+        "from __future__ import annotations",  # annotations may name what is not imported
+        "",
         "import os as _os",
         "",
         "def _number(text):",

@@ -45,6 +45,7 @@ from ketch.core.resource import (
 from ketch.core.store.resources import EventType, ResourceStore
 from ketch.tuning import collectors, trials
 from ketch.tuning.algorithms import Suggester, TrialRecord, validate_algorithm
+from ketch.tuning.pbt import CHECKPOINT_ENV
 from ketch.tuning.spec import ExperimentSpec, parse_experiment
 
 log = logging.getLogger("ketch.tuning.controller")
@@ -200,6 +201,71 @@ def _record(spec: ExperimentSpec, trial: Resource) -> TrialRecord:
 # -- the Experiment controller ------------------------------------------------------
 
 
+class TrialCache:
+    """Each experiment's trials, listed from the store once and then kept current
+    from the store's change feed (so a reconcile does not list every trial again)."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        self._trials: dict[Key, dict[str, Resource]] = {}
+        self._gone: dict[Key, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, key: Key) -> list[Resource]:
+        with self._lock:
+            cached = self._trials.get(key)
+            if cached is not None:
+                return list(cached.values())
+            self._trials[key] = {}  # from now on, writes are kept (and win if newer)
+            self._gone[key] = set()
+        listed = self.store.list(
+            "Trial", key[0], label_selector=f"{trials.EXPERIMENT_LABEL}={key[1]}"
+        )
+        with self._lock:
+            cached = self._trials.setdefault(key, {})
+            gone = self._gone.pop(key, set())
+            for trial in listed:
+                name = trial.metadata.name
+                if name in gone:
+                    continue
+                newer = cached.get(name)
+                if newer is None or _version(newer) < _version(trial):
+                    cached[name] = trial
+            return list(cached.values())
+
+    def seen(self, resource: Resource, deleted: bool) -> None:
+        experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
+        if not experiment:
+            return
+        key = (resource.metadata.namespace, experiment)
+        with self._lock:
+            cached = self._trials.get(key)
+            if cached is None:
+                return
+            name = resource.metadata.name
+            if deleted:
+                cached.pop(name, None)
+                if key in self._gone:
+                    self._gone[key].add(name)
+                return
+            current = cached.get(name)
+            if current is None or _version(current) <= _version(resource):
+                cached[name] = resource
+
+    def drop(self, key: Key) -> None:
+        with self._lock:
+            self._trials.pop(key, None)
+            self._gone.pop(key, None)
+
+
+def _version(resource: Resource) -> int:
+    try:
+        return int(resource.metadata.resourceVersion or 0)
+    except ValueError:
+        return 0
+
+
+
 class ExperimentController(Controller):
     kind = "Experiment"
     watches = ("Trial",)
@@ -207,11 +273,15 @@ class ExperimentController(Controller):
     def __init__(self, store: ResourceStore, studies: Studies) -> None:
         super().__init__(store)
         self.studies = studies
+        self.trials = TrialCache(store)
 
     def related(self, resource: Resource) -> Iterable[Key]:
         experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
         if experiment:
             yield (resource.metadata.namespace, experiment)
+
+    def seen(self, resource: Resource, deleted: bool) -> None:
+        self.trials.seen(resource, deleted)
 
     def reconcile(self, key: Key) -> Result | None:
         namespace, name = key
@@ -264,8 +334,7 @@ class ExperimentController(Controller):
                 self._complete(status, events, "Failed", "ExperimentFailed", f"invalid spec: {exc}")
             return None
         study = self._study(key, experiment, spec, status)
-        listed = self.store.list("Trial", namespace, label_selector=f"{trials.EXPERIMENT_LABEL}={name}")
-        items = [t for t in listed]
+        items = self.trials.of(key)
         with study.lock:
             self._tell(study, spec, items)
         states = {t.metadata.name: trial_state(t.status) for t in items}
@@ -296,7 +365,8 @@ class ExperimentController(Controller):
 
         if not _true(status, "Running"):
             set_condition(status, "Running", "True", "ExperimentRunning", "Experiment is running")
-            set_condition(status, "Restarting", "False", "ExperimentRunning", "Experiment is running")
+            if get_condition(status, "Restarting") is not None:
+                set_condition(status, "Restarting", "False", "ExperimentRunning", "Experiment is running")
         wanted = spec.parallelTrialCount - active
         if spec.maxTrialCount is not None:
             wanted = min(wanted, spec.maxTrialCount - len(items))
@@ -332,10 +402,7 @@ class ExperimentController(Controller):
             book["seed"] = seed
         workdir = collectors.trial_dir(key[0], key[1]).parent / f".{key[1]}-study"
         suggester = Suggester(spec, seed=seed, workdir=workdir)
-        existing = self.store.list(
-            "Trial", key[0], label_selector=f"{trials.EXPERIMENT_LABEL}={key[1]}"
-        )
-        records = [_record(spec, t) for t in existing]
+        records = [_record(spec, t) for t in self.trials.of(key)]
         suggester.restore(records)
         study = Study(
             experiment.metadata.uid,
@@ -396,6 +463,10 @@ class ExperimentController(Controller):
                     namespace=namespace,
                     experiment=name,
                 )
+                checkpoint = suggestion.env.get(CHECKPOINT_ENV)
+                mounted = spec.algorithm.settings().get("suggestion_trial_dir")
+                if checkpoint and mounted:  # Katib mounts the trial's checkpoint there
+                    run_spec = trials.replace_text(run_spec, mounted.rstrip("/"), checkpoint)
             except InvalidSpec as exc:
                 events.append(("TrialTemplateInvalid", str(exc), "Warning"))
                 with study.lock:
@@ -465,7 +536,7 @@ class ExperimentController(Controller):
         if spec.maxFailedTrialCount is not None and failed > spec.maxFailedTrialCount:
             return (
                 "Failed",
-                "ExperimentMaxFailedTrialsReached",
+                "ExperimentFailed",
                 "Experiment has failed because max failed count has reached",
             )
         if spec.maxTrialCount is not None and finished >= spec.maxTrialCount:
@@ -520,6 +591,7 @@ class ExperimentController(Controller):
     def _cascade(self, key: Key) -> None:
         """The experiment is gone: so are its trials (and their jobs, through them)."""
         self.studies.drop(key)
+        self.trials.drop(key)
         namespace, name = key
         for trial in self.store.list(
             "Trial", namespace, label_selector=f"{trials.EXPERIMENT_LABEL}={name}"

@@ -13,6 +13,7 @@ from ketch.core.backend.spec import (
     ProcessState,
     PythonEntry,
     Resources,
+    command_entry,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ProcessState",
     "PythonEntry",
     "Resources",
+    "command_entry",
     "default_backend",
     "parse_cpu",
     "parse_memory",

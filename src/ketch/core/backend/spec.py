@@ -45,6 +45,23 @@ class PythonEntry:
     warmup: tuple[str, ...] | None = None
 
 
+PYRUN = "ketch.core.backend.pyrun"
+
+
+def command_entry(command: list[str], python: str) -> PythonEntry | None:
+    """A fork-server fast path for ``command`` when it runs ``python`` itself with
+    ``-c CODE``, ``-m MODULE`` or a script (see :mod:`ketch.core.backend.pyrun`);
+    ``None`` for anything else, which then starts as a new process."""
+    from ketch.core.backend.pyrun import split
+
+    if not command or command[0] != python or split(command[1:]) is None:
+        return None
+    # its package is preloaded, not the module itself (runpy warns when the module
+    # it runs as __main__ was imported already)
+    package = PYRUN.rsplit(".", 1)[0]
+    return PythonEntry(module=PYRUN, argv=list(command[1:]), python=python, preload=(package,))
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     """A process to run: command, environment, working directory, logs, limits."""

@@ -149,23 +149,23 @@ class ResourceStore:
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = url
-        self._listeners: list[Callable[[Resource], None]] = []
+        self._listeners: list[Callable[[Resource, bool], None]] = []
         if migrate:
             init_db(url)
 
     # -- change feed -------------------------------------------------------------
 
-    def add_listener(self, listener: Callable[[Resource], None]) -> None:
-        """Call ``listener(resource)`` after every committed create, apply, status
-        update and delete made through this store (a delete passes the object as it
-        was). Listeners must be quick and must not raise; they run in the writer's
-        thread."""
+    def add_listener(self, listener: Callable[[Resource, bool], None]) -> None:
+        """Call ``listener(resource, deleted)`` after every committed create, apply,
+        status update and delete made through this store (a delete passes the object
+        as it was, and ``deleted=True``). Listeners must be quick and must not raise;
+        they run in the writer's thread."""
         self._listeners.append(listener)
 
-    def _changed(self, resource: Resource) -> Resource:
+    def _changed(self, resource: Resource, deleted: bool = False) -> Resource:
         for listener in list(self._listeners):
             try:
-                listener(resource)
+                listener(resource, deleted)
             except Exception:
                 log.exception("a resource listener failed")
         return resource
@@ -373,7 +373,7 @@ class ResourceStore:
                 session.delete(row)
                 return resource
 
-        return self._changed(retry_locked(remove))
+        return self._changed(retry_locked(remove), deleted=True)
 
     # -- events ----------------------------------------------------------------
 
