@@ -18,6 +18,7 @@ from typing import Any
 
 from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
+from ketch.core.environments import Environments
 from ketch.core.errors import BackendError, KetchError
 from ketch.pipelines import caching, lightweight
 from ketch.pipelines.engine import (
@@ -29,7 +30,6 @@ from ketch.pipelines.engine import (
     TaskRunner,
     run_values,
 )
-from ketch.pipelines.environments import Environments
 from ketch.pipelines.placeholders import PlaceholderContext, resolve_list, resolve_string
 from ketch.pipelines.values import from_output_file
 

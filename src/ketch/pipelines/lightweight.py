@@ -11,12 +11,10 @@ one). Otherwise the requirements get a cached virtual environment of their own.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import re
 import shlex
 import shutil
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -119,11 +117,6 @@ def _satisfied(requirement: str) -> bool:
 def missing_requirements(component: LightweightComponent) -> list[str]:
     """Requirements not already satisfied by the interpreter running Ketch."""
     return [r for r in component.requirements if not _satisfied(r)]
-
-
-def environment_key(requirements: list[str], pip_options: list[str]) -> str:
-    text = "\n".join(sorted(requirements)) + "\n--\n" + " ".join(pip_options) + f"\n{sys.version}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 _NOT_PRELOADED = {"kfp", "kfp-pipeline-spec", "kfp-server-api", "typing-extensions"}

@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from ketch.core import config
 from ketch.core.backend import Backend
+from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import init_db, session_scope
 from ketch.core.store.models import PipelineRunRow
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
-from ketch.pipelines.environments import Environments
 from ketch.pipelines.executor import LocalTaskRunner
 from ketch.pipelines.records import Recorder, public_artifact
 

@@ -63,7 +63,7 @@ def interpreter(packages: list[str], pip_options: list[str]) -> str:
     if all(satisfied(p) for p in packages):
         return sys.executable
     from ketch.core.backend import LocalBackend
-    from ketch.pipelines.environments import Environments
+    from ketch.core.environments import Environments
 
     home = config.ketch_home()
     log_path = config.logs_dir(home) / "venvs" / f"install-{os.getpid()}.log"

@@ -10,6 +10,7 @@ versions.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import shutil
 import sys
 import sysconfig
@@ -17,9 +18,14 @@ from pathlib import Path
 
 from ketch.core.backend import Backend, ProcessSpec
 from ketch.core.errors import KetchError
-from ketch.pipelines.lightweight import environment_key
 
 _READY = ".ketch-ready"
+
+
+def environment_key(requirements: list[str], pip_options: list[str]) -> str:
+    """A short stable name for a requirement set (and pip options) on this Python."""
+    text = "\n".join(sorted(requirements)) + "\n--\n" + " ".join(pip_options) + f"\n{sys.version}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class EnvironmentError_(KetchError):
