@@ -185,6 +185,32 @@ def test_namespaced_runtime_takes_precedence(client: httpx.Client, ns: str, tmp_
     assert "WORLD_SIZE" not in env  # 'python -c' is not a script torchrun can start: it runs as is
 
 
+ENV_BY_PID = "import json, os, sys; json.dump(dict(os.environ), open(f'{sys.argv[1]}/{os.getpid()}.json', 'w'))"
+
+
+@pytest.mark.parametrize("runtime", ["jax-distributed", "xgboost-distributed", "mpi-distributed"])
+def test_builtin_runtime_env(client: httpx.Client, ns: str, tmp_path: Path, runtime: str) -> None:
+    name = runtime.split("-")[0]
+    job = trainjob(name, runtime=runtime, trainer={"command": ["python", "-c", ENV_BY_PID, str(tmp_path)], "numNodes": 2})
+    create(client, ns, job)
+    done = wait_for(client, ns, name, "Complete")
+    envs = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*.json")), key=lambda e: e.get("JAX_PROCESS_ID", e.get("DMLC_TASK_ID", "")))
+    if runtime == "jax-distributed":
+        assert [e["JAX_PROCESS_ID"] for e in envs] == ["0", "1"]
+        assert all(e["JAX_NUM_PROCESSES"] == "2" and e["JAX_DISTRIBUTED_BACKEND"] == "gloo" for e in envs)
+        assert envs[0]["JAX_COORDINATOR_ADDRESS"] == f"127.0.0.1:{envs[1]['JAX_COORDINATOR_PORT']}"
+    elif runtime == "xgboost-distributed":
+        assert [e["DMLC_TASK_ID"] for e in envs] == ["0", "1"]
+        assert all(e["DMLC_NUM_WORKER"] == "2" and e["DMLC_TRACKER_URI"] == "127.0.0.1" for e in envs)
+    else:  # the launcher alone runs; its remote shell starts every rank here
+        assert len(envs) == 1 and list(jobs(done)) == ["launcher"]
+        hostfile = Path(envs[0]["OMPI_MCA_orte_default_hostfile"]).read_text()
+        assert hostfile == "mpi-node-0-0.mpi slots=1\nmpi-node-0-1.mpi slots=1\n"
+        agent = Path(envs[0]["OMPI_MCA_plm_rsh_agent"])
+        shell = subprocess.run([str(agent), "mpi-node-0-1.mpi", "echo", "here"], capture_output=True, text=True, timeout=30)
+        assert shell.stdout.strip() == "here"
+
+
 @pytest.fixture
 def http_files(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A local HTTP server on 127.0.0.1 serving a directory: ``(base URL, directory)``."""
@@ -259,11 +285,28 @@ def test_initializer_without_network_fails_clearly(client: httpx.Client, ns: str
         trainer={"command": ["python", "-c", "open(__import__('sys').argv[1], 'w')", str(ran)]},
     )
     create(client, ns, job)
-    failed = condition(wait_for(client, ns, "hf", "Failed"), "Failed")
+    done = wait_for(client, ns, "hf", "Failed")
+    failed = condition(done, "Failed")
     assert failed is not None and failed["reason"] == "FailedJobs"
     assert "model-initializer-0 exited with code 1" in failed["message"]
     assert "huggingface_hub" in failed["message"] and "file://" in failed["message"]
     assert not ran.exists()  # the trainer never started
+    assert jobs(done)["node"] == {
+        "name": "node", "ready": 0, "succeeded": 0, "failed": 0, "active": 0, "suspended": 0,
+    }
+
+
+def test_failing_node_fails_with_its_error(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+    script = tmp_path / "boom.py"
+    script.write_text("import os\nif os.environ['RANK'] == '1':\n    raise ValueError('boom on rank 1')\n")
+    job = trainjob("boom", trainer={"command": ["python", str(script)], "numNodes": 2})
+    create(client, ns, job)
+    done = wait_for(client, ns, "boom", "Failed")
+    failed = condition(done, "Failed")
+    assert failed is not None and failed["reason"] == "FailedJobs"
+    assert "node-1 exited with code 1" in failed["message"]
+    assert "ValueError: boom on rank 1" in failed["message"]
+    assert jobs(done)["node"]["failed"] == 1 and jobs(done)["node"]["active"] == 0
 
 
 def test_suspend_then_resume(client: httpx.Client, ns: str, tmp_path: Path) -> None:

@@ -15,7 +15,15 @@ and ``logPaths`` (replica -> log file) for ``ketch logs``.
 
 What runs lives in this process: deleting a job stops its processes, stopping the
 server stops them all (the backend's shutdown), and on the next start every job
-that had not finished starts again from its stored spec.
+that had not finished starts again from its stored spec. Restarts are counted in
+``status.restartCount``, so ``backoffLimit`` also counts those made before a server
+restart. An elastic PyTorchJob (``elasticPolicy``) whose Worker ``replicas`` change
+while it runs is scaled in place, within ``minReplicas``/``maxReplicas``: new
+workers join torchrun's c10d rendezvous, removed ones are stopped.
+
+The loop is shared with ``TrainJob`` (:mod:`ketch.training.trainjob`) through the
+hooks of :class:`TrainingJobController`; replicas may start in stages (a TrainJob's
+initializers before its nodes).
 """
 
 from __future__ import annotations
@@ -573,8 +581,6 @@ class TrainingJobController(Controller):
         runtime = self.runtimes.get(key)
         if runtime is None:
             return
-        for replica in runtime.pending():  # never started: it will not
-            replica.state = FAILED if outcome == "Failed" else SUCCEEDED
         policy = job.clean_pod_policy() if job is not None else "All"
         if outcome == "Failed" or policy in ("All", "Running"):
             _stop(runtime.running())

@@ -34,6 +34,7 @@ from ketch.training.spec import (
     PodTemplateSpec,
     ReplicaSpec,
     ResourceRequirements,
+    RestartPolicy,
     RunPolicy,
     _JobSpec,
 )
@@ -69,7 +70,6 @@ class TrainJobPlan(Job):
     trainer_step: str = NODE
     roles: dict[str, Role] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
-    storage: dict[str, str] = field(default_factory=dict)  # role -> storageUri
     elastic: TorchElasticPolicy | None = None
     mpi: MPIPolicy | None = None
     workspace: Path = Path()
@@ -80,10 +80,8 @@ def framework_of(runtime: TrainingRuntimeSpec) -> Framework:
     policy = runtime.mlPolicy
     if policy is None:
         return "plain"
-    for name in ("torch", "mpi", "jax", "xgboost"):
-        if getattr(policy, name) is not None:
-            return name  # type: ignore[return-value]
-    return "plain"
+    frameworks: tuple[Framework, ...] = ("torch", "mpi", "jax", "xgboost")
+    return next((name for name in frameworks if getattr(policy, name) is not None), "plain")
 
 
 def _trainer_job(jobs: list[ReplicatedJob]) -> ReplicatedJob:
@@ -227,7 +225,6 @@ def plan(
     num_nodes = _num_nodes(job, runtime)
 
     steps: list[tuple[str, Role, Container, int, ReplicatedJob | None]] = []
-    storage: dict[str, str] = {}
     skipped: list[str] = []
     roles_seen: set[Role] = set()
     for rjob in jobs:
@@ -237,7 +234,6 @@ def plan(
             if not uri and not container.command:
                 skipped.append(rjob.name)  # nothing to initialize
                 continue
-            storage[role] = uri
             steps.append((rjob.name, role, container, 1, rjob))
             roles_seen.add(role)
             continue
@@ -259,8 +255,7 @@ def plan(
         wanted = job.initializer.dataset if role == "dataset" else job.initializer.model
         if wanted is None or not wanted.storageUri:
             continue
-        container, uri = _initializer_container(job, role, None)
-        storage[role] = uri
+        container, _uri = _initializer_container(job, role, None)
         extra.append((step_name, role, container, 1, None))  # Ketch's own initializer
     steps = extra + steps
 
@@ -276,14 +271,14 @@ def plan(
                 field="spec.trainer.command",
             )
         pod = rjob.template.spec.template if rjob is not None else PodTemplateSpec()
-        restart = "OnFailure" if (pod.spec.restartPolicy or "") == "OnFailure" else "Never"
+        restart: RestartPolicy = "OnFailure" if pod.spec.restartPolicy == "OnFailure" else "Never"
         if role == "trainer" and restart == "OnFailure":
             limit = rjob.template.spec.backoffLimit if rjob is not None else None
             backoff = DEFAULT_BACKOFF_LIMIT if limit is None else limit
         replicas[step_name] = ReplicaSpec(
             replicas=count,
             template=PodTemplateSpec(metadata=pod.metadata, spec=PodSpec(containers=[container])),
-            restartPolicy=restart,  # type: ignore[arg-type]
+            restartPolicy=restart,
         )
         roles[step_name] = role
     order = tuple(s[0] for s in steps)
@@ -302,6 +297,11 @@ def plan(
         nproc = resolve_nproc(wanted_nproc if wanted_nproc is not None else policy.torch.numProcPerNode, resources)
     elif framework == "mpi":
         wanted_nproc = job.trainer.numProcPerNode if job.trainer is not None else None
+        if isinstance(wanted_nproc, str) and not wanted_nproc.isdigit():
+            raise InvalidSpec(
+                f"an MPI runtime takes a number of slots per node, not {wanted_nproc!r}",
+                field="spec.trainer.numProcPerNode",
+            )
         nproc = int(wanted_nproc) if wanted_nproc is not None else (mpi.numProcPerNode if mpi else None) or 1
     elif framework == "xgboost":
         nproc = _gpus(resources) or 1
@@ -320,7 +320,6 @@ def plan(
         trainer_step=trainer.name,
         roles=roles,
         stages=stages,
-        storage=storage,
         elastic=elastic,
         mpi=mpi,
         workspace=workspace,

@@ -7,8 +7,8 @@ free ones (Trainer's own port, 29500, when it is free).
   ``PET_MASTER_ADDR``, ``PET_MASTER_PORT`` (``torchrun`` reads them); with an
   elastic policy ``PET_NNODES=min:max`` and a c10d rendezvous. The trainer's
   command runs under torchrun: ``torchrun ...`` and ``python script.py ...``
-  become ``<this python> -m torch.distributed.run ...``; other commands run as
-  they are, with the ``PET_*`` variables.
+  become ``<this python> -m torch.distributed.run ...``; other commands
+  (``python -m module``, a shell) run as they are, with the ``PET_*`` variables.
 - jax: ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, ``JAX_COORDINATOR_ADDRESS``,
   ``JAX_COORDINATOR_PORT``, ``JAX_DISTRIBUTED_BACKEND=gloo``.
 - xgboost: ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``, ``DMLC_TASK_ID``,
@@ -170,18 +170,15 @@ def command(plan: TrainJobPlan, step: str, container: Container) -> list[str]:
 
 
 def torchrun(argv: list[str]) -> list[str]:
-    """``argv`` run under torchrun: ``torchrun`` and ``python script``/``python -m module``
-    become this interpreter's ``-m torch.distributed.run``; anything else is left."""
+    """``argv`` run under torchrun: ``torchrun ...`` and ``python script ...`` become this
+    interpreter's ``-m torch.distributed.run``; ``python -m module`` (a module may be a
+    launcher itself) and other commands run as they are."""
     head = os.path.basename(argv[0])
     rest = argv[1:]
     if head == "torchrun":
         return [sys.executable, *TORCHRUN, *rest]
     if head not in ("python", "python3") and argv[0] != sys.executable:
         return argv
-    if rest[:2] in (list(TORCHRUN), ["-m", "torch.distributed.launch"]):
-        return [sys.executable, *rest]
-    if len(rest) >= 2 and rest[0] == "-m":
-        return [sys.executable, *TORCHRUN, "-m", *rest[1:]]
     if rest and not rest[0].startswith("-"):
         return [sys.executable, *TORCHRUN, *rest]
     return [sys.executable, *rest]

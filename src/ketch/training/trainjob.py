@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -127,18 +128,26 @@ def _get_runtime(store: ResourceStore, kind: str, namespace: str, name: str) -> 
     return next((r for r in store.list(kind, namespace=None) if r.metadata.name == name), None)
 
 
-def _last_line(path: Path | None) -> str:
+_LAUNCHER_ERRORS = ("torch.distributed.elastic.",)  # torchrun's summary of a worker's error
+_ERROR_LINE = re.compile(r"^(error\b|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b)")
+
+
+def _last_error(path: Path | None) -> str:
+    """What a failed replica's log ends with: its last error line (a Python exception,
+    ``error: ...``, not torchrun's summary of it), else its last line with words in it."""
     if path is None:
         return ""
     try:
         with path.open("rb") as handle:
             handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - 4096))
-            lines = handle.read().decode(errors="replace").splitlines()
+            handle.seek(max(0, handle.tell() - 16384))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines()]
     except OSError:
         return ""
-    text = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    lines = [line for line in lines if any(c.isalnum() for c in line)]
+    errors = [line for line in lines if _ERROR_LINE.match(line) and not line.startswith(_LAUNCHER_ERRORS)]
+    found = errors[-1] if errors else None
+    text = found if found is not None else (lines[-1] if lines else "")
     return text[:400]
 
 
@@ -296,7 +305,7 @@ class TrainJobController(TrainingJobController):
         what = f"{replica.rtype}-{replica.index} exited with code {code}" if code is not None else (
             f"{replica.rtype}-{replica.index} was stopped"
         )
-        detail = _last_line(replica.spec.stdout_path) if code is not None else ""
+        detail = _last_error(replica.spec.stdout_path) if code is not None else ""
         message = f"jobset failed due to one or more job failures: {what}"
         return f"{message}: {detail}" if detail else message
 

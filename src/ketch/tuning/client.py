@@ -308,14 +308,18 @@ class TuningClient:
             return self._wait_finished(name, namespace, timeout)
 
     def _wait_finished(self, name: str, namespace: str, timeout: float) -> Experiment:
+        """Wait for the end, with a progress bar (trials done of the maximum, the best
+        objective so far) when stderr is a terminal."""
         deadline = time.monotonic() + timeout
-        while True:
-            experiment = self.get_experiment(name, namespace)
-            if experiment.condition in FINISHED:
-                return experiment
-            if time.monotonic() >= deadline:
-                raise TuningError(f"experiment {name} did not finish within {timeout:g}s")
-            time.sleep(0.05)
+        with _Progress(name) as progress:
+            while True:
+                experiment = self.get_experiment(name, namespace)
+                progress.show(experiment)
+                if experiment.condition in FINISHED:
+                    return experiment
+                if time.monotonic() >= deadline:
+                    raise TuningError(f"experiment {name} did not finish within {timeout:g}s")
+                time.sleep(0.05)
 
     @contextmanager
     def embedded(self, name: str, namespace: str = "default") -> Iterator[None]:
@@ -334,6 +338,55 @@ class TuningClient:
         self._store = plane.store
         with plane:
             yield
+
+
+class _Progress:
+    """A rich progress bar for an experiment, on an interactive stderr only."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        import sys
+
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[best]}"), console=Console(stderr=True), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(f"experiment {self.name}", total=None, best="")
+        return self
+
+    def show(self, experiment: Experiment) -> None:
+        if self._bar is None:
+            return
+        status = experiment.status
+        finished = sum(int(status.get(k) or 0) for k in _FINISHED_COUNTS)
+        total = (experiment.manifest.get("spec") or {}).get("maxTrialCount")
+        optimal = status.get("currentOptimalTrial") or {}
+        objective = ((experiment.manifest.get("spec") or {}).get("objective") or {})
+        metric = objective.get("objectiveMetricName")
+        best = ""
+        for entry in (optimal.get("observation") or {}).get("metrics") or []:
+            if entry.get("name") == metric:
+                pick = "max" if objective.get("type") == "maximize" else "min"
+                best = f"best {metric}={entry.get(pick)} ({optimal.get('bestTrialName')})"
+        self._bar.update(self._task, completed=finished, total=total, best=best)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+_FINISHED_COUNTS = (
+    "trialsSucceeded", "trialsFailed", "trialsKilled", "trialsEarlyStopped", "trialMetricsUnavailable",
+)
 
 
 def _answers(url: str) -> bool:
