@@ -152,7 +152,7 @@ def _env_dump(marker: Path) -> list[str]:
     return ["python3", "-c", code, str(marker)]
 
 
-def test_namespaced_runtime_takes_precedence(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_runtime_kind_defaults_to_the_cluster_runtime(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     local = {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainingRuntime",
@@ -171,15 +171,17 @@ def test_namespaced_runtime_takes_precedence(client: httpx.Client, ns: str, tmp_
         },
     }
     create(client, ns, local)
-    create(client, ns, trainjob("shadowed"))  # runtimeRef.kind left out: the namespace's runtime wins
-    done = wait_for(client, ns, "shadowed", "Complete")
+    local_job = trainjob("local")
+    local_job["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+    create(client, ns, local_job)
+    done = wait_for(client, ns, "local", "Complete")
     env = json.loads((tmp_path / "local.json").read_text())
-    assert "PET_NNODES" not in env and env["KETCH_WORKSPACE_DIR"].endswith(f"/{ns}/shadowed")
+    assert "PET_NNODES" not in env and env["KETCH_WORKSPACE_DIR"].endswith(f"/{ns}/local")
     assert jobs(done)["node"]["succeeded"] == 1
-    explicit = trainjob("explicit", trainer={"command": _env_dump(tmp_path / "cluster.json")})
-    explicit["spec"]["runtimeRef"]["kind"] = "ClusterTrainingRuntime"
-    create(client, ns, explicit)
-    wait_for(client, ns, "explicit", "Complete")
+    # runtimeRef.kind left out: ClusterTrainingRuntime, as in Kubeflow
+    default = trainjob("default-kind", trainer={"command": _env_dump(tmp_path / "cluster.json")})
+    create(client, ns, default)
+    wait_for(client, ns, "default-kind", "Complete")
     env = json.loads((tmp_path / "cluster.json").read_text())
     assert env["PET_NNODES"] == env["PET_NPROC_PER_NODE"] == "1" and env["PET_MASTER_ADDR"] == "127.0.0.1"
     assert "WORLD_SIZE" not in env  # 'python -c' is not a script torchrun can start: it runs as is

@@ -2,9 +2,9 @@
 
 A TrainJob names a runtime: ``runtimeRef.kind: TrainingRuntime`` is looked up
 in the job's namespace, ``ClusterTrainingRuntime`` among the cluster-scoped
-ones. When ``runtimeRef.kind`` is left out, a TrainingRuntime of that name in
-the job's namespace takes precedence over the ClusterTrainingRuntime (Kubeflow
-defaults the kind to ClusterTrainingRuntime; Ketch lets a namespace shadow it).
+ones. When ``runtimeRef.kind`` is left out it is ClusterTrainingRuntime, as in
+Kubeflow; when no cluster runtime has that name, a TrainingRuntime of that name
+in the job's namespace is used (Kubeflow would fail the job).
 A missing runtime fails the job (reason ``TrainingRuntimeNotFound``) saying which
 runtimes exist. The runtime is read once, when the job first runs, and kept
 while the job lives (Trainer keeps a snapshot the same way).
@@ -96,7 +96,7 @@ def workspace_dir(namespace: str, name: str) -> Path:
 
 def find_runtime(store: ResourceStore, namespace: str, ref: RuntimeRef) -> tuple[str, TrainingRuntimeSpec]:
     """``(label, spec)`` of the runtime ``ref`` names; ``RuntimeNotFound`` says what exists."""
-    kinds = [ref.kind] if ref.kind else [NAMESPACED_RUNTIME, CLUSTER_RUNTIME]
+    kinds = [ref.kind] if ref.kind else [CLUSTER_RUNTIME, NAMESPACED_RUNTIME]
     for kind in kinds:
         found = _get_runtime(store, kind, namespace, ref.name)
         if found is not None:
