@@ -106,3 +106,25 @@ def local(home: Path) -> Iterator[TuningClient]:
 def run_local(client: TuningClient, manifest: dict[str, Any], timeout: float = 120) -> Any:
     """Create ``manifest`` and run it to the end in this process."""
     return client.run_experiment(manifest, timeout=timeout)
+
+
+def stored_trials(name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    """The stored Trial manifests of experiment ``name`` (labels, env, status and all),
+    in creation order."""
+    from ketch.core import config
+    from ketch.core.store.resources import ResourceStore
+
+    store = ResourceStore(config.database_url(), migrate=False)
+    trials = [
+        t.to_manifest()
+        for t in store.list("Trial", namespace, label_selector=f"katib.kubeflow.org/experiment={name}")
+    ]
+    return sorted(trials, key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"]))
+
+
+def finished_reason(status: dict[str, Any]) -> str:
+    """The reason of the experiment's Succeeded or Failed condition (whichever holds)."""
+    for condition in status.get("conditions") or []:
+        if condition["type"] in ("Succeeded", "Failed") and condition["status"] == "True":
+            return str(condition["reason"])
+    raise AssertionError(f"the experiment has not finished: {status}")

@@ -123,3 +123,16 @@ def test_primary_log_prefers_the_master() -> None:
     assert trials.primary_log("PyTorchJob", paths) == "m0"
     assert trials.primary_log("Job", {"j-0": "a", "j-1": "b", "j-0/side": "c"}) == "b"
     assert trials.primary_log("Job", {}) is None
+
+
+def test_replace_path_moves_whole_segments_and_keeps_what_it_is_told() -> None:
+    manifest = {"args": [
+        "--checkpoint=/var/log/katib", "/var/log/katib/ckpt", "/var/log/katibx",
+        "--metrics=/var/log/katib/metrics.log",
+    ]}
+    moved = trials.replace_path(
+        manifest, "/var/log/katib/", "/tmp/t1", keep=("/var/log/katib/metrics.log",)
+    )
+    assert moved["args"] == [
+        "--checkpoint=/tmp/t1", "/tmp/t1/ckpt", "/var/log/katibx", "--metrics=/var/log/katib/metrics.log",
+    ]

@@ -466,7 +466,9 @@ class ExperimentController(Controller):
                 checkpoint = suggestion.env.get(CHECKPOINT_ENV)
                 mounted = spec.algorithm.settings().get("suggestion_trial_dir")
                 if checkpoint and mounted:  # Katib mounts the trial's checkpoint there
-                    run_spec = trials.replace_text(run_spec, mounted.rstrip("/"), checkpoint)
+                    run_spec = trials.replace_path(
+                        run_spec, mounted, checkpoint, keep=(_collector_path(spec),)
+                    )
             except InvalidSpec as exc:
                 events.append(("TrialTemplateInvalid", str(exc), "Warning"))
                 with study.lock:
@@ -935,6 +937,13 @@ def _strategies(spec: dict[str, Any]) -> dict[str, str]:
     for name in _metric_names(spec):
         found.setdefault(name, "latest")
     return found
+
+
+def _collector_path(spec: ExperimentSpec) -> str:
+    """The file or folder the metrics collector reads (rewritten per trial later)."""
+    source = spec.metricsCollectorSpec.source if spec.metricsCollectorSpec else None
+    path = source.fileSystemPath.path if source and source.fileSystemPath else None
+    return str(path or "")
 
 
 def _has_metric(status: dict[str, Any], name: str) -> bool:

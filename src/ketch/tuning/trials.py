@@ -164,6 +164,28 @@ def replace_text(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]
     return _map_strings(manifest, lambda text: text.replace(old, new))  # type: ignore[no-any-return]
 
 
+def replace_path(
+    manifest: dict[str, Any], old: str, new: str, *, keep: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``manifest`` with the path ``old`` (and paths under it) moved to ``new`` in its
+    strings: whole path segments only (``/a/b`` does not touch ``/a/bc``), leaving
+    the paths in ``keep`` as they are."""
+    old = old.rstrip("/")
+    pattern = re.compile(re.escape(old) + r"(?=/|$|[\s\"'=:,;])")
+    kept = [k for k in keep if k]
+
+    def move(text: str) -> str:
+        hidden = {f"\x00{i}\x00": k for i, k in enumerate(kept)}
+        for token, path in hidden.items():
+            text = text.replace(path, token)
+        text = pattern.sub(lambda _m: new, text)
+        for token, path in hidden.items():
+            text = text.replace(token, path)
+        return text
+
+    return _map_strings(manifest, move)  # type: ignore[no-any-return]
+
+
 def _containers(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
         for key, value in node.items():
