@@ -17,38 +17,13 @@ import httpx
 import typer
 
 from ketch.core import config
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.errors import InvalidSpec, KetchError
+from ketch.core.http import ServerError, error_from
 from ketch.server.kinds import Kind, KindRegistry
 
 
 class NoServer(KetchError):
     exit_code = 1
-
-
-class ServerError(KetchError):
-    exit_code = 1
-
-
-def _error_for(status: int, message: str) -> KetchError:
-    if status == 400 or status == 413 or status == 405:
-        return InvalidSpec(message)
-    if status == 404:
-        return NotFound(message)
-    if status == 409:
-        return Conflict(message)
-    return ServerError(f"{message} (HTTP {status})")
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("message", "error", "detail"):
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
-    return response.text.strip()
 
 
 class Client:
@@ -88,7 +63,7 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerError(f"the request to {self.url}{path} failed: {exc}") from None
         if response.status_code >= 400:
-            raise _error_for(response.status_code, _message(response))
+            raise error_from(response)
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -103,7 +78,7 @@ class Client:
             ) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_for(response.status_code, _message(response))
+                    raise error_from(response)
                 yield response
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise self._no_server() from None

@@ -11,17 +11,19 @@ backoff, after it raised.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ketch.core.errors import NotFound
 from ketch.core.resource import Resource
-from ketch.core.store.resources import ResourceStore
+from ketch.core.store.resources import EventType, ResourceStore
 from ketch.core.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,60 @@ class Controller(ABC):
             token = page.continue_token
             if token is None:
                 return
+
+
+Events = list[tuple[str, str, EventType]]  # (reason, message, Normal|Warning)
+
+
+class StatusController(Controller):
+    """A controller whose pass reads the object, works out its new ``status`` and
+    the events to record, then writes what changed.
+
+    Subclasses implement :meth:`sync` (change ``status`` in place, append events)
+    and may implement :meth:`gone` (the object no longer exists: stop what runs
+    for it) and :meth:`replaced` (it was deleted and created again since the last
+    pass, seen as a new uid).
+    """
+
+    def reconcile(self, key: Key) -> Result | None:
+        namespace, name = key
+        try:
+            resource = self.store.get(self.kind, namespace, name)
+        except NotFound:
+            self.gone(key)
+            return None
+        self.replaced(key, resource.metadata.uid)
+        old = resource.status
+        status = copy.deepcopy(old)
+        events: Events = []
+        result = self.sync(key, resource, status, events)
+        if status != old:
+            try:
+                self.store.update_status(self.kind, namespace, name, status)
+            except NotFound:
+                self.gone(key)
+                return None
+        for reason, message, type_ in events:
+            with contextlib.suppress(NotFound):
+                self.store.record_event(
+                    self.kind, namespace, name, reason=reason, message=message, type=type_
+                )
+        return result
+
+    @abstractmethod
+    def sync(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> Result | None:
+        """One pass over ``resource``: update ``status``, append events, act."""
+
+    def gone(self, key: Key) -> None:
+        """The object at ``key`` does not exist (any more)."""
+        return None
+
+    def replaced(self, key: Key, uid: str | None) -> None:
+        """Called before each pass with the object's uid (to notice a new object
+        under an old name)."""
+        return None
 
 
 @dataclass

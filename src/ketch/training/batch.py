@@ -31,9 +31,7 @@ again.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,14 +42,12 @@ from ketch.core import config
 from ketch.core.backend import (
     ProcessHandle,
     ProcessSpec,
-    Resources,
-    command_entry,
     default_backend,
 )
-from ketch.core.controller import Controller, Key, Result
+from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource, format_time, get_condition, utcnow
-from ketch.core.store.resources import EventType, ResourceStore
+from ketch.core.store.resources import ResourceStore
 from ketch.training.batch_spec import BatchJob, parse_batch_job
 from ketch.training.batch_status import (
     completed_indexes,
@@ -65,8 +61,8 @@ from ketch.training.controller import (
     STOP_GRACE,
     WAIT_FOR_RESOURCES,
     _parse_time,
-    _quantity,
     admission,
+    container_process,
     reports_exit,
     wake_on_exit,
 )
@@ -78,7 +74,6 @@ KIND = "Job"
 SAFETY_POLL = 5.0  # when every process's exit wakes the controller
 START_ERROR = 128  # the exit code Kubernetes reports for a container that could not start
 
-Events = list[tuple[str, str, EventType]]
 
 
 @dataclass
@@ -145,7 +140,7 @@ class _StartError:
         return None
 
 
-class JobController(Controller):
+class JobController(StatusController):
     """Reconciles ``batch/v1`` Jobs into pods of local processes."""
 
     kind = KIND
@@ -165,36 +160,17 @@ class JobController(Controller):
             gone = [key for key in self.runtimes if key not in seen]
         yield from gone
 
-    def reconcile(self, key: Key) -> Result | None:
-        namespace, name = key
-        try:
-            resource = self.store.get(KIND, namespace, name)
-        except NotFound:
-            self._teardown(key)
-            return None
+    def gone(self, key: Key) -> None:
+        self._teardown(key)
+
+    def replaced(self, key: Key, uid: str | None) -> None:
         runtime = self.runtimes.get(key)
-        if runtime is not None and runtime.uid != resource.metadata.uid:
+        if runtime is not None and runtime.uid != uid:
             self._teardown(key)  # deleted and created again
-        old = resource.status
-        status = copy.deepcopy(old)
-        events: Events = []
-        result = self._sync(key, resource, status, events)
-        if status != old:
-            try:
-                self.store.update_status(KIND, namespace, name, status)
-            except NotFound:
-                self._teardown(key)
-                return None
-        for reason, message, type_ in events:
-            with contextlib.suppress(NotFound):
-                self.store.record_event(
-                    KIND, namespace, name, reason=reason, message=message, type=type_
-                )
-        return result
 
     # -- one pass ------------------------------------------------------------------
 
-    def _sync(
+    def sync(
         self, key: Key, resource: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
         namespace, name = key
@@ -505,24 +481,11 @@ def _process(
     if index is not None:
         env["JOB_COMPLETION_INDEX"] = str(index)
     env.update({e.name: e.value or "" for e in container.env})
-    command = [*container.command, *container.args]
-    if command[0] in ("python", "python3"):
-        command[0] = sys.executable
-    requests, limits = container.resources.requests, container.resources.limits
-    return ProcessSpec(
+    return container_process(
+        container,
         name=f"Job {job.namespace}/{job.name} pod {pod} container {container.name}",
-        command=command,
         env=env,
-        cwd=Path(container.workingDir) if container.workingDir else None,
-        stdout_path=log_path,
-        stderr_path=log_path,
-        resources=Resources(
-            cpu_request=_quantity(requests.get("cpu")),
-            cpu_limit=_quantity(limits.get("cpu")),
-            memory_request=_quantity(requests.get("memory")),
-            memory_limit=_quantity(limits.get("memory")),
-        ),
-        python=command_entry(command, sys.executable),
+        log_path=log_path,
     )
 
 

@@ -37,6 +37,7 @@ import httpx
 
 from ketch.core import config
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.http import error_from
 from ketch.training import trainer_manifests as manifests
 from ketch.training.trainer_types import (
     COMPLETE,
@@ -368,16 +369,4 @@ class TrainerClient:
 
 
 def _error(response: httpx.Response) -> KetchError:
-    try:
-        body = response.json()
-        message = str(body.get("message") or body.get("detail") or response.text)
-    except (ValueError, AttributeError):
-        message = response.text.strip() or response.reason_phrase
-    status = response.status_code
-    if status == 400:
-        return InvalidSpec(message)
-    if status == 404:
-        return NotFound(message)
-    if status == 409:
-        return Conflict(message)
-    return TrainerError(f"{message} (HTTP {status})")
+    return error_from(response)

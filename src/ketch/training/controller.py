@@ -29,7 +29,6 @@ initializers before its nodes).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import sys
 import threading
@@ -40,14 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core import config
-from ketch.core.backend import ProcessHandle, ProcessSpec, Resources, default_backend
-from ketch.core.controller import Controller, Key, Result
+from ketch.core.backend import (
+    ProcessHandle,
+    ProcessSpec,
+    Resources,
+    command_entry,
+    default_backend,
+)
+from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
-from ketch.core.resource import format_time, get_condition, set_condition, utcnow
-from ketch.core.store.resources import EventType, ResourceStore
+from ketch.core.resource import Resource, format_time, get_condition, set_condition, utcnow
+from ketch.core.store.resources import ResourceStore
 from ketch.training import envs
 from ketch.training.admission import Admission, job_request
-from ketch.training.spec import KINDS, Job, PyTorchJobSpec, TFJobSpec, parse
+from ketch.training.spec import KINDS, Container, Job, PyTorchJobSpec, TFJobSpec, parse
 
 log = logging.getLogger("ketch.training.controller")
 
@@ -113,10 +118,7 @@ class Runtime:
         return [r for r in self.replicas.values() if r.state == PENDING]
 
 
-Events = list[tuple[str, str, EventType]]
-
-
-class TrainingJobController(Controller):
+class TrainingJobController(StatusController):
     """Reconciles the jobs of one training kind (set by subclasses).
 
     The loop (gang admission, start, restarts, backoff, deadline, suspend, TTL) is
@@ -144,33 +146,16 @@ class TrainingJobController(Controller):
             gone = [key for key in self.runtimes if key not in seen]
         yield from gone
 
-    def reconcile(self, key: Key) -> Result | None:
-        namespace, name = key
-        try:
-            resource = self.store.get(self.kind, namespace, name)
-        except NotFound:
-            self._teardown(key, deleted=True)
-            return None
+    def gone(self, key: Key) -> None:
+        self._teardown(key, deleted=True)
+
+    def replaced(self, key: Key, uid: str | None) -> None:
         runtime = self.runtimes.get(key)
-        if runtime is not None and runtime.uid != resource.metadata.uid:
+        if runtime is not None and runtime.uid != uid:
             self._teardown(key, deleted=True)  # deleted and created again
-            runtime = None
-        old = resource.status
-        status = copy.deepcopy(old)
-        events: Events = []
-        result = self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
-        if status != old:
-            try:
-                self.store.update_status(self.kind, namespace, name, status)
-            except NotFound:
-                self._teardown(key, deleted=True)
-                return None
-        for reason, message, type_ in events:
-            with contextlib.suppress(NotFound):
-                self.store.record_event(
-                    self.kind, namespace, name, reason=reason, message=message, type=type_
-                )
-        return result
+
+    def sync(self, key: Key, resource: Resource, status: dict[str, Any], events: Events) -> Result | None:
+        return self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
 
     def _reconcile(
         self,
@@ -358,24 +343,11 @@ class TrainingJobController(Controller):
         container = job.container(rtype)
         env = {e.name: e.value or "" for e in container.env}
         env.update(self._replica_env(job, rtype, index, addresses))
-        log_path = workdir / f"{replica_name}.log"
-        command = [*container.command, *container.args]
-        if command and command[0] in ("python", "python3"):
-            command[0] = sys.executable
-        requests, limits = container.resources.requests, container.resources.limits
-        return ProcessSpec(
+        return container_process(
+            container,
             name=f"{self.kind} {job.namespace}/{job.name} replica {replica_name}",
-            command=command,
             env=env,
-            cwd=Path(container.workingDir) if container.workingDir else None,
-            stdout_path=log_path,
-            stderr_path=log_path,
-            resources=Resources(
-                cpu_request=_quantity(requests.get("cpu")),
-                cpu_limit=_quantity(limits.get("cpu")),
-                memory_request=_quantity(requests.get("memory")),
-                memory_limit=_quantity(limits.get("memory")),
-            ),
+            log_path=workdir / f"{replica_name}.log",
             ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
         )
 
@@ -634,7 +606,7 @@ class TrainingJobController(Controller):
         _stop(runtime.running())
         self._reserved_ports.difference_update(runtime.ports)
 
-_RESERVED_PORTS: set[int] = set()
+_RESERVED_PORTS: set[int] = envs.ReservedPorts()
 
 
 def reports_exit(handle: ProcessHandle | None) -> bool:
@@ -723,6 +695,40 @@ def _has_containers(spec: dict[str, Any]) -> bool:
             if isinstance(pod, dict) and pod.get("containers"):
                 return True
     return False
+
+
+def container_process(
+    container: Container,
+    *,
+    name: str,
+    env: dict[str, str],
+    log_path: Path,
+    ports: tuple[int, ...] = (),
+) -> ProcessSpec:
+    """The local process of ``container``: its command and args (a leading
+    ``python``/``python3`` is this server's interpreter, started from the warm fork
+    server when it can be), ``env``, working directory and CPU/memory quantities,
+    with stdout and stderr in ``log_path``."""
+    command = [*container.command, *container.args]
+    if command and command[0] in ("python", "python3"):
+        command[0] = sys.executable
+    requests, limits = container.resources.requests, container.resources.limits
+    return ProcessSpec(
+        name=name,
+        command=command,
+        env=env,
+        cwd=Path(container.workingDir) if container.workingDir else None,
+        stdout_path=log_path,
+        stderr_path=log_path,
+        resources=Resources(
+            cpu_request=_quantity(requests.get("cpu")),
+            cpu_limit=_quantity(limits.get("cpu")),
+            memory_request=_quantity(requests.get("memory")),
+            memory_limit=_quantity(limits.get("memory")),
+        ),
+        ports=ports,
+        python=command_entry(command, sys.executable),
+    )
 
 
 def _quantity(value: str | int | float | None) -> str | None:

@@ -9,8 +9,12 @@ several jobs can run at once.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import socket
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,17 +40,64 @@ def host_of(name: str) -> str:
     return LOCAL_HOST
 
 
+class ReservedPorts(set[int]):
+    """The ports this server handed out, each also held across processes by a lock
+    on a file in the temp folder, so that two servers on one machine never hand out
+    the same (preferred) port before either process has bound it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._locks: dict[int, int] = {}
+        self._folder = Path(tempfile.gettempdir()) / "ketch-ports"
+
+    def claim(self, port: int) -> bool:
+        """Reserve ``port`` unless this or another server holds it."""
+        if port in self:
+            return False
+        self._folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._folder / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._locks[port] = fd
+        super().add(port)
+        return True
+
+    def add(self, port: int) -> None:
+        self.claim(port)
+
+    def discard(self, port: int) -> None:
+        fd = self._locks.pop(port, None)
+        if fd is not None:
+            os.close(fd)  # closing the file releases its lock
+        super().discard(port)
+
+    def difference_update(self, *others: Iterable[int]) -> None:
+        for other in others:
+            for port in list(other):
+                self.discard(port)
+
+
+def _claim(reserved: set[int], port: int) -> bool:
+    if isinstance(reserved, ReservedPorts):
+        return reserved.claim(port)
+    if port in reserved:
+        return False
+    reserved.add(port)
+    return True
+
+
 def free_port(preferred: int, reserved: set[int]) -> int:
     """``preferred`` when it is free and not reserved, else a free port; reserves it."""
-    if preferred and preferred not in reserved and _bindable(preferred):
-        reserved.add(preferred)
+    if preferred and preferred not in reserved and _bindable(preferred) and _claim(reserved, preferred):
         return preferred
     for _ in range(64):
         with socket.socket() as sock:
             sock.bind((LOCAL_HOST, 0))
             port = int(sock.getsockname()[1])
-        if port not in reserved:
-            reserved.add(port)
+        if _claim(reserved, port):
             return port
     raise RuntimeError("no free TCP port found on 127.0.0.1")
 

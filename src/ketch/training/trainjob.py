@@ -37,12 +37,13 @@ import dataclasses
 import logging
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ketch.core import config
-from ketch.core.backend import ProcessSpec
+from ketch.core.backend import ProcessSpec, command_entry
 from ketch.core.controller import Controller, Key
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, get_condition, set_condition
@@ -211,10 +212,12 @@ class TrainJobController(TrainingJobController):
         spec = super()._replica_spec(job, rtype, index, replica_name, addresses, workdir)
         container = job.container(rtype)
         workspace = job.workspace
+        command = trainer_envs.command(job, rtype, container)
         return dataclasses.replace(
             spec,
             name=f"TrainJob {job.namespace}/{job.name} {rtype}-{index}",
-            command=trainer_envs.command(job, rtype, container),
+            command=command,
+            python=command_entry(command, sys.executable),
             env={k: trainer_envs.rewrite(v, workspace) for k, v in spec.env.items()},
             cwd=Path(trainer_envs.rewrite(container.workingDir, workspace)) if container.workingDir else None,
         )

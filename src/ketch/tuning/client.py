@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 
 from ketch.core import config
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.errors import InvalidSpec, KetchError
+from ketch.core.http import error_from
 from ketch.core.resource import Resource, get_condition
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
@@ -123,12 +124,7 @@ class TuningClient:
         except httpx.TransportError as exc:
             raise TuningError(f"no Ketch server answers at {self.url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                message = response.json().get("message") or response.text
-            except ValueError:
-                message = response.text
-            error = {400: InvalidSpec, 404: NotFound, 409: Conflict}.get(response.status_code, TuningError)
-            raise error(message)
+            raise error_from(response)
         return response.json()
 
     def _get(self, kind: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
@@ -244,47 +240,15 @@ class TuningClient:
         parameters: dict[str, dict[str, Any]],
         *,
         namespace: str = "default",
-        objective_metric_name: str,
-        objective_type: str = "maximize",
-        objective_goal: float | None = None,
-        additional_metric_names: list[str] | None = None,
-        algorithm_name: str = "random",
-        algorithm_settings: dict[str, Any] | None = None,
-        early_stopping_name: str | None = None,
-        early_stopping_settings: dict[str, Any] | None = None,
-        max_trial_count: int | None = None,
-        parallel_trial_count: int | None = None,
-        max_failed_trial_count: int | None = None,
-        resources_per_trial: dict[str, Any] | None = None,
-        env_per_trial: dict[str, str] | None = None,
-        retain_trials: bool = False,
-        metrics_collector_config: dict[str, Any] | None = None,
-        base_image: str | None = None,
         wait: bool = True,
         timeout: float = 24 * 3600,
+        **options: Any,
     ) -> Experiment:
-        manifest = experiment_manifest(
-            name,
-            objective,
-            parameters,
-            namespace=namespace,
-            objective_metric_name=objective_metric_name,
-            objective_type=objective_type,
-            objective_goal=objective_goal,
-            additional_metric_names=additional_metric_names,
-            algorithm_name=algorithm_name,
-            algorithm_settings=algorithm_settings,
-            early_stopping_name=early_stopping_name,
-            early_stopping_settings=early_stopping_settings,
-            max_trial_count=max_trial_count,
-            parallel_trial_count=parallel_trial_count,
-            max_failed_trial_count=max_failed_trial_count,
-            resources_per_trial=resources_per_trial,
-            env_per_trial=env_per_trial,
-            retain_trials=retain_trials,
-            metrics_collector_config=metrics_collector_config,
-            base_image=base_image,
-        )
+        """Tune ``objective`` over ``parameters``; ``options`` are KatibClient.tune's
+        (``objective_metric_name``, ``algorithm_name``, ``max_trial_count``, …, see
+        :func:`experiment_manifest`). Returns the experiment once it has ended
+        (``wait``, always without a server)."""
+        manifest = experiment_manifest(name, objective, parameters, namespace=namespace, **options)
         return self.run_experiment(manifest, namespace, wait=wait, timeout=timeout)
 
     def run_experiment(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.core.controller import Controller, Key, Result
+from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.resource import (
     Resource,
@@ -42,7 +42,7 @@ from ketch.core.resource import (
     set_condition,
     utcnow,
 )
-from ketch.core.store.resources import EventType, ResourceStore
+from ketch.core.store.resources import ResourceStore
 from ketch.tuning import collectors, trials
 from ketch.tuning.algorithms import Suggester, TrialRecord, validate_algorithm
 from ketch.tuning.pbt import CHECKPOINT_ENV
@@ -266,7 +266,7 @@ def _version(resource: Resource) -> int:
 
 
 
-class ExperimentController(Controller):
+class ExperimentController(StatusController):
     kind = "Experiment"
     watches = ("Trial",)
 
@@ -283,37 +283,11 @@ class ExperimentController(Controller):
     def seen(self, resource: Resource, deleted: bool) -> None:
         self.trials.seen(resource, deleted)
 
-    def reconcile(self, key: Key) -> Result | None:
-        namespace, name = key
-        try:
-            experiment = self.store.get(self.kind, namespace, name)
-        except NotFound:
-            self._cascade(key)
-            return None
-        old = experiment.status
-        status = copy.deepcopy(old)
-        events: list[tuple[str, str, EventType]] = []
-        result = self._reconcile(key, experiment, status, events)
-        if status != old:
-            try:
-                self.store.update_status(self.kind, namespace, name, status)
-            except NotFound:
-                return None
-        for reason, message, type_ in events:
-            try:
-                self.store.record_event(
-                    self.kind, namespace, name, reason=reason, message=message, type=type_
-                )
-            except NotFound:
-                pass
-        return result
+    def gone(self, key: Key) -> None:
+        self._cascade(key)
 
-    def _reconcile(
-        self,
-        key: Key,
-        experiment: Resource,
-        status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+    def sync(
+        self, key: Key, experiment: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
         namespace, name = key
         if get_condition(status, "Created") is None:
@@ -431,7 +405,7 @@ class ExperimentController(Controller):
         spec: ExperimentSpec,
         study: Study,
         count: int,
-        events: list[tuple[str, str, EventType]],
+        events: Events,
     ) -> list[Resource]:
         namespace, name = key
         names = [_trial_name(name) for _ in range(count)]
@@ -568,7 +542,7 @@ class ExperimentController(Controller):
     def _complete(
         self,
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
         condition: str,
         reason: str,
         message: str,
@@ -690,7 +664,7 @@ class TrialRun:
         return [c for c in (self.main, self.push) if c is not None]
 
 
-class TrialController(Controller):
+class TrialController(StatusController):
     kind = "Trial"
     workers = 2
     watches = tuple(trials.JOB_KINDS)
@@ -706,38 +680,11 @@ class TrialController(Controller):
         if trial:
             yield (resource.metadata.namespace, trial)
 
-    def reconcile(self, key: Key) -> Result | None:
-        namespace, name = key
-        try:
-            trial = self.store.get(self.kind, namespace, name)
-        except NotFound:
-            self._forget(key, delete_job=True)
-            return None
-        old = trial.status
-        status = copy.deepcopy(old)
-        events: list[tuple[str, str, EventType]] = []
-        result = self._reconcile(key, trial, status, events)
-        if status != old:
-            try:
-                self.store.update_status(self.kind, namespace, name, status)
-            except NotFound:
-                self._forget(key, delete_job=True)
-                return None
-        for reason, message, type_ in events:
-            try:
-                self.store.record_event(
-                    self.kind, namespace, name, reason=reason, message=message, type=type_
-                )
-            except NotFound:
-                pass
-        return result
+    def gone(self, key: Key) -> None:
+        self._forget(key, delete_job=True)
 
-    def _reconcile(
-        self,
-        key: Key,
-        trial: Resource,
-        status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+    def sync(
+        self, key: Key, trial: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
         namespace, name = key
         spec = trial.spec
@@ -877,7 +824,7 @@ class TrialController(Controller):
     def _end(
         self,
         status: dict[str, Any],
-        events: list[tuple[str, str, EventType]],
+        events: Events,
         condition: str,
         reason: str,
         message: str,
