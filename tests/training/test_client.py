@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from ketch.core.errors import InvalidSpec, NotFound
-from ketch.training.client import CustomTrainer, TrainerClient
+from ketch.training.client import (
+    CustomTrainer,
+    DatasetInitializer,
+    Initializer,
+    TrainerClient,
+)
 from ketch.training.trainer_manifests import function_command, function_script, resources_per_node
 from tests.server.helpers import Server
 
@@ -63,6 +68,33 @@ def test_two_node_allreduce(trainer: TrainerClient) -> None:
     expected = 2.0 * world * (world + 1) / 2
     assert f"sum={expected:g} env=hello" in lines[0]
     assert any("sum=" in line for line in trainer.get_job_logs(name, step="node-1"))
+
+
+def read_dataset(column: int) -> None:
+    import csv
+
+    with open("/workspace/dataset/data.csv") as handle:  # Trainer's path, as users write it
+        total = sum(float(row[column]) for row in csv.reader(handle))
+    print(f"total={total:g}")
+
+
+def test_initializer_fetches_the_dataset_into_the_workspace(
+    trainer: TrainerClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "data.csv").write_text("1,10\n2,20\n3,30\n")
+    name = trainer.train(
+        runtime="torch-distributed",
+        initializer=Initializer(dataset=DatasetInitializer(storage_uri=f"file://{source}")),
+        trainer=CustomTrainer(func=read_dataset, func_args={"column": 1}, num_nodes=1),
+    )
+    job = trainer.wait_for_job_status(name, timeout=180, polling_interval=0.2)
+    assert job.status == "Complete"
+    assert any("total=60" in line for line in trainer.get_job_logs(name))
+    with pytest.raises(InvalidSpec) as info:
+        trainer.train(runtime="torch-distributed", initializer={"dataset": "x"})  # type: ignore[arg-type]
+    assert info.value.field == "initializer"
 
 
 def chatty(count: int, pause: float) -> None:

@@ -108,12 +108,13 @@ class StatusController(Controller):
         status = copy.deepcopy(old)
         events: Events = []
         result = self.sync(key, resource, status, events)
-        if status != old:
+        if status != old:  # the events go in the same transaction
             try:
-                self.store.update_status(self.kind, namespace, name, status)
+                self.store.update_status(self.kind, namespace, name, status, events=events)
             except NotFound:
                 self.gone(key)
                 return None
+            return result
         for reason, message, type_ in events:
             with contextlib.suppress(NotFound):
                 self.store.record_event(
@@ -193,15 +194,17 @@ class Manager:
         if self._stop.is_set() or (self.accept is not None and not self.accept(resource)):
             return
         meta = resource.metadata
-        if getattr(self._local, "current", None) != (resource.kind, resource.key):
-            # (a controller's writes to the object it is reconciling need no second look)
+        # what a pass writes needs no second look by the pass that wrote it
+        current = getattr(self._local, "current", None)
+        if current != (resource.kind, resource.key):
             self.enqueue(resource.kind, meta.namespace, meta.name)
         for loops in self._loops.values():
             for loop in loops:
                 if resource.kind in loop.controller.watches:
                     loop.controller.seen(resource, deleted)
                     for key in loop.controller.related(resource):
-                        loop.queue.add(key)
+                        if current != (loop.controller.kind, key):
+                            loop.queue.add(key)
 
     @property
     def kinds(self) -> list[str]:

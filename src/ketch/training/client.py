@@ -44,7 +44,10 @@ from ketch.training.trainer_types import (
     FAILED,
     JOB_STATUSES,
     CustomTrainer,
+    DatasetInitializer,
     Event,
+    Initializer,
+    ModelInitializer,
     Runtime,
     RuntimeTrainer,
     Step,
@@ -60,7 +63,10 @@ DEFAULT_STEP = "node-0"
 
 __all__ = [
     "CustomTrainer",
+    "DatasetInitializer",
     "Event",
+    "Initializer",
+    "ModelInitializer",
     "Runtime",
     "RuntimeTrainer",
     "Step",
@@ -142,7 +148,7 @@ class TrainerClient:
     def train(
         self,
         runtime: Runtime | str | None = None,
-        initializer: Any = None,
+        initializer: Initializer | None = None,
         trainer: CustomTrainer | None = None,
         options: list[Any] | None = None,
     ) -> str:
@@ -152,10 +158,10 @@ class TrainerClient:
         ``torch-distributed``); ``trainer``: a :class:`CustomTrainer` (``None``
         runs the runtime's own command).
         """
-        if initializer is not None:
+        if initializer is not None and not isinstance(initializer, Initializer):
             raise InvalidSpec(
-                "initializers are not supported by Ketch's TrainerClient; "
-                "download datasets and models inside the training function",
+                "must be an Initializer(dataset=DatasetInitializer(storage_uri=...), "
+                "model=ModelInitializer(storage_uri=...))",
                 field="initializer",
             )
         if options:
@@ -176,6 +182,8 @@ class TrainerClient:
                 field="runtime",
             )
         spec: dict[str, Any] = {"runtimeRef": {"name": chosen.name}}
+        if initializer is not None and initializer.spec():
+            spec["initializer"] = initializer.spec()
         if trainer is not None:
             spec["trainer"] = manifests.trainer_spec(trainer, chosen.trainer.framework)
         for _attempt in range(3):

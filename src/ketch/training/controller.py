@@ -327,10 +327,7 @@ class TrainingJobController(StatusController):
     def _allocate(self, job: Job, workdir: Path) -> envs.Addresses:
         """Ports (and files) the replicas need; the v1 operators' layout."""
         addresses = envs.allocate(job, self._reserved_ports, workdir)
-        if addresses.hostfile is not None and addresses.rsh_agent is not None:
-            addresses.hostfile.write_text(envs.hostfile_text(job))
-            addresses.rsh_agent.write_text(envs.RSH_AGENT)
-            addresses.rsh_agent.chmod(0o755)
+        envs.write_mpi_files(job, addresses)
         return addresses
 
     def _replica_env(self, job: Job, rtype: str, index: int, addresses: envs.Addresses) -> dict[str, str]:

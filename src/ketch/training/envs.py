@@ -5,6 +5,16 @@ differences: every replica's host name (``<job>-<type>-<index>``) resolves to
 ``127.0.0.1`` here, so addresses are written as ``127.0.0.1``; and ports are
 allocated free on this machine (the kind's default port when it is free), so
 several jobs can run at once.
+
+An MPIJob's launcher gets the MPI operator's contract: a hostfile
+(``<job>-worker-<i> slots=<slotsPerWorker>``) in ``OMPI_MCA_orte_default_hostfile``
+and a remote shell in ``OMPI_MCA_plm_rsh_agent`` (Intel MPI's ``I_MPI_HYDRA_*``
+likewise), so a plain ``mpirun -np N ...`` starts its ranks "on" the workers: the
+agent runs OpenMPI's daemon here, in the worker's environment. When the server
+runs as root the launcher also gets ``OMPI_ALLOW_RUN_AS_ROOT=1`` and
+``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1``, and ranks are not bound to cores (all the
+workers share this machine's cores); a variable the launcher's container sets
+itself wins.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import shlex
 import socket
 import tempfile
 from collections.abc import Iterable
@@ -286,18 +298,74 @@ def hostfile_text(job: Job) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-# The launcher's remote shell: every worker host is this machine, so the command runs here.
-RSH_AGENT = '#!/bin/sh\n# kubexec for Ketch: worker hosts are local\nshift\nexec sh -c "$*"\n'
+# The launcher's remote shell. The operator's kubexec.sh runs
+# ``kubectl exec <worker> -- /bin/sh -c "$*"``; here every worker host is this
+# machine, so the command runs here, in the worker's environment and working
+# directory when ``hosts/<worker>.sh`` next to the agent says them (see
+# ``worker_setup``). A host without that file (the TrainJob's nodes, a host the
+# user named) runs the command in the launcher's environment.
+RSH_AGENT = """#!/bin/sh
+# kubexec for Ketch: `kubexec.sh <host> <command...>` runs the command on this
+# machine (every worker host is local), as `kubectl exec <host> -- /bin/sh -c` would.
+host=$1
+shift
+setup="$(dirname "$0")/hosts/$host.sh"
+if [ -r "$setup" ]; then . "$setup"; fi
+exec /bin/sh -c "$*"
+"""
+
+# OpenMPI refuses to start as root unless told to: the launcher is told when the
+# server runs as root (as containers usually do), unless its container says otherwise.
+ALLOW_RUN_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+# Every worker "host" shares this machine's cores, but each one's daemon would bind
+# its first rank to core 0: ranks are not bound unless the launcher asks
+# (``mpirun --bind-to core``, or the variable set in its container).
+NO_BINDING = {"OMPI_MCA_hwloc_base_binding_policy": "none"}
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def worker_setup(job: Job, index: int, addresses: Addresses) -> str:
+    """What the rsh agent runs before a command "on" worker ``index``: the worker
+    container's variables (those with a shell name) and its working directory."""
+    container = job.container("Worker")
+    env = {e.name: e.value or "" for e in container.env}
+    env.update(replica_env(job, "Worker", index, addresses))
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items() if _SHELL_NAME.fullmatch(k)]
+    if container.workingDir:
+        lines.append(f"cd {shlex.quote(container.workingDir)} || exit 1")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def write_mpi_files(job: Job, addresses: Addresses) -> None:
+    """The launcher's hostfile, its rsh agent and each worker's setup for the agent."""
+    if addresses.hostfile is None or addresses.rsh_agent is None:
+        return
+    addresses.hostfile.write_text(hostfile_text(job))
+    addresses.rsh_agent.write_text(RSH_AGENT)
+    addresses.rsh_agent.chmod(0o755)
+    hosts = addresses.rsh_agent.parent / "hosts"
+    hosts.mkdir(exist_ok=True)
+    for rtype, index, name in job.replica_names():
+        if rtype == "Worker":
+            (hosts / f"{name}.sh").write_text(worker_setup(job, index, addresses))
 
 
 def _mpi(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
     if rtype != "Launcher":
         return {}
     assert addresses.hostfile is not None and addresses.rsh_agent is not None
-    return {
+    env = {
         "OMPI_MCA_plm_rsh_agent": str(addresses.rsh_agent),
         "OMPI_MCA_orte_default_hostfile": str(addresses.hostfile),
         "I_MPI_HYDRA_HOST_FILE": str(addresses.hostfile),
         "I_MPI_HYDRA_BOOTSTRAP_EXEC": str(addresses.rsh_agent),
         "OMPI_MCA_orte_keep_fqdn_hostnames": "true",
     }
+    defaults = dict(NO_BINDING)
+    if os.geteuid() == 0:
+        defaults.update(ALLOW_RUN_AS_ROOT)
+    own = {e.name for e in job.container(rtype).env}
+    env.update({k: v for k, v in defaults.items() if k not in own})
+    return env

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,14 @@ def script_path(script: str, home: Path | None = None) -> Path:
         partial.write_text(script)
         partial.replace(path)
     return path
+
+
+def local_workspace(script: str, workspace: str | None) -> str:
+    """``script`` with Trainer's ``/workspace`` paths (``/workspace/dataset``, …)
+    pointing at the job's local workspace, as the TrainJob's command already does."""
+    if not workspace:
+        return script
+    return re.sub(r"(?<![\w/.])/workspace(?=/|\b|$)", workspace.rstrip("/"), script)
 
 
 def satisfied(requirement: str) -> bool:
@@ -89,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("script", help="the function's source and its call")
     args = parser.parse_args(argv)
     python = interpreter(args.package, args.pip_option)
-    path = script_path(args.script)
+    path = script_path(local_workspace(args.script, os.environ.get("KETCH_WORKSPACE_DIR")))
     command = [python, "-u", str(path)]
     if args.launcher == "torchrun":
         command = [python, "-u", "-m", "torch.distributed.run", str(path)]

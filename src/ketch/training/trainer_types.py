@@ -41,6 +41,37 @@ class CustomTrainer:
     env: dict[str, str] | None = None
 
 
+@dataclass
+class DatasetInitializer:
+    """Where the dataset comes from (``file://``, a path, ``http(s)://``, or any
+    URI fsspec reads); it lands in the job's ``/workspace/dataset``."""
+
+    storage_uri: str
+
+
+@dataclass
+class ModelInitializer:
+    """Where the model comes from; it lands in the job's ``/workspace/model``."""
+
+    storage_uri: str
+
+
+@dataclass
+class Initializer:
+    """What a TrainJob fetches before its nodes start (Trainer's initializers)."""
+
+    dataset: DatasetInitializer | None = None
+    model: ModelInitializer | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """The TrainJob's ``spec.initializer``."""
+        out: dict[str, Any] = {}
+        for key, part in (("dataset", self.dataset), ("model", self.model)):
+            if part is not None:
+                out[key] = {"storageUri": str(part.storage_uri)}
+        return out
+
+
 class TrainerType(enum.Enum):
     CUSTOM_TRAINER = "CustomTrainer"
     BUILTIN_TRAINER = "BuiltinTrainer"

@@ -52,6 +52,8 @@ log = logging.getLogger("ketch.tuning.controller")
 
 GROUP_VERSION = "kubeflow.org/v1beta1"
 METRICS_POLL = 0.25
+#: how soon an experiment's counts follow a trial that started running
+COUNTS_DELAY = 0.2
 #: how many intermediate objective values a trial keeps in its status (for restarts)
 HISTORY_CAP = 2000
 
@@ -277,8 +279,16 @@ class ExperimentController(StatusController):
 
     def related(self, resource: Resource) -> Iterable[Key]:
         experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
-        if experiment:
-            yield (resource.metadata.namespace, experiment)
+        if not experiment:
+            return
+        key = (resource.metadata.namespace, experiment)
+        if trial_state(resource.status) in ("Running", "Pending") and resource.status:
+            # a trial started: only counts change, so one pass a little later covers
+            # several such changes; a finished trial frees a slot at once
+            if self.manager is not None:
+                self.manager.enqueue_after(self.kind, *key, COUNTS_DELAY)
+            return
+        yield key
 
     def seen(self, resource: Resource, deleted: bool) -> None:
         self.trials.seen(resource, deleted)
@@ -333,6 +343,7 @@ class ExperimentController(StatusController):
             for trial in items:  # what still runs once the goal is reached is killed
                 if states[trial.metadata.name] in ("Running", "Pending"):
                     self._kill(trial, "the experiment completed")
+                    states[trial.metadata.name] = "Killed"
             self._complete(status, events, condition, reason, message)
             self._write_status(status, spec, items, states, study)
             return None
@@ -354,6 +365,7 @@ class ExperimentController(StatusController):
             pending = [t for t in items if states[t.metadata.name] == "Pending"]
             for trial in pending[: active - spec.parallelTrialCount]:
                 self._kill(trial, "parallelTrialCount was lowered")
+                states[trial.metadata.name] = "Killed"
         self._write_status(status, spec, items, states, study)
         if not created and active == 0 and study.suggester.exhausted:
             return Result(requeue_after=0.05)  # let the completion rule see it

@@ -144,6 +144,26 @@ def _parse_version(value: str | int) -> int:
         ) from None
 
 
+def _check_event_type(type_: str) -> None:
+    if type_ not in ("Normal", "Warning"):
+        raise InvalidSpec(f"event type must be 'Normal' or 'Warning', got {type_!r}", field="type")
+
+
+def _event_row(
+    uid: str, kind: str, namespace: str, name: str, reason: str, message: str, type_: str
+) -> ResourceEventRow:
+    return ResourceEventRow(
+        resource_uid=uid,
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        type=type_,
+        reason=reason,
+        message=message,
+        created_at=utcnow(),
+    )
+
+
 class ResourceStore:
     """Create, read, update and delete resources; record and list their events."""
 
@@ -331,13 +351,17 @@ class ResourceStore:
         status: dict[str, Any],
         *,
         resource_version: str | int | None = None,
+        events: list[tuple[str, str, EventType]] | None = None,
     ) -> Resource:
         """Replace the resource's status.
 
         With ``resource_version``, fail with ``Conflict`` unless the stored resource is
         still at that version (someone else wrote in between: read it again and retry).
+        ``events`` (reason, message, type) are recorded in the same transaction.
         """
         expected = _parse_version(resource_version) if resource_version is not None else None
+        for _reason, _message, type_ in events or ():
+            _check_event_type(type_)
 
         def write() -> Resource:
             with session_scope(self.url) as session:
@@ -353,6 +377,8 @@ class ResourceStore:
                 row.status = status
                 row.resource_version += 1
                 row.updated_at = utcnow()
+                for reason, message, type_ in events or ():
+                    session.add(_event_row(row.uid, kind, namespace, name, reason, message, type_))
                 session.flush()
                 return to_resource(row)
 
@@ -388,10 +414,7 @@ class ResourceStore:
         type: EventType = "Normal",
     ) -> Event:
         """Record an event about an existing resource (``NotFound`` otherwise)."""
-        if type not in ("Normal", "Warning"):
-            raise InvalidSpec(
-                f"event type must be 'Normal' or 'Warning', got {type!r}", field="type"
-            )
+        _check_event_type(type)
 
         def write() -> Event:
             with session_scope(self.url) as session:
@@ -404,16 +427,7 @@ class ResourceStore:
                 )
                 if uid is None:
                     raise _not_found(kind, namespace, name)
-                row = ResourceEventRow(
-                    resource_uid=uid,
-                    kind=kind,
-                    namespace=namespace,
-                    name=name,
-                    type=type,
-                    reason=reason,
-                    message=message,
-                    created_at=utcnow(),
-                )
+                row = _event_row(uid, kind, namespace, name, reason, message, type)
                 session.add(row)
                 session.flush()
                 return _to_event(row)
