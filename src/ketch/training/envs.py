@@ -10,11 +10,11 @@ An MPIJob's launcher gets the MPI operator's contract: a hostfile
 (``<job>-worker-<i> slots=<slotsPerWorker>``) in ``OMPI_MCA_orte_default_hostfile``
 and a remote shell in ``OMPI_MCA_plm_rsh_agent`` (Intel MPI's ``I_MPI_HYDRA_*``
 likewise), so a plain ``mpirun -np N ...`` starts its ranks "on" the workers: the
-agent runs OpenMPI's daemon here, in the worker's environment. When the server
-runs as root the launcher also gets ``OMPI_ALLOW_RUN_AS_ROOT=1`` and
-``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1``, and ranks are not bound to cores (all the
-workers share this machine's cores); a variable the launcher's container sets
-itself wins.
+agent runs OpenMPI's daemon here, in the worker's environment. The launcher also
+gets ``OMPI_MCA_hwloc_base_binding_policy=none`` (the workers share this machine's
+cores, so per-host binding would pile ranks onto core 0) and, when the server runs
+as root, ``OMPI_ALLOW_RUN_AS_ROOT=1`` and ``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1``; a
+variable the launcher's container sets itself wins.
 """
 
 from __future__ import annotations

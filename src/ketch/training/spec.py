@@ -238,6 +238,10 @@ class Job:
         return containers[0]
 
 
+#: what an MPIJob worker without a command runs, as the MPI operator does
+MPI_WORKER_IDLE = ("sleep", "365d")
+
+
 def _default_container(kind: str) -> str:
     return {
         "PyTorchJob": "pytorch",
@@ -274,6 +278,12 @@ def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:
                 f"replica type {key} needs at least one container",
                 field=f"spec.{info.replicas_field}.{key}.template.spec.containers",
             )
+        if kind == "MPIJob" and rtype == "Worker":
+            for container in value.template.spec.containers:
+                if not container.command and not container.args:
+                    # the MPI operator's workers only host the ranks mpirun starts
+                    # (through the rsh agent here); Kubeflow runs them as a long sleep
+                    container.command = list(MPI_WORKER_IDLE)
         if not value.template.spec.containers[0].command and not any(
             c.command for c in value.template.spec.containers
         ):
