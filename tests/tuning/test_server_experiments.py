@@ -105,6 +105,9 @@ def test_medianstop_stops_trials_worse_than_the_median(tmp_path: Path) -> None:
             assert http.post(f"{API}/experiments", json=manifest).status_code == 201
             done = _wait(lambda: _finished(http, "median"))
             trials = _trials(http, "median")
+            name = trials[0]["metadata"]["name"]
+            log = http.get(f"{API}/trials/{name}/log")  # what `ketch logs trial NAME` reads
+            assert log.status_code == 200 and "accuracy=" in log.text, log.text
     finally:
         assert server.stop() == 0
     assert done["status"]["trials"] == 8

@@ -722,6 +722,8 @@ class TrialController(StatusController):
             set_condition(status, "Running", "True", "TrialRunning", "Trial is running")
             status.setdefault("startTime", format_time(utcnow()))
         self._collect(key, trial, run, job)
+        if job.status.get("logPaths"):  # `ketch logs trial NAME` reads the job's replicas
+            status["logPaths"] = dict(job.status["logPaths"])
         history = [(o.step or 0, o.value) for o in run.observations if o.name == _objective_name(spec)]
         if history:
             status.setdefault("ketch", {})["history"] = [list(h) for h in history[-HISTORY_CAP:]]
