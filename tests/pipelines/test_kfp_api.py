@@ -447,17 +447,32 @@ def test_triggers() -> None:
 
 
 class Recording:
-    """A RunService stand-in that only counts submissions (the scheduler's bookkeeping is what is tested)."""
+    """A RunService that counts submissions and holds its runs PENDING until
+    :meth:`release` (the scheduler's bookkeeping is what is tested, and a run that
+    finished in a few milliseconds would free its concurrency slot mid-tick)."""
 
     def __init__(self, url: str):
         from ketch.pipelines.service import RunService
 
         self.service = RunService(url)
         self.submitted: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+        self._held: list[tuple[Any, ...]] = []
+        launch = self.service._launch
+        self._launch = launch
+        self.service._launch = lambda *a, **k: self._held.append((a, k))  # type: ignore[method-assign]
+
+    def release(self) -> None:
+        self.service._launch = self._launch  # type: ignore[method-assign]
+        for args, kwargs in self._held:
+            self._launch(*args, **kwargs)
+        self._held.clear()
 
     def submit(self, spec: dict[str, Any], **kwargs: Any) -> str:
         self.submitted.append(kwargs)
-        return self.service.submit(spec, **kwargs)
+        run_id = self.service.submit(spec, **kwargs)
+        self.ids.append(run_id)
+        return run_id
 
 
 def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
@@ -501,7 +516,8 @@ def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
             row = s.get(KfpRecurringRunRow, pending)
             assert row is not None and row.pending_since is None
     finally:
-        for run_id in runs.service.active():
+        runs.release()
+        for run_id in runs.ids:
             runs.service.wait(run_id, timeout=60)
         runs.service.stop()
         dispose_engine(url)
