@@ -183,8 +183,10 @@ class ForkServerClient:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(timeout)
+        reader = self._reader
+        # (a reader made but not started yet: the server was still starting up)
+        if reader is not None and reader is not threading.current_thread() and reader.ident is not None:
+            reader.join(timeout)
         proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.kill()
