@@ -73,14 +73,24 @@ class Controller(ABC):
         """Drive the resource at ``key`` towards its spec. Raising means: try again later."""
 
     def list_keys(self) -> Iterable[Key]:
-        """Every key of this kind, for the periodic resync (all namespaces)."""
+        """Every key of this kind, for the periodic resync (all namespaces), then the
+        :meth:`tracked_keys` that are no longer stored (so their reconcile can stop
+        what still runs for them)."""
+        seen: set[Key] = set()
         token: str | None = None
         while True:
             page = self.store.list(self.kind, namespace=None, limit=500, continue_token=token)
-            yield from (resource.key for resource in page)
+            for resource in page:
+                seen.add(resource.key)
+                yield resource.key
             token = page.continue_token
             if token is None:
-                return
+                break
+        yield from (key for key in list(self.tracked_keys()) if key not in seen)
+
+    def tracked_keys(self) -> Iterable[Key]:
+        """Keys this controller runs something for (processes, routers, …)."""
+        return ()
 
 
 Events = list[tuple[str, str, EventType]]  # (reason, message, Normal|Warning)

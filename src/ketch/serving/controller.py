@@ -146,14 +146,9 @@ class InferenceServiceController(Controller):
 
     # -- the loop ------------------------------------------------------------------
 
-    def list_keys(self) -> Iterable[Key]:
-        seen = set()
-        for key in super().list_keys():
-            seen.add(key)
-            yield key
-        with self._lock:
-            gone = [key for key in self.services if key not in seen]
-        yield from gone  # deleted while no one told us: reconcile tears them down
+    def tracked_keys(self) -> Iterable[Key]:
+        with self._lock:  # deleted while no one told us: reconcile tears them down
+            return list(self.services)
 
     def reconcile(self, key: Key) -> Result | None:
         namespace, name = key

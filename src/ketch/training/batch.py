@@ -151,14 +151,9 @@ class JobController(StatusController):
         self.runtimes: dict[Key, Runtime] = {}
         self._lock = threading.Lock()
 
-    def list_keys(self) -> Iterable[Key]:
-        seen = set()
-        for key in super().list_keys():
-            seen.add(key)
-            yield key
+    def tracked_keys(self) -> Iterable[Key]:
         with self._lock:
-            gone = [key for key in self.runtimes if key not in seen]
-        yield from gone
+            return list(self.runtimes)
 
     def gone(self, key: Key) -> None:
         self._teardown(key)

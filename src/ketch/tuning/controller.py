@@ -315,7 +315,7 @@ class ExperimentController(StatusController):
                 )
         except InvalidSpec as exc:
             if not _true(status, "Failed"):
-                self._complete(status, events, "Failed", "ExperimentFailed", f"invalid spec: {exc}")
+                _finish(status, events, "Failed", "ExperimentFailed", f"invalid spec: {exc}")
             return None
         study = self._study(key, experiment, spec, status)
         items = self.trials.of(key)
@@ -344,7 +344,7 @@ class ExperimentController(StatusController):
                 if states[trial.metadata.name] in ("Running", "Pending"):
                     self._kill(trial, "the experiment completed")
                     states[trial.metadata.name] = "Killed"
-            self._complete(status, events, condition, reason, message)
+            _finish(status, events, condition, reason, message)
             self._write_status(status, spec, items, states, study)
             return None
 
@@ -551,18 +551,6 @@ class ExperimentController(StatusController):
             and spec.maxTrialCount > total
         )
 
-    def _complete(
-        self,
-        status: dict[str, Any],
-        events: Events,
-        condition: str,
-        reason: str,
-        message: str,
-    ) -> None:
-        set_condition(status, "Running", "False", reason, message)
-        set_condition(status, condition, "True", reason, message)
-        status["completionTime"] = format_time(utcnow())
-        events.append((reason, message, "Normal" if condition == "Succeeded" else "Warning"))
 
     def _kill(self, trial: Resource, why: str) -> None:
         status = copy.deepcopy(trial.status)
@@ -641,6 +629,17 @@ _LIST_FIELDS = {
 }
 
 
+def _finish(
+    status: dict[str, Any], events: Events, condition: str, reason: str, message: str
+) -> None:
+    """End an experiment or a trial: ``condition`` True, Running False, completionTime."""
+    set_condition(status, "Running", "False", reason, message)
+    set_condition(status, condition, "True", reason, message)
+    status["completionTime"] = format_time(utcnow())
+    normal = condition in ("Succeeded", "EarlyStopped")
+    events.append((reason, message, "Normal" if normal else "Warning"))
+
+
 def _counts(states: dict[str, str]) -> dict[str, int]:
     counts = dict.fromkeys((*TERMINAL, "Running", "Pending"), 0)
     for state in states.values():
@@ -715,7 +714,7 @@ class TrialController(StatusController):
             try:
                 job = self._create_job(key, trial, run_spec)
             except KetchError as exc:
-                self._end(status, events, "Failed", "TrialFailed", f"the trial's job could not be created: {exc}")
+                _finish(status, events, "Failed", "TrialFailed", f"the trial's job could not be created: {exc}")
                 return None
             events.append(("JobCreated", f"{kind} {name} is created", "Normal"))
         if not _true(status, "Running"):
@@ -736,22 +735,22 @@ class TrialController(StatusController):
         if trials.matches(document, failure):
             self._final_collect(run)
             self._observe(status, trial, run)
-            self._end(status, events, "Failed", "TrialFailed", _job_message(job, "Failed") or "Trial has failed")
+            _finish(status, events, "Failed", "TrialFailed", _job_message(job, "Failed") or "Trial has failed")
             return None
         if trials.matches(document, success):
             self._final_collect(run)
             self._observe(status, trial, run)
             if not _has_metric(status, _objective_name(spec)):
-                self._end(
+                _finish(
                     status, events, "MetricsUnavailable", "MetricsUnavailable",
                     "Metrics are not available: the objective metric "
                     f"{_objective_name(spec)!r} was not found in the trial's output",
                 )
             else:
-                self._end(status, events, "Succeeded", "TrialSucceeded", "Trial has succeeded")
+                _finish(status, events, "Succeeded", "TrialSucceeded", "Trial has succeeded")
             return None
         if self._early_stop(key, trial, run):
-            self._end(
+            _finish(
                 status, events, "EarlyStopped", "TrialEarlyStopped",
                 "Trial is early stopped: its objective is worse than the early-stopping rule allows",
             )
@@ -835,18 +834,6 @@ class TrialController(StatusController):
         run.reported = len(own)
         return stop
 
-    def _end(
-        self,
-        status: dict[str, Any],
-        events: Events,
-        condition: str,
-        reason: str,
-        message: str,
-    ) -> None:
-        set_condition(status, "Running", "False", reason, message)
-        set_condition(status, condition, "True", reason, message)
-        status["completionTime"] = format_time(utcnow())
-        events.append((reason, message, "Normal" if condition in ("Succeeded", "EarlyStopped") else "Warning"))
 
     def _finish_run(self, key: Key, trial: Resource, state: str) -> None:
         """A finished trial's job stops (killed, early stopped) and, unless the
