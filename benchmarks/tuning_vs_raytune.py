@@ -328,13 +328,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ketch-bench-tune-") as folder:
         workdir = Path(folder)
         for case in cases:
-            if args.only != "ketch":
-                runs = [(case, False)] + ([("function-reuse", True)] if case == "function" else [])
-                for run, reuse in runs:
-                    note = ", reuse_actors=True" if reuse else ""
-                    log(f"Ray Tune, {case} trials{note}: {args.trials} trials, {args.parallel} at a time ...")
-                    ray[run], init = run_raytune(case, args.trials, args.parallel, workdir, reuse)
-                    ray_init = init if ray_init is None else min(ray_init, init)
+            # Ketch first: Ray's processes take a while to wind down after each of its
+            # runs, and whatever runs next pays for it
             if args.only != "raytune":
                 log(f"Ketch, {case} trials: {args.trials} trials, {args.parallel} at a time ...")
                 try:
@@ -342,6 +337,13 @@ def main() -> None:
                 except Exception as exc:  # report it in the table, keep Ray Tune's figures
                     log(f"Ketch, {case} trials failed: {type(exc).__name__}: {exc}")
                     ketch[case] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if args.only != "ketch":
+                runs = [(case, False)] + ([("function-reuse", True)] if case == "function" else [])
+                for run, reuse in runs:
+                    note = ", reuse_actors=True" if reuse else ""
+                    log(f"Ray Tune, {case} trials{note}: {args.trials} trials, {args.parallel} at a time ...")
+                    ray[run], init = run_raytune(case, args.trials, args.parallel, workdir, reuse)
+                    ray_init = init if ray_init is None else min(ray_init, init)
     print(table(ketch, ray, args.parallel, ray_init))
 
 
