@@ -4,7 +4,6 @@ an iris model in tmp, manifests, waiting on conditions. (No tests here.)"""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.server.helpers import Server
+from tests.server.helpers import (
+    Server,
+    wait_until,  # noqa: F401 - the serving tests import it from here
+)
 
 API = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -93,16 +95,6 @@ def condition(doc: dict[str, Any], type: str) -> dict[str, Any]:
             return dict(cond)
     return {}
 
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def wait_for(

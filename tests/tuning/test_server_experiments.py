@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.helpers import Server, base_env, ketch_command
+from tests.server.helpers import Server, base_env, ketch_command, wait_until
 from tests.tuning.conftest import experiment
 
 API = "/apis/kubeflow.org/v1beta1/namespaces/default"
@@ -21,14 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def _wait(check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
+    value = wait_until(check, timeout)
+    assert value, "timed out waiting"
+    return value
 
 
 def _finished(http: httpx.Client, name: str) -> dict[str, Any] | None:

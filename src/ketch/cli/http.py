@@ -17,8 +17,8 @@ import httpx
 import typer
 
 from ketch.core import config
-from ketch.core.errors import InvalidSpec, KetchError
-from ketch.core.http import ServerError, error_from
+from ketch.core.errors import KetchError
+from ketch.core.http import ServerError, api_client, error_from
 from ketch.server.kinds import Kind, KindRegistry
 
 
@@ -31,14 +31,7 @@ class Client:
 
     def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
         self.url = (url or config.server_url()).rstrip("/")
-        try:
-            self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        except httpx.InvalidURL as exc:
-            raise InvalidSpec(f"{self.url!r} is not a valid server URL: {exc}", field="KETCH_URL") from None
-        if self._http.base_url.scheme not in ("http", "https"):
-            raise InvalidSpec(
-                f"{self.url!r} is not an http:// or https:// URL", field="KETCH_URL"
-            )
+        self._http = api_client(self.url, timeout=timeout)
         self._kinds: KindRegistry | None = None
 
     def close(self) -> None:

@@ -12,6 +12,19 @@ import httpx
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 
 
+def api_client(url: str, *, timeout: float, field: str = "KETCH_URL") -> httpx.Client:
+    """An HTTP client for the API server at ``url``; ``InvalidSpec`` (naming
+    ``field``) when it is not an http:// or https:// URL."""
+    try:
+        client = httpx.Client(base_url=url, timeout=timeout)
+    except httpx.InvalidURL as exc:
+        raise InvalidSpec(f"{url!r} is not a valid server URL: {exc}", field=field) from None
+    if client.base_url.scheme not in ("http", "https"):
+        client.close()
+        raise InvalidSpec(f"{url!r} is not an http:// or https:// URL", field=field)
+    return client
+
+
 class ServerError(KetchError):
     exit_code = 1
 

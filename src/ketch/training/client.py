@@ -37,7 +37,7 @@ import httpx
 
 from ketch.core import config
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
-from ketch.core.http import error_from
+from ketch.core.http import api_client, error_from
 from ketch.training import trainer_manifests as manifests
 from ketch.training.trainer_types import (
     COMPLETE,
@@ -99,10 +99,7 @@ class TrainerClient:
     ) -> None:
         self.url = (url or config.server_url()).rstrip("/")
         self.namespace = namespace or getattr(backend_config, "namespace", None) or "default"
-        try:
-            self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        except httpx.InvalidURL as exc:
-            raise InvalidSpec(f"{self.url!r} is not a valid server URL: {exc}", field="url") from None
+        self._http = api_client(self.url, timeout=timeout, field="url")
 
     def close(self) -> None:
         self._http.close()

@@ -7,9 +7,9 @@ Only the fields Ketch acts on are typed; everything else in a manifest is kept
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ketch.core.errors import InvalidSpec
 
@@ -19,6 +19,17 @@ CleanPodPolicy = Literal["All", "Running", "None"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def _as_strings(value: Any) -> Any:
+    """YAML's numbers and booleans in a command line, as the text they stand for."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+#: a container's ``command`` or ``args``
+Strings = Annotated[list[str], BeforeValidator(_as_strings)]
 
 
 class EnvVar(_Model):
@@ -39,19 +50,12 @@ class ResourceRequirements(_Model):
 class Container(_Model):
     name: str = ""
     image: str | None = None
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
+    command: Strings = Field(default_factory=list)
+    args: Strings = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
     workingDir: str | None = None
     ports: list[ContainerPort] = Field(default_factory=list)
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
-
-    @field_validator("command", "args", mode="before")
-    @classmethod
-    def _strings(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        return value
 
 
 class PodSpec(_Model):

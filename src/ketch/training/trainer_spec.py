@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ketch.core.errors import InvalidSpec
-from ketch.training.spec import EnvVar, PodTemplateSpec, ResourceRequirements
+from ketch.training.spec import EnvVar, PodTemplateSpec, ResourceRequirements, Strings
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -71,19 +71,12 @@ class Initializer(_Model):
 
 class Trainer(_Model):
     image: str | None = None
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
+    command: Strings = Field(default_factory=list)
+    args: Strings = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
     numNodes: int | None = Field(default=None, ge=1)
     resourcesPerNode: ResourceRequirements | None = None
     numProcPerNode: int | str | None = None
-
-    @field_validator("command", "args", mode="before")
-    @classmethod
-    def _strings(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        return value
 
 
 class TrainJobSpec(_Model):

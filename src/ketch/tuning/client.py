@@ -29,7 +29,7 @@ import httpx
 
 from ketch.core import config
 from ketch.core.errors import InvalidSpec, KetchError
-from ketch.core.http import error_from
+from ketch.core.http import api_client, error_from
 from ketch.core.resource import Resource, get_condition
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
@@ -97,7 +97,7 @@ class TuningClient:
         elif server is None and os.environ.get("KETCH_URL"):
             url = config.server_url()
         self.url = url
-        self._http = httpx.Client(base_url=url, timeout=timeout) if url else None
+        self._http = api_client(url, timeout=timeout, field="server") if url else None
         self._store: Any = None
 
     # -- where objects live ------------------------------------------------------

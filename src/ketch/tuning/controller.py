@@ -276,6 +276,7 @@ class ExperimentController(StatusController):
         super().__init__(store)
         self.studies = studies
         self.trials = TrialCache(store)
+        self._specs: dict[Key, tuple[tuple[str | None, int | None], ExperimentSpec]] = {}
 
     def related(self, resource: Resource) -> Iterable[Key]:
         experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
@@ -296,6 +297,23 @@ class ExperimentController(StatusController):
     def gone(self, key: Key) -> None:
         self._cascade(key)
 
+    def _parsed(self, key: Key, experiment: Resource) -> ExperimentSpec:
+        """The experiment's checked spec, parsed once per generation (not on every
+        pass: a pass runs for every change of every trial)."""
+        version = (experiment.metadata.uid, experiment.metadata.generation)
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        spec = parse_experiment(experiment.spec, name=key[1], namespace=key[0])
+        validate_algorithm(spec)
+        if spec.trialTemplate is None or not spec.trialTemplate.trialSpec:
+            raise InvalidSpec(
+                "an experiment needs trialTemplate.trialSpec (the job each trial runs)",
+                field="spec.trialTemplate.trialSpec",
+            )
+        self._specs[key] = (version, spec)
+        return spec
+
     def sync(
         self, key: Key, experiment: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
@@ -306,13 +324,7 @@ class ExperimentController(StatusController):
             events.append(("ExperimentCreated", f"Experiment {name} is created", "Normal"))
             status["startTime"] = format_time(utcnow())
         try:
-            spec = parse_experiment(experiment.spec, name=name, namespace=namespace)
-            validate_algorithm(spec)
-            if spec.trialTemplate is None or not spec.trialTemplate.trialSpec:
-                raise InvalidSpec(
-                    "an experiment needs trialTemplate.trialSpec (the job each trial runs)",
-                    field="spec.trialTemplate.trialSpec",
-                )
+            spec = self._parsed(key, experiment)
         except InvalidSpec as exc:
             if not _true(status, "Failed"):
                 _finish(status, events, "Failed", "ExperimentFailed", f"invalid spec: {exc}")
@@ -378,8 +390,7 @@ class ExperimentController(StatusController):
     ) -> Study:
         study = self.studies.get(key)
         if study is not None and study.uid == experiment.metadata.uid:
-            if study.spec != spec:  # parallel/max counts edited: keep the suggester
-                study.spec = spec
+            study.spec = spec  # parallel/max counts may be edited: the suggester stays
             return study
         book = status.setdefault("ketch", {})
         seed = book.get("seed")
@@ -568,6 +579,7 @@ class ExperimentController(StatusController):
         """The experiment is gone: so are its trials (and their jobs, through them)."""
         self.studies.drop(key)
         self.trials.drop(key)
+        self._specs.pop(key, None)
         namespace, name = key
         for trial in self.store.list(
             "Trial", namespace, label_selector=f"{trials.EXPERIMENT_LABEL}={name}"
