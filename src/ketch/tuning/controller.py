@@ -46,7 +46,7 @@ from ketch.core.store.resources import ResourceStore
 from ketch.tuning import collectors, trials
 from ketch.tuning.algorithms import Suggester, TrialRecord, validate_algorithm
 from ketch.tuning.pbt import CHECKPOINT_ENV
-from ketch.tuning.spec import ExperimentSpec, parse_experiment
+from ketch.tuning.spec import ExperimentSpec, check_runnable, parse_experiment
 
 log = logging.getLogger("ketch.tuning.controller")
 
@@ -76,15 +76,66 @@ def register() -> None:
 
 
 def validate(resource: Resource) -> None:
-    """Refuse a bad Experiment before it is stored (``InvalidSpec`` names the field)."""
-    spec = parse_experiment(
-        resource.spec, name=resource.metadata.name, namespace=resource.metadata.namespace
-    )
+    """Refuse a bad Experiment before it is stored (``InvalidSpec`` names the field):
+    Katib's webhook rules, what Ketch cannot run, and a trial template whose job the
+    job kind's own validator refuses."""
+    namespace, name = resource.metadata.namespace, resource.metadata.name
+    spec = parse_experiment(resource.spec, name=name, namespace=namespace)
     validate_algorithm(spec)
+    check_runnable(spec)
     template = spec.trialTemplate
     if template is not None and template.trialSpec:
         kind = str(template.trialSpec.get("kind", ""))
         trials.conditions_for(kind, template.successCondition, template.failureCondition)
+        validate_trial_job(spec, name=name, namespace=namespace)
+
+
+TRIAL_SPEC_FIELD = "spec.trialTemplate.trialSpec"
+
+
+def validate_trial_job(spec: ExperimentSpec, *, name: str, namespace: str) -> None:
+    """Render the trial template with placeholder values (each parameter's first
+    feasible value) and check the job with the validator registered for its kind,
+    so a template that is itself an invalid job is refused before any trial runs."""
+    template = spec.trialTemplate
+    assert template is not None and template.trialSpec
+    assignments = {p.name: p.format(p.sample_value()) for p in spec.parameters}
+    trial_name = f"{name[:54]}-validate"
+    manifest = trials.render(
+        template.trialSpec,
+        [p.model_dump(exclude_none=True) for p in template.trialParameters],
+        assignments,
+        name=trial_name,
+        namespace=namespace,
+        experiment=name,
+    )
+    check = _job_validator(str(manifest.get("kind", "")))
+    try:
+        job = Resource.from_manifest(manifest)
+        if check is not None:
+            check(job)
+    except InvalidSpec as exc:
+        where = f"{TRIAL_SPEC_FIELD}.{exc.field}" if exc.field else TRIAL_SPEC_FIELD
+        raise InvalidSpec(
+            f"the trial template is not a valid {manifest.get('kind')}: {exc.message}",
+            field=where,
+            hint=exc.hint,
+        ) from None
+
+
+def _job_validator(kind: str) -> Any:
+    """The apply-time validator the API server uses for ``kind`` (None if it has none)."""
+    from ketch.server import app as server_app
+
+    check = server_app._validators.get(kind)
+    if check is None and kind not in _registered_once:
+        _registered_once.add(kind)  # outside a server (embedded runs): register them once
+        server_app.register_capabilities()
+        check = server_app._validators.get(kind)
+    return check
+
+
+_registered_once: set[str] = set()
 
 
 # -- shared state: one study per experiment ---------------------------------------
@@ -306,6 +357,7 @@ class ExperimentController(StatusController):
             return cached[1]
         spec = parse_experiment(experiment.spec, name=key[1], namespace=key[0])
         validate_algorithm(spec)
+        check_runnable(spec)
         if spec.trialTemplate is None or not spec.trialTemplate.trialSpec:
             raise InvalidSpec(
                 "an experiment needs trialTemplate.trialSpec (the job each trial runs)",

@@ -19,8 +19,10 @@ webhook does and applies the defaults of its mutating webhook:
   ``TrainJob`` (Ketch also knows ``JAXJob`` and ``PaddleJob``).
 
 Not supported locally, with an error that says what to do: ``nasConfig`` (neural
-architecture search) and ``trialTemplate.configMap`` (put the template inline in
-``trialTemplate.trialSpec``).
+architecture search), ``trialTemplate.configMap`` (put the template inline in
+``trialTemplate.trialSpec``), trial jobs of kinds other than :data:`TRIAL_KINDS`
+(an Argo ``Workflow``, a ``Pod``, …) and, through :func:`check_runnable`, the
+``Custom`` and ``PrometheusMetric`` metrics collectors (sidecar containers).
 
 Multi-objective (a Ketch extension; Katib has one objective)::
 
@@ -78,6 +80,14 @@ _TRAINJOB_PRIMARY_POD_LABELS = {
     "jobset.sigs.k8s.io/replicatedjob-name": "node",
     "batch.kubernetes.io/job-completion-index": "0",
 }
+#: the job kinds a trial may run on Ketch, with the apiVersion each is served at
+TRIAL_KINDS: dict[str, str] = {
+    "Job": "batch/v1",
+    **{kind: "kubeflow.org/v1" for kind in _KUBEFLOW_JOB_KINDS},
+    "TrainJob": "trainer.kubeflow.org/v1alpha1",
+}
+#: metrics collectors Katib knows that need a sidecar container Ketch cannot run
+UNRUNNABLE_COLLECTORS = ("Custom", "PrometheusMetric")
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _PARAM_PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 _META_REFERENCE = re.compile(
@@ -237,6 +247,13 @@ class ParameterSpec(_Model):
                     return entry
             return repr(value) if isinstance(value, float) else str(value)
         return str(value)
+
+    def sample_value(self) -> Any:
+        """One value from the feasible space (its lower bound, or its first choice):
+        what stands in for a suggestion when a trial template is checked."""
+        if self.parameterType in ("categorical", "discrete"):
+            return self.coerce(self.choices[0]) if self.choices else ""
+        return int(self.low) if self.parameterType == "int" else self.low
 
     def contains(self, value: Any) -> bool:
         """Whether ``value`` (typed) lies in the feasible space."""
@@ -629,9 +646,17 @@ def _check_listed(parameter: ParameterSpec, where: str) -> None:
 def _check_trial_template(model: ExperimentSpec) -> None:
     template = model.trialTemplate
     where = "spec.trialTemplate"
-    if template.configMap is not None:
+    if template.configMap is not None and template.trialSpec:
         raise InvalidSpec(
-            "trial templates in ConfigMaps are not supported locally; "
+            "give either trialSpec or configMap, not both",
+            field=f"{where}.configMap",
+        )
+    if template.configMap is not None:
+        source = template.configMap
+        named = f" {source.configMapName!r}" if source.configMapName else ""
+        raise InvalidSpec(
+            f"Ketch cannot read trial templates from ConfigMaps (ConfigMap{named}"
+            f"{', path ' + repr(source.templatePath) if source.templatePath else ''}); "
             "put the template inline in spec.trialTemplate.trialSpec",
             field=f"{where}.configMap",
         )
@@ -644,6 +669,7 @@ def _check_trial_template(model: ExperimentSpec) -> None:
         raise InvalidSpec(
             "apiVersion and kind of the trial's job are required", field=f"{where}.trialSpec"
         )
+    _check_trial_kind(trial_spec, f"{where}.trialSpec")
     metadata = trial_spec.get("metadata") or {}
     if isinstance(metadata, dict) and (metadata.get("name") or metadata.get("namespace")):
         raise InvalidSpec(
@@ -706,6 +732,39 @@ def _check_trial_template(model: ExperimentSpec) -> None:
     template.failureCondition = template.failureCondition or defaults[1]
     if not template.primaryPodLabels:
         template.primaryPodLabels = dict(labels)
+
+
+def _check_trial_kind(trial_spec: dict[str, Any], where: str) -> None:
+    """Refuse a trial job of a kind Ketch does not run (an Argo Workflow, a Pod, a
+    custom resource): its trials would never start."""
+    kind, api_version = str(trial_spec.get("kind")), str(trial_spec.get("apiVersion"))
+    supported = ", ".join(f"{k} ({v})" for k, v in TRIAL_KINDS.items())
+    expected = TRIAL_KINDS.get(kind)
+    if expected is None:
+        what = "an Argo Workflow" if kind == "Workflow" else f"kind {kind!r} ({api_version})"
+        raise InvalidSpec(
+            f"Ketch cannot run trials as {what}; the trial's job must be one of: {supported}",
+            field=f"{where}.kind",
+        )
+    if api_version != expected:
+        raise InvalidSpec(
+            f"{kind} is served at {expected}, not {api_version!r}", field=f"{where}.apiVersion"
+        )
+
+
+def check_runnable(model: ExperimentSpec) -> None:
+    """Refuse what Katib accepts but Ketch cannot run: metrics collectors that are
+    sidecar containers (``Custom``, ``PrometheusMetric``)."""
+    kind = model.metricsCollectorSpec.collector.kind
+    if kind in UNRUNNABLE_COLLECTORS:
+        runnable = ", ".join(
+            k for k in CollectorKind.__args__ if k not in UNRUNNABLE_COLLECTORS  # type: ignore[attr-defined]
+        )
+        raise InvalidSpec(
+            f"the {kind} metrics collector runs a sidecar container, which Ketch cannot run; "
+            f"use one of {runnable} (Push: call ketch.tuning.report_metrics in the trial)",
+            field="spec.metricsCollectorSpec.collector.kind",
+        )
 
 
 def _check_metrics_collector(model: ExperimentSpec) -> None:
