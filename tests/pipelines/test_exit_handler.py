@@ -54,7 +54,7 @@ def test_exit_handler_after_success(tmp_path):
     assert exit_task.state == "SUCCEEDED"
     assert exit_task.started_at >= run.tasks["exit-handler-1/record-2"].finished_at
     status = json.loads(exit_task.outputs["Output"])
-    assert status["state"] == "SUCCEEDED"
+    assert status["state"] == "COMPLETE"  # the backend reports the MLMD execution state
     assert status["pipeline_task_name"] == "exit-handler-1"
     assert isinstance(status["pipeline_job_resource_name"], str)
     assert status["pipeline_job_resource_name"]
@@ -127,7 +127,7 @@ def test_ignore_upstream_failure_after_success(tmp_path):
     run = ketch.run(p, arguments={"path": str(marker)})
     assert run.state == "SUCCEEDED", run.error
     status = json.loads(run.tasks["report-status"].outputs["Output"])
-    assert status["state"] == "SUCCEEDED"
+    assert status["state"] == "COMPLETE"  # the backend reports the MLMD execution state
     assert status["pipeline_task_name"] == "echo"
     assert status["error_code"] is None
 

@@ -8,6 +8,7 @@ ParallelFor loops are expanded in the engine thread as their inputs resolve.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -23,7 +24,7 @@ from typing import Any
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.pipelines import conditions
 from ketch.pipelines.spec import PipelineIR, producers
-from ketch.pipelines.values import coerce
+from ketch.pipelines.values import coerce, integral
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +438,7 @@ class Engine:
         else:
             it = task["artifactIterator"]
             items = node.input_artifacts.get(it.get("items", {}).get("inputArtifact", ""), [])
-        node.items = list(items)
+        node.items = [integral(i) for i in items]
         self.recorder.task_started(self.ctx, node)
         self._notify(node)
         self._advance_loop(node)
@@ -477,7 +478,7 @@ class Engine:
             try:
                 params[key] = coerce(item, ptype, f"{path}: loop item")
             except InvalidSpec:
-                params[key] = item  # items of mixed shape go through as they are
+                params[key] = integral(item)  # items of mixed shape go through as they are
         else:
             key = loop.task["artifactIterator"]["itemInput"]
             artifacts[key] = [item]
@@ -625,8 +626,8 @@ class Engine:
             if producer.state in (FAILED, CANCELED):
                 error = {"code": 2 if producer.state == FAILED else 1, "message": producer.error or ""}
             return True, {
-                "state": producer.state,
-                "pipelineJobResourceName": f"runs/{self.ctx.run_id}",
+                "state": final_state(producer),
+                "pipelineJobResourceName": resource_name(self.ctx),
                 "pipelineTaskName": producer.name,
                 "error": error,
             }
@@ -644,12 +645,41 @@ class Engine:
 
 
 
+# The state PipelineTaskFinalStatus reports: the KFP backend hands over the ML
+# Metadata state of the producer's execution, not the run-state name.
+_FINAL_STATES = {SUCCEEDED: "COMPLETE", FAILED: "FAILED", CANCELED: "CANCELED", SKIPPED: "CANCELED"}
+
+
+def final_state(node: Node) -> str:
+    if node.state == SUCCEEDED and node.cached:
+        return "CACHED"
+    return _FINAL_STATES.get(node.state, node.state)
+
+
+# Kubernetes' generateName suffix: 5 characters from this alphabet, after a base
+# cut to 58 characters (a name is at most 63).
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def resource_name(ctx: RunContext) -> str:
+    """The run's resource name as the KFP backend names it: the Argo workflow's name,
+    ``<pipeline-name>-<5 characters>`` (generateName ``<pipeline-name>-``). The
+    suffix is derived from the run id, so it stays the same when the run resumes."""
+    digest = int(hashlib.sha256(ctx.run_id.encode()).hexdigest(), 16)
+    suffix = ""
+    for _ in range(5):
+        digest, index = divmod(digest, len(_SUFFIX_ALPHABET))
+        suffix += _SUFFIX_ALPHABET[index]
+    base = ctx.ir.name.rsplit("/", 1)[-1] + "-"
+    return base[:58] + suffix
+
+
 def run_values(ctx: RunContext, node: Node) -> dict[str, str]:
     """The values of KFP's run and task placeholders for a task."""
     stamp = ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "pipeline_job_name": ctx.display_name,
-        "pipeline_job_resource_name": f"runs/{ctx.run_id}",
+        "pipeline_job_resource_name": resource_name(ctx),
         "pipeline_job_uuid": ctx.run_id,
         "pipeline_task_name": node.name,
         "pipeline_task_uuid": node.id,

@@ -18,8 +18,9 @@ from typing import Any
 
 from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
+from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.environments import Environments
-from ketch.core.errors import BackendError, KetchError
+from ketch.core.errors import BackendError, InvalidSpec, KetchError
 from ketch.pipelines import caching, lightweight
 from ketch.pipelines.engine import (
     CANCELED,
@@ -31,7 +32,7 @@ from ketch.pipelines.engine import (
     run_values,
 )
 from ketch.pipelines.placeholders import PlaceholderContext, resolve_list, resolve_string
-from ketch.pipelines.values import from_output_file
+from ketch.pipelines.values import from_output_file, integral
 
 ERROR_TAIL_LINES = 20
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -103,6 +104,7 @@ class LocalTaskRunner(TaskRunner):
         backoff_max = parse_duration(policy.get("backoffMaxDuration"), 3600.0)
         for attempt in range(retries + 1):
             node.attempts = attempt + 1
+            node.error = None  # an attempt that succeeds keeps nothing of a failed one
             self._run_container(node, ctx, executor["container"])
             if node.state != FAILED or attempt == retries or self._canceled.is_set():
                 break
@@ -220,7 +222,14 @@ class LocalTaskRunner(TaskRunner):
         if code != 0:
             node.state = FAILED
             reason = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
-            node.error = f"{reason}\n{_tail(log_path)}\nfull log: {log_path}"
+            tail = _tail(log_path, 400)
+            raised = exception_line(tail) or shell_error(spec.command, code, tail)
+            if raised:  # a Python component: the exception first, then its traceback
+                shown = "\n".join(_from_traceback(tail).splitlines()[-ERROR_TAIL_LINES:])
+                node.error = f"{raised} ({reason})\n{shown}\nfull log: {log_path}"
+            else:
+                shown = "\n".join(tail.splitlines()[-ERROR_TAIL_LINES:])
+                node.error = f"{reason}\n{shown}\nfull log: {log_path}"
             return
         try:
             self._collect(node, param_files, out_arts, output_file, out_defs)
@@ -278,7 +287,7 @@ class LocalTaskRunner(TaskRunner):
         work: Path,
         log_path: Path,
     ) -> ProcessSpec:
-        resources = _resources(container.get("resources", {}))
+        resources = _resources(container.get("resources", {}) or {}, pctx)
         node.resources = {k: v for k, v in vars(resources).items() if v not in (None, 0)}
         name = f"run {ctx.run_id[:8]} task {node.path}"
         component = lightweight.parse(container)
@@ -344,8 +353,8 @@ class LocalTaskRunner(TaskRunner):
                 executor_output = json.load(f)
             for name, value in executor_output.get("parameterValues", {}).items():
                 ptype = pdefs.get(name, {}).get("parameterType")
-                if ptype == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
-                    value = int(value)
+                if ptype in ("NUMBER_INTEGER", "LIST", "STRUCT"):
+                    value = integral(value)
                 outputs[name] = value
             for name, group in executor_output.get("artifacts", {}).items():
                 produced = (group.get("artifacts") or [{}])[0]
@@ -428,24 +437,132 @@ def _runtime_artifact(art: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resources(res: dict[str, Any]) -> Resources:
+_RESOURCE_FIELDS = {
+    "resourceCpuRequest": ("set_cpu_request", parse_cpu),
+    "resourceCpuLimit": ("set_cpu_limit", parse_cpu),
+    "resourceMemoryRequest": ("set_memory_request", parse_memory),
+    "resourceMemoryLimit": ("set_memory_limit", parse_memory),
+}
+
+
+def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> Resources:
+    """The container's requests and limits, with pipeline-parameter placeholders
+    (``set_cpu_limit(param)`` compiles to ``{{$.inputs.parameters['...']}}``) resolved
+    from the task's inputs as the KFP driver resolves them. A value that is not a
+    quantity fails the task with a message naming the field and the value."""
+
+    def resolved(key: str, value: Any) -> str:
+        text = str(value)
+        if pctx is not None and "{{$" in text:
+            text = resolve_string(text, pctx)
+        if not text.strip():
+            raise InvalidSpec(f"{key} {value!r} resolved to an empty value", field="resources")
+        return text.strip()
+
     def s(key: str, alt: str, unit: str = "") -> str | None:
         if res.get(key):
-            return str(res[key])
+            text = resolved(key, res[key])
+            setter, parse = _RESOURCE_FIELDS[key]
+            try:
+                parse(text)
+            except InvalidSpec as exc:
+                shown = f" (from {res[key]!r})" if text != str(res[key]) else ""
+                raise InvalidSpec(
+                    f"{setter}: {text!r}{shown} is not a valid quantity: {exc.message}",
+                    field=f"resources.{key}", hint="write e.g. '500m', '2', '1Gi'",
+                ) from None
+            return text
         if res.get(alt) not in (None, 0, 0.0):
             v = res[alt]
             return f"{v}{unit}"
         return None
 
     acc = res.get("accelerator", {}) or {}
+    acc_type = acc.get("type")
+    if acc.get("resourceType"):
+        acc_type = resolved("accelerator.resourceType", acc["resourceType"])
+    count: Any = acc.get("count") or 0
+    if acc.get("resourceCount"):
+        count = resolved("accelerator.resourceCount", acc["resourceCount"])
+    try:
+        number = float(count)
+        if not number.is_integer() or number < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        shown = f" (from {acc['resourceCount']!r})" if str(count) != str(acc.get("resourceCount", count)) else ""
+        raise InvalidSpec(
+            f"set_accelerator_limit: {count!r}{shown} is not a whole number of accelerators",
+            field="resources.accelerator.resourceCount",
+        ) from None
     return Resources(
         cpu_request=s("resourceCpuRequest", "cpuRequest"),
         cpu_limit=s("resourceCpuLimit", "cpuLimit"),
         memory_request=s("resourceMemoryRequest", "memoryRequest", "G"),
         memory_limit=s("resourceMemoryLimit", "memoryLimit", "G"),
-        accelerator_type=acc.get("resourceType") or acc.get("type"),
-        accelerator_count=int(acc.get("resourceCount") or acc.get("count") or 0),
+        accelerator_type=acc_type or None,
+        accelerator_count=int(number),
     )
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}
+_SHELL_CODES = {2: "shell error", 126: "shell error: a command could not be run",
+                127: "shell error: a command was not found"}
+
+
+def unused_images(ir: Any) -> list[str]:
+    """The container images of a pipeline's tasks (the local backend does not use them)."""
+    images = {
+        str(executor["container"].get("image", "")).strip()
+        for executor in ir.executors.values()
+        if isinstance(executor, dict) and "container" in executor
+    }
+    return sorted(i for i in images if i)
+
+
+def images_warning(ir: Any) -> str | None:
+    images = unused_images(ir)
+    if not images:
+        return None
+    return (
+        "container images are not used: the tasks' commands run on this host with its "
+        f"tools and Python (image{'s' if len(images) > 1 else ''} {', '.join(images)})"
+    )
+
+
+def shell_error(command: list[str], code: int | None, log_tail: str) -> str | None:
+    """For ``sh -c``/``bash -c`` commands that end with a shell's own error code (2,
+    126, 127), the shell's message (``sh: 1: frobnicate: not found``)."""
+    if not command or os.path.basename(command[0]) not in _SHELLS or code not in _SHELL_CODES:
+        return None
+    shell = os.path.basename(command[0])
+    said = [line.strip() for line in log_tail.splitlines() if line.startswith(f"{shell}: ")
+            or line.startswith(f"/bin/{shell}: ")]
+    label = _SHELL_CODES[code]
+    if not said:
+        return None if code == 2 else f"{label} ({shell})"
+    return f"{label} ({shell}): {said[-1]}"
+
+
+def exception_line(log_tail: str) -> str | None:
+    """The exception a Python process ended with (``ValueError: bad input``), read
+    from the end of its log; ``None`` when the log does not end in a traceback."""
+    lines = log_tail.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == _TRACEBACK]
+    if not starts:
+        return None
+    raised: str | None = None
+    for line in lines[starts[-1] + 1:]:
+        if line and not line[0].isspace():
+            raised = line.strip()  # the last unindented line after the frames
+            break
+    return raised
+
+
+def _from_traceback(log_tail: str) -> str:
+    """The log tail from its last traceback on (executor log lines before it left out)."""
+    at = log_tail.rfind(_TRACEBACK)
+    return log_tail[at:] if at >= 0 else log_tail
 
 
 def _tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
@@ -453,7 +570,7 @@ def _tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 16384))
+            f.seek(max(0, size - 65536))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""

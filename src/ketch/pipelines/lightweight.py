@@ -68,6 +68,16 @@ def parse(container: dict) -> LightweightComponent | None:
 
 
 def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
+    """The packages the command installs, and its pip options.
+
+    KFP's command installs the user's packages and, in a pip call of its own
+    with ``--no-deps``, the ``kfp`` the component was compiled with: kfp's own
+    dependencies never take part in resolving the user's pins. Ketch's
+    environments see the packages of the interpreter running Ketch, whose kfp
+    runs any 2.x component, so what a ``--no-deps`` call installs is left out
+    when it is already there: a pin such as ``google-cloud-storage==1.31.2``
+    resolves as it does on KFP.
+    """
     requirements: list[str] = []
     options: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -76,6 +86,7 @@ def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
             tokens = shlex.split(m.group("args"))
         except ValueError:
             continue
+        no_deps = "--no-deps" in tokens
         i = 0
         while i < len(tokens):
             tok = tokens[i]
@@ -87,6 +98,9 @@ def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
                 i += 2
                 continue
             if tok.startswith("-"):
+                i += 1
+                continue
+            if no_deps and _satisfied(tok):
                 i += 1
                 continue
             if tok not in requirements:

@@ -103,6 +103,11 @@ def _value(body: str, ctx: PlaceholderContext) -> str:
         if attr == "output_file" and name in ctx.output_parameter_files:
             return ctx.output_parameter_files[name]
         raise InvalidSpec(f"unknown output parameter {name!r} in placeholder", field=ctx.where)
+    if attr is None:
+        # A whole artifact (``Input[List[Artifact]]`` in a container component): the
+        # KFP launcher has no value for it and passes the placeholder through as
+        # written, so Ketch does too rather than pick one artifact's URI.
+        return "{{$" + body + "}}"
     if direction == "inputs":
         arts = ctx.input_artifacts.get(name) or []
         if not arts:
@@ -112,7 +117,7 @@ def _value(body: str, ctx: PlaceholderContext) -> str:
         if name not in ctx.output_artifacts:
             raise InvalidSpec(f"unknown output artifact {name!r} in placeholder", field=ctx.where)
         art = ctx.output_artifacts[name]
-    if attr in (None, "uri"):
+    if attr == "uri":
         return str(art.get("uri", ""))
     if attr == "path":
         return str(art.get("path") or art.get("uri", ""))

@@ -29,7 +29,7 @@ from ketch.core.store.db import init_db, session_scope
 from ketch.core.store.models import PipelineRunRow
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
-from ketch.pipelines.executor import LocalTaskRunner
+from ketch.pipelines.executor import LocalTaskRunner, images_warning
 from ketch.pipelines.records import Recorder, public_artifact
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ def execute(
 ) -> tuple[str, dict[str, Any], str | None, Engine]:
     """Run the engine to the end and store the run's final state."""
     home = config.ketch_home()
+    warning = images_warning(ctx.ir)
+    if warning:  # once per run
+        log.warning("run %s: %s", ctx.run_id, warning)
     runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend))
     engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
     if on_engine is not None:

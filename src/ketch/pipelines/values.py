@@ -18,18 +18,42 @@ _NAMES = {
 }
 
 
+_EXACT = 2**53  # beyond this a double no longer holds every integer
+
+
+def integral(value: Any) -> Any:
+    """Integral doubles as ints, inside lists and mappings too.
+
+    The IR stores every number as a protobuf double and the KFP backend writes
+    a double with no fraction as an integer (``[1, 2, 3]``, not ``[1.0, 2.0, 3.0]``)
+    when it hands values to a component, so Ketch does the same.
+    """
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < _EXACT:
+            return int(value)
+        return value
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    return value
+
+
 def coerce(value: Any, ptype: str | None, where: str) -> Any:
     """Check ``value`` against a KFP parameter type and normalise it.
 
     Strings are parsed for non-string types (CLI ``--param n=3``); integral
-    floats become ints for NUMBER_INTEGER (IR constants are written as 3.0).
+    floats become ints (IR constants are written as 3.0) inside lists and
+    mappings and for NUMBER_INTEGER, as the KFP backend passes them.
     """
-    if value is None or not ptype or ptype in ("TASK_FINAL_STATUS", "TASK_CONFIG"):
+    if value is None or ptype in ("TASK_FINAL_STATUS", "TASK_CONFIG"):
         return value
+    if not ptype:
+        return integral(value)
     if ptype == "STRING":
         if isinstance(value, str):
             return value
-        return json.dumps(value) if isinstance(value, list | dict | bool) else str(value)
+        return json.dumps(integral(value)) if isinstance(value, list | dict | bool) else str(value)
     if isinstance(value, str):
         text = value.strip()
         if ptype == "BOOLEAN" and text.lower() in ("true", "false"):
@@ -57,11 +81,11 @@ def coerce(value: Any, ptype: str | None, where: str) -> Any:
     if ptype == "LIST":
         if not isinstance(value, list):
             raise _type_error(value, ptype, where)
-        return value
+        return integral(value)
     if ptype == "STRUCT":
         if not isinstance(value, dict):
             raise _type_error(value, ptype, where)
-        return value
+        return integral(value)
     return value
 
 
@@ -73,10 +97,14 @@ def _type_error(value: Any, ptype: str, where: str) -> InvalidSpec:
 
 
 def to_placeholder_text(value: Any) -> str:
-    """How a parameter value appears inside a command line placeholder."""
+    """How a parameter value appears inside a command line placeholder.
+
+    As the KFP launcher writes it: a number with no fraction as an integer
+    (``3``, not ``3.0``), booleans as ``true``/``false``, lists and mappings as JSON.
+    """
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return json.dumps(integral(value))
 
 
 def from_output_file(text: str, ptype: str | None) -> Any:
@@ -90,6 +118,6 @@ def from_output_file(text: str, ptype: str | None) -> Any:
         value = json.loads(stripped)
     except json.JSONDecodeError:
         return text
-    if ptype == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
-        return int(value)
+    if ptype in ("NUMBER_INTEGER", "LIST", "STRUCT"):
+        return integral(value)
     return value
