@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml
 		|| echo "make install: torch==2.13.0 (CPU) not installed; PyTorch tests will skip"
 	@touch $(STAMP)
 
-# Installs OpenMPI (`mpirun`) for the real-MPI tests and starts a throwaway PostgreSQL
-# for the PostgreSQL-backed tests when they can be had (KETCH_TEST_MPI=off and
-# KETCH_TEST_POSTGRES=off skip them); otherwise those tests skip and say why.
+# Installs OpenMPI (`mpirun`) for the real-MPI tests and Debian's Chromium for the
+# browser tests, and starts a throwaway PostgreSQL for the PostgreSQL-backed tests, when
+# they can be had (KETCH_TEST_MPI=off, KETCH_TEST_BROWSER=off and KETCH_TEST_POSTGRES=off
+# skip them); otherwise those tests skip and say why.
 # pytest exit 5 means "no tests collected": reported, not treated as a failure.
 test: $(STAMP)
-	@status=0; scripts/ci-mpi.sh scripts/ci-postgres.sh $(BIN)/pytest -n auto -rs $(PYTEST_ARGS) || status=$$?; \
+	@status=0; scripts/ci-mpi.sh scripts/ci-postgres.sh scripts/ci-chromium.sh $(BIN)/pytest -n auto -rs $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 

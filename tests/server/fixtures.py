@@ -8,6 +8,7 @@ every worker starts its own servers.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,13 +61,33 @@ def ns() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+# A valid PyTorchJob that stays suspended (runPolicy.suspend, as the training operator
+# honours it): the resource tests use it as any stored object, and nothing runs.
+SUSPENDED_JOB_SPEC: dict[str, Any] = {
+    "runPolicy": {"suspend": True},
+    "pytorchReplicaSpecs": {
+        "Master": {
+            "replicas": 1,
+            "restartPolicy": "Never",
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "pytorch", "image": "pytorch/pytorch", "command": ["true"]}
+                    ]
+                }
+            },
+        }
+    },
+}
+
+
 def job(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A PyTorchJob manifest."""
+    """A suspended PyTorchJob manifest; ``spec`` adds fields to its spec."""
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": spec if spec is not None else {"pytorchReplicaSpecs": {"Master": {"replicas": 1}}},
+        "spec": {**copy.deepcopy(SUSPENDED_JOB_SPEC), **(spec or {})},
     }
 
 

@@ -13,18 +13,21 @@ from tests.server.fixtures import job, jobs_path
 from tests.server.helpers import Server, assert_error
 
 
-def _with_logs(client: httpx.Client, ns: str, tmp_path: Path) -> dict[str, Path]:
-    paths = {"master-0": tmp_path / "master.log", "worker-0": tmp_path / "worker.log"}
+def _with_logs(server: Server, client: httpx.Client, ns: str) -> dict[str, Path]:
+    """A job whose logPaths a controller would have written: files in the server's logs."""
+    folder = server.home / "logs" / "test" / ns
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"master-0": folder / "master.log", "worker-0": folder / "worker.log"}
     paths["master-0"].write_text("master line 1\nmaster line 2\n")
     paths["worker-0"].write_text("worker line\n")
     client.post(jobs_path(ns), json=job("logged"))
     status = {"logPaths": {k: str(v) for k, v in paths.items()}}
-    assert client.put(jobs_path(ns, "logged") + "/status", json={"status": status}).status_code == 200
+    ResourceStore(server.db_url).update_status("PyTorchJob", ns, "logged", status)
     return paths
 
 
-def test_log_of_a_replica_and_of_all(client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    _with_logs(client, ns, tmp_path)
+def test_log_of_a_replica_and_of_all(server: Server, client: httpx.Client, ns: str) -> None:
+    _with_logs(server, client, ns)
     one = client.get(jobs_path(ns, "logged") + "/log", params={"replica": "worker-0"})
     assert one.status_code == 200 and one.text == "worker line\n"
     assert one.headers["content-type"].startswith("text/plain")
@@ -37,8 +40,8 @@ def test_log_of_a_replica_and_of_all(client: httpx.Client, ns: str, tmp_path: Pa
     assert_error(client.get(jobs_path(ns, "nobody") + "/log"), 404)
 
 
-def test_follow_tails_until_the_object_finishes(client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    paths = _with_logs(client, ns, tmp_path)
+def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Client, ns: str) -> None:
+    paths = _with_logs(server, client, ns)
 
     def later() -> None:
         time.sleep(0.5)

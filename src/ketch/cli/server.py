@@ -16,9 +16,17 @@ from typing import Annotated, Any
 import typer
 
 from ketch.core import config
-from ketch.core.errors import InvalidSpec
+from ketch.core.errors import Conflict, InvalidSpec
+from ketch.core.locks import ControlPlaneLock
+from ketch.server.guard import is_loopback
 
 READY_LINE = "Ketch API server listening on {url}"
+UNAUTHENTICATED_WARNING = (
+    "WARNING: --host {host} is not a loopback address. Ketch's API has no authentication "
+    "yet: anyone who can reach this address can read everything in this store and run "
+    "commands on this machine as this user. Bind to 127.0.0.1 unless every host that can "
+    "reach it is trusted."
+)
 
 
 def _server_class() -> type:
@@ -36,9 +44,13 @@ def _server_class() -> type:
             await super().startup(sockets=sockets)
             if self.should_exit or not self.servers:
                 return
-            port = self.servers[0].sockets[0].getsockname()[1]
+            address = self.servers[0].sockets[0].getsockname()
+            host, port = address[0], address[1]
+            bound = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            print(READY_LINE.format(url=bound), flush=True)
             url = f"http://{self._url_host}:{port}"
-            print(READY_LINE.format(url=url), flush=True)
+            if url != bound:
+                print(f"Reach it at {url} from this machine", flush=True)
             print(f"API docs at {url}/docs; press Ctrl-C to stop", flush=True)
 
         @contextlib.contextmanager
@@ -81,10 +93,6 @@ def up(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
 ) -> None:
     """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
-    import uvicorn
-
-    from ketch.server.app import create_app
-
     if not 0 <= port <= 65535:
         typer.echo(f"error: --port: {port} is not a port number (0-65535)", err=True)
         raise typer.Exit(2)
@@ -96,7 +104,29 @@ def up(
         home.mkdir(parents=True, exist_ok=True)
         os.environ["KETCH_HOME"] = str(home)
     config.ketch_home().mkdir(parents=True, exist_ok=True)
-    app = create_app(home=home)
+    if not is_loopback(host):
+        typer.secho(UNAUTHENTICATED_WARNING.format(host=host), err=True, fg="red", bold=True)
+    lock = ControlPlaneLock(config.database_url(home))
+    try:
+        lock.acquire()
+    except Conflict as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # the database is not reachable
+        typer.echo(f"error: cannot open the store {_safe(config.database_url(home))}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        _serve(host, port, home, log_level)
+    finally:
+        lock.release()
+
+
+def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
+    import uvicorn
+
+    from ketch.server.app import create_app
+
+    app = create_app(home=home, bind=host)
     cfg = uvicorn.Config(
         app,
         host=host,
@@ -125,3 +155,13 @@ def up(
         typer.echo("error: the server did not start; see the messages above", err=True)
         raise typer.Exit(1)
     sys.stdout.flush()
+
+
+def _safe(url: str) -> str:
+    """``url`` with any password masked, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(the configured database)"

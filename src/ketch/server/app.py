@@ -28,7 +28,8 @@ from ketch.core.controller import Controller, Manager
 from ketch.core.resource import Resource
 from ketch.core.store.db import get_engine, init_db
 from ketch.core.store.resources import ResourceStore
-from ketch.server import errors
+from ketch.server import errors, guard
+from ketch.server.guard import RequestGuardMiddleware
 from ketch.server.kinds import PIPELINE_RUN, Kind, default_kinds
 from ketch.server.pipelineruns import PipelineRunSource
 from ketch.server.state import ApiState
@@ -108,7 +109,11 @@ def controller_factories() -> list[ControllerFactory]:
 
 
 def create_app(
-    *, database_url: str | None = None, home: Path | None = None, background: bool = True
+    *,
+    database_url: str | None = None,
+    home: Path | None = None,
+    background: bool = True,
+    bind: str = "127.0.0.1",
 ) -> FastAPI:
     """The API server app.
 
@@ -116,7 +121,8 @@ def create_app(
     (default ``KETCH_HOME``). ``home`` also becomes ``KETCH_HOME`` for the process
     when the server starts (logs and artifacts go there). ``background=False``
     starts no run service, controllers or schedulers (the routes still serve
-    what is stored).
+    what is stored). ``bind`` is the address the server listens on: it
+    decides the ``Host`` names it answers to (see :mod:`ketch.server.guard`).
     """
     register_capabilities()
     url = database_url or config.database_url(home)
@@ -182,6 +188,9 @@ def create_app(
     app.state.runs = None
     app.state.controllers = None
     errors.install(app)
+    app.add_middleware(
+        RequestGuardMiddleware, hosts=guard.allowed_hosts(bind)
+    )
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
     app.add_api_route(
         "/readyz",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from fastapi import Request
 
+from ketch.core.documents import load_json, load_yaml_all
 from ketch.core.errors import InvalidSpec
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+YAML_TYPES = (
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/x-yaml",
+    "application/apply-patch+yaml",
+)
 
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -95,26 +100,11 @@ async def read_document(request: Request) -> Any:
 
 
 def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidSpec("malformed JSON: the body is not UTF-8 text", field="body") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidSpec(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body"
-        ) from None
-    except (ValueError, RecursionError) as exc:  # a huge integer, nesting too deep
-        raise InvalidSpec(f"malformed JSON: {exc}", field="body") from None
+    return load_json(raw, field="body")
 
 
 def parse_yaml(raw: bytes) -> Any:
-    try:
-        documents = [doc for doc in yaml.safe_load_all(raw) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise InvalidSpec(f"malformed YAML: {problem}{where}", field="body") from None
+    documents = load_yaml_all(raw, field="body")
     if not documents:
         raise InvalidSpec("a request body is required", field="body")
     if len(documents) > 1:

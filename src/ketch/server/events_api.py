@@ -53,6 +53,7 @@ def parse_field_selector(text: str | None) -> dict[str, str]:
 
 def event_json(event: Event, index: int) -> dict[str, Any]:
     stamp = format_time(event.eventTime)
+    last = format_time(event.lastTimestamp or event.eventTime)
     involved = event.involvedObject
     return {
         "apiVersion": "v1",
@@ -68,8 +69,8 @@ def event_json(event: Event, index: int) -> dict[str, Any]:
         "message": event.message,
         "eventTime": stamp,
         "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
+        "lastTimestamp": last,
+        "count": event.count,
     }
 
 

@@ -16,6 +16,9 @@ or the object is deleted.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -36,6 +39,7 @@ from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.pipelineruns import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, PipelineRunSource
 from ketch.server.state import ApiState, api_state
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
 
 State = Annotated[ApiState, Depends(api_state)]
@@ -48,28 +52,55 @@ _POLL = 0.2
 _TERMINAL_CONDITIONS = ("Succeeded", "Failed", "Complete", "Completed", "Canceled")
 
 
-def _resolve(path: str) -> Path:
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else config.ketch_home() / candidate
+def log_roots() -> tuple[Path, ...]:
+    """The folders Ketch writes logs into: the only places a log is read from."""
+    home = config.ketch_home()
+    return (config.logs_dir(home).resolve(), (home / "runs").resolve())
+
+
+def _resolve(path: str) -> Path | None:
+    """``path`` with symlinks and ``..`` resolved, if it lies inside :func:`log_roots`;
+    ``None`` for anything else: a path read back from the store is never trusted."""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = config.ketch_home() / candidate
+    real = Path(os.path.realpath(candidate))
+    if any(real.is_relative_to(root) for root in log_roots()):
+        return real
+    log.warning("refused to serve log %r: it is outside Ketch's log folders", path)
+    return None
 
 
 def _read(path: Path, offset: int) -> bytes:
     try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            return handle.read(_CHUNK)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return b""
+    except OSError:  # a symlink swapped in after the check, a folder, no permission
+        return b""
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return b""
+        handle.seek(offset)
+        return handle.read(_CHUNK)
+
+
+_REFUSED = b"(this log is not served: its path lies outside Ketch's log folders)\n"
 
 
 async def tail(
-    path: Path,
+    stored: str,
     *,
     follow: bool,
     finished: Callable[[], Awaitable[bool]],
     stopping: threading.Event,
 ) -> AsyncIterator[bytes]:
-    """The file's bytes; with ``follow``, new bytes too until ``finished()``."""
+    """The bytes of the log stored as ``stored``; with ``follow``, new bytes too until
+    ``finished()``. A path outside Ketch's log folders yields a notice, never its bytes."""
+    path = _resolve(stored)
+    if path is None:
+        yield _REFUSED
+        return
     offset = 0
     while True:
         chunk = await run_in_threadpool(_read, path, offset)
@@ -151,7 +182,7 @@ async def _one_task(
     if row.log_path is None:
         return
     async for chunk in tail(
-        _resolve(row.log_path),
+        row.log_path,
         follow=follow,
         finished=_task_finished(url, run_id, path),
         stopping=state.stopping,
@@ -193,7 +224,7 @@ async def _all_tasks(
             last = b"\n"
             assert task.log_path is not None
             async for chunk in tail(
-                _resolve(task.log_path),
+                task.log_path,
                 follow=follow,
                 finished=_task_finished(url, run_id, task.path),
                 stopping=state.stopping,
@@ -283,7 +314,7 @@ async def object_logs(
                 if replica is None and len(available) > 1:
                     yield f"==> {name_} <==\n".encode()
                 async for chunk in tail(
-                    _resolve(available[name_]),
+                    available[name_],
                     follow=follow,
                     finished=finished,
                     stopping=state.stopping,

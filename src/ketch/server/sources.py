@@ -76,6 +76,11 @@ class Source(Protocol):
         ...
 
 
+# Status fields only controllers write: a client's status write leaves them as they are
+# (the server opens the files ``logPaths`` names).
+SERVER_OWNED_STATUS = ("logPaths",)
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: mappings merge recursively, ``null`` deletes a key."""
     if not isinstance(patch, dict):
@@ -208,7 +213,8 @@ class StoreSource:
         self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
     ) -> Manifest:
         return self.store.update_status(
-            kind.kind, namespace, name, status, resource_version=resource_version
+            kind.kind, namespace, name, status, resource_version=resource_version,
+            keep=SERVER_OWNED_STATUS,
         ).to_manifest()
 
     def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:

@@ -68,6 +68,9 @@ class ResourceEventRow(Base):
     reason: Mapped[str] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Repeats of the same event (same object, type, reason and message) are counted.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class PipelineRunRow(Base):

@@ -65,6 +65,8 @@ class Event(BaseModel):
     reason: str
     message: str
     eventTime: datetime
+    count: int = 1
+    lastTimestamp: datetime | None = None
     id: int = Field(default=0, exclude=True)
 
 
@@ -124,6 +126,8 @@ def _to_event(row: ResourceEventRow) -> Event:
         reason=row.reason,
         message=row.message,
         eventTime=_aware(row.created_at) or utcnow(),
+        count=row.count or 1,
+        lastTimestamp=_aware(row.last_seen_at) or _aware(row.created_at),
     )
 
 
@@ -149,10 +153,35 @@ def _check_event_type(type_: str) -> None:
         raise InvalidSpec(f"event type must be 'Normal' or 'Warning', got {type_!r}", field="type")
 
 
-def _event_row(
-    uid: str, kind: str, namespace: str, name: str, reason: str, message: str, type_: str
+def _add_event(
+    session: Session,
+    uid: str,
+    kind: str,
+    namespace: str,
+    name: str,
+    reason: str,
+    message: str,
+    type_: str,
 ) -> ResourceEventRow:
-    return ResourceEventRow(
+    """Record an event, or count one more of the same event about the same object (as
+    Kubernetes aggregates repeats: ``count`` and ``lastTimestamp``)."""
+    same = session.scalars(
+        select(ResourceEventRow)
+        .where(
+            ResourceEventRow.resource_uid == uid,
+            ResourceEventRow.reason == reason,
+            ResourceEventRow.type == type_,
+            ResourceEventRow.message == message,
+        )
+        .order_by(ResourceEventRow.id.desc())
+        .limit(1)
+    ).first()
+    now = utcnow()
+    if same is not None:
+        same.count = (same.count or 1) + 1
+        same.last_seen_at = now
+        return same
+    row = ResourceEventRow(
         resource_uid=uid,
         kind=kind,
         namespace=namespace,
@@ -160,8 +189,12 @@ def _event_row(
         type=type_,
         reason=reason,
         message=message,
-        created_at=utcnow(),
+        created_at=now,
+        count=1,
+        last_seen_at=now,
     )
+    session.add(row)
+    return row
 
 
 class ResourceStore:
@@ -352,12 +385,15 @@ class ResourceStore:
         *,
         resource_version: str | int | None = None,
         events: list[tuple[str, str, EventType]] | None = None,
+        keep: tuple[str, ...] = (),
     ) -> Resource:
         """Replace the resource's status.
 
         With ``resource_version``, fail with ``Conflict`` unless the stored resource is
         still at that version (someone else wrote in between: read it again and retry).
-        ``events`` (reason, message, type) are recorded in the same transaction.
+        ``events`` (reason, message, type) are recorded in the same transaction. The
+        status keys in ``keep`` keep their stored values, whatever ``status`` says
+        (fields only the server may write, such as ``logPaths``).
         """
         expected = _parse_version(resource_version) if resource_version is not None else None
         for _reason, _message, type_ in events or ():
@@ -374,11 +410,17 @@ class ResourceStore:
                         f"resourceVersion {row.resource_version}, not {expected}",
                         hint="read it again and retry",
                     )
-                row.status = status
+                if keep:
+                    stored = row.status or {}
+                    status_ = {k: v for k, v in status.items() if k not in keep}
+                    status_.update({k: stored[k] for k in keep if k in stored})
+                    row.status = status_
+                else:
+                    row.status = status
                 row.resource_version += 1
                 row.updated_at = utcnow()
                 for reason, message, type_ in events or ():
-                    session.add(_event_row(row.uid, kind, namespace, name, reason, message, type_))
+                    _add_event(session, row.uid, kind, namespace, name, reason, message, type_)
                 session.flush()
                 return to_resource(row)
 
@@ -427,8 +469,7 @@ class ResourceStore:
                 )
                 if uid is None:
                     raise _not_found(kind, namespace, name)
-                row = _event_row(uid, kind, namespace, name, reason, message, type)
-                session.add(row)
+                row = _add_event(session, uid, kind, namespace, name, reason, message, type)
                 session.flush()
                 return _to_event(row)
 

@@ -1,0 +1,31 @@
+"""Events are aggregated as Kubernetes aggregates them: a repeat of the same event
+about the same object raises its ``count`` and ``last_seen_at`` instead of adding a row.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("resource_events") as batch:
+        batch.add_column(sa.Column("count", sa.Integer(), nullable=False, server_default="1"))
+        batch.add_column(sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("resource_events") as batch:
+        batch.drop_column("last_seen_at")
+        batch.drop_column("count")
