@@ -15,10 +15,15 @@ from tests.server.helpers import Server
 GROUP = "/apis/kubeflow.org/v1"
 
 
+#: a short crash-loop back-off, so tests of restarts do not wait Kubernetes' 10 s and
+#: more (tests/training/test_restarts.py checks the defaults on a server of its own)
+SHORT_BACKOFF = {"KETCH_RESTART_BACKOFF_BASE": "0.2", "KETCH_RESTART_BACKOFF_CAP": "1"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("ketch-training")
-    running = Server(home).start()
+    running = Server(home, extra_env=dict(SHORT_BACKOFF)).start()
     try:
         yield running
     finally:
@@ -37,7 +42,7 @@ def ns(client: httpx.Client) -> Iterator[str]:
     """A namespace of the test's own; every job left in it is deleted (its processes stop)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     yield name
-    for plural in ("pytorchjobs", "tfjobs", "xgboostjobs", "mpijobs", "jaxjobs", "paddlejobs"):
+    for plural in ("pytorchjobs", "tfjobs", "xgboostjobs", "mpijobs", "jaxjobs", "paddlejobs", "mxjobs"):
         items = client.get(f"{GROUP}/namespaces/{name}/{plural}").json().get("items", [])
         for item in items:
             client.delete(f"{GROUP}/namespaces/{name}/{plural}/{item['metadata']['name']}")
@@ -87,17 +92,35 @@ def wait_for(
     raise AssertionError(f"{name} never reached {type_}: {job.get('status')}")
 
 
+REPLICAS_FIELD = {
+    "PyTorchJob": "pytorchReplicaSpecs",
+    "TFJob": "tfReplicaSpecs",
+    "XGBoostJob": "xgbReplicaSpecs",
+    "MPIJob": "mpiReplicaSpecs",
+    "JAXJob": "jaxReplicaSpecs",
+    "PaddleJob": "paddleReplicaSpecs",
+    "MXJob": "mxReplicaSpecs",
+}
+DEFAULT_CONTAINER = {
+    "PyTorchJob": "pytorch",
+    "TFJob": "tensorflow",
+    "XGBoostJob": "xgboost",
+    "MPIJob": "mpi",
+    "JAXJob": "jax",
+    "PaddleJob": "paddle",
+    "MXJob": "mxnet",
+}
+
+
 def manifest(
     kind: str, name: str, replicas: dict[str, dict[str, Any]], **spec: Any
 ) -> dict[str, Any]:
-    field = {
-        "PyTorchJob": "pytorchReplicaSpecs",
-        "TFJob": "tfReplicaSpecs",
-        "XGBoostJob": "xgbReplicaSpecs",
-        "MPIJob": "mpiReplicaSpecs",
-        "JAXJob": "jaxReplicaSpecs",
-        "PaddleJob": "paddleReplicaSpecs",
-    }[kind]
+    """A ``kind`` job; containers made by :func:`replica` get the kind's default name."""
+    field = REPLICAS_FIELD[kind]
+    for value in replicas.values():
+        for container in value.get("template", {}).get("spec", {}).get("containers", []):
+            if container.get("name") == "main":
+                container["name"] = DEFAULT_CONTAINER[kind]
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": kind,

@@ -209,13 +209,11 @@ def test_exit_code_137_restarts_then_succeeds(client: httpx.Client, ns: str, tmp
             sys.exit(137)
         """
     )
+    master = [PY, "-c", "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/tried'): time.sleep(0.05)\ntime.sleep(1.5)", str(tmp_path)]
     job = manifest(
         "PyTorchJob", "retry",
-        {"Master": replica([PY, "-c", "pass"]),
+        {"Master": replica(master),
          "Worker": replica([PY, "-c", script, str(tmp_path)], restartPolicy="ExitCode")},
-    )
-    job["spec"]["pytorchReplicaSpecs"]["Master"] = replica(
-        [PY, "-c", "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/tried'): time.sleep(0.05)\ntime.sleep(1)", str(tmp_path)]
     )
     apply(client, ns, job)
     done = wait_for(client, "PyTorchJob", ns, "retry", "Succeeded")

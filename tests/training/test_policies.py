@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from tests.server.helpers import Server
-from tests.training.conftest import apply, condition, manifest, path, replica, wait_for
+from tests.training.conftest import (
+    SHORT_BACKOFF,
+    apply,
+    condition,
+    manifest,
+    path,
+    replica,
+    wait_for,
+)
 
 PY = sys.executable
 ENV_BY_PID = "import json, os, sys; json.dump(dict(os.environ), open(f'{sys.argv[1]}/{os.getpid()}.json', 'w'))"
@@ -123,7 +131,7 @@ def test_restart_count_survives_server_restart(tmp_path: Path) -> None:
         runPolicy={"backoffLimit": 2},
     )
     home = tmp_path / "home"
-    first = Server(home).start()
+    first = Server(home, extra_env=dict(SHORT_BACKOFF)).start()
     try:
         with first.client() as http:
             apply(http, "default", job)
@@ -137,7 +145,7 @@ def test_restart_count_survives_server_restart(tmp_path: Path) -> None:
             assert status.get("restartCount") == 1, status
     finally:
         assert first.stop() == 0, first.output()[-3000:]
-    second = Server(home).start()
+    second = Server(home, extra_env=dict(SHORT_BACKOFF)).start()
     try:
         with second.client() as http:
             done = wait_for(http, "PyTorchJob", "default", "flaky", "Failed", timeout=60)

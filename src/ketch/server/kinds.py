@@ -178,6 +178,7 @@ _KUBEFLOW_KINDS: tuple[Kind, ...] = (
     Kind("MPIJob", "kubeflow.org", ("v1",), "mpijobs"),
     Kind("JAXJob", "kubeflow.org", ("v1",), "jaxjobs"),
     Kind("PaddleJob", "kubeflow.org", ("v1",), "paddlejobs"),
+    Kind("MXJob", "kubeflow.org", ("v1",), "mxjobs"),
     Kind("TrainJob", "trainer.kubeflow.org", ("v1alpha1",), "trainjobs"),
     Kind("TrainingRuntime", "trainer.kubeflow.org", ("v1alpha1",), "trainingruntimes"),
     Kind(
@@ -192,14 +193,8 @@ _KUBEFLOW_KINDS: tuple[Kind, ...] = (
         "InferenceService", "serving.kserve.io", ("v1beta1",), "inferenceservices",
         short_names=("isvc",),
     ),
-    Kind("ServingRuntime", "serving.kserve.io", ("v1alpha1",), "servingruntimes"),
-    Kind(
-        "ClusterServingRuntime", "serving.kserve.io", ("v1alpha1",), "clusterservingruntimes",
-        namespaced=False,
-    ),
+    # Known so that applying one says it cannot run yet (its validator refuses it).
     Kind("InferenceGraph", "serving.kserve.io", ("v1alpha1",), "inferencegraphs", short_names=("ig",)),
-    Kind("Notebook", "kubeflow.org", ("v1", "v1beta1"), "notebooks"),
-    Kind("Profile", "kubeflow.org", ("v1", "v1beta1"), "profiles", namespaced=False),
     PIPELINE_RUN,
 )
 

@@ -12,9 +12,10 @@ Semantics are Kubernetes': ``completions`` successful pods (default 1; none with
 ``completionMode: Indexed`` (``JOB_COMPLETION_INDEX``), at most ``parallelism``
 pods at once (default 1). ``restartPolicy: OnFailure`` restarts a failed
 container in its pod (the Job fails once the restarts of its running pods reach
-``backoffLimit``); ``Never`` counts a failed pod and starts a new one (the Job
-fails once more than ``backoffLimit``, default 6, pods failed). Restarts are
-immediate: there is no exponential back-off delay. ``activeDeadlineSeconds``
+``backoffLimit``), after the kubelet's crash-loop back-off (10 s, doubling to
+5 minutes; a ``BackOff`` event says how long); ``Never`` counts a failed pod and
+starts a new one at once (the Job fails once more than ``backoffLimit``, default
+6, pods failed). ``activeDeadlineSeconds``
 fails the Job (``DeadlineExceeded``); ``suspend`` stops its pods (not counted as
 failed) and resets ``startTime`` on resume; ``ttlSecondsAfterFinished`` deletes
 it. Each pod is admitted on its own when its CPU/memory requests fit
@@ -33,12 +34,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.core import config
 from ketch.core.backend import (
     ProcessHandle,
     ProcessSpec,
@@ -48,6 +49,8 @@ from ketch.core.controller import Controller, Events, Key, Result, StatusControl
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource, format_time, get_condition, utcnow
 from ketch.core.store.resources import ResourceStore
+from ketch.training import gpus
+from ketch.training.backoff import Backoff, describe
 from ketch.training.batch_spec import BatchJob, parse_batch_job
 from ketch.training.batch_status import (
     completed_indexes,
@@ -63,6 +66,7 @@ from ketch.training.controller import (
     _parse_time,
     admission,
     container_process,
+    object_dir,
     reports_exit,
     wake_on_exit,
 )
@@ -85,6 +89,9 @@ class Run:
     handle: ProcessHandle | None = None
     exit_code: int | None = None
     restarts: int = 0
+    started_at: float = 0.0  # time.monotonic() when its current run started
+    failures: int = 0  # failures in a row, for the back-off
+    restart_at: float | None = None  # set while it waits out the back-off after a failure
 
     @property
     def running(self) -> bool:
@@ -116,6 +123,7 @@ class Runtime:
     done_indexes: set[int] = field(default_factory=set)
     waiting: str | None = None  # the pod waiting for admission
     images_reported: bool = False
+    gpus_reported: bool = False
     backoff_exceeded: bool = False
 
     def active(self) -> list[Pod]:
@@ -148,6 +156,7 @@ class JobController(StatusController):
 
     def __init__(self, store: ResourceStore | None = None) -> None:
         super().__init__(store)
+        self.backoff = Backoff.from_env()
         self.runtimes: dict[Key, Runtime] = {}
         self._lock = threading.Lock()
 
@@ -209,7 +218,7 @@ class JobController(StatusController):
         if runtime is not None:
             return runtime
         namespace, name = key
-        workdir = config.logs_dir() / "training" / namespace / "job" / name
+        workdir = object_dir(KIND, key, resource.metadata.uid)  # fresh for a re-created Job
         workdir.mkdir(parents=True, exist_ok=True)
         runtime = Runtime(
             uid=resource.metadata.uid,
@@ -239,15 +248,26 @@ class JobController(StatusController):
                 if _over_backoff(job, runtime):
                     runtime.backoff_exceeded = True  # the Job fails (see _outcome)
                     continue
-                run.exit_code = None
-                run.handle = self._start_run(key, run, fresh=False)
+                now = time.monotonic()
+                run.failures = self.backoff.failures_after(run.failures, now - run.started_at)
+                delay = self.backoff.delay(run.failures)
+                run.restart_at = now + delay
                 events.append(
                     (
-                        "Restarted",
-                        f"Restarted container {run.name} of pod {pod.name} (exit code {code})",
+                        "BackOff",
+                        f"Back-off {describe(delay)} restarting failed container {run.name} in "
+                        f"pod {pod.name} (exit code {code})",
                         "Warning",
                     )
                 )
+            for run in pod.runs:
+                if run.restart_at is not None and run.restart_at <= time.monotonic():
+                    run.restart_at = None
+                    run.exit_code = None
+                    run.handle = self._start_run(key, run, fresh=False)
+                    events.append(
+                        ("Restarted", f"Restarted container {run.name} of pod {pod.name}", "Normal")
+                    )
             if job.restart_policy == "Never" and any(
                 r.exit_code not in (None, 0) for r in pod.runs
             ):
@@ -327,6 +347,10 @@ class JobController(StatusController):
             for run in pod.runs:
                 paths[_log_key(pod, run)] = str(run.spec.stdout_path)
             events.append(("SuccessfulCreate", f"Created pod: {pod_name}", "Normal"))
+            no_gpu = gpus.warning((f"{pod_name}/{c.name}", gpus.requested(c)) for c in job.containers)
+            if no_gpu and not runtime.gpus_reported:
+                runtime.gpus_reported = True
+                events.append((gpus.REASON, no_gpu, "Warning"))
             images = sorted({c.image for c in job.containers if c.image})
             if images and not runtime.images_reported:
                 runtime.images_reported = True
@@ -365,6 +389,7 @@ class JobController(StatusController):
                 out.write(f"ketch: could not start the container: {exc}\n")
             self.enqueue(key)
             return _StartError(run.spec)
+        run.started_at = time.monotonic()
         wake_on_exit(self, key, handle)
         return handle
 
@@ -451,7 +476,14 @@ class JobController(StatusController):
 
     def _poll_interval(self, runtime: Runtime) -> float:
         handles = [r.handle for p in runtime.active() for r in p.runs if r.running]
-        return SAFETY_POLL if all(reports_exit(h) for h in handles) else POLL
+        wait = SAFETY_POLL if all(reports_exit(h) for h in handles) else POLL
+        backing_off = [
+            r.restart_at - time.monotonic()
+            for p in runtime.active()
+            for r in p.runs
+            if r.restart_at is not None
+        ]
+        return max(0.05, min(wait, *backing_off)) if backing_off else wait
 
     def _release(self, key: Key, runtime: Runtime) -> None:
         for pod in runtime.pods.values():

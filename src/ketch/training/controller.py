@@ -1,4 +1,4 @@
-"""The training-job controllers: PyTorchJob, TFJob, XGBoostJob, MPIJob, JAXJob, PaddleJob.
+"""The training-job controllers: PyTorchJob, TFJob, XGBoostJob, MPIJob, JAXJob, PaddleJob, MXJob.
 
 Each replica (``<job>-<type>-<index>``) runs its container's ``command`` +
 ``args`` with its ``env`` and ``workingDir`` as a local process through the
@@ -32,6 +32,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,9 +51,10 @@ from ketch.core.controller import Controller, Events, Key, Result, StatusControl
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource, format_time, get_condition, set_condition, utcnow
 from ketch.core.store.resources import ResourceStore
-from ketch.training import envs
+from ketch.training import commands, envs, gpus
 from ketch.training.admission import Admission, job_request
-from ketch.training.spec import KINDS, Container, Job, PyTorchJobSpec, TFJobSpec, parse
+from ketch.training.backoff import Backoff, describe
+from ketch.training.spec import KINDS, Container, Job, MXJobSpec, PyTorchJobSpec, TFJobSpec, parse
 
 log = logging.getLogger("ketch.training.controller")
 
@@ -61,6 +63,7 @@ EXIT_POLL = 5.0  # a safety net when every process's exit wakes the controller
 WAIT_FOR_RESOURCES = 0.5
 STOP_GRACE = 3.0
 RUNNING, SUCCEEDED, FAILED, PENDING = "running", "succeeded", "failed", "pending"
+BACKOFF = "backoff"  # failed, waiting out the crash-loop back-off before it starts again
 
 _admission: Admission | None = None
 _admission_lock = threading.Lock()
@@ -76,11 +79,15 @@ def admission() -> Admission:
 
 
 def register() -> None:
-    """Run the training-job controllers in every API server created from now on."""
-    from ketch.server.app import register_controller
+    """Run the training-job controllers (and check their jobs at apply time) in every
+    API server created from now on."""
+    from ketch.server.app import register_controller, register_validator
+    from ketch.training.validation import VALIDATORS
 
     for factory in FACTORIES:
         register_controller(factory)
+    for kind, check in VALIDATORS.items():
+        register_validator(kind, check)
     from ketch.training.batch import register as register_batch
 
     register_batch()
@@ -100,6 +107,9 @@ class Replica:
     exit_code: int | None = None
     restarts: int = 0
     stage: int = 0  # replicas of a stage start once every replica of the stages before succeeded
+    started_at: float = 0.0  # time.monotonic() when its current run started
+    failures: int = 0  # failures in a row, for the back-off
+    restart_at: float = 0.0  # time.monotonic() when a replica in BACKOFF starts again
 
 
 @dataclass
@@ -116,6 +126,9 @@ class Runtime:
 
     def pending(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state == PENDING]
+
+    def backing_off(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.state == BACKOFF]
 
 
 class TrainingJobController(StatusController):
@@ -134,6 +147,7 @@ class TrainingJobController(StatusController):
         self.runtimes: dict[Key, Runtime] = {}
         self._lock = threading.Lock()
         self._reserved_ports: set[int] = _RESERVED_PORTS
+        self.backoff = Backoff.from_env()
 
     # -- the loop ------------------------------------------------------------------
 
@@ -274,7 +288,7 @@ class TrainingJobController(StatusController):
         )
         set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
         set_condition(status, "Running", "False", f"{kind}Restarting", message)
-        events.append((f"{kind}Restarting", f"{message} Restarted: {names}", "Warning"))
+        events.append((f"{kind}Restarting", f"{message} Restarting: {names}", "Warning"))
 
     def _mark_finished(
         self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
@@ -315,9 +329,10 @@ class TrainingJobController(StatusController):
 
     # -- starting ------------------------------------------------------------------
 
-    def _workdir(self, key: Key) -> Path:
-        namespace, name = key
-        return config.logs_dir() / "training" / namespace / self.kind.lower() / name
+    def _workdir(self, key: Key, uid: str | None) -> Path:
+        """The folder of one object's logs and files: a job deleted and created again
+        under its name (a new uid) starts with fresh logs."""
+        return object_dir(self.kind, key, uid)
 
     def _allocate(self, job: Job, workdir: Path) -> envs.Addresses:
         """Ports (and files) the replicas need; the v1 operators' layout."""
@@ -358,7 +373,7 @@ class TrainingJobController(StatusController):
         status: dict[str, Any],
         events: Events,
     ) -> Runtime:
-        workdir = self._workdir(key)
+        workdir = self._workdir(key, uid)
         workdir.mkdir(parents=True, exist_ok=True)
         runtime = Runtime(uid=uid, workdir=workdir, restarts=int(status.get("restartCount") or 0))
         with self._lock:
@@ -379,6 +394,11 @@ class TrainingJobController(StatusController):
                 rtype, index, replica_name, spec, state=PENDING, stage=self._stage(job, rtype)
             )
         self._launch_next_stage(key, runtime, events)  # the gang (of the first stage) starts together
+        no_gpu = gpus.warning(
+            (name, gpus.requested(job.container(rtype))) for rtype, _i, name in job.replica_names()
+        )
+        if no_gpu:
+            events.append((gpus.REASON, no_gpu, "Warning"))
         if images:
             events.append((
                 "ImageNotUsed",
@@ -403,6 +423,7 @@ class TrainingJobController(StatusController):
             if replica.stage != stage:
                 continue
             replica.state = RUNNING
+            replica.started_at = time.monotonic()
             replica.handle = default_backend().start(replica.spec)
             wake_on_exit(self, key, replica.handle)
             events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
@@ -475,7 +496,8 @@ class TrainingJobController(StatusController):
         events: Events,
     ) -> Result | None:
         self._rescale(key, job, runtime, status, events)
-        restarted: list[Replica] = []
+        restarted: list[Replica] = []  # failed and backing off before they start again
+        now = time.monotonic()
         for replica in runtime.running():
             assert replica.handle is not None
             code = replica.handle.poll()
@@ -498,11 +520,17 @@ class TrainingJobController(StatusController):
                 self._observe(key, job, runtime, status)
                 self._finish(key, status, events, "Failed", self._backoff_message(job), job, "backoff")
                 return self._after_finish(key, job, status)
-            runtime.restarts += 1
-            replica.restarts += 1
-            status["restartCount"] = runtime.restarts
-            replica.handle = default_backend().start(replica.spec)
-            wake_on_exit(self, key, replica.handle)
+            replica.failures = self.backoff.failures_after(replica.failures, now - replica.started_at)
+            delay = self.backoff.delay(replica.failures)
+            replica.state = BACKOFF
+            replica.restart_at = now + delay
+            container = job.container(replica.rtype).name or replica.rtype.lower()
+            events.append((
+                "BackOff",
+                f"Back-off {describe(delay)} restarting failed container {container} in pod "
+                f"{replica.name} (exit code {code})",
+                "Warning",
+            ))
             restarted.append(replica)
         self._observe(key, job, runtime, status)
         failed = [r for r in runtime.replicas.values() if r.state == FAILED]
@@ -520,14 +548,32 @@ class TrainingJobController(StatusController):
                 self._finish(key, status, events, "Failed", self._deadline_message(job), job, "deadline")
                 return self._after_finish(key, job, status)
         self._launch_next_stage(key, runtime, events)
+        self._restart_due(key, runtime, status, time.monotonic())
         if restarted:
             self._mark_restarting(job, status, events, restarted)
-        else:
+        elif not runtime.backing_off():
             self._mark_running(job, status, events)
         self._write_replicas(status, job, runtime)
         poll = EXIT_POLL if all(reports_exit(r.handle) for r in runtime.running()) else POLL
         wait = poll if remaining is None else max(0.05, min(poll, remaining))
+        waiting = [r.restart_at - time.monotonic() for r in runtime.backing_off()]
+        if waiting:  # come back when the next back-off is over, not before
+            wait = max(0.05, min(wait, *waiting))
         return Result(requeue_after=wait)
+
+    def _restart_due(self, key: Key, runtime: Runtime, status: dict[str, Any], now: float) -> None:
+        """Start again the replicas whose back-off is over."""
+        for replica in runtime.backing_off():
+            if replica.restart_at > now:
+                continue
+            runtime.restarts += 1
+            replica.restarts += 1
+            status["restartCount"] = runtime.restarts
+            replica.state = RUNNING
+            replica.exit_code = None
+            replica.started_at = now
+            replica.handle = default_backend().start(replica.spec)
+            wake_on_exit(self, key, replica.handle)
 
     def _finish(
         self,
@@ -546,6 +592,8 @@ class TrainingJobController(StatusController):
         if runtime is None:
             return
         policy = job.clean_pod_policy() if job is not None else "All"
+        for replica in runtime.backing_off():  # not started again: it stays failed
+            replica.state = FAILED
         if outcome == "Failed" or policy in ("All", "Running"):
             _stop(runtime.running())
             for replica in runtime.running():
@@ -599,6 +647,15 @@ class TrainingJobController(StatusController):
         self._reserved_ports.difference_update(runtime.ports)
 
 _RESERVED_PORTS: set[int] = envs.ReservedPorts()
+
+
+def object_dir(kind: str, key: Key, uid: str | None) -> Path:
+    """``KETCH_HOME/logs/training/<namespace>/<kind>/<name>/<uid>``: one object's logs
+    (published in ``status.logPaths``) and files, never shared with an earlier object
+    of the same name."""
+    namespace, name = key
+    folder = config.logs_dir() / "training" / namespace / kind.lower() / name
+    return folder / uid if uid else folder
 
 
 def reports_exit(handle: ProcessHandle | None) -> bool:
@@ -657,6 +714,14 @@ def _succeeded(job: Job, runtime: Runtime) -> bool:
         return any(r.index == 0 and r.state == SUCCEEDED for r in workers)
     if kind == "MPIJob":
         return done("Launcher")
+    if kind == "MXJob":
+        # the operator: the scheduler's success ends the job, or a single worker's
+        # (no scheduler, no servers); a tuning job ends with its tuner
+        if "Scheduler" in by_type:
+            return done("Scheduler")
+        if "Tuner" in by_type and isinstance(spec, MXJobSpec) and spec.jobMode == "MXTune":
+            return done("Tuner")
+        return done("Worker")
     if kind in ("XGBoostJob", "PaddleJob") and "Master" in by_type:
         return done("Master")
     return done("Worker")
@@ -670,7 +735,9 @@ def _replica_statuses(job: Job, runtime: Runtime | None) -> dict[str, dict[str, 
             for replica in runtime.replicas.values():
                 if replica.rtype != rtype:
                     continue
-                key = {RUNNING: "active", SUCCEEDED: "succeeded", FAILED: "failed"}.get(replica.state)
+                key = {RUNNING: "active", BACKOFF: "active", SUCCEEDED: "succeeded", FAILED: "failed"}.get(
+                    replica.state
+                )
                 if key is not None:
                     counts[key] += 1
         out[rtype] = {k: v for k, v in counts.items() if v} or {}
@@ -697,13 +764,11 @@ def container_process(
     log_path: Path,
     ports: tuple[int, ...] = (),
 ) -> ProcessSpec:
-    """The local process of ``container``: its command and args (a leading
-    ``python``/``python3`` is this server's interpreter, started from the warm fork
-    server when it can be), ``env``, working directory and CPU/memory quantities,
-    with stdout and stderr in ``log_path``."""
-    command = [*container.command, *container.args]
-    if command and command[0] in ("python", "python3"):
-        command[0] = sys.executable
+    """The local process of ``container``: its command and args (the program found
+    by :mod:`ketch.training.commands`: ``python``/``python3`` is this server's
+    interpreter, started from the warm fork server when it can be), ``env``, working
+    directory and CPU/memory quantities, with stdout and stderr in ``log_path``."""
+    command = commands.resolve([*container.command, *container.args], env)
     requests, limits = container.resources.requests, container.resources.limits
     return ProcessSpec(
         name=name,

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ketch.training.spec import Job, MPIJobSpec, PaddleJobSpec, PyTorchJobSpec, TFJobSpec
+from ketch.training.spec import Job, MPIJobSpec, MXJobSpec, PaddleJobSpec, PyTorchJobSpec, TFJobSpec
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_RDZV_PORT = 29400
@@ -165,6 +165,7 @@ def replica_env(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[
         "MPIJob": _mpi,
         "JAXJob": _jax,
         "PaddleJob": _paddle,
+        "MXJob": _mxnet,
     }[job.kind]
     env.update(builder(job, rtype, index, addresses))
     return env
@@ -283,6 +284,51 @@ def _paddle(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str,
         env["PADDLE_MASTER"] = f"{host_of(rendezvous[2])}:{addresses.ports[rendezvous[2]]}"
     if ps_mode:
         env["PADDLE_SERVER_NUM" if rtype == "Master" else "PADDLE_TRAINER_NUM"] = "1"
+    return env
+
+
+#: the pod-template annotation whose value an MXJob's ``MX_CONFIG`` lists per replica type
+MX_TUNER_SERVER_KEY = "tuner-server-key"
+
+
+def mx_config(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, object]:
+    """``MX_CONFIG``: every replica by type (lower case) with its address, each type's
+    ``tuner-server-key`` annotation, and this task."""
+    cluster: dict[str, list[dict[str, object]]] = {}
+    labels: dict[str, str] = {}
+    for rt in job.replicas:
+        cluster[rt.lower()] = []
+        annotations = job.replicas[rt].template.metadata.get("annotations") or {}
+        labels[rt.lower()] = str(annotations.get(MX_TUNER_SERVER_KEY, "")) if isinstance(annotations, dict) else ""
+    for rt, _i, name in job.replica_names():
+        cluster[rt.lower()].append({"url": host_of(name), "port": addresses.ports[name]})
+    return {
+        "cluster": dict(sorted(cluster.items())),
+        "labels": dict(sorted(labels.items())),
+        "task": {"type": rtype.lower(), "index": index},
+    }
+
+
+def _mxnet(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    """The MXNet operator's env: ``MX_CONFIG`` and the DMLC_* variables read from it
+    (the scheduler's address, the server and worker counts, this replica's role)."""
+    assert isinstance(job.spec, MXJobSpec)
+    config = mx_config(job, rtype, index, addresses)
+    cluster = config["cluster"]
+    assert isinstance(cluster, dict)
+    scheduler = cluster.get("scheduler") or [{"url": "", "port": 0}]
+    env = {
+        # Go's encoding/json: no spaces, map keys sorted, struct fields in order
+        "MX_CONFIG": json.dumps(config, separators=(",", ":")),
+        "DMLC_PS_ROOT_PORT": str(scheduler[0]["port"]),
+        "DMLC_PS_ROOT_URI": str(scheduler[0]["url"]),
+        "DMLC_NUM_SERVER": str(len(cluster.get("server", []))),
+        "DMLC_NUM_WORKER": str(len(cluster.get("worker", []))),
+        "DMLC_ROLE": rtype.lower(),
+        "DMLC_USE_KUBERNETES": "1",
+    }
+    if rtype == "Worker":
+        env["DMLC_WORKER_ID"] = str(index)  # BytePS reads it
     return env
 
 

@@ -282,7 +282,7 @@ def plan(
         )
         roles[step_name] = role
     order = tuple(s[0] for s in steps)
-    info = KindInfo("TrainJob", _JobSpec, "", order, TRAINER_PORT, "", "Never")
+    info = KindInfo("TrainJob", _JobSpec, "", order, TRAINER_PORT, "", "Never", "")
     run_policy = RunPolicy(
         suspend=bool(job.suspend),
         activeDeadlineSeconds=job.activeDeadlineSeconds,

@@ -1,5 +1,10 @@
 """Typed specs of the kubeflow.org/v1 training jobs, with Kubeflow's field names.
 
+The operator's admission rules (replica types, containers, images, the default
+container's name, the Master/Launcher counts, the elastic policy) are checked
+at apply time by :mod:`ketch.training.validation`; :func:`parse` checks what
+Ketch needs to run a job (the same structure, and a command to run locally).
+
 Only the fields Ketch acts on are typed; everything else in a manifest is kept
 (``extra="allow"``) so a manifest written for Kubeflow parses as is.
 """
@@ -147,6 +152,14 @@ class PaddleJobSpec(_JobSpec):
     elasticPolicy: ElasticPolicy | None = None
 
 
+MXJobMode = Literal["MXTrain", "MXTune"]
+
+
+class MXJobSpec(_JobSpec):
+    mxReplicaSpecs: dict[str, ReplicaSpec]
+    jobMode: MXJobMode | None = None
+
+
 @dataclass(frozen=True)
 class KindInfo:
     """What differs between the job kinds."""
@@ -158,6 +171,7 @@ class KindInfo:
     default_port: int
     port_name: str
     default_restart: RestartPolicy
+    default_container: str  # the container the operator reads ports and env from
 
 
 KINDS: dict[str, KindInfo] = {
@@ -165,26 +179,33 @@ KINDS: dict[str, KindInfo] = {
     for info in (
         KindInfo(
             "PyTorchJob", PyTorchJobSpec, "pytorchReplicaSpecs",
-            ("Master", "Worker"), 23456, "pytorchjob-port", "OnFailure",
+            ("Master", "Worker"), 23456, "pytorchjob-port", "OnFailure", "pytorch",
         ),
         KindInfo(
             "TFJob", TFJobSpec, "tfReplicaSpecs",
             ("Chief", "Master", "PS", "Worker", "Evaluator"), 2222, "tfjob-port", "Never",
+            "tensorflow",
         ),
         KindInfo(
             "XGBoostJob", XGBoostJobSpec, "xgbReplicaSpecs",
-            ("Master", "Worker"), 9999, "xgboostjob-port", "Never",
+            ("Master", "Worker"), 9999, "xgboostjob-port", "Never", "xgboost",
         ),
         KindInfo(
             "MPIJob", MPIJobSpec, "mpiReplicaSpecs",
-            ("Launcher", "Worker"), 0, "mpijob-port", "Never",
+            ("Launcher", "Worker"), 0, "mpijob-port", "Never", "mpi",
         ),
         KindInfo(
             "JAXJob", JAXJobSpec, "jaxReplicaSpecs", ("Worker",), 6666, "jaxjob-port", "OnFailure",
+            "jax",
         ),
         KindInfo(
             "PaddleJob", PaddleJobSpec, "paddleReplicaSpecs",
-            ("Master", "Worker"), 36543, "master", "Never",
+            ("Master", "Worker"), 36543, "master", "Never", "paddle",
+        ),
+        KindInfo(
+            "MXJob", MXJobSpec, "mxReplicaSpecs",
+            ("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
+            9091, "mxjob-port", "Never", "mxnet",
         ),
     )
 }
@@ -233,86 +254,104 @@ class Job:
 
     def container(self, rtype: str) -> Container:
         containers = self.replicas[rtype].template.spec.containers
-        wanted = _default_container(self.info.kind)
-        if isinstance(self.spec, MPIJobSpec) and self.spec.mainContainer:
-            wanted = self.spec.mainContainer
-        for container in containers:
-            if container.name == wanted:
-                return container
-        return containers[0]
+        return containers[main_container_index(self.info, self.spec, containers)]
 
 
 #: what an MPIJob worker without a command runs, as the MPI operator does
 MPI_WORKER_IDLE = ("sleep", "365d")
 
 
-def _default_container(kind: str) -> str:
-    return {
-        "PyTorchJob": "pytorch",
-        "TFJob": "tensorflow",
-        "XGBoostJob": "xgboost",
-        "MPIJob": "mpi",
-        "JAXJob": "jax",
-        "PaddleJob": "paddle",
-    }.get(kind, "")
+def default_container(kind: str) -> str:
+    """The name of the container the operator of ``kind`` acts on (``pytorch``, ...)."""
+    info = KINDS.get(kind)
+    return info.default_container if info is not None else ""
 
 
-def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:
-    """Validate ``spec`` of a ``kind`` job; ``InvalidSpec`` names the offending field."""
+def load(kind: str, spec: Any) -> _JobSpec:
+    """``spec`` of a ``kind`` job as its typed model; ``InvalidSpec`` names the field."""
     info = KINDS[kind]
+    if not isinstance(spec, dict):
+        raise InvalidSpec(f"{kind} needs a spec object", field="spec")
     try:
-        model = info.model.model_validate(spec)
+        return info.model.model_validate(spec)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(["spec", *(str(p) for p in first["loc"])])
         raise InvalidSpec(f"{first['msg']}", field=where) from None
+
+
+def canonical_type(info: KindInfo, key: str) -> str:
+    """The canonical spelling of replica type ``key`` (any case); ``InvalidSpec`` if the
+    kind has no such type."""
+    for rtype in info.replica_types:
+        if rtype.lower() == key.lower():
+            return rtype
+    raise InvalidSpec(
+        f"{info.kind} has no replica type {key!r}; supported values: {', '.join(info.replica_types)}",
+        field=f"spec.{info.replicas_field}.{key}",
+    )
+
+
+def main_container_index(info: KindInfo, model: _JobSpec, containers: list[Container]) -> int:
+    """Which of a replica's ``containers`` runs: the operator's default one (an MPIJob's
+    ``mainContainer``), else the first."""
+    wanted = info.default_container
+    if isinstance(model, MPIJobSpec) and model.mainContainer:
+        wanted = model.mainContainer
+    if not wanted:
+        return 0
+    for index, container in enumerate(containers):
+        if container.name == wanted:
+            return index
+    return 0
+
+
+def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:
+    """Validate ``spec`` of a ``kind`` job for running it here; ``InvalidSpec`` names the
+    offending field. (The operator's admission rules are :mod:`ketch.training.validation`'s.)"""
+    info = KINDS[kind]
+    model = load(kind, spec)
     raw: dict[str, ReplicaSpec] = getattr(model, info.replicas_field)
     replicas: dict[str, ReplicaSpec] = {}
-    canonical = {t.lower(): t for t in info.replica_types}
     for key, value in raw.items():
-        rtype = canonical.get(key.lower())
-        if rtype is None:
-            allowed = ", ".join(info.replica_types)
-            raise InvalidSpec(
-                f"{kind} has no replica type {key!r}; use {allowed}",
-                field=f"spec.{info.replicas_field}.{key}",
-            )
-        if not value.template.spec.containers:
-            raise InvalidSpec(
-                f"replica type {key} needs at least one container",
-                field=f"spec.{info.replicas_field}.{key}.template.spec.containers",
-            )
+        rtype = canonical_type(info, key)
+        where = f"spec.{info.replicas_field}.{key}.template.spec.containers"
+        containers = value.template.spec.containers
+        if not containers:
+            raise InvalidSpec(f"replica type {key} needs at least one container", field=where)
         if kind == "MPIJob" and rtype == "Worker":
-            for container in value.template.spec.containers:
+            for container in containers:
                 if not container.command and not container.args:
                     # the MPI operator's workers only host the ranks mpirun starts
                     # (through the rsh agent here); Kubeflow runs them as a long sleep
                     container.command = list(MPI_WORKER_IDLE)
-        if not value.template.spec.containers[0].command and not any(
-            c.command for c in value.template.spec.containers
-        ):
+        main = main_container_index(info, model, containers)
+        if not containers[main].command:
             raise InvalidSpec(
-                f"replica type {key}: a container command is required to run locally "
-                "(images are not run; the command runs on this machine)",
-                field=f"spec.{info.replicas_field}.{key}.template.spec.containers[0].command",
+                f"replica type {key}: container {containers[main].name or main!r} needs a command "
+                "to run locally (images are not run; the command runs on this machine)",
+                field=f"{where}[{main}].command",
             )
         replicas[rtype] = value
     if not replicas:
         raise InvalidSpec(f"{kind} needs at least one replica spec", field=f"spec.{info.replicas_field}")
-    for single in ("Master", "Chief", "Launcher"):
+    for single in ("Master", "Chief", "Launcher", "Scheduler"):
         if single in replicas and replicas[single].replicas > 1:
             raise InvalidSpec(
                 f"{kind} may have at most one {single} replica",
                 field=f"spec.{info.replicas_field}.{single}.replicas",
             )
     if kind == "MPIJob" and "Launcher" not in replicas:
-        raise InvalidSpec("MPIJob needs a Launcher replica", field=f"spec.{info.replicas_field}")
+        raise InvalidSpec("MPIJob needs a Launcher replica", field=f"spec.{info.replicas_field}.Launcher")
     if isinstance(model, PyTorchJobSpec) and model.elasticPolicy is not None:
         policy = model.elasticPolicy
         if "Worker" not in replicas:
-            raise InvalidSpec("an elastic PyTorchJob needs Worker replicas", field="spec.elasticPolicy")
+            raise InvalidSpec(
+                "must be configured if elastic policy is used",
+                field=f"spec.{info.replicas_field}.Worker",
+            )
         if policy.minReplicas and policy.maxReplicas and policy.minReplicas > policy.maxReplicas:
             raise InvalidSpec(
-                "elasticPolicy.minReplicas must not exceed maxReplicas", field="spec.elasticPolicy"
+                "minReplicas must not exceed maxReplicas", field="spec.elasticPolicy.minReplicas"
             )
     return Job(info, name, namespace, model, replicas)

@@ -48,8 +48,9 @@ from ketch.core.controller import Controller, Key
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, get_condition, set_condition
 from ketch.core.store.resources import ResourceStore
-from ketch.training import progress, trainer_envs
+from ketch.training import commands, progress, trainer_envs
 from ketch.training.controller import (
+    BACKOFF,
     FAILED,
     RUNNING,
     SUCCEEDED,
@@ -202,8 +203,9 @@ class TrainJobController(TrainingJobController):
 
     def _replica_env(self, job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
         assert isinstance(job, TrainJobPlan)
-        workdir = self._workdir((job.namespace, job.name))
-        return trainer_envs.replica_env(job, rtype, index, addresses, workdir)
+        runtime = self.runtimes.get((job.namespace, job.name))
+        assert runtime is not None and runtime.workdir is not None  # set by _start
+        return trainer_envs.replica_env(job, rtype, index, addresses, runtime.workdir)
 
     def _replica_spec(
         self, job: Job, rtype: str, index: int, replica_name: str, addresses: Addresses, workdir: Path
@@ -212,7 +214,7 @@ class TrainJobController(TrainingJobController):
         spec = super()._replica_spec(job, rtype, index, replica_name, addresses, workdir)
         container = job.container(rtype)
         workspace = job.workspace
-        command = trainer_envs.command(job, rtype, container)
+        command = commands.resolve(trainer_envs.command(job, rtype, container), spec.env)
         return dataclasses.replace(
             spec,
             name=f"TrainJob {job.namespace}/{job.name} {rtype}-{index}",
@@ -286,7 +288,7 @@ class TrainJobController(TrainingJobController):
         self, job: Job, status: dict[str, Any], events: Events, restarted: list[Replica]
     ) -> None:
         names = ", ".join(f"{r.rtype}-{r.index}" for r in restarted)
-        events.append(("Restarting", f"TrainJob {job.name} restarted {names} after a failure", "Warning"))
+        events.append(("Restarting", f"TrainJob {job.name} restarts {names} after a failure", "Warning"))
 
     def _mark_finished(
         self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
@@ -326,13 +328,15 @@ class TrainJobController(TrainingJobController):
     # -- stopping ------------------------------------------------------------------
 
     def _teardown(self, key: Key, *, deleted: bool = False) -> None:
+        runtime = self.runtimes.get(key)
         super()._teardown(key, deleted=deleted)
         if not deleted:
             return
         self._snapshots.pop(key, None)
         self._reported.pop(key, None)
         namespace, name = key
-        (self._workdir(key) / trainer_envs.status_file(Path()).name).unlink(missing_ok=True)
+        if runtime is not None and runtime.workdir is not None:
+            trainer_envs.status_file(runtime.workdir).unlink(missing_ok=True)
         shutil.rmtree(workspace_dir(namespace, name), ignore_errors=True)
 
 
@@ -345,7 +349,7 @@ def jobs_status(job: Job, runtime: Runtime | None) -> list[dict[str, Any]]:
         states = [r.state for r in replicas]
         succeeded = 1 if states and all(s == SUCCEEDED for s in states) else 0
         failed = 1 if FAILED in states else 0
-        active = 1 if RUNNING in states and not failed else 0
+        active = 1 if (RUNNING in states or BACKOFF in states) and not failed else 0
         ready = 1 if active and all(s in (RUNNING, SUCCEEDED) for s in states) else 0
         out.append({
             "name": step,
