@@ -91,6 +91,22 @@ def job(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any]
     }
 
 
+def runtime(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A TrainingRuntime manifest: a template TrainJobs name, whose status no controller
+    writes, for tests of the resource API's own semantics."""
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainingRuntime",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec if spec is not None else {},
+    }
+
+
+def runtimes_path(ns: str, name: str | None = None) -> str:
+    base = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainingruntimes"
+    return f"{base}/{name}" if name else base
+
+
 def jobs_path(ns: str, name: str | None = None) -> str:
     base = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs"
     return f"{base}/{name}" if name else base

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from ketch.core.store.resources import ResourceStore
-from tests.server.fixtures import job, jobs_path
+from tests.server.fixtures import runtime, runtimes_path
 from tests.server.helpers import Server, assert_error
 
 
@@ -20,24 +20,24 @@ def _with_logs(server: Server, client: httpx.Client, ns: str) -> dict[str, Path]
     paths = {"master-0": folder / "master.log", "worker-0": folder / "worker.log"}
     paths["master-0"].write_text("master line 1\nmaster line 2\n")
     paths["worker-0"].write_text("worker line\n")
-    client.post(jobs_path(ns), json=job("logged"))
+    client.post(runtimes_path(ns), json=runtime("logged"))
     status = {"logPaths": {k: str(v) for k, v in paths.items()}}
-    ResourceStore(server.db_url).update_status("PyTorchJob", ns, "logged", status)
+    ResourceStore(server.db_url).update_status("TrainingRuntime", ns, "logged", status)
     return paths
 
 
 def test_log_of_a_replica_and_of_all(server: Server, client: httpx.Client, ns: str) -> None:
     _with_logs(server, client, ns)
-    one = client.get(jobs_path(ns, "logged") + "/log", params={"replica": "worker-0"})
+    one = client.get(runtimes_path(ns, "logged") + "/log", params={"replica": "worker-0"})
     assert one.status_code == 200 and one.text == "worker line\n"
     assert one.headers["content-type"].startswith("text/plain")
-    everything = client.get(jobs_path(ns, "logged") + "/log").text
+    everything = client.get(runtimes_path(ns, "logged") + "/log").text
     assert everything == (
         "==> master-0 <==\nmaster line 1\nmaster line 2\n==> worker-0 <==\nworker line\n"
     )
-    missing = client.get(jobs_path(ns, "logged") + "/log", params={"replica": "worker-9"})
+    missing = client.get(runtimes_path(ns, "logged") + "/log", params={"replica": "worker-9"})
     assert_error(missing, 404, "worker-9", "master-0")
-    assert_error(client.get(jobs_path(ns, "nobody") + "/log"), 404)
+    assert_error(client.get(runtimes_path(ns, "nobody") + "/log"), 404)
 
 
 def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Client, ns: str) -> None:
@@ -52,13 +52,13 @@ def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Cl
             "logPaths": {k: str(v) for k, v in paths.items()},
             "conditions": [{"type": "Succeeded", "status": "True", "reason": "Done"}],
         }
-        client.put(jobs_path(ns, "logged") + "/status", json={"status": status})
+        client.put(runtimes_path(ns, "logged") + "/status", json={"status": status})
 
     writer = threading.Thread(target=later)
     writer.start()
     started = time.monotonic()
     followed = client.get(
-        jobs_path(ns, "logged") + "/log", params={"replica": "master-0", "follow": "true"}, timeout=30
+        runtimes_path(ns, "logged") + "/log", params={"replica": "master-0", "follow": "true"}, timeout=30
     )
     writer.join()
     assert followed.text == "master line 1\nmaster line 2\nmaster line 3\n"
@@ -66,21 +66,21 @@ def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Cl
 
 
 def test_events_by_field_selector(server: Server, client: httpx.Client, ns: str) -> None:
-    client.post(jobs_path(ns), json=job("ev"))
-    client.post(jobs_path(ns), json=job("quiet"))
+    client.post(runtimes_path(ns), json=runtime("ev"))
+    client.post(runtimes_path(ns), json=runtime("quiet"))
     store = ResourceStore(server.db_url)
-    store.record_event("PyTorchJob", ns, "ev", reason="Created", message="replicas created")
-    store.record_event("PyTorchJob", ns, "ev", reason="Failed", message="oom", type="Warning")
-    store.record_event("PyTorchJob", ns, "quiet", reason="Created")
+    store.record_event("TrainingRuntime", ns, "ev", reason="Created", message="replicas created")
+    store.record_event("TrainingRuntime", ns, "ev", reason="Failed", message="oom", type="Warning")
+    store.record_event("TrainingRuntime", ns, "quiet", reason="Created")
 
     selected = client.get(
         f"/api/v1/namespaces/{ns}/events",
-        params={"fieldSelector": "involvedObject.kind=pytorchjob,involvedObject.name=ev"},
+        params={"fieldSelector": "involvedObject.kind=trainingruntime,involvedObject.name=ev"},
     ).json()
     assert selected["kind"] == "EventList"
     assert [(e["reason"], e["type"]) for e in selected["items"]] == [("Created", "Normal"), ("Failed", "Warning")]
     first = selected["items"][0]
-    assert first["involvedObject"]["name"] == "ev" and first["involvedObject"]["kind"] == "PyTorchJob"
+    assert first["involvedObject"]["name"] == "ev" and first["involvedObject"]["kind"] == "TrainingRuntime"
     assert first["message"] == "replicas created" and first["eventTime"].endswith("Z")
 
     assert len(client.get(f"/api/v1/namespaces/{ns}/events").json()["items"]) == 3
@@ -93,5 +93,5 @@ def test_events_by_field_selector(server: Server, client: httpx.Client, ns: str)
         client.get("/api/v1/events", params={"fieldSelector": "involvedObject.kind=gizmo"}), 404, "gizmo"
     )
     # deleting an object removes its events
-    client.delete(jobs_path(ns, "ev"))
+    client.delete(runtimes_path(ns, "ev"))
     assert len(client.get(f"/api/v1/namespaces/{ns}/events").json()["items"]) == 1

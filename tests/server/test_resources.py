@@ -6,34 +6,34 @@ import httpx
 import pytest
 import yaml
 
-from tests.server.fixtures import job, jobs_path
+from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
 from tests.server.helpers import assert_error
 
 
 def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
-    created = client.post(jobs_path(ns), json=job("mnist", labels={"team": "a"}))
+    created = client.post(runtimes_path(ns), json=runtime("mnist", labels={"team": "a"}))
     assert created.status_code == 201, created.text
     body = created.json()
     meta = body["metadata"]
-    assert body["apiVersion"] == "kubeflow.org/v1" and body["kind"] == "PyTorchJob"
+    assert body["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and body["kind"] == "TrainingRuntime"
     assert meta["name"] == "mnist" and meta["namespace"] == ns
     assert meta["generation"] == 1 and meta["resourceVersion"] == "1" and meta["uid"]
     assert meta["creationTimestamp"].endswith("Z")
     assert body["status"] == {}
 
-    got = client.get(jobs_path(ns, "mnist")).json()
+    got = client.get(runtimes_path(ns, "mnist")).json()
     assert got == body
-    listed = client.get(jobs_path(ns)).json()
-    assert listed["kind"] == "PyTorchJobList" and [i["metadata"]["name"] for i in listed["items"]] == ["mnist"]
+    listed = client.get(runtimes_path(ns)).json()
+    assert listed["kind"] == "TrainingRuntimeList" and [i["metadata"]["name"] for i in listed["items"]] == ["mnist"]
 
-    again = client.post(jobs_path(ns), json=job("mnist"))
+    again = client.post(runtimes_path(ns), json=runtime("mnist"))
     assert_error(again, 409, "already exists")
     assert again.json()["code"] == 6
 
-    deleted = client.delete(jobs_path(ns, "mnist"))
+    deleted = client.delete(runtimes_path(ns, "mnist"))
     assert deleted.status_code == 200 and deleted.json()["metadata"]["uid"] == meta["uid"]
-    assert_error(client.get(jobs_path(ns, "mnist")), 404, "not found")
-    assert_error(client.delete(jobs_path(ns, "mnist")), 404)
+    assert_error(client.get(runtimes_path(ns, "mnist")), 404, "not found")
+    assert_error(client.delete(runtimes_path(ns, "mnist")), 404)
 
 
 def test_create_from_yaml_and_generate_name(client: httpx.Client, ns: str) -> None:
@@ -54,37 +54,37 @@ def test_status_in_a_create_is_ignored(client: httpx.Client, ns: str) -> None:
 
 
 def test_apply_generation_semantics(client: httpx.Client, ns: str) -> None:
-    first = client.put(jobs_path(ns, "j"), json=job("j"))
+    first = client.put(runtimes_path(ns, "j"), json=runtime("j"))
     assert first.status_code == 201 and first.headers["X-Ketch-Apply"] == "created"
     assert first.json()["metadata"]["generation"] == 1
 
-    same = client.put(jobs_path(ns, "j"), json=job("j"))
+    same = client.put(runtimes_path(ns, "j"), json=runtime("j"))
     assert same.status_code == 200 and same.headers["X-Ketch-Apply"] == "unchanged"
     assert same.json()["metadata"]["resourceVersion"] == first.json()["metadata"]["resourceVersion"]
 
-    relabeled = client.put(jobs_path(ns, "j"), json=job("j", labels={"a": "b"}))
+    relabeled = client.put(runtimes_path(ns, "j"), json=runtime("j", labels={"a": "b"}))
     assert relabeled.headers["X-Ketch-Apply"] == "configured"
     assert relabeled.json()["metadata"]["generation"] == 1
     assert int(relabeled.json()["metadata"]["resourceVersion"]) == 2
 
-    respec = client.put(jobs_path(ns, "j"), json=job("j", labels={"a": "b"}, spec={"x": 2}))
+    respec = client.put(runtimes_path(ns, "j"), json=runtime("j", labels={"a": "b"}, spec={"x": 2}))
     assert respec.headers["X-Ketch-Apply"] == "configured"
     assert respec.json()["metadata"]["generation"] == 2
     assert respec.json()["spec"] == {"x": 2}
 
-    stale = job("j", spec={"x": 3})
+    stale = runtime("j", spec={"x": 3})
     stale["metadata"]["resourceVersion"] = "1"
-    assert_error(client.put(jobs_path(ns, "j"), json=stale), 409, "resourceVersion")
+    assert_error(client.put(runtimes_path(ns, "j"), json=stale), 409, "resourceVersion")
 
-    mismatch = client.put(jobs_path(ns, "j"), json=job("other"))
+    mismatch = client.put(runtimes_path(ns, "j"), json=runtime("other"))
     assert_error(mismatch, 400, "metadata.name")
 
 
 def test_merge_patch(client: httpx.Client, ns: str) -> None:
-    client.post(jobs_path(ns), json=job("p", labels={"a": "1", "b": "2"}, spec={"x": 1, "y": {"z": 1}}))
+    client.post(runtimes_path(ns), json=runtime("p", labels={"a": "1", "b": "2"}, spec={"x": 1, "y": {"z": 1}}))
     patch = {"metadata": {"labels": {"b": None, "c": "3"}}, "spec": {"y": {"w": 2}}}
     response = client.patch(
-        jobs_path(ns, "p"), json=patch, headers={"content-type": "application/merge-patch+json"}
+        runtimes_path(ns, "p"), json=patch, headers={"content-type": "application/merge-patch+json"}
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -92,14 +92,14 @@ def test_merge_patch(client: httpx.Client, ns: str) -> None:
     assert body["spec"] == {"x": 1, "y": {"z": 1, "w": 2}}
     assert body["metadata"]["generation"] == 2
 
-    labels_only = client.patch(jobs_path(ns, "p"), json={"metadata": {"annotations": {"note": "hi"}}})
+    labels_only = client.patch(runtimes_path(ns, "p"), json={"metadata": {"annotations": {"note": "hi"}}})
     assert labels_only.json()["metadata"]["generation"] == 2
     assert labels_only.json()["metadata"]["annotations"] == {"note": "hi"}
 
-    assert_error(client.patch(jobs_path(ns, "p"), json={"status": {}}), 400, "status")
-    assert_error(client.patch(jobs_path(ns, "p"), json={"metadata": {"name": "q"}}), 400, "metadata.name")
-    assert_error(client.patch(jobs_path(ns, "p"), json={"kind": "TFJob"}), 400, "kind")
-    assert_error(client.patch(jobs_path(ns, "nope"), json={"spec": {}}), 404)
+    assert_error(client.patch(runtimes_path(ns, "p"), json={"status": {}}), 400, "status")
+    assert_error(client.patch(runtimes_path(ns, "p"), json={"metadata": {"name": "q"}}), 400, "metadata.name")
+    assert_error(client.patch(runtimes_path(ns, "p"), json={"kind": "TFJob"}), 400, "kind")
+    assert_error(client.patch(runtimes_path(ns, "nope"), json={"spec": {}}), 404)
 
 
 def test_label_selectors(client: httpx.Client, ns: str) -> None:
@@ -154,23 +154,23 @@ def test_list_across_namespaces(client: httpx.Client, ns: str) -> None:
 
 
 def test_status_subresource(client: httpx.Client, ns: str) -> None:
-    created = client.post(jobs_path(ns), json=job("s")).json()
+    created = client.post(runtimes_path(ns), json=runtime("s")).json()
     status = {"conditions": [{"type": "Running", "status": "True", "reason": "Started"}], "replicas": 1}
-    written = client.put(jobs_path(ns, "s") + "/status", json={"status": status})
+    written = client.put(runtimes_path(ns, "s") + "/status", json={"status": status})
     assert written.status_code == 200, written.text
     assert written.json()["status"] == status
     assert written.json()["metadata"]["generation"] == 1
-    assert client.get(jobs_path(ns, "s") + "/status").json()["status"] == status
+    assert client.get(runtimes_path(ns, "s") + "/status").json()["status"] == status
     # a spec apply keeps the status
-    applied = client.put(jobs_path(ns, "s"), json=job("s", spec={"changed": True})).json()
+    applied = client.put(runtimes_path(ns, "s"), json=runtime("s", spec={"changed": True})).json()
     assert applied["status"] == status
 
     stale = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "status": {}}
-    assert_error(client.put(jobs_path(ns, "s") + "/status", json=stale), 409, "resourceVersion")
+    assert_error(client.put(runtimes_path(ns, "s") + "/status", json=stale), 409, "resourceVersion")
     bad = {"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}}
-    assert_error(client.put(jobs_path(ns, "s") + "/status", json=bad), 400, "status.conditions[0]")
-    assert_error(client.put(jobs_path(ns, "s") + "/status", json={"spec": {}}), 400, "status")
-    assert_error(client.put(jobs_path(ns, "gone") + "/status", json={"status": {}}), 404)
+    assert_error(client.put(runtimes_path(ns, "s") + "/status", json=bad), 400, "status.conditions[0]")
+    assert_error(client.put(runtimes_path(ns, "s") + "/status", json={"spec": {}}), 400, "status")
+    assert_error(client.put(runtimes_path(ns, "gone") + "/status", json={"status": {}}), 404)
 
 
 @pytest.mark.parametrize(
@@ -214,11 +214,12 @@ def test_discovery(client: httpx.Client) -> None:
     assert {"name": "inferenceservices", "kind": "InferenceService"}.items() <= resources[0].items()
     kinds = {k["kind"]: k for k in client.get("/apis/ketch.dev/v1/kinds").json()["items"]}
     expected = {
-        "PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "TrainJob", "Experiment",
-        "Trial", "Suggestion", "InferenceService", "ServingRuntime", "ClusterServingRuntime",
-        "InferenceGraph", "Notebook", "Profile", "PipelineRun",
+        "PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob", "TrainJob",
+        "Experiment", "Trial", "Suggestion", "InferenceService", "InferenceGraph", "PipelineRun",
     }
     assert expected <= set(kinds)
+    # a kind nothing reconciles is not served (nothing would ever act on it)
+    assert not {"Notebook", "Profile", "ServingRuntime", "ClusterServingRuntime"} & set(kinds)
     assert kinds["TrainJob"]["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
     assert kinds["Experiment"]["apiVersion"] == "kubeflow.org/v1beta1"
     assert_error(client.get("/apis/example.com/v1"), 404)
@@ -236,4 +237,4 @@ def test_other_kinds_round_trip(client: httpx.Client, ns: str) -> None:
     assert client.get(f"{path}/sklearn-iris").json()["spec"] == isvc["spec"]
     notebook = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Notebook", "metadata": {"name": "nb"}, "spec": {}}
     response = client.post(f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/notebooks", json=notebook)
-    assert response.status_code == 201 and response.json()["apiVersion"] == "kubeflow.org/v1beta1"
+    assert_error(response, 404, "notebooks")

@@ -297,6 +297,7 @@ def test_repeated_events_are_counted(server: Server, client: httpx.Client, ns: s
         f"/api/v1/namespaces/{ns}/events",
         params={"fieldSelector": "involvedObject.name=noisy"},
     ).json()["items"]
-    assert [(e["reason"], e["count"]) for e in items] == [("BackOff", 3), ("Other", 1)]
+    ours = [(e["reason"], e["count"]) for e in items if e["reason"] in ("BackOff", "Other")]
+    assert ours == [("BackOff", 3), ("Other", 1)]
     backoff = items[0]
     assert backoff["lastTimestamp"] >= backoff["firstTimestamp"]
