@@ -225,6 +225,12 @@ class TuningClient:
             )
         return out
 
+    def get_suggestion(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        """The experiment's ``Suggestion`` (same name), as Katib's client returns it:
+        ``spec.algorithm``, ``spec.requests``, ``status.suggestionCount``,
+        ``status.suggestions`` and the conditions."""
+        return self._get("Suggestion", "suggestions", namespace, name)
+
     def get_optimal_hyperparameters(self, name: str, namespace: str = "default") -> dict[str, Any]:
         """Katib's ``currentOptimalTrial``: ``bestTrialName``, ``parameterAssignments``
         and ``observation`` (empty until a trial has succeeded)."""

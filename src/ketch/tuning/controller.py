@@ -43,7 +43,7 @@ from ketch.core.resource import (
     utcnow,
 )
 from ketch.core.store.resources import ResourceStore
-from ketch.tuning import collectors, trials
+from ketch.tuning import collectors, suggestions, trials
 from ketch.tuning.algorithms import Suggester, TrialRecord, validate_algorithm
 from ketch.tuning.pbt import CHECKPOINT_ENV
 from ketch.tuning.spec import ExperimentSpec, check_runnable, parse_experiment
@@ -68,6 +68,7 @@ def register() -> None:
     register_controller(experiment_factory)
     register_controller(trial_factory)
     register_validator("Experiment", validate)
+    register_validator(suggestions.KIND, suggestions.validate)
     try:
         from ketch.tuning import api
     except ImportError:  # pragma: no cover - the push endpoint is optional
@@ -321,15 +322,24 @@ def _version(resource: Resource) -> int:
 
 class ExperimentController(StatusController):
     kind = "Experiment"
-    watches = ("Trial",)
+    watches = ("Trial", suggestions.KIND)
 
     def __init__(self, store: ResourceStore, studies: Studies) -> None:
         super().__init__(store)
         self.studies = studies
         self.trials = TrialCache(store)
         self._specs: dict[Key, tuple[tuple[str | None, int | None], ExperimentSpec]] = {}
+        # each experiment's Suggestion as last written: (experiment uid, suggestion)
+        self._suggestions: dict[Key, tuple[str | None, Resource]] = {}
+        self._writing: set[Key] = set()  # Suggestions being written by this controller
 
     def related(self, resource: Resource) -> Iterable[Key]:
+        if resource.kind == suggestions.KIND:
+            key = (resource.metadata.namespace, resource.metadata.name)
+            if key not in self._writing:  # changed or deleted by someone else: write it again
+                self._suggestions.pop(key, None)
+                yield key
+            return
         experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
         if not experiment:
             return
@@ -343,7 +353,8 @@ class ExperimentController(StatusController):
         yield key
 
     def seen(self, resource: Resource, deleted: bool) -> None:
-        self.trials.seen(resource, deleted)
+        if resource.kind == "Trial":
+            self.trials.seen(resource, deleted)
 
     def gone(self, key: Key) -> None:
         self._cascade(key)
@@ -393,6 +404,7 @@ class ExperimentController(StatusController):
         if _true(status, "Succeeded") or _true(status, "Failed"):
             if not self._restartable(spec, status, len(items)):
                 self._write_status(status, spec, items, states, study)
+                self._sync_suggestion(key, experiment, spec, items, status)
                 return None
             message = "Experiment is restarted: maxTrialCount was raised"
             set_condition(status, "Succeeded", "False", "ExperimentRestarting", message)
@@ -410,6 +422,7 @@ class ExperimentController(StatusController):
                     states[trial.metadata.name] = "Killed"
             _finish(status, events, condition, reason, message)
             self._write_status(status, spec, items, states, study)
+            self._sync_suggestion(key, experiment, spec, items, status)
             return None
 
         if not _true(status, "Running"):
@@ -431,9 +444,69 @@ class ExperimentController(StatusController):
                 self._kill(trial, "parallelTrialCount was lowered")
                 states[trial.metadata.name] = "Killed"
         self._write_status(status, spec, items, states, study)
+        self._sync_suggestion(key, experiment, spec, items, status)
         if not created and active == 0 and study.suggester.exhausted:
             return Result(requeue_after=0.05)  # let the completion rule see it
         return None
+
+    # -- the Suggestion ---------------------------------------------------------
+
+    def _sync_suggestion(
+        self,
+        key: Key,
+        experiment: Resource,
+        spec: ExperimentSpec,
+        items: list[Resource],
+        status: dict[str, Any],
+    ) -> None:
+        """Create or update the experiment's Suggestion (same name): the algorithm,
+        how many assignments were requested, which trials got which."""
+        uid = experiment.metadata.uid
+        self._writing.add(key)
+        try:
+            current = self._current_suggestion(key, experiment)
+            document = suggestions.manifest(experiment, spec, len(items))
+            new_status = copy.deepcopy(current.status) if current is not None else {}
+            suggestions.update_status(new_status, items, spec, status)
+            if current is None:
+                current = self.store.create(Resource.from_manifest(document))
+            elif (
+                current.spec != document["spec"]
+                or current.metadata.labels != document["metadata"]["labels"]
+            ):
+                current = self.store.apply(Resource.from_manifest(document))
+            if current.status != new_status:
+                current = self.store.update_status(suggestions.KIND, *key, new_status)
+            self._suggestions[key] = (uid, current)
+        except (KetchError, ValueError) as exc:  # the experiment goes on; the next pass retries
+            self._suggestions.pop(key, None)
+            log.warning("could not write the Suggestion of %s/%s: %s", *key, exc)
+        finally:
+            self._writing.discard(key)
+
+    def _current_suggestion(self, key: Key, experiment: Resource) -> Resource | None:
+        cached = self._suggestions.get(key)
+        if cached is not None and cached[0] == experiment.metadata.uid:
+            return cached[1]
+        try:
+            found = self.store.get(suggestions.KIND, *key)
+        except NotFound:
+            return None
+        born, owner_born = found.metadata.creationTimestamp, experiment.metadata.creationTimestamp
+        if born is not None and owner_born is not None and born < owner_born:
+            self.store.delete(suggestions.KIND, *key)  # left from an earlier experiment
+            return None
+        return found
+
+    def _delete_suggestion(self, key: Key) -> None:
+        self._suggestions.pop(key, None)
+        self._writing.add(key)
+        try:
+            self.store.delete(suggestions.KIND, *key)
+        except NotFound:
+            pass
+        finally:
+            self._writing.discard(key)
 
     # -- the study -------------------------------------------------------------
 
@@ -632,6 +705,7 @@ class ExperimentController(StatusController):
         self.studies.drop(key)
         self.trials.drop(key)
         self._specs.pop(key, None)
+        self._delete_suggestion(key)
         namespace, name = key
         for trial in self.store.list(
             "Trial", namespace, label_selector=f"{trials.EXPERIMENT_LABEL}={name}"

@@ -1,0 +1,164 @@
+"""Katib's ``Suggestion`` (``kubeflow.org/v1beta1``): what an Experiment's algorithm
+has handed out, kept by the Experiment controller.
+
+Katib runs each experiment's algorithm as a service and records its work in a
+``Suggestion`` with the experiment's name: ``spec.requests`` (how many
+assignments were asked for so far), ``status.suggestions`` (each trial's name,
+parameter assignments and labels), ``status.suggestionCount`` and the conditions
+Katib's suggestion controller writes (``Created``, ``DeploymentReady``,
+``Running``, ``Succeeded`` once a completed experiment's ``resumePolicy`` is
+``Never`` or ``FromVolume``). Ketch's algorithms run inside the control plane, so
+the Experiment controller writes the Suggestion itself (:func:`desired_spec`,
+:func:`update_status`); users read it (``KatibClient.get_suggestion``) but do
+not create it: :func:`validate` refuses one that no Experiment owns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ketch.core.errors import InvalidSpec
+from ketch.core.resource import Resource, format_time, get_condition, set_condition, utcnow
+from ketch.tuning.spec import ExperimentSpec
+
+KIND = "Suggestion"
+GROUP_VERSION = "kubeflow.org/v1beta1"
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+
+# Katib's reasons and messages (pkg/controller.v1beta1/suggestion and the experiment
+# controller's suggestion clean-up)
+CREATED = ("SuggestionCreated", "Suggestion is created")
+DEPLOYMENT_READY = ("DeploymentReady", "Deployment is ready")
+RUNNING = ("SuggestionRunning", "Suggestion is running")
+SUCCEEDED_REASON = "Experiment is succeeded"
+NOT_RUNNING = ("Suggestion is succeeded", "Suggestion is not running")
+SUCCEEDED_MESSAGES = {
+    "Never": "Suggestion is succeeded, can't be restarted",
+    "FromVolume": "Suggestion is succeeded, suggestion volume is not deleted, can be restarted",
+}
+
+
+def owner_reference(experiment: Resource) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Experiment",
+        "name": experiment.metadata.name,
+        "uid": experiment.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def desired_spec(spec: ExperimentSpec, requests: int) -> dict[str, Any]:
+    """The Suggestion's spec: the experiment's algorithm and how many assignments
+    it has been asked for."""
+    wanted: dict[str, Any] = {
+        "algorithm": spec.algorithm.model_dump(exclude_none=True),
+        "requests": requests,
+        "resumePolicy": spec.resumePolicy,
+    }
+    if spec.earlyStopping is not None:
+        wanted["earlyStopping"] = spec.earlyStopping.model_dump(exclude_none=True)
+    return wanted
+
+
+def manifest(experiment: Resource, spec: ExperimentSpec, requests: int) -> dict[str, Any]:
+    meta = experiment.metadata
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "labels": {EXPERIMENT_LABEL: meta.name},
+            "ownerReferences": [owner_reference(experiment)],
+        },
+        "spec": desired_spec(spec, requests),
+    }
+
+
+def assignment(trial: Resource) -> dict[str, Any]:
+    """One entry of ``status.suggestions``: the trial's name, assignments and the
+    algorithm's labels (hyperband's bracket, PBT's generation …)."""
+    entry: dict[str, Any] = {
+        "name": trial.metadata.name,
+        "parameterAssignments": [
+            {"name": str(a.get("name")), "value": str(a.get("value"))}
+            for a in trial.spec.get("parameterAssignments") or []
+        ],
+    }
+    labels = {
+        k: v for k, v in trial.metadata.labels.items() if not k.startswith("katib.kubeflow.org/")
+    }
+    if labels:
+        entry["labels"] = labels
+    return entry
+
+
+def update_status(
+    status: dict[str, Any],
+    trials: list[Resource],
+    spec: ExperimentSpec,
+    experiment_status: dict[str, Any],
+) -> None:
+    """Bring a Suggestion's ``status`` in line with the experiment's trials and state."""
+    if get_condition(status, "Created") is None:
+        status.setdefault("startTime", format_time(utcnow()))
+        set_condition(status, "Created", "True", *CREATED)
+    ordered = sorted(
+        trials,
+        key=lambda t: (
+            t.metadata.creationTimestamp.isoformat() if t.metadata.creationTimestamp else "",
+            t.metadata.name,
+        ),
+    )
+    suggestions = [assignment(t) for t in ordered]
+    if suggestions != status.get("suggestions", []):
+        status["suggestions"] = suggestions
+        status["lastReconcileTime"] = format_time(utcnow())
+    status["suggestionCount"] = len(suggestions)
+    completed = _true(experiment_status, "Succeeded") or _true(experiment_status, "Failed")
+    message = SUCCEEDED_MESSAGES.get(spec.resumePolicy)
+    if completed and message is not None:
+        set_condition(status, "DeploymentReady", "False", NOT_RUNNING[0], "Deployment is not ready")
+        set_condition(status, "Running", "False", *NOT_RUNNING)
+        set_condition(status, "Succeeded", "True", SUCCEEDED_REASON, message)
+        status.setdefault("completionTime", format_time(utcnow()))
+        return
+    # running (again, once a FromVolume experiment is restarted)
+    status["conditions"] = [c for c in status.get("conditions", []) if c.get("type") != "Succeeded"]
+    status.pop("completionTime", None)
+    set_condition(status, "DeploymentReady", "True", *DEPLOYMENT_READY)
+    set_condition(status, "Running", "True", *RUNNING)
+
+
+def _true(status: dict[str, Any], type_: str) -> bool:
+    condition = get_condition(status, type_)
+    return condition is not None and condition.get("status") == "True"
+
+
+def owned(resource: Resource) -> bool:
+    """Whether ``resource`` names the Experiment of the same name as its owner."""
+    extra = resource.metadata.model_extra or {}
+    references = extra.get("ownerReferences") or []
+    if not isinstance(references, list):
+        return False
+    return any(
+        isinstance(ref, dict)
+        and ref.get("kind") == "Experiment"
+        and str(ref.get("apiVersion", "")).startswith("kubeflow.org/")
+        and ref.get("name") == resource.metadata.name
+        for ref in references
+    )
+
+
+def validate(resource: Resource) -> None:
+    """Refuse a Suggestion applied through the API that no Experiment owns: Ketch's
+    Experiment controller creates and keeps each experiment's Suggestion."""
+    if not owned(resource):
+        raise InvalidSpec(
+            "Suggestions are created by Ketch: each Experiment gets one with its name, "
+            "kept current by the Experiment controller; create an Experiment instead "
+            f"(a Suggestion needs an ownerReference to Experiment {resource.metadata.name!r})",
+            field="metadata.ownerReferences",
+        )
