@@ -129,16 +129,15 @@ def test_load_failure_leaves_the_service_not_ready(api_server: Server, tmp_path:
         delete(client, name)
 
 
-def test_invalid_predictor_is_reported(api_server: Server) -> None:
+def test_invalid_predictor_is_refused_at_apply(api_server: Server) -> None:
     name = unique("nomodel")
+    path = f"/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}"
     with api_server.client() as client:
-        apply(client, manifest(name, {"minReplicas": 1}))
-        doc = wait_for(client, name, lambda d: condition(d, "Ready").get("status") == "False")
-        assert condition(doc, "Ready")["reason"] == "InvalidSpec"
-        assert "names no model" in condition(doc, "Ready")["message"]
-        client.delete(
-            f"/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}"
-        )
+        response = client.put(path, json=manifest(name, {"minReplicas": 1}))
+        assert response.status_code == 400, response.text
+        assert "spec.predictor" in response.json()["message"]
+        assert "exactly one of" in response.json()["message"]
+        assert client.get(path).status_code == 404
 
 
 class _Receiver:

@@ -55,6 +55,8 @@ from ketch.serving.spec import (
     revision_hash,
     scaling,
     transformer_source,
+    validate,
+    validate_inference_graph,
 )
 
 log = logging.getLogger("ketch.serving.controller")
@@ -120,9 +122,11 @@ class Service:
 
 def register() -> None:
     """Run the InferenceService controller in every API server created from now on."""
-    from ketch.server.app import register_controller
+    from ketch.server.app import register_controller, register_validator
 
     register_controller(controller_factory)
+    register_validator(KIND, validate)
+    register_validator("InferenceGraph", validate_inference_graph)
 
 
 def controller_factory(store: ResourceStore) -> Controller:
@@ -164,7 +168,11 @@ class InferenceServiceController(Controller):
             predictor_source(spec.predictor)
             tr_source = transformer_source(spec.transformer, annotations)
             pred_scaling = scaling(spec.predictor, annotations)
-            tr_scaling = scaling(spec.transformer, annotations) if spec.transformer else None
+            tr_scaling = (
+                scaling(spec.transformer, annotations, component_name="transformer")
+                if spec.transformer
+                else None
+            )
         except InvalidSpec as exc:
             set_condition(status, "PredictorReady", "False", "InvalidSpec", str(exc))
             set_condition(status, "Ready", "False", "InvalidSpec", str(exc))
