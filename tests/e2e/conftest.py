@@ -1,0 +1,1 @@
+from tests.server.fixtures import client, ns, server  # noqa: F401
