@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ketch.training.backoff import Backoff
 from ketch.training.gpus import host_gpus
 from tests.server.helpers import Server
 from tests.training.conftest import apply, condition, manifest, path, replica, wait_for
@@ -126,6 +127,22 @@ def test_commands_are_found_in_ketchs_environment_first(client: httpx.Client, ns
     text = job_log(client, path("PyTorchJob", ns, "which"), "which-master-0", str(VENV_BIN))
     assert Path(text.strip().splitlines()[-1]).parent == VENV_BIN, text
 
+    # a TrainJob's trainer command
+    trainjobs = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs"
+    response = client.post(trainjobs, json={
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "which"},
+        "spec": {
+            "runtimeRef": {"name": "jax-distributed"},
+            "trainer": {"command": ["python3", "-c", "import sys; print(sys.executable)"], "numNodes": 1},
+        },
+    })
+    assert response.status_code == 201, response.text
+    text = job_log(client, f"{trainjobs}/which", "node-0", str(VENV_BIN))
+    assert Path(text.strip().splitlines()[-1]).parent == VENV_BIN, text
+    assert client.delete(f"{trainjobs}/which").status_code == 200
+
     # a console script of Ketch's environment, not on the server's PATH
     response = client.post(JOBS.format(ns=ns), json=batch_job("pipv", ["pip", "--version"]))
     assert response.status_code == 201, response.text
@@ -189,3 +206,10 @@ def test_recreated_job_starts_a_fresh_log(client: httpx.Client, ns: str) -> None
         deadline = time.monotonic() + 10
         while client.get(f"{jobs}/twice").status_code != 404 and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def test_backoff_delays_are_kubernetes() -> None:
+    backoff = Backoff()
+    assert [backoff.delay(n) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+    assert backoff.failures_after(5, ran_for=30) == 6
+    assert backoff.failures_after(5, ran_for=600) == 1  # ran 10 minutes: forgotten

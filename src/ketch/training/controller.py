@@ -4,14 +4,26 @@ Each replica (``<job>-<type>-<index>``) runs its container's ``command`` +
 ``args`` with its ``env`` and ``workingDir`` as a local process through the
 compute backend, plus the environment the kind's operator injects
 (:mod:`ketch.training.envs`). The container ``image`` is recorded and reported
-as not used: the command runs on this machine (a leading ``python``/``python3``
-is this server's interpreter). A job starts as a gang, once all its replicas fit
-on the machine (:mod:`ketch.training.admission`).
+as not used: the command runs on this machine, its program found in Ketch's own
+environment first, then on ``PATH`` (:mod:`ketch.training.commands`; ``python``
+is this server's interpreter). ``nvidia.com/gpu`` requests the machine cannot
+meet are reported with a ``GPUNotAvailable`` Warning (:mod:`ketch.training.gpus`).
+A job starts as a gang, once all its replicas fit on the machine
+(:mod:`ketch.training.admission`). Jobs are checked when applied, with the
+operator's admission rules (:mod:`ketch.training.validation`).
 
 Status is the operator's: conditions ``Created``, ``Running``, ``Restarting``,
 ``Succeeded``, ``Failed``, ``Suspended`` with reasons such as
 ``PyTorchJobSucceeded``, ``replicaStatuses``, ``startTime``, ``completionTime``,
-and ``logPaths`` (replica -> log file) for ``ketch logs``.
+and ``logPaths`` (replica -> log file) for ``ketch logs``. Logs live in a folder
+of the object's own (``logs/training/<ns>/<kind>/<name>/<uid>``): a job deleted
+and created again under its name starts with fresh logs.
+
+A replica that fails under restartPolicy ``OnFailure``, ``ExitCode`` (for exit
+codes 128 and above) or ``Always`` is started again after the kubelet's
+crash-loop back-off (:mod:`ketch.training.backoff`: 10 s, doubling to 5 minutes,
+reset after 10 minutes of running): a ``BackOff`` Warning says how long, the job
+is ``Restarting``, and the replica counts as active while it waits.
 
 What runs lives in this process: deleting a job stops its processes, stopping the
 server stops them all (the backend's shutdown), and on the next start every job
