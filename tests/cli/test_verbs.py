@@ -3,53 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
-from tests.server.fixtures import job, jobs_path
-from tests.server.helpers import Server, base_env, ketch_command
+from ketch.core.store.resources import ResourceStore
+from tests.cli import helpers
+from tests.cli.helpers import Ketch, bad, ok
+from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
+from tests.server.helpers import Server
 
-Ketch = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def ketch(server: Server, tmp_path: Path) -> Ketch:
-    def run(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = base_env(tmp_path / "client-home")
-        env["KETCH_URL"] = server.url
-        return subprocess.run(
-            [*ketch_command(), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            cwd=tmp_path,
-        )
-
-    return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    return result.stdout
-
-
-def bad(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
+ketch = helpers.ketch  # the fixture (tests/cli/conftest.py), still importable from here
 
 MANIFESTS = """\
 apiVersion: kubeflow.org/v1
@@ -58,14 +24,17 @@ metadata:
   name: mnist
   labels: {team: a}
 spec:
-  pytorchReplicaSpecs: {Master: {replicas: 1}}
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      template: {spec: {containers: [{name: pytorch, image: example/trainer, command: ["true"]}]}}
 ---
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
   name: iris
 spec:
-  predictor: {model: {modelFormat: {name: sklearn}}}
+  predictor: {model: {modelFormat: {name: sklearn}, storageUri: "file:///nonexistent/model.joblib"}}
 """
 
 
@@ -80,7 +49,7 @@ def test_apply_reports_created_unchanged_configured(ketch: Ketch, ns: str, tmp_p
         "pytorchjob/mnist unchanged",
         "inferenceservice/iris unchanged",
     ]
-    changed = MANIFESTS.replace("replicas: 1", "replicas: 2")
+    changed = MANIFESTS.replace("image: example/trainer", "image: example/trainer:2")
     assert ok(ketch("apply", "-f", "-", "-n", ns, stdin=changed)).splitlines() == [
         "pytorchjob/mnist configured",
         "inferenceservice/iris unchanged",
@@ -92,33 +61,33 @@ def test_apply_reports_created_unchanged_configured(ketch: Ketch, ns: str, tmp_p
 
 
 def test_get_formats(ketch: Ketch, client: httpx.Client, ns: str) -> None:
-    client.post(jobs_path(ns), json=job("alpha", labels={"tier": "web"}))
-    client.post(jobs_path(ns), json=job("beta"))
+    client.post(runtimes_path(ns), json=runtime("alpha", labels={"tier": "web"}))
+    client.post(runtimes_path(ns), json=runtime("beta"))
     client.put(
-        jobs_path(ns, "alpha") + "/status",
+        runtimes_path(ns, "alpha") + "/status",
         json={"status": {"conditions": [
             {"type": "Created", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
             {"type": "Running", "status": "True", "lastTransitionTime": "2024-01-01T00:01:00Z"},
         ]}},
     )
-    table = ok(ketch("get", "pytorchjobs", "-n", ns)).splitlines()
+    table = ok(ketch("get", "trainingruntimes", "-n", ns)).splitlines()
     assert table[0].split() == ["NAME", "STATE", "AGE"]
     assert table[1].split()[:2] == ["alpha", "Running"] and table[2].split()[:2] == ["beta", "-"]
-    for spelling in ("PyTorchJob", "pytorchjob", "PYTORCHJOBS"):
+    for spelling in ("TrainingRuntime", "trainingruntime", "TRAININGRUNTIMES"):
         assert "alpha" in ok(ketch("get", spelling, "-n", ns))
-    single = json.loads(ok(ketch("get", "pytorchjob", "alpha", "-n", ns, "-o", "json")))
+    single = json.loads(ok(ketch("get", "trainingruntime", "alpha", "-n", ns, "-o", "json")))
     assert single["metadata"]["name"] == "alpha"
-    listed = yaml.safe_load(ok(ketch("get", "pytorchjobs", "-n", ns, "-o", "yaml")))
+    listed = yaml.safe_load(ok(ketch("get", "trainingruntimes", "-n", ns, "-o", "yaml")))
     assert [i["metadata"]["name"] for i in listed["items"]] == ["alpha", "beta"]
-    wide = ok(ketch("get", "pytorchjobs", "-n", ns, "-o", "wide"))
+    wide = ok(ketch("get", "trainingruntimes", "-n", ns, "-o", "wide"))
     assert "LABELS" in wide and "tier=web" in wide
-    selected = ok(ketch("get", "pytorchjobs", "-n", ns, "-l", "tier=web")).splitlines()
+    selected = ok(ketch("get", "trainingruntimes", "-n", ns, "-l", "tier=web")).splitlines()
     assert len(selected) == 2 and "alpha" in selected[1]
-    everywhere = ok(ketch("get", "pytorchjobs", "-A", "-o", "json"))
+    everywhere = ok(ketch("get", "trainingruntimes", "-A", "-o", "json"))
     assert {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in json.loads(everywhere)["items"]} >= {
         (ns, "alpha"), (ns, "beta"),
     }
-    assert ok(ketch("get", "pytorchjobs", "-A")).splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert ok(ketch("get", "trainingruntimes", "-A")).splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     empty = ketch("get", "tfjobs", "-n", ns)
     assert empty.returncode == 0 and "No tfjobs found" in empty.stderr
     kinds = ok(ketch("get", "kinds"))
@@ -126,19 +95,17 @@ def test_get_formats(ketch: Ketch, client: httpx.Client, ns: str) -> None:
 
 
 def test_describe_shows_conditions_and_events(ketch: Ketch, client: httpx.Client, server: Server, ns: str) -> None:
-    from ketch.core.store.resources import ResourceStore
-
-    client.post(jobs_path(ns), json=job("desc", labels={"team": "a"}))
+    client.post(runtimes_path(ns), json=runtime("desc", labels={"team": "a"}, spec={"mlPolicy": {"numNodes": 2}}))
     client.put(
-        jobs_path(ns, "desc") + "/status",
+        runtimes_path(ns, "desc") + "/status",
         json={"status": {"replicaStatuses": {"Master": {"active": 1}},
                          "conditions": [{"type": "Running", "status": "True", "reason": "JobRunning",
                                          "message": "job is running"}]}},
     )
-    ResourceStore(server.db_url).record_event("PyTorchJob", ns, "desc", reason="SuccessfulCreate", message="created pod")
-    text = ok(ketch("describe", "pytorchjob", "desc", "-n", ns))
+    ResourceStore(server.db_url).record_event("TrainingRuntime", ns, "desc", reason="SuccessfulCreate", message="created pod")
+    text = ok(ketch("describe", "trainingruntime", "desc", "-n", ns))
     assert "Name:        desc" in text and "team=a" in text
-    assert "pytorchReplicaSpecs" in text and "replicaStatuses" in text
+    assert "mlPolicy" in text and "replicaStatuses" in text
     assert "Conditions:" in text and "JobRunning" in text and "job is running" in text
     assert "Events:" in text and "SuccessfulCreate" in text and "created pod" in text
 
@@ -153,11 +120,12 @@ def test_delete(ketch: Ketch, client: httpx.Client, ns: str) -> None:
     assert ketch("delete", "pytorchjob", "a", "-n", ns, "--ignore-not-found").returncode == 0
 
 
-def test_logs(ketch: Ketch, client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    log = tmp_path / "master.log"
+def test_logs(ketch: Ketch, server: Server, client: httpx.Client, ns: str) -> None:
+    log = server.home / "logs" / "test" / ns / "master.log"  # where a controller writes logs
+    log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("epoch 1 loss 0.5\n")
     client.post(jobs_path(ns), json=job("lg"))
-    client.put(jobs_path(ns, "lg") + "/status", json={"status": {"logPaths": {"master-0": str(log)}}})
+    ResourceStore(server.db_url).update_status("PyTorchJob", ns, "lg", {"logPaths": {"master-0": str(log)}})
     assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
     assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "master-0")) == "epoch 1 loss 0.5\n"
     bad(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "worker-3"), 2, "worker-3")
@@ -197,12 +165,14 @@ def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Pat
 
 
 def test_apply_keeps_going_after_a_server_side_error(ketch: Ketch, ns: str) -> None:
+    spec = MANIFESTS.split("---")[0].split("spec:", 1)[1]
     documents = (
-        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: good}\n---\n"
-        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: bad, labels: {a: 1}}\n---\n"
-        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: also-good}\n"
+        f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {{name: good}}\nspec:{spec}---\n"
+        f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {{name: bad, labels: {{a: 1}}}}\nspec:{spec}---\n"
+        f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {{name: also-good}}\nspec:{spec}"
     )
     result = ketch("apply", "-f", "-", "-n", ns, stdin=documents)
-    assert result.returncode == 2
+    assert result.returncode == 1  # some applied, one refused
     assert result.stdout.splitlines() == ["pytorchjob/good created", "pytorchjob/also-good created"]
+    assert "<stdin> (document 2)" in result.stderr
     assert "pytorchjob/bad" in result.stderr and "metadata.labels" in result.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from ketch.core.artifacts import ArtifactStore
-from ketch.core.errors import NotFound
+from ketch.core.artifacts import ArtifactStore, MissingFilesystem, UnknownProtocol
+from ketch.core.errors import InvalidSpec, NotFound
 
 
 @pytest.fixture(params=["local", "file-uri", "memory"])
@@ -162,3 +162,81 @@ def test_local_files_keep_normal_permissions(tmp_path: Path) -> None:
     current = os.umask(0o022)
     os.umask(current)
     assert mode == 0o666 & ~current  # not mkstemp's 0600
+
+
+def _absent(package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed, so {package}'s URIs do not fail")
+
+
+@pytest.mark.parametrize(
+    ("uri", "package", "extra"),
+    [
+        ("gs://bucket/x", "gcsfs", "gcs"),
+        ("gcs://bucket/x", "gcsfs", "gcs"),
+        ("s3://bucket/x", "s3fs", "s3"),
+        ("s3a://bucket/x", "s3fs", "s3"),
+        ("az://container/x", "adlfs", "azure"),
+        ("abfs://container/x", "adlfs", "azure"),
+        ("abfss://container@account.dfs.core.windows.net/x", "adlfs", "azure"),
+        ("simplecache::s3://bucket/x", "s3fs", "s3"),
+    ],
+)
+def test_an_object_store_without_its_package_names_the_uri_and_the_extra(
+    uri: str, package: str, extra: str, tmp_path: Path
+) -> None:
+    _absent(package)
+    store = ArtifactStore(tmp_path)
+    source = tmp_path / "model" / "weights.bin"
+    source.parent.mkdir()
+    source.write_bytes(b"w")
+    calls = [
+        lambda: store.read_bytes(uri),
+        lambda: store.write_bytes(uri, b"x"),
+        lambda: store.exists(uri),
+        lambda: store.list_files(uri),
+        lambda: store.upload(source, uri),
+        lambda: store.upload(source.parent, uri),
+        lambda: store.download(uri, tmp_path / "out"),
+        lambda: store.delete(uri),
+    ]
+    for call in calls:
+        with pytest.raises(MissingFilesystem) as caught:
+            call()
+        assert str(caught.value).startswith(uri) and str(caught.value).endswith(
+            f" needs {package}: pip install 'ketch[{extra}]'"
+        )
+        # A user's error (exit 2, HTTP 400), and still an ImportError to code that catches one.
+        assert isinstance(caught.value, InvalidSpec) and isinstance(caught.value, ImportError)
+        assert caught.value.exit_code == 2
+    with pytest.raises(MissingFilesystem, match="needs"), store.open(uri, "wb") as handle:
+        handle.write(b"x")
+
+
+def test_a_root_on_an_object_store_fails_on_first_use_with_the_extra(tmp_path: Path) -> None:
+    _absent("gcsfs")
+    store = ArtifactStore("gs://bucket/pipeline-root")
+    uri = store.uri_for("run-1", "model")
+    with pytest.raises(MissingFilesystem, match=r"^gs://bucket/pipeline-root/run-1/model needs gcsfs: pip install 'ketch\[gcs\]'$"):
+        store.write_text(uri, "x")
+    with pytest.raises(MissingFilesystem, match=r"pipeline-root/relative needs gcsfs"):
+        store.read_bytes("relative")
+
+
+def test_other_protocols_without_their_package_name_it() -> None:
+    _absent("pyarrow")
+    with pytest.raises(MissingFilesystem, match=r"^hdfs://namenode/x needs a package that is not installed: .*pyarrow"):
+        ArtifactStore("/tmp").read_bytes("hdfs://namenode/x")
+
+
+def test_an_unknown_protocol_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(UnknownProtocol) as caught:
+        store.read_bytes("gizmo://bucket/x")
+    message = str(caught.value)
+    assert message.startswith("gizmo://bucket/x: unknown protocol 'gizmo://'")
+    for hint in ("ketch[s3]", "ketch[gcs]", "ketch[azure]"):
+        assert hint in message
+    assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2

@@ -61,25 +61,50 @@ def duration(seconds: float) -> str:
 
 
 def state_of(manifest: dict[str, Any]) -> str:
-    """``status.state``, else the type of the newest True condition, else ``-``."""
+    """What a listing shows in STATE.
+
+    ``status.state`` when the object has one; else, for kinds that report readiness
+    (a ``Ready`` condition, as InferenceServices do), ``Ready``, ``Failed`` (Ready is
+    False) or ``NotReady`` (Unknown); else the type of the newest True condition;
+    else ``-``.
+    """
     status = manifest.get("status") or {}
-    if isinstance(status.get("state"), str):
+    if isinstance(status, dict) and isinstance(status.get("state"), str):
         return str(status["state"])
-    true = [
-        c
-        for c in status.get("conditions") or []
-        if isinstance(c, dict) and c.get("status") == "True" and c.get("type") != "Ready"
-    ]
+    ready = ready_condition(manifest)
+    if ready is not None:
+        return {"True": "Ready", "False": "Failed"}.get(str(ready.get("status")), "NotReady")
+    true = [c for c in _conditions(manifest) if c.get("status") == "True"]
     if true:
         return str(max(true, key=lambda c: str(c.get("lastTransitionTime", ""))).get("type"))
     return "-"
 
 
-def ready_of(manifest: dict[str, Any]) -> str | None:
-    for condition in (manifest.get("status") or {}).get("conditions") or []:
-        if isinstance(condition, dict) and condition.get("type") == "Ready":
-            return str(condition.get("status", "Unknown"))
+def _conditions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    status = manifest.get("status") or {}
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return [c for c in conditions or [] if isinstance(c, dict)] if isinstance(conditions, list) else []
+
+
+def ready_condition(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The object's ``Ready`` condition, if it reports one."""
+    for condition in _conditions(manifest):
+        if condition.get("type") == "Ready":
+            return condition
     return None
+
+
+def ready_of(manifest: dict[str, Any]) -> str | None:
+    condition = ready_condition(manifest)
+    return None if condition is None else str(condition.get("status", "Unknown"))
+
+
+def not_ready_reason(manifest: dict[str, Any]) -> tuple[str, str]:
+    """``(reason, message)`` of a Ready condition that is not True, else empty strings."""
+    condition = ready_condition(manifest)
+    if condition is None or condition.get("status") == "True":
+        return "", ""
+    return str(condition.get("reason") or ""), str(condition.get("message") or "")
 
 
 def stdout_console() -> Console:
@@ -120,51 +145,127 @@ def check_output(output: str | None, allowed: tuple[str, ...] = ("json", "yaml",
 
 # -- apply -------------------------------------------------------------------------
 
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
-def _read_documents(source: str) -> list[tuple[str, Any]]:
-    """``(where, document)`` for every YAML/JSON document in a file, directory or stdin."""
-    if source == "-":
-        return _parse("<stdin>", sys.stdin.read())
-    path = Path(source)
+
+def _manifest_files(source: str, recursive: bool) -> list[Path]:
+    """The files ``-f source`` names: the file itself, or a directory's manifests."""
+    path = Path(source).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        files = _walk(path, recursive)
         if not files:
-            raise InvalidSpec(f"{source} holds no .yaml, .yml or .json files", field="-f")
-    elif path.exists():
-        files = [path]
-    else:
-        raise InvalidSpec(f"{source} does not exist", field="-f")
-    documents: list[tuple[str, Any]] = []
-    for file in files:
+            where = "or below it" if recursive else "(-R also reads its subdirectories)"
+            raise InvalidSpec(f"no .yaml, .yml or .json files in {source} {where}", field="-f")
+        return files
+    if path.exists():
+        return [path]
+    raise InvalidSpec(f"{source} does not exist", field="-f")
+
+
+def _walk(folder: Path, recursive: bool) -> list[Path]:
+    """A directory's manifest files in name order, then (with ``recursive``) its
+    subdirectories' in turn, as ``kubectl apply -f DIR -R`` reads them. Links to
+    directories are not followed."""
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise InvalidSpec(f"cannot read the directory {folder}: {exc.strerror or exc}", field="-f") from None
+    files: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            if recursive and not entry.is_symlink():
+                files.extend(_walk(entry, recursive))
+        elif entry.suffix in _MANIFEST_SUFFIXES and entry.is_file():
+            files.append(entry)
+    return files
+
+
+def _read_sources(sources: list[str], recursive: bool) -> list[tuple[str, str]]:
+    """``(where, text)`` of every file the ``-f`` options name, in order.
+
+    Every path is checked before any is read, so a typo in the last ``-f`` applies
+    nothing."""
+    if not sources:
+        raise InvalidSpec("name what to apply with -f FILE, -f DIR or -f - (stdin)", field="-f")
+    if sources.count("-") > 1:
+        raise InvalidSpec("'-' (stdin) may be given once", field="-f")
+    planned: list[Path | None] = []
+    for source in sources:
+        if source == "-":
+            planned.append(None)
+        else:
+            planned.extend(_manifest_files(source, recursive))
+    texts: list[tuple[str, str]] = []
+    for file in planned:
+        if file is None:
+            texts.append(("<stdin>", sys.stdin.read()))
+            continue
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidSpec(f"cannot read {file}: {exc}", field="-f") from None
-        documents.extend(_parse(str(file), text))
+            texts.append((str(file), file.read_text(encoding="utf-8")))
+        except UnicodeDecodeError:
+            raise InvalidSpec(f"{file} is not UTF-8 text", field="-f") from None
+        except OSError as exc:
+            raise InvalidSpec(f"cannot read {file}: {exc.strerror or exc}", field="-f") from None
+    return texts
+
+
+def _read_documents(sources: list[str], recursive: bool = False) -> list[tuple[str, Any]]:
+    """``(where, document)`` for every manifest in the files, directories or stdin named.
+
+    ``where`` names the file and the document's place in it (``a.yaml (document 2)``),
+    so a refused document can be found. A file that cannot be parsed is an
+    ``InvalidSpec`` before anything is applied."""
+    documents: list[tuple[str, Any]] = []
+    for where, text in _read_sources(sources, recursive):
+        documents.extend(_parse(where, text))
+    if not documents:
+        raise InvalidSpec(f"no manifests in {', '.join(sources)}", field="-f")
     return documents
 
 
 def _parse(where: str, text: str) -> list[tuple[str, Any]]:
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise InvalidSpec(f"{where}: malformed YAML: {problem}{at}") from None
+    if where.endswith(".json") or (where == "<stdin>" and text.lstrip()[:1] in ("{", "[")):
+        try:
+            documents = [json.loads(text)]
+        except json.JSONDecodeError as exc:
+            if where.endswith(".json"):
+                raise InvalidSpec(
+                    f"{where}: malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                ) from None
+            documents = _load_yaml(where, text)  # YAML flow style also starts with { or [
+    else:
+        documents = _load_yaml(where, text)
     items: list[tuple[str, Any]] = []
-    for index, document in enumerate(documents):
-        label = f"{where} (document {index + 1})" if len(documents) > 1 else where
+    for index, document in enumerate(documents, start=1):
+        label = f"{where} (document {index})"
         if isinstance(document, dict) and document.get("kind") == "List":
-            items.extend((label, item) for item in document.get("items") or [])
+            listed = document.get("items")
+            if not isinstance(listed, list):
+                items.append((label, InvalidSpec(f"{label}: a List needs items, a list of manifests")))
+                continue
+            items.extend((f"{where} (document {index}, item {n})", item) for n, item in enumerate(listed, start=1))
         else:
             items.append((label, document))
     return items
 
 
+def _load_yaml(where: str, text: str) -> list[Any]:
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise InvalidSpec(f"{where}: malformed YAML: {problem}{at}") from None
+    except RecursionError:
+        raise InvalidSpec(f"{where}: the YAML nests too deeply") from None
+
+
 def _prepare(
     kinds: KindRegistry, where: str, document: Any, namespace: str
 ) -> tuple[Kind, str, str | None, dict[str, Any]]:
+    if isinstance(document, KetchError):
+        raise document
     if not isinstance(document, dict):
         raise InvalidSpec(f"{where}: a manifest must be a mapping, got {type(document).__name__}")
     for key in ("apiVersion", "kind"):
@@ -180,49 +281,70 @@ def _prepare(
     ns = metadata.get("namespace") or namespace
     name = metadata.get("name")
     try:
-        validate_namespace(str(ns))
+        validate_namespace(str(ns), field="metadata.namespace")
         if name is not None or kind.kind != "PipelineRun":
-            validate_name("" if name is None else str(name))
+            validate_name("" if name is None else str(name), field="metadata.name")
     except KetchError as exc:
         raise InvalidSpec(f"{where}: {exc}") from None
     return kind, str(ns), None if name is None else str(name), document
 
 
 def apply(
-    file: Annotated[str, typer.Option("--filename", "-f", help="YAML/JSON file, directory, or - for stdin")],
+    files: Annotated[
+        list[str],
+        typer.Option(
+            "--filename",
+            "-f",
+            help="A YAML/JSON file, a directory of them, or - for stdin (repeatable)",
+        ),
+    ],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-R", help="Also read the subdirectories of -f DIR")
+    ] = False,
 ) -> None:
-    """Create or update the resources in a file (multi-document YAML)."""
+    """Create or update the resources in files (multi-document YAML, JSON, directories).
+
+    Every document is applied even when others are refused; each refusal is printed
+    with its file and document number. Exit 0 when all were applied, 1 when some
+    were refused, 2 when the input cannot be read or nothing in it is valid.
+    """
     with reporting(), Client() as client:
-        documents = _read_documents(file)
+        validate_namespace(namespace, field="--namespace")
+        documents = _read_documents(files, recursive)
         kinds = client.kinds()
-        prepared = [_prepare(kinds, where, doc, namespace) for where, doc in documents]
-        if not prepared:
-            raise InvalidSpec(f"{file} holds no manifests", field="-f")
-        exit_code = 0
-        for kind, ns, name, document in prepared:
-            version = document["apiVersion"].rsplit("/", 1)[-1]
+        applied = 0
+        codes: set[int] = set()
+        for where, document in documents:
+            try:
+                kind, ns, name, manifest = _prepare(kinds, where, document, namespace)
+            except KetchError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                codes.add(exc.exit_code)
+                continue
+            version = manifest["apiVersion"].rsplit("/", 1)[-1]
             try:
                 if name is None:
                     response = client.request(
-                        "POST", collection_path(kind, ns, version), json=document
+                        "POST", collection_path(kind, ns, version), json=manifest
                     )
                     result = "created"
                 else:
                     response = client.request(
-                        "PUT", object_path(kind, ns, name, version), json=document
+                        "PUT", object_path(kind, ns, name, version), json=manifest
                     )
                     result = response.headers.get("X-Ketch-Apply", "configured")
+            except NoServer:
+                raise
             except KetchError as exc:
-                if isinstance(exc, NoServer):
-                    raise
-                typer.echo(f"error: {kind.singular}/{name or '?'}: {exc}", err=True)
-                exit_code = exit_code or exc.exit_code
+                typer.echo(f"error: {where}: {kind.singular}/{name or '?'}: {exc}", err=True)
+                codes.add(exc.exit_code)
                 continue
-            applied = response.json()
-            typer.echo(f"{kind.singular}/{applied['metadata']['name']} {result}")
-        if exit_code:
-            raise typer.Exit(exit_code)
+            applied += 1
+            typer.echo(f"{kind.singular}/{response.json()['metadata']['name']} {result}")
+        if codes:
+            # Nothing applied and every refusal was the input's fault: bad input (2).
+            raise typer.Exit(codes.pop() if applied == 0 and len(codes) == 1 else 1)
 
 
 # -- get --------------------------------------------------------------------------
@@ -253,26 +375,42 @@ def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> 
         return rows(items, all_ns, wide)
     is_run = kind.kind == "PipelineRun"
     show_ready = any(ready_of(item) is not None for item in items)
+    show_url = any(isinstance((item.get("status") or {}).get("url"), str) for item in items)
+    show_reason = any(not_ready_reason(item)[0] for item in items)
     columns = (["NAMESPACE"] if all_ns else []) + ["NAME"]
     if is_run:
         columns.append("DISPLAY NAME")
+    if show_url:
+        columns.append("URL")
     columns.append("STATE")
     if show_ready:
         columns.append("READY")
+    if show_reason:
+        columns.append("REASON")
     columns.append("AGE")
     if wide:
+        if show_ready:
+            columns.append("MESSAGE")
         columns += ["GENERATION", "LABELS"]
     rows: list[list[str]] = []
     for item in items:
         meta = item.get("metadata", {})
+        status = item.get("status") or {}
+        reason, message = not_ready_reason(item)
         row = ([meta.get("namespace", "")] if all_ns else []) + [meta.get("name", "")]
         if is_run:
             row.append((meta.get("annotations") or {}).get(_DISPLAY_NAME, ""))
+        if show_url:
+            row.append(str(status.get("url") or "-"))
         row.append(state_of(item))
         if show_ready:
             row.append(ready_of(item) or "-")
+        if show_reason:
+            row.append(reason or "-")
         row.append(age(meta.get("creationTimestamp")))
         if wide:
+            if show_ready:
+                row.append(message or "-")
             labels = meta.get("labels") or {}
             row += [str(meta.get("generation", "")), ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>"]
         rows.append(row)
@@ -388,7 +526,7 @@ def show(
         ("Annotations", ", ".join(f"{k}={v}" for k, v in (meta.get("annotations") or {}).items()) or "<none>"),
         ("Created", f"{meta.get('creationTimestamp', '')} ({age(meta.get('creationTimestamp'))} ago)"),
         ("Generation", str(meta.get("generation", ""))),
-        ("State", state_of(item)),
+        ("State", _state_line(item)),
     ]
     for label, value in lines:
         typer.echo(f"{label + ':':<13}{value}")
@@ -425,6 +563,12 @@ def show(
                 ["TYPE", "REASON", "AGE", "MESSAGE"],
                 [[e.get("type", ""), e.get("reason", ""), age(e.get("eventTime")), e.get("message", "")] for e in events],
             )
+
+
+def _state_line(item: dict[str, Any]) -> str:
+    reason, message = not_ready_reason(item)
+    detail = ": ".join(part for part in (reason, message) if part)
+    return f"{state_of(item)} ({detail})" if detail else state_of(item)
 
 
 def _indent(text: str) -> str:
@@ -464,7 +608,13 @@ def logs(
     name: Annotated[str, typer.Argument()],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until it ends")] = False,
-    replica: Annotated[str | None, typer.Option("--replica", help="Replica, e.g. master-0 or worker-1")] = None,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            "--replica",
+            help="Replica: worker-1 (short for NAME-worker-1), master-0, or a full key of status.logPaths",
+        ),
+    ] = None,
     task: Annotated[str | None, typer.Option("--task", help="Pipeline task path, e.g. train")] = None,
 ) -> None:
     """Print an object's logs (a pipeline run's task logs, a job replica's log)."""
@@ -472,7 +622,69 @@ def logs(
         kind = client.kind(kind_name)
         validate_namespace(namespace, field="--namespace")
         validate_name(name, field="NAME")
+        if replica is not None and task is not None:
+            raise InvalidSpec("give --replica (jobs, services) or --task (pipeline runs), not both", field="--replica")
+        if kind.kind == "PipelineRun":
+            if replica is not None:
+                raise InvalidSpec("pipeline runs have tasks, not replicas; use --task", field="--replica")
+        elif task is not None:
+            raise InvalidSpec(f"--task names a pipeline run's task; {kind.plural} have replicas (--replica)", field="--task")
+        if replica is not None:
+            if not replica.strip():
+                raise InvalidSpec("must not be empty", field="--replica")
+            replica = resolve_replica(client, kind, namespace, name, replica, follow=follow)
         stream_logs(client, kind, namespace, name, follow=follow, replica=replica, task=task)
+
+
+_FINISHED_CONDITIONS = ("Succeeded", "Failed", "Complete", "Completed", "Canceled")
+
+
+def _is_finished(manifest: dict[str, Any]) -> bool:
+    status = manifest.get("status") or {}
+    if isinstance(status, dict) and status.get("completionTime"):
+        return True
+    return any(
+        c.get("type") in _FINISHED_CONDITIONS and c.get("status") == "True" for c in _conditions(manifest)
+    )
+
+
+def replica_key(log_paths: Any, name: str, replica: str) -> str | None:
+    """The key of ``status.logPaths`` that ``--replica`` means, if it is there yet.
+
+    Training jobs key their replicas ``<job>-<type>-<index>`` (``mnist-worker-1``);
+    ``worker-1`` is short for that. An exact key always wins; case does not matter.
+    """
+    if not isinstance(log_paths, dict) or not log_paths:
+        return None
+    keys = [str(k) for k in log_paths]
+    candidates = [replica, f"{name}-{replica}"]
+    for candidate in candidates:
+        if candidate in keys:
+            return candidate
+    lowered = {k.lower(): k for k in keys}
+    for candidate in candidates:
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    return None
+
+
+def resolve_replica(
+    client: Client, kind: Kind, namespace: str, name: str, replica: str, *, follow: bool
+) -> str:
+    """The ``status.logPaths`` key ``replica`` names. With ``follow``, waits for a
+    replica that has not started yet (until the object finishes); otherwise, and when
+    nothing matches, ``replica`` as given, for the server to refuse with the list of
+    replicas it knows."""
+    path = object_path(kind, namespace, name)
+    while True:
+        item = client.json("GET", path)
+        status = item.get("status") or {}
+        found = replica_key(status.get("logPaths") if isinstance(status, dict) else None, name, replica)
+        if found is not None:
+            return found
+        if not follow or _is_finished(item):
+            return replica
+        time.sleep(0.25)
 
 
 def stream_logs(

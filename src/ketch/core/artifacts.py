@@ -6,6 +6,12 @@ Locally a write goes to a temporary file in the same directory, which then repla
 the target (``os.replace``). On object stores (S3, GCS, Azure) an upload is already
 all-or-nothing, so it goes straight to its key; on other filesystems it goes to a
 temporary name that is then moved into place.
+
+Object stores need their fsspec package, installed with an extra of Ketch's:
+``s3://`` needs s3fs (``ketch[s3]``), ``gs://`` gcsfs (``ketch[gcs]``), ``az://`` and
+``abfs://`` adlfs (``ketch[azure]``). Without it, or for a protocol fsspec does not
+know, every method raises an ``InvalidSpec`` that names the URI and what to install
+(:class:`MissingFilesystem`, :class:`UnknownProtocol`), never a bare ``ImportError``.
 """
 
 from __future__ import annotations
@@ -27,17 +33,102 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from ketch.core import config
-from ketch.core.errors import NotFound
+from ketch.core.errors import InvalidSpec, NotFound
 
 # Filesystems whose single-object writes are atomic (a PUT replaces the object whole).
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
 
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(://|::)")  # s3://b/k, simplecache::s3://b/k
 
 
 def _has_scheme(uri: str) -> bool:
     return bool(_SCHEME.match(uri))
+
+
+class MissingFilesystem(InvalidSpec, ImportError):
+    """A URI whose filesystem needs a package that is not installed.
+
+    Also an ``ImportError``, so code that already catches one keeps working."""
+
+
+class UnknownProtocol(InvalidSpec, ValueError):
+    """A URI whose protocol fsspec does not know."""
+
+
+# protocol -> (the package that implements it, the Ketch extra that installs it)
+_PACKAGES: dict[str, tuple[str, str | None]] = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "azure"),
+    "abfs": ("adlfs", "azure"),
+    "abfss": ("adlfs", "azure"),
+    "adl": ("adlfs", "azure"),
+    "hf": ("huggingface_hub", None),
+    "sftp": ("paramiko", None),
+    "ssh": ("paramiko", None),
+    "http": ("aiohttp", None),
+    "https": ("aiohttp", None),
+}
+
+
+def _protocols(uri: str) -> list[str]:
+    """The protocols of ``uri``, outermost first (``simplecache::s3://b/k`` has two)."""
+    found = []
+    for part in uri.split("::"):
+        protocol = part.split("://", 1)[0] if "://" in part else part
+        if protocol and "/" not in protocol:
+            found.append(protocol.lower())
+    return found
+
+
+def _missing_package(uri: str) -> MissingFilesystem | None:
+    """The error for the first protocol of ``uri`` whose package is not installed."""
+    import importlib.util
+
+    for protocol in _protocols(uri):
+        package, extra = _PACKAGES.get(protocol, ("", None))
+        if not package or importlib.util.find_spec(package) is not None:
+            continue
+        install = f"pip install 'ketch[{extra}]'" if extra else f"pip install {package}"
+        return MissingFilesystem(f"{uri} needs {package}: {install}")
+    return None
+
+
+def missing_filesystem(uri: str, exc: ImportError) -> MissingFilesystem:
+    """The error for ``uri`` when fsspec could not import its filesystem."""
+    found = _missing_package(uri)
+    if found is not None:
+        return found
+    detail = str(exc) or type(exc).__name__
+    return MissingFilesystem(f"{uri} needs a package that is not installed: {detail}")
+
+
+def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem holding ``uri`` and the path within it.
+
+    Raises :class:`MissingFilesystem` (naming the package and the ``pip install``)
+    when the protocol's package is not installed, and :class:`UnknownProtocol` when
+    fsspec does not know the protocol."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except ImportError as exc:
+        raise missing_filesystem(uri, exc) from None
+    except ValueError as exc:
+        if "Protocol not known" not in str(exc):
+            raise
+        missing = _missing_package(uri)  # abfss:// is known only once adlfs is installed
+        if missing is not None:
+            raise missing from None
+        protocol = str(exc).rsplit(":", 1)[-1].strip() or (_protocols(uri) or ["?"])[0]
+        raise UnknownProtocol(
+            f"{uri}: unknown protocol '{protocol}://'; artifacts may be local paths, file://, "
+            "memory://, s3:// (pip install 'ketch[s3]'), gs:// (pip install 'ketch[gcs]'), "
+            "az:// (pip install 'ketch[azure]') or any other protocol fsspec knows"
+        ) from None
+    return fs, path
 
 
 class ArtifactStore:
@@ -71,9 +162,9 @@ class ArtifactStore:
         return self.uri_for(text)
 
     def filesystem(self, uri: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
-        """The fsspec filesystem holding ``uri`` and the path within it."""
-        fs, path = fsspec.core.url_to_fs(self.resolve(uri))
-        return fs, path
+        """The fsspec filesystem holding ``uri`` and the path within it (see
+        :func:`filesystem` for the errors)."""
+        return filesystem(self.resolve(uri))
 
     # -- reads -----------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""What ``ketch get``/``describe`` say of InferenceServices that fail, and ``ketch logs
+--replica`` with a replica's short name, against real services and real jobs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import Ketch, bad, ok
+from tests.server.helpers import base_env, ketch_command
+
+ISVC = """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: {name}}}
+spec:
+  predictor:
+    model:
+      modelFormat: {{name: sklearn}}
+      storageUri: {uri}
+"""
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    for flag in ("--version", "-V"):
+        result = subprocess.run(
+            [*ketch_command(), flag], capture_output=True, text=True, timeout=60, env=base_env(tmp_path)
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"ketch {version('ketch')}"
+
+
+def _sklearn_model(folder: Path) -> Path:
+    joblib = pytest.importorskip("joblib")
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    folder.mkdir(parents=True)
+    model = linear_model.LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    joblib.dump(model, folder / "model.joblib")
+    return folder / "model.joblib"
+
+
+def test_get_isvc_shows_a_failed_service_as_failed_with_its_reason(ketch: Ketch, ns: str, tmp_path: Path) -> None:
+    model = _sklearn_model(tmp_path / "model")
+    manifests = ISVC.format(name="good", uri=model.as_uri()) + "---\n" + ISVC.format(
+        name="broken", uri=(tmp_path / "missing" / "model.joblib").as_uri()
+    )
+    ok(ketch("apply", "-f", "-", "-n", ns, stdin=manifests))
+    try:
+        ok(ketch("wait", "isvc", "broken", "-n", ns, "--for", "condition=Ready=False", "--timeout", "120", timeout=150))
+        ok(ketch("wait", "isvc", "good", "-n", ns, "--for", "condition=Ready", "--timeout", "120", timeout=150))
+        table = ok(ketch("get", "isvc", "-n", ns))
+        assert "IngressReady" not in table
+        header, *rows = [line.split() for line in table.splitlines()]
+        assert header == ["NAME", "URL", "STATE", "READY", "REASON", "AGE"]
+        by_name = {row[0]: row for row in rows}
+        assert by_name["broken"][2:5] == ["Failed", "False", "RevisionFailed"]
+        assert by_name["good"][2:5] == ["Ready", "True", "-"]
+        assert by_name["good"][1].startswith("http://")
+        wide = ok(ketch("get", "isvc", "broken", "-n", ns, "-o", "wide"))
+        assert "MESSAGE" in wide and "does not exist" in wide
+        described = ok(ketch("describe", "isvc", "broken", "-n", ns))
+        state = next(line for line in described.splitlines() if line.startswith("State:"))
+        assert state.split()[1] == "Failed" and "RevisionFailed" in state
+    finally:
+        ketch("delete", "isvc", "good", "broken", "-n", ns, "--ignore-not-found")
+
+
+JOB = """\
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {{name: {name}}}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      template: {{spec: {{containers: [{{name: pytorch, image: example/trainer, command: {command}}}]}}}}
+    Worker:
+      replicas: 2
+      template: {{spec: {{containers: [{{name: pytorch, image: example/trainer, command: {command}}}]}}}}
+"""
+
+# Prints twice with a pause between, so a follower sees a log that is still growing.
+SCRIPT = (
+    "import os, time; print('first from rank', os.environ['RANK'], flush=True); "
+    "time.sleep(1); print('last from rank', os.environ['RANK'], flush=True)"
+)
+
+
+def test_logs_replica_short_name_with_and_without_follow(ketch: Ketch, ns: str) -> None:
+    command = [sys.executable, "-c", SCRIPT]
+    ok(ketch("apply", "-f", "-", "-n", ns, stdin=JOB.format(name="lj", command=command)))
+    # Straight after apply: the replica may not have started; --follow waits for it.
+    followed = ok(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "worker-1", "--follow", timeout=120))
+    assert followed == "first from rank 2\nlast from rank 2\n"
+    ok(ketch("wait", "pytorchjob", "lj", "-n", ns, "--for", "condition=Succeeded", "--timeout", "60", timeout=90))
+    assert ok(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "worker-1")) == "first from rank 2\nlast from rank 2\n"
+    assert ok(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "Worker-0")) == "first from rank 1\nlast from rank 1\n"
+    assert ok(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "lj-master-0")).startswith("first from rank 0\n")
+    assert ok(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "master-0", "-f")) == (
+        "first from rank 0\nlast from rank 0\n"
+    )
+    # A replica the job does not have: refused at once, naming the ones it has.
+    for follow in ((), ("--follow",)):
+        bad(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", "worker-7", *follow), 2, "worker-7", "lj-worker-1")
+    bad(ketch("logs", "pytorchjob", "lj", "-n", ns, "--task", "train"), 2, "--task")
+    bad(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", " "), 2, "--replica")
+    bad(ketch("logs", "pytorchjob", "nothing-here", "-n", ns, "--replica", "worker-1", "-f"), 2, "not found")
