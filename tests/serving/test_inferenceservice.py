@@ -122,8 +122,17 @@ def test_load_failure_leaves_the_service_not_ready(api_server: Server, tmp_path:
         assert ready["reason"] == "RevisionFailed"
         assert "failed to load" in ready["message"], ready
         assert condition(doc, "PredictorReady")["message"] == ready["message"]
+        ingress = condition(doc, "IngressReady")  # nothing routes to a failed predictor
+        assert ingress["status"] == "False", ingress
+        assert ingress["reason"] == "Predictor ingress not created"
         model_status = doc["status"]["modelStatus"]
         assert model_status["transitionStatus"] == "BlockedByFailedLoad"
+        assert model_status["states"]["targetModelState"] == "FailedToLoad"
+        assert model_status["states"]["activeModelState"] != "Loaded"
+        for _ in range(5):  # while it retries, the service is never reported ready
+            again = get(client, name)
+            assert condition(again, "Ready").get("status") != "True", again["status"]
+            assert condition(again, "IngressReady").get("status") != "True", again["status"]
         assert model_status["lastFailureInfo"]["reason"] == "ModelLoadFailed"
         assert "failed to load" in model_status["lastFailureInfo"]["message"]
         delete(client, name)

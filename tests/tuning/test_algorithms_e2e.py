@@ -674,6 +674,7 @@ def test_file_collector_reads_the_trials_own_metrics_file(local: TuningClient, f
     done = run_local(local, manifest)
     assert done.succeeded, done.status
     trials = local.list_trials(name)
+    uids = {t["metadata"]["name"]: t["metadata"]["uid"] for t in stored_trials(name)}
     assert len(trials) == 2 and {t.state for t in trials} == {"Succeeded"}
     for trial in trials:
         x, y = float(trial.parameters["x"]), float(trial.parameters["y"])
@@ -684,7 +685,8 @@ def test_file_collector_reads_the_trials_own_metrics_file(local: TuningClient, f
         assert float(trial.metrics["score"]["latest"]) == pytest.approx(score / 2, abs=1e-5)
         assert float(trial.metrics["loss"]["latest"]) == 2
         # the program wrote to the trial's own copy of the path
-        assert (collectors.trial_dir("default", trial.name) / "fs" / path.lstrip("/")).is_file()
+        folder = collectors.trial_dir("default", trial.name, uids[trial.name])
+        assert (folder / "fs" / path.lstrip("/")).is_file()
 
 
 PUSH_PROGRAM = (

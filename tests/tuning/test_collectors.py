@@ -11,12 +11,16 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from ketch.core import config
 from ketch.core.errors import InvalidSpec
+from ketch.core.resource import Resource
+from ketch.core.store.resources import ResourceStore
 from ketch.tuning.api import push_url
 from ketch.tuning.collectors import (
     DEFAULT_FILE_PATH,
@@ -435,6 +439,7 @@ def push_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Thr
     app = FastAPI()
     errors.install(app)
     app.include_router(api.router)
+    app.state.api = SimpleNamespace(store=ResourceStore(config.database_url()))
     with ThreadServer(app) as running:
         yield running
 
@@ -442,7 +447,17 @@ def push_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Thr
 def test_push_endpoint(push_server: ThreadServer, monkeypatch: pytest.MonkeyPatch) -> None:
     server = push_server
     ns, trial = f"t-{uuid.uuid4().hex[:8]}", f"trial-{uuid.uuid4().hex[:6]}"
-    folder = trial_dir(ns, trial)
+    store = ResourceStore(config.database_url(), migrate=False)
+    stored = store.create(  # the endpoint takes the metrics of a stored trial
+        Resource.from_manifest(
+            {
+                "apiVersion": "kubeflow.org/v1beta1",
+                "kind": "Trial",
+                "metadata": {"name": trial, "namespace": ns},
+            }
+        )
+    )
+    folder = trial_dir(ns, trial, stored.metadata.uid)
     collector = make_collector(
         {"collector": {"kind": "Push"}}, ["loss"], log_path=None, trial_dir=folder
     )

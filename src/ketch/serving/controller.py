@@ -62,6 +62,9 @@ from ketch.serving.spec import (
 log = logging.getLogger("ketch.serving.controller")
 
 KIND = "InferenceService"
+# KServe's IngressReady reasons while a component is not ready
+PREDICTOR_INGRESS_NOT_CREATED = "Predictor ingress not created"
+TRANSFORMER_INGRESS_NOT_CREATED = "Transformer ingress not created"
 READY_LINE = re.compile(r"Ketch model server listening on http://([\d.]+):(\d+)")
 START_TIMEOUT = 300.0
 STOP_GRACE = 3.0
@@ -113,6 +116,7 @@ class Revision:
 class Service:
     key: Key
     predictor: ComponentRouter
+    uid: str = ""  # the object's metadata.uid: logs are kept per object, not per name
     transformer: ComponentRouter | None = None
     revisions: dict[str, Revision] = field(default_factory=dict)
     logger_spec: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -163,6 +167,11 @@ class InferenceServiceController(Controller):
             return None
         status: dict[str, Any] = copy.deepcopy(resource.status)
         annotations = resource.metadata.annotations
+        uid = resource.metadata.uid or ""
+        with self._lock:
+            running = self.services.get(key)
+        if running is not None and running.uid != uid:  # deleted and created again
+            self.teardown(key)
         try:
             spec = parse(resource.spec)
             predictor_source(spec.predictor)
@@ -175,11 +184,17 @@ class InferenceServiceController(Controller):
             )
         except InvalidSpec as exc:
             set_condition(status, "PredictorReady", "False", "InvalidSpec", str(exc))
+            set_condition(status, "IngressReady", "False", PREDICTOR_INGRESS_NOT_CREATED, str(exc))
             set_condition(status, "Ready", "False", "InvalidSpec", str(exc))
+            status["modelStatus"] = {  # KServe: an invalid spec blocks the target model
+                "transitionStatus": "InvalidSpec",
+                "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+                "lastFailureInfo": {"reason": "InvalidPredictorSpec", "message": str(exc)},
+            }
             self._write(key, resource.status, status)
             self.teardown(key)
             return None
-        svc = self._service(key, status, tr_source is not None)
+        svc = self._service(key, status, tr_source is not None, uid)
         svc.predictor.timeout = float(spec.predictor.timeout or DEFAULT_TIMEOUT)
         if svc.transformer is not None and spec.transformer is not None:
             svc.transformer.timeout = float(spec.transformer.timeout or DEFAULT_TIMEOUT)
@@ -267,14 +282,16 @@ class InferenceServiceController(Controller):
 
     # -- services and revisions ------------------------------------------------------
 
-    def _service(self, key: Key, status: dict[str, Any], with_transformer: bool) -> Service:
+    def _service(
+        self, key: Key, status: dict[str, Any], with_transformer: bool, uid: str
+    ) -> Service:
         with self._lock:
             svc = self.services.get(key)
         namespace, name = key
         if svc is None:
             router = ComponentRouter(f"{name}-predictor")
             _host.start(router, _port_of(status.get("components", {}).get("predictor", {})))
-            svc = Service(key, router)
+            svc = Service(key, router, uid=uid)
             with self._lock:
                 self.services[key] = svc
             self._event(key, "RouterStarted", f"predictor router on 127.0.0.1:{router.port}")
@@ -402,7 +419,7 @@ class InferenceServiceController(Controller):
         namespace, name = svc.key
         replica_name = f"{rev.name}-{rev.next_index}"
         rev.next_index += 1
-        folder = config.ketch_home() / "logs" / "inferenceservices" / namespace / name
+        folder = log_dir(namespace, name, svc.uid)
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / f"{replica_name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
@@ -557,8 +574,10 @@ class InferenceServiceController(Controller):
             status["conditions"] = [
                 c for c in status.get("conditions", []) if c.get("type") != "TransformerReady"
             ]
-        set_condition(status, "IngressReady", "True", "RouterListening", f"serving {public}")
+        # KServe routes to a component only once it is ready: until then the ingress
+        # is not ready either (False when a component failed, Unknown while starting)
         if all(ok == "True" for ok in conditions_ok):
+            set_condition(status, "IngressReady", "True", "RouterListening", f"serving {public}")
             set_condition(status, "Ready", "True", "Ready", f"serving {public}")
         else:
             failing = [
@@ -568,6 +587,12 @@ class InferenceServiceController(Controller):
             ]
             first = failing[0]
             status_value = "False" if any(c["status"] == "False" for c in failing) else "Unknown"
+            ingress_reason = (
+                PREDICTOR_INGRESS_NOT_CREATED
+                if first["type"] == "PredictorReady"
+                else TRANSFORMER_INGRESS_NOT_CREATED
+            )
+            set_condition(status, "IngressReady", status_value, ingress_reason, first["message"])
             set_condition(status, "Ready", status_value, first["reason"], first["message"])
 
         status["modelStatus"] = _model_status(stable_rev, latest_rev)
@@ -666,12 +691,12 @@ def _model_status(stable: Revision | None, latest: Revision | None) -> dict[str,
     """KServe's ``status.modelStatus``: the model's load state and the last failure."""
     serving = stable is not None and stable.ever_ready
     if latest is not None and latest.failed:
+        # as KServe: the target model failed to load; the active one is the model an
+        # earlier revision still serves, or none
         return {
             "transitionStatus": "BlockedByFailedLoad",
             "states": {
-                "activeModelState": "Loaded"
-                if serving and stable is not latest
-                else "FailedToLoad",
+                "activeModelState": "Loaded" if serving and stable is not latest else "",
                 "targetModelState": "FailedToLoad",
             },
             "lastFailureInfo": {"reason": "ModelLoadFailed", "message": latest.failed},
@@ -688,6 +713,13 @@ def _model_status(stable: Revision | None, latest: Revision | None) -> dict[str,
             "targetModelState": "Loading",
         },
     }
+
+
+def log_dir(namespace: str, name: str, uid: str) -> Path:
+    """Where an InferenceService's replica logs go: one folder per object (its uid), so
+    a service deleted and created again under its name starts with fresh logs."""
+    folder = config.ketch_home() / "logs" / "inferenceservices" / namespace / name
+    return folder / uid if uid else folder
 
 
 def _addresses(rev: Revision | None) -> tuple[ReplicaAddress, ...]:

@@ -82,7 +82,15 @@ async def push_metrics(namespace: str, name: str, request: Request) -> dict[str,
         step = validate_step(body.get("step"))
     except ValueError as exc:
         raise InvalidSpec(str(exc), field="step") from None
-    directory = trial_dir(namespace, name)
+    store = request.app.state.api.store
+    try:
+        trial = await run_in_threadpool(store.get, "Trial", namespace, name)
+    except NotFound:
+        raise NotFound(
+            f"trial {namespace}/{name} does not exist",
+            hint="metrics are accepted from a trial the tuning controller started",
+        ) from None
+    directory = trial_dir(namespace, name, trial.metadata.uid)
     if not directory.is_dir():
         raise NotFound(
             f"trial {namespace}/{name} is not collecting pushed metrics",

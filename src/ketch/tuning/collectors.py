@@ -101,9 +101,13 @@ class Collector(Protocol):
 # -- where a trial's files live ------------------------------------------------------
 
 
-def trial_dir(namespace: str, trial: str) -> Path:
-    """The directory of a trial's metrics files: ``<logs>/tuning/<namespace>/<trial>``."""
-    return config.logs_dir() / "tuning" / namespace / trial
+def trial_dir(namespace: str, trial: str, uid: str | None) -> Path:
+    """The directory of a trial's metrics files: ``<logs>/tuning/<namespace>/<trial>/<uid>``.
+
+    The trial's uid keeps a trial deleted and created again under the same name from
+    reading (or appending to) the files of the one before it."""
+    folder = config.logs_dir() / "tuning" / namespace / trial
+    return folder / uid if uid else folder
 
 
 def push_file(directory: Path) -> Path:

@@ -522,7 +522,8 @@ class ExperimentController(StatusController):
         if not isinstance(seed, int):
             seed = random.SystemRandom().randrange(2**31)
             book["seed"] = seed
-        workdir = collectors.trial_dir(key[0], key[1]).parent / f".{key[1]}-study"
+        uid = experiment.metadata.uid or "local"
+        workdir = collectors.trial_dir(key[0], key[1], None).parent / f".{key[1]}-{uid}-study"
         suggester = Suggester(spec, seed=seed, workdir=workdir)
         records = [_record(spec, t) for t in self.trials.of(key)]
         suggester.restore(records)
@@ -900,7 +901,12 @@ class TrialController(StatusController):
     def _create_job(self, key: Key, trial: Resource, run_spec: dict[str, Any]) -> Resource:
         namespace, name = key
         manifest = copy.deepcopy(run_spec)
-        folder = collectors.trial_dir(namespace, name)
+        # the job is the trial's: its name and namespace (as the controller looks it up)
+        metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+        labels = dict(metadata.get("labels") or {})
+        labels[trials.TRIAL_LABEL] = name
+        manifest["metadata"] = {**metadata, "name": name, "namespace": namespace, "labels": labels}
+        folder = collectors.trial_dir(namespace, name, trial.metadata.uid)
         folder.mkdir(parents=True, exist_ok=True)
         collector_spec = trial.spec.get("metricsCollector") or {}
         source_path = (((collector_spec.get("source") or {}).get("fileSystemPath")) or {}).get("path")
@@ -925,7 +931,7 @@ class TrialController(StatusController):
             return run
 
     def _collect(self, key: Key, trial: Resource, run: TrialRun, job: Resource) -> None:
-        folder = collectors.trial_dir(*key)
+        folder = collectors.trial_dir(*key, trial.metadata.uid)
         names = _metric_names(trial.spec)
         spec = trial.spec.get("metricsCollector") or None
         kind_ = ((spec or {}).get("collector") or {}).get("kind", "StdOut")
