@@ -84,6 +84,8 @@ def test_cancel_and_retry_from_the_cli(ketch: Ketch, client: httpx.Client, ns: s
     ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Running", "--timeout", "60", timeout=90))
     ok(ketch("runs", "cancel", run_id, "-n", ns))
     ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Canceled", "--timeout", "30", timeout=60))
+    # a finished run: nothing is canceled, and the command says so
+    bad(ketch("runs", "cancel", run_id, "-n", ns), 1, "already finished (CANCELED); nothing was canceled")
     bad(ketch("runs", "cancel", "no-such-run", "-n", ns), 2, "not found")
 
 

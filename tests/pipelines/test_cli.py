@@ -181,3 +181,57 @@ def test_json_output_is_one_object_even_on_failure(tmp_path, ketch_cli):
     result = json.loads(proc.stdout)
     assert result["state"] == "FAILED"
     assert result["tasks"]["bad"]["state"] == "FAILED"
+
+
+@pytest.mark.parametrize("what", ["directory", "binary", "binary-py"])
+def test_directory_or_binary_file_is_bad_input(tmp_path, ketch_cli, what):
+    if what == "directory":
+        target = tmp_path / "pipelines"
+        target.mkdir()
+    else:
+        target = tmp_path / ("p.py" if what == "binary-py" else "p.yaml")
+        target.write_bytes(bytes(range(256)) * 4)
+    proc = ketch_cli("run", target)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert str(target) in lines[0]
+    assert ("is a directory" if what == "directory" else "is a binary file") in lines[0]
+
+
+def test_cached_run_starts_no_warm_interpreter(tmp_path):
+    """Warm interpreters start when a task first runs: a run whose tasks are all
+    cached has none to wait for when it ends."""
+    import ketch
+    from ketch.core.backend.local import LocalBackend
+
+    class Recording(LocalBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.prewarmed: list[tuple[str, ...]] = []
+
+        def prewarm(self, python, preload=(), env=None, warmup=None):  # type: ignore[override]
+            self.prewarmed.append(tuple(preload))
+            return super().prewarm(python, preload, env, warmup)
+
+    @dsl.component
+    def double(x: int) -> int:
+        return 2 * x
+
+    @dsl.pipeline(name="warm-lazily")
+    def p(x: int = 2) -> int:
+        return double(x=x).output
+
+    first_backend, second_backend = Recording(), Recording()
+    try:
+        first = ketch.run(p, backend=first_backend)
+        assert first.state == "SUCCEEDED", first.error
+        assert first_backend.prewarmed  # a task ran: the warm interpreter was started
+        second = ketch.run(p, backend=second_backend)
+        assert second.state == "SUCCEEDED", second.error
+        assert second.tasks["double"].cached
+        assert second_backend.prewarmed == []
+    finally:
+        first_backend.shutdown()
+        second_backend.shutdown()

@@ -7,12 +7,14 @@ the server's run service.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ketch.cli.http import Client, reporting
+from ketch.cli.http import Client, NoServer, reporting
 from ketch.cli.resources import (
     NamespaceOpt,
     age,
@@ -57,6 +59,33 @@ def _duration(item: dict[str, Any]) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else age(start, finish)
 
 
+def _local_runs() -> Any:
+    """The runs stored in this machine's Ketch home (or ``KETCH_DATABASE_URL``), read
+    directly; ``None`` when ``KETCH_URL`` names a server or nothing is stored."""
+    if os.environ.get("KETCH_URL"):
+        return None
+    from ketch.core import config
+
+    url = config.database_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    from ketch.server.pipelineruns import PipelineRunSource
+
+    return PipelineRunSource(url, lambda: None)
+
+
+def _without_server(client: Client) -> Any:
+    """With no server at the default URL, ``runs list``/``get`` read the local store."""
+    source = _local_runs()
+    if source is None:
+        return None
+    typer.echo(
+        f"note: no Ketch server at {client.url}; showing the runs stored in this machine's "
+        "Ketch home", err=True,
+    )
+    return source
+
+
 @app.command("list")
 def list_runs(
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
@@ -67,7 +96,15 @@ def list_runs(
     with reporting(), Client() as client:
         check_output(output, ("json", "yaml"))
         validate_namespace(namespace, field="--namespace")
-        items = list(list_objects(client, PIPELINE_RUN, None if all_namespaces else namespace))
+        scope = None if all_namespaces else namespace
+        try:
+            items = list(list_objects(client, PIPELINE_RUN, scope))
+        except NoServer:
+            source = _without_server(client)
+            if source is None:
+                raise
+            items = source.list(PIPELINE_RUN, scope, label_selector=None, limit=None,
+                                continue_token=None).items
         if output:
             dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
             return
@@ -98,7 +135,14 @@ def get_run(
     """Show a run: state, parameters, outputs and its tasks."""
     with reporting(), Client() as client:
         check_output(output, ("json", "yaml"))
-        item = client.json("GET", _path(namespace, run_id))
+        path = _path(namespace, run_id)
+        try:
+            item = client.json("GET", path)
+        except NoServer:
+            source = _without_server(client)
+            if source is None:
+                raise
+            item = source.get(PIPELINE_RUN, namespace, run_id)
         if output:
             dump(item, output)
             return
@@ -127,7 +171,8 @@ def _act(action: str, run_id: str, namespace: str, done: str) -> None:
 
 @app.command("cancel")
 def cancel_run(run_id: RunId, namespace: NamespaceOpt = DEFAULT_NAMESPACE) -> None:
-    """Cancel a run: its running tasks are stopped."""
+    """Cancel a run: its running tasks are stopped. A run that has already finished
+    is left as it is: the command says nothing was canceled and exits 1."""
     _act("cancel", run_id, namespace, "canceled")
 
 

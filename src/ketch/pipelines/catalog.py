@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import yaml
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ketch.core.documents import load_yaml_all
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import retry_locked, session_scope
 from ketch.core.store.models import (
@@ -36,7 +36,7 @@ from ketch.core.store.models import (
     PipelineRunRow,
     PipelineTaskRow,
 )
-from ketch.pipelines import filters
+from ketch.pipelines import filters, owners
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.kfp_models import status, ts
@@ -251,10 +251,7 @@ def parse_package(data: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidSpec("the pipeline file is not UTF-8 text", field="uploadfile") from exc
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise InvalidSpec(f"the pipeline file is not valid YAML or JSON: {exc}", field="uploadfile") from exc
+    docs = load_yaml_all(text, field="uploadfile")
     if not docs:
         raise InvalidSpec("the pipeline file is empty", field="uploadfile")
     spec, platform = normalize_spec(docs[0], where="uploadfile")
@@ -528,7 +525,15 @@ class Catalog:
 
     # ------------------------------------------------------------ runs
 
+    def _reap(self) -> None:
+        """Runs of a ``ketch run`` that died end FAILED before anyone reads them."""
+        try:
+            owners.reap(self.url, min_interval=1.0)
+        except Exception:  # a read must still answer
+            pass
+
     def get_run(self, run_id: str) -> tuple[PipelineRunRow, KfpRunMetaRow | None]:
+        self._reap()
         with session_scope(self.url, readonly=True) as s:
             row = _found(s, R, run_id, "run")
             meta = s.get(KfpRunMetaRow, run_id)
@@ -538,6 +543,7 @@ class Catalog:
         self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
     ) -> tuple[Page, dict[str, KfpRunMetaRow]]:
         where = _scope(R, namespace, experiment_id)
+        self._reap()
         with session_scope(self.url, readonly=True) as s:
             page = _page(s, R, RUN_FIELDS, opts, where, resource="runs")
             ids = [r.id for r in page.items]

@@ -122,23 +122,29 @@ def run(
         from ketch.core.backend import default_backend
 
         backend = default_backend()
-    _prewarm(backend, ir)
     ctx, args = prepare(ir, dict(arguments or {}), display_name=display_name,
                         pipeline_root=pipeline_root, enable_caching=enable_caching)
     init_db()
     reap_orphaned_runs()
     recorder = Recorder()
+    # The run belongs to this process: no server resumes it, and if this process
+    # dies the next reader marks it FAILED.
     recorder.create_run(ctx, args, owner=process_owner())
     if on_start is not None:
         on_start(ctx.run_id)
     engines: list[Engine] = []
     previous = _install_signals(lambda: [e.cancel() for e in engines])
+    watcher = _CancelWatcher(ctx.run_id, engines)
+    watcher.start()
     try:
         state, outputs, error, engine = execute(
             ctx, args, backend=backend, recorder=recorder, max_parallelism=max_parallelism,
             listener=listener, on_engine=engines.append,
+            # warm interpreters only once a task really runs: a cached run needs none
+            on_first_execution=lambda: _prewarm(backend, ir),
         )
     finally:
+        watcher.stop()
         _restore_signals(previous)
     py_outputs: dict[str, Any] = dict(outputs["parameters"])
     for name, arts in outputs["artifacts"].items():
@@ -155,6 +161,41 @@ def run(
         pipeline_root=ctx.pipeline_root,
         warnings=list(ir.warnings),
     )
+
+
+class _CancelWatcher:
+    """Cancels this process's run when someone asks for it through the store
+    (``ketch runs cancel`` or the API mark a run CANCELING that its owner executes)."""
+
+    def __init__(self, run_id: str, engines: list[Engine], interval: float = 1.0):
+        self.run_id = run_id
+        self.engines = engines
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ketch-cancel-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        from ketch.core.store.db import session_scope
+        from ketch.core.store.models import PipelineRunRow
+
+        while not self._stop.wait(self.interval):
+            try:
+                with session_scope(None, readonly=True) as s:
+                    row = s.get(PipelineRunRow, self.run_id)
+                    state = row.state if row is not None else None
+            except Exception:  # the store is busy: look again next time
+                continue
+            if state == "CANCELING":
+                for engine in list(self.engines):
+                    engine.cancel()
+                return
 
 
 def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:

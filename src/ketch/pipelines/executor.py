@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,19 @@ def _artifact_type(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class LocalTaskRunner(TaskRunner):
-    def __init__(self, backend: Backend, recorder: Any, environments: Environments):
+    def __init__(
+        self,
+        backend: Backend,
+        recorder: Any,
+        environments: Environments,
+        on_first_execution: Callable[[], Any] | None = None,
+    ):
         self.backend = backend
         self.recorder = recorder
         self.environments = environments
+        # Called once, when the first task actually runs (not cached, not reused):
+        # warm interpreters are started only for runs that need them.
+        self._on_first_execution = on_first_execution
         self._handles: dict[str, ProcessHandle] = {}
         self._lock = threading.Lock()
         self._canceled = threading.Event()
@@ -97,6 +107,7 @@ class LocalTaskRunner(TaskRunner):
                 node.cached = True
                 node.state = SUCCEEDED
                 return
+        self._first_execution()
         policy = node.task.get("retryPolicy", {})
         retries = int(policy.get("maxRetryCount", 0) or 0)
         backoff = parse_duration(policy.get("backoffDuration"), 0.0)
@@ -117,6 +128,15 @@ class LocalTaskRunner(TaskRunner):
                     uri = str(art.get("uri", ""))
                     art["_present"] = _is_remote(uri) or os.path.exists(uri.removeprefix("file://"))
             self.recorder.cache_store(ctx, node)
+
+    def _first_execution(self) -> None:
+        with self._lock:
+            hook, self._on_first_execution = self._on_first_execution, None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # warming up is an optimisation only
+                pass
 
     def _outputs_exist(self, hit: dict[str, Any]) -> bool:
         for arts in hit.get("artifacts", {}).values():

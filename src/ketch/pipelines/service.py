@@ -10,8 +10,6 @@ that had finished are not executed again.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -19,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from ketch.core import config
 from ketch.core.backend import Backend
@@ -27,6 +25,7 @@ from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import init_db, session_scope
 from ketch.core.store.models import PipelineRunRow
+from ketch.pipelines import owners
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
 from ketch.pipelines.executor import LocalTaskRunner, images_warning
@@ -34,13 +33,13 @@ from ketch.pipelines.records import Recorder, public_artifact
 
 log = logging.getLogger(__name__)
 
-SERVER_OWNER = "server"
-ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
+ACTIVE_STATES = owners.ACTIVE_STATES
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 
 
 def process_owner() -> str:
-    return f"process:{socket.gethostname()}:{os.getpid()}"
+    """The owner recorded for the runs of this ``ketch run`` process."""
+    return str(owners.current(owners.PROCESS))
 
 
 def resolve_root(root: str | None, home: Path) -> str:
@@ -99,13 +98,18 @@ def execute(
     max_parallelism: int | None = None,
     listener: Callable[[Node], None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
+    on_first_execution: Callable[[], Any] | None = None,
 ) -> tuple[str, dict[str, Any], str | None, Engine]:
-    """Run the engine to the end and store the run's final state."""
+    """Run the engine to the end and store the run's final state.
+
+    ``on_first_execution`` is called once, when the first task is actually run
+    (a run whose tasks are all cached or reused never calls it)."""
     home = config.ketch_home()
     warning = images_warning(ctx.ir)
     if warning:  # once per run
         log.warning("run %s: %s", ctx.run_id, warning)
-    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend))
+    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend),
+                             on_first_execution=on_first_execution)
     engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
     if on_engine is not None:
         on_engine(engine)
@@ -133,33 +137,7 @@ def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
 
 def reap_orphaned_runs(url: str | None = None) -> int:
     """Mark runs of ``ketch run`` processes that no longer exist as FAILED."""
-    host = socket.gethostname()
-    count = 0
-    with session_scope(url) as s:
-        rows = s.execute(
-            select(PipelineRunRow).where(
-                PipelineRunRow.state.in_(ACTIVE_STATES),
-                PipelineRunRow.owner.like(f"process:{host}:%"),
-            )
-        ).scalars()
-        for row in rows:
-            pid = int((row.owner or "0").rsplit(":", 1)[-1] or 0)
-            if pid and not _alive(pid):
-                row.state = "FAILED"
-                row.error = f"the process running this run (pid {pid}) stopped before it finished"
-                row.finished_at = datetime.now(UTC)
-                count += 1
-    return count
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return owners.reap(url)
 
 
 class RunService:
@@ -180,6 +158,7 @@ class RunService:
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, threading.Event] = {}
         self._stopping = False
+        self.owner = owners.current(owners.SERVER)
         # Called with a run id whenever a run is created or ends (watchers, UIs).
         self.listeners: list[Callable[[str], None]] = []
 
@@ -201,7 +180,12 @@ class RunService:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> list[str]:
-        """Resume the server's runs that were in flight when it stopped."""
+        """Resume the server runs that were in flight when their server stopped.
+
+        Only runs whose owner is gone are taken over (claimed with a conditional
+        update, so two servers never resume the same run); runs of a live server
+        or of a live ``ketch run`` are not touched.
+        """
         init_db(self.url)
         reap_orphaned_runs(self.url)
         resumed: list[str] = []
@@ -209,10 +193,15 @@ class RunService:
         with session_scope(self.url, readonly=True) as s:
             rows = s.execute(
                 select(PipelineRunRow).where(
-                    PipelineRunRow.state.in_(ACTIVE_STATES), PipelineRunRow.owner == SERVER_OWNER
+                    PipelineRunRow.state.in_(ACTIVE_STATES),
+                    or_(PipelineRunRow.owner == owners.LEGACY_SERVER,
+                        PipelineRunRow.owner.like(f"{owners.SERVER}:%")),
                 )
             ).scalars()
-            for row in rows:
+            candidates = [row for row in rows if owners.is_gone(owners.parse(row.owner))]
+            for row in candidates:
+                if not owners.claim(self.url, row.id, row.owner, self.owner):
+                    continue  # another server took it over first, or it ended
                 try:
                     pending.append((row.id, row.state, _stored_context(row)))
                 except InvalidSpec as exc:
@@ -265,7 +254,7 @@ class RunService:
         ctx, args = prepare(ir, dict(parameters or {}), display_name=display_name,
                             pipeline_root=pipeline_root, enable_caching=enable_caching)
         self.recorder.create_run(
-            ctx, args, owner=SERVER_OWNER, state="PENDING", namespace=namespace,
+            ctx, args, owner=str(self.owner), state="PENDING", namespace=namespace,
             experiment_id=experiment_id, pipeline_id=pipeline_id,
             pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
         )
@@ -280,7 +269,9 @@ class RunService:
             try:
                 if resume:
                     ctx.task_ids, ctx.finished = self.recorder.load_progress(ctx.run_id)
-                self.recorder.set_run_state(ctx.run_id, "RUNNING", started_at=datetime.now(UTC))
+                # a resumed run keeps the start time it was given when it first ran
+                self.recorder.set_run_state(ctx.run_id, "RUNNING", started_at=func.coalesce(
+                    PipelineRunRow.started_at, datetime.now(UTC)))
                 execute(ctx, args, backend=self.backend, recorder=self.recorder,
                         max_parallelism=self.max_parallelism, on_engine=register)
             except Exception:
@@ -315,19 +306,31 @@ class RunService:
                 raise NotFound(f"run {run_id!r} not found")
             return row.state
 
-    def cancel(self, run_id: str) -> None:
-        """Terminate a run: its running tasks are stopped and it ends CANCELED."""
-        state = self._row_state(run_id)
+    def cancel(self, run_id: str) -> bool:
+        """Terminate a run: its running tasks are stopped and it ends CANCELED.
+
+        Returns False when the run had already finished (nothing to cancel). A run
+        executed by another live process (a ``ketch run``) is marked CANCELING and
+        that process stops it; a run whose owner is gone ends CANCELED at once.
+        """
+        with session_scope(self.url, readonly=True) as s:
+            row = s.get(PipelineRunRow, run_id)
+            if row is None:
+                raise NotFound(f"run {run_id!r} not found")
+            state, owner = row.state, row.owner
         if state in FINAL_STATES:
-            return
+            return False
         with self._lock:
             engine = self._engines.get(run_id)
         if engine is not None:
             self.recorder.set_run_state(run_id, "CANCELING")
             engine.cancel()
+        elif not owners.is_mine(owner) and not owners.is_gone(owners.parse(owner)):
+            self.recorder.set_run_state(run_id, "CANCELING")
         else:
             self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
                                         error="the run was canceled")
+        return True
 
     def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again; tasks that succeeded are not executed again."""
@@ -341,7 +344,7 @@ class RunService:
         with self._lock:
             if run_id in self._threads:
                 raise Conflict(f"run {run_id!r} is still stopping; retry it in a moment")
-        self.recorder.set_run_state(run_id, "PENDING", error=None, finished_at=None, owner=SERVER_OWNER)
+        self.recorder.set_run_state(run_id, "PENDING", error=None, finished_at=None, owner=str(self.owner))
         self._launch(ctx, args, resume=True)
 
     def wait(self, run_id: str, timeout: float | None = None) -> str:

@@ -10,7 +10,6 @@ real ``kfp`` compiler.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import sys
 import uuid
@@ -18,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ketch.core.documents import load_json, load_yaml_all
 from ketch.core.errors import InvalidSpec
 
 log = logging.getLogger(__name__)
@@ -61,6 +59,13 @@ def load(source: Any, pipeline_name: str | None = None) -> PipelineIR:
         path = Path(source)
         if not path.exists():
             raise InvalidSpec(f"pipeline file {str(path)!r} does not exist", field="FILE")
+        if path.is_dir():
+            raise InvalidSpec(
+                f"{str(path)!r} is a directory; pass a .py file with a @dsl.pipeline "
+                "or a compiled .yaml/.json pipeline", field="FILE",
+            )
+        if not path.is_file():
+            raise InvalidSpec(f"{str(path)!r} is not a regular file", field="FILE")
         if path.suffix == ".py":
             ir = _load_python_file(path, pipeline_name)
         else:
@@ -87,16 +92,31 @@ def _unwrap_job(doc: Any, where: str) -> dict[str, Any]:
     return doc
 
 
-def _load_document_file(path: Path) -> PipelineIR:
-    text = path.read_text()
-    warnings: list[str] = []
+def _read_text(path: Path) -> str:
+    """A pipeline file's text; a binary or unreadable file is refused by name."""
     try:
-        if path.suffix == ".json":
-            docs = [json.loads(text)]
-        else:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InvalidSpec(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidSpec(f"{str(path)!r} cannot be read: {exc.strerror or exc}", field="FILE") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if not text and data or "\x00" in text:
+        raise InvalidSpec(
+            f"{str(path)!r} is a binary file, not a pipeline; pass a .py file with a "
+            "@dsl.pipeline or a compiled .yaml/.json pipeline", field="FILE",
+        )
+    return text
+
+
+def _load_document_file(path: Path) -> PipelineIR:
+    text = _read_text(path)
+    warnings: list[str] = []
+    if path.suffix == ".json":
+        docs = [load_json(text, field=str(path))]
+    else:
+        docs = load_yaml_all(text, field=str(path))
     if not docs:
         raise InvalidSpec(f"{path}: the file is empty")
     for extra in docs[1:]:
@@ -110,6 +130,7 @@ def _load_document_file(path: Path) -> PipelineIR:
 
 
 def _load_python_file(path: Path, pipeline_name: str | None) -> PipelineIR:
+    _read_text(path)  # a binary file is refused before Python tries to import it
     module_name = f"_ketch_pipeline_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +26,12 @@ from ketch.core.resource import Resource, format_time
 from ketch.core.store.db import retry_locked, session_scope
 from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
 from ketch.core.store.selectors import LabelSelector
+from ketch.pipelines import owners
 from ketch.server.errors import ServiceUnavailable
 from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.sources import ApplyResult, Manifest, MethodNotAllowed, Page
+
+log = logging.getLogger(__name__)
 
 TERMINAL_RUN_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 TERMINAL_TASK_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
@@ -221,7 +225,15 @@ class PipelineRunSource:
             )
             return list(session.scalars(query).all())
 
+    def _reap(self) -> None:
+        """Runs of a ``ketch run`` that died end FAILED before anyone reads them."""
+        try:
+            owners.reap(self.url, min_interval=1.0)
+        except Exception:  # a read must still answer
+            log.debug("could not check the owners of in-flight runs", exc_info=True)
+
     def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        self._reap()
         row = self.row(namespace, name)
         return to_manifest(row, self.tasks(row.id), full=True)
 
@@ -238,6 +250,7 @@ class PipelineRunSource:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         selector = LabelSelector.parse(label_selector)
         offset = _decode_offset(continue_token) if continue_token else 0
+        self._reap()
         query = select(PipelineRunRow).order_by(
             PipelineRunRow.created_at.desc(), PipelineRunRow.id
         )

@@ -4,7 +4,8 @@
     POST /apis/pipelines.ketch.dev/v1/namespaces/{ns}/pipelineruns/{name}/retry
 
 Both go to the server's run service (the same one the KFP v2beta1 ``:terminate``
-and ``:retry`` endpoints use) and answer the run as a PipelineRun.
+and ``:retry`` endpoints use) and answer the run as a PipelineRun. Canceling a run that has already finished
+is refused (409): nothing was canceled.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.errors import Conflict
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.server.errors import ERROR_RESPONSES, ServiceUnavailable
 from ketch.server.kinds import PIPELINE_RUN
@@ -35,9 +37,16 @@ async def _act(state: ApiState, namespace: str, name: str, action: str) -> dict[
             f"this server cannot {action} runs: its run service is not running",
             hint="start the server with 'ketch up'",
         )
-    await run_in_threadpool(getattr(state.runs, action), name)
+    acted = await run_in_threadpool(getattr(state.runs, action), name)
     state.notifier.notify()
-    return await run_in_threadpool(source.get, PIPELINE_RUN, namespace, name)
+    item = await run_in_threadpool(source.get, PIPELINE_RUN, namespace, name)
+    if action == "cancel" and acted is False:
+        finished = (item.get("status") or {}).get("state", "finished")
+        raise Conflict(
+            f"run {name!r} had already finished ({finished}); nothing was canceled",
+            hint=f"retry it with: ketch runs retry {name}" if finished in ("FAILED", "CANCELED") else None,
+        )
+    return item
 
 
 @router.post(f"{_BASE}/cancel", summary="Cancel a run: running tasks are stopped")

@@ -1,0 +1,191 @@
+"""Who executes an in-flight run, and whether that process is still there.
+
+Every PENDING/RUNNING/CANCELING run records its owner: the process executing it,
+as ``<kind>:<host>:<pid>:<start>`` — ``kind`` is ``server`` (a ``ketch up``, whose
+runs the next server resumes) or ``process`` (a ``ketch run``, whose runs end
+with it), ``start`` the process's start time (so a reused pid is not taken for
+the owner). A process only ever executes the runs it owns; a server takes over
+a run only when its owner is gone, with one conditional update, so two servers
+starting together never both resume it. Runs whose owner is on another host are
+left alone: their owner cannot be checked from here.
+
+Reads (``ketch runs``, the API) call :func:`reap`: the runs of a ``ketch run``
+that died (``kill -9``) end FAILED, with their unfinished tasks, and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from sqlalchemy import or_, select, update
+
+from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
+
+SERVER = "server"
+PROCESS = "process"
+ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
+_ACTIVE_TASK_STATES = ("PENDING", "RUNNING")
+LEGACY_SERVER = "server"  # owner of server runs stored before owners had a process
+
+
+@dataclass(frozen=True)
+class Owner:
+    kind: str
+    host: str
+    pid: int
+    start: str  # the process's start time as the OS counts it; "" if unknown
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.host}:{self.pid}:{self.start}"
+
+    def describe(self) -> str:
+        what = "ketch server" if self.kind == SERVER else "ketch run process"
+        return f"the {what} running it (pid {self.pid} on {self.host})"
+
+
+def _host() -> str:
+    return socket.gethostname()[:64].replace(":", "_")
+
+
+def process_start(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot, from /proc); "" if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+@lru_cache(maxsize=2)
+def current(kind: str) -> Owner:
+    """This process as the owner of runs of ``kind`` (``server`` or ``process``)."""
+    pid = os.getpid()
+    return Owner(kind, _host(), pid, process_start(pid))
+
+
+def parse(text: str | None) -> Owner | None:
+    """An owner as stored; ``None`` for one that names no process (legacy ``server``)."""
+    if not text:
+        return None
+    parts = text.split(":")
+    if len(parts) < 3 or parts[0] not in (SERVER, PROCESS):
+        return None
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return None
+    return Owner(parts[0], parts[1], pid, parts[3] if len(parts) > 3 else "")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_gone(owner: Owner | None) -> bool:
+    """True when the owner's process is known to have ended (on this host)."""
+    if owner is None:
+        return True
+    if owner.host != _host():
+        return False  # cannot be checked from here: assume it still runs
+    if owner.pid == os.getpid():
+        return owner.start != current(owner.kind).start
+    if not _alive(owner.pid):
+        return True
+    return bool(owner.start) and process_start(owner.pid) not in ("", owner.start)
+
+
+def is_mine(text: str | None) -> bool:
+    owner = parse(text)
+    return owner is not None and owner.host == _host() and owner.pid == os.getpid() and (
+        owner.start == current(owner.kind).start
+    )
+
+
+def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> bool:
+    """Make ``new`` the owner of ``run_id`` if its owner is still ``previous``
+    (one conditional update: of two processes claiming a run, one wins)."""
+
+    def write() -> bool:
+        with session_scope(url) as s:
+            where = PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
+            result = s.execute(
+                update(PipelineRunRow)
+                .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(ACTIVE_STATES))
+                .values(owner=str(new))
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    return bool(retry_locked(write))
+
+
+def fail_run(url: str | None, run_id: str, previous: str | None, reason: str) -> bool:
+    """End an orphaned run FAILED with ``reason``, with its unfinished tasks — only if
+    its owner is still ``previous`` and it has not ended meanwhile."""
+    now = datetime.now(UTC)
+
+    def write() -> bool:
+        with session_scope(url) as s:
+            where = PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
+            result = s.execute(
+                update(PipelineRunRow)
+                .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(ACTIVE_STATES))
+                .values(state="FAILED", error=reason, finished_at=now)
+            )
+            if not getattr(result, "rowcount", 0):
+                return False
+            s.execute(
+                update(PipelineTaskRow)
+                .where(PipelineTaskRow.run_id == run_id, PipelineTaskRow.state.in_(_ACTIVE_TASK_STATES))
+                .values(state="FAILED", error=reason, finished_at=now)
+            )
+            return True
+
+    return bool(retry_locked(write))
+
+
+def orphan_reason(owner: Owner) -> str:
+    return f"{owner.describe()} stopped before the run finished (owner process died)"
+
+
+_last_reap: dict[str | None, float] = {}
+_reap_lock = threading.Lock()
+
+
+def reap(url: str | None = None, *, min_interval: float = 0.0) -> int:
+    """End the in-flight runs of ``ketch run`` processes that are gone (FAILED, with
+    the reason). Server runs are left for the next server to resume. Returns how
+    many runs were ended. ``min_interval`` skips the check when one ran that recently."""
+    if min_interval > 0:
+        with _reap_lock:
+            last = _last_reap.get(url, 0.0)
+            if time.monotonic() - last < min_interval:
+                return 0
+            _last_reap[url] = time.monotonic()
+    with session_scope(url, readonly=True) as s:
+        rows = s.execute(
+            select(PipelineRunRow.id, PipelineRunRow.owner).where(
+                PipelineRunRow.state.in_(ACTIVE_STATES),
+                or_(PipelineRunRow.owner.like(f"{PROCESS}:{_host()}:%")),
+            )
+        ).all()
+    count = 0
+    for run_id, text in rows:
+        owner = parse(text)
+        if owner is not None and is_gone(owner) and fail_run(url, run_id, text, orphan_reason(owner)):
+            count += 1
+    return count
