@@ -206,3 +206,18 @@ def test_registered_validator_checks_plain_manifests() -> None:
         check(resource)
     for kind in VALID:
         assert callable(app._validators[kind])
+
+    # Katib's other trial kinds: a batch Job and a TrainJob
+    batch = app._validators["Job"]
+    assert isinstance(batch, JobValidator)
+    pod = {"containers": [{"name": "main", "image": "python:3.12", "command": ["true"]}], "restartPolicy": "Never"}
+    batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": pod}}})
+    with pytest.raises(InvalidSpec) as caught:
+        batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {**pod, "containers": []}}}})
+    assert caught.value.field == "spec.template.spec.containers"
+    trainjob = app._validators["TrainJob"]
+    assert isinstance(trainjob, JobValidator)
+    trainjob.validate_manifest({"spec": {"runtimeRef": {"name": "torch-distributed"}}})
+    with pytest.raises(InvalidSpec) as caught:
+        trainjob.validate_manifest({"spec": {"trainer": {"numNodes": 0}, "runtimeRef": {"name": "x"}}})
+    assert caught.value.field == "spec.trainer.numNodes"

@@ -71,6 +71,7 @@ from ketch.training.controller import (
     wake_on_exit,
 )
 from ketch.training.spec import Container
+from ketch.training.validation import ManifestValidator
 
 log = logging.getLogger("ketch.training.batch")
 
@@ -551,11 +552,19 @@ def _stop(runs: list[Run]) -> None:
         thread.join(STOP_GRACE + 15)
 
 
-def validate(resource: Resource) -> None:
-    """Refuse a Job whose spec Ketch cannot run (``InvalidSpec`` names the field)."""
-    parse_batch_job(
-        resource.metadata.name or "job", resource.metadata.namespace or "default", resource.spec
-    )
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Refuse a Job manifest Ketch cannot run (``InvalidSpec`` names the field); a
+    template without a name (a Katib trial's) is checked too."""
+    metadata = manifest.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    spec = manifest.get("spec")
+    if not isinstance(spec, dict):
+        raise InvalidSpec("a Job needs a spec object", field="spec")
+    parse_batch_job(str(metadata.get("name") or "job"), str(metadata.get("namespace") or "default"), spec)
+
+
+#: the registered check: called with a Resource, or ``validate.validate_manifest(manifest)``
+validate = ManifestValidator(KIND, validate_manifest)
 
 
 def _factory(store: ResourceStore) -> Controller:
@@ -573,4 +582,4 @@ def register() -> None:
     register_validator(KIND, validate)
 
 
-__all__ = ["FACTORY", "JobController", "register", "validate"]
+__all__ = ["FACTORY", "JobController", "register", "validate", "validate_manifest"]

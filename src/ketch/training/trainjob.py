@@ -73,6 +73,7 @@ from ketch.training.trainer_spec import (
     parse_runtime,
     parse_trainjob,
 )
+from ketch.training.validation import ManifestValidator
 
 log = logging.getLogger("ketch.training.trainjob")
 
@@ -365,14 +366,27 @@ def jobs_status(job: Job, runtime: Runtime | None) -> list[dict[str, Any]]:
 # -- registration ------------------------------------------------------------------
 
 
-def validate_trainjob(resource: Resource) -> None:
-    """Refuse a TrainJob whose spec does not parse (the runtime is looked up when it runs)."""
-    parse_trainjob(resource.spec)
+def _spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec = manifest.get("spec")
+    if not isinstance(spec, dict):
+        raise InvalidSpec(f"a {manifest.get('kind') or 'manifest'} needs a spec object", field="spec")
+    return spec
 
 
-def validate_runtime(resource: Resource) -> None:
-    """Refuse a (Cluster)TrainingRuntime whose spec does not parse."""
-    parse_runtime(resource.spec)
+def _check_trainjob(manifest: dict[str, Any]) -> None:
+    parse_trainjob(_spec(manifest))
+
+
+def _check_runtime(manifest: dict[str, Any]) -> None:
+    parse_runtime(_spec(manifest))
+
+
+#: refuses a TrainJob whose spec does not parse (the runtime is looked up when it runs)
+validate_trainjob = ManifestValidator(KIND, _check_trainjob)
+#: refuse a (Cluster)TrainingRuntime whose spec does not parse (replicated jobs without
+#: containers included)
+validate_runtime = ManifestValidator(NAMESPACED_RUNTIME, _check_runtime)
+validate_cluster_runtime = ManifestValidator(CLUSTER_RUNTIME, _check_runtime)
 
 
 def _factory(store: ResourceStore) -> Controller:
@@ -393,7 +407,7 @@ def register() -> None:
     register_controller(FACTORY)
     register_validator(KIND, validate_trainjob)
     register_validator(NAMESPACED_RUNTIME, validate_runtime)
-    register_validator(CLUSTER_RUNTIME, validate_runtime)
+    register_validator(CLUSTER_RUNTIME, validate_cluster_runtime)
 
 
 __all__ = ["FACTORY", "TrainJobController", "find_runtime", "jobs_status", "register"]

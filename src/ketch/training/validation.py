@@ -26,15 +26,17 @@ Then Ketch's own: the container that runs needs a ``command`` (see
 :func:`ketch.training.spec.parse`). Every refusal is an ``InvalidSpec`` naming the
 field, e.g. ``spec.pytorchReplicaSpecs.Worker.template.spec.containers``.
 
-:func:`validator` gives the callable each kind registers with the API server; it
-takes a ``Resource`` (as every registered validator does) and also offers
-``validate_manifest(manifest)`` for code holding a plain manifest (a Katib trial
-template, for instance).
+:func:`validator` gives the :class:`ManifestValidator` each kind registers with
+the API server (the batch ``Job``, ``TrainJob`` and the training runtimes register
+one of the same shape): it takes a ``Resource`` (as every registered validator
+does) and also offers ``validate_manifest(manifest)`` for code holding a plain
+manifest (a Katib trial template, for instance).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,10 +196,13 @@ def _check_kind(info: KindInfo, model: _JobSpec) -> None:
 
 
 @dataclass(frozen=True)
-class JobValidator:
-    """The apply-time check of one kind, as registered with the API server."""
+class ManifestValidator:
+    """The apply-time check of one kind, as registered with the API server: called
+    with a ``Resource`` (as the server calls it), or through :meth:`validate_manifest`
+    with a plain manifest."""
 
     kind: str
+    check: Callable[[dict[str, Any]], None]
 
     def __call__(self, resource: Resource) -> None:
         self.validate_manifest(resource.to_manifest())
@@ -206,16 +211,28 @@ class JobValidator:
         """Check a plain manifest of this kind (its ``kind`` field may be left out)."""
         if not isinstance(manifest, dict):
             raise InvalidSpec("a manifest must be a mapping")
-        validate_manifest({**manifest, "kind": self.kind})
+        self.check({**manifest, "kind": self.kind})
 
 
-def validator(kind: str) -> JobValidator:
+#: the validator of a kubeflow.org/v1 job kind
+JobValidator = ManifestValidator
+
+
+def validator(kind: str) -> ManifestValidator:
     """The validator of ``kind`` (a kubeflow.org/v1 job kind)."""
     if kind not in KINDS:
         raise KeyError(kind)
-    return JobValidator(kind)
+    return ManifestValidator(kind, validate_manifest)
 
 
-VALIDATORS: dict[str, JobValidator] = {kind: JobValidator(kind) for kind in KINDS}
+VALIDATORS: dict[str, ManifestValidator] = {kind: validator(kind) for kind in KINDS}
 
-__all__ = ["MANAGERS", "VALIDATORS", "JobValidator", "check_name", "validate_manifest", "validator"]
+__all__ = [
+    "MANAGERS",
+    "VALIDATORS",
+    "JobValidator",
+    "ManifestValidator",
+    "check_name",
+    "validate_manifest",
+    "validator",
+]
