@@ -237,3 +237,27 @@ def test_cancel_reaches_the_ketch_run_that_owns_the_run(tmp_path: Path, package:
         assert _count(marker, 1) == 0
     finally:
         _kill_group(proc)
+
+
+@pytest.mark.slow
+def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    first = RunService()
+    first.start()
+    try:
+        run_id = first.submit(SPEC, parameters={"marker": str(marker), "sleep_at": 1})
+        _wait_for(lambda: _count(marker, 1) == 1)
+        live = RunService()
+        assert run_id not in live.start()  # its owner still runs it
+        live.stop()
+    finally:
+        first.stop(timeout=30)  # the run stays RUNNING, to be resumed
+    second = RunService()
+    try:
+        assert run_id in second.start()
+        _wait_for(lambda: _count(marker, 1) == 2)
+        assert _count(marker, 0) == 1
+        second.cancel(run_id)
+        assert second.wait(run_id, 30) == "CANCELED"
+    finally:
+        second.stop()

@@ -1,10 +1,10 @@
 """Who executes an in-flight run, and whether that process is still there.
 
 Every PENDING/RUNNING/CANCELING run records its owner: the process executing it,
-as ``<kind>:<host>:<pid>:<start>`` — ``kind`` is ``server`` (a ``ketch up``, whose
+as ``<kind>:<host>:<pid>:<start>[:<token>]`` — ``kind`` is ``server`` (a ``ketch up``, whose
 runs the next server resumes) or ``process`` (a ``ketch run``, whose runs end
 with it), ``start`` the process's start time (so a reused pid is not taken for
-the owner). A process only ever executes the runs it owns; a server takes over
+the owner), ``token`` which run service of a server process. A process only ever executes the runs it owns; a server takes over
 a run only when its owner is gone, with one conditional update, so two servers
 starting together never both resume it. Runs whose owner is on another host are
 left alone: their owner cannot be checked from here.
@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -33,6 +34,8 @@ PROCESS = "process"
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
 _ACTIVE_TASK_STATES = ("PENDING", "RUNNING")
 LEGACY_SERVER = "server"  # owner of server runs stored before owners had a process
+_live_tokens: set[str] = set()
+_tokens_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,24 @@ class Owner:
     host: str
     pid: int
     start: str  # the process's start time as the OS counts it; "" if unknown
+    # which run service in the process (a process may stop one and start another)
+    token: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.host}:{self.pid}:{self.start}"
+        text = f"{self.kind}:{self.host}:{self.pid}:{self.start}"
+        return f"{text}:{self.token}" if self.token else text
+
+    def with_token(self) -> Owner:
+        """This owner as one run service of its process, live until :func:`release`."""
+        owner = Owner(self.kind, self.host, self.pid, self.start, uuid.uuid4().hex[:8])
+        with _tokens_lock:
+            _live_tokens.add(owner.token)
+        return owner
+
+    def release(self) -> None:
+        """The run service stopped: a later one in this process may take its runs over."""
+        with _tokens_lock:
+            _live_tokens.discard(self.token)
 
     def describe(self) -> str:
         what = "ketch server" if self.kind == SERVER else "ketch run process"
@@ -83,7 +101,8 @@ def parse(text: str | None) -> Owner | None:
         pid = int(parts[2])
     except ValueError:
         return None
-    return Owner(parts[0], parts[1], pid, parts[3] if len(parts) > 3 else "")
+    return Owner(parts[0], parts[1], pid, parts[3] if len(parts) > 3 else "",
+                 parts[4] if len(parts) > 4 else "")
 
 
 def _alive(pid: int) -> bool:
@@ -102,17 +121,24 @@ def is_gone(owner: Owner | None) -> bool:
         return True
     if owner.host != _host():
         return False  # cannot be checked from here: assume it still runs
+    if owner.pid == os.getpid() and owner.start == current(owner.kind).start:
+        if not owner.token:
+            return False  # this very process
+        with _tokens_lock:
+            return owner.token not in _live_tokens  # a run service here that stopped
     if owner.pid == os.getpid():
-        return owner.start != current(owner.kind).start
+        return True  # same pid, another process (started at another time)
     if not _alive(owner.pid):
         return True
     return bool(owner.start) and process_start(owner.pid) not in ("", owner.start)
 
 
 def is_mine(text: str | None) -> bool:
+    """True when ``text`` names this process (and, for a run service, a live one)."""
     owner = parse(text)
-    return owner is not None and owner.host == _host() and owner.pid == os.getpid() and (
-        owner.start == current(owner.kind).start
+    return (
+        owner is not None and owner.host == _host() and owner.pid == os.getpid()
+        and owner.start == current(owner.kind).start and not is_gone(owner)
     )
 
 

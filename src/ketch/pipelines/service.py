@@ -158,7 +158,7 @@ class RunService:
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, threading.Event] = {}
         self._stopping = False
-        self.owner = owners.current(owners.SERVER)
+        self.owner = owners.current(owners.SERVER).with_token()
         # Called with a run id whenever a run is created or ends (watchers, UIs).
         self.listeners: list[Callable[[str], None]] = []
 
@@ -230,6 +230,7 @@ class RunService:
             engine.cancel(interrupt=True)
         for thread in threads:
             thread.join(timeout)
+        self.owner.release()  # its runs may now be resumed, in this process too
 
     # ------------------------------------------------------------ runs
 
