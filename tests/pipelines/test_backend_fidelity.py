@@ -187,6 +187,20 @@ def test_final_status_uses_the_execution_states_of_the_backend():
     assert status["state"] == "FAILED"
 
 
+def test_final_status_of_a_cached_upstream_is_cached():
+    @dsl.pipeline(name="final-cached")
+    def p():
+        upstream = ok()
+        final_state().after(upstream).ignore_upstream_failure()
+
+    first = ketch.run(p)
+    assert first.state == "SUCCEEDED", first.error
+    assert json.loads(first.tasks["final-state"].outputs["Output"])["state"] == "COMPLETE"
+    second = ketch.run(p)
+    assert second.tasks["ok"].cached
+    assert json.loads(second.tasks["final-state"].outputs["Output"])["state"] == "CACHED"
+
+
 # -------------------------------------------------------------- 5. packages_to_install
 
 

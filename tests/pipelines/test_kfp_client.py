@@ -287,3 +287,50 @@ def test_unknown_ids_are_404(client: kfp.Client) -> None:
         with pytest.raises(ApiException) as err:
             call()
         assert err.value.status == 404
+
+
+def test_run_of_a_killed_ketch_run_reads_as_failed(server: ServerProcess, client: kfp.Client, tmp_path: Path) -> None:
+    """A `ketch run` in the server's home owns its run: the live server never takes it
+    over, and once that process is killed the API reports the run FAILED and why."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    from tests.pipelines.helpers import cli_command, cli_env
+
+    package = tmp_path / "sleeper.yaml"
+    compiler.Compiler().compile(sleeper, str(package))
+    env = cli_env()
+    env["KETCH_HOME"] = str(server.home)
+    if server.database_url:
+        env["KETCH_DATABASE_URL"] = server.database_url
+    proc = subprocess.Popen(
+        [*cli_command(), "run", str(package), "-p", "seconds=120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+    try:
+        assert proc.stderr is not None
+        run_id = ""
+        for line in proc.stderr:
+            found = re.search(r"run ([0-9a-f-]{36}) started", line)
+            if found:
+                run_id = found.group(1)
+                break
+        assert run_id, proc.wait(30)
+        deadline = time.monotonic() + 60
+        while not any(t.state == "RUNNING" for t in client.get_run(run_id).run_details.task_details or []
+                      if t.display_name == "nap"):
+            assert time.monotonic() < deadline, client.get_run(run_id)
+            time.sleep(0.1)
+        assert client.get_run(run_id).state == "RUNNING"  # owned by a live process: left alone
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(30)
+    run = wait_state(client, run_id, ("FAILED",), timeout=30)
+    assert "owner process died" in run.error.message
