@@ -133,3 +133,28 @@ def test_a_single_refused_document_is_bad_input(ketch: Ketch, ns: str) -> None:
         "unknown kind 'Gizmo'",
     )
     assert line.startswith("error: <stdin> (document 1): ")
+
+
+def test_cluster_scoped_kinds_ignore_the_namespace(ketch: Ketch, ns: str) -> None:
+    """A ClusterTrainingRuntime has no namespace: -n and metadata.namespace do not
+    change where it is, and it is found by name from any -n."""
+    name = f"rt-{ns}"
+    manifest = (
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: ClusterTrainingRuntime\n"
+        f"metadata: {{name: {name}, namespace: {ns}}}\nspec: {{mlPolicy: {{numNodes: 1}}}}\n"
+    )
+    assert ok(ketch("apply", "-f", "-", "-n", ns, stdin=manifest)).strip() == f"clustertrainingruntime/{name} created"
+    assert ok(ketch("apply", "-f", "-", stdin=manifest)).strip() == f"clustertrainingruntime/{name} unchanged"
+    for where in (("-n", ns), ("-n", "elsewhere"), ()):
+        assert ok(ketch("get", "clustertrainingruntime", name, *where)).splitlines()[1].split()[0] == name
+    listed = ok(ketch("get", "clustertrainingruntimes", "-A")).splitlines()
+    assert listed[0].split()[0] == "NAME" and any(line.split()[0] == name for line in listed[1:])
+    assert ok(ketch("delete", "clustertrainingruntime", name, "-n", "elsewhere")).strip() == (
+        f"clustertrainingruntime/{name} deleted"
+    )
+
+
+def test_metadata_of_the_wrong_type_is_named(ketch: Ketch, ns: str) -> None:
+    for field, metadata in (("name", "{name: 123}"), ("namespace", "{name: x, namespace: [a]}")):
+        manifest = f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {metadata}\n"
+        bad(ketch("apply", "-f", "-", "-n", ns, stdin=manifest), 2, "(document 1)", f"metadata.{field} must be a string")

@@ -162,6 +162,18 @@ def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Pat
     bad(ketch("get", "pytorchjob", "-n", "Bad_NS"), 2, "--namespace")
     bad(ketch("get", "pytorchjob", "-o", "xml"), 2, "output")
     bad(ketch("describe", "pytorchjob", "nothing-here", "-n", ns), 2, "not found")
+    bad(ketch("wait", "pytorchjob", "x", "-n", ns, "--for", "condition=Ready", "--timeout", "nan"), 2, "--timeout")
+
+
+def test_a_malformed_server_url_is_named(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.server.helpers import base_env, ketch_command
+
+    for url in ("http://[bad", "http://127.0.0.1:99999", "ftp://example.com"):
+        env = {**base_env(tmp_path), "KETCH_URL": url}
+        result = subprocess.run([*ketch_command(), "get", "kinds"], capture_output=True, text=True, env=env, timeout=60)
+        bad(result, 2, "KETCH_URL", url)
 
 
 def test_apply_keeps_going_after_a_server_side_error(ketch: Ketch, ns: str) -> None:

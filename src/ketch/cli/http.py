@@ -17,7 +17,7 @@ import httpx
 import typer
 
 from ketch.core import config
-from ketch.core.errors import KetchError
+from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.http import ServerError, api_client, error_from
 from ketch.server.kinds import Kind, KindRegistry
 
@@ -32,6 +32,11 @@ class Client:
     def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
         self.url = (url or config.server_url()).rstrip("/")
         self._http = api_client(self.url, timeout=timeout)
+        base = self._http.base_url
+        bad_host = not base.host or any(c in base.host for c in "%[]")  # http://[bad parses as %5Bbad
+        if bad_host or (base.port is not None and not 0 < base.port < 65536):
+            self._http.close()
+            raise InvalidSpec(f"{self.url!r} is not a valid server URL (http://HOST:PORT)", field="KETCH_URL")
         self._kinds: KindRegistry | None = None
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ Kinds are named as Kubeflow names them, in any case, singular or plural
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,15 @@ NamespaceOpt = Annotated[
 ]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json, yaml or wide")]
 _DISPLAY_NAME = "pipelines.ketch.dev/display-name"
+# Where the server keeps cluster-scoped objects (ClusterTrainingRuntime, ...).
+CLUSTER_NAMESPACE = DEFAULT_NAMESPACE
+
+
+def scoped(kind: Kind, namespace: str) -> str:
+    """The namespace to address ``kind`` in: ``namespace`` (checked), or for a
+    cluster-scoped kind the one the server keeps those in, whatever ``-n`` says."""
+    validate_namespace(namespace, field="--namespace")
+    return namespace if kind.namespaced else CLUSTER_NAMESPACE
 
 
 # -- shared display helpers ----------------------------------------------------------
@@ -278,15 +288,21 @@ def _prepare(
     metadata = document.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidSpec(f"{where}: metadata must be a mapping")
+    for key in ("name", "namespace"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise InvalidSpec(f"{where}: metadata.{key} must be a string, got {type(metadata[key]).__name__}")
     ns = metadata.get("namespace") or namespace
     name = metadata.get("name")
     try:
-        validate_namespace(str(ns), field="metadata.namespace")
+        validate_namespace(ns, field="metadata.namespace")
         if name is not None or kind.kind != "PipelineRun":
-            validate_name("" if name is None else str(name), field="metadata.name")
+            validate_name(name or "", field="metadata.name")
     except KetchError as exc:
         raise InvalidSpec(f"{where}: {exc}") from None
-    return kind, str(ns), None if name is None else str(name), document
+    if not kind.namespaced and ns != CLUSTER_NAMESPACE:  # cluster-scoped: no namespace of its own
+        ns = CLUSTER_NAMESPACE
+        document = {**document, "metadata": {**metadata, "namespace": ns}}
+    return kind, ns, name, document
 
 
 def apply(
@@ -419,7 +435,7 @@ def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> 
 
 def get(
     kind_name: Annotated[str, typer.Argument(metavar="KIND", help="pytorchjob, isvc, run, ... or 'kinds'")],
-    name: Annotated[str | None, typer.Argument(help="One object's name")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="One object's name")] = None,
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace")] = False,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=x,tier!=y")] = None,
@@ -439,22 +455,27 @@ def get(
             )
             return
         kind = client.kind(kind_name)
-        validate_namespace(namespace, field="--namespace")
+        namespace = scoped(kind, namespace)
         if name is not None:
             validate_name(name, field="NAME")
             item = client.json("GET", object_path(kind, namespace, name))
             items = [item]
         else:
-            items = list(list_objects(client, kind, None if all_namespaces else namespace, selector))
+            everywhere = all_namespaces or not kind.namespaced
+            items = list(list_objects(client, kind, None if everywhere else namespace, selector))
         if output in ("json", "yaml"):
             document = items[0] if name is not None else {"apiVersion": "v1", "kind": "List", "items": items}
             dump(document, output)
             return
         if not items:
-            where = "any namespace" if all_namespaces else f"namespace {namespace!r}"
-            typer.echo(f"No {kind.plural} found in {where}.", err=True)
+            where = (
+                "" if not kind.namespaced
+                else " in any namespace" if all_namespaces
+                else f" in namespace {namespace!r}"
+            )
+            typer.echo(f"No {kind.plural} found{where}.", err=True)
             return
-        columns, rows = _rows(kind, items, all_namespaces and name is None, output == "wide")
+        columns, rows = _rows(kind, items, all_namespaces and kind.namespaced and name is None, output == "wide")
         print_table(columns, rows)
 
 
@@ -463,7 +484,7 @@ def get(
 
 def describe(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     watch: Annotated[
         bool,
@@ -478,7 +499,7 @@ def describe(
     """Show an object's spec, status, conditions and recent events."""
     with reporting(), Client() as client:
         kind = client.kind(kind_name)
-        validate_namespace(namespace, field="--namespace")
+        namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
         if watch:
             if kind.kind != "Experiment":
@@ -587,7 +608,7 @@ def delete(
     """Delete objects by name."""
     with reporting(), Client() as client:
         kind = client.kind(kind_name)
-        validate_namespace(namespace, field="--namespace")
+        namespace = scoped(kind, namespace)
         for name in names:
             validate_name(name, field="NAME")
         for name in names:
@@ -605,7 +626,7 @@ def delete(
 
 def logs(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until it ends")] = False,
     replica: Annotated[
@@ -620,7 +641,7 @@ def logs(
     """Print an object's logs (a pipeline run's task logs, a job replica's log)."""
     with reporting(), Client() as client:
         kind = client.kind(kind_name)
-        validate_namespace(namespace, field="--namespace")
+        namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
         if replica is not None and task is not None:
             raise InvalidSpec("give --replica (jobs, services) or --task (pipeline runs), not both", field="--replica")
@@ -736,7 +757,7 @@ def _condition_status(item: dict[str, Any], type_: str) -> str | None:
 
 def wait(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     condition: Annotated[str, typer.Option("--for", help="condition=TYPE[=VALUE] or delete")],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait")] = 30.0,
@@ -744,10 +765,10 @@ def wait(
     """Wait until an object's condition holds (exit 0), or time out (exit 1)."""
     with reporting(), Client() as client:
         type_, wanted = _parse_for(condition)
-        if timeout < 0:
-            raise InvalidSpec("must not be negative", field="--timeout")
+        if timeout < 0 or math.isnan(timeout):
+            raise InvalidSpec(f"must be a number of seconds, 0 or more (inf: no limit); got {timeout:g}", field="--timeout")
         kind = client.kind(kind_name)
-        validate_namespace(namespace, field="--namespace")
+        namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
         path = object_path(kind, namespace, name)
         deadline = time.monotonic() + timeout
