@@ -8,6 +8,7 @@ the server's run service.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,6 +87,20 @@ def _without_server(client: Client) -> Any:
     return source
 
 
+def _read_locally(client: Client, no_server: NoServer, read: Callable[[Any], Any]) -> Any:
+    """``read`` from the local store when no server answers; the no-server error when
+    there is no local store or it cannot be read (an old or foreign database)."""
+    source = _without_server(client)
+    if source is None:
+        raise no_server
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return read(source)
+    except SQLAlchemyError:
+        raise no_server from None
+
+
 @app.command("list")
 def list_runs(
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
@@ -99,12 +114,9 @@ def list_runs(
         scope = None if all_namespaces else namespace
         try:
             items = list(list_objects(client, PIPELINE_RUN, scope))
-        except NoServer:
-            source = _without_server(client)
-            if source is None:
-                raise
-            items = source.list(PIPELINE_RUN, scope, label_selector=None, limit=None,
-                                continue_token=None).items
+        except NoServer as exc:
+            items = _read_locally(client, exc, lambda source: source.list(
+                PIPELINE_RUN, scope, label_selector=None, limit=None, continue_token=None).items)
         if output:
             dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
             return
@@ -138,11 +150,8 @@ def get_run(
         path = _path(namespace, run_id)
         try:
             item = client.json("GET", path)
-        except NoServer:
-            source = _without_server(client)
-            if source is None:
-                raise
-            item = source.get(PIPELINE_RUN, namespace, run_id)
+        except NoServer as exc:
+            item = _read_locally(client, exc, lambda source: source.get(PIPELINE_RUN, namespace, run_id))
         if output:
             dump(item, output)
             return
