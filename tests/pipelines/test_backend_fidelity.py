@@ -255,6 +255,7 @@ def test_whole_artifact_placeholder_is_passed_as_the_backend_passes_it():
 
     run = ketch.run(p)
     assert run.state == "SUCCEEDED", run.error
+    assert any("alpine:3" in w and "not used" in w for w in run.warnings), run.warnings
     # the KFP launcher has no value for a whole artifact list: the text goes through
     # unresolved, never one artifact's URI picked silently
     assert run.outputs["Output"] == "{{$.inputs.artifacts['items']}}"

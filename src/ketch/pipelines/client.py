@@ -13,6 +13,7 @@ from ketch.core.backend import Backend
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node
+from ketch.pipelines.executor import images_warning
 from ketch.pipelines.records import Recorder, public_artifact
 from ketch.pipelines.service import execute, prepare, process_owner, reap_orphaned_runs
 
@@ -159,7 +160,7 @@ def run(
         tasks={path: task_info(n) for path, n in engine.nodes.items()},
         error=error,
         pipeline_root=ctx.pipeline_root,
-        warnings=list(ir.warnings),
+        warnings=[*ir.warnings, *filter(None, [images_warning(ir)])],
     )
 
 
