@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from ketch.core.store.db import retry_locked, session_scope
 from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
@@ -159,25 +159,29 @@ def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> boo
     return bool(retry_locked(write))
 
 
-def fail_run(url: str | None, run_id: str, previous: str | None, reason: str) -> bool:
-    """End an orphaned run FAILED with ``reason``, with its unfinished tasks — only if
-    its owner is still ``previous`` and it has not ended meanwhile."""
+def fail_run(
+    url: str | None, run_id: str, previous: str | None, reason: str, *, state: str = "FAILED"
+) -> bool:
+    """End an orphaned run (FAILED, or CANCELED for one being canceled) with ``reason``,
+    with its unfinished tasks — only if its owner is still ``previous`` and it has not
+    ended meanwhile."""
     now = datetime.now(UTC)
+    from_states = ("CANCELING",) if state == "CANCELED" else ACTIVE_STATES
 
     def write() -> bool:
         with session_scope(url) as s:
             where = PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
             result = s.execute(
                 update(PipelineRunRow)
-                .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(ACTIVE_STATES))
-                .values(state="FAILED", error=reason, finished_at=now)
+                .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(from_states))
+                .values(state=state, error=reason, finished_at=now)
             )
             if not getattr(result, "rowcount", 0):
                 return False
             s.execute(
                 update(PipelineTaskRow)
                 .where(PipelineTaskRow.run_id == run_id, PipelineTaskRow.state.in_(_ACTIVE_TASK_STATES))
-                .values(state="FAILED", error=reason, finished_at=now)
+                .values(state=state, error=reason, finished_at=now)
             )
             return True
 
@@ -204,14 +208,19 @@ def reap(url: str | None = None, *, min_interval: float = 0.0) -> int:
             _last_reap[url] = time.monotonic()
     with session_scope(url, readonly=True) as s:
         rows = s.execute(
-            select(PipelineRunRow.id, PipelineRunRow.owner).where(
+            select(PipelineRunRow.id, PipelineRunRow.owner, PipelineRunRow.state).where(
                 PipelineRunRow.state.in_(ACTIVE_STATES),
-                or_(PipelineRunRow.owner.like(f"{PROCESS}:{_host()}:%")),
+                PipelineRunRow.owner.like(f"{PROCESS}:{_host()}:%"),
             )
         ).all()
     count = 0
-    for run_id, text in rows:
+    for run_id, text, state in rows:
         owner = parse(text)
-        if owner is not None and is_gone(owner) and fail_run(url, run_id, text, orphan_reason(owner)):
-            count += 1
+        if owner is None or not is_gone(owner):
+            continue
+        if state == "CANCELING":
+            ended = fail_run(url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED")
+        else:
+            ended = fail_run(url, run_id, text, orphan_reason(owner))
+        count += int(ended)
     return count
