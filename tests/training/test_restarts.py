@@ -122,10 +122,13 @@ def test_failing_replica_backs_off(client: httpx.Client, ns: str) -> None:
 
 
 def test_commands_are_found_in_ketchs_environment_first(client: httpx.Client, ns: str) -> None:
-    apply(client, ns, manifest("PyTorchJob", "which", {"Master": replica(["python", "-c", "import sys; print(sys.executable)"])}))
+    # what the process starts in turn is found there too (PATH starts with Ketch's bin)
+    code = "import shutil, sys; print(shutil.which('torchrun')); print(sys.executable)"
+    apply(client, ns, manifest("PyTorchJob", "which", {"Master": replica(["python", "-c", code])}))
     wait_for(client, "PyTorchJob", ns, "which", "Succeeded")
     text = job_log(client, path("PyTorchJob", ns, "which"), "which-master-0", str(VENV_BIN))
-    assert Path(text.strip().splitlines()[-1]).parent == VENV_BIN, text
+    lines = text.strip().splitlines()
+    assert Path(lines[-1]).parent == VENV_BIN and lines[-2] == str(VENV_BIN / "torchrun"), text
 
     # a TrainJob's trainer command
     trainjobs = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs"

@@ -8,7 +8,10 @@ of the TrainJob runtimes run with the packages Ketch was installed with, whateve
 ``PATH`` the server was started with. ``python`` and ``python3`` are Ketch's own
 interpreter itself (which also lets them start from the warm fork server). A name
 found nowhere is left as written: starting it then fails with the usual error in
-the replica's log.
+the replica's log. The processes also get Ketch's ``bin`` at the head of their
+``PATH`` (unless their container sets ``PATH``), so what they start in turn
+(``mpirun``'s ranks, a script's ``subprocess.run(["python", ...])``) is found the
+same way.
 """
 
 from __future__ import annotations
@@ -48,3 +51,15 @@ def resolve(command: list[str], env: Mapping[str, str] | None = None) -> list[st
         return command
     found = which(command[0], env)
     return [found, *command[1:]] if found else list(command)
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``PATH`` starting at Ketch's ``bin`` (left alone when ``env`` sets
+    ``PATH`` itself or the server's ``PATH`` already starts there)."""
+    if "PATH" in env:
+        return env
+    current = os.environ.get("PATH", os.defpath)
+    head = str(own_bin())
+    if current.split(os.pathsep)[0] == head:
+        return env
+    return {**env, "PATH": os.pathsep.join([head, current]) if current else head}

@@ -781,6 +781,7 @@ def container_process(
     interpreter, started from the warm fork server when it can be), ``env``, working
     directory and CPU/memory quantities, with stdout and stderr in ``log_path``."""
     command = commands.resolve([*container.command, *container.args], env)
+    env = commands.child_env(env)
     requests, limits = container.resources.requests, container.resources.limits
     return ProcessSpec(
         name=name,
