@@ -36,12 +36,18 @@ def describe_item(item: int) -> str:
     return type(item).__name__
 
 
+@dsl.component
+def describe_float(x: float) -> str:
+    return type(x).__name__
+
+
 def test_constant_lists_and_dicts_hold_integers_as_the_backend_passes_them():
     @dsl.pipeline(name="constant-numbers")
     def p(defaults: list = [4, 5.5, [6]]) -> str:  # noqa: B006 - a KFP default
         describe(xs=defaults, d={"a": 1, "b": [2, 3.25]})
         with dsl.ParallelFor([7, 8]) as item:
             describe_item(item=item)
+        describe_float(x=2.0)  # a double with no fraction reaches the component as an int
         return describe(xs=[1, 2, 3], d={"k": {"n": 10}}).output
 
     run = ketch.run(p)
@@ -52,6 +58,7 @@ def test_constant_lists_and_dicts_hold_integers_as_the_backend_passes_them():
     first = json.loads(run.tasks["describe"].outputs["Output"])
     # a default list and a dict constant: integral numbers are ints, the rest stay floats
     assert first["kinds"] == [["int", "float", ["int"]], {"a": "int", "b": ["int", "float"]}, "int"]
+    assert run.tasks["describe-float"].outputs["Output"] == "int"
     items = [t for path, t in run.tasks.items() if path.endswith("/describe-item")]
     assert len(items) == 2 and all(t.outputs["Output"] == "int" for t in items)
 

@@ -373,7 +373,7 @@ class LocalTaskRunner(TaskRunner):
                 executor_output = json.load(f)
             for name, value in executor_output.get("parameterValues", {}).items():
                 ptype = pdefs.get(name, {}).get("parameterType")
-                if ptype in ("NUMBER_INTEGER", "LIST", "STRUCT"):
+                if ptype in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "LIST", "STRUCT"):
                     value = integral(value)
                 outputs[name] = value
             for name, group in executor_output.get("artifacts", {}).items():

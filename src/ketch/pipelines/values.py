@@ -43,8 +43,9 @@ def coerce(value: Any, ptype: str | None, where: str) -> Any:
     """Check ``value`` against a KFP parameter type and normalise it.
 
     Strings are parsed for non-string types (CLI ``--param n=3``); integral
-    floats become ints (IR constants are written as 3.0) inside lists and
-    mappings and for NUMBER_INTEGER, as the KFP backend passes them.
+    floats become ints (IR constants are written as 3.0), inside lists and
+    mappings too, as the KFP backend passes them: it stores every number as a
+    double and writes one with no fraction as an integer.
     """
     if value is None or ptype in ("TASK_FINAL_STATUS", "TASK_CONFIG"):
         return value
@@ -73,7 +74,7 @@ def coerce(value: Any, ptype: str | None, where: str) -> Any:
     if ptype == "NUMBER_DOUBLE":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(value, ptype, where)
-        return value
+        return integral(value)  # the backend hands 2.0 over as 2, 2.5 as 2.5
     if ptype == "BOOLEAN":
         if not isinstance(value, bool):
             raise _type_error(value, ptype, where)
@@ -118,6 +119,6 @@ def from_output_file(text: str, ptype: str | None) -> Any:
         value = json.loads(stripped)
     except json.JSONDecodeError:
         return text
-    if ptype in ("NUMBER_INTEGER", "LIST", "STRUCT"):
+    if ptype in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "LIST", "STRUCT"):
         return integral(value)
     return value
