@@ -7,7 +7,9 @@ algorithm has no suggestions left). Each new trial's parameters come from the
 experiment's :class:`~ketch.tuning.algorithms.Suggester` (Optuna). The study is
 not kept anywhere else than in the trials: they are resources, and on a restart
 the suggester is rebuilt from them (finished and running), with the seed stored
-in the experiment's status, so an experiment picks up where it stopped.
+in the experiment's status, so an experiment picks up where it stopped. What the
+algorithm handed out is published as Katib does, in a ``Suggestion`` with the
+experiment's name (:mod:`ketch.tuning.suggestions`), which this controller keeps.
 
 A :class:`TrialController` turns a ``Trial`` into the job its ``runSpec`` holds
 (a batch ``Job``, a ``PyTorchJob`` or another training job, a ``TrainJob``): it
@@ -332,12 +334,14 @@ class ExperimentController(StatusController):
         # each experiment's Suggestion as last written: (experiment uid, suggestion)
         self._suggestions: dict[Key, tuple[str | None, Resource]] = {}
         self._writing: set[Key] = set()  # Suggestions being written by this controller
+        self._signatures: dict[Key, tuple[list[str], bool, int | None]] = {}
 
     def related(self, resource: Resource) -> Iterable[Key]:
         if resource.kind == suggestions.KIND:
             key = (resource.metadata.namespace, resource.metadata.name)
             if key not in self._writing:  # changed or deleted by someone else: write it again
                 self._suggestions.pop(key, None)
+                self._signatures.pop(key, None)
                 yield key
             return
         experiment = resource.metadata.labels.get(trials.EXPERIMENT_LABEL)
@@ -355,6 +359,12 @@ class ExperimentController(StatusController):
     def seen(self, resource: Resource, deleted: bool) -> None:
         if resource.kind == "Trial":
             self.trials.seen(resource, deleted)
+        elif deleted:  # a deleted Suggestion is written again, whoever deleted it
+            key = (resource.metadata.namespace, resource.metadata.name)
+            self._suggestions.pop(key, None)
+            self._signatures.pop(key, None)
+            if key in self._writing:
+                self.enqueue(key)
 
     def gone(self, key: Key) -> None:
         self._cascade(key)
@@ -462,14 +472,19 @@ class ExperimentController(StatusController):
         """Create or update the experiment's Suggestion (same name): the algorithm,
         how many assignments were requested, which trials got which."""
         uid = experiment.metadata.uid
+        ended = _true(status, "Succeeded") or _true(status, "Failed")
+        signature = (sorted(t.metadata.name for t in items), ended, experiment.metadata.generation)
+        cached = self._suggestions.get(key)
+        if cached is not None and cached[0] == uid and self._signatures.get(key) == signature:
+            return  # nothing the Suggestion shows has changed since it was written
         self._writing.add(key)
         try:
             current = self._current_suggestion(key, experiment)
             document = suggestions.manifest(experiment, spec, len(items))
             new_status = copy.deepcopy(current.status) if current is not None else {}
             suggestions.update_status(new_status, items, spec, status)
-            if current is None:
-                current = self.store.create(Resource.from_manifest(document))
+            if current is None:  # created with its status: readers never see it empty
+                current = self.store.create(Resource.from_manifest({**document, "status": new_status}))
             elif (
                 current.spec != document["spec"]
                 or current.metadata.labels != document["metadata"]["labels"]
@@ -478,6 +493,7 @@ class ExperimentController(StatusController):
             if current.status != new_status:
                 current = self.store.update_status(suggestions.KIND, *key, new_status)
             self._suggestions[key] = (uid, current)
+            self._signatures[key] = signature
         except (KetchError, ValueError) as exc:  # the experiment goes on; the next pass retries
             self._suggestions.pop(key, None)
             log.warning("could not write the Suggestion of %s/%s: %s", *key, exc)
@@ -500,6 +516,7 @@ class ExperimentController(StatusController):
 
     def _delete_suggestion(self, key: Key) -> None:
         self._suggestions.pop(key, None)
+        self._signatures.pop(key, None)
         self._writing.add(key)
         try:
             self.store.delete(suggestions.KIND, *key)
