@@ -158,3 +158,12 @@ def test_metadata_of_the_wrong_type_is_named(ketch: Ketch, ns: str) -> None:
     for field, metadata in (("name", "{name: 123}"), ("namespace", "{name: x, namespace: [a]}")):
         manifest = f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {metadata}\n"
         bad(ketch("apply", "-f", "-", "-n", ns, stdin=manifest), 2, "(document 1)", f"metadata.{field} must be a string")
+
+
+def test_n_does_not_silently_differ_from_the_manifests_namespace(ketch: Ketch, client: httpx.Client, ns: str) -> None:
+    pinned = {**job("pinned"), "metadata": {"name": "pinned", "namespace": ns}}
+    line = bad(ketch("apply", "-f", "-", "-n", "other", stdin=yaml.safe_dump(pinned)), 2, "(document 1)")
+    assert f"metadata.namespace is '{ns}' but -n says 'other'" in line
+    assert ok(ketch("apply", "-f", "-", stdin=yaml.safe_dump(pinned))).strip() == "pytorchjob/pinned created"
+    assert ok(ketch("apply", "-f", "-", "-n", ns, stdin=yaml.safe_dump(pinned))).strip() == "pytorchjob/pinned unchanged"
+    assert _names(client, ns) == ["pinned"]

@@ -272,8 +272,10 @@ def _load_yaml(where: str, text: str) -> list[Any]:
 
 
 def _prepare(
-    kinds: KindRegistry, where: str, document: Any, namespace: str
+    kinds: KindRegistry, where: str, document: Any, namespace: str | None
 ) -> tuple[Kind, str, str | None, dict[str, Any]]:
+    """The kind, namespace and name of a manifest, checked. ``namespace`` is ``-n``
+    when given: a manifest that names another namespace is refused, as kubectl does."""
     if isinstance(document, KetchError):
         raise document
     if not isinstance(document, dict):
@@ -291,8 +293,13 @@ def _prepare(
     for key in ("name", "namespace"):
         if metadata.get(key) is not None and not isinstance(metadata[key], str):
             raise InvalidSpec(f"{where}: metadata.{key} must be a string, got {type(metadata[key]).__name__}")
-    ns = metadata.get("namespace") or namespace
+    ns = metadata.get("namespace") or namespace or DEFAULT_NAMESPACE
     name = metadata.get("name")
+    if kind.namespaced and namespace is not None and ns != namespace:
+        raise InvalidSpec(
+            f"{where}: metadata.namespace is {ns!r} but -n says {namespace!r}; "
+            f"drop -n, or pass -n {ns}"
+        )
     try:
         validate_namespace(ns, field="metadata.namespace")
         if name is not None or kind.kind != "PipelineRun":
@@ -314,19 +321,28 @@ def apply(
             help="A YAML/JSON file, a directory of them, or - for stdin (repeatable)",
         ),
     ],
-    namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Namespace of manifests that name none (default: default); one that "
+            "names another is refused",
+            show_default=False,
+        ),
+    ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-R", help="Also read the subdirectories of -f DIR")
     ] = False,
 ) -> None:
     """Create or update the resources in files (multi-document YAML, JSON, directories).
 
-    Every document is applied even when others are refused; each refusal is printed
-    with its file and document number. Exit 0 when all were applied, 1 when some
-    were refused, 2 when the input cannot be read or nothing in it is valid.
+    Every document is applied even when others are refused (each refusal names its
+    file and document). Exit 0: all applied; 1: some refused; 2: nothing valid.
     """
     with reporting(), Client() as client:
-        validate_namespace(namespace, field="--namespace")
+        if namespace is not None:
+            validate_namespace(namespace, field="--namespace")
         documents = _read_documents(files, recursive)
         kinds = client.kinds()
         applied = 0
