@@ -332,5 +332,5 @@ def test_cli_warns_once_that_images_are_not_used_and_reports_shell_errors(tmp_pa
     assert "not used" in proc.stderr
     result = json.loads(proc.stdout)
     error = result["tasks"]["shell-typo"]["error"]
-    assert error.startswith("shell error: a command was not found (sh)")
+    assert error.startswith("shell error: a command was not found on this host (sh)")
     assert "frobnicate-nothing" in error.splitlines()[0]

@@ -526,8 +526,8 @@ def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> R
 
 _TRACEBACK = "Traceback (most recent call last):"
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}
-_SHELL_CODES = {2: "shell error", 126: "shell error: a command could not be run",
-                127: "shell error: a command was not found"}
+_SHELL_CODES = {2: "shell error", 126: "shell error: a command could not be run on this host",
+                127: "shell error: a command was not found on this host"}
 
 
 def unused_images(ir: Any) -> list[str]:
