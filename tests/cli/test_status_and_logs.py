@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cli.helpers import Ketch, bad, ok
-from tests.server.helpers import base_env, ketch_command
+from tests.server.fixtures import job, jobs_path
+from tests.server.helpers import Server, base_env, ketch_command
 
 ISVC = """\
 apiVersion: serving.kserve.io/v1beta1
@@ -109,3 +112,27 @@ def test_logs_replica_short_name_with_and_without_follow(ketch: Ketch, ns: str) 
     bad(ketch("logs", "pytorchjob", "lj", "-n", ns, "--task", "train"), 2, "--task")
     bad(ketch("logs", "pytorchjob", "lj", "-n", ns, "--replica", " "), 2, "--replica")
     bad(ketch("logs", "pytorchjob", "nothing-here", "-n", ns, "--replica", "worker-1", "-f"), 2, "not found")
+
+
+def test_follow_waits_for_a_replica_that_has_not_started(server: Server, client: httpx.Client, ns: str, tmp_path: Path) -> None:
+    """A suspended job has no replica yet: --follow says it waits, and Ctrl-C ends it (130)."""
+    client.post(jobs_path(ns), json=job("later"))
+    env = {**base_env(tmp_path / "client-home"), "KETCH_URL": server.url}
+    follower = subprocess.Popen(
+        [*ketch_command(), "logs", "pytorchjob", "later", "-n", ns, "--replica", "master-0", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stderr is not None
+        line = follower.stderr.readline()
+        assert line.strip() == "waiting for replica master-0 of pytorchjob/later to start (Ctrl-C to stop)"
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+        assert follower.returncode == 130 and out == "" and "Traceback" not in err
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()

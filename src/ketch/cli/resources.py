@@ -713,6 +713,7 @@ def resolve_replica(
     nothing matches, ``replica`` as given, for the server to refuse with the list of
     replicas it knows."""
     path = object_path(kind, namespace, name)
+    told = False
     while True:
         item = client.json("GET", path)
         status = item.get("status") or {}
@@ -721,6 +722,9 @@ def resolve_replica(
             return found
         if not follow or _is_finished(item):
             return replica
+        if not told:
+            typer.echo(f"waiting for replica {replica} of {kind.singular}/{name} to start (Ctrl-C to stop)", err=True)
+            told = True
         time.sleep(0.25)
 
 
