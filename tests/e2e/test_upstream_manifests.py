@@ -289,3 +289,18 @@ def test_broken_manifests_are_refused_naming_the_field(client: httpx.Client, ns:
     assert_error(response, 400, *fragments)
     assert "Traceback" not in response.text
     assert client.get(_path(manifest, ns)).json()["items"] == []
+
+
+def test_a_patch_cannot_make_a_job_invalid(client: httpx.Client, ns: str) -> None:
+    suspended = _with(PYTORCH, {"suspend": True}, "spec", "runPolicy")
+    path = _path(suspended, ns)
+    assert client.post(path, json=suspended).status_code == 201
+    name = suspended["metadata"]["name"]
+    broken = {"spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 3}}}}
+    response = client.patch(
+        f"{path}/{name}", json=broken, headers={"content-type": "application/merge-patch+json"}
+    )
+    assert_error(response, 400, "spec.pytorchReplicaSpecs.Master.replicas")
+    stored = client.get(f"{path}/{name}").json()
+    assert stored["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] == 1
+    assert stored["metadata"]["generation"] == 1

@@ -360,7 +360,9 @@ class PipelineRunSource:
             )
         return current, "unchanged"
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: Manifest) -> Manifest:
+    def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Any = None
+    ) -> Manifest:
         raise MethodNotAllowed("a PipelineRun cannot be patched; submit a new run instead")
 
     def put_status(

@@ -428,7 +428,9 @@ async def patch(
 ) -> dict[str, Any]:
     kind, namespace, name = target.kind, target.namespace, target.name
     document = require_mapping(await read_document(request), "a merge patch")
-    patched = await run_in_threadpool(state.source(kind).patch, kind, namespace, name, document)
+    patched = await run_in_threadpool(
+        state.source(kind).patch, kind, namespace, name, document, lambda r: state.validate(kind, r)
+    )
     state.changed(kind, namespace, name)
     return patched
 

@@ -9,7 +9,7 @@ speaks manifests (JSON-ready dicts with Kubernetes field names).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -57,7 +57,11 @@ class Source(Protocol):
 
     def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, ApplyResult]: ...
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: Manifest) -> Manifest: ...
+    def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
+    ) -> Manifest:
+        """Merge-patch the object; ``check`` sees the patched object before it is stored."""
+        ...
 
     def put_status(
         self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
@@ -75,6 +79,8 @@ class Source(Protocol):
         """Full manifests of the objects with these uids (missing ones left out)."""
         ...
 
+
+Check = Callable[[Resource], object]
 
 # Status fields only controllers write: a client's status write leaves them as they are
 # (the server opens the files ``logPaths`` names).
@@ -201,12 +207,16 @@ class StoreSource:
         same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
         return after, "unchanged" if same else "configured"
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: Manifest) -> Manifest:
+    def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
+    ) -> Manifest:
         current = self.get(kind, namespace, name)
         check_patch(current, patch)
         merged = merge_patch(current, {k: v for k, v in patch.items() if k in ("metadata", "spec")})
         merged["metadata"].pop("resourceVersion", None)
         resource = Resource.from_manifest(merged)
+        if check is not None:
+            check(resource)
         return self.store.apply(resource).to_manifest()
 
     def put_status(
