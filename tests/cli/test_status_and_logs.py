@@ -118,6 +118,10 @@ def test_follow_waits_for_a_replica_that_has_not_started(server: Server, client:
     """A suspended job has no replica yet: --follow says it waits, and Ctrl-C ends it (130)."""
     client.post(jobs_path(ns), json=job("later"))
     env = {**base_env(tmp_path / "client-home"), "KETCH_URL": server.url}
+    nothing = subprocess.run(
+        [*ketch_command(), "logs", "pytorchjob", "later", "-n", ns], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (nothing.returncode, nothing.stdout, nothing.stderr) == (0, "", "pytorchjob/later: no log output (yet)\n")
     follower = subprocess.Popen(
         [*ketch_command(), "logs", "pytorchjob", "later", "-n", ns, "--replica", "master-0", "--follow"],
         stdout=subprocess.PIPE,

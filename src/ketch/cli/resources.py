@@ -670,7 +670,9 @@ def logs(
             if not replica.strip():
                 raise InvalidSpec("must not be empty", field="--replica")
             replica = resolve_replica(client, kind, namespace, name, replica, follow=follow)
-        stream_logs(client, kind, namespace, name, follow=follow, replica=replica, task=task)
+        if not stream_logs(client, kind, namespace, name, follow=follow, replica=replica, task=task):
+            of = f" {replica}" if replica else f" {task}" if task else ""
+            typer.echo(f"{kind.singular}/{name}{of}: no log output (yet)", err=True)
 
 
 _FINISHED_CONDITIONS = ("Succeeded", "Failed", "Complete", "Completed", "Canceled")
@@ -737,17 +739,21 @@ def stream_logs(
     follow: bool,
     replica: str | None = None,
     task: str | None = None,
-) -> None:
+) -> bool:
+    """Copy the log to stdout; False when there was none."""
     params: dict[str, Any] = {"follow": "true" if follow else "false"}
     if replica:
         params["replica"] = replica
     if task:
         params["task"] = task
     out = sys.stdout.buffer
+    wrote = False
     with client.stream(f"{object_path(kind, namespace, name)}/log", params=params) as response:
         for chunk in response.iter_raw():
             out.write(chunk)
             out.flush()
+            wrote = wrote or bool(chunk)
+    return wrote
 
 
 # -- wait ---------------------------------------------------------------------------
