@@ -74,6 +74,10 @@ def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
     meta = suggestion["metadata"]
     assert meta["name"] == name and meta["namespace"] == ns
     assert meta["labels"]["katib.kubeflow.org/experiment"] == name
+    owner_uid = client.get(_api(ns, "experiments", name)).json()["metadata"]["uid"]
+    assert [(o["kind"], o["name"], o["uid"], o.get("controller")) for o in meta["ownerReferences"]] == [
+        ("Experiment", name, owner_uid, True)
+    ]
     assert suggestion["spec"]["algorithm"]["algorithmName"] == "random"
     assert suggestion["spec"]["requests"] == 3
 
@@ -156,3 +160,4 @@ def test_users_cannot_create_suggestions(client: httpx.Client, ns: str) -> None:
         text = response.json()["message"]
         assert "metadata.ownerReferences" in text and "Experiment" in text
     assert client.get(_api(ns, "suggestions", "mine")).status_code == 404
+

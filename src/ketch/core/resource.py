@@ -81,6 +81,7 @@ class ObjectMeta(_Model):
     uid: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    ownerReferences: list[dict[str, Any]] | None = None
     generation: int | None = None
     resourceVersion: str | None = None
     creationTimestamp: datetime | None = None

@@ -139,10 +139,7 @@ def _true(status: dict[str, Any], type_: str) -> bool:
 
 def owned(resource: Resource) -> bool:
     """Whether ``resource`` names the Experiment of the same name as its owner."""
-    extra = resource.metadata.model_extra or {}
-    references = extra.get("ownerReferences") or []
-    if not isinstance(references, list):
-        return False
+    references = resource.metadata.ownerReferences or []
     return any(
         isinstance(ref, dict)
         and ref.get("kind") == "Experiment"

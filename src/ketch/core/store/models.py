@@ -46,6 +46,7 @@ class ResourceRow(Base):
     resource_version: Mapped[int] = mapped_column(Integer, default=1)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    owner_references: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

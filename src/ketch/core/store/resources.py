@@ -107,6 +107,7 @@ def to_resource(row: ResourceRow) -> Resource:
             uid=row.uid,
             labels=dict(row.labels or {}),
             annotations=dict(row.annotations or {}),
+            ownerReferences=list(row.owner_references) if row.owner_references else None,
             generation=row.generation,
             resourceVersion=str(row.resource_version),
             creationTimestamp=_aware(row.created_at),
@@ -340,6 +341,7 @@ class ResourceStore:
                 or row.api_version != resource.apiVersion
                 or (row.labels or {}) != meta.labels
                 or (row.annotations or {}) != meta.annotations
+                or (row.owner_references or None) != (meta.ownerReferences or None)
             )
             if not changed:
                 return to_resource(row)
@@ -347,6 +349,7 @@ class ResourceStore:
             row.spec = resource.spec
             row.labels = dict(meta.labels)
             row.annotations = dict(meta.annotations)
+            row.owner_references = list(meta.ownerReferences) if meta.ownerReferences else None
             if spec_changed:
                 row.generation += 1
             row.resource_version += 1
@@ -367,6 +370,7 @@ class ResourceStore:
             resource_version=1,
             labels=dict(meta.labels),
             annotations=dict(meta.annotations),
+            owner_references=list(meta.ownerReferences) if meta.ownerReferences else None,
             spec=resource.spec,
             status=resource.status,
             created_at=now,

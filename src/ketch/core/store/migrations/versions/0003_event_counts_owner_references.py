@@ -1,5 +1,6 @@
 """Events are aggregated as Kubernetes aggregates them: a repeat of the same event
 about the same object raises its ``count`` and ``last_seen_at`` instead of adding a row.
+Resources keep ``metadata.ownerReferences`` (a Katib Suggestion names its Experiment).
 
 Revision ID: 0003
 Revises: 0002
@@ -20,6 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("resources") as batch:
+        batch.add_column(sa.Column("owner_references", sa.JSON(), nullable=True))
     with op.batch_alter_table("resource_events") as batch:
         batch.add_column(sa.Column("count", sa.Integer(), nullable=False, server_default="1"))
         batch.add_column(sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True))
@@ -29,3 +32,5 @@ def downgrade() -> None:
     with op.batch_alter_table("resource_events") as batch:
         batch.drop_column("last_seen_at")
         batch.drop_column("count")
+    with op.batch_alter_table("resources") as batch:
+        batch.drop_column("owner_references")
