@@ -215,6 +215,11 @@ def test_terminate_run(client: kfp.Client) -> None:
     assert run.finished_at is not None
     states = [t.state for t in run.run_details.task_details]
     assert states == ["CANCELED"]
+    # a finished run cannot be terminated: the KFP backend answers 400
+    with pytest.raises(ApiException) as err:
+        client.terminate_run(result.run_id)
+    assert err.value.status == 400
+    assert "Failed to terminate a run" in str(err.value.body)
 
 
 def test_recurring_run(client: kfp.Client, package: Path) -> None:

@@ -593,7 +593,10 @@ def list_runs(
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:terminate")
 def terminate_run(request: Request, run_id: str) -> Response:
-    _runs(request).cancel(run_id)
+    if _runs(request).cancel(run_id) is False:
+        # as the KFP backend answers for a run that is no longer pending or running
+        raise InvalidSpec(f"Failed to terminate a run {run_id}. Row not found",
+                          hint="the run had already finished; nothing was terminated")
     return _empty()
 
 
