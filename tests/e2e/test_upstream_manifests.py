@@ -175,6 +175,18 @@ PYTORCH_TRIAL = {
         }
     },
 }
+MXNET_TRIAL = {
+    "apiVersion": "kubeflow.org/v1",
+    "kind": "MXJob",
+    "spec": {
+        "jobMode": "MXTrain",
+        "mxReplicaSpecs": {
+            "Scheduler": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")),
+            "Server": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")),
+            "Worker": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", *TRIAL_ARGS)),
+        },
+    },
+}
 ARGO_TRIAL = {
     "apiVersion": "argoproj.io/v1alpha1",
     "kind": "Workflow",
@@ -205,6 +217,7 @@ ACCEPTED = {
     "mxjob": MXJOB,
     "experiment-batch-job": _katib(BATCH_TRIAL),
     "experiment-pytorchjob": _katib(PYTORCH_TRIAL),
+    "experiment-mxjob": _katib(MXNET_TRIAL),
     "inferenceservice": ISVC,
 }
 

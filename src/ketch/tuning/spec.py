@@ -16,7 +16,7 @@ webhook does and applies the defaults of its mutating webhook:
   ``/metrics`` on port 8080;
 - ``trialTemplate``: Katib's ``successCondition``/``failureCondition`` and
   ``primaryPodLabels`` for a batch ``Job``, the Kubeflow training jobs and
-  ``TrainJob`` (Ketch also knows ``JAXJob`` and ``PaddleJob``).
+  ``TrainJob`` (Ketch also knows ``JAXJob``, ``PaddleJob`` and ``MXJob``).
 
 Not supported locally, with an error that says what to do: ``nasConfig`` (neural
 architecture search), ``trialTemplate.configMap`` (put the template inline in
@@ -74,7 +74,7 @@ _KUBEFLOW_CONDITIONS = (
     'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
     'status.conditions.#(type=="Failed")#|#(status=="True")#',
 )
-_KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob")
+_KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob")
 _KUBEFLOW_PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
 _TRAINJOB_PRIMARY_POD_LABELS = {
     "jobset.sigs.k8s.io/replicatedjob-name": "node",

@@ -38,7 +38,7 @@ JOB_KINDS: dict[str, tuple[str, str]] = {
             'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
             'status.conditions.#(type=="Failed")#|#(status=="True")#',
         )
-        for kind in ("PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob")
+        for kind in ("PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob")
     },
     "TrainJob": (
         'status.conditions.#(type=="Complete")#|#(status=="True")#',
@@ -55,6 +55,7 @@ DEFAULT_PRIMARY_CONTAINER = {
     "MPIJob": "mpi",
     "JAXJob": "jax",
     "PaddleJob": "paddle",
+    "MXJob": "mxnet",
     "TrainJob": "node",
 }
 
