@@ -118,6 +118,10 @@ def test_unreadable_input_applies_nothing_and_exits_2(ketch: Ketch, client: http
     blank.write_text("---\n# nothing\n")
     bad(ketch("apply", "-f", str(blank), "-n", ns), 2, "no manifests", "blank.yaml")
     bad(ketch("apply", "-f", "-", "-f", "-", "-n", ns, stdin=""), 2, "stdin")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join(f'*{p}' for _ in range(10))}]\n" for p, n in zip("abcd", "bcde", strict=True)
+    )
+    bad(ketch("apply", "-f", "-", "-n", ns, stdin=bomb), 2, "<stdin>", "aliases expand")
     bad(ketch("apply", "-f", str(good), "-n", "Bad_NS"), 2, "--namespace")
     assert _names(client, ns) == []
     missing_option = ketch("apply", "-n", ns)

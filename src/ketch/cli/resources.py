@@ -19,6 +19,7 @@ import typer
 import yaml
 
 from ketch.cli.http import Client, NoServer, collection_path, fail, object_path, reporting
+from ketch.core.documents import load_json, load_yaml_all
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ketch.server.kinds import Kind, KindRegistry
@@ -234,17 +235,19 @@ def _read_documents(sources: list[str], recursive: bool = False) -> list[tuple[s
 
 
 def _parse(where: str, text: str) -> list[tuple[str, Any]]:
-    if where.endswith(".json") or (where == "<stdin>" and text.lstrip()[:1] in ("{", "[")):
+    """The documents of one file, parsed as the server parses bodies (bounded nesting
+    and alias expansion); ``.json`` files (and stdin starting with ``{``) as JSON,
+    whose tabs YAML would refuse."""
+    looks_json = where == "<stdin>" and text.lstrip()[:1] == "{"
+    if where.endswith(".json") or looks_json:
         try:
-            documents = [json.loads(text)]
-        except json.JSONDecodeError as exc:
-            if where.endswith(".json"):
-                raise InvalidSpec(
-                    f"{where}: malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                ) from None
-            documents = _load_yaml(where, text)  # YAML flow style also starts with { or [
+            documents = [load_json(text, field=where)]
+        except InvalidSpec:
+            if not looks_json:
+                raise
+            documents = load_yaml_all(text, field=where)  # YAML flow style starts with { too
     else:
-        documents = _load_yaml(where, text)
+        documents = load_yaml_all(text, field=where)
     items: list[tuple[str, Any]] = []
     for index, document in enumerate(documents, start=1):
         label = f"{where} (document {index})"
@@ -257,18 +260,6 @@ def _parse(where: str, text: str) -> list[tuple[str, Any]]:
         else:
             items.append((label, document))
     return items
-
-
-def _load_yaml(where: str, text: str) -> list[Any]:
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise InvalidSpec(f"{where}: malformed YAML: {problem}{at}") from None
-    except RecursionError:
-        raise InvalidSpec(f"{where}: the YAML nests too deeply") from None
 
 
 def _prepare(
