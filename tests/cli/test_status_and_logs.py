@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.cli.helpers import Ketch, bad, ok
-from tests.server.fixtures import job, jobs_path
+from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
 from tests.server.helpers import Server, base_env, ketch_command
 
 ISVC = """\
@@ -140,3 +140,23 @@ def test_follow_waits_for_a_replica_that_has_not_started(server: Server, client:
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+def test_a_components_readiness_is_never_shown_as_the_state(ketch: Ketch, client: httpx.Client, ns: str) -> None:
+    """On an object whose status no controller writes (a TrainingRuntime), STATE comes
+    from Ready when there is one, and a component's *Ready condition is never the state."""
+    statuses = {
+        "ingress-only": [{"type": "IngressReady", "status": "True"}],
+        "not-ready": [
+            {"type": "IngressReady", "status": "True", "lastTransitionTime": "2024-01-01T00:02:00Z"},
+            {"type": "Ready", "status": "Unknown", "reason": "ReplicasStarting",
+             "lastTransitionTime": "2024-01-01T00:01:00Z"},
+        ],
+    }
+    for name, conditions in statuses.items():
+        client.post(runtimes_path(ns), json=runtime(name))
+        client.put(runtimes_path(ns, name) + "/status", json={"status": {"conditions": conditions}})
+    rows = {line.split()[0]: line.split() for line in ok(ketch("get", "trainingruntimes", "-n", ns)).splitlines()}
+    assert rows["NAME"] == ["NAME", "STATE", "READY", "REASON", "AGE"]
+    assert rows["ingress-only"][1:4] == ["-", "-", "-"]
+    assert rows["not-ready"][1:4] == ["NotReady", "Unknown", "ReplicasStarting"]

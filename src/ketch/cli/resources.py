@@ -76,8 +76,8 @@ def state_of(manifest: dict[str, Any]) -> str:
 
     ``status.state`` when the object has one; else, for kinds that report readiness
     (a ``Ready`` condition, as InferenceServices do), ``Ready``, ``Failed`` (Ready is
-    False) or ``NotReady`` (Unknown); else the type of the newest True condition;
-    else ``-``.
+    False) or ``NotReady`` (Unknown); else the type of the newest True condition
+    that is not a component's readiness (``IngressReady``); else ``-``.
     """
     status = manifest.get("status") or {}
     if isinstance(status, dict) and isinstance(status.get("state"), str):
@@ -85,7 +85,11 @@ def state_of(manifest: dict[str, Any]) -> str:
     ready = ready_condition(manifest)
     if ready is not None:
         return {"True": "Ready", "False": "Failed"}.get(str(ready.get("status")), "NotReady")
-    true = [c for c in _conditions(manifest) if c.get("status") == "True"]
+    # A component's readiness (IngressReady, PredictorReady) is not the object's state.
+    true = [
+        c for c in _conditions(manifest)
+        if c.get("status") == "True" and not str(c.get("type", "")).endswith("Ready")
+    ]
     if true:
         return str(max(true, key=lambda c: str(c.get("lastTransitionTime", ""))).get("type"))
     return "-"
