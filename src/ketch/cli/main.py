@@ -76,15 +76,20 @@ def run_command(
 
     if output not in ("table", "json"):
         _fail(InvalidSpec(f"unknown output format {output!r}; use table or json", field="--output"))
+    if max_parallelism is not None and max_parallelism < 1:
+        _fail(InvalidSpec(f"must be 1 or more, got {max_parallelism}", field="--max-parallelism"))
     params: dict[str, Any] = {}
     for item in param or []:
-        if "=" not in item:
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
             _fail(InvalidSpec(f"{item!r} must look like KEY=VALUE", field="--param"))
-        key, value = item.split("=", 1)
+        if key in params:
+            _fail(InvalidSpec(f"{key!r} is given more than once", field="--param"))
         try:  # VALUE is JSON when it parses as JSON, else a plain string
-            params[key.strip()] = json.loads(value)
+            params[key] = json.loads(value)
         except json.JSONDecodeError:
-            params[key.strip()] = value
+            params[key] = value
     view = RunView(quiet=output == "json")
     try:
         with view:
