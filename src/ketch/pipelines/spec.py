@@ -92,17 +92,23 @@ def _unwrap_job(doc: Any, where: str) -> dict[str, Any]:
     return doc
 
 
-def _read_text(path: Path) -> str:
-    """A pipeline file's text; a binary or unreadable file is refused by name."""
+def _read_text(path: Path, *, python: bool = False) -> str:
+    """A pipeline file's text; a binary or unreadable file is refused by name.
+
+    Python source may declare another encoding, so for ``.py`` files only NUL
+    bytes (which no source file holds) mark a binary file."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidSpec(f"{str(path)!r} cannot be read: {exc.strerror or exc}", field="FILE") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
-    if not text and data or "\x00" in text:
+    binary = b"\x00" in data
+    text = ""
+    if not binary:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            binary = not python
+    if binary:
         raise InvalidSpec(
             f"{str(path)!r} is a binary file, not a pipeline; pass a .py file with a "
             "@dsl.pipeline or a compiled .yaml/.json pipeline", field="FILE",
@@ -130,7 +136,7 @@ def _load_document_file(path: Path) -> PipelineIR:
 
 
 def _load_python_file(path: Path, pipeline_name: str | None) -> PipelineIR:
-    _read_text(path)  # a binary file is refused before Python tries to import it
+    _read_text(path, python=True)  # a binary file is refused before Python imports it
     module_name = f"_ketch_pipeline_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
