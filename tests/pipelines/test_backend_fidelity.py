@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from kfp import compiler, dsl
@@ -334,3 +335,30 @@ def test_cli_warns_once_that_images_are_not_used_and_reports_shell_errors(tmp_pa
     error = result["tasks"]["shell-typo"]["error"]
     assert error.startswith("shell error: a command was not found on this host (sh)")
     assert "frobnicate-nothing" in error.splitlines()[0]
+
+
+@dsl.container_component
+def shell_name(shell: str, out: OutputPath(str)):
+    return dsl.ContainerSpec(
+        image="alpine:3",
+        command=[shell, "-c", 'mkdir -p "$(dirname "$0")"; cat /proc/$$/comm > "$0"'],
+        args=[out],
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="needs /proc")
+def test_the_shell_the_pipeline_names_is_the_shell_that_runs():
+    @dsl.pipeline(name="shells")
+    def p():
+        shell_name(shell="sh")
+
+    @dsl.pipeline(name="shells-bash")
+    def q():
+        shell_name(shell="bash")
+
+    run = ketch.run(p)
+    assert run.state == "SUCCEEDED", run.error
+    assert run.tasks["shell-name"].outputs["out"].strip() == "sh"
+    bash = ketch.run(q)
+    assert bash.state == "SUCCEEDED", bash.error
+    assert bash.tasks["shell-name"].outputs["out"].strip() == "bash"
