@@ -261,3 +261,30 @@ def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(tm
         assert second.wait(run_id, 30) == "CANCELED"
     finally:
         second.stop()
+
+
+@pytest.mark.slow
+def test_server_notices_a_killed_ketch_run_without_being_asked(tmp_path: Path, package: Path) -> None:
+    """Watchers and the dashboard learn that a ketch run died: the run service
+    ends the run and tells its listeners, no read needed."""
+    import threading
+
+    marker = tmp_path / "marker"
+    service = RunService()
+    ended = threading.Event()
+    seen: list[str] = []
+    service.start()
+    try:
+        proc, run_id = _start_ketch_run(package, marker, sleep_at=0)
+        service.listeners.append(lambda rid: (seen.append(rid), ended.set()))
+        try:
+            _wait_for(lambda: _count(marker, 0) == 1)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            _kill_group(proc)
+        assert ended.wait(30), "the run service did not notice"
+        assert run_id in seen
+        assert service.wait(run_id, 0) == "FAILED"
+    finally:
+        service.stop()

@@ -200,11 +200,16 @@ def reap(url: str | None = None, *, min_interval: float = 0.0) -> int:
     """End the in-flight runs of ``ketch run`` processes that are gone (FAILED, with
     the reason). Server runs are left for the next server to resume. Returns how
     many runs were ended. ``min_interval`` skips the check when one ran that recently."""
+    return len(reap_runs(url, min_interval=min_interval))
+
+
+def reap_runs(url: str | None = None, *, min_interval: float = 0.0) -> list[str]:
+    """:func:`reap`, returning the ids of the runs it ended."""
     if min_interval > 0:
         with _reap_lock:
             last = _last_reap.get(url, 0.0)
             if time.monotonic() - last < min_interval:
-                return 0
+                return []
             _last_reap[url] = time.monotonic()
     with session_scope(url, readonly=True) as s:
         rows = s.execute(
@@ -213,14 +218,15 @@ def reap(url: str | None = None, *, min_interval: float = 0.0) -> int:
                 PipelineRunRow.owner.like(f"{PROCESS}:{_host()}:%"),
             )
         ).all()
-    count = 0
+    ended: list[str] = []
     for run_id, text, state in rows:
         owner = parse(text)
         if owner is None or not is_gone(owner):
             continue
         if state == "CANCELING":
-            ended = fail_run(url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED")
+            done = fail_run(url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED")
         else:
-            ended = fail_run(url, run_id, text, orphan_reason(owner))
-        count += int(ended)
-    return count
+            done = fail_run(url, run_id, text, orphan_reason(owner))
+        if done:
+            ended.append(run_id)
+    return ended

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_STATES = owners.ACTIVE_STATES
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
+REAP_INTERVAL = 5.0  # seconds between checks for runs whose ketch run process died
 
 
 def process_owner() -> str:
@@ -159,6 +160,8 @@ class RunService:
         self._done: dict[str, threading.Event] = {}
         self._stopping = False
         self.owner = owners.current(owners.SERVER).with_token()
+        self._stopped = threading.Event()
+        self._reaper: threading.Thread | None = None
         # Called with a run id whenever a run is created or ends (watchers, UIs).
         self.listeners: list[Callable[[str], None]] = []
 
@@ -218,11 +221,26 @@ class RunService:
                 resumed.append(run_id)
         if resumed:
             log.info("resumed %d run(s) that were in flight: %s", len(resumed), ", ".join(resumed))
+        self._reaper = threading.Thread(target=self._reap_loop, name="ketch-run-reaper", daemon=True)
+        self._reaper.start()
         return resumed
+
+    def _reap_loop(self) -> None:
+        """Runs of ``ketch run`` processes that die while the server runs end FAILED
+        within a few seconds, so watchers and the dashboard see it without a read."""
+        while not self._stopped.wait(REAP_INTERVAL):
+            try:
+                ended = owners.reap_runs(self.url)
+            except Exception:  # the store is busy: look again next time
+                log.debug("could not check the owners of in-flight runs", exc_info=True)
+                continue
+            for run_id in ended:
+                self._changed(run_id)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop executing: in-flight runs stay RUNNING and resume at the next start."""
         self._stopping = True
+        self._stopped.set()
         with self._lock:
             engines = list(self._engines.values())
             threads = list(self._threads.values())
