@@ -170,3 +170,28 @@ def test_default_pipeline_root_is_under_ketch_home(ketch_home):
     assert run.state == "SUCCEEDED", run.error
     [artifact] = run.tasks["make"].outputs["out"]
     assert str(ketch_home) in artifact["uri"]
+
+
+def test_a_pipeline_root_without_its_package_names_the_extra(ketch_home):
+    import importlib.util
+
+    import pytest
+
+    from ketch.core.errors import InvalidSpec
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed here: nothing is missing")
+
+    @dsl.component
+    def noop():
+        pass
+
+    @dsl.pipeline(name="remote-root")
+    def p():
+        noop()
+
+    with pytest.raises(InvalidSpec) as raised:
+        ketch.run(p, pipeline_root="gs://bucket/runs")
+    assert "gs://bucket/runs needs gcsfs" in str(raised.value)
+    assert "pip install 'ketch[gcs]'" in str(raised.value)
+    assert raised.value.field == "pipeline_root"

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from ketch.core import config
+from ketch.core import artifacts, config
 from ketch.core.backend import Backend
 from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
@@ -47,16 +47,13 @@ def resolve_root(root: str | None, home: Path) -> str:
     root = root or config.artifacts_root(home)
     if "://" not in root or root.startswith("file://"):
         return str(Path(root.removeprefix("file://")).expanduser().resolve())
-    import fsspec
-
     try:
-        fsspec.core.url_to_fs(root)
-    except (ImportError, ValueError) as exc:
+        artifacts.filesystem(root)
+    except (artifacts.MissingFilesystem, artifacts.UnknownProtocol) as exc:
         raise InvalidSpec(
-            f"pipeline root {root!r} cannot be used: {exc}; install the fsspec package for "
-            "that scheme (ketch[s3] or ketch[gcs]) or use a local directory",
+            f"pipeline root cannot be used: {exc.message}, or use a local directory",
             field="pipeline_root",
-        ) from exc
+        ) from None
     return root
 
 
