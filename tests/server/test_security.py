@@ -18,7 +18,7 @@ import httpx
 import yaml
 
 from ketch.core.store.resources import ResourceStore
-from tests.browser import browser  # noqa: F401  (fixture)
+from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.server.fixtures import job, jobs_path
 from tests.server.helpers import Server, assert_error, base_env, ketch_command
 
@@ -100,7 +100,7 @@ def test_other_host_names_are_refused(server: Server, ns: str) -> None:
 
 
 def test_a_web_page_cannot_create_work(
-    browser: Any, server: Server, client: httpx.Client, ns: str, tmp_path: Path  # noqa: F811
+    browser: BrowserThread, server: Server, client: httpx.Client, ns: str, tmp_path: Path  # noqa: F811
 ) -> None:
     """A real page on another origin tries every request a browser sends without a
     preflight; nothing is created and nothing runs. The same request from a page of
@@ -134,16 +134,19 @@ def test_a_web_page_cannot_create_work(
         def log_message(self, *_args: object) -> None:
             pass
 
+    async def visit_evil(chromium: Any) -> None:
+        page = await chromium.new_page()
+        try:
+            await page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+            await page.wait_for_function("document.title === 'done'", timeout=30_000)
+        finally:
+            await page.close()
+
     with socketserver.TCPServer(("127.0.0.1", 0), Page) as evil:
         thread = threading.Thread(target=evil.serve_forever, daemon=True)
         thread.start()
         try:
-            page = browser.new_page()
-            try:
-                page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
-                page.wait_for_function("document.title === 'done'", timeout=30_000)
-            finally:
-                page.close()
+            browser.run(visit_evil)
         finally:
             evil.shutdown()
     assert client.get(f"/apis/batch/v1/namespaces/{ns}/jobs").json()["items"] == []
@@ -151,16 +154,21 @@ def test_a_web_page_cannot_create_work(
     assert not marker.exists()
 
     # The server's own origin (where a dashboard lives) may write.
-    page = browser.new_page()
-    try:
-        page.goto(f"{server.url}/docs")
-        status = page.evaluate(
-            """async ([target, manifest]) => (await fetch(target, {method: "POST",
-                headers: {"Content-Type": "application/json"}, body: manifest})).status""",
-            [f"{server.url}/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs", json.dumps(job("same-origin"))],
-        )
-    finally:
-        page.close()
+    async def write_from_own_origin(chromium: Any) -> int:
+        page = await chromium.new_page()
+        try:
+            await page.goto(f"{server.url}/docs")
+            return int(
+                await page.evaluate(
+                    """async ([target, manifest]) => (await fetch(target, {method: "POST",
+                        headers: {"Content-Type": "application/json"}, body: manifest})).status""",
+                    [f"{server.url}{jobs_path(ns)}", json.dumps(job("same-origin"))],
+                )
+            )
+        finally:
+            await page.close()
+
+    status = browser.run(write_from_own_origin)
     assert status == 201
     assert client.get(jobs_path(ns, "same-origin")).status_code == 200
 

@@ -114,8 +114,9 @@ def _children(node: Node) -> list[Node]:
 def load_yaml_all(text: str | bytes, *, field: str = "body") -> list[Any]:
     """Every non-empty document in ``text``; ``InvalidSpec`` naming ``field`` when the
     YAML is malformed or too costly to build."""
-    loader = _BoundedLoader(text, field)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text, field)  # reading starts here: it may refuse the text
         documents = []
         while loader.check_data():
             document = loader.get_data()
@@ -125,12 +126,13 @@ def load_yaml_all(text: str | bytes, *, field: str = "body") -> list[Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["cannot be parsed"])[0]
         raise InvalidSpec(f"malformed YAML: {problem}{where}", field=field) from None
     except (RecursionError, MemoryError):
         raise InvalidSpec("the YAML document is too large or too deep", field=field) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(text: str | bytes, *, field: str = "body") -> Any:
