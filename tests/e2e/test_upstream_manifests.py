@@ -317,3 +317,31 @@ def test_a_patch_cannot_make_a_job_invalid(client: httpx.Client, ns: str) -> Non
     stored = client.get(f"{path}/{name}").json()
     assert stored["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] == 1
     assert stored["metadata"]["generation"] == 1
+
+
+def _trial(run_spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {"name": "by-hand"},
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
+            "parameterAssignments": [{"name": "lr", "value": "0.01"}],
+            "primaryContainerName": "training-container",
+            "runSpec": run_spec,
+        },
+    }
+
+
+def test_trials_applied_by_hand_are_checked(client: httpx.Client, ns: str) -> None:
+    path = f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/trials"
+    job = copy.deepcopy(BATCH_TRIAL)
+    job["spec"]["template"]["spec"]["containers"][0]["command"] = ["python3", "-c", "print('accuracy=0.5')"]
+    assert_error(client.post(path, json=_trial({})), 400, "spec.runSpec")
+    assert_error(client.post(path, json=_trial(ARGO_TRIAL)), 400, "spec.runSpec.kind", "Workflow")
+    no_containers = _with(job, [], "spec", "template", "spec", "containers")
+    assert_error(client.post(path, json=_trial(no_containers)), 400, "spec.runSpec.spec.template.spec.containers")
+    assert client.get(path).json()["items"] == []
+    created = client.post(path, json=_trial(job))
+    assert created.status_code == 201, created.text
+    assert client.delete(f"{path}/by-hand").status_code == 200

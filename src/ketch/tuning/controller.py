@@ -48,7 +48,12 @@ from ketch.core.store.resources import ResourceStore
 from ketch.tuning import collectors, suggestions, trials
 from ketch.tuning.algorithms import Suggester, TrialRecord, validate_algorithm
 from ketch.tuning.pbt import CHECKPOINT_ENV
-from ketch.tuning.spec import ExperimentSpec, check_runnable, parse_experiment
+from ketch.tuning.spec import (
+    ExperimentSpec,
+    check_runnable,
+    check_trial_kind,
+    parse_experiment,
+)
 
 log = logging.getLogger("ketch.tuning.controller")
 
@@ -70,6 +75,7 @@ def register() -> None:
     register_controller(experiment_factory)
     register_controller(trial_factory)
     register_validator("Experiment", validate)
+    register_validator("Trial", validate_trial)
     register_validator(suggestions.KIND, suggestions.validate)
     try:
         from ketch.tuning import api
@@ -96,6 +102,21 @@ def validate(resource: Resource) -> None:
 TRIAL_SPEC_FIELD = "spec.trialTemplate.trialSpec"
 
 
+def validate_trial(resource: Resource) -> None:
+    """Refuse a Trial (Experiments make them; one may also be applied by hand) whose
+    ``runSpec`` is not a job Ketch runs, or is a job its kind's validator refuses."""
+    run_spec = resource.spec.get("runSpec")
+    if not isinstance(run_spec, dict) or not run_spec:
+        raise InvalidSpec("is required: the manifest of the job the trial runs", field="spec.runSpec")
+    check_trial_kind(run_spec, "spec.runSpec")
+    manifest = copy.deepcopy(run_spec)
+    meta = manifest.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise InvalidSpec("must be an object", field="spec.runSpec.metadata")
+    meta.update(name=resource.metadata.name, namespace=resource.metadata.namespace)
+    _check_job(manifest, "spec.runSpec", "the trial's runSpec")
+
+
 def validate_trial_job(spec: ExperimentSpec, *, name: str, namespace: str) -> None:
     """Render the trial template with placeholder values (each parameter's first
     feasible value) and check the job with the validator registered for its kind,
@@ -112,16 +133,21 @@ def validate_trial_job(spec: ExperimentSpec, *, name: str, namespace: str) -> No
         namespace=namespace,
         experiment=name,
     )
+    _check_job(manifest, TRIAL_SPEC_FIELD, "the trial template")
+
+
+def _check_job(manifest: dict[str, Any], where: str, what: str) -> None:
+    """Check a trial's job with its kind's validator; errors name ``where``."""
     check = _job_validator(str(manifest.get("kind", "")))
     try:
         job = Resource.from_manifest(manifest)
         if check is not None:
             check(job)
     except InvalidSpec as exc:
-        where = f"{TRIAL_SPEC_FIELD}.{exc.field}" if exc.field else TRIAL_SPEC_FIELD
+        field = f"{where}.{exc.field}" if exc.field else where
         raise InvalidSpec(
-            f"the trial template is not a valid {manifest.get('kind')}: {exc.message}",
-            field=where,
+            f"{what} is not a valid {manifest.get('kind')}: {exc.message}",
+            field=field,
             hint=exc.hint,
         ) from None
 

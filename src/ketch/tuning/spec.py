@@ -669,7 +669,7 @@ def _check_trial_template(model: ExperimentSpec) -> None:
         raise InvalidSpec(
             "apiVersion and kind of the trial's job are required", field=f"{where}.trialSpec"
         )
-    _check_trial_kind(trial_spec, f"{where}.trialSpec")
+    check_trial_kind(trial_spec, f"{where}.trialSpec")
     metadata = trial_spec.get("metadata") or {}
     if isinstance(metadata, dict) and (metadata.get("name") or metadata.get("namespace")):
         raise InvalidSpec(
@@ -734,7 +734,7 @@ def _check_trial_template(model: ExperimentSpec) -> None:
         template.primaryPodLabels = dict(labels)
 
 
-def _check_trial_kind(trial_spec: dict[str, Any], where: str) -> None:
+def check_trial_kind(trial_spec: dict[str, Any], where: str) -> None:
     """Refuse a trial job of a kind Ketch does not run (an Argo Workflow, a Pod, a
     custom resource): its trials would never start."""
     kind, api_version = str(trial_spec.get("kind")), str(trial_spec.get("apiVersion"))
