@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning_vs_raytune.py
 	$(BIN)/python benchmarks/training_start.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
+	$(BIN)/python benchmarks/hardening_overhead.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
