@@ -288,3 +288,44 @@ def test_server_notices_a_killed_ketch_run_without_being_asked(tmp_path: Path, p
         assert service.wait(run_id, 0) == "FAILED"
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+def test_the_sole_server_resumes_runs_left_under_another_host_name(tmp_path: Path, store: str) -> None:
+    """A laptop's host name changes between sessions: the server holding the store's
+    lock resumes runs a server left in flight under the old name; a service that does
+    not hold it leaves them alone (their owner cannot be checked from here)."""
+    from ketch.core import config
+
+    marker = tmp_path / "marker"
+    proc, run_id = _start_serving(marker, sleep_at=1)
+    try:
+        _wait_for(lambda: _count(marker, 1) == 1)
+    finally:
+        _kill_group(proc)
+    engine = create_engine(db.normalize_url(config.database_url()))
+    try:
+        with engine.begin() as connection:
+            owner = connection.execute(
+                text("SELECT owner FROM pipeline_runs WHERE id = :id"), {"id": run_id}
+            ).scalar_one()
+            moved = ":".join([owner.split(":")[0], "old-laptop-name", *owner.split(":")[2:]])
+            connection.execute(
+                text("UPDATE pipeline_runs SET owner = :owner WHERE id = :id"),
+                {"owner": moved, "id": run_id},
+            )
+    finally:
+        engine.dispose()
+    bystander = RunService()
+    try:
+        assert run_id not in bystander.start()
+    finally:
+        bystander.stop()
+    sole = RunService(sole_server=True)
+    try:
+        assert run_id in sole.start()
+        _wait_for(lambda: _count(marker, 1) == 2)  # the interrupted step runs again
+        assert sole.cancel(run_id) is True
+        assert sole.wait(run_id, 30) == "CANCELED"
+    finally:
+        sole.stop()

@@ -126,7 +126,7 @@ def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
 
     from ketch.server.app import create_app
 
-    app = create_app(home=home, bind=host)
+    app = create_app(home=home, bind=host, sole_server=True)  # up() holds the store's lock
     cfg = uvicorn.Config(
         app,
         host=host,

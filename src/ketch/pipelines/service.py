@@ -146,8 +146,14 @@ class RunService:
         url: str | None = None,
         backend: Backend | None = None,
         max_parallelism: int | None = None,
+        *,
+        sole_server: bool = False,
     ):
+        """``sole_server``: this process holds the store's control-plane lock, so no
+        other server is running: every server run it does not own is orphaned, even
+        one whose owner was recorded under another host name (a laptop's name changes)."""
         self.url = url
+        self.sole_server = sole_server
         self._backend = backend
         self.max_parallelism = max_parallelism
         self.recorder = Recorder(url)
@@ -161,6 +167,12 @@ class RunService:
         self._reaper: threading.Thread | None = None
         # Called with a run id whenever a run is created or ends (watchers, UIs).
         self.listeners: list[Callable[[str], None]] = []
+
+    def _orphaned(self, stored: str | None) -> bool:
+        owner = owners.parse(stored)
+        if self.sole_server and (owner is None or owner.kind == owners.SERVER):
+            return not owners.is_mine(stored)
+        return owners.is_gone(owner)
 
     def _changed(self, run_id: str) -> None:
         for listener in list(self.listeners):
@@ -198,7 +210,7 @@ class RunService:
                         PipelineRunRow.owner.like(f"{owners.SERVER}:%")),
                 )
             ).scalars()
-            candidates = [row for row in rows if owners.is_gone(owners.parse(row.owner))]
+            candidates = [row for row in rows if self._orphaned(row.owner)]
             for row in candidates:
                 if not owners.claim(self.url, row.id, row.owner, self.owner):
                     continue  # another server took it over first, or it ended

@@ -83,13 +83,13 @@ def _optional_module(name: str) -> ModuleType | None:
         raise
 
 
-def _run_service(url: str) -> Any:
+def _run_service(url: str, sole_server: bool) -> Any:
     module = _optional_module("ketch.pipelines.service")
     factory = getattr(module, "RunService", None) if module is not None else None
     if factory is None:
         log.warning("ketch.pipelines.service.RunService is not available; runs cannot be submitted")
         return None
-    return factory(url=url)
+    return factory(url=url, sole_server=sole_server)
 
 
 def register_capabilities() -> None:
@@ -114,6 +114,7 @@ def create_app(
     home: Path | None = None,
     background: bool = True,
     bind: str = "127.0.0.1",
+    sole_server: bool = False,
 ) -> FastAPI:
     """The API server app.
 
@@ -123,6 +124,9 @@ def create_app(
     starts no run service, controllers or schedulers (the routes still serve
     what is stored). ``bind`` is the address the server listens on: it
     decides the ``Host`` names it answers to (see :mod:`ketch.server.guard`).
+    ``sole_server``: the caller holds the store's control-plane lock
+    (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
+    flight is this one's to resume.
     """
     register_capabilities()
     url = database_url or config.database_url(home)
@@ -143,7 +147,7 @@ def create_app(
         started: list[Callable[[], Any]] = []
         try:
             if background:
-                state.runs = _run_service(url)
+                state.runs = _run_service(url, sole_server)
                 app.state.runs = state.runs
                 if state.runs is not None:
                     listeners = getattr(state.runs, "listeners", None)
