@@ -124,28 +124,29 @@ def test_logs(ketch: Ketch, server: Server, client: httpx.Client, ns: str) -> No
     log = server.home / "logs" / "test" / ns / "master.log"  # where a controller writes logs
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("epoch 1 loss 0.5\n")
-    client.post(jobs_path(ns), json=job("lg"))
-    ResourceStore(server.db_url).update_status("PyTorchJob", ns, "lg", {"logPaths": {"master-0": str(log)}})
-    assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
-    assert ok(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "master-0")) == "epoch 1 loss 0.5\n"
-    bad(ketch("logs", "pytorchjob", "lg", "-n", ns, "--replica", "worker-3"), 2, "worker-3")
+    # an object no controller writes the status of, so only the logPaths below are there
+    client.post(runtimes_path(ns), json=runtime("lg"))
+    ResourceStore(server.db_url).update_status("TrainingRuntime", ns, "lg", {"logPaths": {"master-0": str(log)}})
+    assert ok(ketch("logs", "trainingruntime", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
+    assert ok(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "master-0")) == "epoch 1 loss 0.5\n"
+    bad(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "worker-3"), 2, "worker-3")
 
 
 def test_wait(ketch: Ketch, client: httpx.Client, ns: str) -> None:
-    client.post(jobs_path(ns), json=job("w"))
+    client.post(runtimes_path(ns), json=runtime("w"))  # no controller writes its status
     started = time.monotonic()
-    timed_out = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "1")
+    timed_out = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "1")
     assert time.monotonic() - started >= 1
     bad(timed_out, 1, "timed out after 1s", "Succeeded")
-    client.put(jobs_path(ns, "w") + "/status", json={"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
-    met = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "10")
-    assert ok(met).strip() == "pytorchjob/w condition met"
-    explicit = ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=succeeded=True", "--timeout", "5")
-    assert ok(explicit).strip() == "pytorchjob/w condition met"
-    client.delete(jobs_path(ns, "w"))
-    assert ok(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "delete", "--timeout", "5")).strip() == "pytorchjob/w deleted"
-    bad(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "condition=Ready"), 2, "not found")
-    bad(ketch("wait", "pytorchjob", "w", "-n", ns, "--for", "ready"), 2, "--for")
+    client.put(runtimes_path(ns, "w") + "/status", json={"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
+    met = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "10")
+    assert ok(met).strip() == "trainingruntime/w condition met"
+    explicit = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=succeeded=True", "--timeout", "5")
+    assert ok(explicit).strip() == "trainingruntime/w condition met"
+    client.delete(runtimes_path(ns, "w"))
+    assert ok(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "delete", "--timeout", "5")).strip() == "trainingruntime/w deleted"
+    bad(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Ready"), 2, "not found")
+    bad(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "ready"), 2, "--for")
 
 
 def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import yaml
 
 from ketch.core.store.resources import ResourceStore
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
-from tests.server.fixtures import job, jobs_path
+from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
 from tests.server.helpers import Server, assert_error, base_env, ketch_command
 
 BOMB = "\n".join(
@@ -211,12 +211,12 @@ def test_alias_bombs_and_deep_nesting_are_refused(client: httpx.Client, ns: str)
 def test_status_writes_cannot_make_the_server_read_files(
     server: Server, client: httpx.Client, ns: str
 ) -> None:
-    client.post(jobs_path(ns), json=job("peek"))
+    client.post(runtimes_path(ns), json=runtime("peek"))  # no controller writes its status
     injected = {"logPaths": {"master-0": "/etc/passwd", "env": "/proc/self/environ"}, "note": "x"}
-    written = client.put(jobs_path(ns, "peek") + "/status", json={"status": injected})
+    written = client.put(runtimes_path(ns, "peek") + "/status", json={"status": injected})
     assert written.status_code == 200, written.text
     assert "logPaths" not in written.json()["status"] and written.json()["status"]["note"] == "x"
-    log = client.get(jobs_path(ns, "peek") + "/log")
+    log = client.get(runtimes_path(ns, "peek") + "/log")
     assert "root:" not in log.text
     # A path the store holds (as a controller would write it) is still confined: no
     # file outside Ketch's log folders, not through '..', not through a symlink.
@@ -232,15 +232,15 @@ def test_status_writes_cannot_make_the_server_read_files(
         "d": str(server.home / "ketch.db"),
         "e": str(folder / "real.log"),
     }
-    store.update_status("PyTorchJob", ns, "peek", {"logPaths": paths})
+    store.update_status("TrainingRuntime", ns, "peek", {"logPaths": paths})
     for replica in "abcd":
-        text = client.get(jobs_path(ns, "peek") + "/log", params={"replica": replica}).text
+        text = client.get(runtimes_path(ns, "peek") + "/log", params={"replica": replica}).text
         assert "root:" not in text and "SQLite" not in text, (replica, text[:200])
         assert "not served" in text
-    assert client.get(jobs_path(ns, "peek") + "/log", params={"replica": "e"}).text == "real line\n"
+    assert client.get(runtimes_path(ns, "peek") + "/log", params={"replica": "e"}).text == "real line\n"
     # and a client's status write leaves the server's logPaths alone
-    client.put(jobs_path(ns, "peek") + "/status", json={"status": {"logPaths": {"e": "/etc/passwd"}}})
-    assert client.get(jobs_path(ns, "peek")).json()["status"]["logPaths"] == paths
+    client.put(runtimes_path(ns, "peek") + "/status", json={"status": {"logPaths": {"e": "/etc/passwd"}}})
+    assert client.get(runtimes_path(ns, "peek")).json()["status"]["logPaths"] == paths
 
 
 # -- one control plane per store -------------------------------------------------------
