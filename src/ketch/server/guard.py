@@ -109,9 +109,8 @@ class RequestGuardMiddleware:
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if self.hosts is not None and _split_host(host) not in self.hosts and not is_loopback(
-            _split_host(host)
-        ):
+        name = _split_host(host)
+        if self.hosts is not None and name not in self.hosts and not is_loopback(name):
             return 403, (
                 f"this server does not answer to host {host!r}; use 127.0.0.1 or localhost "
                 f"(or list the name in {ALLOWED_HOSTS_ENV})"
