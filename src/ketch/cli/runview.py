@@ -108,12 +108,14 @@ class RunView:
                 self.out.print(f"  output {name}: {shown}", highlight=False)
         self._metrics(run)
         self.out.print(
-            f"  artifacts under {run.pipeline_root}/{run.pipeline_name}/{run.id}", highlight=False
+            f"  artifacts under {run.pipeline_root}/{run.pipeline_name}/{run.id}",
+            highlight=False,
+            soft_wrap=True,  # a path is copied whole: never broken across lines
         )
         logs = {t.log_path for t in run.tasks.values() if t.log_path}
         if logs:
             folder = str(next(iter(logs))).split(run.id)[0] + run.id
-            self.out.print(f"  task logs under {folder}", highlight=False)
+            self.out.print(f"  task logs under {folder}", highlight=False, soft_wrap=True)
         if run.error:
             self.console.print(Text(f"error: {run.error}", style="red"))
 
