@@ -27,7 +27,7 @@ SERVER_ENV = {
 }
 
 
-def _serve(server: Server) -> Iterator[Server]:
+def serve(server: Server) -> Iterator[Server]:
     server.start()
     try:
         yield server
@@ -43,10 +43,10 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A running ``ketch up`` (SQLite, or a fresh PostgreSQL database)."""
     home = tmp_path_factory.mktemp(f"ketch-{request.param}")
     if request.param == "sqlite":
-        yield from _serve(Server(home, extra_env=SERVER_ENV))
+        yield from serve(Server(home, extra_env=SERVER_ENV))
         return
     for url in _postgres_database():
-        yield from _serve(Server(home, database_url=url, extra_env=SERVER_ENV))
+        yield from serve(Server(home, database_url=url, extra_env=SERVER_ENV))
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.fixtures import SERVER_ENV, _serve
+from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server
 
 
 @pytest.fixture
 def fresh_server(tmp_path: Path) -> Iterator[Server]:
-    yield from _serve(Server(tmp_path / "home", extra_env=SERVER_ENV))
+    yield from serve(Server(tmp_path / "home", extra_env=SERVER_ENV))
 
 
 def _st() -> list[str]:

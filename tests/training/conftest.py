@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.server.fixtures import serve
 from tests.server.helpers import Server
 
 GROUP = "/apis/kubeflow.org/v1"
@@ -22,13 +23,7 @@ SHORT_BACKOFF = {"KETCH_RESTART_BACKOFF_BASE": "0.2", "KETCH_RESTART_BACKOFF_CAP
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("ketch-training")
-    running = Server(home, extra_env=dict(SHORT_BACKOFF)).start()
-    try:
-        yield running
-    finally:
-        code = running.stop()
-        assert code == 0, running.output()[-4000:]
+    yield from serve(Server(tmp_path_factory.mktemp("ketch-training"), extra_env=dict(SHORT_BACKOFF)))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 
 from ketch.training.backoff import Backoff
 from ketch.training.gpus import host_gpus
+from tests.server.fixtures import serve
 from tests.server.helpers import Server
 from tests.training.conftest import apply, condition, manifest, path, replica, wait_for
 
@@ -29,13 +30,7 @@ JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with the default back-off, started with a PATH without Ketch's venv."""
     assert str(VENV_BIN) not in BARE_PATH.split(":")
-    home = tmp_path_factory.mktemp("ketch-restarts")
-    running = Server(home, extra_env={"PATH": BARE_PATH}).start()
-    try:
-        yield running
-    finally:
-        code = running.stop()
-        assert code == 0, running.output()[-4000:]
+    yield from serve(Server(tmp_path_factory.mktemp("ketch-restarts"), extra_env={"PATH": BARE_PATH}))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -142,13 +143,18 @@ def is_mine(text: str | None) -> bool:
     )
 
 
+def _owned_by(previous: str | None) -> Any:
+    """The condition that a run's owner is still ``previous``."""
+    return PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
+
+
 def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> bool:
     """Make ``new`` the owner of ``run_id`` if its owner is still ``previous``
     (one conditional update: of two processes claiming a run, one wins)."""
 
     def write() -> bool:
         with session_scope(url) as s:
-            where = PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
+            where = _owned_by(previous)
             result = s.execute(
                 update(PipelineRunRow)
                 .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(ACTIVE_STATES))
@@ -170,7 +176,7 @@ def fail_run(
 
     def write() -> bool:
         with session_scope(url) as s:
-            where = PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
+            where = _owned_by(previous)
             result = s.execute(
                 update(PipelineRunRow)
                 .where(PipelineRunRow.id == run_id, where, PipelineRunRow.state.in_(from_states))
