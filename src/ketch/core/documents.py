@@ -35,7 +35,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._field = field
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -45,13 +45,14 @@ class _BoundedLoader(yaml.SafeLoader):
                     f"(at line {mark.line + 1})",
                     field=self._field,
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def compose_document(self) -> Node:  # type: ignore[override]
-        node: Node = super().compose_document()
-        check_expansion(node, self._field)
+    def compose_document(self) -> Node | None:
+        node = super().compose_document()
+        if node is not None:
+            check_expansion(node, self._field)
         return node
 
 

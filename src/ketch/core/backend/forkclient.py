@@ -287,8 +287,10 @@ class ForkServerClient:
                 self.error = f"preloading {list(self.preload)} failed:\n{message.get('message')}"
             return
         rid = message.get("id")
+        if not isinstance(rid, int):
+            return
         with self._lock:
-            pending = self._pending.get(rid) if isinstance(rid, int) else None
+            pending = self._pending.get(rid)
             if pending is None:
                 return
             if event != "started":

@@ -88,7 +88,7 @@ def _prctl() -> Callable[..., int] | None:
         ctypes.c_ulong,
     ]
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _child_setup(parent_pid: int, rlimit_as: int | None) -> Callable[[], None] | None:

@@ -78,7 +78,7 @@ class Supervisor:
         self._wake()
         return future.result()
 
-    def watch(self, pid: int, on_exit: Callable[[], None], wait: Callable[[], None]) -> None:
+    def watch(self, pid: int, on_exit: Callable[[], None], wait: Callable[[], object]) -> None:
         """Must be called on the supervisor thread (from inside :meth:`call`)."""
         try:
             fd = os.pidfd_open(pid)

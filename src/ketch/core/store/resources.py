@@ -388,7 +388,7 @@ class ResourceStore:
         status: dict[str, Any],
         *,
         resource_version: str | int | None = None,
-        events: list[tuple[str, str, EventType]] | None = None,
+        events: builtins.list[tuple[str, str, EventType]] | None = None,
         keep: tuple[str, ...] = (),
     ) -> Resource:
         """Replace the resource's status.
