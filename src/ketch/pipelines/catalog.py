@@ -626,10 +626,10 @@ class Catalog:
                 children.setdefault(t.parent_path, []).append(t)
         details = []
         for t in tasks:
-            exec_id = latest.get(t.id)
+            task_exec = latest.get(t.id)
             inputs: dict[str, dict[str, list[str]]] = {}
             outputs: dict[str, dict[str, list[str]]] = {}
-            for etype, key, art_id in events.get(exec_id, []) if exec_id is not None else []:
+            for etype, key, art_id in events.get(task_exec, []) if task_exec is not None else []:
                 target = inputs if etype == "INPUT" else outputs
                 ids = target.setdefault(key, {"artifact_ids": []})["artifact_ids"]
                 if str(art_id) not in ids:
@@ -643,7 +643,7 @@ class Catalog:
                 "start_time": ts(t.started_at),
                 "end_time": ts(t.finished_at),
                 "state": "SUCCEEDED" if t.cached and t.state == "SUCCEEDED" else t.state,
-                "execution_id": str(exec_id) if exec_id is not None else None,
+                "execution_id": str(task_exec) if task_exec is not None else None,
                 "error": status(t.error) if t.error else None,
                 "inputs": inputs,
                 "outputs": outputs,

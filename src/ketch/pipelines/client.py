@@ -134,7 +134,12 @@ def run(
     if on_start is not None:
         on_start(ctx.run_id)
     engines: list[Engine] = []
-    previous = _install_signals(lambda: [e.cancel() for e in engines])
+
+    def cancel_engines() -> None:
+        for e in engines:
+            e.cancel()
+
+    previous = _install_signals(cancel_engines)
     watcher = _CancelWatcher(ctx.run_id, engines)
     watcher.start()
     try:
@@ -213,7 +218,7 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
     prewarm = getattr(backend, "prewarm", None)
     if prewarm is None:
         return
-    sets = {(lightweight.EXECUTOR_MODULE,)}
+    sets: set[tuple[str, ...]] = {(lightweight.EXECUTOR_MODULE,)}
     for executor in ir.executors.values():
         component = lightweight.parse(executor.get("container", {})) if "container" in executor else None
         if component is not None and not lightweight.missing_requirements(component):

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 
-from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
@@ -115,7 +114,7 @@ def _satisfied(requirement: str) -> bool:
         req = Requirement(requirement)
     except InvalidRequirement:
         return False
-    if req.marker is not None and not req.marker.evaluate(default_environment()):
+    if req.marker is not None and not req.marker.evaluate():
         return True  # not needed on this Python
     try:
         installed = metadata.version(req.name)
