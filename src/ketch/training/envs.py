@@ -80,13 +80,13 @@ class ReservedPorts(set[int]):
     def add(self, port: int) -> None:
         self.claim(port)
 
-    def discard(self, port: int) -> None:
-        fd = self._locks.pop(port, None)
+    def discard(self, port: object) -> None:
+        fd = self._locks.pop(port, None) if isinstance(port, int) else None
         if fd is not None:
             os.close(fd)  # closing the file releases its lock
         super().discard(port)
 
-    def difference_update(self, *others: Iterable[int]) -> None:
+    def difference_update(self, *others: Iterable[object]) -> None:
         for other in others:
             for port in list(other):
                 self.discard(port)

@@ -263,17 +263,17 @@ def plan(
     replicas: dict[str, ReplicaSpec] = {}
     roles: dict[str, Role] = {}
     backoff: int | None = None
-    for step_name, role, container, count, rjob in steps:
+    for step_name, role, container, count, step_job in steps:
         if not container.command and role == "trainer":
             raise InvalidSpec(
                 f"no command to run: neither the TrainJob's trainer nor {runtime_label}'s "
                 f"{step_name!r} container has one (images are not run; the command runs on this machine)",
                 field="spec.trainer.command",
             )
-        pod = rjob.template.spec.template if rjob is not None else PodTemplateSpec()
+        pod = step_job.template.spec.template if step_job is not None else PodTemplateSpec()
         restart: RestartPolicy = "OnFailure" if pod.spec.restartPolicy == "OnFailure" else "Never"
         if role == "trainer" and restart == "OnFailure":
-            limit = rjob.template.spec.backoffLimit if rjob is not None else None
+            limit = step_job.template.spec.backoffLimit if step_job is not None else None
             backoff = DEFAULT_BACKOFF_LIMIT if limit is None else limit
         replicas[step_name] = ReplicaSpec(
             replicas=count,

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -437,7 +438,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return text
 
 
-def _pydantic_message(error: dict[str, Any]) -> str:
+def _pydantic_message(error: Mapping[str, Any]) -> str:
     if error.get("type") == "missing":
         return "is required"
     return str(error.get("msg", "is invalid"))
@@ -818,8 +819,10 @@ def _check_metrics_collector(model: ExperimentSpec) -> None:
                 "a Custom collector needs collector.customCollector (a container)",
                 field=f"{where}.collector.customCollector",
             )
-        fs = spec.source.fileSystemPath if spec.source else None
-        if fs is not None and (not (fs.path or "").startswith("/") or fs.kind is None):
+        custom_fs = spec.source.fileSystemPath if spec.source else None
+        if custom_fs is not None and (
+            not (custom_fs.path or "").startswith("/") or custom_fs.kind is None
+        ):
             raise InvalidSpec(
                 "needs an absolute path and kind File or Directory",
                 field=f"{where}.source.fileSystemPath",

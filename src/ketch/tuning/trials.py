@@ -162,7 +162,7 @@ def _map_strings(value: Any, fn: Any) -> Any:
 
 def replace_text(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     """``manifest`` with every occurrence of ``old`` in its strings replaced by ``new``."""
-    return _map_strings(manifest, lambda text: text.replace(old, new))  # type: ignore[no-any-return]
+    return _map_strings(manifest, lambda text: text.replace(old, new))
 
 
 def replace_path(
@@ -184,7 +184,7 @@ def replace_path(
             text = text.replace(token, path)
         return text
 
-    return _map_strings(manifest, move)  # type: ignore[no-any-return]
+    return _map_strings(manifest, move)
 
 
 def _containers(node: Any) -> Iterator[dict[str, Any]]:
