@@ -10,16 +10,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
 
 from ketch.core import config
 from ketch.core.errors import InvalidSpec, KetchError
-from ketch.core.http import ServerError, api_client, error_from
 from ketch.server.kinds import Kind, KindRegistry
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class NoServer(KetchError):
@@ -30,6 +31,9 @@ class Client:
     """Requests to the Ketch API server."""
 
     def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+        # httpx is imported by the commands that talk to a server, not by every start.
+        from ketch.core.http import api_client
+
         self.url = (url or config.server_url()).rstrip("/")
         self._http = api_client(self.url, timeout=timeout)
         base = self._http.base_url
@@ -54,6 +58,10 @@ class Client:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        from ketch.core.http import ServerError, error_from
+
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout):
@@ -70,6 +78,10 @@ class Client:
     @contextmanager
     def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[httpx.Response]:
         """A streaming GET with no read timeout (logs and watches)."""
+        import httpx
+
+        from ketch.core.http import error_from
+
         try:
             with self._http.stream(
                 "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)

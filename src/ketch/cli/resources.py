@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
 from ketch.cli.http import Client, NoServer, collection_path, fail, object_path, reporting
-from ketch.core.documents import load_json, load_yaml_all
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
-from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ketch.server.kinds import Kind, KindRegistry
 
 if TYPE_CHECKING:
@@ -32,6 +29,9 @@ NamespaceOpt = Annotated[
 ]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json, yaml or wide")]
 _DISPLAY_NAME = "pipelines.ketch.dev/display-name"
+# ketch.core.resource.DEFAULT_NAMESPACE (tests/cli/test_startup.py checks they agree):
+# that module imports pydantic, which a command imports when it runs, not at every start.
+DEFAULT_NAMESPACE = "default"
 # Where the server keeps cluster-scoped objects (ClusterTrainingRuntime, ...).
 CLUSTER_NAMESPACE = DEFAULT_NAMESPACE
 
@@ -41,6 +41,20 @@ def scoped(kind: Kind, namespace: str) -> str:
     cluster-scoped kind the one the server keeps those in, whatever ``-n`` says."""
     validate_namespace(namespace, field="--namespace")
     return namespace if kind.namespaced else CLUSTER_NAMESPACE
+
+
+def validate_name(name: str, field: str = "metadata.name") -> str:
+    """:func:`ketch.core.resource.validate_name`, imported when first called."""
+    from ketch.core.resource import validate_name as check
+
+    return check(name, field)
+
+
+def validate_namespace(namespace: str, field: str = "metadata.namespace") -> str:
+    """:func:`ketch.core.resource.validate_namespace`, imported when first called."""
+    from ketch.core.resource import validate_namespace as check
+
+    return check(namespace, field)
 
 
 # -- shared display helpers ----------------------------------------------------------
@@ -147,6 +161,8 @@ def _terminal_width() -> int:
 
 
 def dump(document: Any, output: str) -> None:
+    import yaml
+
     if output == "json":
         typer.echo(json.dumps(document, indent=2, default=str))
     else:
@@ -242,6 +258,8 @@ def _parse(where: str, text: str) -> list[tuple[str, Any]]:
     """The documents of one file, parsed as the server parses bodies (bounded nesting
     and alias expansion); ``.json`` files (and stdin starting with ``{``) as JSON,
     whose tabs YAML would refuse."""
+    from ketch.core.documents import load_json, load_yaml_all
+
     looks_json = where == "<stdin>" and text.lstrip()[:1] == "{"
     if where.endswith(".json") or looks_json:
         try:
@@ -543,6 +561,8 @@ def show(
     events: list[dict[str, Any]],
     before_events: Callable[[], None] | None = None,
 ) -> None:
+    import yaml
+
     meta = item.get("metadata", {})
     status = dict(item.get("status") or {})
     conditions = status.pop("conditions", None) or []

@@ -17,6 +17,7 @@ import typer
 
 from ketch.cli.http import Client, NoServer, reporting
 from ketch.cli.resources import (
+    DEFAULT_NAMESPACE,
     NamespaceOpt,
     age,
     check_output,
@@ -25,8 +26,9 @@ from ketch.cli.resources import (
     print_table,
     show,
     stream_logs,
+    validate_name,
+    validate_namespace,
 )
-from ketch.core.resource import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ketch.server.kinds import PIPELINE_RUN
 
 app = typer.Typer(

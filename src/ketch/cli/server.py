@@ -17,8 +17,6 @@ import typer
 
 from ketch.core import config
 from ketch.core.errors import Conflict, InvalidSpec
-from ketch.core.locks import ControlPlaneLock
-from ketch.server.guard import is_loopback
 
 READY_LINE = "Ketch API server listening on {url}"
 UNAUTHENTICATED_WARNING = (
@@ -93,6 +91,10 @@ def up(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
 ) -> None:
     """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
+    # SQLAlchemy and FastAPI are imported here, not when any other command starts.
+    from ketch.core.locks import ControlPlaneLock
+    from ketch.server.guard import is_loopback
+
     if not 0 <= port <= 65535:
         typer.echo(f"error: --port: {port} is not a port number (0-65535)", err=True)
         raise typer.Exit(2)
