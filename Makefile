@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/training_start.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
 	$(BIN)/python benchmarks/hardening_overhead.py
+	$(BIN)/python benchmarks/cli_startup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
