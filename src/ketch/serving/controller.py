@@ -34,7 +34,7 @@ from ketch.core import config
 from ketch.core.backend import ProcessHandle, ProcessSpec, default_backend
 from ketch.core.controller import Controller, Key, Result
 from ketch.core.errors import InvalidSpec, NotFound
-from ketch.core.resource import set_condition
+from ketch.core.resource import ConditionStatus, set_condition
 from ketch.core.store.resources import EventType, ResourceStore
 from ketch.serving.autoscaler import Autoscaler
 from ketch.serving.payload_logger import PayloadLogger
@@ -586,7 +586,9 @@ class InferenceServiceController(Controller):
                 if c["type"] in ("PredictorReady", "TransformerReady") and c["status"] != "True"
             ]
             first = failing[0]
-            status_value = "False" if any(c["status"] == "False" for c in failing) else "Unknown"
+            status_value: ConditionStatus = (
+                "False" if any(c["status"] == "False" for c in failing) else "Unknown"
+            )
             ingress_reason = (
                 PREDICTOR_INGRESS_NOT_CREATED
                 if first["type"] == "PredictorReady"

@@ -136,8 +136,18 @@ class _StartError:
 
     pid: int | None = None
 
-    def __init__(self, spec: ProcessSpec) -> None:
+    def __init__(self, spec: ProcessSpec, log_path: Path) -> None:
         self.spec = spec
+        self._log_path = log_path
+
+    @property
+    def stdout_path(self) -> Path:
+        """The container's log, which holds why it could not start."""
+        return self._log_path
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.spec.stderr_path or self._log_path
 
     def poll(self) -> int | None:
         return START_ERROR
@@ -389,7 +399,7 @@ class JobController(StatusController):
             with log_path.open("a") as out:
                 out.write(f"ketch: could not start the container: {exc}\n")
             self.enqueue(key)
-            return _StartError(run.spec)
+            return _StartError(run.spec, log_path)
         run.started_at = time.monotonic()
         wake_on_exit(self, key, handle)
         return handle

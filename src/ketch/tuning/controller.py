@@ -604,7 +604,7 @@ class ExperimentController(StatusController):
         with study.lock:
             suggestions = study.suggester.ask(names)
         template = spec.trialTemplate
-        assert template is not None
+        assert template is not None and template.trialSpec is not None  # validated
         trial_parameters = [p.model_dump(exclude_none=True) for p in template.trialParameters]
         collector = (
             spec.metricsCollectorSpec.model_dump(exclude_none=True)
@@ -945,7 +945,9 @@ class TrialController(StatusController):
         namespace, name = key
         manifest = copy.deepcopy(run_spec)
         # the job is the trial's: its name and namespace (as the controller looks it up)
-        metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+        metadata = manifest.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
         labels = dict(metadata.get("labels") or {})
         labels[trials.TRIAL_LABEL] = name
         manifest["metadata"] = {**metadata, "name": name, "namespace": namespace, "labels": labels}
