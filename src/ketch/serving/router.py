@@ -397,7 +397,7 @@ class ComponentRouter:
             if rev is None or rev not in self._revisions:
                 rev = self._pick_revision()
             upstream = self._choose(rev, tried) if rev is not None else None
-            if upstream is None:
+            if upstream is None or rev is None:
                 upstream, rev = await self._wait_for_replica(rev, tried, deadline)
             attempts += 1
             upstream.inflight += 1

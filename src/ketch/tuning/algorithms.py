@@ -386,13 +386,13 @@ class Suggester:
                 raise KeyError(f"trial {name!r} was not suggested by this experiment")
             if self._states[name] != "running":
                 return
-            self._states[name] = state  # type: ignore[assignment]
-            optuna_state, told = self._final(state, values)  # type: ignore[arg-type]
+            self._states[name] = state
+            optuna_state, told = self._final(state, values)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.tell(trial, told, state=optuna_state, skip_if_finished=True)
             if self.strategy is not None:
-                self.strategy.finish(name, state, values)  # type: ignore[arg-type]
+                self.strategy.finish(name, state, values)
 
     def report(self, name: str, step: int, value: float) -> bool:
         """An intermediate objective value of a running trial; True: stop it early
