@@ -184,14 +184,15 @@ def test_batch_job_and_runtime_without_containers_are_refused(client: httpx.Clie
 
 def test_registered_validator_checks_plain_manifests() -> None:
     """Other capabilities (a Katib trial template's check) reach the check through the
-    server's registry: called with a Resource, or with a plain manifest."""
+    assembled admission: called with a Resource, or with a plain manifest."""
+    from ketch.capabilities import CAPABILITIES
+    from ketch.core.capability import Admission
     from ketch.core.errors import InvalidSpec
     from ketch.core.resource import Resource
-    from ketch.server import app
     from ketch.training.validation import JobValidator
 
-    app.register_capabilities()
-    check = app._validators["PyTorchJob"]
+    admission = Admission(CAPABILITIES)
+    check = admission.validator("PyTorchJob")
     template = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
                 "spec": {"pytorchReplicaSpecs": copy.deepcopy(VALID["PyTorchJob"])}}
     assert isinstance(check, JobValidator)
@@ -205,17 +206,17 @@ def test_registered_validator_checks_plain_manifests() -> None:
     with pytest.raises(InvalidSpec):
         check(resource)
     for kind in VALID:
-        assert callable(app._validators[kind])
+        assert callable(admission.validator(kind))
 
     # Katib's other trial kinds: a batch Job and a TrainJob
-    batch = app._validators["Job"]
+    batch = admission.validator("Job")
     assert isinstance(batch, JobValidator)
     pod = {"containers": [{"name": "main", "image": "python:3.12", "command": ["true"]}], "restartPolicy": "Never"}
     batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": pod}}})
     with pytest.raises(InvalidSpec) as caught:
         batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {**pod, "containers": []}}}})
     assert caught.value.field == "spec.template.spec.containers"
-    trainjob = app._validators["TrainJob"]
+    trainjob = admission.validator("TrainJob")
     assert isinstance(trainjob, JobValidator)
     trainjob.validate_manifest({"spec": {"runtimeRef": {"name": "torch-distributed"}}})
     with pytest.raises(InvalidSpec) as caught:

@@ -1,8 +1,9 @@
-"""The API server: one FastAPI app assembling every capability's routers and controllers.
+"""The API server: one FastAPI app assembling the capabilities it is given.
 
-Capabilities plug in with :func:`register_controller` (a factory called with the
-server's ``ResourceStore``), :func:`register_kind` and :func:`register_router`,
-called before :func:`create_app`. The KFP v2beta1 facade
+:func:`create_app` serves the union of the capabilities' kinds (plus the pipeline
+run, which the server still serves itself), checks manifests with their validators,
+runs their controllers and includes their routes (see :mod:`ketch.core.capability`;
+the tuple is :data:`ketch.capabilities.CAPABILITIES`). The KFP v2beta1 facade
 (``ketch.pipelines.api``) is included when present; its optional ``start(app)`` and
 ``stop(app)`` run with the server.
 """
@@ -12,65 +13,29 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
-from ketch.core.controller import Controller, Manager
-from ketch.core.resource import Resource
+from ketch.core.capability import Admission, Capability, controllers_of, kinds_of
+from ketch.core.controller import Manager
 from ketch.core.store.db import get_engine, init_db
 from ketch.core.store.resources import ResourceStore
 from ketch.server import errors, guard
 from ketch.server.guard import RequestGuardMiddleware
-from ketch.server.kinds import PIPELINE_RUN, Kind, default_kinds
+from ketch.server.kinds import PIPELINE_RUN
 from ketch.server.pipelineruns import PipelineRunSource
 from ketch.server.state import ApiState
 
 log = logging.getLogger(__name__)
-
-ControllerFactory = Callable[[ResourceStore], Controller]
-Validator = Callable[[Resource], None]
-
-_controller_factories: list[ControllerFactory] = []
-_extra_kinds: list[Kind] = []
-_routers: list[APIRouter] = []
-_validators: dict[str, Validator] = {}
-
-
-def register_controller(factory: ControllerFactory) -> ControllerFactory:
-    """Run a controller in every server created from now on (usable as a decorator)."""
-    if factory not in _controller_factories:
-        _controller_factories.append(factory)
-    return factory
-
-
-def register_kind(kind: Kind) -> Kind:
-    """Serve ``kind`` through the resource API in every server created from now on."""
-    if kind not in _extra_kinds:
-        _extra_kinds.append(kind)
-    return kind
-
-
-def register_validator(kind: str, validator: Validator) -> Validator:
-    """Check every ``kind`` object created or applied through the API before it is
-    stored; the validator raises ``InvalidSpec`` (answered as 400) to refuse it."""
-    _validators[kind] = validator
-    return validator
-
-
-def register_router(router: APIRouter) -> APIRouter:
-    """Include ``router`` (before the generic resource routes) in servers created from now on."""
-    if router not in _routers:
-        _routers.append(router)
-    return router
 
 
 def _optional_module(name: str) -> ModuleType | None:
@@ -92,23 +57,8 @@ def _run_service(url: str, sole_server: bool) -> Any:
     return factory(url=url, sole_server=sole_server)
 
 
-def register_capabilities() -> None:
-    """Register every capability's kinds, controllers, validators and routes."""
-    from ketch.serving.controller import register as register_serving
-    from ketch.training.controller import register as register_training
-    from ketch.tuning.controller import register as register_tuning
-
-    register_serving()
-    register_training()
-    register_tuning()
-
-
-def controller_factories() -> list[ControllerFactory]:
-    """The registered controller factories (after :func:`register_capabilities`)."""
-    return list(_controller_factories)
-
-
 def create_app(
+    capabilities: Sequence[Capability] | None = None,
     *,
     database_url: str | None = None,
     home: Path | None = None,
@@ -116,7 +66,7 @@ def create_app(
     bind: str = "127.0.0.1",
     sole_server: bool = False,
 ) -> FastAPI:
-    """The API server app.
+    """The API server app for ``capabilities`` (default: every capability Ketch has).
 
     ``database_url`` defaults to ``KETCH_DATABASE_URL`` or the SQLite file in ``home``
     (default ``KETCH_HOME``). ``home`` also becomes ``KETCH_HOME`` for the process
@@ -128,11 +78,17 @@ def create_app(
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
     flight is this one's to resume.
     """
-    register_capabilities()
+    if capabilities is None:
+        from ketch.server.embedded import default_capabilities
+
+        capabilities = default_capabilities()
     url = database_url or config.database_url(home)
-    kinds = default_kinds(_extra_kinds)
+    admission = Admission(capabilities)
     state = ApiState(
-        url=url, kinds=kinds, store=ResourceStore(url, migrate=False), validators=dict(_validators)
+        url=url,
+        kinds=kinds_of(capabilities, PIPELINE_RUN),
+        store=ResourceStore(url, migrate=False),
+        admission=admission,
     )
     state.store.add_listener(lambda _resource, _deleted: state.notifier.notify())
     state.sources[PIPELINE_RUN.kind] = PipelineRunSource(url, lambda: state.runs)
@@ -156,8 +112,8 @@ def create_app(
                     await run_in_threadpool(state.runs.start)
                     started.append(state.runs.stop)
                 manager = Manager()
-                for factory in _controller_factories:
-                    manager.add(factory(state.store))
+                for controller in controllers_of(capabilities, state.store):
+                    manager.add(controller)
                 manager.watch(state.store)  # what controllers write wakes the others
                 manager.start()
                 started.append(manager.stop)
@@ -206,8 +162,9 @@ def create_app(
     )
     if kfp_api is not None and hasattr(kfp_api, "router"):
         app.include_router(kfp_api.router)
-    for router in _routers:
-        app.include_router(router)
+    for capability in capabilities:
+        for make_router in capability.routers:
+            app.include_router(make_router())
     from ketch.server import events_api, logs_api, resources_api, runs_api
 
     app.include_router(events_api.router)

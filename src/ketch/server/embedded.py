@@ -8,16 +8,29 @@ a server that is not running) are not touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from ketch.core import config
+from ketch.core.capability import Admission, Capability, controllers_of
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
 from ketch.core.store.db import init_db
 from ketch.core.store.resources import ResourceStore
-from ketch.server.app import controller_factories, register_capabilities
+
+
+def default_capabilities() -> Sequence[Capability]:
+    """Every capability Ketch assembles (the composition root's tuple)."""
+    from ketch.capabilities import CAPABILITIES
+
+    return CAPABILITIES
+
+
+def admission(capabilities: Sequence[Capability] | None = None) -> Admission:
+    """The validators of ``capabilities`` (default: all), as the API server checks
+    manifests: for clients that store objects without a server."""
+    return Admission(default_capabilities() if capabilities is None else capabilities)
 
 
 class ControlPlane:
@@ -25,6 +38,7 @@ class ControlPlane:
 
     def __init__(
         self,
+        capabilities: Sequence[Capability] | None = None,
         *,
         database_url: str | None = None,
         home: Path | None = None,
@@ -33,10 +47,11 @@ class ControlPlane:
         url = database_url or config.database_url(home)
         init_db(url)
         self.store = ResourceStore(url, migrate=False)
-        register_capabilities()
+        if capabilities is None:
+            capabilities = default_capabilities()
         self.manager = Manager(accept=accept)
-        for factory in controller_factories():
-            self.manager.add(factory(self.store))
+        for controller in controllers_of(capabilities, self.store):
+            self.manager.add(controller)
         self.manager.watch(self.store)
 
     def start(self) -> ControlPlane:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
 
+from ketch.core.capability import Admission
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
@@ -27,11 +27,11 @@ class ApiState:
     stopping: threading.Event = field(default_factory=threading.Event)
     runs: Any = None
     controllers: Manager | None = None
-    validators: dict[str, Callable[[Resource], None]] = field(default_factory=dict)
+    admission: Admission = field(default_factory=lambda: Admission(()))
 
     def validate(self, kind: Kind, resource: Resource) -> Resource:
-        """Run the kind's validator (if one is registered) on ``resource``."""
-        check = self.validators.get(kind.kind)
+        """Run ``kind``'s validator (if it has one) on ``resource``."""
+        check = self.admission.validator(kind.kind)
         if check is not None:
             check(resource)
         return resource

@@ -55,8 +55,6 @@ from ketch.serving.spec import (
     revision_hash,
     scaling,
     transformer_source,
-    validate,
-    validate_inference_graph,
 )
 
 log = logging.getLogger("ketch.serving.controller")
@@ -122,15 +120,6 @@ class Service:
     logger_spec: dict[tuple[str, str], Any] = field(default_factory=dict)
     exited_logs: dict[str, str] = field(default_factory=dict)
     stopping: list[threading.Thread] = field(default_factory=list)
-
-
-def register() -> None:
-    """Run the InferenceService controller in every API server created from now on."""
-    from ketch.server.app import register_controller, register_validator
-
-    register_controller(controller_factory)
-    register_validator(KIND, validate)
-    register_validator("InferenceGraph", validate_inference_graph)
 
 
 def controller_factory(store: ResourceStore) -> Controller:

@@ -584,12 +584,4 @@ def _factory(store: ResourceStore) -> Controller:
 FACTORY: Callable[[ResourceStore], Controller] = _factory
 
 
-def register() -> None:
-    """Run the Job controller (and check Jobs at apply time) in servers created from now on."""
-    from ketch.server.app import register_controller, register_validator
-
-    register_controller(FACTORY)
-    register_validator(KIND, validate)
-
-
-__all__ = ["FACTORY", "JobController", "register", "validate", "validate_manifest"]
+__all__ = ["FACTORY", "JobController", "validate", "validate_manifest"]

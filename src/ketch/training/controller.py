@@ -90,24 +90,6 @@ def admission() -> Admission:
         return _admission
 
 
-def register() -> None:
-    """Run the training-job controllers (and check their jobs at apply time) in every
-    API server created from now on."""
-    from ketch.server.app import register_controller, register_validator
-    from ketch.training.validation import VALIDATORS
-
-    for factory in FACTORIES:
-        register_controller(factory)
-    for kind, check in VALIDATORS.items():
-        register_validator(kind, check)
-    from ketch.training.batch import register as register_batch
-
-    register_batch()
-    from ketch.training.trainjob import register as register_trainjob
-
-    register_trainjob()
-
-
 @dataclass
 class Replica:
     rtype: str
@@ -831,4 +813,4 @@ def _factory(kind: str) -> Callable[[ResourceStore], Controller]:
 
 FACTORIES: tuple[Callable[[ResourceStore], Controller], ...] = tuple(_factory(k) for k in KINDS)
 
-__all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController", "register"]
+__all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController"]

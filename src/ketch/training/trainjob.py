@@ -400,14 +400,4 @@ def _factory(store: ResourceStore) -> Controller:
 FACTORY: Callable[[ResourceStore], Controller] = _factory
 
 
-def register() -> None:
-    """Run the TrainJob controller (and check Trainer objects at apply time) from now on."""
-    from ketch.server.app import register_controller, register_validator
-
-    register_controller(FACTORY)
-    register_validator(KIND, validate_trainjob)
-    register_validator(NAMESPACED_RUNTIME, validate_runtime)
-    register_validator(CLUSTER_RUNTIME, validate_cluster_runtime)
-
-
-__all__ = ["FACTORY", "TrainJobController", "find_runtime", "jobs_status", "register"]
+__all__ = ["FACTORY", "TrainJobController", "find_runtime", "jobs_status"]

@@ -101,10 +101,3 @@ async def push_metrics(namespace: str, name: str, request: Request) -> dict[str,
             append_record, push_file(directory), make_record(name, values, step)
         )
     return {"accepted": len(values)}
-
-
-def register() -> None:
-    """Serve the push endpoint in every API server created from now on."""
-    from ketch.server.app import register_router
-
-    register_router(router)

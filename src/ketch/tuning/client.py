@@ -151,10 +151,9 @@ class TuningClient:
         if self.remote:
             created = self._call("POST", self._path("experiments", namespace), json=manifest)
         else:
-            from ketch.tuning.controller import validate
+            from ketch.server.embedded import admission
 
-            resource = Resource.from_manifest(manifest)
-            validate(resource)
+            resource = admission().validate(Resource.from_manifest(manifest))
             created = self._local_store().create(resource).to_manifest()
         return Experiment(created["metadata"]["name"], namespace, created, self)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ketch.core.capability import Admission
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.resource import (
@@ -67,27 +68,10 @@ HISTORY_CAP = 2000
 TERMINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
 
 
-def register() -> None:
-    """Run the Experiment and Trial controllers (and the push endpoint) in every
-    API server created from now on."""
-    from ketch.server.app import register_controller, register_validator
-
-    register_controller(experiment_factory)
-    register_controller(trial_factory)
-    register_validator("Experiment", validate)
-    register_validator("Trial", validate_trial)
-    register_validator(suggestions.KIND, suggestions.validate)
-    try:
-        from ketch.tuning import api
-    except ImportError:  # pragma: no cover - the push endpoint is optional
-        return
-    api.register()
-
-
-def validate(resource: Resource) -> None:
+def validate(resource: Resource, *, admission: Admission) -> None:
     """Refuse a bad Experiment before it is stored (``InvalidSpec`` names the field):
     Katib's webhook rules, what Ketch cannot run, and a trial template whose job the
-    job kind's own validator refuses."""
+    job kind's own validator (in ``admission``) refuses."""
     namespace, name = resource.metadata.namespace, resource.metadata.name
     spec = parse_experiment(resource.spec, name=name, namespace=namespace)
     validate_algorithm(spec)
@@ -96,13 +80,13 @@ def validate(resource: Resource) -> None:
     if template is not None and template.trialSpec:
         kind = str(template.trialSpec.get("kind", ""))
         trials.conditions_for(kind, template.successCondition, template.failureCondition)
-        validate_trial_job(spec, name=name, namespace=namespace)
+        validate_trial_job(spec, name=name, namespace=namespace, admission=admission)
 
 
 TRIAL_SPEC_FIELD = "spec.trialTemplate.trialSpec"
 
 
-def validate_trial(resource: Resource) -> None:
+def validate_trial(resource: Resource, *, admission: Admission) -> None:
     """Refuse a Trial (Experiments make them; one may also be applied by hand) whose
     ``runSpec`` is not a job Ketch runs, or is a job its kind's validator refuses."""
     run_spec = resource.spec.get("runSpec")
@@ -114,10 +98,12 @@ def validate_trial(resource: Resource) -> None:
     if not isinstance(meta, dict):
         raise InvalidSpec("must be an object", field="spec.runSpec.metadata")
     meta.update(name=resource.metadata.name, namespace=resource.metadata.namespace)
-    _check_job(manifest, "spec.runSpec", "the trial's runSpec")
+    _check_job(manifest, "spec.runSpec", "the trial's runSpec", admission)
 
 
-def validate_trial_job(spec: ExperimentSpec, *, name: str, namespace: str) -> None:
+def validate_trial_job(
+    spec: ExperimentSpec, *, name: str, namespace: str, admission: Admission
+) -> None:
     """Render the trial template with placeholder values (each parameter's first
     feasible value) and check the job with the validator registered for its kind,
     so a template that is itself an invalid job is refused before any trial runs."""
@@ -133,12 +119,12 @@ def validate_trial_job(spec: ExperimentSpec, *, name: str, namespace: str) -> No
         namespace=namespace,
         experiment=name,
     )
-    _check_job(manifest, TRIAL_SPEC_FIELD, "the trial template")
+    _check_job(manifest, TRIAL_SPEC_FIELD, "the trial template", admission)
 
 
-def _check_job(manifest: dict[str, Any], where: str, what: str) -> None:
+def _check_job(manifest: dict[str, Any], where: str, what: str, admission: Admission) -> None:
     """Check a trial's job with its kind's validator; errors name ``where``."""
-    check = _job_validator(str(manifest.get("kind", "")))
+    check = admission.validator(str(manifest.get("kind", "")))
     try:
         job = Resource.from_manifest(manifest)
         if check is not None:
@@ -152,19 +138,6 @@ def _check_job(manifest: dict[str, Any], where: str, what: str) -> None:
         ) from None
 
 
-def _job_validator(kind: str) -> Any:
-    """The apply-time validator the API server uses for ``kind`` (None if it has none)."""
-    from ketch.server import app as server_app
-
-    check = server_app._validators.get(kind)
-    if check is None and kind not in _registered_once:
-        _registered_once.add(kind)  # outside a server (embedded runs): register them once
-        server_app.register_capabilities()
-        check = server_app._validators.get(kind)
-    return check
-
-
-_registered_once: set[str] = set()
 
 
 # -- shared state: one study per experiment ---------------------------------------

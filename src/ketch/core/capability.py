@@ -1,0 +1,87 @@
+"""The capability seam: what a capability (training, tuning, serving, ...) brings to
+Ketch, as one object. The server and the embedded control plane are generic: they
+serve the union of the kinds, run the controllers, check manifests with the
+validators and include the routes of the capabilities they are given (the tuple in
+:mod:`ketch.capabilities`, the composition root).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ketch.core.controller import Controller
+from ketch.core.kinds import Kind, KindRegistry, registry_of
+from ketch.core.resource import Resource
+from ketch.core.store.resources import ResourceStore
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+Validator = Callable[[Resource], None]
+ControllerFactory = Callable[[ResourceStore], Controller]
+
+
+class Admission:
+    """Every validator of the assembled capabilities, by kind.
+
+    A capability's validators are made with the assembled ``Admission`` (see
+    :attr:`Capability.validators`), so one kind's validator may check an object of
+    another kind: a Katib trial template is checked as the job it will create.
+    """
+
+    def __init__(self, capabilities: Sequence[Capability]) -> None:
+        self._validators: dict[str, Validator] = {}
+        for capability in capabilities:
+            for kind, check in capability.validators(self).items():
+                if kind in self._validators:
+                    raise ValueError(f"two capabilities validate kind {kind}")
+                self._validators[kind] = check
+
+    def validator(self, kind: str) -> Validator | None:
+        """The validator of ``kind``, or ``None`` when it has none."""
+        return self._validators.get(kind)
+
+    def validate(self, resource: Resource) -> Resource:
+        """``resource``, checked by its kind's validator (``InvalidSpec`` refuses it)."""
+        check = self._validators.get(resource.kind)
+        if check is not None:
+            check(resource)
+        return resource
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._validators)
+
+
+def _no_validators(_admission: Admission) -> Mapping[str, Validator]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What one capability brings.
+
+    - ``kinds``: the kinds it serves (each with a validator).
+    - ``controllers``: factories called with the store, one controller each.
+    - ``validators``: called with the assembled :class:`Admission`; the validator of
+      each kind it serves, which refuses a bad manifest before it is stored.
+    - ``routers``: HTTP routes of its own (imported lazily, called when the app is
+      built), included before the generic resource routes.
+    """
+
+    name: str
+    kinds: Sequence[Kind] = ()
+    controllers: Sequence[ControllerFactory] = ()
+    validators: Callable[[Admission], Mapping[str, Validator]] = field(default=_no_validators)
+    routers: Sequence[Callable[[], APIRouter]] = ()
+
+
+def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
+    """A registry of every kind the capabilities serve, and ``extra``."""
+    return registry_of([*(k for c in capabilities for k in c.kinds), *extra])
+
+
+def controllers_of(capabilities: Sequence[Capability], store: ResourceStore) -> list[Controller]:
+    """One controller per factory of the capabilities, over ``store``."""
+    return [factory(store) for capability in capabilities for factory in capability.controllers]

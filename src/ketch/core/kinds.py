@@ -1,0 +1,173 @@
+"""Kinds of resources: group, versions, plural, singular and short names.
+
+Each capability declares the kinds it serves (its ``Capability.kinds``); the server
+serves the union. Lookups are case-insensitive and accept a kind's name
+(``PyTorchJob``), its plural (``pytorchjobs``), its singular (``pytorchjob``) and its
+short names (``run``). Unknown names raise ``NotFound`` listing the closest known
+names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ketch.core.errors import InvalidSpec, NotFound
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of resource. ``versions[0]`` is the version new objects are stored with."""
+
+    kind: str
+    group: str
+    versions: tuple[str, ...]
+    plural: str
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    namespaced: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ValueError(f"kind {self.kind} needs at least one version")
+        if not self.singular:
+            object.__setattr__(self, "singular", self.kind.lower())
+
+    @property
+    def version(self) -> str:
+        return self.versions[0]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every lower-case name this kind answers to."""
+        return (self.kind.lower(), self.plural, self.singular, *self.short_names)
+
+    def check_api_version(self, api_version: str) -> str:
+        """``api_version`` if this kind is served at it, else ``InvalidSpec``."""
+        if api_version not in self.api_versions:
+            served = ", ".join(self.api_versions)
+            raise InvalidSpec(
+                f"{self.kind} is not served at apiVersion {api_version!r}; use {served}",
+                field="apiVersion",
+            )
+        return api_version
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group": self.group,
+            "version": self.version,
+            "versions": list(self.versions),
+            "apiVersion": self.api_version,
+            "plural": self.plural,
+            "singular": self.singular,
+            "shortNames": list(self.short_names),
+            "namespaced": self.namespaced,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Kind:
+        return cls(
+            kind=str(data["kind"]),
+            group=str(data.get("group", "")),
+            versions=tuple(data.get("versions") or [data["version"]]),
+            plural=str(data["plural"]),
+            singular=str(data.get("singular", "")),
+            short_names=tuple(data.get("shortNames", ())),
+            namespaced=bool(data.get("namespaced", True)),
+        )
+
+
+@dataclass
+class KindRegistry:
+    """Kinds by lower-case name, plural, singular and short name."""
+
+    _kinds: dict[str, Kind] = field(default_factory=dict)
+    _names: dict[str, Kind] = field(default_factory=dict)
+
+    def register(self, kind: Kind) -> Kind:
+        """Add ``kind``; a name already taken by another kind is a ``ValueError``."""
+        for name in kind.names:
+            taken = self._names.get(name)
+            if taken is not None and taken.kind != kind.kind:
+                raise ValueError(f"{name!r} already names kind {taken.kind}")
+        self._kinds[kind.kind] = kind
+        for name in kind.names:
+            self._names[name] = kind
+        return kind
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(sorted(self._kinds.values(), key=lambda k: (k.group, k.kind)))
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._names
+
+    def lookup(self, name: str) -> Kind:
+        """The kind called ``name`` (any case, plural, singular or short name)."""
+        found = self._names.get(name.strip().lower())
+        if found is None:
+            raise NotFound(f"unknown kind {name!r}{self._suggest(name)}")
+        return found
+
+    def for_manifest(self, api_version: str, kind: str) -> Kind:
+        """The kind of a manifest: ``kind`` must be known and served at ``api_version``."""
+        found = self._kinds.get(kind)
+        if found is None:
+            found = self._names.get(kind.lower())
+            if found is None or found.kind.lower() != kind.lower():
+                raise InvalidSpec(f"unknown kind {kind!r}{self._suggest(kind)}", field="kind")
+        found.check_api_version(api_version)
+        return found
+
+    def for_path(self, group: str, version: str, plural: str) -> Kind:
+        """The kind served at ``/apis/{group}/{version}/.../{plural}`` (``NotFound`` if none)."""
+        found = self._names.get(plural.lower())
+        if found is None or found.group != group or plural != found.plural:
+            raise NotFound(
+                f"the server has no resource {plural!r} in API group {group}/{version}"
+                f"{self._suggest(plural, group)}"
+            )
+        if version not in found.versions:
+            served = ", ".join(found.api_versions)
+            raise NotFound(
+                f"{found.kind} is not served at {group}/{version}; it is served at {served}"
+            )
+        return found
+
+    def _suggest(self, name: str, group: str | None = None) -> str:
+        candidates = {
+            n: k for n, k in self._names.items() if group is None or k.group == group
+        } or dict(self._names)
+        close = difflib.get_close_matches(name.lower(), list(candidates), n=5, cutoff=0.6)
+        kinds: list[str] = []
+        for match in close:
+            label = candidates[match].kind if group is None else candidates[match].plural
+            if label not in kinds:
+                kinds.append(label)
+        if kinds:
+            return f"; did you mean {', '.join(kinds)}?"
+        return "; list the kinds with: ketch get kinds"
+
+    def copy(self) -> KindRegistry:
+        return KindRegistry(dict(self._kinds), dict(self._names))
+
+
+def registry_of(kinds: Iterable[Kind]) -> KindRegistry:
+    """A registry holding ``kinds``."""
+    registry = KindRegistry()
+    for kind in kinds:
+        registry.register(kind)
+    return registry

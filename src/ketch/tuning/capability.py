@@ -1,0 +1,47 @@
+"""The tuning capability: Katib's Experiments, Trials and Suggestions, and the
+endpoint trials push their metrics to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ketch.core.capability import Admission, Capability, Validator
+from ketch.core.kinds import Kind
+from ketch.tuning import suggestions
+from ketch.tuning.controller import experiment_factory, trial_factory, validate, validate_trial
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+KINDS: tuple[Kind, ...] = (
+    Kind("Experiment", "kubeflow.org", ("v1beta1",), "experiments"),
+    Kind("Trial", "kubeflow.org", ("v1beta1",), "trials"),
+    Kind(suggestions.KIND, "kubeflow.org", ("v1beta1",), "suggestions"),
+)
+
+
+def _validators(admission: Admission) -> Mapping[str, Validator]:
+    # An experiment's trial template (and a trial's runSpec) is checked as the job it
+    # makes, by that job kind's own validator.
+    return {
+        "Experiment": partial(validate, admission=admission),
+        "Trial": partial(validate_trial, admission=admission),
+        suggestions.KIND: suggestions.validate,
+    }
+
+
+def _push_router() -> APIRouter:
+    from ketch.tuning.api import router
+
+    return router
+
+
+CAPABILITY = Capability(
+    name="tuning",
+    kinds=KINDS,
+    controllers=(experiment_factory, trial_factory),
+    validators=_validators,
+    routers=(_push_router,),
+)
