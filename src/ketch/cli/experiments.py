@@ -82,7 +82,9 @@ def experiment_rows(
         meta = item.get("metadata", {})
         spec = spec_of(item)
         status = status_of(item)
-        algorithm = spec.get("algorithm") if isinstance(spec.get("algorithm"), dict) else {}
+        algorithm = spec.get("algorithm")
+        if not isinstance(algorithm, dict):
+            algorithm = {}
         trials = _count(status, "trials")
         if spec.get("maxTrialCount") is not None:
             trials = f"{trials}/{spec['maxTrialCount']}"

@@ -416,8 +416,8 @@ def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> 
     if kind.kind in ("Experiment", "Trial"):
         from ketch.cli import experiments
 
-        rows = experiments.experiment_rows if kind.kind == "Experiment" else experiments.trial_rows
-        return rows(items, all_ns, wide)
+        table_rows = experiments.experiment_rows if kind.kind == "Experiment" else experiments.trial_rows
+        return table_rows(items, all_ns, wide)
     is_run = kind.kind == "PipelineRun"
     show_ready = any(ready_of(item) is not None for item in items)
     show_url = any(isinstance((item.get("status") or {}).get("url"), str) for item in items)
