@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ketch.core.backend import Backend
 from ketch.core.controller import Controller
 from ketch.core.kinds import Kind, KindRegistry, registry_of
 from ketch.core.resource import Resource
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
 Validator = Callable[[Resource], None]
-ControllerFactory = Callable[[ResourceStore], Controller]
+# Called with the store and the compute backend the composition root chose.
+ControllerFactory = Callable[[ResourceStore, Backend], Controller]
 
 
 class Admission:
@@ -63,7 +65,8 @@ class Capability:
     """What one capability brings.
 
     - ``kinds``: the kinds it serves (each with a validator).
-    - ``controllers``: factories called with the store, one controller each.
+    - ``controllers``: factories called with the store and the compute backend (the
+      only way a controller reaches one), one controller each.
     - ``validators``: called with the assembled :class:`Admission`; the validator of
       each kind it serves, which refuses a bad manifest before it is stored.
     - ``routers``: HTTP routes of its own (imported lazily, called when the app is
@@ -82,6 +85,10 @@ def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
     return registry_of([*(k for c in capabilities for k in c.kinds), *extra])
 
 
-def controllers_of(capabilities: Sequence[Capability], store: ResourceStore) -> list[Controller]:
-    """One controller per factory of the capabilities, over ``store``."""
-    return [factory(store) for capability in capabilities for factory in capability.controllers]
+def controllers_of(
+    capabilities: Sequence[Capability], store: ResourceStore, backend: Backend
+) -> list[Controller]:
+    """One controller per factory of the capabilities, over ``store`` and ``backend``."""
+    return [
+        factory(store, backend) for capability in capabilities for factory in capability.controllers
+    ]

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
+from ketch.core.backend import Backend
 from ketch.core.capability import Admission, Capability, controllers_of, kinds_of
 from ketch.core.controller import Manager
 from ketch.core.store.db import get_engine, init_db
@@ -48,13 +49,13 @@ def _optional_module(name: str) -> ModuleType | None:
         raise
 
 
-def _run_service(url: str, sole_server: bool) -> Any:
+def _run_service(url: str, sole_server: bool, backend: Backend) -> Any:
     module = _optional_module("ketch.pipelines.service")
     factory = getattr(module, "RunService", None) if module is not None else None
     if factory is None:
         log.warning("ketch.pipelines.service.RunService is not available; runs cannot be submitted")
         return None
-    return factory(url=url, sole_server=sole_server)
+    return factory(url=url, backend=backend, sole_server=sole_server)
 
 
 def create_app(
@@ -65,6 +66,7 @@ def create_app(
     background: bool = True,
     bind: str = "127.0.0.1",
     sole_server: bool = False,
+    backend: Backend | None = None,
 ) -> FastAPI:
     """The API server app for ``capabilities`` (default: every capability Ketch has).
 
@@ -74,13 +76,15 @@ def create_app(
     starts no run service, controllers or schedulers (the routes still serve
     what is stored). ``bind`` is the address the server listens on: it
     decides the ``Host`` names it answers to (see :mod:`ketch.server.guard`).
+    ``backend`` is the compute backend every controller and run starts processes
+    through (default: the one :mod:`ketch.capabilities` picks).
     ``sole_server``: the caller holds the store's control-plane lock
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
     flight is this one's to resume.
     """
-    if capabilities is None:
-        from ketch.server.embedded import default_capabilities
+    from ketch.server.embedded import default_backend, default_capabilities
 
+    if capabilities is None:
         capabilities = default_capabilities()
     url = database_url or config.database_url(home)
     admission = Admission(capabilities)
@@ -103,7 +107,8 @@ def create_app(
         started: list[Callable[[], Any]] = []
         try:
             if background:
-                state.runs = _run_service(url, sole_server)
+                chosen = backend or default_backend()
+                state.runs = _run_service(url, sole_server, chosen)
                 app.state.runs = state.runs
                 if state.runs is not None:
                     listeners = getattr(state.runs, "listeners", None)
@@ -112,7 +117,7 @@ def create_app(
                     await run_in_threadpool(state.runs.start)
                     started.append(state.runs.stop)
                 manager = Manager()
-                for controller in controllers_of(capabilities, state.store):
+                for controller in controllers_of(capabilities, state.store, chosen):
                     manager.add(controller)
                 manager.watch(state.store)  # what controllers write wakes the others
                 manager.start()

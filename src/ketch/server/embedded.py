@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ketch.core import config
+from ketch.core.backend import Backend
 from ketch.core.capability import Admission, Capability, controllers_of
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
@@ -25,6 +26,13 @@ def default_capabilities() -> Sequence[Capability]:
     from ketch.capabilities import CAPABILITIES
 
     return CAPABILITIES
+
+
+def default_backend() -> Backend:
+    """The compute backend the composition root picks."""
+    from ketch.capabilities import backend
+
+    return backend()
 
 
 def admission(capabilities: Sequence[Capability] | None = None) -> Admission:
@@ -40,6 +48,7 @@ class ControlPlane:
         self,
         capabilities: Sequence[Capability] | None = None,
         *,
+        backend: Backend | None = None,
         database_url: str | None = None,
         home: Path | None = None,
         accept: Callable[[Resource], bool] | None = None,
@@ -50,7 +59,7 @@ class ControlPlane:
         if capabilities is None:
             capabilities = default_capabilities()
         self.manager = Manager(accept=accept)
-        for controller in controllers_of(capabilities, self.store):
+        for controller in controllers_of(capabilities, self.store, backend or default_backend()):
             self.manager.add(controller)
         self.manager.watch(self.store)
 

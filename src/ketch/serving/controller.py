@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from ketch.core import config
-from ketch.core.backend import ProcessHandle, ProcessSpec, default_backend
+from ketch.core.backend import Backend, ProcessHandle, ProcessSpec
 from ketch.core.controller import Controller, Key, Result
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import ConditionStatus, set_condition
@@ -122,16 +122,17 @@ class Service:
     stopping: list[threading.Thread] = field(default_factory=list)
 
 
-def controller_factory(store: ResourceStore) -> Controller:
-    return InferenceServiceController(store)
+def controller_factory(store: ResourceStore, backend: Backend) -> Controller:
+    return InferenceServiceController(store, backend)
 
 
 class InferenceServiceController(Controller):
     kind = KIND
     workers = 2
 
-    def __init__(self, store: ResourceStore | None = None) -> None:
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
         super().__init__(store)
+        self.backend = backend
         self.services: dict[Key, Service] = {}
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=3.0)
@@ -432,7 +433,7 @@ class InferenceServiceController(Controller):
             command += ["--model-class", source.model_class]
         if rev.component == "transformer":
             command += ["--predictor-url", f"http://127.0.0.1:{svc.predictor.port}"]
-        handle = default_backend().start(
+        handle = self.backend.start(
             ProcessSpec(
                 name=f"inferenceservice {namespace}/{name} replica {replica_name}",
                 command=command,

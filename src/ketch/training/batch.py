@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core.backend import (
+    Backend,
     ProcessHandle,
     ProcessSpec,
-    default_backend,
 )
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
@@ -165,8 +165,9 @@ class JobController(StatusController):
     kind = KIND
     workers = 4
 
-    def __init__(self, store: ResourceStore | None = None) -> None:
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
         super().__init__(store)
+        self.backend = backend
         self.backoff = Backoff.from_env()
         self.runtimes: dict[Key, Runtime] = {}
         self._lock = threading.Lock()
@@ -394,7 +395,7 @@ class JobController(StatusController):
         if fresh:
             log_path.write_bytes(b"")  # a name reused by an earlier Job of the same name
         try:
-            handle: ProcessHandle = default_backend().start(run.spec)
+            handle: ProcessHandle = self.backend.start(run.spec)
         except Exception as exc:
             with log_path.open("a") as out:
                 out.write(f"ketch: could not start the container: {exc}\n")
@@ -577,11 +578,11 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
 validate = ManifestValidator(KIND, validate_manifest)
 
 
-def _factory(store: ResourceStore) -> Controller:
-    return JobController(store)
+def _factory(store: ResourceStore, backend: Backend) -> Controller:
+    return JobController(store, backend)
 
 
-FACTORY: Callable[[ResourceStore], Controller] = _factory
+FACTORY: Callable[[ResourceStore, Backend], Controller] = _factory
 
 
 __all__ = ["FACTORY", "JobController", "validate", "validate_manifest"]

@@ -53,11 +53,11 @@ from typing import Any
 
 from ketch.core import config
 from ketch.core.backend import (
+    Backend,
     ProcessHandle,
     ProcessSpec,
     Resources,
     command_entry,
-    default_backend,
 )
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
@@ -136,8 +136,9 @@ class TrainingJobController(StatusController):
 
     kind = "PyTorchJob"
 
-    def __init__(self, store: ResourceStore | None = None) -> None:
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
         super().__init__(store)
+        self.backend = backend
         self.runtimes: dict[Key, Runtime] = {}
         self._lock = threading.Lock()
         self._reserved_ports: set[int] = _RESERVED_PORTS
@@ -418,7 +419,7 @@ class TrainingJobController(StatusController):
                 continue
             replica.state = RUNNING
             replica.started_at = time.monotonic()
-            replica.handle = default_backend().start(replica.spec)
+            replica.handle = self.backend.start(replica.spec)
             wake_on_exit(self, key, replica.handle)
             events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
         return True
@@ -566,7 +567,7 @@ class TrainingJobController(StatusController):
             replica.state = RUNNING
             replica.exit_code = None
             replica.started_at = now
-            replica.handle = default_backend().start(replica.spec)
+            replica.handle = self.backend.start(replica.spec)
             wake_on_exit(self, key, replica.handle)
 
     def _finish(
@@ -803,14 +804,14 @@ def _make(kind: str) -> type[TrainingJobController]:
 CONTROLLERS: dict[str, type[TrainingJobController]] = {kind: _make(kind) for kind in KINDS}
 
 
-def _factory(kind: str) -> Callable[[ResourceStore], Controller]:
-    def factory(store: ResourceStore) -> Controller:
-        return CONTROLLERS[kind](store)
+def _factory(kind: str) -> Callable[[ResourceStore, Backend], Controller]:
+    def factory(store: ResourceStore, backend: Backend) -> Controller:
+        return CONTROLLERS[kind](store, backend)
 
     factory.__name__ = f"{kind.lower()}_controller"
     return factory
 
 
-FACTORIES: tuple[Callable[[ResourceStore], Controller], ...] = tuple(_factory(k) for k in KINDS)
+FACTORIES: tuple[Callable[[ResourceStore, Backend], Controller], ...] = tuple(_factory(k) for k in KINDS)
 
 __all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController"]

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core import config
-from ketch.core.backend import ProcessSpec, command_entry
+from ketch.core.backend import Backend, ProcessSpec, command_entry
 from ketch.core.controller import Controller, Key
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, get_condition, set_condition
@@ -159,8 +159,8 @@ class TrainJobController(TrainingJobController):
 
     kind = KIND
 
-    def __init__(self, store: ResourceStore | None = None) -> None:
-        super().__init__(store)
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
+        super().__init__(store, backend)
         # the runtime each job resolved, kept while it lives: (runtimeRef, label, spec)
         self._snapshots: dict[Key, tuple[tuple[str | None, str], str, TrainingRuntimeSpec]] = {}
         self._reported: dict[Key, float] = {}
@@ -389,15 +389,15 @@ validate_runtime = ManifestValidator(NAMESPACED_RUNTIME, _check_runtime)
 validate_cluster_runtime = ManifestValidator(CLUSTER_RUNTIME, _check_runtime)
 
 
-def _factory(store: ResourceStore) -> Controller:
+def _factory(store: ResourceStore, backend: Backend) -> Controller:
     try:
         install_builtins(store)
     except Exception:  # the server still runs; TrainJobs naming a built-in say it is missing
         log.exception("could not install the built-in ClusterTrainingRuntimes")
-    return TrainJobController(store)
+    return TrainJobController(store, backend)
 
 
-FACTORY: Callable[[ResourceStore], Controller] = _factory
+FACTORY: Callable[[ResourceStore, Backend], Controller] = _factory
 
 
 __all__ = ["FACTORY", "TrainJobController", "find_runtime", "jobs_status"]

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ketch.core.backend import Backend
 from ketch.core.capability import Admission
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
@@ -181,11 +182,11 @@ def studies_for(store: ResourceStore) -> Studies:
         return _shared.setdefault(id(store), Studies())
 
 
-def experiment_factory(store: ResourceStore) -> Controller:
+def experiment_factory(store: ResourceStore, _backend: Backend) -> Controller:
     return ExperimentController(store, studies_for(store))
 
 
-def trial_factory(store: ResourceStore) -> Controller:
+def trial_factory(store: ResourceStore, _backend: Backend) -> Controller:
     return TrialController(store, studies_for(store))
 
 
