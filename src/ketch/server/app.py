@@ -28,6 +28,7 @@ from ketch.core import config
 from ketch.core.backend import Backend
 from ketch.core.capability import Admission, Capability, controllers_of, kinds_of
 from ketch.core.controller import Manager
+from ketch.core.routes import ErrorBody
 from ketch.core.store.db import get_engine, init_db
 from ketch.core.store.resources import ResourceStore
 from ketch.server import errors, guard
@@ -163,7 +164,7 @@ def create_app(
         methods=["GET"],
         tags=["health"],
         summary="Readiness: the database answers",
-        responses={503: {"model": errors.ErrorBody, "description": "Not ready"}},
+        responses={503: {"model": ErrorBody, "description": "Not ready"}},
     )
     if kfp_api is not None and hasattr(kfp_api, "router"):
         app.include_router(kfp_api.router)

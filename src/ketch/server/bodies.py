@@ -68,14 +68,6 @@ STATUS_SCHEMA: dict[str, Any] = {
 }
 
 
-def request_body(schema: dict[str, Any], *, yaml_too: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` documenting a JSON (and YAML) body with ``schema``."""
-    content: dict[str, Any] = {"application/json": {"schema": schema}}
-    if yaml_too:
-        content["application/yaml"] = {"schema": schema}
-    return {"requestBody": {"required": True, "content": content}}
-
-
 def patch_body() -> dict[str, Any]:
     return {
         "requestBody": {

@@ -21,7 +21,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,26 +67,6 @@ class PayloadTooLarge(KetchError):
 
 class ServiceUnavailable(KetchError):
     http_status = 503
-
-
-class ErrorBody(BaseModel):
-    """What every failed request answers."""
-
-    error: str
-    message: str
-    code: int = Field(description="gRPC status code (3 invalid argument, 5 not found, ...)")
-    details: list[Any] = Field(default_factory=list)
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in (
-        (400, "Bad request"),
-        (404, "Not found"),
-        (409, "Conflict"),
-        (413, "Body too large"),
-    )
-}
 
 
 def grpc_code(http_status: int) -> int:

@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import InvalidSpec
 from ketch.core.resource import format_time, validate_namespace
+from ketch.core.routes import ERROR_RESPONSES
 from ketch.core.store.resources import Event
-from ketch.server.errors import ERROR_RESPONSES
 from ketch.server.state import ApiState, api_state
 
 router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)

@@ -36,16 +36,15 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource, validate_name, validate_namespace
+from ketch.core.routes import ERROR_RESPONSES, request_body
 from ketch.core.store.selectors import LabelSelector
 from ketch.server.bodies import (
     MANIFEST_SCHEMA,
     STATUS_SCHEMA,
     patch_body,
     read_document,
-    request_body,
     require_mapping,
 )
-from ketch.server.errors import ERROR_RESPONSES
 from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.state import ApiState, api_state
 from ketch.server.watch import sse, watch

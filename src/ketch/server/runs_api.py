@@ -17,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import Conflict
 from ketch.core.resource import validate_name, validate_namespace
-from ketch.server.errors import ERROR_RESPONSES, ServiceUnavailable
+from ketch.core.routes import ERROR_RESPONSES
+from ketch.server.errors import ServiceUnavailable
 from ketch.server.kinds import PIPELINE_RUN
 from ketch.server.state import ApiState, api_state
 

@@ -20,10 +20,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.documents import load_json
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import validate_name, validate_namespace
-from ketch.server.bodies import parse_json, request_body
-from ketch.server.errors import ERROR_RESPONSES
+from ketch.core.routes import ERROR_RESPONSES, request_body
 from ketch.tuning.collectors import push_file, trial_dir
 from ketch.tuning.metrics import append_record, make_record, validate_metrics, validate_step
 
@@ -64,7 +64,7 @@ async def push_metrics(namespace: str, name: str, request: Request) -> dict[str,
     raw = await request.body()
     if not raw.strip():
         raise InvalidSpec("a request body is required", field="body")
-    body = parse_json(raw)
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise InvalidSpec('must be an object: {"metrics": {...}, "step": 3}', field="body")
     unknown = sorted(set(body) - {"metrics", "step"})
