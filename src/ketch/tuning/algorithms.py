@@ -207,6 +207,10 @@ class Suggester:
         )
         self.study = optuna.create_study(
             storage=optuna.storages.InMemoryStorage(),
+            # Optuna's Hyperband assigns trials to brackets by hashing the study name:
+            # a name fixed by the experiment's seed keeps the brackets the same from
+            # run to run and across a restart (a random name would not).
+            study_name=f"ketch-{self.seed}",
             sampler=sampler,
             pruner=make_pruner(self.spec) or optuna.pruners.NopPruner(),
             directions=self.directions,
