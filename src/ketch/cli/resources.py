@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ketch.cli.http import Client, NoServer, collection_path, fail, object_path, reporting
+from ketch.core.conditions import conditions as conditions_of
+from ketch.core.conditions import is_finished
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.server.kinds import Kind, KindRegistry
 
@@ -101,7 +103,7 @@ def state_of(manifest: dict[str, Any]) -> str:
         return {"True": "Ready", "False": "Failed"}.get(str(ready.get("status")), "NotReady")
     # A component's readiness (IngressReady, PredictorReady) is not the object's state.
     true = [
-        c for c in _conditions(manifest)
+        c for c in conditions_of(manifest)
         if c.get("status") == "True" and not str(c.get("type", "")).endswith("Ready")
     ]
     if true:
@@ -109,15 +111,9 @@ def state_of(manifest: dict[str, Any]) -> str:
     return "-"
 
 
-def _conditions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    status = manifest.get("status") or {}
-    conditions = status.get("conditions") if isinstance(status, dict) else None
-    return [c for c in conditions or [] if isinstance(c, dict)] if isinstance(conditions, list) else []
-
-
 def ready_condition(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The object's ``Ready`` condition, if it reports one."""
-    for condition in _conditions(manifest):
+    for condition in conditions_of(manifest):
         if condition.get("type") == "Ready":
             return condition
     return None
@@ -690,18 +686,6 @@ def logs(
             typer.echo(f"{kind.singular}/{name}{of}: no log output (yet)", err=True)
 
 
-_FINISHED_CONDITIONS = ("Succeeded", "Failed", "Complete", "Completed", "Canceled")
-
-
-def _is_finished(manifest: dict[str, Any]) -> bool:
-    status = manifest.get("status") or {}
-    if isinstance(status, dict) and status.get("completionTime"):
-        return True
-    return any(
-        c.get("type") in _FINISHED_CONDITIONS and c.get("status") == "True" for c in _conditions(manifest)
-    )
-
-
 def replica_key(log_paths: Any, name: str, replica: str) -> str | None:
     """The key of ``status.logPaths`` that ``--replica`` means, if it is there yet.
 
@@ -737,7 +721,7 @@ def resolve_replica(
         found = replica_key(status.get("logPaths") if isinstance(status, dict) else None, name, replica)
         if found is not None:
             return found
-        if not follow or _is_finished(item):
+        if not follow or is_finished(item):
             return replica
         if not told:
             typer.echo(f"waiting for replica {replica} of {kind.singular}/{name} to start (Ctrl-C to stop)", err=True)

@@ -26,22 +26,20 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ketch.server.bodies import YAML_TYPES
 from ketch.server.errors import error_response
 
 ALLOWED_HOSTS_ENV = "KETCH_ALLOWED_HOSTS"
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# JSON, the Kubernetes patch types, and the YAML types the body reader parses as YAML.
 _BODY_TYPES = frozenset(
     {
         "application/json",
-        "application/yaml",
-        "application/x-yaml",
-        "text/yaml",
-        "text/x-yaml",
         "application/merge-patch+json",
         "application/strategic-merge-patch+json",
         "application/json-patch+json",
-        "application/apply-patch+yaml",
+        *YAML_TYPES,
     }
 )
 _UPLOAD_SUFFIXES = ("/pipelines/upload", "/pipelines/upload_version")

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
+from ketch.core.conditions import is_finished
 from ketch.core.errors import NotFound
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES
@@ -49,7 +50,6 @@ ReplicaQ = Annotated[str | None, Query(description="Replica name, a key of statu
 
 _CHUNK = 64 * 1024
 _POLL = 0.2
-_TERMINAL_CONDITIONS = ("Succeeded", "Failed", "Complete", "Completed", "Canceled")
 
 
 def log_roots() -> tuple[Path, ...]:
@@ -260,20 +260,6 @@ def _log_paths(manifest: dict[str, Any]) -> dict[str, str]:
     if not isinstance(paths, dict):
         return {}
     return {str(k): str(v) for k, v in paths.items() if isinstance(v, str) and v}
-
-
-def is_finished(manifest: dict[str, Any]) -> bool:
-    status = manifest.get("status") or {}
-    if status.get("completionTime"):
-        return True
-    for condition in status.get("conditions") or []:
-        if (
-            isinstance(condition, dict)
-            and condition.get("type") in _TERMINAL_CONDITIONS
-            and condition.get("status") == "True"
-        ):
-            return True
-    return False
 
 
 async def object_logs(
