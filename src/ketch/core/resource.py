@@ -17,6 +17,9 @@ from ketch.core.errors import InvalidSpec
 DEFAULT_NAMESPACE = "default"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A DNS-1035 label (without its 63-character limit): what operators require of the
+# names of jobs, InferenceServices and experiments, which become Service names.
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ketch.core.errors import InvalidSpec
-from ketch.core.resource import Resource
+from ketch.core.resource import DNS_1035_LABEL, Resource
 
 FRAMEWORKS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch")
 TRANSFORMER_ANNOTATION = "serving.ketch.dev/transformer"
@@ -262,7 +262,6 @@ def revision_hash(component: dict[str, Any]) -> str:
 # -- apply-time validation: KServe's webhook rules, then what Ketch can run ------------
 
 #: KServe's InferenceService name pattern (a DNS-1035 label)
-ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 #: every predictor implementation KServe knows, in its order (the custom
 #: predictor is ``containers``)
 PREDICTOR_IMPLEMENTATIONS = (
@@ -303,11 +302,11 @@ def validate(resource: Resource) -> None:
     """Refuse an InferenceService KServe's webhook would refuse, or one Ketch cannot
     run, before it is stored: ``InvalidSpec`` names the field."""
     name = str(resource.metadata.name)
-    if not ISVC_NAME.match(name) or len(name) > 63:
+    if not DNS_1035_LABEL.fullmatch(name) or len(name) > 63:
         raise InvalidSpec(
             f"{name!r} is not a valid InferenceService name: use at most 63 lower-case "
             "letters, digits and '-', starting with a letter and ending with a letter or "
-            f"digit (regex {ISVC_NAME.pattern})",
+            f"digit (regex {DNS_1035_LABEL.pattern})",
             field="metadata.name",
             hint="for example 'my-model' or 'iris-v2'",
         )

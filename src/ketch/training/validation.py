@@ -35,13 +35,12 @@ manifest (a Katib trial template, for instance).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ketch.core.errors import InvalidSpec
-from ketch.core.resource import DEFAULT_NAMESPACE, Resource
+from ketch.core.resource import DEFAULT_NAMESPACE, DNS_1035_LABEL, Resource
 from ketch.training.spec import (
     KINDS,
     KindInfo,
@@ -56,7 +55,6 @@ from ketch.training.spec import (
 )
 
 MANAGERS = ("kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue")
-_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
 def check_name(name: str, field: str = "metadata.name") -> None:
@@ -66,7 +64,7 @@ def check_name(name: str, field: str = "metadata.name") -> None:
     problems = []
     if len(name) > 63:
         problems.append("must be no more than 63 characters")
-    if not _DNS_1035.fullmatch(name):
+    if not DNS_1035_LABEL.fullmatch(name):
         problems.append(
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
             "start with an alphabetic character, and end with an alphanumeric character"

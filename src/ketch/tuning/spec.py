@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ketch.core.errors import InvalidSpec
+from ketch.core.resource import DNS_1035_LABEL
 
 ObjectiveType = Literal["minimize", "maximize"]
 MetricStrategyType = Literal["min", "max", "latest"]
@@ -89,7 +90,6 @@ TRIAL_KINDS: dict[str, str] = {
 }
 #: metrics collectors Katib knows that need a sidecar container Ketch cannot run
 UNRUNNABLE_COLLECTORS = ("Custom", "PrometheusMetric")
-_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _PARAM_PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 _META_REFERENCE = re.compile(
     r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|(?:Labels|Annotations)\[.+\])\}$"
@@ -445,7 +445,7 @@ def _pydantic_message(error: Mapping[str, Any]) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name or "") or len(name) > 40:
+    if not DNS_1035_LABEL.fullmatch(name or "") or len(name) > 40:
         raise InvalidSpec(
             f"experiment name {name!r} must be lower case letters, digits or '-', start with "
             "a letter, end with a letter or digit and be at most 40 characters",
