@@ -282,3 +282,17 @@ def test_concurrent_status_updates_detect_conflicts(store: ResourceStore, db_url
         thread.join()
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
     assert store.get("PyTorchJob", "default", "train").metadata.resourceVersion == "2"
+
+
+def test_apply_says_what_it_did_whatever_status_writes_happen(store: ResourceStore) -> None:
+    """The outcome is decided where the write happens: a controller's status write (which
+    bumps resourceVersion) does not make a later identical apply look configured."""
+    created, outcome = store.apply_outcome(job("train"))
+    assert outcome == "created"
+    store.update_status("PyTorchJob", "default", "train", {"phase": "Running"})
+    again, outcome = store.apply_outcome(job("train"))
+    assert outcome == "unchanged"
+    assert again.metadata.resourceVersion == "2" and again.status == {"phase": "Running"}
+    changed, outcome = store.apply_outcome(job("train", x=2))
+    assert outcome == "configured" and changed.metadata.generation == 2
+    assert created.metadata.uid == changed.metadata.uid

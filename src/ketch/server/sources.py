@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -19,12 +19,12 @@ from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.resource import Resource
 from ketch.core.store.db import session_scope
 from ketch.core.store.models import ResourceRow
-from ketch.core.store.resources import ResourceStore, to_resource
+from ketch.core.store.resources import Applied, ResourceStore, to_resource
 from ketch.core.store.selectors import LabelSelector
 from ketch.server.kinds import Kind
 
 Manifest = dict[str, Any]
-ApplyResult = Literal["created", "configured", "unchanged"]
+ApplyResult = Applied
 
 
 class MethodNotAllowed(KetchError):
@@ -201,11 +201,8 @@ class StoreSource:
             if meta.resourceVersion != before["metadata"].get("resourceVersion"):
                 raise _stale(before, meta.resourceVersion)
         resource.status = {}
-        after = self.store.apply(resource).to_manifest()
-        if before is None or before["metadata"]["uid"] != after["metadata"]["uid"]:
-            return after, "created"
-        same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
-        return after, "unchanged" if same else "configured"
+        after, outcome = self.store.apply_outcome(resource)
+        return after.to_manifest(), outcome
 
     def patch(
         self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None

@@ -32,6 +32,8 @@ from ketch.core.store.selectors import LabelSelector
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
+# What an apply did to the stored object.
+Applied = Literal["created", "configured", "unchanged"]
 
 _PAGE = 500
 
@@ -321,20 +323,27 @@ class ResourceStore:
         on every write. Applying an identical manifest writes nothing. Status is
         kept (it belongs to the controller).
         """
+        return self.apply_outcome(resource)[0]
+
+    def apply_outcome(self, resource: Resource) -> tuple[Resource, Applied]:
+        """:meth:`apply`, also saying what it did (``created``, ``configured`` or
+        ``unchanged``), decided in the write's own transaction: a controller's status
+        write just before cannot make an unchanged apply look configured."""
         resource.validate_names()
         for _attempt in range(3):
             try:
-                return self._changed(retry_locked(lambda: self._apply(resource)))
+                applied, outcome = retry_locked(lambda: self._apply(resource))
+                return self._changed(applied), outcome
             except IntegrityError:
                 continue  # another writer created it between our read and insert: update it
         raise self._exists(resource)
 
-    def _apply(self, resource: Resource) -> Resource:
+    def _apply(self, resource: Resource) -> tuple[Resource, Applied]:
         with session_scope(self.url) as session:
             meta = resource.metadata
             row = self._find(session, resource.kind, meta.namespace, meta.name, for_update=True)
             if row is None:
-                return self._create_in(session, resource)
+                return self._create_in(session, resource), "created"
             spec_changed = row.spec != resource.spec
             changed = (
                 spec_changed
@@ -344,7 +353,7 @@ class ResourceStore:
                 or (row.owner_references or None) != (meta.ownerReferences or None)
             )
             if not changed:
-                return to_resource(row)
+                return to_resource(row), "unchanged"
             row.api_version = resource.apiVersion
             row.spec = resource.spec
             row.labels = dict(meta.labels)
@@ -355,7 +364,7 @@ class ResourceStore:
             row.resource_version += 1
             row.updated_at = utcnow()
             session.flush()
-            return to_resource(row)
+            return to_resource(row), "configured"
 
     def _create_in(self, session: Session, resource: Resource) -> Resource:
         now = utcnow()
