@@ -47,8 +47,11 @@ def env_for(src: Path) -> dict[str, str]:
 def run_once(src: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", HELP], env=env_for(src), check=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", HELP],
+        env=env_for(src),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
 
@@ -56,8 +59,12 @@ def run_once(src: Path) -> float:
 def modules(src: Path) -> tuple[int, str]:
     """How many modules ``ketch --help`` imports from ``src``, and which heavy ones."""
     result = subprocess.run(
-        [sys.executable, "-c", COUNT], env=env_for(src), check=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", COUNT],
+        env=env_for(src),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     origin, count, heavy = result.stderr.strip().splitlines()[-1].split("|")
     if not Path(origin).resolve().is_relative_to(src.resolve()):
@@ -66,19 +73,28 @@ def modules(src: Path) -> tuple[int, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20, help="runs of each checkout (default 20)")
-    parser.add_argument("--before", default="4345992", help="the commit to compare with (default 4345992)")
+    parser.add_argument(
+        "--before", default="4345992", help="the commit to compare with (default 4345992)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ketch-cli-startup-") as tmp:
         worktree = Path(tmp) / "before"
         subprocess.run(
             ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.before],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
-            sources = {f"before ({args.before})": worktree / "src", "after (this tree)": REPO / "src"}
+            sources = {
+                f"before ({args.before})": worktree / "src",
+                "after (this tree)": REPO / "src",
+            }
             counts = {label: modules(src) for label, src in sources.items()}
             for src in sources.values():  # warm the file cache and the bytecode caches
                 run_once(src)
@@ -89,7 +105,9 @@ def main() -> None:
         finally:
             subprocess.run(
                 ["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)],
-                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
 
     print(f"ketch --help: {args.runs} runs of each, interleaved, {sys.executable}")

@@ -115,7 +115,9 @@ def _serve(guarded: bool, home: Path) -> Any:
 
     app = create_app(database_url=f"sqlite:///{home / 'ketch.db'}", background=False)
     if not guarded:
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not RequestGuardMiddleware]
+        app.user_middleware = [
+            m for m in app.user_middleware if m.cls is not RequestGuardMiddleware
+        ]
     return ThreadServer(app)
 
 

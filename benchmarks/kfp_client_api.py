@@ -79,7 +79,9 @@ def bench_create_run(client: kfp.Client, repeat: int) -> dict[str, float]:
     def once() -> tuple[float, float]:
         start = time.perf_counter()
         # caching off: every run really executes its step
-        result = client.create_run_from_pipeline_func(one_step, arguments={"x": 1}, enable_caching=False)
+        result = client.create_run_from_pipeline_func(
+            one_step, arguments={"x": 1}, enable_caching=False
+        )
         accepted = time.perf_counter() - start
         run = client.wait_for_run_completion(result.run_id, timeout=120, sleep_duration=0.02)
         total = time.perf_counter() - start
@@ -110,14 +112,27 @@ def store_runs(db_url: str, count: int, experiment_id: str) -> float:
     batch: list[dict[str, Any]] = []
     for i in range(count):
         created = start + timedelta(seconds=i)
-        batch.append({
-            "id": str(uuid.uuid4()), "display_name": f"stored-{i:05d}", "pipeline_name": "bench-one-step",
-            "namespace": "default", "experiment_id": experiment_id, "owner": "benchmark",
-            "state": ("SUCCEEDED", "FAILED")[i % 7 == 0], "storage_state": "AVAILABLE",
-            "pipeline_spec": spec, "parameters": {"x": i}, "pipeline_root": "/tmp/artifacts",
-            "enable_caching": None, "outputs": {"Output": i + 1}, "error": None,
-            "created_at": created, "started_at": created, "finished_at": created + timedelta(seconds=1),
-        })
+        batch.append(
+            {
+                "id": str(uuid.uuid4()),
+                "display_name": f"stored-{i:05d}",
+                "pipeline_name": "bench-one-step",
+                "namespace": "default",
+                "experiment_id": experiment_id,
+                "owner": "benchmark",
+                "state": ("SUCCEEDED", "FAILED")[i % 7 == 0],
+                "storage_state": "AVAILABLE",
+                "pipeline_spec": spec,
+                "parameters": {"x": i},
+                "pipeline_root": "/tmp/artifacts",
+                "enable_caching": None,
+                "outputs": {"Output": i + 1},
+                "error": None,
+                "created_at": created,
+                "started_at": created,
+                "finished_at": created + timedelta(seconds=1),
+            }
+        )
         if len(batch) == 1000:
             with session_scope(db_url) as s:
                 s.execute(insert(PipelineRunRow), batch)
@@ -150,18 +165,21 @@ def bench_list(client: kfp.Client, url: str, samples: int) -> dict[str, list[flo
         if not token:
             break
         tokens.append(token)
-    deep = iter(tokens[len(tokens) // 2:] * 4)
+    deep = iter(tokens[len(tokens) // 2 :] * 4)
     results["deep page by token (kfp.Client)"] = timed(
         lambda: client.list_runs(page_size=20, page_token=next(deep), sort_by="created_at desc"),
         min(samples, len(tokens) // 2 * 4 - 1),
     )
-    failed = json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]})
+    failed = json.dumps(
+        {"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]}
+    )
     results["filtered + sorted (kfp.Client)"] = timed(
         lambda: client.list_runs(page_size=20, sort_by="display_name desc", filter=failed), samples
     )
     with httpx.Client(base_url=url, timeout=30) as http:
         results["first page (plain HTTP)"] = timed(
-            lambda: http.get("/apis/v2beta1/runs", params={"page_size": 20}).raise_for_status(), samples
+            lambda: http.get("/apis/v2beta1/runs", params={"page_size": 20}).raise_for_status(),
+            samples,
         )
     return results
 
@@ -177,7 +195,10 @@ def bench_concurrent(url: str, package: str, n: int, experiment_id: str) -> dict
         barrier.wait()
         try:
             result = client.create_run_from_pipeline_package(
-                package, arguments={"x": i}, run_name=f"concurrent-{i}", experiment_id=experiment_id,
+                package,
+                arguments={"x": i},
+                run_name=f"concurrent-{i}",
+                experiment_id=experiment_id,
                 enable_caching=False,
             )
         except Exception as exc:  # report, do not hide
@@ -211,11 +232,15 @@ def bench_concurrent(url: str, package: str, n: int, experiment_id: str) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=10, help="runs timed in (a)")
     parser.add_argument("--stored", type=int, default=10_000, help="runs in the store for (b)")
     parser.add_argument("--samples", type=int, default=200, help="list calls timed per case in (b)")
-    parser.add_argument("--concurrent", type=int, default=50, help="simultaneous submissions in (c)")
+    parser.add_argument(
+        "--concurrent", type=int, default=50, help="simultaneous submissions in (c)"
+    )
     args = parser.parse_args()
 
     from tests.pipelines.kfp_server import ServerProcess
@@ -235,7 +260,10 @@ def main() -> None:
             print(f"(a) create_run_from_pipeline_func x{args.repeat} ...", flush=True)
             a = bench_create_run(client, args.repeat)
 
-            print(f"(b) storing {args.stored} runs, then list_runs x{args.samples} per case ...", flush=True)
+            print(
+                f"(b) storing {args.stored} runs, then list_runs x{args.samples} per case ...",
+                flush=True,
+            )
             stored_exp = client.create_experiment(f"stored-{uuid.uuid4().hex[:6]}").experiment_id
             insert_s = store_runs(server.db_url, args.stored, stored_exp)
             total = client.list_runs(page_size=1).total_size
@@ -244,7 +272,9 @@ def main() -> None:
             print(f"(c) {args.concurrent} concurrent submissions ...", flush=True)
             # One experiment made first: KFP answers 409 to a second create of the same name,
             # so clients racing to create it would fail there too.
-            concurrent_exp = client.create_experiment(f"concurrent-{uuid.uuid4().hex[:6]}").experiment_id
+            concurrent_exp = client.create_experiment(
+                f"concurrent-{uuid.uuid4().hex[:6]}"
+            ).experiment_id
             c = bench_concurrent(server.url, package, args.concurrent, concurrent_exp)
         finally:
             server.stop()
@@ -259,19 +289,47 @@ def main() -> None:
     print()
     print(f"{'measure':<52} {'Ketch':>22}  {'target':<14} met")
     print("-" * 98)
-    row("(a) 1-step run: create_run_from_pipeline_func accepted", f"{a['accepted'] * 1000:.0f} ms", "", None)
-    row("(a) 1-step run: to SUCCEEDED (median)", f"{a['succeeded']:.2f} s", "< 1 s", a["succeeded"] < 1)
+    row(
+        "(a) 1-step run: create_run_from_pipeline_func accepted",
+        f"{a['accepted'] * 1000:.0f} ms",
+        "",
+        None,
+    )
+    row(
+        "(a) 1-step run: to SUCCEEDED (median)",
+        f"{a['succeeded']:.2f} s",
+        "< 1 s",
+        a["succeeded"] < 1,
+    )
     row("(a) 1-step run: first run of a fresh server", f"{a['cold']:.2f} s", "", None)
-    print(f"    {args.stored} runs inserted straight into the store in {insert_s:.1f} s; "
-          f"list_runs sees total_size={total}")
+    print(
+        f"    {args.stored} runs inserted straight into the store in {insert_s:.1f} s; "
+        f"list_runs sees total_size={total}"
+    )
     for name, values in b.items():
         p50, p99 = percentile(values, 50), percentile(values, 99)
-        row(f"(b) list_runs page_size=20, {name}", f"p50 {p50:.1f} / p99 {p99:.1f} ms", "p99 < 50 ms", p99 < 50)
-    all_ok = c["accepted"] == args.concurrent and c["succeeded"] == args.concurrent and not c["errors"]
-    row(f"(c) {args.concurrent} concurrent submissions accepted", f"{c['accepted']}/{args.concurrent}",
-        "all", c["accepted"] == args.concurrent)
+        row(
+            f"(b) list_runs page_size=20, {name}",
+            f"p50 {p50:.1f} / p99 {p99:.1f} ms",
+            "p99 < 50 ms",
+            p99 < 50,
+        )
+    all_ok = (
+        c["accepted"] == args.concurrent and c["succeeded"] == args.concurrent and not c["errors"]
+    )
+    row(
+        f"(c) {args.concurrent} concurrent submissions accepted",
+        f"{c['accepted']}/{args.concurrent}",
+        "all",
+        c["accepted"] == args.concurrent,
+    )
     row("(c)   ... finished SUCCEEDED", f"{c['succeeded']}/{args.concurrent}", "all", all_ok)
-    row("(c)   ... time to accept all / to finish all", f"{c['accepted_s']:.1f} s / {c['finished_s']:.1f} s", "", None)
+    row(
+        "(c)   ... time to accept all / to finish all",
+        f"{c['accepted_s']:.1f} s / {c['finished_s']:.1f} s",
+        "",
+        None,
+    )
     row('(c)   ... "database is locked" in the server log', str(locked), "0", locked == 0)
     print("-" * 98)
     print(f"Kubeflow: {KUBEFLOW_CONTEXT}")

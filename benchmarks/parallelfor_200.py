@@ -1,6 +1,6 @@
 """A ParallelFor over 200 trivial items with Ketch, timed against the 10 s target.
 
-    python benchmarks/parallelfor_200.py [--items 200] [--target 10] [--parallelism N]
+python benchmarks/parallelfor_200.py [--items 200] [--target 10] [--parallelism N]
 """
 
 import argparse
@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--target", type=float, default=10.0, help="seconds")
-    parser.add_argument("--parallelism", type=int, default=None,
-                        help="max_parallelism for ketch.run (default: number of CPUs)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        help="max_parallelism for ketch.run (default: number of CPUs)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="ketch-bench-") as tmp:
@@ -51,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
         items = list(range(args.items))
         start = time.perf_counter()
-        run = ketch.run(fan_out, arguments={"items": items}, enable_caching=False,
-                        max_parallelism=args.parallelism)
+        run = ketch.run(
+            fan_out,
+            arguments={"items": items},
+            enable_caching=False,
+            max_parallelism=args.parallelism,
+        )
         wall = time.perf_counter() - start
 
     if run.state != "SUCCEEDED":
@@ -63,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrong result {run.outputs!r}, expected {expected}", file=sys.stderr)
         return 1
     verdict = "within" if wall <= args.target else "OVER"
-    print(f"ParallelFor over {args.items} items (+1 collect task): {wall:.2f} s wall, "
-          f"{verdict} the {args.target:g} s target ({wall / args.target:.2f} of it); "
-          f"{wall / (args.items + 1) * 1000:.0f} ms per task")
+    print(
+        f"ParallelFor over {args.items} items (+1 collect task): {wall:.2f} s wall, "
+        f"{verdict} the {args.target:g} s target ({wall / args.target:.2f} of it); "
+        f"{wall / (args.items + 1) * 1000:.0f} ms per task"
+    )
     return 0
 
 

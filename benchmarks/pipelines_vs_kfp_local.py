@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
     k1, k5 = med(rows[0][2]), med(rows[1][2])
     if k1 is not None and k5 is not None:
-        print(f"\nKetch per-task orchestration overhead: {(k5 - k1) / 4 * 1000:.0f} ms "
-              "((median 5-step - median 1-step) / 4)")
+        print(
+            f"\nKetch per-task orchestration overhead: {(k5 - k1) / 4 * 1000:.0f} ms "
+            "((median 5-step - median 1-step) / 4)"
+        )
     f1, f5 = med(rows[0][3]), med(rows[1][3])
     if f1 is not None and f5 is not None:
         print(f"kfp.local per-task cost:               {(f5 - f1) / 4 * 1000:.0f} ms")

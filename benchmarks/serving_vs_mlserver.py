@@ -91,7 +91,9 @@ def mlserver_python() -> Path:
     import sklearn
 
     # The same scikit-learn as here, so both servers unpickle the same model.
-    return peer_python("mlserver-venv", [*MLSERVER_PACKAGES, f"scikit-learn=={sklearn.__version__}"])
+    return peer_python(
+        "mlserver-venv", [*MLSERVER_PACKAGES, f"scikit-learn=={sklearn.__version__}"]
+    )
 
 
 def find_wrk() -> str | None:

@@ -29,16 +29,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         replica = {
-            "template": {"spec": {"containers": [{
-                "name": "pytorch", "image": "example/unused",
-                "command": [sys.executable, "-c", "import time; time.sleep(30)"],
-            }]}}
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "pytorch",
+                            "image": "example/unused",
+                            "command": [sys.executable, "-c", "import time; time.sleep(30)"],
+                        }
+                    ]
+                }
+            }
         }
         job = {
-            "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "bench"},
-            "spec": {"pytorchReplicaSpecs": {
-                "Master": {"replicas": 1, **replica}, "Worker": {"replicas": 3, **replica},
-            }},
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "PyTorchJob",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "pytorchReplicaSpecs": {
+                    "Master": {"replicas": 1, **replica},
+                    "Worker": {"replicas": 3, **replica},
+                }
+            },
         }
         manifest = home / "job.yaml"
         manifest.write_text(yaml.safe_dump(job))
@@ -47,12 +59,20 @@ def main() -> None:
             env = {**base_env(home / "server"), "KETCH_URL": server.url}
             with server.client() as http:
                 begin = time.perf_counter()
-                subprocess.run([*ketch_command(), "apply", "-f", str(manifest)], env=env, check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [*ketch_command(), "apply", "-f", str(manifest)],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
                 applied = time.perf_counter() - begin
                 while True:
-                    status = http.get("/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/bench").json()["status"]
-                    active = sum(s.get("active", 0) for s in status.get("replicaStatuses", {}).values())
+                    status = http.get(
+                        "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/bench"
+                    ).json()["status"]
+                    active = sum(
+                        s.get("active", 0) for s in status.get("replicaStatuses", {}).values()
+                    )
                     if active == 4:
                         break
                     if time.perf_counter() - begin > 60:
@@ -62,8 +82,10 @@ def main() -> None:
                 http.delete("/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/bench")
         finally:
             server.stop()
-    print(f"ketch apply (CLI) took {applied:.3f}s; all 4 replicas running after {elapsed:.3f}s "
-          f"(target < {TARGET}s, ratio {elapsed / TARGET:.2f} of target)")
+    print(
+        f"ketch apply (CLI) took {applied:.3f}s; all 4 replicas running after {elapsed:.3f}s "
+        f"(target < {TARGET}s, ratio {elapsed / TARGET:.2f} of target)"
+    )
 
 
 if __name__ == "__main__":

@@ -81,9 +81,12 @@ def run_ketch(http: httpx.Client, name: str, command: list[str], timeout: float)
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"pytorchReplicaSpecs": {
-            "Master": {"replicas": 1, **spec}, "Worker": {"replicas": 3, **spec},
-        }},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, **spec},
+                "Worker": {"replicas": 3, **spec},
+            }
+        },
     }
     begin = time.perf_counter()
     response = http.post(GROUP, json=job)
@@ -96,7 +99,9 @@ def run_ketch(http: httpx.Client, name: str, command: list[str], timeout: float)
                 return time.perf_counter() - begin
             if condition(current, "Failed"):
                 logs = http.get(f"{GROUP}/{name}/log", params={"replica": f"{name}-master-0"})
-                raise RuntimeError(f"{name} failed: {current.get('status')}\nmaster log:\n{logs.text[-3000:]}")
+                raise RuntimeError(
+                    f"{name} failed: {current.get('status')}\nmaster log:\n{logs.text[-3000:]}"
+                )
             if time.perf_counter() - begin > timeout:
                 raise RuntimeError(f"{name} did not succeed in {timeout}s: {current.get('status')}")
             time.sleep(0.01)
@@ -106,19 +111,30 @@ def run_ketch(http: httpx.Client, name: str, command: list[str], timeout: float)
 
 def run_torchrun(command_tail: list[str], env: dict[str, str], timeout: float) -> float:
     """``torchrun --nproc-per-node 4 --standalone SCRIPT ...``; seconds from start to exit."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "--standalone",
-               *command_tail]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "4",
+        "--standalone",
+        *command_tail,
+    ]
     begin = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - begin
     if done.returncode != 0:
-        raise RuntimeError(f"torchrun exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"torchrun exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each (after 1 warm-up each)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of each (after 1 warm-up each)"
+    )
     parser.add_argument("--steps", type=int, default=300, help="DDP training steps per run")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
     args = parser.parse_args()
@@ -129,8 +145,11 @@ def main() -> None:
         script = tmp / "ddp.py"
         script.write_text(DDP_SCRIPT)
         tail = [str(script), str(args.steps)]
-        torchrun_env = {k: v for k, v in os.environ.items()
-                        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+        torchrun_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+        }
         server = Server(tmp / "server").start()
         times: dict[str, list[float]] = {"ketch": [], "torchrun": []}
         with server.client() as http:
@@ -138,7 +157,10 @@ def main() -> None:
                 k = run_ketch(http, f"ddp-bench-{i}", [sys.executable, *tail], args.timeout)
                 t = run_torchrun(tail, torchrun_env, args.timeout)
                 label = "warm-up" if i == 0 else f"run {i}"
-                print(f"{label:>8}: ketch {k:7.3f}s   torchrun {t:7.3f}s   ratio {k / t:5.2f}", flush=True)
+                print(
+                    f"{label:>8}: ketch {k:7.3f}s   torchrun {t:7.3f}s   ratio {k / t:5.2f}",
+                    flush=True,
+                )
                 if i:
                     times["ketch"].append(k)
                     times["torchrun"].append(t)
@@ -146,16 +168,23 @@ def main() -> None:
         print()
         print(f"{'':10}{'median':>9}{'min':>9}{'max':>9}")
         for key in ("ketch", "torchrun"):
-            print(f"{key:10}{statistics.median(times[key]):8.3f}s{min(times[key]):8.3f}s{max(times[key]):8.3f}s")
+            print(
+                f"{key:10}{statistics.median(times[key]):8.3f}s{min(times[key]):8.3f}s{max(times[key]):8.3f}s"
+            )
         ratio = ketch / torchrun
         verdict = "within" if ratio <= TARGET else "over"
-        print(f"\nratio Ketch/torchrun (medians, n={args.repeat}, {args.steps} steps): "
-              f"{ratio:.2f}x ({verdict} the {TARGET}x target)")
+        print(
+            f"\nratio Ketch/torchrun (medians, n={args.repeat}, {args.steps} steps): "
+            f"{ratio:.2f}x ({verdict} the {TARGET}x target)"
+        )
     finally:
         if server is not None:
             code = server.stop()
             if code not in (0, None):
-                print(f"ketch up exited with {code}; log tail:\n{server.output()[-2000:]}", file=sys.stderr)
+                print(
+                    f"ketch up exited with {code}; log tail:\n{server.output()[-2000:]}",
+                    file=sys.stderr,
+                )
         shutil.rmtree(tmp, ignore_errors=True)
 
 

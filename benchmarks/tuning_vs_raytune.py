@@ -136,16 +136,33 @@ def run_raytune(
     env.pop("PYTHONPATH", None)
     with log_file.open("w") as output:
         finished = subprocess.run(
-            [str(python), str(driver), str(trials), str(parallel), case, str(workdir / "ray_results"),
-             str(python), OBJECTIVE_CODE, "1" if reuse else "0"],
-            stdout=subprocess.PIPE, stderr=output, text=True, env=env, cwd=workdir,
+            [
+                str(python),
+                str(driver),
+                str(trials),
+                str(parallel),
+                case,
+                str(workdir / "ray_results"),
+                str(python),
+                OBJECTIVE_CODE,
+                "1" if reuse else "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=output,
+            text=True,
+            env=env,
+            cwd=workdir,
         )
     lines = [line for line in finished.stdout.splitlines() if line.startswith("RESULT ")]
     if finished.returncode != 0 or not lines:
-        raise RuntimeError(f"Ray Tune ({case}) failed with exit {finished.returncode}; see {log_file}")
+        raise RuntimeError(
+            f"Ray Tune ({case}) failed with exit {finished.returncode}; see {log_file}"
+        )
     result = json.loads(lines[-1].removeprefix("RESULT "))
     if result["trials"] != trials or result["errors"]:
-        raise RuntimeError(f"Ray Tune ({case}) ran {result['trials']} trials, {result['errors']} failed")
+        raise RuntimeError(
+            f"Ray Tune ({case}) ran {result['trials']} trials, {result['errors']} failed"
+        )
     objective = bare_command_seconds(str(python)) if case == "process" else 0.0
     return Measured(case, trials, result["wall_s"], objective), float(result["init_s"])
 
@@ -201,14 +218,25 @@ def process_experiment(trials: int, parallel: int) -> dict[str, Any]:
                 "trialSpec": {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "spec": {"template": {"spec": {
-                        "containers": [{
-                            "name": "objective",
-                            "image": "python:3.11",
-                            "command": [sys.executable, "-c", OBJECTIVE_CODE, "${trialParameters.x}"],
-                        }],
-                        "restartPolicy": "Never",
-                    }}},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "objective",
+                                        "image": "python:3.11",
+                                        "command": [
+                                            sys.executable,
+                                            "-c",
+                                            OBJECTIVE_CODE,
+                                            "${trialParameters.x}",
+                                        ],
+                                    }
+                                ],
+                                "restartPolicy": "Never",
+                            }
+                        }
+                    },
                 },
             },
         },
@@ -272,7 +300,10 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 
 
 def table(
-    ketch: dict[str, Measured | str], ray: dict[str, Measured], parallel: int, ray_init: float | None
+    ketch: dict[str, Measured | str],
+    ray: dict[str, Measured],
+    parallel: int,
+    ray_init: float | None,
 ) -> str:
     """One row per case: Ketch's wall and overhead, its target, Ray Tune's, the ratio."""
     header = (
@@ -292,17 +323,21 @@ def table(
             continue
         ray_ms = peer.overhead_ms(parallel) if peer else None
         ketch_ms = measured.overhead_ms(parallel) if measured else None
-        lines.append(" ".join([
-            f"{label:<29}",
-            f"{shown.trials:>6}",
-            _cell(shown.objective_s * 1000, 12, 1),
-            _cell(measured.wall_s if measured else None, 12, 2),
-            _cell(ketch_ms, 9, 1),
-            _cell(TARGET_MS[ketch_case], 9, 0),
-            _cell(peer.wall_s if peer else None, 10, 2),
-            _cell(ray_ms, 11, 1),
-            _cell(ketch_ms / ray_ms if ketch_ms is not None and ray_ms else None, 6, 2),
-        ]))
+        lines.append(
+            " ".join(
+                [
+                    f"{label:<29}",
+                    f"{shown.trials:>6}",
+                    _cell(shown.objective_s * 1000, 12, 1),
+                    _cell(measured.wall_s if measured else None, 12, 2),
+                    _cell(ketch_ms, 9, 1),
+                    _cell(TARGET_MS[ketch_case], 9, 0),
+                    _cell(peer.wall_s if peer else None, 10, 2),
+                    _cell(ray_ms, 11, 1),
+                    _cell(ketch_ms / ray_ms if ketch_ms is not None and ray_ms else None, 6, 2),
+                ]
+            )
+        )
         if isinstance(mine, str) and ray_run == ketch_case:
             lines.append(f"  Ketch {ketch_case} trials not measured: {mine}")
     lines.append(
@@ -315,7 +350,9 @@ def table(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--only", choices=("ketch", "raytune"))
@@ -341,7 +378,9 @@ def main() -> None:
                 runs = [(case, False)] + ([("function-reuse", True)] if case == "function" else [])
                 for run, reuse in runs:
                     note = ", reuse_actors=True" if reuse else ""
-                    log(f"Ray Tune, {case} trials{note}: {args.trials} trials, {args.parallel} at a time ...")
+                    log(
+                        f"Ray Tune, {case} trials{note}: {args.trials} trials, {args.parallel} at a time ..."
+                    )
                     ray[run], init = run_raytune(case, args.trials, args.parallel, workdir, reuse)
                     ray_init = init if ray_init is None else min(ray_init, init)
     print(table(ketch, ray, args.parallel, ray_init))

@@ -15,7 +15,9 @@ Ketch = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def ketch(server: Server, tmp_path: Path) -> Ketch:
-    def run(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         env = base_env(tmp_path / "client-home")
         env["KETCH_URL"] = server.url
         return subprocess.run(

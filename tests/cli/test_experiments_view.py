@@ -61,8 +61,12 @@ def env(api_server: tuple[str, str], tmp_path: Path) -> dict[str, str]:
 def ketch(env: dict[str, str], tmp_path: Path) -> Ketch:
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*ketch_command(), *args], capture_output=True, text=True, timeout=timeout,
-            env=env, cwd=tmp_path,
+            [*ketch_command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp_path,
         )
 
     return run
@@ -98,9 +102,16 @@ def experiment(name: str) -> dict[str, Any]:
             "maxTrialCount": 6,
             "maxFailedTrialCount": 3,
             "parameters": [
-                {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.3"}},
-                {"name": "optimizer", "parameterType": "categorical",
-                 "feasibleSpace": {"list": ["sgd", "adam"]}},
+                {
+                    "name": "lr",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0.001", "max": "0.3"},
+                },
+                {
+                    "name": "optimizer",
+                    "parameterType": "categorical",
+                    "feasibleSpace": {"list": ["sgd", "adam"]},
+                },
             ],
             "trialTemplate": {
                 "primaryContainerName": "training-container",
@@ -108,7 +119,9 @@ def experiment(name: str) -> dict[str, Any]:
                     {"name": "learningRate", "reference": "lr"},
                     {"name": "optimizer", "reference": "optimizer"},
                 ],
-                "trialSpec": job_spec("${trialParameters.learningRate}", "${trialParameters.optimizer}"),
+                "trialSpec": job_spec(
+                    "${trialParameters.learningRate}", "${trialParameters.optimizer}"
+                ),
             },
         },
     }
@@ -118,23 +131,41 @@ def job_spec(lr: str, optimizer: str) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "spec": {"template": {"spec": {
-            "containers": [{
-                "name": "training-container",
-                "image": "python:3.11",
-                "command": ["python", "-c", f"print('accuracy=0.9 lr={lr} opt={optimizer}')"],
-            }],
-            "restartPolicy": "Never",
-        }}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "training-container",
+                            "image": "python:3.11",
+                            "command": [
+                                "python",
+                                "-c",
+                                f"print('accuracy=0.9 lr={lr} opt={optimizer}')",
+                            ],
+                        }
+                    ],
+                    "restartPolicy": "Never",
+                }
+            }
+        },
     }
 
 
 def condition(type_: str, reason: str, seconds_ago: float, status: str = "True") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": f"Trial is {type_.lower()}",
-            "lastUpdateTime": stamp(seconds_ago), "lastTransitionTime": stamp(seconds_ago)}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": f"Trial is {type_.lower()}",
+        "lastUpdateTime": stamp(seconds_ago),
+        "lastTransitionTime": stamp(seconds_ago),
+    }
 
 
-def trial_status(state: str, accuracy: tuple[str, str] | None = None, loss: str | None = None) -> dict[str, Any]:
+def trial_status(
+    state: str, accuracy: tuple[str, str] | None = None, loss: str | None = None
+) -> dict[str, Any]:
     """A Trial's status: ``accuracy`` is (max, latest); Running trials have no completion."""
     conditions = [condition("Created", "TrialCreated", 40)]
     status: dict[str, Any] = {"startTime": stamp(30)}
@@ -147,7 +178,9 @@ def trial_status(state: str, accuracy: tuple[str, str] | None = None, loss: str 
     status["conditions"] = conditions
     metrics = []
     if accuracy is not None:
-        metrics.append({"name": "accuracy", "min": "0.5", "max": accuracy[0], "latest": accuracy[1]})
+        metrics.append(
+            {"name": "accuracy", "min": "0.5", "max": accuracy[0], "latest": accuracy[1]}
+        )
     if loss is not None:
         metrics.append({"name": "loss", "min": loss, "max": "2.5", "latest": loss})
     if metrics:
@@ -165,7 +198,9 @@ TRIALS = [
 ]
 
 
-def create_experiment(api: httpx.Client, ns: str, name: str, pareto: list[str] | None = None) -> dict[str, Any]:
+def create_experiment(
+    api: httpx.Client, ns: str, name: str, pareto: list[str] | None = None
+) -> dict[str, Any]:
     """The Experiment, its five Trials with their status, then the Experiment's status."""
     created = api.post(BASE.format(ns=ns, plural="experiments"), json=experiment(name))
     assert created.status_code == 201, created.text
@@ -180,11 +215,21 @@ def create_experiment(api: httpx.Client, ns: str, name: str, pareto: list[str] |
             "metadata": {
                 "name": trial_name,
                 "labels": {LABEL: name},
-                "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-                                     "name": name, "uid": owner["uid"], "controller": True}],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "kubeflow.org/v1beta1",
+                        "kind": "Experiment",
+                        "name": name,
+                        "uid": owner["uid"],
+                        "controller": True,
+                    }
+                ],
             },
             "spec": {
-                "parameterAssignments": [{"name": "lr", "value": lr}, {"name": "optimizer", "value": optimizer}],
+                "parameterAssignments": [
+                    {"name": "lr", "value": lr},
+                    {"name": "optimizer", "value": optimizer},
+                ],
                 "objective": spec["objective"],
                 "runSpec": {**job_spec(lr, optimizer), "metadata": {"name": trial_name}},
                 "primaryContainerName": "training-container",
@@ -199,31 +244,53 @@ def create_experiment(api: httpx.Client, ns: str, name: str, pareto: list[str] |
     status: dict[str, Any] = {
         "startTime": stamp(45),
         "conditions": [
-            {"type": "Created", "status": "True", "reason": "ExperimentCreated",
-             "message": "Experiment is created", "lastTransitionTime": stamp(45)},
-            {"type": "Running", "status": "True", "reason": "ExperimentRunning",
-             "message": "Experiment is running", "lastTransitionTime": stamp(44)},
+            {
+                "type": "Created",
+                "status": "True",
+                "reason": "ExperimentCreated",
+                "message": "Experiment is created",
+                "lastTransitionTime": stamp(45),
+            },
+            {
+                "type": "Running",
+                "status": "True",
+                "reason": "ExperimentRunning",
+                "message": "Experiment is running",
+                "lastTransitionTime": stamp(44),
+            },
         ],
         "currentOptimalTrial": {
             "bestTrialName": best,
-            "parameterAssignments": [{"name": "lr", "value": "0.05"}, {"name": "optimizer", "value": "adam"}],
-            "observation": {"metrics": [
-                {"name": "accuracy", "min": "0.5", "max": "0.97", "latest": "0.95"},
-                {"name": "loss", "min": "0.12", "max": "2.5", "latest": "0.12"},
-            ]},
+            "parameterAssignments": [
+                {"name": "lr", "value": "0.05"},
+                {"name": "optimizer", "value": "adam"},
+            ],
+            "observation": {
+                "metrics": [
+                    {"name": "accuracy", "min": "0.5", "max": "0.97", "latest": "0.95"},
+                    {"name": "loss", "min": "0.12", "max": "2.5", "latest": "0.12"},
+                ]
+            },
         },
         "succeededTrialList": names["Succeeded"],
         "failedTrialList": names["Failed"],
         "runningTrialList": names["Running"],
-        "trials": 5, "trialsSucceeded": 3, "trialsFailed": 1, "trialsRunning": 1,
+        "trials": 5,
+        "trialsSucceeded": 3,
+        "trialsFailed": 1,
+        "trialsRunning": 1,
     }
     if pareto is not None:
         status["paretoFront"] = [f"{name}-{suffix}" for suffix in pareto]
     return put_status(api, ns, "experiments", name, status)
 
 
-def put_status(api: httpx.Client, ns: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-    response = api.put(f"{BASE.format(ns=ns, plural=plural)}/{name}/status", json={"status": status})
+def put_status(
+    api: httpx.Client, ns: str, plural: str, name: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    response = api.put(
+        f"{BASE.format(ns=ns, plural=plural)}/{name}/status", json={"status": status}
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -234,16 +301,29 @@ def finish(api: httpx.Client, ns: str, name: str, state: str = "Succeeded") -> N
     put_status(api, ns, "trials", trial, trial_status("Succeeded", ("0.93", "0.93"), "0.2"))
     current = api.get(f"{BASE.format(ns=ns, plural='experiments')}/{name}").json()["status"]
     reason, message = (
-        ("ExperimentMaxTrialsReached", "Experiment has succeeded because max trial count has reached")
+        (
+            "ExperimentMaxTrialsReached",
+            "Experiment has succeeded because max trial count has reached",
+        )
         if state == "Succeeded"
         else ("ExperimentFailed", "Experiment has failed because max failed count has reached")
     )
     current["conditions"] = [
         *[c for c in current["conditions"] if c["type"] != "Running"],
-        {"type": "Running", "status": "False", "reason": "ExperimentRunning",
-         "message": "Experiment is running", "lastTransitionTime": stamp(0)},
-        {"type": state, "status": "True", "reason": reason, "message": message,
-         "lastTransitionTime": stamp(0)},
+        {
+            "type": "Running",
+            "status": "False",
+            "reason": "ExperimentRunning",
+            "message": "Experiment is running",
+            "lastTransitionTime": stamp(0),
+        },
+        {
+            "type": state,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": stamp(0),
+        },
     ]
     current.update(trialsRunning=0, runningTrialList=[], trialsSucceeded=4, completionTime=stamp(0))
     current["succeededTrialList"] = [*current["succeededTrialList"], trial]
@@ -262,9 +342,26 @@ def test_get_experiments_shows_progress_and_best(ketch: Ketch, api: httpx.Client
     create_experiment(api, ns, "mnist")
     lines = ok(ketch("get", "experiments", "-n", ns)).splitlines()
     assert lines[0].split() == [
-        "NAME", "STATE", "ALGORITHM", "TRIALS", "RUNNING", "SUCCEEDED", "FAILED", "BEST", "AGE",
+        "NAME",
+        "STATE",
+        "ALGORITHM",
+        "TRIALS",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "BEST",
+        "AGE",
     ]
-    assert lines[1].split()[:8] == ["mnist", "Running", "random", "5/6", "1", "3", "1", "accuracy=0.97"]
+    assert lines[1].split()[:8] == [
+        "mnist",
+        "Running",
+        "random",
+        "5/6",
+        "1",
+        "3",
+        "1",
+        "accuracy=0.97",
+    ]
     wide = ok(ketch("get", "experiment", "mnist", "-n", ns, "-o", "wide"))
     assert "maximize accuracy (goal 0.99)" in wide and "mnist-bbbbbbbb" in wide
 
@@ -282,7 +379,13 @@ def test_get_trials_by_experiment_label(ketch: Ketch, api: httpx.Client, ns: str
     assert set(rows) == {f"mnist-{t[0]}" for t in TRIALS}
     best = rows["mnist-bbbbbbbb"].split()
     assert best[1:6] == ["Succeeded", "lr=0.05", "optimizer=adam", "accuracy=0.97", "12.0s"]
-    assert rows["mnist-dddddddd"].split()[1:6] == ["Failed", "lr=0.2", "optimizer=adam", "-", "12.0s"]
+    assert rows["mnist-dddddddd"].split()[1:6] == [
+        "Failed",
+        "lr=0.2",
+        "optimizer=adam",
+        "-",
+        "12.0s",
+    ]
     assert rows["mnist-eeeeeeee"].split()[1:5] == ["Running", "lr=0.03", "optimizer=sgd", "-"]
     wide = ok(ketch("get", "trials", "-n", ns, "-l", f"{LABEL}=mnist", "-o", "wide"))
     assert wide.splitlines()[0].split()[-1] == "EXPERIMENT"
@@ -297,7 +400,11 @@ def trial_section(text: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith("Trials:"))
     end = next(i for i, line in enumerate(lines) if line.startswith("Events:"))
     legend = ("best trial:", "the Pareto front")
-    return [line for line in lines[start + 1 : end] if line.strip() and not any(m in line for m in legend)]
+    return [
+        line
+        for line in lines[start + 1 : end]
+        if line.strip() and not any(m in line for m in legend)
+    ]
 
 
 def test_describe_ranks_trials_by_the_objective(
@@ -314,11 +421,23 @@ def test_describe_ranks_trials_by_the_objective(
     assert "currentOptimalTrial" in text and "succeededTrialList" not in text  # the table has them
     section = trial_section(text)
     assert section[0].split() == [
-        "TRIAL", "lr", "optimizer", "accuracy", "(max)", "loss", "(min)", "STATE", "DURATION",
+        "TRIAL",
+        "lr",
+        "optimizer",
+        "accuracy",
+        "(max)",
+        "loss",
+        "(min)",
+        "STATE",
+        "DURATION",
     ]
     rows = table_rows("\n".join(section), "mnist")
     assert [line.split("mnist-")[1][:8] for line in rows] == [
-        "bbbbbbbb", "aaaaaaaa", "cccccccc", "eeeeeeee", "dddddddd",
+        "bbbbbbbb",
+        "aaaaaaaa",
+        "cccccccc",
+        "eeeeeeee",
+        "dddddddd",
     ]
     assert rows[0].startswith("★ best") and all("★" not in line for line in rows[1:])
     assert rows[0].split()[3:9] == ["0.05", "adam", "0.97", "0.12", "Succeeded", "12.0s"]
@@ -331,11 +450,16 @@ def test_describe_ranks_trials_by_the_objective(
 
 def test_describe_marks_the_pareto_front(ketch: Ketch, api: httpx.Client, ns: str) -> None:
     create_experiment(api, ns, "multi", pareto=["bbbbbbbb", "aaaaaaaa"])
-    rows = table_rows("\n".join(trial_section(ok(ketch("describe", "experiment", "multi", "-n", ns)))), "multi")
+    rows = table_rows(
+        "\n".join(trial_section(ok(ketch("describe", "experiment", "multi", "-n", ns)))), "multi"
+    )
     marked = {line.split("multi-")[1][:8]: line.split("multi-")[0].strip() for line in rows}
     assert marked == {
-        "bbbbbbbb": "★ best ◆ pareto", "aaaaaaaa": "◆ pareto",
-        "cccccccc": "", "eeeeeeee": "", "dddddddd": "",
+        "bbbbbbbb": "★ best ◆ pareto",
+        "aaaaaaaa": "◆ pareto",
+        "cccccccc": "",
+        "eeeeeeee": "",
+        "dddddddd": "",
     }
 
 
@@ -345,7 +469,14 @@ def test_describe_without_trials(ketch: Ketch, api: httpx.Client, ns: str) -> No
     text = ok(ketch("describe", "experiment", "empty", "-n", ns))
     assert "Trials:      <none>" in text and "Events:" in text
     assert ok(ketch("get", "experiments", "-n", ns)).splitlines()[1].split()[:8] == [
-        "empty", "-", "random", "0/6", "0", "0", "0", "-",
+        "empty",
+        "-",
+        "random",
+        "0/6",
+        "0",
+        "0",
+        "0",
+        "-",
     ]
 
 
@@ -360,7 +491,11 @@ class Watch:
         self.seen: list[str] = []
         self.process = subprocess.Popen(
             [*ketch_command(), "describe", "experiment", *args, "--watch"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -427,10 +562,17 @@ def test_watch_follows_the_experiment_until_it_ends(
     text = "\n".join(watch.seen)
     reason = "ExperimentMaxTrialsReached" if outcome == "Succeeded" else "ExperimentFailed"
     assert f"experiment live {outcome} ({reason}: " in text
-    final = [line for line in table_rows(text[text.index("experiment live  "):], "live")
-             if "best trial:" not in line]
+    final = [
+        line
+        for line in table_rows(text[text.index("experiment live  ") :], "live")
+        if "best trial:" not in line
+    ]
     assert [line.split("live-")[1][:8] for line in final] == [
-        "bbbbbbbb", "eeeeeeee", "aaaaaaaa", "cccccccc", "dddddddd",
+        "bbbbbbbb",
+        "eeeeeeee",
+        "aaaaaaaa",
+        "cccccccc",
+        "dddddddd",
     ]
     assert final[0].startswith("★ best")
 
@@ -443,8 +585,11 @@ def test_watch_on_a_terminal_draws_the_table_in_place(
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [*ketch_command(), "describe", "experiment", "tty", "-n", ns, "--watch"],
-        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
-        env={**env, "TERM": "xterm", "LINES": "40"}, cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**env, "TERM": "xterm", "LINES": "40"},
+        cwd=tmp_path,
     )
     os.close(follower)
     output = b""

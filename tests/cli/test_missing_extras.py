@@ -38,7 +38,15 @@ def test_serving_a_model_on_an_object_store_without_its_package(
 
 def test_serving_a_model_from_an_unknown_protocol(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*ketch_command(), "serve", "gizmo://bucket/model.joblib", "--port", "0", "--grpc-port", "-1"],
+        [
+            *ketch_command(),
+            "serve",
+            "gizmo://bucket/model.joblib",
+            "--port",
+            "0",
+            "--grpc-port",
+            "-1",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

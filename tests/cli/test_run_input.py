@@ -37,7 +37,9 @@ def adder(a: int, b: float = 1.5):
         (["-p", "a=1", "-o", "xml"], ["--output"]),
     ],
 )
-def test_bad_options_exit_2_naming_the_option(args: list[str], fragments: list[str], tmp_path: Path) -> None:
+def test_bad_options_exit_2_naming_the_option(
+    args: list[str], fragments: list[str], tmp_path: Path
+) -> None:
     pipeline = tmp_path / "adder.py"
     pipeline.write_text(PIPELINE)
     result = subprocess.run(

@@ -32,12 +32,14 @@ def slow_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _manifest(ir: dict[str, Any], name: str, **parameters: Any) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "pipelines.ketch.dev/v1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name},
-        "spec": {"pipelineSpec": ir, "parameters": parameters},
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pipelines.ketch.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"name": name},
+            "spec": {"pipelineSpec": ir, "parameters": parameters},
+        }
+    )
 
 
 def _apply_run(ketch: Ketch, ns: str, manifest: str) -> str:  # noqa: F811
@@ -49,18 +51,39 @@ def _apply_run(ketch: Ketch, ns: str, manifest: str) -> str:  # noqa: F811
 
 def test_run_lifecycle_from_the_cli(ketch: Ketch, ns: str, ir: dict[str, Any]) -> None:  # noqa: F811
     run_id = _apply_run(ketch, ns, _manifest(ir, "greet", msg=f"cli-{ns}"))
-    waited = ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Succeeded", "--timeout", "90", timeout=120)
+    waited = ketch(
+        "wait",
+        "run",
+        run_id,
+        "-n",
+        ns,
+        "--for",
+        "condition=Succeeded",
+        "--timeout",
+        "90",
+        timeout=120,
+    )
     assert ok(waited).strip() == f"pipelinerun/{run_id} condition met"
 
     table = ok(ketch("runs", "list", "-n", ns)).splitlines()
     assert table[0].split() == ["ID", "NAME", "STATE", "CREATED", "DURATION"]
     assert table[1].split()[:3] == [run_id, "greet", "SUCCEEDED"]
-    assert json.loads(ok(ketch("runs", "list", "-n", ns, "-o", "json")))["items"][0]["metadata"]["name"] == run_id
+    assert (
+        json.loads(ok(ketch("runs", "list", "-n", ns, "-o", "json")))["items"][0]["metadata"][
+            "name"
+        ]
+        == run_id
+    )
     for kind in ("runs", "run", "pipelinerun", "PipelineRuns"):
         assert run_id in ok(ketch("get", kind, "-n", ns))
 
     shown = ok(ketch("runs", "get", run_id, "-n", ns))
-    assert "SUCCEEDED" in shown and "Tasks:" in shown and "say-2" in shown and "pipelineSpec" not in shown
+    assert (
+        "SUCCEEDED" in shown
+        and "Tasks:" in shown
+        and "say-2" in shown
+        and "pipelineSpec" not in shown
+    )
     described = ok(ketch("describe", "run", run_id, "-n", ns))
     assert "Conditions:" in described and "Succeeded" in described
 
@@ -74,18 +97,79 @@ def test_run_lifecycle_from_the_cli(ketch: Ketch, ns: str, ir: dict[str, Any]) -
     bad(ketch("runs", "get", run_id, "-n", ns), 2, "not found")
 
 
-def test_cancel_and_retry_from_the_cli(ketch: Ketch, client: httpx.Client, ns: str, slow_ir: dict[str, Any]) -> None:  # noqa: F811
+def test_cancel_and_retry_from_the_cli(
+    ketch: Ketch,  # noqa: F811
+    client: httpx.Client,
+    ns: str,
+    slow_ir: dict[str, Any],
+) -> None:
     run_id = _apply_run(ketch, ns, _manifest(slow_ir, "slow", seconds=60.0))
-    ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Running", "--timeout", "60", timeout=90))
+    ok(
+        ketch(
+            "wait",
+            "run",
+            run_id,
+            "-n",
+            ns,
+            "--for",
+            "condition=Running",
+            "--timeout",
+            "60",
+            timeout=90,
+        )
+    )
     assert ok(ketch("runs", "cancel", run_id, "-n", ns)).startswith(f"run {run_id} canceled")
-    ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Canceled", "--timeout", "30", timeout=60))
+    ok(
+        ketch(
+            "wait",
+            "run",
+            run_id,
+            "-n",
+            ns,
+            "--for",
+            "condition=Canceled",
+            "--timeout",
+            "30",
+            timeout=60,
+        )
+    )
     bad(ketch("delete", "run", run_id, "-n", ns + "x"), 2, "not found")
     assert ok(ketch("runs", "retry", run_id, "-n", ns)).startswith(f"run {run_id} retried")
-    ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Running", "--timeout", "60", timeout=90))
+    ok(
+        ketch(
+            "wait",
+            "run",
+            run_id,
+            "-n",
+            ns,
+            "--for",
+            "condition=Running",
+            "--timeout",
+            "60",
+            timeout=90,
+        )
+    )
     ok(ketch("runs", "cancel", run_id, "-n", ns))
-    ok(ketch("wait", "run", run_id, "-n", ns, "--for", "condition=Canceled", "--timeout", "30", timeout=60))
+    ok(
+        ketch(
+            "wait",
+            "run",
+            run_id,
+            "-n",
+            ns,
+            "--for",
+            "condition=Canceled",
+            "--timeout",
+            "30",
+            timeout=60,
+        )
+    )
     # a finished run: nothing is canceled, and the command says so
-    bad(ketch("runs", "cancel", run_id, "-n", ns), 1, "already finished (CANCELED); nothing was canceled")
+    bad(
+        ketch("runs", "cancel", run_id, "-n", ns),
+        1,
+        "already finished (CANCELED); nothing was canceled",
+    )
     bad(ketch("runs", "cancel", "no-such-run", "-n", ns), 2, "not found")
 
 
@@ -111,7 +195,12 @@ def test_no_server_message(tmp_path: Path) -> None:
         ["runs", "retry", "a"],
     ):
         result = subprocess.run(
-            [*ketch_command(), *args], capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL
+            [*ketch_command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.strip() == (

@@ -30,7 +30,14 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["get", "--help"], ["runs", "--help"], ["serve", "--help"], ["up", "--help"]],
+    [
+        ["--help"],
+        ["--version"],
+        ["get", "--help"],
+        ["runs", "--help"],
+        ["serve", "--help"],
+        ["up", "--help"],
+    ],
     ids=" ".join,
 )
 def test_light_commands_import_nothing_heavy(args: list[str], tmp_path: Path) -> None:

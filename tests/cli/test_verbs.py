@@ -65,10 +65,22 @@ def test_get_formats(ketch: Ketch, client: httpx.Client, ns: str) -> None:
     client.post(runtimes_path(ns), json=runtime("beta"))
     client.put(
         runtimes_path(ns, "alpha") + "/status",
-        json={"status": {"conditions": [
-            {"type": "Created", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
-            {"type": "Running", "status": "True", "lastTransitionTime": "2024-01-01T00:01:00Z"},
-        ]}},
+        json={
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Created",
+                        "status": "True",
+                        "lastTransitionTime": "2024-01-01T00:00:00Z",
+                    },
+                    {
+                        "type": "Running",
+                        "status": "True",
+                        "lastTransitionTime": "2024-01-01T00:01:00Z",
+                    },
+                ]
+            }
+        },
     )
     table = ok(ketch("get", "trainingruntimes", "-n", ns)).splitlines()
     assert table[0].split() == ["NAME", "STATE", "AGE"]
@@ -84,25 +96,48 @@ def test_get_formats(ketch: Ketch, client: httpx.Client, ns: str) -> None:
     selected = ok(ketch("get", "trainingruntimes", "-n", ns, "-l", "tier=web")).splitlines()
     assert len(selected) == 2 and "alpha" in selected[1]
     everywhere = ok(ketch("get", "trainingruntimes", "-A", "-o", "json"))
-    assert {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in json.loads(everywhere)["items"]} >= {
-        (ns, "alpha"), (ns, "beta"),
+    assert {
+        (i["metadata"]["namespace"], i["metadata"]["name"]) for i in json.loads(everywhere)["items"]
+    } >= {
+        (ns, "alpha"),
+        (ns, "beta"),
     }
-    assert ok(ketch("get", "trainingruntimes", "-A")).splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert ok(ketch("get", "trainingruntimes", "-A")).splitlines()[0].split()[:2] == [
+        "NAMESPACE",
+        "NAME",
+    ]
     empty = ketch("get", "tfjobs", "-n", ns)
     assert empty.returncode == 0 and "No tfjobs found" in empty.stderr
     kinds = ok(ketch("get", "kinds"))
     assert "PyTorchJob" in kinds and "PipelineRun" in kinds
 
 
-def test_describe_shows_conditions_and_events(ketch: Ketch, client: httpx.Client, server: Server, ns: str) -> None:
-    client.post(runtimes_path(ns), json=runtime("desc", labels={"team": "a"}, spec={"mlPolicy": {"numNodes": 2}}))
+def test_describe_shows_conditions_and_events(
+    ketch: Ketch, client: httpx.Client, server: Server, ns: str
+) -> None:
+    client.post(
+        runtimes_path(ns),
+        json=runtime("desc", labels={"team": "a"}, spec={"mlPolicy": {"numNodes": 2}}),
+    )
     client.put(
         runtimes_path(ns, "desc") + "/status",
-        json={"status": {"replicaStatuses": {"Master": {"active": 1}},
-                         "conditions": [{"type": "Running", "status": "True", "reason": "JobRunning",
-                                         "message": "job is running"}]}},
+        json={
+            "status": {
+                "replicaStatuses": {"Master": {"active": 1}},
+                "conditions": [
+                    {
+                        "type": "Running",
+                        "status": "True",
+                        "reason": "JobRunning",
+                        "message": "job is running",
+                    }
+                ],
+            }
+        },
     )
-    ResourceStore(server.db_url).record_event("TrainingRuntime", ns, "desc", reason="SuccessfulCreate", message="created pod")
+    ResourceStore(server.db_url).record_event(
+        "TrainingRuntime", ns, "desc", reason="SuccessfulCreate", message="created pod"
+    )
     text = ok(ketch("describe", "trainingruntime", "desc", "-n", ns))
     assert "Name:        desc" in text and "team=a" in text
     assert "mlPolicy" in text and "replicaStatuses" in text
@@ -114,7 +149,8 @@ def test_delete(ketch: Ketch, client: httpx.Client, ns: str) -> None:
     client.post(jobs_path(ns), json=job("a"))
     client.post(jobs_path(ns), json=job("b"))
     assert ok(ketch("delete", "pytorchjob", "a", "b", "-n", ns)).splitlines() == [
-        "pytorchjob/a deleted", "pytorchjob/b deleted",
+        "pytorchjob/a deleted",
+        "pytorchjob/b deleted",
     ]
     bad(ketch("delete", "pytorchjob", "a", "-n", ns), 2, "not found")
     assert ketch("delete", "pytorchjob", "a", "-n", ns, "--ignore-not-found").returncode == 0
@@ -126,25 +162,52 @@ def test_logs(ketch: Ketch, server: Server, client: httpx.Client, ns: str) -> No
     log.write_text("epoch 1 loss 0.5\n")
     # an object no controller writes the status of, so only the logPaths below are there
     client.post(runtimes_path(ns), json=runtime("lg"))
-    ResourceStore(server.db_url).update_status("TrainingRuntime", ns, "lg", {"logPaths": {"master-0": str(log)}})
+    ResourceStore(server.db_url).update_status(
+        "TrainingRuntime", ns, "lg", {"logPaths": {"master-0": str(log)}}
+    )
     assert ok(ketch("logs", "trainingruntime", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
-    assert ok(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "master-0")) == "epoch 1 loss 0.5\n"
+    assert (
+        ok(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "master-0"))
+        == "epoch 1 loss 0.5\n"
+    )
     bad(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "worker-3"), 2, "worker-3")
 
 
 def test_wait(ketch: Ketch, client: httpx.Client, ns: str) -> None:
     client.post(runtimes_path(ns), json=runtime("w"))  # no controller writes its status
     started = time.monotonic()
-    timed_out = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "1")
+    timed_out = ketch(
+        "wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "1"
+    )
     assert time.monotonic() - started >= 1
     bad(timed_out, 1, "timed out after 1s", "Succeeded")
-    client.put(runtimes_path(ns, "w") + "/status", json={"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
-    met = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "10")
+    client.put(
+        runtimes_path(ns, "w") + "/status",
+        json={"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}},
+    )
+    met = ketch(
+        "wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Succeeded", "--timeout", "10"
+    )
     assert ok(met).strip() == "trainingruntime/w condition met"
-    explicit = ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=succeeded=True", "--timeout", "5")
+    explicit = ketch(
+        "wait",
+        "trainingruntime",
+        "w",
+        "-n",
+        ns,
+        "--for",
+        "condition=succeeded=True",
+        "--timeout",
+        "5",
+    )
     assert ok(explicit).strip() == "trainingruntime/w condition met"
     client.delete(runtimes_path(ns, "w"))
-    assert ok(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "delete", "--timeout", "5")).strip() == "trainingruntime/w deleted"
+    assert (
+        ok(
+            ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "delete", "--timeout", "5")
+        ).strip()
+        == "trainingruntime/w deleted"
+    )
     bad(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "condition=Ready"), 2, "not found")
     bad(ketch("wait", "trainingruntime", "w", "-n", ns, "--for", "ready"), 2, "--for")
 
@@ -153,9 +216,31 @@ def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Pat
     malformed = tmp_path / "bad.yaml"
     malformed.write_text("kind: [unclosed\n")
     bad(ketch("apply", "-f", str(malformed)), 2, "malformed YAML", "line")
-    bad(ketch("apply", "-f", "-", stdin="apiVersion: x/v1\nkind: Gizmo\nmetadata: {name: a}\n"), 2, "unknown kind 'Gizmo'")
-    bad(ketch("apply", "-f", "-", stdin="apiVersion: kubeflow.org/v2\nkind: PyTorchJob\nmetadata: {name: a}\n"), 2, "apiVersion")
-    bad(ketch("apply", "-f", "-", stdin="apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: Bad_Name}\n"), 2, "RFC 1123")
+    bad(
+        ketch("apply", "-f", "-", stdin="apiVersion: x/v1\nkind: Gizmo\nmetadata: {name: a}\n"),
+        2,
+        "unknown kind 'Gizmo'",
+    )
+    bad(
+        ketch(
+            "apply",
+            "-f",
+            "-",
+            stdin="apiVersion: kubeflow.org/v2\nkind: PyTorchJob\nmetadata: {name: a}\n",
+        ),
+        2,
+        "apiVersion",
+    )
+    bad(
+        ketch(
+            "apply",
+            "-f",
+            "-",
+            stdin="apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: Bad_Name}\n",
+        ),
+        2,
+        "RFC 1123",
+    )
     bad(ketch("apply", "-f", "-", stdin="- 1\n- 2\n"), 2, "mapping")
     bad(ketch("apply", "-f", str(tmp_path / "missing.yaml")), 2, "does not exist")
     bad(ketch("get", "pytorchjbos"), 2, "unknown kind", "PyTorchJob")
@@ -163,7 +248,11 @@ def test_bad_input_exits_2_with_one_message(ketch: Ketch, ns: str, tmp_path: Pat
     bad(ketch("get", "pytorchjob", "-n", "Bad_NS"), 2, "--namespace")
     bad(ketch("get", "pytorchjob", "-o", "xml"), 2, "output")
     bad(ketch("describe", "pytorchjob", "nothing-here", "-n", ns), 2, "not found")
-    bad(ketch("wait", "pytorchjob", "x", "-n", ns, "--for", "condition=Ready", "--timeout", "nan"), 2, "--timeout")
+    bad(
+        ketch("wait", "pytorchjob", "x", "-n", ns, "--for", "condition=Ready", "--timeout", "nan"),
+        2,
+        "--timeout",
+    )
 
 
 def test_a_malformed_server_url_is_named(tmp_path: Path) -> None:
@@ -173,7 +262,9 @@ def test_a_malformed_server_url_is_named(tmp_path: Path) -> None:
 
     for url in ("http://[bad", "http://127.0.0.1:99999", "ftp://example.com"):
         env = {**base_env(tmp_path), "KETCH_URL": url}
-        result = subprocess.run([*ketch_command(), "get", "kinds"], capture_output=True, text=True, env=env, timeout=60)
+        result = subprocess.run(
+            [*ketch_command(), "get", "kinds"], capture_output=True, text=True, env=env, timeout=60
+        )
         bad(result, 2, "KETCH_URL", url)
 
 

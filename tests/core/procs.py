@@ -38,4 +38,3 @@ def kill_quietly(pids: list[int]) -> None:
                 kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-

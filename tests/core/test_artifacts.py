@@ -219,7 +219,10 @@ def test_a_root_on_an_object_store_fails_on_first_use_with_the_extra(tmp_path: P
     _absent("gcsfs")
     store = ArtifactStore("gs://bucket/pipeline-root")
     uri = store.uri_for("run-1", "model")
-    with pytest.raises(MissingFilesystem, match=r"^gs://bucket/pipeline-root/run-1/model needs gcsfs: pip install 'ketch\[gcs\]'$"):
+    with pytest.raises(
+        MissingFilesystem,
+        match=r"^gs://bucket/pipeline-root/run-1/model needs gcsfs: pip install 'ketch\[gcs\]'$",
+    ):
         store.write_text(uri, "x")
     with pytest.raises(MissingFilesystem, match=r"pipeline-root/relative needs gcsfs"):
         store.read_bytes("relative")
@@ -227,7 +230,10 @@ def test_a_root_on_an_object_store_fails_on_first_use_with_the_extra(tmp_path: P
 
 def test_other_protocols_without_their_package_name_it() -> None:
     _absent("pyarrow")
-    with pytest.raises(MissingFilesystem, match=r"^hdfs://namenode/x needs a package that is not installed: .*pyarrow"):
+    with pytest.raises(
+        MissingFilesystem,
+        match=r"^hdfs://namenode/x needs a package that is not installed: .*pyarrow",
+    ):
         ArtifactStore("/tmp").read_bytes("hdfs://namenode/x")
 
 

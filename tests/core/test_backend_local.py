@@ -392,7 +392,10 @@ def test_cpu_limit_is_enforced_with_a_cfs_quota(backend: LocalBackend, tmp_path:
     )
     out = tmp_path / "out"
     spec = ProcessSpec(
-        name="burn", command=[sys.executable, "-c", burn], stdout_path=out, stderr_path=out,
+        name="burn",
+        command=[sys.executable, "-c", burn],
+        stdout_path=out,
+        stderr_path=out,
         resources=Resources(cpu_limit="200m"),
     )
     handle = backend.start(spec)

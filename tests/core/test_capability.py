@@ -31,7 +31,13 @@ def test_a_validator_reaches_another_kinds_validator_through_admission() -> None
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Trial",
         "metadata": {"name": "t", "namespace": "default"},
-        "spec": {"runSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {"containers": []}}}}},
+        "spec": {
+            "runSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {"template": {"spec": {"containers": []}}},
+            }
+        },
     }
     with pytest.raises(InvalidSpec) as caught:
         Admission(CAPABILITIES).validate(Resource.from_manifest(experiment))
@@ -39,7 +45,9 @@ def test_a_validator_reaches_another_kinds_validator_through_admission() -> None
 
 
 def test_two_capabilities_cannot_validate_one_kind() -> None:
-    twice = Capability("copy", kinds=(), validators=lambda _a: {"InferenceService": lambda _r: None})
+    twice = Capability(
+        "copy", kinds=(), validators=lambda _a: {"InferenceService": lambda _r: None}
+    )
     with pytest.raises(ValueError, match="InferenceService"):
         Admission((SERVING, twice))
 
@@ -57,9 +65,22 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
     app = create_app((toy,), database_url=f"sqlite:///{tmp_path / 'k.db'}", background=False)
     with ThreadServer(app) as server, httpx.Client(base_url=server.url) as http:
         path = "/apis/example.com/v1/namespaces/default/gizmos"
-        made = http.post(path, json={"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"size": 1}})
+        made = http.post(
+            path,
+            json={
+                "apiVersion": "example.com/v1",
+                "kind": "Gizmo",
+                "metadata": {"name": "g"},
+                "spec": {"size": 1},
+            },
+        )
         assert made.status_code == 201, made.text
-        bad = {"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "h"}, "spec": {"size": -1}}
+        bad = {
+            "apiVersion": "example.com/v1",
+            "kind": "Gizmo",
+            "metadata": {"name": "h"},
+            "spec": {"size": -1},
+        }
         assert_error(http.post(path, json=bad), 400, "spec.size")
         assert refused == ["g", "h"]
         # the kinds of capabilities it was not given are not served

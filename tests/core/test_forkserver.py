@@ -434,14 +434,22 @@ def test_warmup_runs_once_in_the_server_and_leaves_no_trace(
     )
     counter = tmp_path / "count"
     entry = PythonEntry(
-        module="warm_task", argv=[str(counter), "real"], python=PY,
-        preload=("preload_marker",), warmup=(str(counter), "warm-up"),
+        module="warm_task",
+        argv=[str(counter), "real"],
+        python=PY,
+        preload=("preload_marker",),
+        warmup=(str(counter), "warm-up"),
     )
     env = {"PYTHONPATH": str(modules)}
     out = tmp_path / "out.log"
     spec = ProcessSpec(
-        name="warm", command=[PY, "-m", "warm_task", str(counter), "real"], cwd=modules,
-        env=env, stdout_path=out, stderr_path=out, python=entry,
+        name="warm",
+        command=[PY, "-m", "warm_task", str(counter), "real"],
+        cwd=modules,
+        env=env,
+        stdout_path=out,
+        stderr_path=out,
+        python=entry,
     )
     for _ in range(2):
         assert backend.start(spec).wait(30) == 0

@@ -16,13 +16,20 @@ PY = sys.executable
 SHOW = "import json, sys; print(json.dumps({'argv': sys.argv, 'main': __name__})); sys.exit(int(sys.argv[-1]))"
 
 
-def _run(backend: LocalBackend, command: list[str], tmp_path: Path, **env: str) -> tuple[int, str, bool]:
+def _run(
+    backend: LocalBackend, command: list[str], tmp_path: Path, **env: str
+) -> tuple[int, str, bool]:
     """(exit code, output, whether the fork server ran it) of ``command``."""
     log = tmp_path / f"out-{time.monotonic_ns()}.log"
     entry = command_entry(command, PY)
     spec = ProcessSpec(
-        name="pyrun test", command=command, env=dict(env), cwd=tmp_path,
-        stdout_path=log, stderr_path=log, python=entry,
+        name="pyrun test",
+        command=command,
+        env=dict(env),
+        cwd=tmp_path,
+        stdout_path=log,
+        stderr_path=log,
+        python=entry,
     )
     handle = backend.start(spec)
     code = handle.wait(60)
@@ -48,7 +55,11 @@ def test_dash_c_matches_the_interpreter(backend: LocalBackend, tmp_path: Path, c
 
     real = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert forked[0] == real.returncode == code
-    assert json.loads(forked[1]) == json.loads(real.stdout) == {"argv": ["-c", "a b", str(code)], "main": "__main__"}
+    assert (
+        json.loads(forked[1])
+        == json.loads(real.stdout)
+        == {"argv": ["-c", "a b", str(code)], "main": "__main__"}
+    )
 
 
 def test_script_and_module(backend: LocalBackend, tmp_path: Path) -> None:
@@ -65,8 +76,12 @@ def test_unbuffered_output_arrives_before_exit(backend: LocalBackend, tmp_path: 
     program = "import time\nprint('first')\ntime.sleep(30)\n"
     log = tmp_path / "slow.log"
     spec = ProcessSpec(
-        name="pyrun slow", command=[PY, "-c", program], env={"PYTHONUNBUFFERED": "1"},
-        stdout_path=log, stderr_path=log, python=command_entry([PY, "-c", program], PY),
+        name="pyrun slow",
+        command=[PY, "-c", program],
+        env={"PYTHONUNBUFFERED": "1"},
+        stdout_path=log,
+        stderr_path=log,
+        python=command_entry([PY, "-c", program], PY),
     )
     handle = backend.start(spec)
     try:

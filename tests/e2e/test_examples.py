@@ -74,8 +74,14 @@ def test_demo_pipeline_metrics_through_python_api(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_control_flow_example(run_cli):
     proc = run_cli(
-        "run", EXAMPLES / "control_flow.py",
-        "--param", "numbers=[3, 8, 15, 4]", "--param", "threshold=5", "--output", "json",
+        "run",
+        EXAMPLES / "control_flow.py",
+        "--param",
+        "numbers=[3, 8, 15, 4]",
+        "--param",
+        "threshold=5",
+        "--output",
+        "json",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
@@ -87,8 +93,12 @@ def test_control_flow_example(run_cli):
 @pytest.mark.slow
 def test_container_component_example(run_cli):
     proc = run_cli(
-        "run", EXAMPLES / "container_component.py", "--param", 'words=["a", "b", "c"]',
-        "--output", "json",
+        "run",
+        EXAMPLES / "container_component.py",
+        "--param",
+        'words=["a", "b", "c"]',
+        "--output",
+        "json",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)

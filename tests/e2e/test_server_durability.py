@@ -48,8 +48,12 @@ def _start(home: Path) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "KETCH_HOME": str(home)}
     env.pop("KETCH_DATABASE_URL", None)
     proc = subprocess.Popen(
-        [*_ketch(), "up", "--port", "0"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [*_ketch(), "up", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
@@ -104,6 +108,7 @@ def test_kill_9_with_ten_runs_in_flight(tmp_path: Path) -> None:
     proc, url = _start(home)
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
+
             def states() -> list[str]:
                 return [http.get(f"/apis/v2beta1/runs/{i}").json()["state"] for i in ids]
 

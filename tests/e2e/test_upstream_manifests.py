@@ -17,8 +17,14 @@ def _container(name: str, image: str, *command: str) -> dict[str, Any]:
     return {"name": name, "image": image, "command": list(command) or ["python3", "/opt/train.py"]}
 
 
-def _replica(container: dict[str, Any], replicas: int = 1, restart: str = "OnFailure") -> dict[str, Any]:
-    return {"replicas": replicas, "restartPolicy": restart, "template": {"spec": {"containers": [container]}}}
+def _replica(
+    container: dict[str, Any], replicas: int = 1, restart: str = "OnFailure"
+) -> dict[str, Any]:
+    return {
+        "replicas": replicas,
+        "restartPolicy": restart,
+        "template": {"spec": {"containers": [container]}},
+    }
 
 
 def _job(kind: str, field: str, replicas: dict[str, dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -34,31 +40,57 @@ PYTORCH = _job(
     "PyTorchJob",
     "pytorchReplicaSpecs",
     {
-        "Master": _replica(_container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:v1beta1", "python3", "/opt/pytorch-mnist/mnist.py", "--epochs=1")),
-        "Worker": _replica(_container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:v1beta1", "python3", "/opt/pytorch-mnist/mnist.py", "--epochs=1")),
+        "Master": _replica(
+            _container(
+                "pytorch",
+                "docker.io/kubeflowkatib/pytorch-mnist:v1beta1",
+                "python3",
+                "/opt/pytorch-mnist/mnist.py",
+                "--epochs=1",
+            )
+        ),
+        "Worker": _replica(
+            _container(
+                "pytorch",
+                "docker.io/kubeflowkatib/pytorch-mnist:v1beta1",
+                "python3",
+                "/opt/pytorch-mnist/mnist.py",
+                "--epochs=1",
+            )
+        ),
     },
 )
 TFJOB = _job(
     "TFJob",
     "tfReplicaSpecs",
     {
-        "PS": _replica(_container("tensorflow", "kubeflow/tf-dist-mnist-test:latest"), restart="Never"),
-        "Worker": _replica(_container("tensorflow", "kubeflow/tf-dist-mnist-test:latest"), 2, "Never"),
+        "PS": _replica(
+            _container("tensorflow", "kubeflow/tf-dist-mnist-test:latest"), restart="Never"
+        ),
+        "Worker": _replica(
+            _container("tensorflow", "kubeflow/tf-dist-mnist-test:latest"), 2, "Never"
+        ),
     },
 )
 XGBOOST = _job(
     "XGBoostJob",
     "xgbReplicaSpecs",
     {
-        "Master": _replica(_container("xgboost", "docker.io/kubeflow/xgboost-dist-iris:latest"), restart="Never"),
-        "Worker": _replica(_container("xgboost", "docker.io/kubeflow/xgboost-dist-iris:latest"), 2, "Never"),
+        "Master": _replica(
+            _container("xgboost", "docker.io/kubeflow/xgboost-dist-iris:latest"), restart="Never"
+        ),
+        "Worker": _replica(
+            _container("xgboost", "docker.io/kubeflow/xgboost-dist-iris:latest"), 2, "Never"
+        ),
     },
 )
 MPIJOB = _job(
     "MPIJob",
     "mpiReplicaSpecs",
     {
-        "Launcher": _replica(_container("mpi", "mpioperator/mpi-pi", "mpirun", "-n", "2", "/home/mpiuser/pi")),
+        "Launcher": _replica(
+            _container("mpi", "mpioperator/mpi-pi", "mpirun", "-n", "2", "/home/mpiuser/pi")
+        ),
         "Worker": _replica(_container("mpi", "mpioperator/mpi-pi", "/usr/sbin/sshd", "-De"), 2),
     },
     slotsPerWorker=1,
@@ -66,12 +98,28 @@ MPIJOB = _job(
 JAXJOB = _job(
     "JAXJob",
     "jaxReplicaSpecs",
-    {"Worker": _replica(_container("jax", "docker.io/kubeflow/jaxjob-simple:latest", "python3", "train.py"), 2)},
+    {
+        "Worker": _replica(
+            _container("jax", "docker.io/kubeflow/jaxjob-simple:latest", "python3", "train.py"), 2
+        )
+    },
 )
 PADDLE = _job(
     "PaddleJob",
     "paddleReplicaSpecs",
-    {"Worker": _replica(_container("paddle", "registry.baidubce.com/paddlepaddle/paddle:2.4.0rc0-cpu", "python", "-m", "paddle.distributed.launch", "run_check"), 2)},
+    {
+        "Worker": _replica(
+            _container(
+                "paddle",
+                "registry.baidubce.com/paddlepaddle/paddle:2.4.0rc0-cpu",
+                "python",
+                "-m",
+                "paddle.distributed.launch",
+                "run_check",
+            ),
+            2,
+        )
+    },
 )
 MXJOB = _job(
     "MXJob",
@@ -120,9 +168,21 @@ def _katib(trial_spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
             "maxTrialCount": 12,
             "maxFailedTrialCount": 3,
             "parameters": [
-                {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.03"}},
-                {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "5"}},
-                {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam", "ftrl"]}},
+                {
+                    "name": "lr",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0.01", "max": "0.03"},
+                },
+                {
+                    "name": "num-layers",
+                    "parameterType": "int",
+                    "feasibleSpace": {"min": "2", "max": "5"},
+                },
+                {
+                    "name": "optimizer",
+                    "parameterType": "categorical",
+                    "feasibleSpace": {"list": ["sgd", "adam", "ftrl"]},
+                },
             ],
             "trialTemplate": {
                 "primaryContainerName": "training-container",
@@ -149,7 +209,9 @@ BATCH_TRIAL = {
                         "name": "training-container",
                         "image": "docker.io/kubeflowkatib/mxnet-mnist:latest",
                         "command": [
-                            "python3", "/opt/mxnet-mnist/mnist.py", "--batch-size=64",
+                            "python3",
+                            "/opt/mxnet-mnist/mnist.py",
+                            "--batch-size=64",
                             "--lr=${trialParameters.learningRate}",
                             "--num-layers=${trialParameters.numberLayers}",
                             "--optimizer=${trialParameters.optimizer}",
@@ -162,16 +224,25 @@ BATCH_TRIAL = {
     },
 }
 TRIAL_ARGS = (
-    "python3", "/opt/pytorch-mnist/mnist.py", "--lr=${trialParameters.learningRate}",
-    "--layers=${trialParameters.numberLayers}", "--optimizer=${trialParameters.optimizer}",
+    "python3",
+    "/opt/pytorch-mnist/mnist.py",
+    "--lr=${trialParameters.learningRate}",
+    "--layers=${trialParameters.numberLayers}",
+    "--optimizer=${trialParameters.optimizer}",
 )
 PYTORCH_TRIAL = {
     "apiVersion": "kubeflow.org/v1",
     "kind": "PyTorchJob",
     "spec": {
         "pytorchReplicaSpecs": {
-            "Master": _replica(_container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:latest", *TRIAL_ARGS), restart="OnFailure"),
-            "Worker": _replica(_container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:latest", *TRIAL_ARGS), restart="OnFailure"),
+            "Master": _replica(
+                _container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:latest", *TRIAL_ARGS),
+                restart="OnFailure",
+            ),
+            "Worker": _replica(
+                _container("pytorch", "docker.io/kubeflowkatib/pytorch-mnist:latest", *TRIAL_ARGS),
+                restart="OnFailure",
+            ),
         }
     },
 }
@@ -181,8 +252,12 @@ MXNET_TRIAL = {
     "spec": {
         "jobMode": "MXTrain",
         "mxReplicaSpecs": {
-            "Scheduler": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")),
-            "Server": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")),
+            "Scheduler": _replica(
+                _container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")
+            ),
+            "Server": _replica(
+                _container("mxnet", "kubeflow/mxnet-gpu:latest", "python3", "-c", "pass")
+            ),
             "Worker": _replica(_container("mxnet", "kubeflow/mxnet-gpu:latest", *TRIAL_ARGS)),
         },
     },
@@ -190,7 +265,10 @@ MXNET_TRIAL = {
 ARGO_TRIAL = {
     "apiVersion": "argoproj.io/v1alpha1",
     "kind": "Workflow",
-    "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine", "command": ["echo"]}}]},
+    "spec": {
+        "entrypoint": "main",
+        "templates": [{"name": "main", "container": {"image": "alpine", "command": ["echo"]}}],
+    },
 }
 
 ISVC = {
@@ -222,9 +300,14 @@ ACCEPTED = {
 }
 
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "pytorchjob-no-replicas": (_without(PYTORCH, "spec", "pytorchReplicaSpecs"), ("spec.pytorchReplicaSpecs",)),
+    "pytorchjob-no-replicas": (
+        _without(PYTORCH, "spec", "pytorchReplicaSpecs"),
+        ("spec.pytorchReplicaSpecs",),
+    ),
     "pytorchjob-no-containers": (
-        _with(PYTORCH, [], "spec", "pytorchReplicaSpecs", "Worker", "template", "spec", "containers"),
+        _with(
+            PYTORCH, [], "spec", "pytorchReplicaSpecs", "Worker", "template", "spec", "containers"
+        ),
         ("spec.pytorchReplicaSpecs.Worker.template.spec.containers",),
     ),
     "pytorchjob-no-template": (
@@ -232,7 +315,18 @@ REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         ("spec.pytorchReplicaSpecs.Worker",),
     ),
     "pytorchjob-wrong-container-name": (
-        _with(PYTORCH, "trainer", "spec", "pytorchReplicaSpecs", "Master", "template", "spec", "containers", 0, "name"),  # type: ignore[arg-type]
+        _with(
+            PYTORCH,
+            "trainer",
+            "spec",
+            "pytorchReplicaSpecs",
+            "Master",
+            "template",
+            "spec",
+            "containers",
+            0,
+            "name",
+        ),  # type: ignore[arg-type]
         ("spec.pytorchReplicaSpecs.Master", "pytorch"),
     ),
     "pytorchjob-two-masters": (
@@ -251,16 +345,34 @@ REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     ),
     "experiment-argo-workflow": (_katib(ARGO_TRIAL), ("spec.trialTemplate.trialSpec", "Workflow")),
     "experiment-custom-collector": (
-        _katib(BATCH_TRIAL, metricsCollectorSpec={
-            "collector": {
-                "kind": "Custom",
-                "customCollector": {"name": "collector", "image": "example/collector", "args": ["-m", "accuracy"]},
+        _katib(
+            BATCH_TRIAL,
+            metricsCollectorSpec={
+                "collector": {
+                    "kind": "Custom",
+                    "customCollector": {
+                        "name": "collector",
+                        "image": "example/collector",
+                        "args": ["-m", "accuracy"],
+                    },
+                },
             },
-        }),
+        ),
         ("spec.metricsCollectorSpec.collector.kind", "Custom"),
     ),
     "experiment-invalid-trial-job": (
-        _katib(_with(PYTORCH_TRIAL, [], "spec", "pytorchReplicaSpecs", "Worker", "template", "spec", "containers")),
+        _katib(
+            _with(
+                PYTORCH_TRIAL,
+                [],
+                "spec",
+                "pytorchReplicaSpecs",
+                "Worker",
+                "template",
+                "spec",
+                "containers",
+            )
+        ),
         ("spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker.template.spec.containers",),
     ),
     "inferenceservice-two-predictors": (
@@ -296,7 +408,9 @@ def test_upstream_examples_are_accepted(client: httpx.Client, ns: str, name: str
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_broken_manifests_are_refused_naming_the_field(client: httpx.Client, ns: str, name: str) -> None:
+def test_broken_manifests_are_refused_naming_the_field(
+    client: httpx.Client, ns: str, name: str
+) -> None:
     manifest, fragments = REFUSED[name]
     response = client.post(_path(manifest, ns), json=manifest)
     assert_error(response, 400, *fragments)
@@ -336,11 +450,19 @@ def _trial(run_spec: dict[str, Any]) -> dict[str, Any]:
 def test_trials_applied_by_hand_are_checked(client: httpx.Client, ns: str) -> None:
     path = f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/trials"
     job = copy.deepcopy(BATCH_TRIAL)
-    job["spec"]["template"]["spec"]["containers"][0]["command"] = ["python3", "-c", "print('accuracy=0.5')"]
+    job["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "python3",
+        "-c",
+        "print('accuracy=0.5')",
+    ]
     assert_error(client.post(path, json=_trial({})), 400, "spec.runSpec")
     assert_error(client.post(path, json=_trial(ARGO_TRIAL)), 400, "spec.runSpec.kind", "Workflow")
     no_containers = _with(job, [], "spec", "template", "spec", "containers")
-    assert_error(client.post(path, json=_trial(no_containers)), 400, "spec.runSpec.spec.template.spec.containers")
+    assert_error(
+        client.post(path, json=_trial(no_containers)),
+        400,
+        "spec.runSpec.spec.template.spec.containers",
+    )
     assert client.get(path).json()["items"] == []
     created = client.post(path, json=_trial(job))
     assert created.status_code == 201, created.text

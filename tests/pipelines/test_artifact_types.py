@@ -111,7 +111,9 @@ def evaluate(
     metrics.log_metric("f1", 0.8)
     metrics.log_metric("samples", 100)
     classification.log_confusion_matrix(["cat", "dog"], [[8, 2], [1, 9]])
-    classification.log_roc_curve(fpr=[0.0, 0.5, 1.0], tpr=[0.0, 0.8, 1.0], threshold=[1.0, 0.5, 0.0])
+    classification.log_roc_curve(
+        fpr=[0.0, 0.5, 1.0], tpr=[0.0, 0.8, 1.0], threshold=[1.0, 0.5, 0.0]
+    )
     if not hasattr(sliced, "_sliced_metrics"):
         sliced._sliced_metrics = {}  # kfp's executor skips SlicedClassificationMetrics.__init__
     # (kfp's sliced ROC helpers call methods ClassificationMetrics lacks; use the matrix ones)

@@ -108,7 +108,9 @@ def test_output_uris_are_unique_per_task_and_run():
     first = ketch.run(p, enable_caching=False)
     second = ketch.run(p, enable_caching=False)
     uris = [
-        r.tasks[t].outputs["data"][0]["uri"] for r in (first, second) for t in ("produce", "produce-2")
+        r.tasks[t].outputs["data"][0]["uri"]
+        for r in (first, second)
+        for t in ("produce", "produce-2")
     ]
     assert len(set(uris)) == 4
     assert local_path(first.tasks["produce"].outputs["data"][0]["uri"]).read_text() == "x"

@@ -79,7 +79,9 @@ def noop() -> str:
 
 def _resource_pipeline():
     @dsl.pipeline(name="resources-from-params")
-    def p(cpu: str = "1", memory: str = "1Gi", acc_type: str = "nvidia.com/gpu", acc_count: str = "0"):
+    def p(
+        cpu: str = "1", memory: str = "1Gi", acc_type: str = "nvidia.com/gpu", acc_count: str = "0"
+    ):
         request = cpu_from_task()
         noop().set_cpu_limit(cpu).set_memory_limit(memory).set_cpu_request(
             request.output
@@ -120,7 +122,9 @@ def test_bad_resolved_resource_value_fails_the_task_clearly(arguments, named):
 
 
 @dsl.component
-def show_run(job_name: str, resource_name: str, job_uuid: str, task_name: str, task_uuid: str) -> str:
+def show_run(
+    job_name: str, resource_name: str, job_uuid: str, task_name: str, task_uuid: str
+) -> str:
     import json
 
     return json.dumps([job_name, resource_name, job_uuid, task_name, task_uuid])
@@ -155,8 +159,13 @@ def test_run_placeholders_match_the_backend():
 def final_state(status: PipelineTaskFinalStatus) -> str:
     import json
 
-    return json.dumps({"state": status.state, "resource": status.pipeline_job_resource_name,
-                       "task": status.pipeline_task_name})
+    return json.dumps(
+        {
+            "state": status.state,
+            "resource": status.pipeline_job_resource_name,
+            "task": status.pipeline_task_name,
+        }
+    )
 
 
 @dsl.component
@@ -326,7 +335,11 @@ def test_cli_warns_once_that_images_are_not_used_and_reports_shell_errors(tmp_pa
     compiler.Compiler().compile(p, str(package))
     proc = subprocess.run(
         [*cli_command(), "run", str(package), "-o", "json"],
-        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=240,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=tmp_path,
+        timeout=240,
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("alpine:3.19") == 1, proc.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from tests.pipelines.helpers import cli_command, cli_env
 
-SLEEPER = '''
+SLEEPER = """
 from kfp import dsl
 
 
@@ -35,7 +35,7 @@ def never(x: int) -> int:
 def sleepy(pid_file: str):
     s = sleeper(pid_file=pid_file)
     never(x=1).after(s)
-'''
+"""
 
 
 def _alive(pid: int) -> bool:

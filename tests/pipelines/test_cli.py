@@ -9,7 +9,7 @@ from kfp import compiler, dsl
 
 from tests.pipelines.helpers import parse_json_output
 
-SEVERAL = '''
+SEVERAL = """
 from kfp import dsl
 
 
@@ -43,7 +43,7 @@ def greeter(name: str = "world", tags: list = []) -> str:
 @dsl.pipeline(name="maker")
 def maker(text: str = "abc") -> dsl.Dataset:
     return make(text=text).outputs["out"]
-'''
+"""
 
 
 @pytest.fixture
@@ -54,7 +54,9 @@ def several(tmp_path: Path) -> Path:
 
 
 def test_run_py_with_pipeline_choice_and_params_json(several, ketch_cli):
-    proc = ketch_cli("run", several, "--pipeline", "incrementer", "--param", "x=41", "--output", "json")
+    proc = ketch_cli(
+        "run", several, "--pipeline", "incrementer", "--param", "x=41", "--output", "json"
+    )
     assert proc.returncode == 0, proc.stderr
     result = parse_json_output(proc.stdout)
     assert result["state"] == "SUCCEEDED"
@@ -68,8 +70,16 @@ def test_run_py_with_pipeline_choice_and_params_json(several, ketch_cli):
 
 def test_param_values_are_json_else_strings(several, ketch_cli):
     proc = ketch_cli(
-        "run", several, "--pipeline", "greeter",
-        "--param", "name=ketch run", "--param", 'tags=["a", 1]', "--output", "json",
+        "run",
+        several,
+        "--pipeline",
+        "greeter",
+        "--param",
+        "name=ketch run",
+        "--param",
+        'tags=["a", 1]',
+        "--output",
+        "json",
     )
     assert proc.returncode == 0, proc.stderr
     assert parse_json_output(proc.stdout)["outputs"] == {"Output": "hello ketch run"}
@@ -140,7 +150,9 @@ def test_no_cache_flag(tmp_path, ketch_cli):
     compiler.Compiler().compile(compiled_pipeline, str(path))
     first = parse_json_output(ketch_cli("run", path, "-p", "a=1", "-o", "json").stdout)
     second = parse_json_output(ketch_cli("run", path, "-p", "a=1", "-o", "json").stdout)
-    third = parse_json_output(ketch_cli("run", path, "-p", "a=1", "-o", "json", "--no-cache").stdout)
+    third = parse_json_output(
+        ketch_cli("run", path, "-p", "a=1", "-o", "json", "--no-cache").stdout
+    )
     assert first["tasks"]["add"]["cached"] is False
     assert second["tasks"]["add"]["cached"] is True
     assert third["tasks"]["add"]["cached"] is False

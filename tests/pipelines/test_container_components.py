@@ -210,7 +210,9 @@ def test_pipeline_and_task_placeholders_in_command(tmp_path):
     for path in ("context-placeholders", "context-placeholders-2"):
         text = run.tasks[path].outputs["out"]
         assert "{{$" not in text, text
-        job_name, job_resource, job_id, task_name, task_id, pipeline_root, created, _ = text.split("|")
+        job_name, job_resource, job_id, task_name, task_id, pipeline_root, created, _ = text.split(
+            "|"
+        )
         assert job_name and job_resource
         assert job_id == run.id
         assert task_name == path
@@ -300,7 +302,7 @@ def test_failing_container_component():
     assert "broken-container" in run.error
 
 
-TARGET_IMAGE_MODULE = '''
+TARGET_IMAGE_MODULE = """
 from kfp import dsl
 
 
@@ -312,7 +314,7 @@ def shout(msg: str) -> str:
 @dsl.pipeline(name="target-image")
 def target_image_pipeline(msg: str = "hi") -> str:
     return shout(msg=msg).output
-'''
+"""
 
 
 def test_target_image_component_runs_on_host(tmp_path):

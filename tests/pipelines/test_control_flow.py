@@ -261,7 +261,9 @@ def test_condition_inside_loop():
     assert run.state == "SUCCEEDED", run.error
     states = [state_of(run, f"for-loop-2[{i}]/condition-3/inc") for i in range(4)]
     assert states == ["SKIPPED", "SKIPPED", "SUCCEEDED", "SUCCEEDED"]
-    ran = sorted(t.inputs["x"] for t in run.tasks.values() if t.name == "inc" and t.state == "SUCCEEDED")
+    ran = sorted(
+        t.inputs["x"] for t in run.tasks.values() if t.name == "inc" and t.state == "SUCCEEDED"
+    )
     assert ran == [3, 4]
 
 

@@ -80,7 +80,9 @@ def ir(pipeline: Any) -> dict[str, Any]:
     scope="module",
     params=[b if b == "sqlite" else pytest.param(b, marks=pytest.mark.postgres) for b in BACKENDS],
 )
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     yield from serve(request.param, tmp_path_factory.mktemp("kfp-api-server"))
 
 
@@ -128,14 +130,24 @@ def insert_runs(db_url: str, experiment_id: str, count: int, start: datetime) ->
         for i in range(count):
             run_id = str(uuid.uuid4())
             ids.append(run_id)
-            s.add(PipelineRunRow(
-                id=run_id, display_name=f"stored-{i:03d}", pipeline_name="stored",
-                namespace="default", experiment_id=experiment_id, owner="test",
-                state=("SUCCEEDED", "FAILED", "RUNNING")[i % 3], storage_state="AVAILABLE",
-                pipeline_spec={"pipelineInfo": {"name": "stored"}}, parameters={"i": i},
-                pipeline_root="/tmp", outputs={}, created_at=start + timedelta(seconds=i),
-                finished_at=None if i % 3 == 2 else start + timedelta(seconds=i + 1),
-            ))
+            s.add(
+                PipelineRunRow(
+                    id=run_id,
+                    display_name=f"stored-{i:03d}",
+                    pipeline_name="stored",
+                    namespace="default",
+                    experiment_id=experiment_id,
+                    owner="test",
+                    state=("SUCCEEDED", "FAILED", "RUNNING")[i % 3],
+                    storage_state="AVAILABLE",
+                    pipeline_spec={"pipelineInfo": {"name": "stored"}},
+                    parameters={"i": i},
+                    pipeline_root="/tmp",
+                    outputs={},
+                    created_at=start + timedelta(seconds=i),
+                    finished_at=None if i % 3 == 2 else start + timedelta(seconds=i + 1),
+                )
+            )
     dispose_engine(db_url)
     return ids
 
@@ -160,7 +172,11 @@ def test_run_pages_sort_and_filters(http: httpx.Client, server: ServerProcess) -
     token = ""
     pages = 0
     while True:
-        params: dict[str, Any] = {"experiment_id": exp, "page_size": 10, "sort_by": "created_at desc"}
+        params: dict[str, Any] = {
+            "experiment_id": exp,
+            "page_size": 10,
+            "sort_by": "created_at desc",
+        }
         if token:
             params["page_token"] = token
         page = ok(http.get("/runs", params=params))
@@ -174,10 +190,20 @@ def test_run_pages_sort_and_filters(http: httpx.Client, server: ServerProcess) -
     first = ok(http.get("/runs", params={"experiment_id": exp, "page_size": 1}))["runs"][0]
     assert first["run_id"] == ids[0]  # KFP's default order: oldest first
     assert first["created_at"] == "2030-01-01T00:00:00Z"
-    assert "run_details" not in first and first["pipeline_spec"] == {"pipelineInfo": {"name": "stored"}}
+    assert "run_details" not in first and first["pipeline_spec"] == {
+        "pipelineInfo": {"name": "stored"}
+    }
 
-    by_name = ok(http.get("/runs", params={"experiment_id": exp, "page_size": 3, "sort_by": "display_name desc"}))
-    assert [r["display_name"] for r in by_name["runs"]] == ["stored-024", "stored-023", "stored-022"]
+    by_name = ok(
+        http.get(
+            "/runs", params={"experiment_id": exp, "page_size": 3, "sort_by": "display_name desc"}
+        )
+    )
+    assert [r["display_name"] for r in by_name["runs"]] == [
+        "stored-024",
+        "stored-023",
+        "stored-022",
+    ]
     # paging by a nullable key visits every run once
     seen, token = [], ""
     while True:
@@ -190,33 +216,88 @@ def test_run_pages_sort_and_filters(http: httpx.Client, server: ServerProcess) -
     assert sorted(seen) == sorted(ids)
 
     def count(*preds: dict[str, Any]) -> int:
-        return ok(http.get("/runs", params={"experiment_id": exp, **predicates(*preds)}))["total_size"]
+        return ok(http.get("/runs", params={"experiment_id": exp, **predicates(*preds)}))[
+            "total_size"
+        ]
 
     assert count({"key": "state", "operation": "EQUALS", "string_value": "FAILED"}) == 8
-    assert count({"key": "state", "operation": 2, "stringValue": "FAILED"}) == 17  # numbers, camelCase
-    assert count({"key": "display_name", "operation": "IS_SUBSTRING", "string_value": "STORED-01"}) == 10
-    assert count({"key": "state", "operation": "IN",
-                  "string_values": {"values": ["RUNNING", "FAILED"]}}) == 16
-    assert count({"key": "created_at", "operation": "GREATER_THAN_EQUALS",
-                  "timestamp_value": "2030-01-01T00:00:20Z"}) == 5
-    assert count({"key": "created_at", "operation": "LESS_THAN",
-                  "timestamp_value": "2030-01-01T00:00:05Z"},
-                 {"key": "state", "operation": "NOT_EQUALS", "string_value": "RUNNING"}) == 4
-    assert count({"key": "finished_at", "operation": "GREATER_THAN",
-                  "long_value": str(int((start + timedelta(seconds=23)).timestamp()))}) == 1
+    assert (
+        count({"key": "state", "operation": 2, "stringValue": "FAILED"}) == 17
+    )  # numbers, camelCase
+    assert (
+        count({"key": "display_name", "operation": "IS_SUBSTRING", "string_value": "STORED-01"})
+        == 10
+    )
+    assert (
+        count(
+            {"key": "state", "operation": "IN", "string_values": {"values": ["RUNNING", "FAILED"]}}
+        )
+        == 16
+    )
+    assert (
+        count(
+            {
+                "key": "created_at",
+                "operation": "GREATER_THAN_EQUALS",
+                "timestamp_value": "2030-01-01T00:00:20Z",
+            }
+        )
+        == 5
+    )
+    assert (
+        count(
+            {
+                "key": "created_at",
+                "operation": "LESS_THAN",
+                "timestamp_value": "2030-01-01T00:00:05Z",
+            },
+            {"key": "state", "operation": "NOT_EQUALS", "string_value": "RUNNING"},
+        )
+        == 4
+    )
+    assert (
+        count(
+            {
+                "key": "finished_at",
+                "operation": "GREATER_THAN",
+                "long_value": str(int((start + timedelta(seconds=23)).timestamp())),
+            }
+        )
+        == 1
+    )
 
     for bad, problem in (
         ("{not json", "not valid JSON"),
-        (json.dumps({"predicates": [{"key": "color", "operation": "EQUALS", "string_value": "x"}]}), "'color'"),
-        (json.dumps({"predicates": [{"key": "state", "operation": "LIKE", "string_value": "x"}]}), "LIKE"),
+        (
+            json.dumps(
+                {"predicates": [{"key": "color", "operation": "EQUALS", "string_value": "x"}]}
+            ),
+            "'color'",
+        ),
+        (
+            json.dumps(
+                {"predicates": [{"key": "state", "operation": "LIKE", "string_value": "x"}]}
+            ),
+            "LIKE",
+        ),
         (json.dumps({"predicates": [{"key": "state", "operation": "IN"}]}), "IN needs"),
-        (json.dumps({"predicates": [{"key": "created_at", "operation": "EQUALS",
-                                     "timestamp_value": "yesterday"}]}), "RFC 3339"),
+        (
+            json.dumps(
+                {
+                    "predicates": [
+                        {"key": "created_at", "operation": "EQUALS", "timestamp_value": "yesterday"}
+                    ]
+                }
+            ),
+            "RFC 3339",
+        ),
         (json.dumps({"predicates": [{"key": "state", "operation": "EQUALS"}]}), "needs one of"),
     ):
         assert problem in error(http.get("/runs", params={"filter": bad}), 400)
     assert "sortable keys" in error(http.get("/runs", params={"sort_by": "colour"}), 400)
-    assert "FIELD asc|desc" in error(http.get("/runs", params={"sort_by": "created_at sideways"}), 400)
+    assert "FIELD asc|desc" in error(
+        http.get("/runs", params={"sort_by": "created_at sideways"}), 400
+    )
     assert "page_token" in error(http.get("/runs", params={"page_token": "garbage!"}), 400)
 
 
@@ -230,7 +311,9 @@ def test_archived_runs_filter(http: httpx.Client, server: ServerProcess) -> None
     ok(http.post(f"/experiments/{exp}:archive"))
     page = ok(http.get("/runs", params={"experiment_id": exp, **predicates(available)}))
     assert page["total_size"] == 0
-    assert "archived" in error(http.post("/runs", json={"experiment_id": exp, "pipeline_spec": ir(inc_pipeline)}), 409)
+    assert "archived" in error(
+        http.post("/runs", json={"experiment_id": exp, "pipeline_spec": ir(inc_pipeline)}), 409
+    )
 
 
 # ---------------------------------------------------------------- errors
@@ -246,17 +329,28 @@ def test_errors_are_4xx_with_a_message(http: httpx.Client) -> None:
     error(http.delete("/experiments/nope"), 404)
     error(http.post("/recurringruns/nope:enable"), 404)
     error(http.get("/pipelines/nope/versions"), 404)
-    assert "experiment_id" in error(http.post("/runs", json={"experiment_id": "nope", "pipeline_spec": ir(inc_pipeline)}), 404)
+    assert "experiment_id" in error(
+        http.post("/runs", json={"experiment_id": "nope", "pipeline_spec": ir(inc_pipeline)}), 404
+    )
 
-    assert "pipeline_spec or pipeline_version_reference" in error(http.post("/runs", json={"display_name": "x"}), 400)
-    assert "root" in error(http.post("/runs", json={"pipeline_spec": {"pipelineInfo": {"name": "x"}}}), 400)
+    assert "pipeline_spec or pipeline_version_reference" in error(
+        http.post("/runs", json={"display_name": "x"}), 400
+    )
+    assert "root" in error(
+        http.post("/runs", json={"pipeline_spec": {"pipelineInfo": {"name": "x"}}}), 400
+    )
     bad_param = {"pipeline_spec": ir(inc_pipeline), "runtime_config": {"parameters": {"nope": 1}}}
     assert "nope" in error(http.post("/runs", json=bad_param), 400)
-    wrong_type = {"pipeline_spec": ir(inc_pipeline), "runtime_config": {"parameters": {"x": "many"}}}
+    wrong_type = {
+        "pipeline_spec": ir(inc_pipeline),
+        "runtime_config": {"parameters": {"x": "many"}},
+    }
     error(http.post("/runs", json=wrong_type), 400)
     error(http.post("/runs", json=[1, 2]), 400)
     error(http.post("/runs", content=b"{broken", headers={"content-type": "application/json"}), 400)
-    assert "nope" in error(http.post("/runs", json={"pipeline_version_reference": {"pipeline_id": "nope"}}), 404)
+    assert "nope" in error(
+        http.post("/runs", json={"pipeline_version_reference": {"pipeline_id": "nope"}}), 404
+    )
 
     garbage = {"uploadfile": ("p.yaml", b"just: [unbalanced", "application/x-yaml")}
     error(http.post("/pipelines/upload", files=garbage, params={"name": unique("bad")}), 400)
@@ -272,33 +366,61 @@ def test_errors_are_4xx_with_a_message(http: httpx.Client) -> None:
 def test_pipelines_and_versions_by_json(http: httpx.Client) -> None:
     name = unique("json-pipeline")
     spec = ir(inc_pipeline)
-    created = ok(http.post("/pipelines/create", json={
-        "pipeline": {"name": name, "display_name": "Shown", "description": "by JSON"},
-        "pipeline_version": {"name": "v1", "pipeline_spec": spec},
-    }))
+    created = ok(
+        http.post(
+            "/pipelines/create",
+            json={
+                "pipeline": {"name": name, "display_name": "Shown", "description": "by JSON"},
+                "pipeline_version": {"name": "v1", "pipeline_spec": spec},
+            },
+        )
+    )
     pid = created["pipeline_id"]
     assert created["display_name"] == "Shown" and created["namespace"] == "default"
     assert created["created_at"].endswith("Z")
     assert ok(http.get(f"/pipelines/names/{name}"))["pipeline_id"] == pid
     error(http.post("/pipelines", json={"name": name}), 409)
 
-    v2 = ok(http.post(f"/pipelines/{pid}/versions", json={
-        "display_name": "v2", "pipeline_spec": {"pipeline_spec": spec, "platform_spec": {"platforms": {}}},
-    }))
+    v2 = ok(
+        http.post(
+            f"/pipelines/{pid}/versions",
+            json={
+                "display_name": "v2",
+                "pipeline_spec": {"pipeline_spec": spec, "platform_spec": {"platforms": {}}},
+            },
+        )
+    )
     error(http.post(f"/pipelines/{pid}/versions", json={"name": "v2", "pipeline_spec": spec}), 409)
     versions = ok(http.get(f"/pipelines/{pid}/versions", params={"sort_by": "name"}))
     assert [v["name"] for v in versions["pipeline_versions"]] == ["v1", "v2"]
-    assert ok(http.get(f"/pipelines/{pid}/versions/{v2['pipeline_version_id']}"))["pipeline_spec"] == spec
+    assert (
+        ok(http.get(f"/pipelines/{pid}/versions/{v2['pipeline_version_id']}"))["pipeline_spec"]
+        == spec
+    )
 
     # a run from the pipeline alone uses its newest version
-    run = ok(http.post("/runs", json={"pipeline_version_reference": {"pipeline_id": pid},
-                                      "runtime_config": {"parameters": {"x": 41}}}))
-    assert run["pipeline_version_reference"] == {"pipeline_id": pid,
-                                                 "pipeline_version_id": v2["pipeline_version_id"]}
+    run = ok(
+        http.post(
+            "/runs",
+            json={
+                "pipeline_version_reference": {"pipeline_id": pid},
+                "runtime_config": {"parameters": {"x": 41}},
+            },
+        )
+    )
+    assert run["pipeline_version_reference"] == {
+        "pipeline_id": pid,
+        "pipeline_version_id": v2["pipeline_version_id"],
+    }
     assert wait_run(http, run["run_id"])["state"] == "SUCCEEDED"
 
     empty = ok(http.post("/pipelines", json={"name": unique("empty")}))
-    error(http.post("/runs", json={"pipeline_version_reference": {"pipeline_id": empty["pipeline_id"]}}), 404)
+    error(
+        http.post(
+            "/runs", json={"pipeline_version_reference": {"pipeline_id": empty["pipeline_id"]}}
+        ),
+        404,
+    )
     ok(http.delete(f"/pipelines/{empty['pipeline_id']}"))
 
     error(http.delete(f"/pipelines/{pid}"), 409)
@@ -324,13 +446,22 @@ def test_upload_tarball_package(http: httpx.Client, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- runs
 
 
-def test_retry_failed_run_does_not_repeat_succeeded_tasks(http: httpx.Client, tmp_path: Path) -> None:
+def test_retry_failed_run_does_not_repeat_succeeded_tasks(
+    http: httpx.Client, tmp_path: Path
+) -> None:
     log, marker = tmp_path / "log.txt", tmp_path / "marker"
-    run = ok(http.post("/runs", json={
-        "display_name": "retry me", "description": "fails once", "service_account": "robot",
-        "pipeline_spec": ir(retry_pipeline),
-        "runtime_config": {"parameters": {"log": str(log), "marker": str(marker)}},
-    }))
+    run = ok(
+        http.post(
+            "/runs",
+            json={
+                "display_name": "retry me",
+                "description": "fails once",
+                "service_account": "robot",
+                "pipeline_spec": ir(retry_pipeline),
+                "runtime_config": {"parameters": {"log": str(log), "marker": str(marker)}},
+            },
+        )
+    )
     assert run["description"] == "fails once" and run["service_account"] == "robot"
     failed = wait_run(http, run["run_id"])
     assert failed["state"] == "FAILED"
@@ -346,8 +477,15 @@ def test_retry_failed_run_does_not_repeat_succeeded_tasks(http: httpx.Client, tm
 
 
 def test_read_artifact(http: httpx.Client) -> None:
-    run = ok(http.post("/runs", json={"pipeline_spec": ir(artifact_pipeline),
-                                      "runtime_config": {"parameters": {"text": "payload!"}}}))
+    run = ok(
+        http.post(
+            "/runs",
+            json={
+                "pipeline_spec": ir(artifact_pipeline),
+                "runtime_config": {"parameters": {"text": "payload!"}},
+            },
+        )
+    )
     done = wait_run(http, run["run_id"])
     assert done["state"] == "SUCCEEDED"
     (task,) = done["run_details"]["task_details"]
@@ -361,7 +499,8 @@ def test_read_artifact(http: httpx.Client) -> None:
     by_name = f"/runs/{run['run_id']}/nodes/write-dataset/artifacts/data:read"
     assert ok(http.get(by_name))["data"]
     assert "its output artifacts: data" in error(
-        http.get(f"/runs/{run['run_id']}/nodes/{task['task_id']}/artifacts/nope:read"), 404)
+        http.get(f"/runs/{run['run_id']}/nodes/{task['task_id']}/artifacts/nope:read"), 404
+    )
     error(http.get(f"/runs/{run['run_id']}/nodes/nope/artifacts/data:read"), 404)
 
 
@@ -376,16 +515,35 @@ def test_recurring_run_validation(http: httpx.Client) -> None:
         return http.post("/recurringruns", json=body)
 
     assert "6 (seconds" in error(create(trigger={"cron_schedule": {"cron": "* *"}}), 400)
-    assert "not a valid cron" in error(create(trigger={"cron_schedule": {"cron": "99 * * * * *"}}), 400)
-    assert "interval_second" in error(create(trigger={"periodic_schedule": {"interval_second": "0"}}), 400)
+    assert "not a valid cron" in error(
+        create(trigger={"cron_schedule": {"cron": "99 * * * * *"}}), 400
+    )
+    assert "interval_second" in error(
+        create(trigger={"periodic_schedule": {"interval_second": "0"}}), 400
+    )
     assert "exactly one" in error(create(trigger={}), 400)
-    assert "max_concurrency" in error(create(trigger={"periodic_schedule": {"interval_second": 5}},
-                                             max_concurrency="11"), 400)
-    assert "nope" in error(create(trigger={"periodic_schedule": {"interval_second": 5}},
-                                  runtime_config={"parameters": {"nope": 1}}), 400)
-    made = ok(create(trigger={"cron_schedule": {"cron": "0 0 9 ? * 2-6", "start_time": "2030-01-01T00:00:00Z"}}))
+    assert "max_concurrency" in error(
+        create(trigger={"periodic_schedule": {"interval_second": 5}}, max_concurrency="11"), 400
+    )
+    assert "nope" in error(
+        create(
+            trigger={"periodic_schedule": {"interval_second": 5}},
+            runtime_config={"parameters": {"nope": 1}},
+        ),
+        400,
+    )
+    made = ok(
+        create(
+            trigger={
+                "cron_schedule": {"cron": "0 0 9 ? * 2-6", "start_time": "2030-01-01T00:00:00Z"}
+            }
+        )
+    )
     assert made["status"] == "DISABLED" and made["max_concurrency"] == "1"
-    assert made["trigger"]["cron_schedule"] == {"cron": "0 0 9 ? * 2-6", "start_time": "2030-01-01T00:00:00Z"}
+    assert made["trigger"]["cron_schedule"] == {
+        "cron": "0 0 9 ? * 2-6",
+        "start_time": "2030-01-01T00:00:00Z",
+    }
     listed = http.get("/recurringruns", params={"page_size": 100}).json()
     assert made["recurring_run_id"] in [r["recurring_run_id"] for r in listed["recurringRuns"]]
     ok(http.delete(f"/recurringruns/{made['recurring_run_id']}"))
@@ -393,19 +551,30 @@ def test_recurring_run_validation(http: httpx.Client) -> None:
 
 def test_cron_recurring_run_fires(http: httpx.Client) -> None:
     exp = experiment(http)
-    made = ok(http.post("/recurringruns", json={
-        "display_name": "every second", "experiment_id": exp, "no_catchup": True,
-        "trigger": {"cron_schedule": {"cron": "* * * * * *"}}, "max_concurrency": "1",
-        "pipeline_spec": ir(inc_pipeline), "runtime_config": {"parameters": {"x": 7}},
-    }))
+    made = ok(
+        http.post(
+            "/recurringruns",
+            json={
+                "display_name": "every second",
+                "experiment_id": exp,
+                "no_catchup": True,
+                "trigger": {"cron_schedule": {"cron": "* * * * * *"}},
+                "max_concurrency": "1",
+                "pipeline_spec": ir(inc_pipeline),
+                "runtime_config": {"parameters": {"x": 7}},
+            },
+        )
+    )
     deadline = time.monotonic() + 60
     runs: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not runs:
         runs = ok(http.get("/runs", params={"experiment_id": exp}))["runs"]
         time.sleep(0.2)
     assert runs and runs[0]["recurring_run_id"] == made["recurring_run_id"]
-    scheduled, created = (datetime.fromisoformat(runs[0][k].replace("Z", "+00:00"))
-                          for k in ("scheduled_at", "created_at"))
+    scheduled, created = (
+        datetime.fromisoformat(runs[0][k].replace("Z", "+00:00"))
+        for k in ("scheduled_at", "created_at")
+    )
     assert scheduled <= created
     ok(http.post(f"/recurringruns/{made['recurring_run_id']}:disable"))
     ok(http.post(f"/recurringruns/{made['recurring_run_id']}:enable"))
@@ -418,32 +587,66 @@ def test_triggers() -> None:
     row = KfpRecurringRunRow(cron=None, interval_second=10, start_time=None, end_time=None)
     every10 = Trigger.of(row)
     assert every10.due(t0, t0 + timedelta(seconds=9), latest_only=False) is None
-    assert every10.due(t0, t0 + timedelta(seconds=35), latest_only=False) == t0 + timedelta(seconds=10)
-    assert every10.due(t0, t0 + timedelta(seconds=35), latest_only=True) == t0 + timedelta(seconds=30)
-    bounded = Trigger.of(KfpRecurringRunRow(cron=None, interval_second=10, start_time=None,
-                                            end_time=t0 + timedelta(seconds=15)))
-    assert bounded.due(t0 + timedelta(seconds=10), t0 + timedelta(hours=1), latest_only=False) is None
-    starting = Trigger.of(KfpRecurringRunRow(cron=None, interval_second=10,
-                                             start_time=t0 + timedelta(hours=1), end_time=None))
+    assert every10.due(t0, t0 + timedelta(seconds=35), latest_only=False) == t0 + timedelta(
+        seconds=10
+    )
+    assert every10.due(t0, t0 + timedelta(seconds=35), latest_only=True) == t0 + timedelta(
+        seconds=30
+    )
+    bounded = Trigger.of(
+        KfpRecurringRunRow(
+            cron=None, interval_second=10, start_time=None, end_time=t0 + timedelta(seconds=15)
+        )
+    )
+    assert (
+        bounded.due(t0 + timedelta(seconds=10), t0 + timedelta(hours=1), latest_only=False) is None
+    )
+    starting = Trigger.of(
+        KfpRecurringRunRow(
+            cron=None, interval_second=10, start_time=t0 + timedelta(hours=1), end_time=None
+        )
+    )
     assert starting.base(None, t0) == t0 + timedelta(hours=1)
 
-    six = Trigger.of(KfpRecurringRunRow(cron="0 0 9 ? * 2-6", interval_second=None, start_time=None, end_time=None))
+    six = Trigger.of(
+        KfpRecurringRunRow(
+            cron="0 0 9 ? * 2-6", interval_second=None, start_time=None, end_time=None
+        )
+    )
     monday = datetime(2030, 1, 7, tzinfo=UTC)  # day-of-week 0 is Sunday, as in KFP's Go cron
     assert six.after(monday) == monday + timedelta(days=1, hours=9)
-    five = Trigger.of(KfpRecurringRunRow(cron="*/15 * * * *", interval_second=None, start_time=None, end_time=None))
+    five = Trigger.of(
+        KfpRecurringRunRow(
+            cron="*/15 * * * *", interval_second=None, start_time=None, end_time=None
+        )
+    )
     assert five.due(t0, t0 + timedelta(minutes=50), latest_only=True) == t0 + timedelta(minutes=45)
     assert five.due(t0, t0 + timedelta(minutes=50), latest_only=False) == t0 + timedelta(minutes=15)
-    every = Trigger.of(KfpRecurringRunRow(cron="@every 1m30s", interval_second=None, start_time=None, end_time=None))
+    every = Trigger.of(
+        KfpRecurringRunRow(
+            cron="@every 1m30s", interval_second=None, start_time=None, end_time=None
+        )
+    )
     assert every.after(t0) == t0 + timedelta(seconds=90)
     assert check_cron("@hourly") == "@hourly"
     with pytest.raises(InvalidSpec):
         check_cron("@every soon")
     with pytest.raises(InvalidSpec):
-        check_trigger({"periodic_schedule": {"interval_second": 5, "start_time": "2030-01-02T00:00:00Z",
-                                             "end_time": "2030-01-01T00:00:00Z"}})
+        check_trigger(
+            {
+                "periodic_schedule": {
+                    "interval_second": 5,
+                    "start_time": "2030-01-02T00:00:00Z",
+                    "end_time": "2030-01-01T00:00:00Z",
+                }
+            }
+        )
     with pytest.raises(InvalidSpec, match="'color'"):
-        filter_clauses('{"predicates":[{"key":"color","operation":"EQUALS","string_value":"x"}]}',
-                       {}, resource="runs")
+        filter_clauses(
+            '{"predicates":[{"key":"color","operation":"EQUALS","string_value":"x"}]}',
+            {},
+            resource="runs",
+        )
 
 
 class Recording:
@@ -483,12 +686,25 @@ def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
     def add(no_catchup: bool, max_concurrency: int = 10, **extra: Any) -> str:
         rid = str(uuid.uuid4())
         with session_scope(url) as s:
-            s.add(KfpRecurringRunRow(
-                id=rid, display_name=rid[:8], description="", namespace="default", experiment_id=None,
-                pipeline_spec=ir(inc_pipeline), parameters={"x": 1}, service_account="",
-                max_concurrency=max_concurrency, interval_second=10, mode="ENABLE",
-                no_catchup=no_catchup, created_at=t0, updated_at=t0, **extra,
-            ))
+            s.add(
+                KfpRecurringRunRow(
+                    id=rid,
+                    display_name=rid[:8],
+                    description="",
+                    namespace="default",
+                    experiment_id=None,
+                    pipeline_spec=ir(inc_pipeline),
+                    parameters={"x": 1},
+                    service_account="",
+                    max_concurrency=max_concurrency,
+                    interval_second=10,
+                    mode="ENABLE",
+                    no_catchup=no_catchup,
+                    created_at=t0,
+                    updated_at=t0,
+                    **extra,
+                )
+            )
         return rid
 
     runs = Recording(url)

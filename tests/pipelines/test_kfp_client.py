@@ -49,7 +49,9 @@ def sleeper(seconds: float = 120.0):
     scope="module",
     params=[b if b == "sqlite" else pytest.param(b, marks=pytest.mark.postgres) for b in BACKENDS],
 )
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     yield from serve(request.param, tmp_path_factory.mktemp("kfp-client-server"))
 
 
@@ -69,7 +71,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_state(client: kfp.Client, run_id: str, states: tuple[str, ...], timeout: float = 60) -> Any:
+def wait_state(
+    client: kfp.Client, run_id: str, states: tuple[str, ...], timeout: float = 60
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         run = client.get_run(run_id)
@@ -123,7 +127,9 @@ def test_upload_pipeline_version_and_run_pipeline(client: kfp.Client, package: P
     assert client.get_pipeline_id(unique("missing")) is None
     assert client.get_pipeline(pipeline.pipeline_id).name == name
 
-    version = client.upload_pipeline_version(str(package), "v2", pipeline_name=name, description="second")
+    version = client.upload_pipeline_version(
+        str(package), "v2", pipeline_name=name, description="second"
+    )
     assert version.pipeline_id == pipeline.pipeline_id
     assert version.display_name == "v2"
     assert version.pipeline_spec["pipelineInfo"]["name"] == "kfp-client-adder"
@@ -135,8 +141,11 @@ def test_upload_pipeline_version_and_run_pipeline(client: kfp.Client, package: P
 
     experiment = client.create_experiment(unique("runs-of-uploaded"))
     run = client.run_pipeline(
-        experiment.experiment_id, "from-version", pipeline_id=pipeline.pipeline_id,
-        version_id=version.pipeline_version_id, params={"x": 2, "y": 3},
+        experiment.experiment_id,
+        "from-version",
+        pipeline_id=pipeline.pipeline_id,
+        version_id=version.pipeline_version_id,
+        params={"x": 2, "y": 3},
     )
     done = client.wait_for_run_completion(run.run_id, timeout=120, sleep_duration=0.2)
     assert done.state == "SUCCEEDED"
@@ -153,7 +162,9 @@ def test_upload_pipeline_version_and_run_pipeline(client: kfp.Client, package: P
     assert err.value.status == 409
     client.delete_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     assert client.list_pipeline_versions(pipeline.pipeline_id).total_size == 1
-    client.pipelines.pipeline_service_delete_pipeline(pipeline_id=pipeline.pipeline_id, cascade=True)
+    client.pipelines.pipeline_service_delete_pipeline(
+        pipeline_id=pipeline.pipeline_id, cascade=True
+    )
     with pytest.raises(ApiException) as err:
         client.get_pipeline(pipeline.pipeline_id)
     assert err.value.status == 404
@@ -173,7 +184,9 @@ def test_experiments(client: kfp.Client) -> None:
     client.archive_experiment(experiment.experiment_id)
     assert client.get_experiment(experiment_id=experiment.experiment_id).storage_state == "ARCHIVED"
     client.unarchive_experiment(experiment.experiment_id)
-    assert client.get_experiment(experiment_id=experiment.experiment_id).storage_state == "AVAILABLE"
+    assert (
+        client.get_experiment(experiment_id=experiment.experiment_id).storage_state == "AVAILABLE"
+    )
     client.delete_experiment(experiment.experiment_id)
     with pytest.raises(ApiException) as err:
         client.get_experiment(experiment_id=experiment.experiment_id)
@@ -184,29 +197,45 @@ def test_list_runs_pages(client: kfp.Client, package: Path) -> None:
     experiment = client.create_experiment(unique("paging"))
     ids = []
     for i in range(3):
-        run = client.run_pipeline(experiment.experiment_id, f"run-{i}",
-                                  pipeline_package_path=str(package), params={"x": i})
+        run = client.run_pipeline(
+            experiment.experiment_id,
+            f"run-{i}",
+            pipeline_package_path=str(package),
+            params={"x": i},
+        )
         ids.append(run.run_id)
-    first = client.list_runs(experiment_id=experiment.experiment_id, page_size=2, sort_by="created_at desc")
+    first = client.list_runs(
+        experiment_id=experiment.experiment_id, page_size=2, sort_by="created_at desc"
+    )
     assert first.total_size == 3
     assert [r.run_id for r in first.runs] == ids[::-1][:2]
     assert first.next_page_token
-    second = client.list_runs(experiment_id=experiment.experiment_id, page_size=2,
-                              page_token=first.next_page_token, sort_by="created_at desc")
+    second = client.list_runs(
+        experiment_id=experiment.experiment_id,
+        page_size=2,
+        page_token=first.next_page_token,
+        sort_by="created_at desc",
+    )
     assert [r.run_id for r in second.runs] == ids[:1]
     assert not second.next_page_token
     for run_id in ids:
-        assert client.wait_for_run_completion(run_id, timeout=120, sleep_duration=0.2).state == "SUCCEEDED"
+        assert (
+            client.wait_for_run_completion(run_id, timeout=120, sleep_duration=0.2).state
+            == "SUCCEEDED"
+        )
     default_namespace = client.list_runs(page_size=100)
     assert set(ids) <= {r.run_id for r in default_namespace.runs}
 
 
 def test_terminate_run(client: kfp.Client) -> None:
-    result = client.create_run_from_pipeline_func(sleeper, arguments={"seconds": 120.0},
-                                                  experiment_name=unique("terminate"))
+    result = client.create_run_from_pipeline_func(
+        sleeper, arguments={"seconds": 120.0}, experiment_name=unique("terminate")
+    )
     wait_state(client, result.run_id, ("RUNNING",))
     deadline = time.monotonic() + 30
-    while not client.get_run(result.run_id).run_details.task_details and time.monotonic() < deadline:
+    while (
+        not client.get_run(result.run_id).run_details.task_details and time.monotonic() < deadline
+    ):
         time.sleep(0.1)  # the task has started
     started = time.monotonic()
     client.terminate_run(result.run_id)
@@ -225,8 +254,12 @@ def test_terminate_run(client: kfp.Client) -> None:
 def test_recurring_run(client: kfp.Client, package: Path) -> None:
     experiment = client.create_experiment(unique("recurring"))
     recurring = client.create_recurring_run(
-        experiment.experiment_id, unique("every-second"), interval_second=1,
-        pipeline_package_path=str(package), params={"x": 3}, max_concurrency=2,
+        experiment.experiment_id,
+        unique("every-second"),
+        interval_second=1,
+        pipeline_package_path=str(package),
+        params={"x": 3},
+        max_concurrency=2,
     )
     assert recurring.status == "ENABLED"
     assert recurring.trigger.periodic_schedule.interval_second == "1"
@@ -270,8 +303,9 @@ def test_archive_and_delete_run(client: kfp.Client) -> None:
 
 
 def test_delete_running_run(client: kfp.Client) -> None:
-    result = client.create_run_from_pipeline_func(sleeper, arguments={"seconds": 120.0},
-                                                  experiment_name=unique("delete-running"))
+    result = client.create_run_from_pipeline_func(
+        sleeper, arguments={"seconds": 120.0}, experiment_name=unique("delete-running")
+    )
     wait_state(client, result.run_id, ("RUNNING",))
     started = time.monotonic()
     client.delete_run(result.run_id)  # stops it first
@@ -294,7 +328,9 @@ def test_unknown_ids_are_404(client: kfp.Client) -> None:
         assert err.value.status == 404
 
 
-def test_run_of_a_killed_ketch_run_reads_as_failed(server: ServerProcess, client: kfp.Client, tmp_path: Path) -> None:
+def test_run_of_a_killed_ketch_run_reads_as_failed(
+    server: ServerProcess, client: kfp.Client, tmp_path: Path
+) -> None:
     """A `ketch run` in the server's home owns its run: the live server never takes it
     over, and once that process is killed the API reports the run FAILED and why."""
     import os
@@ -312,7 +348,11 @@ def test_run_of_a_killed_ketch_run_reads_as_failed(server: ServerProcess, client
         env["KETCH_DATABASE_URL"] = server.database_url
     proc = subprocess.Popen(
         [*cli_command(), "run", str(package), "-p", "seconds=120"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     try:
         assert proc.stderr is not None
@@ -324,8 +364,11 @@ def test_run_of_a_killed_ketch_run_reads_as_failed(server: ServerProcess, client
                 break
         assert run_id, proc.wait(30)
         deadline = time.monotonic() + 60
-        while not any(t.state == "RUNNING" for t in client.get_run(run_id).run_details.task_details or []
-                      if t.display_name == "nap"):
+        while not any(
+            t.state == "RUNNING"
+            for t in client.get_run(run_id).run_details.task_details or []
+            if t.display_name == "nap"
+        ):
             assert time.monotonic() < deadline, client.get_run(run_id)
             time.sleep(0.1)
         assert client.get_run(run_id).state == "RUNNING"  # owned by a live process: left alone

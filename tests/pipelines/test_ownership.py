@@ -102,7 +102,11 @@ def _ketch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     env = cli_env()
     env.pop("KETCH_URL", None)  # no server: `ketch runs` reads the local store
     return subprocess.run(
-        [*cli_command(), *args], capture_output=True, text=True, env=env, timeout=timeout,
+        [*cli_command(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -115,19 +119,41 @@ def _get(run_id: str) -> dict[str, Any]:
 
 def _start_serving(marker: Path, sleep_at: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, json.dumps(SPEC),
-         json.dumps({"marker": str(marker), "sleep_at": sleep_at})],
-        stdout=subprocess.PIPE, text=True, env=cli_env(), start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            SERVE,
+            json.dumps(SPEC),
+            json.dumps({"marker": str(marker), "sleep_at": sleep_at}),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        start_new_session=True,
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
 
-def _start_ketch_run(package: Path, marker: Path, sleep_at: int) -> tuple[subprocess.Popen[str], str]:
+def _start_ketch_run(
+    package: Path, marker: Path, sleep_at: int
+) -> tuple[subprocess.Popen[str], str]:
     env = cli_env()
     proc = subprocess.Popen(
-        [*cli_command(), "run", str(package), "-p", f"marker={marker}", "-p", f"sleep_at={sleep_at}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        [
+            *cli_command(),
+            "run",
+            str(package),
+            "-p",
+            f"marker={marker}",
+            "-p",
+            f"sleep_at={sleep_at}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -186,7 +212,9 @@ def test_a_second_service_resumes_only_runs_whose_owner_is_gone(tmp_path: Path, 
 
 
 @pytest.mark.slow
-def test_ketch_run_leaves_runs_of_other_processes_alone(tmp_path: Path, package: Path, store: str) -> None:
+def test_ketch_run_leaves_runs_of_other_processes_alone(
+    tmp_path: Path, package: Path, store: str
+) -> None:
     marker = tmp_path / "marker"
     proc, run_id = _start_serving(marker, sleep_at=1)
     try:
@@ -203,7 +231,9 @@ def test_ketch_run_leaves_runs_of_other_processes_alone(tmp_path: Path, package:
 
 
 @pytest.mark.slow
-def test_killed_ketch_run_is_failed_for_the_next_reader(tmp_path: Path, package: Path, store: str) -> None:
+def test_killed_ketch_run_is_failed_for_the_next_reader(
+    tmp_path: Path, package: Path, store: str
+) -> None:
     marker = tmp_path / "marker"
     proc, run_id = _start_ketch_run(package, marker, sleep_at=1)
     try:
@@ -225,7 +255,9 @@ def test_killed_ketch_run_is_failed_for_the_next_reader(tmp_path: Path, package:
 
 
 @pytest.mark.slow
-def test_cancel_reaches_the_ketch_run_that_owns_the_run(tmp_path: Path, package: Path, store: str) -> None:
+def test_cancel_reaches_the_ketch_run_that_owns_the_run(
+    tmp_path: Path, package: Path, store: str
+) -> None:
     marker = tmp_path / "marker"
     proc, run_id = _start_ketch_run(package, marker, sleep_at=0)
     try:
@@ -240,7 +272,9 @@ def test_cancel_reaches_the_ketch_run_that_owns_the_run(tmp_path: Path, package:
 
 
 @pytest.mark.slow
-def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(tmp_path: Path) -> None:
+def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(
+    tmp_path: Path,
+) -> None:
     marker = tmp_path / "marker"
     first = RunService()
     first.start()
@@ -264,7 +298,9 @@ def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(tm
 
 
 @pytest.mark.slow
-def test_server_notices_a_killed_ketch_run_without_being_asked(tmp_path: Path, package: Path) -> None:
+def test_server_notices_a_killed_ketch_run_without_being_asked(
+    tmp_path: Path, package: Path
+) -> None:
     """Watchers and the dashboard learn that a ketch run died: the run service
     ends the run and tells its listeners, no read needed."""
     import threading
@@ -291,7 +327,9 @@ def test_server_notices_a_killed_ketch_run_without_being_asked(tmp_path: Path, p
 
 
 @pytest.mark.slow
-def test_the_sole_server_resumes_runs_left_under_another_host_name(tmp_path: Path, store: str) -> None:
+def test_the_sole_server_resumes_runs_left_under_another_host_name(
+    tmp_path: Path, store: str
+) -> None:
     """A laptop's host name changes between sessions: the server holding the store's
     lock resumes runs a server left in flight under the old name; a service that does
     not hold it leaves them alone (their owner cannot be checked from here)."""

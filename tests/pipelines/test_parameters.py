@@ -146,7 +146,7 @@ def test_runs_compiled_yaml_and_json(tmp_path):
     assert ketch.run(yaml_path, arguments={"n": 0}).outputs == {"Output": 3}
 
 
-PY_SOURCE = '''
+PY_SOURCE = """
 from kfp import dsl
 
 
@@ -168,7 +168,7 @@ def doubler(x: int = 1) -> int:
 @dsl.pipeline(name="tripler")
 def tripler(x: int = 1) -> int:
     return triple(x=x).output
-'''
+"""
 
 
 def test_runs_python_file_with_pipeline_name(tmp_path):

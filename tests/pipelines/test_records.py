@@ -1,6 +1,5 @@
 """What a run leaves in the store — runs, tasks, lineage, cache — on SQLite and PostgreSQL."""
 
-
 import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -53,22 +52,33 @@ def test_run_tasks_and_lineage_are_stored(store: str) -> None:
         assert row is not None and row.state == "SUCCEEDED"
         assert row.parameters == {"rows": 5} and row.outputs == {"Output": 5}
         assert row.owner and row.owner.startswith("process:")
-        tasks = {t.path: t for t in s.execute(select(PipelineTaskRow).where(PipelineTaskRow.run_id == run.id)).scalars()}
+        tasks = {
+            t.path: t
+            for t in s.execute(
+                select(PipelineTaskRow).where(PipelineTaskRow.run_id == run.id)
+            ).scalars()
+        }
         assert set(tasks) == {"make-data", "fit"}
         assert all(t.state == "SUCCEEDED" and t.finished_at is not None for t in tasks.values())
         assert tasks["fit"].outputs["parameters"] == {"Output": 5}
         executions = {
-            e.task_id: e for e in s.execute(select(ExecutionRow).where(ExecutionRow.run_id == run.id)).scalars()
+            e.task_id: e
+            for e in s.execute(select(ExecutionRow).where(ExecutionRow.run_id == run.id)).scalars()
         }
         assert {e.state for e in executions.values()} == {"COMPLETE"}
         fit_exec = executions[tasks["fit"].id]
-        events = list(s.execute(select(LineageEventRow).where(LineageEventRow.execution_id == fit_exec.id)).scalars())
+        events = list(
+            s.execute(
+                select(LineageEventRow).where(LineageEventRow.execution_id == fit_exec.id)
+            ).scalars()
+        )
         kinds = sorted((e.type, e.key) for e in events)
         assert kinds == [("INPUT", "data"), ("OUTPUT", "model")]
         data_event = next(e for e in events if e.type == "INPUT")
         produced = s.execute(
             select(LineageEventRow).where(
-                LineageEventRow.artifact_id == data_event.artifact_id, LineageEventRow.type == "OUTPUT"
+                LineageEventRow.artifact_id == data_event.artifact_id,
+                LineageEventRow.type == "OUTPUT",
             )
         ).scalar_one()
         # the dataset fit read is the one make-data wrote
@@ -87,7 +97,9 @@ def test_cache_survives_across_runs(store: str, tmp_path) -> None:
     with session_scope(store, readonly=True) as s:
         entries = list(s.execute(select(CacheEntryRow)).scalars())
         assert len(entries) == 2 and {e.run_id for e in entries} == {first.id}
-        cached_execs = s.execute(
-            select(ExecutionRow.state).where(ExecutionRow.run_id == second.id)
-        ).scalars().all()
+        cached_execs = (
+            s.execute(select(ExecutionRow.state).where(ExecutionRow.run_id == second.id))
+            .scalars()
+            .all()
+        )
         assert set(cached_execs) == {"CACHED"}

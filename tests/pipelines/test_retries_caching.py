@@ -26,7 +26,11 @@ def test_retry_until_success(tmp_path):
 
     @dsl.pipeline(name="retry-ok")
     def p(counter: str) -> int:
-        return flaky(counter=counter, failures=2).set_retry(num_retries=3, backoff_duration="0s").output
+        return (
+            flaky(counter=counter, failures=2)
+            .set_retry(num_retries=3, backoff_duration="0s")
+            .output
+        )
 
     run = ketch.run(p, arguments={"counter": str(counter)})
     assert run.state == "SUCCEEDED", run.error
@@ -42,7 +46,11 @@ def test_retries_exhausted_fails(tmp_path):
 
     @dsl.pipeline(name="retry-exhausted")
     def p(counter: str) -> int:
-        return flaky(counter=counter, failures=5).set_retry(num_retries=2, backoff_duration="0s").output
+        return (
+            flaky(counter=counter, failures=5)
+            .set_retry(num_retries=2, backoff_duration="0s")
+            .output
+        )
 
     run = ketch.run(p, arguments={"counter": str(counter)})
     assert run.state == "FAILED"
@@ -210,8 +218,9 @@ def test_cached_artifacts_are_reused(tmp_path):
     second = ketch.run(p, arguments={"path": str(marker), "text": "v1"})
     assert second.state == "SUCCEEDED", second.error
     assert second.tasks["write-dataset"].cached and second.tasks["read-dataset"].cached
-    assert second.tasks["write-dataset"].outputs["out"][0]["uri"] == (
-        first.tasks["write-dataset"].outputs["out"][0]["uri"]
+    assert (
+        second.tasks["write-dataset"].outputs["out"][0]["uri"]
+        == (first.tasks["write-dataset"].outputs["out"][0]["uri"])
     )
     assert read_lines(marker) == ["read"]
     assert second.outputs == {"Output": "v1"}

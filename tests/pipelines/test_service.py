@@ -67,8 +67,16 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
 
     marker = tmp_path / "marker"
     proc = subprocess.Popen(
-        [sys.executable, "-c", SUBMIT, json.dumps(SPEC), json.dumps({"marker": str(marker), "sleep_at": 1})],
-        stdout=subprocess.PIPE, text=True, env={**os.environ},
+        [
+            sys.executable,
+            "-c",
+            SUBMIT,
+            json.dumps(SPEC),
+            json.dumps({"marker": str(marker), "sleep_at": 1}),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
     )
     try:
         run_id = proc.stdout.readline().strip()

@@ -39,7 +39,9 @@ def serve(server: Server) -> Iterator[Server]:
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A running ``ketch up`` (SQLite, or a fresh PostgreSQL database)."""
     home = tmp_path_factory.mktemp(f"ketch-{request.param}")
     if request.param == "sqlite":
@@ -81,7 +83,9 @@ SUSPENDED_JOB_SPEC: dict[str, Any] = {
 }
 
 
-def job(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def job(
+    name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A suspended PyTorchJob manifest; ``spec`` adds fields to its spec."""
     return {
         "apiVersion": "kubeflow.org/v1",
@@ -91,7 +95,9 @@ def job(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any]
     }
 
 
-def runtime(name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def runtime(
+    name: str, *, labels: dict[str, str] | None = None, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A TrainingRuntime manifest: a template TrainJobs name, whose status no controller
     writes, for tests of the resource API's own semantics."""
     return {

@@ -37,7 +37,9 @@ def base_env(home: Path, database_url: str | None = None) -> dict[str, str]:
         env["KETCH_DATABASE_URL"] = database_url
     else:
         env.pop("KETCH_DATABASE_URL", None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+    )
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
@@ -80,7 +82,9 @@ class Server:
                 self.url = match.group(1)
                 return self
             if self.process.poll() is not None:
-                raise RuntimeError(f"ketch up exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"ketch up exited with {self.process.returncode}:\n{self.output()}"
+                )
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"ketch up did not start in {timeout}s:\n{self.output()}")

@@ -46,19 +46,31 @@ def test_unknown_path_and_method_use_the_error_shape(client: httpx.Client) -> No
 
 def test_malformed_json_and_yaml_bodies_are_400(client: httpx.Client, ns: str) -> None:
     path = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs"
-    bad_json = client.post(path, content=b'{"apiVersion": ', headers={"content-type": "application/json"})
+    bad_json = client.post(
+        path, content=b'{"apiVersion": ', headers={"content-type": "application/json"}
+    )
     assert assert_error(bad_json, 400, "malformed JSON").startswith("body:")
     assert bad_json.json()["code"] == 3
-    bad_yaml = client.post(path, content=b"kind: [unclosed", headers={"content-type": "application/yaml"})
+    bad_yaml = client.post(
+        path, content=b"kind: [unclosed", headers={"content-type": "application/yaml"}
+    )
     assert_error(bad_yaml, 400, "malformed YAML")
-    assert_error(client.post(path, content=b"", headers={"content-type": "application/json"}), 400, "body")
+    assert_error(
+        client.post(path, content=b"", headers={"content-type": "application/json"}), 400, "body"
+    )
     assert_error(client.post(path, json=[1, 2]), 400, "must be a JSON object")
     two = b"kind: A\n---\nkind: B\n"
-    assert_error(client.post(path, content=two, headers={"content-type": "application/yaml"}), 400, "one per request")
+    assert_error(
+        client.post(path, content=two, headers={"content-type": "application/yaml"}),
+        400,
+        "one per request",
+    )
 
 
 def test_query_validation_is_one_message_naming_the_field(client: httpx.Client, ns: str) -> None:
-    response = client.get(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs", params={"limit": "many"})
+    response = client.get(
+        f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs", params={"limit": "many"}
+    )
     message = assert_error(response, 400, "query.limit")
     assert "input" in message and "[" not in message
 
@@ -108,7 +120,9 @@ def test_handlers_cover_pydantic_bodies_and_unhandled_errors(tmp_path: Path, cap
         assert assert_error(missing, 400) == "body.name: field required"
         wrong = http.post("/test/things", json={"name": "a", "size": "big"})
         assert_error(wrong, 400, "body.size:")
-        malformed = http.post("/test/things", content=b"{", headers={"content-type": "application/json"})
+        malformed = http.post(
+            "/test/things", content=b"{", headers={"content-type": "application/json"}
+        )
         assert_error(malformed, 400, "malformed JSON")
         crash = http.get("/test/boom")
         message = assert_error(crash, 500, "internal server error")
@@ -118,7 +132,9 @@ def test_handlers_cover_pydantic_bodies_and_unhandled_errors(tmp_path: Path, cap
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     # Nothing listens on that port; lifespan off, so the server starts regardless.
-    app = create_app(database_url=f"postgresql://ketch@127.0.0.1:{free_port()}/none", background=False)
+    app = create_app(
+        database_url=f"postgresql://ketch@127.0.0.1:{free_port()}/none", background=False
+    )
     with ThreadServer(app, lifespan="off") as server, httpx.Client(base_url=server.url) as http:
         assert http.get("/healthz").status_code == 200
         response = http.get("/readyz")

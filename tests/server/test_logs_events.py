@@ -40,7 +40,9 @@ def test_log_of_a_replica_and_of_all(server: Server, client: httpx.Client, ns: s
     assert_error(client.get(runtimes_path(ns, "nobody") + "/log"), 404)
 
 
-def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Client, ns: str) -> None:
+def test_follow_tails_until_the_object_finishes(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
     paths = _with_logs(server, client, ns)
 
     def later() -> None:
@@ -58,7 +60,9 @@ def test_follow_tails_until_the_object_finishes(server: Server, client: httpx.Cl
     writer.start()
     started = time.monotonic()
     followed = client.get(
-        runtimes_path(ns, "logged") + "/log", params={"replica": "master-0", "follow": "true"}, timeout=30
+        runtimes_path(ns, "logged") + "/log",
+        params={"replica": "master-0", "follow": "true"},
+        timeout=30,
     )
     writer.join()
     assert followed.text == "master line 1\nmaster line 2\nmaster line 3\n"
@@ -78,19 +82,31 @@ def test_events_by_field_selector(server: Server, client: httpx.Client, ns: str)
         params={"fieldSelector": "involvedObject.kind=trainingruntime,involvedObject.name=ev"},
     ).json()
     assert selected["kind"] == "EventList"
-    assert [(e["reason"], e["type"]) for e in selected["items"]] == [("Created", "Normal"), ("Failed", "Warning")]
+    assert [(e["reason"], e["type"]) for e in selected["items"]] == [
+        ("Created", "Normal"),
+        ("Failed", "Warning"),
+    ]
     first = selected["items"][0]
-    assert first["involvedObject"]["name"] == "ev" and first["involvedObject"]["kind"] == "TrainingRuntime"
+    assert (
+        first["involvedObject"]["name"] == "ev"
+        and first["involvedObject"]["kind"] == "TrainingRuntime"
+    )
     assert first["message"] == "replicas created" and first["eventTime"].endswith("Z")
 
     assert len(client.get(f"/api/v1/namespaces/{ns}/events").json()["items"]) == 3
     newest = client.get(f"/api/v1/namespaces/{ns}/events", params={"limit": 1}).json()["items"]
     assert [e["involvedObject"]["name"] for e in newest] == ["quiet"]
-    across = client.get("/api/v1/events", params={"fieldSelector": f"involvedObject.namespace={ns}"})
+    across = client.get(
+        "/api/v1/events", params={"fieldSelector": f"involvedObject.namespace={ns}"}
+    )
     assert len(across.json()["items"]) == 3
-    assert_error(client.get("/api/v1/events", params={"fieldSelector": "spec.x=1"}), 400, "fieldSelector")
     assert_error(
-        client.get("/api/v1/events", params={"fieldSelector": "involvedObject.kind=gizmo"}), 404, "gizmo"
+        client.get("/api/v1/events", params={"fieldSelector": "spec.x=1"}), 400, "fieldSelector"
+    )
+    assert_error(
+        client.get("/api/v1/events", params={"fieldSelector": "involvedObject.kind=gizmo"}),
+        404,
+        "gizmo",
     )
     # deleting an object removes its events
     client.delete(runtimes_path(ns, "ev"))

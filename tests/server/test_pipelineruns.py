@@ -46,7 +46,9 @@ def slow_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return dict(yaml.safe_load(path.read_text()))
 
 
-def wait_state(client: httpx.Client, ns: str, name: str, states: set[str], timeout: float = 90) -> dict[str, Any]:
+def wait_state(
+    client: httpx.Client, ns: str, name: str, states: set[str], timeout: float = 90
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         run = client.get(runs_path(ns, name)).json()
@@ -70,18 +72,32 @@ def test_submit_read_list_and_logs(client: httpx.Client, ns: str, hello_ir: dict
     run = wait_state(client, ns, run_id, TERMINAL)
     assert run["status"]["state"] == "SUCCEEDED", run["status"]
     conditions = {c["type"]: c["status"] for c in run["status"]["conditions"]}
-    assert conditions == {"Running": "False", "Succeeded": "True", "Failed": "False", "Canceled": "False"}
+    assert conditions == {
+        "Running": "False",
+        "Succeeded": "True",
+        "Failed": "False",
+        "Canceled": "False",
+    }
     assert run["spec"]["parameters"] == {"msg": f"run-{ns}"} and run["spec"]["pipelineSpec"]
     tasks = {t["path"]: t for t in run["status"]["tasks"]}
     assert set(tasks) == {"say", "say-2"} and all(t["state"] == "SUCCEEDED" for t in tasks.values())
     assert run["status"]["completionTime"].endswith("Z")
 
     listed = client.get(runs_path(ns)).json()
-    assert listed["kind"] == "PipelineRunList" and [i["metadata"]["name"] for i in listed["items"]] == [run_id]
+    assert listed["kind"] == "PipelineRunList" and [
+        i["metadata"]["name"] for i in listed["items"]
+    ] == [run_id]
     assert "pipelineSpec" not in listed["items"][0]["spec"]
-    by_label = client.get(runs_path(ns), params={"labelSelector": "pipelines.ketch.dev/pipeline=hello-pipeline"})
+    by_label = client.get(
+        runs_path(ns), params={"labelSelector": "pipelines.ketch.dev/pipeline=hello-pipeline"}
+    )
     assert len(by_label.json()["items"]) == 1
-    assert client.get(runs_path(ns), params={"labelSelector": "pipelines.ketch.dev/state=FAILED"}).json()["items"] == []
+    assert (
+        client.get(
+            runs_path(ns), params={"labelSelector": "pipelines.ketch.dev/state=FAILED"}
+        ).json()["items"]
+        == []
+    )
 
     one = client.get(runs_path(ns, run_id) + "/logs", params={"task": "say"})
     assert one.status_code == 200 and f"hello from run-{ns}" in one.text
@@ -92,9 +108,13 @@ def test_submit_read_list_and_logs(client: httpx.Client, ns: str, hello_ir: dict
     assert_error(client.get(runs_path(ns, run_id) + "/logs", params={"task": "nope"}), 404, "say")
 
     # runs cannot be changed; a finished one can be deleted
-    same = client.put(runs_path(ns, run_id), json=run_manifest(hello_ir, run_id, parameters={"msg": f"run-{ns}"}))
+    same = client.put(
+        runs_path(ns, run_id), json=run_manifest(hello_ir, run_id, parameters={"msg": f"run-{ns}"})
+    )
     assert same.status_code == 200 and same.headers["X-Ketch-Apply"] == "unchanged"
-    changed = client.put(runs_path(ns, run_id), json=run_manifest(hello_ir, run_id, parameters={"msg": "other"}))
+    changed = client.put(
+        runs_path(ns, run_id), json=run_manifest(hello_ir, run_id, parameters={"msg": "other"})
+    )
     assert_error(changed, 409, "cannot be changed")
     assert_error(client.patch(runs_path(ns, run_id), json={"spec": {}}), 405)
     assert_error(client.put(runs_path(ns, run_id) + "/status", json={"status": {}}), 405)
@@ -117,19 +137,28 @@ def test_invalid_runs_are_400(client: httpx.Client, ns: str, hello_ir: dict[str,
     assert client.get(runs_path(ns)).json()["items"] == []
 
 
-def test_unnamed_run_is_named_after_the_pipeline(client: httpx.Client, ns: str, hello_ir: dict[str, Any]) -> None:
+def test_unnamed_run_is_named_after_the_pipeline(
+    client: httpx.Client, ns: str, hello_ir: dict[str, Any]
+) -> None:
     created = submit(client, ns, run_manifest(hello_ir, name=None))
-    assert created["metadata"]["annotations"]["pipelines.ketch.dev/display-name"] == "hello-pipeline"
+    assert (
+        created["metadata"]["annotations"]["pipelines.ketch.dev/display-name"] == "hello-pipeline"
+    )
     wait_state(client, ns, created["metadata"]["name"], TERMINAL)
 
 
-def test_watch_follows_a_run_to_the_end(server: Server, client: httpx.Client, ns: str, hello_ir: dict[str, Any]) -> None:
+def test_watch_follows_a_run_to_the_end(
+    server: Server, client: httpx.Client, ns: str, hello_ir: dict[str, Any]
+) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         with http.stream("GET", runs_path(ns), params={"watch": "true"}) as response:
             events = sse_events(response.iter_lines())
             created = submit(client, ns, run_manifest(hello_ir, parameters={"msg": f"w-{ns}"}))
             event = next(events)
-            assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == created["metadata"]["name"]
+            assert (
+                event["type"] == "ADDED"
+                and event["object"]["metadata"]["name"] == created["metadata"]["name"]
+            )
             while event["object"]["status"]["state"] not in TERMINAL:
                 event = next(events)
                 assert event["type"] == "MODIFIED"

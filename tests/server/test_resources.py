@@ -15,7 +15,9 @@ def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
     assert created.status_code == 201, created.text
     body = created.json()
     meta = body["metadata"]
-    assert body["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and body["kind"] == "TrainingRuntime"
+    assert (
+        body["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and body["kind"] == "TrainingRuntime"
+    )
     assert meta["name"] == "mnist" and meta["namespace"] == ns
     assert meta["generation"] == 1 and meta["resourceVersion"] == "1" and meta["uid"]
     assert meta["creationTimestamp"].endswith("Z")
@@ -24,7 +26,9 @@ def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
     got = client.get(runtimes_path(ns, "mnist")).json()
     assert got == body
     listed = client.get(runtimes_path(ns)).json()
-    assert listed["kind"] == "TrainingRuntimeList" and [i["metadata"]["name"] for i in listed["items"]] == ["mnist"]
+    assert listed["kind"] == "TrainingRuntimeList" and [
+        i["metadata"]["name"] for i in listed["items"]
+    ] == ["mnist"]
 
     again = client.post(runtimes_path(ns), json=runtime("mnist"))
     assert_error(again, 409, "already exists")
@@ -38,7 +42,9 @@ def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
 
 def test_create_from_yaml_and_generate_name(client: httpx.Client, ns: str) -> None:
     manifest = yaml.safe_dump(job("from-yaml"))
-    response = client.post(jobs_path(ns), content=manifest, headers={"content-type": "application/yaml"})
+    response = client.post(
+        jobs_path(ns), content=manifest, headers={"content-type": "application/yaml"}
+    )
     assert response.status_code == 201 and response.json()["metadata"]["name"] == "from-yaml"
     generated = job("x")
     generated["metadata"] = {"generateName": "gen-"}
@@ -81,7 +87,10 @@ def test_apply_generation_semantics(client: httpx.Client, ns: str) -> None:
 
 
 def test_merge_patch(client: httpx.Client, ns: str) -> None:
-    client.post(runtimes_path(ns), json=runtime("p", labels={"a": "1", "b": "2"}, spec={"x": 1, "y": {"z": 1}}))
+    client.post(
+        runtimes_path(ns),
+        json=runtime("p", labels={"a": "1", "b": "2"}, spec={"x": 1, "y": {"z": 1}}),
+    )
     patch = {"metadata": {"labels": {"b": None, "c": "3"}}, "spec": {"y": {"w": 2}}}
     response = client.patch(
         runtimes_path(ns, "p"), json=patch, headers={"content-type": "application/merge-patch+json"}
@@ -92,12 +101,16 @@ def test_merge_patch(client: httpx.Client, ns: str) -> None:
     assert body["spec"] == {"x": 1, "y": {"z": 1, "w": 2}}
     assert body["metadata"]["generation"] == 2
 
-    labels_only = client.patch(runtimes_path(ns, "p"), json={"metadata": {"annotations": {"note": "hi"}}})
+    labels_only = client.patch(
+        runtimes_path(ns, "p"), json={"metadata": {"annotations": {"note": "hi"}}}
+    )
     assert labels_only.json()["metadata"]["generation"] == 2
     assert labels_only.json()["metadata"]["annotations"] == {"note": "hi"}
 
     assert_error(client.patch(runtimes_path(ns, "p"), json={"status": {}}), 400, "status")
-    assert_error(client.patch(runtimes_path(ns, "p"), json={"metadata": {"name": "q"}}), 400, "metadata.name")
+    assert_error(
+        client.patch(runtimes_path(ns, "p"), json={"metadata": {"name": "q"}}), 400, "metadata.name"
+    )
     assert_error(client.patch(runtimes_path(ns, "p"), json={"kind": "TFJob"}), 400, "kind")
     assert_error(client.patch(runtimes_path(ns, "nope"), json={"spec": {}}), 404)
 
@@ -137,7 +150,10 @@ def test_paging_with_continue_tokens(client: httpx.Client, ns: str) -> None:
 
     odd = client.get(jobs_path(ns), params={"limit": 1, "labelSelector": "odd=1"}).json()
     assert [i["metadata"]["name"] for i in odd["items"]] == ["job-1"]
-    rest = client.get(jobs_path(ns), params={"limit": 5, "labelSelector": "odd=1", "continue": odd["metadata"]["continue"]})
+    rest = client.get(
+        jobs_path(ns),
+        params={"limit": 5, "labelSelector": "odd=1", "continue": odd["metadata"]["continue"]},
+    )
     assert [i["metadata"]["name"] for i in rest.json()["items"]] == ["job-3"]
     assert "continue" not in rest.json()["metadata"]
 
@@ -149,13 +165,18 @@ def test_list_across_namespaces(client: httpx.Client, ns: str) -> None:
     other = ns + "-b"
     client.post(jobs_path(ns), json=job("same", labels={"suite": ns}))
     client.post(jobs_path(other), json=job("same", labels={"suite": ns}))
-    everywhere = client.get("/apis/kubeflow.org/v1/pytorchjobs", params={"labelSelector": f"suite={ns}"})
+    everywhere = client.get(
+        "/apis/kubeflow.org/v1/pytorchjobs", params={"labelSelector": f"suite={ns}"}
+    )
     assert [i["metadata"]["namespace"] for i in everywhere.json()["items"]] == [ns, other]
 
 
 def test_status_subresource(client: httpx.Client, ns: str) -> None:
     created = client.post(runtimes_path(ns), json=runtime("s")).json()
-    status = {"conditions": [{"type": "Running", "status": "True", "reason": "Started"}], "replicas": 1}
+    status = {
+        "conditions": [{"type": "Running", "status": "True", "reason": "Started"}],
+        "replicas": 1,
+    }
     written = client.put(runtimes_path(ns, "s") + "/status", json={"status": status})
     assert written.status_code == 200, written.text
     assert written.json()["status"] == status
@@ -168,7 +189,9 @@ def test_status_subresource(client: httpx.Client, ns: str) -> None:
     stale = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "status": {}}
     assert_error(client.put(runtimes_path(ns, "s") + "/status", json=stale), 409, "resourceVersion")
     bad = {"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}}
-    assert_error(client.put(runtimes_path(ns, "s") + "/status", json=bad), 400, "status.conditions[0]")
+    assert_error(
+        client.put(runtimes_path(ns, "s") + "/status", json=bad), 400, "status.conditions[0]"
+    )
     assert_error(client.put(runtimes_path(ns, "s") + "/status", json={"spec": {}}), 400, "status")
     assert_error(client.put(runtimes_path(ns, "gone") + "/status", json={"status": {}}), 404)
 
@@ -187,7 +210,9 @@ def test_invalid_manifests_are_400(client: httpx.Client, ns: str) -> None:
     no_name["metadata"] = {}
     assert_error(client.post(jobs_path(ns), json=no_name), 400, "metadata.name")
     wrong_version = {**job("x"), "apiVersion": "kubeflow.org/v2"}
-    assert_error(client.post(jobs_path(ns), json=wrong_version), 400, "apiVersion", "kubeflow.org/v1")
+    assert_error(
+        client.post(jobs_path(ns), json=wrong_version), 400, "apiVersion", "kubeflow.org/v1"
+    )
     wrong_kind = {**job("x"), "kind": "TFJob"}
     assert_error(client.post(jobs_path(ns), json=wrong_kind), 400, "kind")
     other_ns = job("x")
@@ -196,26 +221,47 @@ def test_invalid_manifests_are_400(client: httpx.Client, ns: str) -> None:
     bad_labels = job("x")
     bad_labels["metadata"]["labels"] = {"a": 1}
     assert_error(client.post(jobs_path(ns), json=bad_labels), 400, "metadata.labels")
-    assert_error(client.get("/apis/kubeflow.org/v1/namespaces/Bad_NS/pytorchjobs"), 400, "namespace")
+    assert_error(
+        client.get("/apis/kubeflow.org/v1/namespaces/Bad_NS/pytorchjobs"), 400, "namespace"
+    )
 
 
 def test_unknown_kinds_are_404_with_close_matches(client: httpx.Client, ns: str) -> None:
     message = assert_error(client.get(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjob"), 404)
     assert "pytorchjobs" in message
     assert_error(client.get(f"/apis/kubeflow.org/v1/namespaces/{ns}/widgets"), 404, "widgets")
-    assert_error(client.get(f"/apis/kubeflow.org/v9/namespaces/{ns}/pytorchjobs"), 404, "kubeflow.org/v1")
+    assert_error(
+        client.get(f"/apis/kubeflow.org/v9/namespaces/{ns}/pytorchjobs"), 404, "kubeflow.org/v1"
+    )
     assert_error(client.get(f"/apis/example.com/v1/namespaces/{ns}/pytorchjobs"), 404)
 
 
 def test_discovery(client: httpx.Client) -> None:
     groups = {g["name"] for g in client.get("/apis").json()["groups"]}
-    assert {"kubeflow.org", "serving.kserve.io", "trainer.kubeflow.org", "pipelines.ketch.dev"} <= groups
+    assert {
+        "kubeflow.org",
+        "serving.kserve.io",
+        "trainer.kubeflow.org",
+        "pipelines.ketch.dev",
+    } <= groups
     resources = client.get("/apis/serving.kserve.io/v1beta1").json()["resources"]
     assert {"name": "inferenceservices", "kind": "InferenceService"}.items() <= resources[0].items()
     kinds = {k["kind"]: k for k in client.get("/apis/ketch.dev/v1/kinds").json()["items"]}
     expected = {
-        "PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob", "TrainJob",
-        "Experiment", "Trial", "Suggestion", "InferenceService", "InferenceGraph", "PipelineRun",
+        "PyTorchJob",
+        "TFJob",
+        "XGBoostJob",
+        "MPIJob",
+        "JAXJob",
+        "PaddleJob",
+        "MXJob",
+        "TrainJob",
+        "Experiment",
+        "Trial",
+        "Suggestion",
+        "InferenceService",
+        "InferenceGraph",
+        "PipelineRun",
     }
     assert expected <= set(kinds)
     # a kind nothing reconciles is not served (nothing would ever act on it)
@@ -230,11 +276,18 @@ def test_other_kinds_round_trip(client: httpx.Client, ns: str) -> None:
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": "sklearn-iris"},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://x"}}},
+        "spec": {
+            "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://x"}}
+        },
     }
     path = f"/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
     assert client.post(path, json=isvc).status_code == 201
     assert client.get(f"{path}/sklearn-iris").json()["spec"] == isvc["spec"]
-    notebook = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Notebook", "metadata": {"name": "nb"}, "spec": {}}
+    notebook = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Notebook",
+        "metadata": {"name": "nb"},
+        "spec": {},
+    }
     response = client.post(f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/notebooks", json=notebook)
     assert_error(response, 404, "notebooks")

@@ -57,7 +57,11 @@ def batch_job(name: str, marker: Path) -> dict[str, Any]:
 
 def test_writes_need_a_json_or_yaml_body(client: httpx.Client, ns: str) -> None:
     body = yaml.safe_dump(job("typed"))
-    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ):
         response = client.post(jobs_path(ns), content=body, headers={"content-type": content_type})
         assert_error(response, 415, content_type.split(";")[0], "application/json")
     assert_error(client.post(jobs_path(ns), content=body, headers={"content-type": ""}), 415)
@@ -100,7 +104,11 @@ def test_other_host_names_are_refused(server: Server, ns: str) -> None:
 
 
 def test_a_web_page_cannot_create_work(
-    browser: BrowserThread, server: Server, client: httpx.Client, ns: str, tmp_path: Path  # noqa: F811
+    browser: BrowserThread,  # noqa: F811
+    server: Server,
+    client: httpx.Client,
+    ns: str,
+    tmp_path: Path,
 ) -> None:
     """A real page on another origin tries every request a browser sends without a
     preflight; nothing is created and nothing runs. The same request from a page of
@@ -178,8 +186,10 @@ def test_a_web_page_cannot_create_work(
 
 def test_alias_bombs_and_deep_nesting_are_refused(client: httpx.Client, ns: str) -> None:
     headers = {"content-type": "application/yaml"}
-    manifest = yaml.safe_dump(job("bomb")) + "  bomb:\n" + "".join(
-        "    " + line + "\n" for line in BOMB.splitlines()
+    manifest = (
+        yaml.safe_dump(job("bomb"))
+        + "  bomb:\n"
+        + "".join("    " + line + "\n" for line in BOMB.splitlines())
     )
     started = time.monotonic()
     response = client.post(jobs_path(ns), content=BOMB.encode(), headers=headers)
@@ -189,7 +199,9 @@ def test_alias_bombs_and_deep_nesting_are_refused(client: httpx.Client, ns: str)
     deep = client.post(jobs_path(ns), content=b"[" * 50_000 + b"]" * 50_000, headers=headers)
     assert_error(deep, 400, "deeper than")
     deep_json = client.post(
-        jobs_path(ns), content=b"[" * 50_000 + b"]" * 50_000, headers={"content-type": "application/json"}
+        jobs_path(ns),
+        content=b"[" * 50_000 + b"]" * 50_000,
+        headers={"content-type": "application/json"},
     )
     assert_error(deep_json, 400, "deeper than")
     recursive = client.post(jobs_path(ns), content=b"&a [*a]", headers=headers)
@@ -197,9 +209,11 @@ def test_alias_bombs_and_deep_nesting_are_refused(client: httpx.Client, ns: str)
     assert time.monotonic() - started < 60  # bounded: not minutes of expansion
     assert client.get(jobs_path(ns)).json()["items"] == []
     # anchors used as people use them still work
-    fine = yaml.safe_dump(job("anchored")).replace(
-        "metadata:", "x-common: &common {team: ml}\nmetadata:"
-    ).replace("labels: {}", "labels: *common")
+    fine = (
+        yaml.safe_dump(job("anchored"))
+        .replace("metadata:", "x-common: &common {team: ml}\nmetadata:")
+        .replace("labels: {}", "labels: *common")
+    )
     created = client.post(jobs_path(ns), content=fine.encode(), headers=headers)
     assert created.status_code == 201, created.text
     assert created.json()["metadata"]["labels"] == {"team": "ml"}
@@ -237,16 +251,23 @@ def test_status_writes_cannot_make_the_server_read_files(
         text = client.get(runtimes_path(ns, "peek") + "/log", params={"replica": replica}).text
         assert "root:" not in text and "SQLite" not in text, (replica, text[:200])
         assert "not served" in text
-    assert client.get(runtimes_path(ns, "peek") + "/log", params={"replica": "e"}).text == "real line\n"
+    assert (
+        client.get(runtimes_path(ns, "peek") + "/log", params={"replica": "e"}).text
+        == "real line\n"
+    )
     # and a client's status write leaves the server's logPaths alone
-    client.put(runtimes_path(ns, "peek") + "/status", json={"status": {"logPaths": {"e": "/etc/passwd"}}})
+    client.put(
+        runtimes_path(ns, "peek") + "/status", json={"status": {"logPaths": {"e": "/etc/passwd"}}}
+    )
     assert client.get(runtimes_path(ns, "peek")).json()["status"]["logPaths"] == paths
 
 
 # -- one control plane per store -------------------------------------------------------
 
 
-def _up(home: Path, database_url: str | None = None, *args: str) -> subprocess.CompletedProcess[str]:
+def _up(
+    home: Path, database_url: str | None = None, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ketch_command(), "up", "--port", "0", "--home", str(home), *args],
         capture_output=True,
@@ -299,7 +320,9 @@ def test_repeated_events_are_counted(server: Server, client: httpx.Client, ns: s
     client.post(jobs_path(ns), json=job("noisy"))
     store = ResourceStore(server.db_url)
     for _ in range(3):
-        store.record_event("PyTorchJob", ns, "noisy", reason="BackOff", message="restarting", type="Warning")
+        store.record_event(
+            "PyTorchJob", ns, "noisy", reason="BackOff", message="restarting", type="Warning"
+        )
     store.record_event("PyTorchJob", ns, "noisy", reason="Other", message="once")
     items = client.get(
         f"/api/v1/namespaces/{ns}/events",

@@ -40,7 +40,9 @@ def test_watch_sees_added_modified_deleted(server: Server, client: httpx.Client,
         assert added["type"] == "ADDED" and added["object"]["metadata"]["name"] == "w"
         client.put(runtimes_path(ns, "w") + "/status", json={"status": {"phase": "Running"}})
         modified = events.next()
-        assert modified["type"] == "MODIFIED" and modified["object"]["status"] == {"phase": "Running"}
+        assert modified["type"] == "MODIFIED" and modified["object"]["status"] == {
+            "phase": "Running"
+        }
         client.delete(runtimes_path(ns, "w"))
         deleted = events.next()
         assert deleted["type"] == "DELETED" and deleted["object"]["metadata"]["name"] == "w"
@@ -63,8 +65,19 @@ def test_watch_path_sends_existing_objects_first_and_filters_labels(
 
 def test_watch_sees_writes_made_by_other_processes(server: Server, ns: str) -> None:
     store = ResourceStore(server.db_url)
-    with watching(server, "/apis/trainer.kubeflow.org/v1alpha1/watch/trainingruntimes", {"labelSelector": f"suite={ns}"}) as events:
-        store.create(Resource.from_manifest({**runtime("direct", labels={"suite": ns}), "metadata": {"name": "direct", "namespace": ns, "labels": {"suite": ns}}}))
+    with watching(
+        server,
+        "/apis/trainer.kubeflow.org/v1alpha1/watch/trainingruntimes",
+        {"labelSelector": f"suite={ns}"},
+    ) as events:
+        store.create(
+            Resource.from_manifest(
+                {
+                    **runtime("direct", labels={"suite": ns}),
+                    "metadata": {"name": "direct", "namespace": ns, "labels": {"suite": ns}},
+                }
+            )
+        )
         event = events.next()
         assert event["type"] == "ADDED" and event["object"]["metadata"]["namespace"] == ns
         store.update_status("TrainingRuntime", ns, "direct", {"phase": "Done"})
@@ -77,4 +90,6 @@ def test_watch_ends_after_timeout_seconds(client: httpx.Client, ns: str) -> None
 
 
 def test_watch_of_an_unknown_kind_is_404(client: httpx.Client, ns: str) -> None:
-    assert_error(client.get(f"/apis/trainer.kubeflow.org/v1alpha1/watch/namespaces/{ns}/nothings"), 404)
+    assert_error(
+        client.get(f"/apis/trainer.kubeflow.org/v1alpha1/watch/namespaces/{ns}/nothings"), 404
+    )

@@ -96,7 +96,6 @@ def condition(doc: dict[str, Any], type: str) -> dict[str, Any]:
     return {}
 
 
-
 def wait_for(
     client: httpx.Client, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 90.0
 ) -> dict[str, Any]:

@@ -68,7 +68,9 @@ def test_a_failed_canary_leaves_the_service_not_ready_while_the_old_model_serves
         wait_ready(client, name)
         apply(
             client,
-            manifest(name, {"canaryTrafficPercent": 20, "sklearn": {"storageUri": f"file://{broken}"}}),
+            manifest(
+                name, {"canaryTrafficPercent": 20, "sklearn": {"storageUri": f"file://{broken}"}}
+            ),
         )
         doc = wait_for(
             client, name, lambda d: condition(d, "PredictorReady").get("status") == "False"

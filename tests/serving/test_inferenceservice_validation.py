@@ -95,8 +95,13 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "a storage spec with a gs:// uri",
         _isvc(
-            {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://b/m",
-                       "storage": {"key": "localMinIO"}}}
+            {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "storageUri": "gs://b/m",
+                    "storage": {"key": "localMinIO"},
+                }
+            }
         ),
         "spec.predictor.model.storageUri",
         "s3://",
@@ -104,8 +109,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "a storage spec of an unknown type",
         _isvc(
-            {"model": {"modelFormat": {"name": "sklearn"},
-                       "storage": {"key": "x", "parameters": {"type": "gcs"}}}}
+            {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "storage": {"key": "x", "parameters": {"type": "gcs"}},
+                }
+            }
         ),
         "spec.predictor.model.storage.parameters.type",
         "s3, hdfs, webhdfs",
@@ -185,7 +194,9 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "a transformer with a storage uri",
         _isvc(
             _sklearn(),
-            transformer={"containers": [{"name": "t", "env": [{"name": "STORAGE_URI", "value": URI}]}]},
+            transformer={
+                "containers": [{"name": "t", "env": [{"name": "STORAGE_URI", "value": URI}]}]
+            },
         ),
         "spec.transformer.containers[0].env",
         "storage uri",
@@ -201,7 +212,9 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "an explainer with two implementations",
-        _isvc(_sklearn(), explainer={"art": {"type": "SquareAttack"}, "containers": [{"name": "e"}]}),
+        _isvc(
+            _sklearn(), explainer={"art": {"type": "SquareAttack"}, "containers": [{"name": "e"}]}
+        ),
         "spec.explainer",
         "exactly one of",
     ),

@@ -23,7 +23,9 @@ SHORT_BACKOFF = {"KETCH_RESTART_BACKOFF_BASE": "0.2", "KETCH_RESTART_BACKOFF_CAP
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serve(Server(tmp_path_factory.mktemp("ketch-training"), extra_env=dict(SHORT_BACKOFF)))
+    yield from serve(
+        Server(tmp_path_factory.mktemp("ketch-training"), extra_env=dict(SHORT_BACKOFF))
+    )
 
 
 @pytest.fixture
@@ -37,7 +39,15 @@ def ns(client: httpx.Client) -> Iterator[str]:
     """A namespace of the test's own; every job left in it is deleted (its processes stop)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     yield name
-    for plural in ("pytorchjobs", "tfjobs", "xgboostjobs", "mpijobs", "jaxjobs", "paddlejobs", "mxjobs"):
+    for plural in (
+        "pytorchjobs",
+        "tfjobs",
+        "xgboostjobs",
+        "mpijobs",
+        "jaxjobs",
+        "paddlejobs",
+        "mxjobs",
+    ):
         items = client.get(f"{GROUP}/namespaces/{name}/{plural}").json().get("items", [])
         for item in items:
             client.delete(f"{GROUP}/namespaces/{name}/{plural}/{item['metadata']['name']}")

@@ -162,7 +162,9 @@ def test_completions_with_parallelism(client: httpx.Client, jobs_ns: str, tmp_pa
 
 
 def test_indexed_completions(client: httpx.Client, jobs_ns: str, tmp_path: Path) -> None:
-    code = "import os, sys; open(sys.argv[1] + '/' + os.environ['JOB_COMPLETION_INDEX'], 'w').close()"
+    code = (
+        "import os, sys; open(sys.argv[1] + '/' + os.environ['JOB_COMPLETION_INDEX'], 'w').close()"
+    )
     manifest = job(
         "idx",
         [PY, "-c", code, str(tmp_path)],
@@ -276,9 +278,13 @@ def test_suspend_and_resume(client: httpx.Client, jobs_ns: str, tmp_path: Path) 
 
     assert client.patch(url, json={"spec": {"suspend": True}}).status_code == 200
     again = wait_status(
-        client, jobs_ns, "pause", lambda s: (condition({"status": s}, "Suspended") or {}).get(
-            "status"
-        ) == "True" and "active" not in s,
+        client,
+        jobs_ns,
+        "pause",
+        lambda s: (
+            (condition({"status": s}, "Suspended") or {}).get("status") == "True"
+            and "active" not in s
+        ),
     )
     assert "failed" not in again["status"]  # suspended pods are not failures
     wait_gone(first)
@@ -287,7 +293,9 @@ def test_suspend_and_resume(client: httpx.Client, jobs_ns: str, tmp_path: Path) 
     assert client.patch(url, json={"spec": {"suspend": False}}).status_code == 200
     done = wait_until(client, jobs_ns, "pause", "Complete")
     resumed = condition(done, "Suspended")
-    assert resumed is not None and resumed["status"] == "False" and resumed["reason"] == "JobResumed"
+    assert (
+        resumed is not None and resumed["status"] == "False" and resumed["reason"] == "JobResumed"
+    )
     assert sorted(done["status"]["logPaths"]) == ["pause-0", "pause-1"]
     assert {"Suspended", "Resumed", "SuccessfulDelete"} <= set(reasons(client, jobs_ns))
 
@@ -304,9 +312,7 @@ def test_ttl_after_finished_deletes(client: httpx.Client, jobs_ns: str) -> None:
 
 def test_invalid_jobs_are_refused(client: httpx.Client, jobs_ns: str) -> None:
     always = job("bad", ["python", "-c", "pass"], "Always")
-    message = assert_error(
-        client.post(JOBS.format(ns=jobs_ns), json=always), 400, "restartPolicy"
-    )
+    message = assert_error(client.post(JOBS.format(ns=jobs_ns), json=always), 400, "restartPolicy")
     assert "spec.template.spec.restartPolicy" in message and "Never or OnFailure" in message
     no_command = job("bad", [])
     assert_error(
@@ -315,7 +321,9 @@ def test_invalid_jobs_are_refused(client: httpx.Client, jobs_ns: str) -> None:
         "spec.template.spec.containers[0].command",
     )
     bad_cpu = job("bad", ["true"])
-    bad_cpu["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "lots"}}
+    bad_cpu["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "lots"}
+    }
     assert_error(
         client.post(JOBS.format(ns=jobs_ns), json=bad_cpu),
         400,
@@ -406,7 +414,10 @@ def test_restarted_server_keeps_finished_pods(tmp_path: Path) -> None:
             manifest = job("durable", ["python", str(script), str(work)], completions=2)
             create(http, "default", manifest)
             wait_status(
-                http, "default", "durable", lambda s: s.get("succeeded") == 1 and s.get("active") == 1
+                http,
+                "default",
+                "durable",
+                lambda s: s.get("succeeded") == 1 and s.get("active") == 1,
             )
     finally:
         assert first.stop() == 0, first.output()[-4000:]

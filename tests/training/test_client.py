@@ -129,7 +129,10 @@ def test_wait_for_a_failing_job(trainer: TrainerClient) -> None:
     name = trainer.train(trainer=CustomTrainer(func=fails))
     with pytest.raises(RuntimeError, match=f"TrainJob {name} is Failed"):
         trainer.wait_for_job_status(name, timeout=120, polling_interval=0.1)
-    assert trainer.wait_for_job_status(name, {"Failed"}, timeout=5, polling_interval=0.1).status == "Failed"
+    assert (
+        trainer.wait_for_job_status(name, {"Failed"}, timeout=5, polling_interval=0.1).status
+        == "Failed"
+    )
     assert "fails on purpose" in "\n".join(trainer.get_job_logs(name))
     with pytest.raises(InvalidSpec, match="status"):
         trainer.wait_for_job_status(name, {"Finished"})
@@ -199,7 +202,9 @@ def probe_wheel(folder: Path) -> Path:
     return wheel
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ketchprobe") is not None, reason="needs a missing package")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ketchprobe") is not None, reason="needs a missing package"
+)
 def test_packages_to_install(trainer: TrainerClient, tmp_path: Path) -> None:
     wheel = probe_wheel(tmp_path)
     name = trainer.train(trainer=CustomTrainer(func=uses_probe, packages_to_install=[str(wheel)]))
@@ -213,13 +218,19 @@ def test_function_commands() -> None:
     assert script.startswith("def chatty(count: int, pause: float) -> None:")
     assert script.rstrip().endswith("chatty(**{'count': 2, 'pause': 0.5})")
     command = function_command(
-        CustomTrainer(func=fails, packages_to_install=["numpy"], pip_index_urls=["https://a", "https://b"]),
+        CustomTrainer(
+            func=fails, packages_to_install=["numpy"], pip_index_urls=["https://a", "https://b"]
+        ),
         "torch",
     )
     assert command[:3] == ["python", "-m", "ketch.training.function_runner"]
     assert command[3:9] == [
-        "--package", "numpy", "--pip-option=--index-url=https://a",
-        "--pip-option=--extra-index-url=https://b", "--launcher", "torchrun",
+        "--package",
+        "numpy",
+        "--pip-option=--index-url=https://a",
+        "--pip-option=--extra-index-url=https://b",
+        "--launcher",
+        "torchrun",
     ]
     assert function_command(CustomTrainer(func=fails), "jax")[-2] == "python"
     assert resources_per_node({"cpu": 2, "memory": "1Gi", "gpu": 1}) == {

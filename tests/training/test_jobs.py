@@ -58,13 +58,13 @@ def single_process_weights() -> list[float]:
     return [*model.weight.detach().flatten().tolist(), model.bias.item()]
 
 
-def test_pytorchjob_ddp_matches_single_process(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_pytorchjob_ddp_matches_single_process(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     command = [PY, str(script), str(tmp_path)]
-    job = manifest(
-        "PyTorchJob", "ddp", {"Master": replica(command), "Worker": replica(command, 3)}
-    )
+    job = manifest("PyTorchJob", "ddp", {"Master": replica(command), "Worker": replica(command, 3)})
     apply(client, ns, job)
     done = wait_for(client, "PyTorchJob", ns, "ddp", "Succeeded", timeout=90)
     status = done["status"]
@@ -72,7 +72,12 @@ def test_pytorchjob_ddp_matches_single_process(client: httpx.Client, ns: str, tm
     assert condition(done, "Created")["reason"] == "PyTorchJobCreated"
     assert status["startTime"] and status["completionTime"]
     assert status["replicaStatuses"]["Master"] == {"succeeded": 1}
-    assert set(status["logPaths"]) == {"ddp-master-0", "ddp-worker-0", "ddp-worker-1", "ddp-worker-2"}
+    assert set(status["logPaths"]) == {
+        "ddp-master-0",
+        "ddp-worker-0",
+        "ddp-worker-1",
+        "ddp-worker-2",
+    }
     deadline = time.monotonic() + 30  # the master decides; workers may still be finishing
     while len(list(tmp_path.glob("rank*.json"))) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -80,7 +85,9 @@ def test_pytorchjob_ddp_matches_single_process(client: httpx.Client, ns: str, tm
     for rank in range(4):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["world"] == 4 and got["rank"] == rank
-        assert all(abs(a - b) < 1e-6 for a, b in zip([*got["weight"], got["bias"]], expected, strict=True))
+        assert all(
+            abs(a - b) < 1e-6 for a, b in zip([*got["weight"], got["bias"]], expected, strict=True)
+        )
     reasons = [e["reason"] for e in client.get(f"/api/v1/namespaces/{ns}/events").json()["items"]]
     assert "SuccessfulCreatePod" in reasons and "ImageNotUsed" in reasons
 
@@ -99,8 +106,12 @@ def test_pytorchjob_env_and_logs(client: httpx.Client, ns: str, tmp_path: Path) 
     )
     command = [PY, "-c", env_script, str(tmp_path)]
     job = manifest(
-        "PyTorchJob", "envs",
-        {"Master": replica(command, env=[{"name": "MINE", "value": "x"}]), "Worker": replica(command, 2)},
+        "PyTorchJob",
+        "envs",
+        {
+            "Master": replica(command, env=[{"name": "MINE", "value": "x"}]),
+            "Worker": replica(command, 2),
+        },
     )
     apply(client, ns, job)
     wait_for(client, "PyTorchJob", ns, "envs", "Succeeded")
@@ -121,7 +132,9 @@ def test_pytorchjob_env_and_logs(client: httpx.Client, ns: str, tmp_path: Path) 
 
 def test_elastic_pytorchjob_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     job = manifest(
-        "PyTorchJob", "elastic", {"Worker": replica(dump_env(tmp_path, "w"), 1)},
+        "PyTorchJob",
+        "elastic",
+        {"Worker": replica(dump_env(tmp_path, "w"), 1)},
         elasticPolicy={"rdzvBackend": "c10d", "minReplicas": 1, "maxReplicas": 3, "maxRestarts": 2},
     )
     apply(client, ns, job)
@@ -140,7 +153,8 @@ def test_tfjob_tf_config(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     )
     command = [PY, "-c", script, str(tmp_path)]
     job = manifest(
-        "TFJob", "tf",
+        "TFJob",
+        "tf",
         {"Chief": replica(command), "PS": replica(command), "Worker": replica(command, 2)},
     )
     apply(client, ns, job)
@@ -163,7 +177,8 @@ def test_tfjob_tf_config(client: httpx.Client, ns: str, tmp_path: Path) -> None:
 
 def test_xgboostjob_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     job = manifest(
-        "XGBoostJob", "xgb",
+        "XGBoostJob",
+        "xgb",
         {"Master": replica(dump_env(tmp_path, "m")), "Worker": replica([PY, "-c", "pass"], 2)},
     )
     apply(client, ns, job)
@@ -176,7 +191,11 @@ def test_xgboostjob_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
 
 def test_jaxjob_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     script = "import os, sys; open(sys.argv[1] + '/' + os.environ['PROCESS_ID'], 'w').write(os.environ['NUM_PROCESSES'] + ' ' + os.environ['COORDINATOR_ADDRESS'])"
-    apply(client, ns, manifest("JAXJob", "jax", {"Worker": replica([PY, "-c", script, str(tmp_path)], 2)}))
+    apply(
+        client,
+        ns,
+        manifest("JAXJob", "jax", {"Worker": replica([PY, "-c", script, str(tmp_path)], 2)}),
+    )
     wait_for(client, "JAXJob", ns, "jax", "Succeeded")
     assert (tmp_path / "0").read_text() == (tmp_path / "1").read_text() == "2 127.0.0.1"
 
@@ -187,10 +206,14 @@ def test_mpijob_hostfile(client: httpx.Client, ns: str, tmp_path: Path) -> None:
         "open(sys.argv[1] + '/agent', 'w').write(os.environ['OMPI_MCA_plm_rsh_agent'])"
     )
     job = manifest(
-        "MPIJob", "mpi",
-        {"Launcher": replica([PY, "-c", script, str(tmp_path)]),
-         "Worker": replica([PY, "-c", "import time; time.sleep(60)"], 2)},
-        slotsPerWorker=2, runPolicy={"cleanPodPolicy": "Running"},
+        "MPIJob",
+        "mpi",
+        {
+            "Launcher": replica([PY, "-c", script, str(tmp_path)]),
+            "Worker": replica([PY, "-c", "import time; time.sleep(60)"], 2),
+        },
+        slotsPerWorker=2,
+        runPolicy={"cleanPodPolicy": "Running"},
     )
     apply(client, ns, job)
     done = wait_for(client, "MPIJob", ns, "mpi", "Succeeded")
@@ -199,7 +222,9 @@ def test_mpijob_hostfile(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     assert "active" not in done["status"]["replicaStatuses"]["Worker"]
 
 
-def test_exit_code_137_restarts_then_succeeds(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_exit_code_137_restarts_then_succeeds(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
     script = textwrap.dedent(
         """
         import os, sys
@@ -209,11 +234,19 @@ def test_exit_code_137_restarts_then_succeeds(client: httpx.Client, ns: str, tmp
             sys.exit(137)
         """
     )
-    master = [PY, "-c", "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/tried'): time.sleep(0.05)\ntime.sleep(1.5)", str(tmp_path)]
+    master = [
+        PY,
+        "-c",
+        "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/tried'): time.sleep(0.05)\ntime.sleep(1.5)",
+        str(tmp_path),
+    ]
     job = manifest(
-        "PyTorchJob", "retry",
-        {"Master": replica(master),
-         "Worker": replica([PY, "-c", script, str(tmp_path)], restartPolicy="ExitCode")},
+        "PyTorchJob",
+        "retry",
+        {
+            "Master": replica(master),
+            "Worker": replica([PY, "-c", script, str(tmp_path)], restartPolicy="ExitCode"),
+        },
     )
     apply(client, ns, job)
     done = wait_for(client, "PyTorchJob", ns, "retry", "Succeeded")
@@ -224,19 +257,23 @@ def test_exit_code_137_restarts_then_succeeds(client: httpx.Client, ns: str, tmp
 
 def test_exit_code_1_fails(client: httpx.Client, ns: str) -> None:
     job = manifest(
-        "PyTorchJob", "fatal",
+        "PyTorchJob",
+        "fatal",
         {"Master": replica([PY, "-c", "import sys; sys.exit(1)"], restartPolicy="ExitCode")},
     )
     apply(client, ns, job)
     done = wait_for(client, "PyTorchJob", ns, "fatal", "Failed")
     failed = condition(done, "Failed")
-    assert failed["reason"] == "PyTorchJobFailed" and "Master replica(s) failed" in failed["message"]
+    assert (
+        failed["reason"] == "PyTorchJobFailed" and "Master replica(s) failed" in failed["message"]
+    )
     assert done["status"]["replicaStatuses"]["Master"] == {"failed": 1}
 
 
 def test_backoff_limit_fails(client: httpx.Client, ns: str) -> None:
     job = manifest(
-        "PyTorchJob", "backoff",
+        "PyTorchJob",
+        "backoff",
         {"Master": replica([PY, "-c", "import sys; sys.exit(3)"], restartPolicy="OnFailure")},
         runPolicy={"backoffLimit": 2},
     )
@@ -247,7 +284,9 @@ def test_backoff_limit_fails(client: httpx.Client, ns: str) -> None:
 
 def test_active_deadline_fails(client: httpx.Client, ns: str) -> None:
     job = manifest(
-        "TFJob", "deadline", {"Worker": replica([PY, "-c", "import time; time.sleep(60)"])},
+        "TFJob",
+        "deadline",
+        {"Worker": replica([PY, "-c", "import time; time.sleep(60)"])},
         runPolicy={"activeDeadlineSeconds": 1},
     )
     apply(client, ns, job)
@@ -276,7 +315,11 @@ def test_jobs_queue_when_cpus_run_out(client: httpx.Client, ns: str) -> None:
     request = {"requests": {"cpu": str(cpus * 0.75)}}
     command = [PY, "-c", "import time; time.sleep(1.5)"]
     for name in ("first", "second"):
-        apply(client, ns, manifest("PyTorchJob", name, {"Master": replica(command, resources=request)}))
+        apply(
+            client,
+            ns,
+            manifest("PyTorchJob", name, {"Master": replica(command, resources=request)}),
+        )
     first = wait_for(client, "PyTorchJob", ns, "first", "Succeeded")
     second = wait_for(client, "PyTorchJob", ns, "second", "Succeeded")
     assert second["status"]["startTime"] >= first["status"]["completionTime"]
@@ -285,8 +328,17 @@ def test_jobs_queue_when_cpus_run_out(client: httpx.Client, ns: str) -> None:
 
 
 def test_delete_stops_processes(client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    command = [PY, "-c", "import os, sys, time; open(sys.argv[1] + '/' + os.environ['RANK'], 'w').write(str(os.getpid())); time.sleep(60)", str(tmp_path)]
-    apply(client, ns, manifest("PyTorchJob", "gone", {"Master": replica(command), "Worker": replica(command)}))
+    command = [
+        PY,
+        "-c",
+        "import os, sys, time; open(sys.argv[1] + '/' + os.environ['RANK'], 'w').write(str(os.getpid())); time.sleep(60)",
+        str(tmp_path),
+    ]
+    apply(
+        client,
+        ns,
+        manifest("PyTorchJob", "gone", {"Master": replica(command), "Worker": replica(command)}),
+    )
     wait_for(client, "PyTorchJob", ns, "gone", "Running")
     deadline = time.monotonic() + 20
     while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
@@ -318,7 +370,11 @@ def test_kubeflow_docs_manifest_is_accepted(client: httpx.Client, ns: str, tmp_p
         "command": ["python3", str(script), "--epochs=1"],
     }
     container["command"] = ["python3", str(script), "--epochs", "1"]
-    spec = {"replicas": 1, "restartPolicy": "OnFailure", "template": {"spec": {"containers": [container]}}}
+    spec = {
+        "replicas": 1,
+        "restartPolicy": "OnFailure",
+        "template": {"spec": {"containers": [container]}},
+    }
     doc = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
@@ -327,6 +383,14 @@ def test_kubeflow_docs_manifest_is_accepted(client: httpx.Client, ns: str, tmp_p
     }
     apply(client, ns, doc)
     done = wait_for(client, "PyTorchJob", ns, "pytorch-simple", "Succeeded")
-    assert done["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
-    log = client.get(path("PyTorchJob", ns, "pytorch-simple") + "/log", params={"replica": "pytorch-simple-worker-0"})
+    assert (
+        done["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+            "imagePullPolicy"
+        ]
+        == "Always"
+    )
+    log = client.get(
+        path("PyTorchJob", ns, "pytorch-simple") + "/log",
+        params={"replica": "pytorch-simple-worker-0"},
+    )
     assert "epochs 1" in log.text

@@ -49,7 +49,9 @@ def libmpi() -> str:
     """OpenMPI's C library, once ``mpirun`` is OpenMPI's; skips without them."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
-        pytest.skip("mpirun is not installed: scripts/ci-mpi.sh installs OpenMPI (Debian's openmpi-bin)")
+        pytest.skip(
+            "mpirun is not installed: scripts/ci-mpi.sh installs OpenMPI (Debian's openmpi-bin)"
+        )
     version = subprocess.run([mpirun, "--version"], capture_output=True, text=True, timeout=60)
     if "Open MPI" not in version.stdout + version.stderr:
         pytest.skip(f"{mpirun} is not OpenMPI's mpirun: {version.stdout.strip()[:200]}")
@@ -69,12 +71,18 @@ def test_mpirun_runs_ranks_on_the_workers(
     libmpi: str, client: httpx.Client, ns: str, tmp_path: Path
 ) -> None:
     job = manifest(
-        "MPIJob", "pi",
-        {"Launcher": replica(["mpirun", "-np", "2", PY, "-c", RANK_SCRIPT, str(tmp_path), libmpi],
-                             env=[{"name": "ROLE", "value": "launcher"}]),
-         # a worker with no command, as in Kubeflow's MPI examples: it idles and hosts ranks
-         "Worker": _without_command(replica([], 2, env=[{"name": "ROLE", "value": "worker"}]))},
-        slotsPerWorker=1, runPolicy={"cleanPodPolicy": "Running"},
+        "MPIJob",
+        "pi",
+        {
+            "Launcher": replica(
+                ["mpirun", "-np", "2", PY, "-c", RANK_SCRIPT, str(tmp_path), libmpi],
+                env=[{"name": "ROLE", "value": "launcher"}],
+            ),
+            # a worker with no command, as in Kubeflow's MPI examples: it idles and hosts ranks
+            "Worker": _without_command(replica([], 2, env=[{"name": "ROLE", "value": "worker"}])),
+        },
+        slotsPerWorker=1,
+        runPolicy={"cleanPodPolicy": "Running"},
     )
     apply(client, ns, job)
     done = wait_for(client, "MPIJob", ns, "pi", "Succeeded", timeout=120)
@@ -82,7 +90,12 @@ def test_mpirun_runs_ranks_on_the_workers(
 
     ranks = [json.loads((tmp_path / f"rank-{i}.json").read_text()) for i in range(2)]
     for i, rank in enumerate(ranks):
-        assert (rank["rank"], rank["size"], rank["env_rank"], rank["env_size"]) == (i, 2, str(i), "2")
+        assert (rank["rank"], rank["size"], rank["env_rank"], rank["env_size"]) == (
+            i,
+            2,
+            str(i),
+            "2",
+        )
         assert rank["sum"] == 3  # 1 + 2: the allreduce went between the two ranks
         assert rank["local_size"] == "1"  # slots=1: one rank on each worker host
         assert rank["role"] == "worker"  # started in the worker's environment

@@ -23,13 +23,25 @@ DUMP = (
 def test_mxjob_dmlc_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     command = [PY, "-c", DUMP, str(tmp_path)]
     # the scheduler decides success: it waits for the others to have written theirs
-    scheduler = [PY, "-c", DUMP + "\nimport time\nwhile len(os.listdir(sys.argv[1])) < 4: time.sleep(0.05)", str(tmp_path)]
+    scheduler = [
+        PY,
+        "-c",
+        DUMP + "\nimport time\nwhile len(os.listdir(sys.argv[1])) < 4: time.sleep(0.05)",
+        str(tmp_path),
+    ]
     job = manifest(
-        "MXJob", "mx",
-        {"Scheduler": replica(scheduler), "Server": replica(command), "Worker": replica(command, 2)},
+        "MXJob",
+        "mx",
+        {
+            "Scheduler": replica(scheduler),
+            "Server": replica(command),
+            "Worker": replica(command, 2),
+        },
         jobMode="MXTrain",
     )
-    job["spec"]["mxReplicaSpecs"]["Server"]["template"]["metadata"] = {"annotations": {"tuner-server-key": "srv"}}
+    job["spec"]["mxReplicaSpecs"]["Server"]["template"]["metadata"] = {
+        "annotations": {"tuner-server-key": "srv"}
+    }
     apply(client, ns, job)
     done = wait_for(client, "MXJob", ns, "mx", "Succeeded")
     assert condition(done, "Succeeded")["reason"] == "MXJobSucceeded"
@@ -63,13 +75,17 @@ def test_mxjob_dmlc_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
 
 
 def test_single_worker_mxjob_succeeds_with_its_worker(client: httpx.Client, ns: str) -> None:
-    apply(client, ns, manifest("MXJob", "solo", {"Worker": replica([PY, "-c", "print('trained')"])}))
+    apply(
+        client, ns, manifest("MXJob", "solo", {"Worker": replica([PY, "-c", "print('trained')"])})
+    )
     done = wait_for(client, "MXJob", ns, "solo", "Succeeded")
     assert done["status"]["replicaStatuses"]["Worker"] == {"succeeded": 1}
     deadline = time.monotonic() + 10
     text = ""
     while "trained" not in text and time.monotonic() < deadline:
-        text = client.get(path("MXJob", ns, "solo") + "/log", params={"replica": "solo-worker-0"}).text
+        text = client.get(
+            path("MXJob", ns, "solo") + "/log", params={"replica": "solo-worker-0"}
+        ).text
         time.sleep(0.1)
     assert "trained" in text
 

@@ -36,21 +36,34 @@ def _envs(folder: Path, count: int) -> list[dict[str, str]]:
 
 
 def test_paddlejob_collective_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    apply(client, ns, manifest("PaddleJob", "collective", {"Worker": replica([PY, "-c", ENV_BY_PID, str(tmp_path)], 2)}))
+    apply(
+        client,
+        ns,
+        manifest(
+            "PaddleJob", "collective", {"Worker": replica([PY, "-c", ENV_BY_PID, str(tmp_path)], 2)}
+        ),
+    )
     wait_for(client, "PaddleJob", ns, "collective", "Succeeded")
     envs = _envs(tmp_path, 2)
     assert len(envs) == 2
     for env in envs:
         assert env["PADDLE_NNODES"] == "2" and env["PADDLE_JOB_ID"] == "collective"
-        assert env["PADDLE_MASTER"].startswith("127.0.0.1:") and env["PADDLE_MASTER"] == envs[0]["PADDLE_MASTER"]
+        assert (
+            env["PADDLE_MASTER"].startswith("127.0.0.1:")
+            and env["PADDLE_MASTER"] == envs[0]["PADDLE_MASTER"]
+        )
         assert "PADDLE_SERVER_NUM" not in env and "PADDLE_TRAINER_NUM" not in env
     assert sum("POD_IP_DUMMY" in env for env in envs) == 1  # worker-0 is the rendezvous
 
 
 def test_paddlejob_ps_env(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     job = manifest(
-        "PaddleJob", "ps",
-        {"Master": replica([PY, "-c", ENV_BY_PID, str(tmp_path)]), "Worker": replica([PY, "-c", ENV_BY_PID, str(tmp_path)])},
+        "PaddleJob",
+        "ps",
+        {
+            "Master": replica([PY, "-c", ENV_BY_PID, str(tmp_path)]),
+            "Worker": replica([PY, "-c", ENV_BY_PID, str(tmp_path)]),
+        },
     )
     apply(client, ns, job)
     wait_for(client, "PaddleJob", ns, "ps", "Succeeded")
@@ -65,13 +78,18 @@ def test_paddlejob_ps_env(client: httpx.Client, ns: str, tmp_path: Path) -> None
 
 def test_ttl_deletes_finished_job(client: httpx.Client, ns: str) -> None:
     job = manifest(
-        "PyTorchJob", "short-lived", {"Master": replica([PY, "-c", "pass"])},
+        "PyTorchJob",
+        "short-lived",
+        {"Master": replica([PY, "-c", "pass"])},
         runPolicy={"ttlSecondsAfterFinished": 1},
     )
     apply(client, ns, job)
     wait_for(client, "PyTorchJob", ns, "short-lived", "Succeeded")
     deadline = time.monotonic() + 30
-    while client.get(path("PyTorchJob", ns, "short-lived")).status_code == 200 and time.monotonic() < deadline:
+    while (
+        client.get(path("PyTorchJob", ns, "short-lived")).status_code == 200
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert client.get(path("PyTorchJob", ns, "short-lived")).status_code == 404
 
@@ -88,11 +106,23 @@ def _alive(pid: int) -> bool:
 def test_clean_pod_policy(client: httpx.Client, ns: str, tmp_path: Path, policy: str) -> None:
     """The master decides success; a worker still running is stopped unless the policy is None."""
     pid_file = tmp_path / "worker.pid"
-    worker = [PY, "-c", "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)", str(pid_file)]
-    master = [PY, "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)", str(pid_file)]
+    worker = [
+        PY,
+        "-c",
+        "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)",
+        str(pid_file),
+    ]
+    master = [
+        PY,
+        "-c",
+        "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)",
+        str(pid_file),
+    ]
     name = f"clean-{policy.lower()}"
     job = manifest(
-        "PyTorchJob", name, {"Master": replica(master), "Worker": replica(worker)},
+        "PyTorchJob",
+        name,
+        {"Master": replica(master), "Worker": replica(worker)},
         runPolicy={"cleanPodPolicy": policy},
     )
     apply(client, ns, job)
@@ -126,7 +156,8 @@ def test_restart_count_survives_server_restart(tmp_path: Path) -> None:
     """backoffLimit counts the restarts made before a server restart too."""
     runs = tmp_path / "runs"
     job = manifest(
-        "PyTorchJob", "flaky",
+        "PyTorchJob",
+        "flaky",
         {"Master": replica([PY, "-c", FAIL_TWICE_THEN_HANG, str(runs)], restartPolicy="OnFailure")},
         runPolicy={"backoffLimit": 2},
     )
@@ -139,7 +170,11 @@ def test_restart_count_survives_server_restart(tmp_path: Path) -> None:
             status: dict[str, object] = {}
             while time.monotonic() < deadline:
                 status = http.get(path("PyTorchJob", "default", "flaky")).json().get("status", {})
-                if status.get("restartCount") == 1 and runs.exists() and len(runs.read_text().splitlines()) == 2:
+                if (
+                    status.get("restartCount") == 1
+                    and runs.exists()
+                    and len(runs.read_text().splitlines()) == 2
+                ):
                     break
                 time.sleep(0.1)
             assert status.get("restartCount") == 1, status
@@ -152,7 +187,9 @@ def test_restart_count_survives_server_restart(tmp_path: Path) -> None:
             failed = condition(done, "Failed")
             assert failed is not None and "backoff limit" in failed["message"]
             assert done["status"]["restartCount"] == 2
-            assert len(runs.read_text().splitlines()) == 4  # 1 + 1 restart, then 1 start + 1 restart
+            assert (
+                len(runs.read_text().splitlines()) == 4
+            )  # 1 + 1 restart, then 1 start + 1 restart
             http.delete(path("PyTorchJob", "default", "flaky"))
     finally:
         assert second.stop() == 0, second.output()[-3000:]
@@ -185,9 +222,14 @@ def test_elastic_pytorchjob_scales_up(client: httpx.Client, ns: str, tmp_path: P
     out.mkdir()
     command = [PY, "-m", "torch.distributed.run", str(script), str(out)]
     job = manifest(
-        "PyTorchJob", "grow", {"Worker": replica(command, 1)},
+        "PyTorchJob",
+        "grow",
+        {"Worker": replica(command, 1)},
         elasticPolicy={
-            "rdzvBackend": "c10d", "minReplicas": 1, "maxReplicas": 3, "maxRestarts": 3,
+            "rdzvBackend": "c10d",
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "maxRestarts": 3,
             "rdzvConf": [{"key": "last_call_timeout", "value": "1"}],
         },
     )
@@ -195,7 +237,9 @@ def test_elastic_pytorchjob_scales_up(client: httpx.Client, ns: str, tmp_path: P
     deadline = time.monotonic() + 90
     while not (out / "seen-1-0").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert (out / "seen-1-0").exists(), client.get(path("PyTorchJob", ns, "grow")).json().get("status")
+    assert (out / "seen-1-0").exists(), (
+        client.get(path("PyTorchJob", ns, "grow")).json().get("status")
+    )
     job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 2
     apply(client, ns, job)
     done = wait_for(client, "PyTorchJob", ns, "grow", "Succeeded", timeout=120)

@@ -30,7 +30,9 @@ JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with the default back-off, started with a PATH without Ketch's venv."""
     assert str(VENV_BIN) not in BARE_PATH.split(":")
-    yield from serve(Server(tmp_path_factory.mktemp("ketch-restarts"), extra_env={"PATH": BARE_PATH}))
+    yield from serve(
+        Server(tmp_path_factory.mktemp("ketch-restarts"), extra_env={"PATH": BARE_PATH})
+    )
 
 
 @pytest.fixture
@@ -38,8 +40,12 @@ def ns(client: httpx.Client) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     yield name
     for plural in ("pytorchjobs", "tfjobs", "jaxjobs"):
-        for item in client.get(f"/apis/kubeflow.org/v1/namespaces/{name}/{plural}").json().get("items", []):
-            client.delete(f"/apis/kubeflow.org/v1/namespaces/{name}/{plural}/{item['metadata']['name']}")
+        for item in (
+            client.get(f"/apis/kubeflow.org/v1/namespaces/{name}/{plural}").json().get("items", [])
+        ):
+            client.delete(
+                f"/apis/kubeflow.org/v1/namespaces/{name}/{plural}/{item['metadata']['name']}"
+            )
     for item in client.get(JOBS.format(ns=name)).json().get("items", []):
         client.delete(f"{JOBS.format(ns=name)}/{item['metadata']['name']}")
 
@@ -49,7 +55,9 @@ def events(client: httpx.Client, ns: str, reason: str | None = None) -> list[dic
     return [e for e in items if reason is None or e["reason"] == reason]
 
 
-def wait_events(client: httpx.Client, ns: str, reason: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+def wait_events(
+    client: httpx.Client, ns: str, reason: str, timeout: float = 30.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = events(client, ns, reason)
@@ -59,15 +67,23 @@ def wait_events(client: httpx.Client, ns: str, reason: str, timeout: float = 30.
     raise AssertionError(f"no {reason} event: {[e['reason'] for e in events(client, ns)]}")
 
 
-def batch_job(name: str, command: list[str], restart: str = "Never", **container: Any) -> dict[str, Any]:
+def batch_job(
+    name: str, command: list[str], restart: str = "Never", **container: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name},
-        "spec": {"template": {"spec": {
-            "containers": [{"name": "main", "image": "python:3.12", "command": command, **container}],
-            "restartPolicy": restart,
-        }}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "main", "image": "python:3.12", "command": command, **container}
+                    ],
+                    "restartPolicy": restart,
+                }
+            }
+        },
     }
 
 
@@ -87,12 +103,21 @@ def job_log(client: httpx.Client, url: str, replica_name: str | None = None, wan
 
 def test_failing_replica_backs_off(client: httpx.Client, ns: str) -> None:
     job = manifest(
-        "PyTorchJob", "crash",
-        {"Master": replica(["python", "-c", "import sys; print('crashing'); sys.exit(1)"], restartPolicy="OnFailure")},
+        "PyTorchJob",
+        "crash",
+        {
+            "Master": replica(
+                ["python", "-c", "import sys; print('crashing'); sys.exit(1)"],
+                restartPolicy="OnFailure",
+            )
+        },
     )
     apply(client, ns, job)
     backoff = wait_events(client, ns, "BackOff")
-    assert "Back-off 10s restarting failed container pytorch in pod crash-master-0" in backoff[0]["message"]
+    assert (
+        "Back-off 10s restarting failed container pytorch in pod crash-master-0"
+        in backoff[0]["message"]
+    )
     assert backoff[0]["type"] == "Warning"
     time.sleep(3)  # a busy loop would have restarted it hundreds of times by now
     current = client.get(path("PyTorchJob", ns, "crash")).json()
@@ -105,13 +130,21 @@ def test_failing_replica_backs_off(client: httpx.Client, ns: str) -> None:
     assert condition(current, "Failed") is None
 
     # a batch Job's container restarted in place backs off the same way
-    response = client.post(JOBS.format(ns=ns), json=batch_job("flaky", ["python", "-c", "raise SystemExit(4)"], "OnFailure"))
+    response = client.post(
+        JOBS.format(ns=ns),
+        json=batch_job("flaky", ["python", "-c", "raise SystemExit(4)"], "OnFailure"),
+    )
     assert response.status_code == 201, response.text
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any("flaky-0" in e["message"] for e in events(client, ns, "BackOff")):
+    while time.monotonic() < deadline and not any(
+        "flaky-0" in e["message"] for e in events(client, ns, "BackOff")
+    ):
         time.sleep(0.1)
     flaky = [e for e in events(client, ns, "BackOff") if "flaky-0" in e["message"]]
-    assert flaky and "Back-off 10s restarting failed container main in pod flaky-0" in flaky[0]["message"]
+    assert (
+        flaky
+        and "Back-off 10s restarting failed container main in pod flaky-0" in flaky[0]["message"]
+    )
     time.sleep(2)
     assert not any(e["reason"] == "Restarted" for e in events(client, ns))
 
@@ -127,15 +160,21 @@ def test_commands_are_found_in_ketchs_environment_first(client: httpx.Client, ns
 
     # a TrainJob's trainer command
     trainjobs = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs"
-    response = client.post(trainjobs, json={
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": "which"},
-        "spec": {
-            "runtimeRef": {"name": "jax-distributed"},
-            "trainer": {"command": ["python3", "-c", "import sys; print(sys.executable)"], "numNodes": 1},
+    response = client.post(
+        trainjobs,
+        json={
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "which"},
+            "spec": {
+                "runtimeRef": {"name": "jax-distributed"},
+                "trainer": {
+                    "command": ["python3", "-c", "import sys; print(sys.executable)"],
+                    "numNodes": 1,
+                },
+            },
         },
-    })
+    )
     assert response.status_code == 201, response.text
     text = job_log(client, f"{trainjobs}/which", "node-0", str(VENV_BIN))
     assert Path(text.strip().splitlines()[-1]).parent == VENV_BIN, text
@@ -153,7 +192,8 @@ def test_gpu_request_without_gpus_warns_and_runs(client: httpx.Client, ns: str) 
     wanted = str(host_gpus() + 1)  # more than this machine has, with or without GPUs
     command = ["python", "-c", "print('ran on the cpu')"]
     job = manifest(
-        "PyTorchJob", "gpu",
+        "PyTorchJob",
+        "gpu",
         {"Master": replica(command, resources={"limits": {"nvidia.com/gpu": wanted}})},
     )
     apply(client, ns, job)
@@ -162,9 +202,10 @@ def test_gpu_request_without_gpus_warns_and_runs(client: httpx.Client, ns: str) 
     assert warning["type"] == "Warning" and "nvidia.com/gpu" in warning["message"]
     assert "gpu-master-0" in warning["message"]
 
-    response = client.post(JOBS.format(ns=ns), json=batch_job(
-        "gpujob", command, resources={"limits": {"nvidia.com/gpu": wanted}}
-    ))
+    response = client.post(
+        JOBS.format(ns=ns),
+        json=batch_job("gpujob", command, resources={"limits": {"nvidia.com/gpu": wanted}}),
+    )
     assert response.status_code == 201, response.text
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(events(client, ns, "GPUNotAvailable")) < 2:
@@ -174,7 +215,9 @@ def test_gpu_request_without_gpus_warns_and_runs(client: httpx.Client, ns: str) 
 
 def test_recreated_job_starts_a_fresh_log(client: httpx.Client, ns: str) -> None:
     url = path("JAXJob", ns, "again")
-    first = manifest("JAXJob", "again", {"Worker": replica(["python", "-c", "print('old output')"])})
+    first = manifest(
+        "JAXJob", "again", {"Worker": replica(["python", "-c", "print('old output')"])}
+    )
     apply(client, ns, first)
     done = wait_for(client, "JAXJob", ns, "again", "Succeeded")
     old_path = done["status"]["logPaths"]["again-worker-0"]
@@ -184,7 +227,9 @@ def test_recreated_job_starts_a_fresh_log(client: httpx.Client, ns: str) -> None
     while client.get(url).status_code != 404 and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    second = manifest("JAXJob", "again", {"Worker": replica(["python", "-c", "print('new output')"])})
+    second = manifest(
+        "JAXJob", "again", {"Worker": replica(["python", "-c", "print('new output')"])}
+    )
     apply(client, ns, second)
     done = wait_for(client, "JAXJob", ns, "again", "Succeeded")
     assert done["status"]["logPaths"]["again-worker-0"] != old_path

@@ -64,7 +64,9 @@ def condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
-def wait_for(client: httpx.Client, ns: str, name: str, type_: str, timeout: float = 90.0) -> dict[str, Any]:
+def wait_for(
+    client: httpx.Client, ns: str, name: str, type_: str, timeout: float = 90.0
+) -> dict[str, Any]:
     """The TrainJob once condition ``type_`` is True (fails early on the other terminal one)."""
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
@@ -109,7 +111,9 @@ ALLREDUCE = textwrap.dedent(
 )
 
 
-def test_torch_distributed_two_nodes_two_procs(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_torch_distributed_two_nodes_two_procs(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
     script = tmp_path / "allreduce.py"
     script.write_text(ALLREDUCE)
     out = tmp_path / "out"
@@ -134,7 +138,12 @@ def test_torch_distributed_two_nodes_two_procs(client: httpx.Client, ns: str, tm
     assert sorted((r["node"], r["local_rank"]) for r in results) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     status = done["status"]
     assert jobs(done)["node"] == {
-        "name": "node", "ready": 0, "succeeded": 1, "failed": 0, "active": 0, "suspended": 0,
+        "name": "node",
+        "ready": 0,
+        "succeeded": 1,
+        "failed": 0,
+        "active": 0,
+        "suspended": 0,
     }
     assert set(status["logPaths"]) == {"node-0", "node-1"}
     trainer_status = status["trainerStatus"]
@@ -152,22 +161,44 @@ def _env_dump(marker: Path) -> list[str]:
     return ["python3", "-c", code, str(marker)]
 
 
-def test_runtime_kind_defaults_to_the_cluster_runtime(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_runtime_kind_defaults_to_the_cluster_runtime(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
     local = {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainingRuntime",
         "metadata": {"name": "torch-distributed"},
         "spec": {
             "mlPolicy": {"numNodes": 1},
-            "template": {"spec": {"replicatedJobs": [{
-                "name": "node",
-                "template": {
-                    "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
-                    "spec": {"template": {"spec": {"containers": [{
-                        "name": "node", "image": "busybox", "command": _env_dump(tmp_path / "local.json"),
-                    }]}}},
-                },
-            }]}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "template": {
+                                "metadata": {
+                                    "labels": {
+                                        "trainer.kubeflow.org/trainjob-ancestor-step": "trainer"
+                                    }
+                                },
+                                "spec": {
+                                    "template": {
+                                        "spec": {
+                                            "containers": [
+                                                {
+                                                    "name": "node",
+                                                    "image": "busybox",
+                                                    "command": _env_dump(tmp_path / "local.json"),
+                                                }
+                                            ]
+                                        }
+                                    }
+                                },
+                            },
+                        }
+                    ]
+                }
+            },
         },
     }
     create(client, ns, local)
@@ -183,7 +214,10 @@ def test_runtime_kind_defaults_to_the_cluster_runtime(client: httpx.Client, ns: 
     create(client, ns, default)
     wait_for(client, ns, "default-kind", "Complete")
     env = json.loads((tmp_path / "cluster.json").read_text())
-    assert env["PET_NNODES"] == env["PET_NPROC_PER_NODE"] == "1" and env["PET_MASTER_ADDR"] == "127.0.0.1"
+    assert (
+        env["PET_NNODES"] == env["PET_NPROC_PER_NODE"] == "1"
+        and env["PET_MASTER_ADDR"] == "127.0.0.1"
+    )
     assert "WORLD_SIZE" not in env  # 'python -c' is not a script torchrun can start: it runs as is
 
 
@@ -193,23 +227,39 @@ ENV_BY_PID = "import json, os, sys; json.dump(dict(os.environ), open(f'{sys.argv
 @pytest.mark.parametrize("runtime", ["jax-distributed", "xgboost-distributed", "mpi-distributed"])
 def test_builtin_runtime_env(client: httpx.Client, ns: str, tmp_path: Path, runtime: str) -> None:
     name = runtime.split("-")[0]
-    job = trainjob(name, runtime=runtime, trainer={"command": ["python", "-c", ENV_BY_PID, str(tmp_path)], "numNodes": 2})
+    job = trainjob(
+        name,
+        runtime=runtime,
+        trainer={"command": ["python", "-c", ENV_BY_PID, str(tmp_path)], "numNodes": 2},
+    )
     create(client, ns, job)
     done = wait_for(client, ns, name, "Complete")
-    envs = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*.json")), key=lambda e: e.get("JAX_PROCESS_ID", e.get("DMLC_TASK_ID", "")))
+    envs = sorted(
+        (json.loads(p.read_text()) for p in tmp_path.glob("*.json")),
+        key=lambda e: e.get("JAX_PROCESS_ID", e.get("DMLC_TASK_ID", "")),
+    )
     if runtime == "jax-distributed":
         assert [e["JAX_PROCESS_ID"] for e in envs] == ["0", "1"]
-        assert all(e["JAX_NUM_PROCESSES"] == "2" and e["JAX_DISTRIBUTED_BACKEND"] == "gloo" for e in envs)
+        assert all(
+            e["JAX_NUM_PROCESSES"] == "2" and e["JAX_DISTRIBUTED_BACKEND"] == "gloo" for e in envs
+        )
         assert envs[0]["JAX_COORDINATOR_ADDRESS"] == f"127.0.0.1:{envs[1]['JAX_COORDINATOR_PORT']}"
     elif runtime == "xgboost-distributed":
         assert [e["DMLC_TASK_ID"] for e in envs] == ["0", "1"]
-        assert all(e["DMLC_NUM_WORKER"] == "2" and e["DMLC_TRACKER_URI"] == "127.0.0.1" for e in envs)
+        assert all(
+            e["DMLC_NUM_WORKER"] == "2" and e["DMLC_TRACKER_URI"] == "127.0.0.1" for e in envs
+        )
     else:  # the launcher alone runs; its remote shell starts every rank here
         assert len(envs) == 1 and list(jobs(done)) == ["launcher"]
         hostfile = Path(envs[0]["OMPI_MCA_orte_default_hostfile"]).read_text()
         assert hostfile == "mpi-node-0-0.mpi slots=1\nmpi-node-0-1.mpi slots=1\n"
         agent = Path(envs[0]["OMPI_MCA_plm_rsh_agent"])
-        shell = subprocess.run([str(agent), "mpi-node-0-1.mpi", "echo", "here"], capture_output=True, text=True, timeout=30)
+        shell = subprocess.run(
+            [str(agent), "mpi-node-0-1.mpi", "echo", "here"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert shell.stdout.strip() == "here"
 
 
@@ -267,8 +317,12 @@ def test_initializers_copy_file_and_download_http(
     statuses = jobs(done)
     assert list(statuses) == ["dataset-initializer", "model-initializer", "node"]
     assert all(s["succeeded"] == 1 for s in statuses.values())
-    assert {"dataset-initializer-0", "model-initializer-0", "node-0"} <= set(done["status"]["logPaths"])
-    log = client.get(path("trainjobs", ns, "init") + "/log", params={"replica": "model-initializer-0"})
+    assert {"dataset-initializer-0", "model-initializer-0", "node-0"} <= set(
+        done["status"]["logPaths"]
+    )
+    log = client.get(
+        path("trainjobs", ns, "init") + "/log", params={"replica": "model-initializer-0"}
+    )
     assert "weights.bin" in log.text
     workspace = Path(Path(f"{result}.workspace").read_text())
     assert (workspace / "dataset" / "sub" / "extra.txt").read_text() == "more"
@@ -279,7 +333,9 @@ def test_initializers_copy_file_and_download_http(
     assert not workspace.exists()
 
 
-def test_initializer_without_network_fails_clearly(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+def test_initializer_without_network_fails_clearly(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
     ran = tmp_path / "ran"
     job = trainjob(
         "hf",
@@ -294,13 +350,20 @@ def test_initializer_without_network_fails_clearly(client: httpx.Client, ns: str
     assert "huggingface_hub" in failed["message"] and "file://" in failed["message"]
     assert not ran.exists()  # the trainer never started
     assert jobs(done)["node"] == {
-        "name": "node", "ready": 0, "succeeded": 0, "failed": 0, "active": 0, "suspended": 0,
+        "name": "node",
+        "ready": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "active": 0,
+        "suspended": 0,
     }
 
 
 def test_failing_node_fails_with_its_error(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     script = tmp_path / "boom.py"
-    script.write_text("import os\nif os.environ['RANK'] == '1':\n    raise ValueError('boom on rank 1')\n")
+    script.write_text(
+        "import os\nif os.environ['RANK'] == '1':\n    raise ValueError('boom on rank 1')\n"
+    )
     job = trainjob("boom", trainer={"command": ["python", str(script)], "numNodes": 2})
     create(client, ns, job)
     done = wait_for(client, ns, "boom", "Failed")
@@ -313,7 +376,11 @@ def test_failing_node_fails_with_its_error(client: httpx.Client, ns: str, tmp_pa
 
 def test_suspend_then_resume(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     ran = tmp_path / "ran"
-    job = trainjob("held", suspend=True, trainer={"command": ["python", "-c", "import sys; open(sys.argv[1], 'w')", str(ran)]})
+    job = trainjob(
+        "held",
+        suspend=True,
+        trainer={"command": ["python", "-c", "import sys; open(sys.argv[1], 'w')", str(ran)]},
+    )
     create(client, ns, job)
     held = wait_for(client, ns, "held", "Suspended")
     suspended = condition(held, "Suspended")
@@ -334,8 +401,14 @@ def test_suspend_then_resume(client: httpx.Client, ns: str, tmp_path: Path) -> N
 
 def test_active_deadline_fails(client: httpx.Client, ns: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    sleeper = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
-    job = trainjob("late", activeDeadlineSeconds=2, trainer={"command": ["python", "-c", sleeper, str(pid_file)]})
+    sleeper = (
+        "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    job = trainjob(
+        "late",
+        activeDeadlineSeconds=2,
+        trainer={"command": ["python", "-c", sleeper, str(pid_file)]},
+    )
     create(client, ns, job)
     done = wait_for(client, ns, "late", "Failed")
     failed = condition(done, "Failed")
@@ -361,7 +434,11 @@ def _alive(pid: int) -> bool:
 
 
 def test_unknown_runtime_fails_with_message(client: httpx.Client, ns: str) -> None:
-    create(client, ns, trainjob("lost", runtime="no-such-runtime", trainer={"command": ["python", "-c", "pass"]}))
+    create(
+        client,
+        ns,
+        trainjob("lost", runtime="no-such-runtime", trainer={"command": ["python", "-c", "pass"]}),
+    )
     failed = condition(wait_for(client, ns, "lost", "Failed"), "Failed")
     assert failed is not None and failed["reason"] == "TrainingRuntimeNotFound"
     assert "'no-such-runtime' not found" in failed["message"]
@@ -370,7 +447,9 @@ def test_unknown_runtime_fails_with_message(client: httpx.Client, ns: str) -> No
 
 def test_invalid_trainjob_is_refused(client: httpx.Client, ns: str) -> None:
     job = trainjob("bad", trainer={"numNodes": 0, "command": ["python", "-c", "pass"]})
-    response = client.post(path("trainjobs", ns), json={**job, "metadata": {"name": "bad", "namespace": ns}})
+    response = client.post(
+        path("trainjobs", ns), json={**job, "metadata": {"name": "bad", "namespace": ns}}
+    )
     assert response.status_code == 400 and "spec.trainer.numNodes" in response.text
 
 
@@ -403,19 +482,29 @@ def test_kubeflow_docs_manifest_is_accepted(
                 "numNodes": 1,
                 "image": "docker.io/kubeflowkatib/pytorch-mnist:v1beta1-45c5727",
                 "command": [
-                    "python3", str(script), "--epochs=1", "--batch-size=64", "--lr=0.01", "--log-interval=10",
+                    "python3",
+                    str(script),
+                    "--epochs=1",
+                    "--batch-size=64",
+                    "--lr=0.01",
+                    "--log-interval=10",
                 ],
             },
         },
     }
     create(client, ns, doc)
     done = wait_for(client, ns, "pytorch-mnist", "Complete")
-    assert done["spec"]["trainer"]["image"] == "docker.io/kubeflowkatib/pytorch-mnist:v1beta1-45c5727"
+    assert (
+        done["spec"]["trainer"]["image"] == "docker.io/kubeflowkatib/pytorch-mnist:v1beta1-45c5727"
+    )
     assert done["metadata"]["labels"] == {"app": "pytorch-training", "dataset": "mnist"}
     env = {**base_env(server.home), "KETCH_URL": server.url}
     logs = subprocess.run(
         [*ketch_command(), "logs", "trainjob", "pytorch-mnist", "--replica", "node-0", "-n", ns],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert logs.returncode == 0, logs.stderr
     assert "epochs 1 lr 0.01 world 1" in logs.stdout
@@ -424,14 +513,21 @@ def test_kubeflow_docs_manifest_is_accepted(
 def test_cli_lists_builtin_runtimes(server: Server) -> None:
     env = {**base_env(server.home), "KETCH_URL": server.url}
     listed = subprocess.run(
-        [*ketch_command(), "get", "clustertrainingruntimes"], env=env, capture_output=True, text=True, timeout=60,
+        [*ketch_command(), "get", "clustertrainingruntimes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
     for name in ("torch-distributed", "jax-distributed", "xgboost-distributed", "mpi-distributed"):
         assert name in listed.stdout
     shown = subprocess.run(
         [*ketch_command(), "get", "clustertrainingruntime", "torch-distributed", "-o", "json"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     runtime = json.loads(shown.stdout)

@@ -16,7 +16,12 @@ PY = sys.executable
 
 
 def container(kind: str, **extra: Any) -> dict[str, Any]:
-    return {"name": DEFAULT_CONTAINER[kind], "image": "example/trainer:1", "command": [PY, "-c", "pass"], **extra}
+    return {
+        "name": DEFAULT_CONTAINER[kind],
+        "image": "example/trainer:1",
+        "command": [PY, "-c", "pass"],
+        **extra,
+    }
 
 
 def spec(kind: str, count: int = 1, **extra: Any) -> dict[str, Any]:
@@ -51,7 +56,9 @@ def job(kind: str, name: str = "bad", **spec_fields: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", list(VALID))
-def test_each_kind_refuses_what_its_operator_refuses(client: httpx.Client, ns: str, kind: str) -> None:
+def test_each_kind_refuses_what_its_operator_refuses(
+    client: httpx.Client, ns: str, kind: str
+) -> None:
     field = REPLICAS_FIELD[kind]
     first = next(iter(VALID[kind]))
     containers = f"spec.{field}.{first}.template.spec.containers"
@@ -99,7 +106,9 @@ def test_each_kind_refuses_what_its_operator_refuses(client: httpx.Client, ns: s
 def test_kind_specific_rules(client: httpx.Client, ns: str) -> None:
     two_masters = job("PyTorchJob")
     two_masters["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = 2
-    assert "must be 1" in refused(client, ns, two_masters, "spec.pytorchReplicaSpecs.Master.replicas")
+    assert "must be 1" in refused(
+        client, ns, two_masters, "spec.pytorchReplicaSpecs.Master.replicas"
+    )
 
     no_workers = job("PyTorchJob")
     no_workers["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 0
@@ -138,8 +147,12 @@ def test_kind_specific_rules(client: httpx.Client, ns: str) -> None:
     refused(client, ns, job("MXJob", jobMode="Inference"), "spec.jobMode")
 
     no_command = job("JAXJob")
-    del no_command["spec"]["jaxReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
-    refused(client, ns, no_command, "spec.jaxReplicaSpecs.Worker.template.spec.containers[0].command")
+    del no_command["spec"]["jaxReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][
+        "command"
+    ]
+    refused(
+        client, ns, no_command, "spec.jaxReplicaSpecs.Worker.template.spec.containers[0].command"
+    )
 
     restart = job("PaddleJob")
     restart["spec"]["paddleReplicaSpecs"]["Worker"]["restartPolicy"] = "Sometimes"
@@ -158,7 +171,9 @@ def test_update_is_checked_too(client: httpx.Client, ns: str) -> None:
     assert client.delete(path("JAXJob", ns, "held")).status_code == 200
 
 
-def test_batch_job_and_runtime_without_containers_are_refused(client: httpx.Client, ns: str) -> None:
+def test_batch_job_and_runtime_without_containers_are_refused(
+    client: httpx.Client, ns: str
+) -> None:
     job_body = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -173,13 +188,27 @@ def test_batch_job_and_runtime_without_containers_are_refused(client: httpx.Clie
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainingRuntime",
         "metadata": {"name": "empty"},
-        "spec": {"template": {"spec": {"replicatedJobs": [
-            {"name": "node", "template": {"spec": {"template": {"spec": {"containers": []}}}}},
-        ]}}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "template": {"spec": {"template": {"spec": {"containers": []}}}},
+                        },
+                    ]
+                }
+            }
+        },
     }
-    response = client.post(f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainingruntimes", json=runtime)
+    response = client.post(
+        f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainingruntimes", json=runtime
+    )
     assert response.status_code == 400, response.text
-    assert "spec.template.spec.replicatedJobs[0].template.spec.template.spec.containers" in response.json()["message"]
+    assert (
+        "spec.template.spec.replicatedJobs[0].template.spec.template.spec.containers"
+        in response.json()["message"]
+    )
 
 
 def test_registered_validator_checks_plain_manifests() -> None:
@@ -193,8 +222,11 @@ def test_registered_validator_checks_plain_manifests() -> None:
 
     admission = Admission(CAPABILITIES)
     check = admission.validator("PyTorchJob")
-    template = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-                "spec": {"pytorchReplicaSpecs": copy.deepcopy(VALID["PyTorchJob"])}}
+    template = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {"pytorchReplicaSpecs": copy.deepcopy(VALID["PyTorchJob"])},
+    }
     assert isinstance(check, JobValidator)
     validate_manifest = check.validate_manifest
     validate_manifest(template)  # a trial template has no name yet
@@ -211,14 +243,27 @@ def test_registered_validator_checks_plain_manifests() -> None:
     # Katib's other trial kinds: a batch Job and a TrainJob
     batch = admission.validator("Job")
     assert isinstance(batch, JobValidator)
-    pod = {"containers": [{"name": "main", "image": "python:3.12", "command": ["true"]}], "restartPolicy": "Never"}
-    batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": pod}}})
+    pod = {
+        "containers": [{"name": "main", "image": "python:3.12", "command": ["true"]}],
+        "restartPolicy": "Never",
+    }
+    batch.validate_manifest(
+        {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": pod}}}
+    )
     with pytest.raises(InvalidSpec) as caught:
-        batch.validate_manifest({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {**pod, "containers": []}}}})
+        batch.validate_manifest(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {"template": {"spec": {**pod, "containers": []}}},
+            }
+        )
     assert caught.value.field == "spec.template.spec.containers"
     trainjob = admission.validator("TrainJob")
     assert isinstance(trainjob, JobValidator)
     trainjob.validate_manifest({"spec": {"runtimeRef": {"name": "torch-distributed"}}})
     with pytest.raises(InvalidSpec) as caught:
-        trainjob.validate_manifest({"spec": {"trainer": {"numNodes": 0}, "runtimeRef": {"name": "x"}}})
+        trainjob.validate_manifest(
+            {"spec": {"trainer": {"numNodes": 0}, "runtimeRef": {"name": "x"}}}
+        )
     assert caught.value.field == "spec.trainer.numNodes"

@@ -36,9 +36,7 @@ def experiment(
         {"name": "y", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
     ]
     names = [p["name"] for p in parameters]
-    command = command or [
-        "python", "-c", OBJECTIVE, *[f"${{trialParameters.{n}}}" for n in names]
-    ]
+    command = command or ["python", "-c", OBJECTIVE, *[f"${{trialParameters.{n}}}" for n in names]]
     manifest = {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",
@@ -117,9 +115,13 @@ def stored_trials(name: str, namespace: str = "default") -> list[dict[str, Any]]
     store = ResourceStore(config.database_url(), migrate=False)
     trials = [
         t.to_manifest()
-        for t in store.list("Trial", namespace, label_selector=f"katib.kubeflow.org/experiment={name}")
+        for t in store.list(
+            "Trial", namespace, label_selector=f"katib.kubeflow.org/experiment={name}"
+        )
     ]
-    return sorted(trials, key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"]))
+    return sorted(
+        trials, key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"])
+    )
 
 
 def finished_reason(status: dict[str, Any]) -> str:

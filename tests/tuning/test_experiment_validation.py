@@ -53,8 +53,11 @@ def _workflow() -> dict[str, Any]:
                         "name": "training-container",
                         "image": "python:3.11",
                         "command": [
-                            "python", "-c", "print(1)",
-                            "${trialParameters.x}", "${trialParameters.y}",
+                            "python",
+                            "-c",
+                            "print(1)",
+                            "${trialParameters.x}",
+                            "${trialParameters.y}",
                         ],
                     },
                 }
@@ -83,7 +86,11 @@ def test_an_unknown_trial_kind_and_a_wrong_api_version_are_refused(
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "spec": {"containers": [{"name": "c", "command": ["${trialParameters.x}", "${trialParameters.y}"]}]},
+        "spec": {
+            "containers": [
+                {"name": "c", "command": ["${trialParameters.x}", "${trialParameters.y}"]}
+            ]
+        },
     }
     manifest = _with_trial_spec("pod-trial", pod)
     text = _text(_refused(client, ns, manifest))
@@ -100,7 +107,9 @@ def test_sidecar_metrics_collectors_are_refused(client: httpx.Client, ns: str, k
     collector: dict[str, Any] = {"kind": kind}
     if kind == "Custom":
         collector["customCollector"] = {"name": "collector", "image": "example/collector:1"}
-    manifest = experiment(f"collector-{kind.lower()}", metricsCollectorSpec={"collector": collector})
+    manifest = experiment(
+        f"collector-{kind.lower()}", metricsCollectorSpec={"collector": collector}
+    )
     text = _text(_refused(client, ns, manifest))
     assert "spec.metricsCollectorSpec.collector.kind" in text
     assert kind in text and "StdOut" in text
@@ -126,7 +135,11 @@ def test_a_pytorchjob_trial_template_is_checked_by_the_pytorchjob_validator(
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": "probe"},
-        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": []}}}}},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "template": {"spec": {"containers": []}}}
+            }
+        },
     }
     probe = client.put(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/probe", json=bare)
     if probe.status_code != 400:

@@ -32,7 +32,7 @@ def test_random_experiment_runs_trials_and_finds_the_best(local: TuningClient) -
     assigned = {a["name"]: a["value"] for a in optimal["parameterAssignments"]}
     assert assigned == best.parameters
     x, y = float(assigned["x"]), float(assigned["y"])
-    assert _score(best) == pytest.approx(-(x - 0.3) ** 2 - (y - 0.7) ** 2, abs=1e-5)
+    assert _score(best) == pytest.approx(-((x - 0.3) ** 2) - (y - 0.7) ** 2, abs=1e-5)
     metrics = {m["name"]: m for m in optimal["observation"]["metrics"]}
     assert set(metrics) == {"score", "loss"}
     for trial in trials:  # the jobs of finished trials are cleaned up (retain: false)
@@ -50,7 +50,10 @@ def test_goal_ends_the_experiment_early(local: TuningClient) -> None:
 
 def test_failing_trials_count_toward_max_failed(local: TuningClient) -> None:
     manifest = experiment(
-        "fails", max_trials=10, parallel=1, command=["python", "-c", "raise SystemExit(3)", *XY],
+        "fails",
+        max_trials=10,
+        parallel=1,
+        command=["python", "-c", "raise SystemExit(3)", *XY],
         maxFailedTrialCount=1,
     )
     done = run_local(local, manifest)
@@ -62,7 +65,11 @@ def test_failing_trials_count_toward_max_failed(local: TuningClient) -> None:
 
 def test_missing_metric_is_metrics_unavailable(local: TuningClient) -> None:
     manifest = experiment(
-        "nometric", max_trials=1, parallel=1, maxFailedTrialCount=1, command=["python", "-c", "print('hello')", *XY]
+        "nometric",
+        max_trials=1,
+        parallel=1,
+        maxFailedTrialCount=1,
+        command=["python", "-c", "print('hello')", *XY],
     )
     done = run_local(local, manifest)
     assert done.status["trialMetricsUnavailable"] == 1

@@ -40,7 +40,8 @@ def _trials(http: httpx.Client, name: str) -> list[dict[str, Any]]:
 
 def _state(trial: dict[str, Any]) -> str:
     held = [
-        c["type"] for c in trial.get("status", {}).get("conditions", [])
+        c["type"]
+        for c in trial.get("status", {}).get("conditions", [])
         if c["status"] == "True" and c["type"] not in ("Created",)
     ]
     return held[-1] if held else "Pending"
@@ -78,7 +79,11 @@ def test_medianstop_stops_trials_worse_than_the_median(tmp_path: Path) -> None:
     manifest = experiment(
         "median",
         parameters=[
-            {"name": "q", "parameterType": "categorical", "feasibleSpace": {"list": ["good", "bad"]}}
+            {
+                "name": "q",
+                "parameterType": "categorical",
+                "feasibleSpace": {"list": ["good", "bad"]},
+            }
         ],
         settings={"random_state": 7},
         max_trials=8,
@@ -122,7 +127,9 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
         "resume",
         algorithm="tpe",
         settings={"random_state": 3},
-        parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}],
+        parameters=[
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+        ],
         max_trials=6,
         parallel=2,
         command=["python", "-c", program, "${trialParameters.x}"],
@@ -136,7 +143,8 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
             _wait(lambda: sum(_state(t) == "Succeeded" for t in _trials(http, "resume")) >= 2)
             before = {
                 t["metadata"]["name"]: t["spec"]["parameterAssignments"]
-                for t in _trials(http, "resume") if _state(t) == "Succeeded"
+                for t in _trials(http, "resume")
+                if _state(t) == "Succeeded"
             }
             seed = http.get(f"{API}/experiments/resume").json()["status"]["ketch"]["seed"]
     finally:
@@ -164,7 +172,9 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
             assert http.put(f"{API}/experiments/resume", json=current).status_code == 200
             _wait(lambda: len(_trials(http, "resume")) == 8)
             done = _wait(
-                lambda: (body := _finished(http, "resume")) and body["status"]["trials"] == 8 and body
+                lambda: (
+                    (body := _finished(http, "resume")) and body["status"]["trials"] == 8 and body
+                )
             )
             assert done["status"]["trialsSucceeded"] >= 7
     finally:

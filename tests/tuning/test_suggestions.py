@@ -68,16 +68,14 @@ def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
     assert created.status_code == 201, created.text
     _wait(lambda: _finished(client, ns, name))
 
-    suggestion = _suggestion_settled(
-        client, ns, name, lambda s: "Succeeded" in _conditions(s)
-    )
+    suggestion = _suggestion_settled(client, ns, name, lambda s: "Succeeded" in _conditions(s))
     meta = suggestion["metadata"]
     assert meta["name"] == name and meta["namespace"] == ns
     assert meta["labels"]["katib.kubeflow.org/experiment"] == name
     owner_uid = client.get(_api(ns, "experiments", name)).json()["metadata"]["uid"]
-    assert [(o["kind"], o["name"], o["uid"], o.get("controller")) for o in meta["ownerReferences"]] == [
-        ("Experiment", name, owner_uid, True)
-    ]
+    assert [
+        (o["kind"], o["name"], o["uid"], o.get("controller")) for o in meta["ownerReferences"]
+    ] == [("Experiment", name, owner_uid, True)]
     assert suggestion["spec"]["algorithm"]["algorithmName"] == "random"
     assert suggestion["spec"]["requests"] == 3
 
@@ -114,16 +112,16 @@ def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
     _wait(lambda: client.get(_api(ns, "suggestions", name)).status_code == 404, 30)
 
 
-def test_a_long_running_experiments_suggestion_keeps_running(
-    client: httpx.Client, ns: str
-) -> None:
+def test_a_long_running_experiments_suggestion_keeps_running(client: httpx.Client, ns: str) -> None:
     name = "long-running"
     manifest = experiment(
         name, max_trials=2, parallel=2, resumePolicy="LongRunning", maxFailedTrialCount=1
     )
     assert client.put(_api(ns, "experiments", name), json=manifest).status_code == 201
     _wait(lambda: _finished(client, ns, name))
-    suggestion = _suggestion_settled(client, ns, name, lambda s: s["status"].get("suggestionCount") == 2)
+    suggestion = _suggestion_settled(
+        client, ns, name, lambda s: s["status"].get("suggestionCount") == 2
+    )
     conditions = _conditions(suggestion)
     assert conditions["Running"]["status"] == "True"
     assert conditions["Running"]["reason"] == "SuggestionRunning"
@@ -160,4 +158,3 @@ def test_users_cannot_create_suggestions(client: httpx.Client, ns: str) -> None:
         text = response.json()["message"]
         assert "metadata.ownerReferences" in text and "Experiment" in text
     assert client.get(_api(ns, "suggestions", "mine")).status_code == 404
-

@@ -21,11 +21,7 @@ pytestmark = pytest.mark.slow
 
 METRICS_FILE = "/var/log/katib/metrics.log"
 #: appends one line to the File collector's file, as a logger would
-PROGRAM = (
-    "import sys\n"
-    "with open(sys.argv[1], 'a') as f:\n"
-    "    f.write(f'loss={sys.argv[2]}\\n')\n"
-)
+PROGRAM = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(f'loss={sys.argv[2]}\\n')\n"
 
 
 def _trial(name: str, loss: str) -> dict[str, Any]:

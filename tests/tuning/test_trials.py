@@ -18,7 +18,8 @@ JOB = {
                     {
                         "name": "training-container",
                         "command": [
-                            "python", "train.py",
+                            "python",
+                            "train.py",
                             "--lr=${trialParameters.learningRate}",
                             "--name=${trialParameters.trialName}",
                             "--team=${trialParameters.team}",
@@ -55,8 +56,12 @@ def test_render_rejects_undeclared_and_unknown_references() -> None:
         trials.render(JOB, PARAMETERS[:1], {"lr": "1"}, name="t", namespace="n", experiment="e")
     with pytest.raises(InvalidSpec) as info:
         trials.render(
-            JOB, [{"name": "learningRate", "reference": "nope"}, *PARAMETERS[1:]], {"lr": "1"},
-            name="t", namespace="n", experiment="e",
+            JOB,
+            [{"name": "learningRate", "reference": "nope"}, *PARAMETERS[1:]],
+            {"lr": "1"},
+            name="t",
+            namespace="n",
+            experiment="e",
         )
     assert info.value.field == "spec.trialTemplate.trialParameters[0].reference"
 
@@ -70,7 +75,8 @@ def test_inject_env_goes_to_the_primary_container_only() -> None:
     train_job = {"kind": "TrainJob", "spec": {"trainer": {"env": [{"name": "A", "value": "1"}]}}}
     trials.inject_env(train_job, {"B": "2"}, "node")
     assert train_job["spec"]["trainer"]["env"] == [
-        {"name": "A", "value": "1"}, {"name": "B", "value": "2"}
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"},
     ]
 
 
@@ -126,13 +132,20 @@ def test_primary_log_prefers_the_master() -> None:
 
 
 def test_replace_path_moves_whole_segments_and_keeps_what_it_is_told() -> None:
-    manifest = {"args": [
-        "--checkpoint=/var/log/katib", "/var/log/katib/ckpt", "/var/log/katibx",
-        "--metrics=/var/log/katib/metrics.log",
-    ]}
+    manifest = {
+        "args": [
+            "--checkpoint=/var/log/katib",
+            "/var/log/katib/ckpt",
+            "/var/log/katibx",
+            "--metrics=/var/log/katib/metrics.log",
+        ]
+    }
     moved = trials.replace_path(
         manifest, "/var/log/katib/", "/tmp/t1", keep=("/var/log/katib/metrics.log",)
     )
     assert moved["args"] == [
-        "--checkpoint=/tmp/t1", "/tmp/t1/ckpt", "/var/log/katibx", "--metrics=/var/log/katib/metrics.log",
+        "--checkpoint=/tmp/t1",
+        "/tmp/t1/ckpt",
+        "/var/log/katibx",
+        "--metrics=/var/log/katib/metrics.log",
     ]

@@ -110,7 +110,9 @@ class Objective:
         directions = {metric: type_} if metric else {}
         for extra in spec.get("objectives") or []:
             if isinstance(extra, dict) and extra.get("objectiveMetricName"):
-                directions.setdefault(str(extra["objectiveMetricName"]), str(extra.get("type") or ""))
+                directions.setdefault(
+                    str(extra["objectiveMetricName"]), str(extra.get("type") or "")
+                )
         return cls(
             metric=metric,
             type=type_,

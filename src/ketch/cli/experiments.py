@@ -73,7 +73,15 @@ def experiment_rows(
     items: list[dict[str, Any]], all_ns: bool, wide: bool
 ) -> tuple[list[str], list[list[str]]]:
     columns = (["NAMESPACE"] if all_ns else []) + [
-        "NAME", "STATE", "ALGORITHM", "TRIALS", "RUNNING", "SUCCEEDED", "FAILED", "BEST", "AGE",
+        "NAME",
+        "STATE",
+        "ALGORITHM",
+        "TRIALS",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "BEST",
+        "AGE",
     ]
     if wide:
         columns += ["OBJECTIVE", "BEST TRIAL"]
@@ -102,7 +110,10 @@ def experiment_rows(
         ]
         if wide:
             goal = "" if objective.goal is None else f" (goal {objective.goal:g})"
-            row += [f"{objective.type} {objective.metric}{goal}".strip() or "-", best_trial_name(item) or "-"]
+            row += [
+                f"{objective.type} {objective.metric}{goal}".strip() or "-",
+                best_trial_name(item) or "-",
+            ]
         rows.append(row)
     return columns, rows
 
@@ -111,7 +122,12 @@ def trial_rows(
     items: list[dict[str, Any]], all_ns: bool, wide: bool
 ) -> tuple[list[str], list[list[str]]]:
     columns = (["NAMESPACE"] if all_ns else []) + [
-        "NAME", "STATE", "PARAMETERS", "OBJECTIVE", "DURATION", "AGE",
+        "NAME",
+        "STATE",
+        "PARAMETERS",
+        "OBJECTIVE",
+        "DURATION",
+        "AGE",
     ]
     if wide:
         columns.append("EXPERIMENT")
@@ -156,7 +172,11 @@ def ranked(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> list[dic
 
 def _parameter_names(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> list[str]:
     spec = spec_of(experiment)
-    names = [str(p.get("name")) for p in spec.get("parameters") or [] if isinstance(p, dict) and p.get("name")]
+    names = [
+        str(p.get("name"))
+        for p in spec.get("parameters") or []
+        if isinstance(p, dict) and p.get("name")
+    ]
     for trial in trials:
         names += [n for n in assignments(trial) if n not in names]
     return names
@@ -166,7 +186,11 @@ def _metric_names(objective: Objective, trials: list[dict[str, Any]]) -> list[st
     names = [n for n in (*objective.directions, *objective.additional) if n]
     names = list(dict.fromkeys(names))
     for trial in trials:
-        names += [str(m.get("name")) for m in observed(trial) if m.get("name") and m.get("name") not in names]
+        names += [
+            str(m.get("name"))
+            for m in observed(trial)
+            if m.get("name") and m.get("name") not in names
+        ]
     return names
 
 
@@ -206,7 +230,10 @@ def trial_table(
             _marks(name, best, front),
             Text(name, style="bold" if name == best else ""),
             *[short(values[p]) if p in values else "-" for p in params],
-            *[short(v) if (v := objective.value(observed(trial), m)) is not None else "-" for m in metrics],
+            *[
+                short(v) if (v := objective.value(observed(trial), m)) is not None else "-"
+                for m in metrics
+            ],
             Text(state, style=_STYLE.get(state, "")),
             duration_text(run_seconds(trial, now)),
         )
@@ -233,7 +260,9 @@ def legend(experiment: dict[str, Any]) -> list[str]:
         lines.append(f"{BEST} trial: {best} ({objective.shown(optimal_metrics(experiment))})")
     front = pareto_front(experiment)
     if front:
-        lines.append(f"{PARETO}: the Pareto front, {len(front)} trial{'s' if len(front) != 1 else ''}")
+        lines.append(
+            f"{PARETO}: the Pareto front, {len(front)} trial{'s' if len(front) != 1 else ''}"
+        )
     return lines
 
 
@@ -296,7 +325,9 @@ def describe_experiment(
 # -- watch ----------------------------------------------------------------------------
 
 
-def _view(experiment: dict[str, Any], trials: list[dict[str, Any]], limit: int | None) -> RenderableType:
+def _view(
+    experiment: dict[str, Any], trials: list[dict[str, Any]], limit: int | None
+) -> RenderableType:
     name = str(experiment.get("metadata", {}).get("name", ""))
     header = Text.assemble((f"experiment {name}", "bold"), "  ", summary(experiment))
     parts: list[RenderableType] = [header]

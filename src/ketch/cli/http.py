@@ -37,10 +37,14 @@ class Client:
         self.url = (url or config.server_url()).rstrip("/")
         self._http = api_client(self.url, timeout=timeout)
         base = self._http.base_url
-        bad_host = not base.host or any(c in base.host for c in "%[]")  # http://[bad parses as %5Bbad
+        bad_host = not base.host or any(
+            c in base.host for c in "%[]"
+        )  # http://[bad parses as %5Bbad
         if bad_host or (base.port is not None and not 0 < base.port < 65536):
             self._http.close()
-            raise InvalidSpec(f"{self.url!r} is not a valid server URL (http://HOST:PORT)", field="KETCH_URL")
+            raise InvalidSpec(
+                f"{self.url!r} is not a valid server URL (http://HOST:PORT)", field="KETCH_URL"
+            )
         self._kinds: KindRegistry | None = None
 
     def close(self) -> None:

@@ -56,13 +56,29 @@ def _root(
 
 @app.command("run")
 def run_command(
-    file: Annotated[str, typer.Argument(help="A .py file with @dsl.pipeline, or a compiled .yaml/.json pipeline")],
-    pipeline: Annotated[str | None, typer.Option("--pipeline", help="Which pipeline in a file with several")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable); VALUE may be JSON")] = None,
-    pipeline_root: Annotated[str | None, typer.Option("--pipeline-root", help="Where artifacts are written")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task, ignoring the cache")] = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="table (default) or json")] = "table",
-    max_parallelism: Annotated[int | None, typer.Option("--max-parallelism", help="Tasks run at once (default: CPUs)")] = None,
+    file: Annotated[
+        str,
+        typer.Argument(help="A .py file with @dsl.pipeline, or a compiled .yaml/.json pipeline"),
+    ],
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", help="Which pipeline in a file with several")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="KEY=VALUE (repeatable); VALUE may be JSON"),
+    ] = None,
+    pipeline_root: Annotated[
+        str | None, typer.Option("--pipeline-root", help="Where artifacts are written")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every task, ignoring the cache")
+    ] = False,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="table (default) or json")
+    ] = "table",
+    max_parallelism: Annotated[
+        int | None, typer.Option("--max-parallelism", help="Tasks run at once (default: CPUs)")
+    ] = None,
 ) -> None:
     """Run a KFP pipeline locally, without a server, and wait for it."""
     import warnings

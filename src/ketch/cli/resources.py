@@ -103,7 +103,8 @@ def state_of(manifest: dict[str, Any]) -> str:
         return {"True": "Ready", "False": "Failed"}.get(str(ready.get("status")), "NotReady")
     # A component's readiness (IngressReady, PredictorReady) is not the object's state.
     true = [
-        c for c in conditions_of(manifest)
+        c
+        for c in conditions_of(manifest)
         if c.get("status") == "True" and not str(c.get("type", "")).endswith("Ready")
     ]
     if true:
@@ -167,7 +168,9 @@ def dump(document: Any, output: str) -> None:
 
 def check_output(output: str | None, allowed: tuple[str, ...] = ("json", "yaml", "wide")) -> None:
     if output is not None and output not in allowed:
-        raise InvalidSpec(f"unknown output format {output!r}; use {', '.join(allowed)}", field="--output")
+        raise InvalidSpec(
+            f"unknown output format {output!r}; use {', '.join(allowed)}", field="--output"
+        )
 
 
 # -- apply -------------------------------------------------------------------------
@@ -196,7 +199,9 @@ def _walk(folder: Path, recursive: bool) -> list[Path]:
     try:
         entries = sorted(folder.iterdir(), key=lambda p: p.name)
     except OSError as exc:
-        raise InvalidSpec(f"cannot read the directory {folder}: {exc.strerror or exc}", field="-f") from None
+        raise InvalidSpec(
+            f"cannot read the directory {folder}: {exc.strerror or exc}", field="-f"
+        ) from None
     files: list[Path] = []
     for entry in entries:
         if entry.is_dir():
@@ -272,9 +277,14 @@ def _parse(where: str, text: str) -> list[tuple[str, Any]]:
         if isinstance(document, dict) and document.get("kind") == "List":
             listed = document.get("items")
             if not isinstance(listed, list):
-                items.append((label, InvalidSpec(f"{label}: a List needs items, a list of manifests")))
+                items.append(
+                    (label, InvalidSpec(f"{label}: a List needs items, a list of manifests"))
+                )
                 continue
-            items.extend((f"{where} (document {index}, item {n})", item) for n, item in enumerate(listed, start=1))
+            items.extend(
+                (f"{where} (document {index}, item {n})", item)
+                for n, item in enumerate(listed, start=1)
+            )
         else:
             items.append((label, document))
     return items
@@ -301,7 +311,9 @@ def _prepare(
         raise InvalidSpec(f"{where}: metadata must be a mapping")
     for key in ("name", "namespace"):
         if metadata.get(key) is not None and not isinstance(metadata[key], str):
-            raise InvalidSpec(f"{where}: metadata.{key} must be a string, got {type(metadata[key]).__name__}")
+            raise InvalidSpec(
+                f"{where}: metadata.{key} must be a string, got {type(metadata[key]).__name__}"
+            )
     ns = metadata.get("namespace") or namespace or DEFAULT_NAMESPACE
     name = metadata.get("name")
     if kind.namespaced and namespace is not None and ns != namespace:
@@ -408,11 +420,15 @@ def list_objects(
             return
 
 
-def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> tuple[list[str], list[list[str]]]:
+def _rows(
+    kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool
+) -> tuple[list[str], list[list[str]]]:
     if kind.kind in ("Experiment", "Trial"):
         from ketch.cli import experiments
 
-        table_rows = experiments.experiment_rows if kind.kind == "Experiment" else experiments.trial_rows
+        table_rows = (
+            experiments.experiment_rows if kind.kind == "Experiment" else experiments.trial_rows
+        )
         return table_rows(items, all_ns, wide)
     is_run = kind.kind == "PipelineRun"
     show_ready = any(ready_of(item) is not None for item in items)
@@ -453,17 +469,26 @@ def _rows(kind: Kind, items: list[dict[str, Any]], all_ns: bool, wide: bool) -> 
             if show_ready:
                 row.append(message or "-")
             labels = meta.get("labels") or {}
-            row += [str(meta.get("generation", "")), ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>"]
+            row += [
+                str(meta.get("generation", "")),
+                ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>",
+            ]
         rows.append(row)
     return columns, rows
 
 
 def get(
-    kind_name: Annotated[str, typer.Argument(metavar="KIND", help="pytorchjob, isvc, run, ... or 'kinds'")],
+    kind_name: Annotated[
+        str, typer.Argument(metavar="KIND", help="pytorchjob, isvc, run, ... or 'kinds'")
+    ],
     name: Annotated[str | None, typer.Argument(metavar="NAME", help="One object's name")] = None,
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace")] = False,
-    selector: Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=x,tier!=y")] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Every namespace")
+    ] = False,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=x,tier!=y")
+    ] = None,
     output: OutputOpt = None,
 ) -> None:
     """Show one object or list a kind (table, or -o json|yaml|wide)."""
@@ -489,18 +514,26 @@ def get(
             everywhere = all_namespaces or not kind.namespaced
             items = list(list_objects(client, kind, None if everywhere else namespace, selector))
         if output in ("json", "yaml"):
-            document = items[0] if name is not None else {"apiVersion": "v1", "kind": "List", "items": items}
+            document = (
+                items[0]
+                if name is not None
+                else {"apiVersion": "v1", "kind": "List", "items": items}
+            )
             dump(document, output)
             return
         if not items:
             where = (
-                "" if not kind.namespaced
-                else " in any namespace" if all_namespaces
+                ""
+                if not kind.namespaced
+                else " in any namespace"
+                if all_namespaces
                 else f" in namespace {namespace!r}"
             )
             typer.echo(f"No {kind.plural} found{where}.", err=True)
             return
-        columns, rows = _rows(kind, items, all_namespaces and kind.namespaced and name is None, output == "wide")
+        columns, rows = _rows(
+            kind, items, all_namespaces and kind.namespaced and name is None, output == "wide"
+        )
         print_table(columns, rows)
 
 
@@ -570,9 +603,18 @@ def show(
         ("Namespace", meta.get("namespace", "")),
         ("Kind", item.get("kind", "")),
         ("API Version", item.get("apiVersion", "")),
-        ("Labels", ", ".join(f"{k}={v}" for k, v in (meta.get("labels") or {}).items()) or "<none>"),
-        ("Annotations", ", ".join(f"{k}={v}" for k, v in (meta.get("annotations") or {}).items()) or "<none>"),
-        ("Created", f"{meta.get('creationTimestamp', '')} ({age(meta.get('creationTimestamp'))} ago)"),
+        (
+            "Labels",
+            ", ".join(f"{k}={v}" for k, v in (meta.get("labels") or {}).items()) or "<none>",
+        ),
+        (
+            "Annotations",
+            ", ".join(f"{k}={v}" for k, v in (meta.get("annotations") or {}).items()) or "<none>",
+        ),
+        (
+            "Created",
+            f"{meta.get('creationTimestamp', '')} ({age(meta.get('creationTimestamp'))} ago)",
+        ),
         ("Generation", str(meta.get("generation", ""))),
         ("State", _state_line(item)),
     ]
@@ -587,7 +629,10 @@ def show(
         print_table(
             ["TYPE", "STATUS", "REASON", "MESSAGE", "LAST TRANSITION"],
             [
-                [str(c.get(k, "")) for k in ("type", "status", "reason", "message", "lastTransitionTime")]
+                [
+                    str(c.get(k, ""))
+                    for k in ("type", "status", "reason", "message", "lastTransitionTime")
+                ]
                 for c in conditions
                 if isinstance(c, dict)
             ],
@@ -597,8 +642,13 @@ def show(
         print_table(
             ["TASK", "TYPE", "STATE", "CACHED", "ATTEMPTS"],
             [
-                [t.get("path", ""), t.get("type", ""), t.get("state", ""), "yes" if t.get("cached") else "",
-                 str(t.get("attempts", ""))]
+                [
+                    t.get("path", ""),
+                    t.get("type", ""),
+                    t.get("state", ""),
+                    "yes" if t.get("cached") else "",
+                    str(t.get("attempts", "")),
+                ]
                 for t in tasks
             ],
         )
@@ -609,7 +659,15 @@ def show(
         if events:
             print_table(
                 ["TYPE", "REASON", "AGE", "MESSAGE"],
-                [[e.get("type", ""), e.get("reason", ""), age(e.get("eventTime")), e.get("message", "")] for e in events],
+                [
+                    [
+                        e.get("type", ""),
+                        e.get("reason", ""),
+                        age(e.get("eventTime")),
+                        e.get("message", ""),
+                    ]
+                    for e in events
+                ],
             )
 
 
@@ -630,7 +688,9 @@ def delete(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Names to delete")],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
-    ignore_not_found: Annotated[bool, typer.Option("--ignore-not-found", help="No error for missing objects")] = False,
+    ignore_not_found: Annotated[
+        bool, typer.Option("--ignore-not-found", help="No error for missing objects")
+    ] = False,
 ) -> None:
     """Delete objects by name."""
     with reporting(), Client() as client:
@@ -655,7 +715,9 @@ def logs(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
     name: Annotated[str, typer.Argument(metavar="NAME")],
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until it ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming until it ends")
+    ] = False,
     replica: Annotated[
         str | None,
         typer.Option(
@@ -663,7 +725,9 @@ def logs(
             help="Replica: worker-1 (short for NAME-worker-1), master-0, or a full key of status.logPaths",
         ),
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", help="Pipeline task path, e.g. train")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="Pipeline task path, e.g. train")
+    ] = None,
 ) -> None:
     """Print an object's logs (a pipeline run's task logs, a job replica's log)."""
     with reporting(), Client() as client:
@@ -671,17 +735,27 @@ def logs(
         namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
         if replica is not None and task is not None:
-            raise InvalidSpec("give --replica (jobs, services) or --task (pipeline runs), not both", field="--replica")
+            raise InvalidSpec(
+                "give --replica (jobs, services) or --task (pipeline runs), not both",
+                field="--replica",
+            )
         if kind.kind == "PipelineRun":
             if replica is not None:
-                raise InvalidSpec("pipeline runs have tasks, not replicas; use --task", field="--replica")
+                raise InvalidSpec(
+                    "pipeline runs have tasks, not replicas; use --task", field="--replica"
+                )
         elif task is not None:
-            raise InvalidSpec(f"--task names a pipeline run's task; {kind.plural} have replicas (--replica)", field="--task")
+            raise InvalidSpec(
+                f"--task names a pipeline run's task; {kind.plural} have replicas (--replica)",
+                field="--task",
+            )
         if replica is not None:
             if not replica.strip():
                 raise InvalidSpec("must not be empty", field="--replica")
             replica = resolve_replica(client, kind, namespace, name, replica, follow=follow)
-        if not stream_logs(client, kind, namespace, name, follow=follow, replica=replica, task=task):
+        if not stream_logs(
+            client, kind, namespace, name, follow=follow, replica=replica, task=task
+        ):
             of = f" {replica}" if replica else f" {task}" if task else ""
             typer.echo(f"{kind.singular}/{name}{of}: no log output (yet)", err=True)
 
@@ -718,13 +792,18 @@ def resolve_replica(
     while True:
         item = client.json("GET", path)
         status = item.get("status") or {}
-        found = replica_key(status.get("logPaths") if isinstance(status, dict) else None, name, replica)
+        found = replica_key(
+            status.get("logPaths") if isinstance(status, dict) else None, name, replica
+        )
         if found is not None:
             return found
         if not follow or is_finished(item):
             return replica
         if not told:
-            typer.echo(f"waiting for replica {replica} of {kind.singular}/{name} to start (Ctrl-C to stop)", err=True)
+            typer.echo(
+                f"waiting for replica {replica} of {kind.singular}/{name} to start (Ctrl-C to stop)",
+                err=True,
+            )
             told = True
         time.sleep(0.25)
 
@@ -791,7 +870,10 @@ def wait(
     with reporting(), Client() as client:
         type_, wanted = _parse_for(condition)
         if timeout < 0 or math.isnan(timeout):
-            raise InvalidSpec(f"must be a number of seconds, 0 or more (inf: no limit); got {timeout:g}", field="--timeout")
+            raise InvalidSpec(
+                f"must be a number of seconds, 0 or more (inf: no limit); got {timeout:g}",
+                field="--timeout",
+            )
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")

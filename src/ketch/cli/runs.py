@@ -84,7 +84,8 @@ def _without_server(client: Client) -> Any:
         return None
     typer.echo(
         f"note: no Ketch server at {client.url}; showing the runs stored in this machine's "
-        "Ketch home", err=True,
+        "Ketch home",
+        err=True,
     )
     return source
 
@@ -117,8 +118,15 @@ def list_runs(
         try:
             items = list(list_objects(client, PIPELINE_RUN, scope))
         except NoServer as exc:
-            items = _read_locally(client, exc, lambda source: source.list(
-                PIPELINE_RUN, scope, label_selector=None, limit=None, continue_token=None).items)
+            items = _read_locally(
+                client,
+                exc,
+                lambda source: (
+                    source.list(
+                        PIPELINE_RUN, scope, label_selector=None, limit=None, continue_token=None
+                    ).items
+                ),
+            )
         if output:
             dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
             return
@@ -153,7 +161,9 @@ def get_run(
         try:
             item = client.json("GET", path)
         except NoServer as exc:
-            item = _read_locally(client, exc, lambda source: source.get(PIPELINE_RUN, namespace, run_id))
+            item = _read_locally(
+                client, exc, lambda source: source.get(PIPELINE_RUN, namespace, run_id)
+            )
         if output:
             dump(item, output)
             return
@@ -165,7 +175,9 @@ def run_logs(
     run_id: RunId,
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     task: Annotated[str | None, typer.Option("--task", help="Only this task's log")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the run ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming until the run ends")
+    ] = False,
 ) -> None:
     """Print a run's task logs."""
     with reporting(), Client() as client:

@@ -27,7 +27,9 @@ MAX_ROWS = 40
 def _short(value: Any, width: int = 48) -> str:
     if isinstance(value, list) and value and isinstance(value[0], dict) and "uri" in value[0]:
         kinds = sorted({str(a.get("type", "")).removeprefix("system.") for a in value})
-        text = f"<{', '.join(kinds)}>" if len(value) == 1 else f"<{len(value)} × {', '.join(kinds)}>"
+        text = (
+            f"<{', '.join(kinds)}>" if len(value) == 1 else f"<{len(value)} × {', '.join(kinds)}>"
+        )
     else:
         text = repr(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -48,7 +50,9 @@ class RunView:
 
     def __enter__(self) -> RunView:
         if self.interactive:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=True
+            )
             self._live.__enter__()
         return self
 
@@ -143,8 +147,14 @@ class RunView:
                             str(c.get("displayName", c)) if isinstance(c, dict) else str(c)
                             for c in matrix.get("annotationSpecs") or matrix.get("categories", [])
                         ]
-                        rows = [r.get("row", r) if isinstance(r, dict) else r for r in matrix.get("rows", matrix.get("matrix", []))]
-                        table = Table(title=f"{task.path} · {name}: confusion matrix (rows: actual)", title_justify="left")
+                        rows = [
+                            r.get("row", r) if isinstance(r, dict) else r
+                            for r in matrix.get("rows", matrix.get("matrix", []))
+                        ]
+                        table = Table(
+                            title=f"{task.path} · {name}: confusion matrix (rows: actual)",
+                            title_justify="left",
+                        )
                         table.add_column("")
                         for label in labels:
                             table.add_column(label, justify="right")
@@ -176,6 +186,3 @@ class RunView:
 
 def _artifact_json(a: Any) -> dict[str, Any]:
     return {"name": a.name, "uri": a.uri, "type": a.schema_title, "metadata": a.metadata}
-
-
-

@@ -56,7 +56,9 @@ def _server_class() -> type:
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
-            previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            previous = {
+                s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)
+            }
             try:
                 yield
             finally:
@@ -86,9 +88,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def up(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one)")] = config.DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option("--port", help="Port (0 picks a free one)")
+    ] = config.DEFAULT_PORT,
     home: Annotated[Path | None, typer.Option("--home", help="KETCH_HOME for this server")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning, error")
+    ] = "info",
 ) -> None:
     """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
     # SQLAlchemy and FastAPI are imported here, not when any other command starts.
@@ -99,7 +105,10 @@ def up(
         typer.echo(f"error: --port: {port} is not a port number (0-65535)", err=True)
         raise typer.Exit(2)
     if log_level not in ("critical", "error", "warning", "info", "debug"):
-        typer.echo(f"error: {InvalidSpec('use debug, info, warning or error', field='--log-level')}", err=True)
+        typer.echo(
+            f"error: {InvalidSpec('use debug, info, warning or error', field='--log-level')}",
+            err=True,
+        )
         raise typer.Exit(2)
     if home is not None:
         home = home.expanduser().resolve()
@@ -115,7 +124,9 @@ def up(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # the database is not reachable
-        typer.echo(f"error: cannot open the store {_safe(config.database_url(home))}: {exc}", err=True)
+        typer.echo(
+            f"error: cannot open the store {_safe(config.database_url(home))}: {exc}", err=True
+        )
         raise typer.Exit(1) from None
     try:
         _serve(host, port, home, log_level)

@@ -90,8 +90,7 @@ def check_expansion(root: Node, field: str = "body") -> None:
     total, depth = sizes[id(root)], depths[id(root)]
     if depth > MAX_DEPTH:
         raise InvalidSpec(
-            f"the YAML document nests deeper than {MAX_DEPTH} levels once its aliases "
-            "are expanded",
+            f"the YAML document nests deeper than {MAX_DEPTH} levels once its aliases are expanded",
             field=field,
         )
     budget = max(MAX_ALIAS_NODES, unique)
@@ -127,7 +126,9 @@ def load_yaml_all(text: str | bytes, *, field: str = "body") -> list[Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["cannot be parsed"])[0]
+        problem = (
+            getattr(exc, "problem", None) or (str(exc).splitlines() or ["cannot be parsed"])[0]
+        )
         raise InvalidSpec(f"malformed YAML: {problem}{where}", field=field) from None
     except (RecursionError, MemoryError):
         raise InvalidSpec("the YAML document is too large or too deep", field=field) from None
@@ -140,9 +141,7 @@ def load_yaml(text: str | bytes, *, field: str = "body") -> Any:
     """The one document in ``text`` (``None`` when empty); more than one is refused."""
     documents = load_yaml_all(text, field=field)
     if len(documents) > 1:
-        raise InvalidSpec(
-            f"{len(documents)} YAML documents where one was expected", field=field
-        )
+        raise InvalidSpec(f"{len(documents)} YAML documents where one was expected", field=field)
     return documents[0] if documents else None
 
 
@@ -158,7 +157,9 @@ def load_json(raw: str | bytes, *, field: str = "body") -> Any:
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=field
         ) from None
     except RecursionError:
-        raise InvalidSpec(f"the JSON document nests deeper than {MAX_DEPTH} levels", field=field) from None
+        raise InvalidSpec(
+            f"the JSON document nests deeper than {MAX_DEPTH} levels", field=field
+        ) from None
     except ValueError as exc:  # a huge integer
         raise InvalidSpec(f"malformed JSON: {exc}", field=field) from None
     if _depth(value) > MAX_DEPTH:

@@ -58,8 +58,17 @@ class Environments:
             parents = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
             (site / "_ketch_parent.pth").write_text("\n".join(sorted(parents)) + "\n")
             self._run(
-                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 "--no-warn-script-location", *pip_options, *requirements],
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-warn-script-location",
+                    *pip_options,
+                    *requirements,
+                ],
                 log_path,
                 key,
             )

@@ -162,13 +162,20 @@ class _Paging:
         self.filter = filter
 
     def options(self, fields: dict[str, filters.Field], resource: str) -> filters.ListOptions:
-        return filters.list_options(page_token=self.page_token, page_size=self.page_size,
-                                    sort_by=self.sort_by, filter=self.filter, fields=fields,
-                                    resource=resource)
+        return filters.list_options(
+            page_token=self.page_token,
+            page_size=self.page_size,
+            sort_by=self.sort_by,
+            filter=self.filter,
+            fields=fields,
+            resource=resource,
+        )
 
 
 def _page_json(key: str, items: list[Any], page: Page) -> Response:
-    return _json({key: items, "total_size": page.total_size, "next_page_token": page.next_page_token})
+    return _json(
+        {key: items, "total_size": page.total_size, "next_page_token": page.next_page_token}
+    )
 
 
 def start(app: FastAPI) -> None:
@@ -266,12 +273,23 @@ def upload_pipeline(
     namespace: str | None = Query(None),
 ) -> Response:
     spec, platform = parse_package(uploadfile.file.read())
-    pipeline_name = name or display_name or _stem(uploadfile.filename) or ir_loader.PipelineIR(
-        spec=spec, source="upload").name
+    pipeline_name = (
+        name
+        or display_name
+        or _stem(uploadfile.filename)
+        or ir_loader.PipelineIR(spec=spec, source="upload").name
+    )
     row, _ = _catalog(request).create_pipeline(
-        pipeline_name, display_name, description, namespace,
-        version={"spec": spec, "platform_spec": platform, "display_name": display_name,
-                 "description": description},
+        pipeline_name,
+        display_name,
+        description,
+        namespace,
+        version={
+            "spec": spec,
+            "platform_spec": platform,
+            "display_name": display_name,
+            "description": description,
+        },
     )
     return _json(shape.pipeline(row))
 
@@ -291,8 +309,12 @@ def upload_pipeline_version(
     catalog.get_pipeline(pipelineid)
     spec, platform = parse_package(uploadfile.file.read())
     row = catalog.create_version(
-        pipelineid, name=name or display_name or _stem(uploadfile.filename), spec=spec,
-        platform_spec=platform, display_name=display_name, description=description,
+        pipelineid,
+        name=name or display_name or _stem(uploadfile.filename),
+        spec=spec,
+        platform_spec=platform,
+        display_name=display_name,
+        description=description,
     )
     return _json(shape.pipeline_version(row))
 
@@ -306,8 +328,11 @@ def create_pipeline_and_version(request: Request, body: Any = Body(...)) -> Resp
     if _text(version, "name"):
         fields["name"] = _text(version, "name")
     row, _ = _catalog(request).create_pipeline(
-        _text(pipeline, "name"), _text(pipeline, "display_name") or None,
-        _text(pipeline, "description"), _text(pipeline, "namespace"), version=fields,
+        _text(pipeline, "name"),
+        _text(pipeline, "display_name") or None,
+        _text(pipeline, "description"),
+        _text(pipeline, "namespace"),
+        version=fields,
     )
     return _json(shape.pipeline(row))
 
@@ -316,14 +341,18 @@ def create_pipeline_and_version(request: Request, body: Any = Body(...)) -> Resp
 def create_pipeline(request: Request, body: Any = Body(...)) -> Response:
     body = _object(body, "Pipeline")
     row, _ = _catalog(request).create_pipeline(
-        _text(body, "name"), _text(body, "display_name") or None, _text(body, "description"),
+        _text(body, "name"),
+        _text(body, "display_name") or None,
+        _text(body, "description"),
         _text(body, "namespace"),
     )
     return _json(shape.pipeline(row))
 
 
 @router.get(f"{PREFIX}/pipelines/names/{{name}}")
-def get_pipeline_by_name(request: Request, name: str, namespace: str | None = Query(None)) -> Response:
+def get_pipeline_by_name(
+    request: Request, name: str, namespace: str | None = Query(None)
+) -> Response:
     return _json(shape.pipeline(_catalog(request).get_pipeline_by_name(name, namespace)))
 
 
@@ -354,8 +383,9 @@ def create_pipeline_version(request: Request, pipeline_id: str, body: Any = Body
     body = _object(body, "PipelineVersion")
     other = _text(body, "pipeline_id")
     if other and other != pipeline_id:
-        raise InvalidSpec(f"the body names pipeline {other!r} but the path {pipeline_id!r}",
-                          field="pipeline_id")
+        raise InvalidSpec(
+            f"the body names pipeline {other!r} but the path {pipeline_id!r}", field="pipeline_id"
+        )
     catalog = _catalog(request)
     catalog.get_pipeline(pipeline_id)
     fields = _version_fields(body, "pipeline_version")
@@ -365,7 +395,9 @@ def create_pipeline_version(request: Request, pipeline_id: str, body: Any = Body
 
 @router.get(f"{PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
 def get_pipeline_version(request: Request, pipeline_id: str, pipeline_version_id: str) -> Response:
-    return _json(shape.pipeline_version(_catalog(request).get_version(pipeline_id, pipeline_version_id)))
+    return _json(
+        shape.pipeline_version(_catalog(request).get_version(pipeline_id, pipeline_version_id))
+    )
 
 
 @router.get(f"{PREFIX}/pipelines/{{pipeline_id}}/versions")
@@ -380,7 +412,9 @@ def list_pipeline_versions(
 
 
 @router.delete(f"{PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
-def delete_pipeline_version(request: Request, pipeline_id: str, pipeline_version_id: str) -> Response:
+def delete_pipeline_version(
+    request: Request, pipeline_id: str, pipeline_version_id: str
+) -> Response:
     _catalog(request).delete_version(pipeline_id, pipeline_version_id)
     return _empty()
 
@@ -397,8 +431,11 @@ def _experiment_json(catalog: Catalog, rows: list[KfpExperimentRow]) -> list[dic
 def create_experiment(request: Request, body: Any = Body(...)) -> Response:
     body = _object(body, "Experiment")
     catalog = _catalog(request)
-    row = catalog.create_experiment(_text(body, "display_name") or _text(body, "name"),
-                                    _text(body, "description"), _text(body, "namespace"))
+    row = catalog.create_experiment(
+        _text(body, "display_name") or _text(body, "name"),
+        _text(body, "description"),
+        _text(body, "namespace"),
+    )
     return _json(_experiment_json(catalog, [row])[0])
 
 
@@ -452,22 +489,29 @@ def _experiment_for(catalog: Catalog, experiment_id: str | None) -> KfpExperimen
         raise NotFound(str(exc), field="experiment_id") from None
     if row.storage_state == "ARCHIVED":
         raise FailedPrecondition(
-            f"experiment {experiment_id!r} is archived; unarchive it to add runs", field="experiment_id"
+            f"experiment {experiment_id!r} is archived; unarchive it to add runs",
+            field="experiment_id",
         )
     return row
 
 
-def _pipeline_source(catalog: Catalog, body: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
+def _pipeline_source(
+    catalog: Catalog, body: dict[str, Any]
+) -> tuple[dict[str, Any], str | None, str | None]:
     """The spec to run and the pipeline/version it came from, from a Run or RecurringRun body."""
     spec_doc = get_field(body, "pipeline_spec")
     reference = get_field(body, "pipeline_version_reference") or {}
     if not isinstance(reference, dict):
         raise InvalidSpec("must be an object", field="pipeline_version_reference")
-    version_id = get_field(reference, "pipeline_version_id") or get_field(body, "pipeline_version_id")
+    version_id = get_field(reference, "pipeline_version_id") or get_field(
+        body, "pipeline_version_id"
+    )
     pipeline_id = get_field(reference, "pipeline_id")
     if spec_doc and (version_id or pipeline_id):
-        raise InvalidSpec("give pipeline_spec or pipeline_version_reference, not both",
-                          field="pipeline_version_reference")
+        raise InvalidSpec(
+            "give pipeline_spec or pipeline_version_reference, not both",
+            field="pipeline_version_reference",
+        )
     if spec_doc:
         spec, _platform = normalize_spec(spec_doc, check=False)
         return spec, None, None
@@ -476,8 +520,9 @@ def _pipeline_source(catalog: Catalog, body: dict[str, Any]) -> tuple[dict[str, 
     elif pipeline_id:
         version = catalog.latest_version(str(pipeline_id))
     else:
-        raise InvalidSpec("a run needs pipeline_spec or pipeline_version_reference",
-                          field="pipeline_spec")
+        raise InvalidSpec(
+            "a run needs pipeline_spec or pipeline_version_reference", field="pipeline_spec"
+        )
     return version.pipeline_spec, version.pipeline_id, version.id
 
 
@@ -487,7 +532,9 @@ def _runtime_config(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         raise InvalidSpec("must be an object", field="runtime_config")
     parameters = get_field(config, "parameters") or {}
     if not isinstance(parameters, dict):
-        raise InvalidSpec("must be an object of parameter values", field="runtime_config.parameters")
+        raise InvalidSpec(
+            "must be an object of parameter values", field="runtime_config.parameters"
+        )
     root = get_field(config, "pipeline_root") or None
     if root is not None and not isinstance(root, str):
         raise InvalidSpec("must be a string", field="runtime_config.pipeline_root")
@@ -501,7 +548,9 @@ def _run_json(request: Request, run_id: str) -> dict[str, Any]:
 
 
 @router.post(f"{PREFIX}/runs")
-def create_run(request: Request, body: Any = Body(...), experiment_id: str | None = Query(None)) -> Response:
+def create_run(
+    request: Request, body: Any = Body(...), experiment_id: str | None = Query(None)
+) -> Response:
     body = _object(body, "Run")
     catalog = _catalog(request)
     experiment = _experiment_for(catalog, _text(body, "experiment_id") or experiment_id)
@@ -519,8 +568,11 @@ def create_run(request: Request, body: Any = Body(...), experiment_id: str | Non
         recurring_run_id=recurring_run_id,
         pipeline_root=root,
     )
-    catalog.set_run_meta(run_id, description=_text(body, "description"),
-                         service_account=_text(body, "service_account"))
+    catalog.set_run_meta(
+        run_id,
+        description=_text(body, "description"),
+        service_account=_text(body, "service_account"),
+    )
     return _json(_run_json(request, run_id))
 
 
@@ -537,8 +589,11 @@ def read_artifact(request: Request, run_id: str, node_id: str, artifact_name: st
     artifacts = (task.outputs or {}).get("artifacts", {}).get(artifact_name)
     if not artifacts:
         names = ", ".join(sorted((task.outputs or {}).get("artifacts", {}))) or "none"
-        raise NotFound(f"task {task.display_name!r} has no output artifact {artifact_name!r} "
-                       f"(its output artifacts: {names})", field="artifact_name")
+        raise NotFound(
+            f"task {task.display_name!r} has no output artifact {artifact_name!r} "
+            f"(its output artifacts: {names})",
+            field="artifact_name",
+        )
     uri = str(artifacts[0].get("uri", ""))
     return _json({"data": base64.b64encode(_tar_artifact(uri)).decode("ascii")})
 
@@ -550,11 +605,16 @@ def _tar_artifact(uri: str) -> bytes:
         path = Path(uri.removeprefix("file://"))
         if not path.exists():
             raise NotFound(f"the artifact file {str(path)!r} does not exist (it was removed?)")
-        size = path.stat().st_size if path.is_file() else sum(
-            p.stat().st_size for p in path.rglob("*") if p.is_file())
+        size = (
+            path.stat().st_size
+            if path.is_file()
+            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        )
         if size > MAX_ARTIFACT_BYTES:
-            raise ArtifactTooLarge(f"the artifact is {size} bytes; read it from {uri} directly "
-                                   f"(the API returns at most {MAX_ARTIFACT_BYTES} bytes)")
+            raise ArtifactTooLarge(
+                f"the artifact is {size} bytes; read it from {uri} directly "
+                f"(the API returns at most {MAX_ARTIFACT_BYTES} bytes)"
+            )
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             tar.add(str(path), arcname=path.name)
         return buffer.getvalue()
@@ -566,7 +626,9 @@ def _tar_artifact(uri: str) -> bytes:
     except (OSError, ValueError, ImportError) as exc:
         raise NotFound(f"cannot read the artifact at {uri}: {exc}") from exc
     if len(data) > MAX_ARTIFACT_BYTES:
-        raise ArtifactTooLarge(f"the artifact is larger than {MAX_ARTIFACT_BYTES} bytes; read it from {uri}")
+        raise ArtifactTooLarge(
+            f"the artifact is larger than {MAX_ARTIFACT_BYTES} bytes; read it from {uri}"
+        )
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         info = tarfile.TarInfo(uri.rstrip("/").rsplit("/", 1)[-1] or "artifact")
         info.size = len(data)
@@ -587,7 +649,9 @@ def list_runs(
     paging: _Paging = Depends(),
 ) -> Response:
     opts = paging.options(RUN_FIELDS, "runs")
-    page, metas = _catalog(request).list_runs(opts, namespace=namespace, experiment_id=experiment_id)
+    page, metas = _catalog(request).list_runs(
+        opts, namespace=namespace, experiment_id=experiment_id
+    )
     return _page_json("runs", [shape.run(r, metas.get(r.id)) for r in page.items], page)
 
 
@@ -595,8 +659,10 @@ def list_runs(
 def terminate_run(request: Request, run_id: str) -> Response:
     if _runs(request).cancel(run_id) is False:
         # as the KFP backend answers for a run that is no longer pending or running
-        raise InvalidSpec(f"Failed to terminate a run {run_id}. Row not found",
-                          hint="the run had already finished; nothing was terminated")
+        raise InvalidSpec(
+            f"Failed to terminate a run {run_id}. Row not found",
+            hint="the run had already finished; nothing was terminated",
+        )
     return _empty()
 
 
@@ -666,13 +732,23 @@ def create_recurring_run(request: Request, body: Any = Body(...)) -> Response:
     root_inputs(ir, parameters)
     created = now()
     row = KfpRecurringRunRow(
-        id=new_id(), display_name=display_name, description=_text(body, "description"),
-        namespace=namespace_or_default(experiment.namespace), experiment_id=experiment.id,
-        pipeline_id=pipeline_id, pipeline_version_id=version_id, pipeline_spec=spec,
-        parameters=parameters, pipeline_root=root, service_account=_text(body, "service_account"),
-        max_concurrency=_max_concurrency(body), mode="DISABLE" if mode == "DISABLE" else "ENABLE",
-        no_catchup=bool(get_field(body, "no_catchup") or False), created_at=created,
-        updated_at=created, **trigger,
+        id=new_id(),
+        display_name=display_name,
+        description=_text(body, "description"),
+        namespace=namespace_or_default(experiment.namespace),
+        experiment_id=experiment.id,
+        pipeline_id=pipeline_id,
+        pipeline_version_id=version_id,
+        pipeline_spec=spec,
+        parameters=parameters,
+        pipeline_root=root,
+        service_account=_text(body, "service_account"),
+        max_concurrency=_max_concurrency(body),
+        mode="DISABLE" if mode == "DISABLE" else "ENABLE",
+        no_catchup=bool(get_field(body, "no_catchup") or False),
+        created_at=created,
+        updated_at=created,
+        **trigger,
     )
     catalog.create_recurring(row)
     _wake(request)

@@ -162,8 +162,16 @@ def _page(
     if after is not None:
         stmt = stmt.where(after)
     size = opts.page_size
-    ids = list(s.execute(stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)).scalars())
-    found = {r.id: r for r in s.execute(select(model).where(id_column.in_(ids[:size]))).scalars()} if ids else {}
+    ids = list(
+        s.execute(
+            stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)
+        ).scalars()
+    )
+    found = (
+        {r.id: r for r in s.execute(select(model).where(id_column.in_(ids[:size]))).scalars()}
+        if ids
+        else {}
+    )
     rows = [found[i] for i in ids[:size] if i in found]
     token = ""
     if len(ids) > size and rows:
@@ -225,21 +233,29 @@ def _unpack(data: bytes) -> bytes:
                 members = {m.name: m for m in tar.getmembers() if m.isfile()}
                 member = members[_choose_member(list(members))]
                 if member.size > MAX_PACKAGE_BYTES:
-                    raise InvalidSpec("the pipeline file in the package is too large", field="uploadfile")
+                    raise InvalidSpec(
+                        "the pipeline file in the package is too large", field="uploadfile"
+                    )
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 return extracted.read()
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise InvalidSpec(f"the package is not a valid .tar.gz: {exc}", field="uploadfile") from exc
+            raise InvalidSpec(
+                f"the package is not a valid .tar.gz: {exc}", field="uploadfile"
+            ) from exc
     if data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 name = _choose_member([i.filename for i in zf.infolist() if not i.is_dir()])
                 if zf.getinfo(name).file_size > MAX_PACKAGE_BYTES:
-                    raise InvalidSpec("the pipeline file in the package is too large", field="uploadfile")
+                    raise InvalidSpec(
+                        "the pipeline file in the package is too large", field="uploadfile"
+                    )
                 return zf.read(name)
         except (zipfile.BadZipFile, OSError) as exc:
-            raise InvalidSpec(f"the package is not a valid .zip: {exc}", field="uploadfile") from exc
+            raise InvalidSpec(
+                f"the package is not a valid .zip: {exc}", field="uploadfile"
+            ) from exc
     return data
 
 
@@ -257,7 +273,9 @@ def parse_package(data: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     spec, platform = normalize_spec(docs[0], where="uploadfile")
     for extra in docs[1:]:
         if not isinstance(extra, dict):
-            raise InvalidSpec("a second YAML document must be the platform spec mapping", field="uploadfile")
+            raise InvalidSpec(
+                "a second YAML document must be the platform spec mapping", field="uploadfile"
+            )
         platform = {**(platform or {}), **extra}
     return spec, platform
 
@@ -269,7 +287,9 @@ def normalize_spec(
     ``{pipeline_spec, platform_spec}``) as ``(ir, platform_spec)``; with ``check``
     the IR is validated (``RunService.submit`` validates what it runs anyway)."""
     if not isinstance(doc, dict):
-        raise InvalidSpec(f"expected a PipelineSpec mapping, found {type(doc).__name__}", field=where)
+        raise InvalidSpec(
+            f"expected a PipelineSpec mapping, found {type(doc).__name__}", field=where
+        )
     platform: dict[str, Any] | None = None
     if "root" not in doc and isinstance(doc.get("pipeline_spec"), dict):
         platform = doc.get("platform_spec") or None
@@ -307,7 +327,9 @@ class Catalog:
         if found is not None:
             return found
         try:
-            return self.create_experiment(DEFAULT_EXPERIMENT, "All runs created without an experiment.", ns)
+            return self.create_experiment(
+                DEFAULT_EXPERIMENT, "All runs created without an experiment.", ns
+            )
         except Conflict:  # created meanwhile by another request
             found = self._experiment_by_name(DEFAULT_EXPERIMENT, ns)
             assert found is not None
@@ -319,13 +341,21 @@ class Catalog:
                 select(E).where(E.namespace == namespace, E.display_name == name)
             ).scalar_one_or_none()
 
-    def create_experiment(self, display_name: str, description: str, namespace: str | None) -> KfpExperimentRow:
+    def create_experiment(
+        self, display_name: str, description: str, namespace: str | None
+    ) -> KfpExperimentRow:
         name = (display_name or "").strip()
         if not name:
             raise InvalidSpec("an experiment needs a display_name", field="display_name")
         ns = namespace_or_default(namespace)
-        row = KfpExperimentRow(id=new_id(), display_name=name, description=description or "",
-                               namespace=ns, storage_state="AVAILABLE", created_at=now())
+        row = KfpExperimentRow(
+            id=new_id(),
+            display_name=name,
+            description=description or "",
+            namespace=ns,
+            storage_state="AVAILABLE",
+            created_at=now(),
+        )
 
         def write(s: Session) -> KfpExperimentRow:
             s.add(row)
@@ -357,8 +387,14 @@ class Catalog:
 
     def list_experiments(self, opts: ListOptions, namespace: str | None) -> Page:
         with session_scope(self.url, readonly=True) as s:
-            return _page(s, E, EXPERIMENT_FIELDS, opts, [E.namespace == namespace_or_default(namespace)],
-                         resource="experiments")
+            return _page(
+                s,
+                E,
+                EXPERIMENT_FIELDS,
+                opts,
+                [E.namespace == namespace_or_default(namespace)],
+                resource="experiments",
+            )
 
     def delete_experiment(self, experiment_id: str) -> None:
         """Delete an experiment; its runs and recurring runs stay (as in KFP)."""
@@ -376,9 +412,16 @@ class Catalog:
             row = _found(s, E, experiment_id, "experiment")
             row.storage_state = storage_state
             if storage_state == "ARCHIVED":
-                s.execute(update(R).where(R.experiment_id == experiment_id).values(storage_state="ARCHIVED"))
-                s.execute(update(S).where(S.experiment_id == experiment_id)
-                          .values(mode="DISABLE", updated_at=now()))
+                s.execute(
+                    update(R)
+                    .where(R.experiment_id == experiment_id)
+                    .values(storage_state="ARCHIVED")
+                )
+                s.execute(
+                    update(S)
+                    .where(S.experiment_id == experiment_id)
+                    .values(mode="DISABLE", updated_at=now())
+                )
 
         _write(self.url, write)
 
@@ -397,9 +440,17 @@ class Catalog:
         if not name:
             raise InvalidSpec("a pipeline needs a name or display_name", field="name")
         ns = namespace_or_default(namespace)
-        row = KfpPipelineRow(id=new_id(), name=name, display_name=(display_name or name).strip(),
-                             description=description or "", namespace=ns, created_at=now())
-        vrow = self._version_row(row.id, **{"name": name, **version}) if version is not None else None
+        row = KfpPipelineRow(
+            id=new_id(),
+            name=name,
+            display_name=(display_name or name).strip(),
+            description=description or "",
+            namespace=ns,
+            created_at=now(),
+        )
+        vrow = (
+            self._version_row(row.id, **{"name": name, **version}) if version is not None else None
+        )
 
         def write(s: Session) -> tuple[KfpPipelineRow, KfpPipelineVersionRow | None]:
             s.add(row)
@@ -432,13 +483,21 @@ class Catalog:
 
     def list_pipelines(self, opts: ListOptions, namespace: str | None) -> Page:
         with session_scope(self.url, readonly=True) as s:
-            return _page(s, P, PIPELINE_FIELDS, opts, [P.namespace == namespace_or_default(namespace)],
-                         resource="pipelines")
+            return _page(
+                s,
+                P,
+                PIPELINE_FIELDS,
+                opts,
+                [P.namespace == namespace_or_default(namespace)],
+                resource="pipelines",
+            )
 
     def delete_pipeline(self, pipeline_id: str, cascade: bool) -> None:
         def write(s: Session) -> None:
             _found(s, P, pipeline_id, "pipeline")
-            versions = s.execute(select(func.count()).select_from(V).where(V.pipeline_id == pipeline_id)).scalar_one()
+            versions = s.execute(
+                select(func.count()).select_from(V).where(V.pipeline_id == pipeline_id)
+            ).scalar_one()
             if versions and not cascade:
                 raise FailedPrecondition(
                     f"pipeline {pipeline_id!r} has {versions} version(s); delete them first "
@@ -467,10 +526,16 @@ class Catalog:
         if not name:
             raise InvalidSpec("a pipeline version needs a name or display_name", field="name")
         return KfpPipelineVersionRow(
-            id=new_id(), pipeline_id=pipeline_id, name=name,
-            display_name=(display_name or name).strip(), description=description or "",
-            pipeline_spec=spec, platform_spec=platform_spec, package_url=package_url or None,
-            code_source_url=code_source_url or None, created_at=now(),
+            id=new_id(),
+            pipeline_id=pipeline_id,
+            name=name,
+            display_name=(display_name or name).strip(),
+            description=description or "",
+            pipeline_spec=spec,
+            platform_spec=platform_spec,
+            package_url=package_url or None,
+            code_source_url=code_source_url or None,
+            created_at=now(),
         )
 
     def create_version(self, pipeline_id: str, **version: Any) -> KfpPipelineVersionRow:
@@ -493,16 +558,20 @@ class Catalog:
         with session_scope(self.url, readonly=True) as s:
             row = s.get(V, version_id)
         if row is None or (pipeline_id and row.pipeline_id != pipeline_id):
-            raise NotFound(f"pipeline version {version_id!r} not found"
-                           + (f" in pipeline {pipeline_id!r}" if pipeline_id else ""))
+            raise NotFound(
+                f"pipeline version {version_id!r} not found"
+                + (f" in pipeline {pipeline_id!r}" if pipeline_id else "")
+            )
         return row
 
     def latest_version(self, pipeline_id: str) -> KfpPipelineVersionRow:
         self.get_pipeline(pipeline_id)
         with session_scope(self.url, readonly=True) as s:
             row = s.execute(
-                select(V).where(V.pipeline_id == pipeline_id)
-                .order_by(V.created_at.desc(), V.id.desc()).limit(1)
+                select(V)
+                .where(V.pipeline_id == pipeline_id)
+                .order_by(V.created_at.desc(), V.id.desc())
+                .limit(1)
             ).scalar_one_or_none()
         if row is None:
             raise NotFound(f"pipeline {pipeline_id!r} has no versions; upload one first")
@@ -511,14 +580,22 @@ class Catalog:
     def list_versions(self, pipeline_id: str, opts: ListOptions) -> Page:
         self.get_pipeline(pipeline_id)
         with session_scope(self.url, readonly=True) as s:
-            return _page(s, V, VERSION_FIELDS, opts, [V.pipeline_id == pipeline_id],
-                         resource="pipeline versions")
+            return _page(
+                s,
+                V,
+                VERSION_FIELDS,
+                opts,
+                [V.pipeline_id == pipeline_id],
+                resource="pipeline versions",
+            )
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:
         def write(s: Session) -> None:
             row = s.get(V, version_id)
             if row is None or row.pipeline_id != pipeline_id:
-                raise NotFound(f"pipeline version {version_id!r} not found in pipeline {pipeline_id!r}")
+                raise NotFound(
+                    f"pipeline version {version_id!r} not found in pipeline {pipeline_id!r}"
+                )
             s.execute(delete(V).where(V.id == version_id))
 
         _write(self.url, write)
@@ -547,10 +624,16 @@ class Catalog:
         with session_scope(self.url, readonly=True) as s:
             page = _page(s, R, RUN_FIELDS, opts, where, resource="runs")
             ids = [r.id for r in page.items]
-            metas = {
-                m.run_id: m
-                for m in s.execute(select(KfpRunMetaRow).where(KfpRunMetaRow.run_id.in_(ids))).scalars()
-            } if ids else {}
+            metas = (
+                {
+                    m.run_id: m
+                    for m in s.execute(
+                        select(KfpRunMetaRow).where(KfpRunMetaRow.run_id.in_(ids))
+                    ).scalars()
+                }
+                if ids
+                else {}
+            )
         return page, metas
 
     def set_run_meta(
@@ -565,8 +648,14 @@ class Catalog:
             return
 
         def write(s: Session) -> None:
-            s.merge(KfpRunMetaRow(run_id=run_id, description=description,
-                                  service_account=service_account, scheduled_at=scheduled_at))
+            s.merge(
+                KfpRunMetaRow(
+                    run_id=run_id,
+                    description=description,
+                    service_account=service_account,
+                    scheduled_at=scheduled_at,
+                )
+            )
 
         _write(self.url, write)
 
@@ -591,20 +680,27 @@ class Catalog:
     def task_rows(self, run_id: str) -> list[PipelineTaskRow]:
         with session_scope(self.url, readonly=True) as s:
             return list(
-                s.execute(select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)
-                          .order_by(PipelineTaskRow.created_at, PipelineTaskRow.path)).scalars()
+                s.execute(
+                    select(PipelineTaskRow)
+                    .where(PipelineTaskRow.run_id == run_id)
+                    .order_by(PipelineTaskRow.created_at, PipelineTaskRow.path)
+                ).scalars()
             )
 
     def task_details(self, run_id: str) -> list[dict[str, Any]]:
         """The run's tasks as KFP ``PipelineTaskDetail`` objects."""
         with session_scope(self.url, readonly=True) as s:
             tasks = list(
-                s.execute(select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)
-                          .order_by(PipelineTaskRow.created_at, PipelineTaskRow.path)).scalars()
+                s.execute(
+                    select(PipelineTaskRow)
+                    .where(PipelineTaskRow.run_id == run_id)
+                    .order_by(PipelineTaskRow.created_at, PipelineTaskRow.path)
+                ).scalars()
             )
             executions = s.execute(
                 select(ExecutionRow.id, ExecutionRow.task_id)
-                .where(ExecutionRow.run_id == run_id).order_by(ExecutionRow.id)
+                .where(ExecutionRow.run_id == run_id)
+                .order_by(ExecutionRow.id)
             ).all()
             latest: dict[str, int] = {}
             for exec_id, task_id in executions:
@@ -613,8 +709,12 @@ class Catalog:
             events: dict[int, list[tuple[str, str, int]]] = {}
             if latest:
                 for exec_id, etype, key, art_id in s.execute(
-                    select(LineageEventRow.execution_id, LineageEventRow.type,
-                           LineageEventRow.key, LineageEventRow.artifact_id)
+                    select(
+                        LineageEventRow.execution_id,
+                        LineageEventRow.type,
+                        LineageEventRow.key,
+                        LineageEventRow.artifact_id,
+                    )
                     .where(LineageEventRow.execution_id.in_(list(latest.values())))
                     .order_by(LineageEventRow.id)
                 ).all():
@@ -648,7 +748,9 @@ class Catalog:
                 "inputs": inputs,
                 "outputs": outputs,
                 "parent_task_id": parent.id if parent is not None else None,
-                "child_tasks": [{"task_id": c.id, "pod_name": ""} for c in children.get(t.path, [])],
+                "child_tasks": [
+                    {"task_id": c.id, "pod_name": ""} for c in children.get(t.path, [])
+                ],
             }
             details.append({k: v for k, v in detail.items() if v is not None})
         return details

@@ -67,11 +67,16 @@ def to_kfp_artifact(art: dict[str, Any]) -> Any:
 
     title = art.get("type", {}).get("schemaTitle", "system.Artifact")
     cls = next(
-        (c for c in vars(artifact_types).values()
-         if isinstance(c, type) and getattr(c, "schema_title", None) == title),
+        (
+            c
+            for c in vars(artifact_types).values()
+            if isinstance(c, type) and getattr(c, "schema_title", None) == title
+        ),
         artifact_types.Artifact,
     )
-    obj = cls(name=art.get("name", ""), uri=art.get("uri", ""), metadata=dict(art.get("metadata", {})))
+    obj = cls(
+        name=art.get("name", ""), uri=art.get("uri", ""), metadata=dict(art.get("metadata", {}))
+    )
     return obj
 
 
@@ -83,8 +88,14 @@ def task_info(node: Node) -> TaskInfo:
         state=node.state,
         cached=node.cached,
         attempts=node.attempts,
-        inputs={**node.inputs, **{k: [public_artifact(a) for a in v] for k, v in node.input_artifacts.items()}},
-        outputs={**node.outputs, **{k: [public_artifact(a) for a in v] for k, v in node.output_artifacts.items()}},
+        inputs={
+            **node.inputs,
+            **{k: [public_artifact(a) for a in v] for k, v in node.input_artifacts.items()},
+        },
+        outputs={
+            **node.outputs,
+            **{k: [public_artifact(a) for a in v] for k, v in node.output_artifacts.items()},
+        },
         log_path=node.log_path,
         error=node.error,
         started_at=node.started_at,
@@ -117,14 +128,21 @@ def run(
     from ketch.core.store.db import init_db
 
     if arguments is not None and not isinstance(arguments, dict):
-        raise InvalidSpec("arguments must be a mapping of parameter names to values", field="arguments")
+        raise InvalidSpec(
+            "arguments must be a mapping of parameter names to values", field="arguments"
+        )
     ir = ir_loader.load(pipeline, pipeline_name=pipeline_name)
     if backend is None:
         from ketch.core.backend import default_backend
 
         backend = default_backend()
-    ctx, args = prepare(ir, dict(arguments or {}), display_name=display_name,
-                        pipeline_root=pipeline_root, enable_caching=enable_caching)
+    ctx, args = prepare(
+        ir,
+        dict(arguments or {}),
+        display_name=display_name,
+        pipeline_root=pipeline_root,
+        enable_caching=enable_caching,
+    )
     init_db()
     reap_orphaned_runs()
     recorder = Recorder()
@@ -144,8 +162,13 @@ def run(
     watcher.start()
     try:
         state, outputs, error, engine = execute(
-            ctx, args, backend=backend, recorder=recorder, max_parallelism=max_parallelism,
-            listener=listener, on_engine=engines.append,
+            ctx,
+            args,
+            backend=backend,
+            recorder=recorder,
+            max_parallelism=max_parallelism,
+            listener=listener,
+            on_engine=engines.append,
             # warm interpreters only once a task really runs: a cached run needs none
             on_first_execution=lambda: _prewarm(backend, ir),
         )
@@ -220,7 +243,9 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
         return
     sets: set[tuple[str, ...]] = {(lightweight.EXECUTOR_MODULE,)}
     for executor in ir.executors.values():
-        component = lightweight.parse(executor.get("container", {})) if "container" in executor else None
+        component = (
+            lightweight.parse(executor.get("container", {})) if "container" in executor else None
+        )
         if component is not None and not lightweight.missing_requirements(component):
             sets.add(lightweight.preload_modules(component))
     for preload in sorted(sets):
@@ -228,8 +253,12 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
             # kfp is preloaded in full (not in its _KFP_RUNTIME mode): the same warm
             # interpreter then serves both inline components and target_image
             # modules, which use the compile-time API at import.
-            prewarm(sys.executable, preload, None,
-                    (lightweight.EXECUTOR_MODULE, list(lightweight.warmup_argv())))
+            prewarm(
+                sys.executable,
+                preload,
+                None,
+                (lightweight.EXECUTOR_MODULE, list(lightweight.warmup_argv())),
+            )
         except Exception:  # the fork server is an optimisation only
             pass
 

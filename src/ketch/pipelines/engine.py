@@ -29,7 +29,12 @@ from ketch.pipelines.values import coerce, integral
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELED = (
-    "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELED",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "CANCELED",
 )
 TERMINAL = {SUCCEEDED, FAILED, SKIPPED, CANCELED}
 
@@ -159,15 +164,17 @@ def root_inputs(ir: PipelineIR, arguments: dict[str, Any]) -> tuple[dict[str, An
         if name in arguments:
             value = arguments[name]
             uri = getattr(value, "uri", value)
-            artifacts[name] = [{
-                "name": name, "uri": str(uri),
-                "type": adef.get("artifactType", {}),
-                "metadata": dict(getattr(value, "metadata", {}) or {}),
-            }]
+            artifacts[name] = [
+                {
+                    "name": name,
+                    "uri": str(uri),
+                    "type": adef.get("artifactType", {}),
+                    "metadata": dict(getattr(value, "metadata", {}) or {}),
+                }
+            ]
         elif not adef.get("isOptional"):
             raise InvalidSpec("artifact input is required", field=f"pipeline input {name!r}")
     return params, artifacts
-
 
 
 class Engine:
@@ -244,8 +251,14 @@ class Engine:
             else:
                 executor = self.ir.executors.get(comp.get("executorLabel", ""), {})
                 kind = "importer" if "importer" in executor else "container"
-            node = Node(path=scope.prefix + tname, name=tname, type=kind, task=task,
-                        component=comp, scope=scope)
+            node = Node(
+                path=scope.prefix + tname,
+                name=tname,
+                type=kind,
+                task=task,
+                component=comp,
+                scope=scope,
+            )
             if node.path in self.ctx.task_ids:
                 node.id = self.ctx.task_ids[node.path]
             scope.nodes[tname] = node
@@ -275,13 +288,17 @@ class Engine:
         deps = [scope.nodes[d] for d in producers(node.task)]
         if not all(d.finished for d in deps):
             return
-        strategy = node.task.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")
+        strategy = node.task.get("triggerPolicy", {}).get(
+            "strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED"
+        )
         tolerant = strategy == "ALL_UPSTREAM_TASKS_COMPLETED"
         if self.ctx.canceled.is_set():
             return self._end(node, CANCELED, "the run was canceled before this task started")
         bad = [d for d in deps if d.state in (FAILED, CANCELED)]
         if bad and not tolerant:
-            return self._end(node, SKIPPED, f"not run: upstream task {bad[0].name!r} {bad[0].state}")
+            return self._end(
+                node, SKIPPED, f"not run: upstream task {bad[0].name!r} {bad[0].state}"
+            )
         if scope.failing and not tolerant:
             return self._end(node, SKIPPED, "not run: another task in this DAG failed")
         try:
@@ -393,19 +410,28 @@ class Engine:
         params: dict[str, Any] = {}
         for name, sel in outs.get("parameters", {}).items():
             selectors = (
-                [sel["valueFromParameter"]] if "valueFromParameter" in sel
+                [sel["valueFromParameter"]]
+                if "valueFromParameter" in sel
                 else sel.get("valueFromOneof", {}).get("parameterSelectors", [])
             )
             for s in selectors:
                 producer = scope.nodes.get(s.get("producerSubtask", ""))
-                if producer and producer.state == SUCCEEDED and s.get("outputParameterKey") in producer.outputs:
+                if (
+                    producer
+                    and producer.state == SUCCEEDED
+                    and s.get("outputParameterKey") in producer.outputs
+                ):
                     params[name] = producer.outputs[s["outputParameterKey"]]
                     break
         artifacts: dict[str, list[dict[str, Any]]] = {}
         for name, sel in outs.get("artifacts", {}).items():
             for s in sel.get("artifactSelectors", []):
                 producer = scope.nodes.get(s.get("producerSubtask", ""))
-                if producer and producer.state == SUCCEEDED and s.get("outputArtifactKey") in producer.output_artifacts:
+                if (
+                    producer
+                    and producer.state == SUCCEEDED
+                    and s.get("outputArtifactKey") in producer.output_artifacts
+                ):
                     artifacts[name] = producer.output_artifacts[s["outputArtifactKey"]]
                     break
         return params, artifacts
@@ -434,7 +460,9 @@ class Engine:
                 except json.JSONDecodeError:
                     pass
             if not isinstance(items, list):
-                return self._end(node, FAILED, f"ParallelFor needs a list to iterate over, got {items!r}")
+                return self._end(
+                    node, FAILED, f"ParallelFor needs a list to iterate over, got {items!r}"
+                )
         else:
             it = task["artifactIterator"]
             items = node.input_artifacts.get(it.get("items", {}).get("inputArtifact", ""), [])
@@ -452,8 +480,9 @@ class Engine:
                     self._finish_dag(it)
         active = sum(1 for it in node.iterations if it.state not in TERMINAL)
         while node.next_iteration < len(node.items) and (limit <= 0 or active < limit):
-            if self.ctx.canceled.is_set() or (node.child is None and any(
-                    it.state == FAILED for it in node.iterations)):
+            if self.ctx.canceled.is_set() or (
+                node.child is None and any(it.state == FAILED for it in node.iterations)
+            ):
                 break
             self._start_iteration(node, node.next_iteration)
             node.next_iteration += 1
@@ -466,8 +495,14 @@ class Engine:
     def _start_iteration(self, loop: Node, index: int) -> None:
         item = loop.items[index]
         path = f"{loop.path}[{index}]"
-        it = Node(path=path, name=f"{loop.name}[{index}]", type="iteration", task=loop.task,
-                  component=loop.component, scope=loop.scope)
+        it = Node(
+            path=path,
+            name=f"{loop.name}[{index}]",
+            type="iteration",
+            task=loop.task,
+            component=loop.component,
+            scope=loop.scope,
+        )
         if path in self.ctx.task_ids:
             it.id = self.ctx.task_ids[path]
         params, artifacts = self._child_inputs(loop)
@@ -499,7 +534,10 @@ class Engine:
         failed = [it for it in node.iterations if it.state == FAILED]
         canceled = [it for it in node.iterations if it.state == CANCELED]
         if failed:
-            node.state, node.error = FAILED, f"iteration {failed[0].path!r} failed: {failed[0].error}"
+            node.state, node.error = (
+                FAILED,
+                f"iteration {failed[0].path!r} failed: {failed[0].error}",
+            )
         elif canceled or self.ctx.canceled.is_set():
             node.state = CANCELED
         else:
@@ -512,7 +550,11 @@ class Engine:
                     if name not in it.outputs:
                         continue
                     inner = it.child.nodes.get(producer or "") if it.child else None
-                    if inner is not None and inner.type == "loop" and isinstance(it.outputs[name], list):
+                    if (
+                        inner is not None
+                        and inner.type == "loop"
+                        and isinstance(it.outputs[name], list)
+                    ):
                         values.extend(it.outputs[name])  # Collected over nested loops is flat
                     else:
                         values.append(it.outputs[name])
@@ -534,7 +576,11 @@ class Engine:
     def _root_state(self) -> tuple[str, str | None]:
         assert self.root is not None
         nodes = list(self.root.nodes.values())
-        failed = [n for n in self.nodes.values() if n.state == FAILED and n.type in ("container", "importer")]
+        failed = [
+            n
+            for n in self.nodes.values()
+            if n.state == FAILED and n.type in ("container", "importer")
+        ]
         if self.ctx.canceled.is_set():
             return CANCELED, "the run was canceled"
         if any(n.state == FAILED for n in nodes):
@@ -564,10 +610,16 @@ class Engine:
             if name in params or name == item_input:
                 continue
             if "defaultValue" in pdef:
-                params[name] = coerce(pdef["defaultValue"], pdef.get("parameterType"), f"task {node.path!r} input {name!r}")
+                params[name] = coerce(
+                    pdef["defaultValue"],
+                    pdef.get("parameterType"),
+                    f"task {node.path!r} input {name!r}",
+                )
             elif not pdef.get("isOptional"):
                 why = self._missing_reason(task_inputs.get("parameters", {}).get(name), scope)
-                raise InvalidSpec(f"required input {name!r} has no value{why}", field=f"task {node.path!r}")
+                raise InvalidSpec(
+                    f"required input {name!r} has no value{why}", field=f"task {node.path!r}"
+                )
         artifacts: dict[str, list[dict[str, Any]]] = {}
         adefs = comp_defs.get("artifacts", {})
         for name, src in task_inputs.get("artifacts", {}).items():
@@ -576,7 +628,11 @@ class Engine:
             elif "taskOutputArtifact" in src:
                 ref = src["taskOutputArtifact"]
                 producer = scope.nodes[ref["producerTask"]]
-                arts = producer.output_artifacts.get(ref["outputArtifactKey"]) if producer.state == SUCCEEDED else None
+                arts = (
+                    producer.output_artifacts.get(ref["outputArtifactKey"])
+                    if producer.state == SUCCEEDED
+                    else None
+                )
             else:
                 arts = None
             if arts is not None:
@@ -584,7 +640,10 @@ class Engine:
         for name, adef in adefs.items():
             if name not in artifacts and name != item_input and not adef.get("isOptional"):
                 why = self._missing_reason(task_inputs.get("artifacts", {}).get(name), scope)
-                raise InvalidSpec(f"required artifact input {name!r} has no value{why}", field=f"task {node.path!r}")
+                raise InvalidSpec(
+                    f"required artifact input {name!r} has no value{why}",
+                    field=f"task {node.path!r}",
+                )
         node.inputs = params
         node.input_artifacts = artifacts
 
@@ -624,7 +683,10 @@ class Engine:
             producer = scope.nodes[src["taskFinalStatus"]["producerTask"]]
             error: dict[str, Any] = {}
             if producer.state in (FAILED, CANCELED):
-                error = {"code": 2 if producer.state == FAILED else 1, "message": producer.error or ""}
+                error = {
+                    "code": 2 if producer.state == FAILED else 1,
+                    "message": producer.error or "",
+                }
             return True, {
                 "state": final_state(producer),
                 "pipelineJobResourceName": resource_name(self.ctx),
@@ -642,7 +704,6 @@ class Engine:
             if producer is not None:
                 return f" (producer task {producer.name!r} is {producer.state})"
         return ""
-
 
 
 # The state PipelineTaskFinalStatus reports: the KFP backend hands over the ML

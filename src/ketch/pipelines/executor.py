@@ -90,7 +90,9 @@ class LocalTaskRunner(TaskRunner):
         if "importer" in executor:
             return self._run_importer(node, ctx, executor["importer"])
         if "container" not in executor:
-            raise KetchError(f"task {node.path!r}: executor kind {sorted(executor)} is not supported")
+            raise KetchError(
+                f"task {node.path!r}: executor kind {sorted(executor)} is not supported"
+            )
         use_cache = caching.enabled(node.task, ctx.enable_caching)
         if use_cache:
             node.cache_key = caching.cache_key(
@@ -202,14 +204,18 @@ class LocalTaskRunner(TaskRunner):
             },
             "outputs": {
                 "parameters": {k: {"outputFile": f} for k, f in param_files.items()},
-                "artifacts": {k: {"artifacts": [_runtime_artifact(a)]} for k, a in out_arts.items()},
+                "artifacts": {
+                    k: {"artifacts": [_runtime_artifact(a)]} for k, a in out_arts.items()
+                },
                 "outputFile": output_file,
             },
         }
         pctx = PlaceholderContext(
             executor_input=executor_input,
             input_parameters=node.inputs,
-            input_artifacts={k: [dict(a, path=a.get("uri")) for a in v] for k, v in local_inputs.items()},
+            input_artifacts={
+                k: [dict(a, path=a.get("uri")) for a in v] for k, v in local_inputs.items()
+            },
             output_parameter_files=param_files,
             output_artifacts={k: dict(a, path=a["uri"]) for k, a in out_arts.items()},
             output_file=output_file,
@@ -241,7 +247,11 @@ class LocalTaskRunner(TaskRunner):
             return
         if code != 0:
             node.state = FAILED
-            reason = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
+            reason = (
+                f"exit code {code}"
+                if code is not None and code >= 0
+                else f"killed by signal {-(code or 0)}"
+            )
             tail = _tail(log_path, 400)
             raised = exception_line(tail) or shell_error(spec.command, code, tail)
             if raised:  # a Python component: the exception first, then its traceback
@@ -292,7 +302,7 @@ class LocalTaskRunner(TaskRunner):
                 uri = str(art.get("uri", ""))
                 if not uri.startswith(prefix):
                     continue
-                remote_uri = store.uri_for(uri[len(prefix):])
+                remote_uri = store.uri_for(uri[len(prefix) :])
                 if os.path.exists(uri):
                     store.upload(uri, remote_uri)
                 art["uri"] = remote_uri
@@ -341,17 +351,25 @@ class LocalTaskRunner(TaskRunner):
                     module=lightweight.EXECUTOR_MODULE,
                     argv=argv,
                     python=python,
-                    preload=lightweight.preload_modules(component) if not missing
+                    preload=lightweight.preload_modules(component)
+                    if not missing
                     else (lightweight.EXECUTOR_MODULE,),
                     warmup=lightweight.warmup_argv(),
                 ),
             )
-        command = resolve_list(list(container.get("command", [])) + list(container.get("args", [])), pctx)
+        command = resolve_list(
+            list(container.get("command", [])) + list(container.get("args", [])), pctx
+        )
         if not command:
             raise KetchError(f"task {node.path!r}: the container has no command and no args to run")
         return ProcessSpec(
-            name=name, command=command, env=env, cwd=work,
-            stdout_path=log_path, stderr_path=log_path, resources=resources,
+            name=name,
+            command=command,
+            env=env,
+            cwd=work,
+            stdout_path=log_path,
+            stderr_path=log_path,
+            resources=resources,
         )
 
     def _collect(
@@ -489,7 +507,8 @@ def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> R
                 shown = f" (from {res[key]!r})" if text != str(res[key]) else ""
                 raise InvalidSpec(
                     f"{setter}: {text!r}{shown} is not a valid quantity: {exc.message}",
-                    field=f"resources.{key}", hint="write e.g. '500m', '2', '1Gi'",
+                    field=f"resources.{key}",
+                    hint="write e.g. '500m', '2', '1Gi'",
                 ) from None
             return text
         if res.get(alt) not in (None, 0, 0.0):
@@ -509,7 +528,11 @@ def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> R
         if not number.is_integer() or number < 0:
             raise ValueError
     except (TypeError, ValueError):
-        shown = f" (from {acc['resourceCount']!r})" if str(count) != str(acc.get("resourceCount", count)) else ""
+        shown = (
+            f" (from {acc['resourceCount']!r})"
+            if str(count) != str(acc.get("resourceCount", count))
+            else ""
+        )
         raise InvalidSpec(
             f"set_accelerator_limit: {count!r}{shown} is not a whole number of accelerators",
             field="resources.accelerator.resourceCount",
@@ -526,8 +549,11 @@ def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> R
 
 _TRACEBACK = "Traceback (most recent call last):"
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}
-_SHELL_CODES = {2: "shell error", 126: "shell error: a command could not be run on this host",
-                127: "shell error: a command was not found on this host"}
+_SHELL_CODES = {
+    2: "shell error",
+    126: "shell error: a command could not be run on this host",
+    127: "shell error: a command was not found on this host",
+}
 
 
 def unused_images(ir: Any) -> list[str]:
@@ -556,8 +582,11 @@ def shell_error(command: list[str], code: int | None, log_tail: str) -> str | No
     if not command or os.path.basename(command[0]) not in _SHELLS or code not in _SHELL_CODES:
         return None
     shell = os.path.basename(command[0])
-    said = [line.strip() for line in log_tail.splitlines() if line.startswith(f"{shell}: ")
-            or line.startswith(f"/bin/{shell}: ")]
+    said = [
+        line.strip()
+        for line in log_tail.splitlines()
+        if line.startswith(f"{shell}: ") or line.startswith(f"/bin/{shell}: ")
+    ]
     label = _SHELL_CODES[code]
     if not said:
         return None if code == 2 else f"{label} ({shell})"
@@ -572,7 +601,7 @@ def exception_line(log_tail: str) -> str | None:
     if not starts:
         return None
     raised: str | None = None
-    for line in lines[starts[-1] + 1:]:
+    for line in lines[starts[-1] + 1 :]:
         if line and not line[0].isspace():
             raised = line.strip()  # the last unindented line after the frames
             break

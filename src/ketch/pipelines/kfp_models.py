@@ -111,8 +111,12 @@ def state_history(row: PipelineRunRow) -> list[dict[str, Any]]:
     if row.state in FINAL_STATES and row.finished_at is not None:
         history.append({"update_time": ts(row.finished_at), "state": row.state})
     elif row.state not in ("PENDING", "RUNNING"):
-        history.append({"update_time": ts(row.finished_at or row.started_at or row.created_at),
-                        "state": row.state})
+        history.append(
+            {
+                "update_time": ts(row.finished_at or row.started_at or row.created_at),
+                "state": row.state,
+            }
+        )
     return history
 
 

@@ -25,7 +25,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 _PIP_SEGMENT = re.compile(r"python3 -m pip install (?P<args>.*?)(?=&&|$)", re.S)
-_PIP_OPTS_WITH_VALUE = {"--index-url", "-i", "--extra-index-url", "--trusted-host", "--find-links", "-f"}
+_PIP_OPTS_WITH_VALUE = {
+    "--index-url",
+    "-i",
+    "--extra-index-url",
+    "--trusted-host",
+    "--find-links",
+    "-f",
+}
 
 
 @dataclass
@@ -50,9 +57,20 @@ def parse(container: dict) -> LightweightComponent | None:
         return None
     function = args[at]
     # target_image: python3 -m kfp.dsl.executor_main, source in the image
-    if command[:3] == ["python3", "-m", EXECUTOR_MODULE] or command[:3] == ["python", "-m", EXECUTOR_MODULE]:
-        return LightweightComponent(function=function, source=None, executor_args=command[3:] + args)
-    if len(command) >= 7 and command[0] == "sh" and command[1] == "-c" and command[3:5] == ["sh", "-ec"]:
+    if command[:3] == ["python3", "-m", EXECUTOR_MODULE] or command[:3] == [
+        "python",
+        "-m",
+        EXECUTOR_MODULE,
+    ]:
+        return LightweightComponent(
+            function=function, source=None, executor_args=command[3:] + args
+        )
+    if (
+        len(command) >= 7
+        and command[0] == "sh"
+        and command[1] == "-c"
+        and command[3:5] == ["sh", "-ec"]
+    ):
         if EXECUTOR_MODULE not in command[5]:
             return None
         requirements, options = _pip_requirements(command[2])
@@ -199,8 +217,11 @@ def warmup_argv() -> tuple[str, ...]:
                 },
             }
             _warmup_argv = (
-                "--component_module_path", module,
-                "--executor_input", json.dumps(executor_input),
-                "--function_to_execute", "ketch_warmup",
+                "--component_module_path",
+                module,
+                "--executor_input",
+                json.dumps(executor_input),
+                "--function_to_execute",
+                "ketch_warmup",
             )
         return _warmup_argv

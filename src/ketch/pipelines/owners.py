@@ -102,8 +102,13 @@ def parse(text: str | None) -> Owner | None:
         pid = int(parts[2])
     except ValueError:
         return None
-    return Owner(parts[0], parts[1], pid, parts[3] if len(parts) > 3 else "",
-                 parts[4] if len(parts) > 4 else "")
+    return Owner(
+        parts[0],
+        parts[1],
+        pid,
+        parts[3] if len(parts) > 3 else "",
+        parts[4] if len(parts) > 4 else "",
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -138,8 +143,11 @@ def is_mine(text: str | None) -> bool:
     """True when ``text`` names this process (and, for a run service, a live one)."""
     owner = parse(text)
     return (
-        owner is not None and owner.host == _host() and owner.pid == os.getpid()
-        and owner.start == current(owner.kind).start and not is_gone(owner)
+        owner is not None
+        and owner.host == _host()
+        and owner.pid == os.getpid()
+        and owner.start == current(owner.kind).start
+        and not is_gone(owner)
     )
 
 
@@ -186,7 +194,9 @@ def fail_run(
                 return False
             s.execute(
                 update(PipelineTaskRow)
-                .where(PipelineTaskRow.run_id == run_id, PipelineTaskRow.state.in_(_ACTIVE_TASK_STATES))
+                .where(
+                    PipelineTaskRow.run_id == run_id, PipelineTaskRow.state.in_(_ACTIVE_TASK_STATES)
+                )
                 .values(state=state, error=reason, finished_at=now)
             )
             return True
@@ -230,7 +240,9 @@ def reap_runs(url: str | None = None, *, min_interval: float = 0.0) -> list[str]
         if owner is None or not is_gone(owner):
             continue
         if state == "CANCELING":
-            done = fail_run(url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED")
+            done = fail_run(
+                url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED"
+            )
         else:
             done = fail_run(url, run_id, text, orphan_reason(owner))
         if done:

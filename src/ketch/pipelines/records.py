@@ -119,7 +119,9 @@ class Recorder:
         def write() -> None:
             with session_scope(self.url) as s:
                 s.execute(
-                    update(PipelineRunRow).where(PipelineRunRow.id == run_id).values(state=state, **values)
+                    update(PipelineRunRow)
+                    .where(PipelineRunRow.id == run_id)
+                    .values(state=state, **values)
                 )
 
         retry_locked(write)
@@ -129,7 +131,9 @@ class Recorder:
         ids: dict[str, str] = {}
         done: dict[str, dict[str, Any]] = {}
         with session_scope(self.url, readonly=True) as s:
-            rows = s.execute(select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)).scalars()
+            rows = s.execute(
+                select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)
+            ).scalars()
             for row in rows:
                 ids[row.path] = row.id
                 if row.state == "SUCCEEDED" and row.type in ("container", "importer"):
@@ -150,7 +154,9 @@ class Recorder:
                     }
         return ids, done
 
-    def finish_run(self, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:
+    def finish_run(
+        self, run_id: str, state: str, outputs: dict[str, Any], error: str | None
+    ) -> None:
         self.set_run_state(run_id, state, outputs=outputs, error=error, finished_at=_now())
 
     # ------------------------------------------------------------ tasks
@@ -255,8 +261,15 @@ class Recorder:
             for art in arts:
                 art_id = art.get("id") or self._artifact_id(s, ctx, art)
                 art["id"] = art_id
-                s.add(LineageEventRow(execution_id=execution_id, artifact_id=art_id, type="INPUT",
-                                      key=key, created_at=_now()))
+                s.add(
+                    LineageEventRow(
+                        execution_id=execution_id,
+                        artifact_id=art_id,
+                        type="INPUT",
+                        key=key,
+                        created_at=_now(),
+                    )
+                )
 
     def _output_events(self, s: Any, ctx: RunContext, node: Node, execution_id: int) -> None:
         for key, arts in node.output_artifacts.items():
@@ -268,8 +281,15 @@ class Recorder:
                 else:
                     art_id = self._new_artifact(s, ctx, art)
                 art["id"] = art_id
-                s.add(LineageEventRow(execution_id=execution_id, artifact_id=art_id, type="OUTPUT",
-                                      key=key, created_at=_now()))
+                s.add(
+                    LineageEventRow(
+                        execution_id=execution_id,
+                        artifact_id=art_id,
+                        type="OUTPUT",
+                        key=key,
+                        created_at=_now(),
+                    )
+                )
 
     def _new_artifact(self, s: Any, ctx: RunContext, art: dict[str, Any]) -> int:
         row = ArtifactRow(
@@ -286,7 +306,10 @@ class Recorder:
 
     def _artifact_id(self, s: Any, ctx: RunContext, art: dict[str, Any]) -> int:
         found = s.execute(
-            select(ArtifactRow.id).where(ArtifactRow.uri == art.get("uri", "")).order_by(ArtifactRow.id.desc()).limit(1)
+            select(ArtifactRow.id)
+            .where(ArtifactRow.uri == art.get("uri", ""))
+            .order_by(ArtifactRow.id.desc())
+            .limit(1)
         ).scalar()
         return int(found) if found is not None else self._new_artifact(s, ctx, art)
 
@@ -315,9 +338,16 @@ class Recorder:
                 entry = s.get(CacheEntryRow, node.cache_key)
                 payload = {"parameters": node.outputs, "artifacts": node.output_artifacts}
                 if entry is None:
-                    s.add(CacheEntryRow(key=node.cache_key, pipeline_name=ctx.ir.name,
-                                        task_name=node.name, run_id=ctx.run_id,
-                                        outputs=payload, created_at=_now()))
+                    s.add(
+                        CacheEntryRow(
+                            key=node.cache_key,
+                            pipeline_name=ctx.ir.name,
+                            task_name=node.name,
+                            run_id=ctx.run_id,
+                            outputs=payload,
+                            created_at=_now(),
+                        )
+                    )
                 else:
                     entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, _now()
 

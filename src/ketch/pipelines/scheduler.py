@@ -64,11 +64,14 @@ def _every_seconds(expr: str) -> float | None:
     rest = text[len("@every") :].strip().replace(" ", "")
     if not rest or _DURATION.sub("", rest):
         raise InvalidSpec(
-            f"{expr!r}: @every needs a duration like 30s, 5m or 1h30m", field="trigger.cron_schedule.cron"
+            f"{expr!r}: @every needs a duration like 30s, 5m or 1h30m",
+            field="trigger.cron_schedule.cron",
         )
     seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(rest))
     if seconds < 1:
-        raise InvalidSpec(f"{expr!r}: the interval must be at least 1s", field="trigger.cron_schedule.cron")
+        raise InvalidSpec(
+            f"{expr!r}: the interval must be at least 1s", field="trigger.cron_schedule.cron"
+        )
     return seconds
 
 
@@ -126,7 +129,9 @@ class Trigger:
             return base + timedelta(seconds=steps * self.interval) if steps >= 1 else None
         assert self.cron is not None
         six = len(self.cron.split()) == 6
-        prev = croniter(self.cron, t + timedelta(microseconds=1), second_at_beginning=six).get_prev(datetime)
+        prev = croniter(self.cron, t + timedelta(microseconds=1), second_at_beginning=six).get_prev(
+            datetime
+        )
         return prev if prev > base else None
 
     def base(self, last: datetime | None, created: datetime) -> datetime:
@@ -196,10 +201,15 @@ class Scheduler:
         with session_scope(self.url, readonly=True) as s:
             rows = s.execute(
                 select(
-                    KfpRecurringRunRow.id, KfpRecurringRunRow.cron, KfpRecurringRunRow.interval_second,
-                    KfpRecurringRunRow.start_time, KfpRecurringRunRow.end_time,
-                    KfpRecurringRunRow.created_at, KfpRecurringRunRow.last_scheduled_at,
-                    KfpRecurringRunRow.pending_since, KfpRecurringRunRow.no_catchup,
+                    KfpRecurringRunRow.id,
+                    KfpRecurringRunRow.cron,
+                    KfpRecurringRunRow.interval_second,
+                    KfpRecurringRunRow.start_time,
+                    KfpRecurringRunRow.end_time,
+                    KfpRecurringRunRow.created_at,
+                    KfpRecurringRunRow.last_scheduled_at,
+                    KfpRecurringRunRow.pending_since,
+                    KfpRecurringRunRow.no_catchup,
                     KfpRecurringRunRow.max_concurrency,
                 ).where(KfpRecurringRunRow.mode == "ENABLE")
             ).all()
@@ -249,7 +259,9 @@ class Scheduler:
         with session_scope(self.url, readonly=True) as s:
             return int(
                 s.execute(
-                    select(func.count()).select_from(PipelineRunRow).where(
+                    select(func.count())
+                    .select_from(PipelineRunRow)
+                    .where(
                         PipelineRunRow.recurring_run_id == recurring_run_id,
                         PipelineRunRow.state.in_(ACTIVE_STATES),
                     )
@@ -286,14 +298,19 @@ class Scheduler:
                 recurring_run_id=job["id"],
                 pipeline_root=job["pipeline_root"],
             )
-            self.catalog.set_run_meta(run_id, service_account=job["service_account"],
-                                      scheduled_at=scheduled)
-            log.info("recurring run %s fired run %s (scheduled at %s)", job["id"], run_id, scheduled)
+            self.catalog.set_run_meta(
+                run_id, service_account=job["service_account"], scheduled_at=scheduled
+            )
+            log.info(
+                "recurring run %s fired run %s (scheduled at %s)", job["id"], run_id, scheduled
+            )
         except KetchError as exc:
             error = f"the run scheduled at {scheduled.isoformat()} could not be created: {exc}"
             log.warning("recurring run %s: %s", job["id"], error)
         except Exception as exc:
-            error = f"the run scheduled at {scheduled.isoformat()} could not be created: internal error"
+            error = (
+                f"the run scheduled at {scheduled.isoformat()} could not be created: internal error"
+            )
             log.exception("recurring run %s could not fire: %s", job["id"], exc)
         self._clear_pending(job["id"], error)
 
@@ -322,9 +339,9 @@ class Scheduler:
         """Finish a fire whose run may not have been created (the process stopped)."""
         with session_scope(self.url, readonly=True) as s:
             made = s.execute(
-                select(func.count()).select_from(PipelineRunRow).where(
-                    PipelineRunRow.recurring_run_id == rid, PipelineRunRow.created_at >= pending
-                )
+                select(func.count())
+                .select_from(PipelineRunRow)
+                .where(PipelineRunRow.recurring_run_id == rid, PipelineRunRow.created_at >= pending)
             ).scalar_one()
             row = s.get(KfpRecurringRunRow, rid)
             job = _submission(row) if row is not None else None
@@ -334,7 +351,11 @@ class Scheduler:
         if made:
             self._clear_pending(rid, None)
             return
-        log.info("recurring run %s: creating the run scheduled at %s that was not created", rid, scheduled)
+        log.info(
+            "recurring run %s: creating the run scheduled at %s that was not created",
+            rid,
+            scheduled,
+        )
         self._fire(job, scheduled)
 
 
@@ -358,13 +379,16 @@ def check_trigger(trigger: Any) -> dict[str, Any]:
     from ketch.pipelines.filters import get_field, parse_time
 
     if not isinstance(trigger, dict):
-        raise InvalidSpec("a recurring run needs a trigger (cron_schedule or periodic_schedule)",
-                          field="trigger")
+        raise InvalidSpec(
+            "a recurring run needs a trigger (cron_schedule or periodic_schedule)", field="trigger"
+        )
     cron = get_field(trigger, "cron_schedule")
     periodic = get_field(trigger, "periodic_schedule")
     if bool(cron) == bool(periodic):
-        raise InvalidSpec("give exactly one of trigger.cron_schedule and trigger.periodic_schedule",
-                          field="trigger")
+        raise InvalidSpec(
+            "give exactly one of trigger.cron_schedule and trigger.periodic_schedule",
+            field="trigger",
+        )
     schedule: dict[str, Any] = cron or periodic
     if not isinstance(schedule, dict):
         raise InvalidSpec("the schedule must be an object", field="trigger")
@@ -374,7 +398,12 @@ def check_trigger(trigger: Any) -> dict[str, Any]:
     end = parse_time(end_raw, f"{where}.end_time") if end_raw else None
     if start is not None and end is not None and end <= start:
         raise InvalidSpec("end_time must be after start_time", field=f"{where}.end_time")
-    fields: dict[str, Any] = {"start_time": start, "end_time": end, "cron": None, "interval_second": None}
+    fields: dict[str, Any] = {
+        "start_time": start,
+        "end_time": end,
+        "cron": None,
+        "interval_second": None,
+    }
     if cron:
         fields["cron"] = check_cron(str(get_field(schedule, "cron") or ""))
     else:
@@ -382,9 +411,13 @@ def check_trigger(trigger: Any) -> dict[str, Any]:
         try:
             interval = int(raw)
         except (TypeError, ValueError):
-            raise InvalidSpec(f"interval_second {raw!r} is not a whole number of seconds",
-                              field=f"{where}.interval_second") from None
+            raise InvalidSpec(
+                f"interval_second {raw!r} is not a whole number of seconds",
+                field=f"{where}.interval_second",
+            ) from None
         if interval < 1:
-            raise InvalidSpec("interval_second must be at least 1", field=f"{where}.interval_second")
+            raise InvalidSpec(
+                "interval_second must be at least 1", field=f"{where}.interval_second"
+            )
         fields["interval_second"] = interval
     return fields

@@ -69,7 +69,9 @@ def prepare(
 ) -> tuple[RunContext, dict[str, Any]]:
     """Build a run's context and check its arguments (raises InvalidSpec)."""
     if not isinstance(arguments, dict):
-        raise InvalidSpec("arguments must be a mapping of parameter names to values", field="arguments")
+        raise InvalidSpec(
+            "arguments must be a mapping of parameter names to values", field="arguments"
+        )
     home = config.ketch_home()
     home.mkdir(parents=True, exist_ok=True)
     created = created_at or now()
@@ -106,8 +108,12 @@ def execute(
     warning = images_warning(ctx.ir)
     if warning:  # once per run
         log.warning("run %s: %s", ctx.run_id, warning)
-    runner = LocalTaskRunner(backend, recorder, Environments(home / "venvs", backend),
-                             on_first_execution=on_first_execution)
+    runner = LocalTaskRunner(
+        backend,
+        recorder,
+        Environments(home / "venvs", backend),
+        on_first_execution=on_first_execution,
+    )
     engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
     if on_engine is not None:
         on_engine(engine)
@@ -115,7 +121,11 @@ def execute(
         state, outputs, error = engine.execute(arguments)
     except Exception as exc:  # a bug must not leave the run RUNNING forever
         log.exception("run %s crashed", ctx.run_id)
-        state, outputs, error = "FAILED", {"parameters": {}, "artifacts": {}}, f"internal error: {exc}"
+        state, outputs, error = (
+            "FAILED",
+            {"parameters": {}, "artifacts": {}},
+            f"internal error: {exc}",
+        )
     stored = {
         **outputs["parameters"],
         **{k: [public_artifact(a) for a in v] for k, v in outputs["artifacts"].items()},
@@ -128,9 +138,15 @@ def execute(
 def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
     """The context to execute a stored run again (resume, retry) under its own id."""
     ir = ir_loader.PipelineIR(spec=row.pipeline_spec, source=f"run {row.id}")
-    return prepare(ir, row.parameters or {}, run_id=row.id, display_name=row.display_name,
-                   pipeline_root=row.pipeline_root, enable_caching=row.enable_caching,
-                   created_at=row.created_at)
+    return prepare(
+        ir,
+        row.parameters or {},
+        run_id=row.id,
+        display_name=row.display_name,
+        pipeline_root=row.pipeline_root,
+        enable_caching=row.enable_caching,
+        created_at=row.created_at,
+    )
 
 
 def reap_orphaned_runs(url: str | None = None) -> int:
@@ -206,8 +222,10 @@ class RunService:
             rows = s.execute(
                 select(PipelineRunRow).where(
                     PipelineRunRow.state.in_(ACTIVE_STATES),
-                    or_(PipelineRunRow.owner == owners.LEGACY_SERVER,
-                        PipelineRunRow.owner.like(f"{owners.SERVER}:%")),
+                    or_(
+                        PipelineRunRow.owner == owners.LEGACY_SERVER,
+                        PipelineRunRow.owner.like(f"{owners.SERVER}:%"),
+                    ),
                 )
             ).scalars()
             candidates = [row for row in rows if self._orphaned(row.owner)]
@@ -220,17 +238,27 @@ class RunService:
                     pending.append((row.id, row.state, exc))
         for run_id, state, prepared in pending:
             if state == "CANCELING":
-                self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
-                                            error="canceled while the server was down")
+                self.recorder.set_run_state(
+                    run_id,
+                    "CANCELED",
+                    finished_at=datetime.now(UTC),
+                    error="canceled while the server was down",
+                )
             elif isinstance(prepared, InvalidSpec):
-                self.recorder.set_run_state(run_id, "FAILED", finished_at=datetime.now(UTC),
-                                            error=f"cannot resume: {prepared}")
+                self.recorder.set_run_state(
+                    run_id,
+                    "FAILED",
+                    finished_at=datetime.now(UTC),
+                    error=f"cannot resume: {prepared}",
+                )
             else:
                 self._launch(*prepared, resume=True)
                 resumed.append(run_id)
         if resumed:
             log.info("resumed %d run(s) that were in flight: %s", len(resumed), ", ".join(resumed))
-        self._reaper = threading.Thread(target=self._reap_loop, name="ketch-run-reaper", daemon=True)
+        self._reaper = threading.Thread(
+            target=self._reap_loop, name="ketch-run-reaper", daemon=True
+        )
         self._reaper.start()
         return resumed
 
@@ -279,12 +307,23 @@ class RunService:
         if self._stopping:
             raise Conflict("the server is shutting down; submit the run again after it restarts")
         ir = ir_loader.load(spec)
-        ctx, args = prepare(ir, dict(parameters or {}), display_name=display_name,
-                            pipeline_root=pipeline_root, enable_caching=enable_caching)
+        ctx, args = prepare(
+            ir,
+            dict(parameters or {}),
+            display_name=display_name,
+            pipeline_root=pipeline_root,
+            enable_caching=enable_caching,
+        )
         self.recorder.create_run(
-            ctx, args, owner=str(self.owner), state="PENDING", namespace=namespace,
-            experiment_id=experiment_id, pipeline_id=pipeline_id,
-            pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
+            ctx,
+            args,
+            owner=str(self.owner),
+            state="PENDING",
+            namespace=namespace,
+            experiment_id=experiment_id,
+            pipeline_id=pipeline_id,
+            pipeline_version_id=pipeline_version_id,
+            recurring_run_id=recurring_run_id,
         )
         self._launch(ctx, args, resume=False)
         self._changed(ctx.run_id)
@@ -298,14 +337,25 @@ class RunService:
                 if resume:
                     ctx.task_ids, ctx.finished = self.recorder.load_progress(ctx.run_id)
                 # a resumed run keeps the start time it was given when it first ran
-                self.recorder.set_run_state(ctx.run_id, "RUNNING", started_at=func.coalesce(
-                    PipelineRunRow.started_at, datetime.now(UTC)))
-                execute(ctx, args, backend=self.backend, recorder=self.recorder,
-                        max_parallelism=self.max_parallelism, on_engine=register)
+                self.recorder.set_run_state(
+                    ctx.run_id,
+                    "RUNNING",
+                    started_at=func.coalesce(PipelineRunRow.started_at, datetime.now(UTC)),
+                )
+                execute(
+                    ctx,
+                    args,
+                    backend=self.backend,
+                    recorder=self.recorder,
+                    max_parallelism=self.max_parallelism,
+                    on_engine=register,
+                )
             except Exception:
                 log.exception("run %s failed in the service", ctx.run_id)
                 try:
-                    self.recorder.finish_run(ctx.run_id, "FAILED", {}, "internal error; see the server log")
+                    self.recorder.finish_run(
+                        ctx.run_id, "FAILED", {}, "internal error; see the server log"
+                    )
                 except Exception:
                     log.exception("could not store the failure of run %s", ctx.run_id)
             finally:
@@ -356,8 +406,9 @@ class RunService:
         elif not owners.is_mine(owner) and not owners.is_gone(owners.parse(owner)):
             self.recorder.set_run_state(run_id, "CANCELING")
         else:
-            self.recorder.set_run_state(run_id, "CANCELED", finished_at=datetime.now(UTC),
-                                        error="the run was canceled")
+            self.recorder.set_run_state(
+                run_id, "CANCELED", finished_at=datetime.now(UTC), error="the run was canceled"
+            )
         return True
 
     def retry(self, run_id: str) -> None:
@@ -367,12 +418,16 @@ class RunService:
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")
             if row.state not in ("FAILED", "CANCELED"):
-                raise Conflict(f"run {run_id!r} is {row.state}; only FAILED or CANCELED runs can be retried")
+                raise Conflict(
+                    f"run {run_id!r} is {row.state}; only FAILED or CANCELED runs can be retried"
+                )
             ctx, args = _stored_context(row)
         with self._lock:
             if run_id in self._threads:
                 raise Conflict(f"run {run_id!r} is still stopping; retry it in a moment")
-        self.recorder.set_run_state(run_id, "PENDING", error=None, finished_at=None, owner=str(self.owner))
+        self.recorder.set_run_state(
+            run_id, "PENDING", error=None, finished_at=None, owner=str(self.owner)
+        )
         self._launch(ctx, args, resume=True)
 
     def wait(self, run_id: str, timeout: float | None = None) -> str:

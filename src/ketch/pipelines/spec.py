@@ -62,7 +62,8 @@ def load(source: Any, pipeline_name: str | None = None) -> PipelineIR:
         if path.is_dir():
             raise InvalidSpec(
                 f"{str(path)!r} is a directory; pass a .py file with a @dsl.pipeline "
-                "or a compiled .yaml/.json pipeline", field="FILE",
+                "or a compiled .yaml/.json pipeline",
+                field="FILE",
             )
         if not path.is_file():
             raise InvalidSpec(f"{str(path)!r} is not a regular file", field="FILE")
@@ -100,7 +101,9 @@ def _read_text(path: Path, *, python: bool = False) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidSpec(f"{str(path)!r} cannot be read: {exc.strerror or exc}", field="FILE") from None
+        raise InvalidSpec(
+            f"{str(path)!r} cannot be read: {exc.strerror or exc}", field="FILE"
+        ) from None
     binary = b"\x00" in data
     text = ""
     if not binary:
@@ -111,7 +114,8 @@ def _read_text(path: Path, *, python: bool = False) -> str:
     if binary:
         raise InvalidSpec(
             f"{str(path)!r} is a binary file, not a pipeline; pass a .py file with a "
-            "@dsl.pipeline or a compiled .yaml/.json pipeline", field="FILE",
+            "@dsl.pipeline or a compiled .yaml/.json pipeline",
+            field="FILE",
         )
     return text
 
@@ -228,7 +232,9 @@ def validate(spec: dict[str, Any]) -> None:
 
     for key in ("root", "components"):
         if key not in spec and not (key == "components" and "root" in spec):
-            raise InvalidSpec(f"missing top-level field {key!r}; is this a compiled KFP pipeline?", field=key)
+            raise InvalidSpec(
+                f"missing top-level field {key!r}; is this a compiled KFP pipeline?", field=key
+            )
     try:
         json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -245,7 +251,9 @@ def validate(spec: dict[str, Any]) -> None:
                     field=f"components.{cname}.executorLabel",
                 )
         else:
-            raise InvalidSpec("a component needs a dag or an executorLabel", field=f"components.{cname}")
+            raise InvalidSpec(
+                "a component needs a dag or an executorLabel", field=f"components.{cname}"
+            )
     if "dag" not in spec["root"]:
         raise InvalidSpec("the root component must be a DAG", field="root.dag")
     _validate_dag("root", spec["root"]["dag"], components)
@@ -297,7 +305,7 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
                 stack.pop()
             elif state.get(nxt) == 1:
                 cycle = [n for n, _ in stack] + [nxt]
-                cycle = cycle[cycle.index(nxt):]
+                cycle = cycle[cycle.index(nxt) :]
                 raise InvalidSpec(
                     f"tasks form a cycle: {' -> '.join(cycle)}", field=f"{where}.dag.tasks.{nxt}"
                 )
@@ -306,7 +314,9 @@ def _validate_dag(where: str, dag: dict[str, Any], components: dict[str, Any]) -
                 stack.append((nxt, iter(sorted(graph[nxt]))))
 
 
-def _validate_task_inputs(where: str, tname: str, task: dict[str, Any], comp: dict[str, Any]) -> None:
+def _validate_task_inputs(
+    where: str, tname: str, task: dict[str, Any], comp: dict[str, Any]
+) -> None:
     """Every required input of the component must be connected by the task."""
     defs = comp.get("inputDefinitions", {})
     given = task.get("inputs", {})

@@ -154,9 +154,7 @@ def create_app(
     app.state.runs = None
     app.state.controllers = None
     errors.install(app)
-    app.add_middleware(
-        RequestGuardMiddleware, hosts=guard.allowed_hosts(bind)
-    )
+    app.add_middleware(RequestGuardMiddleware, hosts=guard.allowed_hosts(bind))
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
     app.add_api_route(
         "/readyz",

@@ -109,5 +109,7 @@ def parse_yaml(raw: bytes) -> Any:
 
 def require_mapping(document: Any, what: str = "a manifest") -> dict[str, Any]:
     if not isinstance(document, dict):
-        raise InvalidSpec(f"{what} must be a JSON object, got {type(document).__name__}", field="body")
+        raise InvalidSpec(
+            f"{what} must be a JSON object, got {type(document).__name__}", field="body"
+        )
     return document

@@ -95,7 +95,9 @@ def max_upload_bytes() -> int:
     try:
         value = int(raw)
     except ValueError:
-        log.warning("%s=%r is not a number; using %d", MAX_UPLOAD_ENV, raw, DEFAULT_MAX_UPLOAD_BYTES)
+        log.warning(
+            "%s=%r is not a number; using %d", MAX_UPLOAD_ENV, raw, DEFAULT_MAX_UPLOAD_BYTES
+        )
         return DEFAULT_MAX_UPLOAD_BYTES
     return value if value > 0 else DEFAULT_MAX_UPLOAD_BYTES
 
@@ -157,7 +159,9 @@ class BodyLimitMiddleware:
                 try:
                     length = int(value)
                 except ValueError:
-                    await error_response(400, "Content-Length is not a number")(scope, receive, send)
+                    await error_response(400, "Content-Length is not a number")(
+                        scope, receive, send
+                    )
                     return
                 if length > limit:
                     await _too_large(limit)(scope, receive, send)

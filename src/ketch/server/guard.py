@@ -65,7 +65,9 @@ def allowed_hosts(bound: str | None = None) -> frozenset[str] | None:
     any name. ``KETCH_ALLOWED_HOSTS`` (comma-separated; ``*`` for any) adds names, for a
     reverse proxy in front of Ketch.
     """
-    extra = [h.strip().lower() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    extra = [
+        h.strip().lower() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()
+    ]
     if "*" in extra:
         return None
     if bound is not None and not is_loopback(bound):
@@ -97,7 +99,9 @@ class RequestGuardMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
         problem = self._check(scope, headers)
         if problem is not None:
             status, message = problem
@@ -128,7 +132,9 @@ class RequestGuardMiddleware:
             return 403, "cross-site requests are refused (Sec-Fetch-Site)"
         if websocket:
             return None
-        has_body = "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in (
+        has_body = "transfer-encoding" in headers or headers.get(
+            "content-length", "0"
+        ).strip() not in (
             "",
             "0",
         )

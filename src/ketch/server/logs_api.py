@@ -248,7 +248,11 @@ async def pipeline_run_logs(
     follow: FollowQ = False,
 ) -> StreamingResponse:
     return await run_logs(
-        state, validate_namespace(namespace, field="namespace"), validate_name(name, "name"), task, follow
+        state,
+        validate_namespace(namespace, field="namespace"),
+        validate_name(name, "name"),
+        task,
+        follow,
     )
 
 
@@ -270,7 +274,9 @@ async def object_logs(
     paths = _log_paths(manifest)
     if replica is not None and replica not in paths and (not follow or is_finished(manifest)):
         known = ", ".join(sorted(paths)) or "none yet"
-        raise NotFound(f"{kind.kind} {name!r} has no replica {replica!r}; replicas with logs: {known}")
+        raise NotFound(
+            f"{kind.kind} {name!r} has no replica {replica!r}; replicas with logs: {known}"
+        )
 
     async def current() -> dict[str, Any] | None:
         try:

@@ -83,7 +83,9 @@ def run_conditions(row: PipelineRunRow) -> list[dict[str, Any]]:
         state.capitalize(),
         finished if done else started,
     )
-    failed = _condition("Failed", "True" if state == "FAILED" else "False", state.capitalize(), finished)
+    failed = _condition(
+        "Failed", "True" if state == "FAILED" else "False", state.capitalize(), finished
+    )
     canceled = _condition(
         "Canceled", "True" if state == "CANCELED" else "False", state.capitalize(), finished
     )
@@ -194,7 +196,9 @@ def _decode_offset(token: str) -> int:
             raise ValueError
         return value
     except (ValueError, KeyError, TypeError):
-        raise InvalidSpec("the continue token is not one this server issued", field="continue") from None
+        raise InvalidSpec(
+            "the continue token is not one this server issued", field="continue"
+        ) from None
 
 
 class PipelineRunSource:
@@ -251,9 +255,7 @@ class PipelineRunSource:
         selector = LabelSelector.parse(label_selector)
         offset = _decode_offset(continue_token) if continue_token else 0
         self._reap()
-        query = select(PipelineRunRow).order_by(
-            PipelineRunRow.created_at.desc(), PipelineRunRow.id
-        )
+        query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc(), PipelineRunRow.id)
         if namespace is not None:
             query = query.where(PipelineRunRow.namespace == namespace)
         with session_scope(self.url, readonly=True) as session:
@@ -320,16 +322,25 @@ class PipelineRunSource:
         ir = spec.get("pipelineSpec")
         if not isinstance(ir, dict) or not ir:
             raise InvalidSpec(
-                "the compiled pipeline (IR) is required", field="spec.pipelineSpec",
+                "the compiled pipeline (IR) is required",
+                field="spec.pipelineSpec",
                 hint="compile it with kfp's compiler and put the YAML document here",
             )
         parameters = spec.get("parameters") or {}
         if not isinstance(parameters, dict):
-            raise InvalidSpec("must be a mapping of parameter names to values", field="spec.parameters")
+            raise InvalidSpec(
+                "must be a mapping of parameter names to values", field="spec.parameters"
+            )
         caching = spec.get("enableCaching")
         if caching is not None and not isinstance(caching, bool):
             raise InvalidSpec("must be true or false", field="spec.enableCaching")
-        for key in ("pipelineRoot", "experimentId", "pipelineId", "pipelineVersionId", "displayName"):
+        for key in (
+            "pipelineRoot",
+            "experimentId",
+            "pipelineId",
+            "pipelineVersionId",
+            "displayName",
+        ):
             if spec.get(key) is not None and not isinstance(spec[key], str):
                 raise InvalidSpec("must be a string", field=f"spec.{key}")
         run_id = self._service().submit(

@@ -52,9 +52,7 @@ from ketch.server.watch import sse, watch
 router = APIRouter(responses=ERROR_RESPONSES)
 
 State = Annotated[ApiState, Depends(api_state)]
-LabelSelectorQ = Annotated[
-    str | None, Query(alias="labelSelector", description="a=b,c!=d,e,!f")
-]
+LabelSelectorQ = Annotated[str | None, Query(alias="labelSelector", description="a=b,c!=d,e,!f")]
 LimitQ = Annotated[int | None, Query(ge=1, le=100_000, description="Page size")]
 ContinueQ = Annotated[str | None, Query(alias="continue", description="Token of the next page")]
 TimeoutQ = Annotated[
@@ -80,7 +78,10 @@ async def api_groups(state: State) -> dict[str, Any]:
             {
                 "name": group,
                 "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
+                "preferredVersion": {
+                    "groupVersion": f"{group}/{versions[0]}",
+                    "version": versions[0],
+                },
             }
             for group, versions in sorted(groups.items())
         ],
@@ -142,7 +143,9 @@ class ObjectPath:
 async def _object_path(
     group: str, version: str, namespace: str, plural: str, name: str, state: State
 ) -> ObjectPath:
-    return ObjectPath(state.kinds.for_path(group, version, plural), _namespace(namespace), _name(name))
+    return ObjectPath(
+        state.kinds.for_path(group, version, plural), _namespace(namespace), _name(name)
+    )
 
 
 Target = Annotated[ObjectPath, Depends(_object_path)]
@@ -339,14 +342,12 @@ def _manifest_for(kind: Kind, namespace: str, document: Any, name: str | None = 
     return Resource.from_manifest(manifest)
 
 
-def _generated_name(
-    kind: Kind, metadata: dict[str, Any], manifest: dict[str, Any]
-) -> str | None:
+def _generated_name(kind: Kind, metadata: dict[str, Any], manifest: dict[str, Any]) -> str | None:
     prefix = metadata.get("generateName")
     if prefix is None and kind.kind == PIPELINE_RUN.kind:
-        return _dns_name(str(_dig(manifest, "spec", "pipelineSpec", "pipelineInfo", "name") or "")) or (
-            "pipeline-run"
-        )
+        return _dns_name(
+            str(_dig(manifest, "spec", "pipelineSpec", "pipelineInfo", "name") or "")
+        ) or ("pipeline-run")
     if not isinstance(prefix, str) or not prefix:
         return None  # no name: Resource.from_manifest names the missing field
     alphabet = string.ascii_lowercase + string.digits
@@ -401,9 +402,7 @@ async def read(target: Target, state: State) -> dict[str, Any]:
     openapi_extra=request_body(MANIFEST_SCHEMA),
     responses={201: {"description": "Created"}},
 )
-async def apply(
-    target: Target, request: Request, state: State
-) -> JSONResponse:
+async def apply(target: Target, request: Request, state: State) -> JSONResponse:
     kind, namespace, name = target.kind, target.namespace, target.name
     resource = state.validate(
         kind, _manifest_for(kind, namespace, await read_document(request), name)
@@ -422,9 +421,7 @@ async def apply(
     summary="Merge-patch metadata.labels, metadata.annotations and spec",
     openapi_extra=patch_body(),
 )
-async def patch(
-    target: Target, request: Request, state: State
-) -> dict[str, Any]:
+async def patch(target: Target, request: Request, state: State) -> dict[str, Any]:
     kind, namespace, name = target.kind, target.namespace, target.name
     document = require_mapping(await read_document(request), "a merge patch")
     patched = await run_in_threadpool(
@@ -464,9 +461,7 @@ async def read_status(target: Target, state: State) -> dict[str, Any]:
     summary="Replace an object's status (metadata.resourceVersion, if given, must match)",
     openapi_extra=request_body(STATUS_SCHEMA),
 )
-async def write_status(
-    target: Target, request: Request, state: State
-) -> dict[str, Any]:
+async def write_status(target: Target, request: Request, state: State) -> dict[str, Any]:
     kind, namespace, name = target.kind, target.namespace, target.name
     document = require_mapping(await read_document(request))
     status = document.get("status")

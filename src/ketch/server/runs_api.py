@@ -45,7 +45,9 @@ async def _act(state: ApiState, namespace: str, name: str, action: str) -> dict[
         finished = (item.get("status") or {}).get("state", "finished")
         raise Conflict(
             f"run {name!r} had already finished ({finished}); nothing was canceled",
-            hint=f"retry it with: ketch runs retry {name}" if finished in ("FAILED", "CANCELED") else None,
+            hint=f"retry it with: ketch runs retry {name}"
+            if finished in ("FAILED", "CANCELED")
+            else None,
         )
     return item
 

@@ -114,7 +114,9 @@ def check_patch(current: Manifest, patch: Any) -> None:
                 raise InvalidSpec("must be an object", field="spec")
         elif key in ("apiVersion", "kind"):
             if value != current.get(key):
-                raise InvalidSpec(f"cannot be changed by a patch (it is {current.get(key)!r})", field=key)
+                raise InvalidSpec(
+                    f"cannot be changed by a patch (it is {current.get(key)!r})", field=key
+                )
         elif key == "metadata":
             if not isinstance(value, dict):
                 raise InvalidSpec("must be an object", field="metadata")
@@ -220,7 +222,11 @@ class StoreSource:
         self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
     ) -> Manifest:
         return self.store.update_status(
-            kind.kind, namespace, name, status, resource_version=resource_version,
+            kind.kind,
+            namespace,
+            name,
+            status,
+            resource_version=resource_version,
             keep=SERVER_OWNED_STATUS,
         ).to_manifest()
 

@@ -13,7 +13,9 @@ from ketch.serving.spec import validate, validate_inference_graph
 KINDS: tuple[Kind, ...] = (
     Kind(KIND, "serving.kserve.io", ("v1beta1",), "inferenceservices", short_names=("isvc",)),
     # Known so that applying one says it cannot run yet (its validator refuses it).
-    Kind("InferenceGraph", "serving.kserve.io", ("v1alpha1",), "inferencegraphs", short_names=("ig",)),
+    Kind(
+        "InferenceGraph", "serving.kserve.io", ("v1alpha1",), "inferencegraphs", short_names=("ig",)
+    ),
 )
 
 

@@ -281,8 +281,16 @@ PREDICTOR_IMPLEMENTATIONS = (
 EXPLAINER_IMPLEMENTATIONS = ("art", "alibi")
 #: KServe's storageUri schemes (any other URI needs a storage initializer Ketch lacks)
 STORAGE_URI_PREFIXES = (
-    "gs://", "s3://", "pvc://", "file://", "https://", "http://", "hdfs://", "webhdfs://",
-    "oci://", "hf://",
+    "gs://",
+    "s3://",
+    "pvc://",
+    "file://",
+    "https://",
+    "http://",
+    "hdfs://",
+    "webhdfs://",
+    "oci://",
+    "hf://",
 )
 #: what a ``storage`` spec (a storage-config secret entry) can point at
 STORAGE_SPEC_PREFIXES = ("s3://", "hdfs://", "webhdfs://")
@@ -428,7 +436,9 @@ def _check_scaling(where: str, component: dict[str, Any], annotations: dict[str,
                 field=f"{where}.scaleTarget",
             )
         if target is not None and chosen == "memory" and target < 1:
-            raise InvalidSpec("the target memory must be at least 1 (MiB)", field=f"{where}.scaleTarget")
+            raise InvalidSpec(
+                "the target memory must be at least 1 (MiB)", field=f"{where}.scaleTarget"
+            )
         return
     chosen = metric or "concurrency"
     if chosen not in KPA_METRICS:
@@ -472,7 +482,9 @@ def _check_predictor(predictor: dict[str, Any]) -> None:
     if not isinstance(implementation, dict):
         raise InvalidSpec("must be an object", field=at)
     if implementation.get("name"):
-        raise InvalidSpec("the 'name' field is not allowed in a standard predictor", field=f"{at}.name")
+        raise InvalidSpec(
+            "the 'name' field is not allowed in a standard predictor", field=f"{at}.name"
+        )
     if key != "model" and key not in FRAMEWORKS:
         raise InvalidSpec(
             f"Ketch has no local runtime for the {key} predictor; use one of "
@@ -518,8 +530,7 @@ def _check_storage(
     supported = ", ".join(STORAGE_SPEC_PREFIXES)
     if uri and not uri.startswith(STORAGE_SPEC_PREFIXES):
         raise InvalidSpec(
-            f"with a storage spec, storageUri must start with one of {supported}; "
-            f"{uri!r} does not",
+            f"with a storage spec, storageUri must start with one of {supported}; {uri!r} does not",
             field=f"{at}.storageUri",
         )
     kind = (storage.get("parameters") or {}).get("type")
@@ -570,7 +581,8 @@ def _check_explainer(explainer: dict[str, Any]) -> None:
         chosen.append("containers")
     if len(chosen) != 1:
         raise InvalidSpec(
-            "exactly one of [" + ", ".join((*EXPLAINER_IMPLEMENTATIONS, "containers"))
+            "exactly one of ["
+            + ", ".join((*EXPLAINER_IMPLEMENTATIONS, "containers"))
             + "] must be specified in the explainer",
             field="spec.explainer",
         )

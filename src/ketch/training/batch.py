@@ -80,7 +80,6 @@ SAFETY_POLL = 5.0  # when every process's exit wakes the controller
 START_ERROR = 128  # the exit code Kubernetes reports for a container that could not start
 
 
-
 @dataclass
 class Run:
     """One container of a pod: its process, and how often it was restarted in place."""
@@ -359,7 +358,9 @@ class JobController(StatusController):
             for run in pod.runs:
                 paths[_log_key(pod, run)] = str(run.spec.stdout_path)
             events.append(("SuccessfulCreate", f"Created pod: {pod_name}", "Normal"))
-            no_gpu = gpus.warning((f"{pod_name}/{c.name}", gpus.requested(c)) for c in job.containers)
+            no_gpu = gpus.warning(
+                (f"{pod_name}/{c.name}", gpus.requested(c)) for c in job.containers
+            )
             if no_gpu and not runtime.gpus_reported:
                 runtime.gpus_reported = True
                 events.append((gpus.REASON, no_gpu, "Warning"))
@@ -571,7 +572,9 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
         raise InvalidSpec("a Job needs a spec object", field="spec")
-    parse_batch_job(str(metadata.get("name") or "job"), str(metadata.get("namespace") or "default"), spec)
+    parse_batch_job(
+        str(metadata.get("name") or "job"), str(metadata.get("namespace") or "default"), spec
+    )
 
 
 #: the registered check: called with a Resource, or ``validate.validate_manifest(manifest)``

@@ -24,7 +24,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("TrainJob", "trainer.kubeflow.org", ("v1alpha1",), "trainjobs"),
     Kind("TrainingRuntime", "trainer.kubeflow.org", ("v1alpha1",), "trainingruntimes"),
     Kind(
-        "ClusterTrainingRuntime", "trainer.kubeflow.org", ("v1alpha1",), "clustertrainingruntimes",
+        "ClusterTrainingRuntime",
+        "trainer.kubeflow.org",
+        ("v1alpha1",),
+        "clustertrainingruntimes",
         namespaced=False,
     ),
 )

@@ -118,7 +118,9 @@ class TrainerClient:
         items = self._items(self._path("trainingruntimes", self.namespace), missing_kind_ok=True)
         items += self._items(f"/apis/{GROUP}/{VERSION}/clustertrainingruntimes")
         labelled = [
-            i for i in items if manifests.FRAMEWORK_LABEL in (i.get("metadata", {}).get("labels") or {})
+            i
+            for i in items
+            if manifests.FRAMEWORK_LABEL in (i.get("metadata", {}).get("labels") or {})
         ]
         return [manifests.runtime_from_manifest(item) for item in labelled]
 

@@ -158,7 +158,9 @@ class TrainingJobController(StatusController):
         if runtime is not None and runtime.uid != uid:
             self._teardown(key, deleted=True)  # deleted and created again
 
-    def sync(self, key: Key, resource: Resource, status: dict[str, Any], events: Events) -> Result | None:
+    def sync(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> Result | None:
         return self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
 
     def _reconcile(
@@ -335,11 +337,19 @@ class TrainingJobController(StatusController):
         envs.write_mpi_files(job, addresses)
         return addresses
 
-    def _replica_env(self, job: Job, rtype: str, index: int, addresses: envs.Addresses) -> dict[str, str]:
+    def _replica_env(
+        self, job: Job, rtype: str, index: int, addresses: envs.Addresses
+    ) -> dict[str, str]:
         return envs.replica_env(job, rtype, index, addresses)
 
     def _replica_spec(
-        self, job: Job, rtype: str, index: int, replica_name: str, addresses: envs.Addresses, workdir: Path
+        self,
+        job: Job,
+        rtype: str,
+        index: int,
+        replica_name: str,
+        addresses: envs.Addresses,
+        workdir: Path,
     ) -> ProcessSpec:
         """The process of replica ``replica_name``: its container's command, env and limits."""
         container = job.container(rtype)
@@ -388,19 +398,23 @@ class TrainingJobController(StatusController):
             runtime.replicas[replica_name] = Replica(
                 rtype, index, replica_name, spec, state=PENDING, stage=self._stage(job, rtype)
             )
-        self._launch_next_stage(key, runtime, events)  # the gang (of the first stage) starts together
+        self._launch_next_stage(
+            key, runtime, events
+        )  # the gang (of the first stage) starts together
         no_gpu = gpus.warning(
             (name, gpus.requested(job.container(rtype))) for rtype, _i, name in job.replica_names()
         )
         if no_gpu:
             events.append((gpus.REASON, no_gpu, "Warning"))
         if images:
-            events.append((
-                "ImageNotUsed",
-                f"image {', '.join(sorted(images))} is not used: the local backend runs "
-                "each container's command on this machine",
-                "Normal",
-            ))
+            events.append(
+                (
+                    "ImageNotUsed",
+                    f"image {', '.join(sorted(images))} is not used: the local backend runs "
+                    "each container's command on this machine",
+                    "Normal",
+                )
+            )
         status["logPaths"] = log_paths
         return runtime
 
@@ -429,30 +443,40 @@ class TrainingJobController(StatusController):
     def _elastic_target(self, job: Job) -> tuple[str, int, int, int] | None:
         """``(type, wanted, min, max)`` of the replica type a running job may be scaled in."""
         spec = job.spec
-        if not isinstance(spec, PyTorchJobSpec) or spec.elasticPolicy is None or "Worker" not in job.replicas:
+        if (
+            not isinstance(spec, PyTorchJobSpec)
+            or spec.elasticPolicy is None
+            or "Worker" not in job.replicas
+        ):
             return None
         wanted = job.replicas["Worker"].replicas
         low = spec.elasticPolicy.minReplicas or 1
         high = spec.elasticPolicy.maxReplicas or max(wanted, low)
         return "Worker", wanted, low, high
 
-    def _rescale(self, key: Key, job: Job, runtime: Runtime, status: dict[str, Any], events: Events) -> None:
+    def _rescale(
+        self, key: Key, job: Job, runtime: Runtime, status: dict[str, Any], events: Events
+    ) -> None:
         """Start or stop replicas of an elastic job whose replica count changed (within
         min/max); torchrun's c10d rendezvous then re-forms the worker group."""
         target = self._elastic_target(job)
         if target is None or runtime.addresses is None or runtime.workdir is None:
             return
         rtype, wanted, low, high = target
-        current = sorted((r for r in runtime.replicas.values() if r.rtype == rtype), key=lambda r: r.index)
+        current = sorted(
+            (r for r in runtime.replicas.values() if r.rtype == rtype), key=lambda r: r.index
+        )
         want = max(low, min(high, wanted))
         if want == len(current):
             return
         if want != wanted:
-            events.append((
-                "ReplicasOutOfRange",
-                f"{rtype} replicas {wanted} is outside elasticPolicy [{low}, {high}]; scaling to {want}",
-                "Warning",
-            ))
+            events.append(
+                (
+                    "ReplicasOutOfRange",
+                    f"{rtype} replicas {wanted} is outside elasticPolicy [{low}, {high}]; scaling to {want}",
+                    "Warning",
+                )
+            )
         if want > len(current):
             log_paths = status.setdefault("logPaths", {})
             for index in range(len(current), want):
@@ -460,8 +484,12 @@ class TrainingJobController(StatusController):
                 port = envs.free_port(envs.declared_port(job, rtype), self._reserved_ports)
                 runtime.addresses.ports[name] = port
                 runtime.ports.add(port)
-                spec = self._replica_spec(job, rtype, index, name, runtime.addresses, runtime.workdir)
-                replica = Replica(rtype, index, name, spec, state=PENDING, stage=self._stage(job, rtype))
+                spec = self._replica_spec(
+                    job, rtype, index, name, runtime.addresses, runtime.workdir
+                )
+                replica = Replica(
+                    rtype, index, name, spec, state=PENDING, stage=self._stage(job, rtype)
+                )
                 runtime.replicas[name] = replica
                 if spec.stdout_path is not None:
                     log_paths[self._log_key(job, rtype, index, name)] = str(spec.stdout_path)
@@ -474,11 +502,13 @@ class TrainingJobController(StatusController):
                 port = runtime.addresses.ports.pop(replica.name, 0)
                 runtime.ports.discard(port)
                 self._reserved_ports.discard(port)
-        events.append((
-            "ScaledUp" if want > len(current) else "ScaledDown",
-            f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {want}",
-            "Normal",
-        ))
+        events.append(
+            (
+                "ScaledUp" if want > len(current) else "ScaledDown",
+                f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {want}",
+                "Normal",
+            )
+        )
 
     # -- watching ------------------------------------------------------------------
 
@@ -513,34 +543,46 @@ class TrainingJobController(StatusController):
             if limit is not None and runtime.restarts + 1 > limit:
                 replica.state = FAILED
                 self._observe(key, job, runtime, status)
-                self._finish(key, status, events, "Failed", self._backoff_message(job), job, "backoff")
+                self._finish(
+                    key, status, events, "Failed", self._backoff_message(job), job, "backoff"
+                )
                 return self._after_finish(key, job, status)
-            replica.failures = self.backoff.failures_after(replica.failures, now - replica.started_at)
+            replica.failures = self.backoff.failures_after(
+                replica.failures, now - replica.started_at
+            )
             delay = self.backoff.delay(replica.failures)
             replica.state = BACKOFF
             replica.restart_at = now + delay
             container = job.container(replica.rtype).name or replica.rtype.lower()
-            events.append((
-                "BackOff",
-                f"Back-off {describe(delay)} restarting failed container {container} in pod "
-                f"{replica.name} (exit code {code})",
-                "Warning",
-            ))
+            events.append(
+                (
+                    "BackOff",
+                    f"Back-off {describe(delay)} restarting failed container {container} in pod "
+                    f"{replica.name} (exit code {code})",
+                    "Warning",
+                )
+            )
             restarted.append(replica)
         self._observe(key, job, runtime, status)
         failed = [r for r in runtime.replicas.values() if r.state == FAILED]
         if failed:
-            self._finish(key, status, events, "Failed", self._failure_message(job, failed), job, "failed")
+            self._finish(
+                key, status, events, "Failed", self._failure_message(job, failed), job, "failed"
+            )
             return self._after_finish(key, job, status)
         if self._succeeded(job, runtime):
-            self._finish(key, status, events, "Succeeded", self._success_message(job), job, "succeeded")
+            self._finish(
+                key, status, events, "Succeeded", self._success_message(job), job, "succeeded"
+            )
             return self._after_finish(key, job, status)
         deadline = job.run_policy.activeDeadlineSeconds
         remaining: float | None = None
         if deadline is not None and "startTime" in status:
             remaining = deadline - (utcnow() - _parse_time(status["startTime"])).total_seconds()
             if remaining <= 0:
-                self._finish(key, status, events, "Failed", self._deadline_message(job), job, "deadline")
+                self._finish(
+                    key, status, events, "Failed", self._deadline_message(job), job, "deadline"
+                )
                 return self._after_finish(key, job, status)
         self._launch_next_stage(key, runtime, events)
         self._restart_due(key, runtime, status, time.monotonic())
@@ -641,6 +683,7 @@ class TrainingJobController(StatusController):
         _stop(runtime.running())
         self._reserved_ports.difference_update(runtime.ports)
 
+
 _RESERVED_PORTS: set[int] = envs.ReservedPorts()
 
 
@@ -669,9 +712,7 @@ def wake_on_exit(controller: Controller, key: Key, handle: ProcessHandle) -> Non
 def _stop(replicas: list[Replica]) -> None:
     """Stop ``replicas`` together (SIGTERM, SIGKILL after a grace period)."""
     handles = [r.handle for r in replicas if r.handle is not None and r.handle.poll() is None]
-    threads = [
-        threading.Thread(target=h.cancel, args=(STOP_GRACE,), daemon=True) for h in handles
-    ]
+    threads = [threading.Thread(target=h.cancel, args=(STOP_GRACE,), daemon=True) for h in handles]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -730,9 +771,12 @@ def _replica_statuses(job: Job, runtime: Runtime | None) -> dict[str, dict[str, 
             for replica in runtime.replicas.values():
                 if replica.rtype != rtype:
                     continue
-                key = {RUNNING: "active", BACKOFF: "active", SUCCEEDED: "succeeded", FAILED: "failed"}.get(
-                    replica.state
-                )
+                key = {
+                    RUNNING: "active",
+                    BACKOFF: "active",
+                    SUCCEEDED: "succeeded",
+                    FAILED: "failed",
+                }.get(replica.state)
                 if key is not None:
                     counts[key] += 1
         out[rtype] = {k: v for k, v in counts.items() if v} or {}
@@ -812,6 +856,8 @@ def _factory(kind: str) -> Callable[[ResourceStore, Backend], Controller]:
     return factory
 
 
-FACTORIES: tuple[Callable[[ResourceStore, Backend], Controller], ...] = tuple(_factory(k) for k in KINDS)
+FACTORIES: tuple[Callable[[ResourceStore, Backend], Controller], ...] = tuple(
+    _factory(k) for k in KINDS
+)
 
 __all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController"]

@@ -103,7 +103,12 @@ def _claim(reserved: set[int], port: int) -> bool:
 
 def free_port(preferred: int, reserved: set[int]) -> int:
     """``preferred`` when it is free and not reserved, else a free port; reserves it."""
-    if preferred and preferred not in reserved and _bindable(preferred) and _claim(reserved, preferred):
+    if (
+        preferred
+        and preferred not in reserved
+        and _bindable(preferred)
+        and _claim(reserved, preferred)
+    ):
         return preferred
     for _ in range(64):
         with socket.socket() as sock:
@@ -252,7 +257,9 @@ def _xgboost(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
         env.update(MASTER_ADDR=host_of(master[2]), MASTER_PORT=str(addresses.ports[master[2]]))
     rank = index + 1 if rtype == "Worker" and master is not None else index
     env.update(WORLD_SIZE=str(job.total_replicas()), RANK=str(rank))
-    workers = [(name, addresses.ports[name]) for rt, _i, name in job.replica_names() if rt == "Worker"]
+    workers = [
+        (name, addresses.ports[name]) for rt, _i, name in job.replica_names() if rt == "Worker"
+    ]
     if workers:
         env["WORKER_PORT"] = str(workers[0][1])
         env["WORKER_ADDRS"] = ",".join(host_of(name) for name, _p in workers)
@@ -299,7 +306,9 @@ def mx_config(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[st
     for rt in job.replicas:
         cluster[rt.lower()] = []
         annotations = job.replicas[rt].template.metadata.get("annotations") or {}
-        labels[rt.lower()] = str(annotations.get(MX_TUNER_SERVER_KEY, "")) if isinstance(annotations, dict) else ""
+        labels[rt.lower()] = (
+            str(annotations.get(MX_TUNER_SERVER_KEY, "")) if isinstance(annotations, dict) else ""
+        )
     for rt, _i, name in job.replica_names():
         cluster[rt.lower()].append({"url": host_of(name), "port": addresses.ports[name]})
     return {

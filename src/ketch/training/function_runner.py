@@ -77,7 +77,9 @@ def interpreter(packages: list[str], pip_options: list[str]) -> str:
     home = config.ketch_home()
     log_path = config.logs_dir(home) / "venvs" / f"install-{os.getpid()}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"ketch: an environment with {' '.join(packages)} (installed once, then reused)", flush=True)
+    print(
+        f"ketch: an environment with {' '.join(packages)} (installed once, then reused)", flush=True
+    )
     try:
         with LocalBackend() as backend:  # shut down before this process becomes the trainer
             return Environments(home / "venvs", backend).python_for(packages, pip_options, log_path)

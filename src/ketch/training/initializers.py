@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     uri = args.uri or os.environ.get("STORAGE_URI", "")
     if not uri:
-        print("error: no storageUri: set the initializer's storageUri (STORAGE_URI)", file=sys.stderr)
+        print(
+            "error: no storageUri: set the initializer's storageUri (STORAGE_URI)", file=sys.stderr
+        )
         return 2
     dest = Path(args.dest)
     print(f"fetching {uri} into {dest}", flush=True)

@@ -184,7 +184,9 @@ def _trainer_container(job: TrainJobSpec, base: Container) -> Container:
     return container
 
 
-def _initializer_container(job: TrainJobSpec, role: Role, base: Container | None) -> tuple[Container, str]:
+def _initializer_container(
+    job: TrainJobSpec, role: Role, base: Container | None
+) -> tuple[Container, str]:
     """The initializer's container with the TrainJob's env and ``STORAGE_URI``."""
     name = DATASET_INITIALIZER if role == "dataset" else MODEL_INITIALIZER
     container = base.model_copy(deep=True) if base is not None else Container(name=name)
@@ -195,7 +197,9 @@ def _initializer_container(job: TrainJobSpec, role: Role, base: Container | None
     if wanted is not None:
         container.env = _upsert_env(container.env, wanted.env)
         if wanted.storageUri:
-            container.env = _upsert_env(container.env, [EnvVar(name="STORAGE_URI", value=wanted.storageUri)])
+            container.env = _upsert_env(
+                container.env, [EnvVar(name="STORAGE_URI", value=wanted.storageUri)]
+            )
     for var in container.env:
         if var.name == "STORAGE_URI" and var.value:
             uri = var.value
@@ -221,7 +225,9 @@ def plan(
     framework = framework_of(runtime)
     policy = runtime.mlPolicy
     mpi = policy.mpi if policy is not None else None
-    elastic = policy.torch.elasticPolicy if policy is not None and policy.torch is not None else None
+    elastic = (
+        policy.torch.elasticPolicy if policy is not None and policy.torch is not None else None
+    )
     num_nodes = _num_nodes(job, runtime)
 
     steps: list[tuple[str, Role, Container, int, ReplicatedJob | None]] = []
@@ -248,7 +254,10 @@ def plan(
         parallel = rjob.template.spec.parallelism or 1
         steps.append((rjob.name, role, _container(rjob, NODE), rjob.replicas * parallel, rjob))
     extra: list[tuple[str, Role, Container, int, ReplicatedJob | None]] = []
-    initializers: tuple[tuple[Role, str], ...] = (("dataset", DATASET_INITIALIZER), ("model", MODEL_INITIALIZER))
+    initializers: tuple[tuple[Role, str], ...] = (
+        ("dataset", DATASET_INITIALIZER),
+        ("model", MODEL_INITIALIZER),
+    )
     for role, step_name in initializers:
         if role in roles_seen or job.initializer is None:
             continue
@@ -289,12 +298,16 @@ def plan(
         backoffLimit=backoff,
         cleanPodPolicy="All",
     )
-    trainer_container = replicas[trainer.name].template.spec.containers[0] if trainer.name in replicas else None
+    trainer_container = (
+        replicas[trainer.name].template.spec.containers[0] if trainer.name in replicas else None
+    )
     resources = trainer_container.resources if trainer_container is not None else None
     if framework == "torch":
         assert policy is not None and policy.torch is not None
         wanted_nproc = job.trainer.numProcPerNode if job.trainer is not None else None
-        nproc = resolve_nproc(wanted_nproc if wanted_nproc is not None else policy.torch.numProcPerNode, resources)
+        nproc = resolve_nproc(
+            wanted_nproc if wanted_nproc is not None else policy.torch.numProcPerNode, resources
+        )
     elif framework == "mpi":
         wanted_nproc = job.trainer.numProcPerNode if job.trainer is not None else None
         if isinstance(wanted_nproc, str) and not wanted_nproc.isdigit():
@@ -302,7 +315,11 @@ def plan(
                 f"an MPI runtime takes a number of slots per node, not {wanted_nproc!r}",
                 field="spec.trainer.numProcPerNode",
             )
-        nproc = int(wanted_nproc) if wanted_nproc is not None else (mpi.numProcPerNode if mpi else None) or 1
+        nproc = (
+            int(wanted_nproc)
+            if wanted_nproc is not None
+            else (mpi.numProcPerNode if mpi else None) or 1
+        )
     elif framework == "xgboost":
         nproc = _gpus(resources) or 1
     else:
@@ -334,9 +351,15 @@ def _stages(steps: list[tuple[str, Role, Container, int, ReplicatedJob | None]])
     has_init = any(role in ("dataset", "model") for _n, role, _c, _k, _r in steps)
     deps: dict[str, list[str]] = {}
     for step_name, _role, _c, _k, rjob in steps:
-        wanted = [] if rjob is None else [
-            d.name for d in rjob.dependsOn if d.name in names and (d.status or "Complete") == "Complete"
-        ]
+        wanted = (
+            []
+            if rjob is None
+            else [
+                d.name
+                for d in rjob.dependsOn
+                if d.name in names and (d.status or "Complete") == "Complete"
+            ]
+        )
         deps[step_name] = wanted
     roles = {s[0]: s[1] for s in steps}
     stages: dict[str, int] = {}
@@ -345,7 +368,9 @@ def _stages(steps: list[tuple[str, Role, Container, int, ReplicatedJob | None]])
         if step_name in stages:
             return stages[step_name]
         if step_name in seen:
-            raise InvalidSpec(f"replicated job {step_name!r} depends on itself", field="spec.runtimeRef")
+            raise InvalidSpec(
+                f"replicated job {step_name!r} depends on itself", field="spec.runtimeRef"
+            )
         base = 0 if roles[step_name] in ("dataset", "model") or not has_init else 1
         after = [stage(d, seen | {step_name}) + 1 for d in deps[step_name]]
         stages[step_name] = max([base, *after])

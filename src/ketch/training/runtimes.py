@@ -53,7 +53,12 @@ def _print_env(title: str, *prefixes: str) -> list[str]:
 
 
 def _replicated_job(
-    name: str, image: str, command: list[str], *, ancestor: str | None = None, args: list[str] | None = None
+    name: str,
+    image: str,
+    command: list[str],
+    *,
+    ancestor: str | None = None,
+    args: list[str] | None = None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {"name": NODE, "image": image, "command": command}
     if args:
@@ -78,57 +83,97 @@ def _runtime(name: str, framework: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def builtin_runtimes() -> list[dict[str, Any]]:
     """The manifests of the built-in ClusterTrainingRuntimes."""
-    torch = _runtime("torch-distributed", "torch", {
-        "mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
-        "template": {"spec": {"replicatedJobs": [
-            _replicated_job(
-                NODE, "pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime",
-                _print_env("Torch Distributed Runtime", "PET_"), ancestor=ANCESTOR_TRAINER,
-            ),
-        ]}},
-    })
-    jax = _runtime("jax-distributed", "jax", {
-        "mlPolicy": {"numNodes": 1, "jax": {}},
-        "template": {"spec": {"replicatedJobs": [
-            _replicated_job(
-                NODE, "nvcr.io/nvidia/jax:25.10-py3",
-                _print_env("JAX Distributed Runtime", "JAX_"), ancestor=ANCESTOR_TRAINER,
-            ),
-        ]}},
-    })
-    xgboost = _runtime("xgboost-distributed", "xgboost", {
-        "mlPolicy": {"numNodes": 1, "xgboost": {}},
-        "template": {"spec": {"replicatedJobs": [
-            _replicated_job(
-                NODE, "ghcr.io/kubeflow/trainer/xgboost-runtime:latest",
-                _print_env("XGBoost Distributed Runtime", "DMLC_"), ancestor=ANCESTOR_TRAINER,
-            ),
-        ]}},
-    })
-    mpi = _runtime("mpi-distributed", "mpi", {
-        "mlPolicy": {
-            "numNodes": 1,
-            "mpi": {
-                "numProcPerNode": 1,
-                "mpiImplementation": "OpenMPI",
-                "sshAuthMountPath": "/home/mpiuser/.ssh",
-                "runLauncherAsNode": False,
+    torch = _runtime(
+        "torch-distributed",
+        "torch",
+        {
+            "mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        _replicated_job(
+                            NODE,
+                            "pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime",
+                            _print_env("Torch Distributed Runtime", "PET_"),
+                            ancestor=ANCESTOR_TRAINER,
+                        ),
+                    ]
+                }
             },
         },
-        "template": {"spec": {
-            "successPolicy": {"operator": "All", "targetReplicatedJobs": [LAUNCHER]},
-            "replicatedJobs": [
-                _replicated_job(
-                    LAUNCHER, "mpioperator/mpi-pi:openmpi",
-                    _print_env("MPI Distributed Runtime", "OMPI_", "I_MPI_"), ancestor=ANCESTOR_TRAINER,
-                ),
-                _replicated_job(
-                    NODE, "mpioperator/mpi-pi:openmpi", ["/usr/sbin/sshd"],
-                    args=["-De", "-f", "/home/mpiuser/.sshd_config"],
-                ),
-            ],
-        }},
-    })
+    )
+    jax = _runtime(
+        "jax-distributed",
+        "jax",
+        {
+            "mlPolicy": {"numNodes": 1, "jax": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        _replicated_job(
+                            NODE,
+                            "nvcr.io/nvidia/jax:25.10-py3",
+                            _print_env("JAX Distributed Runtime", "JAX_"),
+                            ancestor=ANCESTOR_TRAINER,
+                        ),
+                    ]
+                }
+            },
+        },
+    )
+    xgboost = _runtime(
+        "xgboost-distributed",
+        "xgboost",
+        {
+            "mlPolicy": {"numNodes": 1, "xgboost": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        _replicated_job(
+                            NODE,
+                            "ghcr.io/kubeflow/trainer/xgboost-runtime:latest",
+                            _print_env("XGBoost Distributed Runtime", "DMLC_"),
+                            ancestor=ANCESTOR_TRAINER,
+                        ),
+                    ]
+                }
+            },
+        },
+    )
+    mpi = _runtime(
+        "mpi-distributed",
+        "mpi",
+        {
+            "mlPolicy": {
+                "numNodes": 1,
+                "mpi": {
+                    "numProcPerNode": 1,
+                    "mpiImplementation": "OpenMPI",
+                    "sshAuthMountPath": "/home/mpiuser/.ssh",
+                    "runLauncherAsNode": False,
+                },
+            },
+            "template": {
+                "spec": {
+                    "successPolicy": {"operator": "All", "targetReplicatedJobs": [LAUNCHER]},
+                    "replicatedJobs": [
+                        _replicated_job(
+                            LAUNCHER,
+                            "mpioperator/mpi-pi:openmpi",
+                            _print_env("MPI Distributed Runtime", "OMPI_", "I_MPI_"),
+                            ancestor=ANCESTOR_TRAINER,
+                        ),
+                        _replicated_job(
+                            NODE,
+                            "mpioperator/mpi-pi:openmpi",
+                            ["/usr/sbin/sshd"],
+                            args=["-De", "-f", "/home/mpiuser/.sshd_config"],
+                        ),
+                    ],
+                }
+            },
+        },
+    )
     return [torch, jax, xgboost, mpi]
 
 
@@ -161,9 +206,18 @@ def install_builtins(store: ResourceStore) -> list[str]:
             continue  # up to date
         labels = {**current.metadata.labels, **wanted.metadata.labels}
         annotations = {**current.metadata.annotations, HASH_ANNOTATION: digest}
-        store.apply(wanted.model_copy(update={
-            "metadata": ObjectMeta(name=name, namespace=DEFAULT_NAMESPACE, labels=labels, annotations=annotations),
-        }))
+        store.apply(
+            wanted.model_copy(
+                update={
+                    "metadata": ObjectMeta(
+                        name=name,
+                        namespace=DEFAULT_NAMESPACE,
+                        labels=labels,
+                        annotations=annotations,
+                    ),
+                }
+            )
+        )
         written.append(name)
     if written:
         log.info("installed built-in ClusterTrainingRuntimes: %s", ", ".join(written))

@@ -178,34 +178,74 @@ KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
         KindInfo(
-            "PyTorchJob", PyTorchJobSpec, "pytorchReplicaSpecs",
-            ("Master", "Worker"), 23456, "pytorchjob-port", "OnFailure", "pytorch",
+            "PyTorchJob",
+            PyTorchJobSpec,
+            "pytorchReplicaSpecs",
+            ("Master", "Worker"),
+            23456,
+            "pytorchjob-port",
+            "OnFailure",
+            "pytorch",
         ),
         KindInfo(
-            "TFJob", TFJobSpec, "tfReplicaSpecs",
-            ("Chief", "Master", "PS", "Worker", "Evaluator"), 2222, "tfjob-port", "Never",
+            "TFJob",
+            TFJobSpec,
+            "tfReplicaSpecs",
+            ("Chief", "Master", "PS", "Worker", "Evaluator"),
+            2222,
+            "tfjob-port",
+            "Never",
             "tensorflow",
         ),
         KindInfo(
-            "XGBoostJob", XGBoostJobSpec, "xgbReplicaSpecs",
-            ("Master", "Worker"), 9999, "xgboostjob-port", "Never", "xgboost",
+            "XGBoostJob",
+            XGBoostJobSpec,
+            "xgbReplicaSpecs",
+            ("Master", "Worker"),
+            9999,
+            "xgboostjob-port",
+            "Never",
+            "xgboost",
         ),
         KindInfo(
-            "MPIJob", MPIJobSpec, "mpiReplicaSpecs",
-            ("Launcher", "Worker"), 0, "mpijob-port", "Never", "mpi",
+            "MPIJob",
+            MPIJobSpec,
+            "mpiReplicaSpecs",
+            ("Launcher", "Worker"),
+            0,
+            "mpijob-port",
+            "Never",
+            "mpi",
         ),
         KindInfo(
-            "JAXJob", JAXJobSpec, "jaxReplicaSpecs", ("Worker",), 6666, "jaxjob-port", "OnFailure",
+            "JAXJob",
+            JAXJobSpec,
+            "jaxReplicaSpecs",
+            ("Worker",),
+            6666,
+            "jaxjob-port",
+            "OnFailure",
             "jax",
         ),
         KindInfo(
-            "PaddleJob", PaddleJobSpec, "paddleReplicaSpecs",
-            ("Master", "Worker"), 36543, "master", "Never", "paddle",
+            "PaddleJob",
+            PaddleJobSpec,
+            "paddleReplicaSpecs",
+            ("Master", "Worker"),
+            36543,
+            "master",
+            "Never",
+            "paddle",
         ),
         KindInfo(
-            "MXJob", MXJobSpec, "mxReplicaSpecs",
+            "MXJob",
+            MXJobSpec,
+            "mxReplicaSpecs",
             ("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
-            9091, "mxjob-port", "Never", "mxnet",
+            9091,
+            "mxjob-port",
+            "Never",
+            "mxnet",
         ),
     )
 }
@@ -334,7 +374,9 @@ def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:
             )
         replicas[rtype] = value
     if not replicas:
-        raise InvalidSpec(f"{kind} needs at least one replica spec", field=f"spec.{info.replicas_field}")
+        raise InvalidSpec(
+            f"{kind} needs at least one replica spec", field=f"spec.{info.replicas_field}"
+        )
     for single in ("Master", "Chief", "Launcher", "Scheduler"):
         if single in replicas and replicas[single].replicas > 1:
             raise InvalidSpec(
@@ -342,7 +384,9 @@ def parse(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> Job:
                 field=f"spec.{info.replicas_field}.{single}.replicas",
             )
     if kind == "MPIJob" and "Launcher" not in replicas:
-        raise InvalidSpec("MPIJob needs a Launcher replica", field=f"spec.{info.replicas_field}.Launcher")
+        raise InvalidSpec(
+            "MPIJob needs a Launcher replica", field=f"spec.{info.replicas_field}.Launcher"
+        )
     if isinstance(model, PyTorchJobSpec) and model.elasticPolicy is not None:
         policy = model.elasticPolicy
         if "Worker" not in replicas:

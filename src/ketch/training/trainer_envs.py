@@ -117,7 +117,11 @@ def replica_env(
             DMLC_TASK_ID=str(index),
             DMLC_NUM_WORKER=str(plan.num_nodes * plan.nproc),
         )
-    elif plan.framework == "mpi" and addresses.hostfile is not None and addresses.rsh_agent is not None:
+    elif (
+        plan.framework == "mpi"
+        and addresses.hostfile is not None
+        and addresses.rsh_agent is not None
+    ):
         env.update(
             OMPI_MCA_orte_default_hostfile=str(addresses.hostfile),
             OMPI_MCA_plm_rsh_agent=str(addresses.rsh_agent),

@@ -47,7 +47,9 @@ class _Model(BaseModel):
 class RuntimeRef(_Model):
     name: str = Field(min_length=1, max_length=253)
     apiGroup: str | None = None  # trainer.kubeflow.org
-    kind: str | None = None  # Kubeflow defaults it to ClusterTrainingRuntime; see trainjob.find_runtime
+    kind: str | None = (
+        None  # Kubeflow defaults it to ClusterTrainingRuntime; see trainjob.find_runtime
+    )
 
 
 class _StorageInitializer(_Model):
@@ -225,10 +227,14 @@ def parse_runtime(spec: dict[str, Any], *, field: str = "spec") -> TrainingRunti
         model = TrainingRuntimeSpec.model_validate(spec)
     except ValidationError as exc:
         error = _invalid(exc)
-        raise InvalidSpec(error.message, field=(error.field or "spec").replace("spec", field, 1)) from None
+        raise InvalidSpec(
+            error.message, field=(error.field or "spec").replace("spec", field, 1)
+        ) from None
     policy = model.mlPolicy
     if policy is not None:
-        chosen = [n for n in ("torch", "mpi", "jax", "xgboost", "flux") if getattr(policy, n) is not None]
+        chosen = [
+            n for n in ("torch", "mpi", "jax", "xgboost", "flux") if getattr(policy, n) is not None
+        ]
         if len(chosen) > 1:
             raise InvalidSpec(
                 f"only one of the policies may be configured, got {', '.join(chosen)}",
@@ -264,7 +270,9 @@ def _check_nproc(value: int | str | None, where: str) -> None:
             raise InvalidSpec(f"must be at least 1, got {value}", field=where)
         return
     if value not in ("auto", "cpu", "gpu") and not value.isdigit():
-        raise InvalidSpec(f"must be an integer or one of auto, cpu, gpu; got {value!r}", field=where)
+        raise InvalidSpec(
+            f"must be an integer or one of auto, cpu, gpu; got {value!r}", field=where
+        )
 
 
 RuntimeKind = Literal["ClusterTrainingRuntime", "TrainingRuntime"]

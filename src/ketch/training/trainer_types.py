@@ -130,4 +130,3 @@ class Event:
     message: str
     reason: str
     event_time: datetime
-

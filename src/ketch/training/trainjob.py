@@ -97,7 +97,9 @@ def workspace_dir(namespace: str, name: str) -> Path:
     return config.ketch_home() / "workspaces" / "trainjobs" / namespace / name
 
 
-def find_runtime(store: ResourceStore, namespace: str, ref: RuntimeRef) -> tuple[str, TrainingRuntimeSpec]:
+def find_runtime(
+    store: ResourceStore, namespace: str, ref: RuntimeRef
+) -> tuple[str, TrainingRuntimeSpec]:
     """``(label, spec)`` of the runtime ``ref`` names; ``RuntimeNotFound`` says what exists."""
     kinds = [ref.kind] if ref.kind else [CLUSTER_RUNTIME, NAMESPACED_RUNTIME]
     for kind in kinds:
@@ -148,7 +150,9 @@ def _last_error(path: Path | None) -> str:
     except OSError:
         return ""
     lines = [line for line in lines if any(c.isalnum() for c in line)]
-    errors = [line for line in lines if _ERROR_LINE.match(line) and not line.startswith(_LAUNCHER_ERRORS)]
+    errors = [
+        line for line in lines if _ERROR_LINE.match(line) and not line.startswith(_LAUNCHER_ERRORS)
+    ]
     found = errors[-1] if errors else None
     text = found if found is not None else (lines[-1] if lines else "")
     return text[:400]
@@ -202,14 +206,22 @@ class TrainJobController(TrainingJobController):
         assert isinstance(job, TrainJobPlan)
         return trainer_envs.allocate(job, self._reserved_ports, workdir)
 
-    def _replica_env(self, job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
+    def _replica_env(
+        self, job: Job, rtype: str, index: int, addresses: Addresses
+    ) -> dict[str, str]:
         assert isinstance(job, TrainJobPlan)
         runtime = self.runtimes.get((job.namespace, job.name))
         assert runtime is not None and runtime.workdir is not None  # set by _start
         return trainer_envs.replica_env(job, rtype, index, addresses, runtime.workdir)
 
     def _replica_spec(
-        self, job: Job, rtype: str, index: int, replica_name: str, addresses: Addresses, workdir: Path
+        self,
+        job: Job,
+        rtype: str,
+        index: int,
+        replica_name: str,
+        addresses: Addresses,
+        workdir: Path,
     ) -> ProcessSpec:
         assert isinstance(job, TrainJobPlan)
         spec = super()._replica_spec(job, rtype, index, replica_name, addresses, workdir)
@@ -222,7 +234,9 @@ class TrainJobController(TrainingJobController):
             command=command,
             python=command_entry(command, sys.executable),
             env={k: trainer_envs.rewrite(v, workspace) for k, v in spec.env.items()},
-            cwd=Path(trainer_envs.rewrite(container.workingDir, workspace)) if container.workingDir else None,
+            cwd=Path(trainer_envs.rewrite(container.workingDir, workspace))
+            if container.workingDir
+            else None,
         )
 
     def _start(
@@ -231,14 +245,20 @@ class TrainJobController(TrainingJobController):
         assert isinstance(job, TrainJobPlan)
         runtime = super()._start(key, uid, job, status, events)
         if get_condition(status, "Created") is None:
-            set_condition(status, "Created", "True", "JobsCreationSucceeded", "Succeeded to create Jobs")
-        events.append(("RuntimeResolved", f"running with {job.runtime} ({job.framework})", "Normal"))
+            set_condition(
+                status, "Created", "True", "JobsCreationSucceeded", "Succeeded to create Jobs"
+            )
+        events.append(
+            ("RuntimeResolved", f"running with {job.runtime} ({job.framework})", "Normal")
+        )
         if job.skipped:
-            events.append((
-                "JobsNotRun",
-                f"replicated jobs {', '.join(job.skipped)} of {job.runtime} are not run on this machine",
-                "Normal",
-            ))
+            events.append(
+                (
+                    "JobsNotRun",
+                    f"replicated jobs {', '.join(job.skipped)} of {job.runtime} are not run on this machine",
+                    "Normal",
+                )
+            )
         return runtime
 
     def _succeeded(self, job: Job, runtime: Runtime) -> bool:
@@ -268,7 +288,9 @@ class TrainJobController(TrainingJobController):
     def _terminal(self, status: dict[str, Any]) -> bool:
         return _is_true(status, "Complete") or _is_true(status, "Failed")
 
-    def _mark_created(self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False) -> None:
+    def _mark_created(
+        self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False
+    ) -> None:
         """Trainer says Created once the jobs exist (see :meth:`_start`)."""
 
     def _mark_suspended(self, job: Job, status: dict[str, Any], events: Events) -> None:
@@ -289,7 +311,9 @@ class TrainJobController(TrainingJobController):
         self, job: Job, status: dict[str, Any], events: Events, restarted: list[Replica]
     ) -> None:
         names = ", ".join(f"{r.rtype}-{r.index}" for r in restarted)
-        events.append(("Restarting", f"TrainJob {job.name} restarts {names} after a failure", "Warning"))
+        events.append(
+            ("Restarting", f"TrainJob {job.name} restarts {names} after a failure", "Warning")
+        )
 
     def _mark_finished(
         self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
@@ -308,8 +332,10 @@ class TrainJobController(TrainingJobController):
     def _failure_message(self, job: Job, failed: list[Replica]) -> str:
         replica = failed[0]
         code = replica.exit_code
-        what = f"{replica.rtype}-{replica.index} exited with code {code}" if code is not None else (
-            f"{replica.rtype}-{replica.index} was stopped"
+        what = (
+            f"{replica.rtype}-{replica.index} exited with code {code}"
+            if code is not None
+            else (f"{replica.rtype}-{replica.index} was stopped")
         )
         detail = _last_error(replica.spec.stdout_path) if code is not None else ""
         message = f"jobset failed due to one or more job failures: {what}"
@@ -321,7 +347,9 @@ class TrainJobController(TrainingJobController):
 
     def _deadline_message(self, job: Job) -> str:
         seconds = job.run_policy.activeDeadlineSeconds
-        return f"TrainJob exceeded its activeDeadlineSeconds ({seconds}s); its processes were stopped"
+        return (
+            f"TrainJob exceeded its activeDeadlineSeconds ({seconds}s); its processes were stopped"
+        )
 
     def _write_replicas(self, status: dict[str, Any], job: Job, runtime: Runtime | None) -> None:
         status["jobsStatus"] = jobs_status(job, runtime)
@@ -346,20 +374,24 @@ def jobs_status(job: Job, runtime: Runtime | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     suspended = 1 if job.run_policy.suspend else 0
     for step in job.info.replica_types:
-        replicas = [] if runtime is None else [r for r in runtime.replicas.values() if r.rtype == step]
+        replicas = (
+            [] if runtime is None else [r for r in runtime.replicas.values() if r.rtype == step]
+        )
         states = [r.state for r in replicas]
         succeeded = 1 if states and all(s == SUCCEEDED for s in states) else 0
         failed = 1 if FAILED in states else 0
         active = 1 if (RUNNING in states or BACKOFF in states) and not failed else 0
         ready = 1 if active and all(s in (RUNNING, SUCCEEDED) for s in states) else 0
-        out.append({
-            "name": step,
-            "ready": ready,
-            "succeeded": succeeded,
-            "failed": failed,
-            "active": active,
-            "suspended": suspended,
-        })
+        out.append(
+            {
+                "name": step,
+                "ready": ready,
+                "succeeded": succeeded,
+                "failed": failed,
+                "active": active,
+                "suspended": suspended,
+            }
+        )
     return out
 
 
@@ -369,7 +401,9 @@ def jobs_status(job: Job, runtime: Runtime | None) -> list[dict[str, Any]]:
 def _spec(manifest: dict[str, Any]) -> dict[str, Any]:
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
-        raise InvalidSpec(f"a {manifest.get('kind') or 'manifest'} needs a spec object", field="spec")
+        raise InvalidSpec(
+            f"a {manifest.get('kind') or 'manifest'} needs a spec object", field="spec"
+        )
     return spec
 
 

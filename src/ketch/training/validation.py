@@ -97,7 +97,9 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
     _check_run_policy(model)
     _check_replicas(info, model)
     _check_kind(info, model)
-    parse(kind, name or "job", str(metadata.get("namespace") or DEFAULT_NAMESPACE), manifest["spec"])
+    parse(
+        kind, name or "job", str(metadata.get("namespace") or DEFAULT_NAMESPACE), manifest["spec"]
+    )
 
 
 def _check_run_policy(model: _JobSpec) -> None:
@@ -143,7 +145,9 @@ def _check_replicas(info: KindInfo, model: _JobSpec) -> None:
             )
 
 
-def _replica_count(info: KindInfo, replicas: dict[str, tuple[str, ReplicaSpec]], rtype: str) -> None:
+def _replica_count(
+    info: KindInfo, replicas: dict[str, tuple[str, ReplicaSpec]], rtype: str
+) -> None:
     key, spec = replicas[rtype]
     if spec.replicas != 1:
         raise InvalidSpec(
@@ -151,7 +155,9 @@ def _replica_count(info: KindInfo, replicas: dict[str, tuple[str, ReplicaSpec]],
         )
 
 
-def _require(info: KindInfo, replicas: dict[str, tuple[str, ReplicaSpec]], rtype: str, why: str) -> None:
+def _require(
+    info: KindInfo, replicas: dict[str, tuple[str, ReplicaSpec]], rtype: str, why: str
+) -> None:
     if rtype not in replicas:
         raise InvalidSpec(f"must be present: {why}", field=f"spec.{info.replicas_field}.{rtype}")
 

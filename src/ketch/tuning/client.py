@@ -132,7 +132,9 @@ class TuningClient:
             return dict(self._call("GET", self._path(plural, namespace, name)))
         return dict(self._local_store().get(kind, namespace, name).to_manifest())
 
-    def _list(self, kind: str, plural: str, namespace: str, selector: str | None) -> list[dict[str, Any]]:
+    def _list(
+        self, kind: str, plural: str, namespace: str, selector: str | None
+    ) -> list[dict[str, Any]]:
         if self.remote:
             params = {"labelSelector": selector} if selector else {}
             body = self._call("GET", self._path(plural, namespace), params=params)
@@ -142,7 +144,9 @@ class TuningClient:
 
     # -- experiments ---------------------------------------------------------------
 
-    def create_experiment(self, manifest: dict[str, Any], namespace: str | None = None) -> Experiment:
+    def create_experiment(
+        self, manifest: dict[str, Any], namespace: str | None = None
+    ) -> Experiment:
         """Store an Experiment manifest (validated as the server validates it)."""
         metadata = dict(manifest.get("metadata") or {})
         namespace = namespace or metadata.get("namespace") or "default"
@@ -158,7 +162,9 @@ class TuningClient:
         return Experiment(created["metadata"]["name"], namespace, created, self)
 
     def get_experiment(self, name: str, namespace: str = "default") -> Experiment:
-        return Experiment(name, namespace, self._get("Experiment", "experiments", namespace, name), self)
+        return Experiment(
+            name, namespace, self._get("Experiment", "experiments", namespace, name), self
+        )
 
     def list_experiments(self, namespace: str = "default") -> list[Experiment]:
         return [
@@ -171,7 +177,9 @@ class TuningClient:
             self._call("DELETE", self._path("experiments", namespace, name))
         else:
             self._local_store().delete("Experiment", namespace, name)
-            for trial in self._local_store().list("Trial", namespace, label_selector=f"{EXPERIMENT_LABEL}={name}"):
+            for trial in self._local_store().list(
+                "Trial", namespace, label_selector=f"{EXPERIMENT_LABEL}={name}"
+            ):
                 self._local_store().delete("Trial", namespace, trial.metadata.name)
 
     def wait_for_experiment_condition(
@@ -191,7 +199,11 @@ class TuningClient:
             if condition is not None and condition.get("status") == "True":
                 return experiment
             failed = get_condition(experiment.status, "Failed")
-            if expected_condition != "Failed" and failed is not None and failed.get("status") == "True":
+            if (
+                expected_condition != "Failed"
+                and failed is not None
+                and failed.get("status") == "True"
+            ):
                 raise TuningError(f"experiment {name} failed: {failed.get('message', '')}")
             if time.monotonic() >= deadline:
                 raise TuningError(
@@ -325,8 +337,12 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self._bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[best]}"), console=Console(stderr=True), transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[best]}"),
+                console=Console(stderr=True),
+                transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task(f"experiment {self.name}", total=None, best="")
@@ -339,7 +355,7 @@ class _Progress:
         finished = sum(int(status.get(k) or 0) for k in _FINISHED_COUNTS)
         total = (experiment.manifest.get("spec") or {}).get("maxTrialCount")
         optimal = status.get("currentOptimalTrial") or {}
-        objective = ((experiment.manifest.get("spec") or {}).get("objective") or {})
+        objective = (experiment.manifest.get("spec") or {}).get("objective") or {}
         metric = objective.get("objectiveMetricName")
         best = ""
         for entry in (optimal.get("observation") or {}).get("metrics") or []:
@@ -354,7 +370,11 @@ class _Progress:
 
 
 _FINISHED_COUNTS = (
-    "trialsSucceeded", "trialsFailed", "trialsKilled", "trialsEarlyStopped", "trialMetricsUnavailable",
+    "trialsSucceeded",
+    "trialsFailed",
+    "trialsKilled",
+    "trialsEarlyStopped",
+    "trialMetricsUnavailable",
 )
 
 
@@ -484,9 +504,7 @@ def experiment_manifest(
                 "kind": "Job",
                 "spec": {
                     "backoffLimit": 0,
-                    "template": {
-                        "spec": {"containers": [container], "restartPolicy": "Never"}
-                    },
+                    "template": {"spec": {"containers": [container], "restartPolicy": "Never"}},
                 },
             },
         },
@@ -524,7 +542,12 @@ def _resources(resources: dict[str, Any]) -> dict[str, Any]:
     return {"requests": dict(values), "limits": dict(values)}
 
 
-def tune(name: str, objective: Callable[[dict[str, Any]], Any], parameters: dict[str, Any], **options: Any) -> Experiment:
+def tune(
+    name: str,
+    objective: Callable[[dict[str, Any]], Any],
+    parameters: dict[str, Any],
+    **options: Any,
+) -> Experiment:
     """Tune ``objective`` over ``parameters``; see :meth:`TuningClient.tune`."""
     server = options.pop("server", None)
     return TuningClient(server).tune(name, objective, parameters, **options)

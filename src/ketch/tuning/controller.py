@@ -92,7 +92,9 @@ def validate_trial(resource: Resource, *, admission: Admission) -> None:
     ``runSpec`` is not a job Ketch runs, or is a job its kind's validator refuses."""
     run_spec = resource.spec.get("runSpec")
     if not isinstance(run_spec, dict) or not run_spec:
-        raise InvalidSpec("is required: the manifest of the job the trial runs", field="spec.runSpec")
+        raise InvalidSpec(
+            "is required: the manifest of the job the trial runs", field="spec.runSpec"
+        )
     check_trial_kind(run_spec, "spec.runSpec")
     manifest = copy.deepcopy(run_spec)
     meta = manifest.setdefault("metadata", {})
@@ -137,8 +139,6 @@ def _check_job(manifest: dict[str, Any], where: str, what: str, admission: Admis
             field=field,
             hint=exc.hint,
         ) from None
-
-
 
 
 # -- shared state: one study per experiment ---------------------------------------
@@ -246,10 +246,14 @@ def _record(spec: ExperimentSpec, trial: Resource) -> TrialRecord:
         name=trial.metadata.name,
         parameters=parameters,
         state=mapped,  # type: ignore[arg-type]
-        values=trial_values(spec, trial.status) if mapped in ("succeeded", "early_stopped") else None,
+        values=trial_values(spec, trial.status)
+        if mapped in ("succeeded", "early_stopped")
+        else None,
         intermediate=history,
         labels={
-            k: v for k, v in trial.metadata.labels.items() if not k.startswith("katib.kubeflow.org/")
+            k: v
+            for k, v in trial.metadata.labels.items()
+            if not k.startswith("katib.kubeflow.org/")
         },
     )
 
@@ -319,7 +323,6 @@ def _version(resource: Resource) -> int:
         return int(resource.metadata.resourceVersion or 0)
     except ValueError:
         return 0
-
 
 
 class ExperimentController(StatusController):
@@ -438,7 +441,9 @@ class ExperimentController(StatusController):
         if not _true(status, "Running"):
             set_condition(status, "Running", "True", "ExperimentRunning", "Experiment is running")
             if get_condition(status, "Restarting") is not None:
-                set_condition(status, "Restarting", "False", "ExperimentRunning", "Experiment is running")
+                set_condition(
+                    status, "Restarting", "False", "ExperimentRunning", "Experiment is running"
+                )
         wanted = spec.parallelTrialCount - active
         if spec.maxTrialCount is not None:
             wanted = min(wanted, spec.maxTrialCount - len(items))
@@ -484,7 +489,9 @@ class ExperimentController(StatusController):
             new_status = copy.deepcopy(current.status) if current is not None else {}
             suggestions.update_status(new_status, items, spec, status)
             if current is None:  # created with its status: readers never see it empty
-                current = self.store.create(Resource.from_manifest({**document, "status": new_status}))
+                current = self.store.create(
+                    Resource.from_manifest({**document, "status": new_status})
+                )
             elif (
                 current.spec != document["spec"]
                 or current.metadata.labels != document["metadata"]["labels"]
@@ -673,7 +680,11 @@ class ExperimentController(StatusController):
         if best is not None and spec.objective.goal is not None:
             values = trial_values(spec, best.status)
             if values is not None and spec.goal_reached(values[0]):
-                return "Succeeded", "ExperimentGoalReached", "Experiment has succeeded because Objective goal has reached"
+                return (
+                    "Succeeded",
+                    "ExperimentGoalReached",
+                    "Experiment has succeeded because Objective goal has reached",
+                )
         failed = counts["Failed"] + counts["MetricsUnavailable"]
         if spec.maxFailedTrialCount is not None and failed > spec.maxFailedTrialCount:
             return (
@@ -704,7 +715,6 @@ class ExperimentController(StatusController):
             and spec.maxTrialCount is not None
             and spec.maxTrialCount > total
         )
-
 
     def _kill(self, trial: Resource, why: str) -> None:
         status = copy.deepcopy(trial.status)
@@ -870,7 +880,13 @@ class TrialController(StatusController):
             try:
                 job = self._create_job(key, trial, run_spec)
             except KetchError as exc:
-                _finish(status, events, "Failed", "TrialFailed", f"the trial's job could not be created: {exc}")
+                _finish(
+                    status,
+                    events,
+                    "Failed",
+                    "TrialFailed",
+                    f"the trial's job could not be created: {exc}",
+                )
                 return None
             events.append(("JobCreated", f"{kind} {name} is created", "Normal"))
         if not _true(status, "Running"):
@@ -879,7 +895,9 @@ class TrialController(StatusController):
         self._collect(key, trial, run, job)
         if job.status.get("logPaths"):  # `ketch logs trial NAME` reads the job's replicas
             status["logPaths"] = dict(job.status["logPaths"])
-        history = [(o.step or 0, o.value) for o in run.observations if o.name == _objective_name(spec)]
+        history = [
+            (o.step or 0, o.value) for o in run.observations if o.name == _objective_name(spec)
+        ]
         if history:
             status.setdefault("ketch", {})["history"] = [list(h) for h in history[-HISTORY_CAP:]]
         self._observe(status, trial, run)
@@ -891,14 +909,23 @@ class TrialController(StatusController):
         if trials.matches(document, failure):
             self._final_collect(run)
             self._observe(status, trial, run)
-            _finish(status, events, "Failed", "TrialFailed", _job_message(job, "Failed") or "Trial has failed")
+            _finish(
+                status,
+                events,
+                "Failed",
+                "TrialFailed",
+                _job_message(job, "Failed") or "Trial has failed",
+            )
             return None
         if trials.matches(document, success):
             self._final_collect(run)
             self._observe(status, trial, run)
             if not _has_metric(status, _objective_name(spec)):
                 _finish(
-                    status, events, "MetricsUnavailable", "MetricsUnavailable",
+                    status,
+                    events,
+                    "MetricsUnavailable",
+                    "MetricsUnavailable",
                     "Metrics are not available: the objective metric "
                     f"{_objective_name(spec)!r} was not found in the trial's output",
                 )
@@ -907,7 +934,10 @@ class TrialController(StatusController):
             return None
         if self._early_stop(key, trial, run):
             _finish(
-                status, events, "EarlyStopped", "TrialEarlyStopped",
+                status,
+                events,
+                "EarlyStopped",
+                "TrialEarlyStopped",
                 "Trial is early stopped: its objective is worse than the early-stopping rule allows",
             )
             return None
@@ -928,7 +958,9 @@ class TrialController(StatusController):
         folder = collectors.trial_dir(namespace, name, trial.metadata.uid)
         folder.mkdir(parents=True, exist_ok=True)
         collector_spec = trial.spec.get("metricsCollector") or {}
-        source_path = (((collector_spec.get("source") or {}).get("fileSystemPath")) or {}).get("path")
+        source_path = (((collector_spec.get("source") or {}).get("fileSystemPath")) or {}).get(
+            "path"
+        )
         if source_path:
             local = collectors.local_path(str(source_path), folder)
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -997,7 +1029,6 @@ class TrialController(StatusController):
         run.reported = len(own)
         return stop
 
-
     def _finish_run(self, key: Key, trial: Resource, state: str) -> None:
         """A finished trial's job stops (killed, early stopped) and, unless the
         template says ``retain``, is deleted once it is done."""
@@ -1037,7 +1068,9 @@ def _metric_names(spec: dict[str, Any]) -> list[str]:
 
 def _strategies(spec: dict[str, Any]) -> dict[str, str]:
     objective = spec.get("objective") or {}
-    found = {str(s.get("name")): str(s.get("value")) for s in objective.get("metricStrategies") or []}
+    found = {
+        str(s.get("name")): str(s.get("value")) for s in objective.get("metricStrategies") or []
+    }
     primary = str(objective.get("objectiveMetricName", ""))
     if primary and primary not in found:
         found[primary] = "max" if objective.get("type") == "maximize" else "min"

@@ -29,10 +29,14 @@ def double(
 
 
 def int(  # noqa: A001 - the name users know from katib.search
-    min: builtins.int, max: builtins.int, step: builtins.int | None = None,
+    min: builtins.int,
+    max: builtins.int,
+    step: builtins.int | None = None,
     distribution: Distribution | None = None,
 ) -> dict[str, Any]:
-    space = _space(min=builtins.int(min), max=builtins.int(max), step=step, distribution=distribution)
+    space = _space(
+        min=builtins.int(min), max=builtins.int(max), step=step, distribution=distribution
+    )
     return {"parameterType": "int", "feasibleSpace": space}
 
 

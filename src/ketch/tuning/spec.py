@@ -76,7 +76,15 @@ _KUBEFLOW_CONDITIONS = (
     'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
     'status.conditions.#(type=="Failed")#|#(status=="True")#',
 )
-_KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob")
+_KUBEFLOW_JOB_KINDS = (
+    "TFJob",
+    "PyTorchJob",
+    "XGBoostJob",
+    "MPIJob",
+    "JAXJob",
+    "PaddleJob",
+    "MXJob",
+)
 _KUBEFLOW_PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
 _TRAINJOB_PRIMARY_POD_LABELS = {
     "jobset.sigs.k8s.io/replicatedjob-name": "node",
@@ -759,7 +767,9 @@ def check_runnable(model: ExperimentSpec) -> None:
     kind = model.metricsCollectorSpec.collector.kind
     if kind in UNRUNNABLE_COLLECTORS:
         runnable = ", ".join(
-            k for k in CollectorKind.__args__ if k not in UNRUNNABLE_COLLECTORS  # type: ignore[attr-defined]
+            k
+            for k in CollectorKind.__args__
+            if k not in UNRUNNABLE_COLLECTORS  # type: ignore[attr-defined]
         )
         raise InvalidSpec(
             f"the {kind} metrics collector runs a sidecar container, which Ketch cannot run; "

@@ -60,7 +60,9 @@ DEFAULT_PRIMARY_CONTAINER = {
 }
 
 _PLACEHOLDER = re.compile(r"\$\{trialParameters\.([A-Za-z0-9_.-]+)\}")
-_META = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels|Annotations)(?:\[(.+)\])?\}$")
+_META = re.compile(
+    r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels|Annotations)(?:\[(.+)\])?\}$"
+)
 
 
 def conditions_for(kind: str, success: str | None, failure: str | None) -> tuple[str, str]:
@@ -230,7 +232,15 @@ def primary_log(kind: str, log_paths: dict[str, str]) -> str | None:
     if not names:
         return None
     if kind == "Job":
-        return log_paths[max(names, key=lambda n: (int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else -1, n))]
+        return log_paths[
+            max(
+                names,
+                key=lambda n: (
+                    int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else -1,
+                    n,
+                ),
+            )
+        ]
     for role in ("-master-0", "-chief-0", "-launcher-0", "-launcher", "node-0", "-worker-0"):
         for replica in names:
             if replica.endswith(role):
@@ -240,7 +250,7 @@ def primary_log(kind: str, log_paths: dict[str, str]) -> str | None:
 
 # -- GJSON conditions --------------------------------------------------------------
 
-_QUERY = re.compile(r'^#\(\s*([A-Za-z0-9_.-]+)\s*(==|!=|%|!%|<=|>=|<|>)\s*(.+?)\s*\)(#?)$')
+_QUERY = re.compile(r"^#\(\s*([A-Za-z0-9_.-]+)\s*(==|!=|%|!%|<=|>=|<|>)\s*(.+?)\s*\)(#?)$")
 
 
 def matches(document: dict[str, Any], expression: str) -> bool:

@@ -185,7 +185,11 @@ class ForkServerClient:
                 pass
         reader = self._reader
         # (a reader made but not started yet: the server was still starting up)
-        if reader is not None and reader is not threading.current_thread() and reader.ident is not None:
+        if (
+            reader is not None
+            and reader is not threading.current_thread()
+            and reader.ident is not None
+        ):
             reader.join(timeout)
         proc = self._proc
         if proc is not None and proc.poll() is None:

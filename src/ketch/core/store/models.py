@@ -161,7 +161,9 @@ class ExecutionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(36))
     task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    type: Mapped[str] = mapped_column(String(64))  # system.ContainerExecution, system.DAGExecution, ...
+    type: Mapped[str] = mapped_column(
+        String(64)
+    )  # system.ContainerExecution, system.DAGExecution, ...
     state: Mapped[str] = mapped_column(String(16))  # NEW RUNNING COMPLETE FAILED CACHED CANCELED
     properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -292,7 +294,9 @@ class KfpRecurringRunRow(Base):
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     mode: Mapped[str] = mapped_column(String(16), default="ENABLE")  # ENABLE | DISABLE
     no_catchup: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
