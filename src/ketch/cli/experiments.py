@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -35,9 +35,12 @@ from ketch.cli.experiment_status import (
     status_of,
     trial_state,
 )
-from ketch.cli.http import Client, object_path
+from ketch.cli.http import object_path
 from ketch.cli.resources import age, list_objects, show, stdout_console
-from ketch.server.kinds import Kind
+from ketch.core.kinds import Kind
+
+if TYPE_CHECKING:
+    from ketch.core.http import ApiClient
 
 POLL_SECONDS = 0.5
 BEST = "★ best"
@@ -294,14 +297,14 @@ def summary(experiment: dict[str, Any]) -> str:
 # -- describe -------------------------------------------------------------------------
 
 
-def trials_of(client: Client, namespace: str, name: str) -> list[dict[str, Any]]:
+def trials_of(client: ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
     """The experiment's Trials, by the label Katib puts on them."""
     kind = client.kind("Trial")
     return list(list_objects(client, kind, namespace, f"{EXPERIMENT_LABEL}={name}"))
 
 
 def describe_experiment(
-    client: Client, experiment: dict[str, Any], events: list[dict[str, Any]]
+    client: ApiClient, experiment: dict[str, Any], events: list[dict[str, Any]]
 ) -> None:
     """The usual description, the trial lists left to a ranked trial table."""
     meta = experiment.get("metadata", {})
@@ -344,7 +347,7 @@ def _outcome(experiment: dict[str, Any]) -> str:
     return f"experiment {name} {state}" + (f" ({detail})" if detail else "")
 
 
-def watch_experiment(client: Client, kind: Kind, namespace: str, name: str) -> int:
+def watch_experiment(client: ApiClient, kind: Kind, namespace: str, name: str) -> int:
     """Refresh the trial table until the experiment finishes; 0 if it succeeded, else 1.
 
     On a terminal the table is redrawn in place; elsewhere (a pipe, a log file) one

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ketch.cli.http import Client, NoServer, collection_path, fail, object_path, reporting
+from ketch.cli.http import NoServer, collection_path, connect, fail, object_path, reporting
 from ketch.core.conditions import conditions as conditions_of
 from ketch.core.conditions import is_finished
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
-from ketch.server.kinds import Kind, KindRegistry
+from ketch.core.kinds import Kind, KindRegistry
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ketch.core.http import ApiClient
 
 NamespaceOpt = Annotated[
     str, typer.Option("--namespace", "-n", help="Namespace", show_default=True)
@@ -361,7 +363,7 @@ def apply(
     Every document is applied even when others are refused (each refusal names its
     file and document). Exit 0: all applied; 1: some refused; 2: nothing valid.
     """
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         if namespace is not None:
             validate_namespace(namespace, field="--namespace")
         documents = _read_documents(files, recursive)
@@ -404,7 +406,7 @@ def apply(
 
 
 def list_objects(
-    client: Client, kind: Kind, namespace: str | None, selector: str | None = None
+    client: ApiClient, kind: Kind, namespace: str | None, selector: str | None = None
 ) -> Iterator[dict[str, Any]]:
     token: str | None = None
     while True:
@@ -492,7 +494,7 @@ def get(
     output: OutputOpt = None,
 ) -> None:
     """Show one object or list a kind (table, or -o json|yaml|wide)."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         check_output(output)
         if kind_name.lower() in ("kinds", "kind"):
             kinds = list(client.kinds())
@@ -555,7 +557,7 @@ def describe(
     ] = False,
 ) -> None:
     """Show an object's spec, status, conditions and recent events."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
@@ -693,7 +695,7 @@ def delete(
     ] = False,
 ) -> None:
     """Delete objects by name."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         for name in names:
@@ -730,7 +732,7 @@ def logs(
     ] = None,
 ) -> None:
     """Print an object's logs (a pipeline run's task logs, a job replica's log)."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         validate_name(name, field="NAME")
@@ -781,7 +783,7 @@ def replica_key(log_paths: Any, name: str, replica: str) -> str | None:
 
 
 def resolve_replica(
-    client: Client, kind: Kind, namespace: str, name: str, replica: str, *, follow: bool
+    client: ApiClient, kind: Kind, namespace: str, name: str, replica: str, *, follow: bool
 ) -> str:
     """The ``status.logPaths`` key ``replica`` names. With ``follow``, waits for a
     replica that has not started yet (until the object finishes); otherwise, and when
@@ -809,7 +811,7 @@ def resolve_replica(
 
 
 def stream_logs(
-    client: Client,
+    client: ApiClient,
     kind: Kind,
     namespace: str,
     name: str,
@@ -867,7 +869,7 @@ def wait(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait")] = 30.0,
 ) -> None:
     """Wait until an object's condition holds (exit 0), or time out (exit 1)."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         type_, wanted = _parse_for(condition)
         if timeout < 0 or math.isnan(timeout):
             raise InvalidSpec(

@@ -11,11 +11,11 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ketch.cli.http import Client, NoServer, reporting
+from ketch.cli.http import NoServer, connect, reporting
 from ketch.cli.resources import (
     DEFAULT_NAMESPACE,
     NamespaceOpt,
@@ -30,6 +30,9 @@ from ketch.cli.resources import (
     validate_namespace,
 )
 from ketch.server.kinds import PIPELINE_RUN
+
+if TYPE_CHECKING:
+    from ketch.core.http import ApiClient
 
 app = typer.Typer(
     help="Pipeline runs on the Ketch server: list, get, logs, cancel, retry.",
@@ -77,7 +80,7 @@ def _local_runs() -> Any:
     return PipelineRunSource(url, lambda: None)
 
 
-def _without_server(client: Client) -> Any:
+def _without_server(client: ApiClient) -> Any:
     """With no server at the default URL, ``runs list``/``get`` read the local store."""
     source = _local_runs()
     if source is None:
@@ -90,7 +93,7 @@ def _without_server(client: Client) -> Any:
     return source
 
 
-def _read_locally(client: Client, no_server: NoServer, read: Callable[[Any], Any]) -> Any:
+def _read_locally(client: ApiClient, no_server: NoServer, read: Callable[[Any], Any]) -> Any:
     """``read`` from the local store when no server answers; the no-server error when
     there is no local store or it cannot be read (an old or foreign database)."""
     source = _without_server(client)
@@ -111,7 +114,7 @@ def list_runs(
     output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
 ) -> None:
     """List runs, newest first: id, name, state, created, duration."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         check_output(output, ("json", "yaml"))
         validate_namespace(namespace, field="--namespace")
         scope = None if all_namespaces else namespace
@@ -155,7 +158,7 @@ def get_run(
     output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
 ) -> None:
     """Show a run: state, parameters, outputs and its tasks."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         check_output(output, ("json", "yaml"))
         path = _path(namespace, run_id)
         try:
@@ -180,13 +183,13 @@ def run_logs(
     ] = False,
 ) -> None:
     """Print a run's task logs."""
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         _path(namespace, run_id)
         stream_logs(client, PIPELINE_RUN, namespace, run_id, follow=follow, task=task)
 
 
 def _act(action: str, run_id: str, namespace: str, done: str) -> None:
-    with reporting(), Client() as client:
+    with reporting(), connect() as client:
         item = client.json("POST", f"{_path(namespace, run_id)}/{action}")
         state = (item.get("status") or {}).get("state", "")
         typer.echo(f"run {run_id} {done} ({state})")

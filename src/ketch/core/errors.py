@@ -47,3 +47,9 @@ class Conflict(KetchError):
 
 class BackendError(KetchError):
     """The compute backend could not start or control a process."""
+
+
+class NoServer(KetchError):
+    """Nothing answers at the API server's URL."""
+
+    exit_code = 1

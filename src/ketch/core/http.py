@@ -1,15 +1,29 @@
-"""What Ketch's Python clients share about the API server's answers.
+"""The one HTTP client of Ketch's API server, used by the CLI and every Python
+client (:class:`ApiClient`).
 
 An error body (``{"message": ..., "code": ...}``) becomes the matching
 ``KetchError``: 400/405/413 ``InvalidSpec``, 404 ``NotFound``, 409 ``Conflict``,
-anything else ``ServerError`` with the HTTP status.
+anything else ``ServerError`` with the HTTP status. When nothing answers at the
+URL, the client's ``unreachable`` error (default :class:`NoServer`) says how to
+start a server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import httpx
 
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core import config
+from ketch.core.errors import Conflict, InvalidSpec, KetchError, NoServer, NotFound
+from ketch.core.kinds import Kind, KindRegistry, collection_path, object_path
+
+__all__ = ["ApiClient", "NoServer", "ServerError", "collection_path", "object_path"]
+
+#: how many objects one page of a list asks for
+PAGE_SIZE = 500
 
 
 def api_client(url: str, *, timeout: float, field: str = "KETCH_URL") -> httpx.Client:
@@ -55,3 +69,101 @@ def error_for(status: int, message: str) -> KetchError:
 def error_from(response: httpx.Response) -> KetchError:
     """The ``KetchError`` an error ``response`` stands for."""
     return error_for(response.status_code, message_of(response))
+
+
+class ApiClient:
+    """Requests to the Ketch API server at ``url`` (default ``KETCH_URL``).
+
+    ``field`` names where the URL came from in the error a bad URL gets;
+    ``unreachable`` is the error type raised when the server cannot be reached.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        field: str = "KETCH_URL",
+        unreachable: type[KetchError] = NoServer,
+    ) -> None:
+        self.url = (url or config.server_url()).rstrip("/")
+        self._unreachable = unreachable
+        self._http = api_client(self.url, timeout=timeout, field=field)
+        base = self._http.base_url
+        bad_host = not base.host or any(c in base.host for c in "%[]")  # http://[bad
+        if bad_host or (base.port is not None and not 0 < base.port < 65536):
+            self._http.close()
+            raise InvalidSpec(
+                f"{self.url!r} is not a valid server URL (http://HOST:PORT)", field=field
+            )
+        self._kinds: KindRegistry | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def unreachable(self, exc: Exception | None = None, path: str = "") -> KetchError:
+        """The error for a request that got no answer (``exc``, at ``path``)."""
+        if exc is None or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return self._unreachable(
+                f"no Ketch server at {self.url}; start one with 'ketch up' (or set KETCH_URL)"
+            )
+        return self._unreachable(f"the request to {self.url}{path} failed: {exc}")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to ``method path``; an error answer raises its ``KetchError``."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc, path) from None
+        if response.status_code >= 400:
+            raise error_from(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    @contextmanager
+    def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[httpx.Response]:
+        """A streaming GET with no read timeout (logs and watches)."""
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc, path) from None
+
+    def items(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of the list at ``path``, following its ``continue`` tokens."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            query = {**(params or {}), "limit": PAGE_SIZE, **({"continue": token} if token else {})}
+            page = self.json("GET", path, params=query)
+            found += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return found
+
+    # -- kinds and paths --------------------------------------------------------
+
+    def kinds(self) -> KindRegistry:
+        """The kinds the server serves (asked once)."""
+        if self._kinds is None:
+            registry = KindRegistry()
+            for item in self.json("GET", "/apis/ketch.dev/v1/kinds").get("items", []):
+                registry.register(Kind.from_json(item))
+            self._kinds = registry
+        return self._kinds
+
+    def kind(self, name: str) -> Kind:
+        return self.kinds().lookup(name)

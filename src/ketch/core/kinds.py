@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from ketch.core.errors import InvalidSpec, NotFound
 
@@ -171,3 +172,16 @@ def registry_of(kinds: Iterable[Kind]) -> KindRegistry:
     for kind in kinds:
         registry.register(kind)
     return registry
+
+
+def collection_path(kind: Kind, namespace: str | None, version: str | None = None) -> str:
+    """The URL path of ``kind``'s objects in ``namespace`` (all namespaces: ``None``)."""
+    base = f"/apis/{kind.group}/{version or kind.version}"
+    if namespace is None:
+        return f"{base}/{kind.plural}"
+    return f"{base}/namespaces/{quote(namespace, safe='')}/{kind.plural}"
+
+
+def object_path(kind: Kind, namespace: str, name: str, version: str | None = None) -> str:
+    """The URL path of one object of ``kind``."""
+    return f"{collection_path(kind, namespace, version)}/{quote(name, safe='')}"

@@ -7,12 +7,28 @@ and a resource serialises back to the same shape (``Resource.to_manifest``).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from ketch.core.conditions import get_condition
 from ketch.core.errors import InvalidSpec
+from ketch.core.spec import SpecModel, invalid_spec
+from ketch.core.timestamps import format_time, utcnow
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "Condition",
+    "ObjectMeta",
+    "Resource",
+    "format_time",
+    "get_condition",
+    "set_condition",
+    "utcnow",
+    "validate_name",
+    "validate_namespace",
+]
 
 DEFAULT_NAMESPACE = "default"
 
@@ -23,17 +39,6 @@ DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` suffix, as Kubernetes writes timestamps."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def validate_name(name: str, field: str = "metadata.name") -> str:
@@ -74,11 +79,7 @@ def validate_namespace(namespace: str, field: str = "metadata.namespace") -> str
     return namespace
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class ObjectMeta(_Model):
+class ObjectMeta(SpecModel):
     name: str
     namespace: str = DEFAULT_NAMESPACE
     uid: str | None = None
@@ -90,7 +91,7 @@ class ObjectMeta(_Model):
     creationTimestamp: datetime | None = None
 
 
-class Condition(_Model):
+class Condition(SpecModel):
     type: str
     status: ConditionStatus
     reason: str = ""
@@ -99,7 +100,7 @@ class Condition(_Model):
     observedGeneration: int | None = None
 
 
-class Resource(_Model):
+class Resource(SpecModel):
     apiVersion: str
     kind: str
     metadata: ObjectMeta
@@ -114,7 +115,7 @@ class Resource(_Model):
         try:
             resource = cls.model_validate(manifest)
         except ValidationError as exc:
-            raise _invalid_spec(exc) from None
+            raise invalid_spec(exc) from None
         resource.validate_names()
         return resource
 
@@ -143,7 +144,7 @@ class Resource(_Model):
             try:
                 parsed.append(Condition.model_validate(raw))
             except ValidationError as exc:
-                raise _invalid_spec(exc, prefix=f"status.conditions[{index}]") from None
+                raise invalid_spec(exc, prefix=f"status.conditions[{index}]") from None
         return parsed
 
     def condition(self, type: str) -> Condition | None:
@@ -151,17 +152,6 @@ class Resource(_Model):
             if condition.type == type:
                 return condition
         return None
-
-
-def _invalid_spec(exc: ValidationError, prefix: str = "") -> InvalidSpec:
-    first = exc.errors()[0]
-    parts = ([prefix] if prefix else []) + [str(part) for part in first["loc"]]
-    field = ".".join(parts) or None
-    more = exc.error_count() - 1
-    message = first["msg"] + (
-        f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    )
-    return InvalidSpec(message, field=field)
 
 
 def set_condition(
@@ -205,11 +195,3 @@ def set_condition(
         return True
     conditions.append(new)
     return True
-
-
-def get_condition(status: dict[str, Any], type: str) -> dict[str, Any] | None:
-    """The condition of ``type`` in ``status["conditions"]``, or ``None``."""
-    for condition in status.get("conditions", []):
-        if condition.get("type") == type:
-            return dict(condition)
-    return None

@@ -46,7 +46,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -766,11 +766,7 @@ def check_runnable(model: ExperimentSpec) -> None:
     sidecar containers (``Custom``, ``PrometheusMetric``)."""
     kind = model.metricsCollectorSpec.collector.kind
     if kind in UNRUNNABLE_COLLECTORS:
-        runnable = ", ".join(
-            k
-            for k in CollectorKind.__args__
-            if k not in UNRUNNABLE_COLLECTORS  # type: ignore[attr-defined]
-        )
+        runnable = ", ".join(k for k in get_args(CollectorKind) if k not in UNRUNNABLE_COLLECTORS)
         raise InvalidSpec(
             f"the {kind} metrics collector runs a sidecar container, which Ketch cannot run; "
             f"use one of {runnable} (Push: call ketch.tuning.report_metrics in the trial)",
