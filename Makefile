@@ -46,6 +46,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hardening_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
 
+# The rules of ARCHITECTURE.md: style and formatting (ruff), types (mypy, 0 errors on
+# src/), layers and independent capabilities (import-linter's contracts in
+# pyproject.toml), no import cycles and no private names imported across modules.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_imports.py

@@ -110,7 +110,7 @@ def parse_rows(repeat: int) -> list[tuple[str, float, float]]:
 def _serve(guarded: bool, home: Path) -> Any:
     from tests.server.helpers import ThreadServer
 
-    from ketch.server.app import create_app
+    from ketch.capabilities import create_app
     from ketch.server.guard import RequestGuardMiddleware
 
     app = create_app(database_url=f"sqlite:///{home / 'ketch.db'}", background=False)

@@ -21,8 +21,10 @@ def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) 
 def tune(name: str, objective: Any, parameters: dict[str, Any], **options: Any) -> Experiment:
     """Tune ``objective`` over ``parameters`` (a Katib Experiment); see
     :meth:`ketch.tuning.client.TuningClient.tune`."""
+    from ketch.capabilities import ASSEMBLY
     from ketch.tuning.client import tune as _tune
 
+    options.setdefault("assembly", ASSEMBLY)
     return _tune(name, objective, parameters, **options)
 
 

@@ -1,17 +1,24 @@
 """The composition root: every capability Ketch assembles, in one explicit tuple,
 and the one place that picks the compute backend.
 
-The API server (``ketch up``) and the embedded control plane (``ketch.tune`` with
-no server) serve exactly these; nothing registers itself on import.
+The API server (``ketch up``, :func:`create_app`) and the embedded control plane
+(``ketch.tune`` with no server, :data:`ASSEMBLY`) serve exactly these; nothing
+registers itself on import.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ketch.core.backend import Backend
 from ketch.core.capability import Capability
+from ketch.core.embedded import Assembly
 from ketch.serving.capability import CAPABILITY as SERVING
 from ketch.training.capability import CAPABILITY as TRAINING
 from ketch.tuning.capability import CAPABILITY as TUNING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 CAPABILITIES: tuple[Capability, ...] = (TRAINING, TUNING, SERVING)
 
@@ -22,3 +29,14 @@ def backend() -> Backend:
     from ketch.core.backend import default_backend
 
     return default_backend()
+
+
+ASSEMBLY = Assembly(CAPABILITIES, backend)
+
+
+def create_app(**options: Any) -> FastAPI:
+    """The API server app for every capability, on the chosen backend; ``options`` as
+    for :func:`ketch.server.app.create_app`."""
+    from ketch.server.app import create_app as assemble
+
+    return assemble(CAPABILITIES, backend=backend(), **options)

@@ -37,7 +37,7 @@ def stamp(seconds_ago: float) -> str:
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``(url, database url)`` of a real API server on 127.0.0.1 that runs no controllers."""
-    from ketch.server.app import create_app
+    from ketch.capabilities import create_app
 
     database = f"sqlite:///{tmp_path_factory.mktemp('ketch-views') / 'ketch.db'}"
     with ThreadServer(create_app(database_url=database, background=False)) as server:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ketch.capabilities import CAPABILITIES
+from ketch.capabilities import CAPABILITIES, backend
 from ketch.core.capability import Admission, Capability, kinds_of
 from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Kind
@@ -62,7 +62,9 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
             raise InvalidSpec("must not be negative", field="spec.size")
 
     toy = Capability("toy", kinds=(gizmo,), validators=lambda _a: {"Gizmo": check})
-    app = create_app((toy,), database_url=f"sqlite:///{tmp_path / 'k.db'}", background=False)
+    app = create_app(
+        (toy,), backend=backend(), database_url=f"sqlite:///{tmp_path / 'k.db'}", background=False
+    )
     with ThreadServer(app) as server, httpx.Client(base_url=server.url) as http:
         path = "/apis/example.com/v1/namespaces/default/gizmos"
         made = http.post(

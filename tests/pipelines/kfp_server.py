@@ -78,7 +78,7 @@ def make_app(url: str | None) -> Any:
     if os.environ.get("KETCH_TEST_KFP_MINIMAL_APP") == "1":
         return minimal_app(url)
     try:
-        from ketch.server.app import create_app
+        from ketch.capabilities import create_app
     except ImportError:
         return minimal_app(url)
     return create_app(database_url=url)

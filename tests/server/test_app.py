@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from ketch.capabilities import create_app
 from ketch.server import errors
-from ketch.server.app import create_app
 from tests.server.helpers import Server, ThreadServer, assert_error, free_port
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ketch.capabilities import ASSEMBLY
 from ketch.tuning.client import TuningClient
 
 #: a trial program: the objective of (x, y) printed the way Katib's StdOut collector reads it
@@ -98,7 +99,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def local(home: Path) -> Iterator[TuningClient]:
     """A client over this test's own store; experiments run in this process."""
-    yield TuningClient(server=False)
+    yield TuningClient(server=False, assembly=ASSEMBLY)
 
 
 def run_local(client: TuningClient, manifest: dict[str, Any], timeout: float = 120) -> Any:

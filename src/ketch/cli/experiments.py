@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ketch.cli.display import age, show, stdout_console
 from ketch.cli.experiment_status import (
     ACTIVE_TRIAL_STATES,
     EXPERIMENT_LABEL,
@@ -36,8 +37,7 @@ from ketch.cli.experiment_status import (
     trial_state,
 )
 from ketch.cli.http import object_path
-from ketch.cli.resources import age, list_objects, show, stdout_console
-from ketch.core.kinds import Kind
+from ketch.core.kinds import Kind, collection_path
 
 if TYPE_CHECKING:
     from ketch.core.http import ApiClient
@@ -300,7 +300,9 @@ def summary(experiment: dict[str, Any]) -> str:
 def trials_of(client: ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
     """The experiment's Trials, by the label Katib puts on them."""
     kind = client.kind("Trial")
-    return list(list_objects(client, kind, namespace, f"{EXPERIMENT_LABEL}={name}"))
+    return client.items(
+        collection_path(kind, namespace), {"labelSelector": f"{EXPERIMENT_LABEL}={name}"}
+    )
 
 
 def describe_experiment(

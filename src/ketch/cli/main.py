@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ketch.cli import resources, runs, server
+from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
 
@@ -19,17 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def version() -> str:
-    """The installed ``ketch`` distribution's version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("ketch")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
 
 
 def _print_version(value: bool) -> None:

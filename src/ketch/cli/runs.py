@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ketch.cli.display import age, check_output, dump, print_table, show
 from ketch.cli.http import NoServer, connect, reporting
 from ketch.cli.resources import (
     DEFAULT_NAMESPACE,
     NamespaceOpt,
-    age,
-    check_output,
-    dump,
     list_objects,
-    print_table,
-    show,
     stream_logs,
     validate_name,
     validate_namespace,

@@ -137,7 +137,7 @@ def up(
 def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
     import uvicorn
 
-    from ketch.server.app import create_app
+    from ketch.capabilities import create_app
 
     app = create_app(home=home, bind=host, sole_server=True)  # up() holds the store's lock
     cfg = uvicorn.Config(

@@ -38,3 +38,15 @@ DEFAULT_PORT = 8808
 def server_url() -> str:
     """Where clients find the API server: ``KETCH_URL`` or ``http://127.0.0.1:8808``."""
     return (os.environ.get("KETCH_URL") or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+
+
+def version() -> str:
+    """The installed ``ketch`` distribution's version (``"0"`` in a source tree that
+    was never installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ketch")
+    except PackageNotFoundError:
+        return "0"

@@ -60,16 +60,17 @@ def _run_service(url: str, sole_server: bool, backend: Backend) -> Any:
 
 
 def create_app(
-    capabilities: Sequence[Capability] | None = None,
+    capabilities: Sequence[Capability],
     *,
+    backend: Backend,
     database_url: str | None = None,
     home: Path | None = None,
     background: bool = True,
     bind: str = "127.0.0.1",
     sole_server: bool = False,
-    backend: Backend | None = None,
 ) -> FastAPI:
-    """The API server app for ``capabilities`` (default: every capability Ketch has).
+    """The API server app for ``capabilities`` (:func:`ketch.capabilities.create_app`
+    assembles every capability Ketch has).
 
     ``database_url`` defaults to ``KETCH_DATABASE_URL`` or the SQLite file in ``home``
     (default ``KETCH_HOME``). ``home`` also becomes ``KETCH_HOME`` for the process
@@ -78,15 +79,11 @@ def create_app(
     what is stored). ``bind`` is the address the server listens on: it
     decides the ``Host`` names it answers to (see :mod:`ketch.server.guard`).
     ``backend`` is the compute backend every controller and run starts processes
-    through (default: the one :mod:`ketch.capabilities` picks).
+    through.
     ``sole_server``: the caller holds the store's control-plane lock
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
     flight is this one's to resume.
     """
-    from ketch.server.embedded import default_backend, default_capabilities
-
-    if capabilities is None:
-        capabilities = default_capabilities()
     url = database_url or config.database_url(home)
     admission = Admission(capabilities)
     state = ApiState(
@@ -108,8 +105,7 @@ def create_app(
         started: list[Callable[[], Any]] = []
         try:
             if background:
-                chosen = backend or default_backend()
-                state.runs = _run_service(url, sole_server, chosen)
+                state.runs = _run_service(url, sole_server, backend)
                 app.state.runs = state.runs
                 if state.runs is not None:
                     listeners = getattr(state.runs, "listeners", None)
@@ -118,7 +114,7 @@ def create_app(
                     await run_in_threadpool(state.runs.start)
                     started.append(state.runs.stop)
                 manager = Manager()
-                for controller in controllers_of(capabilities, state.store, chosen):
+                for controller in controllers_of(capabilities, state.store, backend):
                     manager.add(controller)
                 manager.watch(state.store)  # what controllers write wakes the others
                 manager.start()
@@ -142,7 +138,7 @@ def create_app(
 
     app = FastAPI(
         title="Ketch API",
-        version=_version(),
+        version=config.version(),
         description=(
             "Kubeflow's APIs served by Ketch: Kubernetes-style resources "
             "(/apis/{group}/{version}/...), logs, events and the KFP v2beta1 API."
@@ -176,15 +172,6 @@ def create_app(
     app.include_router(logs_api.router)
     app.include_router(resources_api.router)
     return app
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("ketch")
-    except Exception:  # not installed as a distribution
-        return "0"
 
 
 async def healthz() -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-import ketch
+from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.datatypes import datatype_of
 from ketch.serving.errors import InferenceError, InvalidInput
@@ -29,7 +29,7 @@ class DataPlane:
     def server_metadata(self) -> dict[str, Any]:
         return {
             "name": SERVER_NAME,
-            "version": getattr(ketch, "__version__", "0"),
+            "version": version(),
             "extensions": EXTENSIONS,
         }
 

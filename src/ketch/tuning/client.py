@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from ketch.core import config
+from ketch.core.embedded import Assembly
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.http import api_client, error_from
 from ketch.core.resource import Resource, get_condition
@@ -90,7 +91,13 @@ class TuningClient:
     """Katib's client calls against a Ketch server (``server`` or ``KETCH_URL``), or
     against the local store through an embedded control plane (``server=False``)."""
 
-    def __init__(self, server: str | bool | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        server: str | bool | None = None,
+        *,
+        timeout: float = 30.0,
+        assembly: Assembly | None = None,
+    ) -> None:
         url = server if isinstance(server, str) else None
         if server is None and _answers(config.server_url()):
             url = config.server_url()
@@ -99,12 +106,22 @@ class TuningClient:
         self.url = url
         self._http = api_client(url, timeout=timeout, field="server") if url else None
         self._store: Any = None
+        self._assembly = assembly
 
     # -- where objects live ------------------------------------------------------
 
     @property
     def remote(self) -> bool:
         return self._http is not None
+
+    def _local(self) -> Assembly:
+        """What runs experiments here, without a server (``ketch.tune`` passes it)."""
+        if self._assembly is None:
+            raise TuningError(
+                "no Ketch server to run the experiment: start one with 'ketch up', or pass "
+                "assembly=ketch.capabilities.ASSEMBLY to run it in this process"
+            )
+        return self._assembly
 
     def _local_store(self) -> Any:
         if self._store is None:
@@ -155,9 +172,7 @@ class TuningClient:
         if self.remote:
             created = self._call("POST", self._path("experiments", namespace), json=manifest)
         else:
-            from ketch.server.embedded import admission
-
-            resource = admission().validate(Resource.from_manifest(manifest))
+            resource = self._local().admission().validate(Resource.from_manifest(manifest))
             created = self._local_store().create(resource).to_manifest()
         return Experiment(created["metadata"]["name"], namespace, created, self)
 
@@ -305,7 +320,6 @@ class TuningClient:
     @contextmanager
     def embedded(self, name: str, namespace: str = "default") -> Iterator[None]:
         """Run the controllers in this process for experiment ``name`` (only)."""
-        from ketch.server.embedded import ControlPlane
 
         def mine(resource: Resource) -> bool:
             meta = resource.metadata
@@ -315,7 +329,7 @@ class TuningClient:
                 return meta.name == name
             return meta.labels.get(EXPERIMENT_LABEL) == name
 
-        plane = ControlPlane(accept=mine)
+        plane = self._local().control_plane(accept=mine)
         self._store = plane.store
         with plane:
             yield
@@ -550,4 +564,5 @@ def tune(
 ) -> Experiment:
     """Tune ``objective`` over ``parameters``; see :meth:`TuningClient.tune`."""
     server = options.pop("server", None)
-    return TuningClient(server).tune(name, objective, parameters, **options)
+    assembly = options.pop("assembly", None)
+    return TuningClient(server, assembly=assembly).tune(name, objective, parameters, **options)

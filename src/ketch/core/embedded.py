@@ -4,11 +4,16 @@
 ``KETCH_DATABASE_URL``), the same controllers, no HTTP. ``accept`` limits what it
 reconciles to the caller's own objects, so other resources in the store (left by
 a server that is not running) are not touched.
+
+An :class:`Assembly` is what the composition root (:mod:`ketch.capabilities`)
+hands to code that needs one: the capabilities and the backend to build a control
+plane or an admission from, so no capability has to know the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -21,34 +26,15 @@ from ketch.core.store.db import init_db
 from ketch.core.store.resources import ResourceStore
 
 
-def default_capabilities() -> Sequence[Capability]:
-    """Every capability Ketch assembles (the composition root's tuple)."""
-    from ketch.capabilities import CAPABILITIES
-
-    return CAPABILITIES
-
-
-def default_backend() -> Backend:
-    """The compute backend the composition root picks."""
-    from ketch.capabilities import backend
-
-    return backend()
-
-
-def admission(capabilities: Sequence[Capability] | None = None) -> Admission:
-    """The validators of ``capabilities`` (default: all), as the API server checks
-    manifests: for clients that store objects without a server."""
-    return Admission(default_capabilities() if capabilities is None else capabilities)
-
-
 class ControlPlane:
-    """Controllers over the store at ``database_url`` (default: the configured one)."""
+    """The controllers of ``capabilities`` over the store at ``database_url`` (default:
+    the configured one), starting processes through ``backend``."""
 
     def __init__(
         self,
-        capabilities: Sequence[Capability] | None = None,
+        capabilities: Sequence[Capability],
         *,
-        backend: Backend | None = None,
+        backend: Backend,
         database_url: str | None = None,
         home: Path | None = None,
         accept: Callable[[Resource], bool] | None = None,
@@ -56,10 +42,8 @@ class ControlPlane:
         url = database_url or config.database_url(home)
         init_db(url)
         self.store = ResourceStore(url, migrate=False)
-        if capabilities is None:
-            capabilities = default_capabilities()
         self.manager = Manager(accept=accept)
-        for controller in controllers_of(capabilities, self.store, backend or default_backend()):
+        for controller in controllers_of(capabilities, self.store, backend):
             self.manager.add(controller)
         self.manager.watch(self.store)
 
@@ -80,3 +64,32 @@ class ControlPlane:
         _tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The capabilities Ketch assembles and how to get its compute backend (called
+    only when a control plane is built, so checking a manifest starts nothing)."""
+
+    capabilities: Sequence[Capability]
+    backend: Callable[[], Backend]
+
+    def admission(self) -> Admission:
+        """The validators of every capability, as the API server checks manifests."""
+        return Admission(self.capabilities)
+
+    def control_plane(
+        self,
+        *,
+        database_url: str | None = None,
+        home: Path | None = None,
+        accept: Callable[[Resource], bool] | None = None,
+    ) -> ControlPlane:
+        """A control plane running every capability's controllers here."""
+        return ControlPlane(
+            self.capabilities,
+            backend=self.backend(),
+            database_url=database_url,
+            home=home,
+            accept=accept,
+        )
