@@ -157,6 +157,9 @@ class _StartError:
     def cancel(self, grace: float = 5.0) -> None:
         return None
 
+    def add_exit_callback(self, callback: Callable[[ProcessHandle], None]) -> None:
+        callback(self)  # it never ran: it has already ended
+
 
 class JobController(StatusController):
     """Reconciles ``batch/v1`` Jobs into pods of local processes."""

@@ -7,6 +7,7 @@ import threading
 from ketch.core.backend.local import LocalBackend
 from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import (
+    Abilities,
     Backend,
     ProcessHandle,
     ProcessSpec,
@@ -17,6 +18,7 @@ from ketch.core.backend.spec import (
 )
 
 __all__ = [
+    "Abilities",
     "Backend",
     "LocalBackend",
     "ProcessHandle",

@@ -47,7 +47,7 @@ from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
 from ketch.core.backend.handles import ForkedHandle, LocalHandle, SpawnedHandle, signal_group
 from ketch.core.backend.resources import parse_cpu, parse_memory
-from ketch.core.backend.spec import ProcessSpec, Resources
+from ketch.core.backend.spec import Abilities, Backend, ProcessSpec, Resources
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
 from ketch.core.errors import BackendError, InvalidSpec
 
@@ -152,7 +152,7 @@ def _install_atexit() -> None:
             _atexit_installed = True
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Runs ProcessSpecs as local processes; Python tasks in warm fork servers.
 
     ``max_warm_interpreters``: how many fork servers (one per interpreter,
@@ -160,6 +160,8 @@ class LocalBackend:
     is retired (it exits once its running tasks end). ``0`` disables the fork
     server: ``spec.python`` is then ignored and ``spec.command`` runs.
     """
+
+    abilities = Abilities(exit_callbacks=True, prewarm=True)
 
     def __init__(
         self,

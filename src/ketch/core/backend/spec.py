@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import enum
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -108,11 +111,54 @@ class ProcessHandle(Protocol):
     def cancel(self, grace: float = 5.0) -> None:
         """SIGTERM the whole process group, SIGKILL it after ``grace`` seconds."""
 
+    def add_exit_callback(self, callback: Callable[[ProcessHandle], None]) -> None:
+        """Call ``callback(handle)`` once when the process ends (now, if it has).
+        Only on backends whose :attr:`Abilities.exit_callbacks` is set; callers of
+        other backends poll."""
 
-class Backend(Protocol):
-    """Starts ProcessSpecs. The only code in Ketch that starts processes."""
 
-    def start(self, spec: ProcessSpec) -> ProcessHandle: ...
+@dataclass(frozen=True)
+class Abilities:
+    """What a backend can do beyond starting processes, declared rather than probed.
 
-    def shutdown(self) -> None:
+    - ``exit_callbacks``: handles call back when their process ends
+      (:meth:`ProcessHandle.add_exit_callback`), so controllers need not poll.
+    - ``prewarm``: :meth:`Backend.prewarm` starts warm interpreters ahead of the
+      Python tasks that will use them.
+    """
+
+    exit_callbacks: bool = False
+    prewarm: bool = False
+
+
+class Backend(abc.ABC):
+    """Starts ProcessSpecs. The only code in Ketch that starts processes.
+
+    Injected: the composition root (:mod:`ketch.capabilities`) picks one and hands
+    it to every controller and service.
+    """
+
+    #: what this backend can do beyond :meth:`start`
+    abilities: Abilities = Abilities()
+
+    @abc.abstractmethod
+    def start(self, spec: ProcessSpec) -> ProcessHandle:
+        """Start ``spec``; its handle once the process runs."""
+
+    @abc.abstractmethod
+    def shutdown(self, grace: float = 5.0) -> None:
         """Cancel everything still running and release warm interpreters."""
+
+    def prewarm(
+        self,
+        python: str,
+        preload: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        warmup: tuple[str, list[str]] | None = None,
+    ) -> Future[bool]:
+        """Get an interpreter ready for Python tasks (``python`` with ``preload``
+        imported) in the background; resolves to whether it is ready. Backends
+        without :attr:`Abilities.prewarm` resolve to ``False`` at once."""
+        done: Future[bool] = Future()
+        done.set_result(False)
+        return done
