@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ketch.core.backend import Backend
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
 Validator = Callable[[Resource], None]
-# Called with the store and the compute backend the composition root chose.
-ControllerFactory = Callable[[ResourceStore, Backend], Controller]
+# Called with the store and the compute backend the composition root chose: one
+# controller, or several that share state (made together, so nothing is global).
+ControllerFactory = Callable[[ResourceStore, Backend], Controller | Sequence[Controller]]
 
 
 class Admission:
@@ -71,6 +73,8 @@ class Capability:
       each kind it serves, which refuses a bad manifest before it is stored.
     - ``routers``: HTTP routes of its own (imported lazily, called when the app is
       built), included before the generic resource routes.
+    - ``migrations``: its own Alembic version folder (its tables' history), or
+      ``None`` when it has no tables of its own.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Capability:
     controllers: Sequence[ControllerFactory] = ()
     validators: Callable[[Admission], Mapping[str, Validator]] = field(default=_no_validators)
     routers: Sequence[Callable[[], APIRouter]] = ()
+    migrations: Path | None = None
 
 
 def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
@@ -88,7 +93,10 @@ def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
 def controllers_of(
     capabilities: Sequence[Capability], store: ResourceStore, backend: Backend
 ) -> list[Controller]:
-    """One controller per factory of the capabilities, over ``store`` and ``backend``."""
-    return [
-        factory(store, backend) for capability in capabilities for factory in capability.controllers
-    ]
+    """The controllers the capabilities' factories make over ``store`` and ``backend``."""
+    made: list[Controller] = []
+    for capability in capabilities:
+        for factory in capability.controllers:
+            result = factory(store, backend)
+            made.extend([result] if isinstance(result, Controller) else result)
+    return made
