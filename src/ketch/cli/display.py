@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ketch.core.conditions import conditions as conditions_of
+from ketch.core.conditions import true_conditions
 from ketch.core.errors import InvalidSpec
 from ketch.core.timestamps import parse_time
 
@@ -56,11 +57,7 @@ def state_of(manifest: dict[str, Any]) -> str:
     if ready is not None:
         return {"True": "Ready", "False": "Failed"}.get(str(ready.get("status")), "NotReady")
     # A component's readiness (IngressReady, PredictorReady) is not the object's state.
-    true = [
-        c
-        for c in conditions_of(manifest)
-        if c.get("status") == "True" and not str(c.get("type", "")).endswith("Ready")
-    ]
+    true = [c for c in true_conditions(status) if not str(c.get("type", "")).endswith("Ready")]
     if true:
         return str(max(true, key=lambda c: str(c.get("lastTransitionTime", ""))).get("type"))
     return "-"

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ketch.core.conditions import Finished, get_condition, true_conditions
+from ketch.core.timestamps import parse_time
+
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 EXPERIMENT_STATES = ("Failed", "Succeeded", "Restarting", "Running", "Created")
 TRIAL_STATES = ("Killed", "Failed", "Succeeded", "EarlyStopped", "MetricsUnavailable", "Running")
-FINISHED = ("Succeeded", "Failed")
+FINISHED = (Finished.SUCCEEDED, Finished.FAILED)  # what ends an experiment
 ACTIVE_TRIAL_STATES = ("Running", "Pending")
 UNAVAILABLE = "unavailable"
 
@@ -37,18 +40,11 @@ def spec_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def condition(manifest: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in status_of(manifest).get("conditions") or []:
-        if isinstance(item, dict) and item.get("type") == type_:
-            return item
-    return None
+    return get_condition(status_of(manifest), type_)
 
 
 def _state(manifest: dict[str, Any], order: tuple[str, ...], default: str) -> str:
-    true = {
-        c.get("type")
-        for c in status_of(manifest).get("conditions") or []
-        if isinstance(c, dict) and c.get("status") == "True"
-    }
+    true = {c.get("type") for c in true_conditions(status_of(manifest))}
     return next((type_ for type_ in order if type_ in true), default)
 
 
@@ -187,10 +183,9 @@ def _time(stamp: Any) -> datetime | None:
     if not isinstance(stamp, str) or not stamp:
         return None
     try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return parse_time(stamp)
     except ValueError:
         return None
-    return then if then.tzinfo else then.replace(tzinfo=UTC)
 
 
 def run_seconds(manifest: dict[str, Any], now: datetime | None = None) -> float | None:

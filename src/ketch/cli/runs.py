@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +24,7 @@ from ketch.cli.resources import (
     validate_name,
     validate_namespace,
 )
+from ketch.core.timestamps import parse_time
 from ketch.server.kinds import PIPELINE_RUN
 
 if TYPE_CHECKING:
@@ -51,10 +51,10 @@ def _duration(item: dict[str, Any]) -> str:
     if not start:
         return "-"
     try:
-        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        begin = parse_time(start)
         if not end:
             return age(start) + "+"
-        finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        finish = parse_time(end)
     except ValueError:
         return "-"
     seconds = (finish - begin).total_seconds()
