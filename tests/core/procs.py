@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.waiting import poll
 
 
 def proc_state(pid: int) -> str | None:
@@ -23,12 +24,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+    return bool(poll(condition, timeout, 0.02))
 
 
 def kill_quietly(pids: list[int]) -> None:

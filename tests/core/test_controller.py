@@ -14,14 +14,11 @@ from ketch.core.errors import NotFound
 from ketch.core.resource import ObjectMeta, Resource, set_condition
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workqueue import WorkQueue
+from tests import waiting
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+    waiting.wait_for(predicate, timeout, 0.01)
 
 
 # -- work queue ------------------------------------------------------------------

@@ -14,6 +14,8 @@ import pytest
 from google.protobuf import json_format
 from kfp import dsl
 
+from tests.waiting import wait_for
+
 pytestmark = pytest.mark.slow
 
 RUNS = 10
@@ -74,10 +76,7 @@ def _count(marker: Path, x: int) -> int:
 
 
 def _wait(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    wait_for(predicate, timeout, 0.1)
 
 
 def test_kill_9_with_ten_runs_in_flight(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from tests.waiting import poll
+
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"Ketch API server listening on (http://\S+)")
 
@@ -116,14 +118,7 @@ class Server:
 
 def wait_until(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
     """``check()`` once it is truthy, else its last value after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    return poll(check, timeout, interval)
 
 
 def free_port() -> int:
