@@ -8,9 +8,7 @@ that someone else wrote in between (409 Conflict).
 
 from __future__ import annotations
 
-import base64
 import builtins
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
+from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
 from ketch.core.store.db import init_db, retry_locked, session_scope
 from ketch.core.store.models import ResourceEventRow, ResourceRow
@@ -78,19 +77,12 @@ class _Cursor:
     name: str
 
     def encode(self) -> str:
-        raw = json.dumps({"ns": self.namespace, "name": self.name}).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_token({"ns": self.namespace, "name": self.name})
 
     @classmethod
     def decode(cls, token: str) -> _Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            data = json.loads(raw)
-            return cls(str(data["ns"]), str(data["name"]))
-        except (ValueError, KeyError, TypeError):
-            raise InvalidSpec(
-                "the continue token is not one this server issued", field="continue"
-            ) from None
+        position = decode_token(token, field="continue", keys=("ns", "name"))
+        return cls(str(position["ns"]), str(position["name"]))
 
 
 def _aware(value: datetime | None) -> datetime | None:
