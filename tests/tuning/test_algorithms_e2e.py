@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ketch.core.errors import InvalidSpec
-from ketch.tuning import collectors
 from ketch.tuning.client import TuningClient
+from ketch.tuning.trialfiles import trial_dir
 from tests.tuning.conftest import experiment, finished_reason, run_local, stored_trials
 
 XY = ["${trialParameters.x}", "${trialParameters.y}"]
@@ -32,7 +32,7 @@ def _score(trial: Any) -> float:
 
 
 def _state(trial: dict[str, Any]) -> str:
-    from ketch.tuning.controller import trial_state
+    from ketch.tuning.states import trial_state
 
     return trial_state(trial.get("status") or {})
 
@@ -685,7 +685,7 @@ def test_file_collector_reads_the_trials_own_metrics_file(local: TuningClient, f
         assert float(trial.metrics["score"]["latest"]) == pytest.approx(score / 2, abs=1e-5)
         assert float(trial.metrics["loss"]["latest"]) == 2
         # the program wrote to the trial's own copy of the path
-        folder = collectors.trial_dir("default", trial.name, uids[trial.name])
+        folder = trial_dir("default", trial.name, uids[trial.name])
         assert (folder / "fs" / path.lstrip("/")).is_file()
 
 

@@ -22,18 +22,11 @@ from ketch.core.errors import InvalidSpec
 from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 from ketch.tuning.api import push_url
-from ketch.tuning.collectors import (
-    DEFAULT_FILE_PATH,
-    KIND_FIELD,
-    Observation,
-    local_path,
-    make_collector,
-    objective_value,
-    push_file,
-    summarize,
-    trial_dir,
-)
+from ketch.tuning.collector_spec import DEFAULT_FILE_PATH, KIND_FIELD
+from ketch.tuning.collectors import make_collector
 from ketch.tuning.metrics import report_metrics
+from ketch.tuning.observations import Observation, objective_value, summarize
+from ketch.tuning.trialfiles import local_path, push_file, trial_dir
 from tests.server.helpers import REPO, ThreadServer, assert_error, free_port
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from ketch.core.errors import InvalidSpec
-from ketch.tuning.spec import ParameterSpec, parse_experiment
+from ketch.tuning.parameters import ParameterSpec
+from ketch.tuning.spec import parse_experiment
 from tests.tuning.spec_builders import raw_spec
 
 

@@ -24,8 +24,8 @@ from ketch.core.documents import load_json
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES, request_body
-from ketch.tuning.collectors import push_file, trial_dir
 from ketch.tuning.metrics import append_record, make_record, validate_metrics, validate_step
+from ketch.tuning.trialfiles import push_file, trial_dir
 
 PUSH_PATH = "/apis/tuning.ketch.dev/v1/namespaces/{namespace}/trials/{name}/metrics"
 

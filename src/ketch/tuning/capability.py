@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Kind
 from ketch.tuning import suggestions
-from ketch.tuning.controller import experiment_factory, trial_factory, validate, validate_trial
+from ketch.tuning.controller import controllers
+from ketch.tuning.validation import validate_experiment, validate_trial
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -26,7 +27,7 @@ def _validators(admission: Admission) -> Mapping[str, Validator]:
     # An experiment's trial template (and a trial's runSpec) is checked as the job it
     # makes, by that job kind's own validator.
     return {
-        "Experiment": partial(validate, admission=admission),
+        "Experiment": partial(validate_experiment, admission=admission),
         "Trial": partial(validate_trial, admission=admission),
         suggestions.KIND: suggestions.validate,
     }
@@ -41,7 +42,7 @@ def _push_router() -> APIRouter:
 CAPABILITY = Capability(
     name="tuning",
     kinds=KINDS,
-    controllers=(experiment_factory, trial_factory),
+    controllers=(controllers,),
     validators=_validators,
     routers=(_push_router,),
 )

@@ -22,15 +22,15 @@ Kinds (``collector.kind``):
   tensorboard's event reader (see :mod:`ketch.tuning.tfevents`).
 - ``Push``: what the trial sent with :func:`ketch.tuning.metrics.report_metrics`
   or to the push endpoint (:mod:`ketch.tuning.api`), both of which append to
-  :func:`push_file`.
+  the trial's push file (:func:`ketch.tuning.trialfiles.push_file`).
 - ``None``: collects nothing (a Ketch addition, for trials whose metrics are not
   wanted).
 
 ``PrometheusMetric`` and ``Custom`` (sidecar containers) are not supported.
 
 Paths in ``fileSystemPath`` are absolute paths inside Katib's container; a local
-trial writes them under its own directory instead (:func:`local_path`), and the
-controller rewrites them in the trial's command, arguments and environment.
+trial writes them under its own directory instead
+(:func:`ketch.tuning.trialfiles.local_path`), and the controller rewrites them in the trial's command, arguments and environment.
 
 Only the metric names asked for are kept. The step of an observation is the
 ``step`` (else ``epoch``) the report carries — a ``step=3``/``epoch=3`` match on
@@ -38,6 +38,7 @@ the same text line, a ``step``/``epoch`` key of a JSON line, the ``step`` given
 to ``report_metrics``, the step of a TensorFlow event — when that is an integer;
 otherwise it is the index of the report among this collector's reports of that
 metric (0, 1, 2, ...), which is the order Katib's median stopping rule uses.
+What the observations add up to is :mod:`ketch.tuning.observations`'.
 """
 
 from __future__ import annotations
@@ -48,44 +49,32 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
-from ketch.core import config
 from ketch.core.errors import InvalidSpec
+from ketch.core.timestamps import parse_time
+from ketch.tuning.collector_spec import (
+    DEFAULT_FILE_PATH,
+    DEFAULT_TFEVENT_DIR,
+    FORMAT_FIELD,
+    KIND_FIELD,
+    PATH_FIELD,
+    SOURCE_FIELD,
+    SPEC_FIELD,
+)
+from ketch.tuning.observations import Observation, metric_number
+from ketch.tuning.trialfiles import local_path, push_file
 
 log = logging.getLogger(__name__)
 
-SPEC_FIELD = "spec.metricsCollectorSpec"
-KIND_FIELD = f"{SPEC_FIELD}.collector.kind"
-SOURCE_FIELD = f"{SPEC_FIELD}.source"
-FORMAT_FIELD = f"{SOURCE_FIELD}.filter.metricsFormat"
-PATH_FIELD = f"{SOURCE_FIELD}.fileSystemPath"
-
 #: Katib's default ``metricsFormat``: ``name=value``, value possibly in scientific notation.
 DEFAULT_METRICS_FORMAT = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
-DEFAULT_FILE_PATH = "/var/log/katib/metrics.log"
-DEFAULT_TFEVENT_DIR = "/var/log/katib/tfevent/"
 TEXT, JSON = "TEXT", "JSON"
 STEP_KEYS = ("step", "epoch")
-UNAVAILABLE = "unavailable"  # what Katib writes for a metric that was never reported
-PUSH_FILE = "pushed-metrics.jsonl"
-LOCAL_ROOT = "fs"  # under a trial's directory: where its container paths live
 SUPPORTED_KINDS = ("StdOut", "File", "TensorFlowEvent", "Push", "None")
 _MAX_READ = 16 * 1024 * 1024  # bytes a poll reads at most; the rest waits for the next
 _MAX_LINE = 1024 * 1024  # a longer line without its end is parsed as it is
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One reported value of one metric (Katib's metric log entry)."""
-
-    name: str
-    value: float
-    timestamp: float | None = None  # seconds since the epoch; None: the report had no time
-    step: int | None = None
 
 
 class Collector(Protocol):
@@ -96,38 +85,6 @@ class Collector(Protocol):
     def close(self) -> list[Observation]:
         """The last observations, read once the trial's process ended."""
         ...
-
-
-# -- where a trial's files live ------------------------------------------------------
-
-
-def trial_dir(namespace: str, trial: str, uid: str | None) -> Path:
-    """The directory of a trial's metrics files: ``<logs>/tuning/<namespace>/<trial>/<uid>``.
-
-    The trial's uid keeps a trial deleted and created again under the same name from
-    reading (or appending to) the files of the one before it."""
-    folder = config.logs_dir() / "tuning" / namespace / trial
-    return folder / uid if uid else folder
-
-
-def push_file(directory: Path) -> Path:
-    """The JSON-lines file that pushed metrics are appended to, in a trial's directory."""
-    return directory / PUSH_FILE
-
-
-def local_path(spec_path: str, trial_dir: Path) -> Path:
-    """Where a local trial keeps the container path ``spec_path``: ``<trial_dir>/fs/<path>``.
-
-    ``/var/log/katib/metrics.log`` becomes ``<trial_dir>/fs/var/log/katib/metrics.log``.
-    """
-    parts = [part for part in PurePosixPath(spec_path).parts if part not in ("/", ".")]
-    if not parts or ".." in parts:
-        raise InvalidSpec(
-            f"{spec_path!r} is not a usable path: give an absolute path without '..'",
-            field=f"{PATH_FIELD}.path",
-            hint=f"for example {DEFAULT_FILE_PATH!r}",
-        )
-    return trial_dir.joinpath(LOCAL_ROOT, *parts)
 
 
 # -- building a collector ------------------------------------------------------------
@@ -375,7 +332,7 @@ class TextCollector(_TailingCollector):
         for pattern in self.filters:
             for match in pattern.finditer(line):
                 name, raw = (match.group(1) or "").strip(), (match.group(2) or "").strip()
-                value = _number(raw)
+                value = metric_number(raw)
                 if value is None:
                     continue
                 if name in STEP_KEYS and value.is_integer():
@@ -402,7 +359,7 @@ class JsonLinesCollector(_TailingCollector):
         for name in self.metric_names:
             if name not in record:
                 continue
-            value = _number(record[name])
+            value = metric_number(record[name])
             if value is None:
                 log.warning("%s: %s=%r is not a number; skipped", self.path, name, record[name])
                 continue
@@ -424,7 +381,7 @@ class PushCollector(_TailingCollector):
         step = _integer(record.get("step"))
         found = []
         for name in self.metric_names:
-            value = _number(metrics.get(name))
+            value = metric_number(metrics.get(name))
             if value is not None:
                 found.append(self._steps.observe(name, value, timestamp, step))
         return found
@@ -463,25 +420,8 @@ class NoCollector:
 # -- values ----------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    """A metric value as a float: a number or numeric text (never a bool); None otherwise."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    if isinstance(value, str) and value.strip():
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def _integer(value: Any) -> int | None:
-    number = _number(value)
+    number = metric_number(value)
     if number is None or not number.is_integer():
         return None
     return int(number)
@@ -514,20 +454,18 @@ def _timestamp(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
-        return _parse_time(value.strip())
+        return _epoch(value.strip())
     return None
 
 
-def _parse_time(text: str) -> float | None:
+def _epoch(text: str) -> float | None:
+    """RFC 3339 text with a date and a time as seconds since the epoch, else None."""
     if len(text) < 19 or text[10] not in "Tt ":
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        return parse_time(text).timestamp()
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _line_timestamp(line: str) -> float | None:
@@ -535,64 +473,4 @@ def _line_timestamp(line: str) -> float | None:
     first = line.lstrip().split(" ", 1)[0]
     if "T" not in first and "t" not in first:
         return None
-    return _parse_time(first)
-
-
-# -- summaries ---------------------------------------------------------------------------
-
-
-def format_value(value: float) -> str:
-    """A value as Katib writes it in ``observation.metrics``: ``0.71``, ``3``, ``1e-05``."""
-    if math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-def summarize(
-    observations: list[Observation], strategies: Mapping[str, str]
-) -> list[dict[str, str]]:
-    """Katib's ``observation.metrics``: min, max and latest of each metric in ``strategies``.
-
-    Values are strings; a metric never reported has ``unavailable`` in all three. The
-    latest is the value with the newest timestamp (a report without one counts as
-    oldest); among equal timestamps, the one reported last. NaN never is a min or max.
-    """
-    summaries = []
-    for name in strategies:
-        values = [obs for obs in observations if obs.name == name]
-        numbers = [obs.value for obs in values if not math.isnan(obs.value)]
-        latest: Observation | None = None
-        for obs in values:
-            if latest is None or _time_key(obs) >= _time_key(latest):
-                latest = obs
-        summaries.append(
-            {
-                "name": name,
-                "min": format_value(min(numbers)) if numbers else UNAVAILABLE,
-                "max": format_value(max(numbers)) if numbers else UNAVAILABLE,
-                "latest": format_value(latest.value) if latest is not None else UNAVAILABLE,
-            }
-        )
-    return summaries
-
-
-def _time_key(obs: Observation) -> float:
-    return obs.timestamp if obs.timestamp is not None else -math.inf
-
-
-def objective_value(metrics: list[dict[str, str]], name: str, strategy: str) -> float | None:
-    """The value of metric ``name`` that ``strategy`` (min, max or latest) picks.
-
-    None when the metric is missing, unavailable or not a number (NaN).
-    """
-    if strategy not in ("min", "max", "latest"):
-        raise InvalidSpec(
-            f"unknown metric strategy {strategy!r} for {name!r}",
-            field="spec.objective.metricStrategies",
-            hint="min, max or latest",
-        )
-    for metric in metrics:
-        if metric.get("name") == name:
-            value = _number(metric.get(strategy))
-            return None if value is None or math.isnan(value) else value
-    return None
+    return _epoch(first)

@@ -40,7 +40,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ketch.tuning.spec import FeasibleSpace, ParameterSpec
+from ketch.tuning.parameters import FeasibleSpace, ParameterSpec
 
 _STANDARD = NormalDist()
 _TAIL = 3.0  # the interval [min, max] is mean ± 3σ

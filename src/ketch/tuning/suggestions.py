@@ -8,22 +8,31 @@ parameter assignments and labels), ``status.suggestionCount`` and the conditions
 Katib's suggestion controller writes (``Created``, ``DeploymentReady``,
 ``Running``, ``Succeeded`` once a completed experiment's ``resumePolicy`` is
 ``Never`` or ``FromVolume``). Ketch's algorithms run inside the control plane, so
-the Experiment controller writes the Suggestion itself (:func:`desired_spec`,
-:func:`update_status`); users read it (``KatibClient.get_suggestion``) but do
+the Experiment controller writes the Suggestion itself through a
+:class:`SuggestionWriter` (:func:`manifest`, :func:`update_status`); users read it (``KatibClient.get_suggestion``) but do
 not create it: :func:`validate` refuses one that no Experiment owns.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from typing import Any
 
-from ketch.core.errors import InvalidSpec
-from ketch.core.resource import Resource, format_time, get_condition, set_condition, utcnow
+from ketch.core.conditions import get_condition
+from ketch.core.controller import Key
+from ketch.core.errors import InvalidSpec, KetchError, NotFound
+from ketch.core.resource import Resource, set_condition
+from ketch.core.store.resources import ResourceStore
+from ketch.core.timestamps import format_time, utcnow
 from ketch.tuning.spec import ExperimentSpec
+from ketch.tuning.states import experiment_ended
+from ketch.tuning.trials import EXPERIMENT_LABEL
+
+log = logging.getLogger(__name__)
 
 KIND = "Suggestion"
 GROUP_VERSION = "kubeflow.org/v1beta1"
-EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 
 # Katib's reasons and messages (pkg/controller.v1beta1/suggestion and the experiment
 # controller's suggestion clean-up)
@@ -117,7 +126,7 @@ def update_status(
         status["suggestions"] = suggestions
         status["lastReconcileTime"] = format_time(utcnow())
     status["suggestionCount"] = len(suggestions)
-    completed = _true(experiment_status, "Succeeded") or _true(experiment_status, "Failed")
+    completed = experiment_ended(experiment_status)
     message = SUCCEEDED_MESSAGES.get(spec.resumePolicy)
     if completed and message is not None:
         set_condition(status, "DeploymentReady", "False", NOT_RUNNING[0], "Deployment is not ready")
@@ -130,11 +139,6 @@ def update_status(
     status.pop("completionTime", None)
     set_condition(status, "DeploymentReady", "True", *DEPLOYMENT_READY)
     set_condition(status, "Running", "True", *RUNNING)
-
-
-def _true(status: dict[str, Any], type_: str) -> bool:
-    condition = get_condition(status, type_)
-    return condition is not None and condition.get("status") == "True"
 
 
 def owned(resource: Resource) -> bool:
@@ -159,3 +163,101 @@ def validate(resource: Resource) -> None:
             f"(a Suggestion needs an ownerReference to Experiment {resource.metadata.name!r})",
             field="metadata.ownerReferences",
         )
+
+
+class SuggestionWriter:
+    """Writes each experiment's Suggestion for the Experiment controller, and
+    remembers what it last wrote, so a pass in which nothing the Suggestion shows
+    has changed writes nothing. A Suggestion changed or deleted by anyone else is
+    forgotten and written again."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        # each experiment's Suggestion as last written: (experiment uid, suggestion)
+        self._written: dict[Key, tuple[str | None, Resource]] = {}
+        self._writing: set[Key] = set()  # Suggestions being written by this writer
+        self._signatures: dict[Key, tuple[list[str], bool, int | None]] = {}
+
+    def changed(self, key: Key) -> bool:
+        """The Suggestion at ``key`` was written: whether someone else wrote it (then
+        it is forgotten, and its experiment must write it again)."""
+        if key in self._writing:
+            return False
+        self._forget(key)
+        return True
+
+    def deleted(self, key: Key) -> bool:
+        """The Suggestion at ``key`` was deleted: whether this writer deleted it while
+        writing it (then its experiment must write it again)."""
+        self._forget(key)
+        return key in self._writing
+
+    def _forget(self, key: Key) -> None:
+        self._written.pop(key, None)
+        self._signatures.pop(key, None)
+
+    def sync(
+        self,
+        key: Key,
+        experiment: Resource,
+        spec: ExperimentSpec,
+        trials: list[Resource],
+        status: dict[str, Any],
+    ) -> None:
+        """Create or update the experiment's Suggestion (same name): the algorithm,
+        how many assignments were requested, which trials got which."""
+        uid = experiment.metadata.uid
+        ended = experiment_ended(status)
+        signature = (sorted(t.metadata.name for t in trials), ended, experiment.metadata.generation)
+        cached = self._written.get(key)
+        if cached is not None and cached[0] == uid and self._signatures.get(key) == signature:
+            return  # nothing the Suggestion shows has changed since it was written
+        self._writing.add(key)
+        try:
+            current = self._current(key, experiment)
+            document = manifest(experiment, spec, len(trials))
+            new_status = copy.deepcopy(current.status) if current is not None else {}
+            update_status(new_status, trials, spec, status)
+            if current is None:  # created with its status: readers never see it empty
+                current = self.store.create(
+                    Resource.from_manifest({**document, "status": new_status})
+                )
+            elif (
+                current.spec != document["spec"]
+                or current.metadata.labels != document["metadata"]["labels"]
+            ):
+                current = self.store.apply(Resource.from_manifest(document))
+            if current.status != new_status:
+                current = self.store.update_status(KIND, *key, new_status)
+            self._written[key] = (uid, current)
+            self._signatures[key] = signature
+        except (KetchError, ValueError) as exc:  # the experiment goes on; the next pass retries
+            self._written.pop(key, None)
+            log.warning("could not write the Suggestion of %s/%s: %s", *key, exc)
+        finally:
+            self._writing.discard(key)
+
+    def _current(self, key: Key, experiment: Resource) -> Resource | None:
+        cached = self._written.get(key)
+        if cached is not None and cached[0] == experiment.metadata.uid:
+            return cached[1]
+        try:
+            found = self.store.get(KIND, *key)
+        except NotFound:
+            return None
+        born, owner_born = found.metadata.creationTimestamp, experiment.metadata.creationTimestamp
+        if born is not None and owner_born is not None and born < owner_born:
+            self.store.delete(KIND, *key)  # left from an earlier experiment
+            return None
+        return found
+
+    def delete(self, key: Key) -> None:
+        """The experiment is gone: so is its Suggestion."""
+        self._forget(key)
+        self._writing.add(key)
+        try:
+            self.store.delete(KIND, *key)
+        except NotFound:
+            pass
+        finally:
+            self._writing.discard(key)

@@ -23,41 +23,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ketch.core.errors import InvalidSpec
+from ketch.tuning.jobkinds import JOB_KINDS
 
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
-
-#: the job kinds a trial may run, with the conditions Katib's webhook defaults to
-JOB_KINDS: dict[str, tuple[str, str]] = {
-    "Job": (
-        'status.conditions.#(type=="Complete")#|#(status=="True")#',
-        'status.conditions.#(type=="Failed")#|#(status=="True")#',
-    ),
-    **{
-        kind: (
-            'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
-            'status.conditions.#(type=="Failed")#|#(status=="True")#',
-        )
-        for kind in ("PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "JAXJob", "PaddleJob", "MXJob")
-    },
-    "TrainJob": (
-        'status.conditions.#(type=="Complete")#|#(status=="True")#',
-        'status.conditions.#(type=="Failed")#|#(status=="True")#',
-    ),
-}
-
-#: the container a job kind's metrics come from when the template names none
-DEFAULT_PRIMARY_CONTAINER = {
-    "Job": "training-container",
-    "PyTorchJob": "pytorch",
-    "TFJob": "tensorflow",
-    "XGBoostJob": "xgboost",
-    "MPIJob": "mpi",
-    "JAXJob": "jax",
-    "PaddleJob": "paddle",
-    "MXJob": "mxnet",
-    "TrainJob": "node",
-}
 
 _PLACEHOLDER = re.compile(r"\$\{trialParameters\.([A-Za-z0-9_.-]+)\}")
 _META = re.compile(
@@ -68,13 +37,15 @@ _META = re.compile(
 def conditions_for(kind: str, success: str | None, failure: str | None) -> tuple[str, str]:
     """The success and failure conditions of a trial of ``kind`` (Katib's defaults)."""
     default = JOB_KINDS.get(kind)
-    if default is None and (not success or not failure):
-        raise InvalidSpec(
-            f"trials of kind {kind} need successCondition and failureCondition; "
-            f"Ketch knows the defaults for {', '.join(JOB_KINDS)}",
-            field="spec.trialTemplate.successCondition",
-        )
-    return success or default[0], failure or default[1]  # type: ignore[index]
+    if default is None:
+        if not success or not failure:
+            raise InvalidSpec(
+                f"trials of kind {kind} need successCondition and failureCondition; "
+                f"Ketch knows the defaults for {', '.join(JOB_KINDS)}",
+                field="spec.trialTemplate.successCondition",
+            )
+        return success, failure
+    return success or default.success_condition, failure or default.failure_condition
 
 
 def render(
