@@ -203,12 +203,10 @@ class TuningClient:
             experiment = self.get_experiment(name, namespace)
             if is_true(experiment.status, expected_condition):
                 return experiment
-            failed = get_condition(experiment.status, Finished.FAILED)
-            if (
-                expected_condition != Finished.FAILED
-                and failed is not None
-                and failed.get("status") == "True"
+            if expected_condition != Finished.FAILED and is_true(
+                experiment.status, Finished.FAILED
             ):
+                failed = get_condition(experiment.status, Finished.FAILED) or {}
                 raise TuningError(f"experiment {name} failed: {failed.get('message', '')}")
             if time.monotonic() >= deadline:
                 raise TuningError(

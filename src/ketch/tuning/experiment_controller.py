@@ -360,9 +360,9 @@ class ExperimentController(StatusController):
         return None
 
     def _restartable(self, spec: ExperimentSpec, status: dict[str, Any], total: int) -> bool:
-        succeeded = get_condition(status, "Succeeded") or {}
+        succeeded = get_condition(status, Finished.SUCCEEDED) or {}
         return (
-            succeeded.get("status") == "True"
+            is_true(status, Finished.SUCCEEDED)
             and succeeded.get("reason") == "ExperimentMaxTrialsReached"
             and spec.resumePolicy != "Never"
             and spec.maxTrialCount is not None
