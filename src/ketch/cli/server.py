@@ -117,13 +117,15 @@ def up(
     config.ketch_home().mkdir(parents=True, exist_ok=True)
     if not is_loopback(host):
         typer.secho(UNAUTHENTICATED_WARNING.format(host=host), err=True, fg="red", bold=True)
+    from sqlalchemy.exc import SQLAlchemyError
+
     lock = ControlPlaneLock(config.database_url(home))
     try:
         lock.acquire()
     except Conflict as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except Exception as exc:  # the database is not reachable
+    except (OSError, ImportError, SQLAlchemyError) as exc:  # the database is not reachable
         typer.echo(
             f"error: cannot open the store {_safe(config.database_url(home))}: {exc}", err=True
         )
@@ -173,8 +175,9 @@ def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
 def _safe(url: str) -> str:
     """``url`` with any password masked, for messages."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except (ArgumentError, ValueError):
         return "(the configured database)"
