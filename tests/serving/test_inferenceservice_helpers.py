@@ -15,6 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from ketch.core.conditions import get_condition
 from tests.server.helpers import (
     Server,
     wait_until,  # noqa: F401 - the serving tests import it from here
@@ -90,10 +91,7 @@ def get(client: httpx.Client, name: str) -> dict[str, Any]:
 
 
 def condition(doc: dict[str, Any], type: str) -> dict[str, Any]:
-    for cond in doc.get("status", {}).get("conditions", []):
-        if cond["type"] == type:
-            return dict(cond)
-    return {}
+    return get_condition(doc.get("status", {}), type) or {}
 
 
 def wait_for(

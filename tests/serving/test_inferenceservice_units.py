@@ -11,21 +11,17 @@ import pytest
 
 from ketch.core.errors import InvalidSpec
 from ketch.serving.autoscaler import Autoscaler
-from ketch.serving.payload_logger import PayloadLogger
-from ketch.serving.router import (
-    ComponentRouter,
-    ReplicaAddress,
-    RevisionStats,
-    RevisionTraffic,
-    RouterHost,
-)
-from ketch.serving.spec import (
+from ketch.serving.components import (
     Scaling,
-    parse,
     predictor_source,
     revision_hash,
     transformer_source,
 )
+from ketch.serving.payload_logger import PayloadLogger
+from ketch.serving.router import ComponentRouter, RevisionStats, RevisionTraffic
+from ketch.serving.router_host import RouterHost
+from ketch.serving.spec import parse
+from ketch.serving.upstream import ReplicaAddress
 from tests.server.helpers import ThreadServer, free_port
 
 

@@ -92,6 +92,12 @@ class Controller(ABC):
         """Keys this controller runs something for (processes, routers, …)."""
         return ()
 
+    def stop(self) -> None:
+        """Stop what this controller started and still runs (processes, listeners,
+        threads). The :class:`Manager` calls it from :meth:`Manager.stop`, once the
+        reconcile loops have ended; it may be called more than once."""
+        return None
+
 
 Events = list[tuple[str, str, EventType]]  # (reason, message, Normal|Warning)
 
@@ -244,7 +250,8 @@ class Manager:
             log.debug("started controllers for %s", kind)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking work, let running reconciles finish (up to ``timeout``), join threads."""
+        """Stop taking work, let running reconciles finish (up to ``timeout``), join
+        threads, then stop each controller (:meth:`Controller.stop`)."""
         self._stop.set()
         for loops in self._loops.values():
             for loop in loops:
@@ -255,6 +262,12 @@ class Manager:
         self._threads = [t for t in self._threads if t.is_alive()]
         if alive:
             log.warning("controller threads still running after %.1fs: %s", timeout, alive)
+        for loops in self._loops.values():
+            for loop in loops:
+                try:
+                    loop.controller.stop()
+                except Exception:
+                    log.exception("stopping the %s controller failed", loop.controller.kind)
 
     def wait_idle(self, timeout: float = 10.0, *, include_delayed: bool = False) -> bool:
         """Block until no key is queued or being reconciled (and, with

@@ -33,9 +33,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'ketch.serving' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+    return getattr(importlib.import_module(home), name)
 
 
 __all__ = [

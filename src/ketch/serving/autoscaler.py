@@ -15,8 +15,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ketch.serving.components import Scaling
 from ketch.serving.router import RevisionStats
-from ketch.serving.spec import Scaling
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Kind
 from ketch.serving.controller import KIND, controller_factory
-from ketch.serving.spec import validate, validate_inference_graph
+from ketch.serving.validation import validate, validate_inference_graph
 
 KINDS: tuple[Kind, ...] = (
     Kind(KIND, "serving.kserve.io", ("v1beta1",), "inferenceservices", short_names=("isvc",)),

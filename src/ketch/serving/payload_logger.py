@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
+
+from ketch.core.timestamps import format_time, utcnow
 
 log = logging.getLogger("ketch.serving.logger")
 
@@ -106,7 +107,7 @@ class PayloadLogger:
                 "Ce-Id": record.request_id,
                 "Ce-Type": record.ce_type,
                 "Ce-Source": self.source,
-                "Ce-Time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "Ce-Time": format_time(utcnow()),
                 "Ce-Inferenceservicename": self.service,
                 "Ce-Namespace": self.namespace,
                 "Ce-Component": self.component,

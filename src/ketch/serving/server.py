@@ -21,6 +21,7 @@ import uvicorn
 
 from ketch.serving.app import ServingApp
 from ketch.serving.dataplane import DataPlane
+from ketch.serving.eventloop import new_event_loop
 from ketch.serving.metrics import Metrics
 from ketch.serving.model import Model
 from ketch.serving.repository import ModelRepository, ServeOptions
@@ -159,14 +160,6 @@ class ModelServer:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self._socket is not None:
             self._socket.close()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a serving dependency
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class ServerThread:

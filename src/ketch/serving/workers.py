@@ -21,8 +21,9 @@ from typing import Any
 
 from ketch.core.backend import LocalBackend, ProcessSpec
 from ketch.core.errors import BackendError
+from ketch.serving.eventloop import new_event_loop
 from ketch.serving.repository import ModelState, ServeOptions
-from ketch.serving.server import ModelServer, ServerOptions, bind_socket, new_event_loop
+from ketch.serving.server import ModelServer, ServerOptions, bind_socket
 
 READY_LINE = "Ketch model server listening on"
 WORKER_READY = "ketch-serving-worker-ready"

@@ -1,0 +1,230 @@
+"""A revision's replicas: ``ketch serve`` processes started through the compute
+backend, watched until they say where they listen and answer ready, replaced when
+they exit, scaled to what the autoscaler recommends, and stopped.
+
+A replica prints ``Ketch model server listening on http://HOST:PORT`` once it
+listens; it is ready when ``/v2/models/NAME/ready`` answers 200. A revision whose
+replica fails to start keeps the error and is tried again after a backoff
+(:meth:`ketch.serving.running.Revision.fail`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from ketch.core.backend import Backend, ProcessHandle, ProcessSpec
+from ketch.core.controller import Key
+from ketch.core.store.resources import EventType
+from ketch.serving.components import Scaling
+from ketch.serving.router import ComponentRouter, RevisionStats
+from ketch.serving.running import Replica, Revision, Service, log_dir
+
+READY_LINE = re.compile(r"Ketch model server listening on http://([\d.]+):(\d+)")
+START_TIMEOUT = 300.0
+STOP_GRACE = 3.0
+
+
+class Recorder(Protocol):
+    """Records an event on the InferenceService at ``key`` (and logs it)."""
+
+    def __call__(self, key: Key, reason: str, message: str, type: EventType = "Normal") -> None:
+        """Record ``reason``: ``message`` as a ``type`` event."""
+
+
+class Replicas:
+    """Runs the replicas of every revision of one controller's services."""
+
+    def __init__(self, backend: Backend, record: Recorder) -> None:
+        self.backend = backend
+        self.record = record
+        self._http = httpx.Client(timeout=3.0)
+
+    def drive(
+        self,
+        svc: Service,
+        rev: Revision,
+        scale: Scaling,
+        stats: RevisionStats | None,
+        router: ComponentRouter,
+    ) -> bool:
+        """Check, replace and scale the revision's replicas; True while any is starting."""
+        key = svc.key
+        starting = False
+        for replica in list(rev.replicas.values()):
+            code = replica.handle.poll()
+            if code is not None:
+                rev.replicas.pop(replica.name)
+                router.drop_replica(replica.name)
+                svc.exited_logs[replica.name] = str(replica.log_path)
+                if replica.ready:
+                    self.record(
+                        key,
+                        "ReplicaExited",
+                        f"replica {replica.name} exited with {code}; starting another",
+                        "Warning",
+                    )
+                else:
+                    tail = _tail(replica.log_path, replica.offset)
+                    rev.fail(f"replica {replica.name} exited with {code} while starting: {tail}")
+                    self.record(key, "ReplicaFailed", str(rev.failed), "Warning")
+                continue
+            if not replica.ready:
+                starting = True
+                self._check_ready(svc, rev, replica)
+        if rev.failed is not None:  # keep the error; try again after a backoff
+            retry = time.monotonic() >= rev.retry_at and not rev.replicas
+            desired = 1 if retry else len(rev.replicas)
+        else:
+            desired = rev.autoscaler.desired(scale, stats, len(rev.replicas))
+            if not rev.ever_ready:  # a new revision runs one replica until it has been ready
+                desired = max(desired, 1)
+        current = len(rev.replicas)
+        if desired > current:
+            if current:
+                self.record(key, "ScaledUp", f"{rev.name}: {current} -> {desired} replicas")
+            for _ in range(desired - current):
+                self.start(svc, rev)
+            starting = True
+        elif desired < current:
+            self.record(key, "ScaledDown", f"{rev.name}: {current} -> {desired} replicas")
+            ordered = sorted(rev.replicas.values(), key=lambda r: (r.ready, -r.started))
+            for replica in ordered[: current - desired]:
+                self.stop(svc, rev, replica)
+        return starting
+
+    def start(self, svc: Service, rev: Revision) -> None:
+        """Start one more replica of ``rev``."""
+        namespace, name = svc.key
+        replica_name = f"{rev.name}-{rev.next_index}"
+        rev.next_index += 1
+        folder = log_dir(namespace, name, svc.uid)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / f"{replica_name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        source = rev.source
+        command = [
+            sys.executable,
+            "-m",
+            "ketch.cli.main",
+            "serve",
+            source.uri,
+            "--name",
+            name,
+            "--port",
+            "0",
+            "--grpc-port",
+            "-1",
+        ]
+        if source.format:
+            command += ["--format", source.format]
+        if source.model_class:
+            command += ["--model-class", source.model_class]
+        if rev.component == "transformer":
+            command += ["--predictor-url", f"http://127.0.0.1:{svc.predictor.port}"]
+        handle = self.backend.start(
+            ProcessSpec(
+                name=f"inferenceservice {namespace}/{name} replica {replica_name}",
+                command=command,
+                env={"PYTHONUNBUFFERED": "1"},
+                stdout_path=log_path,
+                stderr_path=log_path,
+            )
+        )
+        replica = Replica(replica_name, rev.name, handle, log_path, offset)
+        rev.replicas[replica_name] = replica
+        router = svc.router_of(rev)
+        if self.backend.abilities.exit_callbacks and router is not None:
+            handle.add_exit_callback(_dropper(router, replica_name))
+        self.record(svc.key, "ReplicaStarted", f"replica {replica_name} (pid {handle.pid})")
+
+    def _check_ready(self, svc: Service, rev: Revision, replica: Replica) -> None:
+        name = svc.key[1]
+        if not replica.port:
+            match = READY_LINE.search(_read(replica.log_path, replica.offset))
+            if match is None:
+                if time.monotonic() - replica.started > START_TIMEOUT:
+                    rev.fail(f"replica {replica.name} did not start in {START_TIMEOUT:.0f}s")
+                    self.stop(svc, rev, replica)
+                return
+            replica.host, replica.port = match.group(1), int(match.group(2))
+        base = f"http://{replica.host}:{replica.port}"
+        try:
+            response = self._http.get(f"{base}/v2/models/{name}/ready")
+        except httpx.HTTPError:
+            return
+        if response.status_code == 200:
+            replica.ready = True
+            if not rev.ever_ready:  # counts as activity: scale-down windows start now
+                rev.autoscaler.history.append((time.monotonic(), 1))
+            rev.ever_ready = True
+            rev.failed = None
+            rev.attempts = 0
+            self.record(svc.key, "ReplicaReady", f"replica {replica.name} serves {base}")
+            return
+        reason = ""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            reason = str(self._http.get(f"{base}/v1/models/{name}").json().get("error") or "")
+        if reason:
+            rev.fail(f"model {name!r} failed to load: {reason}")
+            self.record(svc.key, "LoadFailed", str(rev.failed), "Warning")
+            self.stop(svc, rev, replica)
+
+    def stop(self, svc: Service, rev: Revision, replica: Replica) -> None:
+        """Take ``replica`` out of its routers and stop it (in the background)."""
+        rev.replicas.pop(replica.name, None)
+        for router in svc.routers():
+            router.drop_replica(replica.name)
+        svc.exited_logs[replica.name] = str(replica.log_path)
+        thread = threading.Thread(
+            target=replica.handle.cancel, kwargs={"grace": STOP_GRACE}, daemon=True
+        )
+        thread.start()
+        svc.stopping = [t for t in svc.stopping if t.is_alive()] + [thread]
+
+    def stop_all(self, svc: Service) -> None:
+        """Stop every replica of ``svc`` (see :meth:`wait_stopped`)."""
+        for rev in list(svc.revisions.values()):
+            for replica in list(rev.replicas.values()):
+                self.stop(svc, rev, replica)
+        svc.revisions.clear()
+
+    def wait_stopped(self, svc: Service) -> None:
+        """Wait until the replicas of ``svc`` being stopped have ended."""
+        for thread in svc.stopping:
+            thread.join(STOP_GRACE + 5)
+
+    def close(self) -> None:
+        """Release the HTTP client the readiness checks use."""
+        self._http.close()
+
+
+def _dropper(router: ComponentRouter, replica: str) -> Callable[[ProcessHandle], None]:
+    """An exit callback: take ``replica`` out of ``router`` the moment it ends."""
+
+    def drop(_handle: ProcessHandle) -> None:
+        router.drop_replica(replica)
+
+    return drop
+
+
+def _read(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, offset: int, lines: int = 5) -> str:
+    text = _read(path, offset).strip().splitlines()
+    return " | ".join(text[-lines:]) or "(no output)"
