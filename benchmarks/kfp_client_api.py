@@ -102,10 +102,10 @@ def store_runs(db_url: str, count: int, experiment_id: str) -> float:
     from sqlalchemy import insert
 
     from ketch.core.store.db import init_db, session_scope
-    from ketch.core.store.models import PipelineRunRow
     from ketch.pipelines import spec as ir_loader
+    from ketch.pipelines.tables import MIGRATIONS, PipelineRunRow
 
-    init_db(db_url)  # also creates the engine before the first session
+    init_db(db_url, [MIGRATIONS])  # also creates the engine before the first session
     spec = ir_loader.load(one_step).spec
     start = datetime(2024, 1, 1, tzinfo=UTC)
     began = time.perf_counter()

@@ -18,10 +18,10 @@ from kfp import dsl
 
 from ketch.core.errors import InvalidSpec
 from ketch.core.store.db import dispose_engine, init_db, session_scope
-from ketch.core.store.models import KfpRecurringRunRow, PipelineRunRow
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.filters import filter_clauses
 from ketch.pipelines.scheduler import Scheduler, Trigger, check_cron, check_trigger
+from ketch.pipelines.tables import MIGRATIONS, KfpRecurringRunRow, PipelineRunRow
 from tests.pipelines.kfp_server import BACKENDS, ServerProcess, serve
 
 pytestmark = pytest.mark.timeout(240)
@@ -124,7 +124,7 @@ def wait_run(http: httpx.Client, run_id: str, timeout: float = 120) -> dict[str,
 
 def insert_runs(db_url: str, experiment_id: str, count: int, start: datetime) -> list[str]:
     """Runs written straight into the store (what the list pages read)."""
-    init_db(db_url)
+    init_db(db_url, [MIGRATIONS])
     ids = []
     with session_scope(db_url) as s:
         for i in range(count):
@@ -680,7 +680,7 @@ class Recording:
 
 def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sched.db'}"
-    init_db(url)
+    init_db(url, [MIGRATIONS])
     t0 = datetime.now(UTC) - timedelta(seconds=35)
 
     def add(no_catchup: bool, max_concurrency: int = 10, **extra: Any) -> str:

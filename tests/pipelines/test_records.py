@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 import ketch
 from ketch.core.store.db import session_scope
-from ketch.core.store.models import (
+from ketch.pipelines.tables import (
     ArtifactRow,
     CacheEntryRow,
     ExecutionRow,

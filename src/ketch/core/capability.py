@@ -90,6 +90,12 @@ def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
     return registry_of([*(k for c in capabilities for k in c.kinds), *extra])
 
 
+def migrations_of(capabilities: Sequence[Capability]) -> tuple[Path, ...]:
+    """The capabilities' own Alembic version folders, for
+    :func:`ketch.core.store.db.init_db` (which always adds core's)."""
+    return tuple(c.migrations for c in capabilities if c.migrations is not None)
+
+
 def controllers_of(
     capabilities: Sequence[Capability], store: ResourceStore, backend: Backend
 ) -> list[Controller]:

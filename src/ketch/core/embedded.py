@@ -19,7 +19,7 @@ from types import TracebackType
 
 from ketch.core import config
 from ketch.core.backend import Backend
-from ketch.core.capability import Admission, Capability, controllers_of
+from ketch.core.capability import Admission, Capability, controllers_of, migrations_of
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
 from ketch.core.store.db import init_db
@@ -40,7 +40,7 @@ class ControlPlane:
         accept: Callable[[Resource], bool] | None = None,
     ) -> None:
         url = database_url or config.database_url(home)
-        init_db(url)
+        init_db(url, migrations_of(capabilities))
         self.store = ResourceStore(url, migrate=False)
         self.manager = Manager(accept=accept)
         for controller in controllers_of(capabilities, self.store, backend):
@@ -77,6 +77,12 @@ class Assembly:
     def admission(self) -> Admission:
         """The validators of every capability, as the API server checks manifests."""
         return Admission(self.capabilities)
+
+    @property
+    def migrations(self) -> tuple[Path, ...]:
+        """Every capability's own Alembic version folder, for
+        :func:`ketch.core.store.db.init_db` (which always adds core's)."""
+        return migrations_of(self.capabilities)
 
     def control_plane(
         self,

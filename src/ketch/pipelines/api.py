@@ -38,7 +38,6 @@ from fastapi.responses import Response
 
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.store.db import init_db
-from ketch.core.store.models import KfpExperimentRow, KfpRecurringRunRow
 from ketch.pipelines import filters
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines import spec as ir_loader
@@ -61,6 +60,7 @@ from ketch.pipelines.catalog import (
 )
 from ketch.pipelines.filters import get_field
 from ketch.pipelines.scheduler import MAX_CONCURRENCY, Scheduler, check_trigger
+from ketch.pipelines.tables import MIGRATIONS, KfpExperimentRow, KfpRecurringRunRow
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _catalog(request: Request) -> Catalog:
     catalog = getattr(request.app.state, "kfp_catalog", None)
     if catalog is None:
         url = _database_url(request.app)
-        init_db(url)
+        init_db(url, [MIGRATIONS])
         catalog = Catalog(url)
         request.app.state.kfp_catalog = catalog
     return catalog
@@ -184,7 +184,7 @@ def start(app: FastAPI) -> None:
     if runs is None:
         raise KetchError("start the KFP API after setting app.state.runs")
     url = _database_url(app)
-    init_db(url)
+    init_db(url, [MIGRATIONS])
     catalog = Catalog(url)
     app.state.kfp_catalog = catalog
     catalog.default_experiment()

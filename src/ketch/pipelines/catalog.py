@@ -25,7 +25,11 @@ from sqlalchemy.orm import Session
 from ketch.core.documents import load_yaml_all
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.core.store.models import (
+from ketch.pipelines import filters, owners
+from ketch.pipelines import spec as ir_loader
+from ketch.pipelines.filters import Field, ListOptions
+from ketch.pipelines.kfp_models import status, ts
+from ketch.pipelines.tables import (
     ExecutionRow,
     KfpExperimentRow,
     KfpPipelineRow,
@@ -36,10 +40,6 @@ from ketch.core.store.models import (
     PipelineRunRow,
     PipelineTaskRow,
 )
-from ketch.pipelines import filters, owners
-from ketch.pipelines import spec as ir_loader
-from ketch.pipelines.filters import Field, ListOptions
-from ketch.pipelines.kfp_models import status, ts
 
 T = TypeVar("T")
 

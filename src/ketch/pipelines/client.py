@@ -126,6 +126,7 @@ def run(
     are terminated and the run is stored as CANCELED.
     """
     from ketch.core.store.db import init_db
+    from ketch.pipelines.tables import MIGRATIONS
 
     if arguments is not None and not isinstance(arguments, dict):
         raise InvalidSpec(
@@ -143,7 +144,7 @@ def run(
         pipeline_root=pipeline_root,
         enable_caching=enable_caching,
     )
-    init_db()
+    init_db(None, [MIGRATIONS])
     reap_orphaned_runs()
     recorder = Recorder()
     # The run belongs to this process: no server resumes it, and if this process
@@ -212,7 +213,7 @@ class _CancelWatcher:
 
     def _watch(self) -> None:
         from ketch.core.store.db import session_scope
-        from ketch.core.store.models import PipelineRunRow
+        from ketch.pipelines.tables import PipelineRunRow
 
         while not self._stop.wait(self.interval):
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ketch.core.store.models import (
+from ketch.pipelines.tables import (
     KfpExperimentRow,
     KfpPipelineRow,
     KfpPipelineVersionRow,

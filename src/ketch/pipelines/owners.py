@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
+from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 
 SERVER = "server"
 PROCESS = "process"

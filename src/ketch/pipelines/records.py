@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.core.store.models import (
+from ketch.pipelines.engine import Node, RunContext
+from ketch.pipelines.tables import (
     ArtifactRow,
     CacheEntryRow,
     ExecutionRow,
@@ -22,7 +23,6 @@ from ketch.core.store.models import (
     PipelineRunRow,
     PipelineTaskRow,
 )
-from ketch.pipelines.engine import Node, RunContext
 
 _EXECUTION_TYPES = {
     "container": "system.ContainerExecution",

@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.core.store.models import KfpRecurringRunRow, PipelineRunRow
 from ketch.pipelines.catalog import ACTIVE_STATES, Catalog
+from ketch.pipelines.tables import KfpRecurringRunRow, PipelineRunRow
 
 log = logging.getLogger(__name__)
 

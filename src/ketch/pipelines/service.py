@@ -24,12 +24,12 @@ from ketch.core.backend import Backend
 from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import init_db, session_scope
-from ketch.core.store.models import PipelineRunRow
 from ketch.pipelines import owners
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
 from ketch.pipelines.executor import LocalTaskRunner, images_warning
 from ketch.pipelines.records import Recorder, public_artifact
+from ketch.pipelines.tables import MIGRATIONS, PipelineRunRow
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class RunService:
         update, so two servers never resume the same run); runs of a live server
         or of a live ``ketch run`` are not touched.
         """
-        init_db(self.url)
+        init_db(self.url, [MIGRATIONS])
         reap_orphaned_runs(self.url)
         resumed: list[str] = []
         pending: list[tuple[str, str, tuple[RunContext, dict[str, Any]] | InvalidSpec]] = []

@@ -26,7 +26,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
 from ketch.core.backend import Backend
-from ketch.core.capability import Admission, Capability, controllers_of, kinds_of
+from ketch.core.capability import (
+    Admission,
+    Capability,
+    controllers_of,
+    kinds_of,
+    migrations_of,
+)
 from ketch.core.controller import Manager
 from ketch.core.routes import ErrorBody
 from ketch.core.store.db import get_engine, init_db
@@ -100,7 +106,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if home is not None:
             os.environ["KETCH_HOME"] = str(Path(home).expanduser().resolve())
-        await run_in_threadpool(init_db, url)
+        await run_in_threadpool(init_db, url, migrations_of(capabilities))
         state.stopping.clear()
         started: list[Callable[[], Any]] = []
         try:

@@ -35,7 +35,7 @@ from ketch.core.errors import NotFound
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES
 from ketch.core.store.db import session_scope
-from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
+from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.pipelineruns import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, PipelineRunSource
 from ketch.server.state import ApiState, api_state

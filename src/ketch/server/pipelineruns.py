@@ -24,9 +24,9 @@ from sqlalchemy import case, delete, func, select
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.resource import Resource, format_time
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.core.store.models import PipelineRunRow, PipelineTaskRow
 from ketch.core.store.selectors import LabelSelector
 from ketch.pipelines import owners
+from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 from ketch.server.errors import ServiceUnavailable
 from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.sources import ApplyResult, Manifest, MethodNotAllowed, Page

@@ -13,6 +13,15 @@ sessions from :func:`get_sessionmaker`) start deferred transactions.
 
 PostgreSQL is used through psycopg 3; ``postgresql://`` URLs are mapped to the
 ``postgresql+psycopg://`` driver.
+
+Migrations: one Alembic environment (``migrations/env.py``) and a version folder
+per owner of tables. Core's folder (:data:`CORE_MIGRATIONS`) holds the shared base
+revision ``0001`` and core's own branch (label ``core``); each capability with
+tables has its own folder (``Capability.migrations``), a branch whose first
+revision follows ``0001``. :func:`init_db` is given the capabilities' folders by
+its caller (core's is always included) and upgrades to ``heads``. Revisions in the
+database from folders it was not given (a capability this process does not
+assemble) are left as they are.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import ast
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,13 +45,17 @@ from ketch.core import config
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The Alembic environment (``env.py``); the version folders are given separately.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: Core's version folder: the shared base ``0001`` and core's branch.
+CORE_MIGRATIONS = MIGRATIONS_DIR / "versions"
 IMMEDIATE_OPTION = "ketch_begin_immediate"
 
 _lock = threading.RLock()  # get_sessionmaker calls get_engine while holding it
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[str, sessionmaker[Session]] = {}
-_migrated: set[str] = set()
+# (url, version folders) this process has brought up to date
+_migrated: set[tuple[str, tuple[Path, ...]]] = set()
 
 
 def normalize_url(url: str) -> str:
@@ -174,12 +187,29 @@ def retry_locked(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def alembic_config(url: str | None = None) -> Any:
-    """An ``alembic.config.Config`` for the migrations shipped in the package."""
+def version_locations(migrations: Iterable[Path] = ()) -> tuple[Path, ...]:
+    """Core's version folder, then each folder of ``migrations`` (capabilities'
+    ``Capability.migrations``), each once."""
+    locations = [CORE_MIGRATIONS]
+    for folder in migrations:
+        resolved = Path(folder).resolve()
+        if resolved not in locations:
+            locations.append(resolved)
+    return tuple(locations)
+
+
+def alembic_config(url: str | None = None, migrations: Iterable[Path] = ()) -> Any:
+    """An ``alembic.config.Config`` for the environment shipped in the package, with
+    core's version folder and the folders in ``migrations``."""
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "newline")
+    cfg.set_main_option(
+        "version_locations",
+        "\n".join(str(p) for p in version_locations(migrations)).replace("%", "%%"),
+    )
     cfg.set_main_option("sqlalchemy.url", _resolve(url).replace("%", "%%"))
     return cfg
 
@@ -193,15 +223,16 @@ def _revision_ids(path: Path) -> dict[str, Any]:
     return {name: ast.literal_eval(value) for name, value in _ASSIGNMENT.findall(text_)}
 
 
-def head_revisions() -> set[str]:
-    """The newest migration revision(s) shipped with this version of Ketch.
+def head_revisions(migrations: Iterable[Path] = ()) -> set[str]:
+    """The newest revision of each branch in core's version folder and the folders
+    in ``migrations`` (one per branch: core's, and each capability's).
 
     Read from the migration files without importing Alembic, so checking an
     up-to-date database stays cheap.
     """
     revisions: set[str] = set()
     parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+    for path in (p for folder in version_locations(migrations) for p in folder.glob("*.py")):
         values = _revision_ids(path)
         if "revision" not in values:
             continue
@@ -223,26 +254,32 @@ def current_revisions(url: str | None = None) -> set[str]:
         return {row[0] for row in rows}
 
 
-def init_db(url: str | None = None) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``).
+def init_db(url: str | None = None, migrations: Iterable[Path] = ()) -> None:
+    """Bring the database at ``url`` to the newest schema of core and of the
+    capabilities whose version folders are in ``migrations`` (Alembic ``upgrade
+    heads``). The API server and the embedded control plane pass every assembled
+    capability's ``Capability.migrations``; code that needs only some tables may
+    pass only their folders (core's is always included).
 
     Cheap when the database is already up to date: one query the first time per
-    process, nothing afterwards. Safe when several processes call it at once:
-    the upgrade runs in one transaction that holds the SQLite write lock (or a
-    PostgreSQL advisory lock) and re-reads the revision once it has it.
+    process and set of folders, nothing afterwards. Safe when several processes call
+    it at once: the upgrade runs in one transaction that holds the SQLite write lock
+    (or a PostgreSQL advisory lock) and re-reads the revisions once it has it.
+    Revisions of folders not given (another capability's branch) are kept as they are.
     """
     key = _resolve(url)
-    if key in _migrated:
+    locations = version_locations(migrations)
+    if (key, locations) in _migrated:
         return
-    if current_revisions(key) != head_revisions():
+    if not head_revisions(locations) <= current_revisions(key):
         from alembic import command
 
-        cfg = alembic_config(key)
+        cfg = alembic_config(key, locations)
         with get_engine(key).connect() as connection:
             # BEGIN IMMEDIATE on SQLite: one process migrates, the others wait for it.
             cfg.attributes["connection"] = connection.execution_options(**{IMMEDIATE_OPTION: True})
-            command.upgrade(cfg, "head")
-    _migrated.add(key)
+            command.upgrade(cfg, "heads")
+    _migrated.add((key, locations))
 
 
 def dispose_engine(url: str | None = None) -> None:
@@ -251,7 +288,7 @@ def dispose_engine(url: str | None = None) -> None:
     with _lock:
         engine = _engines.pop(key, None)
         _sessionmakers.pop(key, None)
-        _migrated.discard(key)
+        _migrated.difference_update({done for done in _migrated if done[0] == key})
     if engine is not None:
         engine.dispose()
 

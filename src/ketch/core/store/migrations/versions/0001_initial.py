@@ -1,5 +1,11 @@
 """Initial schema: resources and events, pipeline runs and tasks, lineage, task cache.
 
+This revision predates the version folder per capability: it created core's
+tables (resources, events) and the pipelines capability's (runs, tasks, lineage,
+cache) together. It stays in core as the shared base every branch starts from:
+core's own history (label ``core``) and each capability's (``pipelines``, and any
+other capability's folder) have their first revision's ``down_revision = "0001"``.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-23

@@ -2,8 +2,13 @@
 about the same object raises its ``count`` and ``last_seen_at`` instead of adding a row.
 Resources keep ``metadata.ownerReferences`` (a Katib Suggestion names its Experiment).
 
+Core's branch: this revision follows the shared base ``0001`` directly. (It once
+followed ``0002``, the KFP catalog, in a single line; that revision is now the first
+of the ``pipelines`` branch, and a database stamped ``0003`` from then is given its
+``0002`` row when the pipelines folder is migrated: see that revision.)
+
 Revision ID: 0003
-Revises: 0002
+Revises: 0001
 Create Date: 2026-12-04
 """
 
@@ -15,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = ("core",)
 depends_on: str | Sequence[str] | None = None
 
 

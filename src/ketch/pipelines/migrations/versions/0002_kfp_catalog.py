@@ -1,6 +1,9 @@
 """KFP catalog: pipelines, pipeline versions, experiments, recurring runs, run fields;
 indexes on pipeline_runs for the KFP list pages.
 
+The first revision of the ``pipelines`` branch, on core's shared base ``0001``
+(which created the pipeline run, task, lineage and cache tables).
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24
@@ -15,11 +18,17 @@ from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("pipelines",)
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Before the store had a version folder per capability, this revision sat in
+    # one line between core's 0001 and 0003: a database stamped 0003 alone (from
+    # then) has these tables already, though core's 0003 now follows 0001 directly.
+    # Such a database only needs this revision recorded, not run again.
+    if sa.inspect(op.get_bind()).has_table("kfp_pipelines"):
+        return
     op.create_table(
         "kfp_pipelines",
         sa.Column("id", sa.String(length=36), nullable=False),

@@ -1,4 +1,9 @@
-"""The store's engine, sessions and migrations, on real SQLite files (and PostgreSQL)."""
+"""The store's engine, sessions and migrations, on real SQLite files (and PostgreSQL).
+
+The session tests write the pipelines capability's cache table (created by core's
+base revision); the migration tests use core's version folder and pipelines', as
+the API server does, and folders made here for capabilities that do not exist yet.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import ketch
 from ketch.core.store import db
-from ketch.core.store.models import Base, CacheEntryRow
+from ketch.core.store.models import Base
+from ketch.pipelines.tables import MIGRATIONS, CacheEntryRow
 
 SRC = str(Path(ketch.__file__).resolve().parents[1])
 
@@ -79,15 +85,16 @@ def test_sqlite_pragmas_on_every_connection(sqlite_url: str) -> None:
 
 
 def test_init_db_creates_every_table(db_url: str) -> None:
-    db.init_db(db_url)
+    db.init_db(db_url, [MIGRATIONS])
     names = set(inspect(db.get_engine(db_url)).get_table_names())
     assert set(Base.metadata.tables) | {"alembic_version"} == names
-    assert db.current_revisions(db_url) == db.head_revisions()
-    assert len(db.head_revisions()) == 1  # one linear history
+    assert db.current_revisions(db_url) == db.head_revisions([MIGRATIONS])
+    assert len(db.head_revisions()) == 1  # core's own history is one line
+    assert db.head_revisions([MIGRATIONS]) == {"0003", "0002"}  # core's branch, pipelines'
 
 
 def test_migrated_schema_matches_models(db_url: str) -> None:
-    db.init_db(db_url)
+    db.init_db(db_url, [MIGRATIONS])
     with db.get_engine(db_url).connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -104,9 +111,10 @@ def test_init_db_twice_is_a_no_op(db_url: str) -> None:
 
 
 def test_up_to_date_check_does_not_load_alembic(sqlite_url: str) -> None:
-    db.init_db(sqlite_url)
+    db.init_db(sqlite_url, [MIGRATIONS])
     code = (
-        "import sys; from ketch.core.store import db; db.init_db(sys.argv[1]); "
+        "import sys; from ketch.core.store import db; "
+        "from ketch.pipelines.tables import MIGRATIONS; db.init_db(sys.argv[1], [MIGRATIONS]); "
         "print('alembic' in sys.modules)"
     )
     process = _python(code, sqlite_url)
@@ -116,7 +124,11 @@ def test_up_to_date_check_does_not_load_alembic(sqlite_url: str) -> None:
 
 
 def test_concurrent_init_db_from_many_processes(db_url: str) -> None:
-    code = "import sys; from ketch.core.store import db; db.init_db(sys.argv[1]); print('ok')"
+    code = (
+        "import sys; from ketch.core.store import db; "
+        "from ketch.pipelines.tables import MIGRATIONS; db.init_db(sys.argv[1], [MIGRATIONS]); "
+        "print('ok')"
+    )
     processes = [_python(code, db_url) for _ in range(4)]
     for process in processes:
         out, err = process.communicate(timeout=120)
@@ -124,8 +136,82 @@ def test_concurrent_init_db_from_many_processes(db_url: str) -> None:
         assert out.strip() == "ok"
     with db.get_engine(db_url).connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert [v[0] for v in versions] == sorted(db.head_revisions())
+    assert sorted(v[0] for v in versions) == sorted(db.head_revisions([MIGRATIONS]))
     assert set(Base.metadata.tables) <= set(inspect(db.get_engine(db_url)).get_table_names())
+
+
+def _branch(root: Path, capability: str) -> Path:
+    """The version folder of a capability with tables of its own (one that does not
+    exist yet): its first revision starts its branch on core's base and adds a table."""
+    folder = root / capability / "migrations" / "versions"
+    folder.mkdir(parents=True)
+    (folder / f"{capability}_0001_first.py").write_text(
+        f'''"""{capability}: its first table."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{capability}_0001"
+down_revision = "0001"
+branch_labels = ("{capability}",)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("{capability}_things", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("{capability}_things")
+'''
+    )
+    return folder
+
+
+def _tables(url: str) -> set[str]:
+    return set(inspect(db.get_engine(url)).get_table_names())
+
+
+def test_each_capability_has_a_branch_from_cores_base(db_url: str, tmp_path: Path) -> None:
+    registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
+    every = [MIGRATIONS, registry, notebooks]
+    heads = {"0003", "0002", "registry_0001", "notebooks_0001"}
+    assert db.head_revisions(every) == heads
+    db.init_db(db_url, every)
+    assert db.current_revisions(db_url) == heads
+    assert {"registry_things", "notebooks_things", "kfp_pipelines"} <= _tables(db_url)
+
+
+def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Path) -> None:
+    registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
+    db.init_db(db_url, [MIGRATIONS, registry])
+    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001"}
+
+    # A process that assembles fewer capabilities finds its own branches up to date.
+    db.dispose_engine(db_url)
+    db.init_db(db_url, [MIGRATIONS])
+    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001"}
+
+    # One with a branch the database lacks adds it and keeps the registry's revision,
+    # though it does not know that branch.
+    db.dispose_engine(db_url)
+    db.init_db(db_url, [MIGRATIONS, notebooks])
+    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001", "notebooks_0001"}
+    assert {"registry_things", "notebooks_things"} <= _tables(db_url)
+
+    db.dispose_engine(db_url)
+    db.init_db(db_url, [MIGRATIONS, registry, notebooks])  # nothing left to do
+    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001", "notebooks_0001"}
+
+
+def test_core_alone_migrates_without_any_capability(db_url: str) -> None:
+    db.init_db(db_url)
+    assert db.current_revisions(db_url) == db.head_revisions() == {"0003"}
+    assert "kfp_pipelines" not in _tables(db_url)
+    db.dispose_engine(db_url)
+    db.init_db(db_url, [MIGRATIONS])  # pipelines' branch joins later
+    assert db.current_revisions(db_url) == {"0003", "0002"}
+    assert "kfp_pipelines" in _tables(db_url)
 
 
 def _cache_entry(key: str) -> CacheEntryRow:
