@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from ketch.core.backend import Backend
 from ketch.core.capability import Capability
 from ketch.core.embedded import Assembly
+from ketch.jobs.capability import CAPABILITY as JOBS
 from ketch.serving.capability import CAPABILITY as SERVING
-from ketch.training.capability import CAPABILITY as TRAINING
+from ketch.trainer.capability import CAPABILITY as TRAINER
 from ketch.tuning.capability import CAPABILITY as TUNING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-CAPABILITIES: tuple[Capability, ...] = (TRAINING, TUNING, SERVING)
+CAPABILITIES: tuple[Capability, ...] = (JOBS, TRAINER, TUNING, SERVING)
 
 
 def backend() -> Backend:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from ketch.core.backend.host import Request
 from ketch.core.backend.local import LocalBackend
 from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import (
@@ -25,6 +26,7 @@ __all__ = [
     "ProcessSpec",
     "ProcessState",
     "PythonEntry",
+    "Request",
     "Resources",
     "command_entry",
     "default_backend",

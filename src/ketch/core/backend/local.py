@@ -39,13 +39,14 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
 from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
 from ketch.core.backend.handles import ForkedHandle, LocalHandle, SpawnedHandle, signal_group
+from ketch.core.backend.host import Ledger, Request, ReservedPorts, host_gpus
 from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import Abilities, Backend, ProcessSpec, Resources
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
@@ -185,6 +186,9 @@ class LocalBackend(Backend):
         self._failed: dict[ServerKey, str] = {}
         self._deaths: dict[ServerKey, int] = {}
         self._warned: set[tuple[str, ServerKey]] = set()
+        self._ledger = Ledger()
+        self._ports = ReservedPorts()
+        self._gpus: int | None = None
         _LIVE.add(self)
         _install_atexit()
 
@@ -310,6 +314,29 @@ class LocalBackend(Backend):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         _LIVE.discard(self)
+
+    # -- this machine's resources -------------------------------------------------
+
+    def admit(self, key: Hashable, request: Request) -> tuple[bool, str]:
+        """Admit ``key`` to this machine's CPUs and memory (see :class:`Ledger`)."""
+        return self._ledger.try_admit(key, request)
+
+    def release(self, key: Hashable) -> None:
+        self._ledger.release(key)
+
+    def reserve_port(self, preferred: int = 0) -> int:
+        """A free port on 127.0.0.1, locked against other servers on this machine too
+        (see :class:`ReservedPorts`)."""
+        return self._ports.reserve(preferred)
+
+    def release_ports(self, ports: Iterable[int]) -> None:
+        self._ports.release(ports)
+
+    def gpus(self) -> int:
+        """This machine's NVIDIA GPUs (counted once)."""
+        if self._gpus is None:
+            self._gpus = host_gpus()
+        return self._gpus
 
     # -- tracking ------------------------------------------------------------------
 

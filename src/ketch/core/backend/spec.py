@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from ketch.core.backend.host import Request
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,11 @@ class Backend(abc.ABC):
 
     Injected: the composition root (:mod:`ketch.capabilities`) picks one and hands
     it to every controller and service.
+
+    It also keeps the books of the machine it runs processes on (see
+    :mod:`ketch.core.backend.host`): which work is admitted to its CPUs and
+    memory, the TCP ports handed out, the GPUs there are. Every controller given
+    the backend shares them; nothing of it is global.
     """
 
     #: what this backend can do beyond :meth:`start`
@@ -148,6 +155,31 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def shutdown(self, grace: float = 5.0) -> None:
         """Cancel everything still running and release warm interpreters."""
+
+    # -- the machine's resources ---------------------------------------------------
+
+    @abc.abstractmethod
+    def admit(self, key: Hashable, request: Request) -> tuple[bool, str]:
+        """Take ``request`` of the machine for ``key`` (a gang: all of it at once)
+        when it fits and nothing admitted before it is waiting; else put ``key`` in
+        the waiting line. ``(admitted, why not)``; admitting ``key`` again is a no-op."""
+
+    @abc.abstractmethod
+    def release(self, key: Hashable) -> None:
+        """Give back what :meth:`admit` took for ``key``, and take it out of the line."""
+
+    @abc.abstractmethod
+    def reserve_port(self, preferred: int = 0) -> int:
+        """A TCP port for a process to listen on: ``preferred`` when it is free, else
+        any free one; no other caller gets it until :meth:`release_ports`."""
+
+    @abc.abstractmethod
+    def release_ports(self, ports: Iterable[int]) -> None:
+        """Hand back ports :meth:`reserve_port` gave (others are ignored)."""
+
+    @abc.abstractmethod
+    def gpus(self) -> int:
+        """How many NVIDIA GPUs the processes this backend starts can use."""
 
     def prewarm(
         self,

@@ -1,0 +1,528 @@
+"""The controller loop of a gang: a job whose replicas run as local processes.
+
+Each replica runs its container's command as a process through the injected
+compute backend (:mod:`ketch.core.workloads.containers`). A gang starts once all of
+it fits on the machine (the backend's admission ledger), as one gang: replicas may
+start in stages (a TrainJob's initializers before its nodes), a stage once every
+replica of the stages before it succeeded.
+
+A replica that fails under restartPolicy ``OnFailure``, ``ExitCode`` (for exit
+codes 128 and above, or a signal) or ``Always`` is started again after the
+kubelet's crash-loop back-off (:mod:`ketch.core.workloads.backoff`): a ``BackOff``
+Warning says how long, and the replica counts as active while it waits. Restarts
+are counted in ``status.restartCount``, so ``backoffLimit`` also counts those made
+before a server restart. ``activeDeadlineSeconds`` fails the gang, ``suspend``
+stops it, ``ttlSecondsAfterFinished`` deletes it once finished, and
+``cleanPodPolicy`` says which replicas stop when it ends.
+
+What runs lives in this process: deleting a job stops its processes, stopping the
+server stops them all (the backend's shutdown), and on the next start every job
+that had not finished starts again from its stored spec.
+
+What a kind calls things (its conditions, reasons, messages, replica statuses, its
+success rule, the environment and ports of its replicas) is in the hooks of
+:class:`GangController`, which the kubeflow.org/v1 jobs (:mod:`ketch.jobs`) and
+Trainer's TrainJob (:mod:`ketch.trainer`) implement.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ketch.core.backend import Backend, ProcessSpec
+from ketch.core.controller import Events, Key, Result, StatusController
+from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.resource import Resource
+from ketch.core.store.resources import ResourceStore
+from ketch.core.timestamps import format_time, parse_time, utcnow
+from ketch.core.workloads.backoff import Backoff, describe
+from ketch.core.workloads.containers import (
+    GPU_REASON,
+    IMAGE_REASON,
+    container_process,
+    gpu_warning,
+    gpus_requested,
+    image_notice,
+)
+from ketch.core.workloads.gang import (
+    BACKOFF,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    Addresses,
+    Gang,
+    GangRun,
+    Replica,
+)
+from ketch.core.workloads.processes import (
+    WAIT_FOR_RESOURCES,
+    object_dir,
+    poll_interval,
+    stop,
+    wake_on_exit,
+)
+
+log = logging.getLogger("ketch.core.workloads.controller")
+
+
+class GangController(StatusController):
+    """Reconciles the gangs of one kind (``kind``, set by subclasses).
+
+    The loop (gang admission, start, restarts, back-off, deadline, suspend, TTL) is
+    here; what a kind calls things is in the abstract hooks (``_parse``,
+    ``_mark_*``, the messages, ``_write_replicas``, ``_succeeded``, ``_allocate``,
+    ``_replica_env``) and the overridable ones with a default (``_replica_spec``,
+    ``_stage``, ``_log_key``, ``_observe``, ``_rescale``, ...).
+    """
+
+    kind = ""
+
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
+        super().__init__(store)
+        self.backend = backend
+        self.runs: dict[Key, GangRun] = {}
+        self._lock = threading.Lock()
+        self.backoff = Backoff.from_env()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def tracked_keys(self) -> Iterable[Key]:
+        with self._lock:
+            return list(self.runs)
+
+    def gone(self, key: Key) -> None:
+        self._teardown(key, deleted=True)
+
+    def replaced(self, key: Key, uid: str | None) -> None:
+        run = self.runs.get(key)
+        if run is not None and run.uid != uid:
+            self._teardown(key, deleted=True)  # deleted and created again
+
+    def sync(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> Result | None:
+        return self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
+
+    def _reconcile(
+        self,
+        key: Key,
+        uid: str | None,
+        raw_spec: dict[str, Any],
+        status: dict[str, Any],
+        events: Events,
+    ) -> Result | None:
+        namespace, name = key
+        kind = self.kind
+        terminal = self._terminal(status)
+        try:
+            job = self._parse(key, raw_spec)
+        except InvalidSpec as exc:
+            if not self._reportable(raw_spec):
+                # a bare object (nothing to run anywhere): nothing to report
+                log.debug("%s %s/%s has nothing to run; left alone", kind, namespace, name)
+                return None
+            if not terminal:
+                self._mark_created(name, status, events, quiet=True)
+                message = self._invalid_message(name, exc)
+                self._finish(key, status, events, "Failed", message, None, self._invalid_cause(exc))
+            return None
+        if job is None:
+            return None  # managed elsewhere
+        self._mark_created(name, status, events)
+        if terminal:
+            return self._after_finish(key, job, status)
+        run = self.runs.get(key)
+        if job.run_policy.suspend:
+            if run is not None:
+                self._teardown(key)
+            self._mark_suspended(job, status, events)
+            self._write_replicas(status, job, None)
+            return None
+        self._mark_resumed(name, status, events)
+        if run is None:
+            ok, why = self.backend.admit((kind, namespace, name), job.request())
+            if not ok:
+                if status.get("admission") != why:
+                    events.append(("WaitingForResources", why, "Normal"))
+                status["admission"] = why
+                self._write_replicas(status, job, None)
+                return Result(requeue_after=WAIT_FOR_RESOURCES)
+            status.pop("admission", None)
+            try:
+                run = self._start(key, uid, job, status, events)
+            except Exception as exc:
+                self._teardown(key)
+                message = f"{kind} {name} could not start: {exc}"
+                self._finish(key, status, events, "Failed", message, job, "start")
+                return None
+        if "startTime" not in status:
+            status["startTime"] = format_time(utcnow())
+        return self._watch(key, job, run, status, events)
+
+    # -- what a kind calls things ----------------------------------------------------
+
+    @abc.abstractmethod
+    def _parse(self, key: Key, raw_spec: dict[str, Any]) -> Gang | None:
+        """The gang to run, or ``None`` when another controller manages it."""
+
+    def _reportable(self, raw_spec: dict[str, Any]) -> bool:
+        """Whether an invalid spec is worth a Failed condition (it has something to run)."""
+        return True
+
+    @abc.abstractmethod
+    def _invalid_message(self, name: str, exc: InvalidSpec) -> str: ...
+
+    def _invalid_cause(self, exc: InvalidSpec) -> str:
+        """The ``cause`` :meth:`_mark_finished` gets for a spec that cannot run."""
+        return "invalid"
+
+    @abc.abstractmethod
+    def _terminal(self, status: dict[str, Any]) -> bool:
+        """Whether ``status`` says the job has finished."""
+
+    @abc.abstractmethod
+    def _mark_created(
+        self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _mark_suspended(self, job: Gang, status: dict[str, Any], events: Events) -> None: ...
+
+    @abc.abstractmethod
+    def _mark_resumed(self, name: str, status: dict[str, Any], events: Events) -> None: ...
+
+    @abc.abstractmethod
+    def _mark_running(self, job: Gang, status: dict[str, Any], events: Events) -> None: ...
+
+    @abc.abstractmethod
+    def _mark_restarting(
+        self, job: Gang, status: dict[str, Any], events: Events, restarted: list[Replica]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _mark_finished(
+        self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
+    ) -> None:
+        """Write the terminal conditions; ``outcome`` is Succeeded or Failed, ``cause``
+        succeeded, failed, backoff, deadline, invalid, start (or the kind's own)."""
+
+    @abc.abstractmethod
+    def _failure_message(self, job: Gang, failed: list[Replica]) -> str: ...
+
+    @abc.abstractmethod
+    def _backoff_message(self, job: Gang) -> str: ...
+
+    @abc.abstractmethod
+    def _deadline_message(self, job: Gang) -> str: ...
+
+    @abc.abstractmethod
+    def _success_message(self, job: Gang) -> str: ...
+
+    @abc.abstractmethod
+    def _write_replicas(self, status: dict[str, Any], job: Gang, run: GangRun | None) -> None:
+        """Write the replica counts of ``status`` (``run`` is ``None`` before it starts)."""
+
+    @abc.abstractmethod
+    def _succeeded(self, job: Gang, run: GangRun) -> bool:
+        """The kind's success rule."""
+
+    def _observe(self, key: Key, job: Gang, run: GangRun, status: dict[str, Any]) -> None:
+        """Read what running replicas report (nothing by default)."""
+
+    # -- starting ------------------------------------------------------------------
+
+    def _workdir(self, key: Key, uid: str | None) -> Path:
+        """The folder of one object's logs and files: a job deleted and created again
+        under its name (a new uid) starts with fresh logs."""
+        return object_dir(self.kind, key, uid)
+
+    @abc.abstractmethod
+    def _allocate(self, job: Gang, workdir: Path) -> Addresses:
+        """Ports (reserved through the backend) and files the replicas need."""
+
+    @abc.abstractmethod
+    def _replica_env(
+        self, job: Gang, rtype: str, index: int, addresses: Addresses
+    ) -> dict[str, str]:
+        """The variables the kind's operator sets on a replica."""
+
+    def _replica_spec(
+        self,
+        job: Gang,
+        rtype: str,
+        index: int,
+        replica_name: str,
+        addresses: Addresses,
+        workdir: Path,
+    ) -> ProcessSpec:
+        """The process of replica ``replica_name``: its container's command, env and limits."""
+        container = job.container(rtype)
+        env = {e.name: e.value or "" for e in container.env}
+        env.update(self._replica_env(job, rtype, index, addresses))
+        return container_process(
+            container,
+            name=f"{self.kind} {job.namespace}/{job.name} replica {replica_name}",
+            env=env,
+            log_path=workdir / f"{replica_name}.log",
+            ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
+        )
+
+    def _log_key(self, job: Gang, rtype: str, index: int, replica_name: str) -> str:
+        """The name ``status.logPaths`` (and ``ketch logs --replica``) knows the replica by."""
+        return replica_name
+
+    def _stage(self, job: Gang, rtype: str) -> int:
+        return 0
+
+    def _start(
+        self,
+        key: Key,
+        uid: str | None,
+        job: Gang,
+        status: dict[str, Any],
+        events: Events,
+    ) -> GangRun:
+        workdir = self._workdir(key, uid)
+        workdir.mkdir(parents=True, exist_ok=True)
+        run = GangRun(uid=uid, workdir=workdir, restarts=int(status.get("restartCount") or 0))
+        with self._lock:
+            self.runs[key] = run
+        addresses = self._allocate(job, workdir)
+        run.addresses = addresses
+        run.ports = set(addresses.ports.values()) | ({addresses.rdzv_port} - {0})
+        log_paths: dict[str, str] = {}
+        images: set[str] = set()
+        for rtype, index, replica_name in job.replica_names():
+            container = job.container(rtype)
+            if container.image:
+                images.add(container.image)
+            spec = self._replica_spec(job, rtype, index, replica_name, addresses, workdir)
+            if spec.stdout_path is not None:
+                log_paths[self._log_key(job, rtype, index, replica_name)] = str(spec.stdout_path)
+            run.replicas[replica_name] = Replica(
+                rtype, index, replica_name, spec, state=PENDING, stage=self._stage(job, rtype)
+            )
+        self._launch_next_stage(key, run, events)  # the gang (of the first stage) starts together
+        no_gpu = gpu_warning(
+            (
+                (name, gpus_requested(job.container(rtype)))
+                for rtype, _i, name in job.replica_names()
+            ),
+            self.backend.gpus(),
+        )
+        if no_gpu:
+            events.append((GPU_REASON, no_gpu, "Warning"))
+        if images:
+            events.append((IMAGE_REASON, image_notice(images), "Normal"))
+        status["logPaths"] = log_paths
+        return run
+
+    def _launch_next_stage(self, key: Key, run: GangRun, events: Events) -> bool:
+        """Start the pending replicas of the earliest stage once the stages before it
+        all succeeded; whether any started."""
+        pending = run.pending()
+        if not pending:
+            return False
+        stage = min(r.stage for r in pending)
+        before = [r for r in run.replicas.values() if r.stage < stage]
+        if any(r.state != SUCCEEDED for r in before):
+            return False
+        for replica in pending:
+            if replica.stage != stage:
+                continue
+            replica.state = RUNNING
+            replica.started_at = time.monotonic()
+            replica.handle = self.backend.start(replica.spec)
+            wake_on_exit(self, key, replica.handle, self.backend)
+            events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
+        return True
+
+    def _rescale(
+        self, key: Key, job: Gang, run: GangRun, status: dict[str, Any], events: Events
+    ) -> None:
+        """Start or stop replicas of a running gang whose replica count changed (an
+        elastic job's); nothing by default."""
+
+    # -- watching ------------------------------------------------------------------
+
+    def _watch(
+        self,
+        key: Key,
+        job: Gang,
+        run: GangRun,
+        status: dict[str, Any],
+        events: Events,
+    ) -> Result | None:
+        self._rescale(key, job, run, status, events)
+        restarted: list[Replica] = []  # failed and backing off before they start again
+        now = time.monotonic()
+        for replica in run.running():
+            assert replica.handle is not None
+            code = replica.handle.poll()
+            if code is None:
+                continue
+            replica.exit_code = code
+            if code == 0:
+                replica.state = SUCCEEDED
+                continue
+            policy = job.restart_policy(replica.rtype)
+            retry = policy in ("Always", "OnFailure") or (
+                policy == "ExitCode" and (code < 0 or code >= 128)
+            )
+            if not retry:
+                replica.state = FAILED
+                continue
+            limit = job.run_policy.backoffLimit
+            if limit is not None and run.restarts + 1 > limit:
+                replica.state = FAILED
+                self._observe(key, job, run, status)
+                self._finish(
+                    key, status, events, "Failed", self._backoff_message(job), job, "backoff"
+                )
+                return self._after_finish(key, job, status)
+            replica.failures = self.backoff.failures_after(
+                replica.failures, now - replica.started_at
+            )
+            delay = self.backoff.delay(replica.failures)
+            replica.state = BACKOFF
+            replica.restart_at = now + delay
+            container = job.container(replica.rtype).name or replica.rtype.lower()
+            events.append(
+                (
+                    "BackOff",
+                    f"Back-off {describe(delay)} restarting failed container {container} in pod "
+                    f"{replica.name} (exit code {code})",
+                    "Warning",
+                )
+            )
+            restarted.append(replica)
+        self._observe(key, job, run, status)
+        failed = [r for r in run.replicas.values() if r.state == FAILED]
+        if failed:
+            self._finish(
+                key, status, events, "Failed", self._failure_message(job, failed), job, "failed"
+            )
+            return self._after_finish(key, job, status)
+        if self._succeeded(job, run):
+            self._finish(
+                key, status, events, "Succeeded", self._success_message(job), job, "succeeded"
+            )
+            return self._after_finish(key, job, status)
+        deadline = job.run_policy.activeDeadlineSeconds
+        remaining: float | None = None
+        if deadline is not None and "startTime" in status:
+            remaining = deadline - (utcnow() - parse_time(status["startTime"])).total_seconds()
+            if remaining <= 0:
+                self._finish(
+                    key, status, events, "Failed", self._deadline_message(job), job, "deadline"
+                )
+                return self._after_finish(key, job, status)
+        self._launch_next_stage(key, run, events)
+        self._restart_due(key, run, status, time.monotonic())
+        if restarted:
+            self._mark_restarting(job, status, events, restarted)
+        elif not run.backing_off():
+            self._mark_running(job, status, events)
+        self._write_replicas(status, job, run)
+        poll = poll_interval(self.backend, bool(run.running()))
+        wait = poll if remaining is None else max(0.05, min(poll, remaining))
+        waiting = [r.restart_at - time.monotonic() for r in run.backing_off()]
+        if waiting:  # come back when the next back-off is over, not before
+            wait = max(0.05, min(wait, *waiting))
+        return Result(requeue_after=wait)
+
+    def _restart_due(self, key: Key, run: GangRun, status: dict[str, Any], now: float) -> None:
+        """Start again the replicas whose back-off is over."""
+        for replica in run.backing_off():
+            if replica.restart_at > now:
+                continue
+            run.restarts += 1
+            replica.restarts += 1
+            status["restartCount"] = run.restarts
+            replica.state = RUNNING
+            replica.exit_code = None
+            replica.started_at = now
+            replica.handle = self.backend.start(replica.spec)
+            wake_on_exit(self, key, replica.handle, self.backend)
+
+    def _finish(
+        self,
+        key: Key,
+        status: dict[str, Any],
+        events: Events,
+        outcome: str,
+        message: str,
+        job: Gang | None,
+        cause: str = "failed",
+    ) -> None:
+        self._mark_finished(status, events, outcome, cause, message)
+        status["completionTime"] = format_time(utcnow())
+        status.pop("admission", None)
+        run = self.runs.get(key)
+        if run is None:
+            return
+        policy = job.clean_pod_policy() if job is not None else "All"
+        for replica in run.backing_off():  # not started again: it stays failed
+            replica.state = FAILED
+        if outcome == "Failed" or policy in ("All", "Running"):
+            stop(r.handle for r in run.running())
+            for replica in run.running():
+                replica.state = FAILED if outcome == "Failed" else SUCCEEDED
+        if job is not None:
+            self._write_replicas(status, job, run)
+
+    def _after_finish(self, key: Key, job: Gang, status: dict[str, Any]) -> Result | None:
+        """A finished job: follow replicas left running (cleanPodPolicy None), honour the TTL."""
+        run = self.runs.get(key)
+        wait: float | None = None
+        if run is not None:
+            for replica in run.running():
+                assert replica.handle is not None
+                code = replica.handle.poll()
+                if code is not None:
+                    replica.exit_code = code
+                    replica.state = SUCCEEDED if code == 0 else FAILED
+            self._write_replicas(status, job, run)
+            if run.running():
+                wait = 1.0
+            else:
+                self._release(key, run)
+        ttl = job.run_policy.ttlSecondsAfterFinished
+        completed = status.get("completionTime")
+        if ttl is not None and completed:
+            left = ttl - (utcnow() - parse_time(completed)).total_seconds()
+            if left <= 0:
+                self._teardown(key)
+                with contextlib.suppress(NotFound):
+                    self.store.delete(self.kind, key[0], key[1])
+                return None
+            wait = left if wait is None else min(wait, left)
+        return Result(requeue_after=wait) if wait is not None else None
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _release(self, key: Key, run: GangRun) -> None:
+        self.backend.release((self.kind, key[0], key[1]))
+        self.backend.release_ports(run.ports)
+        run.ports = set()
+
+    def _teardown(self, key: Key, *, deleted: bool = False) -> None:
+        """Stop what runs for ``key``; ``deleted``: the object is gone (or replaced)."""
+        with self._lock:
+            run = self.runs.pop(key, None)
+        self.backend.release((self.kind, key[0], key[1]))
+        if run is None:
+            return
+        stop(r.handle for r in run.running())
+        self.backend.release_ports(run.ports)
+
+
+__all__ = ["GangController"]

@@ -1,0 +1,345 @@
+"""The training-job controllers: PyTorchJob, TFJob, XGBoostJob, MPIJob, JAXJob, PaddleJob, MXJob.
+
+Each replica (``<job>-<type>-<index>``) runs its container's ``command`` +
+``args`` with its ``env`` and ``workingDir`` as a local process through the
+compute backend, plus the environment the kind's operator injects
+(:mod:`ketch.jobs.envs`). The container ``image`` is recorded and reported as not
+used: the command runs on this machine, its program found in Ketch's own
+environment first, then on ``PATH`` (:mod:`ketch.core.workloads.containers`;
+``python`` is this server's interpreter). ``nvidia.com/gpu`` requests the machine
+cannot meet are reported with a ``GPUNotAvailable`` Warning. A job starts as a
+gang, once all its replicas fit on the machine, and restarts failed replicas
+after the kubelet's crash-loop back-off: the loop is the shared one of
+:class:`~ketch.core.workloads.controller.GangController`. Jobs are checked when
+applied, with the operator's admission rules (:mod:`ketch.jobs.validation`).
+
+Status is the operator's: conditions ``Created``, ``Running``, ``Restarting``,
+``Succeeded``, ``Failed``, ``Suspended`` with reasons such as
+``PyTorchJobSucceeded``, ``replicaStatuses``, ``startTime``, ``completionTime``,
+``restartCount`` and ``logPaths`` (replica -> log file) for ``ketch logs``. Logs
+live in a folder of the object's own (``logs/training/<ns>/<kind>/<name>/<uid>``):
+a job deleted and created again under its name starts with fresh logs.
+
+An elastic PyTorchJob (``elasticPolicy``) whose Worker ``replicas`` change while it
+runs is scaled in place, within ``minReplicas``/``maxReplicas``: new workers join
+torchrun's c10d rendezvous, removed ones are stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ketch.core.backend import Backend
+from ketch.core.conditions import get_condition, is_true
+from ketch.core.controller import Controller, Events, Key
+from ketch.core.errors import InvalidSpec
+from ketch.core.resource import set_condition
+from ketch.core.store.resources import ResourceStore
+from ketch.core.workloads.controller import GangController
+from ketch.core.workloads.gang import (
+    BACKOFF,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    Addresses,
+    Gang,
+    GangRun,
+    Replica,
+)
+from ketch.core.workloads.processes import stop
+from ketch.jobs import envs
+from ketch.jobs.spec import KINDS, Job, MXJobSpec, PyTorchJobSpec, TFJobSpec, parse
+
+
+class TrainingJobController(GangController):
+    """Reconciles the jobs of one kubeflow.org/v1 kind (set by subclasses), with the
+    training operator's conditions, reasons and replica statuses."""
+
+    kind = "PyTorchJob"
+
+    def _parse(self, key: Key, raw_spec: dict[str, Any]) -> Job | None:
+        namespace, name = key
+        return parse(self.kind, name, namespace, raw_spec)
+
+    def _reportable(self, raw_spec: dict[str, Any]) -> bool:
+        return has_containers(raw_spec)
+
+    def _invalid_message(self, name: str, exc: InvalidSpec) -> str:
+        return f"{self.kind} {name} has an invalid spec: {exc}"
+
+    def _terminal(self, status: dict[str, Any]) -> bool:
+        return is_true(status, "Succeeded") or is_true(status, "Failed")
+
+    # -- conditions ------------------------------------------------------------------
+
+    def _mark_created(
+        self, name: str, status: dict[str, Any], events: Events, *, quiet: bool = False
+    ) -> None:
+        if get_condition(status, "Created") is None:
+            kind, message = self.kind, f"{self.kind} {name} is created."
+            set_condition(status, "Created", "True", f"{kind}Created", message)
+            if not quiet:
+                events.append((f"{kind}Created", message, "Normal"))
+
+    def _mark_suspended(self, job: Gang, status: dict[str, Any], events: Events) -> None:
+        kind = self.kind
+        if not is_true(status, "Suspended"):
+            message = f"{kind} {job.name} is suspended."
+            set_condition(status, "Suspended", "True", f"{kind}Suspended", message)
+            set_condition(status, "Running", "False", f"{kind}Suspended", message)
+            status.pop("startTime", None)
+            events.append((f"{kind}Suspended", message, "Normal"))
+
+    def _mark_resumed(self, name: str, status: dict[str, Any], events: Events) -> None:
+        if is_true(status, "Suspended"):
+            kind = self.kind
+            message = f"{kind} {name} is resumed."
+            set_condition(status, "Suspended", "False", f"{kind}Resumed", message)
+            events.append((f"{kind}Resumed", message, "Normal"))
+
+    def _mark_running(self, job: Gang, status: dict[str, Any], events: Events) -> None:
+        kind = self.kind
+        message = f"{kind} {job.name} is running."
+        if not is_true(status, "Running"):
+            set_condition(status, "Running", "True", f"{kind}Running", message)
+            if get_condition(status, "Restarting") is not None:
+                set_condition(status, "Restarting", "False", f"{kind}Running", message)
+            events.append((f"{kind}Running", message, "Normal"))
+
+    def _mark_restarting(
+        self, job: Gang, status: dict[str, Any], events: Events, restarted: list[Replica]
+    ) -> None:
+        kind = self.kind
+        names = ", ".join(r.name for r in restarted)
+        message = (
+            f"{kind} {job.name} is restarting because {len(restarted)} "
+            f"{restarted[0].rtype} replica(s) failed."
+        )
+        set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
+        set_condition(status, "Running", "False", f"{kind}Restarting", message)
+        events.append((f"{kind}Restarting", f"{message} Restarting: {names}", "Warning"))
+
+    def _mark_finished(
+        self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
+    ) -> None:
+        reason = f"{self.kind}{outcome}"
+        set_condition(status, outcome, "True", reason, message)
+        set_condition(status, "Running", "False", reason, message)
+        if get_condition(status, "Restarting") is not None:
+            set_condition(status, "Restarting", "False", reason, message)
+        events.append((reason, message, "Normal" if outcome == "Succeeded" else "Warning"))
+
+    # -- messages --------------------------------------------------------------------
+
+    def _failure_message(self, job: Gang, failed: list[Replica]) -> str:
+        by_type: dict[str, int] = {}
+        for replica in failed:
+            by_type[replica.rtype] = by_type.get(replica.rtype, 0) + 1
+        rtype, count = next(iter(by_type.items()))
+        return f"{self.kind} {job.name} is failed because {count} {rtype} replica(s) failed."
+
+    def _backoff_message(self, job: Gang) -> str:
+        return f"Job {job.name} has failed because it has reached the specified backoff limit"
+
+    def _deadline_message(self, job: Gang) -> str:
+        return f"Job {job.name} has failed because it was active longer than specified deadline"
+
+    def _success_message(self, job: Gang) -> str:
+        return f"{self.kind} {job.name} is successfully completed."
+
+    # -- replicas --------------------------------------------------------------------
+
+    def _write_replicas(self, status: dict[str, Any], job: Gang, run: GangRun | None) -> None:
+        status["replicaStatuses"] = replica_statuses(job, run)
+
+    def _succeeded(self, job: Gang, run: GangRun) -> bool:
+        assert isinstance(job, Job)
+        return succeeded(job, run)
+
+    def _allocate(self, job: Gang, workdir: Path) -> Addresses:
+        """Ports (and files) the replicas need; the v1 operators' layout."""
+        assert isinstance(job, Job)
+        addresses = envs.allocate(job, self.backend, workdir)
+        envs.write_mpi_files(job, addresses)
+        return addresses
+
+    def _replica_env(
+        self, job: Gang, rtype: str, index: int, addresses: Addresses
+    ) -> dict[str, str]:
+        assert isinstance(job, Job)
+        return envs.replica_env(job, rtype, index, addresses)
+
+    # -- elastic scaling -------------------------------------------------------------
+
+    def _elastic_target(self, job: Gang) -> tuple[str, int, int, int] | None:
+        """``(type, wanted, min, max)`` of the replica type a running job may be scaled in."""
+        spec = job.spec if isinstance(job, Job) else None
+        if (
+            not isinstance(spec, PyTorchJobSpec)
+            or spec.elasticPolicy is None
+            or "Worker" not in job.replicas
+        ):
+            return None
+        wanted = job.replicas["Worker"].replicas
+        low = spec.elasticPolicy.minReplicas or 1
+        high = spec.elasticPolicy.maxReplicas or max(wanted, low)
+        return "Worker", wanted, low, high
+
+    def _rescale(
+        self, key: Key, job: Gang, run: GangRun, status: dict[str, Any], events: Events
+    ) -> None:
+        """Start or stop replicas of an elastic job whose replica count changed (within
+        min/max); torchrun's c10d rendezvous then re-forms the worker group."""
+        target = self._elastic_target(job)
+        if target is None or run.addresses is None or run.workdir is None:
+            return
+        assert isinstance(job, Job)
+        rtype, wanted, low, high = target
+        current = sorted(
+            (r for r in run.replicas.values() if r.rtype == rtype), key=lambda r: r.index
+        )
+        want = max(low, min(high, wanted))
+        if want == len(current):
+            return
+        if want != wanted:
+            events.append(
+                (
+                    "ReplicasOutOfRange",
+                    f"{rtype} replicas {wanted} is outside elasticPolicy [{low}, {high}]; scaling to {want}",
+                    "Warning",
+                )
+            )
+        if want > len(current):
+            log_paths = status.setdefault("logPaths", {})
+            for index in range(len(current), want):
+                name = f"{job.name}-{rtype.lower()}-{index}"
+                port = self.backend.reserve_port(envs.declared_port(job, rtype))
+                run.addresses.ports[name] = port
+                run.ports.add(port)
+                spec = self._replica_spec(job, rtype, index, name, run.addresses, run.workdir)
+                replica = Replica(
+                    rtype, index, name, spec, state=PENDING, stage=self._stage(job, rtype)
+                )
+                run.replicas[name] = replica
+                if spec.stdout_path is not None:
+                    log_paths[self._log_key(job, rtype, index, name)] = str(spec.stdout_path)
+            self._launch_next_stage(key, run, events)
+        else:
+            extra = current[want:]
+            stop(r.handle for r in extra if r.state == RUNNING)
+            for replica in extra:
+                run.replicas.pop(replica.name, None)
+                port = run.addresses.ports.pop(replica.name, 0)
+                run.ports.discard(port)
+                self.backend.release_ports([port])
+        events.append(
+            (
+                "ScaledUp" if want > len(current) else "ScaledDown",
+                f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {want}",
+                "Normal",
+            )
+        )
+
+
+def succeeded(job: Job, run: GangRun) -> bool:
+    """The kind's success rule."""
+    by_type: dict[str, list[Replica]] = {}
+    for replica in run.replicas.values():
+        by_type.setdefault(replica.rtype, []).append(replica)
+
+    def done(rtype: str, *, every: bool = True) -> bool:
+        replicas = by_type.get(rtype, [])
+        states = [r.state == SUCCEEDED for r in replicas]
+        return bool(replicas) and (all(states) if every else any(states))
+
+    spec = job.spec
+    kind = job.kind
+    if kind == "PyTorchJob":
+        assert isinstance(spec, PyTorchJobSpec)
+        if "Master" in by_type:
+            return done("Master")
+        if spec.elasticPolicy is not None:
+            return done("Worker", every=False)
+        return done("Worker")
+    if kind == "TFJob":
+        assert isinstance(spec, TFJobSpec)
+        for chief in ("Chief", "Master"):
+            if chief in by_type:
+                return done(chief)
+        workers = by_type.get("Worker", [])
+        if spec.successPolicy == "AllWorkers":
+            return done("Worker")
+        return any(r.index == 0 and r.state == SUCCEEDED for r in workers)
+    if kind == "MPIJob":
+        return done("Launcher")
+    if kind == "MXJob":
+        # the operator: the scheduler's success ends the job, or a single worker's
+        # (no scheduler, no servers); a tuning job ends with its tuner
+        if "Scheduler" in by_type:
+            return done("Scheduler")
+        if "Tuner" in by_type and isinstance(spec, MXJobSpec) and spec.jobMode == "MXTune":
+            return done("Tuner")
+        return done("Worker")
+    if kind in ("XGBoostJob", "PaddleJob") and "Master" in by_type:
+        return done("Master")
+    return done("Worker")
+
+
+def replica_statuses(job: Gang, run: GangRun | None) -> dict[str, dict[str, int]]:
+    """``status.replicaStatuses``: per replica type, its active, succeeded and failed
+    replicas (zero counts left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for rtype in job.replicas:
+        counts = {"active": 0, "succeeded": 0, "failed": 0}
+        if run is not None:
+            for replica in run.replicas.values():
+                if replica.rtype != rtype:
+                    continue
+                key = {
+                    RUNNING: "active",
+                    BACKOFF: "active",
+                    SUCCEEDED: "succeeded",
+                    FAILED: "failed",
+                }.get(replica.state)
+                if key is not None:
+                    counts[key] += 1
+        out[rtype] = {k: v for k, v in counts.items() if v} or {}
+    return out
+
+
+def has_containers(spec: dict[str, Any]) -> bool:
+    """Whether a raw job spec has a replica with containers (something to run)."""
+    for key, value in spec.items():
+        if not key.endswith("ReplicaSpecs") or not isinstance(value, dict):
+            continue
+        for replica in value.values():
+            template = replica.get("template") if isinstance(replica, dict) else None
+            pod = template.get("spec") if isinstance(template, dict) else None
+            if isinstance(pod, dict) and pod.get("containers"):
+                return True
+    return False
+
+
+def _make(kind: str) -> type[TrainingJobController]:
+    return type(f"{kind}Controller", (TrainingJobController,), {"kind": kind})
+
+
+CONTROLLERS: dict[str, type[TrainingJobController]] = {kind: _make(kind) for kind in KINDS}
+
+
+def _factory(kind: str) -> Callable[[ResourceStore, Backend], Controller]:
+    def factory(store: ResourceStore, backend: Backend) -> Controller:
+        return CONTROLLERS[kind](store, backend)
+
+    factory.__name__ = f"{kind.lower()}_controller"
+    return factory
+
+
+FACTORIES: tuple[Callable[[ResourceStore, Backend], Controller], ...] = tuple(
+    _factory(k) for k in KINDS
+)
+
+__all__ = ["CONTROLLERS", "FACTORIES", "TrainingJobController"]
