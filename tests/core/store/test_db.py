@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 import ketch
+from ketch.core.errors import KetchError
 from ketch.core.store import db
 from ketch.core.store.models import Base
 from ketch.pipelines.tables import MIGRATIONS, CacheEntryRow
@@ -202,6 +203,18 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
     db.dispose_engine(db_url)
     db.init_db(db_url, [MIGRATIONS, registry, notebooks])  # nothing left to do
     assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001", "notebooks_0001"}
+
+
+def test_a_database_migrated_by_a_newer_ketch_is_refused_unchanged(db_url: str) -> None:
+    db.init_db(db_url, [MIGRATIONS])
+    with db.get_engine(db_url).begin() as connection:  # core's branch one revision on
+        connection.execute(
+            text("UPDATE alembic_version SET version_num = '0004' WHERE version_num = '0003'")
+        )
+    db.dispose_engine(db_url)
+    with pytest.raises(KetchError, match="revision\\(s\\) 0004, which this Ketch does not have"):
+        db.init_db(db_url, [MIGRATIONS])
+    assert db.current_revisions(db_url) == {"0004", "0002"}
 
 
 def test_core_alone_migrates_without_any_capability(db_url: str) -> None:

@@ -37,10 +37,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ketch.core import config
+from ketch.core.errors import KetchError
 
 T = TypeVar("T")
 
@@ -223,13 +224,9 @@ def _revision_ids(path: Path) -> dict[str, Any]:
     return {name: ast.literal_eval(value) for name, value in _ASSIGNMENT.findall(text_)}
 
 
-def head_revisions(migrations: Iterable[Path] = ()) -> set[str]:
-    """The newest revision of each branch in core's version folder and the folders
-    in ``migrations`` (one per branch: core's, and each capability's).
-
-    Read from the migration files without importing Alembic, so checking an
-    up-to-date database stays cheap.
-    """
+def _graph(migrations: Iterable[Path]) -> tuple[set[str], set[str]]:
+    """Every revision in core's folder and the folders in ``migrations``, and every
+    revision one of them follows."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (p for folder in version_locations(migrations) for p in folder.glob("*.py")):
@@ -242,6 +239,22 @@ def head_revisions(migrations: Iterable[Path] = ()) -> set[str]:
             parents.add(down)
         elif down:
             parents.update(down)
+    return revisions, parents
+
+
+def known_revisions(migrations: Iterable[Path] = ()) -> set[str]:
+    """Every revision in core's version folder and the folders in ``migrations``."""
+    return _graph(migrations)[0]
+
+
+def head_revisions(migrations: Iterable[Path] = ()) -> set[str]:
+    """The newest revision of each branch in core's version folder and the folders
+    in ``migrations`` (one per branch: core's, and each capability's).
+
+    Read from the migration files without importing Alembic, so checking an
+    up-to-date database stays cheap.
+    """
+    revisions, parents = _graph(migrations)
     return revisions - parents
 
 
@@ -271,14 +284,29 @@ def init_db(url: str | None = None, migrations: Iterable[Path] = ()) -> None:
     locations = version_locations(migrations)
     if (key, locations) in _migrated:
         return
-    if not head_revisions(locations) <= current_revisions(key):
+    current = current_revisions(key)
+    if not head_revisions(locations) <= current:
         from alembic import command
+        from alembic.util import CommandError
 
         cfg = alembic_config(key, locations)
-        with get_engine(key).connect() as connection:
-            # BEGIN IMMEDIATE on SQLite: one process migrates, the others wait for it.
-            cfg.attributes["connection"] = connection.execution_options(**{IMMEDIATE_OPTION: True})
-            command.upgrade(cfg, "heads")
+        try:
+            with get_engine(key).connect() as connection:
+                # BEGIN IMMEDIATE on SQLite: one process migrates, the others wait for it.
+                cfg.attributes["connection"] = connection.execution_options(
+                    **{IMMEDIATE_OPTION: True}
+                )
+                command.upgrade(cfg, "heads")
+        except (SQLAlchemyError, CommandError) as exc:
+            unknown = current - known_revisions(locations)
+            if not unknown:
+                raise
+            raise KetchError(
+                f"cannot migrate the store {make_url(key).render_as_string()}: it is at "
+                f"revision(s) {', '.join(sorted(unknown))}, which this Ketch does not have "
+                f"({type(exc).__name__}: {exc}); nothing was changed",
+                hint="a newer Ketch migrated this database: open it with that version",
+            ) from exc
     _migrated.add((key, locations))
 
 
