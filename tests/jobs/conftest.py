@@ -24,9 +24,7 @@ SHORT_BACKOFF = {"KETCH_RESTART_BACKOFF_BASE": "0.2", "KETCH_RESTART_BACKOFF_CAP
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serve(
-        Server(tmp_path_factory.mktemp("ketch-jobs"), extra_env=dict(SHORT_BACKOFF))
-    )
+    yield from serve(Server(tmp_path_factory.mktemp("ketch-jobs"), extra_env=dict(SHORT_BACKOFF)))
 
 
 @pytest.fixture
