@@ -2,6 +2,7 @@
 training jobs and batch/v1 Job) and :mod:`ketch.trainer` (Kubeflow Trainer's
 TrainJob, runtimes and ``TrainerClient``).
 
-Only :mod:`ketch.training.client` is kept, for one release, as an alias of
-:mod:`ketch.trainer.client`: import from ``ketch.trainer.client`` instead.
+Kept for one release: :mod:`ketch.training.client`, an alias of
+:mod:`ketch.trainer.client` (import from ``ketch.trainer.client`` instead), and
+:mod:`ketch.training.function_runner`, which TrainJobs stored before the split run.
 """
