@@ -1,4 +1,9 @@
-"""Ketch: Kubeflow's capabilities from one command, on one machine or a Ray cluster."""
+"""Ketch: Kubeflow's pipelines, training jobs, Trainer, Katib tuning and KServe serving
+from one command on one machine, from the same specs and wire APIs.
+
+``ketch.run`` runs a KFP pipeline and ``ketch.tune`` a Katib experiment in this
+process (no server needed); ``ketch up`` serves the API.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) -> Run:
-    """Run a KFP pipeline locally and wait for it; see :func:`ketch.pipelines.client.run`."""
+    """Run a KFP pipeline locally and wait for it; see :func:`ketch.pipelines.client.run`
+    (its tasks start through the composition root's backend unless ``backend`` is given)."""
     from ketch.pipelines.client import run as _run
 
+    if "backend" not in options:
+        from ketch.capabilities import backend
+
+        options["backend"] = backend()
     return _run(pipeline, arguments=arguments, **options)
 
 

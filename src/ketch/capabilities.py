@@ -14,6 +14,7 @@ from ketch.core.backend import Backend
 from ketch.core.capability import Capability
 from ketch.core.embedded import Assembly
 from ketch.jobs.capability import CAPABILITY as JOBS
+from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.serving.capability import CAPABILITY as SERVING
 from ketch.trainer.capability import CAPABILITY as TRAINER
 from ketch.tuning.capability import CAPABILITY as TUNING
@@ -21,7 +22,7 @@ from ketch.tuning.capability import CAPABILITY as TUNING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-CAPABILITIES: tuple[Capability, ...] = (JOBS, TRAINER, TUNING, SERVING)
+CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING)
 
 
 def backend() -> Backend:

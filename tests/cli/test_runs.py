@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.cli.test_verbs import Ketch, bad, ketch, ok  # noqa: F401
-from tests.server.fixtures import hello_pipeline_ir
+from tests.pipelines.submitted import hello_pipeline_ir
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def slow_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from kfp import compiler
 
-    from tests.server.pipelines import slow
+    from tests.pipelines.submitted import slow
 
     path = tmp_path_factory.mktemp("ir") / "slow.yaml"
     compiler.Compiler().compile(slow, str(path))

@@ -13,6 +13,7 @@ from ketch.core.capability import Admission, Capability, kinds_of
 from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
+from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.server.app import create_app
 from ketch.serving.capability import CAPABILITY as SERVING
 from tests.server.helpers import ThreadServer, assert_error
@@ -63,7 +64,10 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
 
     toy = Capability("toy", kinds=(gizmo,), validators=lambda _a: {"Gizmo": check})
     app = create_app(
-        (toy,), backend=backend(), database_url=f"sqlite:///{tmp_path / 'k.db'}", background=False
+        (toy, PIPELINES),
+        backend=backend(),
+        database_url=f"sqlite:///{tmp_path / 'k.db'}",
+        background=False,
     )
     with ThreadServer(app) as server, httpx.Client(base_url=server.url) as http:
         path = "/apis/example.com/v1/namespaces/default/gizmos"

@@ -1,9 +1,8 @@
 """A real API server for the KFP API tests, in its own process on 127.0.0.1.
 
 ``python -m tests.pipelines.kfp_server --port-file F`` serves the app of
-``ketch.server.app.create_app`` (which includes the KFP API), or a minimal app
-with only that API when the server package is missing; it writes its port to
-``F`` once it listens. :class:`ServerProcess` starts one with its own ``KETCH_HOME`` and
+``ketch.capabilities.create_app`` (which includes the KFP API), or a minimal app
+of the pipelines capability alone; it writes its port to ``F`` once it listens. :class:`ServerProcess` starts one with its own ``KETCH_HOME`` and
 stops it (SIGTERM, then SIGKILL) when done.
 """
 
@@ -16,8 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,60 +25,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def minimal_app(url: str | None) -> Any:
-    """The KFP router with a RunService and the server's error handlers."""
-    from fastapi import FastAPI
+    """An app of the pipelines capability alone: the KFP API with its run service
+    and scheduler, and the server's error handlers."""
+    from ketch.capabilities import backend
+    from ketch.pipelines.capability import CAPABILITY as PIPELINES
+    from ketch.server.app import create_app
 
-    from ketch.pipelines import api
-    from ketch.pipelines.service import RunService
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runs = RunService(url)
-        app.state.runs = runs
-        runs.start()
-        api.start(app)
-        try:
-            yield
-        finally:
-            api.stop(app)
-            runs.stop()
-
-    app = FastAPI(lifespan=lifespan)
-    try:
-        from ketch.server import errors
-    except ImportError:  # pragma: no cover - the server package is always there
-        _install_error_handlers(app)
-    else:
-        errors.install(app)
-    app.include_router(api.router)
-    return app
-
-
-def _install_error_handlers(app: Any) -> None:
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
-
-    from ketch.core.errors import KetchError
-
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, KetchError)
-        body = {"error": str(exc), "message": str(exc), "code": 0, "details": []}
-        return JSONResponse(body, status_code=exc.http_status)
-
-    app.add_exception_handler(KetchError, handle)
+    return create_app((PIPELINES,), backend=backend(), database_url=url)
 
 
 def make_app(url: str | None) -> Any:
-    """The real server's app (it includes the KFP API), else :func:`minimal_app`.
-
-    ``KETCH_TEST_KFP_MINIMAL_APP=1`` forces the minimal app.
-    """
+    """The real server's app (it includes the KFP API); ``KETCH_TEST_KFP_MINIMAL_APP=1``
+    makes it :func:`minimal_app`."""
     if os.environ.get("KETCH_TEST_KFP_MINIMAL_APP") == "1":
         return minimal_app(url)
-    try:
-        from ketch.capabilities import create_app
-    except ImportError:
-        return minimal_app(url)
+    from ketch.capabilities import create_app
+
     return create_app(database_url=url)
 
 

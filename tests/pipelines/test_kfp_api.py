@@ -655,9 +655,10 @@ class Recording:
     finished in a few milliseconds would free its concurrency slot mid-tick)."""
 
     def __init__(self, url: str):
+        from ketch.capabilities import backend
         from ketch.pipelines.service import RunService
 
-        self.service = RunService(url)
+        self.service = RunService(url, backend=backend())
         self.submitted: list[dict[str, Any]] = []
         self.ids: list[str] = []
         self._held: list[tuple[Any, ...]] = []

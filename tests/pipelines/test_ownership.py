@@ -21,6 +21,7 @@ from kfp import compiler, dsl
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ketch.capabilities import backend
 from ketch.core.store import db
 from ketch.pipelines.service import RunService
 from tests.pipelines.helpers import cli_command, cli_env
@@ -50,8 +51,9 @@ SPEC = json_format.MessageToDict(steps.pipeline_spec)
 SERVE = textwrap.dedent(
     """
     import json, sys, time
+    from ketch.capabilities import backend
     from ketch.pipelines.service import RunService
-    svc = RunService()
+    svc = RunService(backend=backend())
     svc.start()
     run_id = svc.submit(json.loads(sys.argv[1]), parameters=json.loads(sys.argv[2]))
     print(run_id, flush=True)
@@ -185,7 +187,7 @@ def test_a_second_service_resumes_only_runs_whose_owner_is_gone(tmp_path: Path, 
     try:
         _wait_for(lambda: _count(marker, 1) == 1)  # step 2 runs (and sleeps)
         started = _get(run_id)["status"]["startTime"]
-        other = RunService()
+        other = RunService(backend=backend())
         try:
             # the first service is alive: the run is its own, not resumed here
             assert run_id not in other.start()
@@ -196,7 +198,7 @@ def test_a_second_service_resumes_only_runs_whose_owner_is_gone(tmp_path: Path, 
             other.stop()
         _kill_group(proc)
         # its owner is gone: the next service takes the run over and resumes it
-        heir = RunService()
+        heir = RunService(backend=backend())
         try:
             assert run_id in heir.start()
             _wait_for(lambda: _count(marker, 1) == 2)  # the interrupted step runs again
@@ -262,7 +264,8 @@ def test_cancel_reaches_the_ketch_run_that_owns_the_run(
     proc, run_id = _start_ketch_run(package, marker, sleep_at=0)
     try:
         _wait_for(lambda: _count(marker, 0) == 1)
-        service = RunService()  # another process asks for the cancel through the store
+        # another process asks for the cancel through the store
+        service = RunService(backend=backend())
         assert service.cancel(run_id) is True
         assert proc.wait(60) == 130  # the owner stopped its run
         assert _get(run_id)["status"]["state"] == "CANCELED"
@@ -276,17 +279,17 @@ def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "marker"
-    first = RunService()
+    first = RunService(backend=backend())
     first.start()
     try:
         run_id = first.submit(SPEC, parameters={"marker": str(marker), "sleep_at": 1})
         _wait_for(lambda: _count(marker, 1) == 1)
-        live = RunService()
+        live = RunService(backend=backend())
         assert run_id not in live.start()  # its owner still runs it
         live.stop()
     finally:
         first.stop(timeout=30)  # the run stays RUNNING, to be resumed
-    second = RunService()
+    second = RunService(backend=backend())
     try:
         assert run_id in second.start()
         _wait_for(lambda: _count(marker, 1) == 2)
@@ -306,7 +309,7 @@ def test_server_notices_a_killed_ketch_run_without_being_asked(
     import threading
 
     marker = tmp_path / "marker"
-    service = RunService()
+    service = RunService(backend=backend())
     ended = threading.Event()
     seen: list[str] = []
     service.start()
@@ -354,12 +357,12 @@ def test_the_sole_server_resumes_runs_left_under_another_host_name(
             )
     finally:
         engine.dispose()
-    bystander = RunService()
+    bystander = RunService(backend=backend())
     try:
         assert run_id not in bystander.start()
     finally:
         bystander.stop()
-    sole = RunService(sole_server=True)
+    sole = RunService(backend=backend(), sole_server=True)
     try:
         assert run_id in sole.start()
         _wait_for(lambda: _count(marker, 1) == 2)  # the interrupted step runs again

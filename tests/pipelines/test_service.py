@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import json_format
 from kfp import dsl
 
+from ketch.capabilities import backend
 from ketch.pipelines.service import RunService
 
 
@@ -38,8 +39,9 @@ SPEC = json_format.MessageToDict(three.pipeline_spec)
 SUBMIT = textwrap.dedent(
     """
     import json, sys, time
+    from ketch.capabilities import backend
     from ketch.pipelines.service import RunService
-    svc = RunService()
+    svc = RunService(backend=backend())
     svc.start()
     run_id = svc.submit(json.loads(sys.argv[1]), parameters=json.loads(sys.argv[2]))
     print(run_id, flush=True)
@@ -87,7 +89,7 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
     # the sleeping task died with its process (the backend's orphan guard)
-    service = RunService()
+    service = RunService(backend=backend())
     try:
         # The resumed run starts the interrupted step again (it sleeps again, so the
         # test cancels it once it has seen what resume did).
@@ -103,7 +105,7 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
 
 def test_submit_wait_cancel_and_retry(tmp_path: Path) -> None:
     marker = tmp_path / "m"
-    service = RunService()
+    service = RunService(backend=backend())
     service.start()
     try:
         run_id = service.submit(SPEC, parameters={"marker": str(marker)})
@@ -128,7 +130,7 @@ def test_submit_wait_cancel_and_retry(tmp_path: Path) -> None:
 def test_bad_submissions_are_rejected_before_anything_is_stored(tmp_path: Path) -> None:
     from ketch.core.errors import InvalidSpec
 
-    service = RunService()
+    service = RunService(backend=backend())
     service.start()
     try:
         with pytest.raises(InvalidSpec, match="marker"):

@@ -11,12 +11,10 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.core.conftest import _postgres_database
 from tests.server.helpers import Server
@@ -116,14 +114,3 @@ def runtimes_path(ns: str, name: str | None = None) -> str:
 def jobs_path(ns: str, name: str | None = None) -> str:
     base = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs"
     return f"{base}/{name}" if name else base
-
-
-def hello_pipeline_ir(tmp_path: Path) -> dict[str, Any]:
-    """A compiled two-task pipeline that prints a greeting (real kfp compiler)."""
-    from kfp import compiler
-
-    from tests.server.pipelines import hello
-
-    path = tmp_path / "hello.yaml"
-    compiler.Compiler().compile(hello, str(path))
-    return dict(yaml.safe_load(path.read_text()))

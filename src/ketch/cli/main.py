@@ -76,6 +76,7 @@ def run_command(
     # kfp warns at import of every @dsl.component about a future default image;
     # it does not concern local runs.
     warnings.filterwarnings("ignore", message="The default base_image", category=FutureWarning)
+    from ketch.capabilities import backend
     from ketch.cli.runview import RunView
     from ketch.core.errors import InvalidSpec
     from ketch.pipelines.client import run as run_pipeline
@@ -108,6 +109,7 @@ def run_command(
                 max_parallelism=max_parallelism,
                 listener=view.update,
                 on_start=view.started,
+                backend=backend(),
             )
     except KetchError as exc:
         _fail(exc)

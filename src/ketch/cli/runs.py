@@ -25,7 +25,7 @@ from ketch.cli.resources import (
     validate_namespace,
 )
 from ketch.core.timestamps import parse_time
-from ketch.server.kinds import PIPELINE_RUN
+from ketch.pipelines.kinds import PIPELINE_RUN
 
 if TYPE_CHECKING:
     from ketch.core.http import ApiClient
@@ -71,9 +71,9 @@ def _local_runs() -> Any:
     url = config.database_url()
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
-    from ketch.server.pipelineruns import PipelineRunSource
+    from ketch.pipelines.runs import PipelineRunSource
 
-    return PipelineRunSource(url, lambda: None)
+    return PipelineRunSource(url)
 
 
 def _without_server(client: ApiClient) -> Any:

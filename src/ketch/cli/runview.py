@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ketch.pipelines.engine import Node
+from ketch.pipelines.tasks import Node
 
 _STYLE = {
     "SUCCEEDED": "green",

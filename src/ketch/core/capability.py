@@ -16,6 +16,8 @@ from ketch.core.backend import Backend
 from ketch.core.controller import Controller
 from ketch.core.kinds import Kind, KindRegistry, registry_of
 from ketch.core.resource import Resource
+from ketch.core.services import Service, ServiceContext, ServiceFactory, SourceFactory
+from ketch.core.sources import Source
 from ketch.core.store.resources import ResourceStore
 
 if TYPE_CHECKING:
@@ -75,6 +77,11 @@ class Capability:
       built), included before the generic resource routes.
     - ``migrations``: its own Alembic version folder (its tables' history), or
       ``None`` when it has no tables of its own.
+    - ``services``: factories called with the app's
+      :class:`~ketch.core.services.ServiceContext`; what they make starts and stops
+      with the server (see :mod:`ketch.core.services`).
+    - ``sources``: for a kind not kept in the ``resources`` table, the factory of the
+      :class:`~ketch.core.sources.Source` that serves it.
     """
 
     name: str
@@ -83,6 +90,8 @@ class Capability:
     validators: Callable[[Admission], Mapping[str, Validator]] = field(default=_no_validators)
     routers: Sequence[Callable[[], APIRouter]] = ()
     migrations: Path | None = None
+    services: Sequence[ServiceFactory] = ()
+    sources: Mapping[str, SourceFactory] = field(default_factory=dict)
 
 
 def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
@@ -105,4 +114,25 @@ def controllers_of(
         for factory in capability.controllers:
             result = factory(store, backend)
             made.extend([result] if isinstance(result, Controller) else result)
+    return made
+
+
+def services_of(capabilities: Sequence[Capability], context: ServiceContext) -> list[Service]:
+    """The services the capabilities' factories make with ``context``, in order."""
+    made: list[Service] = []
+    for capability in capabilities:
+        for factory in capability.services:
+            result = factory(context)
+            made.extend(result if isinstance(result, Sequence) else [result])
+    return made
+
+
+def sources_of(capabilities: Sequence[Capability], context: ServiceContext) -> dict[str, Source]:
+    """The sources of the kinds the capabilities serve from elsewhere, by kind."""
+    made: dict[str, Source] = {}
+    for capability in capabilities:
+        for kind, factory in capability.sources.items():
+            if kind in made:
+                raise ValueError(f"two capabilities serve kind {kind} from a source")
+            made[kind] = factory(context)
     return made

@@ -10,12 +10,21 @@ from datetime import datetime
 from typing import Any
 
 from ketch.core.backend import Backend
+from ketch.core.conditions import RunState
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import spec as ir_loader
-from ketch.pipelines.engine import Engine, Node
+from ketch.pipelines.engine import Engine
 from ketch.pipelines.executor import images_warning
+from ketch.pipelines.lightweight import Packages
 from ketch.pipelines.records import Recorder, public_artifact
-from ketch.pipelines.service import execute, prepare, process_owner, reap_orphaned_runs
+from ketch.pipelines.service import (
+    execute,
+    prepare,
+    process_owner,
+    reap_orphaned_runs,
+    warmup_folder,
+)
+from ketch.pipelines.tasks import Node
 
 
 @dataclass
@@ -55,7 +64,7 @@ class Run:
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "SUCCEEDED"
+        return self.state == RunState.SUCCEEDED
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, state={self.state!r}, tasks={len(self.tasks)})"
@@ -114,10 +123,11 @@ def run(
     max_parallelism: int | None = None,
     display_name: str | None = None,
     listener: Callable[[Node], None] | None = None,
-    backend: Backend | None = None,
+    backend: Backend,
     on_start: Callable[[str], None] | None = None,
 ) -> Run:
-    """Run a KFP pipeline locally and wait for it.
+    """Run a KFP pipeline locally and wait for it; its tasks start through
+    ``backend`` (:func:`ketch.run` passes the composition root's).
 
     ``pipeline`` is a ``@dsl.pipeline`` function, a ``.py`` file, or a compiled
     ``.yaml``/``.json`` pipeline. Bad input raises ``InvalidSpec``; a failing
@@ -133,10 +143,6 @@ def run(
             "arguments must be a mapping of parameter names to values", field="arguments"
         )
     ir = ir_loader.load(pipeline, pipeline_name=pipeline_name)
-    if backend is None:
-        from ketch.core.backend import default_backend
-
-        backend = default_backend()
     ctx, args = prepare(
         ir,
         dict(arguments or {}),
@@ -161,17 +167,19 @@ def run(
     previous = _install_signals(cancel_engines)
     watcher = _CancelWatcher(ctx.run_id, engines)
     watcher.start()
+    packages = Packages()
     try:
         state, outputs, error, engine = execute(
             ctx,
             args,
             backend=backend,
             recorder=recorder,
+            packages=packages,
             max_parallelism=max_parallelism,
             listener=listener,
             on_engine=engines.append,
             # warm interpreters only once a task really runs: a cached run needs none
-            on_first_execution=lambda: _prewarm(backend, ir),
+            on_first_execution=lambda: _prewarm(backend, ir, packages),
         )
     finally:
         watcher.stop()
@@ -222,7 +230,7 @@ class _CancelWatcher:
                     state = row.state if row is not None else None
             except Exception:  # the store is busy: look again next time
                 continue
-            if state == "CANCELING":
+            if state == RunState.CANCELING:
                 for engine in list(self.engines):
                     engine.cancel()
                 return
@@ -233,32 +241,35 @@ def _is_list_output(ir: ir_loader.PipelineIR, name: str) -> bool:
     return bool(adef.get("isArtifactList"))
 
 
-def _prewarm(backend: Backend, ir: ir_loader.PipelineIR) -> None:
+def _prewarm(backend: Backend, ir: ir_loader.PipelineIR, packages: Packages) -> None:
     """Start the warm interpreters the pipeline's Python components will use."""
     import sys
 
+    from ketch.core import config
     from ketch.pipelines import lightweight
 
-    prewarm = getattr(backend, "prewarm", None)
-    if prewarm is None:
+    if not backend.abilities.prewarm:
         return
     sets: set[tuple[str, ...]] = {(lightweight.EXECUTOR_MODULE,)}
     for executor in ir.executors.values():
         component = (
-            lightweight.parse(executor.get("container", {})) if "container" in executor else None
+            lightweight.parse(executor.get("container", {}), packages)
+            if "container" in executor
+            else None
         )
-        if component is not None and not lightweight.missing_requirements(component):
-            sets.add(lightweight.preload_modules(component))
+        if component is not None and not packages.missing_requirements(component):
+            sets.add(packages.preload_modules(component))
+    warmup = lightweight.warmup_argv(warmup_folder(config.ketch_home()))
     for preload in sorted(sets):
         try:
             # kfp is preloaded in full (not in its _KFP_RUNTIME mode): the same warm
             # interpreter then serves both inline components and target_image
             # modules, which use the compile-time API at import.
-            prewarm(
+            backend.prewarm(
                 sys.executable,
                 preload,
                 None,
-                (lightweight.EXECUTOR_MODULE, list(lightweight.warmup_argv())),
+                (lightweight.EXECUTOR_MODULE, list(warmup)),
             )
         except Exception:  # the fork server is an optimisation only
             pass

@@ -1,8 +1,8 @@
 """Trigger conditions (``dsl.If``/``Elif``/``Else``, ``dsl.Condition``), evaluated with CEL.
 
 The KFP compiler writes conditions as CEL over ``inputs.parameter_values``;
-they are compiled once and evaluated with a real CEL implementation — user
-strings are never passed to ``eval``.
+they are compiled once per run (a :class:`Conditions` per engine) and evaluated
+with a real CEL implementation — user strings are never passed to ``eval``.
 """
 
 from __future__ import annotations
@@ -10,39 +10,45 @@ from __future__ import annotations
 import json
 import re
 import threading
-from functools import lru_cache
 from typing import Any
 
 from ketch.core.errors import InvalidSpec
 
-_lock = threading.Lock()
 
+class Conditions:
+    """Evaluates a run's trigger conditions, each compiled once."""
 
-@lru_cache(maxsize=512)
-def _program(expression: str) -> Any:
-    import celpy
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._programs: dict[str, Any] = {}
 
-    env = celpy.Environment()
-    try:
-        return env.program(env.compile(expression))
-    except Exception as exc:  # celpy raises its own parse errors
-        raise InvalidSpec(f"cannot parse condition {expression!r}: {exc}") from exc
+    def _program(self, expression: str) -> Any:
+        program = self._programs.get(expression)
+        if program is None:
+            import celpy
 
+            env = celpy.Environment()
+            try:
+                program = env.program(env.compile(expression))
+            except Exception as exc:  # celpy raises its own parse errors
+                raise InvalidSpec(f"cannot parse condition {expression!r}: {exc}") from exc
+            self._programs[expression] = program
+        return program
 
-def evaluate(expression: str, parameter_values: dict[str, Any], where: str) -> bool:
-    """Evaluate a trigger condition against the task's resolved input parameters."""
-    import celpy
+    def evaluate(self, expression: str, parameter_values: dict[str, Any], where: str) -> bool:
+        """Evaluate a trigger condition against the task's resolved input parameters."""
+        import celpy
 
-    with _lock:  # celpy programs are not documented as thread-safe
-        program = _program(expression)
-        activation = {"inputs": celpy.json_to_cel({"parameter_values": parameter_values})}
-        try:
-            result = program.evaluate(activation)
-        except Exception as exc:
-            raise InvalidSpec(f"condition {expression!r} failed: {exc}", field=where) from exc
-    if isinstance(result, Exception):  # celpy returns CELEvalError values
-        raise InvalidSpec(f"condition {expression!r} failed: {result}", field=where)
-    return bool(result)
+        with self._lock:  # celpy programs are not documented as thread-safe
+            program = self._program(expression)
+            activation = {"inputs": celpy.json_to_cel({"parameter_values": parameter_values})}
+            try:
+                result = program.evaluate(activation)
+            except Exception as exc:
+                raise InvalidSpec(f"condition {expression!r} failed: {exc}", field=where) from exc
+        if isinstance(result, Exception):  # celpy returns CELEvalError values
+            raise InvalidSpec(f"condition {expression!r} failed: {result}", field=where)
+        return bool(result)
 
 
 _SELECTOR = re.compile(r"""^parseJson\(string_value\)((?:\[(?:"[^"]*"|'[^']*'|\d+)\])+)$""")

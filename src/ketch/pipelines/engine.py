@@ -1,180 +1,42 @@
 """The DAG engine: executes a PipelineSpec with the KFP backend's semantics.
 
-One thread owns the run's state and reacts to events; container and importer
-tasks run on a bounded pool of worker threads that start processes through the
-compute backend. DAGs (sub-pipelines, conditions, exit handlers) and
-ParallelFor loops are expanded in the engine thread as their inputs resolve.
+One thread owns the run's state (:mod:`ketch.pipelines.tasks`) and reacts to
+events; container and importer tasks run on a bounded pool of worker threads that
+start processes through the compute backend. DAGs (sub-pipelines, conditions, exit
+handlers) and ParallelFor loops are expanded in the engine thread as their inputs
+resolve (:mod:`ketch.pipelines.inputs`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
-import threading
-import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ketch.core.errors import InvalidSpec, KetchError
-from ketch.pipelines import conditions
-from ketch.pipelines.spec import PipelineIR, producers
+from ketch.core.timestamps import utcnow
+from ketch.pipelines.conditions import Conditions
+from ketch.pipelines.inputs import resolve_inputs, root_inputs
+from ketch.pipelines.spec import producers
+from ketch.pipelines.tasks import (
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TERMINAL,
+    Listener,
+    Node,
+    RunContext,
+    Scope,
+    TaskRunner,
+)
 from ketch.pipelines.values import coerce, integral
 
 log = logging.getLogger(__name__)
-
-PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELED = (
-    "PENDING",
-    "RUNNING",
-    "SUCCEEDED",
-    "FAILED",
-    "SKIPPED",
-    "CANCELED",
-)
-TERMINAL = {SUCCEEDED, FAILED, SKIPPED, CANCELED}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Node:
-    """One task instance in a run: a container/importer task, a DAG, a loop or an iteration."""
-
-    path: str
-    name: str
-    type: str  # container | importer | dag | loop | iteration
-    task: dict[str, Any]
-    component: dict[str, Any]
-    scope: Scope | None
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    state: str = PENDING
-    inputs: dict[str, Any] = field(default_factory=dict)  # parameters by name
-    input_artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    output_artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    error: str | None = None
-    cached: bool = False
-    cache_key: str | None = None
-    attempts: int = 0
-    log_path: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    child: Scope | None = None  # for dag / iteration nodes
-    iterations: list[Node] = field(default_factory=list)  # for loop nodes
-    items: list[Any] = field(default_factory=list)
-    next_iteration: int = 0
-    execution_id: int | None = None
-    reused: bool = False  # finished in an earlier attempt of the same run
-    # True while a worker thread owns the node: its state may already be final,
-    # but the engine has not recorded it yet, so nothing may act on it.
-    inflight: bool = False
-    resources: dict[str, Any] = field(default_factory=dict)  # requests and limits, as recorded
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL and not self.inflight
-
-    @property
-    def dir_name(self) -> str:
-        return self.path.replace("[", "-").replace("]", "").replace("/", os.sep)
-
-
-@dataclass
-class Scope:
-    """A DAG being executed: its inputs and the nodes of its tasks."""
-
-    prefix: str
-    dag: dict[str, Any]
-    params: dict[str, Any]
-    artifacts: dict[str, list[dict[str, Any]]]
-    owner: Node | None
-    nodes: dict[str, Node] = field(default_factory=dict)
-    failing: bool = False
-
-    def done(self) -> bool:
-        return all(n.finished for n in self.nodes.values())
-
-
-class TaskRunner:
-    """What the engine needs to execute a leaf task (see ``executor.py``)."""
-
-    def run(self, node: Node, ctx: RunContext) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def cancel_all(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-@dataclass
-class RunContext:
-    run_id: str
-    display_name: str
-    ir: PipelineIR
-    pipeline_root: str
-    work_dir: Path
-    enable_caching: bool | None
-    created_at: datetime
-    canceled: threading.Event = field(default_factory=threading.Event)
-    # Set when the process running the engine stops (server shutdown): the run is
-    # left RUNNING in the store and resumed by the next start.
-    interrupted: bool = False
-    # From an earlier attempt of the same run (resume after a crash, retry):
-    task_ids: dict[str, str] = field(default_factory=dict)
-    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-Listener = Callable[[Node], None]
-
-
-def root_inputs(ir: PipelineIR, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Check the pipeline arguments against the root inputs; apply defaults."""
-    defs = ir.root.get("inputDefinitions", {})
-    pdefs = defs.get("parameters", {})
-    unknown = sorted(set(arguments) - set(pdefs) - set(defs.get("artifacts", {})))
-    if unknown:
-        known = ", ".join(sorted(pdefs)) or "none"
-        raise InvalidSpec(
-            f"unknown pipeline parameter {unknown[0]!r}; the pipeline takes: {known}",
-            field=f"arguments.{unknown[0]}",
-        )
-    params: dict[str, Any] = {}
-    for name, pdef in pdefs.items():
-        where = f"pipeline parameter {name!r}"
-        if name in arguments:
-            params[name] = coerce(arguments[name], pdef.get("parameterType"), where)
-        elif "defaultValue" in pdef:
-            params[name] = coerce(pdef["defaultValue"], pdef.get("parameterType"), where)
-        elif pdef.get("isOptional"):
-            continue
-        else:
-            raise InvalidSpec(
-                "is required and has no default; pass it with --param "
-                f"{name}=VALUE (or arguments={{'{name}': ...}})",
-                field=where,
-            )
-    artifacts: dict[str, list[dict[str, Any]]] = {}
-    for name, adef in defs.get("artifacts", {}).items():
-        if name in arguments:
-            value = arguments[name]
-            uri = getattr(value, "uri", value)
-            artifacts[name] = [
-                {
-                    "name": name,
-                    "uri": str(uri),
-                    "type": adef.get("artifactType", {}),
-                    "metadata": dict(getattr(value, "metadata", {}) or {}),
-                }
-            ]
-        elif not adef.get("isOptional"):
-            raise InvalidSpec("artifact input is required", field=f"pipeline input {name!r}")
-    return params, artifacts
 
 
 class Engine:
@@ -197,6 +59,7 @@ class Engine:
         self.nodes: dict[str, Node] = {}
         self.running_leaves = 0
         self.root: Scope | None = None
+        self.conditions = Conditions()
         self._changed = False
 
     # ------------------------------------------------------------ entry point
@@ -302,14 +165,14 @@ class Engine:
         if scope.failing and not tolerant:
             return self._end(node, SKIPPED, "not run: another task in this DAG failed")
         try:
-            self._resolve_inputs(node, scope)
+            resolve_inputs(node, scope, self.ctx)
             condition = node.task.get("triggerPolicy", {}).get("condition")
-            if condition and not conditions.evaluate(condition, node.inputs, node.path):
+            if condition and not self.conditions.evaluate(condition, node.inputs, node.path):
                 return self._end(node, SKIPPED, None)
         except KetchError as exc:
             return self._end(node, FAILED, str(exc))
         node.state = RUNNING
-        node.started_at = now()
+        node.started_at = utcnow()
         if node.type == "dag":
             self._start_dag(node)
         elif node.type == "loop":
@@ -352,7 +215,7 @@ class Engine:
 
     def _finish(self, node: Node) -> None:
         self._changed = True
-        node.finished_at = node.finished_at or now()
+        node.finished_at = node.finished_at or utcnow()
         try:
             self.recorder.task_finished(self.ctx, node)
         except Exception:
@@ -364,8 +227,8 @@ class Engine:
     def _end(self, node: Node, state: str, error: str | None) -> None:
         node.state = state
         node.error = error
-        node.started_at = node.started_at or now()
-        node.finished_at = now()
+        node.started_at = node.started_at or utcnow()
+        node.finished_at = utcnow()
         self._finish(node)
 
     def _notify(self, node: Node) -> None:
@@ -519,7 +382,7 @@ class Engine:
             artifacts[key] = [item]
         it.inputs = {"loop-item": item} if not isinstance(item, dict) or "uri" not in item else {}
         it.state = RUNNING
-        it.started_at = now()
+        it.started_at = utcnow()
         it.child = Scope(path + "/", loop.component["dag"], params, artifacts, owner=it)
         loop.iterations.append(it)
         self.nodes[it.path] = it
@@ -589,163 +452,3 @@ class Engine:
         if any(n.state == CANCELED for n in nodes):
             return CANCELED, "the run was canceled"
         return SUCCEEDED, None
-
-    # ------------------------------------------------------------ input resolution
-
-    def _resolve_inputs(self, node: Node, scope: Scope) -> None:
-        comp_defs = node.component.get("inputDefinitions", {})
-        pdefs = comp_defs.get("parameters", {})
-        task_inputs = node.task.get("inputs", {})
-        params: dict[str, Any] = {}
-        for name, src in task_inputs.get("parameters", {}).items():
-            where = f"task {node.path!r} input {name!r}"
-            found, value = self._param_source(src, scope, where, node)
-            if found and "parameterExpressionSelector" in src:
-                value = conditions.select(src["parameterExpressionSelector"], value, where)
-            if found:
-                params[name] = coerce(value, pdefs.get(name, {}).get("parameterType"), where)
-        iterator = node.task.get("parameterIterator") or node.task.get("artifactIterator") or {}
-        item_input = iterator.get("itemInput")
-        for name, pdef in pdefs.items():
-            if name in params or name == item_input:
-                continue
-            if "defaultValue" in pdef:
-                params[name] = coerce(
-                    pdef["defaultValue"],
-                    pdef.get("parameterType"),
-                    f"task {node.path!r} input {name!r}",
-                )
-            elif not pdef.get("isOptional"):
-                why = self._missing_reason(task_inputs.get("parameters", {}).get(name), scope)
-                raise InvalidSpec(
-                    f"required input {name!r} has no value{why}", field=f"task {node.path!r}"
-                )
-        artifacts: dict[str, list[dict[str, Any]]] = {}
-        adefs = comp_defs.get("artifacts", {})
-        for name, src in task_inputs.get("artifacts", {}).items():
-            if "componentInputArtifact" in src:
-                arts = scope.artifacts.get(src["componentInputArtifact"])
-            elif "taskOutputArtifact" in src:
-                ref = src["taskOutputArtifact"]
-                producer = scope.nodes[ref["producerTask"]]
-                arts = (
-                    producer.output_artifacts.get(ref["outputArtifactKey"])
-                    if producer.state == SUCCEEDED
-                    else None
-                )
-            else:
-                arts = None
-            if arts is not None:
-                artifacts[name] = arts
-        for name, adef in adefs.items():
-            if name not in artifacts and name != item_input and not adef.get("isOptional"):
-                why = self._missing_reason(task_inputs.get("artifacts", {}).get(name), scope)
-                raise InvalidSpec(
-                    f"required artifact input {name!r} has no value{why}",
-                    field=f"task {node.path!r}",
-                )
-        node.inputs = params
-        node.input_artifacts = artifacts
-
-    def _run_placeholders(self, text: str, node: Node) -> str:
-        """Run and task placeholders passed as task arguments (``dsl.PIPELINE_JOB_NAME_PLACEHOLDER``)."""
-        values = run_values(self.ctx, node)
-        for key, value in values.items():
-            text = text.replace("{{$." + key + "}}", value)
-        return text
-
-    def _param_source(
-        self, src: dict[str, Any], scope: Scope, where: str, node: Node
-    ) -> tuple[bool, Any]:
-        if "componentInputParameter" in src:
-            key = src["componentInputParameter"]
-            return (key in scope.params, scope.params.get(key))
-        if "taskOutputParameter" in src:
-            ref = src["taskOutputParameter"]
-            producer = scope.nodes[ref["producerTask"]]
-            key = ref["outputParameterKey"]
-            if producer.state == SUCCEEDED and key in producer.outputs:
-                return True, producer.outputs[key]
-            return False, None
-        if "runtimeValue" in src:
-            rv = src["runtimeValue"]
-            if "constant" in rv:
-                const = rv["constant"]
-                if isinstance(const, str) and "{{$." in const:
-                    const = self._run_placeholders(const, node)
-                return True, const
-            const = rv.get("constantValue", {})
-            for k in ("stringValue", "intValue", "doubleValue"):
-                if k in const:
-                    return True, int(const[k]) if k == "intValue" else const[k]
-            return False, None
-        if "taskFinalStatus" in src:
-            producer = scope.nodes[src["taskFinalStatus"]["producerTask"]]
-            error: dict[str, Any] = {}
-            if producer.state in (FAILED, CANCELED):
-                error = {
-                    "code": 2 if producer.state == FAILED else 1,
-                    "message": producer.error or "",
-                }
-            return True, {
-                "state": final_state(producer),
-                "pipelineJobResourceName": resource_name(self.ctx),
-                "pipelineTaskName": producer.name,
-                "error": error,
-            }
-        raise InvalidSpec(f"unsupported input source {sorted(src)}", field=where)
-
-    def _missing_reason(self, src: dict[str, Any] | None, scope: Scope) -> str:
-        if not src:
-            return " (nothing is connected to it)"
-        ref = src.get("taskOutputParameter") or src.get("taskOutputArtifact")
-        if ref:
-            producer = scope.nodes.get(ref.get("producerTask", ""))
-            if producer is not None:
-                return f" (producer task {producer.name!r} is {producer.state})"
-        return ""
-
-
-# The state PipelineTaskFinalStatus reports: the KFP backend hands over the ML
-# Metadata state of the producer's execution, not the run-state name.
-_FINAL_STATES = {SUCCEEDED: "COMPLETE", FAILED: "FAILED", CANCELED: "CANCELED", SKIPPED: "CANCELED"}
-
-
-def final_state(node: Node) -> str:
-    if node.state == SUCCEEDED and node.cached:
-        return "CACHED"
-    return _FINAL_STATES.get(node.state, node.state)
-
-
-# Kubernetes' generateName suffix: 5 characters from this alphabet, after a base
-# cut to 58 characters (a name is at most 63).
-_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def resource_name(ctx: RunContext) -> str:
-    """The run's resource name as the KFP backend names it: the Argo workflow's name,
-    ``<pipeline-name>-<5 characters>`` (generateName ``<pipeline-name>-``). The
-    suffix is derived from the run id, so it stays the same when the run resumes."""
-    digest = int(hashlib.sha256(ctx.run_id.encode()).hexdigest(), 16)
-    suffix = ""
-    for _ in range(5):
-        digest, index = divmod(digest, len(_SUFFIX_ALPHABET))
-        suffix += _SUFFIX_ALPHABET[index]
-    base = ctx.ir.name.rsplit("/", 1)[-1] + "-"
-    return base[:58] + suffix
-
-
-def run_values(ctx: RunContext, node: Node) -> dict[str, str]:
-    """The values of KFP's run and task placeholders for a task."""
-    stamp = ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "pipeline_job_name": ctx.display_name,
-        "pipeline_job_resource_name": resource_name(ctx),
-        "pipeline_job_uuid": ctx.run_id,
-        "pipeline_task_name": node.name,
-        "pipeline_task_uuid": node.id,
-        "pipeline_root": ctx.pipeline_root,
-        "pipeline_job_create_time_utc": stamp,
-        "pipeline_job_schedule_time_utc": stamp,
-        "workspace_path": str(ctx.work_dir / "workspace"),
-    }

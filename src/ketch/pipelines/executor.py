@@ -18,24 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core.artifacts import ArtifactStore
-from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry, Resources
-from ketch.core.backend.resources import parse_cpu, parse_memory
+from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry
 from ketch.core.environments import Environments
-from ketch.core.errors import BackendError, InvalidSpec, KetchError
+from ketch.core.errors import BackendError, KetchError
 from ketch.pipelines import caching, lightweight
-from ketch.pipelines.engine import (
-    CANCELED,
-    FAILED,
-    SUCCEEDED,
-    Node,
-    RunContext,
-    TaskRunner,
+from ketch.pipelines.failures import (
+    ERROR_TAIL_LINES,
+    exception_line,
+    from_traceback,
+    log_tail,
+    shell_error,
+)
+from ketch.pipelines.lightweight import Packages
+from ketch.pipelines.placeholders import (
+    PlaceholderContext,
+    resolve_list,
+    resolve_string,
     run_values,
 )
-from ketch.pipelines.placeholders import PlaceholderContext, resolve_list, resolve_string
+from ketch.pipelines.resources import task_resources
+from ketch.pipelines.tasks import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
 from ketch.pipelines.values import from_output_file, integral
 
-ERROR_TAIL_LINES = 20
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
@@ -56,16 +60,24 @@ def _artifact_type(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class LocalTaskRunner(TaskRunner):
+    """Runs a run's leaf tasks through ``backend``. ``packages``: what the
+    interpreter running Ketch has installed; ``warmup``: the folder of the warm-up
+    task that warm interpreters run once."""
+
     def __init__(
         self,
         backend: Backend,
         recorder: Any,
         environments: Environments,
+        packages: Packages,
+        warmup: Path,
         on_first_execution: Callable[[], Any] | None = None,
     ):
         self.backend = backend
         self.recorder = recorder
         self.environments = environments
+        self.packages = packages
+        self.warmup = warmup
         # Called once, when the first task actually runs (not cached, not reused):
         # warm interpreters are started only for runs that need them.
         self._on_first_execution = on_first_execution
@@ -252,10 +264,10 @@ class LocalTaskRunner(TaskRunner):
                 if code is not None and code >= 0
                 else f"killed by signal {-(code or 0)}"
             )
-            tail = _tail(log_path, 400)
+            tail = log_tail(log_path, 400)
             raised = exception_line(tail) or shell_error(spec.command, code, tail)
             if raised:  # a Python component: the exception first, then its traceback
-                shown = "\n".join(_from_traceback(tail).splitlines()[-ERROR_TAIL_LINES:])
+                shown = "\n".join(from_traceback(tail).splitlines()[-ERROR_TAIL_LINES:])
                 node.error = f"{raised} ({reason})\n{shown}\nfull log: {log_path}"
             else:
                 shown = "\n".join(tail.splitlines()[-ERROR_TAIL_LINES:])
@@ -317,10 +329,10 @@ class LocalTaskRunner(TaskRunner):
         work: Path,
         log_path: Path,
     ) -> ProcessSpec:
-        resources = _resources(container.get("resources", {}) or {}, pctx)
+        resources = task_resources(container.get("resources", {}) or {}, pctx)
         node.resources = {k: v for k, v in vars(resources).items() if v not in (None, 0)}
         name = f"run {ctx.run_id[:8]} task {node.path}"
-        component = lightweight.parse(container)
+        component = lightweight.parse(container, self.packages)
         if component is not None:
             argv = resolve_list(component.executor_args, pctx)
             module_file: str | None = None
@@ -332,7 +344,7 @@ class LocalTaskRunner(TaskRunner):
             if module_file and "--component_module_path" not in argv:
                 argv = ["--component_module_path", module_file, *argv]
             python = sys.executable
-            missing = lightweight.missing_requirements(component)
+            missing = self.packages.missing_requirements(component)
             if missing:
                 python = self.environments.python_for(
                     component.requirements, component.pip_options, log_path
@@ -351,10 +363,10 @@ class LocalTaskRunner(TaskRunner):
                     module=lightweight.EXECUTOR_MODULE,
                     argv=argv,
                     python=python,
-                    preload=lightweight.preload_modules(component)
+                    preload=self.packages.preload_modules(component)
                     if not missing
                     else (lightweight.EXECUTOR_MODULE,),
-                    warmup=lightweight.warmup_argv(),
+                    warmup=lightweight.warmup_argv(self.warmup),
                 ),
             )
         command = resolve_list(
@@ -475,87 +487,6 @@ def _runtime_artifact(art: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_RESOURCE_FIELDS = {
-    "resourceCpuRequest": ("set_cpu_request", parse_cpu),
-    "resourceCpuLimit": ("set_cpu_limit", parse_cpu),
-    "resourceMemoryRequest": ("set_memory_request", parse_memory),
-    "resourceMemoryLimit": ("set_memory_limit", parse_memory),
-}
-
-
-def _resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) -> Resources:
-    """The container's requests and limits, with pipeline-parameter placeholders
-    (``set_cpu_limit(param)`` compiles to ``{{$.inputs.parameters['...']}}``) resolved
-    from the task's inputs as the KFP driver resolves them. A value that is not a
-    quantity fails the task with a message naming the field and the value."""
-
-    def resolved(key: str, value: Any) -> str:
-        text = str(value)
-        if pctx is not None and "{{$" in text:
-            text = resolve_string(text, pctx)
-        if not text.strip():
-            raise InvalidSpec(f"{key} {value!r} resolved to an empty value", field="resources")
-        return text.strip()
-
-    def s(key: str, alt: str, unit: str = "") -> str | None:
-        if res.get(key):
-            text = resolved(key, res[key])
-            setter, parse = _RESOURCE_FIELDS[key]
-            try:
-                parse(text)
-            except InvalidSpec as exc:
-                shown = f" (from {res[key]!r})" if text != str(res[key]) else ""
-                raise InvalidSpec(
-                    f"{setter}: {text!r}{shown} is not a valid quantity: {exc.message}",
-                    field=f"resources.{key}",
-                    hint="write e.g. '500m', '2', '1Gi'",
-                ) from None
-            return text
-        if res.get(alt) not in (None, 0, 0.0):
-            v = res[alt]
-            return f"{v}{unit}"
-        return None
-
-    acc = res.get("accelerator", {}) or {}
-    acc_type = acc.get("type")
-    if acc.get("resourceType"):
-        acc_type = resolved("accelerator.resourceType", acc["resourceType"])
-    count: Any = acc.get("count") or 0
-    if acc.get("resourceCount"):
-        count = resolved("accelerator.resourceCount", acc["resourceCount"])
-    try:
-        number = float(count)
-        if not number.is_integer() or number < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        shown = (
-            f" (from {acc['resourceCount']!r})"
-            if str(count) != str(acc.get("resourceCount", count))
-            else ""
-        )
-        raise InvalidSpec(
-            f"set_accelerator_limit: {count!r}{shown} is not a whole number of accelerators",
-            field="resources.accelerator.resourceCount",
-        ) from None
-    return Resources(
-        cpu_request=s("resourceCpuRequest", "cpuRequest"),
-        cpu_limit=s("resourceCpuLimit", "cpuLimit"),
-        memory_request=s("resourceMemoryRequest", "memoryRequest", "G"),
-        memory_limit=s("resourceMemoryLimit", "memoryLimit", "G"),
-        accelerator_type=acc_type or None,
-        accelerator_count=int(number),
-    )
-
-
-_TRACEBACK = "Traceback (most recent call last):"
-_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}
-_SHELL_CODES = {
-    2: "shell error",
-    126: "shell error: a command could not be run on this host",
-    127: "shell error: a command was not found on this host",
-}
-
-
 def unused_images(ir: Any) -> list[str]:
     """The container images of a pipeline's tasks (the local backend does not use them)."""
     images = {
@@ -574,53 +505,3 @@ def images_warning(ir: Any) -> str | None:
         "container images are not used: the tasks' commands run on this host with its "
         f"tools and Python (image{'s' if len(images) > 1 else ''} {', '.join(images)})"
     )
-
-
-def shell_error(command: list[str], code: int | None, log_tail: str) -> str | None:
-    """For ``sh -c``/``bash -c`` commands that end with a shell's own error code (2,
-    126, 127), the shell's message (``sh: 1: frobnicate: not found``)."""
-    if not command or os.path.basename(command[0]) not in _SHELLS or code not in _SHELL_CODES:
-        return None
-    shell = os.path.basename(command[0])
-    said = [
-        line.strip()
-        for line in log_tail.splitlines()
-        if line.startswith(f"{shell}: ") or line.startswith(f"/bin/{shell}: ")
-    ]
-    label = _SHELL_CODES[code]
-    if not said:
-        return None if code == 2 else f"{label} ({shell})"
-    return f"{label} ({shell}): {said[-1]}"
-
-
-def exception_line(log_tail: str) -> str | None:
-    """The exception a Python process ended with (``ValueError: bad input``), read
-    from the end of its log; ``None`` when the log does not end in a traceback."""
-    lines = log_tail.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.strip() == _TRACEBACK]
-    if not starts:
-        return None
-    raised: str | None = None
-    for line in lines[starts[-1] + 1 :]:
-        if line and not line[0].isspace():
-            raised = line.strip()  # the last unindented line after the frames
-            break
-    return raised
-
-
-def _from_traceback(log_tail: str) -> str:
-    """The log tail from its last traceback on (executor log lines before it left out)."""
-    at = log_tail.rfind(_TRACEBACK)
-    return log_tail[at:] if at >= 0 else log_tail
-
-
-def _tail(path: Path, lines: int = ERROR_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import DateTime, and_, func, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from ketch.core import timestamps
 from ketch.core.errors import InvalidSpec
 
 OPERATIONS: dict[int, str] = {
@@ -68,21 +69,18 @@ def get_field(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
 
 
 def parse_time(value: Any, where: str) -> datetime:
-    """An RFC 3339 string (or epoch seconds) as an aware UTC datetime."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """An RFC 3339 string (read by :func:`ketch.core.timestamps.parse_time`), a
+    ``datetime`` or epoch seconds (as KFP also accepts) as an aware UTC datetime;
+    ``InvalidSpec`` naming ``where`` for anything else."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return datetime.fromtimestamp(int(text), UTC)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(value.strip()), UTC)
+    if isinstance(value, datetime) or (isinstance(value, str) and value.strip()):
         try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            return timestamps.parse_time(value)
         except ValueError:
             pass
-        else:
-            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise InvalidSpec(f"{value!r} is not an RFC 3339 timestamp", field=where)
 
 

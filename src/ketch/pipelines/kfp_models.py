@@ -9,9 +9,11 @@ out rather than written as zero values.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
+from ketch.core.timestamps import format_time
 from ketch.pipelines.tables import (
     KfpExperimentRow,
     KfpPipelineRow,
@@ -24,17 +26,11 @@ from ketch.pipelines.tables import (
 # gRPC codes used in the ``error`` status of runs and tasks.
 CODE_CANCELLED = 1
 CODE_UNKNOWN = 2
-FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 
 
 def ts(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with ``Z`` (microseconds only when there are any)."""
-    if value is None:
-        return None
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if aware.microsecond:
-        return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if value is None else format_time(value)
 
 
 def status(message: str, code: int = CODE_UNKNOWN) -> dict[str, Any]:
@@ -105,12 +101,12 @@ def experiment(row: KfpExperimentRow, last_run_created_at: datetime | None) -> d
 
 def state_history(row: PipelineRunRow) -> list[dict[str, Any]]:
     """What the stored timestamps tell of a run's states, oldest first."""
-    history = [{"update_time": ts(row.created_at), "state": "PENDING"}]
+    history = [{"update_time": ts(row.created_at), "state": RunState.PENDING.value}]
     if row.started_at is not None:
-        history.append({"update_time": ts(row.started_at), "state": "RUNNING"})
-    if row.state in FINAL_STATES and row.finished_at is not None:
+        history.append({"update_time": ts(row.started_at), "state": RunState.RUNNING.value})
+    if row.state in TERMINAL_RUN_STATES and row.finished_at is not None:
         history.append({"update_time": ts(row.finished_at), "state": row.state})
-    elif row.state not in ("PENDING", "RUNNING"):
+    elif row.state not in (RunState.PENDING, RunState.RUNNING):
         history.append(
             {
                 "update_time": ts(row.finished_at or row.started_at or row.created_at),
@@ -132,7 +128,9 @@ def run(
         )
     error = None
     if row.error:
-        error = status(row.error, CODE_CANCELLED if row.state == "CANCELED" else CODE_UNKNOWN)
+        error = status(
+            row.error, CODE_CANCELLED if row.state == RunState.CANCELED else CODE_UNKNOWN
+        )
     runtime_config: dict[str, Any] = {"parameters": row.parameters or {}}
     if row.pipeline_root:
         runtime_config["pipeline_root"] = row.pipeline_root

@@ -6,20 +6,22 @@ packages with pip, write the function's source to a file, then run
 every package it would install is already importable, skips pip and runs the
 executor module directly (in a pre-warmed interpreter when the backend has
 one). Otherwise the requirements get a cached virtual environment of their own.
+
+What the interpreter has installed is read once per :class:`Packages` (a run, or
+the server's run service, holds one).
 """
 
 from __future__ import annotations
 
-import atexit
 import json
+import os
 import re
 import shlex
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -46,8 +48,9 @@ class LightweightComponent:
     executor_args: list[str] = field(default_factory=list)  # args after the module, unresolved
 
 
-def parse(container: dict) -> LightweightComponent | None:
-    """Return the component's parts if ``container`` has the lightweight shape."""
+def parse(container: dict, packages: Packages) -> LightweightComponent | None:
+    """Return the component's parts if ``container`` has the lightweight shape
+    (``packages``: what is installed, for the kfp its command installs)."""
     command: list[str] = list(container.get("command", []))
     args: list[str] = list(container.get("args", []))
     if "--function_to_execute" not in args:
@@ -73,7 +76,7 @@ def parse(container: dict) -> LightweightComponent | None:
     ):
         if EXECUTOR_MODULE not in command[5]:
             return None
-        requirements, options = _pip_requirements(command[2])
+        requirements, options = _pip_requirements(command[2], packages)
         return LightweightComponent(
             function=function,
             source=command[6],
@@ -84,7 +87,7 @@ def parse(container: dict) -> LightweightComponent | None:
     return None
 
 
-def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
+def _pip_requirements(script: str, packages: Packages) -> tuple[list[str], list[str]]:
     """The packages the command installs, and its pip options.
 
     KFP's command installs the user's packages and, in a pip call of its own
@@ -117,7 +120,7 @@ def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
             if tok.startswith("-"):
                 i += 1
                 continue
-            if no_deps and _satisfied(tok):
+            if no_deps and packages.satisfied(tok):
                 i += 1
                 continue
             if tok not in requirements:
@@ -126,7 +129,59 @@ def _pip_requirements(script: str) -> tuple[list[str], list[str]]:
     return requirements, options
 
 
-@lru_cache(maxsize=1024)
+_NOT_PRELOADED = {"kfp", "kfp-pipeline-spec", "kfp-server-api", "typing-extensions"}
+
+
+class Packages:
+    """The packages of the interpreter running Ketch, read once and kept: whether a
+    requirement is satisfied, and the modules a distribution provides."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._satisfied: dict[str, bool] = {}
+        self._modules: dict[str, list[str]] | None = None
+
+    def satisfied(self, requirement: str) -> bool:
+        with self._lock:
+            known = self._satisfied.get(requirement)
+        if known is None:
+            known = _satisfied(requirement)
+            with self._lock:
+                self._satisfied[requirement] = known
+        return known
+
+    def missing_requirements(self, component: LightweightComponent) -> list[str]:
+        """Requirements not already satisfied by the interpreter running Ketch."""
+        return [r for r in component.requirements if not self.satisfied(r)]
+
+    def modules_by_distribution(self) -> dict[str, list[str]]:
+        with self._lock:
+            if self._modules is None:
+                self._modules = _modules_by_distribution()
+            return self._modules
+
+    def preload_modules(self, component: LightweightComponent) -> tuple[str, ...]:
+        """The modules a warm interpreter imports once for this component.
+
+        The executor module, plus the top-level modules of the packages the
+        component asks to install (``scikit-learn`` gives ``sklearn``), when they
+        are already installed: every task of the component imports them anyway.
+        """
+        modules: list[str] = [EXECUTOR_MODULE]
+        by_dist = self.modules_by_distribution()
+        for requirement in component.requirements:
+            try:
+                name = Requirement(requirement).name.lower().replace("_", "-")
+            except InvalidRequirement:
+                continue
+            if name in _NOT_PRELOADED or not self.satisfied(requirement):
+                continue
+            for module in sorted(by_dist.get(name, [])):
+                if module not in modules:
+                    modules.append(module)
+        return tuple(modules)
+
+
 def _satisfied(requirement: str) -> bool:
     try:
         req = Requirement(requirement)
@@ -145,15 +200,6 @@ def _satisfied(requirement: str) -> bool:
     return not req.specifier or req.specifier.contains(installed, prereleases=True)
 
 
-def missing_requirements(component: LightweightComponent) -> list[str]:
-    """Requirements not already satisfied by the interpreter running Ketch."""
-    return [r for r in component.requirements if not _satisfied(r)]
-
-
-_NOT_PRELOADED = {"kfp", "kfp-pipeline-spec", "kfp-server-api", "typing-extensions"}
-
-
-@lru_cache(maxsize=1)
 def _modules_by_distribution() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for module, dists in metadata.packages_distributions().items():
@@ -162,28 +208,6 @@ def _modules_by_distribution() -> dict[str, list[str]]:
         for dist in dists:
             out.setdefault(dist.lower().replace("_", "-"), []).append(module)
     return out
-
-
-def preload_modules(component: LightweightComponent) -> tuple[str, ...]:
-    """The modules a warm interpreter imports once for this component.
-
-    The executor module, plus the top-level modules of the packages the
-    component asks to install (``scikit-learn`` gives ``sklearn``), when they
-    are already installed: every task of the component imports them anyway.
-    """
-    modules: list[str] = [EXECUTOR_MODULE]
-    by_dist = _modules_by_distribution()
-    for requirement in component.requirements:
-        try:
-            name = Requirement(requirement).name.lower().replace("_", "-")
-        except InvalidRequirement:
-            continue
-        if name in _NOT_PRELOADED or not _satisfied(requirement):
-            continue
-        for module in sorted(by_dist.get(name, [])):
-            if module not in modules:
-                modules.append(module)
-    return tuple(modules)
 
 
 _WARMUP_SOURCE = """
@@ -195,33 +219,31 @@ from typing import *
 def ketch_warmup(x: int) -> int:
     return x + 1
 """
-_warmup_lock = threading.Lock()
-_warmup_argv: tuple[str, ...] | None = None
+_WARMUP_MODULE = "ketch_warmup_component.py"
 
 
-def warmup_argv() -> tuple[str, ...]:
-    """Executor arguments for one throwaway task that warms an interpreter up."""
-    global _warmup_argv
-    with _warmup_lock:
-        if _warmup_argv is None:
-            folder = tempfile.mkdtemp(prefix="ketch-warmup-")
-            atexit.register(shutil.rmtree, folder, True)
-            module = f"{folder}/ketch_warmup_component.py"
-            with open(module, "w") as f:
-                f.write(_WARMUP_SOURCE)
-            executor_input = {
-                "inputs": {"parameterValues": {"x": 1}},
-                "outputs": {
-                    "parameters": {"Output": {"outputFile": f"{folder}/out/Output"}},
-                    "outputFile": f"{folder}/out/executor_output.json",
-                },
-            }
-            _warmup_argv = (
-                "--component_module_path",
-                module,
-                "--executor_input",
-                json.dumps(executor_input),
-                "--function_to_execute",
-                "ketch_warmup",
-            )
-        return _warmup_argv
+def warmup_argv(folder: Path) -> tuple[str, ...]:
+    """Executor arguments for one throwaway task that warms an interpreter up; its
+    component file is written into ``folder`` (once: later calls find it there)."""
+    module = folder / _WARMUP_MODULE
+    if not module.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(dir=folder, prefix=".warmup-", suffix=".py")
+        with os.fdopen(fd, "w") as f:
+            f.write(_WARMUP_SOURCE)
+        os.replace(scratch, module)  # whole, even when two runs write it at once
+    executor_input = {
+        "inputs": {"parameterValues": {"x": 1}},
+        "outputs": {
+            "parameters": {"Output": {"outputFile": f"{folder}/out/Output"}},
+            "outputFile": f"{folder}/out/executor_output.json",
+        },
+    }
+    return (
+        "--component_module_path",
+        str(module),
+        "--executor_input",
+        json.dumps(executor_input),
+        "--function_to_execute",
+        "ketch_warmup",
+    )

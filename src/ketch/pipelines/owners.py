@@ -4,13 +4,16 @@ Every PENDING/RUNNING/CANCELING run records its owner: the process executing it,
 as ``<kind>:<host>:<pid>:<start>[:<token>]`` — ``kind`` is ``server`` (a ``ketch up``, whose
 runs the next server resumes) or ``process`` (a ``ketch run``, whose runs end
 with it), ``start`` the process's start time (so a reused pid is not taken for
-the owner), ``token`` which run service of a server process. A process only ever executes the runs it owns; a server takes over
-a run only when its owner is gone, with one conditional update, so two servers
-starting together never both resume it. Runs whose owner is on another host are
-left alone: their owner cannot be checked from here.
+the owner), ``token`` which run service of a server process. A process only ever
+executes the runs it owns; a server takes over a run only when its owner is gone,
+with one conditional update, so two servers starting together never both resume it.
+Runs whose owner is on another host are left alone: their owner cannot be checked
+from here. A run service that stops hands its in-flight runs back (:func:`release`):
+they then name no process, and the next server, in this process too, resumes them.
 
-Reads (``ketch runs``, the API) call :func:`reap`: the runs of a ``ketch run``
-that died (``kill -9``) end FAILED, with their unfinished tasks, and say why.
+Reads (``ketch runs``, the API) call :func:`reap` (through a :class:`Reaper`, which
+spaces the checks out): the runs of a ``ketch run`` that died (``kill -9``) end
+FAILED, with their unfinished tasks, and say why.
 """
 
 from __future__ import annotations
@@ -21,22 +24,26 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, update
 
+from ketch.core.conditions import RunState
 from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.timestamps import utcnow
 from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 
 SERVER = "server"
 PROCESS = "process"
-ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
-_ACTIVE_TASK_STATES = ("PENDING", "RUNNING")
-LEGACY_SERVER = "server"  # owner of server runs stored before owners had a process
-_live_tokens: set[str] = set()
-_tokens_lock = threading.Lock()
+ACTIVE_STATES: tuple[str, ...] = (
+    RunState.PENDING.value,
+    RunState.RUNNING.value,
+    RunState.CANCELING.value,
+)
+_ACTIVE_TASK_STATES: tuple[str, ...] = (RunState.PENDING.value, RunState.RUNNING.value)
+# The owner of server runs that no process executes: stored before owners had a
+# process, or handed back by a run service that stopped. Any server resumes them.
+LEGACY_SERVER = "server"
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,8 @@ class Owner:
         return f"{text}:{self.token}" if self.token else text
 
     def with_token(self) -> Owner:
-        """This owner as one run service of its process, live until :func:`release`."""
-        owner = Owner(self.kind, self.host, self.pid, self.start, uuid.uuid4().hex[:8])
-        with _tokens_lock:
-            _live_tokens.add(owner.token)
-        return owner
-
-    def release(self) -> None:
-        """The run service stopped: a later one in this process may take its runs over."""
-        with _tokens_lock:
-            _live_tokens.discard(self.token)
+        """This owner as one run service of its process (until :func:`release`)."""
+        return Owner(self.kind, self.host, self.pid, self.start, uuid.uuid4().hex[:8])
 
     def describe(self) -> str:
         what = "ketch server" if self.kind == SERVER else "ketch run process"
@@ -84,7 +83,6 @@ def process_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-@lru_cache(maxsize=2)
 def current(kind: str) -> Owner:
     """This process as the owner of runs of ``kind`` (``server`` or ``process``)."""
     pid = os.getpid()
@@ -127,11 +125,9 @@ def is_gone(owner: Owner | None) -> bool:
         return True
     if owner.host != _host():
         return False  # cannot be checked from here: assume it still runs
-    if owner.pid == os.getpid() and owner.start == current(owner.kind).start:
-        if not owner.token:
-            return False  # this very process
-        with _tokens_lock:
-            return owner.token not in _live_tokens  # a run service here that stopped
+    if owner.pid == os.getpid() and owner.start == process_start(owner.pid):
+        # this very process; a run service here that stopped released its runs
+        return False
     if owner.pid == os.getpid():
         return True  # same pid, another process (started at another time)
     if not _alive(owner.pid):
@@ -140,14 +136,13 @@ def is_gone(owner: Owner | None) -> bool:
 
 
 def is_mine(text: str | None) -> bool:
-    """True when ``text`` names this process (and, for a run service, a live one)."""
+    """True when ``text`` names this process."""
     owner = parse(text)
     return (
         owner is not None
         and owner.host == _host()
         and owner.pid == os.getpid()
-        and owner.start == current(owner.kind).start
-        and not is_gone(owner)
+        and owner.start == process_start(owner.pid)
     )
 
 
@@ -173,14 +168,30 @@ def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> boo
     return bool(retry_locked(write))
 
 
+def release(url: str | None, owner: Owner) -> int:
+    """Hand the in-flight runs of ``owner`` (a run service that stopped) back: they
+    name no process any more, so the next server resumes them. Returns how many."""
+
+    def write() -> int:
+        with session_scope(url) as s:
+            result = s.execute(
+                update(PipelineRunRow)
+                .where(PipelineRunRow.owner == str(owner), PipelineRunRow.state.in_(ACTIVE_STATES))
+                .values(owner=LEGACY_SERVER)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    return int(retry_locked(write))
+
+
 def fail_run(
     url: str | None, run_id: str, previous: str | None, reason: str, *, state: str = "FAILED"
 ) -> bool:
     """End an orphaned run (FAILED, or CANCELED for one being canceled) with ``reason``,
     with its unfinished tasks — only if its owner is still ``previous`` and it has not
     ended meanwhile."""
-    now = datetime.now(UTC)
-    from_states = ("CANCELING",) if state == "CANCELED" else ACTIVE_STATES
+    now = utcnow()
+    from_states = (RunState.CANCELING.value,) if state == RunState.CANCELED else ACTIVE_STATES
 
     def write() -> bool:
         with session_scope(url) as s:
@@ -208,25 +219,36 @@ def orphan_reason(owner: Owner) -> str:
     return f"{owner.describe()} stopped before the run finished (owner process died)"
 
 
-_last_reap: dict[str | None, float] = {}
-_reap_lock = threading.Lock()
-
-
-def reap(url: str | None = None, *, min_interval: float = 0.0) -> int:
+def reap(url: str | None = None) -> int:
     """End the in-flight runs of ``ketch run`` processes that are gone (FAILED, with
     the reason). Server runs are left for the next server to resume. Returns how
-    many runs were ended. ``min_interval`` skips the check when one ran that recently."""
-    return len(reap_runs(url, min_interval=min_interval))
+    many runs were ended."""
+    return len(reap_runs(url))
 
 
-def reap_runs(url: str | None = None, *, min_interval: float = 0.0) -> list[str]:
-    """:func:`reap`, returning the ids of the runs it ended."""
-    if min_interval > 0:
-        with _reap_lock:
-            last = _last_reap.get(url, 0.0)
-            if time.monotonic() - last < min_interval:
+class Reaper:
+    """:func:`reap` for the reads of one store, at most once per ``min_interval``
+    seconds (a read of a run first ends the runs of processes that died)."""
+
+    def __init__(self, url: str | None, min_interval: float = 1.0) -> None:
+        self.url = url
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def reap(self) -> list[str]:
+        """The ids of the runs it ended (none when it looked less than
+        ``min_interval`` ago)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._last is not None and now - self._last < self.min_interval:
                 return []
-            _last_reap[url] = time.monotonic()
+            self._last = now
+        return reap_runs(self.url)
+
+
+def reap_runs(url: str | None = None) -> list[str]:
+    """:func:`reap`, returning the ids of the runs it ended."""
     with session_scope(url, readonly=True) as s:
         rows = s.execute(
             select(PipelineRunRow.id, PipelineRunRow.owner, PipelineRunRow.state).where(
@@ -239,7 +261,7 @@ def reap_runs(url: str | None = None, *, min_interval: float = 0.0) -> list[str]
         owner = parse(text)
         if owner is None or not is_gone(owner):
             continue
-        if state == "CANCELING":
+        if state == RunState.CANCELING:
             done = fail_run(
                 url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED"
             )

@@ -8,12 +8,14 @@ structured ``Concat`` and ``IfPresent`` placeholders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ketch.core.errors import InvalidSpec
+from ketch.pipelines.tasks import Node, RunContext
 from ketch.pipelines.values import to_placeholder_text
 
 
@@ -128,3 +130,37 @@ def _value(body: str, ctx: PlaceholderContext) -> str:
             return to_placeholder_text(meta.get(key.group(1), ""))
         return json.dumps(meta)
     raise InvalidSpec(f"unknown placeholder {{{{${body}}}}}", field=ctx.where)
+
+
+# Kubernetes' generateName suffix: 5 characters from this alphabet, after a base
+# cut to 58 characters (a name is at most 63).
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def resource_name(ctx: RunContext) -> str:
+    """The run's resource name as the KFP backend names it: the Argo workflow's name,
+    ``<pipeline-name>-<5 characters>`` (generateName ``<pipeline-name>-``). The
+    suffix is derived from the run id, so it stays the same when the run resumes."""
+    digest = int(hashlib.sha256(ctx.run_id.encode()).hexdigest(), 16)
+    suffix = ""
+    for _ in range(5):
+        digest, index = divmod(digest, len(_SUFFIX_ALPHABET))
+        suffix += _SUFFIX_ALPHABET[index]
+    base = ctx.ir.name.rsplit("/", 1)[-1] + "-"
+    return base[:58] + suffix
+
+
+def run_values(ctx: RunContext, node: Node) -> dict[str, str]:
+    """The values of KFP's run and task placeholders for a task."""
+    stamp = ctx.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "pipeline_job_name": ctx.display_name,
+        "pipeline_job_resource_name": resource_name(ctx),
+        "pipeline_job_uuid": ctx.run_id,
+        "pipeline_task_name": node.name,
+        "pipeline_task_uuid": node.id,
+        "pipeline_root": ctx.pipeline_root,
+        "pipeline_job_create_time_utc": stamp,
+        "pipeline_job_schedule_time_utc": stamp,
+        "workspace_path": str(ctx.work_dir / "workspace"),
+    }

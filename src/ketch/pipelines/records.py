@@ -8,13 +8,12 @@ events between them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.pipelines.engine import Node, RunContext
+from ketch.core.timestamps import utcnow
 from ketch.pipelines.tables import (
     ArtifactRow,
     CacheEntryRow,
@@ -23,6 +22,7 @@ from ketch.pipelines.tables import (
     PipelineRunRow,
     PipelineTaskRow,
 )
+from ketch.pipelines.tasks import Node, RunContext
 
 _EXECUTION_TYPES = {
     "container": "system.ContainerExecution",
@@ -38,10 +38,6 @@ _MLMD_STATE = {
     "CANCELED": "CANCELED",
     "SKIPPED": "CANCELED",
 }
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def public_artifact(art: dict[str, Any], *, with_id: bool = False) -> dict[str, Any]:
@@ -109,7 +105,7 @@ class Recorder:
                         enable_caching=ctx.enable_caching,
                         outputs={},
                         created_at=ctx.created_at,
-                        started_at=_now() if state == "RUNNING" else None,
+                        started_at=utcnow() if state == "RUNNING" else None,
                     )
                 )
 
@@ -157,7 +153,7 @@ class Recorder:
     def finish_run(
         self, run_id: str, state: str, outputs: dict[str, Any], error: str | None
     ) -> None:
-        self.set_run_state(run_id, state, outputs=outputs, error=error, finished_at=_now())
+        self.set_run_state(run_id, state, outputs=outputs, error=error, finished_at=utcnow())
 
     # ------------------------------------------------------------ tasks
 
@@ -170,7 +166,7 @@ class Recorder:
                 row.inputs = self._inputs(node)
                 row.error = None  # a resumed or retried run may start the task again
                 row.log_path = node.log_path
-                row.started_at = node.started_at or _now()
+                row.started_at = node.started_at or utcnow()
                 row.finished_at = None
                 self._input_events(s, ctx, node, execution_id)
 
@@ -191,7 +187,7 @@ class Recorder:
                 row.attempts = node.attempts
                 row.cached = node.cached
                 row.cache_key = node.cache_key
-                row.finished_at = node.finished_at or _now()
+                row.finished_at = node.finished_at or utcnow()
                 if node.reused:
                     return
                 if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
@@ -205,7 +201,7 @@ class Recorder:
                     s.execute(
                         update(ExecutionRow)
                         .where(ExecutionRow.id == node.execution_id)
-                        .values(state=state, updated_at=_now())
+                        .values(state=state, updated_at=utcnow())
                     )
                     if node.state == "SUCCEEDED" and node.type in ("container", "importer"):
                         self._output_events(s, ctx, node, node.execution_id)
@@ -220,8 +216,8 @@ class Recorder:
             type=_EXECUTION_TYPES.get(node.type, "system.ContainerExecution"),
             state="RUNNING",
             properties={"task_name": node.name, "path": node.path},
-            created_at=_now(),
-            updated_at=_now(),
+            created_at=utcnow(),
+            updated_at=utcnow(),
         )
         s.add(execution)
         s.flush()
@@ -244,7 +240,7 @@ class Recorder:
                 state=node.state,
                 inputs={},
                 outputs={},
-                created_at=node.started_at or _now(),
+                created_at=node.started_at or utcnow(),
                 started_at=node.started_at,
             )
             s.add(row)
@@ -267,7 +263,7 @@ class Recorder:
                         artifact_id=art_id,
                         type="INPUT",
                         key=key,
-                        created_at=_now(),
+                        created_at=utcnow(),
                     )
                 )
 
@@ -287,7 +283,7 @@ class Recorder:
                         artifact_id=art_id,
                         type="OUTPUT",
                         key=key,
-                        created_at=_now(),
+                        created_at=utcnow(),
                     )
                 )
 
@@ -298,7 +294,7 @@ class Recorder:
             type=art.get("type", {}).get("schemaTitle", "system.Artifact"),
             uri=art.get("uri", ""),
             metadata_=art.get("metadata", {}),
-            created_at=_now(),
+            created_at=utcnow(),
         )
         s.add(row)
         s.flush()
@@ -345,10 +341,10 @@ class Recorder:
                             task_name=node.name,
                             run_id=ctx.run_id,
                             outputs=payload,
-                            created_at=_now(),
+                            created_at=utcnow(),
                         )
                     )
                 else:
-                    entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, _now()
+                    entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, utcnow()
 
         retry_locked(write)

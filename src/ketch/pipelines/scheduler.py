@@ -34,7 +34,9 @@ from sqlalchemy import func, select
 
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.store.db import retry_locked, session_scope
-from ketch.pipelines.catalog import ACTIVE_STATES, Catalog
+from ketch.core.timestamps import utcnow
+from ketch.pipelines.catalog import Catalog
+from ketch.pipelines.owners import ACTIVE_STATES
 from ketch.pipelines.tables import KfpRecurringRunRow, PipelineRunRow
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,22 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 class Submitter(Protocol):
-    def submit(self, spec: dict[str, Any], **kwargs: Any) -> str: ...
+    """What runs are submitted through (the run service)."""
+
+    def submit(
+        self,
+        spec: dict[str, Any],
+        *,
+        parameters: dict[str, Any] | None = None,
+        display_name: str | None = None,
+        namespace: str = "default",
+        experiment_id: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        recurring_run_id: str | None = None,
+        enable_caching: bool | None = None,
+        pipeline_root: str | None = None,
+    ) -> str: ...
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -154,7 +171,9 @@ class Trigger:
 
 
 class Scheduler:
-    """A thread that fires the enabled recurring runs through ``runs.submit``."""
+    """A thread that fires the enabled recurring runs through ``runs.submit``: one of
+    the capability's services (:mod:`ketch.core.services`), started after the run
+    service and stopped before it."""
 
     def __init__(self, runs: Submitter, url: str | None = None, *, max_wait: float = 1.0):
         self.runs = runs
@@ -166,8 +185,11 @@ class Scheduler:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Fire recurring runs from now on (and make sure the default experiment, which
+        KFP always has, exists)."""
         if self._thread is not None:
             return
+        self.catalog.default_experiment()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="ketch-kfp-scheduler", daemon=True)
         self._thread.start()
@@ -197,7 +219,7 @@ class Scheduler:
 
     def tick(self, now: datetime | None = None) -> float:
         """Fire what is due; return the seconds until the next known due time."""
-        now = now or datetime.now(UTC)
+        now = now or utcnow()
         with session_scope(self.url, readonly=True) as s:
             rows = s.execute(
                 select(
@@ -223,7 +245,7 @@ class Scheduler:
                 log.exception("recurring run %s could not be scheduled", row.id)
                 continue
             if next_due is not None:
-                wait = min(wait, (next_due - datetime.now(UTC)).total_seconds())
+                wait = min(wait, (next_due - utcnow()).total_seconds())
         return wait
 
     def _serve(self, row: Any, now: datetime) -> datetime | None:
@@ -279,7 +301,7 @@ class Scheduler:
                 if aware(row.last_scheduled_at) != expected:
                     return None
                 row.last_scheduled_at = due
-                row.pending_since = datetime.now(UTC)
+                row.pending_since = utcnow()
                 return _submission(row)
 
         return retry_locked(write)
@@ -322,7 +344,7 @@ class Scheduler:
                     row.pending_since = None
                     row.error = error
                     if error is not None:
-                        row.updated_at = datetime.now(UTC)
+                        row.updated_at = utcnow()
 
         retry_locked(write)
 

@@ -4,7 +4,9 @@
 ``execute`` drives the engine and stores the result. ``RunService`` runs
 submitted pipelines in the background inside the server, cancels and retries
 them, and resumes the ones that were in flight when the server stopped — tasks
-that had finished are not executed again.
+that had finished are not executed again. It is one of the capability's services
+(:mod:`ketch.core.services`): the server starts and stops it, and hands it the
+compute backend.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,24 @@ from sqlalchemy import func, or_, select
 
 from ketch.core import artifacts, config
 from ketch.core.backend import Backend
+from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
 from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import init_db, session_scope
+from ketch.core.timestamps import utcnow
 from ketch.pipelines import owners
 from ketch.pipelines import spec as ir_loader
-from ketch.pipelines.engine import Engine, Node, RunContext, now, root_inputs
+from ketch.pipelines.engine import Engine
 from ketch.pipelines.executor import LocalTaskRunner, images_warning
+from ketch.pipelines.inputs import root_inputs
+from ketch.pipelines.lightweight import Packages
 from ketch.pipelines.records import Recorder, public_artifact
 from ketch.pipelines.tables import MIGRATIONS, PipelineRunRow
+from ketch.pipelines.tasks import Node, RunContext
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = owners.ACTIVE_STATES
-FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 REAP_INTERVAL = 5.0  # seconds between checks for runs whose ketch run process died
 
 
@@ -74,7 +80,7 @@ def prepare(
         )
     home = config.ketch_home()
     home.mkdir(parents=True, exist_ok=True)
-    created = created_at or now()
+    created = created_at or utcnow()
     run_id = run_id or str(uuid.uuid4())
     ctx = RunContext(
         run_id=run_id,
@@ -95,6 +101,7 @@ def execute(
     *,
     backend: Backend,
     recorder: Recorder,
+    packages: Packages,
     max_parallelism: int | None = None,
     listener: Callable[[Node], None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
@@ -102,8 +109,9 @@ def execute(
 ) -> tuple[str, dict[str, Any], str | None, Engine]:
     """Run the engine to the end and store the run's final state.
 
-    ``on_first_execution`` is called once, when the first task is actually run
-    (a run whose tasks are all cached or reused never calls it)."""
+    ``packages``: what the interpreter running Ketch has installed (read once per
+    holder). ``on_first_execution`` is called once, when the first task is actually
+    run (a run whose tasks are all cached or reused never calls it)."""
     home = config.ketch_home()
     warning = images_warning(ctx.ir)
     if warning:  # once per run
@@ -112,6 +120,8 @@ def execute(
         backend,
         recorder,
         Environments(home / "venvs", backend),
+        packages,
+        warmup_folder(home),
         on_first_execution=on_first_execution,
     )
     engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
@@ -122,7 +132,7 @@ def execute(
     except Exception as exc:  # a bug must not leave the run RUNNING forever
         log.exception("run %s crashed", ctx.run_id)
         state, outputs, error = (
-            "FAILED",
+            RunState.FAILED.value,
             {"parameters": {}, "artifacts": {}},
             f"internal error: {exc}",
         )
@@ -133,6 +143,11 @@ def execute(
     if not ctx.interrupted:
         recorder.finish_run(ctx.run_id, state, stored, error)
     return state, outputs, error, engine
+
+
+def warmup_folder(home: Path) -> Path:
+    """Where the warm-up task that warm interpreters run once is written."""
+    return home / "warmup"
 
 
 def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
@@ -160,19 +175,23 @@ class RunService:
     def __init__(
         self,
         url: str | None = None,
-        backend: Backend | None = None,
-        max_parallelism: int | None = None,
         *,
+        backend: Backend,
+        max_parallelism: int | None = None,
         sole_server: bool = False,
     ):
-        """``sole_server``: this process holds the store's control-plane lock, so no
-        other server is running: every server run it does not own is orphaned, even
-        one whose owner was recorded under another host name (a laptop's name changes)."""
+        """``backend``: what every run's tasks are started through. ``sole_server``:
+        this process holds the store's control-plane lock, so no other server is
+        running: every server run it does not own is orphaned, even one whose owner
+        was recorded under another host name (a laptop's name changes)."""
         self.url = url
         self.sole_server = sole_server
-        self._backend = backend
+        self.backend = backend
         self.max_parallelism = max_parallelism
         self.recorder = Recorder(url)
+        self.packages = Packages()
+        # Reads of runs through this service's server end the runs of dead processes.
+        self.reaper = owners.Reaper(url)
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -196,14 +215,6 @@ class RunService:
                 listener(run_id)
             except Exception:  # a listener must never break a run
                 log.debug("run listener failed", exc_info=True)
-
-    @property
-    def backend(self) -> Backend:
-        if self._backend is None:
-            from ketch.core.backend import default_backend
-
-            self._backend = default_backend()
-        return self._backend
 
     # ------------------------------------------------------------ lifecycle
 
@@ -237,18 +248,18 @@ class RunService:
                 except InvalidSpec as exc:
                     pending.append((row.id, row.state, exc))
         for run_id, state, prepared in pending:
-            if state == "CANCELING":
+            if state == RunState.CANCELING:
                 self.recorder.set_run_state(
                     run_id,
-                    "CANCELED",
-                    finished_at=datetime.now(UTC),
+                    RunState.CANCELED,
+                    finished_at=utcnow(),
                     error="canceled while the server was down",
                 )
             elif isinstance(prepared, InvalidSpec):
                 self.recorder.set_run_state(
                     run_id,
-                    "FAILED",
-                    finished_at=datetime.now(UTC),
+                    RunState.FAILED,
+                    finished_at=utcnow(),
                     error=f"cannot resume: {prepared}",
                 )
             else:
@@ -285,7 +296,14 @@ class RunService:
             engine.cancel(interrupt=True)
         for thread in threads:
             thread.join(timeout)
-        self.owner.release()  # its runs may now be resumed, in this process too
+        try:  # its runs may now be resumed, in this process too
+            owners.release(self.url, self.owner)
+        except Exception:
+            log.warning(
+                "could not hand the in-flight runs of this run service back; the next "
+                "server process resumes them",
+                exc_info=True,
+            )
 
     # ------------------------------------------------------------ runs
 
@@ -318,7 +336,7 @@ class RunService:
             ctx,
             args,
             owner=str(self.owner),
-            state="PENDING",
+            state=RunState.PENDING,
             namespace=namespace,
             experiment_id=experiment_id,
             pipeline_id=pipeline_id,
@@ -339,14 +357,15 @@ class RunService:
                 # a resumed run keeps the start time it was given when it first ran
                 self.recorder.set_run_state(
                     ctx.run_id,
-                    "RUNNING",
-                    started_at=func.coalesce(PipelineRunRow.started_at, datetime.now(UTC)),
+                    RunState.RUNNING,
+                    started_at=func.coalesce(PipelineRunRow.started_at, utcnow()),
                 )
                 execute(
                     ctx,
                     args,
                     backend=self.backend,
                     recorder=self.recorder,
+                    packages=self.packages,
                     max_parallelism=self.max_parallelism,
                     on_engine=register,
                 )
@@ -354,7 +373,7 @@ class RunService:
                 log.exception("run %s failed in the service", ctx.run_id)
                 try:
                     self.recorder.finish_run(
-                        ctx.run_id, "FAILED", {}, "internal error; see the server log"
+                        ctx.run_id, RunState.FAILED, {}, "internal error; see the server log"
                     )
                 except Exception:
                     log.exception("could not store the failure of run %s", ctx.run_id)
@@ -396,18 +415,18 @@ class RunService:
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")
             state, owner = row.state, row.owner
-        if state in FINAL_STATES:
+        if state in TERMINAL_RUN_STATES:
             return False
         with self._lock:
             engine = self._engines.get(run_id)
         if engine is not None:
-            self.recorder.set_run_state(run_id, "CANCELING")
+            self.recorder.set_run_state(run_id, RunState.CANCELING)
             engine.cancel()
         elif not owners.is_mine(owner) and not owners.is_gone(owners.parse(owner)):
-            self.recorder.set_run_state(run_id, "CANCELING")
+            self.recorder.set_run_state(run_id, RunState.CANCELING)
         else:
             self.recorder.set_run_state(
-                run_id, "CANCELED", finished_at=datetime.now(UTC), error="the run was canceled"
+                run_id, RunState.CANCELED, finished_at=utcnow(), error="the run was canceled"
             )
         return True
 
@@ -417,7 +436,7 @@ class RunService:
             row = s.get(PipelineRunRow, run_id)
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")
-            if row.state not in ("FAILED", "CANCELED"):
+            if row.state not in (RunState.FAILED, RunState.CANCELED):
                 raise Conflict(
                     f"run {run_id!r} is {row.state}; only FAILED or CANCELED runs can be retried"
                 )
@@ -426,7 +445,7 @@ class RunService:
             if run_id in self._threads:
                 raise Conflict(f"run {run_id!r} is still stopping; retry it in a moment")
         self.recorder.set_run_state(
-            run_id, "PENDING", error=None, finished_at=None, owner=str(self.owner)
+            run_id, RunState.PENDING, error=None, finished_at=None, owner=str(self.owner)
         )
         self._launch(ctx, args, resume=True)
 

@@ -1,22 +1,19 @@
 """The API server: one FastAPI app assembling the capabilities it is given.
 
-:func:`create_app` serves the union of the capabilities' kinds (plus the pipeline
-run, which the server still serves itself), checks manifests with their validators,
-runs their controllers and includes their routes (see :mod:`ketch.core.capability`;
-the tuple is :data:`ketch.capabilities.CAPABILITIES`). The KFP v2beta1 facade
-(``ketch.pipelines.api``) is included when present; its optional ``start(app)`` and
-``stop(app)`` run with the server.
+:func:`create_app` serves the union of the capabilities' kinds (from the
+``resources`` table, or from the source a capability names for a kind), checks
+manifests with their validators, runs their controllers and services and includes
+their routes (see :mod:`ketch.core.capability`; the tuple is
+:data:`ketch.capabilities.CAPABILITIES`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,37 +29,19 @@ from ketch.core.capability import (
     controllers_of,
     kinds_of,
     migrations_of,
+    services_of,
+    sources_of,
 )
 from ketch.core.controller import Manager
 from ketch.core.routes import ErrorBody
+from ketch.core.services import ServiceContext, publish
 from ketch.core.store.db import get_engine, init_db
 from ketch.core.store.resources import ResourceStore
 from ketch.server import errors, guard
 from ketch.server.guard import RequestGuardMiddleware
-from ketch.server.kinds import PIPELINE_RUN
-from ketch.server.pipelineruns import PipelineRunSource
 from ketch.server.state import ApiState
 
 log = logging.getLogger(__name__)
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """``name`` imported, or ``None`` when that module does not exist (yet)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name in (name, name.rsplit(".", 1)[0]):
-            return None
-        raise
-
-
-def _run_service(url: str, sole_server: bool, backend: Backend) -> Any:
-    module = _optional_module("ketch.pipelines.service")
-    factory = getattr(module, "RunService", None) if module is not None else None
-    if factory is None:
-        log.warning("ketch.pipelines.service.RunService is not available; runs cannot be submitted")
-        return None
-    return factory(url=url, backend=backend, sole_server=sole_server)
 
 
 def create_app(
@@ -81,10 +60,9 @@ def create_app(
     ``database_url`` defaults to ``KETCH_DATABASE_URL`` or the SQLite file in ``home``
     (default ``KETCH_HOME``). ``home`` also becomes ``KETCH_HOME`` for the process
     when the server starts (logs and artifacts go there). ``background=False``
-    starts no run service, controllers or schedulers (the routes still serve
-    what is stored). ``bind`` is the address the server listens on: it
+    starts no controllers or services (the routes still serve what is stored). ``bind`` is the address the server listens on: it
     decides the ``Host`` names it answers to (see :mod:`ketch.server.guard`).
-    ``backend`` is the compute backend every controller and run starts processes
+    ``backend`` is the compute backend every controller and service starts processes
     through.
     ``sole_server``: the caller holds the store's control-plane lock
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
@@ -94,13 +72,20 @@ def create_app(
     admission = Admission(capabilities)
     state = ApiState(
         url=url,
-        kinds=kinds_of(capabilities, PIPELINE_RUN),
+        kinds=kinds_of(capabilities),
         store=ResourceStore(url, migrate=False),
         admission=admission,
     )
     state.store.add_listener(lambda _resource, _deleted: state.notifier.notify())
-    state.sources[PIPELINE_RUN.kind] = PipelineRunSource(url, lambda: state.runs)
-    kfp_api = _optional_module("ketch.pipelines.api")
+    context = ServiceContext(
+        store=state.store,
+        backend=backend,
+        database_url=url,
+        sole_server=sole_server,
+        changed=state.notifier.notify,
+        stopping=state.stopping,
+    )
+    state.sources.update(sources_of(capabilities, context))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,14 +96,11 @@ def create_app(
         started: list[Callable[[], Any]] = []
         try:
             if background:
-                state.runs = _run_service(url, sole_server, backend)
-                app.state.runs = state.runs
-                if state.runs is not None:
-                    listeners = getattr(state.runs, "listeners", None)
-                    if isinstance(listeners, list):  # runs made anywhere wake the watchers
-                        listeners.append(lambda _run_id: state.notifier.notify())
-                    await run_in_threadpool(state.runs.start)
-                    started.append(state.runs.stop)
+                services = services_of(capabilities, context)
+                context.services.replace(services)
+                for service in services:
+                    await run_in_threadpool(service.start)
+                    started.append(service.stop)
                 manager = Manager()
                 for controller in controllers_of(capabilities, state.store, backend):
                     manager.add(controller)
@@ -127,12 +109,6 @@ def create_app(
                 started.append(manager.stop)
                 state.controllers = manager
                 app.state.controllers = manager
-                start_kfp = getattr(kfp_api, "start", None)
-                if callable(start_kfp) and state.runs is not None:
-                    await run_in_threadpool(start_kfp, app)
-                    stop_kfp = getattr(kfp_api, "stop", None)
-                    if callable(stop_kfp):
-                        started.append(lambda: stop_kfp(app))
             yield
         finally:
             state.stopping.set()
@@ -152,9 +128,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = state
-    app.state.database_url = url
-    app.state.runs = None
     app.state.controllers = None
+    publish(app, context)
     errors.install(app)
     app.add_middleware(RequestGuardMiddleware, hosts=guard.allowed_hosts(bind))
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
@@ -166,15 +141,12 @@ def create_app(
         summary="Readiness: the database answers",
         responses={503: {"model": ErrorBody, "description": "Not ready"}},
     )
-    if kfp_api is not None and hasattr(kfp_api, "router"):
-        app.include_router(kfp_api.router)
     for capability in capabilities:
         for make_router in capability.routers:
             app.include_router(make_router())
-    from ketch.server import events_api, logs_api, resources_api, runs_api
+    from ketch.server import events_api, logs_api, resources_api
 
     app.include_router(events_api.router)
-    app.include_router(runs_api.router)
     app.include_router(logs_api.router)
     app.include_router(resources_api.router)
     return app

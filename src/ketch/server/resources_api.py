@@ -24,9 +24,9 @@ otherwise, with ``X-Ketch-Apply: created|configured|unchanged``.
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES, request_body
 from ketch.core.store.selectors import LabelSelector
@@ -45,7 +46,6 @@ from ketch.server.bodies import (
     read_document,
     require_mapping,
 )
-from ketch.server.kinds import PIPELINE_RUN, Kind
 from ketch.server.state import ApiState, api_state
 from ketch.server.watch import sse, watch
 
@@ -294,8 +294,16 @@ async def watch_namespaced(
 # -- create, read, apply, patch, delete ---------------------------------------------
 
 
-def _manifest_for(kind: Kind, namespace: str, document: Any, name: str | None = None) -> Resource:
-    """Check a manifest against the URL it was sent to and parse it."""
+def _manifest_for(
+    kind: Kind,
+    namespace: str,
+    document: Any,
+    name: str | None = None,
+    *,
+    default_name: Callable[[dict[str, Any]], str | None] = lambda _manifest: None,
+) -> Resource:
+    """Check a manifest against the URL it was sent to and parse it; an object sent
+    with neither a name nor ``generateName`` is named by ``default_name``, if it can."""
     manifest = require_mapping(document)
     manifest = dict(manifest)
     for key in ("apiVersion", "kind"):
@@ -329,7 +337,7 @@ def _manifest_for(kind: Kind, namespace: str, document: Any, name: str | None = 
             )
         metadata["name"] = name
     elif not metadata.get("name"):
-        generated = _generated_name(kind, metadata, manifest)
+        generated = _generated_name(metadata, manifest, default_name)
         if generated:
             metadata["name"] = generated
     generate = metadata.pop("generateName", None)
@@ -342,29 +350,18 @@ def _manifest_for(kind: Kind, namespace: str, document: Any, name: str | None = 
     return Resource.from_manifest(manifest)
 
 
-def _generated_name(kind: Kind, metadata: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+def _generated_name(
+    metadata: dict[str, Any],
+    manifest: dict[str, Any],
+    default_name: Callable[[dict[str, Any]], str | None],
+) -> str | None:
     prefix = metadata.get("generateName")
-    if prefix is None and kind.kind == PIPELINE_RUN.kind:
-        return _dns_name(
-            str(_dig(manifest, "spec", "pipelineSpec", "pipelineInfo", "name") or "")
-        ) or ("pipeline-run")
+    if prefix is None:
+        return default_name(manifest)
     if not isinstance(prefix, str) or not prefix:
         return None  # no name: Resource.from_manifest names the missing field
     alphabet = string.ascii_lowercase + string.digits
     return prefix + "".join(secrets.choice(alphabet) for _ in range(5))
-
-
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _dns_name(text: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-.")
-    return cleaned[:200].strip("-.")
 
 
 @router.post(
@@ -379,8 +376,15 @@ async def create(
 ) -> JSONResponse:
     kind = state.kinds.for_path(group, version, plural)
     namespace = _namespace(namespace)
-    resource = state.validate(kind, _manifest_for(kind, namespace, await read_document(request)))
-    created = await run_in_threadpool(state.source(kind).create, kind, resource)
+    source = state.source(kind)
+    document = await read_document(request)
+    resource = state.validate(
+        kind,
+        _manifest_for(
+            kind, namespace, document, default_name=lambda m: source.default_name(kind, m)
+        ),
+    )
+    created = await run_in_threadpool(source.create, kind, resource)
     state.changed(kind, namespace, created["metadata"]["name"])
     return JSONResponse(created, status_code=201)
 

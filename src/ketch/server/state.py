@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import Request
 
 from ketch.core.capability import Admission
 from ketch.core.controller import Manager
+from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.resource import Resource
+from ketch.core.sources import Source, StoreSource
 from ketch.core.store.resources import ResourceStore
-from ketch.server.kinds import Kind, KindRegistry
-from ketch.server.sources import Source, StoreSource
 from ketch.server.watch import ChangeNotifier
 
 
@@ -25,7 +24,6 @@ class ApiState:
     sources: dict[str, Source] = field(default_factory=dict)
     notifier: ChangeNotifier = field(default_factory=ChangeNotifier)
     stopping: threading.Event = field(default_factory=threading.Event)
-    runs: Any = None
     controllers: Manager | None = None
     admission: Admission = field(default_factory=lambda: Admission(()))
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.kinds import Kind
+from ketch.core.sources import Source
 from ketch.core.store.selectors import LabelSelector
-from ketch.server.kinds import Kind
-from ketch.server.sources import Source
 
 POLL_ENV = "KETCH_WATCH_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 1.0

@@ -1,9 +1,10 @@
 """Where the resource API reads and writes a kind's objects.
 
 Most kinds live in the ``resources`` table (:class:`StoreSource`, over
-``ResourceStore``). A kind may be served from elsewhere: ``PipelineRun`` is a view
-of the ``pipeline_runs`` table (:mod:`ketch.server.pipelineruns`). Every source
-speaks manifests (JSON-ready dicts with Kubernetes field names).
+``ResourceStore``). A capability may serve a kind from elsewhere by naming a source
+for it (``Capability.sources``): the pipelines capability serves ``PipelineRun`` as a
+view of its ``pipeline_runs`` table. Every source speaks manifests (JSON-ready dicts
+with Kubernetes field names).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ketch.core.store.db import session_scope
 from ketch.core.store.models import ResourceRow
 from ketch.core.store.resources import Applied, ResourceStore, to_resource
 from ketch.core.store.selectors import LabelSelector
-from ketch.server.kinds import Kind
+from ketch.core.kinds import Kind
 
 Manifest = dict[str, Any]
 ApplyResult = Applied
@@ -68,6 +69,11 @@ class Source(Protocol):
     ) -> Manifest: ...
 
     def delete(self, kind: Kind, namespace: str, name: str) -> Manifest: ...
+
+    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
+        """The name an object created with neither ``metadata.name`` nor
+        ``metadata.generateName`` gets; ``None``: it must be given one."""
+        ...
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector
@@ -232,6 +238,9 @@ class StoreSource:
 
     def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
         return self.store.delete(kind.kind, namespace, name).to_manifest()
+
+    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
+        return None
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector

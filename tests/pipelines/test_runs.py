@@ -9,8 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.fixtures import hello_pipeline_ir
+from tests.pipelines.submitted import hello_pipeline_ir
+from tests.server import fixtures
 from tests.server.helpers import Server, assert_error, sse_events
+
+server = fixtures.server  # a real ``ketch up`` per database, shared by the session
+ns = fixtures.ns
+client = fixtures.client
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 
@@ -39,7 +44,7 @@ def slow_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import yaml
     from kfp import compiler
 
-    from tests.server.pipelines import slow
+    from tests.pipelines.submitted import slow
 
     path: Path = tmp_path_factory.mktemp("ir") / "slow.yaml"
     compiler.Compiler().compile(slow, str(path))

@@ -7,39 +7,50 @@ state and ``status.conditions`` holds ``Running``, ``Succeeded``, ``Failed`` and
 compiled IR) and ``spec.parameters``, optionally ``enableCaching``, ``pipelineRoot``,
 ``experimentId``; ``metadata.name`` becomes the run's display name. Runs cannot be
 changed once submitted; a finished run can be deleted.
+
+:class:`PipelineRunSource` serves the kind to the resource API (a
+:class:`~ketch.core.sources.Source` over the ``pipeline_runs`` and
+``pipeline_tasks`` tables); :func:`validate` is its admission check.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
-import json
 import logging
+import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, delete, func, select
 
-from ketch.core.errors import Conflict, InvalidSpec, NotFound
-from ketch.core.resource import Resource, format_time
+from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
+from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.kinds import Kind
+from ketch.core.paging import decode_token, encode_token
+from ketch.core.resource import Resource
+from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page
 from ketch.core.store.db import retry_locked, session_scope
 from ketch.core.store.selectors import LabelSelector
-from ketch.pipelines import owners
+from ketch.core.timestamps import format_time
+from ketch.pipelines.kinds import (
+    DISPLAY_NAME,
+    LABEL_EXPERIMENT,
+    LABEL_PIPELINE,
+    LABEL_RECURRING,
+    LABEL_STATE,
+    PIPELINE_RUN,
+)
+from ketch.pipelines.owners import Reaper
 from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
-from ketch.server.errors import ServiceUnavailable
-from ketch.server.kinds import PIPELINE_RUN, Kind
-from ketch.server.sources import ApplyResult, Manifest, MethodNotAllowed, Page
+
+if TYPE_CHECKING:
+    from ketch.pipelines.service import RunService
 
 log = logging.getLogger(__name__)
 
-TERMINAL_RUN_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
-TERMINAL_TASK_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
-DISPLAY_NAME = "pipelines.ketch.dev/display-name"
-LABEL_PIPELINE = "pipelines.ketch.dev/pipeline"
-LABEL_STATE = "pipelines.ketch.dev/state"
-LABEL_EXPERIMENT = "pipelines.ketch.dev/experiment-id"
-LABEL_RECURRING = "pipelines.ketch.dev/recurring-run-id"
+TERMINAL_TASK_STATES = TERMINAL_RUN_STATES
 
 _SPEC_KEYS = {
     "pipelineSpec",
@@ -51,14 +62,91 @@ _SPEC_KEYS = {
     "pipelineVersionId",
     "displayName",
 }
+_TEXT_KEYS = ("pipelineRoot", "experimentId", "pipelineId", "pipelineVersionId", "displayName")
+
+
+class RunServiceUnavailable(KetchError):
+    """The server serves stored runs but executes none (it runs no run service)."""
+
+    http_status = 503
+
+
+# -- the spec ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a PipelineRun asks for, checked."""
+
+    pipeline_spec: dict[str, Any]
+    parameters: dict[str, Any]
+    enable_caching: bool | None
+    pipeline_root: str | None
+    experiment_id: str | None
+    pipeline_id: str | None
+    pipeline_version_id: str | None
+    display_name: str | None
+
+    @classmethod
+    def of(cls, resource: Resource) -> RunSpec:
+        """The spec of ``resource``; ``InvalidSpec`` names the field that is wrong."""
+        spec = resource.spec
+        unknown = sorted(set(spec) - _SPEC_KEYS)
+        if unknown:
+            raise InvalidSpec(
+                f"unknown field; a PipelineRun spec has {', '.join(sorted(_SPEC_KEYS))}",
+                field=f"spec.{unknown[0]}",
+            )
+        ir = spec.get("pipelineSpec")
+        if not isinstance(ir, dict) or not ir:
+            raise InvalidSpec(
+                "the compiled pipeline (IR) is required",
+                field="spec.pipelineSpec",
+                hint="compile it with kfp's compiler and put the YAML document here",
+            )
+        parameters = spec.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidSpec(
+                "must be a mapping of parameter names to values", field="spec.parameters"
+            )
+        caching = spec.get("enableCaching")
+        if caching is not None and not isinstance(caching, bool):
+            raise InvalidSpec("must be true or false", field="spec.enableCaching")
+        for key in _TEXT_KEYS:
+            if spec.get(key) is not None and not isinstance(spec[key], str):
+                raise InvalidSpec("must be a string", field=f"spec.{key}")
+        return cls(
+            pipeline_spec=ir,
+            parameters=parameters,
+            enable_caching=caching,
+            pipeline_root=spec.get("pipelineRoot"),
+            experiment_id=spec.get("experimentId"),
+            pipeline_id=spec.get("pipelineId"),
+            pipeline_version_id=spec.get("pipelineVersionId"),
+            display_name=spec.get("displayName"),
+        )
+
+
+def validate(resource: Resource) -> None:
+    """The PipelineRun validator: a bad spec is refused before a run is stored."""
+    RunSpec.of(resource)
+
+
+def default_name(manifest: Manifest) -> str:
+    """An unnamed run is named after its pipeline (``pipelineInfo.name``)."""
+    spec = manifest.get("spec")
+    ir = spec.get("pipelineSpec") if isinstance(spec, dict) else None
+    info = ir.get("pipelineInfo") if isinstance(ir, dict) else None
+    name = info.get("name") if isinstance(info, dict) else None
+    cleaned = re.sub(r"[^a-z0-9.-]+", "-", str(name or "").lower()).strip("-.")
+    return cleaned[:200].strip("-.") or "pipeline-run"
+
+
+# -- the manifest --------------------------------------------------------------------
 
 
 def _time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return format_time(value)
+    return format_time(value) if value is not None else None
 
 
 def _condition(type_: str, status: str, reason: str, when: datetime | None) -> dict[str, Any]:
@@ -79,17 +167,17 @@ def run_conditions(row: PipelineRunRow) -> list[dict[str, Any]]:
     )
     succeeded = _condition(
         "Succeeded",
-        "True" if state == "SUCCEEDED" else ("False" if done else "Unknown"),
+        "True" if state == RunState.SUCCEEDED else ("False" if done else "Unknown"),
         state.capitalize(),
         finished if done else started,
     )
     failed = _condition(
-        "Failed", "True" if state == "FAILED" else "False", state.capitalize(), finished
+        "Failed", "True" if state == RunState.FAILED else "False", state.capitalize(), finished
     )
     canceled = _condition(
-        "Canceled", "True" if state == "CANCELED" else "False", state.capitalize(), finished
+        "Canceled", "True" if state == RunState.CANCELED else "False", state.capitalize(), finished
     )
-    if row.error and state == "FAILED":
+    if row.error and state == RunState.FAILED:
         failed["message"] = succeeded["message"] = row.error
     return [running, succeeded, failed, canceled]
 
@@ -184,29 +272,33 @@ def _task(task: PipelineTaskRow) -> dict[str, Any]:
     return item
 
 
-def _encode_offset(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+def _offset(token: str) -> int:
+    value = decode_token(token, field="continue", keys=("offset",))["offset"]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidSpec("the continue token is not one this server issued", field="continue")
+    return value
 
 
-def _decode_offset(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value = int(json.loads(raw)["offset"])
-        if value < 0:
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError):
-        raise InvalidSpec(
-            "the continue token is not one this server issued", field="continue"
-        ) from None
+# -- the source -----------------------------------------------------------------------
 
 
 class PipelineRunSource:
-    """Serves ``PipelineRun`` from the ``pipeline_runs`` and ``pipeline_tasks`` tables."""
+    """Serves ``PipelineRun`` from the ``pipeline_runs`` and ``pipeline_tasks`` tables.
 
-    def __init__(self, url: str | None, runs: Callable[[], Any]) -> None:
+    ``runs`` gives the run service that creating a PipelineRun submits to (``None``
+    while there is none: runs are only read); ``reaper`` ends the runs of dead
+    ``ketch run`` processes before a read (one is made when none is given).
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        runs: Callable[[], RunService | None] = lambda: None,
+        reaper: Reaper | None = None,
+    ) -> None:
         self.url = url
-        self._runs = runs
+        self.runs = runs
+        self.reaper = reaper or Reaper(url)
 
     # -- reads -----------------------------------------------------------------
 
@@ -229,10 +321,17 @@ class PipelineRunSource:
             )
             return list(session.scalars(query).all())
 
+    def task(self, run_id: str, path: str) -> PipelineTaskRow | None:
+        return next((t for t in self.tasks(run_id) if t.path == path), None)
+
+    def state(self, run_id: str) -> str | None:
+        with session_scope(self.url, readonly=True) as session:
+            return session.scalar(select(PipelineRunRow.state).where(PipelineRunRow.id == run_id))
+
     def _reap(self) -> None:
         """Runs of a ``ketch run`` that died end FAILED before anyone reads them."""
         try:
-            owners.reap(self.url, min_interval=1.0)
+            self.reaper.reap()
         except Exception:  # a read must still answer
             log.debug("could not check the owners of in-flight runs", exc_info=True)
 
@@ -253,7 +352,7 @@ class PipelineRunSource:
         if limit is not None and limit <= 0:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         selector = LabelSelector.parse(label_selector)
-        offset = _decode_offset(continue_token) if continue_token else 0
+        offset = _offset(continue_token) if continue_token else 0
         self._reap()
         query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc(), PipelineRunRow.id)
         if namespace is not None:
@@ -265,7 +364,7 @@ class PipelineRunSource:
         page = matching[offset : offset + limit] if limit is not None else matching[offset:]
         items = [to_manifest(r, counts=counts.get(r.id, (0, 0))) for r in page]
         more = limit is not None and offset + limit < len(matching)
-        return Page(items, _encode_offset(offset + len(page)) if more else None)
+        return Page(items, encode_token({"offset": offset + len(page)}) if more else None)
 
     @staticmethod
     def _counts(session: Any, run_ids: builtins.list[str] | None) -> dict[str, tuple[int, int]]:
@@ -291,68 +390,41 @@ class PipelineRunSource:
         }
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
-        wanted = list(uids)
+        wanted = builtins.list(uids)
         if not wanted:
             return {}
         with session_scope(self.url, readonly=True) as session:
             rows = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.in_(wanted)))
-            found = list(rows)
+            found = builtins.list(rows)
             counts = self._counts(session, wanted)
         return {r.id: to_manifest(r, counts=counts.get(r.id, (0, 0))) for r in found}
 
+    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
+        return default_name(manifest)
+
     # -- writes ----------------------------------------------------------------
 
-    def _service(self) -> Any:
-        service = self._runs()
+    def _service(self) -> RunService:
+        service = self.runs()
         if service is None:
-            raise ServiceUnavailable(
+            raise RunServiceUnavailable(
                 "this server cannot run pipelines: the run service is not available",
                 hint="start the server with 'ketch up'",
             )
         return service
 
     def create(self, kind: Kind, resource: Resource) -> Manifest:
-        spec = resource.spec
-        unknown = sorted(set(spec) - _SPEC_KEYS)
-        if unknown:
-            raise InvalidSpec(
-                f"unknown field; a PipelineRun spec has {', '.join(sorted(_SPEC_KEYS))}",
-                field=f"spec.{unknown[0]}",
-            )
-        ir = spec.get("pipelineSpec")
-        if not isinstance(ir, dict) or not ir:
-            raise InvalidSpec(
-                "the compiled pipeline (IR) is required",
-                field="spec.pipelineSpec",
-                hint="compile it with kfp's compiler and put the YAML document here",
-            )
-        parameters = spec.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise InvalidSpec(
-                "must be a mapping of parameter names to values", field="spec.parameters"
-            )
-        caching = spec.get("enableCaching")
-        if caching is not None and not isinstance(caching, bool):
-            raise InvalidSpec("must be true or false", field="spec.enableCaching")
-        for key in (
-            "pipelineRoot",
-            "experimentId",
-            "pipelineId",
-            "pipelineVersionId",
-            "displayName",
-        ):
-            if spec.get(key) is not None and not isinstance(spec[key], str):
-                raise InvalidSpec("must be a string", field=f"spec.{key}")
+        spec = RunSpec.of(resource)
         run_id = self._service().submit(
-            ir,
-            parameters=parameters,
-            display_name=spec.get("displayName") or resource.metadata.name,
+            spec.pipeline_spec,
+            parameters=spec.parameters,
+            display_name=spec.display_name or resource.metadata.name,
             namespace=resource.metadata.namespace,
-            experiment_id=spec.get("experimentId"),
-            pipeline_id=spec.get("pipelineId"),
-            pipeline_version_id=spec.get("pipelineVersionId"),
-            enable_caching=caching,
-            pipeline_root=spec.get("pipelineRoot"),
+            experiment_id=spec.experiment_id,
+            pipeline_id=spec.pipeline_id,
+            pipeline_version_id=spec.pipeline_version_id,
+            enable_caching=spec.enable_caching,
+            pipeline_root=spec.pipeline_root,
         )
         return self.get(kind, resource.metadata.namespace, str(run_id))
 
@@ -372,7 +444,7 @@ class PipelineRunSource:
         return current, "unchanged"
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Any = None
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
     ) -> Manifest:
         raise MethodNotAllowed("a PipelineRun cannot be patched; submit a new run instead")
 

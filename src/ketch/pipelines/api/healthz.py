@@ -1,0 +1,15 @@
+"""KFP's health check: ``GET /apis/v2beta1/healthz`` (what ``kfp.Client`` asks first)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from ketch.pipelines.api.common import PREFIX, json_response
+
+router = APIRouter(tags=["kfp v2beta1"])
+
+
+@router.get(f"{PREFIX}/healthz")
+def healthz() -> Response:
+    return json_response({"multi_user": False, "pipeline_store": "database"})

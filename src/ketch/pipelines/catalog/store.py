@@ -1,0 +1,117 @@
+"""What the KFP catalog's parts share: namespaces and ids as KFP gives them, the
+keyset page of a list, and write transactions (retried while SQLite is busy)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ketch.core.errors import Conflict, NotFound
+from ketch.core.store.db import retry_locked, session_scope
+from ketch.pipelines import filters
+from ketch.pipelines.filters import Field, ListOptions
+from ketch.pipelines.owners import Reaper
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "default"
+
+
+class FailedPrecondition(Conflict):
+    """The request conflicts with the state of the resource (gRPC FAILED_PRECONDITION)."""
+
+    grpc_code = 9
+
+
+def namespace_or_default(namespace: str | None) -> str:
+    """KFP single-user clients send an empty namespace: that is the default one."""
+    return (namespace or "").strip() or DEFAULT_NAMESPACE
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    total_size: int
+    next_page_token: str
+
+
+def page_of(
+    s: Session,
+    model: Any,
+    fields: Mapping[str, Field],
+    opts: ListOptions,
+    where: Sequence[Any],
+    *,
+    resource: str,
+) -> Page:
+    """One keyset page of ``model`` rows matching ``where`` and the filter."""
+    id_column = model.id if hasattr(model, "id") else model.run_id
+    conditions = [*where, *filters.filter_clauses(opts.filter, fields, resource=resource)]
+    total = s.execute(select(func.count()).select_from(model).where(*conditions)).scalar_one()
+    # Ids first, then the rows: sorting and skipping touch only the small leading
+    # columns, never a wide JSON column such as a run's pipeline_spec.
+    stmt = select(id_column).where(*conditions)
+    after = filters.keyset_clause(opts, fields, id_column)
+    if after is not None:
+        stmt = stmt.where(after)
+    size = opts.page_size
+    ids = list(
+        s.execute(
+            stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)
+        ).scalars()
+    )
+    found = (
+        {r.id: r for r in s.execute(select(model).where(id_column.in_(ids[:size]))).scalars()}
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids[:size] if i in found]
+    token = ""
+    if len(ids) > size and rows:
+        last = rows[-1]
+        sort_col = fields[opts.sort_key].column
+        token = filters.next_token(opts, getattr(last, sort_col.key), last.id)
+    return Page(rows, int(total), token)
+
+
+def write_in(url: str | None, fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` in a write transaction (retried while SQLite is busy)."""
+
+    def attempt() -> T:
+        with session_scope(url) as s:
+            return fn(s)
+
+    return retry_locked(attempt)
+
+
+def existing(s: Session, model: Any, key: str, what: str, **error: Any) -> Any:
+    """The ``model`` row with primary key ``key``, or NotFound ("<what> 'key' not found")."""
+    row = s.get(model, key)
+    if row is None:
+        raise NotFound(f"{what} {key!r} not found", **error)
+    return row
+
+
+def scope_of(model: Any, namespace: str | None, experiment_id: str | None) -> list[Any]:
+    """Rows of one experiment when it is given, else of one namespace."""
+    if experiment_id:
+        return [model.experiment_id == experiment_id]
+    return [model.namespace == namespace_or_default(namespace)]
+
+
+class CatalogPart:
+    """A part of the catalog over the store at ``url``; ``reaper`` ends the runs of
+    dead ``ketch run`` processes before runs are read (one is made when none is given)."""
+
+    def __init__(self, url: str | None = None, reaper: Reaper | None = None):
+        self.url = url
+        self.reaper = reaper or Reaper(url)
