@@ -17,12 +17,12 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
 from ketch.core.store.db import session_scope
 from ketch.core.store.models import ResourceRow
 from ketch.core.store.resources import Applied, ResourceStore, to_resource
 from ketch.core.store.selectors import LabelSelector
-from ketch.core.kinds import Kind
 
 Manifest = dict[str, Any]
 ApplyResult = Applied
