@@ -1,4 +1,5 @@
-"""Kinds of resources: group, versions, plural, singular and short names.
+"""Kinds of resources: group, versions, plural, singular and short names, categories
+and printer columns.
 
 Each capability declares the kinds it serves (its ``Capability.kinds``); the server
 serves the union. Lookups are case-insensitive and accept a kind's name
@@ -19,8 +20,48 @@ from ketch.core.errors import InvalidSpec, NotFound
 
 
 @dataclass(frozen=True)
+class Column:
+    """A printer column, as a CRD's ``additionalPrinterColumns`` declares one: what
+    ``kubectl get`` shows (a ``meta.k8s.io/v1`` Table) besides the name.
+
+    ``json_path`` is a Kubernetes JSONPath without braces (``.status.url``,
+    ``.status.conditions[-1:].type``, ``.status.conditions[?(@.type=='Ready')].status``);
+    ``type`` an OpenAPI type (``string``, ``integer``, ``number``, ``boolean``, ``date``).
+    Columns of ``priority`` above 0 are shown only in wide output.
+    """
+
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+    format: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.description:
+            data["description"] = self.description
+        if self.priority:
+            data["priority"] = self.priority
+        if self.format:
+            data["format"] = self.format
+        return data
+
+
+#: The column every kind ends with, as Kubernetes adds it to a CRD without columns.
+AGE = Column("Age", ".metadata.creationTimestamp", "date")
+#: The last condition's type: the State column of Kubeflow's job kinds.
+LAST_CONDITION = Column("State", ".status.conditions[-1:].type")
+
+
+@dataclass(frozen=True)
 class Kind:
-    """One kind of resource. ``versions[0]`` is the version new objects are stored with."""
+    """One kind of resource. ``versions[0]`` is the version new objects are stored with.
+
+    ``columns`` are its printer columns (the ones Kubeflow's CRD declares; ``Age`` is
+    added when they do not end with it) and ``categories`` the groups ``kubectl get``
+    accepts for it (``kubectl get kubeflow``).
+    """
 
     kind: str
     group: str
@@ -29,12 +70,16 @@ class Kind:
     singular: str = ""
     short_names: tuple[str, ...] = ()
     namespaced: bool = True
+    columns: tuple[Column, ...] = ()
+    categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.versions:
             raise ValueError(f"kind {self.kind} needs at least one version")
         if not self.singular:
             object.__setattr__(self, "singular", self.kind.lower())
+        if not self.columns or self.columns[-1].json_path != AGE.json_path:
+            object.__setattr__(self, "columns", (*self.columns, AGE))
 
     @property
     def version(self) -> str:
@@ -74,6 +119,8 @@ class Kind:
             "singular": self.singular,
             "shortNames": list(self.short_names),
             "namespaced": self.namespaced,
+            "columns": [column.to_json() for column in self.columns],
+            "categories": list(self.categories),
         }
 
     @classmethod
@@ -86,6 +133,18 @@ class Kind:
             singular=str(data.get("singular", "")),
             short_names=tuple(data.get("shortNames", ())),
             namespaced=bool(data.get("namespaced", True)),
+            columns=tuple(
+                Column(
+                    name=str(c["name"]),
+                    json_path=str(c["jsonPath"]),
+                    type=str(c.get("type", "string")),
+                    description=str(c.get("description", "")),
+                    priority=int(c.get("priority", 0)),
+                    format=str(c.get("format", "")),
+                )
+                for c in data.get("columns", ())
+            ),
+            categories=tuple(data.get("categories", ())),
         )
 
 

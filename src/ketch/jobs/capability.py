@@ -6,22 +6,47 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
-from ketch.core.kinds import Kind
+from ketch.core.kinds import LAST_CONDITION, Column, Kind
 from ketch.jobs.batch import controller as batch
 from ketch.jobs.batch.spec import KIND as BATCH_KIND
 from ketch.jobs.batch.spec import validate as validate_batch
 from ketch.jobs.controller import FACTORIES
 from ketch.jobs.validation import VALIDATORS
 
+
+def _training(kind: str) -> Kind:
+    """One of the training operator's kinds: its CRD shows the last condition as
+    State, then Age."""
+    return Kind(
+        kind,
+        "kubeflow.org",
+        ("v1",),
+        f"{kind.lower()}s",
+        columns=(LAST_CONDITION,),
+        categories=("all", "kubeflow"),
+    )
+
+
 KINDS: tuple[Kind, ...] = (
-    Kind("PyTorchJob", "kubeflow.org", ("v1",), "pytorchjobs"),
-    Kind("TFJob", "kubeflow.org", ("v1",), "tfjobs"),
-    Kind("XGBoostJob", "kubeflow.org", ("v1",), "xgboostjobs"),
-    Kind("MPIJob", "kubeflow.org", ("v1",), "mpijobs"),
-    Kind("JAXJob", "kubeflow.org", ("v1",), "jaxjobs"),
-    Kind("PaddleJob", "kubeflow.org", ("v1",), "paddlejobs"),
-    Kind("MXJob", "kubeflow.org", ("v1",), "mxjobs"),
-    Kind("Job", "batch", ("v1",), "jobs"),  # Kubernetes' own: Katib's default trial kind
+    _training("PyTorchJob"),
+    _training("TFJob"),
+    _training("XGBoostJob"),
+    _training("MPIJob"),
+    _training("JAXJob"),
+    _training("PaddleJob"),
+    _training("MXJob"),
+    # Kubernetes' own: Katib's default trial kind, with kubectl's columns for it
+    Kind(
+        "Job",
+        "batch",
+        ("v1",),
+        "jobs",
+        columns=(
+            Column("Status", ".status.conditions[-1:].type"),
+            Column("Completions", ".status.succeeded", "integer"),
+        ),
+        categories=("all",),
+    ),
 )
 
 

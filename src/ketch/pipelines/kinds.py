@@ -4,7 +4,7 @@ kind without loading the store)."""
 
 from __future__ import annotations
 
-from ketch.core.kinds import Kind
+from ketch.core.kinds import Column, Kind
 
 PIPELINE_RUN = Kind(
     "PipelineRun",
@@ -12,6 +12,11 @@ PIPELINE_RUN = Kind(
     ("v1",),
     "pipelineruns",
     short_names=("run", "runs", "pr"),
+    columns=(
+        Column("Display Name", ".metadata.annotations.pipelines\\.ketch\\.dev/display-name"),
+        Column("State", ".status.state"),
+    ),
+    categories=("all", "kubeflow"),
 )
 
 DISPLAY_NAME = "pipelines.ketch.dev/display-name"

@@ -113,6 +113,7 @@ async def api_resources(group: str, version: str, state: State) -> dict[str, Any
                 "namespaced": k.namespaced,
                 "kind": k.kind,
                 "shortNames": list(k.short_names),
+                "categories": list(k.categories),
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             }
             for k in kinds

@@ -6,15 +6,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
-from ketch.core.kinds import Kind
+from ketch.core.kinds import Column, Kind
 from ketch.serving.controller import KIND, controller_factory
 from ketch.serving.validation import validate, validate_inference_graph
 
+_URL = Column("URL", ".status.url")
+_READY = Column("Ready", ".status.conditions[?(@.type=='Ready')].status")
+_PREV = ".status.components.predictor.traffic[?(@.tag=='prev')]"
+_LATEST = ".status.components.predictor.traffic[?(@.latestRevision==true)]"
+
 KINDS: tuple[Kind, ...] = (
-    Kind(KIND, "serving.kserve.io", ("v1beta1",), "inferenceservices", short_names=("isvc",)),
+    # KServe's CRD columns: the URL, Ready, the traffic split of a canary rollout.
+    Kind(
+        KIND,
+        "serving.kserve.io",
+        ("v1beta1",),
+        "inferenceservices",
+        short_names=("isvc",),
+        columns=(
+            _URL,
+            _READY,
+            Column("Prev", f"{_PREV}.percent", "integer"),
+            Column("Latest", f"{_LATEST}.percent", "integer"),
+            Column("PrevRolledoutRevision", f"{_PREV}.revisionName", priority=1),
+            Column("LatestReadyRevision", f"{_LATEST}.revisionName", priority=1),
+        ),
+        categories=("all", "kserve"),
+    ),
     # Known so that applying one says it cannot run yet (its validator refuses it).
     Kind(
-        "InferenceGraph", "serving.kserve.io", ("v1alpha1",), "inferencegraphs", short_names=("ig",)
+        "InferenceGraph",
+        "serving.kserve.io",
+        ("v1alpha1",),
+        "inferencegraphs",
+        short_names=("ig",),
+        columns=(_URL, _READY),
+        categories=("all", "kserve"),
     ),
 )
 

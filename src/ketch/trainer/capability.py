@@ -7,13 +7,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from ketch.core.capability import Admission, Capability, Validator
-from ketch.core.kinds import Kind
+from ketch.core.kinds import LAST_CONDITION, Kind
 from ketch.core.validation import ManifestValidator, spec_of
 from ketch.trainer.controller import FACTORY, KIND
 from ketch.trainer.spec import CLUSTER_RUNTIME, NAMESPACED_RUNTIME, parse_runtime, parse_trainjob
 
 KINDS: tuple[Kind, ...] = (
-    Kind(KIND, "trainer.kubeflow.org", ("v1alpha1",), "trainjobs"),
+    Kind(
+        KIND,
+        "trainer.kubeflow.org",
+        ("v1alpha1",),
+        "trainjobs",
+        columns=(LAST_CONDITION,),
+        categories=("all", "kubeflow"),
+    ),
     Kind(NAMESPACED_RUNTIME, "trainer.kubeflow.org", ("v1alpha1",), "trainingruntimes"),
     Kind(
         CLUSTER_RUNTIME,

@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ketch.core.capability import Admission, Capability, Validator
-from ketch.core.kinds import Kind
+from ketch.core.kinds import Column, Kind
 from ketch.tuning import suggestions
 from ketch.tuning.controller import controllers
 from ketch.tuning.validation import validate_experiment, validate_trial
@@ -16,10 +16,37 @@ from ketch.tuning.validation import validate_experiment, validate_trial
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+# Katib's CRDs: the last condition's type and status, then Age.
+_CONDITION = (
+    Column("Type", ".status.conditions[-1:].type"),
+    Column("Status", ".status.conditions[-1:].status"),
+)
+_CATEGORIES = ("all", "kubeflow", "katib")
+
 KINDS: tuple[Kind, ...] = (
-    Kind("Experiment", "kubeflow.org", ("v1beta1",), "experiments"),
-    Kind("Trial", "kubeflow.org", ("v1beta1",), "trials"),
-    Kind(suggestions.KIND, "kubeflow.org", ("v1beta1",), "suggestions"),
+    Kind(
+        "Experiment",
+        "kubeflow.org",
+        ("v1beta1",),
+        "experiments",
+        columns=_CONDITION,
+        categories=_CATEGORIES,
+    ),
+    Kind(
+        "Trial", "kubeflow.org", ("v1beta1",), "trials", columns=_CONDITION, categories=_CATEGORIES
+    ),
+    Kind(
+        suggestions.KIND,
+        "kubeflow.org",
+        ("v1beta1",),
+        "suggestions",
+        columns=(
+            *_CONDITION,
+            Column("Requested", ".spec.requests"),
+            Column("Assigned", ".status.suggestionCount"),
+        ),
+        categories=_CATEGORIES,
+    ),
 )
 
 
