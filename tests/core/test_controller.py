@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
@@ -14,12 +13,7 @@ from ketch.core.errors import NotFound
 from ketch.core.resource import ObjectMeta, Resource, set_condition
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workqueue import WorkQueue
-from tests import waiting
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    waiting.wait_for(predicate, timeout, 0.01)
-
+from tests.waiting import wait_for
 
 # -- work queue ------------------------------------------------------------------
 
@@ -179,16 +173,31 @@ def test_enqueue_after_a_write_reconciles_the_change(store: ResourceStore) -> No
     try:
         store.apply(widget("w", size=1))
         manager.enqueue(KIND, "default", "w")
-        wait_for(lambda: store.get(KIND, "default", "w").status.get("size") == 1)
+        wait_for(
+            lambda: store.get(KIND, "default", "w").status.get("size") == 1,
+            10,
+            0.01,
+            what="widget w reconciled to size 1",
+        )
         store.apply(widget("w", size=7))
         manager.enqueue(KIND, "default", "w")
-        wait_for(lambda: store.get(KIND, "default", "w").status.get("size") == 7)
+        wait_for(
+            lambda: store.get(KIND, "default", "w").status.get("size") == 7,
+            10,
+            0.01,
+            what="widget w reconciled to size 7",
+        )
         final = store.get(KIND, "default", "w")
         assert final.status["observedGeneration"] == 2
         manager.enqueue("OtherKind", "default", "w")  # no controller: ignored
         store.delete(KIND, "default", "w")
         manager.enqueue(KIND, "default", "w")
-        wait_for(lambda: ("default", "w") in controller.deleted)
+        wait_for(
+            lambda: ("default", "w") in controller.deleted,
+            10,
+            0.01,
+            what="the deletion of widget w reconciled",
+        )
     finally:
         manager.stop()
 
@@ -200,11 +209,19 @@ def test_periodic_resync_finds_resources_nobody_enqueued(store: ResourceStore) -
     manager.start()
     try:
         store.create(widget("quiet", size=3))  # written without enqueue
-        wait_for(lambda: store.get(KIND, "default", "quiet").status.get("size") == 3)
-        calls = controller.calls[("default", "quiet")]
         wait_for(
-            lambda: controller.calls[("default", "quiet")] > calls
-        )  # and again, level-triggered
+            lambda: store.get(KIND, "default", "quiet").status.get("size") == 3,
+            10,
+            0.01,
+            what="the resync reconciled widget quiet",
+        )
+        calls = controller.calls[("default", "quiet")]
+        wait_for(  # and again, level-triggered
+            lambda: controller.calls[("default", "quiet")] > calls,
+            10,
+            0.01,
+            what="the resync reconciled widget quiet again",
+        )
     finally:
         manager.stop()
 
@@ -219,7 +236,12 @@ def test_a_key_is_never_reconciled_twice_at_once_and_bursts_collapse(
     manager.add(controller)
     manager.start()
     try:
-        wait_for(lambda: controller.calls[("default", "hot")] == 1)
+        wait_for(
+            lambda: controller.calls[("default", "hot")] == 1,
+            10,
+            0.01,
+            what="widget hot reconciled once at start",
+        )
         for _ in range(200):
             manager.enqueue(KIND, "default", "hot")
         assert manager.wait_idle(timeout=20)
@@ -254,7 +276,12 @@ def test_failures_are_retried_with_capped_exponential_backoff(store: ResourceSto
     manager.add(controller)
     manager.start()
     try:
-        wait_for(lambda: len(controller.times) == 6)
+        wait_for(
+            lambda: len(controller.times) == 6,
+            10,
+            0.01,
+            what="five failures retried and a sixth call succeeded",
+        )
         assert manager.wait_idle(timeout=5, include_delayed=True)
         gaps = [b - a for a, b in zip(controller.times, controller.times[1:], strict=False)]
         # 0.02, 0.04, 0.08, then capped at 0.1
@@ -289,7 +316,7 @@ def test_requeue_after_reconciles_again(store: ResourceStore) -> None:
     manager.add(controller)
     manager.start()
     try:
-        wait_for(lambda: controller.count == 4)
+        wait_for(lambda: controller.count == 4, 10, 0.01, what="four reconciles requeued")
         assert manager.wait_idle(timeout=5, include_delayed=True)
         time.sleep(0.2)
         assert controller.count == 4
@@ -304,7 +331,7 @@ def test_stop_waits_for_running_reconciles_and_ends_threads(store: ResourceStore
     manager = Manager(resync_period=60)
     manager.add(controller)
     manager.start()
-    wait_for(lambda: bool(controller.in_flight))
+    wait_for(lambda: bool(controller.in_flight), 10, 0.01, what="a reconcile is running")
     manager.stop(timeout=10)
     assert not controller.in_flight
     assert store.get(KIND, "default", "slow").status["size"] == 1  # the running one finished

@@ -75,10 +75,6 @@ def _count(marker: Path, x: int) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _wait(predicate, timeout: float = 60.0) -> None:
-    wait_for(predicate, timeout, 0.1)
-
-
 def test_kill_9_with_ten_runs_in_flight(tmp_path: Path) -> None:
     home, gate = tmp_path / "home", tmp_path / "gate"
     spec = json_format.MessageToDict(gated.pipeline_spec)
@@ -97,7 +93,12 @@ def test_kill_9_with_ten_runs_in_flight(tmp_path: Path) -> None:
                 assert r.status_code == 200, r.text
                 ids.append(r.json()["run_id"])
             # every run has finished its first step and is inside the second
-            _wait(lambda: all(_count(m, 1) == 1 for m in markers))
+            wait_for(
+                lambda: all(_count(m, 1) == 1 for m in markers),
+                60,
+                0.1,
+                what="every run is inside its second step",
+            )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -111,7 +112,12 @@ def test_kill_9_with_ten_runs_in_flight(tmp_path: Path) -> None:
             def states() -> list[str]:
                 return [http.get(f"/apis/v2beta1/runs/{i}").json()["state"] for i in ids]
 
-            _wait(lambda: all(s in ("SUCCEEDED", "FAILED", "CANCELED") for s in states()), 120)
+            wait_for(
+                lambda: all(s in ("SUCCEEDED", "FAILED", "CANCELED") for s in states()),
+                120,
+                0.1,
+                what="every run has finished after the restart",
+            )
             assert states() == ["SUCCEEDED"] * RUNS
             listed = http.get("/apis/v2beta1/runs", params={"page_size": 50}).json()
             assert {r["run_id"] for r in listed["runs"]} == set(ids)

@@ -3,7 +3,6 @@ apply kubeflow.org/v1 jobs and wait for their conditions."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from tests.server.fixtures import serve
 from tests.server.helpers import Server
+from tests.waiting import poll
 
 GROUP = "/apis/kubeflow.org/v1"
 
@@ -81,19 +81,23 @@ def wait_for(
     client: httpx.Client, kind: str, ns: str, name: str, type_: str, timeout: float = 60.0
 ) -> dict[str, Any]:
     """The job once condition ``type_`` is True (fails on the other terminal condition)."""
-    deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def reached() -> bool:
+        nonlocal job
         job = client.get(path(kind, ns, name)).json()
         found = condition(job, type_)
         if found and found["status"] == "True":
-            return job
+            return True
         other = "Failed" if type_ != "Failed" else "Succeeded"
         done = condition(job, other)
         if done and done["status"] == "True" and type_ in ("Succeeded", "Failed"):
             raise AssertionError(f"{name} ended {other}: {job['status']}")
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never reached {type_}: {job.get('status')}")
+        return False
+
+    if not poll(reached, timeout, 0.1):
+        raise AssertionError(f"{name} never reached {type_}: {job.get('status')}")
+    return job
 
 
 REPLICAS_FIELD = {

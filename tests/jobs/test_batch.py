@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.jobs.conftest import condition
 from tests.server.helpers import Server, assert_error, base_env, ketch_command
+from tests.waiting import poll, wait_for
 
 PY = sys.executable
 JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
@@ -61,32 +61,38 @@ def wait_until(
     client: httpx.Client, ns: str, name: str, type_: str, timeout: float = 60.0
 ) -> dict[str, Any]:
     """The Job once condition ``type_`` is True (fails early on another terminal one)."""
-    deadline = time.monotonic() + timeout
     current: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def reached() -> bool:
+        nonlocal current
         current = get(client, ns, name)
         found = condition(current, type_)
         if found and found["status"] == "True":
-            return current
+            return True
         for other in {"Complete", "Failed"} - {type_}:
             ended = condition(current, other)
             if ended and ended["status"] == "True":
                 raise AssertionError(f"{name} ended {other}: {current['status']}")
-        time.sleep(0.05)
-    raise AssertionError(f"{name} never reached {type_}: {current.get('status')}")
+        return False
+
+    if not poll(reached, timeout):
+        raise AssertionError(f"{name} never reached {type_}: {current.get('status')}")
+    return current
 
 
 def wait_status(
     client: httpx.Client, ns: str, name: str, check: Any, timeout: float = 60.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     current: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def matched() -> bool:
+        nonlocal current
         current = get(client, ns, name)
-        if check(current.get("status") or {}):
-            return current
-        time.sleep(0.05)
-    raise AssertionError(f"{name}: status never matched: {current.get('status')}")
+        return bool(check(current.get("status") or {}))
+
+    if not poll(matched, timeout):
+        raise AssertionError(f"{name}: status never matched: {current.get('status')}")
+    return current
 
 
 def reasons(client: httpx.Client, ns: str) -> list[str]:
@@ -102,9 +108,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: not alive(pid), timeout)
     assert not alive(pid), f"process {pid} still runs"
 
 
@@ -271,9 +275,7 @@ def test_suspend_and_resume(client: httpx.Client, jobs_ns: str, tmp_path: Path) 
     assert patched.status_code == 200, patched.text
     running = wait_status(client, jobs_ns, "pause", lambda s: s.get("active") == 1)
     assert running["status"]["startTime"]
-    deadline = time.monotonic() + 30
-    while not pids(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: pids(tmp_path), 30, what="the resumed pod wrote its pid")
     [first] = pids(tmp_path)
 
     assert client.patch(url, json={"spec": {"suspend": True}}).status_code == 200
@@ -302,12 +304,8 @@ def test_suspend_and_resume(client: httpx.Client, jobs_ns: str, tmp_path: Path) 
 
 def test_ttl_after_finished_deletes(client: httpx.Client, jobs_ns: str) -> None:
     create(client, jobs_ns, job("brief", ["python", "-c", "pass"], ttlSecondsAfterFinished=0))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if client.get(f"{JOBS.format(ns=jobs_ns)}/brief").status_code == 404:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the Job was not deleted after it finished")
+    gone = poll(lambda: client.get(f"{JOBS.format(ns=jobs_ns)}/brief").status_code == 404, 60)
+    assert gone, "the Job was not deleted after it finished"
 
 
 def test_invalid_jobs_are_refused(client: httpx.Client, jobs_ns: str) -> None:
@@ -381,9 +379,7 @@ def test_deleting_a_job_stops_its_pods(client: httpx.Client, jobs_ns: str, tmp_p
     script.write_text(textwrap.dedent(SLEEPER))
     create(client, jobs_ns, job("gone", ["python", str(script), str(tmp_path)], parallelism=2))
     wait_status(client, jobs_ns, "gone", lambda s: s.get("active") == 2)
-    deadline = time.monotonic() + 30
-    while len(pids(tmp_path)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(pids(tmp_path)) >= 2, 30, what="both pods wrote their pids")
     assert client.delete(f"{JOBS.format(ns=jobs_ns)}/gone").status_code == 200
     for pid in pids(tmp_path):
         wait_gone(pid)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ketch.core.backend.host import host_gpus
+from tests import waiting
 from tests.jobs.conftest import apply, condition, manifest, path, replica, wait_for
 from tests.server.fixtures import serve
 from tests.server.helpers import Server
@@ -57,13 +58,10 @@ def events(client: httpx.Client, ns: str, reason: str | None = None) -> list[dic
 def wait_events(
     client: httpx.Client, ns: str, reason: str, timeout: float = 30.0
 ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = events(client, ns, reason)
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no {reason} event: {[e['reason'] for e in events(client, ns)]}")
+    found = waiting.poll(lambda: events(client, ns, reason), timeout, 0.1)
+    if not found:
+        raise AssertionError(f"no {reason} event: {[e['reason'] for e in events(client, ns)]}")
+    return found
 
 
 def batch_job(
@@ -88,15 +86,16 @@ def batch_job(
 
 def job_log(client: httpx.Client, url: str, replica_name: str | None = None, want: str = "") -> str:
     """The log once it holds ``want`` (a process's output may land a moment after it ended)."""
-    deadline = time.monotonic() + 15
     params = {"replica": replica_name} if replica_name else {}
     text = ""
-    while time.monotonic() < deadline:
+
+    def holds_want() -> bool:
+        nonlocal text
         response = client.get(url + "/log", params=params)
         text = response.text if response.status_code == 200 else ""
-        if want in text:
-            return text
-        time.sleep(0.1)
+        return want in text
+
+    waiting.poll(holds_want, 15, 0.1)
     return text
 
 
@@ -134,11 +133,9 @@ def test_failing_replica_backs_off(client: httpx.Client, ns: str) -> None:
         json=batch_job("flaky", ["python", "-c", "raise SystemExit(4)"], "OnFailure"),
     )
     assert response.status_code == 201, response.text
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(
-        "flaky-0" in e["message"] for e in events(client, ns, "BackOff")
-    ):
-        time.sleep(0.1)
+    waiting.poll(
+        lambda: any("flaky-0" in e["message"] for e in events(client, ns, "BackOff")), 30, 0.1
+    )
     flaky = [e for e in events(client, ns, "BackOff") if "flaky-0" in e["message"]]
     assert (
         flaky
@@ -206,9 +203,7 @@ def test_gpu_request_without_gpus_warns_and_runs(client: httpx.Client, ns: str) 
         json=batch_job("gpujob", command, resources={"limits": {"nvidia.com/gpu": wanted}}),
     )
     assert response.status_code == 201, response.text
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(events(client, ns, "GPUNotAvailable")) < 2:
-        time.sleep(0.1)
+    waiting.poll(lambda: len(events(client, ns, "GPUNotAvailable")) >= 2, 30, 0.1)
     assert any("gpujob-0" in e["message"] for e in events(client, ns, "GPUNotAvailable"))
 
 
@@ -222,9 +217,11 @@ def test_recreated_job_starts_a_fresh_log(client: httpx.Client, ns: str) -> None
     old_path = done["status"]["logPaths"]["again-worker-0"]
     assert "old output" in job_log(client, url, "again-worker-0", "old output")
     assert client.delete(url).status_code == 200
-    deadline = time.monotonic() + 10
-    while client.get(url).status_code != 404 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    waiting.wait_for(
+        lambda: client.get(url).status_code == 404,
+        10,
+        what="JAXJob 'again' is gone after its delete",
+    )
 
     second = manifest(
         "JAXJob", "again", {"Worker": replica(["python", "-c", "print('new output')"])}
@@ -245,6 +242,8 @@ def test_recreated_job_starts_a_fresh_log(client: httpx.Client, ns: str) -> None
         if word == "after":
             assert "before" not in text
         assert client.delete(f"{jobs}/twice").status_code == 200
-        deadline = time.monotonic() + 10
-        while client.get(f"{jobs}/twice").status_code != 404 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        waiting.wait_for(
+            lambda: client.get(f"{jobs}/twice").status_code == 404,
+            10,
+            what="Job 'twice' is gone after its delete",
+        )

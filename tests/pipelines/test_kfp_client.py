@@ -17,6 +17,7 @@ from kfp import compiler, dsl
 from kfp_server_api.exceptions import ApiException
 
 from tests.pipelines.kfp_server import BACKENDS, ServerProcess, serve
+from tests.waiting import poll, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -74,14 +75,16 @@ def unique(prefix: str) -> str:
 def wait_state(
     client: kfp.Client, run_id: str, states: tuple[str, ...], timeout: float = 60
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    run: Any = None
+
+    def reached() -> bool:
+        nonlocal run
         run = client.get_run(run_id)
-        if run.state in states:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} is {run.state}, not one of {states}")
-        time.sleep(0.1)
+        return run.state in states
+
+    if not poll(reached, timeout, 0.1):
+        raise AssertionError(f"run {run_id} is {run.state}, not one of {states}")
+    return run
 
 
 def test_create_run_from_pipeline_func(client: kfp.Client) -> None:
@@ -232,11 +235,12 @@ def test_terminate_run(client: kfp.Client) -> None:
         sleeper, arguments={"seconds": 120.0}, experiment_name=unique("terminate")
     )
     wait_state(client, result.run_id, ("RUNNING",))
-    deadline = time.monotonic() + 30
-    while (
-        not client.get_run(result.run_id).run_details.task_details and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)  # the task has started
+    wait_for(
+        lambda: client.get_run(result.run_id).run_details.task_details,
+        30,
+        0.1,
+        what="the run's task has started",
+    )
     started = time.monotonic()
     client.terminate_run(result.run_id)
     run = wait_state(client, result.run_id, ("CANCELED",), timeout=30)
@@ -263,13 +267,7 @@ def test_recurring_run(client: kfp.Client, package: Path) -> None:
     )
     assert recurring.status == "ENABLED"
     assert recurring.trigger.periodic_schedule.interval_second == "1"
-    deadline = time.monotonic() + 60
-    runs: list[Any] = []
-    while time.monotonic() < deadline:
-        runs = client.list_runs(experiment_id=experiment.experiment_id).runs or []
-        if runs:
-            break
-        time.sleep(0.2)
+    runs = poll(lambda: client.list_runs(experiment_id=experiment.experiment_id).runs, 60, 0.2)
     assert runs, "the recurring run created no run"
     assert runs[0].recurring_run_id == recurring.recurring_run_id
     assert runs[0].runtime_config.parameters == {"x": 3}
@@ -363,14 +361,16 @@ def test_run_of_a_killed_ketch_run_reads_as_failed(
                 run_id = found.group(1)
                 break
         assert run_id, proc.wait(30)
-        deadline = time.monotonic() + 60
-        while not any(
-            t.state == "RUNNING"
-            for t in client.get_run(run_id).run_details.task_details or []
-            if t.display_name == "nap"
-        ):
-            assert time.monotonic() < deadline, client.get_run(run_id)
-            time.sleep(0.1)
+        nap_running = poll(
+            lambda: any(
+                t.state == "RUNNING"
+                for t in client.get_run(run_id).run_details.task_details or []
+                if t.display_name == "nap"
+            ),
+            60,
+            0.1,
+        )
+        assert nap_running, client.get_run(run_id)
         assert client.get_run(run_id).state == "RUNNING"  # owned by a live process: left alone
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)

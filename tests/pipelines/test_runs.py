@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from tests.pipelines.submitted import hello_pipeline_ir
 from tests.server import fixtures
 from tests.server.helpers import Server, assert_error, sse_events
+from tests.waiting import poll
 
 server = fixtures.server  # a real ``ketch up`` per database, shared by the session
 ns = fixtures.ns
@@ -54,13 +54,15 @@ def slow_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def wait_state(
     client: httpx.Client, ns: str, name: str, states: set[str], timeout: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    run: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal run
         run = client.get(runs_path(ns, name)).json()
-        if run["status"]["state"] in states:
-            return run
-        assert time.monotonic() < deadline, run["status"]
-        time.sleep(0.1)
+        return run["status"]["state"] in states
+
+    assert poll(reached, timeout, 0.1), run["status"]
+    return run
 
 
 def submit(client: httpx.Client, ns: str, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from kfp import dsl
 
 from ketch.capabilities import backend
 from ketch.pipelines.service import RunService
+from tests.waiting import wait_for
 
 
 @dsl.component
@@ -55,14 +55,6 @@ def _runs(marker: Path, x: int) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path) -> None:
     import json
@@ -82,7 +74,7 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
     )
     try:
         run_id = proc.stdout.readline().strip()
-        _wait_for(lambda: _runs(marker, 1) == 1)  # step 2 is running (and sleeping)
+        wait_for(lambda: _runs(marker, 1) == 1, 30, what="step 2 is running (and sleeping)")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -94,7 +86,7 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
         # The resumed run starts the interrupted step again (it sleeps again, so the
         # test cancels it once it has seen what resume did).
         assert run_id in service.start()
-        _wait_for(lambda: _runs(marker, 1) == 2)  # step 2 started again
+        wait_for(lambda: _runs(marker, 1) == 2, 30, what="step 2 started again on resume")
         assert _runs(marker, 0) == 1  # step 1 had finished: not executed again
         service.cancel(run_id)
         assert service.wait(run_id, 30) == "CANCELED"
@@ -113,13 +105,13 @@ def test_submit_wait_cancel_and_retry(tmp_path: Path) -> None:
         assert [_runs(marker, x) for x in (0, 1, 2)] == [1, 1, 1]
 
         slow = service.submit(SPEC, parameters={"marker": str(tmp_path / "s"), "sleep_at": 1})
-        _wait_for(lambda: _runs(tmp_path / "s", 1) == 1)
+        wait_for(lambda: _runs(tmp_path / "s", 1) == 1, 30, what="step 2 of the slow run started")
         service.cancel(slow)
         assert service.wait(slow, 30) == "CANCELED"
 
         # retry re-runs what did not succeed; the first step is reused
         service.retry(slow)
-        _wait_for(lambda: _runs(tmp_path / "s", 1) == 2)
+        wait_for(lambda: _runs(tmp_path / "s", 1) == 2, 30, what="step 2 started again on retry")
         assert _runs(tmp_path / "s", 0) == 1
         service.cancel(slow)
         assert service.wait(slow, 30) == "CANCELED"

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,7 @@ class Server:
         self.log_path = self.home / "server.log"
         env = {**base_env(self.home, self.database_url), **self.extra_env}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
+            process = self.process = subprocess.Popen(
                 [*ketch_command(), "up", "--port", "0", "--home", str(self.home), *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -77,19 +76,20 @@ class Server:
                 env=env,
                 cwd=self.home,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             match = READY.search(self.output())
             if match:
                 self.url = match.group(1)
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"ketch up exited with {self.process.returncode}:\n{self.output()}"
-                )
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"ketch up did not start in {timeout}s:\n{self.output()}")
+                return True
+            if process.poll() is not None:
+                raise RuntimeError(f"ketch up exited with {process.returncode}:\n{self.output()}")
+            return False
+
+        if not poll(listening, timeout):
+            self.stop()
+            raise RuntimeError(f"ketch up did not start in {timeout}s:\n{self.output()}")
+        return self
 
     def output(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -173,11 +173,16 @@ class ThreadServer:
 
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
+
+        def started() -> bool:
+            if self._server.started:
+                return True
+            if not self._thread.is_alive():
                 raise RuntimeError("the in-process server did not start")
-            time.sleep(0.02)
+            return False
+
+        if not poll(started, 30, 0.02):
+            raise RuntimeError("the in-process server did not start")
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self

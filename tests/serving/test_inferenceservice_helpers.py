@@ -20,6 +20,7 @@ from tests.server.helpers import (
     Server,
     wait_until,  # noqa: F401 - the serving tests import it from here
 )
+from tests.waiting import poll
 
 API = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -45,7 +46,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pids = _replica_pids(server)
         code = server.stop()
         assert code == 0, server.output()[-3000:]
-        assert wait_until(lambda: not any(alive(p) for p in pids), 15), (
+        assert poll(lambda: not any(alive(p) for p in pids), 15, 0.1), (
             "replicas outlived the server"
         )
 
@@ -104,7 +105,7 @@ def wait_for(
         last = get(client, name)
         return check(last)
 
-    if not wait_until(probe, timeout, 0.2):
+    if not poll(probe, timeout, 0.2):
         raise AssertionError(f"{name} never reached the state wanted: {last.get('status')}")
     return last
 
@@ -116,7 +117,7 @@ def wait_ready(client: httpx.Client, name: str, timeout: float = 90.0) -> dict[s
 def delete(client: httpx.Client, name: str) -> None:
     pids = [r["pid"] for r in get(client, name)["status"].get("ketch", {}).get("replicas", [])]
     client.delete(f"{API}/{name}").raise_for_status()
-    assert wait_until(lambda: not any(alive(p) for p in pids), 20), "replicas outlived the service"
+    assert poll(lambda: not any(alive(p) for p in pids), 20, 0.1), "replicas outlived the service"
 
 
 def alive(pid: int | None) -> bool:

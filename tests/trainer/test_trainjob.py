@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.server.helpers import Server, base_env, ketch_command
+from tests.waiting import poll
 
 PY = sys.executable
 TRAINER = "/apis/trainer.kubeflow.org/v1alpha1"
@@ -68,18 +69,22 @@ def wait_for(
     client: httpx.Client, ns: str, name: str, type_: str, timeout: float = 90.0
 ) -> dict[str, Any]:
     """The TrainJob once condition ``type_`` is True (fails early on the other terminal one)."""
-    deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def reached() -> bool:
+        nonlocal job
         job = client.get(path("trainjobs", ns, name)).json()
         found = condition(job, type_)
         if found and found["status"] == "True":
-            return job
+            return True
         other = condition(job, "Failed" if type_ != "Failed" else "Complete")
         if other and other["status"] == "True" and type_ in ("Complete", "Failed"):
             raise AssertionError(f"{name} ended {other['type']}: {job['status']}")
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never reached {type_}: {job.get('status')}")
+        return False
+
+    if not poll(reached, timeout, 0.1):
+        raise AssertionError(f"{name} never reached {type_}: {job.get('status')}")
+    return job
 
 
 def jobs(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -327,9 +332,7 @@ def test_initializers_copy_file_and_download_http(
     workspace = Path(Path(f"{result}.workspace").read_text())
     assert (workspace / "dataset" / "sub" / "extra.txt").read_text() == "more"
     assert client.delete(path("trainjobs", ns, "init")).status_code == 200
-    deadline = time.monotonic() + 20  # the workspace goes with the job
-    while workspace.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: not workspace.exists(), 20)  # the workspace goes with the job
     assert not workspace.exists()
 
 
@@ -417,9 +420,7 @@ def test_active_deadline_fails(client: httpx.Client, ns: str, tmp_path: Path) ->
     assert jobs(done)["node"]["active"] == 0
     if pid_file.exists():  # the process it had started is gone
         pid = int(pid_file.read_text())
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: not _alive(pid), 20)
         assert not _alive(pid)
 
 

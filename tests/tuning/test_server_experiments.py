@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.server.helpers import Server, base_env, ketch_command, wait_until
+from tests.server.helpers import Server, base_env, ketch_command
 from tests.tuning.conftest import experiment
+from tests.waiting import wait_for
 
 API = "/apis/kubeflow.org/v1beta1/namespaces/default"
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    value = wait_until(check, timeout)
-    assert value, "timed out waiting"
-    return value
 
 
 def _finished(http: httpx.Client, name: str) -> dict[str, Any] | None:
@@ -102,7 +96,9 @@ def test_medianstop_stops_trials_worse_than_the_median(tmp_path: Path) -> None:
     try:
         with server.client() as http:
             assert http.post(f"{API}/experiments", json=manifest).status_code == 201
-            done = _wait(lambda: _finished(http, "median"))
+            done = wait_for(
+                lambda: _finished(http, "median"), 120, 0.1, what="experiment median finished"
+            )
             trials = _trials(http, "median")
             name = trials[0]["metadata"]["name"]
             log = http.get(f"{API}/trials/{name}/log")  # what `ketch logs trial NAME` reads
@@ -140,7 +136,12 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
     try:
         with server.client() as http:
             assert http.post(f"{API}/experiments", json=manifest).status_code == 201
-            _wait(lambda: sum(_state(t) == "Succeeded" for t in _trials(http, "resume")) >= 2)
+            wait_for(
+                lambda: sum(_state(t) == "Succeeded" for t in _trials(http, "resume")) >= 2,
+                120,
+                0.1,
+                what="two trials of experiment resume succeeded",
+            )
             before = {
                 t["metadata"]["name"]: t["spec"]["parameterAssignments"]
                 for t in _trials(http, "resume")
@@ -152,7 +153,9 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
     server = Server(home).start()
     try:
         with server.client() as http:
-            done = _wait(lambda: _finished(http, "resume"))
+            done = wait_for(
+                lambda: _finished(http, "resume"), 120, 0.1, what="experiment resume finished"
+            )
             trials = _trials(http, "resume")
             assert done["status"]["ketch"]["seed"] == seed
             assert done["status"]["trials"] == 6 == len(trials)
@@ -170,11 +173,19 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
             current = http.get(f"{API}/experiments/resume").json()
             current["spec"]["maxTrialCount"] = 8
             assert http.put(f"{API}/experiments/resume", json=current).status_code == 200
-            _wait(lambda: len(_trials(http, "resume")) == 8)
-            done = _wait(
+            wait_for(
+                lambda: len(_trials(http, "resume")) == 8,
+                120,
+                0.1,
+                what="experiment resume has 8 trials after maxTrialCount was raised",
+            )
+            done = wait_for(
                 lambda: (
                     (body := _finished(http, "resume")) and body["status"]["trials"] == 8 and body
-                )
+                ),
+                120,
+                0.1,
+                what="experiment resume finished again with 8 trials",
             )
             assert done["status"]["trialsSucceeded"] >= 7
     finally:

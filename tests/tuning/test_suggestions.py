@@ -13,8 +13,9 @@ from kubernetes import client as k8s
 
 from ketch.tuning.client import TuningClient
 from tests.server import fixtures
-from tests.server.helpers import Server, wait_until
+from tests.server.helpers import Server
 from tests.tuning.conftest import experiment
+from tests.waiting import wait_for
 
 server = fixtures.server  # a real ``ketch up`` per database, shared by the session
 ns = fixtures.ns
@@ -26,12 +27,6 @@ pytestmark = pytest.mark.slow
 def _api(namespace: str, plural: str, name: str = "") -> str:
     base = f"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/{plural}"
     return f"{base}/{name}" if name else base
-
-
-def _wait(check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    value = wait_until(check, timeout)
-    assert value, "timed out waiting"
-    return value
 
 
 def _finished(http: httpx.Client, namespace: str, name: str) -> dict[str, Any] | None:
@@ -56,7 +51,7 @@ def _suggestion_settled(
         body = dict(response.json())
         return body if check(body) else None
 
-    return dict(_wait(probe))
+    return dict(wait_for(probe, 120, 0.1, what=f"suggestion {namespace}/{name} settled"))
 
 
 def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
@@ -66,7 +61,7 @@ def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
     manifest = experiment(name, algorithm="random", max_trials=3, parallel=2)
     created = client.put(_api(ns, "experiments", name), json=manifest)
     assert created.status_code == 201, created.text
-    _wait(lambda: _finished(client, ns, name))
+    wait_for(lambda: _finished(client, ns, name), 120, 0.1, what=f"experiment {name} finished")
 
     suggestion = _suggestion_settled(client, ns, name, lambda s: "Succeeded" in _conditions(s))
     meta = suggestion["metadata"]
@@ -109,7 +104,12 @@ def test_an_experiment_keeps_its_suggestion_and_deletes_it_with_itself(
     assert TuningClient(server.url).get_suggestion(name, ns)["spec"]["requests"] == 3
 
     assert client.delete(_api(ns, "experiments", name)).status_code == 200
-    _wait(lambda: client.get(_api(ns, "suggestions", name)).status_code == 404, 30)
+    wait_for(
+        lambda: client.get(_api(ns, "suggestions", name)).status_code == 404,
+        30,
+        0.1,
+        what=f"suggestion {name} is deleted with its experiment",
+    )
 
 
 def test_a_long_running_experiments_suggestion_keeps_running(client: httpx.Client, ns: str) -> None:
@@ -118,7 +118,7 @@ def test_a_long_running_experiments_suggestion_keeps_running(client: httpx.Clien
         name, max_trials=2, parallel=2, resumePolicy="LongRunning", maxFailedTrialCount=1
     )
     assert client.put(_api(ns, "experiments", name), json=manifest).status_code == 201
-    _wait(lambda: _finished(client, ns, name))
+    wait_for(lambda: _finished(client, ns, name), 120, 0.1, what=f"experiment {name} finished")
     suggestion = _suggestion_settled(
         client, ns, name, lambda s: s["status"].get("suggestionCount") == 2
     )
@@ -133,7 +133,7 @@ def test_a_deleted_suggestion_is_written_again(client: httpx.Client, ns: str) ->
     name = "rewritten"
     manifest = experiment(name, max_trials=2, parallel=1, maxFailedTrialCount=1)
     assert client.put(_api(ns, "experiments", name), json=manifest).status_code == 201
-    _wait(lambda: _finished(client, ns, name))
+    wait_for(lambda: _finished(client, ns, name), 120, 0.1, what=f"experiment {name} finished")
     first = _suggestion_settled(client, ns, name, lambda s: s["status"].get("suggestionCount") == 2)
     assert client.delete(_api(ns, "suggestions", name)).status_code == 200
     again = _suggestion_settled(
