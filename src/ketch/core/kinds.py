@@ -1,5 +1,5 @@
-"""Kinds of resources: group, versions, plural, singular and short names, categories
-and printer columns.
+"""Kinds of resources: group, versions, plural, singular and short names, categories,
+printer columns and the schema of their spec.
 
 Each capability declares the kinds it serves (its ``Capability.kinds``); the server
 serves the union. Lookups are case-insensitive and accept a kind's name
@@ -11,7 +11,7 @@ names.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +48,10 @@ class Column:
         return data
 
 
+#: A zero-argument function returning the JSON schema of a kind's spec (see
+#: :attr:`Kind.spec_schema`).
+SpecSchema = Callable[[], dict[str, Any]]
+
 #: The column every kind ends with, as Kubernetes adds it to a CRD without columns.
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
 #: The last condition's type: the State column of Kubeflow's job kinds.
@@ -61,6 +65,13 @@ class Kind:
     ``columns`` are its printer columns (the ones Kubeflow's CRD declares; ``Age`` is
     added when they do not end with it) and ``categories`` the groups ``kubectl get``
     accepts for it (``kubectl get kubeflow``).
+
+    ``spec_schema``, when set, returns the JSON schema of the kind's ``spec``: what
+    pydantic's ``model_json_schema`` makes of the capability's typed spec model, field
+    names by their wire aliases (:func:`ketch.core.spec.model_schema` makes one from
+    the model's import path). The server calls it once, when it first builds its
+    OpenAPI documents, so declaring a kind imports nothing heavy. A kind without one
+    is published with a free-form spec.
     """
 
     kind: str
@@ -72,6 +83,7 @@ class Kind:
     namespaced: bool = True
     columns: tuple[Column, ...] = ()
     categories: tuple[str, ...] = ()
+    spec_schema: SpecSchema | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.versions:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import LAST_CONDITION, Column, Kind
+from ketch.core.spec import model_schema
 from ketch.jobs.batch import controller as batch
 from ketch.jobs.batch.spec import KIND as BATCH_KIND
 from ketch.jobs.batch.spec import validate as validate_batch
@@ -16,7 +17,7 @@ from ketch.jobs.validation import VALIDATORS
 
 def _training(kind: str) -> Kind:
     """One of the training operator's kinds: its CRD shows the last condition as
-    State, then Age."""
+    State, then Age. Its spec's schema is its model's in :mod:`ketch.jobs.spec`."""
     return Kind(
         kind,
         "kubeflow.org",
@@ -24,6 +25,7 @@ def _training(kind: str) -> Kind:
         f"{kind.lower()}s",
         columns=(LAST_CONDITION,),
         categories=("all", "kubeflow"),
+        spec_schema=model_schema(f"ketch.jobs.spec:{kind}Spec"),
     )
 
 
@@ -46,6 +48,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Completions", ".status.succeeded", "integer"),
         ),
         categories=("all",),
+        spec_schema=model_schema("ketch.jobs.batch.spec:BatchJobSpec"),
     ),
 )
 

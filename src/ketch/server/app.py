@@ -144,8 +144,11 @@ def create_app(
     for capability in capabilities:
         for make_router in capability.routers:
             app.include_router(make_router())
-    from ketch.server import events_api, logs_api, resources_api
+    from ketch.server import discovery, events_api, logs_api, openapi, resources_api
 
+    # after the capabilities' routes: /apis/v2beta1/... is KFP's, not an API group
+    app.include_router(discovery.router)
+    app.include_router(openapi.router)
     app.include_router(events_api.router)
     app.include_router(logs_api.router)
     app.include_router(resources_api.router)

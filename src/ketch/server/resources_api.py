@@ -2,9 +2,6 @@
 
 ::
 
-    GET    /apis                                                  API groups
-    GET    /apis/ketch.dev/v1/kinds                               every kind served
-    GET    /apis/{group}/{version}                                the kinds of a group version
     GET    /apis/{group}/{version}/{plural}                       list in all namespaces
     GET    /apis/{group}/{version}/namespaces/{ns}/{plural}       list (labelSelector, limit, continue)
     POST   /apis/{group}/{version}/namespaces/{ns}/{plural}       create
@@ -17,6 +14,7 @@
     GET    /apis/{group}/{version}/watch/namespaces/{ns}/{plural}  watch (also ?watch=true on lists)
     GET    /apis/{group}/{version}/watch/{plural}                  watch in all namespaces
 
+Discovery (``/apis``, ``/apis/{group}/{version}``, ...) is :mod:`ketch.server.discovery`'s.
 A watch streams server-sent events whose data is ``{"type": "ADDED"|"MODIFIED"|
 "DELETED", "object": {...}}``. PUT answers 201 when it created the object and 200
 otherwise, with ``X-Ketch-Apply: created|configured|unchanged``.
@@ -34,7 +32,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES, request_body
@@ -60,65 +58,6 @@ TimeoutQ = Annotated[
 ]
 
 APPLY_HEADER = "X-Ketch-Apply"
-
-
-# -- discovery ------------------------------------------------------------------
-
-
-@router.get("/apis", tags=["discovery"], summary="API groups and versions")
-async def api_groups(state: State) -> dict[str, Any]:
-    groups: dict[str, list[str]] = {}
-    for kind in state.kinds:
-        versions = groups.setdefault(kind.group, [])
-        versions.extend(v for v in kind.versions if v not in versions)
-    return {
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [
-            {
-                "name": group,
-                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {
-                    "groupVersion": f"{group}/{versions[0]}",
-                    "version": versions[0],
-                },
-            }
-            for group, versions in sorted(groups.items())
-        ],
-    }
-
-
-@router.get("/apis/ketch.dev/v1/kinds", tags=["discovery"], summary="Every kind served")
-async def list_kinds(state: State) -> dict[str, Any]:
-    return {
-        "apiVersion": "ketch.dev/v1",
-        "kind": "KindList",
-        "items": [kind.to_json() for kind in state.kinds],
-    }
-
-
-@router.get("/apis/{group}/{version}", tags=["discovery"], summary="Kinds of a group version")
-async def api_resources(group: str, version: str, state: State) -> dict[str, Any]:
-    kinds = [k for k in state.kinds if k.group == group and version in k.versions]
-    if not kinds:
-        raise NotFound(f"the server has no API group version {group}/{version}")
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": f"{group}/{version}",
-        "resources": [
-            {
-                "name": k.plural,
-                "singularName": k.singular,
-                "namespaced": k.namespaced,
-                "kind": k.kind,
-                "shortNames": list(k.short_names),
-                "categories": list(k.categories),
-                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-            }
-            for k in kinds
-        ],
-    }
 
 
 # -- lists and watches ----------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Column, Kind
+from ketch.core.spec import model_schema
 from ketch.serving.controller import KIND, controller_factory
 from ketch.serving.validation import validate, validate_inference_graph
 
@@ -32,6 +33,7 @@ KINDS: tuple[Kind, ...] = (
             Column("LatestReadyRevision", f"{_LATEST}.revisionName", priority=1),
         ),
         categories=("all", "kserve"),
+        spec_schema=model_schema("ketch.serving.spec:InferenceServiceSpec"),
     ),
     # Known so that applying one says it cannot run yet (its validator refuses it).
     Kind(

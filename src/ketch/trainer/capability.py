@@ -8,9 +8,12 @@ from typing import Any
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import LAST_CONDITION, Kind
+from ketch.core.spec import model_schema
 from ketch.core.validation import ManifestValidator, spec_of
 from ketch.trainer.controller import FACTORY, KIND
 from ketch.trainer.spec import CLUSTER_RUNTIME, NAMESPACED_RUNTIME, parse_runtime, parse_trainjob
+
+_RUNTIME_SCHEMA = model_schema("ketch.trainer.spec:TrainingRuntimeSpec")
 
 KINDS: tuple[Kind, ...] = (
     Kind(
@@ -20,14 +23,22 @@ KINDS: tuple[Kind, ...] = (
         "trainjobs",
         columns=(LAST_CONDITION,),
         categories=("all", "kubeflow"),
+        spec_schema=model_schema("ketch.trainer.spec:TrainJobSpec"),
     ),
-    Kind(NAMESPACED_RUNTIME, "trainer.kubeflow.org", ("v1alpha1",), "trainingruntimes"),
+    Kind(
+        NAMESPACED_RUNTIME,
+        "trainer.kubeflow.org",
+        ("v1alpha1",),
+        "trainingruntimes",
+        spec_schema=_RUNTIME_SCHEMA,
+    ),
     Kind(
         CLUSTER_RUNTIME,
         "trainer.kubeflow.org",
         ("v1alpha1",),
         "clustertrainingruntimes",
         namespaced=False,
+        spec_schema=_RUNTIME_SCHEMA,
     ),
 )
 

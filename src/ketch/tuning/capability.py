@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Column, Kind
+from ketch.core.spec import model_schema
 from ketch.tuning import suggestions
 from ketch.tuning.controller import controllers
 from ketch.tuning.validation import validate_experiment, validate_trial
@@ -31,6 +32,7 @@ KINDS: tuple[Kind, ...] = (
         "experiments",
         columns=_CONDITION,
         categories=_CATEGORIES,
+        spec_schema=model_schema("ketch.tuning.spec:ExperimentSpec"),
     ),
     Kind(
         "Trial", "kubeflow.org", ("v1beta1",), "trials", columns=_CONDITION, categories=_CATEGORIES
