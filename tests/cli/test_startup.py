@@ -37,6 +37,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
         ["runs", "--help"],
         ["serve", "--help"],
         ["up", "--help"],
+        ["kubeconfig", "--help"],
     ],
     ids=" ".join,
 )

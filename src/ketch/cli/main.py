@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import resources, runs, server
+from ketch.cli import kubeconfig, resources, runs, server
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -128,6 +128,7 @@ app.command("delete")(resources.delete)
 app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
+app.command("kubeconfig")(kubeconfig.kubeconfig)
 app.command("serve")(serve_command)
 
 
