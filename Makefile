@@ -21,12 +21,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Installs OpenMPI (`mpirun`) for the real-MPI tests and Debian's Chromium for the
-# browser tests, and starts a throwaway PostgreSQL for the PostgreSQL-backed tests, when
-# they can be had (KETCH_TEST_MPI=off, KETCH_TEST_BROWSER=off and KETCH_TEST_POSTGRES=off
-# skip them); otherwise those tests skip and say why.
+# browser tests, starts a throwaway PostgreSQL for the PostgreSQL-backed tests, and
+# installs the Kubernetes-based SDKs (kubernetes, kserve, kubeflow-katib, kubeflow) in
+# their own virtualenv (.venv-k8s-clients) for tests/e2e/kubernetes, when they can be
+# had (KETCH_TEST_MPI=off, KETCH_TEST_BROWSER=off, KETCH_TEST_POSTGRES=off and
+# KETCH_TEST_K8S_CLIENTS=off skip them); otherwise those tests skip and say why.
 # pytest exit 5 means "no tests collected": reported, not treated as a failure.
 test: $(STAMP)
-	@status=0; scripts/ci-mpi.sh scripts/ci-postgres.sh scripts/ci-chromium.sh $(BIN)/pytest -n auto -rs $(PYTEST_ARGS) || status=$$?; \
+	@status=0; scripts/k8s-clients.sh scripts/ci-mpi.sh scripts/ci-postgres.sh scripts/ci-chromium.sh $(BIN)/pytest -n auto -rs $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 
