@@ -143,12 +143,23 @@ def test_a_spec_schema_that_fails_is_published_free_form(caplog: pytest.LogCaptu
         "example.com",
         ("v1",),
         "brokens",
-        spec_schema=model_schema("ketch.core.spec:parse"),
+        spec_schema=_failing_schema,
     )
     assert published_spec(broken)[PRESERVE] is True
     assert "Broken" in caplog.text
-    with pytest.raises(ValueError):
-        model_schema("no-colon")
+
+
+def _failing_schema() -> dict[str, object]:
+    raise TypeError("not a pydantic model")
+
+
+def test_model_schema_is_made_once_by_alias() -> None:
+    class Example(SpecModel):
+        replica_count: int = Field(alias="replicaCount")
+
+    schema = model_schema(Example)
+    assert schema() is schema()
+    assert "replicaCount" in schema()["properties"]
 
 
 def test_documents_of_every_kind() -> None:

@@ -69,9 +69,8 @@ class Kind:
     ``spec_schema``, when set, returns the JSON schema of the kind's ``spec``: what
     pydantic's ``model_json_schema`` makes of the capability's typed spec model, field
     names by their wire aliases (:func:`ketch.core.spec.model_schema` makes one from
-    the model's import path). The server calls it once, when it first builds its
-    OpenAPI documents, so declaring a kind imports nothing heavy. A kind without one
-    is published with a free-form spec.
+    the model). The server calls it once, when it first builds its OpenAPI documents.
+    A kind without one is published with a free-form spec.
     """
 
     kind: str

@@ -9,7 +9,6 @@ dot, list indices in brackets.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -58,20 +57,14 @@ def parse(model: type[M], data: Any, prefix: str = "spec") -> M:
         raise invalid_spec(exc, prefix) from None
 
 
-def model_schema(path: str) -> Callable[[], dict[str, Any]]:
-    """A zero-argument function returning the JSON schema of the model at ``path``
-    (``"package.module:Model"``), field names by their wire aliases, as a kind's
-    :attr:`~ketch.core.kinds.Kind.spec_schema`. The module is imported, and the schema
-    made, when the function is first called (then kept)."""
-    module_name, _, name = path.partition(":")
-    if not module_name or not name:
-        raise ValueError(f"a model path is 'package.module:Model', not {path!r}")
+def model_schema(model: type[BaseModel]) -> Callable[[], dict[str, Any]]:
+    """A zero-argument function returning the JSON schema of ``model``, field names by
+    their wire aliases, as a kind's :attr:`~ketch.core.kinds.Kind.spec_schema`. The
+    schema is made when the function is first called (then kept): only the OpenAPI
+    documents need it."""
 
     @functools.cache
     def schema() -> dict[str, Any]:
-        model = getattr(importlib.import_module(module_name), name)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"{path} is not a pydantic model")
         return model.model_json_schema(by_alias=True, mode="validation")
 
     return schema

@@ -7,17 +7,19 @@ from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import LAST_CONDITION, Column, Kind
-from ketch.core.spec import model_schema
+from ketch.core.spec import SpecModel, model_schema
+from ketch.jobs import spec
 from ketch.jobs.batch import controller as batch
 from ketch.jobs.batch.spec import KIND as BATCH_KIND
+from ketch.jobs.batch.spec import BatchJobSpec
 from ketch.jobs.batch.spec import validate as validate_batch
 from ketch.jobs.controller import FACTORIES
 from ketch.jobs.validation import VALIDATORS
 
 
-def _training(kind: str) -> Kind:
+def _training(kind: str, model: type[SpecModel]) -> Kind:
     """One of the training operator's kinds: its CRD shows the last condition as
-    State, then Age. Its spec's schema is its model's in :mod:`ketch.jobs.spec`."""
+    State, then Age. Its spec's schema is ``model``'s."""
     return Kind(
         kind,
         "kubeflow.org",
@@ -25,18 +27,18 @@ def _training(kind: str) -> Kind:
         f"{kind.lower()}s",
         columns=(LAST_CONDITION,),
         categories=("all", "kubeflow"),
-        spec_schema=model_schema(f"ketch.jobs.spec:{kind}Spec"),
+        spec_schema=model_schema(model),
     )
 
 
 KINDS: tuple[Kind, ...] = (
-    _training("PyTorchJob"),
-    _training("TFJob"),
-    _training("XGBoostJob"),
-    _training("MPIJob"),
-    _training("JAXJob"),
-    _training("PaddleJob"),
-    _training("MXJob"),
+    _training("PyTorchJob", spec.PyTorchJobSpec),
+    _training("TFJob", spec.TFJobSpec),
+    _training("XGBoostJob", spec.XGBoostJobSpec),
+    _training("MPIJob", spec.MPIJobSpec),
+    _training("JAXJob", spec.JAXJobSpec),
+    _training("PaddleJob", spec.PaddleJobSpec),
+    _training("MXJob", spec.MXJobSpec),
     # Kubernetes' own: Katib's default trial kind, with kubectl's columns for it
     Kind(
         "Job",
@@ -48,7 +50,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Completions", ".status.succeeded", "integer"),
         ),
         categories=("all",),
-        spec_schema=model_schema("ketch.jobs.batch.spec:BatchJobSpec"),
+        spec_schema=model_schema(BatchJobSpec),
     ),
 )
 

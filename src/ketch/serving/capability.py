@@ -9,6 +9,7 @@ from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Column, Kind
 from ketch.core.spec import model_schema
 from ketch.serving.controller import KIND, controller_factory
+from ketch.serving.spec import InferenceServiceSpec
 from ketch.serving.validation import validate, validate_inference_graph
 
 _URL = Column("URL", ".status.url")
@@ -33,7 +34,7 @@ KINDS: tuple[Kind, ...] = (
             Column("LatestReadyRevision", f"{_LATEST}.revisionName", priority=1),
         ),
         categories=("all", "kserve"),
-        spec_schema=model_schema("ketch.serving.spec:InferenceServiceSpec"),
+        spec_schema=model_schema(InferenceServiceSpec),
     ),
     # Known so that applying one says it cannot run yet (its validator refuses it).
     Kind(

@@ -11,9 +11,16 @@ from ketch.core.kinds import LAST_CONDITION, Kind
 from ketch.core.spec import model_schema
 from ketch.core.validation import ManifestValidator, spec_of
 from ketch.trainer.controller import FACTORY, KIND
-from ketch.trainer.spec import CLUSTER_RUNTIME, NAMESPACED_RUNTIME, parse_runtime, parse_trainjob
+from ketch.trainer.spec import (
+    CLUSTER_RUNTIME,
+    NAMESPACED_RUNTIME,
+    TrainingRuntimeSpec,
+    TrainJobSpec,
+    parse_runtime,
+    parse_trainjob,
+)
 
-_RUNTIME_SCHEMA = model_schema("ketch.trainer.spec:TrainingRuntimeSpec")
+_RUNTIME_SCHEMA = model_schema(TrainingRuntimeSpec)
 
 KINDS: tuple[Kind, ...] = (
     Kind(
@@ -23,7 +30,7 @@ KINDS: tuple[Kind, ...] = (
         "trainjobs",
         columns=(LAST_CONDITION,),
         categories=("all", "kubeflow"),
-        spec_schema=model_schema("ketch.trainer.spec:TrainJobSpec"),
+        spec_schema=model_schema(TrainJobSpec),
     ),
     Kind(
         NAMESPACED_RUNTIME,

@@ -12,6 +12,7 @@ from ketch.core.kinds import Column, Kind
 from ketch.core.spec import model_schema
 from ketch.tuning import suggestions
 from ketch.tuning.controller import controllers
+from ketch.tuning.spec import ExperimentSpec
 from ketch.tuning.validation import validate_experiment, validate_trial
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ KINDS: tuple[Kind, ...] = (
         "experiments",
         columns=_CONDITION,
         categories=_CATEGORIES,
-        spec_schema=model_schema("ketch.tuning.spec:ExperimentSpec"),
+        spec_schema=model_schema(ExperimentSpec),
     ),
     Kind(
         "Trial", "kubeflow.org", ("v1beta1",), "trials", columns=_CONDITION, categories=_CATEGORIES
