@@ -87,7 +87,7 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
             "metadata": {"name": "h"},
             "spec": {"size": -1},
         }
-        assert_error(http.post(path, json=bad), 400, "spec.size")
+        assert_error(http.post(path, json=bad), 422, "spec.size")
         assert refused == ["g", "h"]
         # the kinds of capabilities it was not given are not served
         assert_error(http.get("/apis/kubeflow.org/v1/namespaces/default/pytorchjobs"), 404)

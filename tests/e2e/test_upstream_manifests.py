@@ -1,5 +1,5 @@
 """Manifests written the way Kubeflow's, Katib's and KServe's own examples are written:
-accepted at apply, or refused with a 400 naming the field, as the operators' webhooks
+accepted at apply, or refused with a 422 Invalid naming the field, as the operators' webhooks
 answer them (and, where Ketch cannot run something, refused saying so)."""
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def test_broken_manifests_are_refused_naming_the_field(
 ) -> None:
     manifest, fragments = REFUSED[name]
     response = client.post(_path(manifest, ns), json=manifest)
-    assert_error(response, 400, *fragments)
+    assert_error(response, 422, *fragments)
     assert "Traceback" not in response.text
     assert client.get(_path(manifest, ns)).json()["items"] == []
 
@@ -427,7 +427,7 @@ def test_a_patch_cannot_make_a_job_invalid(client: httpx.Client, ns: str) -> Non
     response = client.patch(
         f"{path}/{name}", json=broken, headers={"content-type": "application/merge-patch+json"}
     )
-    assert_error(response, 400, "spec.pytorchReplicaSpecs.Master.replicas")
+    assert_error(response, 422, "spec.pytorchReplicaSpecs.Master.replicas")
     stored = client.get(f"{path}/{name}").json()
     assert stored["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] == 1
     assert stored["metadata"]["generation"] == 1
@@ -455,12 +455,12 @@ def test_trials_applied_by_hand_are_checked(client: httpx.Client, ns: str) -> No
         "-c",
         "print('accuracy=0.5')",
     ]
-    assert_error(client.post(path, json=_trial({})), 400, "spec.runSpec")
-    assert_error(client.post(path, json=_trial(ARGO_TRIAL)), 400, "spec.runSpec.kind", "Workflow")
+    assert_error(client.post(path, json=_trial({})), 422, "spec.runSpec")
+    assert_error(client.post(path, json=_trial(ARGO_TRIAL)), 422, "spec.runSpec.kind", "Workflow")
     no_containers = _with(job, [], "spec", "template", "spec", "containers")
     assert_error(
         client.post(path, json=_trial(no_containers)),
-        400,
+        422,
         "spec.runSpec.spec.template.spec.containers",
     )
     assert client.get(path).json()["items"] == []

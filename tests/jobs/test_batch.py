@@ -310,12 +310,12 @@ def test_ttl_after_finished_deletes(client: httpx.Client, jobs_ns: str) -> None:
 
 def test_invalid_jobs_are_refused(client: httpx.Client, jobs_ns: str) -> None:
     always = job("bad", ["python", "-c", "pass"], "Always")
-    message = assert_error(client.post(JOBS.format(ns=jobs_ns), json=always), 400, "restartPolicy")
+    message = assert_error(client.post(JOBS.format(ns=jobs_ns), json=always), 422, "restartPolicy")
     assert "spec.template.spec.restartPolicy" in message and "Never or OnFailure" in message
     no_command = job("bad", [])
     assert_error(
         client.post(JOBS.format(ns=jobs_ns), json=no_command),
-        400,
+        422,
         "spec.template.spec.containers[0].command",
     )
     bad_cpu = job("bad", ["true"])
@@ -324,7 +324,7 @@ def test_invalid_jobs_are_refused(client: httpx.Client, jobs_ns: str) -> None:
     }
     assert_error(
         client.post(JOBS.format(ns=jobs_ns), json=bad_cpu),
-        400,
+        422,
         "spec.template.spec.containers[0].resources.requests.cpu",
     )
 

@@ -1,5 +1,5 @@
 """Apply-time checks of the training jobs through a real ``ketch up``: the training
-operator's admission rules answered with 400 and the offending field's path."""
+operator's admission rules answered with 422 Invalid and the offending field's path."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ VALID: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def refused(client: httpx.Client, ns: str, body: dict[str, Any], field: str) -> str:
-    """The message of the 400 that refuses ``body``; it names ``field``."""
+    """The message of the 422 that refuses ``body``; it names ``field``."""
     response = client.post(path(body["kind"], ns), json=body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     message = str(response.json().get("message", response.text))
     assert field in message, message
     assert "Traceback" not in response.text
@@ -166,7 +166,7 @@ def test_update_is_checked_too(client: httpx.Client, ns: str) -> None:
     body["metadata"]["resourceVersion"] = created.json()["metadata"]["resourceVersion"]
     body["spec"]["jaxReplicaSpecs"]["Worker"]["template"]["spec"]["containers"] = []
     response = client.put(path("JAXJob", ns, "held"), json=body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert "spec.jaxReplicaSpecs.Worker.template.spec.containers" in response.json()["message"]
     assert client.delete(path("JAXJob", ns, "held")).status_code == 200
 
@@ -181,7 +181,7 @@ def test_batch_job_and_runtime_without_containers_are_refused(
         "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}},
     }
     response = client.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=job_body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert "spec.template.spec.containers" in response.json()["message"]
 
     runtime = {
@@ -204,7 +204,7 @@ def test_batch_job_and_runtime_without_containers_are_refused(
     response = client.post(
         f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainingruntimes", json=runtime
     )
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert (
         "spec.template.spec.replicatedJobs[0].template.spec.template.spec.containers"
         in response.json()["message"]

@@ -130,15 +130,15 @@ def test_submit_read_list_and_logs(client: httpx.Client, ns: str, hello_ir: dict
     assert_error(client.get(runs_path(ns + "x", run_id)), 404)
 
 
-def test_invalid_runs_are_400(client: httpx.Client, ns: str, hello_ir: dict[str, Any]) -> None:
+def test_invalid_runs_are_refused(client: httpx.Client, ns: str, hello_ir: dict[str, Any]) -> None:
     no_ir = run_manifest(hello_ir)
     del no_ir["spec"]["pipelineSpec"]
-    assert_error(client.post(runs_path(ns), json=no_ir), 400, "spec.pipelineSpec")
+    assert_error(client.post(runs_path(ns), json=no_ir), 422, "spec.pipelineSpec")
     assert_error(client.post(runs_path(ns), json=run_manifest({"nonsense": True})), 400)
     unknown = run_manifest(hello_ir, extra=1)
-    assert_error(client.post(runs_path(ns), json=unknown), 400, "spec.extra")
+    assert_error(client.post(runs_path(ns), json=unknown), 422, "spec.extra")
     bad_params = run_manifest(hello_ir, parameters=[1])
-    assert_error(client.post(runs_path(ns), json=bad_params), 400, "spec.parameters")
+    assert_error(client.post(runs_path(ns), json=bad_params), 422, "spec.parameters")
     wrong_param = run_manifest(hello_ir, parameters={"nope": 1})
     assert_error(client.post(runs_path(ns), json=wrong_param), 400)
     assert client.get(runs_path(ns)).json()["items"] == []

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ketch.server.errors import is_kubernetes_path, reason_for
 from tests.waiting import poll
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,13 +145,39 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 
 
 def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
-    """The response is a single-message error body with ``status``; return the message."""
+    """The response is a single-message error body with ``status``: a Kubernetes
+    ``Status`` on a Kubernetes path, grpc-gateway's body elsewhere; return the message."""
     assert response.status_code == status, (response.status_code, response.text)
     body = response.json()
+    if is_kubernetes_path(response.request.url.path):
+        return assert_status(response, status, None, *fragments)
     assert set(body) == {"error", "message", "code", "details"}, body
     assert body["error"] == body["message"]
     assert isinstance(body["message"], str) and "\n" not in body["message"]
     assert body["details"] == []
+    for fragment in fragments:
+        assert fragment in body["message"], (fragment, body["message"])
+    return str(body["message"])
+
+
+def assert_status(
+    response: httpx.Response, status: int, reason: str | None = None, *fragments: str
+) -> str:
+    """The response is a Kubernetes ``Status`` failure with ``status`` and ``reason``
+    (by default the status's own reason) whose message holds ``fragments``; return the
+    message."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert body["kind"] == "Status" and body["apiVersion"] == "v1", body
+    assert body["status"] == "Failure" and body["code"] == status, body
+    assert body["metadata"] == {} and isinstance(body["details"], dict), body
+    if reason is None:
+        assert body["reason"] == reason_for(status) or (
+            status == 409 and body["reason"] == "AlreadyExists"
+        ), body
+    else:
+        assert body["reason"] == reason, body
+    assert isinstance(body["message"], str) and "\n" not in body["message"], body
     for fragment in fragments:
         assert fragment in body["message"], (fragment, body["message"])
     return str(body["message"])

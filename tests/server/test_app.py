@@ -50,7 +50,8 @@ def test_malformed_json_and_yaml_bodies_are_400(client: httpx.Client, ns: str) -
         path, content=b'{"apiVersion": ', headers={"content-type": "application/json"}
     )
     assert assert_error(bad_json, 400, "malformed JSON").startswith("body:")
-    assert bad_json.json()["code"] == 3
+    assert bad_json.json()["reason"] == "BadRequest"
+    assert bad_json.json()["details"]["causes"][0]["field"] == "body"
     bad_yaml = client.post(
         path, content=b"kind: [unclosed", headers={"content-type": "application/yaml"}
     )
@@ -80,7 +81,7 @@ def test_oversized_bodies_are_413(client: httpx.Client, ns: str) -> None:
     big = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
     response = client.post(path, content=big, headers={"content-type": "application/json"})
     assert_error(response, 413, "KETCH_MAX_UPLOAD_BYTES")
-    assert response.json()["code"] == 8
+    assert response.json()["reason"] == "RequestEntityTooLarge"
 
     def chunks():  # no Content-Length: the limit is enforced while reading
         for _ in range(20):

@@ -32,7 +32,7 @@ def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
 
     again = client.post(runtimes_path(ns), json=runtime("mnist"))
     assert_error(again, 409, "already exists")
-    assert again.json()["code"] == 6
+    assert again.json()["reason"] == "AlreadyExists"
 
     deleted = client.delete(runtimes_path(ns, "mnist"))
     assert deleted.status_code == 200 and deleted.json()["metadata"]["uid"] == meta["uid"]
@@ -83,7 +83,7 @@ def test_apply_generation_semantics(client: httpx.Client, ns: str) -> None:
     assert_error(client.put(runtimes_path(ns, "j"), json=stale), 409, "resourceVersion")
 
     mismatch = client.put(runtimes_path(ns, "j"), json=runtime("other"))
-    assert_error(mismatch, 400, "metadata.name")
+    assert_error(mismatch, 422, "metadata.name")
 
 
 def test_merge_patch(client: httpx.Client, ns: str) -> None:
@@ -107,11 +107,11 @@ def test_merge_patch(client: httpx.Client, ns: str) -> None:
     assert labels_only.json()["metadata"]["generation"] == 2
     assert labels_only.json()["metadata"]["annotations"] == {"note": "hi"}
 
-    assert_error(client.patch(runtimes_path(ns, "p"), json={"status": {}}), 400, "status")
+    assert_error(client.patch(runtimes_path(ns, "p"), json={"status": {}}), 422, "status")
     assert_error(
-        client.patch(runtimes_path(ns, "p"), json={"metadata": {"name": "q"}}), 400, "metadata.name"
+        client.patch(runtimes_path(ns, "p"), json={"metadata": {"name": "q"}}), 422, "metadata.name"
     )
-    assert_error(client.patch(runtimes_path(ns, "p"), json={"kind": "TFJob"}), 400, "kind")
+    assert_error(client.patch(runtimes_path(ns, "p"), json={"kind": "TFJob"}), 422, "kind")
     assert_error(client.patch(runtimes_path(ns, "nope"), json={"spec": {}}), 404)
 
 
@@ -190,9 +190,9 @@ def test_status_subresource(client: httpx.Client, ns: str) -> None:
     assert_error(client.put(runtimes_path(ns, "s") + "/status", json=stale), 409, "resourceVersion")
     bad = {"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}}
     assert_error(
-        client.put(runtimes_path(ns, "s") + "/status", json=bad), 400, "status.conditions[0]"
+        client.put(runtimes_path(ns, "s") + "/status", json=bad), 422, "status.conditions[0]"
     )
-    assert_error(client.put(runtimes_path(ns, "s") + "/status", json={"spec": {}}), 400, "status")
+    assert_error(client.put(runtimes_path(ns, "s") + "/status", json={"spec": {}}), 422, "status")
     assert_error(client.put(runtimes_path(ns, "gone") + "/status", json={"status": {}}), 404)
 
 
@@ -200,27 +200,29 @@ def test_status_subresource(client: httpx.Client, ns: str) -> None:
     ("name", "fragment"),
     [("Upper", "RFC 1123"), ("under_score", "RFC 1123"), ("-dash", "RFC 1123"), ("x" * 254, "253")],
 )
-def test_invalid_names_are_400(client: httpx.Client, ns: str, name: str, fragment: str) -> None:
-    assert_error(client.post(jobs_path(ns), json=job(name)), 400, "metadata.name", fragment)
+def test_invalid_names_are_422_in_objects_and_400_in_urls(
+    client: httpx.Client, ns: str, name: str, fragment: str
+) -> None:
+    assert_error(client.post(jobs_path(ns), json=job(name)), 422, "metadata.name", fragment)
     assert_error(client.get(jobs_path(ns, name)), 400, fragment)
 
 
-def test_invalid_manifests_are_400(client: httpx.Client, ns: str) -> None:
+def test_invalid_manifests_are_422(client: httpx.Client, ns: str) -> None:
     no_name = job("x")
     no_name["metadata"] = {}
-    assert_error(client.post(jobs_path(ns), json=no_name), 400, "metadata.name")
+    assert_error(client.post(jobs_path(ns), json=no_name), 422, "metadata.name")
     wrong_version = {**job("x"), "apiVersion": "kubeflow.org/v2"}
     assert_error(
-        client.post(jobs_path(ns), json=wrong_version), 400, "apiVersion", "kubeflow.org/v1"
+        client.post(jobs_path(ns), json=wrong_version), 422, "apiVersion", "kubeflow.org/v1"
     )
     wrong_kind = {**job("x"), "kind": "TFJob"}
-    assert_error(client.post(jobs_path(ns), json=wrong_kind), 400, "kind")
+    assert_error(client.post(jobs_path(ns), json=wrong_kind), 422, "kind")
     other_ns = job("x")
     other_ns["metadata"]["namespace"] = "elsewhere"
-    assert_error(client.post(jobs_path(ns), json=other_ns), 400, "metadata.namespace")
+    assert_error(client.post(jobs_path(ns), json=other_ns), 422, "metadata.namespace")
     bad_labels = job("x")
     bad_labels["metadata"]["labels"] = {"a": 1}
-    assert_error(client.post(jobs_path(ns), json=bad_labels), 400, "metadata.labels")
+    assert_error(client.post(jobs_path(ns), json=bad_labels), 422, "metadata.labels")
     assert_error(
         client.get("/apis/kubeflow.org/v1/namespaces/Bad_NS/pytorchjobs"), 400, "namespace"
     )

@@ -143,7 +143,7 @@ def test_invalid_predictor_is_refused_at_apply(api_server: Server) -> None:
     path = f"/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}"
     with api_server.client() as client:
         response = client.put(path, json=manifest(name, {"minReplicas": 1}))
-        assert response.status_code == 400, response.text
+        assert response.status_code == 422, response.text
         assert "spec.predictor" in response.json()["message"]
         assert "exactly one of" in response.json()["message"]
         assert client.get(path).status_code == 404

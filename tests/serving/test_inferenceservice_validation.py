@@ -1,5 +1,5 @@
 """InferenceServices KServe's webhook (or Ketch) would refuse are refused at apply by a
-real ``ketch up``: 400 naming the field, nothing stored. InferenceGraphs are refused
+real ``ketch up``: 422 Invalid naming the field, nothing stored. InferenceGraphs are refused
 with a message saying they are not supported yet."""
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def test_bad_inference_services_are_refused_naming_the_field(
     ]
     for send in sends:
         response = send()
-        assert response.status_code == 400, f"{what}: {response.text}"
+        assert response.status_code == 422, f"{what}: {response.text}"
         message = response.json()["message"]
         assert "Traceback" not in response.text
         assert field in message, message
@@ -267,6 +267,6 @@ def test_inference_graphs_are_refused_as_not_supported_yet(client: httpx.Client,
     }
     path = f"/apis/serving.kserve.io/v1alpha1/namespaces/{ns}/inferencegraphs/pipeline"
     response = client.put(path, json=graph)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert "InferenceGraph is not supported" in response.json()["message"]
     assert client.get(path).status_code == 404

@@ -451,7 +451,7 @@ def test_invalid_trainjob_is_refused(client: httpx.Client, ns: str) -> None:
     response = client.post(
         path("trainjobs", ns), json={**job, "metadata": {"name": "bad", "namespace": ns}}
     )
-    assert response.status_code == 400 and "spec.trainer.numNodes" in response.text
+    assert response.status_code == 422 and "spec.trainer.numNodes" in response.text
 
 
 def test_kubeflow_docs_manifest_is_accepted(

@@ -1,5 +1,5 @@
 """Experiments Ketch cannot run are refused at apply, through a real ``ketch up``:
-400 naming the field, nothing stored."""
+422 Invalid naming the field, nothing stored."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _path(namespace: str, name: str) -> str:
 def _refused(http: httpx.Client, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
     name = manifest["metadata"]["name"]
     response = http.put(_path(namespace, name), json=manifest)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert "Traceback" not in response.text
     assert http.get(_path(namespace, name)).status_code == 404, "a refused Experiment was stored"
     return dict(response.json())
@@ -142,7 +142,7 @@ def test_a_pytorchjob_trial_template_is_checked_by_the_pytorchjob_validator(
         },
     }
     probe = client.put(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/probe", json=bare)
-    if probe.status_code != 400:
+    if probe.status_code != 422:
         client.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/probe")
         pytest.skip("this server has no PyTorchJob validator that refuses a job without containers")
     trial = copy.deepcopy(bare)

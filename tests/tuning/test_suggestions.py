@@ -154,7 +154,7 @@ def test_users_cannot_create_suggestions(client: httpx.Client, ns: str) -> None:
         client.put(_api(ns, "suggestions", "mine"), json=manifest),
         client.post(_api(ns, "suggestions"), json=manifest),
     ):
-        assert response.status_code == 400, response.text
+        assert response.status_code == 422, response.text
         text = response.json()["message"]
         assert "metadata.ownerReferences" in text and "Experiment" in text
     assert client.get(_api(ns, "suggestions", "mine")).status_code == 404

@@ -2,6 +2,7 @@
 
 The CLI maps them to exit codes and the API to HTTP status codes:
 ``InvalidSpec`` -> exit 2 / 400, ``NotFound`` -> 404, ``Conflict`` -> 409.
+``ObjectNotFound`` and ``AlreadyExists`` also say which object they are about.
 """
 
 from __future__ import annotations
@@ -40,9 +41,46 @@ class NotFound(KetchError):
     exit_code = 2
 
 
+class ObjectNotFound(NotFound):
+    """A named object does not exist: ``kind`` (its kind's name, ``PyTorchJob``),
+    ``namespace`` and ``name`` say which, so the API can answer as Kubernetes does."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "",
+        namespace: str = "",
+        name: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+
+
 class Conflict(KetchError):
     http_status = 409
     exit_code = 1
+
+
+class AlreadyExists(Conflict):
+    """A create named an object that exists already (``kind``, ``namespace``, ``name``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "",
+        namespace: str = "",
+        name: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
 
 
 class BackendError(KetchError):

@@ -1,8 +1,9 @@
 """The one HTTP client of Ketch's API server, used by the CLI and every Python
 client (:class:`ApiClient`).
 
-An error body (``{"message": ..., "code": ...}``) becomes the matching
-``KetchError``: 400/405/413 ``InvalidSpec``, 404 ``NotFound``, 409 ``Conflict``,
+An error body (``{"message": ..., "code": ...}``, or a Kubernetes ``Status``, which
+has a ``message`` too) becomes the matching ``KetchError``: 400/405/413/422
+``InvalidSpec`` (422 is an invalid object), 404 ``NotFound``, 409 ``Conflict``,
 anything else ``ServerError`` with the HTTP status. When nothing answers at the
 URL, the client's ``unreachable`` error (default :class:`NoServer`) says how to
 start a server.
@@ -57,7 +58,7 @@ def message_of(response: httpx.Response) -> str:
 
 
 def error_for(status: int, message: str) -> KetchError:
-    if status in (400, 405, 413):
+    if status in (400, 405, 413, 422):
         return InvalidSpec(message)
     if status == 404:
         return NotFound(message)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, delete, func, select
 
 from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound, ObjectNotFound
 from ketch.core.kinds import Kind
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import Resource
@@ -306,8 +306,11 @@ class PipelineRunSource:
         with session_scope(self.url, readonly=True) as session:
             row = session.get(PipelineRunRow, name)
             if row is None or row.namespace != namespace:
-                raise NotFound(
+                raise ObjectNotFound(
                     f"PipelineRun {name!r} not found in namespace {namespace!r}",
+                    kind="PipelineRun",
+                    namespace=namespace,
+                    name=name,
                     hint=f"list runs with: ketch get runs -n {namespace}",
                 )
             return row

@@ -17,11 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import InvalidSpec
 from ketch.core.resource import format_time, validate_namespace
-from ketch.core.routes import ERROR_RESPONSES
 from ketch.core.store.resources import Event
+from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.state import ApiState, api_state
 
-router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["events"], responses=STATUS_RESPONSES)
 
 State = Annotated[ApiState, Depends(api_state)]
 FieldSelectorQ = Annotated[

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ketch.server.bodies import YAML_TYPES
-from ketch.server.errors import error_response
+from ketch.server.errors import answer
 
 ALLOWED_HOSTS_ENV = "KETCH_ALLOWED_HOSTS"
 
@@ -105,7 +105,7 @@ class RequestGuardMiddleware:
         problem = self._check(scope, headers)
         if problem is not None:
             status, message = problem
-            await error_response(status, message)(scope, receive, send)
+            await answer(str(scope.get("path", "")), status, message)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

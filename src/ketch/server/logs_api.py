@@ -29,11 +29,11 @@ from ketch.core.errors import NotFound
 from ketch.core.kinds import Kind
 from ketch.core.logfiles import POLL, tail
 from ketch.core.resource import validate_name, validate_namespace
-from ketch.core.routes import ERROR_RESPONSES
+from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.state import ApiState, api_state
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["logs"], responses=STATUS_RESPONSES)
 
 State = Annotated[ApiState, Depends(api_state)]
 FollowQ = Annotated[bool, Query(description="Keep streaming until the work ends")]

@@ -35,8 +35,9 @@ from starlette.concurrency import run_in_threadpool
 from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
-from ketch.core.routes import ERROR_RESPONSES, request_body
+from ketch.core.routes import request_body
 from ketch.core.store.selectors import LabelSelector
+from ketch.server import tables
 from ketch.server.bodies import (
     MANIFEST_SCHEMA,
     STATUS_SCHEMA,
@@ -44,10 +45,11 @@ from ketch.server.bodies import (
     read_document,
     require_mapping,
 )
+from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.state import ApiState, api_state
 from ketch.server.watch import sse, watch
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter(responses=STATUS_RESPONSES)
 
 State = Annotated[ApiState, Depends(api_state)]
 LabelSelectorQ = Annotated[str | None, Query(alias="labelSelector", description="a=b,c!=d,e,!f")]
@@ -114,6 +116,9 @@ async def _list(
     metadata: dict[str, Any] = {"resourceVersion": ""}
     if page.continue_token:
         metadata["continue"] = page.continue_token
+    table = tables.requested(request)
+    if table is not None:
+        return tables.list_table(kind, page.items, metadata, table)
     return {
         "apiVersion": kind.api_version,
         "kind": f"{kind.kind}List",
@@ -318,6 +323,8 @@ async def create(
     namespace = _namespace(namespace)
     source = state.source(kind)
     document = await read_document(request)
+    if isinstance(document, dict) and isinstance(document.get("metadata"), dict):
+        note_name(request, document["metadata"].get("name"))
     resource = state.validate(
         kind,
         _manifest_for(
@@ -334,9 +341,11 @@ async def create(
     tags=["resources"],
     summary="Read an object",
 )
-async def read(target: Target, state: State) -> dict[str, Any]:
+async def read(target: Target, request: Request, state: State) -> Any:
     kind = target.kind
-    return await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
+    found = await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
+    table = tables.requested(request)
+    return found if table is None else tables.object_table(kind, found, table)
 
 
 @router.put(
@@ -395,8 +404,8 @@ async def remove(target: Target, state: State) -> dict[str, Any]:
     tags=["resources"],
     summary="Read an object with its status",
 )
-async def read_status(target: Target, state: State) -> dict[str, Any]:
-    return await read(target, state)
+async def read_status(target: Target, request: Request, state: State) -> Any:
+    return await read(target, request, state)
 
 
 @router.put(

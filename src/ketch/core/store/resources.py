@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ketch.core.errors import Conflict, InvalidSpec, NotFound
+from ketch.core.errors import AlreadyExists, Conflict, InvalidSpec, NotFound, ObjectNotFound
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
 from ketch.core.store.db import init_db, retry_locked, session_scope
@@ -127,8 +127,11 @@ def _to_event(row: ResourceEventRow) -> Event:
 
 
 def _not_found(kind: str, namespace: str, name: str) -> NotFound:
-    return NotFound(
+    return ObjectNotFound(
         f"{kind} {name!r} not found in namespace {namespace!r}",
+        kind=kind,
+        namespace=namespace,
+        name=name,
         hint=f"list what exists with: ketch get {kind.lower()} -n {namespace}",
     )
 
@@ -520,7 +523,10 @@ class ResourceStore:
     @staticmethod
     def _exists(resource: Resource) -> Conflict:
         meta = resource.metadata
-        return Conflict(
+        return AlreadyExists(
             f"{resource.kind} {meta.name!r} already exists in namespace {meta.namespace!r}",
+            kind=resource.kind,
+            namespace=meta.namespace,
+            name=meta.name,
             hint="use apply to update it, or delete it first",
         )
