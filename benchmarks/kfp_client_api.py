@@ -99,13 +99,22 @@ def bench_create_run(client: kfp.Client, repeat: int) -> dict[str, float]:
 
 
 def store_runs(db_url: str, count: int, experiment_id: str) -> float:
+    """Write ``count`` finished runs straight into the store; the seconds it took."""
+    from ketch.core.store.db import Database
+    from ketch.pipelines.tables import MIGRATIONS
+
+    # this process's own connections to the server's store, closed at the end
+    with Database(db_url) as database:
+        database.migrate([MIGRATIONS])  # also creates the engine before the first session
+        return _insert_runs(database, count, experiment_id)
+
+
+def _insert_runs(database: Any, count: int, experiment_id: str) -> float:
     from sqlalchemy import insert
 
-    from ketch.core.store.db import init_db, session_scope
     from ketch.pipelines import spec as ir_loader
-    from ketch.pipelines.tables import MIGRATIONS, PipelineRunRow
+    from ketch.pipelines.tables import PipelineRunRow
 
-    init_db(db_url, [MIGRATIONS])  # also creates the engine before the first session
     spec = ir_loader.load(one_step).spec
     start = datetime(2024, 1, 1, tzinfo=UTC)
     began = time.perf_counter()
@@ -134,11 +143,11 @@ def store_runs(db_url: str, count: int, experiment_id: str) -> float:
             }
         )
         if len(batch) == 1000:
-            with session_scope(db_url) as s:
+            with database.session() as s:
                 s.execute(insert(PipelineRunRow), batch)
             batch = []
     if batch:
-        with session_scope(db_url) as s:
+        with database.session() as s:
             s.execute(insert(PipelineRunRow), batch)
     return time.perf_counter() - began
 
@@ -245,8 +254,6 @@ def main() -> None:
 
     from tests.pipelines.kfp_server import ServerProcess
 
-    from ketch.core.store.db import dispose_engine
-
     with tempfile.TemporaryDirectory(prefix="ketch-kfp-bench-") as tmp:
         home = Path(tmp) / "home"
         server = ServerProcess(home, os.environ.get("KETCH_DATABASE_URL") or None)
@@ -278,7 +285,6 @@ def main() -> None:
             c = bench_concurrent(server.url, package, args.concurrent, concurrent_exp)
         finally:
             server.stop()
-            dispose_engine(server.db_url)
         log = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
         locked = log.lower().count("database is locked")
 

@@ -410,12 +410,14 @@ def trial_section(text: str) -> list[str]:
 def test_describe_ranks_trials_by_the_objective(
     ketch: Ketch, api: httpx.Client, api_server: tuple[str, str], ns: str
 ) -> None:
+    from ketch.core.store.db import Database
     from ketch.core.store.resources import ResourceStore
 
     create_experiment(api, ns, "mnist")
-    ResourceStore(api_server[1]).record_event(
-        "Experiment", ns, "mnist", reason="ExperimentCreated", message="Experiment is created"
-    )
+    with Database(api_server[1]) as database:
+        ResourceStore(database).record_event(
+            "Experiment", ns, "mnist", reason="ExperimentCreated", message="Experiment is created"
+        )
     text = ok(ketch("describe", "experiment", "mnist", "-n", ns))
     assert "Name:        mnist" in text and "objectiveMetricName: accuracy" in text
     assert "currentOptimalTrial" in text and "succeededTrialList" not in text  # the table has them

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import yaml
 
-from ketch.core.store.resources import ResourceStore
 from tests.cli import helpers
 from tests.cli.helpers import Ketch, bad, ok
 from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
@@ -135,7 +134,7 @@ def test_describe_shows_conditions_and_events(
             }
         },
     )
-    ResourceStore(server.db_url).record_event(
+    server.store().record_event(
         "TrainingRuntime", ns, "desc", reason="SuccessfulCreate", message="created pod"
     )
     text = ok(ketch("describe", "trainingruntime", "desc", "-n", ns))
@@ -162,9 +161,7 @@ def test_logs(ketch: Ketch, server: Server, client: httpx.Client, ns: str) -> No
     log.write_text("epoch 1 loss 0.5\n")
     # an object no controller writes the status of, so only the logPaths below are there
     client.post(runtimes_path(ns), json=runtime("lg"))
-    ResourceStore(server.db_url).update_status(
-        "TrainingRuntime", ns, "lg", {"logPaths": {"master-0": str(log)}}
-    )
+    server.store().update_status("TrainingRuntime", ns, "lg", {"logPaths": {"master-0": str(log)}})
     assert ok(ketch("logs", "trainingruntime", "lg", "-n", ns)) == "epoch 1 loss 0.5\n"
     assert (
         ok(ketch("logs", "trainingruntime", "lg", "-n", ns, "--replica", "master-0"))

@@ -1,6 +1,8 @@
 """Database fixtures: a fresh SQLite file per test, and, when ``KETCH_TEST_POSTGRES_URL``
-is set, a fresh PostgreSQL database per test (so parallel workers never collide); and a
-local process backend, shut down after the test."""
+is set, a fresh PostgreSQL database per test (so parallel workers never collide), as a
+URL (``db_url``, ``sqlite_url``) or as a :class:`~ketch.core.store.db.Database` on it
+(``database``, ``sqlite_database``), closed after the test; and a local process
+backend, shut down after the test."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from ketch.core.store import db
 
 POSTGRES_ENV = "KETCH_TEST_POSTGRES_URL"
 
+# A script that runs against an old Ketch (see its docstring), not a test module.
+collect_ignore = ["store/make_fixture.py"]
+
 
 def _postgres_database() -> Iterator[str]:
     admin_url = os.environ.get(POSTGRES_ENV)
@@ -31,7 +36,6 @@ def _postgres_database() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         yield url
-        db.dispose_engine(url)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
@@ -46,18 +50,29 @@ def _sqlite_database(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty database: SQLite, and PostgreSQL when one is configured."""
     if request.param == "sqlite":
-        url = _sqlite_database(tmp_path)
-        yield url
-        db.dispose_engine(url)
+        yield _sqlite_database(tmp_path)
     else:
         yield from _postgres_database()
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> Iterator[str]:
-    url = _sqlite_database(tmp_path)
-    yield url
-    db.dispose_engine(url)
+def sqlite_url(tmp_path: Path) -> str:
+    return _sqlite_database(tmp_path)
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[db.Database]:
+    """A :class:`~ketch.core.store.db.Database` on ``db_url``, closed after the test
+    (before a PostgreSQL database is dropped)."""
+    with db.Database(db_url) as database:
+        yield database
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[db.Database]:
+    """A :class:`~ketch.core.store.db.Database` on ``sqlite_url``, closed after the test."""
+    with db.Database(sqlite_url) as database:
+        yield database
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from ketch.core.controller import Controller, Key, Manager, Result
 from ketch.core.errors import NotFound
 from ketch.core.resource import ObjectMeta, Resource, set_condition
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workqueue import WorkQueue
 from tests.waiting import wait_for
@@ -139,8 +140,8 @@ class WidgetController(Controller):
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> ResourceStore:
-    return ResourceStore(sqlite_url)
+def store(sqlite_database: Database) -> ResourceStore:
+    return ResourceStore(sqlite_database)
 
 
 def test_existing_resources_are_reconciled_on_start(store: ResourceStore) -> None:

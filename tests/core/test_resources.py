@@ -9,6 +9,7 @@ import pytest
 
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.resource import ObjectMeta, Resource, set_condition
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 
 
@@ -24,8 +25,8 @@ def job(
 
 
 @pytest.fixture
-def store(db_url: str) -> ResourceStore:
-    return ResourceStore(db_url)
+def store(database: Database) -> ResourceStore:
+    return ResourceStore(database)
 
 
 def test_create_then_get(store: ResourceStore) -> None:
@@ -232,7 +233,7 @@ def test_events(store: ResourceStore) -> None:
         store.record_event("PyTorchJob", "default", "train", reason="X", type="Bad")  # type: ignore[arg-type]
 
 
-def test_concurrent_applies_are_serialised(store: ResourceStore, db_url: str) -> None:
+def test_concurrent_applies_are_serialised(store: ResourceStore) -> None:
     """Every apply changes the spec, so the final generation counts every writer."""
     writers = 6
     errors: list[BaseException] = []
@@ -241,7 +242,7 @@ def test_concurrent_applies_are_serialised(store: ResourceStore, db_url: str) ->
     def write(i: int) -> None:
         try:
             barrier.wait()
-            ResourceStore(db_url).apply(job("shared", writer=i))
+            ResourceStore(store.database).apply(job("shared", writer=i))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -256,7 +257,7 @@ def test_concurrent_applies_are_serialised(store: ResourceStore, db_url: str) ->
     assert final.metadata.resourceVersion == str(writers)
 
 
-def test_concurrent_status_updates_detect_conflicts(store: ResourceStore, db_url: str) -> None:
+def test_concurrent_status_updates_detect_conflicts(store: ResourceStore) -> None:
     created = store.create(job("train"))
     version = created.metadata.resourceVersion
     outcomes: list[str] = []
@@ -266,7 +267,7 @@ def test_concurrent_status_updates_detect_conflicts(store: ResourceStore, db_url
     def write(i: int) -> None:
         barrier.wait()
         try:
-            ResourceStore(db_url).update_status(
+            ResourceStore(store.database).update_status(
                 "PyTorchJob", "default", "train", {"writer": i}, resource_version=version
             )
             result = "ok"

@@ -6,8 +6,9 @@ so the suite is safe to run in parallel with ``pytest -n``.
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,25 @@ def ketch_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]
         )
 
     return run
+
+
+@pytest.fixture
+def make_service(ketch_home: Path) -> Iterator[Callable[..., Any]]:
+    """Makes a ``RunService`` over this test's store (``KETCH_DATABASE_URL`` or the
+    SQLite file in ``KETCH_HOME``, as it is when called), each with a ``Database`` of
+    its own as each server has; their connections are closed after the test (the
+    test stops the services)."""
+    from ketch.capabilities import backend
+    from ketch.core.store.db import Database
+    from ketch.pipelines.service import RunService
+
+    made: list[Database] = []
+
+    def make(**options: Any) -> RunService:
+        database = Database()
+        made.append(database)
+        return RunService(database, backend=backend(), **options)
+
+    yield make
+    for database in made:
+        database.dispose()

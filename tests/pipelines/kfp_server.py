@@ -134,7 +134,6 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def serve(backend: str, home: Path) -> Iterator[ServerProcess]:
     """A started server on ``backend`` ("sqlite" or "postgresql"), stopped afterwards."""
-    from ketch.core.store import db
     from tests.core.conftest import _postgres_database
 
     if backend == "postgresql":
@@ -148,7 +147,6 @@ def serve(backend: str, home: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
-        db.dispose_engine(server.db_url)
         for _ in databases:  # drop the database
             pass
 

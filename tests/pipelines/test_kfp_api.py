@@ -17,7 +17,7 @@ import pytest
 from kfp import dsl
 
 from ketch.core.errors import InvalidSpec
-from ketch.core.store.db import dispose_engine, init_db, session_scope
+from ketch.core.store.db import Database
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.filters import filter_clauses
 from ketch.pipelines.scheduler import Scheduler, Trigger, check_cron, check_trigger
@@ -124,31 +124,31 @@ def wait_run(http: httpx.Client, run_id: str, timeout: float = 120) -> dict[str,
 
 def insert_runs(db_url: str, experiment_id: str, count: int, start: datetime) -> list[str]:
     """Runs written straight into the store (what the list pages read)."""
-    init_db(db_url, [MIGRATIONS])
     ids = []
-    with session_scope(db_url) as s:
-        for i in range(count):
-            run_id = str(uuid.uuid4())
-            ids.append(run_id)
-            s.add(
-                PipelineRunRow(
-                    id=run_id,
-                    display_name=f"stored-{i:03d}",
-                    pipeline_name="stored",
-                    namespace="default",
-                    experiment_id=experiment_id,
-                    owner="test",
-                    state=("SUCCEEDED", "FAILED", "RUNNING")[i % 3],
-                    storage_state="AVAILABLE",
-                    pipeline_spec={"pipelineInfo": {"name": "stored"}},
-                    parameters={"i": i},
-                    pipeline_root="/tmp",
-                    outputs={},
-                    created_at=start + timedelta(seconds=i),
-                    finished_at=None if i % 3 == 2 else start + timedelta(seconds=i + 1),
+    with Database(db_url) as database:
+        database.migrate([MIGRATIONS])
+        with database.session() as s:
+            for i in range(count):
+                run_id = str(uuid.uuid4())
+                ids.append(run_id)
+                s.add(
+                    PipelineRunRow(
+                        id=run_id,
+                        display_name=f"stored-{i:03d}",
+                        pipeline_name="stored",
+                        namespace="default",
+                        experiment_id=experiment_id,
+                        owner="test",
+                        state=("SUCCEEDED", "FAILED", "RUNNING")[i % 3],
+                        storage_state="AVAILABLE",
+                        pipeline_spec={"pipelineInfo": {"name": "stored"}},
+                        parameters={"i": i},
+                        pipeline_root="/tmp",
+                        outputs={},
+                        created_at=start + timedelta(seconds=i),
+                        finished_at=None if i % 3 == 2 else start + timedelta(seconds=i + 1),
+                    )
                 )
-            )
-    dispose_engine(db_url)
     return ids
 
 
@@ -654,11 +654,11 @@ class Recording:
     :meth:`release` (the scheduler's bookkeeping is what is tested, and a run that
     finished in a few milliseconds would free its concurrency slot mid-tick)."""
 
-    def __init__(self, url: str):
+    def __init__(self, database: Database):
         from ketch.capabilities import backend
         from ketch.pipelines.service import RunService
 
-        self.service = RunService(url, backend=backend())
+        self.service = RunService(database, backend=backend())
         self.submitted: list[dict[str, Any]] = []
         self.ids: list[str] = []
         self._held: list[tuple[Any, ...]] = []
@@ -680,13 +680,13 @@ class Recording:
 
 
 def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sched.db'}"
-    init_db(url, [MIGRATIONS])
+    database = Database(f"sqlite:///{tmp_path / 'sched.db'}")
+    database.migrate([MIGRATIONS])
     t0 = datetime.now(UTC) - timedelta(seconds=35)
 
     def add(no_catchup: bool, max_concurrency: int = 10, **extra: Any) -> str:
         rid = str(uuid.uuid4())
-        with session_scope(url) as s:
+        with database.session() as s:
             s.add(
                 KfpRecurringRunRow(
                     id=rid,
@@ -708,11 +708,11 @@ def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
             )
         return rid
 
-    runs = Recording(url)
+    runs = Recording(database)
     try:
         backfill, latest = add(False), add(True)
         limited = add(False, max_concurrency=1)
-        scheduler = Scheduler(runs, url)
+        scheduler = Scheduler(runs, database)
         scheduler.tick()
         fired: dict[str, int] = {}
         for call in runs.submitted:
@@ -729,7 +729,7 @@ def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
         scheduler.tick()
         made = [c for c in runs.submitted[before:] if c["recurring_run_id"] == pending]
         assert len(made) == 1
-        with session_scope(url, readonly=True) as s:
+        with database.session(readonly=True) as s:
             row = s.get(KfpRecurringRunRow, pending)
             assert row is not None and row.pending_since is None
     finally:
@@ -737,4 +737,4 @@ def test_scheduler_catchup_and_restart_safety(tmp_path: Path) -> None:
         for run_id in runs.ids:
             runs.service.wait(run_id, timeout=60)
         runs.service.stop()
-        dispose_engine(url)
+        database.dispose()

@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from kfp import compiler, dsl
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ketch.capabilities import backend
 from ketch.core.store import db
 from ketch.pipelines.service import RunService
 from tests.pipelines.helpers import cli_command, cli_env
@@ -52,8 +51,9 @@ SERVE = textwrap.dedent(
     """
     import json, sys, time
     from ketch.capabilities import backend
+    from ketch.core.store.db import Database
     from ketch.pipelines.service import RunService
-    svc = RunService(backend=backend())
+    svc = RunService(Database(), backend=backend())
     svc.start()
     run_id = svc.submit(json.loads(sys.argv[1]), parameters=json.loads(sys.argv[2]))
     print(run_id, flush=True)
@@ -81,7 +81,6 @@ def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     try:
         yield "postgresql"
     finally:
-        db.dispose_engine(url)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -181,13 +180,15 @@ def package(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_second_service_resumes_only_runs_whose_owner_is_gone(tmp_path: Path, store: str) -> None:
+def test_a_second_service_resumes_only_runs_whose_owner_is_gone(
+    tmp_path: Path, store: str, make_service: Callable[..., RunService]
+) -> None:
     marker = tmp_path / "marker"
     proc, run_id = _start_serving(marker, sleep_at=1)
     try:
         _wait_for(lambda: _count(marker, 1) == 1)  # step 2 runs (and sleeps)
         started = _get(run_id)["status"]["startTime"]
-        other = RunService(backend=backend())
+        other = make_service()
         try:
             # the first service is alive: the run is its own, not resumed here
             assert run_id not in other.start()
@@ -198,7 +199,7 @@ def test_a_second_service_resumes_only_runs_whose_owner_is_gone(tmp_path: Path, 
             other.stop()
         _kill_group(proc)
         # its owner is gone: the next service takes the run over and resumes it
-        heir = RunService(backend=backend())
+        heir = make_service()
         try:
             assert run_id in heir.start()
             _wait_for(lambda: _count(marker, 1) == 2)  # the interrupted step runs again
@@ -258,14 +259,14 @@ def test_killed_ketch_run_is_failed_for_the_next_reader(
 
 @pytest.mark.slow
 def test_cancel_reaches_the_ketch_run_that_owns_the_run(
-    tmp_path: Path, package: Path, store: str
+    tmp_path: Path, package: Path, store: str, make_service: Callable[..., RunService]
 ) -> None:
     marker = tmp_path / "marker"
     proc, run_id = _start_ketch_run(package, marker, sleep_at=0)
     try:
         _wait_for(lambda: _count(marker, 0) == 1)
         # another process asks for the cancel through the store
-        service = RunService(backend=backend())
+        service = make_service()
         assert service.cancel(run_id) is True
         assert proc.wait(60) == 130  # the owner stopped its run
         assert _get(run_id)["status"]["state"] == "CANCELED"
@@ -276,20 +277,20 @@ def test_cancel_reaches_the_ketch_run_that_owns_the_run(
 
 @pytest.mark.slow
 def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(
-    tmp_path: Path,
+    tmp_path: Path, make_service: Callable[..., RunService]
 ) -> None:
     marker = tmp_path / "marker"
-    first = RunService(backend=backend())
+    first = make_service()
     first.start()
     try:
         run_id = first.submit(SPEC, parameters={"marker": str(marker), "sleep_at": 1})
         _wait_for(lambda: _count(marker, 1) == 1)
-        live = RunService(backend=backend())
+        live = make_service()
         assert run_id not in live.start()  # its owner still runs it
         live.stop()
     finally:
         first.stop(timeout=30)  # the run stays RUNNING, to be resumed
-    second = RunService(backend=backend())
+    second = make_service()
     try:
         assert run_id in second.start()
         _wait_for(lambda: _count(marker, 1) == 2)
@@ -302,14 +303,14 @@ def test_a_stopped_service_hands_its_runs_to_the_next_one_in_the_same_process(
 
 @pytest.mark.slow
 def test_server_notices_a_killed_ketch_run_without_being_asked(
-    tmp_path: Path, package: Path
+    tmp_path: Path, package: Path, make_service: Callable[..., RunService]
 ) -> None:
     """Watchers and the dashboard learn that a ketch run died: the run service
     ends the run and tells its listeners, no read needed."""
     import threading
 
     marker = tmp_path / "marker"
-    service = RunService(backend=backend())
+    service = make_service()
     ended = threading.Event()
     seen: list[str] = []
     service.start()
@@ -331,7 +332,7 @@ def test_server_notices_a_killed_ketch_run_without_being_asked(
 
 @pytest.mark.slow
 def test_the_sole_server_resumes_runs_left_under_another_host_name(
-    tmp_path: Path, store: str
+    tmp_path: Path, store: str, make_service: Callable[..., RunService]
 ) -> None:
     """A laptop's host name changes between sessions: the server holding the store's
     lock resumes runs a server left in flight under the old name; a service that does
@@ -357,12 +358,12 @@ def test_the_sole_server_resumes_runs_left_under_another_host_name(
             )
     finally:
         engine.dispose()
-    bystander = RunService(backend=backend())
+    bystander = make_service()
     try:
         assert run_id not in bystander.start()
     finally:
         bystander.stop()
-    sole = RunService(backend=backend(), sole_server=True)
+    sole = make_service(sole_server=True)
     try:
         assert run_id in sole.start()
         _wait_for(lambda: _count(marker, 1) == 2)  # the interrupted step runs again

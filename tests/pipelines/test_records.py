@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Model, Output
 from sqlalchemy import select
 
 import ketch
-from ketch.core.store.db import session_scope
+from ketch.core.store.db import Database
 from ketch.pipelines.tables import (
     ArtifactRow,
     CacheEntryRow,
@@ -39,15 +39,16 @@ def lineage_pipeline(rows: int = 4) -> int:
 
 
 @pytest.fixture
-def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def store(db_url: str, database: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """The database ``ketch.run`` stores runs in (this test reads it through ``database``)."""
     monkeypatch.setenv("KETCH_DATABASE_URL", db_url)
-    return db_url
+    return database
 
 
-def test_run_tasks_and_lineage_are_stored(store: str) -> None:
+def test_run_tasks_and_lineage_are_stored(store: Database) -> None:
     run = ketch.run(lineage_pipeline, {"rows": 5})
     assert run.state == "SUCCEEDED", run.error
-    with session_scope(store, readonly=True) as s:
+    with store.session(readonly=True) as s:
         row = s.get(PipelineRunRow, run.id)
         assert row is not None and row.state == "SUCCEEDED"
         assert row.parameters == {"rows": 5} and row.outputs == {"Output": 5}
@@ -88,13 +89,13 @@ def test_run_tasks_and_lineage_are_stored(store: str) -> None:
         assert artifact.metadata_ == {"rows": 5}
 
 
-def test_cache_survives_across_runs(store: str, tmp_path) -> None:
+def test_cache_survives_across_runs(store: Database, tmp_path) -> None:
     first = ketch.run(lineage_pipeline, {"rows": 3})
     second = ketch.run(lineage_pipeline, {"rows": 3})
     assert first.state == second.state == "SUCCEEDED"
     assert [t.cached for t in second.tasks.values()] == [True, True]
     assert second.outputs == first.outputs == {"Output": 3}
-    with session_scope(store, readonly=True) as s:
+    with store.session(readonly=True) as s:
         entries = list(s.execute(select(CacheEntryRow)).scalars())
         assert len(entries) == 2 and {e.run_id for e in entries} == {first.id}
         cached_execs = (

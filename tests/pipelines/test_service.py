@@ -5,13 +5,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
 from kfp import dsl
 
-from ketch.capabilities import backend
 from ketch.pipelines.service import RunService
 from tests.waiting import wait_for
 
@@ -40,8 +40,9 @@ SUBMIT = textwrap.dedent(
     """
     import json, sys, time
     from ketch.capabilities import backend
+    from ketch.core.store.db import Database
     from ketch.pipelines.service import RunService
-    svc = RunService(backend=backend())
+    svc = RunService(Database(), backend=backend())
     svc.start()
     run_id = svc.submit(json.loads(sys.argv[1]), parameters=json.loads(sys.argv[2]))
     print(run_id, flush=True)
@@ -56,7 +57,9 @@ def _runs(marker: Path, x: int) -> int:
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path) -> None:
+def test_killed_process_resumes_without_rerunning_finished_tasks(
+    tmp_path: Path, make_service: Callable[..., RunService]
+) -> None:
     import json
 
     marker = tmp_path / "marker"
@@ -81,7 +84,7 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
     # the sleeping task died with its process (the backend's orphan guard)
-    service = RunService(backend=backend())
+    service = make_service()
     try:
         # The resumed run starts the interrupted step again (it sleeps again, so the
         # test cancels it once it has seen what resume did).
@@ -95,9 +98,11 @@ def test_killed_process_resumes_without_rerunning_finished_tasks(tmp_path: Path)
         service.stop()
 
 
-def test_submit_wait_cancel_and_retry(tmp_path: Path) -> None:
+def test_submit_wait_cancel_and_retry(
+    tmp_path: Path, make_service: Callable[..., RunService]
+) -> None:
     marker = tmp_path / "m"
-    service = RunService(backend=backend())
+    service = make_service()
     service.start()
     try:
         run_id = service.submit(SPEC, parameters={"marker": str(marker)})
@@ -119,10 +124,12 @@ def test_submit_wait_cancel_and_retry(tmp_path: Path) -> None:
         service.stop()
 
 
-def test_bad_submissions_are_rejected_before_anything_is_stored(tmp_path: Path) -> None:
+def test_bad_submissions_are_rejected_before_anything_is_stored(
+    tmp_path: Path, make_service: Callable[..., RunService]
+) -> None:
     from ketch.core.errors import InvalidSpec
 
-    service = RunService(backend=backend())
+    service = make_service()
     service.start()
     try:
         with pytest.raises(InvalidSpec, match="marker"):

@@ -59,10 +59,22 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
     log_path: Path | None = None
+    #: the test process's own connections to the server's database (see :meth:`store`)
+    database: Any = None
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'ketch.db'}"
+
+    def store(self) -> Any:
+        """A ``ResourceStore`` over the server's database, written from the test
+        process as another process would; its connections close when the server stops."""
+        from ketch.core.store.db import Database
+        from ketch.core.store.resources import ResourceStore
+
+        if self.database is None:
+            self.database = Database(self.db_url)
+        return ResourceStore(self.database)
 
     def start(self, timeout: float = 60.0) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -102,6 +114,8 @@ class Server:
         return int(self.url.rsplit(":", 1)[1])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.database is not None:
+            self.database.dispose()
         if self.process is None:
             return None
         if self.process.poll() is None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 
-from ketch.core.store.resources import ResourceStore
 from tests.server.fixtures import runtime, runtimes_path
 from tests.server.helpers import Server, assert_error
 
@@ -22,7 +21,7 @@ def _with_logs(server: Server, client: httpx.Client, ns: str) -> dict[str, Path]
     paths["worker-0"].write_text("worker line\n")
     client.post(runtimes_path(ns), json=runtime("logged"))
     status = {"logPaths": {k: str(v) for k, v in paths.items()}}
-    ResourceStore(server.db_url).update_status("TrainingRuntime", ns, "logged", status)
+    server.store().update_status("TrainingRuntime", ns, "logged", status)
     return paths
 
 
@@ -72,7 +71,7 @@ def test_follow_tails_until_the_object_finishes(
 def test_events_by_field_selector(server: Server, client: httpx.Client, ns: str) -> None:
     client.post(runtimes_path(ns), json=runtime("ev"))
     client.post(runtimes_path(ns), json=runtime("quiet"))
-    store = ResourceStore(server.db_url)
+    store = server.store()
     store.record_event("TrainingRuntime", ns, "ev", reason="Created", message="replicas created")
     store.record_event("TrainingRuntime", ns, "ev", reason="Failed", message="oom", type="Warning")
     store.record_event("TrainingRuntime", ns, "quiet", reason="Created")

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import yaml
 
-from ketch.core.store.resources import ResourceStore
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
 from tests.server.helpers import Server, assert_error, base_env, ketch_command
@@ -238,7 +237,7 @@ def test_status_writes_cannot_make_the_server_read_files(
     folder.mkdir(parents=True)
     (folder / "link.log").symlink_to("/etc/passwd")
     (folder / "real.log").write_text("real line\n")
-    store = ResourceStore(server.db_url)
+    store = server.store()
     paths = {
         "a": "/etc/passwd",
         "b": str(folder / ".." / ".." / ".." / ".." / ".." / "etc" / "passwd"),
@@ -318,7 +317,7 @@ def test_a_non_loopback_host_warns_and_shows_the_bound_address(tmp_path: Path) -
 
 def test_repeated_events_are_counted(server: Server, client: httpx.Client, ns: str) -> None:
     client.post(jobs_path(ns), json=job("noisy"))
-    store = ResourceStore(server.db_url)
+    store = server.store()
     for _ in range(3):
         store.record_event(
             "PyTorchJob", ns, "noisy", reason="BackOff", message="restarting", type="Warning"

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 
 from ketch.core.resource import Resource
-from ketch.core.store.resources import ResourceStore
 from tests.server.fixtures import runtime, runtimes_path
 from tests.server.helpers import Server, assert_error, sse_events
 
@@ -64,7 +63,7 @@ def test_watch_path_sends_existing_objects_first_and_filters_labels(
 
 
 def test_watch_sees_writes_made_by_other_processes(server: Server, ns: str) -> None:
-    store = ResourceStore(server.db_url)
+    store = server.store()
     with watching(
         server,
         "/apis/trainer.kubeflow.org/v1alpha1/watch/trainingruntimes",

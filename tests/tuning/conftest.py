@@ -99,7 +99,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def local(home: Path) -> Iterator[TuningClient]:
     """A client over this test's own store; experiments run in this process."""
-    yield TuningClient(server=False, assembly=ASSEMBLY)
+    with TuningClient(server=False, assembly=ASSEMBLY) as client:
+        yield client
 
 
 def run_local(client: TuningClient, manifest: dict[str, Any], timeout: float = 120) -> Any:
@@ -111,15 +112,17 @@ def stored_trials(name: str, namespace: str = "default") -> list[dict[str, Any]]
     """The stored Trial manifests of experiment ``name`` (labels, env, status and all),
     in creation order."""
     from ketch.core import config
+    from ketch.core.store.db import Database
     from ketch.core.store.resources import ResourceStore
 
-    store = ResourceStore(config.database_url(), migrate=False)
-    trials = [
-        t.to_manifest()
-        for t in store.list(
-            "Trial", namespace, label_selector=f"katib.kubeflow.org/experiment={name}"
-        )
-    ]
+    with Database(config.database_url()) as database:
+        store = ResourceStore(database, migrate=False)
+        trials = [
+            t.to_manifest()
+            for t in store.list(
+                "Trial", namespace, label_selector=f"katib.kubeflow.org/experiment={name}"
+            )
+        ]
     return sorted(
         trials, key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"])
     )

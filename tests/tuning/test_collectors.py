@@ -20,6 +20,7 @@ import pytest
 from ketch.core import config
 from ketch.core.errors import InvalidSpec
 from ketch.core.resource import Resource
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 from ketch.tuning.api import push_url
 from ketch.tuning.collector_spec import DEFAULT_FILE_PATH, KIND_FIELD
@@ -432,15 +433,16 @@ def push_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Thr
     app = FastAPI()
     errors.install(app)
     app.include_router(api.router)
-    app.state.api = SimpleNamespace(store=ResourceStore(config.database_url()))
-    with ThreadServer(app) as running:
-        yield running
+    with Database(config.database_url()) as database:
+        app.state.api = SimpleNamespace(store=ResourceStore(database))
+        with ThreadServer(app) as running:
+            yield running
 
 
 def test_push_endpoint(push_server: ThreadServer, monkeypatch: pytest.MonkeyPatch) -> None:
     server = push_server
     ns, trial = f"t-{uuid.uuid4().hex[:8]}", f"trial-{uuid.uuid4().hex[:6]}"
-    store = ResourceStore(config.database_url(), migrate=False)
+    store = ResourceStore(Database(config.database_url()), migrate=False)
     stored = store.create(  # the endpoint takes the metrics of a stored trial
         Resource.from_manifest(
             {
@@ -486,6 +488,7 @@ def test_push_endpoint(push_server: ThreadServer, monkeypatch: pytest.MonkeyPatc
         bad_name = push_url(server.url, ns, "Bad_Name")
         assert_error(http.post(bad_name, json={"metrics": {"loss": 1}}), 400, "name")
     assert collector.close() == []
+    store.database.dispose()
 
 
 # -- summaries ----------------------------------------------------------------------------

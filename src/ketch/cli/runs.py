@@ -71,9 +71,10 @@ def _local_runs() -> Any:
     url = config.database_url()
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
+    from ketch.core.store.db import Database
     from ketch.pipelines.runs import PipelineRunSource
 
-    return PipelineRunSource(url)
+    return PipelineRunSource(Database(url))
 
 
 def _without_server(client: ApiClient) -> Any:
@@ -101,6 +102,8 @@ def _read_locally(client: ApiClient, no_server: NoServer, read: Callable[[Any], 
         return read(source)
     except SQLAlchemyError:
         raise no_server from None
+    finally:
+        source.database.dispose()
 
 
 @app.command("list")

@@ -101,7 +101,7 @@ def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
 
 def migrations_of(capabilities: Sequence[Capability]) -> tuple[Path, ...]:
     """The capabilities' own Alembic version folders, for
-    :func:`ketch.core.store.db.init_db` (which always adds core's)."""
+    :meth:`ketch.core.store.db.Database.migrate` (which always adds core's)."""
     return tuple(c.migrations for c in capabilities if c.migrations is not None)
 
 

@@ -48,8 +48,8 @@ class Controller(ABC):
     #: other kinds whose changes concern this controller (see :meth:`related`)
     watches: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, store: ResourceStore | None = None) -> None:
-        self.store = store if store is not None else ResourceStore()
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
         self.manager: Manager | None = None
 
     def related(self, resource: Resource) -> Iterable[Key]:

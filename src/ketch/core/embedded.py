@@ -22,26 +22,38 @@ from ketch.core.backend import Backend
 from ketch.core.capability import Admission, Capability, controllers_of, migrations_of
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
-from ketch.core.store.db import init_db
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 
 
 class ControlPlane:
-    """The controllers of ``capabilities`` over the store at ``database_url`` (default:
-    the configured one), starting processes through ``backend``."""
+    """The controllers of ``capabilities`` over ``database`` (or, when none is given,
+    a :class:`Database` of its own on ``database_url``, default the configured one,
+    closed when the control plane stops), starting processes through ``backend``."""
 
     def __init__(
         self,
         capabilities: Sequence[Capability],
         *,
         backend: Backend,
+        database: Database | None = None,
         database_url: str | None = None,
         home: Path | None = None,
         accept: Callable[[Resource], bool] | None = None,
     ) -> None:
-        url = database_url or config.database_url(home)
-        init_db(url, migrations_of(capabilities))
-        self.store = ResourceStore(url, migrate=False)
+        self._owns_database = database is None
+        self.database = (
+            database
+            if database is not None
+            else Database(database_url or config.database_url(home))
+        )
+        try:
+            self.database.migrate(migrations_of(capabilities))
+        except BaseException:
+            if self._owns_database:
+                self.database.dispose()
+            raise
+        self.store = ResourceStore(self.database, migrate=False)
         self.manager = Manager(accept=accept)
         for controller in controllers_of(capabilities, self.store, backend):
             self.manager.add(controller)
@@ -52,7 +64,11 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
-        self.manager.stop()
+        try:
+            self.manager.stop()
+        finally:
+            if self._owns_database:
+                self.database.dispose()
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -81,20 +97,23 @@ class Assembly:
     @property
     def migrations(self) -> tuple[Path, ...]:
         """Every capability's own Alembic version folder, for
-        :func:`ketch.core.store.db.init_db` (which always adds core's)."""
+        :meth:`ketch.core.store.db.Database.migrate` (which always adds core's)."""
         return migrations_of(self.capabilities)
 
     def control_plane(
         self,
         *,
+        database: Database | None = None,
         database_url: str | None = None,
         home: Path | None = None,
         accept: Callable[[Resource], bool] | None = None,
     ) -> ControlPlane:
-        """A control plane running every capability's controllers here."""
+        """A control plane running every capability's controllers here (over
+        ``database`` when one is given; see :class:`ControlPlane`)."""
         return ControlPlane(
             self.capabilities,
             backend=self.backend(),
+            database=database,
             database_url=database_url,
             home=home,
             accept=accept,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ketch.core.backend import Backend
 from ketch.core.sources import Source
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class ServiceContext:
 
     store: ResourceStore
     backend: Backend
-    database_url: str
+    #: the app's connections to the store (``database.url`` where a URL is needed)
+    database: Database
     #: the server holds the store's control-plane lock: no other server is running
     sole_server: bool = False
     #: wakes the app's watchers after a change they cannot see in the store's feed

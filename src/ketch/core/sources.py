@@ -19,7 +19,6 @@ from sqlalchemy import select
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
-from ketch.core.store.db import session_scope
 from ketch.core.store.models import ResourceRow
 from ketch.core.store.resources import Applied, ResourceStore, to_resource
 from ketch.core.store.selectors import LabelSelector
@@ -250,7 +249,7 @@ class StoreSource:
         )
         if namespace is not None:
             query = query.where(ResourceRow.namespace == namespace)
-        with session_scope(self.store.url, readonly=True) as session:
+        with self.store.database.session(readonly=True) as session:
             rows = session.execute(query).all()
         return {
             uid: str(version) for uid, version, labels in rows if selector.matches(labels or {})
@@ -261,7 +260,7 @@ class StoreSource:
         if not wanted:
             return {}
         found: dict[str, Manifest] = {}
-        with session_scope(self.store.url, readonly=True) as session:
+        with self.store.database.session(readonly=True) as session:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 rows = session.scalars(select(ResourceRow).where(ResourceRow.uid.in_(chunk)))

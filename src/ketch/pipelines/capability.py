@@ -32,18 +32,18 @@ def _services(context: ServiceContext) -> tuple[Service, ...]:
     from ketch.pipelines.service import RunService
 
     run_service = RunService(
-        context.database_url, backend=context.backend, sole_server=context.sole_server
+        context.database, backend=context.backend, sole_server=context.sole_server
     )
     # runs made and ended anywhere wake the app's watchers
     run_service.listeners.append(lambda _run_id: context.changed())
     # the scheduler submits through the run service: it starts after it, stops before
-    return run_service, Scheduler(run_service, context.database_url)
+    return run_service, Scheduler(run_service, context.database)
 
 
 def _run_source(context: ServiceContext) -> Source:
     from ketch.pipelines.service import RunService
 
-    return PipelineRunSource(context.database_url, lambda: context.services.find(RunService))
+    return PipelineRunSource(context.database, lambda: context.services.find(RunService))
 
 
 def _kfp_router() -> APIRouter:

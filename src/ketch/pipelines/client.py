@@ -12,6 +12,7 @@ from typing import Any
 from ketch.core.backend import Backend
 from ketch.core.conditions import RunState
 from ketch.core.errors import InvalidSpec
+from ketch.core.store.db import Database
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine
 from ketch.pipelines.executor import images_warning
@@ -135,7 +136,6 @@ def run(
     Ctrl-C (SIGINT) or SIGTERM in the main thread cancels the run: running tasks
     are terminated and the run is stored as CANCELED.
     """
-    from ketch.core.store.db import init_db
     from ketch.pipelines.tables import MIGRATIONS
 
     if arguments is not None and not isinstance(arguments, dict):
@@ -150,40 +150,42 @@ def run(
         pipeline_root=pipeline_root,
         enable_caching=enable_caching,
     )
-    init_db(None, [MIGRATIONS])
-    reap_orphaned_runs()
-    recorder = Recorder()
-    # The run belongs to this process: no server resumes it, and if this process
-    # dies the next reader marks it FAILED.
-    recorder.create_run(ctx, args, owner=process_owner())
-    if on_start is not None:
-        on_start(ctx.run_id)
-    engines: list[Engine] = []
+    # this call's own connections to the store, closed when it returns
+    with Database() as database:
+        database.migrate([MIGRATIONS])
+        reap_orphaned_runs(database)
+        recorder = Recorder(database)
+        # The run belongs to this process: no server resumes it, and if this process
+        # dies the next reader marks it FAILED.
+        recorder.create_run(ctx, args, owner=process_owner())
+        if on_start is not None:
+            on_start(ctx.run_id)
+        engines: list[Engine] = []
 
-    def cancel_engines() -> None:
-        for e in engines:
-            e.cancel()
+        def cancel_engines() -> None:
+            for e in engines:
+                e.cancel()
 
-    previous = _install_signals(cancel_engines)
-    watcher = _CancelWatcher(ctx.run_id, engines)
-    watcher.start()
-    packages = Packages()
-    try:
-        state, outputs, error, engine = execute(
-            ctx,
-            args,
-            backend=backend,
-            recorder=recorder,
-            packages=packages,
-            max_parallelism=max_parallelism,
-            listener=listener,
-            on_engine=engines.append,
-            # warm interpreters only once a task really runs: a cached run needs none
-            on_first_execution=lambda: _prewarm(backend, ir, packages),
-        )
-    finally:
-        watcher.stop()
-        _restore_signals(previous)
+        previous = _install_signals(cancel_engines)
+        watcher = _CancelWatcher(database, ctx.run_id, engines)
+        watcher.start()
+        packages = Packages()
+        try:
+            state, outputs, error, engine = execute(
+                ctx,
+                args,
+                backend=backend,
+                recorder=recorder,
+                packages=packages,
+                max_parallelism=max_parallelism,
+                listener=listener,
+                on_engine=engines.append,
+                # warm interpreters only once a task really runs: a cached run needs none
+                on_first_execution=lambda: _prewarm(backend, ir, packages),
+            )
+        finally:
+            watcher.stop()
+            _restore_signals(previous)
     py_outputs: dict[str, Any] = dict(outputs["parameters"])
     for name, arts in outputs["artifacts"].items():
         objs = [to_kfp_artifact(a) for a in arts]
@@ -205,7 +207,10 @@ class _CancelWatcher:
     """Cancels this process's run when someone asks for it through the store
     (``ketch runs cancel`` or the API mark a run CANCELING that its owner executes)."""
 
-    def __init__(self, run_id: str, engines: list[Engine], interval: float = 1.0):
+    def __init__(
+        self, database: Database, run_id: str, engines: list[Engine], interval: float = 1.0
+    ):
+        self.database = database
         self.run_id = run_id
         self.engines = engines
         self.interval = interval
@@ -220,12 +225,11 @@ class _CancelWatcher:
         self._thread.join(timeout=5)
 
     def _watch(self) -> None:
-        from ketch.core.store.db import session_scope
         from ketch.pipelines.tables import PipelineRunRow
 
         while not self._stop.wait(self.interval):
             try:
-                with session_scope(None, readonly=True) as s:
+                with self.database.session(readonly=True) as s:
                     row = s.get(PipelineRunRow, self.run_id)
                     state = row.state if row is not None else None
             except Exception:  # the store is busy: look again next time

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ketch.core.conditions import RunState
-from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 
@@ -151,12 +151,12 @@ def _owned_by(previous: str | None) -> Any:
     return PipelineRunRow.owner.is_(None) if previous is None else PipelineRunRow.owner == previous
 
 
-def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> bool:
+def claim(database: Database, run_id: str, previous: str | None, new: Owner) -> bool:
     """Make ``new`` the owner of ``run_id`` if its owner is still ``previous``
     (one conditional update: of two processes claiming a run, one wins)."""
 
     def write() -> bool:
-        with session_scope(url) as s:
+        with database.session() as s:
             where = _owned_by(previous)
             result = s.execute(
                 update(PipelineRunRow)
@@ -168,12 +168,12 @@ def claim(url: str | None, run_id: str, previous: str | None, new: Owner) -> boo
     return bool(retry_locked(write))
 
 
-def release(url: str | None, owner: Owner) -> int:
+def release(database: Database, owner: Owner) -> int:
     """Hand the in-flight runs of ``owner`` (a run service that stopped) back: they
     name no process any more, so the next server resumes them. Returns how many."""
 
     def write() -> int:
-        with session_scope(url) as s:
+        with database.session() as s:
             result = s.execute(
                 update(PipelineRunRow)
                 .where(PipelineRunRow.owner == str(owner), PipelineRunRow.state.in_(ACTIVE_STATES))
@@ -185,7 +185,12 @@ def release(url: str | None, owner: Owner) -> int:
 
 
 def fail_run(
-    url: str | None, run_id: str, previous: str | None, reason: str, *, state: str = "FAILED"
+    database: Database,
+    run_id: str,
+    previous: str | None,
+    reason: str,
+    *,
+    state: str = "FAILED",
 ) -> bool:
     """End an orphaned run (FAILED, or CANCELED for one being canceled) with ``reason``,
     with its unfinished tasks — only if its owner is still ``previous`` and it has not
@@ -194,7 +199,7 @@ def fail_run(
     from_states = (RunState.CANCELING.value,) if state == RunState.CANCELED else ACTIVE_STATES
 
     def write() -> bool:
-        with session_scope(url) as s:
+        with database.session() as s:
             where = _owned_by(previous)
             result = s.execute(
                 update(PipelineRunRow)
@@ -219,19 +224,19 @@ def orphan_reason(owner: Owner) -> str:
     return f"{owner.describe()} stopped before the run finished (owner process died)"
 
 
-def reap(url: str | None = None) -> int:
+def reap(database: Database) -> int:
     """End the in-flight runs of ``ketch run`` processes that are gone (FAILED, with
     the reason). Server runs are left for the next server to resume. Returns how
     many runs were ended."""
-    return len(reap_runs(url))
+    return len(reap_runs(database))
 
 
 class Reaper:
     """:func:`reap` for the reads of one store, at most once per ``min_interval``
     seconds (a read of a run first ends the runs of processes that died)."""
 
-    def __init__(self, url: str | None, min_interval: float = 1.0) -> None:
-        self.url = url
+    def __init__(self, database: Database, min_interval: float = 1.0) -> None:
+        self.database = database
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last: float | None = None
@@ -244,12 +249,12 @@ class Reaper:
             if self._last is not None and now - self._last < self.min_interval:
                 return []
             self._last = now
-        return reap_runs(self.url)
+        return reap_runs(self.database)
 
 
-def reap_runs(url: str | None = None) -> list[str]:
+def reap_runs(database: Database) -> list[str]:
     """:func:`reap`, returning the ids of the runs it ended."""
-    with session_scope(url, readonly=True) as s:
+    with database.session(readonly=True) as s:
         rows = s.execute(
             select(PipelineRunRow.id, PipelineRunRow.owner, PipelineRunRow.state).where(
                 PipelineRunRow.state.in_(ACTIVE_STATES),
@@ -263,10 +268,10 @@ def reap_runs(url: str | None = None) -> list[str]:
             continue
         if state == RunState.CANCELING:
             done = fail_run(
-                url, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED"
+                database, run_id, text, f"canceled; {orphan_reason(owner)}", state="CANCELED"
             )
         else:
-            done = fail_run(url, run_id, text, orphan_reason(owner))
+            done = fail_run(database, run_id, text, orphan_reason(owner))
         if done:
             ended.append(run_id)
     return ended

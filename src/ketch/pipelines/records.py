@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.tables import (
     ArtifactRow,
@@ -65,10 +65,10 @@ def _internal_artifact(art: dict[str, Any]) -> dict[str, Any]:
 
 
 class Recorder:
-    """Writes a run's progress to the store (SQLite or PostgreSQL)."""
+    """Writes a run's progress to the store (SQLite or PostgreSQL) in ``database``."""
 
-    def __init__(self, url: str | None = None):
-        self.url = url
+    def __init__(self, database: Database):
+        self.database = database
 
     # ------------------------------------------------------------ runs
 
@@ -86,7 +86,7 @@ class Recorder:
         recurring_run_id: str | None = None,
     ) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 s.add(
                     PipelineRunRow(
                         id=ctx.run_id,
@@ -113,7 +113,7 @@ class Recorder:
 
     def set_run_state(self, run_id: str, state: str, **values: Any) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 s.execute(
                     update(PipelineRunRow)
                     .where(PipelineRunRow.id == run_id)
@@ -126,7 +126,7 @@ class Recorder:
         """Task ids by path, and the finished leaf tasks (their outputs) of a stored run."""
         ids: dict[str, str] = {}
         done: dict[str, dict[str, Any]] = {}
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             rows = s.execute(
                 select(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id)
             ).scalars()
@@ -159,7 +159,7 @@ class Recorder:
 
     def task_started(self, ctx: RunContext, node: Node) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 execution_id = self._new_execution(s, ctx, node)
                 row = self._task_row(s, ctx, node)
                 row.state = node.state
@@ -174,7 +174,7 @@ class Recorder:
 
     def task_finished(self, ctx: RunContext, node: Node) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 row = self._task_row(s, ctx, node)  # new if it never started (skipped, ...)
                 row.state = node.state
                 row.inputs = self._inputs(node)
@@ -310,7 +310,7 @@ class Recorder:
         return int(found) if found is not None else self._new_artifact(s, ctx, art)
 
     def find_artifact(self, uri: str, type_title: str) -> int | None:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             found = s.execute(
                 select(ArtifactRow.id)
                 .where(ArtifactRow.uri == uri, ArtifactRow.type == type_title)
@@ -322,7 +322,7 @@ class Recorder:
     # ------------------------------------------------------------ cache
 
     def cache_lookup(self, key: str) -> dict[str, Any] | None:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.get(CacheEntryRow, key)
             return dict(row.outputs) if row is not None else None
 
@@ -330,7 +330,7 @@ class Recorder:
         assert node.cache_key is not None
 
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 entry = s.get(CacheEntryRow, node.cache_key)
                 payload = {"parameters": node.outputs, "artifacts": node.output_artifacts}
                 if entry is None:

@@ -31,7 +31,7 @@ from ketch.core.kinds import Kind
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import Resource
 from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page
-from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.core.store.selectors import LabelSelector
 from ketch.core.timestamps import format_time
 from ketch.pipelines.kinds import (
@@ -292,18 +292,18 @@ class PipelineRunSource:
 
     def __init__(
         self,
-        url: str | None,
+        database: Database,
         runs: Callable[[], RunService | None] = lambda: None,
         reaper: Reaper | None = None,
     ) -> None:
-        self.url = url
+        self.database = database
         self.runs = runs
-        self.reaper = reaper or Reaper(url)
+        self.reaper = reaper or Reaper(database)
 
     # -- reads -----------------------------------------------------------------
 
     def row(self, namespace: str, name: str) -> PipelineRunRow:
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             row = session.get(PipelineRunRow, name)
             if row is None or row.namespace != namespace:
                 raise ObjectNotFound(
@@ -316,7 +316,7 @@ class PipelineRunSource:
             return row
 
     def tasks(self, run_id: str) -> list[PipelineTaskRow]:
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             query = (
                 select(PipelineTaskRow)
                 .where(PipelineTaskRow.run_id == run_id)
@@ -328,7 +328,7 @@ class PipelineRunSource:
         return next((t for t in self.tasks(run_id) if t.path == path), None)
 
     def state(self, run_id: str) -> str | None:
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             return session.scalar(select(PipelineRunRow.state).where(PipelineRunRow.id == run_id))
 
     def _reap(self) -> None:
@@ -360,7 +360,7 @@ class PipelineRunSource:
         query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc(), PipelineRunRow.id)
         if namespace is not None:
             query = query.where(PipelineRunRow.namespace == namespace)
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             rows = list(session.scalars(query).all())
             counts = self._counts(session, None)
         matching = [r for r in rows if selector.matches(_labels(r))]
@@ -383,7 +383,7 @@ class PipelineRunSource:
         query = select(PipelineRunRow)
         if namespace is not None:
             query = query.where(PipelineRunRow.namespace == namespace)
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             rows = list(session.scalars(query).all())
             counts = self._counts(session, None)
         return {
@@ -396,7 +396,7 @@ class PipelineRunSource:
         wanted = builtins.list(uids)
         if not wanted:
             return {}
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             rows = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.in_(wanted)))
             found = builtins.list(rows)
             counts = self._counts(session, wanted)
@@ -466,7 +466,7 @@ class PipelineRunSource:
         manifest = to_manifest(row, self.tasks(row.id))
 
         def remove() -> None:
-            with session_scope(self.url) as session:
+            with self.database.session() as session:
                 session.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == row.id))
                 session.execute(delete(PipelineRunRow).where(PipelineRunRow.id == row.id))
 

@@ -33,7 +33,7 @@ from croniter import croniter
 from sqlalchemy import func, select
 
 from ketch.core.errors import InvalidSpec, KetchError
-from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.owners import ACTIVE_STATES
@@ -175,10 +175,10 @@ class Scheduler:
     the capability's services (:mod:`ketch.core.services`), started after the run
     service and stopped before it."""
 
-    def __init__(self, runs: Submitter, url: str | None = None, *, max_wait: float = 1.0):
+    def __init__(self, runs: Submitter, database: Database, *, max_wait: float = 1.0):
         self.runs = runs
-        self.url = url
-        self.catalog = Catalog(url)
+        self.database = database
+        self.catalog = Catalog(database)
         self.max_wait = max_wait
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -220,7 +220,7 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> float:
         """Fire what is due; return the seconds until the next known due time."""
         now = now or utcnow()
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             rows = s.execute(
                 select(
                     KfpRecurringRunRow.id,
@@ -278,7 +278,7 @@ class Scheduler:
         return now
 
     def _active(self, recurring_run_id: str) -> int:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return int(
                 s.execute(
                     select(func.count())
@@ -294,7 +294,7 @@ class Scheduler:
         """Advance ``last_scheduled_at`` to ``due`` if nobody else did; return what to submit."""
 
         def write() -> dict[str, Any] | None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 row = s.get(KfpRecurringRunRow, rid, with_for_update=True)
                 if row is None or row.mode != "ENABLE" or row.pending_since is not None:
                     return None
@@ -338,7 +338,7 @@ class Scheduler:
 
     def _clear_pending(self, rid: str, error: str | None) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 row = s.get(KfpRecurringRunRow, rid)
                 if row is not None:
                     row.pending_since = None
@@ -350,7 +350,7 @@ class Scheduler:
 
     def _record_error(self, rid: str, error: str) -> None:
         def write() -> None:
-            with session_scope(self.url) as s:
+            with self.database.session() as s:
                 row = s.get(KfpRecurringRunRow, rid)
                 if row is not None and row.error != error:
                     row.error = error
@@ -359,7 +359,7 @@ class Scheduler:
 
     def _recover(self, rid: str, pending: datetime) -> None:
         """Finish a fire whose run may not have been created (the process stopped)."""
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             made = s.execute(
                 select(func.count())
                 .select_from(PipelineRunRow)

@@ -26,7 +26,7 @@ from ketch.core.backend import Backend
 from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
 from ketch.core.environments import Environments
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
-from ketch.core.store.db import init_db, session_scope
+from ketch.core.store.db import Database
 from ketch.core.timestamps import utcnow
 from ketch.pipelines import owners
 from ketch.pipelines import spec as ir_loader
@@ -164,17 +164,18 @@ def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
     )
 
 
-def reap_orphaned_runs(url: str | None = None) -> int:
+def reap_orphaned_runs(database: Database) -> int:
     """Mark runs of ``ketch run`` processes that no longer exist as FAILED."""
-    return owners.reap(url)
+    return owners.reap(database)
 
 
 class RunService:
-    """Executes pipeline runs in the background of a long-lived process (the server)."""
+    """Executes pipeline runs in the background of a long-lived process (the server),
+    storing them in ``database``."""
 
     def __init__(
         self,
-        url: str | None = None,
+        database: Database,
         *,
         backend: Backend,
         max_parallelism: int | None = None,
@@ -184,14 +185,14 @@ class RunService:
         this process holds the store's control-plane lock, so no other server is
         running: every server run it does not own is orphaned, even one whose owner
         was recorded under another host name (a laptop's name changes)."""
-        self.url = url
+        self.database = database
         self.sole_server = sole_server
         self.backend = backend
         self.max_parallelism = max_parallelism
-        self.recorder = Recorder(url)
+        self.recorder = Recorder(database)
         self.packages = Packages()
         # Reads of runs through this service's server end the runs of dead processes.
-        self.reaper = owners.Reaper(url)
+        self.reaper = owners.Reaper(database)
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -225,11 +226,11 @@ class RunService:
         update, so two servers never resume the same run); runs of a live server
         or of a live ``ketch run`` are not touched.
         """
-        init_db(self.url, [MIGRATIONS])
-        reap_orphaned_runs(self.url)
+        self.database.migrate([MIGRATIONS])
+        reap_orphaned_runs(self.database)
         resumed: list[str] = []
         pending: list[tuple[str, str, tuple[RunContext, dict[str, Any]] | InvalidSpec]] = []
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             rows = s.execute(
                 select(PipelineRunRow).where(
                     PipelineRunRow.state.in_(ACTIVE_STATES),
@@ -241,7 +242,7 @@ class RunService:
             ).scalars()
             candidates = [row for row in rows if self._orphaned(row.owner)]
             for row in candidates:
-                if not owners.claim(self.url, row.id, row.owner, self.owner):
+                if not owners.claim(self.database, row.id, row.owner, self.owner):
                     continue  # another server took it over first, or it ended
                 try:
                     pending.append((row.id, row.state, _stored_context(row)))
@@ -278,7 +279,7 @@ class RunService:
         within a few seconds, so watchers and the dashboard see it without a read."""
         while not self._stopped.wait(REAP_INTERVAL):
             try:
-                ended = owners.reap_runs(self.url)
+                ended = owners.reap_runs(self.database)
             except Exception:  # the store is busy: look again next time
                 log.debug("could not check the owners of in-flight runs", exc_info=True)
                 continue
@@ -297,7 +298,7 @@ class RunService:
         for thread in threads:
             thread.join(timeout)
         try:  # its runs may now be resumed, in this process too
-            owners.release(self.url, self.owner)
+            owners.release(self.database, self.owner)
         except Exception:
             log.warning(
                 "could not hand the in-flight runs of this run service back; the next "
@@ -397,7 +398,7 @@ class RunService:
         thread.start()
 
     def _row_state(self, run_id: str) -> str:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.get(PipelineRunRow, run_id)
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")
@@ -410,7 +411,7 @@ class RunService:
         executed by another live process (a ``ketch run``) is marked CANCELING and
         that process stops it; a run whose owner is gone ends CANCELED at once.
         """
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.get(PipelineRunRow, run_id)
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")
@@ -432,7 +433,7 @@ class RunService:
 
     def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again; tasks that succeeded are not executed again."""
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.get(PipelineRunRow, run_id)
             if row is None:
                 raise NotFound(f"run {run_id!r} not found")

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ketch.core.store.models import Base
 
 #: This capability's Alembic version folder (its ``Capability.migrations``): every
-#: caller that migrates the store for pipelines passes it to ``init_db``.
+#: caller that migrates the store for pipelines passes it to ``Database.migrate``.
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 
 

@@ -35,7 +35,7 @@ from ketch.core.capability import (
 from ketch.core.controller import Manager
 from ketch.core.routes import ErrorBody
 from ketch.core.services import ServiceContext, publish
-from ketch.core.store.db import get_engine, init_db
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 from ketch.server import errors, guard
 from ketch.server.guard import RequestGuardMiddleware
@@ -67,20 +67,28 @@ def create_app(
     ``sole_server``: the caller holds the store's control-plane lock
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
     flight is this one's to resume.
+
+    The app has one :class:`~ketch.core.store.db.Database` (its connections to the
+    store), which everything it serves and runs uses; the store is migrated when the
+    app starts and its connections are closed when the app stops.
     """
-    url = database_url or config.database_url(home)
+    from ketch.server.core_api import core_capability
+
+    # the core group (/api/v1: namespaces, events, secrets, configmaps) is the server's own
+    capabilities = (core_capability(capabilities), *capabilities)
+    database = Database(database_url or config.database_url(home))
     admission = Admission(capabilities)
     state = ApiState(
-        url=url,
+        database=database,
         kinds=kinds_of(capabilities),
-        store=ResourceStore(url, migrate=False),
+        store=ResourceStore(database, migrate=False),
         admission=admission,
     )
     state.store.add_listener(lambda _resource, _deleted: state.notifier.notify())
     context = ServiceContext(
         store=state.store,
         backend=backend,
-        database_url=url,
+        database=database,
         sole_server=sole_server,
         changed=state.notifier.notify,
         stopping=state.stopping,
@@ -91,10 +99,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if home is not None:
             os.environ["KETCH_HOME"] = str(Path(home).expanduser().resolve())
-        await run_in_threadpool(init_db, url, migrations_of(capabilities))
         state.stopping.clear()
-        started: list[Callable[[], Any]] = []
+        started: list[Callable[[], Any]] = [database.dispose]  # closed last
         try:
+            await run_in_threadpool(database.migrate, migrations_of(capabilities))
             if background:
                 services = services_of(capabilities, context)
                 context.services.replace(services)
@@ -144,12 +152,11 @@ def create_app(
     for capability in capabilities:
         for make_router in capability.routers:
             app.include_router(make_router())
-    from ketch.server import discovery, events_api, logs_api, openapi, resources_api
+    from ketch.server import discovery, logs_api, openapi, resources_api
 
     # after the capabilities' routes: /apis/v2beta1/... is KFP's, not an API group
     app.include_router(discovery.router)
     app.include_router(openapi.router)
-    app.include_router(events_api.router)
     app.include_router(logs_api.router)
     app.include_router(resources_api.router)
     return app
@@ -165,7 +172,7 @@ async def readyz(request: Request) -> JSONResponse:
         return errors.error_response(503, "the server is shutting down")
 
     def ping() -> None:
-        with get_engine(state.url).connect() as connection:
+        with state.database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     try:

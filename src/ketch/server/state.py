@@ -12,13 +12,15 @@ from ketch.core.controller import Manager
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.resource import Resource
 from ketch.core.sources import Source, StoreSource
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 from ketch.server.watch import ChangeNotifier
 
 
 @dataclass
 class ApiState:
-    url: str
+    #: the app's connections to the store (made by ``create_app``, closed when it stops)
+    database: Database
     kinds: KindRegistry
     store: ResourceStore
     sources: dict[str, Source] = field(default_factory=dict)

@@ -25,6 +25,8 @@ from ketch.core.embedded import Assembly
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.http import ApiClient
 from ketch.core.resource import Resource
+from ketch.core.store.db import Database
+from ketch.core.store.resources import ResourceStore
 from ketch.tuning.function_trials import experiment_manifest
 from ketch.tuning.progress import ExperimentProgress
 from ketch.tuning.states import trial_state
@@ -82,7 +84,11 @@ class Experiment:
 
 class TuningClient:
     """Katib's client calls against a Ketch server (``server`` or ``KETCH_URL``), or
-    against the local store through an embedded control plane (``server=False``)."""
+    against the local store through an embedded control plane (``server=False``).
+
+    Without a server the client holds its own connections to the store (opened on
+    first use); :meth:`close` (or ``with TuningClient(...) as client:``) closes them.
+    """
 
     def __init__(
         self,
@@ -102,8 +108,21 @@ class TuningClient:
             if url
             else None
         )
-        self._store: Any = None
+        self._database: Database | None = None
+        self._store: ResourceStore | None = None
         self._assembly = assembly
+
+    def close(self) -> None:
+        """Close this client's connections to the local store (a later call opens
+        them again)."""
+        if self._database is not None:
+            self._database.dispose()
+
+    def __enter__(self) -> TuningClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # -- where objects live ------------------------------------------------------
 
@@ -120,11 +139,14 @@ class TuningClient:
             )
         return self._assembly
 
-    def _local_store(self) -> Any:
-        if self._store is None:
-            from ketch.core.store.resources import ResourceStore
+    def _local_database(self) -> Database:
+        if self._database is None:
+            self._database = Database(config.database_url())
+        return self._database
 
-            self._store = ResourceStore(config.database_url())
+    def _local_store(self) -> ResourceStore:
+        if self._store is None:
+            self._store = ResourceStore(self._local_database())
         return self._store
 
     def _path(self, plural: str, namespace: str, name: str | None = None) -> str:
@@ -315,7 +337,7 @@ class TuningClient:
                 return meta.name == name
             return meta.labels.get(EXPERIMENT_LABEL) == name
 
-        plane = self._local().control_plane(accept=mine)
+        plane = self._local().control_plane(database=self._local_database(), accept=mine)
         self._store = plane.store
         with plane:
             yield
@@ -339,4 +361,5 @@ def tune(
     """Tune ``objective`` over ``parameters``; see :meth:`TuningClient.tune`."""
     server = options.pop("server", None)
     assembly = options.pop("assembly", None)
-    return TuningClient(server, assembly=assembly).tune(name, objective, parameters, **options)
+    with TuningClient(server, assembly=assembly) as client:
+        return client.tune(name, objective, parameters, **options)

@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 import ketch
@@ -50,32 +52,45 @@ def test_postgres_urls_use_psycopg3() -> None:
     assert db.is_sqlite("sqlite:///x.db") and not db.is_sqlite("postgresql://h/d")
 
 
-def test_engine_is_cached_per_url(tmp_path: Path) -> None:
+def test_one_engine_per_database(tmp_path: Path) -> None:
     url_a = f"sqlite:///{tmp_path / 'a.db'}"
     url_b = f"sqlite:///{tmp_path / 'b.db'}"
-    try:
-        assert db.get_engine(url_a) is db.get_engine(url_a)
-        assert db.get_engine(url_a) is not db.get_engine(url_b)
-        assert db.get_sessionmaker(url_a) is db.get_sessionmaker(url_a)
-    finally:
-        db.dispose_engine(url_a)
-        db.dispose_engine(url_b)
+    with db.Database(url_a) as a, db.Database(url_b) as b, db.Database(url_a) as a2:
+        assert a.engine is a.engine
+        assert a.engine is not b.engine
+        assert a.sessionmaker is a.sessionmaker
+        # two objects on one URL are independent: each has its own engine and pool
+        assert a2.url == a.url
+        assert a2.engine is not a.engine
+        a.migrate()
+        a2.dispose()  # closes a2's connections only
+        with a.session() as session:
+            session.add(_cache_entry("kept"))
+        with a2.session(readonly=True) as session:  # a2 opens new ones when used again
+            assert session.scalars(select(CacheEntryRow.key)).all() == ["kept"]
+        engine = a.engine
+        a.dispose()
+        assert a.engine is not engine
+
+
+def test_postgres_url_is_normalized_and_hidden_in_repr() -> None:
+    database = db.Database("postgresql://user:secret@127.0.0.1:5/d")
+    assert database.url == "postgresql+psycopg://user:secret@127.0.0.1:5/d"
+    assert "secret" not in repr(database)
 
 
 def test_default_url_lives_in_ketch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home" / "nested"
     monkeypatch.setenv("KETCH_HOME", str(home))
     monkeypatch.delenv("KETCH_DATABASE_URL", raising=False)
-    try:
-        db.init_db()
+    with db.Database() as database:
+        database.migrate()
         assert (home / "ketch.db").is_file()
-        assert db.current_revisions() == db.head_revisions()
-    finally:
-        db.dispose_engine()
+        assert database.current_revisions() == db.head_revisions()
 
 
-def test_sqlite_pragmas_on_every_connection(sqlite_url: str) -> None:
-    engine = db.get_engine(sqlite_url)
+def test_sqlite_pragmas_on_every_connection(sqlite_database: db.Database) -> None:
+    engine = sqlite_database.engine
     with engine.connect() as first, engine.connect() as second:
         for connection in (first, second):
             pragma = connection.exec_driver_sql
@@ -85,60 +100,80 @@ def test_sqlite_pragmas_on_every_connection(sqlite_url: str) -> None:
             assert pragma("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_init_db_creates_every_table(db_url: str) -> None:
-    db.init_db(db_url, [MIGRATIONS])
-    names = set(inspect(db.get_engine(db_url)).get_table_names())
+def test_migrate_creates_every_table(database: db.Database) -> None:
+    database.migrate([MIGRATIONS])
+    names = set(inspect(database.engine).get_table_names())
     assert set(Base.metadata.tables) | {"alembic_version"} == names
-    assert db.current_revisions(db_url) == db.head_revisions([MIGRATIONS])
+    assert database.current_revisions() == db.head_revisions([MIGRATIONS])
     assert len(db.head_revisions()) == 1  # core's own history is one line
     assert db.head_revisions([MIGRATIONS]) == {"0003", "0002"}  # core's branch, pipelines'
 
 
-def test_migrated_schema_matches_models(db_url: str) -> None:
-    db.init_db(db_url, [MIGRATIONS])
-    with db.get_engine(db_url).connect() as connection:
+def test_migrated_schema_matches_models(database: db.Database) -> None:
+    database.migrate([MIGRATIONS])
+    with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_init_db_twice_is_a_no_op(db_url: str) -> None:
-    db.init_db(db_url)
-    with db.session_scope(db_url) as session:
-        session.add(_cache_entry("k1"))
-    db.dispose_engine(db_url)  # forget that this process migrated it
-    db.init_db(db_url)
-    with db.session_scope(db_url, readonly=True) as session:
-        assert session.scalars(select(CacheEntryRow.key)).all() == ["k1"]
+def test_migrate_twice_is_a_no_op(db_url: str) -> None:
+    with db.Database(db_url) as database:
+        database.migrate()
+        with database.session() as session:
+            session.add(_cache_entry("k1"))
+    with db.Database(db_url) as database:  # a new object: it checks the revisions again
+        database.migrate()
+        with database.session(readonly=True) as session:
+            assert session.scalars(select(CacheEntryRow.key)).all() == ["k1"]
 
 
-def test_up_to_date_check_does_not_load_alembic(sqlite_url: str) -> None:
-    db.init_db(sqlite_url, [MIGRATIONS])
+def test_migration_is_checked_once_per_database(database: db.Database) -> None:
+    database.migrate([MIGRATIONS])
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    database.migrate([MIGRATIONS])  # done already by this object: not one query
+    assert statements == []
+    database.migrate()  # another set of folders: its revisions are read once
+    assert any("alembic_version" in statement for statement in statements)
+    statements.clear()
+    database.migrate()
+    assert statements == []
+
+
+def test_up_to_date_check_does_not_load_alembic(sqlite_database: db.Database) -> None:
+    sqlite_database.migrate([MIGRATIONS])
     code = (
         "import sys; from ketch.core.store import db; "
-        "from ketch.pipelines.tables import MIGRATIONS; db.init_db(sys.argv[1], [MIGRATIONS]); "
+        "from ketch.pipelines.tables import MIGRATIONS; "
+        "db.Database(sys.argv[1]).migrate([MIGRATIONS]); "
         "print('alembic' in sys.modules)"
     )
-    process = _python(code, sqlite_url)
+    process = _python(code, sqlite_database.url)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert out.strip() == "False"
 
 
-def test_concurrent_init_db_from_many_processes(db_url: str) -> None:
+def test_concurrent_migrate_from_many_processes(database: db.Database) -> None:
     code = (
         "import sys; from ketch.core.store import db; "
-        "from ketch.pipelines.tables import MIGRATIONS; db.init_db(sys.argv[1], [MIGRATIONS]); "
+        "from ketch.pipelines.tables import MIGRATIONS; "
+        "db.Database(sys.argv[1]).migrate([MIGRATIONS]); "
         "print('ok')"
     )
-    processes = [_python(code, db_url) for _ in range(4)]
+    processes = [_python(code, database.url) for _ in range(4)]
     for process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         assert out.strip() == "ok"
-    with db.get_engine(db_url).connect() as connection:
+    with database.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     assert sorted(v[0] for v in versions) == sorted(db.head_revisions([MIGRATIONS]))
-    assert set(Base.metadata.tables) <= set(inspect(db.get_engine(db_url)).get_table_names())
+    assert set(Base.metadata.tables) <= set(inspect(database.engine).get_table_names())
 
 
 def _branch(root: Path, capability: str) -> Path:
@@ -169,62 +204,79 @@ def downgrade() -> None:
     return folder
 
 
-def _tables(url: str) -> set[str]:
-    return set(inspect(db.get_engine(url)).get_table_names())
+def _tables(database: db.Database) -> set[str]:
+    return set(inspect(database.engine).get_table_names())
 
 
-def test_each_capability_has_a_branch_from_cores_base(db_url: str, tmp_path: Path) -> None:
+def test_each_capability_has_a_branch_from_cores_base(
+    database: db.Database, tmp_path: Path
+) -> None:
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
     every = [MIGRATIONS, registry, notebooks]
     heads = {"0003", "0002", "registry_0001", "notebooks_0001"}
     assert db.head_revisions(every) == heads
-    db.init_db(db_url, every)
-    assert db.current_revisions(db_url) == heads
-    assert {"registry_things", "notebooks_things", "kfp_pipelines"} <= _tables(db_url)
+    database.migrate(every)
+    assert database.current_revisions() == heads
+    assert {"registry_things", "notebooks_things", "kfp_pipelines"} <= _tables(database)
 
 
 def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Path) -> None:
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
-    db.init_db(db_url, [MIGRATIONS, registry])
-    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001"}
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS, registry])
+        assert database.current_revisions() == {"0003", "0002", "registry_0001"}
 
     # A process that assembles fewer capabilities finds its own branches up to date.
-    db.dispose_engine(db_url)
-    db.init_db(db_url, [MIGRATIONS])
-    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001"}
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS])
+        assert database.current_revisions() == {"0003", "0002", "registry_0001"}
 
     # One with a branch the database lacks adds it and keeps the registry's revision,
     # though it does not know that branch.
-    db.dispose_engine(db_url)
-    db.init_db(db_url, [MIGRATIONS, notebooks])
-    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001", "notebooks_0001"}
-    assert {"registry_things", "notebooks_things"} <= _tables(db_url)
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS, notebooks])
+        assert database.current_revisions() == {
+            "0003",
+            "0002",
+            "registry_0001",
+            "notebooks_0001",
+        }
+        assert {"registry_things", "notebooks_things"} <= _tables(database)
 
-    db.dispose_engine(db_url)
-    db.init_db(db_url, [MIGRATIONS, registry, notebooks])  # nothing left to do
-    assert db.current_revisions(db_url) == {"0003", "0002", "registry_0001", "notebooks_0001"}
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS, registry, notebooks])  # nothing left to do
+        assert database.current_revisions() == {
+            "0003",
+            "0002",
+            "registry_0001",
+            "notebooks_0001",
+        }
 
 
 def test_a_database_migrated_by_a_newer_ketch_is_refused_unchanged(db_url: str) -> None:
-    db.init_db(db_url, [MIGRATIONS])
-    with db.get_engine(db_url).begin() as connection:  # core's branch one revision on
-        connection.execute(
-            text("UPDATE alembic_version SET version_num = '0004' WHERE version_num = '0003'")
-        )
-    db.dispose_engine(db_url)
-    with pytest.raises(KetchError, match="revision\\(s\\) 0004, which this Ketch does not have"):
-        db.init_db(db_url, [MIGRATIONS])
-    assert db.current_revisions(db_url) == {"0004", "0002"}
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS])
+        with database.engine.begin() as connection:  # core's branch one revision on
+            connection.execute(
+                text("UPDATE alembic_version SET version_num = '0004' WHERE version_num = '0003'")
+            )
+    with db.Database(db_url) as database:
+        with pytest.raises(
+            KetchError, match="revision\\(s\\) 0004, which this Ketch does not have"
+        ):
+            database.migrate([MIGRATIONS])
+        assert database.current_revisions() == {"0004", "0002"}
 
 
 def test_core_alone_migrates_without_any_capability(db_url: str) -> None:
-    db.init_db(db_url)
-    assert db.current_revisions(db_url) == db.head_revisions() == {"0003"}
-    assert "kfp_pipelines" not in _tables(db_url)
-    db.dispose_engine(db_url)
-    db.init_db(db_url, [MIGRATIONS])  # pipelines' branch joins later
-    assert db.current_revisions(db_url) == {"0003", "0002"}
-    assert "kfp_pipelines" in _tables(db_url)
+    with db.Database(db_url) as database:
+        database.migrate()
+        assert database.current_revisions() == db.head_revisions() == {"0003"}
+        assert "kfp_pipelines" not in _tables(database)
+    with db.Database(db_url) as database:
+        database.migrate([MIGRATIONS])  # pipelines' branch joins later
+        assert database.current_revisions() == {"0003", "0002"}
+        assert "kfp_pipelines" in _tables(database)
 
 
 def _cache_entry(key: str) -> CacheEntryRow:
@@ -235,45 +287,47 @@ def _cache_entry(key: str) -> CacheEntryRow:
     )
 
 
-def test_session_scope_commits_and_rolls_back(db_url: str) -> None:
-    db.init_db(db_url)
-    with db.session_scope(db_url) as session:
+def test_session_commits_and_rolls_back(database: db.Database) -> None:
+    database.migrate()
+    with database.session() as session:
         session.add(_cache_entry("kept"))
-    with pytest.raises(RuntimeError), db.session_scope(db_url) as session:
+    with pytest.raises(RuntimeError), database.session() as session:
         session.add(_cache_entry("dropped"))
         session.flush()
         raise RuntimeError("boom")
-    with pytest.raises(IntegrityError), db.session_scope(db_url) as session:
+    with pytest.raises(IntegrityError), database.session() as session:
         session.add(_cache_entry("kept"))
-    with db.session_scope(db_url, readonly=True) as session:
+    with database.session(readonly=True) as session:
         rows = session.scalars(select(CacheEntryRow)).all()
     assert [(r.key, r.outputs) for r in rows] == [("kept", {"x": 1})]
 
 
-def test_readers_are_not_blocked_by_a_writer(sqlite_url: str) -> None:
-    db.init_db(sqlite_url)
-    with db.session_scope(sqlite_url) as session:
+def test_readers_are_not_blocked_by_a_writer(sqlite_database: db.Database) -> None:
+    database = sqlite_database
+    database.migrate()
+    with database.session() as session:
         session.add(_cache_entry("before"))
-    with db.session_scope(sqlite_url) as writer:
+    with database.session() as writer:
         writer.add(_cache_entry("pending"))
         writer.flush()  # holds the write lock until the block ends
         started = time.monotonic()
-        with db.session_scope(sqlite_url, readonly=True) as reader:
+        with database.session(readonly=True) as reader:
             keys = reader.scalars(select(CacheEntryRow.key)).all()
         assert keys == ["before"]
         assert time.monotonic() - started < 5
-    with db.session_scope(sqlite_url, readonly=True) as reader:
+    with database.session(readonly=True) as reader:
         assert sorted(reader.scalars(select(CacheEntryRow.key)).all()) == ["before", "pending"]
 
 
-def test_writers_wait_for_each_other_instead_of_failing(sqlite_url: str) -> None:
-    db.init_db(sqlite_url)
+def test_writers_wait_for_each_other_instead_of_failing(sqlite_database: db.Database) -> None:
+    database = sqlite_database
+    database.migrate()
     errors: list[BaseException] = []
 
     def write(prefix: str) -> None:
         try:
             for i in range(20):
-                with db.session_scope(sqlite_url) as session:
+                with database.session() as session:
                     # read, then write, in one transaction: the pattern that fails with
                     # "database is locked" under deferred transactions
                     session.scalars(select(CacheEntryRow.key)).all()
@@ -287,8 +341,37 @@ def test_writers_wait_for_each_other_instead_of_failing(sqlite_url: str) -> None
     for thread in threads:
         thread.join()
     assert errors == []
-    with db.session_scope(sqlite_url, readonly=True) as session:
+    with database.session(readonly=True) as session:
         assert len(session.scalars(select(CacheEntryRow.key)).all()) == 80
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_connections(sqlite_database: db.Database) -> None:
+    database = sqlite_database
+    database.migrate()
+    with database.session() as session:  # the parent has a pooled connection now
+        session.add(_cache_entry("parent"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads around
+        pid = os.fork()
+    if pid == 0:  # the child: no pytest cleanup here, just an exit code
+        code = 1
+        try:
+            with database.engine.connect() as connection:
+                opened_here = connection.connection.info[db.PID_KEY] == os.getpid()
+            with database.session() as session:
+                session.add(_cache_entry("child"))
+            database.dispose(close=False)
+            code = 0 if opened_here else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the parent's pooled connection was left alone and still works
+    with database.engine.connect() as connection:
+        assert connection.connection.info[db.PID_KEY] == os.getpid()
+    with database.session(readonly=True) as session:
+        assert sorted(session.scalars(select(CacheEntryRow.key)).all()) == ["child", "parent"]
 
 
 def test_retry_locked_retries_until_the_lock_is_released(tmp_path: Path) -> None:
@@ -323,9 +406,10 @@ def test_retry_locked_retries_until_the_lock_is_released(tmp_path: Path) -> None
 _WRITER = """
 import sys
 from ketch.core.resource import ObjectMeta, Resource
+from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 
-store = ResourceStore(sys.argv[1])
+store = ResourceStore(Database(sys.argv[1]))
 i = 0
 while True:
     name = f"job-{i}"
@@ -339,7 +423,8 @@ while True:
 
 @pytest.mark.slow
 def test_sigkill_mid_write_leaves_a_consistent_database(sqlite_url: str) -> None:
-    db.init_db(sqlite_url)
+    with db.Database(sqlite_url) as database:
+        database.migrate()
     process = _python(_WRITER, sqlite_url)
     committed: list[str] = []
     try:
@@ -363,7 +448,6 @@ def test_sigkill_mid_write_leaves_a_consistent_database(sqlite_url: str) -> None
             process.stderr.close()
     assert process.returncode == -signal.SIGKILL
 
-    db.dispose_engine(sqlite_url)
     path = sqlite_url.removeprefix("sqlite:///")
     raw = sqlite3.connect(path)
     try:
@@ -373,13 +457,14 @@ def test_sigkill_mid_write_leaves_a_consistent_database(sqlite_url: str) -> None
 
     from ketch.core.store.resources import ResourceStore
 
-    store = ResourceStore(sqlite_url)
-    for name in committed:
-        index = int(name.split("-")[1])
-        resource = store.get("Job", "default", name)
-        assert resource.spec == {"index": index, "payload": "x" * (index % 500)}
-        assert resource.status == {"phase": "Done", "index": index}
-        assert resource.metadata.resourceVersion == "2"
-    # the store still takes writes after the crash
-    stored = store.list("Job").items
-    assert len(stored) >= len(committed)
+    with db.Database(sqlite_url) as database:
+        store = ResourceStore(database)
+        for name in committed:
+            index = int(name.split("-")[1])
+            resource = store.get("Job", "default", name)
+            assert resource.spec == {"index": index, "payload": "x" * (index % 500)}
+            assert resource.status == {"phase": "Done", "index": index}
+            assert resource.metadata.resourceVersion == "2"
+        # the store still takes writes after the crash
+        stored = store.list("Job").items
+        assert len(stored) >= len(committed)

@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +92,12 @@ def _serve_once(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("KETCH_HOME", str(home))
     monkeypatch.delenv("KETCH_DATABASE_URL", raising=False)
-    yield home
-    db.dispose_engine(f"sqlite:///{home / 'ketch.db'}")
+    return home
 
 
 def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
@@ -108,14 +106,15 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
     url = f"sqlite:///{path}"
     before = _rows(path)
     assert all(before.values()), "the fixture has rows in every table"
-    assert db.current_revisions(url) == {"0003"}
+    with db.Database(url) as database:
+        assert database.current_revisions() == {"0003"}
 
     answers = _serve_once(url)
 
     # The revisions are the new heads: core's branch and pipelines' (0002 recorded,
     # its tables kept), and no row changed.
-    assert db.current_revisions(url) == db.head_revisions(FOLDERS) == {"0002", "0003"}
-    db.dispose_engine(url)
+    with db.Database(url) as database:
+        assert database.current_revisions() == db.head_revisions(FOLDERS) == {"0002", "0003"}
     assert _rows(path) == before
 
     # The KFP API serves the catalog, the runs and their tasks.
@@ -144,7 +143,8 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
         assert made == read and len(made) == 1
 
     # The run recorder finds the tasks' outputs and the cache entries.
-    recorder = Recorder(url)
+    database = db.Database(url)
+    recorder = Recorder(database)
     first, second = sorted(runs, key=lambda r: r["created_at"])
     for run in (first, second):
         ids, done = recorder.load_progress(run["run_id"])
@@ -157,7 +157,7 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
     assert recorder.find_artifact(uri, "system.Dataset") is not None
 
     # The resource store reads the resources and their events.
-    store = ResourceStore(url, migrate=False)
+    store = ResourceStore(database, migrate=False)
     experiment = store.get("Experiment", "default", "fixture-tune")
     assert experiment.metadata.labels == {"a": "b"}
     assert experiment.status["conditions"][0]["reason"] == "Fixture"
@@ -168,11 +168,11 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
     assert counts == {"ExperimentCreated": 2, "Fixture": 1}
 
     # Opening it again does nothing: not even Alembic is loaded.
-    db.dispose_engines()
+    database.dispose()
     schema = _schema(path)
     code = (
         "import sys; from pathlib import Path; from ketch.core.store import db; "
-        "db.init_db(sys.argv[1], [Path(p) for p in sys.argv[2:]]); "
+        "db.Database(sys.argv[1]).migrate([Path(p) for p in sys.argv[2:]]); "
         "print('alembic' in sys.modules)"
     )
     done = subprocess.run(
@@ -185,12 +185,14 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
     assert done.stdout.strip() == "False"
     assert _schema(path) == schema
     assert _rows(path) == before
-    assert db.current_revisions(url) == {"0002", "0003"}
+    with database:  # opened again for this read, closed after it
+        assert database.current_revisions() == {"0002", "0003"}
 
 
 def test_a_new_database_gets_every_table(home: Path) -> None:
     url = f"sqlite:///{home / 'ketch.db'}"
     _serve_once(url)
-    names = set(inspect(db.get_engine(url)).get_table_names())
-    assert names == set(Base.metadata.tables) | {"alembic_version"}
-    assert db.current_revisions(url) == db.head_revisions(FOLDERS)
+    with db.Database(url) as database:
+        names = set(inspect(database.engine).get_table_names())
+        assert names == set(Base.metadata.tables) | {"alembic_version"}
+        assert database.current_revisions() == db.head_revisions(FOLDERS)

@@ -1,43 +1,62 @@
-"""Engines, sessions and schema migrations for Ketch's store.
+"""Engines, sessions and schema migrations for Ketch's store: one :class:`Database`.
+
+A :class:`Database` is one database URL and what this process holds open on it: an
+engine (made on first use, its connection pool), a ``sessionmaker`` and the record
+of the schema it has already brought up to date. It is made by whoever composes the
+process and handed down to what reads and writes the store: the API server makes
+one per app (:func:`ketch.server.app.create_app`, closed when the app stops), the
+embedded control plane, ``ketch.run`` and the CLI one per call, a child process
+one from the URL it is given. Nothing is cached per URL at module level: two
+``Database`` objects on one URL are independent, each with its own pool, and
+:meth:`Database.dispose` closes one's connections without touching the other's.
 
 SQLite (the default, a file in ``KETCH_HOME``) runs in WAL mode with a busy timeout,
 so several processes (the API server, a CLI, a task launcher) can share one file.
-Sessions from :func:`session_scope` start with ``BEGIN IMMEDIATE``: a
+Sessions from :meth:`Database.session` start with ``BEGIN IMMEDIATE``: a
 transaction that reads and then writes takes the write lock up front and waits
 for it (up to the busy timeout) instead of failing half-way with "database is
 locked". Only one such session holds the lock at a time, so do not nest a write
-``session_scope`` inside another in one thread; read with
-``session_scope(readonly=True)``, which starts a deferred transaction that never
-blocks and is never blocked by writers. Other connections (``get_engine().connect()``,
-sessions from :func:`get_sessionmaker`) start deferred transactions.
+``session()`` inside another in one thread; read with ``session(readonly=True)``,
+which starts a deferred transaction that never blocks and is never blocked by
+writers. Other connections (``database.engine.connect()``, sessions from
+:attr:`Database.sessionmaker`) start deferred transactions.
 
 PostgreSQL is used through psycopg 3; ``postgresql://`` URLs are mapped to the
 ``postgresql+psycopg://`` driver.
+
+Forks: a pooled connection belongs to the process that opened it. A child forked
+from a process holding a ``Database`` should make its own from ``database.url``;
+if it goes on using the inherited one, the engine notices the new process id and
+opens fresh connections instead of reusing the parent's (the parent's are left
+open for the parent). ``dispose(close=False)`` in the child drops the inherited
+pool without closing the parent's connections, as SQLAlchemy recommends.
 
 Migrations: one Alembic environment (``migrations/env.py``) and a version folder
 per owner of tables. Core's folder (:data:`CORE_MIGRATIONS`) holds the shared base
 revision ``0001`` and core's own branch (label ``core``); each capability with
 tables has its own folder (``Capability.migrations``), a branch whose first
-revision follows ``0001``. :func:`init_db` is given the capabilities' folders by
-its caller (core's is always included) and upgrades to ``heads``. Revisions in the
-database from folders it was not given (a capability this process does not
-assemble) are left as they are.
+revision follows ``0001``. :meth:`Database.migrate` is given the capabilities'
+folders by its caller (core's is always included) and upgrades to ``heads``.
+Revisions in the database from folders it was not given (a capability this process
+does not assemble) are left as they are.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ketch.core import config
@@ -51,12 +70,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: Core's version folder: the shared base ``0001`` and core's branch.
 CORE_MIGRATIONS = MIGRATIONS_DIR / "versions"
 IMMEDIATE_OPTION = "ketch_begin_immediate"
-
-_lock = threading.RLock()  # get_sessionmaker calls get_engine while holding it
-_engines: dict[str, Engine] = {}
-_sessionmakers: dict[str, sessionmaker[Session]] = {}
-# (url, version folders) this process has brought up to date
-_migrated: set[tuple[str, tuple[Path, ...]]] = set()
+#: Where a pooled connection records the process that opened it.
+PID_KEY = "ketch_pid"
 
 
 def normalize_url(url: str) -> str:
@@ -95,6 +110,24 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _keep_connections_in_their_process(engine: Engine) -> None:
+    """A connection the pool hands out in a forked child that was opened by the
+    parent is dropped (not closed: it is the parent's) and a new one opened."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[PID_KEY] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        opened_by = record.info.get(PID_KEY)
+        if opened_by is not None and opened_by != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise DisconnectionError(
+                f"the pooled connection was opened by process {opened_by}, not this one"
+            )
+
+
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -106,58 +139,161 @@ def _create_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    _keep_connections_in_their_process(engine)
+    return engine
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """The engine for ``url`` (default :func:`ketch.core.config.database_url`), one per URL."""
-    key = _resolve(url)
-    engine = _engines.get(key)
-    if engine is not None:
-        return engine
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _create_engine(key)
-            _engines[key] = engine
-        return engine
+class Database:
+    """The store at one URL (default: :func:`ketch.core.config.database_url`, read
+    when the object is made), and this process's connections to it.
 
-
-def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
-    """A ``sessionmaker`` bound to :func:`get_engine` for ``url``."""
-    key = _resolve(url)
-    maker = _sessionmakers.get(key)
-    if maker is None:
-        with _lock:
-            maker = _sessionmakers.get(key)
-            if maker is None:
-                maker = sessionmaker(bind=get_engine(key), expire_on_commit=False)
-                _sessionmakers[key] = maker
-    return maker
-
-
-@contextmanager
-def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
-    """A session that commits when the block ends and rolls back if it raises.
-
-    On SQLite the transaction takes the write lock when it starts (``BEGIN
-    IMMEDIATE``). ``readonly=True`` starts a deferred transaction instead (no write
-    lock, a consistent snapshot) and ends it without committing; objects read stay
-    readable after the block.
+    The engine is made on first use and kept until :meth:`dispose`; every method is
+    safe to call from several threads. ``with Database(url) as database:`` disposes
+    it when the block ends.
     """
-    session = get_sessionmaker(url)()
-    if not readonly:
-        session.connection(execution_options={IMMEDIATE_OPTION: True})
-    try:
-        yield session
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url: str = _resolve(url)
+        self._lock = threading.RLock()  # sessionmaker reads engine while holding it
+        self._engine: Engine | None = None
+        self._sessionmaker: sessionmaker[Session] | None = None
+        # the sets of version folders this object has brought the database up to
+        self._migrated: set[tuple[Path, ...]] = set()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string()!r})"  # no password
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    # -- connections -------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """This database's engine (one per object, made on first use)."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._lock:
+            if self._engine is None:
+                self._engine = _create_engine(self.url)
+            return self._engine
+
+    @property
+    def sessionmaker(self) -> sessionmaker[Session]:
+        """A ``sessionmaker`` bound to :attr:`engine` (objects stay readable after a
+        commit)."""
+        maker = self._sessionmaker
+        if maker is not None:
+            return maker
+        with self._lock:
+            if self._sessionmaker is None:
+                self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+            return self._sessionmaker
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back if it raises.
+
+        On SQLite the transaction takes the write lock when it starts (``BEGIN
+        IMMEDIATE``). ``readonly=True`` starts a deferred transaction instead (no
+        write lock, a consistent snapshot) and ends it without committing; objects
+        read stay readable after the block.
+        """
+        session = self.sessionmaker()
         if not readonly:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+            session.connection(execution_options={IMMEDIATE_OPTION: True})
+        try:
+            yield session
+            if not readonly:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self, *, close: bool = True) -> None:
+        """Close this object's pooled connections and forget its engine (and which
+        schemas it brought up to date); the next use opens new ones.
+
+        ``close=False`` (in a forked child) drops the pool without closing its
+        connections, which belong to the parent process.
+        """
+        with self._lock:
+            engine, self._engine = self._engine, None
+            self._sessionmaker = None
+            self._migrated.clear()
+        if engine is not None:
+            engine.dispose(close=close)
+
+    # -- schema ------------------------------------------------------------------
+
+    def alembic_config(self, migrations: Iterable[Path] = ()) -> Any:
+        """:func:`alembic_config` for this database."""
+        return alembic_config(self.url, migrations)
+
+    def current_revisions(self) -> set[str]:
+        """The revision(s) the database is at (empty for a new database)."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return set()
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return {row[0] for row in rows}
+
+    def migrate(self, migrations: Iterable[Path] = ()) -> None:
+        """Bring the database to the newest schema of core and of the capabilities
+        whose version folders are in ``migrations`` (Alembic ``upgrade heads``). The
+        API server and the embedded control plane pass every assembled capability's
+        ``Capability.migrations``; code that needs only some tables may pass only
+        their folders (core's is always included).
+
+        Cheap when the database is already up to date: one query the first time for
+        this object and set of folders, nothing afterwards. Safe when several
+        processes call it at once: the upgrade runs in one transaction that holds the
+        SQLite write lock (or a PostgreSQL advisory lock) and re-reads the revisions
+        once it has it. Revisions of folders not given (another capability's branch)
+        are kept as they are. A database at a revision this Ketch does not have (a
+        newer Ketch migrated it) is refused with :class:`KetchError`, unchanged.
+        """
+        locations = version_locations(migrations)
+        if locations in self._migrated:
+            return
+        current = self.current_revisions()
+        if not head_revisions(locations) <= current:
+            from alembic import command
+            from alembic.util import CommandError
+
+            cfg = self.alembic_config(locations)
+            try:
+                with self.engine.connect() as connection:
+                    # BEGIN IMMEDIATE on SQLite: one process migrates, the others wait.
+                    cfg.attributes["connection"] = connection.execution_options(
+                        **{IMMEDIATE_OPTION: True}
+                    )
+                    command.upgrade(cfg, "heads")
+            except (SQLAlchemyError, CommandError) as exc:
+                unknown = current - known_revisions(locations)
+                if not unknown:
+                    raise
+                raise KetchError(
+                    f"cannot migrate the store {make_url(self.url).render_as_string()}: it is "
+                    f"at revision(s) {', '.join(sorted(unknown))}, which this Ketch does not "
+                    f"have ({type(exc).__name__}: {exc}); nothing was changed",
+                    hint="a newer Ketch migrated this database: open it with that version",
+                ) from exc
+        with self._lock:
+            self._migrated.add(locations)
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -173,7 +309,7 @@ def retry_locked(
 ) -> T:
     """Call ``fn`` again (with backoff) when SQLite says the database is locked.
 
-    ``fn`` must run its own transaction (for example a whole ``session_scope``
+    ``fn`` must run its own transaction (for example a whole ``Database.session``
     block), so a retry starts from a clean state.
     """
     delay = initial_delay
@@ -201,7 +337,8 @@ def version_locations(migrations: Iterable[Path] = ()) -> tuple[Path, ...]:
 
 def alembic_config(url: str | None = None, migrations: Iterable[Path] = ()) -> Any:
     """An ``alembic.config.Config`` for the environment shipped in the package, with
-    core's version folder and the folders in ``migrations``."""
+    core's version folder and the folders in ``migrations``, for the database at
+    ``url`` (default :func:`ketch.core.config.database_url`)."""
     from alembic.config import Config
 
     cfg = Config()
@@ -256,76 +393,3 @@ def head_revisions(migrations: Iterable[Path] = ()) -> set[str]:
     """
     revisions, parents = _graph(migrations)
     return revisions - parents
-
-
-def current_revisions(url: str | None = None) -> set[str]:
-    """The revision(s) the database at ``url`` is at (empty for a new database)."""
-    with get_engine(url).connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return set()
-        rows = connection.execute(text("SELECT version_num FROM alembic_version"))
-        return {row[0] for row in rows}
-
-
-def init_db(url: str | None = None, migrations: Iterable[Path] = ()) -> None:
-    """Bring the database at ``url`` to the newest schema of core and of the
-    capabilities whose version folders are in ``migrations`` (Alembic ``upgrade
-    heads``). The API server and the embedded control plane pass every assembled
-    capability's ``Capability.migrations``; code that needs only some tables may
-    pass only their folders (core's is always included).
-
-    Cheap when the database is already up to date: one query the first time per
-    process and set of folders, nothing afterwards. Safe when several processes call
-    it at once: the upgrade runs in one transaction that holds the SQLite write lock
-    (or a PostgreSQL advisory lock) and re-reads the revisions once it has it.
-    Revisions of folders not given (another capability's branch) are kept as they are.
-    """
-    key = _resolve(url)
-    locations = version_locations(migrations)
-    if (key, locations) in _migrated:
-        return
-    current = current_revisions(key)
-    if not head_revisions(locations) <= current:
-        from alembic import command
-        from alembic.util import CommandError
-
-        cfg = alembic_config(key, locations)
-        try:
-            with get_engine(key).connect() as connection:
-                # BEGIN IMMEDIATE on SQLite: one process migrates, the others wait for it.
-                cfg.attributes["connection"] = connection.execution_options(
-                    **{IMMEDIATE_OPTION: True}
-                )
-                command.upgrade(cfg, "heads")
-        except (SQLAlchemyError, CommandError) as exc:
-            unknown = current - known_revisions(locations)
-            if not unknown:
-                raise
-            raise KetchError(
-                f"cannot migrate the store {make_url(key).render_as_string()}: it is at "
-                f"revision(s) {', '.join(sorted(unknown))}, which this Ketch does not have "
-                f"({type(exc).__name__}: {exc}); nothing was changed",
-                hint="a newer Ketch migrated this database: open it with that version",
-            ) from exc
-    _migrated.add((key, locations))
-
-
-def dispose_engine(url: str | None = None) -> None:
-    """Close the engine for ``url`` and forget it (and that it was migrated)."""
-    key = _resolve(url)
-    with _lock:
-        engine = _engines.pop(key, None)
-        _sessionmakers.pop(key, None)
-        _migrated.difference_update({done for done in _migrated if done[0] == key})
-    if engine is not None:
-        engine.dispose()
-
-
-def dispose_engines() -> None:
-    """Close every pooled connection (before forking, or at the end of a test)."""
-    with _lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
-        _sessionmakers.clear()
-        _migrated.clear()

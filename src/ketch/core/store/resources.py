@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ketch.core.errors import AlreadyExists, Conflict, InvalidSpec, NotFound, ObjectNotFound
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
-from ketch.core.store.db import init_db, retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.core.store.models import ResourceEventRow, ResourceRow
 from ketch.core.store.selectors import LabelSelector
 
@@ -196,13 +196,15 @@ def _add_event(
 
 
 class ResourceStore:
-    """Create, read, update and delete resources; record and list their events."""
+    """Create, read, update and delete resources in ``database``; record and list
+    their events. ``migrate`` brings core's tables up to date first (callers that
+    migrated the database for every capability already pass ``False``)."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
-        self.url = url
+    def __init__(self, database: Database, *, migrate: bool = True) -> None:
+        self.database = database
         self._listeners: list[Callable[[Resource, bool], None]] = []
         if migrate:
-            init_db(url)
+            database.migrate()
 
     # -- change feed -------------------------------------------------------------
 
@@ -224,7 +226,7 @@ class ResourceStore:
     # -- reads -----------------------------------------------------------------
 
     def get(self, kind: str, namespace: str, name: str) -> Resource:
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             row = self._find(session, kind, namespace, name)
             if row is None:
                 raise _not_found(kind, namespace, name)
@@ -246,7 +248,7 @@ class ResourceStore:
         selector = LabelSelector.parse(label_selector)
         cursor = _Cursor.decode(continue_token) if continue_token else None
         items: builtins.list[Resource] = []
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             while True:
                 query = select(ResourceRow).where(ResourceRow.kind == kind)
                 if namespace is not None:
@@ -305,7 +307,7 @@ class ResourceStore:
             raise self._exists(resource) from None
 
     def _create(self, resource: Resource) -> Resource:
-        with session_scope(self.url) as session:
+        with self.database.session() as session:
             meta = resource.metadata
             if self._find(session, resource.kind, meta.namespace, meta.name) is not None:
                 raise self._exists(resource)
@@ -334,7 +336,7 @@ class ResourceStore:
         raise self._exists(resource)
 
     def _apply(self, resource: Resource) -> tuple[Resource, Applied]:
-        with session_scope(self.url) as session:
+        with self.database.session() as session:
             meta = resource.metadata
             row = self._find(session, resource.kind, meta.namespace, meta.name, for_update=True)
             if row is None:
@@ -408,7 +410,7 @@ class ResourceStore:
             _check_event_type(type_)
 
         def write() -> Resource:
-            with session_scope(self.url) as session:
+            with self.database.session() as session:
                 row = self._find(session, kind, namespace, name, for_update=True)
                 if row is None:
                     raise _not_found(kind, namespace, name)
@@ -438,7 +440,7 @@ class ResourceStore:
         """Remove the resource and its events; return it as it was."""
 
         def remove() -> Resource:
-            with session_scope(self.url) as session:
+            with self.database.session() as session:
                 row = self._find(session, kind, namespace, name, for_update=True)
                 if row is None:
                     raise _not_found(kind, namespace, name)
@@ -467,7 +469,7 @@ class ResourceStore:
         _check_event_type(type)
 
         def write() -> Event:
-            with session_scope(self.url) as session:
+            with self.database.session() as session:
                 uid = session.scalar(
                     select(ResourceRow.uid).where(
                         ResourceRow.kind == kind,
@@ -504,7 +506,7 @@ class ResourceStore:
         query = query.order_by(ResourceEventRow.id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with session_scope(self.url, readonly=True) as session:
+        with self.database.session(readonly=True) as session:
             return [_to_event(row) for row in reversed(session.scalars(query).all())]
 
     # -- helpers ---------------------------------------------------------------

@@ -13,7 +13,6 @@ from fastapi.responses import Response
 
 from ketch.core.errors import InvalidSpec
 from ketch.core.services import ServiceContext, context_of
-from ketch.core.store.db import init_db
 from ketch.pipelines import filters
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.catalog.store import Page
@@ -101,9 +100,9 @@ def catalog_of(request: Request) -> Catalog:
     """The KFP catalog over the app's store (its reads end dead processes' runs
     through the run service's reaper)."""
     context = context_of(request)
-    init_db(context.database_url, [MIGRATIONS])
+    context.database.migrate([MIGRATIONS])
     runs = context.services.find(RunService)
-    return Catalog(context.database_url, runs.reaper if runs is not None else None)
+    return Catalog(context.database, runs.reaper if runs is not None else None)
 
 
 def runs_of(request: Request) -> RunService:

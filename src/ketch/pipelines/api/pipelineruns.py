@@ -34,7 +34,7 @@ def pipeline_runs(context: ServiceContext) -> PipelineRunSource:
     """The app's runs as PipelineRuns (submitting to its run service, if any)."""
     runs = context.services.find(RunService)
     return PipelineRunSource(
-        context.database_url,
+        context.database,
         lambda: context.services.find(RunService),
         runs.reaper if runs is not None else None,
     )

@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, InvalidSpec
-from ketch.core.store.db import session_scope
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.catalog.store import (
     CatalogPart,
@@ -60,7 +59,7 @@ class ExperimentCatalog(CatalogPart):
             return found
 
     def _experiment_by_name(self, name: str, namespace: str) -> KfpExperimentRow | None:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return s.execute(
                 select(E).where(E.namespace == namespace, E.display_name == name)
             ).scalar_one_or_none()
@@ -87,7 +86,7 @@ class ExperimentCatalog(CatalogPart):
             return row
 
         try:
-            return write_in(self.url, write)
+            return write_in(self.database, write)
         except IntegrityError:
             raise Conflict(
                 f"an experiment named {name!r} already exists in namespace {ns!r}",
@@ -95,13 +94,13 @@ class ExperimentCatalog(CatalogPart):
             ) from None
 
     def get_experiment(self, experiment_id: str) -> KfpExperimentRow:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return existing(s, E, experiment_id, "experiment")
 
     def last_run_times(self, experiment_ids: list[str]) -> dict[str, datetime]:
         if not experiment_ids:
             return {}
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             rows = s.execute(
                 select(R.experiment_id, func.max(R.created_at))
                 .where(R.experiment_id.in_(experiment_ids))
@@ -110,7 +109,7 @@ class ExperimentCatalog(CatalogPart):
         return {str(eid): when for eid, when in rows if when is not None}
 
     def list_experiments(self, opts: ListOptions, namespace: str | None) -> Page:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return page_of(
                 s,
                 E,
@@ -127,7 +126,7 @@ class ExperimentCatalog(CatalogPart):
             existing(s, E, experiment_id, "experiment")
             s.execute(delete(E).where(E.id == experiment_id))
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     def set_experiment_storage(self, experiment_id: str, storage_state: str) -> None:
         """Archive (with all its runs, and disabling its recurring runs) or unarchive."""
@@ -147,4 +146,4 @@ class ExperimentCatalog(CatalogPart):
                     .values(mode="DISABLE", updated_at=utcnow())
                 )
 
-        write_in(self.url, write)
+        write_in(self.database, write)

@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
-from ketch.core.store.db import session_scope
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.catalog.store import (
     CatalogPart,
@@ -83,7 +82,7 @@ class PipelineCatalog(CatalogPart):
             return row, vrow
 
         try:
-            return write_in(self.url, write)
+            return write_in(self.database, write)
         except IntegrityError:
             raise Conflict(
                 f"a pipeline named {name!r} already exists in namespace {ns!r}; "
@@ -92,19 +91,19 @@ class PipelineCatalog(CatalogPart):
             ) from None
 
     def get_pipeline(self, pipeline_id: str) -> KfpPipelineRow:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return existing(s, P, pipeline_id, "pipeline")
 
     def get_pipeline_by_name(self, name: str, namespace: str | None) -> KfpPipelineRow:
         ns = namespace_or_default(namespace)
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.execute(select(P).where(P.namespace == ns, P.name == name)).scalar_one_or_none()
         if row is None:
             raise NotFound(f"pipeline named {name!r} not found in namespace {ns!r}")
         return row
 
     def list_pipelines(self, opts: ListOptions, namespace: str | None) -> Page:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return page_of(
                 s,
                 P,
@@ -128,7 +127,7 @@ class PipelineCatalog(CatalogPart):
             s.execute(delete(V).where(V.pipeline_id == pipeline_id))
             s.execute(delete(P).where(P.id == pipeline_id))
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     @staticmethod
     def _version_row(
@@ -168,14 +167,14 @@ class PipelineCatalog(CatalogPart):
             return row
 
         try:
-            return write_in(self.url, write)
+            return write_in(self.database, write)
         except IntegrityError:
             raise Conflict(
                 f"pipeline {pipeline_id!r} already has a version named {row.name!r}", field="name"
             ) from None
 
     def get_version(self, pipeline_id: str | None, version_id: str) -> KfpPipelineVersionRow:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.get(V, version_id)
         if row is None or (pipeline_id and row.pipeline_id != pipeline_id):
             raise NotFound(
@@ -186,7 +185,7 @@ class PipelineCatalog(CatalogPart):
 
     def latest_version(self, pipeline_id: str) -> KfpPipelineVersionRow:
         self.get_pipeline(pipeline_id)
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = s.execute(
                 select(V)
                 .where(V.pipeline_id == pipeline_id)
@@ -199,7 +198,7 @@ class PipelineCatalog(CatalogPart):
 
     def list_versions(self, pipeline_id: str, opts: ListOptions) -> Page:
         self.get_pipeline(pipeline_id)
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return page_of(
                 s,
                 V,
@@ -218,4 +217,4 @@ class PipelineCatalog(CatalogPart):
                 )
             s.execute(delete(V).where(V.id == version_id))
 
-        write_in(self.url, write)
+        write_in(self.database, write)

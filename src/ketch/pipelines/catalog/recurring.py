@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from ketch.core.store.db import session_scope
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
 from ketch.pipelines.filters import Field, ListOptions
@@ -38,17 +37,17 @@ class RecurringCatalog(CatalogPart):
             s.flush()
             return row
 
-        return write_in(self.url, write)
+        return write_in(self.database, write)
 
     def get_recurring(self, recurring_run_id: str) -> KfpRecurringRunRow:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return existing(s, S, recurring_run_id, "recurring run")
 
     def list_recurring(
         self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
     ) -> Page:
         where = scope_of(S, namespace, experiment_id)
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return page_of(s, S, RECURRING_FIELDS, opts, where, resource="recurring runs")
 
     def delete_recurring(self, recurring_run_id: str) -> None:
@@ -58,7 +57,7 @@ class RecurringCatalog(CatalogPart):
             existing(s, S, recurring_run_id, "recurring run")
             s.execute(delete(S).where(S.id == recurring_run_id))
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     def set_recurring_mode(self, recurring_run_id: str, mode: str) -> None:
         def write(s: Session) -> None:
@@ -68,4 +67,4 @@ class RecurringCatalog(CatalogPart):
                 row.updated_at = utcnow()
                 row.error = None
 
-        write_in(self.url, write)
+        write_in(self.database, write)

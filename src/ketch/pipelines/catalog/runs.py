@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ketch.core.store.db import session_scope
 from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.kfp_models import status, ts
@@ -53,7 +52,7 @@ class RunCatalog(CatalogPart):
 
     def get_run(self, run_id: str) -> tuple[PipelineRunRow, KfpRunMetaRow | None]:
         self._reap()
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             row = existing(s, R, run_id, "run")
             meta = s.get(KfpRunMetaRow, run_id)
         return row, meta
@@ -63,7 +62,7 @@ class RunCatalog(CatalogPart):
     ) -> tuple[Page, dict[str, KfpRunMetaRow]]:
         where = scope_of(R, namespace, experiment_id)
         self._reap()
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             page = page_of(s, R, RUN_FIELDS, opts, where, resource="runs")
             ids = [r.id for r in page.items]
             metas = (
@@ -99,14 +98,14 @@ class RunCatalog(CatalogPart):
                 )
             )
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     def set_run_storage(self, run_id: str, storage_state: str) -> None:
         def write(s: Session) -> None:
             row = existing(s, R, run_id, "run")
             row.storage_state = storage_state
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run and its tasks; artifacts (files and lineage records) stay."""
@@ -117,10 +116,10 @@ class RunCatalog(CatalogPart):
             s.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id))
             s.execute(delete(R).where(R.id == run_id))
 
-        write_in(self.url, write)
+        write_in(self.database, write)
 
     def task_rows(self, run_id: str) -> list[PipelineTaskRow]:
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             return list(
                 s.execute(
                     select(PipelineTaskRow)
@@ -131,7 +130,7 @@ class RunCatalog(CatalogPart):
 
     def task_details(self, run_id: str) -> list[dict[str, Any]]:
         """The run's tasks as KFP ``PipelineTaskDetail`` objects."""
-        with session_scope(self.url, readonly=True) as s:
+        with self.database.session(readonly=True) as s:
             tasks = list(
                 s.execute(
                     select(PipelineTaskRow)

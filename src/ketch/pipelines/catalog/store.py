@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, NotFound
-from ketch.core.store.db import retry_locked, session_scope
+from ketch.core.store.db import Database, retry_locked
 from ketch.pipelines import filters
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.owners import Reaper
@@ -83,11 +83,11 @@ def page_of(
     return Page(rows, int(total), token)
 
 
-def write_in(url: str | None, fn: Callable[[Session], T]) -> T:
-    """Run ``fn`` in a write transaction (retried while SQLite is busy)."""
+def write_in(database: Database, fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` in a write transaction of ``database`` (retried while SQLite is busy)."""
 
     def attempt() -> T:
-        with session_scope(url) as s:
+        with database.session() as s:
             return fn(s)
 
     return retry_locked(attempt)
@@ -109,9 +109,10 @@ def scope_of(model: Any, namespace: str | None, experiment_id: str | None) -> li
 
 
 class CatalogPart:
-    """A part of the catalog over the store at ``url``; ``reaper`` ends the runs of
-    dead ``ketch run`` processes before runs are read (one is made when none is given)."""
+    """A part of the catalog over the store in ``database``; ``reaper`` ends the runs
+    of dead ``ketch run`` processes before runs are read (one is made when none is
+    given)."""
 
-    def __init__(self, url: str | None = None, reaper: Reaper | None = None):
-        self.url = url
-        self.reaper = reaper or Reaper(url)
+    def __init__(self, database: Database, reaper: Reaper | None = None):
+        self.database = database
+        self.reaper = reaper or Reaper(database)

@@ -1,6 +1,6 @@
-"""Alembic environment for Ketch's store (run by ``ketch.core.store.db.init_db``).
+"""Alembic environment for Ketch's store (run by ``ketch.core.store.db.Database.migrate``).
 
-One environment, a version folder per owner of tables: ``init_db`` lists core's
+One environment, a version folder per owner of tables: ``migrate`` lists core's
 folder and the assembled capabilities' folders in ``version_locations``. Each
 folder is a branch from core's base revision ``0001``, and the database is brought
 to ``heads``. A database may also hold revisions of a capability whose folder was
@@ -15,7 +15,7 @@ import importlib
 from alembic import context
 from sqlalchemy import Connection, column, delete, insert, inspect, select, table, text
 
-from ketch.core.store.db import get_engine
+from ketch.core.store.db import Database
 from ketch.core.store.models import Base
 
 # Any constant works; it only has to be the same in every Ketch process.
@@ -94,9 +94,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _upgrade(connection)
         return
-    url = context.config.get_main_option("sqlalchemy.url") or None
-    with get_engine(url).connect() as new_connection:
-        _upgrade(new_connection)
+    # `alembic` run by hand (see alembic.ini): a database of its own for this command
+    with Database(context.config.get_main_option("sqlalchemy.url") or None) as database:
+        with database.engine.connect() as new_connection:
+            _upgrade(new_connection)
 
 
 if context.is_offline_mode():
