@@ -1,10 +1,26 @@
-"""Make ``data/ketch-main-0003.sqlite``: a Ketch database at revision 0003 with rows
+r"""Make ``data/ketch-main-0003.sqlite``: a Ketch database at revision 0003 with rows
 in every table, written through Ketch's own code paths.
 
-Run it from a checkout of the Ketch revision the fixture should capture (the
-database is only as old as the code that writes it)::
+This script runs against the Ketch of the commit that wrote the fixture, not
+against today's code: it uses that Ketch's store API (``dispose_engines``,
+``ResourceStore(url)``, ``Catalog(url)``, the tables in ``ketch.core.store.models``),
+which later versions replaced. It is not a test (pytest does not collect it, see
+``tests/core/conftest.py``) and nothing imports it. The commit is the one that
+added the fixture, ``git log -1 --format=%H -- tests/core/store/data/ketch-main-0003.sqlite``
+(``85550bcaaf133c6a3f8716dcec4beafd84c35a6e``; its ``src/`` is that of its parent
+``155173703a8aa739f9f4dc1064e8a16246e86c28``). To write the fixture again, from the
+repository root::
 
-    .venv/bin/python tests/core/store/make_fixture.py tests/core/store/data/ketch-main-0003.sqlite
+    rev=$(git log -1 --format=%H -- tests/core/store/data/ketch-main-0003.sqlite)
+    rm -rf /tmp/ketch-old && mkdir /tmp/ketch-old
+    git archive "$rev" | tar -x -C /tmp/ketch-old
+    (cd /tmp/ketch-old && PYTHONPATH=/tmp/ketch-old/src \
+      "$OLDPWD/.venv/bin/python" tests/core/store/make_fixture.py \
+      "$OLDPWD/tests/core/store/data/ketch-main-0003.sqlite")
+
+(the script and the code both come from that commit; the database is only as old
+as the code that writes it). A fixture of a newer revision is made the same way
+from the commit that should write it, with a script written for that commit's API.
 
 It runs a small pipeline twice with ``ketch.run`` (runs, tasks, artifacts,
 executions, lineage events; the second run is served from the cache entries the
