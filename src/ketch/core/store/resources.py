@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -508,6 +508,32 @@ class ResourceStore:
             query = query.limit(limit)
         with self.database.session(readonly=True) as session:
             return [_to_event(row) for row in reversed(session.scalars(query).all())]
+
+    # -- namespaces --------------------------------------------------------------
+
+    def namespaces(self, *, exclude: tuple[str, ...] = ()) -> dict[str, datetime]:
+        """Every namespace holding resources of kinds other than ``exclude``, with when
+        its first one was created."""
+        query = select(ResourceRow.namespace, func.min(ResourceRow.created_at)).group_by(
+            ResourceRow.namespace
+        )
+        if exclude:
+            query = query.where(ResourceRow.kind.not_in(exclude))
+        with self.database.session(readonly=True) as session:
+            rows = session.execute(query).all()
+        return {namespace: _aware(first) or utcnow() for namespace, first in rows}
+
+    def names_in(
+        self, namespace: str, *, limit: int, exclude: tuple[str, ...] = ()
+    ) -> builtins.list[tuple[str, str]]:
+        """Up to ``limit`` ``(kind, name)`` of the resources in ``namespace`` (of kinds
+        other than ``exclude``), by kind then name."""
+        query = select(ResourceRow.kind, ResourceRow.name).where(ResourceRow.namespace == namespace)
+        if exclude:
+            query = query.where(ResourceRow.kind.not_in(exclude))
+        query = query.order_by(ResourceRow.kind, ResourceRow.name).limit(limit)
+        with self.database.session(readonly=True) as session:
+            return [(kind, name) for kind, name in session.execute(query).all()]
 
     # -- helpers ---------------------------------------------------------------
 
