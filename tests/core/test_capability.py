@@ -15,6 +15,7 @@ from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
 from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.server.app import create_app
+from ketch.server.core_api import CORE_KINDS
 from ketch.serving.capability import CAPABILITY as SERVING
 from tests.server.helpers import ThreadServer, assert_error
 
@@ -92,4 +93,5 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
         # the kinds of capabilities it was not given are not served
         assert_error(http.get("/apis/kubeflow.org/v1/namespaces/default/pytorchjobs"), 404)
         kinds = {k["kind"] for k in http.get("/apis/ketch.dev/v1/kinds").json()["items"]}
-        assert kinds == {"Gizmo", "PipelineRun"}
+        # ... and the core group (namespaces, events, secrets, configmaps) is the server's
+        assert kinds == {"Gizmo", "PipelineRun", *(k.kind for k in CORE_KINDS)}

@@ -14,16 +14,23 @@ from pydantic import Field
 
 from ketch.capabilities import CAPABILITIES
 from ketch.core.capability import kinds_of
-from ketch.core.kinds import Kind
+from ketch.core.kinds import Kind, registry_of
 from ketch.core.spec import SpecModel, model_schema
+from ketch.server.core_api import core_capability
 from ketch.server.openapi import OpenAPIDocuments
-from ketch.server.openapi_schemas import published_spec, schema_name, schema_prefix
+from ketch.server.openapi_schemas import (
+    document_path,
+    published_spec,
+    schema_name,
+    schema_prefix,
+)
 from ketch.server.structural import INT_OR_STRING, PRESERVE, structural
 from tests.server.fixtures import job, jobs_path
 from tests.server.helpers import Server
 from tests.server.kubectl import VERSIONS, dispatcher, kubectl_for, versioned
 
-KINDS = list(kinds_of(CAPABILITIES))
+# what the server serves: the capabilities' kinds and the core group's
+KINDS = list(kinds_of([core_capability(CAPABILITIES), *CAPABILITIES]))
 PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 
 # -- pydantic to structural ---------------------------------------------------------------
@@ -163,15 +170,16 @@ def test_model_schema_is_made_once_by_alias() -> None:
 
 
 def test_documents_of_every_kind() -> None:
-    documents = OpenAPIDocuments(kinds_of(CAPABILITIES))
+    documents = OpenAPIDocuments(registry_of(KINDS))
     index = yaml.safe_load(documents.index().body)["paths"]
-    served = {f"apis/{k.group}/{v}" for k in KINDS for v in k.versions if k.group}
+    served = {document_path(k.group, v) for k in KINDS for v in k.versions}
     assert set(index) == served
+    assert "api/v1" in served  # the core group's kinds
     for kind in KINDS:
         for version in kind.versions:
-            published = documents.group_version(f"apis/{kind.group}/{version}")
+            published = documents.group_version(document_path(kind.group, version))
             assert published is not None
-            assert index[f"apis/{kind.group}/{version}"]["serverRelativeURL"].endswith(
+            assert index[document_path(kind.group, version)]["serverRelativeURL"].endswith(
                 f"?hash={published.hash}"
             )
             schemas = yaml.safe_load(published.body)["components"]["schemas"]
@@ -179,11 +187,24 @@ def test_documents_of_every_kind() -> None:
             assert schema["x-kubernetes-group-version-kind"] == [
                 {"group": kind.group, "kind": kind.kind, "version": version}
             ]
-            assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
-            assert schema["properties"]["status"][PRESERVE] is True
+            if kind.object_schema is not None:  # top-level fields, as core kinds have
+                assert set(schema["properties"]) == {
+                    "apiVersion",
+                    "kind",
+                    "metadata",
+                    *kind.object_schema(),
+                }
+            else:
+                assert set(schema["properties"]) == {
+                    "apiVersion",
+                    "kind",
+                    "metadata",
+                    "spec",
+                    "status",
+                }
+                assert schema["properties"]["status"][PRESERVE] is True
             meta_ref = schema["properties"]["metadata"]["allOf"][0]["$ref"]
             assert meta_ref.rsplit("/", 1)[-1] in schemas
-    assert documents.group_version("api/v1") is None  # no core kinds (yet)
     v2 = yaml.safe_load(documents.v2().body)
     assert v2["swagger"] == "2.0" and "org.kubeflow.v1.PyTorchJob" in v2["definitions"]
     assert "#/components/" not in documents.v2().body.decode()
@@ -216,7 +237,9 @@ def test_v3_index_and_caching(client: httpx.Client) -> None:
     assert stale.status_code == 301 and stale.headers["location"] == url
 
     assert client.get("/openapi/v3/apis/kubeflow.org/v9").status_code == 404
-    assert client.get("/openapi/v3/api/v1").status_code == 404  # no core kinds (yet)
+    core = client.get("/openapi/v3/api/v1")  # the core group's kinds
+    assert core.status_code == 200
+    assert "io.k8s.api.core.v1.Secret" in core.json()["components"]["schemas"]
 
 
 def test_writes_declare_field_validation(client: httpx.Client) -> None:

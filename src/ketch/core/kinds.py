@@ -51,6 +51,14 @@ class Column:
 #: A zero-argument function returning the JSON schema of a kind's spec (see
 #: :attr:`Kind.spec_schema`).
 SpecSchema = Callable[[], dict[str, Any]]
+#: A function making, from an object, what a kind's printer columns read (see
+#: :attr:`Kind.table_view`).
+TableView = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: Every verb of a kind's objects, as discovery lists them.
+VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+#: The verbs of a kind whose objects are read-only (Ketch writes them itself).
+READ_VERBS = ("get", "list", "watch")
 
 #: The column every kind ends with, as Kubernetes adds it to a CRD without columns.
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
@@ -71,6 +79,15 @@ class Kind:
     names by their wire aliases (:func:`ketch.core.spec.model_schema` makes one from
     the model). The server calls it once, when it first builds its OpenAPI documents.
     A kind without one is published with a free-form spec.
+
+    ``verbs`` are what clients may do with its objects and ``subresources`` the
+    subresources it serves (``status``), as discovery and the OpenAPI documents list
+    them. ``object_schema``, for kinds that, like Kubernetes' core ones (``Secret``,
+    ``ConfigMap``, ``Event``), have top-level fields instead of ``spec`` and
+    ``status``, returns the JSON schema of those fields by name (published instead of
+    ``spec`` and ``status``). ``table_view``, when set, makes from an object what its
+    printer columns are read from (a column computed in code, as Kubernetes prints its
+    own kinds: a Secret's number of keys, never its values).
     """
 
     kind: str
@@ -83,6 +100,10 @@ class Kind:
     columns: tuple[Column, ...] = ()
     categories: tuple[str, ...] = ()
     spec_schema: SpecSchema | None = field(default=None, compare=False, repr=False)
+    verbs: tuple[str, ...] = VERBS
+    subresources: tuple[str, ...] = ("status",)
+    object_schema: SpecSchema | None = field(default=None, compare=False, repr=False)
+    table_view: TableView | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.versions:
@@ -132,6 +153,8 @@ class Kind:
             "namespaced": self.namespaced,
             "columns": [column.to_json() for column in self.columns],
             "categories": list(self.categories),
+            "verbs": list(self.verbs),
+            "subresources": list(self.subresources),
         }
 
     @classmethod
@@ -156,15 +179,23 @@ class Kind:
                 for c in data.get("columns", ())
             ),
             categories=tuple(data.get("categories", ())),
+            verbs=tuple(data.get("verbs") or VERBS),
+            subresources=tuple(data.get("subresources", ("status",))),
         )
 
 
 @dataclass
 class KindRegistry:
-    """Kinds by lower-case name, plural, singular and short name."""
+    """Kinds by lower-case name, plural, singular and short name.
 
-    _kinds: dict[str, Kind] = field(default_factory=dict)
+    Two groups may serve a kind of the same name (``Event`` in the core group and in
+    ``events.k8s.io``): the one registered first is the one its names look up; URLs
+    and manifests tell them apart by their group.
+    """
+
+    _kinds: dict[tuple[str, str], Kind] = field(default_factory=dict)
     _names: dict[str, Kind] = field(default_factory=dict)
+    _plurals: dict[tuple[str, str], Kind] = field(default_factory=dict)
 
     def register(self, kind: Kind) -> Kind:
         """Add ``kind``; a name already taken by another kind is a ``ValueError``."""
@@ -172,9 +203,12 @@ class KindRegistry:
             taken = self._names.get(name)
             if taken is not None and taken.kind != kind.kind:
                 raise ValueError(f"{name!r} already names kind {taken.kind}")
-        self._kinds[kind.kind] = kind
+        self._kinds[(kind.group, kind.kind)] = kind
+        self._plurals[(kind.group, kind.plural)] = kind
         for name in kind.names:
-            self._names[name] = kind
+            taken = self._names.get(name)
+            if taken is None or taken.group == kind.group:
+                self._names[name] = kind
         return kind
 
     def __iter__(self) -> Iterator[Kind]:
@@ -195,27 +229,30 @@ class KindRegistry:
 
     def for_manifest(self, api_version: str, kind: str) -> Kind:
         """The kind of a manifest: ``kind`` must be known and served at ``api_version``."""
-        found = self._kinds.get(kind)
+        group = api_version.rpartition("/")[0]
+        found = self._kinds.get((group, kind))
         if found is None:
-            found = self._names.get(kind.lower())
-            if found is None or found.kind.lower() != kind.lower():
+            same = [k for k in self._kinds.values() if k.kind.lower() == kind.lower()]
+            if not same:
                 raise InvalidSpec(f"unknown kind {kind!r}{self._suggest(kind)}", field="kind")
+            found = next((k for k in same if k.group == group), same[0])
         found.check_api_version(api_version)
         return found
 
     def for_path(self, group: str, version: str, plural: str) -> Kind:
-        """The kind served at ``/apis/{group}/{version}/.../{plural}`` (``NotFound`` if none)."""
-        found = self._names.get(plural.lower())
-        if found is None or found.group != group or plural != found.plural:
+        """The kind served at ``/apis/{group}/{version}/.../{plural}`` (``/api/{version}``
+        for the core group; ``NotFound`` if none)."""
+        found = self._plurals.get((group, plural))
+        if found is None:
+            where = f"{group}/{version}" if group else f"the core group ({version})"
             raise NotFound(
-                f"the server has no resource {plural!r} in API group {group}/{version}"
+                f"the server has no resource {plural!r} in API group {where}"
                 f"{self._suggest(plural, group)}"
             )
         if version not in found.versions:
             served = ", ".join(found.api_versions)
-            raise NotFound(
-                f"{found.kind} is not served at {group}/{version}; it is served at {served}"
-            )
+            where = f"{group}/{version}" if group else version
+            raise NotFound(f"{found.kind} is not served at {where}; it is served at {served}")
         return found
 
     def _suggest(self, name: str, group: str | None = None) -> str:
@@ -233,7 +270,7 @@ class KindRegistry:
         return "; list the kinds with: ketch get kinds"
 
     def copy(self) -> KindRegistry:
-        return KindRegistry(dict(self._kinds), dict(self._names))
+        return KindRegistry(dict(self._kinds), dict(self._names), dict(self._plurals))
 
 
 def registry_of(kinds: Iterable[Kind]) -> KindRegistry:
@@ -245,8 +282,15 @@ def registry_of(kinds: Iterable[Kind]) -> KindRegistry:
 
 
 def collection_path(kind: Kind, namespace: str | None, version: str | None = None) -> str:
-    """The URL path of ``kind``'s objects in ``namespace`` (all namespaces: ``None``)."""
-    base = f"/apis/{kind.group}/{version or kind.version}"
+    """The URL path of ``kind``'s objects in ``namespace`` (all namespaces: ``None``):
+    ``/apis/{group}/{version}/...``, or ``/api/{version}/...`` for the core group, whose
+    cluster-scoped kinds (``namespaces``) are addressed without a namespace."""
+    version = version or kind.version
+    if not kind.group:
+        if namespace is None or not kind.namespaced:
+            return f"/api/{version}/{kind.plural}"
+        return f"/api/{version}/namespaces/{quote(namespace, safe='')}/{kind.plural}"
+    base = f"/apis/{kind.group}/{version}"
     if namespace is None:
         return f"{base}/{kind.plural}"
     return f"{base}/namespaces/{quote(namespace, safe='')}/{kind.plural}"

@@ -16,6 +16,9 @@ YAML_TYPES = (
     "text/x-yaml",
     "application/apply-patch+yaml",
 )
+#: What kubectl 1.32 and later send the core kinds it creates as (see
+#: :mod:`ketch.server.protobuf`).
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -81,13 +84,18 @@ def patch_body() -> dict[str, Any]:
 
 
 async def read_document(request: Request) -> Any:
-    """The body parsed as YAML (by Content-Type) or JSON; ``InvalidSpec`` when malformed."""
+    """The body parsed as YAML (by Content-Type), Kubernetes' protobuf or JSON;
+    ``InvalidSpec`` when malformed."""
     raw = await request.body()
     if not raw.strip():
         raise InvalidSpec("a request body is required", field="body")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in YAML_TYPES:
         return parse_yaml(raw)
+    if content_type == PROTOBUF:
+        from ketch.server import protobuf
+
+        return protobuf.decode(raw)
     return parse_json(raw)
 
 

@@ -47,8 +47,8 @@ KUBERNETES_MAJOR = "1"
 KUBERNETES_MINOR = "32"
 KUBERNETES_VERSION = f"v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}.0+ketch"
 
-#: What a client may do with a kind's objects, and with their ``status`` subresource.
-VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+#: What a client may do with a kind's ``status`` subresource (its objects: ``Kind.verbs``,
+#: all of :data:`ketch.core.kinds.VERBS` unless the kind says otherwise).
 STATUS_VERBS = ("get", "update")
 
 DISCOVERY_GROUP = "apidiscovery.k8s.io"
@@ -170,7 +170,7 @@ def api_resource(kind: Kind) -> dict[str, Any]:
         "singularName": kind.singular,
         "namespaced": kind.namespaced,
         "kind": kind.kind,
-        "verbs": list(VERBS),
+        "verbs": list(kind.verbs),
     }
     if kind.short_names:
         entry["shortNames"] = list(kind.short_names)
@@ -194,7 +194,9 @@ def resource_list(kinds: Sequence[Kind], group: str, version: str) -> dict[str, 
     """The ``APIResourceList`` of ``group/version``."""
     resources: list[dict[str, Any]] = []
     for kind in kinds:
-        resources += [api_resource(kind), status_resource(kind)]
+        resources.append(api_resource(kind))
+        if "status" in kind.subresources:
+            resources.append(status_resource(kind))
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -229,10 +231,12 @@ def _discovered_resource(kind: Kind, version: str) -> dict[str, Any]:
         "responseKind": response_kind,
         "scope": "Namespaced" if kind.namespaced else "Cluster",
         "singularResource": kind.singular,
-        "verbs": list(VERBS),
+        "verbs": list(kind.verbs),
         "subresources": [
             {"subresource": "status", "responseKind": response_kind, "verbs": list(STATUS_VERBS)}
-        ],
+        ]
+        if "status" in kind.subresources
+        else [],
     }
     if kind.short_names:
         entry["shortNames"] = list(kind.short_names)

@@ -114,7 +114,18 @@ _FACADE = re.compile(r"v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
 #: The top-level fields of a Kubernetes object: an ``InvalidSpec`` naming one of them
 #: (or a field inside) is an invalid object, 422.
 OBJECT_FIELDS = frozenset(
-    {"apiVersion", "kind", "metadata", "spec", "status", "data", "stringData", "type"}
+    {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+        "status",
+        "data",
+        "stringData",
+        "binaryData",
+        "immutable",
+        "type",
+    }
 )
 # Where a field path's first part ends: spec.a[0].b -> spec.
 _FIELD_ROOT = re.compile(r"[.\[]")

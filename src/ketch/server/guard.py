@@ -13,7 +13,10 @@ to the loopback address. The API runs commands as the server's user, so:
   is refused (403);
 - a state-changing request with a body must say it is JSON or YAML (or one of the
   Kubernetes patch types); ``multipart/form-data`` is taken only by the upload routes
-  that need it (KFP's ``pipelines/upload`` and ``upload_version``). Anything else —
+  that need it (KFP's ``pipelines/upload`` and ``upload_version``), and Kubernetes'
+  protobuf (which kubectl sends the core kinds it creates as, and which a browser
+  cannot send without a preflight) only by creates and replaces on Kubernetes
+  paths. Anything else —
   ``text/plain`` and form posts above all, the kinds a browser sends without
   asking — is refused (415).
 """
@@ -26,8 +29,8 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ketch.server.bodies import YAML_TYPES
-from ketch.server.errors import answer
+from ketch.server.bodies import PROTOBUF, YAML_TYPES
+from ketch.server.errors import answer, is_kubernetes_path
 
 ALLOWED_HOSTS_ENV = "KETCH_ALLOWED_HOSTS"
 
@@ -145,6 +148,8 @@ class RequestGuardMiddleware:
         if media in _BODY_TYPES:
             return None
         path: str = scope.get("path", "")
+        if media == PROTOBUF and method in ("POST", "PUT") and is_kubernetes_path(path):
+            return None  # kubectl's built-in kinds; no browser sends it unasked
         if media == "multipart/form-data" and method == "POST" and path.endswith(_UPLOAD_SUFFIXES):
             return None
         accepted = "application/json or application/yaml"

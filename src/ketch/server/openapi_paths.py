@@ -4,8 +4,9 @@ list in every namespace, each operation with ``x-kubernetes-action`` and
 ``x-kubernetes-group-version-kind``, every write with ``dryRun``, ``fieldManager``
 and ``fieldValidation`` (which tells kubectl the server validates fields), PATCH with
 JSON patch, merge patch and apply patch (no strategic merge patch, which custom
-resources do not take). Which operations a kind has follows the verbs discovery
-lists (:data:`ketch.server.discovery.VERBS`, :data:`~ketch.server.discovery.STATUS_VERBS`).
+resources do not take; the core group's kinds take it too, as Kubernetes' own kinds
+do). Which operations a kind has follows the verbs discovery lists (``Kind.verbs``,
+:data:`~ketch.server.discovery.STATUS_VERBS` when it has the ``status`` subresource).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ketch.core.kinds import Kind
-from ketch.server.discovery import STATUS_VERBS, VERBS
+from ketch.server.discovery import STATUS_VERBS
 from ketch.server.openapi_schemas import GVK, META, camel, ref, schema_name
 
 
@@ -71,6 +72,7 @@ _PATCH_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
 )
+_CORE_PATCH_TYPES = (*_PATCH_TYPES, "application/strategic-merge-patch+json")
 
 
 def _body(schema: dict[str, Any], types: Iterable[str] = ("*/*",)) -> dict[str, Any]:
@@ -129,7 +131,9 @@ class Operations:
             else f"{base}/{kind.plural}"
         )
         item = f"{collection}/{{name}}"
-        verbs, status_verbs = set(VERBS), set(STATUS_VERBS)
+        verbs = set(kind.verbs)
+        status_verbs = set(STATUS_VERBS) if "status" in kind.subresources else set()
+        patch_types = _PATCH_TYPES if kind.group else _CORE_PATCH_TYPES
 
         listed: dict[str, Any] = {"parameters": [*scoped, _PRETTY]}
         if "list" in verbs:
@@ -169,7 +173,7 @@ class Operations:
                 "patch",
                 f"Partially update a {kind.kind}.",
                 parameters=[*_WRITE_PARAMS, _FORCE],
-                requestBody=_body(ref(f"{META}.Patch"), _PATCH_TYPES),
+                requestBody=_body(ref(f"{META}.Patch"), patch_types),
                 responses=_responses(one_ref, "200", "201"),
             )
         if "delete" in verbs:
@@ -213,7 +217,9 @@ class Operations:
                 requestBody=_body(ref(f"{META}.Patch"), _PATCH_TYPES),
                 responses=_responses(one_ref, "200", "201"),
             )
-        paths = {collection: listed, item: one, f"{item}/status": status}
+        paths = {collection: listed, item: one}
+        if status_verbs:
+            paths[f"{item}/status"] = status
         if kind.namespaced and "list" in verbs:
             paths[f"{base}/{kind.plural}"] = {
                 "parameters": [_PRETTY],

@@ -303,6 +303,19 @@ def kind_schemas(kind: Kind, version: str) -> dict[str, dict[str, Any]]:
     """The schemas of ``kind`` and its list at ``version``, by name."""
     name = schema_name(kind, version)
     scope = "namespaced" if kind.namespaced else "cluster-scoped"
+    fields: dict[str, Any]
+    if kind.object_schema is not None:  # top-level fields, as Kubernetes' core kinds have
+        fields = dict(kind.object_schema())
+    else:
+        fields = {
+            "spec": published_spec(kind),
+            "status": {
+                "type": "object",
+                PRESERVE: True,
+                "description": f"What the {kind.kind} is: its observed state, written by "
+                "its controller.",
+            },
+        }
     kind_schema = {
         "type": "object",
         "description": f"{kind.kind} is a {scope} {kind.group or 'core'}/{version} resource "
@@ -311,13 +324,7 @@ def kind_schemas(kind: Kind, version: str) -> dict[str, dict[str, Any]]:
             "apiVersion": _API_VERSION,
             "kind": _KIND,
             "metadata": _metaref("ObjectMeta", "Standard object metadata.", default={}),
-            "spec": published_spec(kind),
-            "status": {
-                "type": "object",
-                PRESERVE: True,
-                "description": f"What the {kind.kind} is: its observed state, written by "
-                "its controller.",
-            },
+            **fields,
         },
         GVK: [{"group": kind.group, "kind": kind.kind, "version": version}],
     }

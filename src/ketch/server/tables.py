@@ -40,7 +40,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from ketch.core.errors import InvalidSpec
-from ketch.core.kinds import Column, Kind
+from ketch.core.kinds import Column, Kind, TableView
 from ketch.core.timestamps import parse_time, utcnow
 
 TABLE_GROUP = "meta.k8s.io"
@@ -163,7 +163,8 @@ def table(
     ``continue``)."""
     moment = now or utcnow()
     columns = _compiled(kind)
-    rows = [_row(columns, obj, wanted, moment) for obj in objects]
+    view = kind.table_view
+    rows = [_row(columns, obj, wanted, moment, view) for obj in objects]
     return {
         "kind": "Table",
         "apiVersion": wanted.api_version,
@@ -192,10 +193,12 @@ def _row(
     obj: dict[str, Any],
     wanted: TableRequest,
     now: datetime,
+    view: TableView | None = None,
 ) -> dict[str, Any]:
-    metadata = obj.get("metadata") or {}
+    shown = obj if view is None else view(obj)  # what the columns read (Kind.table_view)
+    metadata = shown.get("metadata") or {}
     cells: list[Any] = [metadata.get("name", "")]
-    cells.extend(cell(column, path.find(obj), now) for column, path in columns)
+    cells.extend(cell(column, path.find(shown), now) for column, path in columns)
     row: dict[str, Any] = {"cells": cells}
     if wanted.include_object == "Metadata":
         row["object"] = {

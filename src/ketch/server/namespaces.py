@@ -1,0 +1,542 @@
+"""The core group's ``Namespace`` (``/api/v1/namespaces``): Ketch's namespaces as
+Kubernetes objects.
+
+In Ketch an object may be created in any namespace, which comes into being with it.
+So the namespaces are ``default`` (always), every namespace that holds objects, and
+those created explicitly (``kubectl create namespace team-a``, kept as ``Namespace``
+objects in the ``resources`` table, in :data:`STORED_IN`). Each is ``Active``.
+
+::
+
+    GET    /api/v1/namespaces            list (labelSelector, fieldSelector metadata.name,
+                                         status.phase; Table; watch=true)
+    POST   /api/v1/namespaces            create (409 when it exists)
+    GET    /api/v1/namespaces/{name}     read (404 when it holds nothing and was not created)
+    PATCH  /api/v1/namespaces/{name}     labels and annotations (merge or strategic merge)
+    DELETE /api/v1/namespaces/{name}
+
+Deleting a namespace does not delete what it holds: a namespace that still holds
+objects is refused (409, naming some of them), as is ``default`` (403); an empty one
+created explicitly is deleted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ketch.core.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidSpec,
+    KetchError,
+    NotFound,
+    ObjectNotFound,
+)
+from ketch.core.kinds import Column, Kind, KindRegistry
+from ketch.core.resource import DEFAULT_NAMESPACE, Resource, format_time, validate_namespace
+from ketch.core.sources import Check, Manifest, Page, Source, StoreSource, check_patch
+from ketch.core.store.selectors import LabelSelector
+from ketch.server import tables
+from ketch.server.bodies import read_document, require_mapping
+from ketch.server.errors import STATUS_RESPONSES, note_name
+from ketch.server.fieldselectors import FieldSelector
+from ketch.server.state import ApiState, api_state
+from ketch.server.watch import sse, watch
+
+router = APIRouter(tags=["namespaces"], responses=STATUS_RESPONSES)
+
+State = Annotated[ApiState, Depends(api_state)]
+LabelSelectorQ = Annotated[str | None, Query(alias="labelSelector")]
+FieldSelectorQ = Annotated[
+    str | None, Query(alias="fieldSelector", description="metadata.name=N,status.phase=Active")
+]
+TimeoutQ = Annotated[
+    float | None, Query(alias="timeoutSeconds", gt=0, le=86_400, description="End a watch after")
+]
+
+#: Where explicitly created namespaces are kept (as cluster-scoped objects are).
+STORED_IN = DEFAULT_NAMESPACE
+#: The label Kubernetes gives every namespace: its name.
+NAME_LABEL = "kubernetes.io/metadata.name"
+ACTIVE = "Active"
+_UIDS = uuid.UUID("0b8f3f7e-2a51-4c1e-9a55-6d0c4f1e2b9d")
+_FIELDS = ("metadata.name", "status.phase")
+_SHOWN_HOLDERS = 5
+
+
+class Forbidden(KetchError):
+    http_status = 403
+    exit_code = 1
+
+
+def namespace_schema() -> dict[str, Any]:
+    return {
+        "spec": {
+            "type": "object",
+            "description": "What the namespace should be.",
+            "properties": {
+                "finalizers": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "What must be done before the namespace is removed.",
+                }
+            },
+        },
+        "status": {
+            "type": "object",
+            "description": "What the namespace is.",
+            "properties": {"phase": {"type": "string", "description": "Active or Terminating."}},
+        },
+    }
+
+
+NAMESPACE = Kind(
+    kind="Namespace",
+    group="",
+    versions=("v1",),
+    plural="namespaces",
+    short_names=("ns",),
+    namespaced=False,
+    columns=(Column("Status", ".status.phase", description="Active or Terminating"),),
+    verbs=("create", "delete", "get", "list", "patch", "watch"),
+    subresources=(),
+    object_schema=namespace_schema,
+)
+
+
+def check_namespace(resource: Resource) -> None:
+    """A namespace's name is an RFC 1123 label; its spec holds finalizers only."""
+    validate_namespace(resource.metadata.name, field="metadata.name")
+    for name in resource.model_extra or {}:
+        raise InvalidSpec(f"unknown field {name!r}; a Namespace has spec and status", field=name)
+    for key, value in resource.spec.items():
+        if key != "finalizers":
+            raise InvalidSpec(
+                "unknown field; a Namespace's spec has finalizers", field=f"spec.{key}"
+            )
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidSpec("must be a list of strings", field="spec.finalizers")
+
+
+def namespace_uid(name: str) -> str:
+    """A namespace's uid: the same for as long as it has its name."""
+    return str(uuid.uuid5(_UIDS, name))
+
+
+class Namespaces:
+    """The namespaces of one app: its store's, those other sources hold objects in,
+    and those created explicitly."""
+
+    def __init__(self, state: ApiState) -> None:
+        self.store = state.store
+        self.kinds: KindRegistry = state.kinds
+        self.others: list[tuple[Kind, Source]] = [
+            (kind, source)
+            for kind in state.kinds
+            if kind.group and kind.namespaced
+            for source in [state.sources.get(kind.kind)]
+            if source is not None and not isinstance(source, StoreSource)
+        ]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def held(self) -> dict[str, datetime | None]:
+        """Every namespace holding an object, with its first object's creation time."""
+        found: dict[str, datetime | None] = dict(self.store.namespaces(exclude=(NAMESPACE.kind,)))
+        for kind, source in self.others:
+            token: str | None = None
+            while True:
+                page = source.list(kind, None, label_selector=None, limit=500, continue_token=token)
+                for item in page.items:
+                    meta = item.get("metadata") or {}
+                    namespace = meta.get("namespace")
+                    if not isinstance(namespace, str) or not namespace:
+                        continue
+                    created = _parsed(meta.get("creationTimestamp"))
+                    earlier = found.get(namespace)
+                    if namespace not in found or (
+                        created is not None and (earlier is None or created < earlier)
+                    ):
+                        found[namespace] = created
+                token = page.continue_token
+                if not token:
+                    break
+        return found
+
+    def created(self) -> dict[str, Resource]:
+        """The namespaces created explicitly, by name."""
+        return {r.metadata.name: r for r in self.store.list(NAMESPACE.kind, STORED_IN)}
+
+    def all(self) -> list[Manifest]:
+        held, created = self.held(), self.created()
+        names = sorted({DEFAULT_NAMESPACE, *held, *created})
+        return [manifest(name, created.get(name), held.get(name)) for name in names]
+
+    def get(self, name: str) -> Manifest:
+        created = self._created(name)
+        held = self.held()
+        if created is None and name not in held and name != DEFAULT_NAMESPACE:
+            raise ObjectNotFound(
+                f"namespace {name!r} holds nothing and was not created",
+                kind=NAMESPACE.kind,
+                name=name,
+                hint=f"create it with: kubectl create namespace {name}",
+            )
+        return manifest(name, created, held.get(name))
+
+    def _created(self, name: str) -> Resource | None:
+        try:
+            return self.store.get(NAMESPACE.kind, STORED_IN, name)
+        except NotFound:
+            return None
+
+    # -- writing ------------------------------------------------------------------------
+
+    def create(self, resource: Resource) -> Manifest:
+        name = resource.metadata.name
+        if name == DEFAULT_NAMESPACE or name in self.held():
+            raise AlreadyExists(
+                f"namespace {name!r} already exists (it holds objects)",
+                kind=NAMESPACE.kind,
+                name=name,
+            )
+        labels = {k: v for k, v in resource.metadata.labels.items() if k != NAME_LABEL}
+        stored = Resource(
+            apiVersion="v1",
+            kind=NAMESPACE.kind,
+            metadata={  # type: ignore[arg-type]
+                "name": name,
+                "namespace": STORED_IN,
+                "labels": labels,
+                "annotations": dict(resource.metadata.annotations),
+            },
+        )
+        try:
+            made = self.store.create(stored)
+        except AlreadyExists:
+            raise AlreadyExists(
+                f"namespace {name!r} already exists", kind=NAMESPACE.kind, name=name
+            ) from None
+        return manifest(name, made, None)
+
+    def patch(self, name: str, patch: dict[str, Any], check: Check) -> Manifest:
+        current = self.get(name)
+        for key in patch:
+            if key not in ("apiVersion", "kind", "metadata"):
+                raise InvalidSpec(
+                    "cannot be patched; a namespace's labels and annotations can", field=key
+                )
+        check_patch(current, patch)
+        metadata = patch.get("metadata") or {}
+        labels = dict(current["metadata"].get("labels") or {})
+        annotations = dict(current["metadata"].get("annotations") or {})
+        for target, changes in (
+            (labels, metadata.get("labels")),
+            (annotations, metadata.get("annotations")),
+        ):
+            for key, value in (changes or {}).items():
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = value
+        labels.pop(NAME_LABEL, None)
+        stored = Resource(
+            apiVersion="v1",
+            kind=NAMESPACE.kind,
+            metadata={  # type: ignore[arg-type]
+                "name": name,
+                "namespace": STORED_IN,
+                "labels": labels,
+                "annotations": annotations,
+            },
+        )
+        check(stored)
+        saved = self.store.apply(stored)
+        return manifest(name, saved, self.held().get(name))
+
+    def delete(self, name: str) -> Manifest:
+        if name == DEFAULT_NAMESPACE:
+            raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        holders = self.store.names_in(name, limit=_SHOWN_HOLDERS + 1, exclude=(NAMESPACE.kind,))
+        if not holders and name in self.held():
+            holders = [("", "")]  # held by a kind served from elsewhere
+        if holders:
+            shown = ", ".join(
+                f"{self._plural(kind)}/{obj}" for kind, obj in holders[:_SHOWN_HOLDERS] if kind
+            )
+            more = ", and more" if len(holders) > _SHOWN_HOLDERS else ""
+            raise Conflict(
+                f"namespace {name!r} still holds objects ({shown or 'pipeline runs'}{more}); "
+                "Ketch does not delete a namespace's objects with it: delete them first",
+            )
+        created = self._created(name)
+        if created is None:
+            raise ObjectNotFound(
+                f"namespace {name!r} holds nothing and was not created",
+                kind=NAMESPACE.kind,
+                name=name,
+            )
+        self.store.delete(NAMESPACE.kind, STORED_IN, name)
+        gone = manifest(name, created, None)
+        gone["status"] = {"phase": "Terminating"}
+        return gone
+
+    def _plural(self, kind: str) -> str:
+        return self.kinds.lookup(kind).plural if kind in self.kinds else kind.lower()
+
+
+def _parsed(value: Any) -> datetime | None:
+    from ketch.core.timestamps import parse_time
+
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def manifest(name: str, created: Resource | None, first: datetime | None) -> Manifest:
+    """Namespace ``name`` as Kubernetes serves one: ``Active``, with the label naming it."""
+    metadata: dict[str, Any] = {"name": name, "uid": namespace_uid(name)}
+    labels: dict[str, str] = {NAME_LABEL: name}
+    if created is not None:
+        meta = created.metadata
+        metadata["resourceVersion"] = meta.resourceVersion or "0"
+        stamp = meta.creationTimestamp
+        if first is not None and (stamp is None or first < stamp):
+            stamp = first
+        if stamp is not None:
+            metadata["creationTimestamp"] = format_time(stamp.replace(microsecond=0))
+        labels.update(meta.labels)
+        if meta.annotations:
+            metadata["annotations"] = dict(meta.annotations)
+    else:
+        metadata["resourceVersion"] = "0"
+        if first is not None:
+            metadata["creationTimestamp"] = format_time(first.replace(microsecond=0))
+    metadata["labels"] = labels
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": metadata,
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": ACTIVE},
+    }
+
+
+def _selected(
+    items: Iterable[Manifest], label_selector: str | None, field_selector: str | None
+) -> list[Manifest]:
+    labels = LabelSelector.parse(label_selector)
+    fields = FieldSelector.parse(field_selector, _FIELDS)
+    return [
+        item
+        for item in items
+        if labels.matches(item["metadata"].get("labels") or {})
+        and fields.matches(
+            lambda field, item=item: (
+                item["metadata"]["name"]  # type: ignore[misc]
+                if field == "metadata.name"
+                else item["status"]["phase"]
+            )
+        )
+    ]
+
+
+class NamespaceWatch:
+    """The namespaces of an app as a source a watch polls."""
+
+    def __init__(self, namespaces: Namespaces, field_selector: str | None) -> None:
+        self.namespaces = namespaces
+        self.field_selector = field_selector
+
+    def _now(self, selector: LabelSelector) -> dict[str, Manifest]:
+        items = _selected(self.namespaces.all(), None, self.field_selector)
+        return {
+            item["metadata"]["uid"]: item
+            for item in items
+            if selector.matches(item["metadata"].get("labels") or {})
+        }
+
+    def versions(
+        self, kind: Kind, namespace: str | None, selector: LabelSelector
+    ) -> dict[str, str]:
+        return {
+            uid: str(item["metadata"].get("resourceVersion", ""))
+            for uid, item in self._now(selector).items()
+        }
+
+    def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
+        wanted = set(uids)
+        return {uid: item for uid, item in self._now(LabelSelector()).items() if uid in wanted}
+
+
+class ServedElsewhere:
+    """The source registered for ``Namespace``: namespaces are served by this module's
+    routes, never under a namespace."""
+
+    def _refuse(self) -> NotFound:
+        return NotFound("namespaces are cluster-scoped: they are served at /api/v1/namespaces")
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        raise self._refuse()
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        limit: int | None,
+        continue_token: str | None,
+    ) -> Page:
+        raise self._refuse()
+
+    def create(self, kind: Kind, resource: Resource) -> Manifest:
+        raise self._refuse()
+
+    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, Any]:
+        raise self._refuse()
+
+    def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
+    ) -> Manifest:
+        raise self._refuse()
+
+    def put_status(
+        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
+    ) -> Manifest:
+        raise self._refuse()
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        raise self._refuse()
+
+    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
+        return None
+
+    def versions(
+        self, kind: Kind, namespace: str | None, selector: LabelSelector
+    ) -> dict[str, str]:
+        raise self._refuse()
+
+    def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
+        raise self._refuse()
+
+
+# -- routes -------------------------------------------------------------------------------
+
+
+def _name(name: str) -> str:
+    return validate_namespace(name, field="name")
+
+
+@router.get("/api/v1/namespaces", summary="List the namespaces (watch=true streams changes)")
+async def list_namespaces(
+    request: Request,
+    state: State,
+    label_selector: LabelSelectorQ = None,
+    field_selector: FieldSelectorQ = None,
+    timeout: TimeoutQ = None,
+) -> Any:
+    namespaces = Namespaces(state)
+    if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
+        FieldSelector.parse(field_selector, _FIELDS)  # a bad one is refused before streaming
+        events = watch(
+            NamespaceWatch(namespaces, field_selector),  # type: ignore[arg-type]
+            NAMESPACE,
+            None,
+            LabelSelector.parse(label_selector),
+            notifier=state.notifier,
+            stopping=state.stopping,
+            timeout=timeout,
+        )
+
+        async def body() -> Any:
+            async for event in events:
+                yield sse(event)
+
+        return StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    items = _selected(await run_in_threadpool(namespaces.all), label_selector, field_selector)
+    metadata: dict[str, Any] = {"resourceVersion": ""}
+    wanted = tables.requested(request)
+    if wanted is not None:
+        return tables.list_table(NAMESPACE, items, metadata, wanted)
+    return {"apiVersion": "v1", "kind": "NamespaceList", "metadata": metadata, "items": items}
+
+
+@router.post("/api/v1/namespaces", summary="Create a namespace", status_code=201)
+async def create_namespace(request: Request, state: State) -> JSONResponse:
+    document = require_mapping(await read_document(request))
+    metadata = document.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise InvalidSpec("must be an object", field="metadata")
+    metadata = dict(metadata)
+    for key in ("apiVersion", "kind"):
+        if not isinstance(document.get(key), str):
+            raise InvalidSpec(f"{key} is required and must be a string", field=key)
+    NAMESPACE.check_api_version(document["apiVersion"])
+    if document["kind"] != NAMESPACE.kind:
+        raise InvalidSpec(f"{document['kind']!r} is not a Namespace", field="kind")
+    if not metadata.get("name") and isinstance(metadata.get("generateName"), str):
+        alphabet = string.ascii_lowercase + string.digits
+        metadata["name"] = metadata["generateName"] + "".join(
+            secrets.choice(alphabet) for _ in range(5)
+        )
+    metadata.pop("generateName", None)
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidSpec("a name is required", field="metadata.name")
+    note_name(request, name)
+    validate_namespace(name, field="metadata.name")
+    metadata["namespace"] = STORED_IN
+    body = {k: v for k, v in document.items() if k != "status"}
+    body["metadata"] = metadata
+    resource = state.validate(NAMESPACE, Resource.from_manifest(body))
+    made = await run_in_threadpool(Namespaces(state).create, resource)
+    state.changed(NAMESPACE, STORED_IN, name)
+    return JSONResponse(made, status_code=201)
+
+
+@router.get("/api/v1/namespaces/{name}", summary="Read a namespace")
+async def read_namespace(name: str, request: Request, state: State) -> Any:
+    found = await run_in_threadpool(Namespaces(state).get, _name(name))
+    wanted = tables.requested(request)
+    return found if wanted is None else tables.object_table(NAMESPACE, found, wanted)
+
+
+@router.patch("/api/v1/namespaces/{name}", summary="Change a namespace's labels and annotations")
+async def patch_namespace(name: str, request: Request, state: State) -> Manifest:
+    name = _name(name)
+    document = require_mapping(await read_document(request), "a merge patch")
+    patched = await run_in_threadpool(
+        Namespaces(state).patch, name, document, lambda r: state.validate(NAMESPACE, r)
+    )
+    state.changed(NAMESPACE, STORED_IN, name)
+    return patched
+
+
+@router.delete(
+    "/api/v1/namespaces/{name}",
+    summary="Delete a namespace that holds nothing (its objects are never deleted with it)",
+)
+async def delete_namespace(name: str, state: State) -> Manifest:
+    name = _name(name)
+    gone = await run_in_threadpool(Namespaces(state).delete, name)
+    state.changed(NAMESPACE, STORED_IN, name)
+    return gone
