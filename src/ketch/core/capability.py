@@ -82,6 +82,8 @@ class Capability:
       with the server (see :mod:`ketch.core.services`).
     - ``sources``: for a kind not kept in the ``resources`` table, the factory of the
       :class:`~ketch.core.sources.Source` that serves it.
+    - ``uploads``: the paths of its routes that take a ``multipart/form-data`` POST (a
+      file upload); the server's request guard refuses that content type anywhere else.
     """
 
     name: str
@@ -92,11 +94,17 @@ class Capability:
     migrations: Path | None = None
     services: Sequence[ServiceFactory] = ()
     sources: Mapping[str, SourceFactory] = field(default_factory=dict)
+    uploads: Sequence[str] = ()
 
 
 def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
     """A registry of every kind the capabilities serve, and ``extra``."""
     return registry_of([*(k for c in capabilities for k in c.kinds), *extra])
+
+
+def uploads_of(capabilities: Sequence[Capability]) -> frozenset[str]:
+    """The paths of every route of the capabilities that takes a file upload."""
+    return frozenset(path for c in capabilities for path in c.uploads)
 
 
 def migrations_of(capabilities: Sequence[Capability]) -> tuple[Path, ...]:

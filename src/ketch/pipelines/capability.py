@@ -15,6 +15,7 @@ from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.services import Service, ServiceContext
 from ketch.core.sources import Source
 from ketch.pipelines import runs
+from ketch.pipelines.api.paths import UPLOADS
 from ketch.pipelines.kinds import PIPELINE_RUN
 from ketch.pipelines.runs import PipelineRunSource
 from ketch.pipelines.tables import MIGRATIONS
@@ -66,4 +67,5 @@ CAPABILITY = Capability(
     migrations=MIGRATIONS,
     services=(_services,),
     sources={PIPELINE_RUN.kind: _run_source},
+    uploads=UPLOADS,
 )

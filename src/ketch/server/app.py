@@ -31,6 +31,7 @@ from ketch.core.capability import (
     migrations_of,
     services_of,
     sources_of,
+    uploads_of,
 )
 from ketch.core.controller import Manager
 from ketch.core.routes import ErrorBody
@@ -139,7 +140,9 @@ def create_app(
     app.state.controllers = None
     publish(app, context)
     errors.install(app)
-    app.add_middleware(RequestGuardMiddleware, hosts=guard.allowed_hosts(bind))
+    app.add_middleware(
+        RequestGuardMiddleware, hosts=guard.allowed_hosts(bind), uploads=uploads_of(capabilities)
+    )
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
     app.add_api_route(
         "/readyz",

@@ -13,7 +13,8 @@ to the loopback address. The API runs commands as the server's user, so:
   is refused (403);
 - a state-changing request with a body must say it is JSON or YAML (or one of the
   Kubernetes patch types); ``multipart/form-data`` is taken only by the upload routes
-  that need it (KFP's ``pipelines/upload`` and ``upload_version``), and Kubernetes'
+  that capabilities declare (``Capability.uploads``: KFP's ``pipelines/upload`` and
+  ``upload_version``), and Kubernetes'
   protobuf (which kubectl sends the core kinds it creates as, and which a browser
   cannot send without a preflight) only by creates and replaces on Kubernetes
   paths. Anything else —
@@ -45,7 +46,6 @@ _BODY_TYPES = frozenset(
         *YAML_TYPES,
     }
 )
-_UPLOAD_SUFFIXES = ("/pipelines/upload", "/pipelines/upload_version")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -94,9 +94,12 @@ def _split_host(value: str) -> str:
 class RequestGuardMiddleware:
     """Refuse requests for another host, cross-origin writes and bodies of other types."""
 
-    def __init__(self, app: ASGIApp, hosts: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, hosts: Iterable[str] | None = None, uploads: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
+        self.uploads = frozenset(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -150,10 +153,10 @@ class RequestGuardMiddleware:
         path: str = scope.get("path", "")
         if media == PROTOBUF and method in ("POST", "PUT") and is_kubernetes_path(path):
             return None  # kubectl's built-in kinds; no browser sends it unasked
-        if media == "multipart/form-data" and method == "POST" and path.endswith(_UPLOAD_SUFFIXES):
+        if media == "multipart/form-data" and method == "POST" and path in self.uploads:
             return None
         accepted = "application/json or application/yaml"
-        if path.endswith(_UPLOAD_SUFFIXES):
+        if path in self.uploads:
             accepted += " (multipart/form-data for uploads)"
         return 415, (
             f"Content-Type {raw_type or '(none)'!s} is not accepted for {method} {path}; "

@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ketch.core.errors import KetchError, NotFound
-from ketch.pipelines.api.common import PREFIX, catalog_of, json_response
+from ketch.pipelines.api.common import catalog_of, json_response
+from ketch.pipelines.api.paths import PREFIX
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 

@@ -22,8 +22,6 @@ from ketch.pipelines.scheduler import Scheduler
 from ketch.pipelines.service import RunService
 from ketch.pipelines.tables import MIGRATIONS
 
-PREFIX = "/apis/v2beta1"
-
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON (non-ASCII kept) for responses."""

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines.api.common import (
-    PREFIX,
     Paging,
     body_object,
     catalog_of,
@@ -20,6 +19,7 @@ from ketch.pipelines.api.common import (
     page_json,
     text_field,
 )
+from ketch.pipelines.api.paths import PREFIX
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.catalog.experiments import EXPERIMENT_FIELDS
 from ketch.pipelines.tables import KfpExperimentRow

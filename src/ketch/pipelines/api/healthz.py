@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ketch.pipelines.api.common import PREFIX, json_response
+from ketch.pipelines.api.common import json_response
+from ketch.pipelines.api.paths import PREFIX
 
 router = APIRouter(tags=["kfp v2beta1"])
 

@@ -15,7 +15,6 @@ from fastapi.responses import Response
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.api.common import (
-    PREFIX,
     Paging,
     body_object,
     catalog_of,
@@ -24,6 +23,7 @@ from ketch.pipelines.api.common import (
     page_json,
     text_field,
 )
+from ketch.pipelines.api.paths import PREFIX, UPLOAD_PIPELINE
 from ketch.pipelines.api.versions import stem, version_fields
 from ketch.pipelines.catalog.packages import parse_package
 from ketch.pipelines.catalog.pipelines import PIPELINE_FIELDS
@@ -32,7 +32,7 @@ from ketch.pipelines.filters import get_field
 router = APIRouter(tags=["kfp v2beta1"])
 
 
-@router.post(f"{PREFIX}/pipelines/upload")
+@router.post(UPLOAD_PIPELINE)
 def upload_pipeline(
     request: Request,
     uploadfile: UploadFile = File(...),

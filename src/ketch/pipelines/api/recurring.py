@@ -15,7 +15,6 @@ from ketch.core.timestamps import utcnow
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.api.common import (
-    PREFIX,
     Paging,
     body_object,
     catalog_of,
@@ -25,6 +24,7 @@ from ketch.pipelines.api.common import (
     text_field,
     wake_scheduler,
 )
+from ketch.pipelines.api.paths import PREFIX
 from ketch.pipelines.api.runs import experiment_for, pipeline_source, runtime_config
 from ketch.pipelines.catalog.recurring import RECURRING_FIELDS
 from ketch.pipelines.catalog.store import namespace_or_default, new_id

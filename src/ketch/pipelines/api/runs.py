@@ -18,7 +18,6 @@ from fastapi.responses import Response
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines.api.common import (
-    PREFIX,
     Paging,
     body_object,
     catalog_of,
@@ -28,6 +27,7 @@ from ketch.pipelines.api.common import (
     runs_of,
     text_field,
 )
+from ketch.pipelines.api.paths import PREFIX
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.catalog.packages import normalize_spec
 from ketch.pipelines.catalog.runs import RUN_FIELDS

@@ -12,7 +12,6 @@ from fastapi.responses import Response
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines.api.common import (
-    PREFIX,
     Paging,
     body_object,
     catalog_of,
@@ -21,6 +20,7 @@ from ketch.pipelines.api.common import (
     page_json,
     text_field,
 )
+from ketch.pipelines.api.paths import PREFIX, UPLOAD_VERSION
 from ketch.pipelines.catalog.packages import fetch_package, normalize_spec, parse_package
 from ketch.pipelines.catalog.pipelines import VERSION_FIELDS
 from ketch.pipelines.filters import get_field
@@ -60,7 +60,7 @@ def stem(filename: str | None) -> str:
     return name
 
 
-@router.post(f"{PREFIX}/pipelines/upload_version")
+@router.post(UPLOAD_VERSION)
 def upload_pipeline_version(
     request: Request,
     uploadfile: UploadFile = File(...),
