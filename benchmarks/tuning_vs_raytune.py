@@ -371,7 +371,7 @@ def main() -> None:
                 log(f"Ketch, {case} trials: {args.trials} trials, {args.parallel} at a time ...")
                 try:
                     ketch[case] = run_ketch(case, args.trials, args.parallel, workdir)
-                except Exception as exc:  # report it in the table, keep Ray Tune's figures
+                except Exception as exc:  # noqa: BLE001 - reported in the table, keeping Ray Tune's figures
                     log(f"Ketch, {case} trials failed: {type(exc).__name__}: {exc}")
                     ketch[case] = f"{type(exc).__name__}: {str(exc)[:200]}"
             if args.only != "ketch":

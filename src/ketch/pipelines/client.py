@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ketch.core.backend import Backend
 from ketch.core.conditions import RunState
-from ketch.core.errors import InvalidSpec
+from ketch.core.errors import InvalidSpec, KetchError
 from ketch.core.store.db import Database
 from ketch.pipelines import spec as ir_loader
 from ketch.pipelines.engine import Engine
@@ -232,7 +234,7 @@ class _CancelWatcher:
                 with self.database.session(readonly=True) as s:
                     row = s.get(PipelineRunRow, self.run_id)
                     state = row.state if row is not None else None
-            except Exception:  # the store is busy: look again next time
+            except (SQLAlchemyError, OSError):  # the store is busy: look again next time
                 continue
             if state == RunState.CANCELING:
                 for engine in list(self.engines):
@@ -275,7 +277,7 @@ def _prewarm(backend: Backend, ir: ir_loader.PipelineIR, packages: Packages) -> 
                 None,
                 (lightweight.EXECUTOR_MODULE, list(warmup)),
             )
-        except Exception:  # the fork server is an optimisation only
+        except (RuntimeError, KetchError):  # the fork server is an optimisation only
             pass
 
 

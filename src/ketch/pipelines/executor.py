@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ from ketch.pipelines.placeholders import (
 from ketch.pipelines.resources import task_resources
 from ketch.pipelines.tasks import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
 from ketch.pipelines.values import from_output_file, integral
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
@@ -92,7 +95,7 @@ class LocalTaskRunner(TaskRunner):
         for handle in handles:
             try:
                 handle.cancel(grace=3.0)
-            except Exception:  # already gone
+            except OSError:  # already gone
                 pass
 
     # ------------------------------------------------------------------ run
@@ -149,8 +152,8 @@ class LocalTaskRunner(TaskRunner):
         if hook is not None:
             try:
                 hook()
-            except Exception:  # warming up is an optimisation only
-                pass
+            except Exception as exc:  # noqa: BLE001 - warming up is an optimisation only: it must not fail the task
+                log.warning("warming up interpreters failed: %s: %s", type(exc).__name__, exc)
 
     def _outputs_exist(self, hit: dict[str, Any]) -> bool:
         for arts in hit.get("artifacts", {}).values():
@@ -162,7 +165,13 @@ class LocalTaskRunner(TaskRunner):
                     try:
                         if not ArtifactStore(uri).exists(uri):
                             return False
-                    except Exception:  # unreachable store: run the task again
+                    except Exception as exc:  # noqa: BLE001 - fsspec filesystems raise their own errors (credentials, clients): run the task again
+                        log.warning(
+                            "cannot check the cached output %s (the task runs again): %s: %s",
+                            uri,
+                            type(exc).__name__,
+                            exc,
+                        )
                         return False
                 elif not os.path.exists(uri.removeprefix("file://")):
                     return False

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
@@ -180,7 +181,7 @@ async def readyz(request: Request) -> JSONResponse:
 
     try:
         await run_in_threadpool(ping)
-    except Exception as exc:
+    except (SQLAlchemyError, OSError) as exc:
         log.warning("readiness check failed: %s", exc)
         return errors.error_response(503, f"the database is not reachable: {type(exc).__name__}")
     return JSONResponse({"status": "ok"})

@@ -78,7 +78,7 @@ class ServingApp:
             await self._other(scope, receive, send, method, path)
         except KetchError as exc:
             await send_error(send, exc)
-        except Exception as exc:  # a bug, not the caller's fault: still a JSON error
+        except Exception as exc:  # noqa: BLE001 - the model's code may raise anything: logged, answered as a JSON 500
             await send_error(send, _internal(exc))
 
     # -- V2 inference (the hot path) ------------------------------------------------------
@@ -106,7 +106,7 @@ class ServingApp:
         except KetchError as exc:
             status = exc.http_status
             await send_error(send, exc)
-        except Exception as exc:  # a bug, not the caller's fault: still a JSON error
+        except Exception as exc:  # noqa: BLE001 - the model's code may raise anything: logged, answered as a JSON 500
             status = 500
             await send_error(send, _internal(exc))
         self.metrics.observe_request(name, "v2", status, time.perf_counter() - started)
@@ -132,7 +132,7 @@ class ServingApp:
         except KetchError as exc:
             status = exc.http_status
             await send_error(send, exc)
-        except Exception as exc:  # a bug, not the caller's fault: still a JSON error
+        except Exception as exc:  # noqa: BLE001 - the model's code may raise anything: logged, answered as a JSON 500
             status = 500
             await send_error(send, _internal(exc))
         self.metrics.observe_request(name, "v1", status, time.perf_counter() - started)

@@ -133,7 +133,7 @@ class AdaptiveBatcher:
         for items in groups.values():
             try:
                 await self._run_group(items)
-            except Exception as exc:  # every caller of the group gets the model's error
+            except Exception as exc:  # noqa: BLE001 - the model's code may raise anything: every caller of the group gets it
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(exc)

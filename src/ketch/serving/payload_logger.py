@@ -123,6 +123,11 @@ class PayloadLogger:
                     self.sent += 1
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a sender task must outlive one bad record (httpx raises more than HTTPError); counted in failed
                 self.failed += 1
-                log.debug("payload logger: sending to %s failed: %s", self.url, exc)
+                log.debug(
+                    "payload logger: sending to %s failed: %s: %s",
+                    self.url,
+                    type(exc).__name__,
+                    exc,
+                )

@@ -197,7 +197,7 @@ class ModelRepository:
             entry.reason = ""
             try:
                 model = await self._load_model(entry)
-            except Exception as exc:  # the loader's error is what the user needs to see
+            except Exception as exc:  # noqa: BLE001 - the model's loader is user code: its error (type and message) becomes the model's reason
                 entry.state = ModelState.UNAVAILABLE
                 entry.reason = _describe(exc)
                 return entry

@@ -136,7 +136,7 @@ class ComponentRouter:
         def compute() -> None:
             try:
                 future.set_result(self._stats())
-            except BaseException as exc:  # handed to the caller
+            except BaseException as exc:  # noqa: BLE001 - runs on the router's loop: handed to the caller, which raises it
                 future.set_exception(exc)
 
         try:

@@ -188,7 +188,7 @@ class ServerThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self.server.start())
-        except BaseException as exc:  # reported to the starting thread
+        except BaseException as exc:  # noqa: BLE001 - the server thread's top level: start() raises it in the starting thread
             self._error = exc
             self._ready.set()
             loop.close()

@@ -73,6 +73,7 @@ def interpreter(packages: list[str], pip_options: list[str]) -> str:
         return sys.executable
     from ketch.core.backend import LocalBackend
     from ketch.core.environments import Environments
+    from ketch.core.errors import KetchError
 
     home = config.ketch_home()
     log_path = config.logs_dir(home) / "venvs" / f"install-{os.getpid()}.log"
@@ -83,7 +84,7 @@ def interpreter(packages: list[str], pip_options: list[str]) -> str:
     try:
         with LocalBackend() as backend:  # shut down before this process becomes the trainer
             return Environments(home / "venvs", backend).python_for(packages, pip_options, log_path)
-    except Exception as exc:
+    except (KetchError, OSError, ValueError) as exc:
         if log_path.exists():
             sys.stderr.write(log_path.read_text(errors="replace"))
         raise SystemExit(f"ketch: installing {' '.join(packages)} failed: {exc}") from None

@@ -101,7 +101,7 @@ def _fsspec(uri: str, scheme: str, dest: Path) -> list[Path]:
     try:
         before = {p for p in dest.rglob("*")}
         filesystem.get(uri, str(dest) + os.sep, recursive=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - fsspec filesystems raise their own errors (credentials, clients); reported with type and message
         raise FetchError(
             f"could not fetch {uri} ({type(exc).__name__}: {exc}); it needs network access "
             "and credentials; fetch it yourself and give a file:// storageUri instead"

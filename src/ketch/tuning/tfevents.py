@@ -68,8 +68,8 @@ class EventDirectory:
             try:
                 for event in loader.Load():
                     found.extend(self._scalars(event, "" if relative == "." else relative))
-            except Exception as exc:  # a corrupt or vanished file must not stop the others
-                log.warning("cannot read the event file %s: %s", path, exc)
+            except Exception as exc:  # noqa: BLE001 - tensorboard's reader raises its own errors (tf.errors, protobuf): one bad file must not stop the others
+                log.warning("cannot read the event file %s: %s: %s", path, type(exc).__name__, exc)
                 self._loaders.pop(path, None)
                 self._broken.add(path)
         return found
@@ -89,8 +89,8 @@ class EventDirectory:
         if loader is None:
             try:
                 loader = self._loader_type(str(path))
-            except Exception as exc:
-                log.warning("cannot open the event file %s: %s", path, exc)
+            except Exception as exc:  # noqa: BLE001 - tensorboard's reader raises its own errors (tf.errors, protobuf): one bad file must not stop the others
+                log.warning("cannot open the event file %s: %s: %s", path, type(exc).__name__, exc)
                 self._broken.add(path)
                 return None
             self._loaders[path] = loader
@@ -134,7 +134,7 @@ def _scalar_of(value: Any) -> float | None:
 
     try:
         array = tensor_util.make_ndarray(value.tensor)
-    except Exception:
+    except (TypeError, ValueError):  # an unsupported dtype, or content that does not fit the shape
         return None
     if array.size != 1 or array.dtype.kind not in "fiu":
         return None

@@ -21,6 +21,7 @@ from typing import Any
 
 from ketch.core.backend.handles import ForkedHandle, signal_group
 from ketch.core.backend.supervisor import FORKSERVER_SCRIPT, Supervisor
+from ketch.core.errors import BackendError
 
 log = logging.getLogger("ketch.core.backend")
 
@@ -128,7 +129,7 @@ class ForkServerClient:
                     close_fds=True,
                 )
             )
-        except Exception as exc:
+        except (OSError, ValueError, subprocess.SubprocessError, BackendError) as exc:
             parent_sock.close()
             self._fail(f"cannot start {self.python!r}: {exc}")
             return

@@ -99,6 +99,25 @@ def _noop_handler(signum: int, frame: object) -> None:
 # --------------------------------------------------------------------------- child
 
 
+_noted: set[str] = set()
+
+
+def _note(what: str, exc: BaseException, fd: int = 2) -> None:
+    """Report ``exc`` (its type and message) straight to ``fd``, not through
+    ``sys.stderr``: for errors met where that may be what failed. Once each."""
+    import traceback
+
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    line = f"ketch fork server: {what}: {text}\n"
+    if line in _noted:
+        return
+    _noted.add(line)
+    try:
+        _write_all(fd, line.encode(errors="replace"))
+    except OSError:
+        pass
+
+
 def _exit_code_of(code: object) -> int:
     """SystemExit.code as the interpreter turns it into an exit status."""
     if code is None:
@@ -107,19 +126,23 @@ def _exit_code_of(code: object) -> int:
         return code & 0xFF
     try:
         sys.stderr.write(f"{code}\n")
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - the code's __str__ and sys.stderr are the task's objects; the status stays 1
+        _note("cannot print the exit code", exc)
     return 1
 
 
 def _flush_std() -> bool:
     ok = True
+    flushed: list[object] = []
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None or any(stream is done for done in flushed):
+            continue
+        flushed.append(stream)
         try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
+            stream.flush()
+        except Exception as exc:  # noqa: BLE001 - the streams may be the task's objects; like the interpreter: reported, status 120
             ok = False
+            _note("cannot flush the output", exc)
     return ok
 
 
@@ -131,8 +154,8 @@ def _finalize() -> None:
         if shutdown is not None:
             try:
                 shutdown()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - joins the task's threads; like the interpreter: reported, exit goes on
+                _note("joining the threads failed", exc)
     import atexit
 
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
@@ -180,15 +203,15 @@ def _run_module(module: str, argv: list[str], cwd: str) -> int:
     except KeyboardInterrupt as exc:
         _report(exc)
         code, interrupted = 1, True
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - the task's code may raise anything; printed as python -m prints it
         _report(exc)
         code = 1
     try:
         _finalize()
     except SystemExit as exc:
         code = _exit_code_of(exc.code)
-    except BaseException:
-        pass
+    except BaseException as exc:  # noqa: BLE001 - atexit handlers are the task's code; reported, the status stands
+        _note("interpreter shutdown failed", exc)
     if not _flush_std() and code == 0:
         code = 120
     if interrupted:
@@ -245,26 +268,31 @@ def _run_request(request: dict[str, Any]) -> None:
         os.chdir(cwd)
         _replace_environ(request["env"])
         code = _run_module(request["module"], list(request["argv"]), cwd)
-    except BaseException:
+    except BaseException as exc:  # noqa: BLE001 - the child must end in os._exit, never unwind into the server
         try:
             import traceback
 
             sys.stderr.write("ketch fork server: cannot start the task:\n")
             traceback.print_exc()
-        except BaseException:
-            pass
+        except BaseException:  # noqa: BLE001 - sys.stderr may be what failed: reported on fd 2 instead
+            _note("cannot start the task", exc)
         code = 1
     finally:
-        _flush_std()
-        os._exit(code)
+        try:
+            _flush_std()
+        finally:
+            os._exit(code)
 
 
 def _child(server: _Server, request: dict[str, Any]) -> None:
     """A child forked for ``request``; never returns."""
     try:
         _become_child(server)
-    except BaseException:
-        os._exit(1)
+    except BaseException as exc:  # noqa: BLE001 - the child must end in os._exit, never unwind into the server
+        try:
+            _note("cannot set up the task's process", exc)
+        finally:
+            os._exit(1)
     _run_request(request)
 
 
@@ -282,8 +310,11 @@ def _spare(server: _Server, requests: int) -> None:
         if not chunks:
             os._exit(0)  # not needed after all
         request = json.loads(b"".join(chunks))
-    except BaseException:
-        os._exit(1)
+    except BaseException as exc:  # noqa: BLE001 - the child must end in os._exit, never unwind into the server
+        try:
+            _note("cannot set up the task's process", exc)
+        finally:
+            os._exit(1)
     _run_request(request)
 
 
@@ -437,8 +468,9 @@ def _warm_up(module: str, argv: list[str]) -> None:
         sys.argv = [module, *argv]
         try:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except BaseException:  # noqa: S110 - only an optimisation
-            pass
+        except BaseException as exc:  # noqa: BLE001 - the warm-up runs user code and is only an optimisation; reported
+            if not isinstance(exc, SystemExit) or exc.code:
+                _note("the warm-up run failed (tasks are not affected)", exc, saved_fds[1])
         _flush_std()
     finally:
         os.dup2(saved_fds[0], 1)
@@ -476,7 +508,7 @@ def serve(parent_pid: int, preload: list[str], warmup: list[Any] | None = None) 
 
         for name in preload:
             importlib.import_module(name)
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - preloaded modules are user code; reported to the client as preload_failed
         import traceback
 
         send({"event": "preload_failed", "message": traceback.format_exc()})

@@ -275,7 +275,10 @@ class LocalBackend(Backend):
             try:
                 ready = self._server(python, tuple(preload), full_env, warmup) is not None
                 future.set_result(ready)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - a thread's top level: handed to the caller, and logged
+                log.warning(
+                    "local backend: warming up %s failed: %s: %s", python, type(exc).__name__, exc
+                )
                 future.set_exception(exc)
 
         threading.Thread(target=run, name="ketch-prewarm", daemon=True).start()

@@ -125,7 +125,7 @@ class Supervisor:
                 if future.set_running_or_notify_cancel():
                     try:
                         future.set_result(fn())
-                    except BaseException as exc:
+                    except BaseException as exc:  # noqa: BLE001 - runs callers' functions: call() raises it again in the caller
                         future.set_exception(exc)
             if closed:
                 break

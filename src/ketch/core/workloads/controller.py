@@ -158,9 +158,10 @@ class GangController(StatusController):
             status.pop("admission", None)
             try:
                 run = self._start(key, uid, job, status, events)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad object must not stop the controller: it ends Failed
                 self._teardown(key)
                 message = f"{kind} {name} could not start: {exc}"
+                log.warning("%s (%s)", message, type(exc).__name__)
                 self._finish(key, status, events, "Failed", message, job, "start")
                 return None
         if "startTime" not in status:

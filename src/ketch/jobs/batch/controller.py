@@ -42,7 +42,7 @@ from typing import Any
 from ketch.core.backend import Backend, ProcessHandle
 from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
-from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 from ketch.core.timestamps import format_time, parse_time, utcnow
@@ -302,7 +302,7 @@ class JobController(StatusController):
             log_path.write_bytes(b"")  # a name reused by an earlier Job of the same name
         try:
             handle: ProcessHandle = self.backend.start(run.spec)
-        except Exception as exc:
+        except (KetchError, OSError, ValueError) as exc:
             with log_path.open("a") as out:
                 out.write(f"ketch: could not start the container: {exc}\n")
             self.enqueue(key)

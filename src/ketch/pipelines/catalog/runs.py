@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
@@ -47,7 +48,7 @@ class RunCatalog(CatalogPart):
         """Runs of a ``ketch run`` that died end FAILED before anyone reads them."""
         try:
             self.reaper.reap()
-        except Exception:  # a read must still answer
+        except (SQLAlchemyError, OSError):  # a read must still answer
             pass
 
     def get_run(self, run_id: str) -> tuple[PipelineRunRow, KfpRunMetaRow | None]:
