@@ -165,8 +165,10 @@ def test_label_selectors(store: ResourceStore) -> None:
     assert names("app.kubernetes.io/name=c") == ["c1"]
     with pytest.raises(InvalidSpec, match="labelSelector"):
         names("app=a,,b")
+    assert names("app in (a, b)") == ["a1", "a2", "b1"]
+    assert names("app notin (a),tier") == ["b1"]
     with pytest.raises(InvalidSpec, match="labelSelector"):
-        names("app in (a, b)")
+        names("app in (a, b")
 
 
 def test_paging_with_limit_and_continue(store: ResourceStore) -> None:

@@ -24,6 +24,16 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+#: The config of a spec model that lists every field Kubeflow's CRD has at its level:
+#: it still parses (and keeps) fields it does not list, but its published schema says
+#: there are no others, so the API server treats any other as an unknown field
+#: (``fieldValidation``: refused when Strict, dropped with a warning otherwise), as
+#: Kubernetes does with the CRD's schema.
+COMPLETE = ConfigDict(
+    extra="allow", populate_by_name=True, json_schema_extra={"additionalProperties": False}
+)
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

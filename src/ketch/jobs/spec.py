@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ketch.core.errors import InvalidSpec
-from ketch.core.spec import SpecModel
+from ketch.core.spec import COMPLETE, SpecModel
 from ketch.core.spec import parse as parse_model
 from ketch.core.workloads.gang import (
     CleanPodPolicy,
@@ -52,7 +52,10 @@ class ElasticPolicy(SpecModel):
 
 
 class JobSpec(SpecModel):
-    """What every kubeflow.org/v1 job spec has."""
+    """What every kubeflow.org/v1 job spec has. Each kind's spec lists every field the
+    training operator's CRD has at its top level; others are unknown fields."""
+
+    model_config = COMPLETE
 
     runPolicy: RunPolicy = Field(default_factory=RunPolicy)
 

@@ -18,6 +18,7 @@ from typing import Any
 from ketch.core.kinds import Kind
 from ketch.server.discovery import STATUS_VERBS
 from ketch.server.openapi_schemas import GVK, META, camel, ref, schema_name
+from ketch.server.patches import builtin_group
 
 
 def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
@@ -133,7 +134,8 @@ class Operations:
         item = f"{collection}/{{name}}"
         verbs = set(kind.verbs)
         status_verbs = set(STATUS_VERBS) if "status" in kind.subresources else set()
-        patch_types = _PATCH_TYPES if kind.group else _CORE_PATCH_TYPES
+        # Kubernetes' own kinds take strategic merge patches, custom resources do not
+        patch_types = _CORE_PATCH_TYPES if builtin_group(kind.group) else _PATCH_TYPES
 
         listed: dict[str, Any] = {"parameters": [*scoped, _PRETTY]}
         if "list" in verbs:
