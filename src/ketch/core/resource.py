@@ -86,6 +86,7 @@ class ObjectMeta(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     ownerReferences: list[dict[str, Any]] | None = None
+    managedFields: list[dict[str, Any]] | None = None
     generation: int | None = None
     resourceVersion: str | None = None
     creationTimestamp: datetime | None = None
