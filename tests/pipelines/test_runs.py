@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.pipelines.submitted import hello_pipeline_ir
 from tests.server import fixtures
-from tests.server.helpers import Server, assert_error, sse_events
+from tests.server.helpers import Server, assert_error
 from tests.waiting import poll
 
 server = fixtures.server  # a real ``ketch up`` per database, shared by the session
@@ -159,7 +160,9 @@ def test_watch_follows_a_run_to_the_end(
 ) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         with http.stream("GET", runs_path(ns), params={"watch": "true"}) as response:
-            events = sse_events(response.iter_lines())
+            # a Kubernetes watch stream: one JSON event per line
+            assert response.headers["content-type"] == "application/json"
+            events = (json.loads(line) for line in response.iter_lines() if line.strip())
             created = submit(client, ns, run_manifest(hello_ir, parameters={"msg": f"w-{ns}"}))
             event = next(events)
             assert (

@@ -3,7 +3,8 @@
 ``kubectl_for(url, tmp_path)`` writes a kubeconfig whose one context (``ketch``)
 points at ``url`` with no credentials, and gives a :class:`Kubectl` that runs a
 kubectl binary with it (``--kubeconfig``), its own discovery/HTTP cache and its own
-``HOME``, so nothing of the user's ``~/.kube`` is read or written.
+``HOME``, so nothing of the user's ``~/.kube`` is read or written. :class:`Background`
+runs one in the background (``kubectl get -w``) and reads its output as it comes.
 
 The binaries: the machine image's versioned ones
 (``/usr/lib/google-cloud-sdk/bin/kubectl.1.NN``, :func:`versioned`), its dispatcher
@@ -16,8 +17,12 @@ binary is missing.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,25 +99,30 @@ class Kubectl:
     kubeconfig: Path
     home: Path
 
-    def run(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 90
-    ) -> subprocess.CompletedProcess[str]:
-        """``kubectl --kubeconfig ... ARGS``; with ``check`` a failure fails the test
-        with kubectl's output."""
-        env = {
+    def env(self) -> dict[str, str]:
+        return {
             "HOME": str(self.home),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "KUBECONFIG": str(self.kubeconfig),
             "NO_COLOR": "1",
         }
-        command = [
+
+    def command(self, *args: str) -> list[str]:
+        return [
             str(self.binary),
             f"--kubeconfig={self.kubeconfig}",
             f"--cache-dir={self.home / 'cache'}",
             *args,
         ]
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 90
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl --kubeconfig ... ARGS``; with ``check`` a failure fails the test
+        with kubectl's output."""
+        command = self.command(*args)
         result = subprocess.run(
-            command, input=input, capture_output=True, text=True, timeout=timeout, env=env
+            command, input=input, capture_output=True, text=True, timeout=timeout, env=self.env()
         )
         if check and result.returncode != 0:
             pytest.fail(
@@ -120,6 +130,61 @@ class Kubectl:
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+
+class Background:
+    """A kubectl command running in the background (``kubectl get -w``): its output
+    lines as they come, read by a thread; :meth:`stop` ends it."""
+
+    def __init__(self, kubectl: Kubectl, *args: str) -> None:
+        self.process = subprocess.Popen(
+            kubectl.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=kubectl.env(),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.error = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, found: Callable[[list[str]], bool], timeout: float = 30) -> list[str]:
+        """The output lines so far, once ``found(lines)`` holds (fails the test with
+        kubectl's output when it does not within ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while not found(self.seen):
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.process.poll() is not None and self.lines.empty()):
+                pytest.fail(f"kubectl printed {self.seen!r}; stderr: {self.stop()}")
+            try:
+                self.seen.append(self.lines.get(timeout=min(left, 0.5)))
+            except queue.Empty:
+                continue
+        return list(self.seen)
+
+    def stop(self) -> str:
+        """End kubectl (if it still runs); what it wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(10)
+        if self.process.stderr is not None and not self.process.stderr.closed:
+            self.error = self.process.stderr.read()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return self.error
 
 
 def kubectl_for(

@@ -1,50 +1,86 @@
-"""Watching kinds: server-sent ADDED, MODIFIED and DELETED events."""
+"""Watching kinds as Kubernetes streams them: newline-delimited ADDED, MODIFIED,
+DELETED, BOOKMARK and ERROR events, resumed from a resourceVersion, read by httpx, by
+the real kubectl (``get -w``) and by the ``kubernetes`` client's ``Watch().stream``;
+server-sent events for the clients that ask for them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from ketch.capabilities import create_app
 from ketch.core.resource import Resource
+from ketch.server.watch import BOOKMARK_ENV, INITIAL_EVENTS_END
 from tests.server.fixtures import runtime, runtimes_path
-from tests.server.helpers import Server, assert_error, sse_events
+from tests.server.helpers import Server, ThreadServer, assert_error, assert_status, sse_events
+from tests.server.kubectl import Background, kubectl_for
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+RUNTIMES = "/apis/trainer.kubeflow.org/v1alpha1"
 
 
-class Watch:
+class Events:
     """A watch stream read in the test's own thread; ``next()`` waits for one event."""
 
     def __init__(self, response: httpx.Response) -> None:
-        self._events = sse_events(response.iter_lines())
+        self._lines = response.iter_lines()
 
     def next(self) -> dict[str, Any]:
-        return next(self._events)
+        for line in self._lines:
+            if line.strip():
+                event: dict[str, Any] = json.loads(line)
+                return event
+        raise AssertionError("the watch ended")
+
+    def rest(self) -> list[dict[str, Any]]:
+        """Every event until the stream ends (a watch with timeoutSeconds)."""
+        return [json.loads(line) for line in self._lines if line.strip()]
 
 
 @contextmanager
-def watching(server: Server, path: str, params: dict[str, Any] | None = None) -> Iterator[Watch]:
-    with httpx.Client(base_url=server.url, timeout=10.0) as http:
-        with http.stream("GET", path, params=params) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            yield Watch(response)
+def watching(
+    url: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[Events]:
+    with httpx.Client(base_url=url, timeout=15.0) as http:
+        with http.stream("GET", path, params=params, headers=headers) as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"] == "application/json"
+            yield Events(response)
+
+
+def summary(event: dict[str, Any]) -> tuple[str, str]:
+    return event["type"], event["object"]["metadata"].get("name", "")
+
+
+def version(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"]["resourceVersion"])
 
 
 def test_watch_sees_added_modified_deleted(server: Server, client: httpx.Client, ns: str) -> None:
-    with watching(server, runtimes_path(ns), {"watch": "true"}) as events:
-        client.post(runtimes_path(ns), json=runtime("w"))
+    with watching(server.url, runtimes_path(ns), {"watch": "true"}) as events:
+        created = client.post(runtimes_path(ns), json=runtime("w")).json()
         added = events.next()
-        assert added["type"] == "ADDED" and added["object"]["metadata"]["name"] == "w"
+        assert summary(added) == ("ADDED", "w") and added["object"] == created
         client.put(runtimes_path(ns, "w") + "/status", json={"status": {"phase": "Running"}})
         modified = events.next()
-        assert modified["type"] == "MODIFIED" and modified["object"]["status"] == {
-            "phase": "Running"
-        }
+        assert modified["type"] == "MODIFIED"
+        assert modified["object"]["status"] == {"phase": "Running"}
+        assert version(modified["object"]) > version(added["object"])
         client.delete(runtimes_path(ns, "w"))
         deleted = events.next()
-        assert deleted["type"] == "DELETED" and deleted["object"]["metadata"]["name"] == "w"
+        assert summary(deleted) == ("DELETED", "w")
+        # the object as it was, at the version of its deletion
+        assert deleted["object"]["status"] == {"phase": "Running"}
+        assert version(deleted["object"]) > version(modified["object"])
 
 
 def test_watch_path_sends_existing_objects_first_and_filters_labels(
@@ -52,23 +88,26 @@ def test_watch_path_sends_existing_objects_first_and_filters_labels(
 ) -> None:
     client.post(runtimes_path(ns), json=runtime("old", labels={"app": "x"}))
     client.post(runtimes_path(ns), json=runtime("other", labels={"app": "y"}))
-    path = f"/apis/trainer.kubeflow.org/v1alpha1/watch/namespaces/{ns}/trainingruntimes"
-    with watching(server, path, {"labelSelector": "app=x"}) as events:
-        first = events.next()
-        assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "old")
+    path = f"{RUNTIMES}/watch/namespaces/{ns}/trainingruntimes"
+    with watching(server.url, path, {"labelSelector": "app=x"}) as events:
+        assert summary(events.next()) == ("ADDED", "old")
         client.patch(runtimes_path(ns, "other"), json={"spec": {"n": 1}})  # not selected
-        client.patch(runtimes_path(ns, "old"), json={"metadata": {"labels": {"app": "z"}}})
+        relabeled = client.patch(
+            runtimes_path(ns, "old"), json={"metadata": {"labels": {"app": "z"}}}
+        ).json()
         left = events.next()  # no longer selected: gone from this watch
-        assert (left["type"], left["object"]["metadata"]["name"]) == ("DELETED", "old")
+        assert summary(left) == ("DELETED", "old")
+        # as it was last selected, at the version of the change that deselected it
+        assert left["object"]["metadata"]["labels"] == {"app": "x"}
+        assert version(left["object"]) == version(relabeled)
+        client.patch(runtimes_path(ns, "other"), json={"metadata": {"labels": {"app": "x"}}})
+        assert summary(events.next()) == ("ADDED", "other")  # selected from now on
 
 
 def test_watch_sees_writes_made_by_other_processes(server: Server, ns: str) -> None:
     store = server.store()
-    with watching(
-        server,
-        "/apis/trainer.kubeflow.org/v1alpha1/watch/trainingruntimes",
-        {"labelSelector": f"suite={ns}"},
-    ) as events:
+    path = f"{RUNTIMES}/watch/trainingruntimes"
+    with watching(server.url, path, {"labelSelector": f"suite={ns}"}) as events:
         store.create(
             Resource.from_manifest(
                 {
@@ -83,12 +122,292 @@ def test_watch_sees_writes_made_by_other_processes(server: Server, ns: str) -> N
         assert events.next()["type"] == "MODIFIED"
 
 
-def test_watch_ends_after_timeout_seconds(client: httpx.Client, ns: str) -> None:
+def test_a_watch_resumes_exactly_after_a_resource_version(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    client.post(runtimes_path(ns), json=runtime("a"))
+    listed = client.get(runtimes_path(ns)).json()
+    start = listed["metadata"]["resourceVersion"]
+    assert int(start) >= version(listed["items"][0])
+    client.post(runtimes_path(ns), json=runtime("b"))
+    patched = client.patch(runtimes_path(ns, "a"), json={"spec": {"x": 1}}).json()
+    client.delete(runtimes_path(ns, "b"))
+    params = {"watch": "true", "resourceVersion": start, "timeoutSeconds": 1}
+    with watching(server.url, runtimes_path(ns), params) as events:
+        seen = events.rest()
+    assert [summary(e) for e in seen] == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    assert seen[1]["object"] == patched
+    versions = [version(e["object"]) for e in seen]
+    assert versions == sorted(versions) and versions[0] > int(start)
+    # from the middle: only what came after
+    params["resourceVersion"] = str(versions[0])
+    with watching(server.url, runtimes_path(ns), params) as events:
+        assert [summary(e) for e in events.rest()] == [("MODIFIED", "a"), ("DELETED", "b")]
+    # "0": the objects there are, as ADDED
+    params["resourceVersion"] = "0"
+    with watching(server.url, runtimes_path(ns), params) as events:
+        assert [summary(e) for e in events.rest()] == [("ADDED", "a")]
+
+
+def test_a_version_older_than_the_journal_is_a_410_error_event(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    for name in ("a", "b"):
+        client.post(runtimes_path(ns), json=runtime(name))
+    first_page = client.get(runtimes_path(ns), params={"limit": 1}).json()
+    old = first_page["metadata"]["resourceVersion"]
+    client.patch(runtimes_path(ns, "a"), json={"spec": {"x": 1}})
+    compacted = server.store().compact(keep_seconds=0, min_entries=0)
+    assert compacted > int(old)
+    with watching(server.url, runtimes_path(ns), {"watch": "1", "resourceVersion": old}) as events:
+        (error,) = events.rest()  # the stream ends after it
+    assert error["type"] == "ERROR"
+    status = error["object"]
+    assert (status["kind"], status["status"], status["code"], status["reason"]) == (
+        "Status",
+        "Failure",
+        410,
+        "Expired",
+    )
+    assert status["message"] == f"too old resource version: {old} ({compacted})"
+    # a list continued with a token from before the compaction: 410 as well
+    expired = client.get(
+        runtimes_path(ns), params={"limit": 1, "continue": first_page["metadata"]["continue"]}
+    )
+    assert_status(expired, 410, "Expired", "continue parameter is too old")
+    # from the compacted version on, the watch goes on
+    params = {"watch": "1", "resourceVersion": str(compacted), "timeoutSeconds": 0.5}
+    with watching(server.url, runtimes_path(ns), params) as events:
+        assert events.rest() == []
+
+
+def test_timeout_seconds_ends_the_watch(client: httpx.Client, ns: str) -> None:
     response = client.get(runtimes_path(ns), params={"watch": "1", "timeoutSeconds": 0.5})
     assert response.status_code == 200 and response.text == ""
 
 
+def test_field_selectors_pick_objects_by_name_and_namespace(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    for name in ("a", "b"):
+        client.post(runtimes_path(ns), json=runtime(name))
+    params = {"watch": "1", "fieldSelector": "metadata.name=b", "timeoutSeconds": 1}
+    with watching(server.url, runtimes_path(ns), params) as events:
+        client.patch(runtimes_path(ns, "a"), json={"spec": {"x": 1}})
+        client.patch(runtimes_path(ns, "b"), json={"spec": {"x": 1}})
+        assert [summary(e) for e in events.rest()] == [("ADDED", "b"), ("MODIFIED", "b")]
+    params = {
+        "watch": "1",
+        "fieldSelector": f"metadata.namespace={ns},metadata.name!=b",
+        "timeoutSeconds": 0.5,
+    }
+    with watching(server.url, f"{RUNTIMES}/trainingruntimes", params) as events:
+        assert [summary(e) for e in events.rest()] == [("ADDED", "a")]
+
+
+def test_table_events_for_kubectl(server: Server, client: httpx.Client, ns: str) -> None:
+    client.post(runtimes_path(ns), json=runtime("t"))
+    params = {"watch": "true", "resourceVersion": "0"}
+    with watching(server.url, runtimes_path(ns), params, {"Accept": TABLE}) as events:
+        first = events.next()
+        client.patch(runtimes_path(ns, "t"), json={"spec": {"x": 1}})
+        second = events.next()
+    for event, kind in ((first, "ADDED"), (second, "MODIFIED")):
+        table = event["object"]
+        assert event["type"] == kind
+        assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+        (row,) = table["rows"]
+        assert row["cells"][0] == "t"
+        assert row["object"]["kind"] == "PartialObjectMetadata"
+        assert row["object"]["metadata"]["resourceVersion"] == table["metadata"]["resourceVersion"]
+    # the column definitions come with the first event only, as the API server sends them
+    assert [c["name"] for c in first["object"]["columnDefinitions"]] == ["Name", "Age"]
+    assert second["object"]["columnDefinitions"] == []
+
+
+def test_server_sent_events_for_the_clients_that_ask(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    client.post(runtimes_path(ns), json=runtime("s"))
+    headers = {"Accept": "text/event-stream"}
+    with httpx.Client(base_url=server.url, timeout=15.0) as http:
+        params = {"watch": "true"}
+        with http.stream("GET", runtimes_path(ns), params=params, headers=headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(response.iter_lines())
+            assert summary(next(events)) == ("ADDED", "s")
+            client.delete(runtimes_path(ns, "s"))
+            assert summary(next(events)) == ("DELETED", "s")
+
+
+def test_malformed_watch_parameters_are_400(client: httpx.Client, ns: str) -> None:
+    path = runtimes_path(ns)
+    for params, field in (
+        ({"resourceVersion": "seven"}, "resourceVersion"),
+        ({"allowWatchBookmarks": "maybe"}, "allowWatchBookmarks"),
+        ({"fieldSelector": "spec.x=1"}, "fieldSelector"),
+        ({"labelSelector": "a in (b"}, "labelSelector"),
+    ):
+        assert_error(client.get(path, params={"watch": "true", **params}), 400, field)
+    assert_error(client.get(path, params={"watch": "perhaps"}), 400, "watch")
+
+
 def test_watch_of_an_unknown_kind_is_404(client: httpx.Client, ns: str) -> None:
-    assert_error(
-        client.get(f"/apis/trainer.kubeflow.org/v1alpha1/watch/namespaces/{ns}/nothings"), 404
-    )
+    assert_error(client.get(f"{RUNTIMES}/watch/namespaces/{ns}/nothings"), 404)
+
+
+# -- bookmarks (a server of the test's own: their period comes from its environment) --
+
+
+@pytest.fixture
+def quick_bookmarks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv(BOOKMARK_ENV, "0.3")
+    app = create_app(database_url=f"sqlite:///{tmp_path / 'k.db'}", background=False)
+    with ThreadServer(app) as running:
+        yield running.url
+
+
+def test_bookmarks_say_how_far_the_watch_has_read(quick_bookmarks: str) -> None:
+    url = quick_bookmarks
+    with httpx.Client(base_url=url, timeout=15.0) as client:
+        client.post(runtimes_path("b"), json=runtime("x"))
+        latest = client.get(runtimes_path("b")).json()["metadata"]["resourceVersion"]
+        params = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": latest,
+            "timeoutSeconds": 1.2,
+        }
+        with watching(url, runtimes_path("b"), params) as events:
+            seen = events.rest()
+    # periodically, and as the watch ends: only the version, nothing changed since
+    assert len(seen) >= 2 and {e["type"] for e in seen} == {"BOOKMARK"}
+    for event in seen:
+        assert event["object"] == {
+            "kind": "TrainingRuntime",
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "metadata": {"resourceVersion": latest},
+        }
+
+    # sendInitialEvents: the objects, then a bookmark marking their end
+    params = {
+        "watch": "1",
+        "allowWatchBookmarks": "true",
+        "sendInitialEvents": "true",
+        "resourceVersionMatch": "NotOlderThan",
+        "timeoutSeconds": 0.2,
+    }
+    with watching(url, runtimes_path("b"), params) as events:
+        added, end = events.next(), events.next()
+    assert summary(added) == ("ADDED", "x")
+    assert end["type"] == "BOOKMARK"
+    assert end["object"]["metadata"] == {
+        "resourceVersion": latest,
+        "annotations": {INITIAL_EVENTS_END: "true"},
+    }
+
+
+# -- real clients ---------------------------------------------------------------------
+
+
+def test_kubectl_get_watch_sees_added_then_modified(
+    server: Server, client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    kubectl = kubectl_for(server.url, tmp_path, namespace=ns)
+    client.post(runtimes_path(ns), json=runtime("first"))
+    watch = Background(kubectl, "get", "trainingruntimes", "-w", "--output-watch-events")
+    try:
+        # the list first (its header and row), then the watch from the list's version
+        watch.wait_for(lambda lines: any("first" in line for line in lines))
+        client.post(runtimes_path(ns), json=runtime("second"))
+        client.patch(runtimes_path(ns, "first"), json={"metadata": {"labels": {"x": "1"}}})
+        lines = watch.wait_for(
+            lambda lines: any(line.split()[:2] == ["MODIFIED", "first"] for line in lines)
+        )
+    finally:
+        watch.stop()
+    events = [line.split()[:2] for line in lines]
+    assert events[0] == ["EVENT", "NAME"]
+    assert events[1:] == [["ADDED", "first"], ["ADDED", "second"], ["MODIFIED", "first"]]
+
+
+def test_kubectl_get_watch_of_one_object(
+    server: Server, client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    kubectl = kubectl_for(server.url, tmp_path, namespace=ns)
+    client.post(runtimes_path(ns), json=runtime("one"))
+    client.post(runtimes_path(ns), json=runtime("another"))
+    watch = Background(kubectl, "get", "trainingruntime", "one", "-w")
+    try:
+        watch.wait_for(lambda lines: any(line.startswith("one") for line in lines))
+        client.patch(runtimes_path(ns, "another"), json={"spec": {"x": 1}})
+        client.patch(runtimes_path(ns, "one"), json={"spec": {"x": 1}})
+        lines = watch.wait_for(lambda lines: sum(line.startswith("one") for line in lines) >= 2)
+    finally:
+        watch.stop()
+    assert lines[0].split()[:2] == ["NAME", "AGE"]
+    assert not any(line.startswith("another") for line in lines)
+
+
+WATCHED = ("trainer.kubeflow.org", "v1alpha1")
+
+
+def test_kubernetes_client_watch_stream_resumes(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    kubernetes = pytest.importorskip("kubernetes")
+    configuration = kubernetes.client.Configuration()
+    configuration.host = server.url
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        api = kubernetes.client.CustomObjectsApi(api_client)
+        group, api_version = WATCHED
+        client.post(runtimes_path(ns), json=runtime("k"))
+        seen: list[tuple[str, str]] = []
+        w = kubernetes.watch.Watch()
+        for event in w.stream(
+            api.list_namespaced_custom_object,
+            group,
+            api_version,
+            ns,
+            "trainingruntimes",
+            timeout_seconds=30,
+        ):
+            seen.append((event["type"], event["object"]["metadata"]["name"]))
+            if event["type"] == "ADDED":
+                added_version = event["object"]["metadata"]["resourceVersion"]
+                client.patch(runtimes_path(ns, "k"), json={"metadata": {"labels": {"x": "1"}}})
+            else:
+                w.stop()
+        assert seen == [("ADDED", "k"), ("MODIFIED", "k")]
+
+        # resumed from the ADDED event's version: only what came after it
+        w = kubernetes.watch.Watch()
+        resumed = []
+        for event in w.stream(
+            api.list_namespaced_custom_object,
+            group,
+            api_version,
+            ns,
+            "trainingruntimes",
+            resource_version=added_version,
+            timeout_seconds=30,
+        ):
+            resumed.append((event["type"], event["object"]["metadata"]["labels"]))
+            w.stop()
+        assert resumed == [("MODIFIED", {"x": "1"})]
+
+        # a version older than the journal: the client raises the 410
+        server.store().compact(keep_seconds=0, min_entries=0)
+        with pytest.raises(kubernetes.client.ApiException) as info:
+            for _event in kubernetes.watch.Watch().stream(
+                api.list_namespaced_custom_object,
+                group,
+                api_version,
+                ns,
+                "trainingruntimes",
+                resource_version=added_version,
+                timeout_seconds=30,
+            ):
+                pass
+        assert info.value.status == 410 and "too old resource version" in str(info.value)

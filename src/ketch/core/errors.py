@@ -1,7 +1,7 @@
 """Error types that carry a message a user can act on.
 
 The CLI maps them to exit codes and the API to HTTP status codes:
-``InvalidSpec`` -> exit 2 / 400, ``NotFound`` -> 404, ``Conflict`` -> 409.
+``InvalidSpec`` -> exit 2 / 400, ``NotFound`` -> 404, ``Conflict`` -> 409, ``Expired`` -> 410.
 ``ObjectNotFound`` and ``AlreadyExists`` also say which object they are about.
 """
 
@@ -81,6 +81,17 @@ class AlreadyExists(Conflict):
         self.kind = kind
         self.namespace = namespace
         self.name = name
+
+
+class Expired(KetchError):
+    """What was asked for is no longer kept: a watch resumed from a ``resourceVersion``
+    older than the change journal holds, a list continued with a token from before
+    it. The client lists again (Kubernetes answers 410 with the reason ``Expired``)."""
+
+    http_status = 410
+    exit_code = 1
+    #: the ``reason`` of the Kubernetes ``Status`` that answers it
+    status_reason = "Expired"
 
 
 class BackendError(KetchError):

@@ -5,13 +5,17 @@ Most kinds live in the ``resources`` table (:class:`StoreSource`, over
 for it (``Capability.sources``): the pipelines capability serves ``PipelineRun`` as a
 view of its ``pipeline_runs`` table. Every source speaks manifests (JSON-ready dicts
 with Kubernetes field names).
+
+Watches: a :class:`StoreSource` reads the store's change journal (:meth:`StoreSource.
+changes`: exactly the writes after a ``resourceVersion``); any other source is
+watched by polling :meth:`Source.versions` and fetching what changed.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -20,7 +24,7 @@ from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
 from ketch.core.store.models import ResourceRow
-from ketch.core.store.resources import Applied, ResourceStore, to_resource
+from ketch.core.store.resources import Applied, Changes, ResourceStore, to_resource
 from ketch.core.store.selectors import LabelSelector
 
 Manifest = dict[str, Any]
@@ -36,6 +40,8 @@ class MethodNotAllowed(KetchError):
 class Page:
     items: list[Manifest]
     continue_token: str | None = None
+    #: the list's ``metadata.resourceVersion`` (``None``: the source has none of its own)
+    resource_version: str | None = None
 
 
 class Source(Protocol):
@@ -185,14 +191,14 @@ class StoreSource:
         limit: int | None,
         continue_token: str | None,
     ) -> Page:
-        page = self.store.list(
+        page = self.store.list_manifests(
             kind.kind,
             namespace,
             label_selector=label_selector,
             limit=limit,
             continue_token=continue_token,
         )
-        return Page([item.to_manifest() for item in page], page.continue_token)
+        return Page(page.items, page.continue_token, page.resource_version)
 
     def create(self, kind: Kind, resource: Resource) -> Manifest:
         resource.status = {}
@@ -267,3 +273,28 @@ class StoreSource:
                 for row in rows:
                     found[row.uid] = to_resource(row).to_manifest()
         return found
+
+    # -- the change journal (watches) ----------------------------------------------
+
+    def present(self, kind: Kind, manifest: Manifest) -> Manifest:
+        """An object as the store keeps it (in the journal too), as this source serves
+        it; a source that serves its kind in another shape than it stores it overrides
+        this."""
+        return manifest
+
+    def revision(self) -> int:
+        """The store's revision (a list's or a watch's starting ``resourceVersion``)."""
+        return self.store.revision()
+
+    def changes(self, kind: Kind, namespace: str | None, after: int) -> Changes:
+        """The writes to ``kind``'s objects (in ``namespace``, ``None``: all) after
+        revision ``after``, their objects as :meth:`present` serves them;
+        ``Expired`` when the journal no longer goes back that far."""
+        found = self.store.changes(after, kind=kind.kind, namespace=namespace)
+        items = [replace(change, object=self.present(kind, change.object)) for change in found]
+        return Changes(items, found.revision)
+
+    def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
+        """Object ``uid`` as it was before revision ``before``, if the journal has it."""
+        found = self.store.previous(kind.kind, uid, before)
+        return None if found is None else self.present(kind, found)

@@ -383,7 +383,7 @@ def kubernetes_error(request: Request, exc: KetchError) -> JSONResponse:
     status = exc.http_status
     subject = _subject(request, exc)
     message = str(exc)
-    reason = None
+    reason: str | None = getattr(exc, "status_reason", None)  # Expired
     causes: list[dict[str, str]] = []
     details_kind = subject.plural
     if isinstance(exc, InvalidSpec) and status == 400:

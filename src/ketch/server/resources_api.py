@@ -15,9 +15,13 @@
     GET    /apis/{group}/{version}/watch/{plural}                  watch in all namespaces
 
 Discovery (``/apis``, ``/apis/{group}/{version}``, ...) is :mod:`ketch.server.discovery`'s.
-A watch streams server-sent events whose data is ``{"type": "ADDED"|"MODIFIED"|
-"DELETED", "object": {...}}``. PUT answers 201 when it created the object and 200
-otherwise, with ``X-Ketch-Apply: created|configured|unchanged``.
+A watch streams Kubernetes watch events, one JSON object per line (``{"type": "ADDED"|
+"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}``; server-sent events for a
+client that asks ``text/event-stream``), with ``resourceVersion``, ``fieldSelector``,
+``allowWatchBookmarks`` and ``timeoutSeconds`` as Kubernetes reads them: see
+:mod:`ketch.server.watch`. A list answers the store's revision as its
+``metadata.resourceVersion``, where a watch of it may start. PUT answers 201 when it
+created the object and 200 otherwise, with ``X-Ketch-Apply: created|configured|unchanged``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.routes import request_body
-from ketch.core.store.selectors import LabelSelector
 from ketch.server import tables
 from ketch.server.bodies import (
     MANIFEST_SCHEMA,
@@ -47,7 +50,7 @@ from ketch.server.bodies import (
 )
 from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.state import ApiState, api_state
-from ketch.server.watch import sse, watch
+from ketch.server.watch import is_watch, respond
 
 router = APIRouter(responses=STATUS_RESPONSES)
 
@@ -57,6 +60,19 @@ LimitQ = Annotated[int | None, Query(ge=1, le=100_000, description="Page size")]
 ContinueQ = Annotated[str | None, Query(alias="continue", description="Token of the next page")]
 TimeoutQ = Annotated[
     float | None, Query(alias="timeoutSeconds", gt=0, le=86_400, description="End a watch after")
+]
+# Documented on the watch paths; the watch reads them from the query (ketch.server.watch).
+FieldSelectorQ = Annotated[
+    str | None,
+    Query(alias="fieldSelector", description="metadata.name=x,metadata.namespace!=y"),
+]
+ResourceVersionQ = Annotated[
+    str | None,
+    Query(alias="resourceVersion", description="Send the changes after this version"),
+]
+BookmarksQ = Annotated[
+    str | None,
+    Query(alias="allowWatchBookmarks", description="Send BOOKMARK events (true or false)"),
 ]
 
 APPLY_HEADER = "X-Ketch-Apply"
@@ -103,8 +119,8 @@ async def _list(
     continue_token: str | None,
     timeout: float | None,
 ) -> Any:
-    if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
-        return _watch_response(state, kind, namespace, label_selector, timeout)
+    if is_watch(request):
+        return _watch_response(state, request, kind, namespace, label_selector, timeout)
     page = await run_in_threadpool(
         state.source(kind).list,
         kind,
@@ -113,46 +129,46 @@ async def _list(
         limit=limit,
         continue_token=continue_token,
     )
-    metadata: dict[str, Any] = {"resourceVersion": ""}
+    version = page.resource_version
+    if version is None:  # a source without revisions of its own: the store's
+        version = str(await run_in_threadpool(state.store.revision))
+    metadata: dict[str, Any] = {"resourceVersion": version}
     if page.continue_token:
         metadata["continue"] = page.continue_token
     table = tables.requested(request)
     if table is not None:
         return tables.list_table(kind, page.items, metadata, table)
-    return {
-        "apiVersion": kind.api_version,
-        "kind": f"{kind.kind}List",
-        "metadata": metadata,
-        "items": page.items,
-    }
+    # a JSONResponse as it is: FastAPI's encoding of a returned dict walks every value
+    # again, which costs more than the list itself for a thousand objects
+    return JSONResponse(
+        {
+            "apiVersion": kind.api_version,
+            "kind": f"{kind.kind}List",
+            "metadata": metadata,
+            "items": page.items,
+        }
+    )
 
 
 def _watch_response(
     state: ApiState,
+    request: Request,
     kind: Kind,
     namespace: str | None,
     label_selector: str | None,
     timeout: float | None,
 ) -> StreamingResponse:
-    selector = LabelSelector.parse(label_selector)
-    events = watch(
+    """A Kubernetes watch stream (server-sent events when the client asks for them);
+    see :mod:`ketch.server.watch`."""
+    return respond(
+        request,
         state.source(kind),
         kind,
         namespace,
-        selector,
         notifier=state.notifier,
         stopping=state.stopping,
+        label_selector=label_selector,
         timeout=timeout,
-    )
-
-    async def body() -> Any:
-        async for event in events:
-            yield sse(event)
-
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -202,25 +218,29 @@ async def list_namespaced(
 @router.get(
     "/apis/{group}/{version}/watch/{plural}",
     tags=["watch"],
-    summary="Watch a kind in all namespaces (server-sent events)",
+    summary="Watch a kind in all namespaces (newline-delimited JSON watch events)",
     response_class=StreamingResponse,
 )
 async def watch_all(
     group: str,
     version: str,
     plural: str,
+    request: Request,
     state: State,
     label_selector: LabelSelectorQ = None,
+    field_selector: FieldSelectorQ = None,
+    resource_version: ResourceVersionQ = None,
+    bookmarks: BookmarksQ = None,
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
     kind = state.kinds.for_path(group, version, plural)
-    return _watch_response(state, kind, None, label_selector, timeout)
+    return _watch_response(state, request, kind, None, label_selector, timeout)
 
 
 @router.get(
     "/apis/{group}/{version}/watch/namespaces/{namespace}/{plural}",
     tags=["watch"],
-    summary="Watch a kind in a namespace (server-sent events)",
+    summary="Watch a kind in a namespace (newline-delimited JSON watch events)",
     response_class=StreamingResponse,
 )
 async def watch_namespaced(
@@ -228,12 +248,16 @@ async def watch_namespaced(
     version: str,
     namespace: str,
     plural: str,
+    request: Request,
     state: State,
     label_selector: LabelSelectorQ = None,
+    field_selector: FieldSelectorQ = None,
+    resource_version: ResourceVersionQ = None,
+    bookmarks: BookmarksQ = None,
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
     kind = state.kinds.for_path(group, version, plural)
-    return _watch_response(state, kind, _namespace(namespace), label_selector, timeout)
+    return _watch_response(state, request, kind, _namespace(namespace), label_selector, timeout)
 
 
 # -- create, read, apply, patch, delete ---------------------------------------------

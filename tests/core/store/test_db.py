@@ -100,13 +100,17 @@ def test_sqlite_pragmas_on_every_connection(sqlite_database: db.Database) -> Non
             assert pragma("PRAGMA foreign_keys").scalar() == 1
 
 
+#: the newest revision of core's own branch (core's history is one line)
+(CORE,) = db.head_revisions()
+
+
 def test_migrate_creates_every_table(database: db.Database) -> None:
     database.migrate([MIGRATIONS])
     names = set(inspect(database.engine).get_table_names())
     assert set(Base.metadata.tables) | {"alembic_version"} == names
     assert database.current_revisions() == db.head_revisions([MIGRATIONS])
     assert len(db.head_revisions()) == 1  # core's own history is one line
-    assert db.head_revisions([MIGRATIONS]) == {"0003", "0002"}  # core's branch, pipelines'
+    assert db.head_revisions([MIGRATIONS]) == {CORE, "0002"}  # core's branch, pipelines'
 
 
 def test_migrated_schema_matches_models(database: db.Database) -> None:
@@ -213,7 +217,7 @@ def test_each_capability_has_a_branch_from_cores_base(
 ) -> None:
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
     every = [MIGRATIONS, registry, notebooks]
-    heads = {"0003", "0002", "registry_0001", "notebooks_0001"}
+    heads = {CORE, "0002", "registry_0001", "notebooks_0001"}
     assert db.head_revisions(every) == heads
     database.migrate(every)
     assert database.current_revisions() == heads
@@ -224,19 +228,19 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS, registry])
-        assert database.current_revisions() == {"0003", "0002", "registry_0001"}
+        assert database.current_revisions() == {CORE, "0002", "registry_0001"}
 
     # A process that assembles fewer capabilities finds its own branches up to date.
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS])
-        assert database.current_revisions() == {"0003", "0002", "registry_0001"}
+        assert database.current_revisions() == {CORE, "0002", "registry_0001"}
 
     # One with a branch the database lacks adds it and keeps the registry's revision,
     # though it does not know that branch.
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS, notebooks])
         assert database.current_revisions() == {
-            "0003",
+            CORE,
             "0002",
             "registry_0001",
             "notebooks_0001",
@@ -246,7 +250,7 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS, registry, notebooks])  # nothing left to do
         assert database.current_revisions() == {
-            "0003",
+            CORE,
             "0002",
             "registry_0001",
             "notebooks_0001",
@@ -258,24 +262,25 @@ def test_a_database_migrated_by_a_newer_ketch_is_refused_unchanged(db_url: str) 
         database.migrate([MIGRATIONS])
         with database.engine.begin() as connection:  # core's branch one revision on
             connection.execute(
-                text("UPDATE alembic_version SET version_num = '0004' WHERE version_num = '0003'")
+                text("UPDATE alembic_version SET version_num = '9999' WHERE version_num = :core"),
+                {"core": CORE},
             )
     with db.Database(db_url) as database:
         with pytest.raises(
-            KetchError, match="revision\\(s\\) 0004, which this Ketch does not have"
+            KetchError, match="revision\\(s\\) 9999, which this Ketch does not have"
         ):
             database.migrate([MIGRATIONS])
-        assert database.current_revisions() == {"0004", "0002"}
+        assert database.current_revisions() == {"9999", "0002"}
 
 
 def test_core_alone_migrates_without_any_capability(db_url: str) -> None:
     with db.Database(db_url) as database:
         database.migrate()
-        assert database.current_revisions() == db.head_revisions() == {"0003"}
+        assert database.current_revisions() == db.head_revisions() == {CORE}
         assert "kfp_pipelines" not in _tables(database)
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS])  # pipelines' branch joins later
-        assert database.current_revisions() == {"0003", "0002"}
+        assert database.current_revisions() == {CORE, "0002"}
         assert "kfp_pipelines" in _tables(database)
 
 
@@ -464,7 +469,8 @@ def test_sigkill_mid_write_leaves_a_consistent_database(sqlite_url: str) -> None
             resource = store.get("Job", "default", name)
             assert resource.spec == {"index": index, "payload": "x" * (index % 500)}
             assert resource.status == {"phase": "Done", "index": index}
-            assert resource.metadata.resourceVersion == "2"
+            # created then given a status: the store's revisions 2i+1 and 2i+2
+            assert resource.metadata.resourceVersion == str(2 * index + 2)
         # the store still takes writes after the crash
         stored = store.list("Job").items
         assert len(stored) >= len(committed)

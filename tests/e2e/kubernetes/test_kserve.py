@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.kubernetes.sdk import Sdk, SnippetFailed
+from tests.e2e.kubernetes.sdk import Sdk
 from tests.server.helpers import Server
 
 ISVC = """
@@ -118,13 +118,6 @@ result = kserve.is_isvc_ready(name, namespace=ns)
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="KServeClient.create(watch=True) fails in kserve's isvc_watch with TypeError: "
-    "'NoneType' object is not subscriptable: the kubernetes client's Watch().stream yields "
-    "None for each server-sent event Ketch's watch sends (not a Kubernetes watch stream)",
-)
 def test_create_with_watch(sdk: Sdk, ns: str, iris_uri: str, isvc_cleanup: str) -> None:
     assert sdk.run(WATCHED_CREATE, ns=ns, name=isvc_cleanup, storage_uri=iris_uri) is True
 
@@ -139,12 +132,5 @@ result = kserve.is_isvc_ready(name, namespace=ns)
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="KServeClient.wait_isvc_ready(watch=True) fails in kserve's isvc_watch with "
-    "TypeError: 'NoneType' object is not subscriptable: Ketch's watch is server-sent "
-    "events, not a Kubernetes watch stream",
-)
 def test_wait_isvc_ready_with_watch(sdk: Sdk, ns: str, iris_uri: str, isvc_cleanup: str) -> None:
     assert sdk.run(WATCHED_READY, ns=ns, name=isvc_cleanup, storage_uri=iris_uri) is True

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.e2e.kubernetes.sdk import Sdk, SnippetFailed
+from tests.e2e.kubernetes.sdk import Sdk
 from tests.server.fixtures import job
 
 CRUD = """
@@ -86,13 +84,6 @@ result = {"events": events, "resumed": resumed}
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="Watch().stream yields None for every event (TypeError: 'NoneType' object is not "
-    "subscriptable): Ketch's watch answers server-sent events (text/event-stream, "
-    "'data: {...}' lines), not the newline-delimited JSON watch events the client reads",
-)
 def test_watch_stream_sees_added_and_modified_and_resumes(sdk: Sdk, ns: str) -> None:
     out = sdk.run(WATCH, ns=ns, manifest=job("watched"))
     assert out["events"] == [["ADDED", "watched"], ["MODIFIED", "watched"]]

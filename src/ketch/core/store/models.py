@@ -1,5 +1,6 @@
-"""Core's tables: resources and their events, and the declarative ``Base`` every
-capability's tables share (one metadata, one database).
+"""Core's tables: resources and their events, the store's revision and its change
+journal, and the declarative ``Base`` every capability's tables share (one metadata,
+one database).
 
 A capability keeps its own tables in its ``tables.py`` (pipelines:
 :mod:`ketch.pipelines.tables`), built on this ``Base``. Any schema change needs an
@@ -12,7 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -64,3 +74,36 @@ class ResourceEventRow(Base):
     # Repeats of the same event (same object, type, reason and message) are counted.
     count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RevisionRow(Base):
+    """The store's revision (one row, ``id`` 1): the number of the last write to a
+    resource, as etcd's revision is for Kubernetes. Every create, update, status write
+    and delete takes the next one, in the order the writes commit (see
+    :mod:`ketch.core.store.resources`), and it becomes the object's
+    ``metadata.resourceVersion``. ``compacted``: the journal holds every change after
+    it, none at or before it (a watch from an older version is answered 410)."""
+
+    __tablename__ = "resource_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    compacted: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChangeRow(Base):
+    """One write to a resource, in the change journal watches read: ``ADDED``,
+    ``MODIFIED`` or ``DELETED``, and the object as written (a deleted one as it was,
+    with the revision of its deletion)."""
+
+    __tablename__ = "resource_changes"
+    __table_args__ = (Index("ix_resource_changes_kind_revision", "kind", "revision"),)
+
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(16))
+    object: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

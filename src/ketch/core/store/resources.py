@@ -1,31 +1,63 @@
 """``ResourceStore``: declarative resources and their events, in the ``resources`` and
-``resource_events`` tables.
+``resource_events`` tables, and the change journal watches read.
 
 Semantics follow the Kubernetes API server: ``metadata.generation`` counts spec
-changes, ``metadata.resourceVersion`` counts every write and lets a writer detect
-that someone else wrote in between (409 Conflict).
+changes, and ``metadata.resourceVersion`` is the store's revision at the object's
+last write, as etcd's revision is for Kubernetes. One sequence numbers every write to
+every resource (create, update, status write, delete: :meth:`ResourceStore.revision`
+is the last number given), so a newer write always has a greater number. A writer
+that sends the version it read is refused with 409 Conflict when someone else wrote
+in between.
+
+Each write also journals itself in the same transaction (``resource_changes``: its
+revision, the object's kind, namespace, name and uid, ``ADDED``/``MODIFIED``/
+``DELETED`` and the object as written), so a watch can ask for exactly the changes
+after a version (:meth:`ResourceStore.changes`). The journal keeps the last ten
+minutes of changes (``KETCH_WATCH_HISTORY_SECONDS``), at least the newest
+:data:`HISTORY_MIN_ENTRIES` and at most :data:`HISTORY_MAX_ENTRIES`; older ones are
+removed as writes go on (:meth:`ResourceStore.compact`), and asking for changes
+after a version older than the journal keeps is :class:`~ketch.core.errors.Expired`
+(410: the client lists again).
+
+Revisions are given in the order the writes commit, so a reader that has seen
+revision N and asks for the changes after N never misses a lower one committed
+later. On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (one writer
+at a time, see :mod:`ketch.core.store.db`). On PostgreSQL a write takes its number
+with ``UPDATE resource_revision SET revision = revision + 1``, which holds the
+counter row's lock until the transaction commits: the next writer's update waits
+for that commit, then reads the committed number. Without that lock (a sequence,
+say) a transaction could take 7, another take 8 and commit first, and a watcher
+reading "after 6" would see 8, move its position to 8 and never see 7.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ketch.core.errors import AlreadyExists, Conflict, InvalidSpec, NotFound, ObjectNotFound
+from ketch.core.errors import (
+    AlreadyExists,
+    Conflict,
+    Expired,
+    InvalidSpec,
+    NotFound,
+    ObjectNotFound,
+)
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
 from ketch.core.store.db import Database, retry_locked
-from ketch.core.store.models import ResourceEventRow, ResourceRow
+from ketch.core.store.models import ChangeRow, ResourceEventRow, ResourceRow, RevisionRow
 from ketch.core.store.selectors import LabelSelector
 
 log = logging.getLogger(__name__)
@@ -34,7 +66,30 @@ EventType = Literal["Normal", "Warning"]
 # What an apply did to the stored object.
 Applied = Literal["created", "configured", "unchanged"]
 
+ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
+
 _PAGE = 500
+
+#: How long the change journal keeps a change (seconds; ``KETCH_WATCH_HISTORY_SECONDS``).
+HISTORY_ENV = "KETCH_WATCH_HISTORY_SECONDS"
+DEFAULT_HISTORY_SECONDS = 600.0
+#: The journal keeps at least this many of the newest changes, however old...
+HISTORY_MIN_ENTRIES = 1_000
+#: ...and at most this many, however recent.
+HISTORY_MAX_ENTRIES = 100_000
+#: Writes compact the journal when their revision is a multiple of this.
+COMPACT_EVERY = 128
+#: Changes read at most at a time (:meth:`ResourceStore.changes`).
+CHANGES_PAGE = 1_000
+
+
+def history_seconds() -> float:
+    """``KETCH_WATCH_HISTORY_SECONDS``, or ten minutes."""
+    try:
+        value = float(os.environ.get(HISTORY_ENV, DEFAULT_HISTORY_SECONDS))
+    except ValueError:
+        return DEFAULT_HISTORY_SECONDS
+    return value if value >= 0 else DEFAULT_HISTORY_SECONDS
 
 
 @dataclass
@@ -43,6 +98,8 @@ class ResourceList:
 
     items: list[Resource]
     continue_token: str | None = None
+    #: the store's revision the list was read at (the list's ``metadata.resourceVersion``)
+    resource_version: str = ""
 
     def __iter__(self) -> Iterator[Resource]:
         return iter(self.items)
@@ -71,18 +128,65 @@ class Event(BaseModel):
     id: int = Field(default=0, exclude=True)
 
 
+@dataclass
+class ManifestList:
+    """One page of a list as manifests (:meth:`ResourceStore.list_manifests`)."""
+
+    items: list[dict[str, Any]]
+    continue_token: str | None = None
+    resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write to a resource, as the journal keeps it: its revision, what it did and
+    the object as written (a deleted object as it was, at the revision of its
+    deletion)."""
+
+    revision: int
+    type: ChangeType
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    object: dict[str, Any]
+
+
+@dataclass
+class Changes:
+    """Changes after a revision, oldest first, and ``revision``: how far they go (every
+    change up to it of the kind and namespace asked for is in ``items``)."""
+
+    items: list[Change]
+    revision: int
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 @dataclass(frozen=True)
 class _Cursor:
     namespace: str
     name: str
+    #: the revision the list's first page was read at (tokens from before it lack one)
+    revision: int | None = None
 
     def encode(self) -> str:
-        return encode_token({"ns": self.namespace, "name": self.name})
+        position: dict[str, Any] = {"ns": self.namespace, "name": self.name}
+        if self.revision is not None:
+            position["rv"] = self.revision
+        return encode_token(position)
 
     @classmethod
     def decode(cls, token: str) -> _Cursor:
         position = decode_token(token, field="continue", keys=("ns", "name"))
-        return cls(str(position["ns"]), str(position["name"]))
+        revision = position.get("rv")
+        if revision is not None and (not isinstance(revision, int) or isinstance(revision, bool)):
+            raise InvalidSpec("the continue token is not one this server issued", field="continue")
+        return cls(str(position["ns"]), str(position["name"]), revision)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -91,24 +195,57 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def _metadata(row: ResourceRow) -> dict[str, Any]:
+    """A stored resource's metadata by ``ObjectMeta``'s field names (``None``: unset)."""
+    return {
+        "name": row.name,
+        "namespace": row.namespace,
+        "uid": row.uid,
+        "labels": dict(row.labels or {}),
+        "annotations": dict(row.annotations or {}),
+        "ownerReferences": list(row.owner_references) if row.owner_references else None,
+        "generation": row.generation,
+        "resourceVersion": str(row.resource_version),
+        "creationTimestamp": _aware(row.created_at),
+    }
+
+
 def to_resource(row: ResourceRow) -> Resource:
     return Resource(
         apiVersion=row.api_version,
         kind=row.kind,
-        metadata=ObjectMeta(
-            name=row.name,
-            namespace=row.namespace,
-            uid=row.uid,
-            labels=dict(row.labels or {}),
-            annotations=dict(row.annotations or {}),
-            ownerReferences=list(row.owner_references) if row.owner_references else None,
-            generation=row.generation,
-            resourceVersion=str(row.resource_version),
-            creationTimestamp=_aware(row.created_at),
-        ),
+        metadata=ObjectMeta(**_metadata(row)),
         spec=row.spec or {},
         status=row.status or {},
     )
+
+
+def _timestamp(value: datetime) -> str:
+    """A UTC time as a manifest writes it (``2026-01-02T03:04:05.5Z``, as pydantic does)."""
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def to_manifest(row: ResourceRow) -> dict[str, Any]:
+    """``to_resource(row).to_manifest()`` without building the models in between: a list
+    of many objects spends most of its time there otherwise."""
+    metadata: dict[str, Any] = {}
+    for key, value in _metadata(row).items():
+        if isinstance(value, datetime):
+            if value.utcoffset() != timedelta(0):
+                return to_resource(row).to_manifest()
+            value = _timestamp(value)
+        if value is not None:
+            metadata[key] = value
+    return {
+        "apiVersion": row.api_version,
+        "kind": row.kind,
+        "metadata": metadata,
+        "spec": row.spec or {},
+        "status": row.status or {},
+    }
 
 
 def _to_event(row: ResourceEventRow) -> Event:
@@ -137,13 +274,107 @@ def _not_found(kind: str, namespace: str, name: str) -> NotFound:
 
 
 def _parse_version(value: str | int) -> int:
+    return parse_revision(value)
+
+
+def parse_revision(value: str | int, field: str = "metadata.resourceVersion") -> int:
+    """A ``resourceVersion`` as the revision it names; ``InvalidSpec`` naming ``field``
+    when it is not one Ketch issues (a number)."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
+        number = -1
+    if number < 0 or isinstance(value, bool):
         raise InvalidSpec(
-            f"resourceVersion must be a number Ketch issued, got {value!r}",
-            field="metadata.resourceVersion",
-        ) from None
+            f"must be a resourceVersion Ketch issued (a number), got {value!r}", field=field
+        )
+    return number
+
+
+def _next_revision(session: Session) -> int:
+    """Take the store's next revision in this write's transaction.
+
+    The update holds the counter row's lock until the transaction ends, so revisions
+    are given in commit order on PostgreSQL too (see the module's docstring)."""
+    taken = session.execute(
+        update(RevisionRow)
+        .where(RevisionRow.id == 1)
+        .values(revision=RevisionRow.revision + 1)
+        .returning(RevisionRow.revision)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if taken is not None:
+        return int(taken)
+    # No counter (its row was removed by hand): start again above every number given.
+    highest = session.scalar(select(func.max(ResourceRow.resource_version))) or 0
+    journaled = session.scalar(select(func.max(ChangeRow.revision))) or 0
+    start = max(int(highest), int(journaled)) + 1
+    session.add(RevisionRow(id=1, revision=start, compacted=start - 1))
+    session.flush()
+    return start
+
+
+def _journal(session: Session, revision: int, type_: ChangeType, resource: Resource) -> None:
+    """Record a write in the change journal (in the write's transaction); every
+    :data:`COMPACT_EVERY` revisions, drop what the journal no longer keeps."""
+    meta = resource.metadata
+    session.add(
+        ChangeRow(
+            revision=revision,
+            kind=resource.kind,
+            namespace=meta.namespace,
+            name=meta.name,
+            uid=meta.uid or "",
+            type=type_,
+            object=resource.to_manifest(),
+            created_at=utcnow(),
+        )
+    )
+    if revision % COMPACT_EVERY == 0:
+        session.flush()
+        _compact(session, revision, history_seconds(), HISTORY_MIN_ENTRIES, HISTORY_MAX_ENTRIES)
+
+
+def _compact(
+    session: Session, current: int, keep_seconds: float, min_entries: int, max_entries: int
+) -> int:
+    """Remove the changes the journal no longer keeps: those older than
+    ``keep_seconds`` that are not among the newest ``min_entries``, and any beyond the
+    newest ``max_entries``. Return the revision the journal is now complete after."""
+    compacted = int(session.scalar(select(RevisionRow.compacted).where(RevisionRow.id == 1)) or 0)
+    since = utcnow() - timedelta(seconds=keep_seconds)
+    # the oldest change young enough to keep (the journal is in time order, so this
+    # reads only the few changes that aged since the last compaction)
+    young = session.scalar(
+        select(ChangeRow.revision)
+        .where(ChangeRow.revision > compacted, ChangeRow.created_at >= since)
+        .order_by(ChangeRow.revision)
+        .limit(1)
+    )
+    aged = current if young is None else int(young) - 1
+    cutoff = max(current - max_entries, min(aged, current - min_entries))
+    if cutoff <= compacted:
+        return compacted
+    session.execute(delete(ChangeRow).where(ChangeRow.revision <= cutoff))
+    session.execute(
+        update(RevisionRow)
+        .where(RevisionRow.id == 1)
+        .values(compacted=cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return cutoff
+
+
+def _to_change(row: ChangeRow) -> Change:
+    return Change(
+        revision=int(row.revision),
+        type=row.type,  # type: ignore[arg-type]  # ADDED, MODIFIED or DELETED, as written
+        kind=row.kind,
+        namespace=row.namespace,
+        name=row.name,
+        uid=row.uid,
+        object=dict(row.object),
+    )
 
 
 def _check_event_type(type_: str) -> None:
@@ -242,13 +473,66 @@ class ResourceStore:
         continue_token: str | None = None,
     ) -> ResourceList:
         """Resources of ``kind`` in ``namespace`` (``None``: all namespaces), ordered by
-        namespace then name, filtered by ``label_selector``, ``limit`` at a time."""
+        namespace then name, filtered by ``label_selector``, ``limit`` at a time.
+
+        The list's ``resource_version`` is the store's revision when its first page was
+        read (in the same snapshot as the objects, so a watch from it neither misses nor
+        repeats a change; a continued list answers its first page's). A
+        ``continue_token`` from a first page older than the change journal keeps is
+        :class:`~ketch.core.errors.Expired` (list again)."""
+        items, token, version = self._listed(
+            kind, namespace, label_selector, limit, continue_token, to_resource
+        )
+        return ResourceList(items, token, version)
+
+    def list_manifests(
+        self,
+        kind: str,
+        namespace: str | None = DEFAULT_NAMESPACE,
+        *,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ManifestList:
+        """:meth:`list`, its items as manifests (what the API answers), made straight
+        from the rows."""
+        items, token, version = self._listed(
+            kind, namespace, label_selector, limit, continue_token, to_manifest
+        )
+        return ManifestList(items, token, version)
+
+    def _listed(
+        self,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None,
+        limit: int | None,
+        continue_token: str | None,
+        convert: Callable[[ResourceRow], Any] = to_resource,
+    ) -> tuple[builtins.list[Any], str | None, str]:
+        """The items of one page of a list (made by ``convert``), its continue token and
+        its resourceVersion: see :meth:`list`."""
         if limit is not None and limit <= 0:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         selector = LabelSelector.parse(label_selector)
         cursor = _Cursor.decode(continue_token) if continue_token else None
-        items: builtins.list[Resource] = []
+        items: builtins.list[Any] = []
         with self.database.session(readonly=True) as session:
+            if self.database.engine.dialect.name == "postgresql":
+                # one snapshot for the revision and the objects (SQLite's read
+                # transaction is one already), so a watch from the list's version
+                # neither misses nor repeats a change
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            current, compacted = self._counter(session)
+            revision = current
+            if cursor is not None and cursor.revision is not None:
+                if cursor.revision < compacted:
+                    raise Expired(
+                        "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter"
+                    )
+                revision = cursor.revision
+            version = str(revision)
             while True:
                 query = select(ResourceRow).where(ResourceRow.kind == kind)
                 if namespace is not None:
@@ -266,14 +550,15 @@ class ResourceStore:
                 query = query.order_by(ResourceRow.namespace, ResourceRow.name).limit(_PAGE)
                 rows = session.scalars(query).all()
                 for row in rows:
-                    cursor = _Cursor(row.namespace, row.name)
+                    cursor = _Cursor(row.namespace, row.name, revision)
                     if selector.matches(row.labels or {}):
-                        items.append(to_resource(row))
+                        items.append(convert(row))
                         if limit is not None and len(items) == limit:
                             more = self._has_more(session, kind, namespace, selector, cursor)
-                            return ResourceList(items, cursor.encode() if more else None)
+                            token = cursor.encode() if more else None
+                            return items, token, version
                 if len(rows) < _PAGE:
-                    return ResourceList(items)
+                    return items, None, version
 
     def _has_more(
         self,
@@ -295,6 +580,100 @@ class ResourceStore:
         if not selector.requirements:
             return session.execute(query.limit(1)).first() is not None
         return any(selector.matches(labels or {}) for labels in session.scalars(query))
+
+    # -- revisions and the change journal -------------------------------------------
+
+    @staticmethod
+    def _counter(session: Session) -> tuple[int, int]:
+        """The store's revision and the revision its journal is complete after."""
+        found = session.execute(
+            select(RevisionRow.revision, RevisionRow.compacted).where(RevisionRow.id == 1)
+        ).first()
+        if found is None:
+            return 0, 0
+        return int(found[0]), int(found[1])
+
+    def revision(self) -> int:
+        """The store's revision: the number of the last write to any resource."""
+        with self.database.session(readonly=True) as session:
+            return self._counter(session)[0]
+
+    def changes(
+        self,
+        after: int,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        limit: int = CHANGES_PAGE,
+    ) -> Changes:
+        """The journaled changes after revision ``after`` (of ``kind`` in ``namespace``
+        when given), oldest first, at most ``limit``; their ``revision`` says how far
+        they go, so the next call asks for the changes after it.
+
+        :class:`~ketch.core.errors.Expired` when the journal no longer holds every
+        change after ``after`` (it was compacted past it): "too old resource version".
+        """
+        if limit <= 0:
+            raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
+        with self.database.session(readonly=True) as session:
+            current, compacted = self._counter(session)
+            self._check_kept(after, compacted)
+            query = select(ChangeRow).where(
+                ChangeRow.revision > after, ChangeRow.revision <= current
+            )
+            if kind is not None:
+                query = query.where(ChangeRow.kind == kind)
+            if namespace is not None:
+                query = query.where(ChangeRow.namespace == namespace)
+            rows = session.scalars(query.order_by(ChangeRow.revision).limit(limit)).all()
+            # A compaction committed while this read ran (PostgreSQL reads each
+            # statement's own snapshot) may have removed some of what was asked for.
+            self._check_kept(after, self._counter(session)[1])
+        reached = int(rows[-1].revision) if len(rows) == limit else current
+        return Changes([_to_change(row) for row in rows], max(reached, after))
+
+    @staticmethod
+    def _check_kept(after: int, compacted: int) -> None:
+        if after < compacted:
+            raise Expired(f"too old resource version: {after} ({compacted})")
+
+    def previous(self, kind: str, uid: str, before: int) -> dict[str, Any] | None:
+        """The object ``uid`` as its last journaled write before revision ``before``
+        left it (``None`` when the journal has none)."""
+        with self.database.session(readonly=True) as session:
+            found = session.scalar(
+                select(ChangeRow.object)
+                .where(ChangeRow.kind == kind, ChangeRow.uid == uid, ChangeRow.revision < before)
+                .order_by(ChangeRow.revision.desc())
+                .limit(1)
+            )
+        return dict(found) if found is not None else None
+
+    def compact(
+        self,
+        *,
+        keep_seconds: float | None = None,
+        min_entries: int = HISTORY_MIN_ENTRIES,
+        max_entries: int = HISTORY_MAX_ENTRIES,
+    ) -> int:
+        """Remove the changes the journal no longer keeps (writes do it as they go):
+        those older than ``keep_seconds`` (default :func:`history_seconds`) and not
+        among the newest ``min_entries``, and any beyond the newest ``max_entries``.
+        Return the revision the journal is now complete after; a watch from an older
+        one is answered 410."""
+        keep = history_seconds() if keep_seconds is None else keep_seconds
+
+        def run() -> int:
+            with self.database.session() as session:
+                current = int(
+                    session.scalar(
+                        select(RevisionRow.revision).where(RevisionRow.id == 1).with_for_update()
+                    )
+                    or 0
+                )
+                return _compact(session, current, keep, min_entries, max_entries)
+
+        return retry_locked(run)
 
     # -- writes ----------------------------------------------------------------
 
@@ -358,14 +737,17 @@ class ResourceStore:
             row.owner_references = list(meta.ownerReferences) if meta.ownerReferences else None
             if spec_changed:
                 row.generation += 1
-            row.resource_version += 1
+            row.resource_version = _next_revision(session)
             row.updated_at = utcnow()
             session.flush()
-            return to_resource(row), "configured"
+            configured = to_resource(row)
+            _journal(session, row.resource_version, "MODIFIED", configured)
+            return configured, "configured"
 
     def _create_in(self, session: Session, resource: Resource) -> Resource:
         now = utcnow()
         meta = resource.metadata
+        revision = _next_revision(session)
         row = ResourceRow(
             uid=str(uuid.uuid4()),
             api_version=resource.apiVersion,
@@ -373,7 +755,7 @@ class ResourceStore:
             namespace=meta.namespace,
             name=meta.name,
             generation=1,
-            resource_version=1,
+            resource_version=revision,
             labels=dict(meta.labels),
             annotations=dict(meta.annotations),
             owner_references=list(meta.ownerReferences) if meta.ownerReferences else None,
@@ -384,7 +766,9 @@ class ResourceStore:
         )
         session.add(row)
         session.flush()
-        return to_resource(row)
+        created = to_resource(row)
+        _journal(session, revision, "ADDED", created)
+        return created
 
     def update_status(
         self,
@@ -427,12 +811,14 @@ class ResourceStore:
                     row.status = status_
                 else:
                     row.status = status
-                row.resource_version += 1
+                row.resource_version = _next_revision(session)
                 row.updated_at = utcnow()
                 for reason, message, type_ in events or ():
                     _add_event(session, row.uid, kind, namespace, name, reason, message, type_)
                 session.flush()
-                return to_resource(row)
+                updated = to_resource(row)
+                _journal(session, row.resource_version, "MODIFIED", updated)
+                return updated
 
         return self._changed(retry_locked(write))
 
@@ -449,6 +835,13 @@ class ResourceStore:
                     delete(ResourceEventRow).where(ResourceEventRow.resource_uid == row.uid)
                 )
                 session.delete(row)
+                session.flush()
+                # the journal's DELETED object is the object as it was, at the revision
+                # of its deletion (as a Kubernetes watch sends it)
+                revision = _next_revision(session)
+                gone = resource.model_copy(deep=True)
+                gone.metadata.resourceVersion = str(revision)
+                _journal(session, revision, "DELETED", gone)
                 return resource
 
         return self._changed(retry_locked(remove), deleted=True)
