@@ -18,13 +18,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) -> Run:
     """Run a KFP pipeline locally and wait for it; see :func:`ketch.pipelines.client.run`
-    (its tasks start through the composition root's backend unless ``backend`` is given)."""
+    (its tasks start through the composition root's backend, and it is recorded in the
+    process's store, unless ``backend`` or ``database`` is given)."""
+    from ketch.capabilities import backend, database, packages
+    from ketch.core import config
     from ketch.pipelines.client import run as _run
 
-    if "backend" not in options:
-        from ketch.capabilities import backend
-
-        options["backend"] = backend()
+    options.setdefault("backend", backend())
+    options.setdefault("packages", packages())
+    options.setdefault("database", database(config.database_url()))
     return _run(pipeline, arguments=arguments, **options)
 
 

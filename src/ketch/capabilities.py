@@ -8,11 +8,13 @@ registers itself on import.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from ketch.core.backend import Backend
 from ketch.core.capability import Capability
 from ketch.core.embedded import Assembly
+from ketch.core.store.db import Database
 from ketch.jobs.capability import CAPABILITY as JOBS
 from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.serving.capability import CAPABILITY as SERVING
@@ -21,6 +23,8 @@ from ketch.tuning.capability import CAPABILITY as TUNING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from ketch.pipelines.lightweight import Packages
 
 CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING)
 
@@ -31,6 +35,24 @@ def backend() -> Backend:
     from ketch.core.backend import default_backend
 
     return default_backend()
+
+
+@functools.cache
+def packages() -> Packages:
+    """What this interpreter has installed (read once: the distributions and the
+    modules they provide), shared by every pipeline run in this process."""
+    from ketch.pipelines.lightweight import Packages
+
+    return Packages()
+
+
+@functools.cache
+def database(url: str) -> Database:
+    """The store at ``url`` as this process's in-process runs use it (``ketch.run``):
+    one per URL, kept for the process, so later runs reuse its connections and
+    compiled statements (opening the store anew costs a run several times its own
+    orchestration)."""
+    return Database(url)
 
 
 ASSEMBLY = Assembly(CAPABILITIES, backend)
