@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import Request
@@ -70,7 +70,7 @@ from ketch.core.kinds import Kind
 from ketch.core.sources import Manifest, Source, StoreSource
 from ketch.core.store.resources import CHANGES_PAGE, Change, parse_revision
 from ketch.core.store.selectors import LabelSelector
-from ketch.server import tables
+from ketch.server import fieldselectors, tables
 from ketch.server.errors import status_body
 from ketch.server.fieldselectors import FieldSelector
 
@@ -85,8 +85,8 @@ IDLE_READ_SECONDS = 5.0
 BOOKMARK_ENV = "KETCH_WATCH_BOOKMARK_SECONDS"
 DEFAULT_BOOKMARK_SECONDS = 60.0
 HEARTBEAT_SECONDS = 15.0
-#: The fields a watch (and a list) of a kind can select on.
-SELECTABLE_FIELDS = ("metadata.name", "metadata.namespace")
+#: The fields a watch of a kind can select on unless the caller says more.
+SELECTABLE_FIELDS = fieldselectors.OBJECT_FIELDS
 #: The annotation of the bookmark that ends a watch's initial objects.
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -206,20 +206,6 @@ def is_watch(request: Request) -> bool:
     return bool(_flag(request.query_params.get("watch"), "watch"))
 
 
-def field_value(obj: Mapping[str, Any], path: str) -> str | None:
-    """The value at the dotted ``path`` of ``obj`` as a field selector compares it."""
-    value: Any = obj
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    if value is None or isinstance(value, dict | list):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 @dataclass(frozen=True)
 class WatchParams:
     """A watch's query: where, what it selects, where it starts and how it ends."""
@@ -231,6 +217,8 @@ class WatchParams:
     send_initial: bool | None = None
     bookmarks: bool = False
     timeout: float | None = None
+    #: how the API serves a stored object (a cluster-scoped one without its namespace)
+    present: Callable[[Manifest], Manifest] | None = field(default=None, compare=False)
 
     @classmethod
     def of(
@@ -241,6 +229,7 @@ class WatchParams:
         label_selector: str | None = None,
         timeout: float | None = None,
         fields: tuple[str, ...] = SELECTABLE_FIELDS,
+        present: Callable[[Manifest], Manifest] | None = None,
     ) -> WatchParams:
         """The watch ``request`` asks for; a malformed parameter is ``InvalidSpec``
         naming it (400, before the stream starts)."""
@@ -250,11 +239,12 @@ class WatchParams:
             labels=LabelSelector.parse(
                 label_selector if label_selector is not None else query.get("labelSelector")
             ),
-            fields=FieldSelector.parse(query.get("fieldSelector"), fields),
+            fields=fieldselectors.parse(query.get("fieldSelector"), fields),
             resource_version=query.get("resourceVersion") or None,
             send_initial=_flag(query.get("sendInitialEvents"), "sendInitialEvents"),
             bookmarks=bool(_flag(query.get("allowWatchBookmarks"), "allowWatchBookmarks")),
             timeout=timeout,
+            present=present,
         )
 
     @property
@@ -268,12 +258,16 @@ class WatchParams:
     def filtered(self) -> bool:
         return bool(self.labels.requirements) or bool(self.fields)
 
+    def shown(self, obj: Manifest) -> Manifest:
+        """``obj`` as the API serves it."""
+        return obj if self.present is None else self.present(obj)
+
     def selects(self, obj: Mapping[str, Any]) -> bool:
         """Whether ``obj`` is one this watch selects."""
         metadata = obj.get("metadata") or {}
         if self.labels.requirements and not self.labels.matches(metadata.get("labels") or {}):
             return False
-        return not self.fields or self.fields.matches(lambda path: field_value(obj, path))
+        return not self.fields or fieldselectors.matches(self.fields, obj)
 
 
 def _bookmark(kind: Kind, revision: int | str, *, initial_end: bool = False) -> Event:
@@ -394,7 +388,7 @@ async def _journal_events(
             position = parse_revision(page.resource_version)
         if selection is not None:
             selection.all_known = True
-        for obj in page.items:
+        for obj in map(params.shown, page.items):
             if selection is not None:
                 selection.remember(obj)
             if params.selects(obj):
@@ -412,6 +406,8 @@ async def _journal_events(
             yield _error(exc)
             return
         for change in changes:
+            if params.present is not None:
+                change = replace(change, object=params.present(change.object))
             if selection is None:
                 yield {"type": change.type, "object": change.object}
                 beat = time.monotonic()
@@ -557,8 +553,10 @@ async def polled_events(
         send_initial=params.initial,
         timeout=params.timeout,
         interval=interval,
-        selects=params.selects if params.fields else None,
+        selects=(lambda obj: params.selects(params.shown(obj))) if params.fields else None,
     ):
+        if event is not None:
+            event = {"type": event["type"], "object": params.shown(event["object"])}
         yield event
 
 
@@ -623,6 +621,7 @@ def respond(
     label_selector: str | None = None,
     timeout: float | None = None,
     fields: tuple[str, ...] = SELECTABLE_FIELDS,
+    present: Callable[[Manifest], Manifest] | None = None,
 ) -> StreamingResponse:
     """The response to a watch of ``kind`` (in ``namespace``; ``None``: all) from
     ``source``, in the format ``request`` asks for (see the module's docstring).
@@ -630,9 +629,15 @@ def respond(
     Query parameters it reads: ``resourceVersion``, ``sendInitialEvents``,
     ``allowWatchBookmarks``, ``fieldSelector`` (over ``fields``) and, unless given,
     ``labelSelector``; a malformed one is ``InvalidSpec`` (400) before the stream
-    starts."""
+    starts. ``present`` makes a stored object the one the API serves (selectors see
+    that one)."""
     params = WatchParams.of(
-        request, namespace, label_selector=label_selector, timeout=timeout, fields=fields
+        request,
+        namespace,
+        label_selector=label_selector,
+        timeout=timeout,
+        fields=fields,
+        present=present,
     )
     table = tables.requested(request)
     event_stream = wants_event_stream(request.headers.get("accept"))
