@@ -283,15 +283,16 @@ def registry_of(kinds: Iterable[Kind]) -> KindRegistry:
 
 def collection_path(kind: Kind, namespace: str | None, version: str | None = None) -> str:
     """The URL path of ``kind``'s objects in ``namespace`` (all namespaces: ``None``):
-    ``/apis/{group}/{version}/...``, or ``/api/{version}/...`` for the core group, whose
-    cluster-scoped kinds (``namespaces``) are addressed without a namespace."""
+    ``/apis/{group}/{version}/...``, or ``/api/{version}/...`` for the core group. A
+    cluster-scoped kind's objects (``namespaces``, ``clustertrainingruntimes``) are
+    addressed without a namespace, whatever ``namespace`` says."""
     version = version or kind.version
     if not kind.group:
         if namespace is None or not kind.namespaced:
             return f"/api/{version}/{kind.plural}"
         return f"/api/{version}/namespaces/{quote(namespace, safe='')}/{kind.plural}"
     base = f"/apis/{kind.group}/{version}"
-    if namespace is None:
+    if namespace is None or not kind.namespaced:
         return f"{base}/{kind.plural}"
     return f"{base}/namespaces/{quote(namespace, safe='')}/{kind.plural}"
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
+from ketch.core.errors import Conflict, InvalidSpec, KetchError
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource
 from ketch.core.store.models import ResourceRow
@@ -205,16 +205,12 @@ class StoreSource:
         return self.store.create(resource).to_manifest()
 
     def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, ApplyResult]:
-        meta = resource.metadata
-        try:
-            before: Manifest | None = self.get(kind, meta.namespace, meta.name)
-        except NotFound:
-            before = None
-        if before is not None and meta.resourceVersion is not None:
-            if meta.resourceVersion != before["metadata"].get("resourceVersion"):
-                raise _stale(before, meta.resourceVersion)
+        """Create or update the object; a ``metadata.resourceVersion`` it carries must be
+        the stored object's (checked in the write's transaction: 409 otherwise)."""
         resource.status = {}
-        after, outcome = self.store.apply_outcome(resource)
+        after, outcome = self.store.apply_outcome(
+            resource, expected_version=resource.metadata.resourceVersion
+        )
         return after.to_manifest(), outcome
 
     def patch(

@@ -26,21 +26,20 @@ created the object and 200 otherwise, with ``X-Ketch-Apply: created|configured|u
 
 from __future__ import annotations
 
-import secrets
-import string
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ketch.core.errors import InvalidSpec
+from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.routes import request_body
-from ketch.server import tables
+from ketch.core.sources import Page
+from ketch.server import fieldmanager, fieldselectors, patches, tables, writes
 from ketch.server.bodies import (
     MANIFEST_SCHEMA,
     STATUS_SCHEMA,
@@ -48,9 +47,19 @@ from ketch.server.bodies import (
     read_document,
     require_mapping,
 )
-from ketch.server.errors import STATUS_RESPONSES, note_name
+from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.state import ApiState, api_state
 from ketch.server.watch import is_watch, respond
+from ketch.server.writes import (
+    APPLY_HEADER,
+    CLUSTER_NAMESPACE,
+    Writer,
+    answer,
+    conflict_response,
+    create_document,
+    served,
+    write_options,
+)
 
 router = APIRouter(responses=STATUS_RESPONSES)
 
@@ -75,8 +84,6 @@ BookmarksQ = Annotated[
     Query(alias="allowWatchBookmarks", description="Send BOOKMARK events (true or false)"),
 ]
 
-APPLY_HEADER = "X-Ketch-Apply"
-
 
 # -- lists and watches ----------------------------------------------------------
 
@@ -98,15 +105,97 @@ class ObjectPath:
     name: str
 
 
+def _namespaced_kind(state: ApiState, group: str, version: str, plural: str) -> Kind:
+    """The kind at a namespaced path (404 for a cluster-scoped one)."""
+    kind = state.kinds.for_path(group, version, plural)
+    if not kind.namespaced:
+        raise NotFound(
+            f"{kind.plural}.{kind.group} is cluster-scoped: its objects have no namespace; "
+            f"they are at /apis/{group}/{version}/{plural}"
+        )
+    return kind
+
+
+def _cluster_kind(state: ApiState, group: str, version: str, plural: str) -> Kind:
+    """The kind at a cluster-scoped object's path (404 for a namespaced one)."""
+    kind = state.kinds.for_path(group, version, plural)
+    if kind.namespaced:
+        raise NotFound(
+            f"{kind.plural}.{kind.group} is namespaced: its objects are at "
+            f"/apis/{group}/{version}/namespaces/{{namespace}}/{plural}/{{name}}"
+        )
+    return kind
+
+
 async def _object_path(
     group: str, version: str, namespace: str, plural: str, name: str, state: State
 ) -> ObjectPath:
     return ObjectPath(
-        state.kinds.for_path(group, version, plural), _namespace(namespace), _name(name)
+        _namespaced_kind(state, group, version, plural), _namespace(namespace), _name(name)
     )
 
 
+async def _cluster_object_path(
+    group: str, version: str, plural: str, name: str, state: State
+) -> ObjectPath:
+    return ObjectPath(_cluster_kind(state, group, version, plural), CLUSTER_NAMESPACE, _name(name))
+
+
 Target = Annotated[ObjectPath, Depends(_object_path)]
+ClusterTarget = Annotated[ObjectPath, Depends(_cluster_object_path)]
+
+
+@functools.cache
+def _has_phase(kind: Kind) -> bool:
+    """Whether ``kind``'s published schema has ``status.phase``."""
+    if kind.object_schema is None:
+        return False
+    status = kind.object_schema().get("status") or {}
+    return "phase" in (status.get("properties") or {})
+
+
+def selectable_fields(kind: Kind) -> tuple[str, ...]:
+    """The fields a ``fieldSelector`` may name for ``kind``: ``metadata.name`` and
+    ``metadata.namespace``, and ``status.phase`` where the kind has one."""
+    if _has_phase(kind):
+        return (*fieldselectors.OBJECT_FIELDS, "status.phase")
+    return fieldselectors.OBJECT_FIELDS
+
+
+def _page(
+    state: ApiState,
+    kind: Kind,
+    namespace: str | None,
+    label_selector: str | None,
+    limit: int | None,
+    continue_token: str | None,
+    fields: fieldselectors.FieldSelector,
+) -> Any:
+    """One page of the list, filtered by ``fields``: as many source pages as it takes
+    to fill ``limit``, the continue token the last one read."""
+    source = state.source(kind)
+    wanted_ns = fields.equal("metadata.namespace")
+    if wanted_ns is not None and kind.namespaced:
+        if namespace is not None and namespace != wanted_ns:
+            return Page([])
+        namespace = wanted_ns
+    page = source.list(
+        kind, namespace, label_selector=label_selector, limit=limit, continue_token=continue_token
+    )
+    if not fields:
+        return page
+    items = [i for i in page.items if fieldselectors.matches(fields, served(kind, i))]
+    while page.continue_token and limit is not None and len(items) < limit:
+        page = source.list(
+            kind,
+            namespace,
+            label_selector=label_selector,
+            limit=limit - len(items),
+            continue_token=page.continue_token,
+        )
+        items += [i for i in page.items if fieldselectors.matches(fields, served(kind, i))]
+    page.items = items
+    return page
 
 
 async def _list(
@@ -121,14 +210,13 @@ async def _list(
 ) -> Any:
     if is_watch(request):
         return _watch_response(state, request, kind, namespace, label_selector, timeout)
-    page = await run_in_threadpool(
-        state.source(kind).list,
-        kind,
-        namespace,
-        label_selector=label_selector,
-        limit=limit,
-        continue_token=continue_token,
+    fields = fieldselectors.parse(
+        request.query_params.get("fieldSelector"), selectable_fields(kind)
     )
+    page = await run_in_threadpool(
+        _page, state, kind, namespace, label_selector, limit, continue_token, fields
+    )
+    page.items = [served(kind, item) for item in page.items]
     version = page.resource_version
     if version is None:  # a source without revisions of its own: the store's
         version = str(await run_in_threadpool(state.store.revision))
@@ -159,7 +247,8 @@ def _watch_response(
     timeout: float | None,
 ) -> StreamingResponse:
     """A Kubernetes watch stream (server-sent events when the client asks for them);
-    see :mod:`ketch.server.watch`."""
+    see :mod:`ketch.server.watch`. Its objects are served as a list's are (a
+    cluster-scoped one without its namespace), and its field selectors are a list's."""
     return respond(
         request,
         state.source(kind),
@@ -169,6 +258,8 @@ def _watch_response(
         stopping=state.stopping,
         label_selector=label_selector,
         timeout=timeout,
+        fields=selectable_fields(kind),
+        present=functools.partial(served, kind),
     )
 
 
@@ -189,7 +280,11 @@ async def list_all(
     timeout: TimeoutQ = None,
 ) -> Any:
     kind = state.kinds.for_path(group, version, plural)
-    return await _list(state, request, kind, None, label_selector, limit, continue_token, timeout)
+    # a cluster-scoped kind's objects are kept in one namespace of the store
+    namespace = None if kind.namespaced else CLUSTER_NAMESPACE
+    return await _list(
+        state, request, kind, namespace, label_selector, limit, continue_token, timeout
+    )
 
 
 @router.get(
@@ -209,7 +304,7 @@ async def list_namespaced(
     continue_token: ContinueQ = None,
     timeout: TimeoutQ = None,
 ) -> Any:
-    kind = state.kinds.for_path(group, version, plural)
+    kind = _namespaced_kind(state, group, version, plural)
     return await _list(
         state, request, kind, _namespace(namespace), label_selector, limit, continue_token, timeout
     )
@@ -234,7 +329,9 @@ async def watch_all(
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
     kind = state.kinds.for_path(group, version, plural)
-    return _watch_response(state, request, kind, None, label_selector, timeout)
+    # a cluster-scoped kind's objects are kept in one namespace of the store
+    namespace = None if kind.namespaced else CLUSTER_NAMESPACE
+    return _watch_response(state, request, kind, namespace, label_selector, timeout)
 
 
 @router.get(
@@ -256,81 +353,29 @@ async def watch_namespaced(
     bookmarks: BookmarksQ = None,
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
-    kind = state.kinds.for_path(group, version, plural)
+    kind = _namespaced_kind(state, group, version, plural)
     return _watch_response(state, request, kind, _namespace(namespace), label_selector, timeout)
 
 
-# -- create, read, apply, patch, delete ---------------------------------------------
+# -- create, read, replace, patch, delete ---------------------------------------------
 
 
-def _manifest_for(
-    kind: Kind,
-    namespace: str,
-    document: Any,
-    name: str | None = None,
-    *,
-    default_name: Callable[[dict[str, Any]], str | None] = lambda _manifest: None,
-) -> Resource:
-    """Check a manifest against the URL it was sent to and parse it; an object sent
-    with neither a name nor ``generateName`` is named by ``default_name``, if it can."""
-    manifest = require_mapping(document)
-    manifest = dict(manifest)
-    for key in ("apiVersion", "kind"):
-        if key not in manifest:
-            raise InvalidSpec(f"{key} is required", field=key)
-        if not isinstance(manifest[key], str):
-            raise InvalidSpec("must be a string", field=key)
-    if manifest["kind"] != kind.kind:
-        raise InvalidSpec(
-            f"{manifest['kind']!r} does not match the kind of the URL ({kind.kind})", field="kind"
-        )
-    kind.check_api_version(manifest["apiVersion"])
-    metadata = manifest.get("metadata")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise InvalidSpec("must be an object", field="metadata")
-    metadata = dict(metadata)
-    given_ns = metadata.get("namespace")
-    if given_ns is not None and given_ns != namespace:
-        raise InvalidSpec(
-            f"{given_ns!r} does not match the namespace in the URL ({namespace!r})",
-            field="metadata.namespace",
-        )
-    metadata["namespace"] = namespace
-    if name is not None:
-        if metadata.get("name") not in (None, name):
-            raise InvalidSpec(
-                f"{metadata['name']!r} does not match the name in the URL ({name!r})",
-                field="metadata.name",
-            )
-        metadata["name"] = name
-    elif not metadata.get("name"):
-        generated = _generated_name(metadata, manifest, default_name)
-        if generated:
-            metadata["name"] = generated
-    generate = metadata.pop("generateName", None)
-    if generate is not None and not isinstance(generate, str):
-        raise InvalidSpec("must be a string", field="metadata.generateName")
-    manifest["metadata"] = metadata
-    for key in ("spec", "status"):
-        if key in manifest and manifest[key] is None:
-            manifest[key] = {}
-    return Resource.from_manifest(manifest)
+def _writer(state: ApiState, kind: Kind) -> Writer:
+    return Writer(
+        kind,
+        state.source(kind),
+        lambda resource: state.validate(kind, resource),
+        lambda namespace, name: state.changed(kind, namespace, name),
+    )
 
 
-def _generated_name(
-    metadata: dict[str, Any],
-    manifest: dict[str, Any],
-    default_name: Callable[[dict[str, Any]], str | None],
-) -> str | None:
-    prefix = metadata.get("generateName")
-    if prefix is None:
-        return default_name(manifest)
-    if not isinstance(prefix, str) or not prefix:
-        return None  # no name: Resource.from_manifest names the missing field
-    alphabet = string.ascii_lowercase + string.digits
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(5))
+async def _create(kind: Kind, namespace: str, request: Request, state: ApiState) -> JSONResponse:
+    options = write_options(request)
+    document = await create_document(request)
+    created, status_code = await run_in_threadpool(
+        _writer(state, kind).create, namespace, document, options
+    )
+    return answer(kind, created, options, status_code=status_code)
 
 
 @router.post(
@@ -343,21 +388,16 @@ def _generated_name(
 async def create(
     group: str, version: str, namespace: str, plural: str, request: Request, state: State
 ) -> JSONResponse:
-    kind = state.kinds.for_path(group, version, plural)
-    namespace = _namespace(namespace)
-    source = state.source(kind)
-    document = await read_document(request)
-    if isinstance(document, dict) and isinstance(document.get("metadata"), dict):
-        note_name(request, document["metadata"].get("name"))
-    resource = state.validate(
-        kind,
-        _manifest_for(
-            kind, namespace, document, default_name=lambda m: source.default_name(kind, m)
-        ),
-    )
-    created = await run_in_threadpool(source.create, kind, resource)
-    state.changed(kind, namespace, created["metadata"]["name"])
-    return JSONResponse(created, status_code=201)
+    kind = _namespaced_kind(state, group, version, plural)
+    return await _create(kind, _namespace(namespace), request, state)
+
+
+async def _read(target: ObjectPath, request: Request, state: ApiState) -> Any:
+    kind = target.kind
+    found = await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
+    found = served(kind, found)
+    table = tables.requested(request)
+    return found if table is None else tables.object_table(kind, found, table)
 
 
 @router.get(
@@ -366,46 +406,92 @@ async def create(
     summary="Read an object",
 )
 async def read(target: Target, request: Request, state: State) -> Any:
+    return await _read(target, request, state)
+
+
+async def _replace(target: ObjectPath, request: Request, state: ApiState) -> JSONResponse:
     kind = target.kind
-    found = await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
-    table = tables.requested(request)
-    return found if table is None else tables.object_table(kind, found, table)
+    options = write_options(request)
+    document = await read_document(request)
+    replaced, result = await run_in_threadpool(
+        _writer(state, kind).replace, target.namespace, target.name, document, options
+    )
+    return answer(
+        kind,
+        replaced,
+        options,
+        status_code=201 if result == "created" else 200,
+        headers={APPLY_HEADER: result},
+    )
 
 
 @router.put(
     "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
     tags=["resources"],
-    summary="Apply: create the object, or update its spec, labels and annotations",
+    summary="Replace the object (or create it): its spec, labels and annotations",
     openapi_extra=request_body(MANIFEST_SCHEMA),
     responses={201: {"description": "Created"}},
 )
 async def apply(target: Target, request: Request, state: State) -> JSONResponse:
-    kind, namespace, name = target.kind, target.namespace, target.name
-    resource = state.validate(
-        kind, _manifest_for(kind, namespace, await read_document(request), name)
-    )
-    applied, result = await run_in_threadpool(state.source(kind).apply, kind, resource)
-    if result != "unchanged":
-        state.changed(kind, namespace, applied["metadata"]["name"])
-    return JSONResponse(
-        applied, status_code=201 if result == "created" else 200, headers={APPLY_HEADER: result}
-    )
+    return await _replace(target, request, state)
+
+
+async def _patch(target: ObjectPath, request: Request, state: ApiState) -> JSONResponse:
+    kind = target.kind
+    kind_of_patch = patches.patch_type(request.headers.get("content-type"), kind)
+    options = write_options(request, apply=kind_of_patch == "apply")
+    body = await writes.patch_body(request, kind_of_patch)
+    try:
+        patched, status_code = await run_in_threadpool(
+            _writer(state, kind).patch,
+            target.namespace,
+            target.name,
+            kind_of_patch,
+            body,
+            options,
+        )
+    except fieldmanager.ApplyConflict as exc:
+        return conflict_response(exc)
+    return answer(kind, patched, options, status_code=status_code)
 
 
 @router.patch(
     "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
     tags=["resources"],
-    summary="Merge-patch metadata.labels, metadata.annotations and spec",
+    summary="Patch an object: JSON merge patch, JSON patch, strategic merge patch (Kubernetes' "
+    "own kinds) or server-side apply (application/apply-patch+yaml, fieldManager)",
     openapi_extra=patch_body(),
+    responses={201: {"description": "Created by an apply"}},
 )
-async def patch(target: Target, request: Request, state: State) -> dict[str, Any]:
-    kind, namespace, name = target.kind, target.namespace, target.name
-    document = require_mapping(await read_document(request), "a merge patch")
-    patched = await run_in_threadpool(
-        state.source(kind).patch, kind, namespace, name, document, lambda r: state.validate(kind, r)
+async def patch(target: Target, request: Request, state: State) -> JSONResponse:
+    return await _patch(target, request, state)
+
+
+async def _delete_options(request: Request) -> tuple[list[str], dict[str, Any]]:
+    """``dryRun`` and ``preconditions`` of a DELETE's ``DeleteOptions`` body, if any."""
+    raw = await request.body()
+    if not raw.strip():
+        return [], {}
+    body = require_mapping(await read_document(request), "DeleteOptions")
+    dry_run = body.get("dryRun") or []
+    if not isinstance(dry_run, list) or not all(isinstance(v, str) for v in dry_run):
+        raise InvalidSpec("must be a list of strings", field="dryRun")
+    preconditions = body.get("preconditions") or {}
+    if not isinstance(preconditions, dict):
+        raise InvalidSpec("must be an object", field="preconditions")
+    return dry_run, preconditions
+
+
+async def _remove(target: ObjectPath, request: Request, state: ApiState) -> JSONResponse:
+    kind = target.kind
+    dry_run, preconditions = await _delete_options(request)
+    options = write_options(request)
+    if dry_run:
+        options = replace(options, dry_run=writes.parse_dry_run(dry_run) or options.dry_run)
+    deleted = await run_in_threadpool(
+        _writer(state, kind).delete, target.namespace, target.name, options, preconditions
     )
-    state.changed(kind, namespace, name)
-    return patched
+    return answer(kind, deleted, options)
 
 
 @router.delete(
@@ -413,11 +499,8 @@ async def patch(target: Target, request: Request, state: State) -> dict[str, Any
     tags=["resources"],
     summary="Delete an object (answers it as it was)",
 )
-async def remove(target: Target, state: State) -> dict[str, Any]:
-    kind, namespace, name = target.kind, target.namespace, target.name
-    deleted = await run_in_threadpool(state.source(kind).delete, kind, namespace, name)
-    state.changed(kind, namespace, name)
-    return deleted
+async def remove(target: Target, request: Request, state: State) -> JSONResponse:
+    return await _remove(target, request, state)
 
 
 # -- status subresource ------------------------------------------------------------
@@ -429,17 +512,12 @@ async def remove(target: Target, state: State) -> dict[str, Any]:
     summary="Read an object with its status",
 )
 async def read_status(target: Target, request: Request, state: State) -> Any:
-    return await read(target, request, state)
+    return await _read(target, request, state)
 
 
-@router.put(
-    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
-    tags=["resources"],
-    summary="Replace an object's status (metadata.resourceVersion, if given, must match)",
-    openapi_extra=request_body(STATUS_SCHEMA),
-)
-async def write_status(target: Target, request: Request, state: State) -> dict[str, Any]:
+async def _write_status(target: ObjectPath, request: Request, state: ApiState) -> JSONResponse:
     kind, namespace, name = target.kind, target.namespace, target.name
+    options = write_options(request)
     document = require_mapping(await read_document(request))
     status = document.get("status")
     if not isinstance(status, dict):
@@ -452,15 +530,54 @@ async def write_status(target: Target, request: Request, state: State) -> dict[s
         raise InvalidSpec("must be a string", field="metadata.resourceVersion")
     _check_conditions(status)
     updated = await run_in_threadpool(
-        state.source(kind).put_status,
-        kind,
+        _writer(state, kind).write_status,
         namespace,
         name,
         status,
-        None if version_given is None else str(version_given),
+        None if version_given in (None, "") else str(version_given),
+        options,
     )
-    state.changed(kind, namespace, name)
-    return updated
+    return answer(kind, updated, options)
+
+
+@router.put(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Replace an object's status (metadata.resourceVersion, if given, must match)",
+    openapi_extra=request_body(STATUS_SCHEMA),
+)
+async def write_status(target: Target, request: Request, state: State) -> JSONResponse:
+    return await _write_status(target, request, state)
+
+
+async def _patch_status(target: ObjectPath, request: Request, state: ApiState) -> JSONResponse:
+    kind = target.kind
+    kind_of_patch = patches.patch_type(request.headers.get("content-type"), kind)
+    options = write_options(request, apply=kind_of_patch == "apply")
+    body = await writes.patch_body(request, kind_of_patch)
+    try:
+        updated = await run_in_threadpool(
+            _writer(state, kind).patch_status,
+            target.namespace,
+            target.name,
+            kind_of_patch,
+            body,
+            options,
+            _check_conditions,
+        )
+    except fieldmanager.ApplyConflict as exc:
+        return conflict_response(exc)
+    return answer(kind, updated, options)
+
+
+@router.patch(
+    "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Patch an object's status (the patch's other changes are ignored)",
+    openapi_extra=patch_body(),
+)
+async def patch_status(target: Target, request: Request, state: State) -> JSONResponse:
+    return await _patch_status(target, request, state)
 
 
 def _check_conditions(status: dict[str, Any]) -> None:
@@ -471,3 +588,95 @@ def _check_conditions(status: dict[str, Any]) -> None:
         raise InvalidSpec("must be a list", field="status.conditions")
     probe = Resource(apiVersion="v1", kind="Probe", metadata={"name": "probe"}, status=status)  # type: ignore[arg-type]
     probe.conditions()
+
+
+# -- cluster-scoped kinds ----------------------------------------------------------------
+# /apis/{group}/{version}/{plural}/{name}: registered after every other route, so the
+# watch paths (/apis/{group}/{version}/watch/{plural}) keep theirs.
+
+
+@router.post(
+    "/apis/{group}/{version}/{plural}",
+    tags=["resources"],
+    summary="Create an object of a cluster-scoped kind",
+    status_code=201,
+    openapi_extra=request_body(MANIFEST_SCHEMA),
+)
+async def create_cluster(
+    group: str, version: str, plural: str, request: Request, state: State
+) -> JSONResponse:
+    kind = _cluster_kind(state, group, version, plural)
+    return await _create(kind, CLUSTER_NAMESPACE, request, state)
+
+
+@router.get(
+    "/apis/{group}/{version}/{plural}/{name}",
+    tags=["resources"],
+    summary="Read an object of a cluster-scoped kind",
+)
+async def read_cluster(target: ClusterTarget, request: Request, state: State) -> Any:
+    return await _read(target, request, state)
+
+
+@router.put(
+    "/apis/{group}/{version}/{plural}/{name}",
+    tags=["resources"],
+    summary="Replace (or create) an object of a cluster-scoped kind",
+    openapi_extra=request_body(MANIFEST_SCHEMA),
+    responses={201: {"description": "Created"}},
+)
+async def replace_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
+    return await _replace(target, request, state)
+
+
+@router.patch(
+    "/apis/{group}/{version}/{plural}/{name}",
+    tags=["resources"],
+    summary="Patch an object of a cluster-scoped kind",
+    openapi_extra=patch_body(),
+    responses={201: {"description": "Created by an apply"}},
+)
+async def patch_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
+    return await _patch(target, request, state)
+
+
+@router.delete(
+    "/apis/{group}/{version}/{plural}/{name}",
+    tags=["resources"],
+    summary="Delete an object of a cluster-scoped kind (answers it as it was)",
+)
+async def remove_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
+    return await _remove(target, request, state)
+
+
+@router.get(
+    "/apis/{group}/{version}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Read an object of a cluster-scoped kind with its status",
+)
+async def read_cluster_status(target: ClusterTarget, request: Request, state: State) -> Any:
+    return await _read(target, request, state)
+
+
+@router.put(
+    "/apis/{group}/{version}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Replace the status of an object of a cluster-scoped kind",
+    openapi_extra=request_body(STATUS_SCHEMA),
+)
+async def write_cluster_status(
+    target: ClusterTarget, request: Request, state: State
+) -> JSONResponse:
+    return await _write_status(target, request, state)
+
+
+@router.patch(
+    "/apis/{group}/{version}/{plural}/{name}/status",
+    tags=["resources"],
+    summary="Patch the status of an object of a cluster-scoped kind",
+    openapi_extra=patch_body(),
+)
+async def patch_cluster_status(
+    target: ClusterTarget, request: Request, state: State
+) -> JSONResponse:
+    return await _patch_status(target, request, state)

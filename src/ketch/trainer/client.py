@@ -55,7 +55,6 @@ from ketch.trainer.types import (
 GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 DEFAULT_RUNTIME = "torch-distributed"
-CLUSTER_NAMESPACE = "default"  # where the server keeps cluster-scoped objects
 DEFAULT_STEP = "node-0"
 
 __all__ = [
@@ -126,12 +125,12 @@ class TrainerClient:
 
     def get_runtime(self, name: str) -> Runtime:
         """The TrainingRuntime ``name`` of this namespace, else the ClusterTrainingRuntime."""
-        for plural, namespace in (
-            ("trainingruntimes", self.namespace),
-            ("clustertrainingruntimes", CLUSTER_NAMESPACE),
+        for path in (
+            self._path("trainingruntimes", self.namespace, name),
+            f"/apis/{GROUP}/{VERSION}/clustertrainingruntimes/{quote(name, safe='')}",
         ):
             try:
-                found = self._api.json("GET", self._path(plural, namespace, name))
+                found = self._api.json("GET", path)
             except NotFound:
                 continue
             return manifests.runtime_from_manifest(found)

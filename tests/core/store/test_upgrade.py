@@ -57,8 +57,26 @@ def _rows(path: Path) -> Rows:
 
 
 def _kept(path: Path, before: Rows) -> Rows:
-    """The rows of the tables in ``before``, as they are now."""
-    return {table: rows for table, rows in _rows(path).items() if table in before}
+    """The rows of the tables in ``before``, as they are now, in the fixture's columns
+    (a column added since, such as ``resources.managed_fields``, is new: not a change)."""
+    raw = sqlite3.connect(FIXTURE)
+    try:
+        columns = {
+            table: [row[1] for row in raw.execute(f'PRAGMA table_info("{table}")')]
+            for table in before
+        }
+    finally:
+        raw.close()
+    raw = sqlite3.connect(path)
+    try:
+        kept: Rows = {}
+        for table, names in columns.items():
+            selected = ", ".join(f'"{name}"' for name in names)
+            rows = raw.execute(f'SELECT {selected} FROM "{table}"').fetchall()
+            kept[table] = sorted(rows, key=repr)
+        return kept
+    finally:
+        raw.close()
 
 
 def _schema(path: Path) -> list[tuple[Any, ...]]:

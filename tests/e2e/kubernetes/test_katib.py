@@ -139,14 +139,6 @@ katib.delete_experiment(name, namespace=ns)
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="edit_experiment_budget raises RuntimeError: Failed to edit Katib Experiment: the "
-    "merge PATCH of the whole Experiment it read back carries metadata.creationTimestamp "
-    "serialized by the client in another format, and Ketch answers 422 "
-    "'metadata.creationTimestamp: cannot be changed by a patch'",
-)
 def test_edit_experiment_budget(sdk: Sdk, ns: str) -> None:
     assert sdk.run(EDIT_BUDGET, ns=ns, name="tune-budget", objective=OBJECTIVE, timeout=180) == 3
 

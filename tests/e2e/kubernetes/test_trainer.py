@@ -62,13 +62,6 @@ result = [runtime.name, runtime.kind.value]
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="get_runtime raises RuntimeError: Failed to get Runtime: torch-distributed (checked "
-    "both namespaced and cluster scope): GET /apis/trainer.kubeflow.org/v1alpha1/"
-    "clustertrainingruntimes/torch-distributed is 404, cluster-scoped kinds have no object routes",
-)
 def test_get_runtime(sdk: Sdk, ns: str) -> None:
     assert sdk.run(GET_RUNTIME, ns=ns) == ["torch-distributed", "ClusterTrainingRuntime"]
 

@@ -49,6 +49,8 @@ class ResourceRow(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     owner_references: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # metadata.managedFields: which field manager owns which fields (server-side apply)
+    managed_fields: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
