@@ -155,13 +155,18 @@ class Background:
         for line in self.process.stdout:
             self.lines.put(line.rstrip("\n"))
 
-    def wait_for(self, found: Callable[[list[str]], bool], timeout: float = 30) -> list[str]:
-        """The output lines so far, once ``found(lines)`` holds (fails the test with
-        kubectl's output when it does not within ``timeout`` seconds)."""
+    def wait_for(
+        self, found: Callable[[list[str]], bool], timeout: float = 30, *, fail: bool = True
+    ) -> list[str] | None:
+        """The output lines so far, once ``found(lines)`` holds; when it does not
+        within ``timeout`` seconds, ``None``, or with ``fail`` a test failure showing
+        kubectl's output."""
         deadline = time.monotonic() + timeout
         while not found(self.seen):
             left = deadline - time.monotonic()
             if left <= 0 or (self.process.poll() is not None and self.lines.empty()):
+                if not fail:
+                    return None
                 pytest.fail(f"kubectl printed {self.seen!r}; stderr: {self.stop()}")
             try:
                 self.seen.append(self.lines.get(timeout=min(left, 0.5)))
