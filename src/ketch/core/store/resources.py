@@ -204,6 +204,7 @@ def _metadata(row: ResourceRow) -> dict[str, Any]:
         "labels": dict(row.labels or {}),
         "annotations": dict(row.annotations or {}),
         "ownerReferences": list(row.owner_references) if row.owner_references else None,
+        "managedFields": list(row.managed_fields) if row.managed_fields else None,
         "generation": row.generation,
         "resourceVersion": str(row.resource_version),
         "creationTimestamp": _aware(row.created_at),
@@ -703,25 +704,37 @@ class ResourceStore:
         """
         return self.apply_outcome(resource)[0]
 
-    def apply_outcome(self, resource: Resource) -> tuple[Resource, Applied]:
+    def apply_outcome(
+        self, resource: Resource, *, expected_version: str | int | None = None
+    ) -> tuple[Resource, Applied]:
         """:meth:`apply`, also saying what it did (``created``, ``configured`` or
         ``unchanged``), decided in the write's own transaction: a controller's status
-        write just before cannot make an unchanged apply look configured."""
+        write just before cannot make an unchanged apply look configured.
+
+        With ``expected_version``, an existing object is updated only if it is still at
+        that ``resourceVersion`` (``Conflict`` otherwise: someone wrote in between)."""
         resource.validate_names()
+        expected = _parse_version(expected_version) if expected_version is not None else None
         for _attempt in range(3):
             try:
-                applied, outcome = retry_locked(lambda: self._apply(resource))
+                applied, outcome = retry_locked(lambda: self._apply(resource, expected))
                 return self._changed(applied), outcome
             except IntegrityError:
                 continue  # another writer created it between our read and insert: update it
         raise self._exists(resource)
 
-    def _apply(self, resource: Resource) -> tuple[Resource, Applied]:
+    def _apply(self, resource: Resource, expected: int | None = None) -> tuple[Resource, Applied]:
         with self.database.session() as session:
             meta = resource.metadata
             row = self._find(session, resource.kind, meta.namespace, meta.name, for_update=True)
             if row is None:
                 return self._create_in(session, resource), "created"
+            if expected is not None and row.resource_version != expected:
+                raise Conflict(
+                    f"{resource.kind} {meta.name!r} in namespace {meta.namespace!r} was "
+                    f"modified: it is at resourceVersion {row.resource_version}, not {expected}",
+                    hint="read it again and retry",
+                )
             spec_changed = row.spec != resource.spec
             changed = (
                 spec_changed
@@ -729,6 +742,10 @@ class ResourceStore:
                 or (row.labels or {}) != meta.labels
                 or (row.annotations or {}) != meta.annotations
                 or (row.owner_references or None) != (meta.ownerReferences or None)
+                or (
+                    meta.managedFields is not None
+                    and (row.managed_fields or []) != meta.managedFields
+                )
             )
             if not changed:
                 return to_resource(row), "unchanged"
@@ -737,6 +754,8 @@ class ResourceStore:
             row.labels = dict(meta.labels)
             row.annotations = dict(meta.annotations)
             row.owner_references = list(meta.ownerReferences) if meta.ownerReferences else None
+            if meta.managedFields is not None:  # None: keep them as they are
+                row.managed_fields = list(meta.managedFields) or None
             if spec_changed:
                 row.generation += 1
             row.resource_version = _next_revision(session)
@@ -761,6 +780,7 @@ class ResourceStore:
             labels=dict(meta.labels),
             annotations=dict(meta.annotations),
             owner_references=list(meta.ownerReferences) if meta.ownerReferences else None,
+            managed_fields=list(meta.managedFields) if meta.managedFields else None,
             spec=resource.spec,
             status=resource.status,
             created_at=now,
