@@ -422,3 +422,23 @@ def test_kubernetes_client_watch_stream_resumes(
             ):
                 pass
         assert info.value.status == 410 and "too old resource version" in str(info.value)
+
+
+def test_a_cluster_scoped_kind_is_watched_without_namespaces(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    collection = f"{RUNTIMES}/clustertrainingruntimes"
+    manifest = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "ClusterTrainingRuntime",
+        "metadata": {"name": f"c-{ns}"},
+        "spec": {},
+    }
+    params = {"watch": "1", "fieldSelector": f"metadata.name=c-{ns}", "timeoutSeconds": 1}
+    with watching(server.url, collection, params) as events:
+        created = client.post(collection, json=manifest)
+        assert created.status_code == 201, created.text
+        client.delete(f"{collection}/c-{ns}")
+        seen = events.rest()
+    assert [summary(e) for e in seen] == [("ADDED", f"c-{ns}"), ("DELETED", f"c-{ns}")]
+    assert all("namespace" not in e["object"]["metadata"] for e in seen)
