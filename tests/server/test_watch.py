@@ -442,3 +442,20 @@ def test_a_cluster_scoped_kind_is_watched_without_namespaces(
         seen = events.rest()
     assert [summary(e) for e in seen] == [("ADDED", f"c-{ns}"), ("DELETED", f"c-{ns}")]
     assert all("namespace" not in e["object"]["metadata"] for e in seen)
+
+
+def test_core_kinds_without_a_journal_stream_the_same_events(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    """Namespaces (a view of what is stored) are watched by polling; from a list's
+    resourceVersion the watch sends only what came after it, in the same format."""
+    listed = client.get("/api/v1/namespaces").json()
+    params = {
+        "watch": "true",
+        "resourceVersion": listed["metadata"]["resourceVersion"],
+        "fieldSelector": f"metadata.name={ns}",
+    }
+    with watching(server.url, "/api/v1/namespaces", params) as events:
+        client.post(runtimes_path(ns), json=runtime("makes-the-namespace"))
+        added = events.next()
+    assert summary(added) == ("ADDED", ns) and added["object"]["kind"] == "Namespace"

@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import InvalidSpec, KetchError, ObjectNotFound
@@ -45,7 +44,7 @@ from ketch.server import tables
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
-from ketch.server.watch import sse, watch
+from ketch.server.watch import sends_initial, stream, watch
 
 router = APIRouter(tags=["events"], responses=STATUS_RESPONSES)
 
@@ -476,18 +475,11 @@ async def _list(
             selector,
             notifier=state.notifier,
             stopping=state.stopping,
+            send_initial=sends_initial(request),
             timeout=timeout,
         )
 
-        async def body() -> Any:
-            async for event in events:
-                yield sse(event)
-
-        return StreamingResponse(
-            body(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return stream(request, kind, events)  # Kubernetes' watch stream, or SSE
     page = await run_in_threadpool(
         source.list,
         kind,
@@ -496,7 +488,9 @@ async def _list(
         limit=limit,
         continue_token=request.query_params.get("continue") or None,
     )
-    metadata: dict[str, Any] = {"resourceVersion": ""}
+    # the store's revision: a watch from it (kubectl get -w) sends only later changes
+    version = str(await run_in_threadpool(state.store.revision))
+    metadata: dict[str, Any] = {"resourceVersion": version}
     wanted = tables.requested(request)
     if wanted is not None:
         return tables.list_table(kind, page.items, metadata, wanted)

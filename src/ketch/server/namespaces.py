@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import (
@@ -50,7 +50,7 @@ from ketch.server.bodies import read_document, require_mapping
 from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
-from ketch.server.watch import sse, watch
+from ketch.server.watch import sends_initial, stream, watch
 
 router = APIRouter(tags=["namespaces"], responses=STATUS_RESPONSES)
 
@@ -458,20 +458,15 @@ async def list_namespaces(
             LabelSelector.parse(label_selector),
             notifier=state.notifier,
             stopping=state.stopping,
+            send_initial=sends_initial(request),
             timeout=timeout,
         )
 
-        async def body() -> Any:
-            async for event in events:
-                yield sse(event)
-
-        return StreamingResponse(
-            body(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return stream(request, NAMESPACE, events)  # Kubernetes' watch stream, or SSE
     items = _selected(await run_in_threadpool(namespaces.all), label_selector, field_selector)
-    metadata: dict[str, Any] = {"resourceVersion": ""}
+    # the store's revision: a watch from it (kubectl get -w) sends only later changes
+    version = str(await run_in_threadpool(state.store.revision))
+    metadata: dict[str, Any] = {"resourceVersion": version}
     wanted = tables.requested(request)
     if wanted is not None:
         return tables.list_table(NAMESPACE, items, metadata, wanted)

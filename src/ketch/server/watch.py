@@ -201,6 +201,15 @@ def _flag(value: str | None, field: str) -> bool | None:
     raise InvalidSpec(f"must be true or false, not {value!r}", field=field)
 
 
+def sends_initial(request: Request) -> bool:
+    """Whether a watch ``request`` starts with the objects that exist (no
+    ``resourceVersion``, or ``"0"``; ``sendInitialEvents`` decides when given)."""
+    given = _flag(request.query_params.get("sendInitialEvents"), "sendInitialEvents")
+    if given is not None:
+        return given
+    return (request.query_params.get("resourceVersion") or "0") == "0"
+
+
 def is_watch(request: Request) -> bool:
     """Whether a list request asks to watch (``?watch=true``)."""
     return bool(_flag(request.query_params.get("watch"), "watch"))
@@ -639,7 +648,6 @@ def respond(
         fields=fields,
         present=present,
     )
-    table = tables.requested(request)
     event_stream = wants_event_stream(request.headers.get("accept"))
     events: AsyncIterator[Event | None]
     if isinstance(source, StoreSource):
@@ -650,8 +658,15 @@ def respond(
         )
     else:
         events = polled_events(source, kind, params, notifier=notifier, stopping=stopping)
+    return stream(request, kind, events)
 
-    if event_stream:
+
+def stream(request: Request, kind: Kind, events: AsyncIterator[Event | None]) -> StreamingResponse:
+    """``events`` of a watch of ``kind`` (``None``: a heartbeat) as ``request`` asks for
+    them: server-sent events for ``Accept: text/event-stream``, else newline-delimited
+    JSON, each object a Table when the request asks for Tables (kubectl)."""
+    table = tables.requested(request)
+    if wants_event_stream(request.headers.get("accept")):
 
         async def server_sent() -> AsyncIterator[bytes]:
             async for event in events:
