@@ -93,5 +93,5 @@ def test_the_server_serves_only_the_capabilities_it_is_given(tmp_path: Path) -> 
         # the kinds of capabilities it was not given are not served
         assert_error(http.get("/apis/kubeflow.org/v1/namespaces/default/pytorchjobs"), 404)
         kinds = {k["kind"] for k in http.get("/apis/ketch.dev/v1/kinds").json()["items"]}
-        # ... and the core group (namespaces, events, secrets, configmaps) is the server's
-        assert kinds == {"Gizmo", "PipelineRun", *(k.kind for k in CORE_KINDS)}
+        # ... and the core group (namespaces, events, secrets, configmaps, pods) is the server's
+        assert kinds == {"Gizmo", "PipelineRun", "Pod", *(k.kind for k in CORE_KINDS)}

@@ -19,11 +19,14 @@ from ketch.server.discovery import (
     parse_accept,
     version_priority,
 )
+from ketch.server.pods import pods_capability
 from tests.server.helpers import Server
 from tests.server.kubectl import VERSIONS, dispatcher, kubectl_for, versioned
 
 # what the server serves: the capabilities' kinds and the core group's
-KINDS = list(kinds_of([core_capability(CAPABILITIES), *CAPABILITIES]))
+KINDS = list(
+    kinds_of([pods_capability(CAPABILITIES), core_capability(CAPABILITIES), *CAPABILITIES])
+)
 V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 # what kubectl 1.30+ sends to /api and /apis

@@ -23,6 +23,12 @@ a job deleted and created again under its name starts with fresh logs.
 An elastic PyTorchJob (``elasticPolicy``) whose Worker ``replicas`` change while it
 runs is scaled in place, within ``minReplicas``/``maxReplicas``: new workers join
 torchrun's c10d rendezvous, removed ones are stopped.
+
+Each replica is a pod named ``<job>-<type>-<index>`` with the operator's labels
+(:func:`operator_labels`: ``training.kubeflow.org/job-name``, ``replica-type`` in
+lower case, ``replica-index``, ``operator-name`` and ``job-role: master`` on the
+replica the operator calls master), as ``kubectl get pods -l
+training.kubeflow.org/job-name=NAME`` and Katib's ``primaryPodLabels`` find them.
 """
 
 from __future__ import annotations
@@ -155,6 +161,10 @@ class TrainingJobController(GangController):
     def _write_replicas(self, status: dict[str, Any], job: Gang, run: GangRun | None) -> None:
         status["replicaStatuses"] = replica_statuses(job, run)
 
+    def _pod_labels(self, job: Gang, replica: Replica) -> dict[str, str]:
+        assert isinstance(job, Job)
+        return operator_labels(job, replica.rtype, replica.index)
+
     def _succeeded(self, job: Gang, run: GangRun) -> bool:
         assert isinstance(job, Job)
         return succeeded(job, run)
@@ -230,6 +240,7 @@ class TrainingJobController(GangController):
         else:
             extra = current[want:]
             stop(r.handle for r in extra if r.state == RUNNING)
+            self.pods.remove(job.namespace, [self._pod_name(job, r) for r in extra])
             for replica in extra:
                 run.replicas.pop(replica.name, None)
                 port = run.addresses.ports.pop(replica.name, 0)
@@ -286,6 +297,37 @@ def succeeded(job: Job, run: GangRun) -> bool:
     if kind in ("XGBoostJob", "PaddleJob") and "Master" in by_type:
         return done("Master")
     return done("Worker")
+
+
+def is_master(job: Job, rtype: str, index: int) -> bool:
+    """Whether the operator calls the replica master (``job-role: master``): the
+    master or chief, an MPIJob's launcher, an MXJob's scheduler; a TFJob or JAXJob
+    without a chief or master, its first worker."""
+    kind = job.kind
+    if kind in ("PyTorchJob", "XGBoostJob", "PaddleJob"):
+        return rtype == "Master"
+    if kind == "TFJob":
+        if "Chief" in job.replicas or "Master" in job.replicas:
+            return rtype in ("Chief", "Master")
+        return rtype == "Worker" and index == 0
+    if kind == "MPIJob":
+        return rtype == "Launcher"
+    if kind == "MXJob":
+        return rtype == "Scheduler"
+    return rtype == "Worker" and index == 0  # JAXJob
+
+
+def operator_labels(job: Job, rtype: str, index: int) -> dict[str, str]:
+    """The labels the training operator puts on a replica's pod."""
+    labels = {
+        "training.kubeflow.org/operator-name": f"{job.kind.lower()}-controller",
+        "training.kubeflow.org/job-name": job.name,
+        "training.kubeflow.org/replica-type": rtype.lower(),
+        "training.kubeflow.org/replica-index": str(index),
+    }
+    if is_master(job, rtype, index):
+        labels["training.kubeflow.org/job-role"] = "master"
+    return labels
 
 
 def replica_statuses(job: Gang, run: GangRun | None) -> dict[str, dict[str, int]]:

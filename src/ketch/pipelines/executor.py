@@ -38,6 +38,7 @@ from ketch.pipelines.placeholders import (
     run_values,
 )
 from ketch.pipelines.resources import task_resources
+from ketch.pipelines.taskpods import LOOK, TaskPod, TaskPods
 from ketch.pipelines.tasks import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
 from ketch.pipelines.values import from_output_file, integral
 
@@ -87,6 +88,9 @@ class LocalTaskRunner(TaskRunner):
         self._handles: dict[str, ProcessHandle] = {}
         self._lock = threading.Lock()
         self._canceled = threading.Event()
+        database = getattr(recorder, "database", None)
+        # the tasks' pods, where the runs are stored (none for a recorder without a store)
+        self.task_pods = TaskPods(database) if database is not None else None
 
     def cancel_all(self) -> None:
         self._canceled.set()
@@ -130,10 +134,11 @@ class LocalTaskRunner(TaskRunner):
         backoff = parse_duration(policy.get("backoffDuration"), 0.0)
         factor = float(policy.get("backoffFactor", 2.0) or 2.0)
         backoff_max = parse_duration(policy.get("backoffMaxDuration"), 3600.0)
+        pod = self.task_pods.pod(node, ctx) if self.task_pods is not None else None
         for attempt in range(retries + 1):
             node.attempts = attempt + 1
             node.error = None  # an attempt that succeeds keeps nothing of a failed one
-            self._run_container(node, ctx, executor["container"])
+            self._run_container(node, ctx, executor["container"], pod)
             if node.state != FAILED or attempt == retries or self._canceled.is_set():
                 break
             delay = min(backoff * (factor**attempt), backoff_max)
@@ -179,7 +184,9 @@ class LocalTaskRunner(TaskRunner):
 
     # ------------------------------------------------------------ container
 
-    def _run_container(self, node: Node, ctx: RunContext, container: dict[str, Any]) -> None:
+    def _run_container(
+        self, node: Node, ctx: RunContext, container: dict[str, Any], pod: TaskPod | None = None
+    ) -> None:
         work = ctx.work_dir / node.dir_name
         remote = _is_remote(ctx.pipeline_root)
         relative = f"{ctx.ir.name}/{ctx.run_id}/{node.path.replace('[', '-').replace(']', '')}"
@@ -256,13 +263,20 @@ class LocalTaskRunner(TaskRunner):
             return
         with self._lock:
             self._handles[node.id] = handle
+        if pod is not None:
+            pod.started(spec, str(log_path), str(container.get("image") or ""))
         if self._canceled.is_set():
             handle.cancel(grace=1.0)
         try:
-            code = handle.wait()
+            code = handle.wait(LOOK if pod is not None else None)
+            while code is None and pod is not None:
+                pod.record()  # notes how far its log has grown
+                code = handle.wait(LOOK)
         finally:
             with self._lock:
                 self._handles.pop(node.id, None)
+            if pod is not None:
+                pod.finished(code if code is not None else -9)
         if self._canceled.is_set() and code != 0:
             node.state, node.error = CANCELED, "canceled"
             return

@@ -32,6 +32,7 @@ from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import Resource
 from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page
 from ketch.core.store.db import Database, retry_locked
+from ketch.core.store.pods import delete_owned_in
 from ketch.core.store.selectors import LabelSelector
 from ketch.core.timestamps import format_time
 from ketch.pipelines.kinds import (
@@ -469,6 +470,7 @@ class PipelineRunSource:
             with self.database.session() as session:
                 session.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == row.id))
                 session.execute(delete(PipelineRunRow).where(PipelineRunRow.id == row.id))
+                delete_owned_in(session, row.id)  # its tasks' pods
 
         retry_locked(remove)
         return manifest

@@ -75,9 +75,11 @@ def create_app(
     app starts and its connections are closed when the app stops.
     """
     from ketch.server.core_api import core_capability
+    from ketch.server.pods import pods_capability
 
-    # the core group (/api/v1: namespaces, events, secrets, configmaps) is the server's own
-    capabilities = (core_capability(capabilities), *capabilities)
+    # the core group (/api/v1: namespaces, events, secrets, configmaps, and the pods the
+    # capabilities record as they run their processes) is the server's own
+    capabilities = (pods_capability(capabilities), core_capability(capabilities), *capabilities)
     database = Database(database_url or config.database_url(home))
     admission = Admission(capabilities)
     state = ApiState(

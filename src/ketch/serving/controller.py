@@ -10,6 +10,9 @@ without it (or at 100) it is promoted once ready; going back to the rolled-out
 spec drops the canary. A transformer runs in front of the predictor's router.
 The status is written by :mod:`ketch.serving.status`.
 
+Each running replica is a pod (:mod:`ketch.serving.pods`); deleting one stops that
+replica and another is started in its place.
+
 What runs lives in this process and belongs to the controller: :meth:`stop`
 (called by the controller manager when the server or the embedded control plane
 stops) stops every replica and router it started. On a restart the controller
@@ -39,6 +42,7 @@ from ketch.serving.components import (
     transformer_source,
 )
 from ketch.serving.payload_logger import PayloadLogger
+from ketch.serving.pods import ServicePods
 from ketch.serving.replicas import Replicas
 from ketch.serving.router import DEFAULT_TIMEOUT, ComponentRouter, RevisionTraffic
 from ketch.serving.router_host import RouterHost
@@ -65,6 +69,7 @@ class InferenceServiceController(Controller):
         self.services: dict[Key, Service] = {}
         self.routers = RouterHost()
         self.replicas = Replicas(backend, self._event)
+        self.pods = ServicePods(store)
         self._lock = threading.Lock()
 
     # -- the loop ------------------------------------------------------------------
@@ -103,6 +108,12 @@ class InferenceServiceController(Controller):
             self.teardown(key)
             return None
         svc = self._service(key, status, tr_source is not None, uid)
+        for pod in self.pods.deletion_requests(resource):  # replaced as a ReplicaSet does
+            for rev in list(svc.revisions.values()):
+                replica = rev.replicas.get(pod)
+                if replica is not None:
+                    self._event(key, "ReplicaDeleted", f"pod {pod} was deleted; starting another")
+                    self.replicas.stop(svc, rev, replica)
         svc.predictor.timeout = float(spec.predictor.timeout or DEFAULT_TIMEOUT)
         if svc.transformer is not None and spec.transformer is not None:
             svc.transformer.timeout = float(spec.transformer.timeout or DEFAULT_TIMEOUT)
@@ -153,6 +164,7 @@ class InferenceServiceController(Controller):
                 self.replicas.stop(svc, rev, replica)
 
         self._route(svc, rollout)
+        self.pods.record(resource, svc)
         write_status(svc, resource.metadata.generation, status, rollout)
         self._write(key, resource.status, status)
         pending = any(s.pending for s in stats.values())
@@ -320,6 +332,7 @@ class InferenceServiceController(Controller):
         """Stop the service's replicas and routers (deleted, or no longer valid)."""
         with self._lock:
             svc = self.services.pop(key, None)
+        self.pods.forget(key)
         if svc is None:
             return
         self.replicas.stop_all(svc)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ketch.core import config
 from ketch.core.backend import ProcessHandle
 from ketch.core.controller import Key
+from ketch.core.store.pods import new_uid
+from ketch.core.timestamps import utcnow
 from ketch.serving.autoscaler import Autoscaler
 from ketch.serving.components import ModelSource
 from ketch.serving.router import ComponentRouter
@@ -36,6 +39,8 @@ class Replica:
     log_path: Path
     offset: int  # where this replica's output starts in its log
     started: float = field(default_factory=time.monotonic)
+    started_wall: datetime = field(default_factory=utcnow)
+    uid: str = field(default_factory=new_uid)  # its pod's
     host: str = ""
     port: int = 0
     ready: bool = False

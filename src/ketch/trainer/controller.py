@@ -25,6 +25,12 @@ Jobs as JobSet does); ``trainerStatus`` from what the trainer reports
 ``restartCount`` and ``logPaths`` (``node-0``, ``dataset-initializer-0``, ...) for
 ``ketch logs trainjob NAME --replica node-0``. A TrainJob with ``managedBy:
 kueue.x-k8s.io/multikueue`` is left to that manager.
+
+Each process is a pod named as JobSet's are, ``<trainjob>-<step>-0-<index>`` (the
+one child Job of each replicated job, then the completion index), with JobSet's
+labels (``jobset.sigs.k8s.io/jobset-name``, ``jobset.sigs.k8s.io/replicatedjob-name``,
+``batch.kubernetes.io/job-completion-index``, ...), which ``TrainerClient`` reads a
+job's steps and logs from.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from ketch.core.workloads.gang import (
     RUNNING,
     SUCCEEDED,
     Addresses,
+    CleanPodPolicy,
     Gang,
     GangRun,
     Replica,
@@ -145,6 +152,15 @@ class TrainJobController(GangController):
 
     def _log_key(self, job: Gang, rtype: str, index: int, replica_name: str) -> str:
         return f"{rtype}-{index}"
+
+    def _pod_name(self, job: Gang, replica: Replica) -> str:
+        return f"{job.name}-{replica.rtype}-0-{replica.index}"
+
+    def _pod_labels(self, job: Gang, replica: Replica) -> dict[str, str]:
+        return jobset_labels(job.name, replica.rtype, replica.index)
+
+    def _pods_removed_on_finish(self, job: Gang) -> CleanPodPolicy:
+        return "None"  # JobSet keeps a finished job's pods (and TrainerClient reads them)
 
     def _allocate(self, job: Gang, workdir: Path) -> Addresses:
         assert isinstance(job, TrainJobPlan)
@@ -311,6 +327,21 @@ class TrainJobController(GangController):
         if run is not None and run.workdir is not None:
             envs.status_file(run.workdir).unlink(missing_ok=True)
         shutil.rmtree(workspace_dir(namespace, name), ignore_errors=True)
+
+
+def jobset_labels(name: str, step: str, index: int) -> dict[str, str]:
+    """The labels JobSet puts on the pod of completion index ``index`` of replicated
+    job ``step`` (its one child Job, ``<name>-<step>-0``)."""
+    child = f"{name}-{step}-0"
+    return {
+        "jobset.sigs.k8s.io/jobset-name": name,
+        "jobset.sigs.k8s.io/replicatedjob-name": step,
+        "jobset.sigs.k8s.io/replicatedjob-replicas": "1",
+        "jobset.sigs.k8s.io/job-index": "0",
+        "batch.kubernetes.io/job-name": child,
+        "job-name": child,
+        "batch.kubernetes.io/job-completion-index": str(index),
+    }
 
 
 def jobs_status(job: Gang, run: GangRun | None) -> list[dict[str, Any]]:

@@ -3,9 +3,7 @@ SDK's models, created, read, run to its optimum, and its budget and trial logs."
 
 from __future__ import annotations
 
-import pytest
-
-from tests.e2e.kubernetes.sdk import Sdk, SnippetFailed
+from tests.e2e.kubernetes.sdk import Sdk
 
 # A trial program printing its objective the way Katib's StdOut collector reads it.
 OBJECTIVE = (
@@ -154,13 +152,6 @@ katib.delete_experiment(name, namespace=ns)
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="get_job_logs raises RuntimeError: Trial <name> or associated job not found: "
-    "CoreV1Api.list_namespaced_pod gets 404, as Ketch serves no core group "
-    "(/api/v1/namespaces/{ns}/pods, .../pods/{name}/log)",
-)
 def test_get_job_logs_of_a_trial(sdk: Sdk, ns: str) -> None:
     lines = sdk.run(TRIAL_LOGS, ns=ns, name="tune-logs", objective=OBJECTIVE, timeout=180)
     assert any("score=" in line for line in lines), lines

@@ -3,9 +3,7 @@ the runtimes Ketch ships, a TrainJob from a Python function, its status and logs
 
 from __future__ import annotations
 
-import pytest
-
-from tests.e2e.kubernetes.sdk import Sdk, SnippetFailed
+from tests.e2e.kubernetes.sdk import Sdk
 
 CLIENT = """
 from kubeflow.trainer import CustomTrainer, KubernetesBackendConfig, TrainerClient
@@ -81,13 +79,6 @@ result = {"status": job.status, "logs": logs}
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SnippetFailed,
-    reason="wait_for_job_status (get_job) raises RuntimeError: Failed to get Runtime: "
-    "torch-distributed: it reads the TrainJob's runtime by name, and cluster-scoped "
-    "kinds have no object routes; get_job_logs also needs the core group's pods and logs",
-)
 def test_wait_for_job_status_and_logs(sdk: Sdk, ns: str) -> None:
     out = sdk.run(WAIT_AND_LOGS, ns=ns, timeout=280)
     assert out["status"] == "Complete"

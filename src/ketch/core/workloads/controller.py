@@ -19,6 +19,16 @@ What runs lives in this process: deleting a job stops its processes, stopping th
 server stops them all (the backend's shutdown), and on the next start every job
 that had not finished starts again from its stored spec.
 
+Each replica that has started is recorded as a pod (:mod:`ketch.core.store.pods`,
+named by :meth:`GangController._pod_name`, with the operator's labels from
+:meth:`GangController._pod_labels`): its phase, its container's state, restarts and
+log. Pods stay once their process ended until the job is deleted, its TTL removes
+it, it is suspended, or its ``cleanPodPolicy`` says (``All``: every pod once the job
+finished, ``Running``: those still running then, ``None``: none). A client's
+``DELETE`` of a pod replaces it as the operator does: the replica's process is
+stopped and started again as a new pod of the same name (a finished job's pod is
+just removed).
+
 What a kind calls things (its conditions, reasons, messages, replica statuses, its
 success rule, the environment and ports of its replicas) is in the hooks of
 :class:`GangController`, which the kubeflow.org/v1 jobs (:mod:`ketch.jobs`) and
@@ -40,6 +50,17 @@ from ketch.core.backend import Backend, ProcessSpec
 from ketch.core.controller import Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import Resource
+from ketch.core.store.pods import (
+    ContainerRecord,
+    ContainerState,
+    LogRef,
+    Phase,
+    PodRecord,
+    PodStore,
+    Terminated,
+    log_size,
+    new_uid,
+)
 from ketch.core.store.resources import ResourceStore
 from ketch.core.timestamps import format_time, parse_time, utcnow
 from ketch.core.workloads.backoff import Backoff, describe
@@ -58,9 +79,17 @@ from ketch.core.workloads.gang import (
     RUNNING,
     SUCCEEDED,
     Addresses,
+    CleanPodPolicy,
     Gang,
     GangRun,
     Replica,
+)
+from ketch.core.workloads.podrecords import (
+    container_spec,
+    image_annotations,
+    inherited_labels,
+    owner_of,
+    with_trial_collector,
 )
 from ketch.core.workloads.processes import (
     WAIT_FOR_RESOURCES,
@@ -91,6 +120,8 @@ class GangController(StatusController):
         self.runs: dict[Key, GangRun] = {}
         self._lock = threading.Lock()
         self.backoff = Backoff.from_env()
+        self.pods = PodStore(store.database)
+        self._pod_owners: dict[Key, str] = {}  # the uid each key's pods were last kept for
 
     # -- the loop ------------------------------------------------------------------
 
@@ -100,6 +131,7 @@ class GangController(StatusController):
 
     def gone(self, key: Key) -> None:
         self._teardown(key, deleted=True)
+        self._pod_owners.pop(key, None)
 
     def replaced(self, key: Key, uid: str | None) -> None:
         run = self.runs.get(key)
@@ -109,7 +141,9 @@ class GangController(StatusController):
     def sync(
         self, key: Key, resource: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
-        return self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
+        result = self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
+        self._record_pods(key, resource, status, events)
+        return result
 
     def _reconcile(
         self,
@@ -137,9 +171,11 @@ class GangController(StatusController):
         if job is None:
             return None  # managed elsewhere
         self._mark_created(name, status, events)
+        run = self.runs.get(key)
+        if run is not None:
+            run.gang = job
         if terminal:
             return self._after_finish(key, job, status)
-        run = self.runs.get(key)
         if job.run_policy.suspend:
             if run is not None:
                 self._teardown(key)
@@ -280,6 +316,20 @@ class GangController(StatusController):
         """The name ``status.logPaths`` (and ``ketch logs --replica``) knows the replica by."""
         return replica_name
 
+    def _pod_name(self, job: Gang, replica: Replica) -> str:
+        """The name of the replica's pod (``<job>-<type>-<index>``, as the training
+        operator names its pods)."""
+        return replica.name
+
+    def _pods_removed_on_finish(self, job: Gang) -> CleanPodPolicy:
+        """Which pods go once the job finished (its ``cleanPodPolicy`` by default)."""
+        return job.clean_pod_policy()
+
+    def _pod_labels(self, job: Gang, replica: Replica) -> dict[str, str]:
+        """The labels the kind's operator puts on the replica's pod (besides those of
+        its template); none by default."""
+        return {}
+
     def _stage(self, job: Gang, rtype: str) -> int:
         return 0
 
@@ -293,7 +343,11 @@ class GangController(StatusController):
     ) -> GangRun:
         workdir = self._workdir(key, uid)
         workdir.mkdir(parents=True, exist_ok=True)
-        run = GangRun(uid=uid, workdir=workdir, restarts=int(status.get("restartCount") or 0))
+        # pods of an earlier run of the job (before a restart of the server, a suspend)
+        self.pods.remove_owned(self.kind, key[0], key[1])
+        run = GangRun(
+            uid=uid, workdir=workdir, restarts=int(status.get("restartCount") or 0), gang=job
+        )
         with self._lock:
             self.runs[key] = run
         addresses = self._allocate(job, workdir)
@@ -339,12 +393,28 @@ class GangController(StatusController):
         for replica in pending:
             if replica.stage != stage:
                 continue
-            replica.state = RUNNING
-            replica.started_at = time.monotonic()
-            replica.handle = self.backend.start(replica.spec)
-            wake_on_exit(self, key, replica.handle, self.backend)
+            self._run_replica(key, replica)
             events.append(("SuccessfulCreatePod", f"Created pod: {replica.name}", "Normal"))
         return True
+
+    def _run_replica(self, key: Key, replica: Replica, *, again: bool = False) -> None:
+        """Start ``replica``'s process (``again``: its container restarts in its pod,
+        whose previous run is kept as the pod's last state and previous log)."""
+        if again and replica.started_wall is not None:
+            code = replica.exit_code if replica.exit_code is not None else 1
+            replica.last_run = Terminated(
+                code, replica.started_wall, replica.finished_wall or utcnow()
+            )
+            replica.previous_log_start = replica.log_start
+            replica.pod_restarts += 1
+        replica.log_start = log_size(replica.spec.stdout_path)
+        replica.state = RUNNING
+        replica.exit_code = None
+        replica.started_at = time.monotonic()
+        replica.started_wall = utcnow()
+        replica.finished_wall = None
+        replica.handle = self.backend.start(replica.spec)
+        wake_on_exit(self, key, replica.handle, self.backend)
 
     def _rescale(
         self, key: Key, job: Gang, run: GangRun, status: dict[str, Any], events: Events
@@ -448,11 +518,7 @@ class GangController(StatusController):
             run.restarts += 1
             replica.restarts += 1
             status["restartCount"] = run.restarts
-            replica.state = RUNNING
-            replica.exit_code = None
-            replica.started_at = now
-            replica.handle = self.backend.start(replica.spec)
-            wake_on_exit(self, key, replica.handle, self.backend)
+            self._run_replica(key, replica, again=True)
 
     def _finish(
         self,
@@ -471,6 +537,11 @@ class GangController(StatusController):
         if run is None:
             return
         policy = job.clean_pod_policy() if job is not None else "All"
+        removes = self._pods_removed_on_finish(job) if job is not None else "All"
+        if removes == "All":
+            run.pods_to_remove |= set(run.replicas)
+        elif removes == "Running":
+            run.pods_to_remove |= {r.name for r in (*run.running(), *run.backing_off())}
         for replica in run.backing_off():  # not started again: it stays failed
             replica.state = FAILED
         if outcome == "Failed" or policy in ("All", "Running"):
@@ -520,10 +591,138 @@ class GangController(StatusController):
         with self._lock:
             run = self.runs.pop(key, None)
         self.backend.release((self.kind, key[0], key[1]))
+        self.pods.remove_owned(self.kind, key[0], key[1])
         if run is None:
             return
         stop(r.handle for r in run.running())
         self.backend.release_ports(run.ports)
+
+    # -- pods ----------------------------------------------------------------------
+
+    def _record_pods(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> None:
+        """Record the pods of the replicas that started, as they are now; replace the
+        pods a client deleted (remove them once the job finished), and remove those
+        ``cleanPodPolicy`` says."""
+        namespace = key[0]
+        uid = resource.metadata.uid or ""
+        if self._pod_owners.get(key) != uid:  # pods of an earlier object of this name
+            self.pods.remove_owned(self.kind, namespace, key[1], keep_uid=uid)
+            self._pod_owners[key] = uid
+        requested = self.pods.deletion_requests(uid)
+        run = self.runs.get(key)
+        job = run.gang if run is not None else None
+        if run is None or job is None:
+            if requested:
+                self.pods.remove(namespace, requested)
+            return
+        by_pod = {self._pod_name(job, r): r for r in run.replicas.values()}
+        finished = self._terminal(status)
+        replaced = False
+        for name in sorted(requested):
+            replica = by_pod.get(name)
+            if replica is None or finished or replica.handle is None:
+                self.pods.remove(namespace, [name])
+                run.pods_removed.add(name)
+                continue
+            if replica.handle.poll() is None:
+                stop([replica.handle])
+            replica.uid = new_uid()
+            replica.pod_restarts = 0
+            replica.last_run = None
+            replica.previous_log_start = None
+            replica.failures = 0
+            self._run_replica(key, replica)
+            events.append(("SuccessfulCreatePod", f"Created pod: {name}", "Normal"))
+            replaced = True
+        removing = {
+            self._pod_name(job, run.replicas[r]) for r in run.pods_to_remove if r in run.replicas
+        } - run.pods_removed
+        if removing:
+            self.pods.remove(namespace, removing)
+            run.pods_removed |= removing
+        self.pods.put(
+            self._pod_record(resource, job, replica, name)
+            for name, replica in by_pod.items()
+            if replica.handle is not None and name not in run.pods_removed
+        )
+        if replaced:
+            self.enqueue(key)  # the status counts the replaced replicas at the next pass
+
+    def _pod_record(self, resource: Resource, job: Gang, replica: Replica, name: str) -> PodRecord:
+        """The pod of ``replica`` (which has started) as it is now."""
+        container = job.container(replica.rtype)
+        state: ContainerState = "waiting"
+        phase: Phase = "Pending"
+        reason: str | None = None
+        message: str | None = None
+        ended: Terminated | None = None
+        if replica.state == RUNNING:
+            state, phase = "running", "Running"
+        elif replica.state == BACKOFF:
+            phase, reason = "Running", "CrashLoopBackOff"
+            message = f"back-off restarting failed container {container.name or replica.rtype}"
+        elif replica.state in (SUCCEEDED, FAILED):
+            code = replica.exit_code
+            if code is None and replica.handle is not None:
+                code = replica.handle.poll()
+            if code is None:
+                code = 0 if replica.state == SUCCEEDED else 1
+            if replica.finished_wall is None:
+                replica.finished_wall = utcnow()
+            ended = Terminated(code, replica.started_wall, replica.finished_wall)
+            state = "terminated"
+            phase = "Succeeded" if replica.state == SUCCEEDED else "Failed"
+        if replica.state == BACKOFF and replica.finished_wall is None:
+            replica.finished_wall = utcnow()
+        last = replica.last_run
+        if replica.state == BACKOFF and replica.started_wall is not None:
+            code = replica.exit_code if replica.exit_code is not None else 1
+            last = Terminated(code, replica.started_wall, replica.finished_wall)
+        log = replica.spec.stdout_path
+        containers = with_trial_collector(
+            resource,
+            [
+                ContainerRecord(
+                    name=container.name or replica.rtype.lower(),
+                    spec=container_spec(container, replica.spec),
+                    state=state,
+                    reason=reason,
+                    message=message,
+                    started_at=replica.started_wall,
+                    ended=ended,
+                    restarts=replica.pod_restarts,
+                    last=last,
+                    log=LogRef(str(log), replica.log_start, replica.previous_log_start)
+                    if log is not None
+                    else None,
+                )
+            ],
+        )
+        template = (
+            job.replicas[replica.rtype].template.metadata if replica.rtype in job.replicas else {}
+        )
+        policy = job.restart_policy(replica.rtype)
+        return PodRecord(
+            namespace=job.namespace,
+            name=name,
+            owner=owner_of(resource),
+            uid=replica.uid,
+            labels={
+                **{str(k): str(v) for k, v in (template.get("labels") or {}).items()},
+                **inherited_labels(resource),
+                **self._pod_labels(job, replica),
+            },
+            annotations={
+                **{str(k): str(v) for k, v in (template.get("annotations") or {}).items()},
+                **image_annotations(containers),
+            },
+            containers=containers,
+            phase=phase,
+            restart_policy="Never" if policy == "ExitCode" else policy,
+            start_time=replica.started_wall,
+        )
 
 
 __all__ = ["GangController"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from ketch.core.backend import ProcessHandle, ProcessSpec, Request
 from ketch.core.spec import SpecModel
+from ketch.core.store.pods import Terminated, new_uid
 from ketch.core.workloads.containers import container_request
 from ketch.core.workloads.pods import Container, PodTemplateSpec
 
@@ -147,6 +149,15 @@ class Replica:
     started_at: float = 0.0  # time.monotonic() when its current run started
     failures: int = 0  # failures in a row, for the back-off
     restart_at: float = 0.0  # time.monotonic() when a replica in BACKOFF starts again
+    # its pod (see ketch.core.store.pods): a new uid when it is replaced, where its
+    # current and previous runs' output begin in its log, when its run started and ended
+    uid: str = field(default_factory=new_uid)
+    log_start: int = 0
+    previous_log_start: int | None = None
+    started_wall: datetime | None = None
+    finished_wall: datetime | None = None
+    last_run: Terminated | None = None
+    pod_restarts: int = 0  # restarts of this pod (a replaced pod starts again at 0)
 
 
 @dataclass
@@ -159,6 +170,10 @@ class GangRun:
     restarts: int = 0
     workdir: Path | None = None
     addresses: Addresses | None = None
+    gang: Gang | None = None  # the job as last parsed (what its pods are recorded from)
+    # pods to remove once (cleanPodPolicy), and those already removed
+    pods_to_remove: set[str] = field(default_factory=set)
+    pods_removed: set[str] = field(default_factory=set)
 
     def running(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state == RUNNING]

@@ -28,6 +28,15 @@ omitted, ``ready`` always), ``completedIndexes``, ``startTime``,
 ``completionTime``; plus ``logPaths`` (pod -> log file) for ``ketch logs``. A
 restarted server keeps the counts and starts the pods that had not finished
 again.
+
+Each pod is recorded (:mod:`ketch.core.store.pods`) with the labels Kubernetes
+gives a Job's pods (``batch.kubernetes.io/job-name``, ``job-name``,
+``controller-uid``, the completion index) and its containers' states, restarts and
+logs. Finished pods stay until the Job is deleted (or its TTL removes it); pods
+stopped because the Job ended, failed or was suspended are removed, as the Job
+controller deletes them. A client's ``DELETE`` of a running pod stops it and counts
+it failed, and the Job starts another pod in its place; a finished pod is just
+removed.
 """
 
 from __future__ import annotations
@@ -44,6 +53,16 @@ from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.resource import Resource
+from ketch.core.store.pods import (
+    ContainerRecord,
+    ContainerState,
+    LogRef,
+    Phase,
+    PodRecord,
+    PodStore,
+    Terminated,
+    log_size,
+)
 from ketch.core.store.resources import ResourceStore
 from ketch.core.timestamps import format_time, parse_time, utcnow
 from ketch.core.workloads.backoff import Backoff, describe
@@ -53,6 +72,13 @@ from ketch.core.workloads.containers import (
     gpu_warning,
     gpus_requested,
     image_notice,
+)
+from ketch.core.workloads.podrecords import (
+    container_spec,
+    image_annotations,
+    inherited_labels,
+    owner_of,
+    with_trial_collector,
 )
 from ketch.core.workloads.processes import (
     WAIT_FOR_RESOURCES,
@@ -64,6 +90,7 @@ from ketch.core.workloads.processes import (
 from ketch.jobs.batch.pods import (
     ContainerRun,
     JobRun,
+    Pod,
     StartError,
     log_key,
     new_pod,
@@ -94,6 +121,8 @@ class JobController(StatusController):
         self.backoff = Backoff.from_env()
         self.runs: dict[Key, JobRun] = {}
         self._lock = threading.Lock()
+        self.pods = PodStore(store.database)
+        self._pod_owners: dict[Key, str] = {}  # the uid each key's pods were last kept for
 
     def tracked_keys(self) -> Iterable[Key]:
         with self._lock:
@@ -101,6 +130,8 @@ class JobController(StatusController):
 
     def gone(self, key: Key) -> None:
         self._teardown(key)
+        self._pod_owners.pop(key, None)
+        self.pods.remove_owned(KIND, key[0], key[1])
 
     def replaced(self, key: Key, uid: str | None) -> None:
         job_run = self.runs.get(key)
@@ -110,6 +141,18 @@ class JobController(StatusController):
     # -- one pass ------------------------------------------------------------------
 
     def sync(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> Result | None:
+        uid = resource.metadata.uid or ""
+        if self._pod_owners.get(key) != uid:  # pods of an earlier Job of this name
+            self.pods.remove_owned(KIND, key[0], key[1], keep_uid=uid)
+            self._pod_owners[key] = uid
+        self._delete_requested(key, resource, status, events)
+        result = self._sync(key, resource, status, events)
+        self._record_pods(key, resource)
+        return result
+
+    def _sync(
         self, key: Key, resource: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
         namespace, name = key
@@ -177,6 +220,7 @@ class JobController(StatusController):
                 if code is None:
                     continue
                 run.exit_code = code
+                run.finished_wall = utcnow()
                 if code == 0 or job.restart_policy == "Never":
                     continue
                 run.restarts += 1
@@ -198,6 +242,11 @@ class JobController(StatusController):
             for run in pod.runs:
                 if run.restart_at is not None and run.restart_at <= time.monotonic():
                     run.restart_at = None
+                    run.last_run = Terminated(
+                        run.exit_code if run.exit_code is not None else 1,
+                        run.started_wall,
+                        run.finished_wall,
+                    )
                     run.exit_code = None
                     run.handle = self._start_run(key, run, fresh=False)
                     events.append(
@@ -275,6 +324,7 @@ class JobController(StatusController):
             status.pop("admission", None)
             job_run.next_pod += 1
             pod = new_pod(job, job_run, pod_name, index)
+            pod.started_wall = utcnow()
             job_run.pods[pod_name] = pod
             for run in pod.runs:
                 run.handle = self._start_run(key, run, fresh=True)
@@ -300,6 +350,11 @@ class JobController(StatusController):
         assert log_path is not None
         if fresh:
             log_path.write_bytes(b"")  # a name reused by an earlier Job of the same name
+        else:
+            run.previous_log_start = run.log_start
+        run.log_start = log_size(log_path)
+        run.started_wall = utcnow()
+        run.finished_wall = None
         try:
             handle: ProcessHandle = self.backend.start(run.spec)
         except (KetchError, OSError, ValueError) as exc:
@@ -355,13 +410,16 @@ class JobController(StatusController):
         stop(r.handle for p in active for r in p.runs if r.running)
         for pod in active:
             pod.phase = "Failed" if count_failed else "Deleted"
+            pod.removed = True
             events.append(("SuccessfulDelete", f"Deleted pod: {pod.name}", "Normal"))
             if count_failed:
                 job_run.failed += 1
+        self.pods.remove(key[0], [p.name for p in active])
         self._release(key, job_run)
 
     def _after_finish(self, key: Key, resource: Resource, status: dict[str, Any]) -> Result | None:
         """A finished Job: release what it held, honour ``ttlSecondsAfterFinished``."""
+        self._record_pods(key, resource)  # how its pods ended
         with self._lock:
             job_run = self.runs.pop(key, None)
         if job_run is not None:
@@ -417,6 +475,115 @@ class JobController(StatusController):
             return
         stop(r.handle for p in job_run.active() for r in p.runs if r.running)
         self._release(key, job_run)
+
+    # -- pods ------------------------------------------------------------------------
+
+    def _delete_requested(
+        self, key: Key, resource: Resource, status: dict[str, Any], events: Events
+    ) -> None:
+        """The pods a client deleted: a running one is stopped and counted failed (the
+        Job starts another in its place), a finished one is removed."""
+        requested = self.pods.deletion_requests(resource.metadata.uid or "")
+        if not requested:
+            return
+        job_run = self.runs.get(key)
+        pods = job_run.pods if job_run is not None else {}
+        for name in requested:
+            pod = pods.get(name)
+            if job_run is not None and pod is not None and pod.phase == "Running":
+                stop(r.handle for r in pod.runs if r.running)
+                pod.phase = "Failed"
+                job_run.failed += 1
+                self.backend.release((KIND, key[0], pod.name))
+                events.append(("SuccessfulDelete", f"Deleted pod: {pod.name}", "Normal"))
+            if pod is not None:
+                pod.removed = True
+        self.pods.remove(key[0], requested)
+
+    def _record_pods(self, key: Key, resource: Resource) -> None:
+        """Record the Job's pods as they are now."""
+        job_run = self.runs.get(key)
+        if job_run is None:
+            return
+        try:
+            job = parse_batch_job(key[1], key[0], resource.spec)
+        except InvalidSpec:
+            return
+        self.pods.put(
+            self._pod_record(resource, job, pod)
+            for pod in job_run.pods.values()
+            if not pod.removed and pod.phase != "Deleted"
+        )
+
+    def _pod_record(self, resource: Resource, job: BatchJob, pod: Pod) -> PodRecord:
+        containers: list[ContainerRecord] = []
+        for container, run in zip(job.containers, pod.runs, strict=False):
+            state: ContainerState = "running"
+            reason: str | None = None
+            ended: Terminated | None = None
+            last = run.last_run
+            if run.restart_at is not None:
+                state, reason = "waiting", "CrashLoopBackOff"
+                last = Terminated(
+                    run.exit_code if run.exit_code is not None else 1,
+                    run.started_wall,
+                    run.finished_wall,
+                )
+            elif run.exit_code is not None:
+                state = "terminated"
+                ended = Terminated(run.exit_code, run.started_wall, run.finished_wall)
+            elif pod.phase != "Running":  # stopped with its pod
+                code = run.handle.poll() if run.handle is not None else None
+                state = "terminated"
+                ended = Terminated(code if code is not None else 137, run.started_wall, utcnow())
+            log = run.spec.stdout_path
+            containers.append(
+                ContainerRecord(
+                    name=run.name,
+                    spec=container_spec(container, run.spec),
+                    state=state,
+                    reason=reason,
+                    started_at=run.started_wall,
+                    ended=ended,
+                    restarts=run.restarts,
+                    last=last,
+                    log=LogRef(str(log), run.log_start, run.previous_log_start)
+                    if log is not None
+                    else None,
+                )
+            )
+        containers = with_trial_collector(resource, containers)
+        phase: Phase = "Running"
+        if pod.phase in ("Succeeded", "Failed"):
+            phase = "Succeeded" if pod.phase == "Succeeded" else "Failed"
+        uid = resource.metadata.uid or ""
+        labels = {
+            **{str(k): str(v) for k, v in (job.spec.template.metadata.get("labels") or {}).items()},
+            **inherited_labels(resource),
+            "batch.kubernetes.io/controller-uid": uid,
+            "controller-uid": uid,
+            "batch.kubernetes.io/job-name": job.name,
+            "job-name": job.name,
+        }
+        annotations = {
+            str(k): str(v) for k, v in (job.spec.template.metadata.get("annotations") or {}).items()
+        }
+        if pod.index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(pod.index)
+            annotations["batch.kubernetes.io/job-completion-index"] = str(pod.index)
+        annotations.update(image_annotations(containers))
+        return PodRecord(
+            namespace=job.namespace,
+            name=pod.name,
+            owner=owner_of(resource),
+            uid=pod.uid,
+            labels=labels,
+            annotations=annotations,
+            containers=containers,
+            phase=phase,
+            restart_policy=job.restart_policy,
+            start_time=pod.started_wall,
+        )
 
 
 def _factory(store: ResourceStore, backend: Backend) -> Controller:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ketch.core.backend import ProcessHandle, ProcessSpec
+from ketch.core.store.pods import Terminated, new_uid
 from ketch.core.workloads.containers import container_process
 from ketch.core.workloads.pods import Container
 from ketch.jobs.batch.spec import BatchJob
@@ -33,6 +35,13 @@ class ContainerRun:
     started_at: float = 0.0  # time.monotonic() when its current run started
     failures: int = 0  # failures in a row, for the back-off
     restart_at: float | None = None  # set while it waits out the back-off after a failure
+    # as its pod shows it: where its current and previous runs' output begin in its
+    # log, when its run started and ended, how the run before ended
+    log_start: int = 0
+    previous_log_start: int | None = None
+    started_wall: datetime | None = None
+    finished_wall: datetime | None = None
+    last_run: Terminated | None = None
 
     @property
     def running(self) -> bool:
@@ -44,7 +53,10 @@ class Pod:
     name: str
     index: int | None
     runs: list[ContainerRun]
-    phase: str = "Running"  # Running | Succeeded | Failed
+    phase: str = "Running"  # Running | Succeeded | Failed | Deleted (stopped, not counted)
+    uid: str = field(default_factory=new_uid)
+    started_wall: datetime | None = None
+    removed: bool = False  # its pod was removed (stopped when the Job ended, deleted)
 
     @property
     def restarts(self) -> int:

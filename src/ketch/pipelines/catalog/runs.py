@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ketch.core.store.pods import delete_owned_in
 from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.kfp_models import status, ts
@@ -116,6 +117,7 @@ class RunCatalog(CatalogPart):
             s.execute(delete(KfpRunMetaRow).where(KfpRunMetaRow.run_id == run_id))
             s.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id))
             s.execute(delete(R).where(R.id == run_id))
+            delete_owned_in(s, run_id)  # its tasks' pods
 
         write_in(self.database, write)
 
