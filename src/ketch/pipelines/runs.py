@@ -63,6 +63,9 @@ _SPEC_KEYS = {
     "pipelineVersionId",
     "displayName",
 }
+# What the server adds to the spec it serves (to_manifest): accepted when a client
+# sends a run back as it read it, and ignored.
+_SERVED_KEYS = {"pipelineName", "recurringRunId"}
 _TEXT_KEYS = ("pipelineRoot", "experimentId", "pipelineId", "pipelineVersionId", "displayName")
 
 
@@ -92,7 +95,7 @@ class RunSpec:
     def of(cls, resource: Resource) -> RunSpec:
         """The spec of ``resource``; ``InvalidSpec`` names the field that is wrong."""
         spec = resource.spec
-        unknown = sorted(set(spec) - _SPEC_KEYS)
+        unknown = sorted(set(spec) - _SPEC_KEYS - _SERVED_KEYS)
         if unknown:
             raise InvalidSpec(
                 f"unknown field; a PipelineRun spec has {', '.join(sorted(_SPEC_KEYS))}",
