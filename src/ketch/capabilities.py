@@ -8,7 +8,9 @@ registers itself on import.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ketch.core.backend import Backend
@@ -24,17 +26,35 @@ from ketch.tuning.capability import CAPABILITY as TUNING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from ketch.core.backend import LocalBackend
     from ketch.pipelines.lightweight import Packages
 
 CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING)
 
 
+_BACKEND_LOCK = threading.Lock()
+_backends: list[LocalBackend] = []  # the process's backend, once made
+
+
 def backend() -> Backend:
     """The compute backend controllers start processes through: the local one (its
-    warm fork server and process groups), shared by everything in this process."""
-    from ketch.core.backend import default_backend
+    warm fork server and process groups), made on first use, shared by everything in
+    this process and shut down when the process exits (a new one is made if it was
+    shut down before)."""
+    from ketch.core.backend import LocalBackend
 
-    return default_backend()
+    with _BACKEND_LOCK:
+        if not _backends:
+            atexit.register(_shutdown_backend)
+        if not _backends or _backends[-1].closed:
+            _backends[:] = [LocalBackend()]
+        return _backends[-1]
+
+
+def _shutdown_backend() -> None:
+    with _BACKEND_LOCK:
+        for made in _backends:
+            made.shutdown(grace=2.0)
 
 
 @functools.cache

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from ketch import capabilities
 from ketch.core.backend import (
     LocalBackend,
     ProcessSpec,
     ProcessState,
     Resources,
     cgroups,
-    default_backend,
     parse_cpu,
     parse_memory,
 )
@@ -320,11 +320,18 @@ def test_concurrent_starts(backend: LocalBackend) -> None:
         assert out == f"{i}\n"
 
 
-def test_default_backend_is_a_singleton() -> None:
-    first = default_backend()
-    assert default_backend() is first
+def test_the_composition_roots_backend_is_one_per_process() -> None:
+    first = capabilities.backend()
+    assert capabilities.backend() is first
     handle = first.start(py("pass"))
     assert handle.wait(30) == 0
+
+
+def test_a_shut_down_backend_says_so() -> None:
+    backend = LocalBackend(max_warm_interpreters=0)
+    assert not backend.closed
+    backend.shutdown()
+    assert backend.closed
 
 
 # -- no orphans when the parent dies ------------------------------------------------------------

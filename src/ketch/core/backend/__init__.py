@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from ketch.core.backend.host import Request
 from ketch.core.backend.local import LocalBackend
 from ketch.core.backend.resources import parse_cpu, parse_memory
@@ -29,19 +27,6 @@ __all__ = [
     "Request",
     "Resources",
     "command_entry",
-    "default_backend",
     "parse_cpu",
     "parse_memory",
 ]
-
-_default: LocalBackend | None = None
-_default_lock = threading.Lock()
-
-
-def default_backend() -> LocalBackend:
-    """The process-wide local backend, created on first use and shut down at exit."""
-    global _default
-    with _default_lock:
-        if _default is None or _default._closed:
-            _default = LocalBackend()
-        return _default

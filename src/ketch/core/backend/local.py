@@ -21,7 +21,6 @@ when one can be had for its interpreter and preload list, and as the plain
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import functools
 import itertools
@@ -37,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -132,27 +130,6 @@ def _describe(command: Sequence[str]) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-_LIVE: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
-_ATEXIT_LOCK = threading.Lock()
-_atexit_installed = False
-
-
-def _shutdown_all() -> None:
-    for backend in list(_LIVE):
-        try:
-            backend.shutdown(grace=2.0)
-        except Exception:
-            log.exception("local backend: shutdown at exit failed")
-
-
-def _install_atexit() -> None:
-    global _atexit_installed
-    with _ATEXIT_LOCK:
-        if not _atexit_installed:
-            atexit.register(_shutdown_all)
-            _atexit_installed = True
-
-
 class LocalBackend(Backend):
     """Runs ProcessSpecs as local processes; Python tasks in warm fork servers.
 
@@ -189,11 +166,14 @@ class LocalBackend(Backend):
         self._ledger = Ledger()
         self._ports = ReservedPorts()
         self._gpus: int | None = None
-        _LIVE.add(self)
-        _install_atexit()
 
     def __enter__(self) -> LocalBackend:
         return self
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (nothing starts any more)."""
+        return self._closed
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
@@ -316,7 +296,6 @@ class LocalBackend(Backend):
         self._supervisor.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
-        _LIVE.discard(self)
 
     # -- this machine's resources -------------------------------------------------
 
