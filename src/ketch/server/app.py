@@ -122,6 +122,7 @@ def create_app(
                 started.append(manager.stop)
                 state.controllers = manager
                 app.state.controllers = manager
+            await run_in_threadpool(state.schemas.warm, state.kinds)
             # What is made by now (modules, kinds, routes, controllers) lives as long as
             # the server: frozen out of the collector's way, a full collection scans only
             # what requests made since, instead of pausing a list of a thousand objects

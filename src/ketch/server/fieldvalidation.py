@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from ketch.core.errors import InvalidSpec
@@ -35,9 +35,6 @@ Mode = Literal["Strict", "Warn", "Ignore"]
 MODES: tuple[Mode, ...] = ("Strict", "Warn", "Ignore")
 DEFAULT: Mode = "Warn"
 FIELD = "fieldValidation"
-
-_schemas: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
-_lock = threading.Lock()
 
 
 class StrictDecodingError(InvalidSpec):
@@ -57,16 +54,29 @@ def parse_mode(value: str | None) -> Mode:
     )
 
 
-def _published(kind: Kind) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The schema of ``kind``'s objects and the named schemas it refers to."""
-    key = (kind.group, kind.kind, kind.version)
-    with _lock:
-        found = _schemas.get(key)
-        if found is None:
-            named = {**meta_schemas(), **kind_schemas(kind, kind.version)}
-            found = (named[schema_name(kind, kind.version)], named)
-            _schemas[key] = found
-        return found
+class PublishedSchemas:
+    """Each kind's published object schema and the named schemas it refers to, made
+    once (one per app: :class:`~ketch.server.state.ApiState` holds it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schemas: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def warm(self, kinds: Iterable[Kind]) -> None:
+        """Make every kind's schema now (the server does it as it starts, so its
+        first write does not wait for it)."""
+        for kind in kinds:
+            self.of(kind)
+
+    def of(self, kind: Kind) -> tuple[dict[str, Any], dict[str, Any]]:
+        key = (kind.group, kind.kind, kind.version)
+        with self._lock:
+            found = self._schemas.get(key)
+            if found is None:
+                named = {**meta_schemas(), **kind_schemas(kind, kind.version)}
+                found = (named[schema_name(kind, kind.version)], named)
+                self._schemas[key] = found
+            return found
 
 
 def _resolve(node: Any, named: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -121,19 +131,23 @@ def _prune(value: Any, schema: Any, named: Mapping[str, Any], path: str, found: 
     return value
 
 
-def unknown_fields(kind: Kind, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def unknown_fields(
+    kind: Kind, manifest: Mapping[str, Any], schemas: PublishedSchemas
+) -> tuple[dict[str, Any], list[str]]:
     """``manifest`` without the fields ``kind``'s published schema has no place for,
     and their paths (in the order they appear)."""
-    schema, named = _published(kind)
+    schema, named = schemas.of(kind)
     found: list[str] = []
     pruned = _prune(copy.deepcopy(dict(manifest)), schema, named, "", found)
     return pruned, found
 
 
-def check(kind: Kind, manifest: Mapping[str, Any], mode: Mode) -> tuple[dict[str, Any], list[str]]:
+def check(
+    kind: Kind, manifest: Mapping[str, Any], mode: Mode, schemas: PublishedSchemas
+) -> tuple[dict[str, Any], list[str]]:
     """``manifest`` with its unknown fields dropped and the warnings to answer with, as
     ``mode`` says (``StrictDecodingError`` naming every unknown field when ``Strict``)."""
-    pruned, found = unknown_fields(kind, manifest)
+    pruned, found = unknown_fields(kind, manifest, schemas)
     if not found:
         return pruned, []
     if mode == "Strict":

@@ -366,6 +366,7 @@ def _writer(state: ApiState, kind: Kind) -> Writer:
         state.source(kind),
         lambda resource: state.validate(kind, resource),
         lambda namespace, name: state.changed(kind, namespace, name),
+        state.schemas,
     )
 
 

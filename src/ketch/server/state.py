@@ -14,6 +14,7 @@ from ketch.core.resource import Resource
 from ketch.core.sources import Source, StoreSource
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
+from ketch.server.fieldvalidation import PublishedSchemas
 from ketch.server.watch import ChangeNotifier
 
 
@@ -28,6 +29,8 @@ class ApiState:
     stopping: threading.Event = field(default_factory=threading.Event)
     controllers: Manager | None = None
     admission: Admission = field(default_factory=lambda: Admission(()))
+    #: each kind's published schema, what writes drop unknown fields by
+    schemas: PublishedSchemas = field(default_factory=PublishedSchemas)
 
     def validate(self, kind: Kind, resource: Resource) -> Resource:
         """Run ``kind``'s validator (if it has one) on ``resource``."""

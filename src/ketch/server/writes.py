@@ -306,6 +306,7 @@ class Writer:
     source: Source
     validate: Callable[[Resource], Resource]
     changed: Callable[[str, str], None]
+    schemas: fieldvalidation.PublishedSchemas
 
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -314,7 +315,9 @@ class Writer:
             return None
 
     def _prepare(self, manifest: dict[str, Any], options: WriteOptions) -> dict[str, Any]:
-        pruned, warnings = fieldvalidation.check(self.kind, manifest, options.validation)
+        pruned, warnings = fieldvalidation.check(
+            self.kind, manifest, options.validation, self.schemas
+        )
         options.warnings.extend(warnings)
         return pruned
 
