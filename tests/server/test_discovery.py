@@ -13,12 +13,8 @@ from ketch.capabilities import CAPABILITIES
 from ketch.core import config
 from ketch.core.capability import kinds_of
 from ketch.server.core_api import core_capability
-from ketch.server.discovery import (
-    KUBERNETES_MINOR,
-    discovery_format,
-    parse_accept,
-    version_priority,
-)
+from ketch.server.discovery import KUBERNETES_MINOR, discovery_format, version_priority
+from ketch.server.media import parse_accept
 from ketch.server.pods import pods_capability
 from tests.server.helpers import Server
 from tests.server.kubectl import VERSIONS, dispatcher, kubectl_for, versioned

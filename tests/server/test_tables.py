@@ -204,6 +204,8 @@ def test_human_duration(seconds: int, text: str) -> None:
         ("application/json, application/json;as=Table;v=v1;g=meta.k8s.io", None),
         ("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.5, application/json", None),
         ("application/json;q=0.1, application/json;as=Table;v=v1;g=meta.k8s.io", "v1"),
+        # a q that is no number leaves its range out, as discovery and OpenAPI read it
+        ("application/json;as=Table;v=v1;g=meta.k8s.io;q=high, application/json", None),
         (
             "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,"
             "application/json;as=Table;v=v1;g=meta.k8s.io",

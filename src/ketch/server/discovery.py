@@ -37,6 +37,7 @@ from ketch.core import config
 from ketch.core.errors import KetchError, NotFound
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.routes import ERROR_RESPONSES
+from ketch.server.media import parse_accept
 from ketch.server.state import api_state
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["discovery"])
@@ -63,48 +64,6 @@ class NotAcceptable(KetchError):
 
 
 # -- content negotiation ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MediaRange:
-    """One entry of an ``Accept`` header: ``type/subtype`` and its parameters."""
-
-    type: str
-    params: dict[str, str]
-    quality: float = 1.0
-
-    def matches(self, media_type: str) -> bool:
-        """Whether this range allows ``media_type`` (``*/*`` and ``application/*`` too)."""
-        if self.type in ("*/*", media_type):
-            return True
-        major = media_type.split("/", 1)[0]
-        return self.type == f"{major}/*"
-
-
-def parse_accept(header: str | None) -> list[MediaRange]:
-    """The ranges of an ``Accept`` header, most preferred first (by ``q``, then order);
-    ranges with ``q=0`` are left out and a missing header accepts anything."""
-    if not header or not header.strip():
-        return [MediaRange("*/*", {})]
-    ranges: list[MediaRange] = []
-    for entry in header.split(","):
-        parts = [p.strip() for p in entry.split(";")]
-        if not parts[0]:
-            continue
-        params: dict[str, str] = {}
-        for part in parts[1:]:
-            key, _, value = part.partition("=")
-            if key.strip():
-                params[key.strip().lower()] = value.strip().strip('"')
-        quality = 1.0
-        if "q" in params:
-            try:
-                quality = float(params.pop("q"))
-            except ValueError:
-                quality = 0.0
-        if quality > 0:
-            ranges.append(MediaRange(parts[0].lower(), params, quality))
-    return sorted(ranges, key=lambda r: -r.quality)  # sorted() is stable
 
 
 def discovery_format(header: str | None) -> str | None:
@@ -305,6 +264,15 @@ def version_info() -> dict[str, str]:
     }
 
 
+def json_body(data: Any) -> bytes:
+    """``data`` as compact JSON: the bytes a served document's ``ETag`` is made from."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+#: How a client may cache a document that may change (the server's next start).
+REVALIDATE = "no-cache, private"
+
+
 @dataclass(frozen=True)
 class Document:
     """A JSON document made once, with its ``ETag``."""
@@ -314,11 +282,18 @@ class Document:
 
     @classmethod
     def of(cls, data: Any) -> Document:
-        body = json.dumps(data, separators=(",", ":")).encode()
+        body = json_body(data)
         return cls(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
-    def response(self, request: Request, media_type: str = "application/json") -> Response:
-        headers = {"ETag": self.etag, "Vary": "Accept", "Cache-Control": "no-cache, private"}
+    def response(
+        self,
+        request: Request,
+        media_type: str = "application/json",
+        *,
+        cache_control: str = REVALIDATE,
+    ) -> Response:
+        """The document, or 304 when the request's ``If-None-Match`` names its ``ETag``."""
+        headers = {"ETag": self.etag, "Vary": "Accept", "Cache-Control": cache_control}
         if _etag_matches(request.headers.get("if-none-match"), self.etag):
             return Response(status_code=304, headers=headers)
         return Response(self.body, media_type=media_type, headers=headers)

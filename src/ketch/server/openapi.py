@@ -34,7 +34,6 @@ the server).
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,11 +48,14 @@ from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.routes import ERROR_RESPONSES
 from ketch.server.discovery import (
     KUBERNETES_VERSION,
+    REVALIDATE,
+    Document,
     NotAcceptable,
     group_versions,
+    json_body,
     kinds_at,
-    parse_accept,
 )
+from ketch.server.media import parse_accept
 from ketch.server.openapi_paths import Operations
 from ketch.server.openapi_schemas import V3_REF, document_path, kind_schemas, meta_schemas
 from ketch.server.state import api_state
@@ -174,20 +176,16 @@ def swagger(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Published:
+class Published(Document):
     """A document as served: its JSON and its hash (the ``ETag`` and ``?hash=``)."""
 
-    body: bytes
-    hash: str
+    hash: str = ""
 
     @classmethod
     def of(cls, data: Any) -> Published:
-        body = json.dumps(data, separators=(",", ":")).encode()
-        return cls(body, hashlib.sha512(body).hexdigest().upper())
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.hash}"'
+        body = json_body(data)
+        digest = hashlib.sha512(body).hexdigest().upper()
+        return cls(body, f'"{digest}"', digest)
 
 
 class OpenAPIDocuments:
@@ -261,16 +259,12 @@ def _accepts_json(request: Request) -> None:
     raise NotAcceptable(message)
 
 
+#: How a client may cache a document asked for by its hash, which never changes.
+IMMUTABLE = "public, immutable, max-age=31536000"
+
+
 def _serve(request: Request, document: Published, *, immutable: bool = False) -> Response:
-    headers = {"ETag": document.etag, "Vary": "Accept"}
-    if immutable:
-        headers["Cache-Control"] = "public, immutable, max-age=31536000"
-    else:
-        headers["Cache-Control"] = "no-cache, private"
-    match = request.headers.get("if-none-match")
-    if match and document.etag in {t.strip().removeprefix("W/") for t in match.split(",")}:
-        return Response(status_code=304, headers=headers)
-    return Response(document.body, media_type="application/json", headers=headers)
+    return document.response(request, cache_control=IMMUTABLE if immutable else REVALIDATE)
 
 
 async def _documents(request: Request) -> OpenAPIDocuments:

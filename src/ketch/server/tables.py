@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse
 from ketch.core.errors import InvalidSpec
 from ketch.core.kinds import Column, Kind, TableView
 from ketch.core.timestamps import parse_time, utcnow
+from ketch.server.media import parse_accept
 
 TABLE_GROUP = "meta.k8s.io"
 TABLE_VERSIONS = ("v1", "v1beta1")
@@ -76,44 +77,24 @@ class TableRequest:
         return f"application/json;as=Table;v={self.version};g={TABLE_GROUP}"
 
 
-def _media_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
-    """The media ranges of an Accept header, best first (by ``q``, then by order)."""
-    ranges: list[tuple[float, int, str, dict[str, str]]] = []
-    for position, part in enumerate(accept.split(",")):
-        media, *raw_params = (piece.strip() for piece in part.split(";"))
-        if not media:
-            continue
-        params: dict[str, str] = {}
-        for raw in raw_params:
-            key, _, value = raw.partition("=")
-            params[key.strip().lower()] = value.strip().strip('"')
-        try:
-            quality = float(params.pop("q", "1"))
-        except ValueError:
-            quality = 1.0
-        if quality > 0:
-            ranges.append((-quality, position, media.lower(), params))
-    return [(media, params) for _q, _p, media, params in sorted(ranges)]
-
-
 def table_version(accept: str | None) -> str | None:
     """The Table version (``v1``, ``v1beta1``) the first acceptable media range of
     ``accept`` asks for; ``None`` when that range is plain JSON (or none is
     acceptable: plain JSON is what the server answers then)."""
     if not accept:
         return None
-    for media, params in _media_ranges(accept):
-        if media not in ("application/json", "application/*", "*/*"):
+    for media in parse_accept(accept):
+        if not media.matches("application/json"):
             continue
-        shape = params.get("as")
+        shape = media.params.get("as")
         if shape is None:
             return None
         if (
             shape == "Table"
-            and params.get("g") == TABLE_GROUP
-            and params.get("v") in TABLE_VERSIONS
+            and media.params.get("g") == TABLE_GROUP
+            and media.params.get("v") in TABLE_VERSIONS
         ):
-            return params["v"]
+            return media.params["v"]
     return None
 
 
