@@ -93,6 +93,38 @@ class Source(Protocol):
 
 Check = Callable[[Resource], object]
 
+
+class RefusesWrites:
+    """The writes of a source whose objects cannot be written (events, which Ketch
+    records itself; a kind served by routes of its own): each raises what
+    :meth:`refusal` makes."""
+
+    def refusal(self) -> KetchError:
+        raise NotImplementedError
+
+    def create(self, kind: Kind, resource: Resource) -> Manifest:
+        raise self.refusal()
+
+    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, ApplyResult]:
+        raise self.refusal()
+
+    def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
+    ) -> Manifest:
+        raise self.refusal()
+
+    def put_status(
+        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
+    ) -> Manifest:
+        raise self.refusal()
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
+        raise self.refusal()
+
+    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
+        return None
+
+
 # Status fields only controllers write: a client's status write leaves them as they are
 # (the server opens the files ``logPaths`` names).
 SERVER_OWNED_STATUS = ("logPaths",)

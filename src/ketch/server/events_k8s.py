@@ -37,14 +37,13 @@ from starlette.concurrency import run_in_threadpool
 from ketch.core.errors import InvalidSpec, KetchError, ObjectNotFound
 from ketch.core.kinds import READ_VERBS, Column, Kind, KindRegistry
 from ketch.core.resource import Resource, validate_name, validate_namespace
-from ketch.core.sources import Check, Manifest, MethodNotAllowed, Page
+from ketch.core.sources import Manifest, MethodNotAllowed, Page, RefusesWrites
 from ketch.core.store.resources import Event, ResourceStore
 from ketch.core.store.selectors import LabelSelector
 from ketch.server import tables
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
-from ketch.server.watch import sends_initial, stream, watch
 
 router = APIRouter(tags=["events"], responses=STATUS_RESPONSES)
 
@@ -320,7 +319,7 @@ def _fields(event: Event, kinds: KindRegistry) -> Mapping[str, str]:
     }
 
 
-class EventSource:
+class EventSource(RefusesWrites):
     """The store's events as a read-only source of either Event kind (by its group),
     narrowed to a field selector."""
 
@@ -368,6 +367,9 @@ class EventSource:
 
     # -- Source ---------------------------------------------------------------------
 
+    def refusal(self) -> KetchError:
+        return MethodNotAllowed(_READ_ONLY)
+
     def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
         object_name, _, number = name.rpartition(".")
         if object_name and number.isdigit():
@@ -398,28 +400,6 @@ class EventSource:
             return Page([])  # events have no labels
         form = self._form(kind)
         return Page([form(e, self.kinds) for e in self.events(namespace, limit)])
-
-    def create(self, kind: Kind, resource: Resource) -> Manifest:
-        raise MethodNotAllowed(_READ_ONLY)
-
-    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, Any]:
-        raise MethodNotAllowed(_READ_ONLY)
-
-    def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
-    ) -> Manifest:
-        raise MethodNotAllowed(_READ_ONLY)
-
-    def put_status(
-        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
-    ) -> Manifest:
-        raise MethodNotAllowed(_READ_ONLY)
-
-    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
-        raise MethodNotAllowed(_READ_ONLY)
-
-    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
-        return None
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector
@@ -468,18 +448,7 @@ async def _list(
     source = _source(state, kind, field_selector)
     selector = LabelSelector.parse(label_selector)
     if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
-        events = watch(
-            source,
-            kind,
-            namespace,
-            selector,
-            notifier=state.notifier,
-            stopping=state.stopping,
-            send_initial=sends_initial(request),
-            timeout=timeout,
-        )
-
-        return stream(request, kind, events)  # Kubernetes' watch stream, or SSE
+        return state.polled_watch(request, source, kind, namespace, selector, timeout)
     page = await run_in_threadpool(
         source.list,
         kind,
@@ -490,16 +459,7 @@ async def _list(
     )
     # the store's revision: a watch from it (kubectl get -w) sends only later changes
     version = str(await run_in_threadpool(state.store.revision))
-    metadata: dict[str, Any] = {"resourceVersion": version}
-    wanted = tables.requested(request)
-    if wanted is not None:
-        return tables.list_table(kind, page.items, metadata, wanted)
-    return {
-        "apiVersion": kind.api_version,
-        "kind": "EventList",
-        "metadata": metadata,
-        "items": page.items,
-    }
+    return tables.list_response(kind, page.items, {"resourceVersion": version}, request)
 
 
 async def _read(state: ApiState, request: Request, kind: Kind, namespace: str, name: str) -> Any:
@@ -509,8 +469,7 @@ async def _read(state: ApiState, request: Request, kind: Kind, namespace: str, n
         validate_namespace(namespace, field="namespace"),
         validate_name(name, field="name"),
     )
-    wanted = tables.requested(request)
-    return found if wanted is None else tables.object_table(kind, found, wanted)
+    return tables.object_response(kind, found, request)
 
 
 def _add_routes(kind: Kind, base: str) -> None:

@@ -43,14 +43,21 @@ from ketch.core.errors import (
 )
 from ketch.core.kinds import Column, Kind, KindRegistry
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, format_time, validate_namespace
-from ketch.core.sources import Check, Manifest, Page, Source, StoreSource, check_patch
+from ketch.core.sources import (
+    Check,
+    Manifest,
+    Page,
+    RefusesWrites,
+    Source,
+    StoreSource,
+    check_patch,
+)
 from ketch.core.store.selectors import LabelSelector
 from ketch.server import tables
 from ketch.server.bodies import read_document, require_mapping
 from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
-from ketch.server.watch import sends_initial, stream, watch
 
 router = APIRouter(tags=["namespaces"], responses=STATUS_RESPONSES)
 
@@ -210,16 +217,7 @@ class Namespaces:
                 name=name,
             )
         labels = {k: v for k, v in resource.metadata.labels.items() if k != NAME_LABEL}
-        stored = Resource(
-            apiVersion="v1",
-            kind=NAMESPACE.kind,
-            metadata={  # type: ignore[arg-type]
-                "name": name,
-                "namespace": STORED_IN,
-                "labels": labels,
-                "annotations": dict(resource.metadata.annotations),
-            },
-        )
+        stored = _stored(name, labels, dict(resource.metadata.annotations))
         try:
             made = self.store.create(stored)
         except AlreadyExists:
@@ -249,16 +247,7 @@ class Namespaces:
                 else:
                     target[key] = value
         labels.pop(NAME_LABEL, None)
-        stored = Resource(
-            apiVersion="v1",
-            kind=NAMESPACE.kind,
-            metadata={  # type: ignore[arg-type]
-                "name": name,
-                "namespace": STORED_IN,
-                "labels": labels,
-                "annotations": annotations,
-            },
-        )
+        stored = _stored(name, labels, annotations)
         check(stored)
         saved = self.store.apply(stored)
         return manifest(name, saved, self.held().get(name))
@@ -292,6 +281,20 @@ class Namespaces:
 
     def _plural(self, kind: str) -> str:
         return self.kinds.lookup(kind).plural if kind in self.kinds else kind.lower()
+
+
+def _stored(name: str, labels: dict[str, str], annotations: dict[str, str]) -> Resource:
+    """Namespace ``name`` as the ``resources`` table keeps one created explicitly."""
+    return Resource(
+        apiVersion="v1",
+        kind=NAMESPACE.kind,
+        metadata={  # type: ignore[arg-type]
+            "name": name,
+            "namespace": STORED_IN,
+            "labels": labels,
+            "annotations": annotations,
+        },
+    )
 
 
 def _parsed(value: Any) -> datetime | None:
@@ -381,15 +384,15 @@ class NamespaceWatch:
         return {uid: item for uid, item in self._now(LabelSelector()).items() if uid in wanted}
 
 
-class ServedElsewhere:
+class ServedElsewhere(RefusesWrites):
     """The source registered for ``Namespace``: namespaces are served by this module's
     routes, never under a namespace."""
 
-    def _refuse(self) -> NotFound:
+    def refusal(self) -> NotFound:
         return NotFound("namespaces are cluster-scoped: they are served at /api/v1/namespaces")
 
     def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
-        raise self._refuse()
+        raise self.refusal()
 
     def list(
         self,
@@ -400,37 +403,15 @@ class ServedElsewhere:
         limit: int | None,
         continue_token: str | None,
     ) -> Page:
-        raise self._refuse()
-
-    def create(self, kind: Kind, resource: Resource) -> Manifest:
-        raise self._refuse()
-
-    def apply(self, kind: Kind, resource: Resource) -> tuple[Manifest, Any]:
-        raise self._refuse()
-
-    def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Manifest, check: Check | None = None
-    ) -> Manifest:
-        raise self._refuse()
-
-    def put_status(
-        self, kind: Kind, namespace: str, name: str, status: Manifest, resource_version: str | None
-    ) -> Manifest:
-        raise self._refuse()
-
-    def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
-        raise self._refuse()
-
-    def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
-        return None
+        raise self.refusal()
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector
     ) -> dict[str, str]:
-        raise self._refuse()
+        raise self.refusal()
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
-        raise self._refuse()
+        raise self.refusal()
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -451,26 +432,18 @@ async def list_namespaces(
     namespaces = Namespaces(state)
     if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
         FieldSelector.parse(field_selector, _FIELDS)  # a bad one is refused before streaming
-        events = watch(
+        return state.polled_watch(
+            request,
             NamespaceWatch(namespaces, field_selector),  # type: ignore[arg-type]
             NAMESPACE,
             None,
             LabelSelector.parse(label_selector),
-            notifier=state.notifier,
-            stopping=state.stopping,
-            send_initial=sends_initial(request),
-            timeout=timeout,
+            timeout,
         )
-
-        return stream(request, NAMESPACE, events)  # Kubernetes' watch stream, or SSE
     items = _selected(await run_in_threadpool(namespaces.all), label_selector, field_selector)
     # the store's revision: a watch from it (kubectl get -w) sends only later changes
     version = str(await run_in_threadpool(state.store.revision))
-    metadata: dict[str, Any] = {"resourceVersion": version}
-    wanted = tables.requested(request)
-    if wanted is not None:
-        return tables.list_table(NAMESPACE, items, metadata, wanted)
-    return {"apiVersion": "v1", "kind": "NamespaceList", "metadata": metadata, "items": items}
+    return tables.list_response(NAMESPACE, items, {"resourceVersion": version}, request)
 
 
 @router.post("/api/v1/namespaces", summary="Create a namespace", status_code=201)
@@ -511,8 +484,7 @@ async def create_namespace(request: Request, state: State) -> JSONResponse:
 @router.get("/api/v1/namespaces/{name}", summary="Read a namespace")
 async def read_namespace(name: str, request: Request, state: State) -> Any:
     found = await run_in_threadpool(Namespaces(state).get, _name(name))
-    wanted = tables.requested(request)
-    return found if wanted is None else tables.object_table(NAMESPACE, found, wanted)
+    return tables.object_response(NAMESPACE, found, request)
 
 
 @router.patch("/api/v1/namespaces/{name}", summary="Change a namespace's labels and annotations")

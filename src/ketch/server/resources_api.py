@@ -127,6 +127,14 @@ def _cluster_kind(state: ApiState, group: str, version: str, plural: str) -> Kin
     return kind
 
 
+def _everywhere(state: ApiState, group: str, version: str, plural: str) -> tuple[Kind, str | None]:
+    """The kind at a path that lists or watches it in every namespace, and the
+    namespace of the store to read (``None``: all; a cluster-scoped kind's objects are
+    kept in one)."""
+    kind = state.kinds.for_path(group, version, plural)
+    return kind, None if kind.namespaced else CLUSTER_NAMESPACE
+
+
 async def _object_path(
     group: str, version: str, namespace: str, plural: str, name: str, state: State
 ) -> ObjectPath:
@@ -223,19 +231,7 @@ async def _list(
     metadata: dict[str, Any] = {"resourceVersion": version}
     if page.continue_token:
         metadata["continue"] = page.continue_token
-    table = tables.requested(request)
-    if table is not None:
-        return tables.list_table(kind, page.items, metadata, table)
-    # a JSONResponse as it is: FastAPI's encoding of a returned dict walks every value
-    # again, which costs more than the list itself for a thousand objects
-    return JSONResponse(
-        {
-            "apiVersion": kind.api_version,
-            "kind": f"{kind.kind}List",
-            "metadata": metadata,
-            "items": page.items,
-        }
-    )
+    return tables.list_response(kind, page.items, metadata, request)
 
 
 def _watch_response(
@@ -279,9 +275,7 @@ async def list_all(
     continue_token: ContinueQ = None,
     timeout: TimeoutQ = None,
 ) -> Any:
-    kind = state.kinds.for_path(group, version, plural)
-    # a cluster-scoped kind's objects are kept in one namespace of the store
-    namespace = None if kind.namespaced else CLUSTER_NAMESPACE
+    kind, namespace = _everywhere(state, group, version, plural)
     return await _list(
         state, request, kind, namespace, label_selector, limit, continue_token, timeout
     )
@@ -328,9 +322,7 @@ async def watch_all(
     bookmarks: BookmarksQ = None,
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
-    kind = state.kinds.for_path(group, version, plural)
-    # a cluster-scoped kind's objects are kept in one namespace of the store
-    namespace = None if kind.namespaced else CLUSTER_NAMESPACE
+    kind, namespace = _everywhere(state, group, version, plural)
     return _watch_response(state, request, kind, namespace, label_selector, timeout)
 
 
@@ -396,9 +388,7 @@ async def create(
 async def _read(target: ObjectPath, request: Request, state: ApiState) -> Any:
     kind = target.kind
     found = await run_in_threadpool(state.source(kind).get, kind, target.namespace, target.name)
-    found = served(kind, found)
-    table = tables.requested(request)
-    return found if table is None else tables.object_table(kind, found, table)
+    return tables.object_response(kind, served(kind, found), request)
 
 
 @router.get(

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from ketch.core.capability import Admission
 from ketch.core.controller import Manager
@@ -14,8 +15,9 @@ from ketch.core.resource import Resource
 from ketch.core.sources import Source, StoreSource
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
+from ketch.core.store.selectors import LabelSelector
 from ketch.server.fieldvalidation import PublishedSchemas
-from ketch.server.watch import ChangeNotifier
+from ketch.server.watch import ChangeNotifier, sends_initial, stream, watch
 
 
 @dataclass
@@ -52,6 +54,30 @@ class ApiState:
         self.notifier.notify()
         if self.controllers is not None:
             self.controllers.enqueue(kind.kind, namespace, name)
+
+    def polled_watch(
+        self,
+        request: Request,
+        source: Source,
+        kind: Kind,
+        namespace: str | None,
+        selector: LabelSelector,
+        timeout: float | None,
+    ) -> StreamingResponse:
+        """A watch of ``source``, which has no change journal: its objects polled, and
+        looked at again at once after a write through this app, streamed as
+        ``request`` asks (Kubernetes' watch stream, or server-sent events)."""
+        events = watch(
+            source,
+            kind,
+            namespace,
+            selector,
+            notifier=self.notifier,
+            stopping=self.stopping,
+            send_initial=sends_initial(request),
+            timeout=timeout,
+        )
+        return stream(request, kind, events)
 
 
 def api_state(request: Request) -> ApiState:

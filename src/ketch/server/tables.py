@@ -169,6 +169,34 @@ def object_table(kind: Kind, obj: dict[str, Any], wanted: TableRequest) -> JSONR
     return JSONResponse(table(kind, [obj], wanted, metadata), media_type=wanted.media_type)
 
 
+def list_response(
+    kind: Kind, items: Sequence[dict[str, Any]], metadata: dict[str, Any], request: Request
+) -> JSONResponse:
+    """The response to a list of ``kind``: a Table when ``request`` asks for one
+    (kubectl), else the kind's ``{Kind}List``; ``metadata`` is the list's
+    (``resourceVersion``, ``continue``)."""
+    wanted = requested(request)
+    if wanted is not None:
+        return list_table(kind, items, metadata, wanted)
+    # a JSONResponse as it is: FastAPI's encoding of a returned dict walks every value
+    # again, which costs more than the list itself for a thousand objects
+    return JSONResponse(
+        {
+            "apiVersion": kind.api_version,
+            "kind": f"{kind.kind}List",
+            "metadata": metadata,
+            "items": items,
+        }
+    )
+
+
+def object_response(kind: Kind, obj: dict[str, Any], request: Request) -> Any:
+    """The response to a read of one object: a one-row Table when ``request`` asks
+    for one, else the object."""
+    wanted = requested(request)
+    return obj if wanted is None else object_table(kind, obj, wanted)
+
+
 def _row(
     columns: Sequence[tuple[Column, JsonPath]],
     obj: dict[str, Any],
