@@ -174,6 +174,16 @@ def strategic_merge_patch(document: dict[str, Any], patch: Any) -> dict[str, Any
     return result
 
 
+def apply_patch(document: dict[str, Any], kind_of_patch: PatchType, body: Any) -> dict[str, Any]:
+    """``document`` patched by ``body``, a JSON patch, strategic merge patch or merge
+    patch as ``kind_of_patch`` says (an apply is :mod:`ketch.server.fieldmanager`'s)."""
+    if kind_of_patch == "json":
+        return json_patch(document, body)
+    if kind_of_patch == "strategic":
+        return strategic_merge_patch(document, body)
+    return json_merge_patch(document, body)
+
+
 def _merge_map(target: Any, patch: dict[str, Any], path: str) -> dict[str, Any] | None:
     directive = patch.get("$patch")
     if directive == "delete":

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from ketch.core.errors import AlreadyExists, Conflict, InvalidSpec, NotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, format_time, utcnow
-from ketch.core.sources import Source, StoreSource
+from ketch.core.sources import ApplyResult, Source, StoreSource
 from ketch.server import fieldmanager, fieldvalidation, patches
 from ketch.server.bodies import parse_json, parse_yaml, read_document, require_mapping
 from ketch.server.errors import note_name, status_response
@@ -258,6 +258,28 @@ def _check_uid(current: dict[str, Any], sent: dict[str, Any]) -> None:
         )
 
 
+def _updated_entries(
+    current: dict[str, Any] | None,
+    sent: dict[str, Any],
+    manifest: dict[str, Any],
+    options: WriteOptions,
+) -> list[fieldmanager.Entry]:
+    """The ``managedFields`` entries of ``manifest`` after the write's manager made it
+    from ``current`` (``None``: created) by an update, ``sent`` being what it sent."""
+    return fieldmanager.update(
+        fieldmanager.base_entries(current, sent),
+        current,
+        manifest,
+        manager=options.manager,
+        api_version=manifest["apiVersion"],
+    )
+
+
+def _kept_changing(kind: Kind, name: str) -> Conflict:
+    """A patch that lost the race with other writes every time it tried."""
+    return Conflict(f"{kind.kind} {name!r} kept changing while it was patched", hint="try again")
+
+
 def _would_be(kind: Kind, current: dict[str, Any] | None, resource: Resource) -> dict[str, Any]:
     """What a write of ``resource`` over ``current`` (``None``: a create) would store,
     for a dry run: the server's metadata kept, ``generation`` counted."""
@@ -314,6 +336,16 @@ class Writer:
         except NotFound:
             return None
 
+    def _store(
+        self, namespace: str, name: str, resource: Resource
+    ) -> tuple[dict[str, Any], ApplyResult]:
+        """Create or update ``resource`` in the source; watchers and controllers hear of
+        it unless nothing changed."""
+        stored, outcome = self.source.apply(self.kind, resource)
+        if outcome != "unchanged":
+            self.changed(namespace, name)
+        return stored, outcome
+
     def _prepare(self, manifest: dict[str, Any], options: WriteOptions) -> dict[str, Any]:
         pruned, warnings = fieldvalidation.check(
             self.kind, manifest, options.validation, self.schemas
@@ -334,13 +366,7 @@ class Writer:
             self._prepare(sent, options),
             default_name=lambda m: self.source.default_name(kind, m),
         )
-        entries = fieldmanager.update(
-            fieldmanager.base_entries(None, sent),
-            None,
-            manifest,
-            manager=options.manager,
-            api_version=manifest["apiVersion"],
-        )
+        entries = _updated_entries(None, sent, manifest, options)
         resource = self.validate(_resource(manifest, entries))
         name = resource.metadata.name
         if options.dry_run:
@@ -371,23 +397,14 @@ class Writer:
         if current is not None:
             _check_uid(current, sent)
             _check_version(current, version)
-        entries = fieldmanager.update(
-            fieldmanager.base_entries(current, sent),
-            current,
-            manifest,
-            manager=options.manager,
-            api_version=manifest["apiVersion"],
-        )
+        entries = _updated_entries(current, sent, manifest, options)
         if current is None:
             manifest["metadata"].pop("resourceVersion", None)
         resource = self.validate(_resource(manifest, entries))
         if options.dry_run:
             would = _would_be(kind, current, resource)
             return would, "created" if current is None else "configured"
-        applied, outcome = self.source.apply(kind, resource)
-        if outcome != "unchanged":
-            self.changed(namespace, name)
-        return applied, outcome
+        return self._store(namespace, name, resource)
 
     # -- patch -----------------------------------------------------------------------
 
@@ -406,10 +423,7 @@ class Writer:
                 return self._patch_once(namespace, name, kind_of_patch, body, options)
             except _Raced:
                 if attempt == _PATCH_ATTEMPTS - 1:
-                    raise Conflict(
-                        f"{self.kind.kind} {name!r} kept changing while it was patched",
-                        hint="try again",
-                    ) from None
+                    raise _kept_changing(self.kind, name) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _patch_once(
@@ -429,13 +443,7 @@ class Writer:
                 self.source.patch(kind, namespace, name, {}, self.validate)
             self.source.get(kind, namespace, name)  # raises the kind's NotFound
             raise AssertionError("unreachable")  # pragma: no cover
-        before = copy.deepcopy(current)
-        if kind_of_patch == "json":
-            patched = patches.json_patch(before, body)
-        elif kind_of_patch == "strategic":
-            patched = patches.strategic_merge_patch(before, body)
-        else:
-            patched = patches.json_merge_patch(before, body)
+        patched = patches.apply_patch(copy.deepcopy(current), kind_of_patch, body)
         return self._store_patched(namespace, name, current, patched, body, options), 200
 
     def _store_patched(
@@ -473,27 +481,19 @@ class Writer:
             patched.pop("status")
         manifest = manifest_for(kind, namespace, self._prepare(patched, options), name)
         if entries is None:
-            entries = fieldmanager.update(
-                fieldmanager.base_entries(current, patched),
-                current,
-                manifest,
-                manager=options.manager,
-                api_version=manifest["apiVersion"],
-            )
+            entries = _updated_entries(current, patched, manifest, options)
         manifest["metadata"]["resourceVersion"] = _stored_version(current)
         resource = self.validate(_resource(manifest, entries))
         if options.dry_run:
             return _would_be(kind, current, resource)
         if isinstance(self.source, StoreSource):
             try:
-                stored, outcome = self.source.apply(kind, resource)
+                stored, _outcome = self._store(namespace, name, resource)
             except Conflict:
                 given = (body or {}).get("metadata", {}) if isinstance(body, dict) else {}
                 if isinstance(given, dict) and given.get("resourceVersion") not in (None, ""):
                     raise
                 raise _Raced() from None
-            if outcome != "unchanged":
-                self.changed(namespace, name)
             return stored
         # another source keeps its own rules: it is given the change as a merge patch
         diff = create_merge_patch(current, served_shape(resource, current))
@@ -552,9 +552,7 @@ class Writer:
             resource = self.validate(_resource(manifest, entries))
             if options.dry_run:
                 return _would_be(kind, None, resource), 201
-            stored, outcome = self.source.apply(kind, resource)
-            if outcome != "unchanged":
-                self.changed(namespace, name)
+            stored, outcome = self._store(namespace, name, resource)
             return stored, 201 if outcome == "created" else 200
         result["metadata"]["resourceVersion"] = _stored_version(current)
         return self._store_patched(namespace, name, current, result, None, options, entries), 200
@@ -614,11 +612,7 @@ class Writer:
         for _attempt in range(_PATCH_ATTEMPTS):
             current = self.source.get(kind, namespace, name)
             before = copy.deepcopy(current)
-            if kind_of_patch == "json":
-                patched = patches.json_patch(before, body)
-            elif kind_of_patch == "strategic":
-                patched = patches.strategic_merge_patch(before, body)
-            elif kind_of_patch == "apply":
+            if kind_of_patch == "apply":
                 config = require_mapping(body, "an apply configuration")
                 _checked_envelope(kind, config)
                 patched, _entries = fieldmanager.apply(
@@ -631,7 +625,7 @@ class Writer:
                     subresource="status",
                 )
             else:
-                patched = patches.json_merge_patch(before, body)
+                patched = patches.apply_patch(before, kind_of_patch, body)
             status = patched.get("status")
             if status is None:
                 status = {}
@@ -653,7 +647,7 @@ class Writer:
                 continue
             self.changed(namespace, name)
             return updated
-        raise Conflict(f"{kind.kind} {name!r} kept changing while it was patched", hint="try again")
+        raise _kept_changing(kind, name)
 
 
 class _Raced(Exception):
