@@ -41,8 +41,8 @@ class NotFound(KetchError):
     exit_code = 2
 
 
-class ObjectNotFound(NotFound):
-    """A named object does not exist: ``kind`` (its kind's name, ``PyTorchJob``),
+class ObjectError(KetchError):
+    """An error about one object: ``kind`` (its kind's name, ``PyTorchJob``),
     ``namespace`` and ``name`` say which, so the API can answer as Kubernetes does."""
 
     def __init__(
@@ -60,27 +60,17 @@ class ObjectNotFound(NotFound):
         self.name = name
 
 
+class ObjectNotFound(ObjectError, NotFound):
+    """A named object does not exist (``kind``, ``namespace``, ``name``)."""
+
+
 class Conflict(KetchError):
     http_status = 409
     exit_code = 1
 
 
-class AlreadyExists(Conflict):
+class AlreadyExists(ObjectError, Conflict):
     """A create named an object that exists already (``kind``, ``namespace``, ``name``)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str = "",
-        namespace: str = "",
-        name: str = "",
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.kind = kind
-        self.namespace = namespace
-        self.name = name
 
 
 class Expired(KetchError):

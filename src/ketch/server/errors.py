@@ -50,7 +50,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ketch.core.errors import AlreadyExists, InvalidSpec, KetchError, NotFound, ObjectNotFound
+from ketch.core.errors import (
+    AlreadyExists,
+    InvalidSpec,
+    KetchError,
+    NotFound,
+    ObjectError,
+    ObjectNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +357,7 @@ def _subject(request: Request, exc: KetchError) -> Subject:
     api = getattr(request.app.state, "api", None)
     kinds = getattr(api, "kinds", None)
     kind = None
-    if isinstance(exc, ObjectNotFound | AlreadyExists) and exc.name:
+    if isinstance(exc, ObjectError) and exc.name:
         name = exc.name
         if kinds is not None and exc.kind:
             try:
