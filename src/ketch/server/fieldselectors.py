@@ -39,39 +39,40 @@ class Requirement:
         return f"{self.field}{self.operator}{self.value}"
 
 
-def _terms(text: str) -> Iterator[str]:
-    """``text`` split at the commas no backslash escapes (escapes kept)."""
-    term: list[str] = []
+def _scan(text: str) -> Iterator[tuple[str, bool]]:
+    """The characters of ``text``, each with whether a backslash escapes it (the
+    escaping backslashes left out); a backslash ending ``text`` escapes ``""``."""
     escaped = False
     for char in text:
         if escaped:
-            term.append(char)
+            yield char, True
             escaped = False
         elif char == "\\":
-            term.append(char)
             escaped = True
+        else:
+            yield char, False
+    if escaped:
+        yield "", True
+
+
+def _terms(text: str) -> Iterator[str]:
+    """``text`` split at the commas no backslash escapes (escapes kept)."""
+    term: list[str] = []
+    for char, escaped in _scan(text):
+        if escaped and not char:
+            raise InvalidSpec(f"{text!r} ends with an unfinished escape (\\)", field=FIELD)
+        if escaped:
+            term.append("\\" + char)
         elif char == ",":
             yield "".join(term)
             term = []
         else:
             term.append(char)
-    if escaped:
-        raise InvalidSpec(f"{text!r} ends with an unfinished escape (\\)", field=FIELD)
     yield "".join(term)
 
 
 def _unescape(text: str) -> str:
-    out: list[str] = []
-    escaped = False
-    for char in text:
-        if escaped:
-            out.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        else:
-            out.append(char)
-    return "".join(out)
+    return "".join(char for char, _escaped in _scan(text))
 
 
 def _split(term: str) -> tuple[str, Operator, str]:
