@@ -53,7 +53,6 @@ from ketch.core.resource import Resource
 from ketch.core.store.pods import (
     ContainerRecord,
     ContainerState,
-    LogRef,
     Phase,
     PodRecord,
     PodStore,
@@ -89,6 +88,7 @@ from ketch.core.workloads.podrecords import (
     image_annotations,
     inherited_labels,
     owner_of,
+    process_log,
     with_trial_collector,
 )
 from ketch.core.workloads.processes import (
@@ -680,7 +680,6 @@ class GangController(StatusController):
         if replica.state == BACKOFF and replica.started_wall is not None:
             code = replica.exit_code if replica.exit_code is not None else 1
             last = Terminated(code, replica.started_wall, replica.finished_wall)
-        log = replica.spec.stdout_path
         containers = with_trial_collector(
             resource,
             [
@@ -694,9 +693,7 @@ class GangController(StatusController):
                     ended=ended,
                     restarts=replica.pod_restarts,
                     last=last,
-                    log=LogRef(str(log), replica.log_start, replica.previous_log_start)
-                    if log is not None
-                    else None,
+                    log=process_log(replica.spec, replica.log_start, replica.previous_log_start),
                 )
             ],
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from ketch.core.backend import ProcessSpec
 from ketch.core.resource import Resource
-from ketch.core.store.pods import IMAGE_ANNOTATION, ContainerRecord, Owner
+from ketch.core.store.pods import IMAGE_ANNOTATION, ContainerRecord, LogRef, Owner
 from ketch.core.workloads.pods import Container
 
 #: Labels of a job that its pods carry too: Katib marks a trial's job with its trial
@@ -55,6 +55,13 @@ def container_spec(container: Container, process: ProcessSpec | None = None) -> 
         if process.cwd is not None:
             spec["workingDir"] = str(process.cwd)
     return spec
+
+
+def process_log(process: ProcessSpec, start: int, previous: int | None) -> LogRef | None:
+    """Where the output of the container that runs ``process`` is: its stdout file
+    from ``start`` (the run before from ``previous``); ``None`` when it has none."""
+    path = process.stdout_path
+    return None if path is None else LogRef(str(path), start, previous)
 
 
 def image_annotations(containers: list[ContainerRecord]) -> dict[str, str]:

@@ -56,7 +56,6 @@ from ketch.core.resource import Resource
 from ketch.core.store.pods import (
     ContainerRecord,
     ContainerState,
-    LogRef,
     Phase,
     PodRecord,
     PodStore,
@@ -78,6 +77,7 @@ from ketch.core.workloads.podrecords import (
     image_annotations,
     inherited_labels,
     owner_of,
+    process_log,
     with_trial_collector,
 )
 from ketch.core.workloads.processes import (
@@ -536,7 +536,6 @@ class JobController(StatusController):
                 code = run.handle.poll() if run.handle is not None else None
                 state = "terminated"
                 ended = Terminated(code if code is not None else 137, run.started_wall, utcnow())
-            log = run.spec.stdout_path
             containers.append(
                 ContainerRecord(
                     name=run.name,
@@ -547,9 +546,7 @@ class JobController(StatusController):
                     ended=ended,
                     restarts=run.restarts,
                     last=last,
-                    log=LogRef(str(log), run.log_start, run.previous_log_start)
-                    if log is not None
-                    else None,
+                    log=process_log(run.spec, run.log_start, run.previous_log_start),
                 )
             )
         containers = with_trial_collector(resource, containers)
