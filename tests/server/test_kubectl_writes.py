@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ketch.core.conditions import is_true
 from tests.server.fixtures import SUSPENDED_JOB_SPEC
 from tests.server.helpers import Server
 from tests.server.kubectl import Kubectl, kubectl_for
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -44,6 +46,12 @@ def test_server_side_apply(kubectl: Kubectl) -> None:
     config = manifest("ssa", labels={"app": "a"}, run_policy={"backoffLimit": 3})
     first = kubectl.run("apply", "--server-side", "-f", "-", input=config)
     assert "pytorchjob.kubeflow.org/ssa serverside-applied" in first.stdout
+    # the controller writes the suspended job's status once: wait for it to settle
+    settled = wait_for(
+        lambda: is_true(get(kubectl, "pytorchjob", "ssa").get("status") or {}, "Suspended"),
+        what="the job's Suspended condition",
+    )
+    assert settled
     version = get(kubectl, "pytorchjob", "ssa")["metadata"]["resourceVersion"]
     again = kubectl.run("apply", "--server-side", "-f", "-", input=config)
     assert "serverside-applied" in again.stdout

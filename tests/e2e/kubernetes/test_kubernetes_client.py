@@ -64,11 +64,12 @@ name = manifest["metadata"]["name"]
 events = []
 w = watch.Watch()
 for event in w.stream(api.list_namespaced_custom_object, G, V, ns, P, timeout_seconds=30):
+    labels = event["object"]["metadata"].get("labels") or {}
     events.append([event["type"], event["object"]["metadata"]["name"]])
     if event["type"] == "ADDED":
         added_version = event["object"]["metadata"]["resourceVersion"]
         api.patch_namespaced_custom_object(G, V, ns, P, name, {"metadata": {"labels": {"x": "1"}}})
-    elif event["type"] == "MODIFIED":
+    elif labels.get("x") == "1":  # the controller may write the status in between
         w.stop()
 # Resuming from the ADDED event's resourceVersion sees only what came after it.
 resumed = []
@@ -77,14 +78,21 @@ for event in w.stream(
     api.list_namespaced_custom_object, G, V, ns, P,
     resource_version=added_version, timeout_seconds=30,
 ):
-    resumed.append([event["type"], event["object"]["metadata"]["labels"]])
-    w.stop()
+    metadata = event["object"]["metadata"]
+    labels = metadata.get("labels") or {}
+    resumed.append([event["type"], labels, int(metadata["resourceVersion"])])
+    if labels.get("x") == "1":
+        w.stop()
 api.delete_namespaced_custom_object(G, V, ns, P, name)
-result = {"events": events, "resumed": resumed}
+result = {"events": events, "resumed": resumed, "added": int(added_version)}
 """
 
 
 def test_watch_stream_sees_added_and_modified_and_resumes(sdk: Sdk, ns: str) -> None:
     out = sdk.run(WATCH, ns=ns, manifest=job("watched"))
-    assert out["events"] == [["ADDED", "watched"], ["MODIFIED", "watched"]]
-    assert out["resumed"] == [["MODIFIED", {"x": "1"}]]
+    events, resumed = out["events"], out["resumed"]
+    assert events[0] == ["ADDED", "watched"]
+    assert events[1:] and all(e == ["MODIFIED", "watched"] for e in events[1:])
+    # resumed: only changes after the ADDED event's version, the label patch last
+    assert resumed and all(t == "MODIFIED" and rv > out["added"] for t, _l, rv in resumed)
+    assert resumed[-1][1] == {"x": "1"}
