@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.core.conftest import _postgres_database
-from tests.server.helpers import Server
+from tests.server.helpers import Server, object_path
 
 SERVER_ENV = {
     "KETCH_MAX_UPLOAD_BYTES": str(1024 * 1024),
@@ -107,10 +107,8 @@ def runtime(
 
 
 def runtimes_path(ns: str, name: str | None = None) -> str:
-    base = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainingruntimes"
-    return f"{base}/{name}" if name else base
+    return object_path("/apis/trainer.kubeflow.org/v1alpha1", ns, "trainingruntimes", name)
 
 
 def jobs_path(ns: str, name: str | None = None) -> str:
-    base = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs"
-    return f"{base}/{name}" if name else base
+    return object_path("/apis/kubeflow.org/v1", ns, "pytorchjobs", name)

@@ -158,6 +158,13 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line[len("data:") :].strip())
 
 
+def object_path(api: str, ns: str, plural: str, name: str | None = None) -> str:
+    """The URL of the ``plural`` of namespace ``ns`` under ``api`` (``/api/v1``,
+    ``/apis/{group}/{version}``), or of their object ``name``."""
+    base = f"{api}/namespaces/{ns}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
 def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
     """The response is a single-message error body with ``status``: a Kubernetes
     ``Status`` on a Kubernetes path, grpc-gateway's body elsewhere; return the message."""

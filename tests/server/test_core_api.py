@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.server.fixtures import job, jobs_path
-from tests.server.helpers import Server, assert_status
+from tests.server.helpers import Server, assert_status, object_path
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 VALUE = "s3cr3t-hunter2-value"
@@ -23,13 +23,11 @@ def _b64(text: str) -> str:
 
 
 def secrets_path(ns: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{ns}/secrets"
-    return f"{base}/{name}" if name else base
+    return object_path("/api/v1", ns, "secrets", name)
 
 
 def configmaps_path(ns: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{ns}/configmaps"
-    return f"{base}/{name}" if name else base
+    return object_path("/api/v1", ns, "configmaps", name)
 
 
 def secret(name: str, **fields: Any) -> dict[str, Any]:

@@ -16,9 +16,12 @@ import pytest
 
 from tests.jobs.conftest import SHORT_BACKOFF
 from tests.server.fixtures import SERVER_ENV, serve
-from tests.server.helpers import Server, assert_error
+from tests.server.helpers import Server, assert_error, object_path
 from tests.server.kubectl import Kubectl, dispatcher, kubectl_for
+from tests.serving.test_inferenceservice_helpers import iris_uri
 from tests.waiting import poll
+
+__all__ = ["iris_uri"]  # a fixture
 
 JOBS = "/apis/kubeflow.org/v1"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -28,12 +31,6 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {**SERVER_ENV, **SHORT_BACKOFF}
     yield from serve(Server(tmp_path_factory.mktemp("ketch-pods"), extra_env=env))
-
-
-@pytest.fixture
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
 
 
 @pytest.fixture
@@ -50,8 +47,7 @@ def kubectl(server: Server, tmp_path: Path, ns: str) -> Kubectl:
 
 
 def pods_path(ns: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{ns}/pods"
-    return f"{base}/{name}" if name else base
+    return object_path("/api/v1", ns, "pods", name)
 
 
 def container(command: str, name: str = "pytorch") -> dict[str, Any]:
@@ -446,19 +442,6 @@ def test_a_trainjobs_nodes_are_pods_named_and_labelled_as_jobsets(
     assert "hello from the trainer" in client.get(pods_path(ns, "tj-node-0-0") + "/log").text
     client.delete(f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs/tj")
     wait_pods(client, ns, lambda f: not f)
-
-
-@pytest.fixture(scope="module")
-def iris_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    folder = tmp_path_factory.mktemp("pods-iris") / "iris"
-    folder.mkdir()
-    joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), folder / "model.joblib")
-    return f"file://{folder}"
 
 
 def test_an_inferenceservices_replicas_are_pods(

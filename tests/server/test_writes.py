@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
-from tests.server.helpers import assert_status
+from tests.server.helpers import assert_status, object_path
 
 MERGE = {"content-type": "application/merge-patch+json"}
 JSON_PATCH = {"content-type": "application/json-patch+json"}
@@ -21,8 +21,7 @@ CLUSTER_RUNTIMES = "/apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes"
 
 
 def batch_jobs_path(ns: str, name: str | None = None) -> str:
-    base = f"/apis/batch/v1/namespaces/{ns}/jobs"
-    return f"{base}/{name}" if name else base
+    return object_path("/apis/batch/v1", ns, "jobs", name)
 
 
 def batch_job(name: str) -> dict[str, Any]:
