@@ -184,6 +184,10 @@ def test_logs_replica_short_name_with_and_without_follow(ketch: Ketch, ns: str) 
     )
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_follow_waits_for_a_replica_that_has_not_started(
     server: Server, client: httpx.Client, ns: str, tmp_path: Path
 ) -> None:
@@ -218,6 +222,9 @@ def test_follow_waits_for_a_replica_that_has_not_started(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # as a shell starts a foreground command: Ctrl-C at its default, whatever the
+        # test process inherited (Python leaves an inherited "ignore" in place)
+        preexec_fn=_interruptible,
     )
     try:
         assert follower.stderr is not None
