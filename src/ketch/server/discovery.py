@@ -38,7 +38,7 @@ from ketch.core.errors import KetchError, NotFound
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.routes import ERROR_RESPONSES
 from ketch.server.media import parse_accept
-from ketch.server.state import api_state
+from ketch.server.state import api_state, per_app
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["discovery"])
 
@@ -338,11 +338,7 @@ class Discovery:
 
 def discovery_of(request: Request) -> Discovery:
     """The app's :class:`Discovery` (made on first use)."""
-    found: Discovery | None = getattr(request.app.state, "kube_discovery", None)
-    if found is None:
-        found = Discovery(api_state(request).kinds)
-        request.app.state.kube_discovery = found
-    return found
+    return per_app(request, "kube_discovery", Discovery)
 
 
 def _negotiated(request: Request, key: str) -> Response:

@@ -58,7 +58,7 @@ from ketch.server.discovery import (
 from ketch.server.media import parse_accept
 from ketch.server.openapi_paths import Operations
 from ketch.server.openapi_schemas import V3_REF, document_path, kind_schemas, meta_schemas
-from ketch.server.state import api_state
+from ketch.server.state import per_app
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["openapi"])
 
@@ -237,11 +237,7 @@ class OpenAPIDocuments:
 
 def documents_of(request: Request) -> OpenAPIDocuments:
     """The app's :class:`OpenAPIDocuments` (made on first use)."""
-    found: OpenAPIDocuments | None = getattr(request.app.state, "kube_openapi", None)
-    if found is None:
-        found = OpenAPIDocuments(api_state(request).kinds)
-        request.app.state.kube_openapi = found
-    return found
+    return per_app(request, "kube_openapi", OpenAPIDocuments)
 
 
 def _accepts_json(request: Request) -> None:

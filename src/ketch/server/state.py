@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -18,6 +20,8 @@ from ketch.core.store.resources import ResourceStore
 from ketch.core.store.selectors import LabelSelector
 from ketch.server.fieldvalidation import PublishedSchemas
 from ketch.server.watch import ChangeNotifier, sends_initial, stream, watch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,3 +87,13 @@ class ApiState:
 def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
+
+
+def per_app(request: Request, attribute: str, make: Callable[[KindRegistry], T]) -> T:
+    """What ``make`` makes of the app's kinds (its discovery or OpenAPI documents):
+    made on first use and kept on the app as ``attribute``."""
+    found: T | None = getattr(request.app.state, attribute, None)
+    if found is None:
+        found = make(api_state(request).kinds)
+        setattr(request.app.state, attribute, found)
+    return found
