@@ -44,6 +44,7 @@ for path in (REPO / "src", REPO):
         sys.path.insert(0, str(path))  # run from a checkout
 
 import httpx  # noqa: E402
+from benchmarks.stats import percentile  # noqa: E402
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -51,12 +52,6 @@ CONTEXT = (
     "Context: on a Kubernetes cluster a watch event reaches a client some milliseconds "
     "after the write commits in etcd (the API server's watch cache fans it out)."
 )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def path(ns: str, name: str | None = None) -> str:

@@ -45,6 +45,7 @@ for path in (REPO / "src", REPO):
 
 import httpx  # noqa: E402
 import kfp  # noqa: E402
+from benchmarks.stats import percentile  # noqa: E402
 from kfp import compiler, dsl  # noqa: E402
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
@@ -63,12 +64,6 @@ def inc(x: int) -> int:
 @dsl.pipeline(name="bench-one-step")
 def one_step(x: int = 0) -> int:
     return inc(x=x).output
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def quiet_client(url: str) -> kfp.Client:
