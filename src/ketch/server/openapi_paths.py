@@ -116,6 +116,44 @@ class Operations:
         }
         return operation
 
+    def _read_write(
+        self, verbs: set[str], subject: str, suffix: str, patch_types: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """The ``get``, ``put`` and ``patch`` operations ``verbs`` allow on an object
+        (``suffix`` ``""``) or on its status (``"Status"``); ``subject`` is what they
+        act on (``a PyTorchJob``, ``the status of a PyTorchJob``)."""
+        one_ref = ref(schema_name(self.kind, self.version))
+        operations: dict[str, Any] = {}
+        if "get" in verbs:
+            operations["get"] = self.op(
+                "read",
+                "get",
+                f"Read {subject}.",
+                suffix=suffix,
+                responses=_responses(one_ref, "200"),
+            )
+        if "update" in verbs:
+            operations["put"] = self.op(
+                "replace",
+                "put",
+                f"Replace {subject}.",
+                suffix=suffix,
+                parameters=_WRITE_PARAMS,
+                requestBody=_body(one_ref),
+                responses=_responses(one_ref, "200", "201"),
+            )
+        if "patch" in verbs:
+            operations["patch"] = self.op(
+                "patch",
+                "patch",
+                f"Partially update {subject}.",
+                suffix=suffix,
+                parameters=[*_WRITE_PARAMS, _FORCE],
+                requestBody=_body(ref(f"{META}.Patch"), patch_types),
+                responses=_responses(one_ref, "200", "201"),
+            )
+        return operations
+
     def paths(self) -> dict[str, dict[str, Any]]:
         kind, version = self.kind, self.version
         one_ref = ref(schema_name(kind, version))
@@ -155,29 +193,10 @@ class Operations:
                 requestBody=_body(one_ref),
                 responses=_responses(one_ref, "200", "201", "202"),
             )
-        one: dict[str, Any] = {"parameters": [name_param, *scoped, _PRETTY]}
-        if "get" in verbs:
-            one["get"] = self.op(
-                "read", "get", f"Read a {kind.kind}.", responses=_responses(one_ref, "200")
-            )
-        if "update" in verbs:
-            one["put"] = self.op(
-                "replace",
-                "put",
-                f"Replace a {kind.kind}.",
-                parameters=_WRITE_PARAMS,
-                requestBody=_body(one_ref),
-                responses=_responses(one_ref, "200", "201"),
-            )
-        if "patch" in verbs:
-            one["patch"] = self.op(
-                "patch",
-                "patch",
-                f"Partially update a {kind.kind}.",
-                parameters=[*_WRITE_PARAMS, _FORCE],
-                requestBody=_body(ref(f"{META}.Patch"), patch_types),
-                responses=_responses(one_ref, "200", "201"),
-            )
+        one: dict[str, Any] = {
+            "parameters": [name_param, *scoped, _PRETTY],
+            **self._read_write(verbs, f"a {kind.kind}", "", patch_types),
+        }
         if "delete" in verbs:
             one["delete"] = self.op(
                 "delete",
@@ -190,35 +209,12 @@ class Operations:
                     "202": {**_responses(status_ref, "202")["202"]},
                 },
             )
-        status: dict[str, Any] = {"parameters": [name_param, *scoped, _PRETTY]}
-        if "get" in status_verbs:
-            status["get"] = self.op(
-                "read",
-                "get",
-                f"Read the status of a {kind.kind}.",
-                suffix="Status",
-                responses=_responses(one_ref, "200"),
-            )
-        if "update" in status_verbs:
-            status["put"] = self.op(
-                "replace",
-                "put",
-                f"Replace the status of a {kind.kind}.",
-                suffix="Status",
-                parameters=_WRITE_PARAMS,
-                requestBody=_body(one_ref),
-                responses=_responses(one_ref, "200", "201"),
-            )
-        if "patch" in status_verbs:
-            status["patch"] = self.op(
-                "patch",
-                "patch",
-                f"Partially update the status of a {kind.kind}.",
-                suffix="Status",
-                parameters=[*_WRITE_PARAMS, _FORCE],
-                requestBody=_body(ref(f"{META}.Patch"), _PATCH_TYPES),
-                responses=_responses(one_ref, "200", "201"),
-            )
+        status: dict[str, Any] = {
+            "parameters": [name_param, *scoped, _PRETTY],
+            **self._read_write(
+                status_verbs, f"the status of a {kind.kind}", "Status", _PATCH_TYPES
+            ),
+        }
         paths = {collection: listed, item: one}
         if status_verbs:
             paths[f"{item}/status"] = status
