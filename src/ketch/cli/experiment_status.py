@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ketch.core.conditions import Finished, get_condition, true_conditions
-from ketch.core.timestamps import parse_time
+from ketch.core.timestamps import time_or_none
 
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 EXPERIMENT_STATES = ("Failed", "Succeeded", "Restarting", "Running", "Created")
@@ -179,22 +179,13 @@ def assignments(trial: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _time(stamp: Any) -> datetime | None:
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    try:
-        return parse_time(stamp)
-    except ValueError:
-        return None
-
-
 def run_seconds(manifest: dict[str, Any], now: datetime | None = None) -> float | None:
     """``completionTime - startTime``; up to now while it runs; None before it starts."""
     status = status_of(manifest)
-    start = _time(status.get("startTime"))
+    start = time_or_none(status.get("startTime"))
     if start is None:
         return None
-    end = _time(status.get("completionTime"))
+    end = time_or_none(status.get("completionTime"))
     if end is None:
         end = now or datetime.now(UTC)
     return max(0.0, (end - start).total_seconds())

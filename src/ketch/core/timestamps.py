@@ -8,6 +8,7 @@ and a lowercase ``z`` the same way.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -44,3 +45,14 @@ def parse_time(value: str | datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def time_or_none(value: Any) -> datetime | None:
+    """``value`` read as :func:`parse_time` reads it; ``None`` when it is missing or
+    is not a timestamp (a manifest's optional times, read leniently)."""
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None

@@ -53,6 +53,7 @@ from ketch.core.sources import (
     check_patch,
 )
 from ketch.core.store.selectors import LabelSelector
+from ketch.core.timestamps import time_or_none
 from ketch.server import tables
 from ketch.server.bodies import read_document, require_mapping
 from ketch.server.errors import STATUS_RESPONSES, note_name
@@ -168,7 +169,7 @@ class Namespaces:
                     namespace = meta.get("namespace")
                     if not isinstance(namespace, str) or not namespace:
                         continue
-                    created = _parsed(meta.get("creationTimestamp"))
+                    created = time_or_none(meta.get("creationTimestamp"))
                     earlier = found.get(namespace)
                     if namespace not in found or (
                         created is not None and (earlier is None or created < earlier)
@@ -295,17 +296,6 @@ def _stored(name: str, labels: dict[str, str], annotations: dict[str, str]) -> R
             "annotations": annotations,
         },
     )
-
-
-def _parsed(value: Any) -> datetime | None:
-    from ketch.core.timestamps import parse_time
-
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
 
 
 def manifest(name: str, created: Resource | None, first: datetime | None) -> Manifest:

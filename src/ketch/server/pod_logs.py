@@ -36,7 +36,7 @@ from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.logfiles import CHUNK, POLL, REFUSED, confined, read_chunk
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.core.store.pods import TIMES_SUFFIX, LogRef, PodLogs, PodStore, parse_times
-from ketch.core.timestamps import parse_time, utcnow
+from ketch.core.timestamps import parse_time, time_or_none, utcnow
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.state import ApiState, api_state
 
@@ -86,23 +86,16 @@ def container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
     return {}
 
 
-def _moment(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if value else None
-    except ValueError:
-        return None
-
-
 def run_times(status: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     """When the container's current run started and (if it has) ended."""
     state = status.get("state") or {}
     if "running" in state:
-        return _moment(state["running"].get("startedAt")), None
+        return time_or_none(state["running"].get("startedAt")), None
     if "terminated" in state:
         ended = state["terminated"]
-        return _moment(ended.get("startedAt")), _moment(ended.get("finishedAt"))
+        return time_or_none(ended.get("startedAt")), time_or_none(ended.get("finishedAt"))
     last = (status.get("lastState") or {}).get("terminated") or {}
-    return _moment(last.get("startedAt")), _moment(last.get("finishedAt"))
+    return time_or_none(last.get("startedAt")), time_or_none(last.get("finishedAt"))
 
 
 def read_all(path: Path) -> bytes:
@@ -241,7 +234,7 @@ async def plan_log(
         assert ref.previous is not None
         window = Window(path, ref.previous, ref.start)
         last = (status.get("lastState") or {}).get("terminated") or {}
-        started, ended = _moment(last.get("startedAt")), _moment(last.get("finishedAt"))
+        started, ended = time_or_none(last.get("startedAt")), time_or_none(last.get("finishedAt"))
     else:
         window = Window(path, ref.start, None)
         started, ended = run_times(status)
