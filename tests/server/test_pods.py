@@ -225,6 +225,55 @@ def test_a_pytorchjobs_replicas_are_pods_with_the_operators_labels(
     wait_pods(client, ns, lambda f: not f)
 
 
+def watch_events(server: Server, ns: str, **params: Any) -> list[dict[str, Any]]:
+    """The events of a pod watch that ends after ``timeoutSeconds``."""
+    import json
+
+    query = {"watch": "true", "timeoutSeconds": 1, **params}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        with http.stream("GET", pods_path(ns), params=query) as response:
+            assert response.status_code == 200, response.read()
+            return [json.loads(line) for line in response.iter_lines() if line.strip()]
+
+
+def test_a_resumed_pod_watch_gets_exactly_the_changes_after_its_version(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    """A job's pods, written by its controller as its processes start and end: a watch
+    resumed from a list's resourceVersion gets each of their writes after it, once, in
+    order, as the journal has them; from the middle, only the rest; after the job is
+    deleted, each pod's DELETED."""
+    start = client.get(pods_path(ns)).json()["metadata"]["resourceVersion"]
+    create_job(client, ns, pytorchjob("resume", "print('m')", "print('w')"))
+    found = wait_pods(
+        client, ns, lambda f: len(f) == 2 and set(phases(f).values()) == {"Succeeded"}
+    )
+    seen = watch_events(server, ns, resourceVersion=start)
+    found = pods(client, ns)  # as they are after the watch
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen]
+    assert versions == sorted(set(versions)) and versions[0] > int(start)
+    for name, pod in found.items():
+        mine = [e for e in seen if e["object"]["metadata"]["name"] == name]
+        assert mine[0]["type"] == "ADDED" and {e["type"] for e in mine[1:]} <= {"MODIFIED"}
+        assert mine[-1]["object"] == pod  # the last change is the pod as it is now
+    middle = versions[len(versions) // 2]
+    rest = watch_events(server, ns, resourceVersion=str(middle))
+    assert rest == [e for e in seen if int(e["object"]["metadata"]["resourceVersion"]) > middle]
+    # the pods go with their job: each one DELETED, as it was, at its deletion's version
+    latest = client.get(pods_path(ns)).json()["metadata"]["resourceVersion"]
+    assert client.delete(f"{JOBS}/namespaces/{ns}/pytorchjobs/resume").status_code == 200
+    wait_pods(client, ns, lambda f: not f)
+    gone = watch_events(server, ns, resourceVersion=latest)
+    assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in gone) == [
+        ("DELETED", "resume-master-0"),
+        ("DELETED", "resume-worker-0"),
+    ]
+    for event in gone:
+        pod = found[event["object"]["metadata"]["name"]]
+        assert event["object"]["status"] == pod["status"]
+        assert int(event["object"]["metadata"]["resourceVersion"]) > int(latest)
+
+
 def test_kubectl_get_pods_and_logs_follow(
     server: Server, client: httpx.Client, ns: str, tmp_path: Path
 ) -> None:

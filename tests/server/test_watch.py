@@ -459,3 +459,225 @@ def test_core_kinds_without_a_journal_stream_the_same_events(
         client.post(runtimes_path(ns), json=runtime("makes-the-namespace"))
         added = events.next()
     assert summary(added) == ("ADDED", ns) and added["object"]["kind"] == "Namespace"
+
+
+# -- pods: their writes take the store's revision and are journaled too --------------
+
+
+def pods_path(ns: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{ns}/pods"
+    return f"{base}/{name}" if name else base
+
+
+class PodWriter:
+    """Writes pods into the server's store as a capability's controller does (from the
+    test process: another process, as a pipeline task's launcher is), owned by a
+    TrainingRuntime that exists, so nothing removes them as orphans."""
+
+    def __init__(self, server: Server, client: httpx.Client, ns: str) -> None:
+        from ketch.core.store.pods import Owner, PodStore
+
+        owner = client.post(runtimes_path(ns), json=runtime("pod-owner")).json()
+        self.owner = Owner(
+            owner["apiVersion"], owner["kind"], "pod-owner", owner["metadata"]["uid"]
+        )
+        server.store()  # opens the test's own connections to the server's database
+        self.pods = PodStore(server.database)
+        self.ns = ns
+        self.records: dict[str, Any] = {}
+
+    def put(self, name: str, phase: str = "Running", **labels: str) -> None:
+        from ketch.core.store.pods import ContainerRecord, PodRecord, Terminated
+        from ketch.core.timestamps import utcnow
+
+        record = self.records.get(name)
+        if record is None:
+            record = self.records[name] = PodRecord(
+                namespace=self.ns, name=name, owner=self.owner, start_time=utcnow()
+            )
+        running = phase == "Running"
+        record.phase = phase  # type: ignore[assignment]
+        record.labels = dict(labels)
+        record.containers = [
+            ContainerRecord(
+                name="main",
+                spec={"image": "img"},
+                state="running" if running else "terminated",
+                started_at=utcnow(),
+                ended=None if running else Terminated(0, utcnow(), utcnow()),
+            )
+        ]
+        self.pods.put([record])
+
+    def remove(self, name: str) -> None:
+        assert self.pods.remove(self.ns, [name]) == 1
+
+
+def test_a_pod_watch_resumes_exactly_after_a_resource_version(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    writer = PodWriter(server, client, ns)
+    writer.put("a", app="x")
+    listed = client.get(pods_path(ns)).json()
+    start = listed["metadata"]["resourceVersion"]
+    (pod_a,) = listed["items"]
+    # the list's version is a point in the store's history, at or after its pods' writes
+    assert int(start) >= version(pod_a)
+    writer.put("b", app="x")
+    writer.put("a", "Succeeded", app="x")
+    finished = client.get(pods_path(ns, "a")).json()
+    writer.remove("b")
+    params = {"watch": "true", "resourceVersion": start, "timeoutSeconds": 1}
+    with watching(server.url, pods_path(ns), params) as events:
+        seen = events.rest()
+    assert [summary(e) for e in seen] == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    assert seen[1]["object"] == finished and finished["status"]["phase"] == "Succeeded"
+    versions = [version(e["object"]) for e in seen]
+    assert versions == sorted(versions) and versions[0] > int(start)
+    assert version(finished) > version(pod_a)
+    # from the middle: only what came after
+    params["resourceVersion"] = str(versions[0])
+    with watching(server.url, pods_path(ns), params) as events:
+        assert [summary(e) for e in events.rest()] == [("MODIFIED", "a"), ("DELETED", "b")]
+    # "0": the pods there are, as ADDED; every namespace's watch path sees them too
+    params["resourceVersion"] = "0"
+    with watching(server.url, pods_path(ns), params) as events:
+        assert [summary(e) for e in events.rest()] == [("ADDED", "a")]
+    params = {
+        "resourceVersion": start,
+        "labelSelector": "app=x",
+        "fieldSelector": f"metadata.namespace={ns}",
+        "timeoutSeconds": 1,
+    }
+    with watching(server.url, "/api/v1/watch/pods", params) as events:
+        assert [summary(e) for e in events.rest()] == [
+            ("ADDED", "b"),
+            ("MODIFIED", "a"),
+            ("DELETED", "b"),
+        ]
+
+
+def test_a_resumed_pod_watch_selects_by_labels_and_fields(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    writer = PodWriter(server, client, ns)
+    writer.put("a", app="x")
+    writer.put("b", app="y")
+    start = client.get(pods_path(ns)).json()["metadata"]["resourceVersion"]
+    writer.put("b", app="x")  # b comes into the selection
+    writer.put("a", "Succeeded", app="x")  # a leaves the status.phase=Running one
+    writer.put("a", "Succeeded", app="z")  # and then the app=x one
+    path = pods_path(ns)
+    by_label = {"watch": "1", "resourceVersion": start, "labelSelector": "app=x"}
+    with watching(server.url, path, {**by_label, "timeoutSeconds": 1}) as events:
+        seen = events.rest()
+    # judged by how each pod was at the version the watch resumed from (the journal's)
+    assert [summary(e) for e in seen] == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "a")]
+    assert seen[2]["object"]["metadata"]["labels"] == {"app": "x"}  # as last selected
+    by_phase = {
+        "watch": "1",
+        "resourceVersion": start,
+        "fieldSelector": "status.phase=Running",
+        "timeoutSeconds": 1,
+    }
+    with watching(server.url, path, by_phase) as events:
+        seen = events.rest()
+    assert [summary(e) for e in seen] == [("MODIFIED", "b"), ("DELETED", "a")]
+    assert seen[1]["object"]["status"]["phase"] == "Running"
+    by_name = {**by_phase, "fieldSelector": "metadata.name=b"}
+    with watching(server.url, path, by_name) as events:
+        assert [summary(e) for e in events.rest()] == [("MODIFIED", "b")]
+
+
+def test_a_pod_watch_older_than_the_journal_is_a_410_and_bookmarks_say_how_far(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    writer = PodWriter(server, client, ns)
+    for name in ("a", "b"):
+        writer.put(name)
+    first_page = client.get(pods_path(ns), params={"limit": 1}).json()
+    old = first_page["metadata"]["resourceVersion"]
+    assert first_page["metadata"]["continue"]
+    writer.put("a", "Succeeded")
+    compacted = server.store().compact(keep_seconds=0, min_entries=0)
+    assert compacted > int(old)
+    with watching(server.url, pods_path(ns), {"watch": "1", "resourceVersion": old}) as events:
+        (error,) = events.rest()
+    assert error["type"] == "ERROR"
+    status = error["object"]
+    assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+    assert status["message"] == f"too old resource version: {old} ({compacted})"
+    expired = client.get(
+        pods_path(ns), params={"limit": 1, "continue": first_page["metadata"]["continue"]}
+    )
+    assert_status(expired, 410, "Expired", "continue parameter is too old")
+    # from the list's version on: only what comes after, and the bookmark that ends
+    # the watch says how far it read
+    latest = client.get(pods_path(ns)).json()["metadata"]["resourceVersion"]
+    params = {
+        "watch": "1",
+        "resourceVersion": latest,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": 1.5,
+    }
+    with watching(server.url, pods_path(ns), params) as events:
+        writer.put("c")
+        added = events.next()
+        rest = events.rest()
+    assert summary(added) == ("ADDED", "c") and version(added["object"]) > int(latest)
+    assert rest[-1]["type"] == "BOOKMARK"
+    assert rest[-1]["object"]["kind"] == "Pod"
+    assert int(rest[-1]["object"]["metadata"]["resourceVersion"]) >= version(added["object"])
+
+
+def test_kubectl_get_pods_watch_and_the_kubernetes_client_resume(
+    server: Server, client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    writer = PodWriter(server, client, ns)
+    writer.put("first")
+    kubectl = kubectl_for(server.url, tmp_path, namespace=ns)
+    watch = Background(kubectl, "get", "pods", "-w", "--output-watch-events")
+    try:
+        # the list first, then the watch from the list's version: each change once
+        watch.wait_for(lambda lines: any("first" in line for line in lines))
+        writer.put("second")
+        writer.put("first", "Succeeded")
+        lines = watch.wait_for(
+            lambda lines: any(line.split()[:2] == ["MODIFIED", "first"] for line in lines)
+        )
+    finally:
+        watch.stop()
+    assert lines is not None
+    events = [line.split()[:2] for line in lines]
+    assert events == [
+        ["EVENT", "NAME"],
+        ["ADDED", "first"],
+        ["ADDED", "second"],
+        ["MODIFIED", "first"],
+    ]
+
+    kubernetes = pytest.importorskip("kubernetes")
+    configuration = kubernetes.client.Configuration()
+    configuration.host = server.url
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        api = kubernetes.client.CoreV1Api(api_client)
+        listed = api.list_namespaced_pod(ns)
+        start = listed.metadata.resource_version
+        writer.put("second", "Succeeded")
+        writer.remove("first")
+        w = kubernetes.watch.Watch()
+        resumed = []
+        for event in w.stream(
+            api.list_namespaced_pod, ns, resource_version=start, timeout_seconds=30
+        ):
+            resumed.append((event["type"], event["object"].metadata.name))
+            if len(resumed) == 2:
+                w.stop()
+        assert resumed == [("MODIFIED", "second"), ("DELETED", "first")]
+        server.store().compact(keep_seconds=0, min_entries=0)
+        with pytest.raises(kubernetes.client.ApiException) as info:
+            for _event in kubernetes.watch.Watch().stream(
+                api.list_namespaced_pod, ns, resource_version=start, timeout_seconds=30
+            ):
+                pass
+        assert info.value.status == 410 and "too old resource version" in str(info.value)

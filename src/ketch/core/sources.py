@@ -6,9 +6,10 @@ for it (``Capability.sources``): the pipelines capability serves ``PipelineRun``
 view of its ``pipeline_runs`` table. Every source speaks manifests (JSON-ready dicts
 with Kubernetes field names).
 
-Watches: a :class:`StoreSource` reads the store's change journal (:meth:`StoreSource.
-changes`: exactly the writes after a ``resourceVersion``); any other source is
-watched by polling :meth:`Source.versions` and fetching what changed.
+Watches: a :class:`JournaledSource` (a :class:`StoreSource`, and the core group's
+pods) reads the store's change journal (:meth:`JournaledSource.changes`: exactly the
+writes after a ``resourceVersion``); any other source is watched by polling
+:meth:`Source.versions` and fetching what changed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
@@ -88,6 +89,27 @@ class Source(Protocol):
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
         """Full manifests of the objects with these uids (missing ones left out)."""
+        ...
+
+
+@runtime_checkable
+class JournaledSource(Source, Protocol):
+    """A source whose objects' writes take the store's revision and are in its change
+    journal (:mod:`ketch.core.store.resources`): its lists answer a revision, and a
+    watch of it resumes from a ``resourceVersion`` exactly."""
+
+    def revision(self) -> int:
+        """The store's revision (a watch's starting ``resourceVersion``)."""
+        ...
+
+    def changes(self, kind: Kind, namespace: str | None, after: int) -> Changes:
+        """The writes to ``kind``'s objects (in ``namespace``, ``None``: all) after
+        revision ``after``, their objects as the source serves them; ``Expired`` when
+        the journal no longer goes back that far."""
+        ...
+
+    def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
+        """Object ``uid`` as it was before revision ``before``, if the journal has it."""
         ...
 
 

@@ -7,7 +7,10 @@ training operator's labels), a batch Job's pods, a TrainJob's nodes (named and
 labelled as JobSet's), an InferenceService's replicas and a pipeline's tasks. The
 server serves that table through the generic resource routes (list, read, watch, a
 Table with kubectl's columns: NAME READY STATUS RESTARTS AGE) and
-``.../pods/{name}/log`` (:mod:`ketch.server.pod_logs`).
+``.../pods/{name}/log`` (:mod:`ketch.server.pod_logs`). Every write to a pod takes
+the store's revision and is journaled, so a pod watch (``kubectl get pods -w``)
+resumes from a resourceVersion exactly, through the same watch code as resources
+(:mod:`ketch.server.watch`).
 
 Pods cannot be created, changed or patched. ``DELETE`` does what the pod's owner
 does with a deleted pod: a training replica is started again as a new pod of the
@@ -39,7 +42,7 @@ from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.services import ServiceContext
 from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page, Source
 from ketch.core.store.pods import PodStore
-from ketch.core.store.resources import ResourceStore
+from ketch.core.store.resources import Changes, ResourceStore
 from ketch.core.store.selectors import LabelSelector
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.state import ApiState, api_state
@@ -198,9 +201,13 @@ POD = Kind(
 
 
 class PodSource:
-    """Serves the ``pods`` table to the generic resource routes."""
+    """Serves the ``pods`` table to the generic resource routes. Pods' writes take the
+    store's revision and are journaled (:mod:`ketch.core.store.pods`), so this is a
+    :class:`~ketch.core.sources.JournaledSource`: a list answers the revision it was
+    read at, and a watch reads the journal, as a resource's does."""
 
     def __init__(self, store: ResourceStore) -> None:
+        self.store = store
         self.pods = PodStore(store.database)
 
     def get(self, kind: Kind, namespace: str, name: str) -> Manifest:
@@ -215,10 +222,10 @@ class PodSource:
         limit: int | None,
         continue_token: str | None,
     ) -> Page:
-        items, token = self.pods.list(
+        page = self.pods.list(
             namespace, label_selector=label_selector, limit=limit, continue_token=continue_token
         )
-        return Page(items, token)
+        return Page(page.items, page.continue_token, page.resource_version)
 
     def create(self, kind: Kind, resource: Resource) -> Manifest:
         raise MethodNotAllowed(_READ_ONLY)
@@ -252,6 +259,17 @@ class PodSource:
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
         return self.pods.fetch(uids)
+
+    # -- the change journal (watches) ----------------------------------------------
+
+    def revision(self) -> int:
+        return self.store.revision()
+
+    def changes(self, kind: Kind, namespace: str | None, after: int) -> Changes:
+        return self.store.changes(after, kind=kind.kind, namespace=namespace)
+
+    def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
+        return self.store.previous(kind.kind, uid, before)
 
 
 class PodSweeper:

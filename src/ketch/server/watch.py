@@ -16,8 +16,9 @@ only, as the API server sends them. Asked with ``Accept: text/event-stream`` (a
 browser's ``EventSource``), the same events come as server-sent events, with a
 comment line as a heartbeat now and then.
 
-What a watch sends, for the kinds kept in the ``resources`` table (read from the
-store's change journal, :meth:`ketch.core.sources.StoreSource.changes`):
+What a watch sends, for the kinds whose writes the store journals (those kept in the
+``resources`` table, and pods; read from the store's change journal,
+:meth:`ketch.core.sources.JournaledSource.changes`):
 
 - ``resourceVersion`` unset, ``""`` or ``"0"``: the objects that exist, as ADDED,
   then every change after them (``sendInitialEvents=false``: only the changes);
@@ -67,7 +68,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import Expired, InvalidSpec
 from ketch.core.kinds import Kind
-from ketch.core.sources import Manifest, Source, StoreSource
+from ketch.core.sources import JournaledSource, Manifest, Source
 from ketch.core.store.resources import CHANGES_PAGE, Change, parse_revision
 from ketch.core.store.selectors import LabelSelector
 from ketch.server import fieldselectors, tables
@@ -310,7 +311,7 @@ class _Selection:
     stops (starts) being selected is sent as DELETED (ADDED), with its last selected
     state, as Kubernetes does."""
 
-    def __init__(self, source: StoreSource, kind: Kind, params: WatchParams) -> None:
+    def __init__(self, source: JournaledSource, kind: Kind, params: WatchParams) -> None:
         self.source = source
         self.kind = kind
         self.params = params
@@ -353,7 +354,7 @@ class _Selection:
 
 
 async def journal_events(
-    source: StoreSource,
+    source: JournaledSource,
     kind: Kind,
     params: WatchParams,
     *,
@@ -370,7 +371,7 @@ async def journal_events(
 
 
 async def _journal_events(
-    source: StoreSource,
+    source: JournaledSource,
     kind: Kind,
     params: WatchParams,
     notifier: ChangeNotifier,
@@ -650,7 +651,7 @@ def respond(
     )
     event_stream = wants_event_stream(request.headers.get("accept"))
     events: AsyncIterator[Event | None]
-    if isinstance(source, StoreSource):
+    if isinstance(source, JournaledSource):
         if not params.initial:  # a resourceVersion that is no number: 400, not a stream
             parse_revision(params.resource_version or "0", "resourceVersion")
         events = journal_events(

@@ -20,6 +20,14 @@ pass, see :meth:`PodStore.deletion_requests`), it is removed at once (``remove``
 a finished pod nothing recreates), or the deletion is refused with a reason
 (``refuse``).
 
+Revisions: every write to a pod (its creation, a change of its status or phase, a
+restart that replaces it, its mark for deletion, its removal) takes the store's next
+revision in its transaction and is journaled, as a resource's write is
+(:func:`~ketch.core.store.resources.next_revision` and
+:func:`~ketch.core.store.resources.journal`): a pod's ``metadata.resourceVersion`` is that revision, a list of
+pods answers the store's revision it was read at, and a watch of pods reads the
+journal (``kind`` ``Pod``) after a resourceVersion exactly.
+
 Logs: each container names its log file (:class:`LogRef`: never a path from a
 request; the server reads it through :mod:`ketch.core.logfiles`), and the byte
 offsets where its current run and the run before it began, so ``previous`` reads
@@ -45,23 +53,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    delete,
-    select,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, InvalidSpec, ObjectNotFound
-from ketch.core.paging import decode_token, encode_token
 from ketch.core.store.db import Database, retry_locked
-from ketch.core.store.models import Base
+from ketch.core.store.models import PodRow
+from ketch.core.store.resources import (
+    ChangeType,
+    ListCursor,
+    ManifestList,
+    journal,
+    list_revision,
+    next_revision,
+)
 from ketch.core.store.selectors import LabelSelector
 from ketch.core.timestamps import format_time, parse_time, utcnow
 
@@ -305,39 +310,7 @@ def _condition(
     return condition
 
 
-# -- the table --------------------------------------------------------------------------
-
-
-class PodRow(Base):
-    """A pod: its manifest's parts, its owner, its containers' logs (server-owned:
-    never part of what is served) and how a ``DELETE`` of it is answered."""
-
-    __tablename__ = "pods"
-    __table_args__ = (
-        UniqueConstraint("namespace", "name", name="uq_pods_ns_name"),
-        Index("ix_pods_owner_uid", "owner_uid"),
-    )
-
-    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(63))
-    name: Mapped[str] = mapped_column(String(253))
-    owner_api_version: Mapped[str] = mapped_column(String(253))
-    owner_kind: Mapped[str] = mapped_column(String(63))
-    owner_name: Mapped[str] = mapped_column(String(253))
-    owner_uid: Mapped[str] = mapped_column(String(36))
-    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    logs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    deletion: Mapped[str] = mapped_column(String(16), default="owner")
-    refusal: Mapped[str] = mapped_column(Text, default="")
-    resource_version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    deletion_requested_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+# -- the table (``PodRow``, in :mod:`ketch.core.store.models`) ---------------------------
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -378,6 +351,34 @@ def to_manifest(row: PodRow) -> dict[str, Any]:
         "spec": dict(row.spec or {}),
         "status": dict(row.status or {}),
     }
+
+
+def _written(session: Session, row: PodRow, type_: ChangeType) -> None:
+    """Give ``row`` (created or changed in ``session``) the store's next revision and
+    journal the pod as written."""
+    row.resource_version = next_revision(session)
+    journal(session, row.resource_version, type_, to_manifest(row))
+
+
+def _removed(session: Session, row: PodRow) -> dict[str, Any]:
+    """Remove ``row`` in ``session``, journaled as DELETED: the pod as it was, at the
+    revision of its removal (as a watch sends it); that manifest."""
+    gone = to_manifest(row)
+    session.delete(row)
+    session.flush()
+    revision = next_revision(session)
+    gone["metadata"]["resourceVersion"] = str(revision)
+    journal(session, revision, "DELETED", gone)
+    return gone
+
+
+def _remove_all(session: Session, query: Select[Any]) -> int:
+    """Remove the pods ``query`` selects, by namespace then name, each journaled; how
+    many."""
+    rows = session.scalars(query.order_by(PodRow.namespace, PodRow.name)).all()
+    for row in rows:
+        _removed(session, row)
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -475,10 +476,11 @@ class PodStore:
             select(PodRow).where(PodRow.namespace == record.namespace, PodRow.name == record.name)
         ).first()
         if row is not None and row.uid != record.uid:
-            session.delete(row)  # a new pod under the name of an earlier one
-            session.flush()
+            _removed(session, row)  # a new pod under the name of an earlier one
             row = None
+        change: ChangeType = "MODIFIED"
         if row is None:
+            change = "ADDED"
             created = now
             if record.start_time is not None and record.start_time < now:
                 created = record.start_time  # a pod is made before its containers start
@@ -486,13 +488,10 @@ class PodStore:
                 uid=record.uid,
                 namespace=record.namespace,
                 name=record.name,
-                resource_version=1,
                 created_at=created,
                 deletion_requested_at=None,
             )
             session.add(row)
-        else:
-            row.resource_version = (row.resource_version or 0) + 1
         row.owner_api_version = record.owner.api_version
         row.owner_kind = record.owner.kind
         row.owner_name = record.owner.name
@@ -505,6 +504,7 @@ class PodStore:
         row.deletion = record.deletion
         row.refusal = record.refusal
         row.updated_at = now
+        _written(session, row, change)
 
     def remove(self, namespace: str, names: Iterable[str]) -> int:
         """Remove these pods (those that exist); how many were removed."""
@@ -516,10 +516,8 @@ class PodStore:
 
         def write() -> int:
             with self.database.session() as session:
-                result = session.execute(
-                    delete(PodRow).where(PodRow.namespace == namespace, PodRow.name.in_(wanted))
-                )
-                return int(getattr(result, "rowcount", 0) or 0)
+                query = select(PodRow).where(PodRow.namespace == namespace, PodRow.name.in_(wanted))
+                return _remove_all(session, query)
 
         return retry_locked(write)
 
@@ -532,15 +530,14 @@ class PodStore:
 
         def write() -> int:
             with self.database.session() as session:
-                query = delete(PodRow).where(
+                query = select(PodRow).where(
                     PodRow.owner_kind == kind,
                     PodRow.namespace == namespace,
                     PodRow.owner_name == name,
                 )
                 if keep_uid is not None:
                     query = query.where(PodRow.owner_uid != keep_uid)
-                result = session.execute(query)
-                return int(getattr(result, "rowcount", 0) or 0)
+                return _remove_all(session, query)
 
         return retry_locked(write)
 
@@ -553,8 +550,8 @@ class PodStore:
 
         def write() -> int:
             with self.database.session() as session:
-                result = session.execute(delete(PodRow).where(PodRow.owner_uid.in_(wanted)))
-                return int(getattr(result, "rowcount", 0) or 0)
+                query = select(PodRow).where(PodRow.owner_uid.in_(wanted))
+                return _remove_all(session, query)
 
         return retry_locked(write)
 
@@ -604,11 +601,11 @@ class PodStore:
                     return to_manifest(row), None
                 if row.deletion == "remove":
                     manifest = to_manifest(row)
-                    session.delete(row)
+                    _removed(session, row)
                     return manifest, None
                 if row.deletion_requested_at is None:
                     row.deletion_requested_at = utcnow()
-                    row.resource_version = (row.resource_version or 0) + 1
+                    _written(session, row, "MODIFIED")
                 session.flush()
                 return to_manifest(row), owner
 
@@ -641,32 +638,47 @@ class PodStore:
         label_selector: str | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
-    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+    ) -> ManifestList:
         """Pods in ``namespace`` (``None``: all), by namespace then name, matching
-        ``label_selector``, ``limit`` at a time; and the token of the next page."""
+        ``label_selector``, ``limit`` at a time: the page, the token of the next one
+        and the store's revision the list was read at (a continued list answers its
+        first page's; a token older than the journal keeps is
+        :class:`~ketch.core.errors.Expired`), as :meth:`ResourceStore.list
+        <ketch.core.store.resources.ResourceStore.list>` answers."""
         if limit is not None and limit <= 0:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         selector = LabelSelector.parse(label_selector)
-        after: tuple[str, str] | None = None
-        if continue_token:
-            position = decode_token(continue_token, field="continue", keys=("ns", "name"))
-            after = (str(position["ns"]), str(position["name"]))
+        cursor = ListCursor.decode(continue_token) if continue_token else None
         items: builtins.list[dict[str, Any]] = []
         with self.database.session(readonly=True) as session:
-            query = select(PodRow)
-            if namespace is not None:
-                query = query.where(PodRow.namespace == namespace)
-            rows = session.scalars(query.order_by(PodRow.namespace, PodRow.name)).all()
-        for row in rows:
-            if after is not None and (row.namespace, row.name) <= after:
-                continue
-            if not selector.matches(row.labels or {}):
-                continue
-            if limit is not None and len(items) == limit:
-                last = items[-1]["metadata"]
-                return items, encode_token({"ns": last["namespace"], "name": last["name"]})
-            items.append(to_manifest(row))
-        return items, None
+            revision = list_revision(session, cursor)  # in the rows' snapshot
+            version = str(revision)
+            while True:
+                query = select(PodRow)
+                if namespace is not None:
+                    query = query.where(PodRow.namespace == namespace)
+                if cursor is not None:
+                    query = query.where(
+                        or_(
+                            PodRow.namespace > cursor.namespace,
+                            and_(PodRow.namespace == cursor.namespace, PodRow.name > cursor.name),
+                        )
+                    )
+                query = query.order_by(PodRow.namespace, PodRow.name).limit(_PAGE)
+                rows = session.scalars(query).all()
+                for row in rows:
+                    if not selector.matches(row.labels or {}):
+                        continue
+                    if limit is not None and len(items) == limit:
+                        # one more matches: the next page starts after the last one given
+                        last = items[-1]["metadata"]
+                        token = ListCursor(last["namespace"], last["name"], revision).encode()
+                        return ManifestList(items, token, version)
+                    items.append(to_manifest(row))
+                if len(rows) < _PAGE:
+                    return ManifestList(items, None, version)
+                last_row = rows[-1]
+                cursor = ListCursor(last_row.namespace, last_row.name, revision)
 
     def versions(self, namespace: str | None, selector: LabelSelector) -> dict[str, str]:
         """``uid -> resourceVersion`` of the matching pods."""
@@ -726,8 +738,8 @@ class PodStore:
 
 def delete_owned_in(session: Session, owner_uid: str) -> None:
     """Remove the pods of the owner ``owner_uid`` in ``session`` (the transaction that
-    deletes the owner)."""
-    session.execute(delete(PodRow).where(PodRow.owner_uid == owner_uid))
+    deletes the owner), each journaled as DELETED."""
+    _remove_all(session, select(PodRow).where(PodRow.owner_uid == owner_uid))
 
 
 def _append_mark(path: str, offset: int, moment: datetime) -> None:

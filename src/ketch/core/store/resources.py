@@ -36,13 +36,13 @@ import builtins
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,7 +57,13 @@ from ketch.core.errors import (
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
 from ketch.core.store.db import Database, retry_locked
-from ketch.core.store.models import ChangeRow, ResourceEventRow, ResourceRow, RevisionRow
+from ketch.core.store.models import (
+    Base,
+    ChangeRow,
+    ResourceEventRow,
+    ResourceRow,
+    RevisionRow,
+)
 from ketch.core.store.selectors import LabelSelector
 
 log = logging.getLogger(__name__)
@@ -168,7 +174,10 @@ class Changes:
 
 
 @dataclass(frozen=True)
-class _Cursor:
+class ListCursor:
+    """Where a paged list (by namespace, then name) goes on from, in its continue
+    token."""
+
     namespace: str
     name: str
     #: the revision the list's first page was read at (tokens from before it lack one)
@@ -181,7 +190,7 @@ class _Cursor:
         return encode_token(position)
 
     @classmethod
-    def decode(cls, token: str) -> _Cursor:
+    def decode(cls, token: str) -> ListCursor:
         position = decode_token(token, field="continue", keys=("ns", "name"))
         revision = position.get("rv")
         if revision is not None and (not isinstance(revision, int) or isinstance(revision, bool)):
@@ -292,8 +301,9 @@ def parse_revision(value: str | int, field: str = "metadata.resourceVersion") ->
     return number
 
 
-def _next_revision(session: Session) -> int:
-    """Take the store's next revision in this write's transaction.
+def next_revision(session: Session) -> int:
+    """Take the store's next revision in this write's transaction: every write to an
+    object the store journals (a resource, a pod, an event) takes one.
 
     The update holds the counter row's lock until the transaction ends, so revisions
     are given in commit order on PostgreSQL too (see the module's docstring)."""
@@ -306,34 +316,78 @@ def _next_revision(session: Session) -> int:
     ).scalar_one_or_none()
     if taken is not None:
         return int(taken)
-    # No counter (its row was removed by hand): start again above every number given.
-    highest = session.scalar(select(func.max(ResourceRow.resource_version))) or 0
-    journaled = session.scalar(select(func.max(ChangeRow.revision))) or 0
-    start = max(int(highest), int(journaled)) + 1
+    # No counter (its row was removed by hand): start again above every number given,
+    # in the journal and in every table (core's or a capability's) that keeps one.
+    present = inspect(session.connection())
+    columns = [ChangeRow.__table__.c.revision] + [
+        table.c.resource_version
+        for table in Base.metadata.sorted_tables
+        if "resource_version" in table.c and present.has_table(table.name)
+    ]
+    start = max(int(session.scalar(select(func.max(column))) or 0) for column in columns) + 1
     session.add(RevisionRow(id=1, revision=start, compacted=start - 1))
     session.flush()
     return start
 
 
-def _journal(session: Session, revision: int, type_: ChangeType, resource: Resource) -> None:
-    """Record a write in the change journal (in the write's transaction); every
-    :data:`COMPACT_EVERY` revisions, drop what the journal no longer keeps."""
-    meta = resource.metadata
+def journal(
+    session: Session, revision: int, type_: ChangeType, manifest: Mapping[str, Any]
+) -> None:
+    """Record a write in the change journal (in the write's transaction): ``manifest``
+    is the object as written (its ``kind`` and ``metadata``'s namespace, name and uid
+    say whose change it is). Every :data:`COMPACT_EVERY` revisions, drop what the
+    journal no longer keeps."""
+    meta = manifest.get("metadata") or {}
     session.add(
         ChangeRow(
             revision=revision,
-            kind=resource.kind,
-            namespace=meta.namespace,
-            name=meta.name,
-            uid=meta.uid or "",
+            kind=str(manifest.get("kind") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
             type=type_,
-            object=resource.to_manifest(),
+            object=dict(manifest),
             created_at=utcnow(),
         )
     )
     if revision % COMPACT_EVERY == 0:
         session.flush()
         _compact(session, revision, history_seconds(), HISTORY_MIN_ENTRIES, HISTORY_MAX_ENTRIES)
+
+
+def _journal(session: Session, revision: int, type_: ChangeType, resource: Resource) -> None:
+    journal(session, revision, type_, resource.to_manifest())
+
+
+def counter(session: Session) -> tuple[int, int]:
+    """The store's revision and the revision its journal is complete after."""
+    found = session.execute(
+        select(RevisionRow.revision, RevisionRow.compacted).where(RevisionRow.id == 1)
+    ).first()
+    if found is None:
+        return 0, 0
+    return int(found[0]), int(found[1])
+
+
+def list_revision(session: Session, cursor: ListCursor | None) -> int:
+    """The revision a list is read at, in ``session`` (a read session, before any other
+    statement): the store's revision in the same snapshot as the rows the list reads
+    next (on PostgreSQL the session is made ``REPEATABLE READ``; SQLite's read
+    transaction is one snapshot already), so a watch from it neither misses nor
+    repeats a change; a continued list answers its first page's.
+    :class:`~ketch.core.errors.Expired` when ``cursor`` comes from a first page older
+    than the journal keeps."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    current, compacted = counter(session)
+    if cursor is None or cursor.revision is None:
+        return current
+    if cursor.revision < compacted:
+        raise Expired(
+            "The provided continue parameter is too old to display a consistent "
+            "list result. You can start a new list without the continue parameter"
+        )
+    return cursor.revision
 
 
 def _compact(
@@ -516,23 +570,11 @@ class ResourceStore:
         if limit is not None and limit <= 0:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         selector = LabelSelector.parse(label_selector)
-        cursor = _Cursor.decode(continue_token) if continue_token else None
+        cursor = ListCursor.decode(continue_token) if continue_token else None
         items: builtins.list[Any] = []
         with self.database.session(readonly=True) as session:
-            if self.database.engine.dialect.name == "postgresql":
-                # one snapshot for the revision and the objects (SQLite's read
-                # transaction is one already), so a watch from the list's version
-                # neither misses nor repeats a change
-                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            current, compacted = self._counter(session)
-            revision = current
-            if cursor is not None and cursor.revision is not None:
-                if cursor.revision < compacted:
-                    raise Expired(
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter"
-                    )
-                revision = cursor.revision
+            # one snapshot for the revision and the objects
+            revision = list_revision(session, cursor)
             version = str(revision)
             while True:
                 # the rows' columns, not ORM objects: ``convert`` reads them by the same
@@ -553,7 +595,7 @@ class ResourceStore:
                 query = query.order_by(ResourceRow.namespace, ResourceRow.name).limit(_PAGE)
                 rows = session.execute(query).all()
                 for row in rows:
-                    cursor = _Cursor(row.namespace, row.name, revision)
+                    cursor = ListCursor(row.namespace, row.name, revision)
                     if selector.matches(row.labels or {}):
                         items.append(convert(row))
                         if limit is not None and len(items) == limit:
@@ -569,7 +611,7 @@ class ResourceStore:
         kind: str,
         namespace: str | None,
         selector: LabelSelector,
-        cursor: _Cursor,
+        cursor: ListCursor,
     ) -> bool:
         query = select(ResourceRow.labels).where(
             ResourceRow.kind == kind,
@@ -586,20 +628,10 @@ class ResourceStore:
 
     # -- revisions and the change journal -------------------------------------------
 
-    @staticmethod
-    def _counter(session: Session) -> tuple[int, int]:
-        """The store's revision and the revision its journal is complete after."""
-        found = session.execute(
-            select(RevisionRow.revision, RevisionRow.compacted).where(RevisionRow.id == 1)
-        ).first()
-        if found is None:
-            return 0, 0
-        return int(found[0]), int(found[1])
-
     def revision(self) -> int:
         """The store's revision: the number of the last write to any resource."""
         with self.database.session(readonly=True) as session:
-            return self._counter(session)[0]
+            return counter(session)[0]
 
     def changes(
         self,
@@ -619,7 +651,7 @@ class ResourceStore:
         if limit <= 0:
             raise InvalidSpec(f"limit must be positive, got {limit}", field="limit")
         with self.database.session(readonly=True) as session:
-            current, compacted = self._counter(session)
+            current, compacted = counter(session)
             self._check_kept(after, compacted)
             query = select(ChangeRow).where(
                 ChangeRow.revision > after, ChangeRow.revision <= current
@@ -631,7 +663,7 @@ class ResourceStore:
             rows = session.scalars(query.order_by(ChangeRow.revision).limit(limit)).all()
             # A compaction committed while this read ran (PostgreSQL reads each
             # statement's own snapshot) may have removed some of what was asked for.
-            self._check_kept(after, self._counter(session)[1])
+            self._check_kept(after, counter(session)[1])
         reached = int(rows[-1].revision) if len(rows) == limit else current
         return Changes([_to_change(row) for row in rows], max(reached, after))
 
@@ -758,7 +790,7 @@ class ResourceStore:
                 row.managed_fields = list(meta.managedFields) or None
             if spec_changed:
                 row.generation += 1
-            row.resource_version = _next_revision(session)
+            row.resource_version = next_revision(session)
             row.updated_at = utcnow()
             session.flush()
             configured = to_resource(row)
@@ -768,7 +800,7 @@ class ResourceStore:
     def _create_in(self, session: Session, resource: Resource) -> Resource:
         now = utcnow()
         meta = resource.metadata
-        revision = _next_revision(session)
+        revision = next_revision(session)
         row = ResourceRow(
             uid=str(uuid.uuid4()),
             api_version=resource.apiVersion,
@@ -833,7 +865,7 @@ class ResourceStore:
                     row.status = status_
                 else:
                     row.status = status
-                row.resource_version = _next_revision(session)
+                row.resource_version = next_revision(session)
                 row.updated_at = utcnow()
                 for reason, message, type_ in events or ():
                     _add_event(session, row.uid, kind, namespace, name, reason, message, type_)
@@ -860,7 +892,7 @@ class ResourceStore:
                 session.flush()
                 # the journal's DELETED object is the object as it was, at the revision
                 # of its deletion (as a Kubernetes watch sends it)
-                revision = _next_revision(session)
+                revision = next_revision(session)
                 gone = resource.model_copy(deep=True)
                 gone.metadata.resourceVersion = str(revision)
                 _journal(session, revision, "DELETED", gone)
