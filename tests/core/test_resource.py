@@ -149,6 +149,14 @@ def test_set_condition_bumps_transition_time_only_on_status_change() -> None:
     assert [c["type"] for c in status["conditions"]] == ["Running", "Succeeded"]
     assert status["conditions"][1]["observedGeneration"] == 3
     assert get_condition(status, "Missing") is None
+    # with last, a condition that changes moves to the end; one that does not stays
+    assert set_condition(status, "Running", "False", "Done", now=t2, last=True) is True
+    assert [c["type"] for c in status["conditions"]] == ["Succeeded", "Running"]
+    unchanged = set_condition(
+        status, "Succeeded", "Unknown", now=t2, observed_generation=3, last=True
+    )
+    assert unchanged is False
+    assert [c["type"] for c in status["conditions"]] == ["Succeeded", "Running"]
 
 
 def test_conditions_parse_into_models() -> None:

@@ -8,10 +8,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.jobs.conftest import apply, condition, manifest, path, replica, wait_for
+from tests.waiting import poll
 
 PY = sys.executable
 
@@ -234,10 +236,11 @@ def test_exit_code_137_restarts_then_succeeds(
             sys.exit(137)
         """
     )
+    # the master runs until the test releases it, after the worker's restart
     master = [
         PY,
         "-c",
-        "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/tried'): time.sleep(0.05)\ntime.sleep(1.5)",
+        "import os, time, sys\nwhile not os.path.exists(sys.argv[1] + '/release'): time.sleep(0.05)",
         str(tmp_path),
     ]
     job = manifest(
@@ -249,8 +252,22 @@ def test_exit_code_137_restarts_then_succeeds(
         },
     )
     apply(client, ns, job)
+
+    def running_again() -> dict[str, Any] | None:
+        found = client.get(path("PyTorchJob", ns, "retry")).json()
+        restarting = condition(found, "Restarting")
+        running = condition(found, "Running")
+        again = restarting and restarting["status"] == "False" and running["status"] == "True"
+        return found if again else None
+
+    # running after the restart: Running is the last condition (the State column)
+    again = poll(running_again, 60, 0.05)
+    assert again, client.get(path("PyTorchJob", ns, "retry")).json()["status"]
+    assert last_condition(again) == "Running"
+    (tmp_path / "release").touch()
     done = wait_for(client, "PyTorchJob", ns, "retry", "Succeeded")
     assert condition(done, "Restarting") is not None  # it was restarting once
+    assert last_condition(done) == "Succeeded"
     events = client.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
     assert any(e["reason"] == "PyTorchJobRestarting" for e in events)
 
@@ -297,17 +314,32 @@ def test_active_deadline_fails(client: httpx.Client, ns: str) -> None:
 
 
 def test_suspend_then_resume(client: httpx.Client, ns: str, tmp_path: Path) -> None:
-    command = [PY, "-c", "import sys; open(sys.argv[1] + '/ran', 'w')", str(tmp_path)]
+    # it runs until the test releases it
+    code = (
+        "import os, sys, time\nopen(sys.argv[1] + '/ran', 'w')\n"
+        "while not os.path.exists(sys.argv[1] + '/release'): time.sleep(0.05)"
+    )
+    command = [PY, "-c", code, str(tmp_path)]
     job = manifest("PyTorchJob", "held", {"Master": replica(command)}, runPolicy={"suspend": True})
     apply(client, ns, job)
     held = wait_for(client, "PyTorchJob", ns, "held", "Suspended")
     assert condition(held, "Suspended")["reason"] == "PyTorchJobSuspended"
+    assert last_condition(held) == "Suspended"  # kubectl get's State
     assert "logPaths" not in held["status"] and not (tmp_path / "ran").exists()
     job["spec"]["runPolicy"]["suspend"] = False
     apply(client, ns, job)
+    running = wait_for(client, "PyTorchJob", ns, "held", "Running")
+    assert last_condition(running) == "Running"
+    (tmp_path / "release").touch()
     done = wait_for(client, "PyTorchJob", ns, "held", "Succeeded")
     assert (tmp_path / "ran").exists()
     assert condition(done, "Suspended")["status"] == "False"
+    assert last_condition(done) == "Succeeded"
+
+
+def last_condition(job: dict[str, Any]) -> str:
+    """The type of the job's last condition: the State column of ``kubectl get``."""
+    return str(job["status"]["conditions"][-1]["type"])
 
 
 def test_jobs_queue_when_cpus_run_out(client: httpx.Client, ns: str) -> None:

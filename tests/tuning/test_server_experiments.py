@@ -188,5 +188,7 @@ def test_resume_after_kill_and_raise_max_trials(tmp_path: Path) -> None:
                 what="experiment resume finished again with 8 trials",
             )
             assert done["status"]["trialsSucceeded"] >= 7
+            # the condition set last is last: the Type column kubectl get shows
+            assert done["status"]["conditions"][-1]["type"] == "Succeeded"
     finally:
         assert server.stop() == 0

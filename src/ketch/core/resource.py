@@ -164,11 +164,14 @@ def set_condition(
     *,
     observed_generation: int | None = None,
     now: datetime | None = None,
+    last: bool = False,
 ) -> bool:
     """Set condition ``type`` in ``status["conditions"]`` in place.
 
     ``lastTransitionTime`` changes only when the condition's status changes, as in
-    Kubernetes. Returns whether anything in the condition changed.
+    Kubernetes. With ``last`` a condition that changes moves to the end of the list,
+    as the training operator and Katib keep theirs: their CRDs show the last one as the
+    object's state. Returns whether anything in the condition changed.
     """
     if status_value not in ("True", "False", "Unknown"):
         raise InvalidSpec(
@@ -192,7 +195,11 @@ def set_condition(
             new["lastTransitionTime"] = old["lastTransitionTime"]
         if old == new:
             return False
-        conditions[index] = new
+        if last:
+            del conditions[index]
+            conditions.append(new)
+        else:
+            conditions[index] = new
         return True
     conditions.append(new)
     return True

@@ -15,7 +15,8 @@ applied, with the operator's admission rules (:mod:`ketch.jobs.validation`).
 
 Status is the operator's: conditions ``Created``, ``Running``, ``Restarting``,
 ``Succeeded``, ``Failed``, ``Suspended`` with reasons such as
-``PyTorchJobSucceeded``, ``replicaStatuses``, ``startTime``, ``completionTime``,
+``PyTorchJobSucceeded`` (the one that changed last is last, the State that ``kubectl
+get`` shows), ``replicaStatuses``, ``startTime``, ``completionTime``,
 ``restartCount`` and ``logPaths`` (replica -> log file) for ``ketch logs``. Logs
 live in a folder of the object's own (``logs/training/<ns>/<kind>/<name>/<uid>``):
 a job deleted and created again under its name starts with fresh logs.
@@ -41,7 +42,7 @@ from ketch.core.backend import Backend
 from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Controller, Events, Key
 from ketch.core.errors import InvalidSpec
-from ketch.core.resource import set_condition
+from ketch.core.resource import ConditionStatus, set_condition
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workloads.controller import GangController
 from ketch.core.workloads.gang import (
@@ -58,6 +59,14 @@ from ketch.core.workloads.gang import (
 from ketch.core.workloads.processes import stop
 from ketch.jobs import envs
 from ketch.jobs.spec import KINDS, Job, MXJobSpec, PyTorchJobSpec, TFJobSpec, parse
+
+
+def _set(
+    status: dict[str, Any], type_: str, value: ConditionStatus, reason: str, message: str
+) -> None:
+    """Set a condition as the training operator does: one that changes goes last, so the
+    last one (the CRDs' State column) is what happened last."""
+    set_condition(status, type_, value, reason, message, last=True)
 
 
 class TrainingJobController(GangController):
@@ -86,7 +95,7 @@ class TrainingJobController(GangController):
     ) -> None:
         if get_condition(status, "Created") is None:
             kind, message = self.kind, f"{self.kind} {name} is created."
-            set_condition(status, "Created", "True", f"{kind}Created", message)
+            _set(status, "Created", "True", f"{kind}Created", message)
             if not quiet:
                 events.append((f"{kind}Created", message, "Normal"))
 
@@ -94,8 +103,8 @@ class TrainingJobController(GangController):
         kind = self.kind
         if not is_true(status, "Suspended"):
             message = f"{kind} {job.name} is suspended."
-            set_condition(status, "Suspended", "True", f"{kind}Suspended", message)
-            set_condition(status, "Running", "False", f"{kind}Suspended", message)
+            _set(status, "Running", "False", f"{kind}Suspended", message)
+            _set(status, "Suspended", "True", f"{kind}Suspended", message)
             status.pop("startTime", None)
             events.append((f"{kind}Suspended", message, "Normal"))
 
@@ -103,16 +112,16 @@ class TrainingJobController(GangController):
         if is_true(status, "Suspended"):
             kind = self.kind
             message = f"{kind} {name} is resumed."
-            set_condition(status, "Suspended", "False", f"{kind}Resumed", message)
+            _set(status, "Suspended", "False", f"{kind}Resumed", message)
             events.append((f"{kind}Resumed", message, "Normal"))
 
     def _mark_running(self, job: Gang, status: dict[str, Any], events: Events) -> None:
         kind = self.kind
         message = f"{kind} {job.name} is running."
         if not is_true(status, "Running"):
-            set_condition(status, "Running", "True", f"{kind}Running", message)
             if get_condition(status, "Restarting") is not None:
-                set_condition(status, "Restarting", "False", f"{kind}Running", message)
+                _set(status, "Restarting", "False", f"{kind}Running", message)
+            _set(status, "Running", "True", f"{kind}Running", message)
             events.append((f"{kind}Running", message, "Normal"))
 
     def _mark_restarting(
@@ -124,18 +133,18 @@ class TrainingJobController(GangController):
             f"{kind} {job.name} is restarting because {len(restarted)} "
             f"{restarted[0].rtype} replica(s) failed."
         )
-        set_condition(status, "Restarting", "True", f"{kind}Restarting", message)
-        set_condition(status, "Running", "False", f"{kind}Restarting", message)
+        _set(status, "Running", "False", f"{kind}Restarting", message)
+        _set(status, "Restarting", "True", f"{kind}Restarting", message)
         events.append((f"{kind}Restarting", f"{message} Restarting: {names}", "Warning"))
 
     def _mark_finished(
         self, status: dict[str, Any], events: Events, outcome: str, cause: str, message: str
     ) -> None:
         reason = f"{self.kind}{outcome}"
-        set_condition(status, outcome, "True", reason, message)
-        set_condition(status, "Running", "False", reason, message)
+        _set(status, "Running", "False", reason, message)
         if get_condition(status, "Restarting") is not None:
-            set_condition(status, "Restarting", "False", reason, message)
+            _set(status, "Restarting", "False", reason, message)
+        _set(status, outcome, "True", reason, message)
         events.append((reason, message, "Normal" if outcome == "Succeeded" else "Warning"))
 
     # -- messages --------------------------------------------------------------------

@@ -141,8 +141,8 @@ class ExperimentController(StatusController):
                 self.suggestions.sync(key, experiment, spec, items, status)
                 return None
             message = "Experiment is restarted: maxTrialCount was raised"
-            set_condition(status, "Succeeded", "False", "ExperimentRestarting", message)
-            set_condition(status, "Restarting", "True", "ExperimentRestarting", message)
+            set_condition(status, "Succeeded", "False", "ExperimentRestarting", message, last=True)
+            set_condition(status, "Restarting", "True", "ExperimentRestarting", message, last=True)
             status.pop("completionTime", None)
             events.append(("ExperimentRestarting", message, "Normal"))
 
@@ -160,11 +160,10 @@ class ExperimentController(StatusController):
             return None
 
         if not is_true(status, RUNNING):
-            set_condition(status, "Running", "True", "ExperimentRunning", "Experiment is running")
+            running = ("ExperimentRunning", "Experiment is running")
             if get_condition(status, "Restarting") is not None:
-                set_condition(
-                    status, "Restarting", "False", "ExperimentRunning", "Experiment is running"
-                )
+                set_condition(status, "Restarting", "False", *running, last=True)
+            set_condition(status, "Running", "True", *running, last=True)
         wanted = spec.parallelTrialCount - active
         if spec.maxTrialCount is not None:
             wanted = min(wanted, spec.maxTrialCount - len(items))

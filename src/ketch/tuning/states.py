@@ -48,9 +48,10 @@ def experiment_ended(status: dict[str, Any]) -> bool:
 def finish(
     status: dict[str, Any], events: Events, condition: str, reason: str, message: str
 ) -> None:
-    """End an experiment or a trial: ``condition`` True, Running False, completionTime."""
-    set_condition(status, RUNNING, "False", reason, message)
-    set_condition(status, condition, "True", reason, message)
+    """End an experiment or a trial: Running False, then ``condition`` True (the last
+    condition, Katib's Type column), completionTime."""
+    set_condition(status, RUNNING, "False", reason, message, last=True)
+    set_condition(status, condition, "True", reason, message, last=True)
     status["completionTime"] = format_time(utcnow())
     normal = condition in (Finished.SUCCEEDED, Finished.EARLY_STOPPED)
     events.append((reason, message, "Normal" if normal else "Warning"))
