@@ -3,6 +3,8 @@ SDK's models, created, read, run to its optimum, and its budget and trial logs."
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.kubernetes.sdk import Sdk
 
 # A trial program printing its objective the way Katib's StdOut collector reads it.
@@ -12,7 +14,7 @@ OBJECTIVE = (
     "print(f'epoch 1: score={-(x - 0.3) ** 2 - (y - 0.7) ** 2:.6f}')\n"
 )
 
-EXPERIMENT = """
+EXPERIMENT_MODEL = """
 from kubernetes import client
 from kubeflow.katib import KatibClient, models
 
@@ -64,8 +66,11 @@ experiment = models.V1beta1Experiment(
         ),
     ),
 )
+"""
+CREATE = """
 katib.create_experiment(experiment, namespace=ns)
 """
+EXPERIMENT = EXPERIMENT_MODEL + CREATE
 
 CREATE_GET = (
     EXPERIMENT
@@ -141,8 +146,12 @@ def test_edit_experiment_budget(sdk: Sdk, ns: str) -> None:
     assert sdk.run(EDIT_BUDGET, ns=ns, name="tune-budget", objective=OBJECTIVE, timeout=180) == 3
 
 
+# Katib deletes the job of a trial that ended, and with it its pods and their logs,
+# unless the trial template says retain: this experiment's trials are kept.
 TRIAL_LOGS = (
-    EXPERIMENT
+    EXPERIMENT_MODEL
+    + "experiment.spec.trial_template.retain = True\n"
+    + CREATE
     + """
 katib.wait_for_experiment_condition(name, namespace=ns, timeout=120, polling_interval=1)
 trial = katib.list_trials(name, namespace=ns)[0].metadata.name
@@ -155,3 +164,47 @@ katib.delete_experiment(name, namespace=ns)
 def test_get_job_logs_of_a_trial(sdk: Sdk, ns: str) -> None:
     lines = sdk.run(TRIAL_LOGS, ns=ns, name="tune-logs", objective=OBJECTIVE, timeout=180)
     assert any("score=" in line for line in lines), lines
+
+
+TUNE = """
+from kubeflow.katib import KatibClient, search
+
+
+def objective(parameters):
+    x = float(parameters["x"])
+    print(f"score={-(x - 0.3) ** 2:.6f}")
+
+
+katib = KatibClient(namespace=ns)
+katib.tune(
+    name=name,
+    objective=objective,
+    parameters={"x": search.double(min=0, max=1)},
+    objective_metric_name="score",
+    max_trial_count=2,
+    parallel_trial_count=2,
+)
+katib.wait_for_experiment_condition(name, namespace=ns, timeout=120, polling_interval=1)
+optimal = katib.get_optimal_hyperparameters(name, namespace=ns)
+created = katib.get_experiment(name, namespace=ns)
+container = created.spec.trial_template.trial_spec["spec"]["template"]["spec"]["containers"][0]
+result = {
+    "succeeded": katib.is_experiment_succeeded(name, namespace=ns),
+    "trials": sorted(t.metadata.name for t in katib.list_trials(name, namespace=ns)),
+    "best_trial": optimal.best_trial_name,
+    "assigned": {a.name: float(a.value) for a in optimal.parameter_assignments},
+    "metrics": {m.name: float(m.latest) for m in optimal.observation.metrics},
+    "command": container["command"],
+}
+katib.delete_experiment(name, namespace=ns)
+"""
+
+
+def test_tune_an_objective_function(sdk: Sdk, ns: str) -> None:
+    out = sdk.run(TUNE, ns=ns, name="tune-fn", timeout=180)
+    assert out["succeeded"] is True, out
+    assert len(out["trials"]) == 2 and out["best_trial"] in out["trials"]
+    assert out["command"] == ["bash", "-c"]
+    x = out["assigned"]["x"]
+    assert 0 <= x <= 1
+    assert out["metrics"]["score"] == pytest.approx(-((x - 0.3) ** 2), abs=1e-5)
