@@ -681,3 +681,89 @@ def test_kubectl_get_pods_watch_and_the_kubernetes_client_resume(
             ):
                 pass
         assert info.value.status == 410 and "too old resource version" in str(info.value)
+
+
+# -- events: recording one, counting a repeat and removing them take revisions -------
+
+
+def events_path(ns: str, group: bool = False) -> str:
+    base = "/apis/events.k8s.io/v1" if group else "/api/v1"
+    return f"{base}/namespaces/{ns}/events"
+
+
+def test_an_event_watch_resumes_exactly_after_a_resource_version(
+    server: Server, client: httpx.Client, ns: str
+) -> None:
+    store = server.store()
+    client.post(runtimes_path(ns), json=runtime("ev"))
+    store.record_event("TrainingRuntime", ns, "ev", reason="First", message="one")
+    listed = client.get(events_path(ns)).json()
+    start = listed["metadata"]["resourceVersion"]
+    (first,) = listed["items"]
+    assert int(start) >= version(first)
+    store.record_event("TrainingRuntime", ns, "ev", reason="Second", message="two")
+    store.record_event("TrainingRuntime", ns, "ev", reason="First", message="one")  # repeated
+    repeated = client.get(f"{events_path(ns)}/{first['metadata']['name']}").json()
+    assert repeated["count"] == 2 and version(repeated) > version(first)
+    client.delete(runtimes_path(ns, "ev"))  # its events go with it
+    params = {"watch": "true", "resourceVersion": start, "timeoutSeconds": 1}
+    with watching(server.url, events_path(ns), params) as events:
+        seen = events.rest()
+    assert [(e["type"], e["object"]["reason"]) for e in seen] == [
+        ("ADDED", "Second"),
+        ("MODIFIED", "First"),
+        ("DELETED", "First"),
+        ("DELETED", "Second"),
+    ]
+    assert seen[1]["object"] == repeated
+    assert seen[2]["object"]["count"] == 2  # as it was
+    versions = [version(e["object"]) for e in seen]
+    assert versions == sorted(versions) and versions[0] > int(start)
+    assert all(e["object"]["kind"] == "Event" for e in seen)
+    # from the middle: only what came after
+    params["resourceVersion"] = str(versions[1])
+    with watching(server.url, events_path(ns), params) as events:
+        assert [e["type"] for e in events.rest()] == ["DELETED", "DELETED"]
+    # events.k8s.io's form, selected by its own field names
+    params = {
+        "watch": "true",
+        "resourceVersion": start,
+        "fieldSelector": "regarding.name=ev,reason=Second",
+        "timeoutSeconds": 1,
+    }
+    with watching(server.url, events_path(ns, group=True), params) as events:
+        seen = events.rest()
+    assert [(e["type"], e["object"]["note"]) for e in seen] == [
+        ("ADDED", "two"),
+        ("DELETED", "two"),
+    ]
+    assert {e["object"]["apiVersion"] for e in seen} == {"events.k8s.io/v1"}
+    # a version older than the journal: a 410 ERROR event
+    compacted = store.compact(keep_seconds=0, min_entries=0)
+    with watching(server.url, events_path(ns), {"watch": "1", "resourceVersion": start}) as ev:
+        (error,) = ev.rest()
+    assert error["type"] == "ERROR" and error["object"]["code"] == 410
+    assert error["object"]["message"] == f"too old resource version: {start} ({compacted})"
+
+
+def test_kubectl_get_events_watch_prints_each_event_once(
+    server: Server, client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    store = server.store()
+    client.post(runtimes_path(ns), json=runtime("kev"))
+    store.record_event("TrainingRuntime", ns, "kev", reason="Listed", message="before")
+    kubectl = kubectl_for(server.url, tmp_path, namespace=ns)
+    watch = Background(kubectl, "get", "events", "-w", "--output-watch-events")
+    try:
+        # the list first, then the watch from the list's version
+        watch.wait_for(lambda lines: any("Listed" in line for line in lines))
+        store.record_event("TrainingRuntime", ns, "kev", reason="Watched", message="after")
+        store.record_event("TrainingRuntime", ns, "kev", reason="Listed", message="before")
+        lines = watch.wait_for(
+            lambda lines: any(line.startswith("MODIFIED") and "Listed" in line for line in lines)
+        )
+    finally:
+        watch.stop()
+    assert lines is not None
+    kinds = [(line.split()[0], "Listed" if "Listed" in line else "Watched") for line in lines[1:]]
+    assert kinds == [("ADDED", "Listed"), ("ADDED", "Watched"), ("MODIFIED", "Listed")]

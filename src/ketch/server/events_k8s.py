@@ -19,13 +19,18 @@ an unknown one is 404. ``limit`` answers the newest events (still oldest first),
 which is what Ketch's CLI asks for; there is no ``continue``.
 
 An event's name is ``{object name}.{its number in the log}``: unique and stable. Its
-``resourceVersion`` is its ``count``, which goes up when the same event repeats (a
-watch sees MODIFIED). Writes answer 405: Ketch records events itself.
+``resourceVersion`` is the store's revision at its last write: recording it, and
+each repeat of it (its ``count`` goes up), takes the store's next revision and is
+journaled (:mod:`ketch.core.store.resources`), so a list of events answers the
+revision it was read at, and a watch (``kubectl get events -w``) reads the journal
+through the same watch code as resources: resumed from a ``resourceVersion`` it sends
+exactly the events recorded (ADDED), repeated (MODIFIED) and removed with their
+object (DELETED) after it, and a version older than the journal is a 410. Writes
+answer 405: Ketch records events itself.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,12 +43,13 @@ from ketch.core.errors import InvalidSpec, KetchError, ObjectNotFound
 from ketch.core.kinds import READ_VERBS, Column, Kind, KindRegistry
 from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.sources import Manifest, MethodNotAllowed, Page, RefusesWrites
-from ketch.core.store.resources import Event, ResourceStore
+from ketch.core.store.resources import EVENT_KIND, Changes, Event, EventList, ResourceStore
 from ketch.core.store.selectors import LabelSelector
 from ketch.server import tables
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
+from ketch.server.watch import WatchParams, is_watch, watch_response
 
 router = APIRouter(tags=["events"], responses=STATUS_RESPONSES)
 
@@ -63,7 +69,6 @@ TimeoutQ = Annotated[
 
 COMPONENT = "ketch"
 EVENTS_GROUP = "events.k8s.io"
-_UIDS = uuid.UUID("6f1d9c52-5f0b-4a57-9a43-3d2f3c1b7e10")
 
 # Field selector fields, by the name the core group gives them.
 FIELDS = (
@@ -106,11 +111,11 @@ def _micro_time(value: datetime) -> str:
 
 
 def event_name(event: Event) -> str:
-    return f"{event.involvedObject.name}.{event.id}"
+    return event.name
 
 
 def event_uid(event: Event) -> str:
-    return str(uuid.uuid5(_UIDS, str(event.id)))
+    return event.uid
 
 
 def _reference(event: Event, kinds: KindRegistry) -> dict[str, str]:
@@ -130,7 +135,7 @@ def _metadata(event: Event) -> dict[str, Any]:
         "name": event_name(event),
         "namespace": event.involvedObject.namespace,
         "uid": event_uid(event),
-        "resourceVersion": str(event.count),
+        "resourceVersion": str(event.resourceVersion),
         "creationTimestamp": _time(event.eventTime),
     }
 
@@ -321,7 +326,8 @@ def _fields(event: Event, kinds: KindRegistry) -> Mapping[str, str]:
 
 class EventSource(RefusesWrites):
     """The store's events as a read-only source of either Event kind (by its group),
-    narrowed to a field selector."""
+    narrowed to a field selector. Events' writes are in the store's change journal, so
+    this is a :class:`~ketch.core.sources.JournaledSource`."""
 
     def __init__(
         self, store: ResourceStore, kinds: KindRegistry, selector: FieldSelector | None = None
@@ -344,26 +350,30 @@ class EventSource(RefusesWrites):
     def _form(self, kind: Kind) -> Callable[[Event, KindRegistry], Manifest]:
         return events_v1_event if kind.group == EVENTS_GROUP else core_event
 
-    def events(self, namespace: str | None, limit: int | None = None) -> list[Event]:
+    def events(self, namespace: str | None, limit: int | None = None) -> EventList:
         """The events in ``namespace`` (``None``: all) the selector selects, oldest
-        first; with ``limit``, the newest ``limit`` of them."""
+        first; with ``limit``, the newest ``limit`` of them; and the store's revision
+        they were read at."""
         selector = self.selector
         wanted_ns = selector.equal("involvedObject.namespace")
         if namespace is not None and wanted_ns not in (None, namespace):
-            return []
+            return EventList([], str(self.store.revision()))
         # what the store narrows a query by itself; the rest is checked here
         by_store = all(r.operator == "=" and r.field in _NARROWED for r in selector.requirements)
-        found = self.store.list_events(
+        found = self.store.event_list(
             selector.equal("involvedObject.kind"),
             namespace or wanted_ns,
             selector.equal("involvedObject.name"),
             limit=limit if by_store else None,
         )
         if not by_store:
-            found = [e for e in found if selector.matches(_fields(e, self.kinds).get)]
+            found.items = [e for e in found if self.selects(e)]
             if limit is not None:
-                found = found[-limit:]
+                found.items = found.items[-limit:]
         return found
+
+    def selects(self, event: Event) -> bool:
+        return self.selector.matches(_fields(event, self.kinds).get)
 
     # -- Source ---------------------------------------------------------------------
 
@@ -399,14 +409,15 @@ class EventSource(RefusesWrites):
         if not LabelSelector.parse(label_selector).matches({}):
             return Page([])  # events have no labels
         form = self._form(kind)
-        return Page([form(e, self.kinds) for e in self.events(namespace, limit)])
+        found = self.events(namespace, limit)
+        return Page([form(e, self.kinds) for e in found], None, found.resource_version)
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector
     ) -> dict[str, str]:
         if not selector.matches({}):
             return {}
-        return {event_uid(e): str(e.count) for e in self.events(namespace)}
+        return {event_uid(e): str(e.resourceVersion) for e in self.events(namespace)}
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
         wanted = set(uids)
@@ -419,6 +430,30 @@ class EventSource(RefusesWrites):
             for e in self.events(namespace)
             if event_uid(e) in wanted
         }
+
+    # -- the change journal (watches) ----------------------------------------------
+
+    def revision(self) -> int:
+        return self.store.revision()
+
+    def changes(self, kind: Kind, namespace: str | None, after: int) -> Changes:
+        """The journaled writes to the events this source selects (in ``namespace``)
+        after revision ``after``, each in ``kind``'s form."""
+        wanted = namespace or self.selector.equal("involvedObject.namespace")
+        found = self.store.changes(after, kind=EVENT_KIND, namespace=wanted)
+        form = self._form(kind)
+        items = []
+        for change in found:
+            event = Event.from_journal(change.object)
+            if self.selects(event):
+                items.append(replace(change, object=form(event, self.kinds)))
+        return Changes(items, found.revision)
+
+    def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
+        found = self.store.previous(EVENT_KIND, uid, before)
+        if found is None:
+            return None
+        return self._form(kind)(Event.from_journal(found), self.kinds)
 
 
 # The fields the store narrows a query by itself.
@@ -446,9 +481,14 @@ async def _list(
     timeout: float | None,
 ) -> Any:
     source = _source(state, kind, field_selector)
-    selector = LabelSelector.parse(label_selector)
-    if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
-        return state.polled_watch(request, source, kind, namespace, selector, timeout)
+    if is_watch(request):
+        # the source selects by the field selector itself
+        params = WatchParams.of(
+            request, namespace, label_selector=label_selector, timeout=timeout, fields=None
+        )
+        return watch_response(
+            request, source, kind, params, notifier=state.notifier, stopping=state.stopping
+        )
     page = await run_in_threadpool(
         source.list,
         kind,
@@ -457,8 +497,9 @@ async def _list(
         limit=limit,
         continue_token=request.query_params.get("continue") or None,
     )
-    # the store's revision: a watch from it (kubectl get -w) sends only later changes
-    version = str(await run_in_threadpool(state.store.revision))
+    # the store's revision the events were read at: a watch from it (kubectl get -w)
+    # sends exactly the later changes
+    version = page.resource_version or str(await run_in_threadpool(state.store.revision))
     return tables.list_response(kind, page.items, {"resourceVersion": version}, request)
 
 

@@ -17,7 +17,7 @@ browser's ``EventSource``), the same events come as server-sent events, with a
 comment line as a heartbeat now and then.
 
 What a watch sends, for the kinds whose writes the store journals (those kept in the
-``resources`` table, and pods; read from the store's change journal,
+``resources`` table, pods and events; read from the store's change journal,
 :meth:`ketch.core.sources.JournaledSource.changes`):
 
 - ``resourceVersion`` unset, ``""`` or ``"0"``: the objects that exist, as ADDED,
@@ -43,8 +43,8 @@ store's revision every ``KETCH_WATCH_POLL_SECONDS`` (0.25) while any watch is op
 wakes them when it moved; each then reads the journal after the last change it sent
 (one indexed query).
 
-Kinds served from elsewhere (PipelineRuns, the core group's namespaces and events)
-have no journal: their watch polls ``Source.versions`` and fetches the objects whose
+Kinds served from elsewhere (PipelineRuns, the core group's namespaces) have no
+journal: their watch polls ``Source.versions`` and fetches the objects whose
 version changed (:func:`watch`), and sends the same events; resuming from a
 ``resourceVersion`` then sends the changes from the moment the watch starts.
 """
@@ -238,18 +238,24 @@ class WatchParams:
         *,
         label_selector: str | None = None,
         timeout: float | None = None,
-        fields: tuple[str, ...] = SELECTABLE_FIELDS,
+        fields: tuple[str, ...] | None = SELECTABLE_FIELDS,
         present: Callable[[Manifest], Manifest] | None = None,
     ) -> WatchParams:
         """The watch ``request`` asks for; a malformed parameter is ``InvalidSpec``
-        naming it (400, before the stream starts)."""
+        naming it (400, before the stream starts). ``fields``: what its
+        ``fieldSelector`` may select by; ``None``: the source selects by it itself
+        (events), the watch does not read it."""
         query = request.query_params
         return cls(
             namespace=namespace,
             labels=LabelSelector.parse(
                 label_selector if label_selector is not None else query.get("labelSelector")
             ),
-            fields=fieldselectors.parse(query.get("fieldSelector"), fields),
+            fields=(
+                FieldSelector()
+                if fields is None
+                else fieldselectors.parse(query.get("fieldSelector"), fields)
+            ),
             resource_version=query.get("resourceVersion") or None,
             send_initial=_flag(query.get("sendInitialEvents"), "sendInitialEvents"),
             bookmarks=bool(_flag(query.get("allowWatchBookmarks"), "allowWatchBookmarks")),
@@ -649,6 +655,21 @@ def respond(
         fields=fields,
         present=present,
     )
+    return watch_response(request, source, kind, params, notifier=notifier, stopping=stopping)
+
+
+def watch_response(
+    request: Request,
+    source: Source,
+    kind: Kind,
+    params: WatchParams,
+    *,
+    notifier: ChangeNotifier,
+    stopping: threading.Event,
+) -> StreamingResponse:
+    """The response to the watch ``params`` of ``kind`` from ``source``: read from the
+    change journal when the source's writes are in it, else polled (see the module's
+    docstring), as ``request`` asks for it (:func:`stream`)."""
     event_stream = wants_event_stream(request.headers.get("accept"))
     events: AsyncIterator[Event | None]
     if isinstance(source, JournaledSource):

@@ -268,3 +268,48 @@ def test_listed_manifests_are_the_resources_manifests(store: ResourceStore) -> N
     assert listed.items + rest.items == expected
     assert "." not in expected[1]["metadata"]["creationTimestamp"]  # the owner's
     assert listed.resource_version == rest.resource_version == str(store.revision())
+
+
+def test_events_take_the_store_revision_and_are_journaled(store: ResourceStore) -> None:
+    """An event recorded, a repeat of it counted, an event recorded with a status
+    write and the events removed with their object each take the next revision (the
+    event's resourceVersion) and are journaled, under kind Event."""
+    store.create(job("a"))  # 1
+    made = store.record_event("PyTorchJob", "default", "a", reason="Made", message="m")  # 2
+    again = store.record_event("PyTorchJob", "default", "a", reason="Made", message="m")  # 3
+    assert (made.resourceVersion, again.resourceVersion) == (2, 3)
+    assert again.id == made.id and again.count == 2 and again.uid == made.uid
+    store.update_status(  # the object 4, its event 5
+        "PyTorchJob", "default", "a", {"phase": "Running"}, events=[("Started", "go", "Normal")]
+    )
+    listed = store.event_list("PyTorchJob", "default", "a")
+    assert listed.resource_version == "5" == str(store.revision())
+    assert [(e.reason, e.count, e.resourceVersion) for e in listed] == [
+        ("Made", 2, 3),
+        ("Started", 1, 5),
+    ]
+    assert store.list_events("PyTorchJob", "default", "a") == listed.items
+
+    store.delete("PyTorchJob", "default", "a")  # the object 6, its events 7 and 8
+    found = store.changes(1, kind=resources.EVENT_KIND)
+    assert found.revision == 8
+    assert [(c.revision, c.type, c.name) for c in found] == [
+        (2, "ADDED", f"a.{made.id}"),
+        (3, "MODIFIED", f"a.{made.id}"),
+        (5, "ADDED", f"a.{listed.items[1].id}"),
+        (7, "DELETED", f"a.{made.id}"),
+        (8, "DELETED", f"a.{listed.items[1].id}"),
+    ]
+    assert {c.uid for c in found.items[:2]} == {made.uid}
+    # the journal keeps the event itself: read back as it was at each write
+    events = [resources.Event.from_journal(c.object) for c in found]
+    assert [(e.count, e.resourceVersion) for e in events] == [
+        (1, 2),
+        (2, 3),
+        (1, 5),
+        (2, 7),
+        (1, 8),
+    ]
+    assert events[1] == again and events[1].id == made.id
+    assert [c.revision for c in store.changes(0, kind="PyTorchJob")] == [1, 4, 6]
+    assert store.list_events("PyTorchJob", "default", "a") == []

@@ -19,6 +19,13 @@ removed as writes go on (:meth:`ResourceStore.compact`), and asking for changes
 after a version older than the journal keeps is :class:`~ketch.core.errors.Expired`
 (410: the client lists again).
 
+Pods (:mod:`ketch.core.store.pods`) and events (``resource_events``: a new event, a
+repeat counted, an event removed with its object) take numbers of the same sequence
+and journal themselves in the same transaction, with the same functions
+(:func:`next_revision`, :func:`journal`), so their lists answer the store's revision
+too and their watches resume from it exactly. The journal records an event as
+:meth:`Event.journaled` writes it (the API serves it in its own form).
+
 Revisions are given in the order the writes commit, so a reader that has seen
 revision N and asks for the changes after N never misses a lower one committed
 later. On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (one writer
@@ -121,8 +128,16 @@ class ObjectReference(BaseModel):
     uid: str
 
 
+#: The namespace of events' uids (each the uuid5 of the event's number in the log).
+EVENT_UIDS = uuid.UUID("6f1d9c52-5f0b-4a57-9a43-3d2f3c1b7e10")
+#: The kind the change journal records events' writes under.
+EVENT_KIND = "Event"
+
+
 class Event(BaseModel):
-    """A Kubernetes-style event about a resource."""
+    """A Kubernetes-style event about a resource. ``id``: its number in the log;
+    ``resourceVersion``: the store's revision at its last write (its first, or a
+    repeat counted), its ``metadata.resourceVersion`` as the API serves it."""
 
     involvedObject: ObjectReference
     type: str
@@ -132,6 +147,52 @@ class Event(BaseModel):
     count: int = 1
     lastTimestamp: datetime | None = None
     id: int = Field(default=0, exclude=True)
+    resourceVersion: int = Field(default=0, exclude=True)
+
+    @property
+    def name(self) -> str:
+        """Its name as the API serves it: ``{object name}.{its number}``, unique and stable."""
+        return f"{self.involvedObject.name}.{self.id}"
+
+    @property
+    def uid(self) -> str:
+        return str(uuid.uuid5(EVENT_UIDS, str(self.id)))
+
+    def journaled(self) -> dict[str, Any]:
+        """The event as the change journal keeps it: kind ``Event``, its name, namespace,
+        uid and resourceVersion as metadata, the event itself under ``event`` (the API
+        serves it in either Event group's form, :meth:`from_journal` reads it back)."""
+        return {
+            "apiVersion": "v1",
+            "kind": EVENT_KIND,
+            "metadata": {
+                "name": self.name,
+                "namespace": self.involvedObject.namespace,
+                "uid": self.uid,
+                "resourceVersion": str(self.resourceVersion),
+            },
+            "event": {**self.model_dump(mode="json"), "id": self.id},
+        }
+
+    @classmethod
+    def from_journal(cls, obj: Mapping[str, Any]) -> Event:
+        """The event a journaled object (:meth:`journaled`) records."""
+        version = (obj.get("metadata") or {}).get("resourceVersion") or 0
+        return cls.model_validate({**obj["event"], "resourceVersion": int(version)})
+
+
+@dataclass
+class EventList:
+    """Events, oldest first, and the store's revision they were read at."""
+
+    items: list[Event]
+    resource_version: str = ""
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 @dataclass
@@ -270,6 +331,7 @@ def _to_event(row: ResourceEventRow) -> Event:
         eventTime=_aware(row.created_at) or utcnow(),
         count=row.count or 1,
         lastTimestamp=_aware(row.last_seen_at) or _aware(row.created_at),
+        resourceVersion=row.resource_version or 0,
     )
 
 
@@ -448,7 +510,8 @@ def _add_event(
     type_: str,
 ) -> ResourceEventRow:
     """Record an event, or count one more of the same event about the same object (as
-    Kubernetes aggregates repeats: ``count`` and ``lastTimestamp``)."""
+    Kubernetes aggregates repeats: ``count`` and ``lastTimestamp``). Either write takes
+    the store's next revision and is journaled (ADDED, or MODIFIED for a repeat)."""
     same = session.scalars(
         select(ResourceEventRow)
         .where(
@@ -464,6 +527,7 @@ def _add_event(
     if same is not None:
         same.count = (same.count or 1) + 1
         same.last_seen_at = now
+        _event_written(session, same, "MODIFIED")
         return same
     row = ResourceEventRow(
         resource_uid=uid,
@@ -478,7 +542,30 @@ def _add_event(
         last_seen_at=now,
     )
     session.add(row)
+    _event_written(session, row, "ADDED")
     return row
+
+
+def _event_written(session: Session, row: ResourceEventRow, type_: ChangeType) -> None:
+    row.resource_version = next_revision(session)
+    session.flush()  # a new event's number
+    journal(session, row.resource_version, type_, _to_event(row).journaled())
+
+
+def _events_removed(session: Session, resource_uid: str) -> None:
+    """Remove the events about ``resource_uid`` (its deletion's transaction), each
+    journaled as DELETED: as it was, at the revision of its removal."""
+    rows = session.scalars(
+        select(ResourceEventRow)
+        .where(ResourceEventRow.resource_uid == resource_uid)
+        .order_by(ResourceEventRow.id)
+    ).all()
+    for row in rows:
+        gone = _to_event(row)
+        session.delete(row)
+        session.flush()
+        gone.resourceVersion = next_revision(session)
+        journal(session, gone.resourceVersion, "DELETED", gone.journaled())
 
 
 class ResourceStore:
@@ -885,9 +972,6 @@ class ResourceStore:
                 if row is None:
                     raise _not_found(kind, namespace, name)
                 resource = to_resource(row)
-                session.execute(
-                    delete(ResourceEventRow).where(ResourceEventRow.resource_uid == row.uid)
-                )
                 session.delete(row)
                 session.flush()
                 # the journal's DELETED object is the object as it was, at the revision
@@ -896,6 +980,7 @@ class ResourceStore:
                 gone = resource.model_copy(deep=True)
                 gone.metadata.resourceVersion = str(revision)
                 _journal(session, revision, "DELETED", gone)
+                _events_removed(session, resource.metadata.uid or "")
                 return resource
 
         return self._changed(retry_locked(remove), deleted=True)
@@ -943,6 +1028,18 @@ class ResourceStore:
         """Events, oldest first, optionally narrowed to a kind, a namespace and a name.
 
         With ``limit``, the newest ``limit`` events (still oldest first)."""
+        return self.event_list(kind, namespace, name, limit=limit).items
+
+    def event_list(
+        self,
+        kind: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> EventList:
+        """:meth:`list_events`, with the store's revision they were read at (in the
+        same snapshot: a watch of events from it neither misses nor repeats one)."""
         query = select(ResourceEventRow)
         if kind is not None:
             query = query.where(ResourceEventRow.kind == kind)
@@ -954,7 +1051,9 @@ class ResourceStore:
         if limit is not None:
             query = query.limit(limit)
         with self.database.session(readonly=True) as session:
-            return [_to_event(row) for row in reversed(session.scalars(query).all())]
+            revision = list_revision(session, None)
+            rows = session.scalars(query).all()
+            return EventList([_to_event(row) for row in reversed(rows)], str(revision))
 
     # -- namespaces --------------------------------------------------------------
 
