@@ -22,7 +22,10 @@ writers. Other connections (``database.engine.connect()``, sessions from
 :attr:`Database.sessionmaker`) start deferred transactions.
 
 PostgreSQL is used through psycopg 3; ``postgresql://`` URLs are mapped to the
-``postgresql+psycopg://`` driver.
+``postgresql+psycopg://`` driver. A write session there starts by taking a
+transaction-scoped advisory lock (:data:`PG_WRITE_LOCK`, waiting up to the same 30
+s): writes are one at a time as on SQLite, so writes that each lock the revision
+counter and other rows cannot deadlock on the order they take them in.
 
 Forks: a pooled connection belongs to the process that opened it. A child forked
 from a process holding a ``Database`` should make its own from ``database.url``;
@@ -70,6 +73,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: Core's version folder: the shared base ``0001`` and core's branch.
 CORE_MIGRATIONS = MIGRATIONS_DIR / "versions"
 IMMEDIATE_OPTION = "ketch_begin_immediate"
+#: The PostgreSQL advisory lock a write session holds until it ends ("ketw").
+PG_WRITE_LOCK = 0x6B657477
 #: Where a pooled connection records the process that opened it.
 PID_KEY = "ketch_pid"
 
@@ -128,6 +133,20 @@ def _keep_connections_in_their_process(engine: Engine) -> None:
             )
 
 
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if not connection.get_execution_options().get(IMMEDIATE_OPTION, False):
+            return
+        # One writer at a time, as SQLite's BEGIN IMMEDIATE: a write transaction
+        # takes the store's write lock before anything else. Writes that journal an
+        # object also lock the revision counter row; taken second, after a row or a
+        # unique index entry, that lock let two transactions wait for each other.
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{SQLITE_BUSY_TIMEOUT_MS}ms'")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
+        connection.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+
+
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -141,6 +160,7 @@ def _create_engine(url: str) -> Engine:
         _configure_sqlite(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+        _configure_postgresql(engine)
     _keep_connections_in_their_process(engine)
     return engine
 
