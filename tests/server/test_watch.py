@@ -17,9 +17,11 @@ import pytest
 from ketch.capabilities import create_app
 from ketch.core.resource import Resource
 from ketch.server.watch import BOOKMARK_ENV, INITIAL_EVENTS_END
+from tests.pipelines.submitted import hello_pipeline_ir
 from tests.server.fixtures import runtime, runtimes_path
 from tests.server.helpers import Server, ThreadServer, assert_error, assert_status, sse_events
 from tests.server.kubectl import Background, kubectl_for
+from tests.waiting import poll
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 RUNTIMES = "/apis/trainer.kubeflow.org/v1alpha1"
@@ -179,6 +181,59 @@ def test_a_version_older_than_the_journal_is_a_410_error_event(
     params = {"watch": "1", "resourceVersion": str(compacted), "timeoutSeconds": 0.5}
     with watching(server.url, runtimes_path(ns), params) as events:
         assert events.rest() == []
+
+
+def test_a_pipelinerun_watch_resumes_exactly_after_a_resource_version(
+    server: Server, client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    """PipelineRuns, kept in the pipelines capability's own tables, take the store's
+    revision and are journaled too: a watch from a list's resourceVersion sends exactly
+    what changed after it (a run added and run to the end, a run deleted), and one
+    from a version the journal no longer keeps is a 410."""
+    runs = f"/apis/pipelines.ketch.dev/v1/namespaces/{ns}/pipelineruns"
+    ir = hello_pipeline_ir(tmp_path)
+
+    def run_to_the_end(name: str) -> dict[str, Any]:
+        body = {"apiVersion": "pipelines.ketch.dev/v1", "kind": "PipelineRun"}
+        body |= {"metadata": {"name": name}, "spec": {"pipelineSpec": ir}}
+        created = client.post(runs, json=body)
+        assert created.status_code == 201, created.text
+        path = f"{runs}/{created.json()['metadata']['name']}"
+        assert poll(lambda: client.get(path).json()["status"]["state"] == "SUCCEEDED", 90, 0.1)
+        return dict(client.get(path).json())
+
+    first = run_to_the_end("first")
+    listed = client.get(runs).json()
+    start = listed["metadata"]["resourceVersion"]
+    assert int(start) >= version(first) == version(listed["items"][0])
+    second = run_to_the_end("second")
+    first_id, second_id = first["metadata"]["name"], second["metadata"]["name"]
+    deleted = client.delete(f"{runs}/{first_id}")
+    assert deleted.status_code == 200, deleted.text
+
+    params = {"watch": "true", "resourceVersion": start, "timeoutSeconds": 1}
+    with watching(server.url, runs, params) as events:
+        seen = events.rest()
+    kinds = [summary(e) for e in seen]
+    # the second run added, changed as it ran (its state, its tasks), then the first deleted
+    assert kinds[0] == ("ADDED", second_id) and kinds[-1] == ("DELETED", first_id)
+    assert set(kinds[1:-1]) == {("MODIFIED", second_id)} and len(kinds) >= 4
+    versions = [version(e["object"]) for e in seen]
+    assert versions == sorted(set(versions)) and versions[0] > int(start)
+    last = seen[-2]["object"]
+    assert last["status"]["state"] == "SUCCEEDED" and version(last) == version(second)
+    assert seen[-1]["object"]["metadata"] == deleted.json()["metadata"]
+    # from the middle: exactly what came after
+    params["resourceVersion"] = str(versions[1])
+    with watching(server.url, runs, params) as events:
+        assert events.rest() == seen[2:]
+    # older than the journal keeps: 410, as for resources
+    compacted = server.store().compact(keep_seconds=0, min_entries=0)
+    params["resourceVersion"] = start
+    with watching(server.url, runs, params) as events:
+        (error,) = events.rest()
+    assert (error["type"], error["object"]["code"]) == ("ERROR", 410)
+    assert error["object"]["message"] == f"too old resource version: {start} ({compacted})"
 
 
 def test_timeout_seconds_ends_the_watch(client: httpx.Client, ns: str) -> None:

@@ -6,10 +6,11 @@ for it (``Capability.sources``): the pipelines capability serves ``PipelineRun``
 view of its ``pipeline_runs`` table. Every source speaks manifests (JSON-ready dicts
 with Kubernetes field names).
 
-Watches: a :class:`JournaledSource` (a :class:`StoreSource`, and the core group's
-pods) reads the store's change journal (:meth:`JournaledSource.changes`: exactly the
-writes after a ``resourceVersion``); any other source is watched by polling
-:meth:`Source.versions` and fetching what changed.
+Watches: a :class:`JournaledSource` (a :class:`StoreSource`, the core group's pods
+and events, and the pipelines capability's PipelineRuns) reads the store's change
+journal (:meth:`JournaledSource.changes`: exactly the writes after a
+``resourceVersion``); any other source is watched by polling :meth:`Source.versions`
+and fetching what changed.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from ketch.core.conditions import RunState
 from ketch.core.store.db import Database, retry_locked
 from ketch.core.timestamps import utcnow
+from ketch.pipelines.manifests import journal_run
 from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 
 SERVER = "server"
@@ -215,6 +216,7 @@ def fail_run(
                 )
                 .values(state=state, error=reason, finished_at=now)
             )
+            journal_run(s, run_id)  # its state: the next revision
             return True
 
     return bool(retry_locked(write))

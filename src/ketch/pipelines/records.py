@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from ketch.core.store.db import Database, retry_locked
 from ketch.core.timestamps import utcnow
+from ketch.pipelines.manifests import journal_run, served_task
 from ketch.pipelines.tables import (
     ArtifactRow,
     CacheEntryRow,
@@ -87,38 +88,34 @@ class Recorder:
     ) -> None:
         def write() -> None:
             with self.database.session() as s:
-                s.add(
-                    PipelineRunRow(
-                        id=ctx.run_id,
-                        display_name=ctx.display_name,
-                        pipeline_name=ctx.ir.name,
-                        namespace=namespace,
-                        experiment_id=experiment_id,
-                        pipeline_id=pipeline_id,
-                        pipeline_version_id=pipeline_version_id,
-                        recurring_run_id=recurring_run_id,
-                        owner=owner,
-                        state=state,
-                        pipeline_spec=ctx.ir.spec,
-                        parameters=arguments,
-                        pipeline_root=ctx.pipeline_root,
-                        enable_caching=ctx.enable_caching,
-                        outputs={},
-                        created_at=ctx.created_at,
-                        started_at=utcnow() if state == "RUNNING" else None,
-                    )
+                row = PipelineRunRow(
+                    id=ctx.run_id,
+                    display_name=ctx.display_name,
+                    pipeline_name=ctx.ir.name,
+                    namespace=namespace,
+                    experiment_id=experiment_id,
+                    pipeline_id=pipeline_id,
+                    pipeline_version_id=pipeline_version_id,
+                    recurring_run_id=recurring_run_id,
+                    owner=owner,
+                    state=state,
+                    pipeline_spec=ctx.ir.spec,
+                    parameters=arguments,
+                    pipeline_root=ctx.pipeline_root,
+                    enable_caching=ctx.enable_caching,
+                    outputs={},
+                    created_at=ctx.created_at,
+                    started_at=utcnow() if state == "RUNNING" else None,
                 )
+                s.add(row)
+                journal_run(s, row, "ADDED")
 
         retry_locked(write)
 
     def set_run_state(self, run_id: str, state: str, **values: Any) -> None:
         def write() -> None:
             with self.database.session() as s:
-                s.execute(
-                    update(PipelineRunRow)
-                    .where(PipelineRunRow.id == run_id)
-                    .values(state=state, **values)
-                )
+                journal_run(s, run_id, state=state, **values)  # with its next revision
 
         retry_locked(write)
 
@@ -161,13 +158,14 @@ class Recorder:
         def write() -> None:
             with self.database.session() as s:
                 execution_id = self._new_execution(s, ctx, node)
-                row = self._task_row(s, ctx, node)
+                row, before = self._task_row(s, ctx, node)
                 row.state = node.state
                 row.inputs = self._inputs(node)
                 row.error = None  # a resumed or retried run may start the task again
                 row.log_path = node.log_path
                 row.started_at = node.started_at or utcnow()
                 row.finished_at = None
+                self._task_written(s, ctx, row, before)
                 self._input_events(s, ctx, node, execution_id)
 
         retry_locked(write)
@@ -175,7 +173,8 @@ class Recorder:
     def task_finished(self, ctx: RunContext, node: Node) -> None:
         def write() -> None:
             with self.database.session() as s:
-                row = self._task_row(s, ctx, node)  # new if it never started (skipped, ...)
+                # new if it never started (skipped, ...)
+                row, before = self._task_row(s, ctx, node)
                 row.state = node.state
                 row.inputs = self._inputs(node)
                 row.outputs = {
@@ -188,6 +187,7 @@ class Recorder:
                 row.cached = node.cached
                 row.cache_key = node.cache_key
                 row.finished_at = node.finished_at or utcnow()
+                self._task_written(s, ctx, row, before)
                 if node.reused:
                     return
                 if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
@@ -225,26 +225,39 @@ class Recorder:
         return execution.id
 
     @staticmethod
-    def _task_row(s: Any, ctx: RunContext, node: Node) -> PipelineTaskRow:
-        """The node's task row, added to the session when it is not stored yet."""
+    def _task_written(
+        s: Any, ctx: RunContext, row: PipelineTaskRow, before: dict[str, Any] | None
+    ) -> None:
+        """A task was added (``before`` is ``None``) or written: when that changes what
+        the run's manifest shows of it, the run takes the next revision."""
+        if before is None or served_task(row) != before:
+            journal_run(s, ctx.run_id)
+
+    @staticmethod
+    def _task_row(
+        s: Any, ctx: RunContext, node: Node
+    ) -> tuple[PipelineTaskRow, dict[str, Any] | None]:
+        """The node's task row, added to the session when it is not stored yet, and
+        what the run's manifest showed of it (``None`` for a new one)."""
         row = s.get(PipelineTaskRow, node.id)
-        if row is None:
-            row = PipelineTaskRow(
-                id=node.id,
-                run_id=ctx.run_id,
-                path=node.path,
-                name=node.name,
-                display_name=node.task.get("taskInfo", {}).get("name", node.name),
-                parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
-                type=node.type,
-                state=node.state,
-                inputs={},
-                outputs={},
-                created_at=node.started_at or utcnow(),
-                started_at=node.started_at,
-            )
-            s.add(row)
-        return row
+        if row is not None:
+            return row, served_task(row)
+        row = PipelineTaskRow(
+            id=node.id,
+            run_id=ctx.run_id,
+            path=node.path,
+            name=node.name,
+            display_name=node.task.get("taskInfo", {}).get("name", node.name),
+            parent_path=node.path.rsplit("/", 1)[0] if "/" in node.path else None,
+            type=node.type,
+            state=node.state,
+            inputs={},
+            outputs={},
+            created_at=node.started_at or utcnow(),
+            started_at=node.started_at,
+        )
+        s.add(row)
+        return row, None
 
     @staticmethod
     def _inputs(node: Node) -> dict[str, Any]:

@@ -20,12 +20,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import defer
 
-from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
+from ketch.core.conditions import TERMINAL_RUN_STATES
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound, ObjectNotFound
 from ketch.core.kinds import Kind
 from ketch.core.paging import decode_token, encode_token
@@ -33,16 +33,9 @@ from ketch.core.resource import Resource
 from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page
 from ketch.core.store.db import Database, retry_locked
 from ketch.core.store.pods import delete_owned_in
+from ketch.core.store.resources import Changes, ResourceStore, list_revision
 from ketch.core.store.selectors import LabelSelector
-from ketch.core.timestamps import format_time
-from ketch.pipelines.kinds import (
-    DISPLAY_NAME,
-    LABEL_EXPERIMENT,
-    LABEL_PIPELINE,
-    LABEL_RECURRING,
-    LABEL_STATE,
-    PIPELINE_RUN,
-)
+from ketch.pipelines.manifests import journal_run, labels, to_manifest
 from ketch.pipelines.owners import Reaper
 from ketch.pipelines.tables import PipelineRunRow, PipelineTaskRow
 
@@ -50,8 +43,6 @@ if TYPE_CHECKING:
     from ketch.pipelines.service import RunService
 
 log = logging.getLogger(__name__)
-
-TERMINAL_TASK_STATES = TERMINAL_RUN_STATES
 
 _SPEC_KEYS = {
     "pipelineSpec",
@@ -146,136 +137,6 @@ def default_name(manifest: Manifest) -> str:
     return cleaned[:200].strip("-.") or "pipeline-run"
 
 
-# -- the manifest --------------------------------------------------------------------
-
-
-def _time(value: datetime | None) -> str | None:
-    return format_time(value) if value is not None else None
-
-
-def _condition(type_: str, status: str, reason: str, when: datetime | None) -> dict[str, Any]:
-    condition = {"type": type_, "status": status, "reason": reason, "message": ""}
-    stamp = _time(when)
-    if stamp:
-        condition["lastTransitionTime"] = stamp
-    return condition
-
-
-def run_conditions(row: PipelineRunRow) -> list[dict[str, Any]]:
-    state = row.state
-    done = state in TERMINAL_RUN_STATES
-    finished = row.finished_at or row.started_at or row.created_at
-    started = row.started_at or row.created_at
-    running = _condition(
-        "Running", "False" if done else "True", state.capitalize(), finished if done else started
-    )
-    succeeded = _condition(
-        "Succeeded",
-        "True" if state == RunState.SUCCEEDED else ("False" if done else "Unknown"),
-        state.capitalize(),
-        finished if done else started,
-    )
-    failed = _condition(
-        "Failed", "True" if state == RunState.FAILED else "False", state.capitalize(), finished
-    )
-    canceled = _condition(
-        "Canceled", "True" if state == RunState.CANCELED else "False", state.capitalize(), finished
-    )
-    if row.error and state == RunState.FAILED:
-        failed["message"] = succeeded["message"] = row.error
-    return [running, succeeded, failed, canceled]
-
-
-def _labels(row: PipelineRunRow) -> dict[str, str]:
-    labels = {LABEL_PIPELINE: row.pipeline_name[:63], LABEL_STATE: row.state}
-    if row.experiment_id:
-        labels[LABEL_EXPERIMENT] = row.experiment_id
-    if row.recurring_run_id:
-        labels[LABEL_RECURRING] = row.recurring_run_id
-    return labels
-
-
-def _version(row: PipelineRunRow, tasks: int, done: int) -> str:
-    return f"{row.state}.{tasks}.{done}"
-
-
-def to_manifest(
-    row: PipelineRunRow,
-    tasks: list[PipelineTaskRow] | None = None,
-    *,
-    counts: tuple[int, int] = (0, 0),
-    full: bool = False,
-) -> Manifest:
-    """The run as a PipelineRun manifest; ``full`` adds the IR and the tasks."""
-    if tasks is not None:
-        counts = (len(tasks), sum(1 for t in tasks if t.state in TERMINAL_TASK_STATES))
-    spec: dict[str, Any] = {
-        "pipelineName": row.pipeline_name,
-        "displayName": row.display_name,
-        "parameters": dict(row.parameters or {}),
-        "pipelineRoot": row.pipeline_root,
-    }
-    for key, value in (
-        ("enableCaching", row.enable_caching),
-        ("experimentId", row.experiment_id),
-        ("pipelineId", row.pipeline_id),
-        ("pipelineVersionId", row.pipeline_version_id),
-        ("recurringRunId", row.recurring_run_id),
-    ):
-        if value is not None:
-            spec[key] = value
-    if full:
-        spec["pipelineSpec"] = row.pipeline_spec
-    status: dict[str, Any] = {"state": row.state, "conditions": run_conditions(row)}
-    for key, value in (
-        ("startTime", _time(row.started_at)),
-        ("completionTime", _time(row.finished_at)),
-        ("error", row.error),
-    ):
-        if value:
-            status[key] = value
-    if row.outputs:
-        status["outputs"] = row.outputs
-    if tasks is not None:
-        status["tasks"] = [_task(t) for t in tasks]
-    return {
-        "apiVersion": PIPELINE_RUN.api_version,
-        "kind": PIPELINE_RUN.kind,
-        "metadata": {
-            "name": row.id,
-            "namespace": row.namespace,
-            "uid": row.id,
-            "labels": _labels(row),
-            "annotations": {DISPLAY_NAME: row.display_name},
-            "generation": 1,
-            "resourceVersion": _version(row, *counts),
-            "creationTimestamp": _time(row.created_at),
-        },
-        "spec": spec,
-        "status": status,
-    }
-
-
-def _task(task: PipelineTaskRow) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "path": task.path,
-        "name": task.display_name or task.name,
-        "type": task.type,
-        "state": task.state,
-        "cached": task.cached,
-        "attempts": task.attempts,
-    }
-    for key, value in (
-        ("startTime", _time(task.started_at)),
-        ("completionTime", _time(task.finished_at)),
-        ("logPath", task.log_path),
-        ("error", task.error),
-    ):
-        if value:
-            item[key] = value
-    return item
-
-
 def _offset(token: str) -> int:
     value = decode_token(token, field="continue", keys=("offset",))["offset"]
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -303,6 +164,7 @@ class PipelineRunSource:
         self.database = database
         self.runs = runs
         self.reaper = reaper or Reaper(database)
+        self._journal = ResourceStore(database, migrate=False)
 
     # -- reads -----------------------------------------------------------------
 
@@ -310,14 +172,18 @@ class PipelineRunSource:
         with self.database.session(readonly=True) as session:
             row = session.get(PipelineRunRow, name)
             if row is None or row.namespace != namespace:
-                raise ObjectNotFound(
-                    f"PipelineRun {name!r} not found in namespace {namespace!r}",
-                    kind="PipelineRun",
-                    namespace=namespace,
-                    name=name,
-                    hint=f"list runs with: ketch get runs -n {namespace}",
-                )
+                raise self._not_found(namespace, name)
             return row
+
+    @staticmethod
+    def _not_found(namespace: str, name: str) -> ObjectNotFound:
+        return ObjectNotFound(
+            f"PipelineRun {name!r} not found in namespace {namespace!r}",
+            kind="PipelineRun",
+            namespace=namespace,
+            name=name,
+            hint=f"list runs with: ketch get runs -n {namespace}",
+        )
 
     def tasks(self, run_id: str) -> list[PipelineTaskRow]:
         with self.database.session(readonly=True) as session:
@@ -365,46 +231,50 @@ class PipelineRunSource:
         if namespace is not None:
             query = query.where(PipelineRunRow.namespace == namespace)
         with self.database.session(readonly=True) as session:
-            rows = list(session.scalars(query).all())
-            counts = self._counts(session, None)
-        matching = [r for r in rows if selector.matches(_labels(r))]
+            revision = list_revision(session, None)  # in the same snapshot as the runs
+            rows = list(session.scalars(query.options(defer(PipelineRunRow.pipeline_spec))).all())
+        matching = [r for r in rows if selector.matches(labels(r))]
         page = matching[offset : offset + limit] if limit is not None else matching[offset:]
-        items = [to_manifest(r, counts=counts.get(r.id, (0, 0))) for r in page]
+        items = [to_manifest(r) for r in page]
         more = limit is not None and offset + limit < len(matching)
-        return Page(items, encode_token({"offset": offset + len(page)}) if more else None)
-
-    @staticmethod
-    def _counts(session: Any, run_ids: builtins.list[str] | None) -> dict[str, tuple[int, int]]:
-        done = func.sum(case((PipelineTaskRow.state.in_(TERMINAL_TASK_STATES), 1), else_=0))
-        query = select(PipelineTaskRow.run_id, func.count(), done).group_by(PipelineTaskRow.run_id)
-        if run_ids is not None:
-            query = query.where(PipelineTaskRow.run_id.in_(run_ids))
-        return {run_id: (int(n), int(d or 0)) for run_id, n, d in session.execute(query)}
+        token = encode_token({"offset": offset + len(page)}) if more else None
+        return Page(items, token, str(revision))
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector
     ) -> dict[str, str]:
-        query = select(PipelineRunRow)
+        query = select(PipelineRunRow).options(defer(PipelineRunRow.pipeline_spec))
         if namespace is not None:
             query = query.where(PipelineRunRow.namespace == namespace)
         with self.database.session(readonly=True) as session:
             rows = list(session.scalars(query).all())
-            counts = self._counts(session, None)
-        return {
-            r.id: _version(r, *counts.get(r.id, (0, 0)))
-            for r in rows
-            if selector.matches(_labels(r))
-        }
+        return {r.id: str(r.resource_version) for r in rows if selector.matches(labels(r))}
 
     def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
         wanted = builtins.list(uids)
         if not wanted:
             return {}
         with self.database.session(readonly=True) as session:
-            rows = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.in_(wanted)))
-            found = builtins.list(rows)
-            counts = self._counts(session, wanted)
-        return {r.id: to_manifest(r, counts=counts.get(r.id, (0, 0))) for r in found}
+            query = select(PipelineRunRow).where(PipelineRunRow.id.in_(wanted))
+            found = builtins.list(
+                session.scalars(query.options(defer(PipelineRunRow.pipeline_spec)))
+            )
+        return {r.id: to_manifest(r) for r in found}
+
+    # -- the change journal (watches) --------------------------------------------
+
+    def revision(self) -> int:
+        """The store's revision (a list's or a watch's starting ``resourceVersion``)."""
+        return self._journal.revision()
+
+    def changes(self, kind: Kind, namespace: str | None, after: int) -> Changes:
+        """The journaled changes to runs (in ``namespace``, ``None``: all) after revision
+        ``after``; ``Expired`` when the journal no longer goes back that far."""
+        return self._journal.changes(after, kind=kind.kind, namespace=namespace)
+
+    def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
+        """Run ``uid`` as it was before revision ``before``, if the journal has it."""
+        return self._journal.previous(kind.kind, uid, before)
 
     def default_name(self, kind: Kind, manifest: Manifest) -> str | None:
         return default_name(manifest)
@@ -469,11 +339,15 @@ class PipelineRunSource:
             )
         manifest = to_manifest(row, self.tasks(row.id))
 
-        def remove() -> None:
+        def remove() -> Manifest:
             with self.database.session() as session:
+                gone = journal_run(session, row.id, "DELETED")
+                if gone is None:  # deleted meanwhile
+                    raise self._not_found(namespace, name)
+                manifest["metadata"]["resourceVersion"] = str(gone.resource_version)
                 session.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == row.id))
                 session.execute(delete(PipelineRunRow).where(PipelineRunRow.id == row.id))
                 delete_owned_in(session, row.id)  # its tasks' pods
+            return manifest
 
-        retry_locked(remove)
-        return manifest
+        return retry_locked(remove)

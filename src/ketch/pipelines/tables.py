@@ -7,7 +7,7 @@ They share core's declarative ``Base`` (one metadata, one database). Any change
 here needs an Alembic migration in this capability's version folder,
 :data:`MIGRATIONS` (``migrations/versions``, branch ``pipelines``). The tables were
 first created by core's base revision ``0001`` (pipeline runs, tasks, lineage,
-cache) and by ``0002`` here (the KFP catalog).
+cache) and by ``0002`` here (the KFP catalog); ``0008`` gave runs their revision.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -66,6 +67,9 @@ class PipelineRunRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The store's revision at the last write that changed what the run's PipelineRun
+    # manifest shows (its metadata.resourceVersion; see ketch.pipelines.manifests).
+    resource_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class PipelineTaskRow(Base):

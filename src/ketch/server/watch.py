@@ -17,8 +17,8 @@ browser's ``EventSource``), the same events come as server-sent events, with a
 comment line as a heartbeat now and then.
 
 What a watch sends, for the kinds whose writes the store journals (those kept in the
-``resources`` table, pods and events; read from the store's change journal,
-:meth:`ketch.core.sources.JournaledSource.changes`):
+``resources`` table, pods, events and PipelineRuns; read from the store's change
+journal, :meth:`ketch.core.sources.JournaledSource.changes`):
 
 - ``resourceVersion`` unset, ``""`` or ``"0"``: the objects that exist, as ADDED,
   then every change after them (``sendInitialEvents=false``: only the changes);
@@ -43,9 +43,9 @@ store's revision every ``KETCH_WATCH_POLL_SECONDS`` (0.25) while any watch is op
 wakes them when it moved; each then reads the journal after the last change it sent
 (one indexed query).
 
-Kinds served from elsewhere (PipelineRuns, the core group's namespaces) have no
-journal: their watch polls ``Source.versions`` and fetches the objects whose
-version changed (:func:`watch`), and sends the same events; resuming from a
+A kind served from elsewhere without a journal (the core group's namespaces) is
+watched by polling ``Source.versions`` and fetching the objects whose version
+changed (:func:`watch`), and sends the same events; resuming from a
 ``resourceVersion`` then sends the changes from the moment the watch starts.
 """
 

@@ -135,12 +135,23 @@ def test_a_database_from_before_the_split_upgrades_in_place(home: Path) -> None:
     answers = _serve_once(url)
 
     # The revisions are the new heads: core's branch and pipelines' (0002 recorded,
-    # its tables kept), and no row changed (the tables core added since are checked
-    # in test_revisions.py).
+    # its tables kept, then 0008), and no row changed (the tables core added since are
+    # checked in test_revisions.py).
     with db.Database(url) as database:
         assert database.current_revisions() == db.head_revisions(FOLDERS)
-        assert "0002" in database.current_revisions()
+        assert "0008" in database.current_revisions()
     assert _kept(path, before) == before
+    # The runs were given the store's revision, and the journal starts there: their
+    # writes before the upgrade were never journaled (a watch from before is a 410).
+    raw = sqlite3.connect(path)
+    try:
+        ((revision, compacted),) = raw.execute(
+            "SELECT revision, compacted FROM resource_revision"
+        ).fetchall()
+        versions = {v for (v,) in raw.execute("SELECT resource_version FROM pipeline_runs")}
+    finally:
+        raw.close()
+    assert revision >= 1 and compacted == revision and versions == {revision}
 
     # The KFP API serves the catalog, the runs and their tasks.
     experiments = {e["display_name"] for e in answers["experiments"]["experiments"]}

@@ -15,6 +15,7 @@ from ketch.core.store.pods import delete_owned_in
 from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.kfp_models import status, ts
+from ketch.pipelines.manifests import journal_run
 from ketch.pipelines.tables import (
     ExecutionRow,
     KfpRunMetaRow,
@@ -113,7 +114,8 @@ class RunCatalog(CatalogPart):
         """Remove a run and its tasks; artifacts (files and lineage records) stay."""
 
         def write(s: Session) -> None:
-            existing(s, R, run_id, "run")
+            # the run as it was, at the revision of its deletion, for PipelineRun watches
+            journal_run(s, existing(s, R, run_id, "run"), "DELETED")
             s.execute(delete(KfpRunMetaRow).where(KfpRunMetaRow.run_id == run_id))
             s.execute(delete(PipelineTaskRow).where(PipelineTaskRow.run_id == run_id))
             s.execute(delete(R).where(R.id == run_id))
