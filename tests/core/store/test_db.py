@@ -102,6 +102,8 @@ def test_sqlite_pragmas_on_every_connection(sqlite_database: db.Database) -> Non
 
 #: the newest revision of core's own branch (core's history is one line)
 (CORE,) = db.head_revisions()
+#: the newest revision of the pipelines capability's branch
+(PIPELINES,) = db.head_revisions([MIGRATIONS]) - {CORE}
 
 
 def test_migrate_creates_every_table(database: db.Database) -> None:
@@ -110,7 +112,7 @@ def test_migrate_creates_every_table(database: db.Database) -> None:
     assert set(Base.metadata.tables) | {"alembic_version"} == names
     assert database.current_revisions() == db.head_revisions([MIGRATIONS])
     assert len(db.head_revisions()) == 1  # core's own history is one line
-    assert db.head_revisions([MIGRATIONS]) == {CORE, "0002"}  # core's branch, pipelines'
+    assert db.head_revisions([MIGRATIONS]) == {CORE, PIPELINES}  # core's branch, pipelines'
 
 
 def test_migrated_schema_matches_models(database: db.Database) -> None:
@@ -217,7 +219,7 @@ def test_each_capability_has_a_branch_from_cores_base(
 ) -> None:
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
     every = [MIGRATIONS, registry, notebooks]
-    heads = {CORE, "0002", "registry_0001", "notebooks_0001"}
+    heads = {CORE, PIPELINES, "registry_0001", "notebooks_0001"}
     assert db.head_revisions(every) == heads
     database.migrate(every)
     assert database.current_revisions() == heads
@@ -228,12 +230,12 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
     registry, notebooks = _branch(tmp_path, "registry"), _branch(tmp_path, "notebooks")
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS, registry])
-        assert database.current_revisions() == {CORE, "0002", "registry_0001"}
+        assert database.current_revisions() == {CORE, PIPELINES, "registry_0001"}
 
     # A process that assembles fewer capabilities finds its own branches up to date.
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS])
-        assert database.current_revisions() == {CORE, "0002", "registry_0001"}
+        assert database.current_revisions() == {CORE, PIPELINES, "registry_0001"}
 
     # One with a branch the database lacks adds it and keeps the registry's revision,
     # though it does not know that branch.
@@ -241,7 +243,7 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
         database.migrate([MIGRATIONS, notebooks])
         assert database.current_revisions() == {
             CORE,
-            "0002",
+            PIPELINES,
             "registry_0001",
             "notebooks_0001",
         }
@@ -251,7 +253,7 @@ def test_a_process_migrates_the_branches_it_was_given(db_url: str, tmp_path: Pat
         database.migrate([MIGRATIONS, registry, notebooks])  # nothing left to do
         assert database.current_revisions() == {
             CORE,
-            "0002",
+            PIPELINES,
             "registry_0001",
             "notebooks_0001",
         }
@@ -270,7 +272,7 @@ def test_a_database_migrated_by_a_newer_ketch_is_refused_unchanged(db_url: str) 
             KetchError, match="revision\\(s\\) 9999, which this Ketch does not have"
         ):
             database.migrate([MIGRATIONS])
-        assert database.current_revisions() == {"9999", "0002"}
+        assert database.current_revisions() == {"9999", PIPELINES}
 
 
 def test_core_alone_migrates_without_any_capability(db_url: str) -> None:
@@ -280,7 +282,7 @@ def test_core_alone_migrates_without_any_capability(db_url: str) -> None:
         assert "kfp_pipelines" not in _tables(database)
     with db.Database(db_url) as database:
         database.migrate([MIGRATIONS])  # pipelines' branch joins later
-        assert database.current_revisions() == {CORE, "0002"}
+        assert database.current_revisions() == {CORE, PIPELINES}
         assert "kfp_pipelines" in _tables(database)
 
 
