@@ -24,9 +24,14 @@ def run(pipeline: Any, arguments: dict[str, Any] | None = None, **options: Any) 
     from ketch.core import config
     from ketch.pipelines.client import run as _run
 
-    options.setdefault("backend", backend())
-    options.setdefault("packages", packages())
-    options.setdefault("database", database(config.database_url()))
+    # made only when not given: a caller's own backend or store leaves the process's
+    # alone (setdefault would make them first)
+    if options.get("backend") is None:
+        options["backend"] = backend()
+    if options.get("packages") is None:
+        options["packages"] = packages()
+    if options.get("database") is None:
+        options["database"] = database(config.database_url())
     return _run(pipeline, arguments=arguments, **options)
 
 
