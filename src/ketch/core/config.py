@@ -36,8 +36,14 @@ DEFAULT_PORT = 8808
 
 
 def server_url() -> str:
-    """Where clients find the API server: ``KETCH_URL`` or ``http://127.0.0.1:8808``."""
-    return (os.environ.get("KETCH_URL") or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+    """Where clients find the API server: ``KETCH_URL``, else the server ``ketch
+    login`` last signed in to, else ``http://127.0.0.1:8808``."""
+    url = os.environ.get("KETCH_URL")
+    if not url:
+        from ketch.core.credentials import current_server
+
+        url = current_server()
+    return (url or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
 
 
 def version() -> str:

@@ -4,9 +4,13 @@ client (:class:`ApiClient`).
 An error body (``{"message": ..., "code": ...}``, or a Kubernetes ``Status``, which
 has a ``message`` too) becomes the matching ``KetchError``: 400/405/413/422
 ``InvalidSpec`` (422 is an invalid object), 404 ``NotFound``, 409 ``Conflict``,
-anything else ``ServerError`` with the HTTP status. When nothing answers at the
-URL, the client's ``unreachable`` error (default :class:`NoServer`) says how to
-start a server.
+401 ``Unauthorized``, 403 ``Forbidden``, anything else ``ServerError`` with the
+HTTP status. When nothing answers at the URL, the client's ``unreachable`` error
+(default :class:`NoServer`) says how to start a server.
+
+Every request carries ``Authorization: Bearer TOKEN`` when a token is known for the
+server (:func:`ketch.core.credentials.token_for`: ``KETCH_TOKEN``, else the server's
+entry in ``~/.ketch/credentials``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ from typing import Any
 
 import httpx
 
-from ketch.core import config
-from ketch.core.errors import Conflict, InvalidSpec, KetchError, NoServer, NotFound
+from ketch.core import config, credentials
+from ketch.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidSpec,
+    KetchError,
+    NoServer,
+    NotFound,
+    Unauthorized,
+)
 from ketch.core.kinds import Kind, KindRegistry, collection_path, object_path
 
 __all__ = ["ApiClient", "NoServer", "ServerError", "collection_path", "object_path"]
@@ -64,6 +76,12 @@ def error_for(status: int, message: str) -> KetchError:
         return NotFound(message)
     if status == 409:
         return Conflict(message)
+    if status == 401:
+        return Unauthorized(
+            message, hint="sign in with `ketch login`, or set KETCH_TOKEN to an API token"
+        )
+    if status == 403:
+        return Forbidden(message)
     return ServerError(f"{message} (HTTP {status})")
 
 
@@ -76,7 +94,9 @@ class ApiClient:
     """Requests to the Ketch API server at ``url`` (default ``KETCH_URL``).
 
     ``field`` names where the URL came from in the error a bad URL gets;
-    ``unreachable`` is the error type raised when the server cannot be reached.
+    ``unreachable`` is the error type raised when the server cannot be reached;
+    ``token`` is the API token to send (default :func:`credentials.token_for` the URL;
+    ``""`` sends none).
     """
 
     def __init__(
@@ -86,6 +106,7 @@ class ApiClient:
         timeout: float = 30.0,
         field: str = "KETCH_URL",
         unreachable: type[KetchError] = NoServer,
+        token: str | None = None,
     ) -> None:
         self.url = (url or config.server_url()).rstrip("/")
         self._unreachable = unreachable
@@ -97,6 +118,16 @@ class ApiClient:
             raise InvalidSpec(
                 f"{self.url!r} is not a valid server URL (http://HOST:PORT)", field=field
             )
+        try:
+            if token is None:
+                token = credentials.token_for(self.url)
+            elif token:
+                token = credentials.check_token(token, "token")
+        except KetchError:
+            self._http.close()
+            raise
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
         self._kinds: KindRegistry | None = None
 
     def close(self) -> None:

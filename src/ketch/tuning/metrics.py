@@ -9,7 +9,8 @@ environment:
   file opened for appending, then ``fsync`` — so processes reporting at once never
   interleave their lines.
 - else ``KETCH_TUNING_PUSH_URL``: the trial's push endpoint (see
-  :func:`ketch.tuning.api.push_url`); each call POSTs ``{"metrics", "step"}`` there.
+  :func:`ketch.tuning.api.push_url`); each call POSTs ``{"metrics", "step"}`` there,
+  with the bearer token :func:`ketch.core.credentials.token_for` finds for it.
 
 Nothing is printed.
 """
@@ -119,12 +120,22 @@ def append_record(path: Path, record: Mapping[str, Any]) -> None:
 def _post(url: str, trial: str, values: dict[str, float], step: int | None) -> None:
     import httpx
 
+    from ketch.core.credentials import token_for
+    from ketch.core.errors import KetchError
+
     body = json.dumps({"metrics": values, "step": step}).encode()  # NaN allowed, as in the file
+    headers = {"content-type": "application/json"}
+    try:
+        token = token_for(url)
+    except KetchError as exc:  # KETCH_TOKEN or ~/.ketch/credentials cannot be used
+        raise RuntimeError(f"cannot push the metrics of trial {trial} to {url}: {exc}") from None
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     try:
         response = httpx.post(
             url,
             content=body,
-            headers={"content-type": "application/json"},
+            headers=headers,
             timeout=PUSH_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as exc:
