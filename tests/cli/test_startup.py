@@ -38,6 +38,11 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
         ["serve", "--help"],
         ["up", "--help"],
         ["kubeconfig", "--help"],
+        ["users", "--help"],
+        ["users", "add", "--help"],
+        ["tokens", "--help"],
+        ["login", "--help"],
+        ["whoami", "--help"],
     ],
     ids=" ".join,
 )

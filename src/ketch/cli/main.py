@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import kubeconfig, resources, runs, server
+from ketch.cli import kubeconfig, login, resources, runs, server, users
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -129,6 +129,11 @@ app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
 app.command("kubeconfig")(kubeconfig.kubeconfig)
+app.add_typer(users.users_app, name="users")
+app.add_typer(users.tokens_app, name="tokens")
+app.command("login")(login.login)
+app.command("whoami")(login.whoami)
+app.command("logout")(login.logout)
 app.command("serve")(serve_command)
 
 
