@@ -37,12 +37,17 @@ class Environments:
         self.root = root
         self.backend = backend
 
+    def ready(self, requirements: list[str], pip_options: list[str]) -> bool:
+        """Whether the environment with ``requirements`` is made already (then
+        :meth:`python_for` answers at once)."""
+        return (self.root / environment_key(requirements, pip_options) / _READY).exists()
+
     def python_for(self, requirements: list[str], pip_options: list[str], log_path: Path) -> str:
         """The interpreter of an environment with ``requirements`` installed (created if needed)."""
         key = environment_key(requirements, pip_options)
         env_dir = self.root / key
         python = env_dir / "bin" / "python"
-        if (env_dir / _READY).exists():
+        if self.ready(requirements, pip_options):
             return str(python)
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{key}.lock", "w") as lock:

@@ -180,7 +180,10 @@ class Engine:
         elif node.path in self.ctx.finished:
             self._reuse(node, self.ctx.finished[node.path])
         else:
-            self.recorder.task_started(self.ctx, node)
+            if self.runner.records_start:  # with its process's pod, once it started
+                node.start_pending = True
+            else:
+                self.recorder.task_started(self.ctx, node)
             self._notify(node)
             self.running_leaves += 1
             node.inflight = True

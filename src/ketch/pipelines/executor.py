@@ -18,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry
 from ketch.core.environments import Environments
 from ketch.core.errors import BackendError, KetchError
+from ketch.core.store.pods import PodRecord, log_size
 from ketch.pipelines import caching, lightweight
 from ketch.pipelines.failures import (
     ERROR_TAIL_LINES,
@@ -66,7 +69,15 @@ def _artifact_type(spec: dict[str, Any]) -> dict[str, Any]:
 class LocalTaskRunner(TaskRunner):
     """Runs a run's leaf tasks through ``backend``. ``packages``: what the
     interpreter running Ketch has installed; ``warmup``: the folder of the warm-up
-    task that warm interpreters run once."""
+    task that warm interpreters run once.
+
+    A container task's start is recorded once its process started, with its pod, in
+    one write (``records_start``); its end, its pod's end and its cache entry are
+    recorded by the engine's write of the task's end (``Node.pod``,
+    ``Node.cache_pending``).
+    """
+
+    records_start = True
 
     def __init__(
         self,
@@ -88,9 +99,9 @@ class LocalTaskRunner(TaskRunner):
         self._handles: dict[str, ProcessHandle] = {}
         self._lock = threading.Lock()
         self._canceled = threading.Event()
-        database = getattr(recorder, "database", None)
+        pods = getattr(recorder, "pods", None)
         # the tasks' pods, where the runs are stored (none for a recorder without a store)
-        self.task_pods = TaskPods(database) if database is not None else None
+        self.task_pods = TaskPods(pods) if pods is not None else None
 
     def cancel_all(self) -> None:
         self._canceled.set()
@@ -141,6 +152,8 @@ class LocalTaskRunner(TaskRunner):
             self._run_container(node, ctx, executor["container"], pod)
             if node.state != FAILED or attempt == retries or self._canceled.is_set():
                 break
+            if pod is not None and pod.attempts:
+                pod.record()  # while it waits to be retried, the pod shows how it ended
             delay = min(backoff * (factor**attempt), backoff_max)
             if delay > 0 and self._canceled.wait(delay):
                 break
@@ -149,7 +162,7 @@ class LocalTaskRunner(TaskRunner):
                 for art in arts:  # metrics artifacts live in metadata only: no file to find
                     uri = str(art.get("uri", ""))
                     art["_present"] = _is_remote(uri) or os.path.exists(uri.removeprefix("file://"))
-            self.recorder.cache_store(ctx, node)
+            node.cache_pending = True  # stored with the task's end
 
     def _first_execution(self) -> None:
         with self._lock:
@@ -254,6 +267,7 @@ class LocalTaskRunner(TaskRunner):
         for item in container.get("env", []):
             env[item["name"]] = resolve_string(str(item.get("value", "")), pctx)
         spec = self._process_spec(node, ctx, container, pctx, env, work, log_path)
+        log_start = log_size(log_path)  # where this attempt's output begins
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
@@ -263,8 +277,12 @@ class LocalTaskRunner(TaskRunner):
             return
         with self._lock:
             self._handles[node.id] = handle
-        if pod is not None:
-            pod.started(spec, str(log_path), str(container.get("image") or ""))
+        image = str(container.get("image") or "")
+        record = pod.started(spec, str(log_path), image, log_start) if pod else None
+        if node.start_pending:
+            self._record_start(node, ctx, record)
+        elif pod is not None:  # a retried attempt: its pod restarts
+            pod.record()
         if self._canceled.is_set():
             handle.cancel(grace=1.0)
         try:
@@ -275,8 +293,8 @@ class LocalTaskRunner(TaskRunner):
         finally:
             with self._lock:
                 self._handles.pop(node.id, None)
-            if pod is not None:
-                pod.finished(code if code is not None else -9)
+            if pod is not None:  # stored with the task's end (or before a retry)
+                node.pod = pod.finished(code if code is not None else -9)
         if self._canceled.is_set() and code != 0:
             node.state, node.error = CANCELED, "canceled"
             return
@@ -305,6 +323,15 @@ class LocalTaskRunner(TaskRunner):
             return
         node.state = SUCCEEDED
 
+    def _record_start(self, node: Node, ctx: RunContext, pod: PodRecord | None) -> None:
+        """Record the task's start: with its pod when its process started, without one
+        when what it does before that takes a while (its process's start then writes its
+        pod alone)."""
+        try:
+            self.recorder.task_started(ctx, node, [pod] if pod is not None else [])
+        except SQLAlchemyError as exc:  # the task runs on: its end records its start
+            log.warning("cannot record the start of task %s: %s", node.path, exc)
+
     def _localize_inputs(self, node: Node, ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
         """Input artifacts with local URIs; remote ones are downloaded to a run cache."""
         out: dict[str, list[dict[str, Any]]] = {}
@@ -316,6 +343,8 @@ class LocalTaskRunner(TaskRunner):
                     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
                     target = ctx.work_dir / "inputs" / digest / uri.rstrip("/").rsplit("/", 1)[-1]
                     if not target.exists():
+                        if node.start_pending:  # a download takes a while: it runs from now
+                            self._record_start(node, ctx, None)
                         try:
                             ArtifactStore(ctx.pipeline_root).download(uri, target)
                         except KetchError:
@@ -369,6 +398,10 @@ class LocalTaskRunner(TaskRunner):
             python = sys.executable
             missing = self.packages.missing_requirements(component)
             if missing:
+                if node.start_pending and not self.environments.ready(
+                    component.requirements, component.pip_options
+                ):  # installing them takes a while: the task runs from now
+                    self._record_start(node, ctx, None)
                 python = self.environments.python_for(
                     component.requirements, component.pip_options, log_path
                 )

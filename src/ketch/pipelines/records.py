@@ -8,11 +8,13 @@ events between them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
 
 from ketch.core.store.db import Database, retry_locked
+from ketch.core.store.pods import PodRecord, PodStore
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.manifests import journal_run, served_task
 from ketch.pipelines.tables import (
@@ -70,6 +72,8 @@ class Recorder:
 
     def __init__(self, database: Database):
         self.database = database
+        # the tasks' pods (taskpods.TaskPods), stored with the tasks' starts and ends
+        self.pods = PodStore(database)
 
     # ------------------------------------------------------------ runs
 
@@ -154,27 +158,32 @@ class Recorder:
 
     # ------------------------------------------------------------ tasks
 
-    def task_started(self, ctx: RunContext, node: Node) -> None:
+    def task_started(self, ctx: RunContext, node: Node, pods: Sequence[PodRecord] = ()) -> None:
+        """Record that ``node`` started, with ``pods`` (the pod of the process it
+        started) in the same write."""
+
         def write() -> None:
             with self.database.session() as s:
-                execution_id = self._new_execution(s, ctx, node)
-                row, before = self._task_row(s, ctx, node)
-                row.state = node.state
-                row.inputs = self._inputs(node)
+                row, before = self._started(s, ctx, node)
                 row.error = None  # a resumed or retried run may start the task again
-                row.log_path = node.log_path
-                row.started_at = node.started_at or utcnow()
                 row.finished_at = None
                 self._task_written(s, ctx, row, before)
-                self._input_events(s, ctx, node, execution_id)
+                self.pods.put_in(s, pods)
 
         retry_locked(write)
+        node.start_pending = False
 
     def task_finished(self, ctx: RunContext, node: Node) -> None:
+        """Record that ``node`` ended, with its pod (``node.pod``) and, for a task whose
+        start is not recorded yet (``node.start_pending``: it ended without a process),
+        its start, in one write."""
+
         def write() -> None:
             with self.database.session() as s:
-                # new if it never started (skipped, ...)
-                row, before = self._task_row(s, ctx, node)
+                if node.start_pending and not node.reused:
+                    row, before = self._started(s, ctx, node)
+                else:  # new if it never started (skipped, ...)
+                    row, before = self._task_row(s, ctx, node)
                 row.state = node.state
                 row.inputs = self._inputs(node)
                 row.outputs = {
@@ -188,6 +197,10 @@ class Recorder:
                 row.cache_key = node.cache_key
                 row.finished_at = node.finished_at or utcnow()
                 self._task_written(s, ctx, row, before)
+                if node.pod is not None:
+                    self.pods.put_in(s, [node.pod])
+                if node.cache_pending:  # before lineage gives its outputs their ids
+                    self._cache_put(s, ctx, node)
                 if node.reused:
                     return
                 if node.execution_id is None and node.state in ("SUCCEEDED", "FAILED"):
@@ -207,6 +220,21 @@ class Recorder:
                         self._output_events(s, ctx, node, node.execution_id)
 
         retry_locked(write)
+        node.start_pending = node.cache_pending = False
+
+    def _started(
+        self, s: Any, ctx: RunContext, node: Node
+    ) -> tuple[PipelineTaskRow, dict[str, Any] | None]:
+        """Record in ``s`` that ``node`` started: its execution, the artifacts it reads
+        and its task row (not journaled yet: see :meth:`_task_row`)."""
+        execution_id = self._new_execution(s, ctx, node)
+        row, before = self._task_row(s, ctx, node)
+        row.state = node.state
+        row.inputs = self._inputs(node)
+        row.log_path = node.log_path
+        row.started_at = node.started_at or utcnow()
+        self._input_events(s, ctx, node, execution_id)
+        return row, before
 
     @staticmethod
     def _new_execution(s: Any, ctx: RunContext, node: Node) -> int:
@@ -340,24 +368,33 @@ class Recorder:
             return dict(row.outputs) if row is not None else None
 
     def cache_store(self, ctx: RunContext, node: Node) -> None:
-        assert node.cache_key is not None
+        """Put ``node``'s outputs in the task cache, in a write of their own (a task's
+        end puts them there with it: ``node.cache_pending``)."""
 
         def write() -> None:
             with self.database.session() as s:
-                entry = s.get(CacheEntryRow, node.cache_key)
-                payload = {"parameters": node.outputs, "artifacts": node.output_artifacts}
-                if entry is None:
-                    s.add(
-                        CacheEntryRow(
-                            key=node.cache_key,
-                            pipeline_name=ctx.ir.name,
-                            task_name=node.name,
-                            run_id=ctx.run_id,
-                            outputs=payload,
-                            created_at=utcnow(),
-                        )
-                    )
-                else:
-                    entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, utcnow()
+                self._cache_put(s, ctx, node)
 
         retry_locked(write)
+
+    @staticmethod
+    def _cache_put(s: Any, ctx: RunContext, node: Node) -> None:
+        assert node.cache_key is not None
+        entry = s.get(CacheEntryRow, node.cache_key)
+        payload = {  # as they are now: what the write goes on to note on them is not kept
+            "parameters": dict(node.outputs),
+            "artifacts": {k: [dict(a) for a in v] for k, v in node.output_artifacts.items()},
+        }
+        if entry is None:
+            s.add(
+                CacheEntryRow(
+                    key=node.cache_key,
+                    pipeline_name=ctx.ir.name,
+                    task_name=node.name,
+                    run_id=ctx.run_id,
+                    outputs=payload,
+                    created_at=utcnow(),
+                )
+            )
+        else:
+            entry.outputs, entry.run_id, entry.created_at = payload, ctx.run_id, utcnow()

@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ketch.core.backend import ProcessSpec
-from ketch.core.store.db import Database
 from ketch.core.store.pods import (
     IMAGE_ANNOTATION,
     ContainerRecord,
@@ -33,7 +32,6 @@ from ketch.core.store.pods import (
     PodRecord,
     PodStore,
     Terminated,
-    log_size,
     new_uid,
 )
 from ketch.core.timestamps import utcnow
@@ -79,9 +77,14 @@ class TaskPod:
     def name(self) -> str:
         return pod_name(self.run_id, self.node.path)
 
-    def started(self, spec: ProcessSpec, log_path: str, image: str = "") -> None:
+    def started(
+        self, spec: ProcessSpec, log_path: str, image: str = "", log_start: int = 0
+    ) -> PodRecord:
         """An attempt's process started (a later attempt restarts the pod's container);
-        ``image``: the component's (not used: the command runs on this machine)."""
+        ``image``: the component's (not used: the command runs on this machine);
+        ``log_start``: how long the log was before the process started (where a later
+        attempt's output begins: the process may have written some by now). The pod as
+        it is now, for the caller to store (see :class:`TaskPods`)."""
         self.image = image
         if self.attempts and self.started_at is not None:
             self.last = self.ended
@@ -89,18 +92,20 @@ class TaskPod:
         self.attempts += 1
         self.spec = spec
         self.log_path = log_path
-        self.log_start = log_size(log_path) if self.attempts > 1 else 0
+        self.log_start = log_start if self.attempts > 1 else 0
         self.started_at = utcnow()
         self.start_time = self.start_time or self.started_at
         self.ended = None
-        self.record()
+        return self.to_record()
 
-    def finished(self, code: int) -> None:
-        """The attempt's process ended with ``code``."""
+    def finished(self, code: int) -> PodRecord:
+        """The attempt's process ended with ``code``: the pod as it is now, for the
+        caller to store."""
         self.ended = Terminated(code, self.started_at, utcnow())
-        self.record()
+        return self.to_record()
 
     def record(self) -> None:
+        """Store the pod as it is now, in a write of its own."""
         try:
             self.pods.put([self.to_record()])
         except SQLAlchemyError as exc:  # the task runs on: only its pod is not up to date
@@ -169,11 +174,20 @@ class TaskPod:
 
 
 class TaskPods:
-    """Makes the pods of a runner's tasks (one :class:`PodStore` for them all)."""
+    """Makes the pods of a runner's tasks, stored through ``pods`` (the
+    :class:`PodStore` the runs' :class:`~ketch.pipelines.records.Recorder` writes
+    them with).
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
-        self.pods = PodStore(database)
+    A task's pod is stored with its task: its start in the write that records the
+    task's start (once its process started), its end in the write that records the
+    task's end (:attr:`Node.pod`). Only what happens in between is a write of the
+    pod's own: how far a long task's log has grown (every :data:`LOOK` seconds), and
+    how an attempt that is retried ended.
+    """
+
+    def __init__(self, pods: PodStore) -> None:
+        self.database = pods.database
+        self.pods = pods
         self._namespaces: dict[str, str] = {}
 
     def pod(self, node: Node, ctx: RunContext) -> TaskPod:

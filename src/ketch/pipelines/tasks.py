@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ketch.core.conditions import TERMINAL_RUN_STATES, RunState
 from ketch.pipelines.spec import PipelineIR
+
+if TYPE_CHECKING:
+    from ketch.core.store.pods import PodRecord
 
 PENDING = RunState.PENDING.value
 RUNNING = RunState.RUNNING.value
@@ -60,6 +63,14 @@ class Node:
     # but the engine has not recorded it yet, so nothing may act on it.
     inflight: bool = False
     resources: dict[str, Any] = field(default_factory=dict)  # requests and limits, as recorded
+    # The engine handed this leaf to a runner that records its start itself, with its
+    # process's pod (TaskRunner.records_start): until it has, the write that records
+    # the task's end records its start too.
+    start_pending: bool = False
+    # The task's pod as its process left it, stored with the task's end.
+    pod: PodRecord | None = None
+    # The task's outputs go into the task cache (cache_key) with the task's end.
+    cache_pending: bool = False
 
     @property
     def finished(self) -> bool:
@@ -87,7 +98,16 @@ class Scope:
 
 
 class TaskRunner:
-    """What the engine needs to execute a leaf task (see ``executor.py``)."""
+    """What the engine needs to execute a leaf task (see ``executor.py``).
+
+    ``records_start``: the runner records a leaf's start itself (the recorder's
+    ``task_started``, in one write with the pod of the process it starts), so the
+    engine does not record it when it hands the leaf over; a leaf that ends without
+    a process (a cache hit, an importer, a failure before its process started) has its
+    start recorded with its end.
+    """
+
+    records_start: bool = False
 
     def run(self, node: Node, ctx: RunContext) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from ketch.core.errors import Conflict, Expired, NotFound
 from ketch.core.resource import ObjectMeta, Resource
@@ -409,3 +410,33 @@ def test_pods_and_events_from_before_revisions_upgrade_in_place(
     assert pods.get("ns", "mnist-master-0")["metadata"]["resourceVersion"] == "3"
     (change,) = store.changes(2)
     assert (change.type, change.kind, change.uid) == ("MODIFIED", "Pod", pod.uid)
+
+
+def test_put_in_writes_in_the_callers_transaction(pods: PodStore, store: ResourceStore) -> None:
+    written = record("mnist-master-0")
+    with pytest.raises(RuntimeError), pods.database.session() as session:
+        pods.put_in(session, [written])
+        raise RuntimeError("the caller's write fails")
+    with pytest.raises(NotFound):  # rolled back with it, and not taken as written
+        pods.get("ns", "mnist-master-0")
+    revision = store.revision()
+    with pods.database.session() as session:
+        pods.put_in(session, [written])
+    pod = pods.get("ns", "mnist-master-0")
+    assert pod["metadata"]["resourceVersion"] == str(revision + 1)
+    assert [c.type for c in store.changes(revision, kind="Pod")] == ["ADDED"]
+    pods.put([written])  # as it was written: nothing to write
+    assert store.revision() == revision + 1
+
+
+def test_removing_pods_that_are_not_there_takes_no_write(pods: PodStore) -> None:
+    pods.put([record("mnist-master-0")])
+    commits: list[object] = []
+    event.listen(pods.database.engine, "commit", commits.append)
+    assert pods.remove("ns", ["nope"]) == 0
+    assert pods.remove_owned("PyTorchJob", "ns", "mnist", keep_uid=OWNER.uid) == 0
+    assert pods.remove_owned("PyTorchJob", "ns", "other") == 0
+    assert pods.remove_owner_uids(["no-such-uid"]) == 0
+    assert commits == []
+    assert pods.remove_owned("PyTorchJob", "ns", "mnist") == 1
+    assert len(commits) == 1

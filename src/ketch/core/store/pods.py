@@ -7,9 +7,10 @@ them is recorded here as a pod by the capability that runs it, so ``kubectl get
 pods``, ``kubectl logs`` and the SDKs that read pods (Katib's and Trainer's
 ``get_job_logs``) find them. Writers describe a pod as a :class:`PodRecord` (its
 owner, labels, containers and their states, where each container's log is) and
-:meth:`PodStore.put` it whenever it changes; the server reads the table (it never
-writes a pod, except to mark one for deletion and to remove pods whose owner is
-gone).
+:meth:`PodStore.put` it whenever it changes (or :meth:`PodStore.put_in` it in a write
+transaction of their own, as a pipeline task's pod is stored with its task); the
+server reads the table (it never writes a pod, except to mark one for deletion and
+to remove pods whose owner is gone).
 
 A pod stays after its process ended (``Succeeded``/``Failed``, its log readable)
 until its owner removes it (the owner is deleted, or its ``cleanPodPolicy`` or
@@ -53,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, event, or_, select
 from sqlalchemy.orm import Session
 
 from ketch.core.errors import Conflict, InvalidSpec, ObjectNotFound
@@ -431,6 +432,10 @@ def _not_found(namespace: str, name: str) -> ObjectNotFound:
     )
 
 
+#: A pod to write: its record, its content and that content's digest.
+_Change = tuple[PodRecord, dict[str, Any], str]
+
+
 class PodStore:
     """Reads and writes the ``pods`` table of ``database``.
 
@@ -448,8 +453,32 @@ class PodStore:
 
     def put(self, records: Iterable[PodRecord]) -> None:
         """Store these pods as they are now (created, or updated where they changed;
-        a pod of the same name with another uid is replaced)."""
-        changed: list[tuple[PodRecord, dict[str, Any], str]] = []
+        a pod of the same name with another uid is replaced), in a write of their own."""
+        changed = self._changed(records)
+        if not changed:
+            return
+
+        def write() -> None:
+            with self.database.session() as session:
+                self._write(session, changed)
+
+        retry_locked(write)
+        self._remember(changed)
+
+    def put_in(self, session: Session, records: Iterable[PodRecord]) -> None:
+        """:meth:`put` in ``session``, the caller's write transaction (a writer that
+        stores its own object's change and its pod's together): what is written is
+        remembered once ``session`` commits."""
+        changed = self._changed(records)
+        if not changed:
+            return
+        self._write(session, changed)
+        event.listen(session, "after_commit", lambda _: self._remember(changed), once=True)
+
+    def _changed(self, records: Iterable[PodRecord]) -> builtins.list[_Change]:
+        """The records that differ from what this store last wrote of their pods (with
+        their content and its digest); their logs' growth is marked."""
+        changed: builtins.list[_Change] = []
         for record in records:
             self._mark_logs(record)
             content = _content(record)
@@ -458,15 +487,13 @@ class PodStore:
             if self._written.get(key) == (record.uid, digest):
                 continue
             changed.append((record, content, digest))
-        if not changed:
-            return
+        return changed
 
-        def write() -> None:
-            with self.database.session() as session:
-                for record, content, _ in changed:
-                    self._upsert(session, record, content)
+    def _write(self, session: Session, changed: builtins.list[_Change]) -> None:
+        for record, content, _ in changed:
+            self._upsert(session, record, content)
 
-        retry_locked(write)
+    def _remember(self, changed: builtins.list[_Change]) -> None:
         for record, _, digest in changed:
             self._written[(record.namespace, record.name)] = (record.uid, digest)
 
@@ -513,13 +540,7 @@ class PodStore:
             return 0
         for name in wanted:
             self._written.pop((namespace, name), None)
-
-        def write() -> int:
-            with self.database.session() as session:
-                query = select(PodRow).where(PodRow.namespace == namespace, PodRow.name.in_(wanted))
-                return _remove_all(session, query)
-
-        return retry_locked(write)
+        return self._remove_where(PodRow.namespace == namespace, PodRow.name.in_(wanted))
 
     def remove_owned(
         self, kind: str, namespace: str, name: str, *, keep_uid: str | None = None
@@ -527,19 +548,14 @@ class PodStore:
         """Remove the pods of the object ``kind`` ``namespace/name`` (all of them, or,
         with ``keep_uid``, those of an earlier object of that name)."""
         self._written = {k: v for k, v in self._written.items() if k[0] != namespace}
-
-        def write() -> int:
-            with self.database.session() as session:
-                query = select(PodRow).where(
-                    PodRow.owner_kind == kind,
-                    PodRow.namespace == namespace,
-                    PodRow.owner_name == name,
-                )
-                if keep_uid is not None:
-                    query = query.where(PodRow.owner_uid != keep_uid)
-                return _remove_all(session, query)
-
-        return retry_locked(write)
+        conditions = [
+            PodRow.owner_kind == kind,
+            PodRow.namespace == namespace,
+            PodRow.owner_name == name,
+        ]
+        if keep_uid is not None:
+            conditions.append(PodRow.owner_uid != keep_uid)
+        return self._remove_where(*conditions)
 
     def remove_owner_uids(self, uids: Iterable[str]) -> int:
         """Remove the pods of the owners with these uids."""
@@ -547,11 +563,19 @@ class PodStore:
         if not wanted:
             return 0
         self._written.clear()
+        return self._remove_where(PodRow.owner_uid.in_(wanted))
+
+    def _remove_where(self, *conditions: Any) -> int:
+        """Remove the pods that match ``conditions``, each journaled; how many. A read
+        looks first: most calls (a controller's pass over a new object) find none, and
+        then take no write."""
+        with self.database.session(readonly=True) as session:
+            if session.scalar(select(PodRow.uid).where(*conditions).limit(1)) is None:
+                return 0
 
         def write() -> int:
             with self.database.session() as session:
-                query = select(PodRow).where(PodRow.owner_uid.in_(wanted))
-                return _remove_all(session, query)
+                return _remove_all(session, select(PodRow).where(*conditions))
 
         return retry_locked(write)
 
