@@ -499,11 +499,12 @@ def test_a_cluster_scoped_kind_is_watched_without_namespaces(
     assert all("namespace" not in e["object"]["metadata"] for e in seen)
 
 
-def test_core_kinds_without_a_journal_stream_the_same_events(
+def test_a_namespace_comes_into_being_in_a_watch_from_a_lists_version(
     server: Server, client: httpx.Client, ns: str
 ) -> None:
-    """Namespaces (a view of what is stored) are watched by polling; from a list's
-    resourceVersion the watch sends only what came after it, in the same format."""
+    """Namespaces (a view of what is stored) are watched through the journal of what
+    they hold (more in test_watch_namespaces): from a list's resourceVersion the
+    watch sends what came after it, a namespace's first object making it ADDED."""
     listed = client.get("/api/v1/namespaces").json()
     params = {
         "watch": "true",

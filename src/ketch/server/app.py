@@ -89,7 +89,9 @@ def create_app(
         store=ResourceStore(database, migrate=False),
         admission=admission,
     )
-    state.store.add_listener(lambda _resource, _deleted: state.notifier.notify())
+    # every write through the app's Database that journals a change (a request's, a
+    # controller's, a service's, in whichever thread) wakes its watches as it commits
+    database.commits.subscribe(lambda _revision: state.notifier.notify())
     context = ServiceContext(
         store=state.store,
         backend=backend,

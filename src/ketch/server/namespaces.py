@@ -10,6 +10,7 @@ objects in the ``resources`` table, in :data:`STORED_IN`). Each is ``Active``.
 
     GET    /api/v1/namespaces            list (labelSelector, fieldSelector metadata.name,
                                          status.phase; Table; watch=true)
+    GET    /api/v1/watch/namespaces      watch
     POST   /api/v1/namespaces            create (409 when it exists)
     GET    /api/v1/namespaces/{name}     read (404 when it holds nothing and was not created)
     PATCH  /api/v1/namespaces/{name}     labels and annotations (merge or strategic merge)
@@ -18,6 +19,13 @@ objects in the ``resources`` table, in :data:`STORED_IN`). Each is ``Active``.
 Deleting a namespace does not delete what it holds: a namespace that still holds
 objects is refused (409, naming some of them), as is ``default`` (403); an empty one
 created explicitly is deleted.
+
+A list answers the store's revision, and a watch reads the namespaces' history from
+the store's change journal (:mod:`ketch.server.namespace_history`: an explicit
+namespace's writes are journaled as any resource's; a namespace that holds objects
+comes and goes with the journaled writes of its first and last object), so a watch
+resumes exactly from a ``resourceVersion``, is a 410 when the journal no longer goes
+back that far, and sends bookmarks, as every journaled kind's does.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core.errors import (
@@ -58,7 +66,9 @@ from ketch.server import tables
 from ketch.server.bodies import read_document, require_mapping
 from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.fieldselectors import FieldSelector
+from ketch.server.namespace_history import NamespaceHistory
 from ketch.server.state import ApiState, api_state
+from ketch.server.watch import WatchParams, is_watch, watch_response
 
 router = APIRouter(tags=["namespaces"], responses=STATUS_RESPONSES)
 
@@ -147,13 +157,20 @@ class Namespaces:
     def __init__(self, state: ApiState) -> None:
         self.store = state.store
         self.kinds: KindRegistry = state.kinds
-        self.others: list[tuple[Kind, Source]] = [
+        served = [
             (kind, source)
             for kind in state.kinds
-            if kind.group and kind.namespaced
             for source in [state.sources.get(kind.kind)]
             if source is not None and not isinstance(source, StoreSource)
         ]
+        #: the kinds served from elsewhere whose objects make namespaces (PipelineRuns)
+        self.others: list[tuple[Kind, Source]] = [
+            (kind, source) for kind, source in served if kind.group and kind.namespaced
+        ]
+        #: the kinds served from elsewhere whose objects make none (pods, events)
+        self.elsewhere = frozenset(kind.kind for kind, _ in served) - {
+            kind.kind for kind, _ in self.others
+        }
 
     # -- reading ------------------------------------------------------------------------
 
@@ -180,14 +197,17 @@ class Namespaces:
                     break
         return found
 
-    def created(self) -> dict[str, Resource]:
-        """The namespaces created explicitly, by name."""
-        return {r.metadata.name: r for r in self.store.list(NAMESPACE.kind, STORED_IN)}
-
-    def all(self) -> list[Manifest]:
-        held, created = self.held(), self.created()
-        names = sorted({DEFAULT_NAMESPACE, *held, *created})
-        return [manifest(name, created.get(name), held.get(name)) for name in names]
+    def history(self) -> NamespaceHistory:
+        """The namespaces as a list at a revision and the changes after one (per list
+        or watch)."""
+        return NamespaceHistory(
+            self.store,
+            NAMESPACE,
+            others=self.others,
+            elsewhere=self.elsewhere,
+            show=manifest,
+            stored_in=STORED_IN,
+        )
 
     def get(self, name: str) -> Manifest:
         created = self._created(name)
@@ -346,34 +366,6 @@ def _selected(
     ]
 
 
-class NamespaceWatch:
-    """The namespaces of an app as a source a watch polls."""
-
-    def __init__(self, namespaces: Namespaces, field_selector: str | None) -> None:
-        self.namespaces = namespaces
-        self.field_selector = field_selector
-
-    def _now(self, selector: LabelSelector) -> dict[str, Manifest]:
-        items = _selected(self.namespaces.all(), None, self.field_selector)
-        return {
-            item["metadata"]["uid"]: item
-            for item in items
-            if selector.matches(item["metadata"].get("labels") or {})
-        }
-
-    def versions(
-        self, kind: Kind, namespace: str | None, selector: LabelSelector
-    ) -> dict[str, str]:
-        return {
-            uid: str(item["metadata"].get("resourceVersion", ""))
-            for uid, item in self._now(selector).items()
-        }
-
-    def fetch(self, kind: Kind, uids: Iterable[str]) -> dict[str, Manifest]:
-        wanted = set(uids)
-        return {uid: item for uid, item in self._now(LabelSelector()).items() if uid in wanted}
-
-
 class ServedElsewhere(RefusesWrites):
     """The source registered for ``Namespace``: namespaces are served by this module's
     routes, never under a namespace."""
@@ -411,6 +403,20 @@ def _name(name: str) -> str:
     return validate_namespace(name, field="name")
 
 
+def _watch(
+    request: Request, state: ApiState, label_selector: str | None, timeout: float | None
+) -> StreamingResponse:
+    """A watch of the namespaces: their history read from the journal (a malformed
+    parameter is refused before the stream starts)."""
+    params = WatchParams.of(
+        request, None, label_selector=label_selector, timeout=timeout, fields=_FIELDS
+    )
+    history = Namespaces(state).history()
+    return watch_response(
+        request, history, NAMESPACE, params, notifier=state.notifier, stopping=state.stopping
+    )
+
+
 @router.get("/api/v1/namespaces", summary="List the namespaces (watch=true streams changes)")
 async def list_namespaces(
     request: Request,
@@ -419,21 +425,29 @@ async def list_namespaces(
     field_selector: FieldSelectorQ = None,
     timeout: TimeoutQ = None,
 ) -> Any:
-    namespaces = Namespaces(state)
-    if request.query_params.get("watch", "").lower() in ("true", "1", "yes"):
-        FieldSelector.parse(field_selector, _FIELDS)  # a bad one is refused before streaming
-        return state.polled_watch(
-            request,
-            NamespaceWatch(namespaces, field_selector),  # type: ignore[arg-type]
-            NAMESPACE,
-            None,
-            LabelSelector.parse(label_selector),
-            timeout,
-        )
-    items = _selected(await run_in_threadpool(namespaces.all), label_selector, field_selector)
-    # the store's revision: a watch from it (kubectl get -w) sends only later changes
-    version = str(await run_in_threadpool(state.store.revision))
-    return tables.list_response(NAMESPACE, items, {"resourceVersion": version}, request)
+    if is_watch(request):
+        return _watch(request, state, label_selector, timeout)
+    FieldSelector.parse(field_selector, _FIELDS)  # a bad one is a 400 before reading
+    history = Namespaces(state).history()
+    page = await run_in_threadpool(
+        history.list, NAMESPACE, None, label_selector=None, limit=None, continue_token=None
+    )
+    items = _selected(page.items, label_selector, field_selector)
+    # the revision the namespaces were read at: a watch from it (kubectl get -w) sends
+    # exactly the changes after them
+    metadata = {"resourceVersion": page.resource_version}
+    return tables.list_response(NAMESPACE, items, metadata, request)
+
+
+@router.get(
+    "/api/v1/watch/namespaces",
+    tags=["watch"],
+    summary="Watch the namespaces (newline-delimited JSON watch events)",
+)
+async def watch_namespaces(
+    request: Request, state: State, label_selector: LabelSelectorQ = None, timeout: TimeoutQ = None
+) -> StreamingResponse:
+    return _watch(request, state, label_selector, timeout)
 
 
 @router.post("/api/v1/namespaces", summary="Create a namespace", status_code=201)

@@ -343,7 +343,6 @@ async def delete_pod(namespace: str, name: str, request: Request, state: State) 
             namespace, name, owner_acts=state.controllers is not None, dry_run=bool(dry)
         )
     )
-    state.notifier.notify()
     if owner is None or state.controllers is None:
         return manifest
     state.controllers.enqueue(owner.kind, namespace, owner.name)
@@ -351,7 +350,6 @@ async def delete_pod(namespace: str, name: str, request: Request, state: State) 
     deadline = time.monotonic() + REPLACE_WAIT
     while time.monotonic() < deadline and not state.stopping.is_set():
         if await run_in_threadpool(_gone_or_replaced, pods, namespace, name, uid):
-            state.notifier.notify()
             break
         await asyncio.sleep(0.05)
     return manifest

@@ -8,18 +8,16 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
 
 from ketch.core.capability import Admission
 from ketch.core.controller import Manager
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.resource import Resource
-from ketch.core.sources import Source, StoreSource
+from ketch.core.sources import JournaledSource, Source, StoreSource
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
-from ketch.core.store.selectors import LabelSelector
 from ketch.server.fieldvalidation import PublishedSchemas
-from ketch.server.watch import ChangeNotifier, sends_initial, stream, watch
+from ketch.server.watch import ChangeNotifier
 
 T = TypeVar("T")
 
@@ -54,34 +52,12 @@ class ApiState:
         return found
 
     def changed(self, kind: Kind, namespace: str, name: str) -> None:
-        """Tell watchers and the kind's controllers that an object changed."""
-        self.notifier.notify()
+        """Tell the kind's controllers that an object changed, and its watchers when
+        its source has no journal (a journaled write wakes them as it commits)."""
+        if not isinstance(self.source(kind), JournaledSource):
+            self.notifier.notify()
         if self.controllers is not None:
             self.controllers.enqueue(kind.kind, namespace, name)
-
-    def polled_watch(
-        self,
-        request: Request,
-        source: Source,
-        kind: Kind,
-        namespace: str | None,
-        selector: LabelSelector,
-        timeout: float | None,
-    ) -> StreamingResponse:
-        """A watch of ``source``, which has no change journal: its objects polled, and
-        looked at again at once after a write through this app, streamed as
-        ``request`` asks (Kubernetes' watch stream, or server-sent events)."""
-        events = watch(
-            source,
-            kind,
-            namespace,
-            selector,
-            notifier=self.notifier,
-            stopping=self.stopping,
-            send_initial=sends_initial(request),
-            timeout=timeout,
-        )
-        return stream(request, kind, events)
 
 
 def api_state(request: Request) -> ApiState:

@@ -17,8 +17,9 @@ browser's ``EventSource``), the same events come as server-sent events, with a
 comment line as a heartbeat now and then.
 
 What a watch sends, for the kinds whose writes the store journals (those kept in the
-``resources`` table, pods, events and PipelineRuns; read from the store's change
-journal, :meth:`ketch.core.sources.JournaledSource.changes`):
+``resources`` table, pods, events, PipelineRuns, and namespaces, whose history is
+read from the journal of the objects they hold; read from the store's change journal,
+:meth:`ketch.core.sources.JournaledSource.changes`):
 
 - ``resourceVersion`` unset, ``""`` or ``"0"``: the objects that exist, as ADDED,
   then every change after them (``sendInitialEvents=false``: only the changes);
@@ -36,16 +37,19 @@ journal, :meth:`ketch.core.sources.JournaledSource.changes`):
   only the objects they select; an object that stops being selected is sent as
   DELETED, one that starts being selected as ADDED, as Kubernetes does.
 
-Writes made through this server wake the watches at once (the in-process
-:class:`ChangeNotifier`); writes made by other processes (a CLI, a pipeline task, a
-second server on the same store) are found by one reader per server, which reads the
-store's revision every ``KETCH_WATCH_POLL_SECONDS`` (0.25) while any watch is open and
-wakes them when it moved; each then reads the journal after the last change it sent
-(one indexed query).
+Every write of the server's process that journals a change wakes the watches as it
+commits, whoever made it (a request, a controller or a service, in any thread): the
+app's :class:`~ketch.core.store.db.Database` tells its ``commits``
+(:mod:`ketch.core.store.commits`), and the app's :class:`ChangeNotifier` listens.
+Writes made by other processes (a CLI, a pipeline task, a second server on the same
+store) are found by one reader per server, which reads the store's revision every
+``KETCH_WATCH_POLL_SECONDS`` (0.25) while any watch is open and wakes them when it
+moved. A woken watch reads the journal after the last change it sent (one indexed
+query).
 
-A kind served from elsewhere without a journal (the core group's namespaces) is
-watched by polling ``Source.versions`` and fetching the objects whose version
-changed (:func:`watch`), and sends the same events; resuming from a
+A kind served from elsewhere without a journal (a capability's source that keeps no
+revisions) is watched by polling ``Source.versions`` and fetching the objects whose
+version changed (:func:`watch`), and sends the same events; resuming from a
 ``resourceVersion`` then sends the changes from the moment the watch starts.
 """
 
@@ -119,7 +123,9 @@ def bookmark_interval() -> float:
 
 
 class ChangeNotifier:
-    """A counter bumped on every write made through this server; watches wait on it."""
+    """A counter bumped on every journaled write of the server's process (its
+    ``Database``'s commits) and on writes to sources without a journal; watches wait
+    on it. One per app: two apps in one process each wake their own watches."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,7 +135,8 @@ class ChangeNotifier:
         self._reader: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
-        """Count a write and wake every waiting watch (from any thread)."""
+        """Count a write and wake every waiting watch (from any thread: the event
+        loop's, or a controller's as its write commits)."""
         with self._lock:
             self._seq += 1
             waiters = list(self._waiters)
@@ -444,8 +451,9 @@ async def _journal_events(
             beat = now
         if len(changes.items) >= CHANGES_PAGE:
             continue  # more are waiting: read on at once
-        # Wait until a write wakes the watch (this server's, or another process's found
-        # by the revision reader), or a bookmark, a heartbeat or the end is due; read
+        # Wait until a write wakes the watch (one of this process's as it commits, or
+        # another process's found by the revision reader), or a bookmark, a heartbeat
+        # or the end is due; read
         # the journal anyway every IDLE_READ_SECONDS; see ``stopping`` within a second.
         due = now + IDLE_READ_SECONDS
         if deadline is not None:

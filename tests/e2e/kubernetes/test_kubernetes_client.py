@@ -96,3 +96,52 @@ def test_watch_stream_sees_added_and_modified_and_resumes(sdk: Sdk, ns: str) -> 
     # resumed: only changes after the ADDED event's version, the label patch last
     assert resumed and all(t == "MODIFIED" and rv > out["added"] for t, _l, rv in resumed)
     assert resumed[-1][1] == {"x": "1"}
+
+
+CONTROLLER_WRITES = """
+from kubernetes import client, config, watch
+
+config.load_kube_config()
+core, custom = client.CoreV1Api(), client.CustomObjectsApi()
+start = core.list_namespace().metadata.resource_version
+custom.create_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", manifest)
+# the namespace comes into being with its first object: ADDED in a watch from before
+namespaces = []
+w = watch.Watch()
+for event in w.stream(core.list_namespace, resource_version=start, timeout_seconds=30):
+    if event["object"].metadata.name == ns:
+        namespaces.append([event["type"], int(event["object"].metadata.resource_version)])
+        w.stop()
+# the pods the controller writes as the replica starts and ends, from the same version
+pods = []
+w = watch.Watch()
+for event in w.stream(
+    core.list_namespaced_pod, ns, resource_version=start, timeout_seconds=120
+):
+    pod = event["object"]
+    pods.append([event["type"], pod.metadata.name, pod.status.phase,
+                 int(pod.metadata.resource_version)])
+    if pod.status.phase in ("Succeeded", "Failed"):
+        w.stop()
+custom.delete_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", "ran")
+result = {"start": int(start), "namespaces": namespaces, "pods": pods}
+"""
+
+
+def test_a_controllers_pods_and_a_new_namespace_reach_a_resumed_watch(sdk: Sdk, ns: str) -> None:
+    """Writes the server's controllers make (a job's pods) and a namespace coming into
+    being are journaled: a watch resumed from a version before them gets each, in
+    order, after that version."""
+    manifest = job("ran", spec={"runPolicy": {"suspend": False}})
+    manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+        "command"
+    ] = ["python", "-c", "print('ran')"]
+    out = sdk.run(CONTROLLER_WRITES, ns=ns, manifest=manifest)
+    ((kind, added_at),) = out["namespaces"]
+    assert kind == "ADDED" and added_at > out["start"]
+    pods = out["pods"]
+    assert pods[0][:2] == ["ADDED", "ran-master-0"]
+    assert all(p[:2] == ["MODIFIED", "ran-master-0"] for p in pods[1:])
+    assert pods[-1][2] == "Succeeded"
+    versions = [p[3] for p in pods]
+    assert versions == sorted(set(versions)) and versions[0] > added_at

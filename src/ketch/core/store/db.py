@@ -34,6 +34,11 @@ opens fresh connections instead of reusing the parent's (the parent's are left
 open for the parent). ``dispose(close=False)`` in the child drops the inherited
 pool without closing the parent's connections, as SQLAlchemy recommends.
 
+Commits: a ``Database`` tells its :attr:`Database.commits` (a
+:class:`~ketch.core.store.commits.Commits`) when one of its sessions commits a write
+that journaled a change, from whichever thread wrote; the API server's watches listen
+to their app's, so they learn of the process's own writes at once.
+
 Migrations: one Alembic environment (``migrations/env.py``) and a version folder
 per owner of tables. Core's folder (:data:`CORE_MIGRATIONS`) holds the shared base
 revision ``0001`` and core's own branch (label ``core``); each capability with
@@ -64,6 +69,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ketch.core import config
 from ketch.core.errors import KetchError
+from ketch.core.store.commits import Commits
 
 T = TypeVar("T")
 
@@ -181,6 +187,8 @@ class Database:
         self._sessionmaker: sessionmaker[Session] | None = None
         # the sets of version folders this object has brought the database up to
         self._migrated: set[tuple[Path, ...]] = set()
+        #: the commits of this object's sessions that journaled a change (watches listen)
+        self.commits = Commits()
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string()!r})"  # no password
@@ -212,13 +220,16 @@ class Database:
     @property
     def sessionmaker(self) -> sessionmaker[Session]:
         """A ``sessionmaker`` bound to :attr:`engine` (objects stay readable after a
-        commit)."""
+        commit); a commit of one of its sessions that journaled a change is told to
+        :attr:`commits`."""
         maker = self._sessionmaker
         if maker is not None:
             return maker
         with self._lock:
             if self._sessionmaker is None:
-                self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+                maker = sessionmaker(bind=self.engine, expire_on_commit=False)
+                self.commits.attach(maker)
+                self._sessionmaker = maker
             return self._sessionmaker
 
     @contextmanager

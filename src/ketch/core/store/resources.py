@@ -63,6 +63,7 @@ from ketch.core.errors import (
 )
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import DEFAULT_NAMESPACE, ObjectMeta, Resource, utcnow
+from ketch.core.store.commits import mark_journaled
 from ketch.core.store.db import Database, retry_locked
 from ketch.core.store.models import (
     Base,
@@ -398,7 +399,8 @@ def journal(
     """Record a write in the change journal (in the write's transaction): ``manifest``
     is the object as written (its ``kind`` and ``metadata``'s namespace, name and uid
     say whose change it is). Every :data:`COMPACT_EVERY` revisions, drop what the
-    journal no longer keeps."""
+    journal no longer keeps. The session is marked, so its commit wakes this
+    process's watches (:mod:`ketch.core.store.commits`)."""
     meta = manifest.get("metadata") or {}
     session.add(
         ChangeRow(
@@ -412,6 +414,7 @@ def journal(
             created_at=utcnow(),
         )
     )
+    mark_journaled(session, revision)
     if revision % COMPACT_EVERY == 0:
         session.flush()
         _compact(session, revision, history_seconds(), HISTORY_MIN_ENTRIES, HISTORY_MAX_ENTRIES)
