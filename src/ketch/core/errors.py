@@ -92,3 +92,18 @@ class NoServer(KetchError):
     """Nothing answers at the API server's URL."""
 
     exit_code = 1
+
+
+class Unauthorized(KetchError):
+    """The request carries no credentials that hold: sign in, or send a token
+    (``Authorization: Bearer``); answered 401."""
+
+    http_status = 401
+    exit_code = 1
+
+
+class Forbidden(KetchError):
+    """The caller is known but may not do this; answered 403."""
+
+    http_status = 403
+    exit_code = 1

@@ -1,0 +1,192 @@
+"""Who is calling, and whether they may: the access interfaces.
+
+``core`` defines them; :mod:`ketch.tenancy` implements them; the server applies them to
+every route (see :mod:`ketch.server.access`). The model is Kubernetes' authorizer's:
+a request is reduced to :class:`Attributes` (verb, API group, resource, namespace,
+name, subresource) and an :class:`Authorizer` answers yes or no for an
+:class:`Identity`.
+
+Every route declares how its requests become attributes with :func:`rule` (or is
+:data:`PUBLIC` / :data:`AUTHENTICATED`); a route without a rule is refused when
+authentication is on, so a new route cannot skip the check by omission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+
+class Verb(StrEnum):
+    """Kubernetes' request verbs."""
+
+    GET = "get"
+    LIST = "list"
+    WATCH = "watch"
+    CREATE = "create"
+    UPDATE = "update"
+    PATCH = "patch"
+    DELETE = "delete"
+    DELETECOLLECTION = "deletecollection"
+
+
+#: the verbs that only read
+READ_VERBS = frozenset({Verb.GET, Verb.LIST, Verb.WATCH})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A caller. ``name`` is the user's name (an email for people); ``admin`` marks a
+    cluster admin; ``via`` says how they signed in (``token``, ``session``, ``proxy``,
+    ``local`` for the single user of a server without users, ``anonymous``)."""
+
+    name: str
+    groups: frozenset[str] = frozenset()
+    admin: bool = False
+    via: str = "token"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.via != "anonymous"
+
+
+ANONYMOUS = Identity("system:anonymous", frozenset({"system:unauthenticated"}), via="anonymous")
+#: The one user of a server that has no users: everything is theirs.
+LOCAL = Identity("local", frozenset({"system:authenticated"}), admin=True, via="local")
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request does, as Kubernetes' authorizer sees it. ``namespace`` is
+    ``None`` for a cluster-scoped resource or a list across namespaces."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str = ""
+
+    def describe(self) -> str:
+        what = self.resource + (f"/{self.subresource}" if self.subresource else "")
+        if self.group:
+            what += f".{self.group}"
+        where = f' in the namespace "{self.namespace}"' if self.namespace else ""
+        if self.namespace is None and self.verb in (Verb.LIST, Verb.WATCH):
+            where = " at the cluster scope"
+        named = f' "{self.name}"' if self.name else ""
+        return f"{self.verb} {what}{named}{where}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+class Authenticator(Protocol):
+    """Finds who is calling from a request's headers and peer address."""
+
+    def enabled(self) -> bool:
+        """Whether authentication is on (some user exists)."""
+        ...
+
+    def authenticate(
+        self, headers: Mapping[str, str], client: str | None, *, secure: bool = False
+    ) -> Identity | None:
+        """The caller, or ``None`` when the request carries no credentials that hold.
+        Raises :class:`~ketch.core.errors.Unauthorized` for credentials that are
+        wrong (an unknown, expired or revoked token)."""
+        ...
+
+
+class Authorizer(Protocol):
+    def authorize(self, identity: Identity, attributes: Attributes) -> Decision: ...
+
+    def namespaces(self, identity: Identity, verb: str) -> frozenset[str] | None:
+        """The namespaces in which ``identity`` may ``verb`` (``None``: all of them);
+        what a list or watch across namespaces is filtered to."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(
+        self, identity: Identity, method: str, path: str, attributes: Attributes | None, code: int
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Access:
+    """The access implementation the server applies (made by the composition root)."""
+
+    authenticator: Authenticator
+    authorizer: Authorizer
+    audit: AuditLog | None = None
+    #: addresses of trusted proxies, for the record (the authenticator applies them)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a route's rule reads of a request."""
+
+    method: str
+    path: str
+    path_params: Mapping[str, str]
+    query: Mapping[str, str]
+    #: the server's state (its database, stores), for rules that look up an object's
+    #: namespace by id
+    state: Any = None
+
+
+#: A route's rule: the attributes of a call, or a list of them (all must be allowed).
+Rule = Callable[[Call], "Attributes | list[Attributes]"]
+
+#: answered for anyone, signed in or not (health checks, the sign-in page)
+PUBLIC: Rule = lambda _call: []  # noqa: E731
+#: answered for anyone signed in (discovery, OpenAPI, /version)
+AUTHENTICATED: Rule = lambda _call: []  # noqa: E731
+
+_RULE_ATTRIBUTE = "__ketch_access_rule__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rule(how: Rule) -> Callable[[F], F]:
+    """Declare how a route's requests become :class:`Attributes` (a decorator for the
+    route's endpoint function)."""
+
+    def declare(endpoint: F) -> F:
+        setattr(endpoint, _RULE_ATTRIBUTE, how)
+        return endpoint
+
+    return declare
+
+
+def rule_of(endpoint: Callable[..., Any]) -> Rule | None:
+    found: Rule | None = getattr(endpoint, _RULE_ATTRIBUTE, None)
+    return found
+
+
+def method_verb(method: str, *, named: bool, watch: bool = False) -> Verb:
+    """The verb of an HTTP method on a Kubernetes path (``named``: the path names one
+    object)."""
+    method = method.upper()
+    if method in ("GET", "HEAD"):
+        if watch:
+            return Verb.WATCH
+        return Verb.GET if named else Verb.LIST
+    if method == "POST":
+        return Verb.CREATE
+    if method == "PUT":
+        return Verb.UPDATE
+    if method == "PATCH":
+        return Verb.PATCH
+    if method == "DELETE":
+        return Verb.DELETE if named else Verb.DELETECOLLECTION
+    return Verb.GET
+
+
+def is_true(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
