@@ -20,6 +20,7 @@ from ketch.core.store.db import Database
 from ketch.jobs.capability import CAPABILITY as JOBS
 from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.serving.capability import CAPABILITY as SERVING
+from ketch.tenancy.capability import CAPABILITY as TENANCY
 from ketch.trainer.capability import CAPABILITY as TRAINER
 from ketch.tuning.capability import CAPABILITY as TUNING
 
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 
     from ketch.core.backend import LocalBackend
     from ketch.pipelines.lightweight import Packages
+    from ketch.tenancy.authn import ProxySettings
 
-CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING)
+CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING, TENANCY)
 
 
 _BACKEND_LOCK = threading.Lock()
@@ -78,9 +80,15 @@ def database(url: str) -> Database:
 ASSEMBLY = Assembly(CAPABILITIES, backend)
 
 
-def create_app(**options: Any) -> FastAPI:
-    """The API server app for every capability, on the chosen backend; ``options`` as
-    for :func:`ketch.server.app.create_app`."""
+def create_app(
+    *, proxy: ProxySettings | None = None, registration: bool = False, **options: Any
+) -> FastAPI:
+    """The API server app for every capability, on the chosen backend, with users,
+    profiles and roles (:mod:`ketch.tenancy`: on once the store has a user or
+    ``proxy`` names trusted proxies); ``options`` as for
+    :func:`ketch.server.app.create_app`."""
     from ketch.server.app import create_app as assemble
+    from ketch.tenancy.access import access_factory
 
+    options.setdefault("access", access_factory(proxy, registration=registration))
     return assemble(CAPABILITIES, backend=backend(), **options)

@@ -32,6 +32,9 @@ class Verb(StrEnum):
     DELETECOLLECTION = "deletecollection"
 
 
+#: the header a browser session's writes carry its CSRF token in
+CSRF_HEADER = "x-csrf-token"
+
 #: the verbs that only read
 READ_VERBS = frozenset({Verb.GET, Verb.LIST, Verb.WATCH})
 
@@ -40,12 +43,14 @@ READ_VERBS = frozenset({Verb.GET, Verb.LIST, Verb.WATCH})
 class Identity:
     """A caller. ``name`` is the user's name (an email for people); ``admin`` marks a
     cluster admin; ``via`` says how they signed in (``token``, ``session``, ``proxy``,
-    ``local`` for the single user of a server without users, ``anonymous``)."""
+    ``local`` for the single user of a server without users, ``anonymous``);
+    ``csrf`` is a browser session's CSRF token, which its writes must send."""
 
     name: str
     groups: frozenset[str] = frozenset()
     admin: bool = False
     via: str = "token"
+    csrf: str = field(default="", repr=False, compare=False)
 
     @property
     def authenticated(self) -> bool:
@@ -144,10 +149,19 @@ class Call:
 #: A route's rule: the attributes of a call, or a list of them (all must be allowed).
 Rule = Callable[[Call], "Attributes | list[Attributes]"]
 
+
+def _public(_call: Call) -> list[Attributes]:
+    return []
+
+
+def _authenticated(_call: Call) -> list[Attributes]:
+    return []
+
+
 #: answered for anyone, signed in or not (health checks, the sign-in page)
-PUBLIC: Rule = lambda _call: []  # noqa: E731
-#: answered for anyone signed in (discovery, OpenAPI, /version)
-AUTHENTICATED: Rule = lambda _call: []  # noqa: E731
+PUBLIC: Rule = _public
+#: answered for anyone signed in (discovery, OpenAPI, /version, who am I)
+AUTHENTICATED: Rule = _authenticated
 
 _RULE_ATTRIBUTE = "__ketch_access_rule__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,3 +204,37 @@ def method_verb(method: str, *, named: bool, watch: bool = False) -> Verb:
 
 def is_true(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
+
+
+def kubernetes_attributes(call: Call) -> Attributes:
+    """The attributes of a request to a Kubernetes path, as Kubernetes' request info
+    reads them: ``/api/v1/...`` (the core group) or ``/apis/{group}/{version}/...``,
+    an optional ``watch/`` segment (or ``?watch=true``), then
+    ``[namespaces/{namespace}/]{resource}[/{name}[/{subresource}]]``. A namespace's own
+    object (``/api/v1/namespaces/{name}``) is in that namespace, as Kubernetes has it,
+    so a role in a namespace may read it."""
+    parts = [p for p in call.path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        raise ValueError(f"{call.path} is not a Kubernetes resource path")
+    watch = is_true(call.query.get("watch"))
+    if rest[:1] == ["watch"]:
+        watch, rest = True, rest[1:]
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not rest:
+        raise ValueError(f"{call.path} names no resource")
+    resource, name = rest[0], rest[1] if len(rest) > 1 else None
+    subresource = rest[2] if len(rest) > 2 else ""
+    if resource == "namespaces" and namespace is None and name is not None:
+        namespace = name
+    verb = method_verb(call.method, named=name is not None, watch=watch)
+    return Attributes(verb, group, resource, namespace, name, subresource)
+
+
+#: the rule of every route on a Kubernetes path
+KUBERNETES: Rule = kubernetes_attributes

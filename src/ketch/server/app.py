@@ -17,13 +17,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
+from ketch.core.access import PUBLIC, Access, rule
 from ketch.core.backend import Backend
 from ketch.core.capability import (
     Admission,
@@ -40,6 +41,7 @@ from ketch.core.routes import ErrorBody
 from ketch.core.services import ServiceContext, publish
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
+from ketch.server import access as access_check
 from ketch.server import errors, guard
 from ketch.server.guard import RequestGuardMiddleware
 from ketch.server.state import ApiState
@@ -56,6 +58,7 @@ def create_app(
     background: bool = True,
     bind: str = "127.0.0.1",
     sole_server: bool = False,
+    access: Callable[[Database, ResourceStore], Access] | None = None,
 ) -> FastAPI:
     """The API server app for ``capabilities`` (:func:`ketch.capabilities.create_app`
     assembles every capability Ketch has).
@@ -70,6 +73,9 @@ def create_app(
     ``sole_server``: the caller holds the store's control-plane lock
     (:class:`ketch.core.locks.ControlPlaneLock`), so every run another server left in
     flight is this one's to resume.
+    ``access`` makes the access implementation (who is calling, what they may do; see
+    :mod:`ketch.server.access`) over the app's store; without it every caller is the
+    one local user.
 
     The app has one :class:`~ketch.core.store.db.Database` (its connections to the
     store), which everything it serves and runs uses; the store is migrated when the
@@ -101,6 +107,7 @@ def create_app(
         stopping=state.stopping,
     )
     state.sources.update(sources_of(capabilities, context))
+    applied = access(database, state.store) if access is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +115,9 @@ def create_app(
             os.environ["KETCH_HOME"] = str(Path(home).expanduser().resolve())
         state.stopping.clear()
         started: list[Callable[[], Any]] = [database.dispose]  # closed last
+        stop_audit = getattr(applied.audit if applied is not None else None, "stop", None)
+        if stop_audit is not None:
+            started.append(stop_audit)
         try:
             await run_in_threadpool(database.migrate, migrations_of(capabilities))
             if background:
@@ -149,18 +159,24 @@ def create_app(
             "(/apis/{group}/{version}/...), logs, events and the KFP v2beta1 API."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(access_check.authorize)],
     )
     app.state.api = state
+    app.state.access = applied
     app.state.controllers = None
     publish(app, context)
     errors.install(app)
+    # the guard runs first (added last): a refused origin or body never reaches sign-in
+    app.add_middleware(access_check.AccessMiddleware, access=applied)
     app.add_middleware(
         RequestGuardMiddleware, hosts=guard.allowed_hosts(bind), uploads=uploads_of(capabilities)
     )
-    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
+    app.add_api_route(
+        "/healthz", rule(PUBLIC)(healthz), methods=["GET"], tags=["health"], summary="Liveness"
+    )
     app.add_api_route(
         "/readyz",
-        readyz,
+        rule(PUBLIC)(readyz),
         methods=["GET"],
         tags=["health"],
         summary="Readiness: the database answers",

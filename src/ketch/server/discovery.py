@@ -34,6 +34,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ketch.core import config
+from ketch.core.access import AUTHENTICATED, rule
 from ketch.core.errors import KetchError, NotFound
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.routes import ERROR_RESPONSES
@@ -359,11 +360,13 @@ def _negotiated(request: Request, key: str) -> Response:
 
 
 @router.get("/version", summary="The Kubernetes version served, and Ketch's own")
+@rule(AUTHENTICATED)
 async def version(request: Request) -> Response:
     return discovery_of(request).document("version").response(request)
 
 
 @router.get("/api", summary="The core group's versions (aggregated discovery when asked)")
+@rule(AUTHENTICATED)
 async def core_versions(request: Request) -> Response:
     asked = discovery_format(request.headers.get("accept"))
     if asked == "":
@@ -385,16 +388,19 @@ async def core_versions(request: Request) -> Response:
 
 
 @router.get("/api/v1", summary="The core group's kinds")
+@rule(AUTHENTICATED)
 async def core_resources(request: Request) -> Response:
     return discovery_of(request).document("group", "", "v1").response(request)
 
 
 @router.get("/apis", summary="API groups and versions (aggregated discovery when asked)")
+@rule(AUTHENTICATED)
 async def api_groups(request: Request) -> Response:
     return _negotiated(request, "apis")
 
 
 @router.get("/apis/ketch.dev/v1/kinds", summary="Every kind served")
+@rule(AUTHENTICATED)
 async def list_kinds(request: Request) -> dict[str, Any]:
     return {
         "apiVersion": "ketch.dev/v1",
@@ -404,6 +410,7 @@ async def list_kinds(request: Request) -> dict[str, Any]:
 
 
 @router.get("/apis/{group}/{version}", summary="The kinds of a group version")
+@rule(AUTHENTICATED)
 async def api_resources(group: str, version: str, request: Request) -> Response:
     discovery = discovery_of(request)
     if not kinds_at(discovery.kinds, group, version):

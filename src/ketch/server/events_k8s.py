@@ -39,6 +39,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import InvalidSpec, KetchError, ObjectNotFound
 from ketch.core.kinds import READ_VERBS, Column, Kind, KindRegistry
 from ketch.core.resource import Resource, validate_name, validate_namespace
@@ -546,16 +547,19 @@ def _add_routes(kind: Kind, base: str) -> None:
     what = f"{kind.api_version} Events"
     router.add_api_route(
         f"{base}/namespaces/{{namespace}}/events",
-        list_namespaced,
+        rule(KUBERNETES)(list_namespaced),
         methods=["GET"],
         summary=f"{what} in a namespace (fieldSelector; watch=true streams changes)",
     )
     router.add_api_route(
-        f"{base}/events", list_all, methods=["GET"], summary=f"{what} in every namespace"
+        f"{base}/events",
+        rule(KUBERNETES)(list_all),
+        methods=["GET"],
+        summary=f"{what} in every namespace",
     )
     router.add_api_route(
         f"{base}/namespaces/{{namespace}}/events/{{name}}",
-        read,
+        rule(KUBERNETES)(read),
         methods=["GET"],
         summary=f"One of the {what}",
     )

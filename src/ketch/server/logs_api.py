@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.conditions import is_finished
 from ketch.core.errors import NotFound
 from ketch.core.kinds import Kind
@@ -114,6 +115,7 @@ async def object_logs(
     summary="An object's logs (plain text) from status.logPaths",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def logs(
     group: str,
     version: str,

@@ -41,6 +41,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import (
     AlreadyExists,
     Conflict,
@@ -418,6 +419,7 @@ def _watch(
 
 
 @router.get("/api/v1/namespaces", summary="List the namespaces (watch=true streams changes)")
+@rule(KUBERNETES)
 async def list_namespaces(
     request: Request,
     state: State,
@@ -444,6 +446,7 @@ async def list_namespaces(
     tags=["watch"],
     summary="Watch the namespaces (newline-delimited JSON watch events)",
 )
+@rule(KUBERNETES)
 async def watch_namespaces(
     request: Request, state: State, label_selector: LabelSelectorQ = None, timeout: TimeoutQ = None
 ) -> StreamingResponse:
@@ -451,6 +454,7 @@ async def watch_namespaces(
 
 
 @router.post("/api/v1/namespaces", summary="Create a namespace", status_code=201)
+@rule(KUBERNETES)
 async def create_namespace(request: Request, state: State) -> JSONResponse:
     document = require_mapping(await read_document(request))
     metadata = document.get("metadata")
@@ -486,12 +490,14 @@ async def create_namespace(request: Request, state: State) -> JSONResponse:
 
 
 @router.get("/api/v1/namespaces/{name}", summary="Read a namespace")
+@rule(KUBERNETES)
 async def read_namespace(name: str, request: Request, state: State) -> Any:
     found = await run_in_threadpool(Namespaces(state).get, _name(name))
     return tables.object_response(NAMESPACE, found, request)
 
 
 @router.patch("/api/v1/namespaces/{name}", summary="Change a namespace's labels and annotations")
+@rule(KUBERNETES)
 async def patch_namespace(name: str, request: Request, state: State) -> Manifest:
     name = _name(name)
     document = require_mapping(await read_document(request), "a merge patch")
@@ -506,6 +512,7 @@ async def patch_namespace(name: str, request: Request, state: State) -> Manifest
     "/api/v1/namespaces/{name}",
     summary="Delete a namespace that holds nothing (its objects are never deleted with it)",
 )
+@rule(KUBERNETES)
 async def delete_namespace(name: str, state: State) -> Manifest:
     name = _name(name)
     gone = await run_in_threadpool(Namespaces(state).delete, name)

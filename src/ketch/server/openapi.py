@@ -43,6 +43,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import AUTHENTICATED, rule
 from ketch.core.errors import NotFound
 from ketch.core.kinds import Kind, KindRegistry
 from ketch.core.routes import ERROR_RESPONSES
@@ -273,12 +274,14 @@ async def _documents(request: Request) -> OpenAPIDocuments:
 
 
 @router.get("/openapi/v2", summary="Every kind's OpenAPI v2 (Swagger 2.0) schema, as JSON")
+@rule(AUTHENTICATED)
 async def openapi_v2(request: Request) -> Response:
     _accepts_json(request)
     return _serve(request, (await _documents(request)).v2())
 
 
 @router.get("/openapi/v3", summary="The OpenAPI v3 documents of each group version")
+@rule(AUTHENTICATED)
 async def openapi_v3_index(request: Request) -> Response:
     _accepts_json(request)
     return _serve(request, (await _documents(request)).index())
@@ -289,6 +292,7 @@ async def openapi_v3_index(request: Request) -> Response:
     summary="The OpenAPI v3 document of a group version (apis/{group}/{version} or api/v1)",
     response_model=None,
 )
+@rule(AUTHENTICATED)
 async def openapi_v3(path: str, request: Request, digest: HashQ = None) -> Response:
     _accepts_json(request)
     document = (await _documents(request)).group_version(path.strip("/"))

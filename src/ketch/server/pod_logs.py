@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.logfiles import CHUNK, POLL, REFUSED, confined, read_chunk
 from ketch.core.resource import validate_name, validate_namespace
@@ -324,6 +325,7 @@ async def stream_log(pods: PodStore, state: ApiState, plan: LogPlan) -> AsyncIte
     summary="A pod's container log (plain text; follow streams until its run ends)",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def read_pod_log(
     namespace: str,
     name: str,

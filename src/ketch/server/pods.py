@@ -35,6 +35,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.capability import Capability
 from ketch.core.errors import InvalidSpec, KetchError, NotFound
 from ketch.core.kinds import Column, Kind
@@ -331,6 +332,7 @@ def _gone_or_replaced(pods: PodStore, namespace: str, name: str, uid: str) -> bo
     "/api/v1/namespaces/{namespace}/pods/{name}",
     summary="Delete a pod: its owner replaces it (a training replica starts again)",
 )
+@rule(KUBERNETES)
 async def delete_pod(namespace: str, name: str, request: Request, state: State) -> Manifest:
     namespace = validate_namespace(namespace, field="namespace")
     name = validate_name(name, field="name")

@@ -34,6 +34,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_name, validate_namespace
@@ -264,6 +265,7 @@ def _watch_response(
     tags=["resources"],
     summary="List a kind in all namespaces (add watch=true to stream changes)",
 )
+@rule(KUBERNETES)
 async def list_all(
     group: str,
     version: str,
@@ -286,6 +288,7 @@ async def list_all(
     tags=["resources"],
     summary="List a kind in a namespace (add watch=true to stream changes)",
 )
+@rule(KUBERNETES)
 async def list_namespaced(
     group: str,
     version: str,
@@ -310,6 +313,7 @@ async def list_namespaced(
     summary="Watch a kind in all namespaces (newline-delimited JSON watch events)",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def watch_all(
     group: str,
     version: str,
@@ -332,6 +336,7 @@ async def watch_all(
     summary="Watch a kind in a namespace (newline-delimited JSON watch events)",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def watch_namespaced(
     group: str,
     version: str,
@@ -378,6 +383,7 @@ async def _create(kind: Kind, namespace: str, request: Request, state: ApiState)
     status_code=201,
     openapi_extra=request_body(MANIFEST_SCHEMA),
 )
+@rule(KUBERNETES)
 async def create(
     group: str, version: str, namespace: str, plural: str, request: Request, state: State
 ) -> JSONResponse:
@@ -396,6 +402,7 @@ async def _read(target: ObjectPath, request: Request, state: ApiState) -> Any:
     tags=["resources"],
     summary="Read an object",
 )
+@rule(KUBERNETES)
 async def read(target: Target, request: Request, state: State) -> Any:
     return await _read(target, request, state)
 
@@ -423,6 +430,7 @@ async def _replace(target: ObjectPath, request: Request, state: ApiState) -> JSO
     openapi_extra=request_body(MANIFEST_SCHEMA),
     responses={201: {"description": "Created"}},
 )
+@rule(KUBERNETES)
 async def apply(target: Target, request: Request, state: State) -> JSONResponse:
     return await _replace(target, request, state)
 
@@ -454,6 +462,7 @@ async def _patch(target: ObjectPath, request: Request, state: ApiState) -> JSONR
     openapi_extra=patch_body(),
     responses={201: {"description": "Created by an apply"}},
 )
+@rule(KUBERNETES)
 async def patch(target: Target, request: Request, state: State) -> JSONResponse:
     return await _patch(target, request, state)
 
@@ -490,6 +499,7 @@ async def _remove(target: ObjectPath, request: Request, state: ApiState) -> JSON
     tags=["resources"],
     summary="Delete an object (answers it as it was)",
 )
+@rule(KUBERNETES)
 async def remove(target: Target, request: Request, state: State) -> JSONResponse:
     return await _remove(target, request, state)
 
@@ -502,6 +512,7 @@ async def remove(target: Target, request: Request, state: State) -> JSONResponse
     tags=["resources"],
     summary="Read an object with its status",
 )
+@rule(KUBERNETES)
 async def read_status(target: Target, request: Request, state: State) -> Any:
     return await _read(target, request, state)
 
@@ -537,6 +548,7 @@ async def _write_status(target: ObjectPath, request: Request, state: ApiState) -
     summary="Replace an object's status (metadata.resourceVersion, if given, must match)",
     openapi_extra=request_body(STATUS_SCHEMA),
 )
+@rule(KUBERNETES)
 async def write_status(target: Target, request: Request, state: State) -> JSONResponse:
     return await _write_status(target, request, state)
 
@@ -567,6 +579,7 @@ async def _patch_status(target: ObjectPath, request: Request, state: ApiState) -
     summary="Patch an object's status (the patch's other changes are ignored)",
     openapi_extra=patch_body(),
 )
+@rule(KUBERNETES)
 async def patch_status(target: Target, request: Request, state: State) -> JSONResponse:
     return await _patch_status(target, request, state)
 
@@ -593,6 +606,7 @@ def _check_conditions(status: dict[str, Any]) -> None:
     status_code=201,
     openapi_extra=request_body(MANIFEST_SCHEMA),
 )
+@rule(KUBERNETES)
 async def create_cluster(
     group: str, version: str, plural: str, request: Request, state: State
 ) -> JSONResponse:
@@ -605,6 +619,7 @@ async def create_cluster(
     tags=["resources"],
     summary="Read an object of a cluster-scoped kind",
 )
+@rule(KUBERNETES)
 async def read_cluster(target: ClusterTarget, request: Request, state: State) -> Any:
     return await _read(target, request, state)
 
@@ -616,6 +631,7 @@ async def read_cluster(target: ClusterTarget, request: Request, state: State) ->
     openapi_extra=request_body(MANIFEST_SCHEMA),
     responses={201: {"description": "Created"}},
 )
+@rule(KUBERNETES)
 async def replace_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
     return await _replace(target, request, state)
 
@@ -627,6 +643,7 @@ async def replace_cluster(target: ClusterTarget, request: Request, state: State)
     openapi_extra=patch_body(),
     responses={201: {"description": "Created by an apply"}},
 )
+@rule(KUBERNETES)
 async def patch_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
     return await _patch(target, request, state)
 
@@ -636,6 +653,7 @@ async def patch_cluster(target: ClusterTarget, request: Request, state: State) -
     tags=["resources"],
     summary="Delete an object of a cluster-scoped kind (answers it as it was)",
 )
+@rule(KUBERNETES)
 async def remove_cluster(target: ClusterTarget, request: Request, state: State) -> JSONResponse:
     return await _remove(target, request, state)
 
@@ -645,6 +663,7 @@ async def remove_cluster(target: ClusterTarget, request: Request, state: State) 
     tags=["resources"],
     summary="Read an object of a cluster-scoped kind with its status",
 )
+@rule(KUBERNETES)
 async def read_cluster_status(target: ClusterTarget, request: Request, state: State) -> Any:
     return await _read(target, request, state)
 
@@ -655,6 +674,7 @@ async def read_cluster_status(target: ClusterTarget, request: Request, state: St
     summary="Replace the status of an object of a cluster-scoped kind",
     openapi_extra=request_body(STATUS_SCHEMA),
 )
+@rule(KUBERNETES)
 async def write_cluster_status(
     target: ClusterTarget, request: Request, state: State
 ) -> JSONResponse:
@@ -667,6 +687,7 @@ async def write_cluster_status(
     summary="Patch the status of an object of a cluster-scoped kind",
     openapi_extra=patch_body(),
 )
+@rule(KUBERNETES)
 async def patch_cluster_status(
     target: ClusterTarget, request: Request, state: State
 ) -> JSONResponse:

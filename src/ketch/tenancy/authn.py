@@ -21,7 +21,6 @@ from ketch.core.errors import InvalidSpec, Unauthorized
 from ketch.tenancy.users import Directory, User
 
 SESSION_COOKIE = "ketch_session"
-CSRF_HEADER = "x-csrf-token"
 #: seconds the answer to "are there users?" is kept once it is yes
 _ENABLED_TTL = 1.0
 
@@ -59,9 +58,9 @@ class ProxySettings:
         return any(address in net for net in self.networks)
 
 
-def _identity(user: User, via: str, groups: Iterable[str] = ()) -> Identity:
+def _identity(user: User, via: str, csrf: str = "") -> Identity:
     return Identity(
-        user.email, frozenset({"system:authenticated", *groups}), admin=user.admin, via=via
+        user.email, frozenset({"system:authenticated"}), admin=user.admin, via=via, csrf=csrf
     )
 
 
@@ -113,7 +112,7 @@ class TenancyAuthenticator:
                 if found_session is None:
                     return None
                 user, csrf = found_session
-                return _identity(user, "session", (f"csrf:{csrf}",))
+                return _identity(user, "session", csrf)
         return None
 
     def _from_proxy(self, headers: Mapping[str, str]) -> Identity | None:
@@ -133,11 +132,3 @@ class TenancyAuthenticator:
             admin=bool(known and known.admin),
             via="proxy",
         )
-
-
-def csrf_of(identity: Identity) -> str | None:
-    """The CSRF token of a session identity (kept among its groups, never shown)."""
-    for group in identity.groups:
-        if group.startswith("csrf:"):
-            return group[5:]
-    return None

@@ -1,0 +1,257 @@
+"""Who may call what: the server applies :mod:`ketch.core.access` to every request.
+
+Two pieces, both installed by :func:`ketch.server.app.create_app`:
+
+- :class:`AccessMiddleware` finds the caller. With no access implementation, or while
+  authentication is off (a store without users and without trusted proxies), every
+  request is the one local user (:data:`~ketch.core.access.LOCAL`). Once it is on, a
+  request with credentials that do not hold is answered 401, one with none is
+  anonymous (and answered 401 by anything but a public route), a session's write must
+  carry its CSRF token (403 otherwise), and every state-changing request goes to the
+  audit log with its outcome.
+- :func:`authorize` is a dependency of every route: it reads the route's rule
+  (:func:`ketch.core.access.rule`), refuses a route that declares none, answers 401 to
+  an anonymous caller and 403 when the authorizer says no, and leaves on
+  ``request.state`` what lists and handlers need: ``ketch_identity``,
+  ``ketch_namespaces`` (the namespaces a list across namespaces is filtered to;
+  ``None``: all) and ``ketch_authorize`` (checks more attributes, e.g. a namespace
+  read from a body).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ketch.core.access import (
+    AUTHENTICATED,
+    CSRF_HEADER,
+    LOCAL,
+    PUBLIC,
+    READ_VERBS,
+    Access,
+    Attributes,
+    Call,
+    Identity,
+    Verb,
+    rule_of,
+)
+from ketch.core.errors import Forbidden, KetchError, Unauthorized
+from ketch.server.errors import answer
+
+log = logging.getLogger(__name__)
+
+IDENTITY = "ketch_identity"
+NAMESPACES = "ketch_namespaces"
+AUTHORIZE = "ketch_authorize"
+_ATTRIBUTES = "ketch_attributes"
+_ACCESS = "ketch_access"
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def routes_of(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route an app serves, with the routers FastAPI includes lazily opened."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from routes_of(route.effective_candidates())
+        else:
+            yield route
+
+
+def public_paths(app: Any) -> frozenset[str]:
+    """The paths of the app's routes whose rule is :data:`PUBLIC` (fixed paths only)."""
+    return frozenset(
+        route.path
+        for route in routes_of(app.routes)
+        if getattr(route, "endpoint", None) is not None
+        and rule_of(route.endpoint) is PUBLIC
+        and "{" not in route.path
+    )
+
+
+class AccessMiddleware:
+    """Authenticates each request (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, access: Access | None) -> None:
+        self.app = app
+        self.access = access
+        self._public: frozenset[str] | None = None
+
+    def _is_public(self, scope: Scope) -> bool:
+        if self._public is None:
+            self._public = public_paths(scope["app"])
+        return bool(scope["path"] in self._public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        access = self.access
+        if access is None or not access.authenticator.enabled():
+            state[IDENTITY] = LOCAL
+            await self.app(scope, receive, send)
+            return
+        state[_ACCESS] = access
+        headers = Headers(scope=scope)
+        client = scope.get("client")
+        path = scope["path"]
+        try:
+            identity = access.authenticator.authenticate(
+                headers, client[0] if client else None, secure=scope.get("scheme") == "https"
+            )
+        except Unauthorized as exc:
+            await _refuse(scope, receive, send, 401, str(exc))
+            return
+        if identity is None:
+            if not self._is_public(scope):
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    401,
+                    "sign in first: send an API token as `Authorization: Bearer <token>` "
+                    "(`ketch login`, `ketch tokens create`)",
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        state[IDENTITY] = identity
+        method = scope.get("method", "GET")
+        if identity.via == "session" and method in _WRITES:
+            if not _same(headers.get(CSRF_HEADER, ""), identity.csrf):
+                await _refuse(
+                    scope, receive, send, 403, f"a signed-in page's write must send {CSRF_HEADER}"
+                )
+                return
+        if method not in _WRITES or access.audit is None:
+            await self.app(scope, receive, send)
+            return
+        code = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            attributes = state.get(_ATTRIBUTES)
+            try:
+                access.audit.record(identity, method, path, attributes, code)
+            except Exception:  # noqa: BLE001 - the request was served; the audit logs why not
+                log.exception("could not record the audit entry of %s %s", method, path)
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403})
+        return
+    headers = {"WWW-Authenticate": 'Bearer realm="ketch"'} if status == 401 else None
+    response = answer(scope["path"], status, message, headers=headers)
+    await response(scope, receive, send)
+
+
+def forbidden(identity: Identity, attributes: Attributes) -> Forbidden:
+    """A refusal worded as Kubernetes words it."""
+    what = attributes.resource + (f"/{attributes.subresource}" if attributes.subresource else "")
+    subject = f'{what} "{attributes.name}"' if attributes.name else what
+    where = (
+        f' in the namespace "{attributes.namespace}"'
+        if attributes.namespace
+        else " at the cluster scope"
+    )
+    return Forbidden(
+        f'{subject} is forbidden: User "{identity.name}" cannot {attributes.verb} resource '
+        f'"{what}" in API group "{attributes.group}"{where}'
+    )
+
+
+async def authorize(request: Request) -> None:
+    """The app's dependency on every route (see the module's docstring)."""
+    state = request.scope.setdefault("state", {})
+    access: Access | None = state.get(_ACCESS)
+    if access is None:  # authentication is off: the one local user
+        state.setdefault(IDENTITY, LOCAL)
+        state[NAMESPACES] = None
+        state[AUTHORIZE] = _allow
+        return
+    route = request.scope.get("route")
+    endpoint = getattr(route, "endpoint", None)
+    how = rule_of(endpoint) if endpoint is not None else None
+    if how is None:
+        log.error("%s has no access rule; refused", getattr(route, "path", request.url.path))
+        raise Forbidden("this route declares no access rule, so it is refused")
+    if how is PUBLIC:
+        return
+    identity: Identity | None = state.get(IDENTITY)
+    if identity is None or not identity.authenticated:
+        raise Unauthorized("sign in first: send an API token as `Authorization: Bearer <token>`")
+    authorizer = access.authorizer
+
+    def check(attributes: Attributes) -> None:
+        decision = authorizer.authorize(identity, attributes)
+        if not decision.allowed:
+            raise forbidden(identity, attributes)
+
+    state[AUTHORIZE] = check
+    state[NAMESPACES] = authorizer.namespaces(identity, Verb.LIST)
+    if how is AUTHENTICATED:
+        return
+    call = Call(
+        request.method,
+        request.url.path,
+        request.path_params,
+        request.query_params,
+        request.app.state.api,
+    )
+    try:
+        made = how(call)
+    except KetchError:
+        raise
+    except (ValueError, KeyError) as exc:
+        raise Forbidden(f"the request's access could not be read: {exc}") from None
+    found = made if isinstance(made, list) else [made]
+    if found:
+        state[_ATTRIBUTES] = found[0]  # the audit log names what was asked, allowed or not
+    for attributes in found:
+        check(attributes)
+    if found and found[0].namespace is None and found[0].verb in READ_VERBS:
+        state[NAMESPACES] = authorizer.namespaces(identity, found[0].verb)
+
+
+def _allow(_attributes: Attributes) -> None:
+    return None
+
+
+def visible_namespaces(request: Request) -> frozenset[str] | None:
+    """The namespaces a list across namespaces shows the caller (``None``: all)."""
+    found: frozenset[str] | None = request.scope.get("state", {}).get(NAMESPACES)
+    return found
+
+
+def check(request: Request, attributes: Attributes) -> None:
+    """Refuse (403) unless the caller may do ``attributes`` (for what a rule cannot see:
+    a namespace named in a body, an object found by id)."""
+    authorize_more: Callable[[Attributes], None] | None = request.scope.get("state", {}).get(
+        AUTHORIZE
+    )
+    if authorize_more is not None:
+        authorize_more(attributes)
+
+
+def identity_of(request: Request) -> Identity:
+    found: Identity = request.scope.get("state", {}).get(IDENTITY, LOCAL)
+    return found

@@ -1,0 +1,178 @@
+"""Authentication and authorization of a real ``ketch up``: off without users, on as
+soon as the store has one (the server is not restarted), 401 without credentials,
+403 without a role, tokens revoked at once, Kubernetes' Status bodies, the audit log
+read by admins only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ketch.core.store.db import Database
+from ketch.tenancy.tables import MIGRATIONS
+from ketch.tenancy.users import Directory
+from tests.server.fixtures import SERVER_ENV, serve
+from tests.server.helpers import Server, wait_until
+
+ADMIN, ALICE, BOB = "admin@example.com", "alice@example.com", "bob@example.com"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serve(Server(tmp_path_factory.mktemp("ketch-access"), extra_env=SERVER_ENV))
+
+
+@pytest.fixture(scope="module")
+def directory(server: Server) -> Iterator[Directory]:
+    database = Database(server.db_url)
+    database.migrate([MIGRATIONS])
+    try:
+        yield Directory(database)
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server, directory: Directory) -> dict[str, str]:
+    # Before any user exists, the one local user may do everything.
+    with server.client() as http:
+        assert http.get("/api/v1/namespaces").status_code == 200
+        whoami = http.get("/auth/whoami")
+        assert whoami.status_code == 200 and whoami.json()["via"] == "local"
+    made = {}
+    for email in (ADMIN, ALICE, BOB):
+        directory.add(email, admin=email == ADMIN)
+        made[email] = directory.create_token(email, name="test")[1]
+    return made
+
+
+def as_user(server: Server, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return server.client(headers=headers)
+
+
+def _profile(server: Server, name: str, owner: str) -> None:
+    """A profile as the store keeps one: its owner is admin of its namespace."""
+    from ketch.core.resource import Resource
+
+    store = server.store()
+    store.apply(
+        Resource.from_manifest(
+            {
+                "apiVersion": "kubeflow.org/v1",
+                "kind": "Profile",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"owner": {"kind": "User", "name": owner}},
+            }
+        )
+    )
+
+
+def test_a_user_added_to_a_running_server_turns_authentication_on(
+    server: Server, tokens: dict[str, str]
+) -> None:
+    def refused() -> bool:
+        with as_user(server, None) as http:
+            return http.get("/api/v1/namespaces").status_code == 401
+
+    assert wait_until(refused, timeout=10)
+    with as_user(server, None) as http:
+        answer = http.get("/api/v1/namespaces")
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+        status = answer.json()
+        assert (status["kind"], status["reason"], status["code"]) == ("Status", "Unauthorized", 401)
+        # health checks stay open; the KFP API answers in its own error shape
+        assert http.get("/healthz").status_code == 200
+        kfp = http.get("/apis/v2beta1/runs")
+        assert kfp.status_code == 401 and "kind" not in kfp.json()
+    with as_user(server, "ketch_not-a-token") as http:
+        assert http.get("/healthz").status_code == 401
+        assert "not valid" in http.get("/api/v1/namespaces").json()["message"]
+    with as_user(server, tokens[ADMIN]) as http:
+        assert http.get("/api/v1/namespaces").status_code == 200
+        me = http.get("/auth/whoami").json()
+        assert (me["user"], me["admin"], me["via"]) == (ADMIN, True, "token")
+
+
+def test_a_namespace_without_a_role_is_forbidden(server: Server, tokens: dict[str, str]) -> None:
+    _profile(server, "alice-ns", ALICE)
+    path = "/apis/kubeflow.org/v1/namespaces/alice-ns/pytorchjobs"
+
+    def alice_may() -> bool:
+        with as_user(server, tokens[ALICE]) as http:
+            return http.get(path).status_code == 200
+
+    assert wait_until(alice_may, timeout=10)
+    with as_user(server, tokens[BOB]) as http:
+        answer = http.get(path)
+        assert answer.status_code == 403
+        status = answer.json()
+        assert status["reason"] == "Forbidden"
+        assert f'User "{BOB}" cannot list resource "pytorchjobs"' in status["message"]
+        assert 'in the namespace "alice-ns"' in status["message"]
+        assert http.get("/api/v1/namespaces/alice-ns/pods").status_code == 403
+        assert http.get("/api/v1/namespaces/alice-ns/events").status_code == 403
+        assert http.get("/api/v1/namespaces/alice-ns").status_code == 403
+        created = http.post(
+            "/api/v1/namespaces/alice-ns/configmaps",
+            json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+        )
+        assert created.status_code == 403
+        # what every signed-in caller reads
+        assert http.get("/version").status_code == 200
+        assert http.get("/apis").status_code == 200
+    with as_user(server, tokens[ALICE]) as http:
+        created = http.post(
+            "/api/v1/namespaces/alice-ns/configmaps",
+            json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mine"}},
+        )
+        assert created.status_code == 201, created.text
+        assert http.get("/api/v1/namespaces/alice-ns").status_code == 200
+        # a profile's namespace is made and removed through the profile, not directly
+        assert http.delete("/api/v1/namespaces/alice-ns").status_code == 403
+
+
+def test_a_revoked_token_is_refused_at_once(
+    server: Server, directory: Directory, tokens: dict[str, str]
+) -> None:
+    token, secret = directory.create_token(BOB, name="short-lived")
+    with as_user(server, secret) as http:
+        assert http.get("/auth/whoami").json()["user"] == BOB
+        directory.revoke_token(token.id)
+        answer = http.get("/auth/whoami")
+        assert answer.status_code == 401 and "revoked" in answer.text
+
+
+def test_the_audit_log_records_writes_for_admins_only(
+    server: Server, tokens: dict[str, str]
+) -> None:
+    with as_user(server, tokens[BOB]) as http:
+        http.post(
+            "/api/v1/namespaces/alice-ns/secrets",
+            json={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nope"}},
+        )
+        assert http.get("/auth/audit").status_code == 403
+
+    def recorded() -> list[dict[str, object]]:
+        with as_user(server, tokens[ADMIN]) as http:
+            items: list[dict[str, object]] = http.get("/auth/audit", params={"user": BOB}).json()[
+                "items"
+            ]
+        return [e for e in items if e["resource"] == "secrets"]
+
+    found = wait_until(recorded, timeout=10)
+    assert found, "the refused write is in the audit log"
+    entry = found[0]
+    assert (entry["verb"], entry["namespace"], entry["code"]) == ("create", "alice-ns", 403)
+
+
+def test_tokens_never_reach_the_server_log(server: Server, tokens: dict[str, str]) -> None:
+    time.sleep(0.2)
+    log = server.output()
+    for secret in tokens.values():
+        assert secret not in log
+    assert Path(server.home).exists()
