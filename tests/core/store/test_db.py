@@ -29,6 +29,7 @@ from ketch.core.errors import KetchError
 from ketch.core.store import db
 from ketch.core.store.models import Base
 from ketch.pipelines.tables import MIGRATIONS, CacheEntryRow
+from ketch.tenancy.tables import MIGRATIONS as TENANCY_MIGRATIONS
 
 SRC = str(Path(ketch.__file__).resolve().parents[1])
 
@@ -106,17 +107,21 @@ def test_sqlite_pragmas_on_every_connection(sqlite_database: db.Database) -> Non
 (PIPELINES,) = db.head_revisions([MIGRATIONS]) - {CORE}
 
 
+#: every capability's tables (each registers its models on Base when imported)
+EVERY = [MIGRATIONS, TENANCY_MIGRATIONS]
+
+
 def test_migrate_creates_every_table(database: db.Database) -> None:
-    database.migrate([MIGRATIONS])
+    database.migrate(EVERY)
     names = set(inspect(database.engine).get_table_names())
     assert set(Base.metadata.tables) | {"alembic_version"} == names
-    assert database.current_revisions() == db.head_revisions([MIGRATIONS])
+    assert database.current_revisions() == db.head_revisions(EVERY)
     assert len(db.head_revisions()) == 1  # core's own history is one line
     assert db.head_revisions([MIGRATIONS]) == {CORE, PIPELINES}  # core's branch, pipelines'
 
 
 def test_migrated_schema_matches_models(database: db.Database) -> None:
-    database.migrate([MIGRATIONS])
+    database.migrate(EVERY)
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -168,7 +173,8 @@ def test_concurrent_migrate_from_many_processes(database: db.Database) -> None:
     code = (
         "import sys; from ketch.core.store import db; "
         "from ketch.pipelines.tables import MIGRATIONS; "
-        "db.Database(sys.argv[1]).migrate([MIGRATIONS]); "
+        "from ketch.tenancy.tables import MIGRATIONS as TENANCY; "
+        "db.Database(sys.argv[1]).migrate([MIGRATIONS, TENANCY]); "
         "print('ok')"
     )
     processes = [_python(code, database.url) for _ in range(4)]
@@ -178,7 +184,7 @@ def test_concurrent_migrate_from_many_processes(database: db.Database) -> None:
         assert out.strip() == "ok"
     with database.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert sorted(v[0] for v in versions) == sorted(db.head_revisions([MIGRATIONS]))
+    assert sorted(v[0] for v in versions) == sorted(db.head_revisions(EVERY))
     assert set(Base.metadata.tables) <= set(inspect(database.engine).get_table_names())
 
 
