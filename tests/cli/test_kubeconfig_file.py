@@ -83,3 +83,27 @@ def test_a_name_yaml_would_misread_is_quoted(tmp_path: Path) -> None:
     document = yaml.safe_load(path.read_text())
     assert document["current-context"] == "1.5"
     assert [c["name"] for c in document["clusters"]] == ["1.5"]
+
+
+def test_entries_with_a_token_close_the_file_to_others(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n# shared\n")
+    path.chmod(0o644)
+    merge_into(path, ENTRIES, use=False)
+    assert path.stat().st_mode & 0o777 == 0o644  # no credential: its mode is kept
+    secret = Entries.of(
+        "ketch", "https://127.0.0.1:8808", "default", ca_data="Q0E=", token="ketch_secret"
+    )
+    assert secret.secret and not ENTRIES.secret
+    report = merge_into(path, secret, use=True)
+    assert not report.rewritten
+    assert path.stat().st_mode & 0o777 == 0o600
+    document = yaml.safe_load(path.read_text())
+    assert "# shared" in path.read_text()
+    assert document["clusters"] == [
+        {
+            "cluster": {"server": "https://127.0.0.1:8808", "certificate-authority-data": "Q0E="},
+            "name": "ketch",
+        }
+    ]
+    assert document["users"] == [{"name": "ketch", "user": {"token": "ketch_secret"}}]

@@ -174,11 +174,18 @@ def test_the_cli_sends_a_servers_token_to_that_server_only(peer: Peer, tmp_path:
 
     ok(ketch(tmp_path, "login", peer.url, "--token-stdin", stdin=TOKEN + "\n"))
     peer.requests.clear()
-    ok(ketch(tmp_path, "kubeconfig"))  # the current server, now the peer
+    # the current server, now the peer; the kubeconfig (written to a file, so never
+    # shown) holds its token
+    ok(ketch(tmp_path, "kubeconfig", "--output", str(tmp_path / "kubeconfig")))
+    assert f"token: {TOKEN}" in (tmp_path / "kubeconfig").read_text()
     ok(ketch(tmp_path, "runs", "list", KETCH_URL=peer.url + "/"))
     assert peer.requests and {auth for _m, _p, auth, _b in peer.requests} == {f"Bearer {TOKEN}"}
     peer.requests.clear()
-    ok(ketch(tmp_path, "kubeconfig", KETCH_TOKEN="ketch_fromenv"))
+    ok(
+        ketch(
+            tmp_path, "kubeconfig", "-o", str(tmp_path / "kubeconfig"), KETCH_TOKEN="ketch_fromenv"
+        )
+    )
     assert {auth for _m, _p, auth, _b in peer.requests} == {"Bearer ketch_fromenv"}
 
 

@@ -20,7 +20,7 @@ from ketch.server.errors import is_kubernetes_path, reason_for
 from tests.waiting import poll
 
 REPO = Path(__file__).resolve().parents[2]
-READY = re.compile(r"Ketch API server listening on (http://\S+)")
+READY = re.compile(r"Ketch API server listening on (https?://\S+)")
 
 
 def ketch_command() -> list[str]:

@@ -7,11 +7,22 @@ cluster, user and context into ``$KUBECONFIG`` or ``~/.kube/config`` (``--merge`
 an entry of the same name is replaced, everything else in the file is kept as it was
 written (comments and layout too, where the file's layout allows an edit in place),
 and ``current-context`` changes only with ``--use``.
+
+For an ``https://`` server the cluster entry embeds the CA that vouches for it
+(``certificate-authority-data``): ``--ca-file``, else Ketch's own CA (``KETCH_CA_FILE``,
+else ``KETCH_HOME/tls/ca.crt``, made by ``ketch up --tls-self-signed``) when the
+server's certificate is signed by it. The user entry sends the caller's API token
+(``--token-stdin``, else ``KETCH_TOKEN`` or the one ``ketch login`` stored for the
+server). The token is never shown in a terminal: a kubeconfig printed to one leaves it
+out and says so; written to a file, merged, or printed to a pipe, it is kept, and a
+file holding it is readable by its owner only.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +30,7 @@ import typer
 
 from ketch.cli.http import connect, reporting
 from ketch.cli.resources import DEFAULT_NAMESPACE, validate_namespace
+from ketch.core import credentials
 from ketch.core.errors import InvalidSpec
 
 DEFAULT_CONTEXT = "ketch"
@@ -47,6 +59,23 @@ def kubeconfig(
     use: Annotated[
         bool, typer.Option("--use", help="With --merge: make it the current context")
     ] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            metavar="FILE",
+            help="The CA (PEM) that signed an https server's certificate, to embed "
+            "(default: Ketch's own CA, when it signed it)",
+        ),
+    ] = None,
+    token_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--token-stdin",
+            help="Read the API token to embed from stdin (default: KETCH_TOKEN, else the "
+            "token `ketch login` stored for the server)",
+        ),
+    ] = False,
 ) -> None:
     """Print a kubeconfig for the running server, for kubectl and Kubernetes clients."""
     # The files' code (and PyYAML) is imported when the command runs, not at every start.
@@ -73,8 +102,31 @@ def kubeconfig(
             raise InvalidSpec(
                 "--use goes with --merge: it sets the merged file's current context", field="--use"
             )
+        from ketch.cli.users import read_line
+
+        given = (
+            credentials.check_token(read_line("--token-stdin"), "--token-stdin")
+            if token_stdin
+            else None
+        )
         server = _running_server()
-        entries = Entries.of(context, server, namespace)
+        token = given if given is not None else credentials.token_for(server)
+        if token and output is None and not merge and sys.stdout.isatty():
+            typer.echo(
+                "note: the API token is left out, since stdout is a terminal; write the "
+                "kubeconfig with --output FILE or --merge, or redirect stdout, to keep it",
+                err=True,
+            )
+            token = None
+        elif not token and server.lower().startswith("https://"):
+            typer.echo(
+                f"note: no API token is known for {server}, so the kubeconfig has none and "
+                "kubectl will ask for a user name; sign in with `ketch login` first (or "
+                "give --token-stdin) when the server has users",
+                err=True,
+            )
+        ca_data = _certificate_authority(server, ca_file)
+        entries = Entries.of(context, server, namespace, ca_data=ca_data, token=token)
         if merge:
             target = default_kubeconfig(context)
             report = merge_into(target, entries, use=use)
@@ -83,8 +135,9 @@ def kubeconfig(
             text = render(standalone(entries))
             target = output.expanduser()
             write(target, text, mode=0o600, keep_mode=False, field="--output")
+            holds = " with your API token" if token else ""
             typer.echo(
-                f"Wrote a kubeconfig for {server} (context {context!r}) to {target}; "
+                f"Wrote a kubeconfig for {server} (context {context!r}){holds} to {target}; "
                 f"use it with: kubectl --kubeconfig {target} get pytorchjobs"
             )
         else:
@@ -97,3 +150,32 @@ def _running_server() -> str:
     with connect(timeout=10.0) as client:
         client.request("GET", "/healthz")
         return client.url
+
+
+def _certificate_authority(server: str, ca_file: Path | None) -> str | None:
+    """The ``certificate-authority-data`` for ``server``: ``ca_file``'s certificates
+    (which must have signed the server's), else Ketch's own CA when it signed them,
+    else none (kubectl then trusts the system's roots)."""
+    from ketch.core import tls
+
+    if not server.lower().startswith("https://"):
+        if ca_file is not None:
+            raise InvalidSpec(
+                f"{server} is served over plain HTTP: there is no certificate to check",
+                field="--ca-file",
+            )
+        return None
+    if ca_file is not None:
+        pem = tls.read_ca(ca_file, "--ca-file")
+        if not tls.verified_by(server, pem):
+            raise InvalidSpec(
+                f"the certificate of {server} is not signed by the CA in {ca_file}, "
+                "or does not name its host",
+                field="--ca-file",
+            )
+        return base64.b64encode(pem).decode("ascii")
+    found = tls.trusted_ca(server)
+    if found is None:
+        return None
+    pem = tls.read_ca(found, tls.CA_FILE_ENV)
+    return base64.b64encode(pem).decode("ascii") if tls.verified_by(server, pem) else None

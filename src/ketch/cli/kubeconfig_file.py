@@ -29,18 +29,35 @@ class Entries:
     context: dict[str, Any]
 
     @classmethod
-    def of(cls, name: str, server: str, namespace: str) -> Entries:
+    def of(
+        cls,
+        name: str,
+        server: str,
+        namespace: str,
+        *,
+        ca_data: str | None = None,
+        token: str | None = None,
+    ) -> Entries:
+        """``ca_data``: the CA that vouches for an https server (base64 of its PEM);
+        ``token``: the API token the user entry sends (none: an entry with no
+        credentials, so the context is complete and a token can be added later)."""
+        cluster: dict[str, Any] = {"server": server}
+        if ca_data:
+            cluster["certificate-authority-data"] = ca_data
         return cls(
             name=name,
-            cluster={"cluster": {"server": server}, "name": name},
-            # No credentials yet: the server has no users. The entry is there so the
-            # context is complete, and a token can be added to it later.
-            user={"name": name, "user": {}},
+            cluster={"cluster": cluster, "name": name},
+            user={"name": name, "user": {"token": token} if token else {}},
             context={
                 "context": {"cluster": name, "namespace": namespace, "user": name},
                 "name": name,
             },
         )
+
+    @property
+    def secret(self) -> bool:
+        """Whether the entries hold a credential (the file must not be readable by others)."""
+        return bool(self.user["user"])
 
     def section(self, section: str) -> dict[str, Any]:
         return {"clusters": self.cluster, "users": self.user, "contexts": self.context}[section]
@@ -208,6 +225,7 @@ def merge_into(target: Path, entries: Entries, *, use: bool) -> MergeReport:
         render(wanted) if rewritten else str(edited),
         mode=0o600,
         keep_mode=True,
+        private=entries.secret,
         field=field,
     )
     return MergeReport(False, replaced, rewritten, previous, use)
@@ -387,9 +405,12 @@ def _scalar(value: str) -> str:
 # -- writing ---------------------------------------------------------------------------
 
 
-def write(target: Path, text: str, *, mode: int, keep_mode: bool, field: str) -> None:
+def write(
+    target: Path, text: str, *, mode: int, keep_mode: bool, field: str, private: bool = False
+) -> None:
     """Write ``text`` to ``target`` at once (a temporary file renamed over it), with
-    ``mode``, or the mode it had when ``keep_mode``; missing folders are made (0700).
+    ``mode``, or the mode it had when ``keep_mode``, less any bits for others than its
+    owner when ``private`` (it holds a token); missing folders are made (0700).
     A failure is an ``InvalidSpec`` naming ``field``."""
     import tempfile
 
@@ -399,6 +420,8 @@ def write(target: Path, text: str, *, mode: int, keep_mode: bool, field: str) ->
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if keep_mode and target.exists():
             mode = target.stat().st_mode & 0o777
+        if private:
+            mode &= 0o700
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:

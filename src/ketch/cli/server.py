@@ -1,4 +1,7 @@
-"""``ketch up``: serve the API on uvicorn in this process until SIGINT or SIGTERM."""
+"""``ketch up``: serve the API on uvicorn in this process until SIGINT or SIGTERM,
+over HTTP, or over TLS (``--tls-cert``/``--tls-key``, or ``--tls-self-signed``: a
+CA of its own in ``KETCH_HOME/tls``). A non-loopback ``--host`` needs authentication
+(see :mod:`ketch.cli.server_security`)."""
 
 from __future__ import annotations
 
@@ -11,20 +14,19 @@ import threading
 from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ketch.cli.http import reporting
 from ketch.core import config
-from ketch.core.errors import Conflict, InvalidSpec
+from ketch.core.errors import Conflict, InvalidSpec, KetchError
+
+if TYPE_CHECKING:
+    from ketch.cli.server_security import Security
+    from ketch.core.tls import ServerFiles
 
 READY_LINE = "Ketch API server listening on {url}"
-UNAUTHENTICATED_WARNING = (
-    "WARNING: --host {host} is not a loopback address. Ketch's API has no authentication "
-    "yet: anyone who can reach this address can read everything in this store and run "
-    "commands on this machine as this user. Bind to 127.0.0.1 unless every host that can "
-    "reach it is trusted."
-)
 
 
 def _server_class() -> type:
@@ -33,10 +35,14 @@ def _server_class() -> type:
     class Server(uvicorn.Server):
         """uvicorn's server that prints its URL once ready and exits 0 on SIGINT/SIGTERM."""
 
-        def __init__(self, cfg: uvicorn.Config, app: Any, url_host: str) -> None:
+        def __init__(
+            self, cfg: uvicorn.Config, app: Any, url_host: str, ca: Path | None = None
+        ) -> None:
             super().__init__(cfg)
             self._app = app
             self._url_host = url_host
+            self._scheme = "https" if cfg.is_ssl else "http"
+            self._ca = ca
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
@@ -44,11 +50,19 @@ def _server_class() -> type:
                 return
             address = self.servers[0].sockets[0].getsockname()
             host, port = address[0], address[1]
-            bound = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            scheme = self._scheme
+            bound = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
             print(READY_LINE.format(url=bound), flush=True)
-            url = f"http://{self._url_host}:{port}"
+            url = f"{scheme}://{self._url_host}:{port}"
             if url != bound:
                 print(f"Reach it at {url} from this machine", flush=True)
+            if self._ca is not None:
+                print(
+                    f"Its certificate is signed by Ketch's CA {self._ca}: ketch commands "
+                    "with this KETCH_HOME trust it and `ketch kubeconfig` embeds it; "
+                    "elsewhere, set KETCH_CA_FILE to a copy of it",
+                    flush=True,
+                )
             print(f"API docs at {url}/docs; press Ctrl-C to stop", flush=True)
 
         @contextlib.contextmanager
@@ -95,11 +109,99 @@ def up(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error")
     ] = "info",
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="CIDR",
+            envvar="KETCH_TRUSTED_PROXIES",
+            help="An address or CIDR block of a proxy that signs users in (oauth2-proxy, "
+            "Dex, Istio): its --userid-header is trusted, from nowhere else. Repeatable",
+            rich_help_panel="Authentication",
+        ),
+    ] = None,
+    userid_header: Annotated[
+        str,
+        typer.Option(
+            "--userid-header",
+            envvar="KETCH_USERID_HEADER",
+            help="The header a trusted proxy names the user in",
+            rich_help_panel="Authentication",
+        ),
+    ] = "kubeflow-userid",
+    userid_prefix: Annotated[
+        str,
+        typer.Option(
+            "--userid-prefix",
+            envvar="KETCH_USERID_PREFIX",
+            help="A prefix the proxy puts before the user's email (e.g. accounts.google.com:)",
+            rich_help_panel="Authentication",
+        ),
+    ] = "",
+    groups_header: Annotated[
+        str,
+        typer.Option(
+            "--groups-header",
+            envvar="KETCH_GROUPS_HEADER",
+            help="The header a trusted proxy lists the user's groups in",
+            rich_help_panel="Authentication",
+        ),
+    ] = "kubeflow-groups",
+    registration_flow: Annotated[
+        bool,
+        typer.Option(
+            "--registration-flow/--no-registration-flow",
+            envvar="KETCH_REGISTRATION_FLOW",
+            help="Give a user who has no profile one of their own when they first sign in",
+            rich_help_panel="Authentication",
+        ),
+    ] = False,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            metavar="FILE",
+            envvar="KETCH_TLS_CERT",
+            help="Serve HTTPS with this certificate (PEM, with its chain)",
+            rich_help_panel="TLS",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            metavar="FILE",
+            envvar="KETCH_TLS_KEY",
+            help="The key of --tls-cert (PEM, unencrypted)",
+            rich_help_panel="TLS",
+        ),
+    ] = None,
+    tls_self_signed: Annotated[
+        bool,
+        typer.Option(
+            "--tls-self-signed",
+            envvar="KETCH_TLS_SELF_SIGNED",
+            help="Serve HTTPS with a certificate from a CA of Ketch's own, made once in "
+            "KETCH_HOME/tls (ketch kubeconfig embeds it)",
+            rich_help_panel="TLS",
+        ),
+    ] = False,
+    tls_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tls-name",
+            metavar="NAME",
+            help="With --tls-self-signed: another host name or address the certificate "
+            "names (it always names localhost, 127.0.0.1, ::1, --host and this machine's "
+            "host name). Repeatable",
+            rich_help_panel="TLS",
+        ),
+    ] = None,
 ) -> None:
     """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
     # SQLAlchemy and FastAPI are imported here, not when any other command starts.
+    from ketch.cli import server_security
     from ketch.core.locks import ControlPlaneLock
-    from ketch.server.guard import is_loopback
 
     if not 0 <= port <= 65535:
         typer.echo(f"error: --port: {port} is not a port number (0-65535)", err=True)
@@ -110,13 +212,28 @@ def up(
             err=True,
         )
         raise typer.Exit(2)
+    with reporting():
+        security = server_security.check(
+            trusted_proxies=trusted_proxy,
+            userid_header=userid_header,
+            userid_prefix=userid_prefix,
+            groups_header=groups_header,
+            registration=registration_flow,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            self_signed=tls_self_signed,
+            tls_names=tls_name,
+        )
+    ignored = server_security.ignored_proxy_options(
+        security, userid_header, userid_prefix, groups_header
+    )
+    if ignored:
+        typer.echo(f"note: {', '.join(ignored)} take effect only with --trusted-proxy", err=True)
     if home is not None:
         home = home.expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         os.environ["KETCH_HOME"] = str(home)
     config.ketch_home().mkdir(parents=True, exist_ok=True)
-    if not is_loopback(host):
-        typer.secho(UNAUTHENTICATED_WARNING.format(host=host), err=True, fg="red", bold=True)
     from sqlalchemy.exc import SQLAlchemyError
 
     lock = ControlPlaneLock(config.database_url(home))
@@ -131,17 +248,52 @@ def up(
         )
         raise typer.Exit(1) from None
     try:
-        _serve(host, port, home, log_level)
+        files = _secure(host, security, home)
+        _serve(host, port, home, log_level, security, files)
     finally:
         lock.release()
 
 
-def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
+def _secure(host: str, security: Security, home: Path | None) -> ServerFiles | None:
+    """Refuse a non-loopback ``host`` without authentication (exit 1), warn when it
+    would serve plain HTTP, and return the TLS files to serve with."""
+    from ketch.cli import server_security
+
+    try:
+        refusal = server_security.refusal_to_listen(host, security)
+        if refusal is not None:
+            typer.echo(f"error: {refusal}", err=True)
+            raise typer.Exit(1)
+        files = server_security.server_files(host, security, home)
+    except KetchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    warning = server_security.plain_http_warning(host, security)
+    if warning is not None:
+        typer.secho(warning, err=True, fg="red", bold=True)
+    return files
+
+
+def _serve(
+    host: str,
+    port: int,
+    home: Path | None,
+    log_level: str,
+    security: Security,
+    files: ServerFiles | None,
+) -> None:
     import uvicorn
 
     from ketch.capabilities import create_app
+    from ketch.core.tls import ca_path
 
-    app = create_app(home=home, bind=host, sole_server=True)  # up() holds the store's lock
+    app = create_app(
+        home=home,
+        bind=host,
+        sole_server=True,  # up() holds the store's lock
+        proxy=security.proxy,
+        registration=security.registration,
+    )
     cfg = uvicorn.Config(
         app,
         host=host,
@@ -150,11 +302,14 @@ def _serve(host: str, port: int, home: Path | None, log_level: str) -> None:
         access_log=log_level == "debug",
         timeout_graceful_shutdown=5,
         lifespan="on",
+        ssl_certfile=str(files.certfile) if files is not None else None,
+        ssl_keyfile=str(files.keyfile) if files is not None else None,
     )
     url_host = f"[{host}]" if ":" in host else host
     if host in ("0.0.0.0", "::"):
         url_host = "127.0.0.1"
-    server = _server_class()(cfg, app, url_host)
+    ca = ca_path(home) if security.self_signed else None
+    server = _server_class()(cfg, app, url_host, ca)
     try:
         sock = _bind(host, port)
     except OSError as exc:

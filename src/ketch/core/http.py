@@ -10,18 +10,22 @@ HTTP status. When nothing answers at the URL, the client's ``unreachable`` error
 
 Every request carries ``Authorization: Bearer TOKEN`` when a token is known for the
 server (:func:`ketch.core.credentials.token_for`: ``KETCH_TOKEN``, else the server's
-entry in ``~/.ketch/credentials``).
+entry in ``~/.ketch/credentials``). An ``https://`` server's certificate is checked
+against the usual roots and Ketch's own CA (:func:`ketch.core.tls.trusted_ca`:
+``KETCH_CA_FILE``, else ``KETCH_HOME/tls/ca.crt``), so a server started with ``ketch up
+--tls-self-signed`` on this machine is trusted as it is.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
-from ketch.core import config, credentials
+from ketch.core import config, credentials, tls
 from ketch.core.errors import (
     Conflict,
     Forbidden,
@@ -42,14 +46,43 @@ PAGE_SIZE = 500
 def api_client(url: str, *, timeout: float, field: str = "KETCH_URL") -> httpx.Client:
     """An HTTP client for the API server at ``url``; ``InvalidSpec`` (naming
     ``field``) when it is not an http:// or https:// URL."""
+    verify = verification(url)
     try:
-        client = httpx.Client(base_url=url, timeout=timeout)
+        client = httpx.Client(base_url=url, timeout=timeout, verify=verify)
     except httpx.InvalidURL as exc:
         raise InvalidSpec(f"{url!r} is not a valid server URL: {exc}", field=field) from None
     if client.base_url.scheme not in ("http", "https"):
         client.close()
         raise InvalidSpec(f"{url!r} is not an http:// or https:// URL", field=field)
     return client
+
+
+def verification(url: str) -> ssl.SSLContext | bool:
+    """What checks the certificate of the server at ``url``: the usual roots, with
+    Ketch's CA (:func:`ketch.core.tls.trusted_ca`) added when there is one."""
+    ca = tls.trusted_ca(url)
+    if ca is None:
+        return True
+    context = httpx.create_ssl_context()
+    try:
+        context.load_verify_locations(cafile=str(ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidSpec(
+            f"{ca} is not a PEM CA certificate ({exc})", field=tls.CA_FILE_ENV
+        ) from None
+    return context
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error at the root of a transport error, if that is what it was."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class ServerError(KetchError):
@@ -141,11 +174,28 @@ class ApiClient:
 
     def unreachable(self, exc: Exception | None = None, path: str = "") -> KetchError:
         """The error for a request that got no answer (``exc``, at ``path``)."""
+        failure = _tls_failure(exc) if exc is not None else None
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            return self._unreachable(
+                f"the server at {self.url} presented a certificate this machine does not "
+                f"trust ({failure.verify_message or failure.reason}); for a server started "
+                f"with 'ketch up --tls-self-signed', set {tls.CA_FILE_ENV} to the ca.crt in "
+                "its KETCH_HOME/tls"
+            )
+        if failure is not None:
+            return self._unreachable(
+                f"TLS with {self.url} failed ({failure.reason or failure}); "
+                "is it served over https? use http:// otherwise"
+            )
         if exc is None or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return self._unreachable(
                 f"no Ketch server at {self.url}; start one with 'ketch up' (or set KETCH_URL)"
             )
-        return self._unreachable(f"the request to {self.url}{path} failed: {exc}")
+        hint = ""
+        if isinstance(exc, httpx.RemoteProtocolError) and self.url.startswith("http://"):
+            hint = "; if the server serves https (ketch up --tls-...), use an https:// URL"
+        detail = str(exc).rstrip(".") or type(exc).__name__
+        return self._unreachable(f"the request to {self.url}{path} failed: {detail}{hint}")
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The answer to ``method path``; an error answer raises its ``KetchError``."""

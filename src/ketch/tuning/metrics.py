@@ -10,7 +10,8 @@ environment:
   interleave their lines.
 - else ``KETCH_TUNING_PUSH_URL``: the trial's push endpoint (see
   :func:`ketch.tuning.api.push_url`); each call POSTs ``{"metrics", "step"}`` there,
-  with the bearer token :func:`ketch.core.credentials.token_for` finds for it.
+  with the bearer token :func:`ketch.core.credentials.token_for` finds for it, an
+  https server's certificate checked as :class:`ketch.core.http.ApiClient` checks it.
 
 Nothing is printed.
 """
@@ -122,12 +123,14 @@ def _post(url: str, trial: str, values: dict[str, float], step: int | None) -> N
 
     from ketch.core.credentials import token_for
     from ketch.core.errors import KetchError
+    from ketch.core.http import verification
 
     body = json.dumps({"metrics": values, "step": step}).encode()  # NaN allowed, as in the file
     headers = {"content-type": "application/json"}
     try:
         token = token_for(url)
-    except KetchError as exc:  # KETCH_TOKEN or ~/.ketch/credentials cannot be used
+        verify = verification(url)  # an https server's CA: KETCH_CA_FILE or KETCH_HOME's
+    except KetchError as exc:  # KETCH_TOKEN, ~/.ketch/credentials or the CA cannot be used
         raise RuntimeError(f"cannot push the metrics of trial {trial} to {url}: {exc}") from None
     if token:
         headers["authorization"] = f"Bearer {token}"
@@ -137,6 +140,7 @@ def _post(url: str, trial: str, values: dict[str, float], step: int | None) -> N
             content=body,
             headers=headers,
             timeout=PUSH_TIMEOUT_SECONDS,
+            verify=verify,
         )
     except httpx.HTTPError as exc:
         raise RuntimeError(
