@@ -11,4 +11,9 @@ unarchive, delete) and :mod:`.artifacts` (read a run's output artifact);
 And what ``PipelineRun`` (pipelines.ketch.dev/v1) has beside the generic resource
 routes: :mod:`.pipelineruns` (cancel, retry) and :mod:`.logs`. :mod:`.routers`
 assembles them for the capability.
+
+Every route declares who may call it (:mod:`.access`): the KFP routes as Kubeflow
+Pipelines authorizes them in multi-user mode (experiments, runs and recurring runs
+belong to a namespace, pipelines are shared or namespaced), the PipelineRun routes
+as Kubernetes reads their paths.
 """

@@ -17,7 +17,9 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.core.errors import KetchError, NotFound
+from ketch.pipelines.api.access import ARTIFACTS, RUNS, by_id
 from ketch.pipelines.api.common import catalog_of, json_response
 from ketch.pipelines.api.paths import PREFIX
 
@@ -32,6 +34,7 @@ class ArtifactTooLarge(KetchError):
 
 
 @router.get(f"{PREFIX}/runs/{{run_id}}/nodes/{{node_id}}/artifacts/{{artifact_name}}:read")
+@rule(by_id(Verb.GET, RUNS, "run_id", sub=ARTIFACTS))
 def read_artifact(request: Request, run_id: str, node_id: str, artifact_name: str) -> Response:
     catalog = catalog_of(request)
     catalog.get_run(run_id)

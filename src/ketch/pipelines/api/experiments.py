@@ -9,7 +9,19 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.pipelines import kfp_models as shape
+from ketch.pipelines.api.access import (
+    ARCHIVE,
+    EXPERIMENTS,
+    UNARCHIVE,
+    attributes,
+    by_id,
+    check,
+    checked_in_handler,
+    in_namespace,
+    list_scope,
+)
 from ketch.pipelines.api.common import (
     Paging,
     body_object,
@@ -22,6 +34,7 @@ from ketch.pipelines.api.common import (
 from ketch.pipelines.api.paths import PREFIX
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.catalog.experiments import EXPERIMENT_FIELDS
+from ketch.pipelines.catalog.store import Namespaces, namespace_or_default
 from ketch.pipelines.tables import KfpExperimentRow
 
 router = APIRouter(tags=["kfp v2beta1"])
@@ -33,24 +46,29 @@ def _experiment_json(catalog: Catalog, rows: list[KfpExperimentRow]) -> list[dic
 
 
 @router.post(f"{PREFIX}/experiments")
+@rule(checked_in_handler)
 def create_experiment(request: Request, body: Any = Body(...)) -> Response:
     body = body_object(body, "Experiment")
+    namespace = namespace_or_default(text_field(body, "namespace"))
+    check(request, attributes(Verb.CREATE, EXPERIMENTS, namespace))
     catalog = catalog_of(request)
     row = catalog.create_experiment(
         text_field(body, "display_name") or text_field(body, "name"),
         text_field(body, "description"),
-        text_field(body, "namespace"),
+        namespace,
     )
     return json_response(_experiment_json(catalog, [row])[0])
 
 
 @router.get(f"{PREFIX}/experiments/{{experiment_id}}")
+@rule(by_id(Verb.GET, EXPERIMENTS, "experiment_id"))
 def get_experiment(request: Request, experiment_id: str) -> Response:
     catalog = catalog_of(request)
     return json_response(_experiment_json(catalog, [catalog.get_experiment(experiment_id)])[0])
 
 
 @router.get(f"{PREFIX}/experiments")
+@rule(in_namespace(Verb.LIST, EXPERIMENTS))
 def list_experiments(
     request: Request,
     namespace: str | None = Query(None),
@@ -58,25 +76,29 @@ def list_experiments(
 ) -> Response:
     opts = paging.options(EXPERIMENT_FIELDS, "experiments")
     catalog = catalog_of(request)
-    if not paging.page_token:
-        catalog.default_experiment(namespace)  # KFP always has one
-    page = catalog.list_experiments(opts, namespace)
+    scope = list_scope(request, namespace)
+    if not paging.page_token and not isinstance(scope, Namespaces):
+        catalog.default_experiment(scope)  # KFP always has one
+    page = catalog.list_experiments(opts, scope)
     return page_json("experiments", _experiment_json(catalog, page.items), page)
 
 
 @router.delete(f"{PREFIX}/experiments/{{experiment_id}}")
+@rule(by_id(Verb.DELETE, EXPERIMENTS, "experiment_id"))
 def delete_experiment(request: Request, experiment_id: str) -> Response:
     catalog_of(request).delete_experiment(experiment_id)
     return empty()
 
 
 @router.post(f"{PREFIX}/experiments/{{experiment_id}}:archive")
+@rule(by_id(ARCHIVE, EXPERIMENTS, "experiment_id"))
 def archive_experiment(request: Request, experiment_id: str) -> Response:
     catalog_of(request).set_experiment_storage(experiment_id, "ARCHIVED")
     return empty()
 
 
 @router.post(f"{PREFIX}/experiments/{{experiment_id}}:unarchive")
+@rule(by_id(UNARCHIVE, EXPERIMENTS, "experiment_id"))
 def unarchive_experiment(request: Request, experiment_id: str) -> Response:
     catalog_of(request).set_experiment_storage(experiment_id, "AVAILABLE")
     return empty()

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.conditions import TERMINAL_RUN_STATES
 from ketch.core.errors import NotFound
 from ketch.core.logfiles import POLL, tail
@@ -149,6 +150,7 @@ async def _logs(
     summary="A pipeline run's task logs (plain text)",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def pipeline_run_logs(
     namespace: str, name: str, context: Context, task: TaskQ = None, follow: FollowQ = False
 ) -> StreamingResponse:
@@ -160,6 +162,7 @@ async def pipeline_run_logs(
     summary="A pipeline run's task logs (plain text), at the path of every kind's logs",
     response_class=StreamingResponse,
 )
+@rule(KUBERNETES)
 async def pipeline_run_log(
     namespace: str, name: str, context: Context, task: TaskQ = None, follow: FollowQ = False
 ) -> StreamingResponse:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import Conflict
 from ketch.core.resource import validate_name, validate_namespace
 from ketch.core.routes import ERROR_RESPONSES
@@ -70,10 +71,12 @@ async def _act(context: ServiceContext, namespace: str, name: str, action: str) 
 
 
 @router.post(f"{BASE}/cancel", summary="Cancel a run: running tasks are stopped")
+@rule(KUBERNETES)
 async def cancel_run(namespace: str, name: str, context: Context) -> dict[str, Any]:
     return await _act(context, namespace, name, "cancel")
 
 
 @router.post(f"{BASE}/retry", summary="Retry a failed or canceled run")
+@rule(KUBERNETES)
 async def retry_run(namespace: str, name: str, context: Context) -> dict[str, Any]:
     return await _act(context, namespace, name, "retry")

@@ -12,8 +12,18 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines import spec as ir_loader
+from ketch.pipelines.api.access import (
+    PIPELINES,
+    attributes,
+    by_id,
+    check,
+    checked_in_handler,
+    in_namespace,
+    pipeline_scope,
+)
 from ketch.pipelines.api.common import (
     Paging,
     body_object,
@@ -33,6 +43,7 @@ router = APIRouter(tags=["kfp v2beta1"])
 
 
 @router.post(UPLOAD_PIPELINE)
+@rule(in_namespace(Verb.CREATE, PIPELINES))
 def upload_pipeline(
     request: Request,
     uploadfile: UploadFile = File(...),
@@ -64,10 +75,13 @@ def upload_pipeline(
 
 
 @router.post(f"{PREFIX}/pipelines/create")
+@rule(checked_in_handler)
 def create_pipeline_and_version(request: Request, body: Any = Body(...)) -> Response:
     body = body_object(body, "CreatePipelineAndVersionRequest")
     pipeline = body_object(get_field(body, "pipeline") or {}, "pipeline")
     version = body_object(get_field(body, "pipeline_version") or {}, "pipeline_version")
+    namespace = text_field(pipeline, "namespace")
+    check(request, attributes(Verb.CREATE, PIPELINES, pipeline_scope(namespace)))
     fields = version_fields(version, "pipeline_version")
     if text_field(version, "name"):
         fields["name"] = text_field(version, "name")
@@ -75,25 +89,29 @@ def create_pipeline_and_version(request: Request, body: Any = Body(...)) -> Resp
         text_field(pipeline, "name"),
         text_field(pipeline, "display_name") or None,
         text_field(pipeline, "description"),
-        text_field(pipeline, "namespace"),
+        namespace,
         version=fields,
     )
     return json_response(shape.pipeline(row))
 
 
 @router.post(f"{PREFIX}/pipelines")
+@rule(checked_in_handler)
 def create_pipeline(request: Request, body: Any = Body(...)) -> Response:
     body = body_object(body, "Pipeline")
+    namespace = text_field(body, "namespace")
+    check(request, attributes(Verb.CREATE, PIPELINES, pipeline_scope(namespace)))
     row, _ = catalog_of(request).create_pipeline(
         text_field(body, "name"),
         text_field(body, "display_name") or None,
         text_field(body, "description"),
-        text_field(body, "namespace"),
+        namespace,
     )
     return json_response(shape.pipeline(row))
 
 
 @router.get(f"{PREFIX}/pipelines/names/{{name}}")
+@rule(in_namespace(Verb.GET, PIPELINES))
 def get_pipeline_by_name(
     request: Request, name: str, namespace: str | None = Query(None)
 ) -> Response:
@@ -101,11 +119,13 @@ def get_pipeline_by_name(
 
 
 @router.get(f"{PREFIX}/pipelines/{{pipeline_id}}")
+@rule(by_id(Verb.GET, PIPELINES, "pipeline_id"))
 def get_pipeline(request: Request, pipeline_id: str) -> Response:
     return json_response(shape.pipeline(catalog_of(request).get_pipeline(pipeline_id)))
 
 
 @router.get(f"{PREFIX}/pipelines")
+@rule(in_namespace(Verb.LIST, PIPELINES))
 def list_pipelines(
     request: Request,
     namespace: str | None = Query(None),
@@ -117,6 +137,7 @@ def list_pipelines(
 
 
 @router.delete(f"{PREFIX}/pipelines/{{pipeline_id}}")
+@rule(by_id(Verb.DELETE, PIPELINES, "pipeline_id"))
 def delete_pipeline(request: Request, pipeline_id: str, cascade: bool = Query(False)) -> Response:
     catalog_of(request).delete_pipeline(pipeline_id, cascade)
     return empty()

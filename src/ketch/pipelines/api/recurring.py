@@ -10,10 +10,20 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.core.errors import InvalidSpec
 from ketch.core.timestamps import utcnow
 from ketch.pipelines import kfp_models as shape
 from ketch.pipelines import spec as ir_loader
+from ketch.pipelines.api.access import (
+    DISABLE,
+    ENABLE,
+    RECURRING_RUNS,
+    by_id,
+    checked_in_handler,
+    list_scope,
+    listing,
+)
 from ketch.pipelines.api.common import (
     Paging,
     body_object,
@@ -50,6 +60,7 @@ def _max_concurrency(body: dict[str, Any]) -> int:
 
 
 @router.post(f"{PREFIX}/recurringruns")
+@rule(checked_in_handler)
 def create_recurring_run(request: Request, body: Any = Body(...)) -> Response:
     body = body_object(body, "RecurringRun")
     catalog = catalog_of(request)
@@ -60,8 +71,8 @@ def create_recurring_run(request: Request, body: Any = Body(...)) -> Response:
     mode = (text_field(body, "mode") or "ENABLE").upper()
     if mode not in ("ENABLE", "DISABLE", "MODE_UNSPECIFIED"):
         raise InvalidSpec(f"mode {mode!r} must be ENABLE or DISABLE", field="mode")
-    experiment = experiment_for(catalog, text_field(body, "experiment_id"))
-    spec, pipeline_id, version_id = pipeline_source(catalog, body)
+    experiment = experiment_for(request, catalog, text_field(body, "experiment_id"), RECURRING_RUNS)
+    spec, pipeline_id, version_id = pipeline_source(request, catalog, body)
     parameters, root = runtime_config(body)
     ir = ir_loader.load(spec)  # check the spec and the arguments now, not at the first fire
     root_inputs(ir, parameters)
@@ -91,11 +102,13 @@ def create_recurring_run(request: Request, body: Any = Body(...)) -> Response:
 
 
 @router.get(f"{PREFIX}/recurringruns/{{recurring_run_id}}")
+@rule(by_id(Verb.GET, RECURRING_RUNS, "recurring_run_id"))
 def get_recurring_run(request: Request, recurring_run_id: str) -> Response:
     return json_response(shape.recurring_run(catalog_of(request).get_recurring(recurring_run_id)))
 
 
 @router.get(f"{PREFIX}/recurringruns")
+@rule(listing(RECURRING_RUNS))
 def list_recurring_runs(
     request: Request,
     namespace: str | None = Query(None),
@@ -104,19 +117,21 @@ def list_recurring_runs(
 ) -> Response:
     opts = paging.options(RECURRING_FIELDS, "recurring runs")
     page = catalog_of(request).list_recurring(
-        opts, namespace=namespace, experiment_id=experiment_id
+        opts, namespace=list_scope(request, namespace), experiment_id=experiment_id
     )
     # KFP writes this one list name in camelCase.
     return page_json("recurringRuns", [shape.recurring_run(r) for r in page.items], page)
 
 
 @router.delete(f"{PREFIX}/recurringruns/{{recurring_run_id}}")
+@rule(by_id(Verb.DELETE, RECURRING_RUNS, "recurring_run_id"))
 def delete_recurring_run(request: Request, recurring_run_id: str) -> Response:
     catalog_of(request).delete_recurring(recurring_run_id)
     return empty()
 
 
 @router.post(f"{PREFIX}/recurringruns/{{recurring_run_id}}:enable")
+@rule(by_id(ENABLE, RECURRING_RUNS, "recurring_run_id"))
 def enable_recurring_run(request: Request, recurring_run_id: str) -> Response:
     catalog_of(request).set_recurring_mode(recurring_run_id, "ENABLE")
     wake_scheduler(request)
@@ -124,6 +139,7 @@ def enable_recurring_run(request: Request, recurring_run_id: str) -> Response:
 
 
 @router.post(f"{PREFIX}/recurringruns/{{recurring_run_id}}:disable")
+@rule(by_id(DISABLE, RECURRING_RUNS, "recurring_run_id"))
 def disable_recurring_run(request: Request, recurring_run_id: str) -> Response:
     catalog_of(request).set_recurring_mode(recurring_run_id, "DISABLE")
     return empty()

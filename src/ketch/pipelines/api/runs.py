@@ -15,8 +15,24 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.pipelines import kfp_models as shape
+from ketch.pipelines.api.access import (
+    ARCHIVE,
+    RETRY,
+    RUNS,
+    TERMINATE,
+    UNARCHIVE,
+    VERSIONS,
+    attributes,
+    by_id,
+    check,
+    checked_in_handler,
+    list_scope,
+    listing,
+    pipeline_scope,
+)
 from ketch.pipelines.api.common import (
     Paging,
     body_object,
@@ -31,7 +47,7 @@ from ketch.pipelines.api.paths import PREFIX
 from ketch.pipelines.catalog import Catalog
 from ketch.pipelines.catalog.packages import normalize_spec
 from ketch.pipelines.catalog.runs import RUN_FIELDS
-from ketch.pipelines.catalog.store import FailedPrecondition
+from ketch.pipelines.catalog.store import DEFAULT_NAMESPACE, FailedPrecondition
 from ketch.pipelines.filters import get_field
 from ketch.pipelines.owners import ACTIVE_STATES
 from ketch.pipelines.tables import KfpExperimentRow
@@ -39,14 +55,20 @@ from ketch.pipelines.tables import KfpExperimentRow
 router = APIRouter(tags=["kfp v2beta1"])
 
 
-def experiment_for(catalog: Catalog, experiment_id: str | None) -> KfpExperimentRow:
-    """The experiment a run goes into: the given one (not archived), else the default."""
+def experiment_for(
+    request: Request, catalog: Catalog, experiment_id: str | None, resource: str
+) -> KfpExperimentRow:
+    """The experiment a run (``resource``: runs or recurring runs) goes into: the
+    given one (not archived), else the default; the caller must be allowed to create
+    ``resource`` in its namespace (checked before the default experiment is made)."""
     if not experiment_id:
+        check(request, attributes(Verb.CREATE, resource, DEFAULT_NAMESPACE))
         return catalog.default_experiment()
     try:
         row = catalog.get_experiment(experiment_id)
     except NotFound as exc:
         raise NotFound(str(exc), field="experiment_id") from None
+    check(request, attributes(Verb.CREATE, resource, row.namespace))
     if row.storage_state == "ARCHIVED":
         raise FailedPrecondition(
             f"experiment {experiment_id!r} is archived; unarchive it to add runs",
@@ -56,9 +78,10 @@ def experiment_for(catalog: Catalog, experiment_id: str | None) -> KfpExperiment
 
 
 def pipeline_source(
-    catalog: Catalog, body: dict[str, Any]
+    request: Request, catalog: Catalog, body: dict[str, Any]
 ) -> tuple[dict[str, Any], str | None, str | None]:
-    """The spec to run and the pipeline/version it came from, from a Run or RecurringRun body."""
+    """The spec to run and the pipeline/version it came from, from a Run or RecurringRun
+    body (a stored version the caller must be allowed to read)."""
     spec_doc = get_field(body, "pipeline_spec")
     reference = get_field(body, "pipeline_version_reference") or {}
     if not isinstance(reference, dict):
@@ -78,12 +101,23 @@ def pipeline_source(
     if version_id:
         version = catalog.get_version(pipeline_id or None, str(version_id))
     elif pipeline_id:
+        check_pipeline(request, catalog, str(pipeline_id), VERSIONS)
         version = catalog.latest_version(str(pipeline_id))
     else:
         raise InvalidSpec(
             "a run needs pipeline_spec or pipeline_version_reference", field="pipeline_spec"
         )
+    check_pipeline(request, catalog, version.pipeline_id, VERSIONS, version.id)
     return version.pipeline_spec, version.pipeline_id, version.id
+
+
+def check_pipeline(
+    request: Request, catalog: Catalog, pipeline_id: str, resource: str, name: str | None = None
+) -> None:
+    """Refuse unless the caller may read ``resource`` (pipelines or their versions) of
+    the pipeline ``pipeline_id`` (shared ones: anyone signed in)."""
+    namespace = pipeline_scope(catalog.get_pipeline(pipeline_id).namespace)
+    check(request, attributes(Verb.GET, resource, namespace, name or pipeline_id))
 
 
 def runtime_config(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -108,13 +142,16 @@ def _run_json(catalog: Catalog, run_id: str) -> dict[str, Any]:
 
 
 @router.post(f"{PREFIX}/runs")
+@rule(checked_in_handler)
 def create_run(
     request: Request, body: Any = Body(...), experiment_id: str | None = Query(None)
 ) -> Response:
     body = body_object(body, "Run")
     catalog = catalog_of(request)
-    experiment = experiment_for(catalog, text_field(body, "experiment_id") or experiment_id)
-    spec, pipeline_id, version_id = pipeline_source(catalog, body)
+    experiment = experiment_for(
+        request, catalog, text_field(body, "experiment_id") or experiment_id, RUNS
+    )
+    spec, pipeline_id, version_id = pipeline_source(request, catalog, body)
     parameters, root = runtime_config(body)
     recurring_run_id = text_field(body, "recurring_run_id") or None
     run_id = runs_of(request).submit(
@@ -137,11 +174,13 @@ def create_run(
 
 
 @router.get(f"{PREFIX}/runs/{{run_id}}")
+@rule(by_id(Verb.GET, RUNS, "run_id"))
 def get_run(request: Request, run_id: str) -> Response:
     return json_response(_run_json(catalog_of(request), run_id))
 
 
 @router.get(f"{PREFIX}/runs")
+@rule(listing(RUNS))
 def list_runs(
     request: Request,
     namespace: str | None = Query(None),
@@ -150,12 +189,13 @@ def list_runs(
 ) -> Response:
     opts = paging.options(RUN_FIELDS, "runs")
     page, metas = catalog_of(request).list_runs(
-        opts, namespace=namespace, experiment_id=experiment_id
+        opts, namespace=list_scope(request, namespace), experiment_id=experiment_id
     )
     return page_json("runs", [shape.run(r, metas.get(r.id)) for r in page.items], page)
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:terminate")
+@rule(by_id(TERMINATE, RUNS, "run_id"))
 def terminate_run(request: Request, run_id: str) -> Response:
     if runs_of(request).cancel(run_id) is False:
         # as the KFP backend answers for a run that is no longer pending or running
@@ -167,24 +207,28 @@ def terminate_run(request: Request, run_id: str) -> Response:
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:retry")
+@rule(by_id(RETRY, RUNS, "run_id"))
 def retry_run(request: Request, run_id: str) -> Response:
     runs_of(request).retry(run_id)
     return empty()
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:archive")
+@rule(by_id(ARCHIVE, RUNS, "run_id"))
 def archive_run(request: Request, run_id: str) -> Response:
     catalog_of(request).set_run_storage(run_id, "ARCHIVED")
     return empty()
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:unarchive")
+@rule(by_id(UNARCHIVE, RUNS, "run_id"))
 def unarchive_run(request: Request, run_id: str) -> Response:
     catalog_of(request).set_run_storage(run_id, "AVAILABLE")
     return empty()
 
 
 @router.delete(f"{PREFIX}/runs/{{run_id}}")
+@rule(by_id(Verb.DELETE, RUNS, "run_id"))
 def delete_run(request: Request, run_id: str) -> Response:
     catalog = catalog_of(request)
     row, _ = catalog.get_run(run_id)

@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from ketch.core.access import Verb, rule
 from ketch.core.errors import InvalidSpec
 from ketch.pipelines import kfp_models as shape
+from ketch.pipelines.api.access import PIPELINES, VERSIONS, by_id
 from ketch.pipelines.api.common import (
     Paging,
     body_object,
@@ -61,6 +63,7 @@ def stem(filename: str | None) -> str:
 
 
 @router.post(UPLOAD_VERSION)
+@rule(by_id(Verb.CREATE, VERSIONS, "pipelineid", of=PIPELINES, query=True))
 def upload_pipeline_version(
     request: Request,
     uploadfile: UploadFile = File(...),
@@ -86,6 +89,7 @@ def upload_pipeline_version(
 
 
 @router.post(f"{PREFIX}/pipelines/{{pipeline_id}}/versions")
+@rule(by_id(Verb.CREATE, VERSIONS, "pipeline_id", of=PIPELINES))
 def create_pipeline_version(request: Request, pipeline_id: str, body: Any = Body(...)) -> Response:
     body = body_object(body, "PipelineVersion")
     other = text_field(body, "pipeline_id")
@@ -101,6 +105,7 @@ def create_pipeline_version(request: Request, pipeline_id: str, body: Any = Body
 
 
 @router.get(f"{PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
+@rule(by_id(Verb.GET, VERSIONS, "pipeline_id", of=PIPELINES, named="pipeline_version_id"))
 def get_pipeline_version(request: Request, pipeline_id: str, pipeline_version_id: str) -> Response:
     return json_response(
         shape.pipeline_version(catalog_of(request).get_version(pipeline_id, pipeline_version_id))
@@ -108,6 +113,7 @@ def get_pipeline_version(request: Request, pipeline_id: str, pipeline_version_id
 
 
 @router.get(f"{PREFIX}/pipelines/{{pipeline_id}}/versions")
+@rule(by_id(Verb.LIST, VERSIONS, "pipeline_id", of=PIPELINES))
 def list_pipeline_versions(
     request: Request,
     pipeline_id: str,
@@ -119,6 +125,7 @@ def list_pipeline_versions(
 
 
 @router.delete(f"{PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
+@rule(by_id(Verb.DELETE, VERSIONS, "pipeline_id", of=PIPELINES, named="pipeline_version_id"))
 def delete_pipeline_version(
     request: Request, pipeline_id: str, pipeline_version_id: str
 ) -> Response:

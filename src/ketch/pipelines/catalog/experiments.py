@@ -14,7 +14,9 @@ from ketch.core.timestamps import utcnow
 from ketch.pipelines.catalog.store import (
     CatalogPart,
     Page,
+    Scope,
     existing,
+    in_scope,
     namespace_or_default,
     new_id,
     page_of,
@@ -108,14 +110,14 @@ class ExperimentCatalog(CatalogPart):
             ).all()
         return {str(eid): when for eid, when in rows if when is not None}
 
-    def list_experiments(self, opts: ListOptions, namespace: str | None) -> Page:
+    def list_experiments(self, opts: ListOptions, namespace: Scope) -> Page:
         with self.database.session(readonly=True) as s:
             return page_of(
                 s,
                 E,
                 EXPERIMENT_FIELDS,
                 opts,
-                [E.namespace == namespace_or_default(namespace)],
+                in_scope(E, namespace),
                 resource="experiments",
             )
 

@@ -7,7 +7,15 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from ketch.core.timestamps import utcnow
-from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
+from ketch.pipelines.catalog.store import (
+    CatalogPart,
+    Page,
+    Scope,
+    existing,
+    page_of,
+    scope_of,
+    write_in,
+)
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.tables import KfpRecurringRunRow
 
@@ -44,7 +52,7 @@ class RecurringCatalog(CatalogPart):
             return existing(s, S, recurring_run_id, "recurring run")
 
     def list_recurring(
-        self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
+        self, opts: ListOptions, *, namespace: Scope, experiment_id: str | None
     ) -> Page:
         where = scope_of(S, namespace, experiment_id)
         with self.database.session(readonly=True) as s:

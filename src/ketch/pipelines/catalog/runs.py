@@ -12,7 +12,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ketch.core.store.pods import delete_owned_in
-from ketch.pipelines.catalog.store import CatalogPart, Page, existing, page_of, scope_of, write_in
+from ketch.pipelines.catalog.store import (
+    CatalogPart,
+    Page,
+    Scope,
+    existing,
+    page_of,
+    scope_of,
+    write_in,
+)
 from ketch.pipelines.filters import Field, ListOptions
 from ketch.pipelines.kfp_models import status, ts
 from ketch.pipelines.manifests import journal_run
@@ -61,7 +69,7 @@ class RunCatalog(CatalogPart):
         return row, meta
 
     def list_runs(
-        self, opts: ListOptions, *, namespace: str | None, experiment_id: str | None
+        self, opts: ListOptions, *, namespace: Scope, experiment_id: str | None
     ) -> tuple[Page, dict[str, KfpRunMetaRow]]:
         where = scope_of(R, namespace, experiment_id)
         self._reap()

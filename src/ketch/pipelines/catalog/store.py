@@ -37,6 +37,18 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@dataclass(frozen=True)
+class Namespaces:
+    """What a list across namespaces shows (with authentication on): the rows of
+    ``names``, ``None``: of every namespace."""
+
+    names: frozenset[str] | None
+
+
+#: what a list shows: one namespace (``None`` or empty: the default one) or several
+Scope = str | Namespaces | None
+
+
 @dataclass
 class Page:
     items: list[Any]
@@ -101,11 +113,20 @@ def existing(s: Session, model: Any, key: str, what: str, **error: Any) -> Any:
     return row
 
 
-def scope_of(model: Any, namespace: str | None, experiment_id: str | None) -> list[Any]:
-    """Rows of one experiment when it is given, else of one namespace."""
+def in_scope(model: Any, namespace: Scope) -> list[Any]:
+    """Rows of ``model`` in ``namespace``."""
+    if isinstance(namespace, Namespaces):
+        if namespace.names is None:
+            return []
+        return [model.namespace.in_(sorted(namespace.names))]
+    return [model.namespace == namespace_or_default(namespace)]
+
+
+def scope_of(model: Any, namespace: Scope, experiment_id: str | None) -> list[Any]:
+    """Rows of one experiment when it is given, else of one namespace (or several)."""
     if experiment_id:
         return [model.experiment_id == experiment_id]
-    return [model.namespace == namespace_or_default(namespace)]
+    return in_scope(model, namespace)
 
 
 class CatalogPart:
