@@ -28,6 +28,7 @@ __all__ = [
     "utcnow",
     "validate_name",
     "validate_namespace",
+    "validate_object_name",
 ]
 
 DEFAULT_NAMESPACE = "default"
@@ -56,6 +57,30 @@ def validate_name(name: str, field: str = "metadata.name") -> str:
             "and '.', starting and ending with a letter or digit",
             field=field,
             hint="for example 'my-job' or 'train.v2'",
+        )
+    return name
+
+
+#: The API groups whose objects' names are path segments, not DNS subdomains, as
+#: Kubernetes has them: RBAC's (Kubeflow's profile controller names its owner's
+#: RoleBinding ``namespaceAdmin``).
+PATH_SEGMENT_GROUPS = frozenset({"rbac.authorization.k8s.io"})
+
+
+def validate_object_name(name: str, group: str, field: str = "metadata.name") -> str:
+    """Check ``name`` is a valid name for an object of API group ``group``: an RFC 1123
+    subdomain (:func:`validate_name`), or, in :data:`PATH_SEGMENT_GROUPS`, any text of
+    at most 253 characters without ``/`` or ``%`` other than ``.`` and ``..``."""
+    if group not in PATH_SEGMENT_GROUPS:
+        return validate_name(name, field)
+    if not name:
+        raise InvalidSpec("a name is required", field=field)
+    if len(name) > 253:
+        raise InvalidSpec(f"{name!r} is {len(name)} characters long; at most 253", field=field)
+    if name in (".", "..") or "/" in name or "%" in name:
+        raise InvalidSpec(
+            f"{name!r} is not a valid name: it may not be '.' or '..', nor contain '/' or '%'",
+            field=field,
         )
     return name
 
@@ -126,7 +151,7 @@ class Resource(SpecModel):
             raise InvalidSpec("apiVersion is required", field="apiVersion")
         if not self.kind:
             raise InvalidSpec("kind is required", field="kind")
-        validate_name(self.metadata.name)
+        validate_object_name(self.metadata.name, self.apiVersion.rpartition("/")[0])
         validate_namespace(self.metadata.namespace)
 
     @property

@@ -176,14 +176,35 @@ CONFIG_MAP = Kind(
 @dataclass(frozen=True)
 class Layout:
     """The top-level fields of a kind kept as its stored spec, and which of them hold
-    base64 values (the others hold text)."""
+    base64 values (the others hold text).
+
+    ``to_spec`` makes the stored spec of a checked object and ``on_change`` refuses
+    what an update may not change (``(before as served, stored spec after)``); by
+    default they are a Secret's or a ConfigMap's (:func:`stored_spec`,
+    :func:`check_change`). Another kind of Kubernetes' with top-level fields (RBAC's
+    ``RoleBinding``, :mod:`ketch.server.rbac`) brings its own."""
 
     kind: str
     fields: tuple[str, ...]
-    binary: tuple[str, ...]
+    binary: tuple[str, ...] = ()
+    to_spec: Callable[[Resource], dict[str, Any]] | None = None
+    on_change: Callable[[Manifest, dict[str, Any]], None] | None = None
 
     def extra(self, resource: Resource) -> dict[str, Any]:
         return dict(resource.model_extra or {})
+
+    def stored(self, resource: Resource) -> dict[str, Any]:
+        """The spec a checked object is stored with."""
+        if self.to_spec is not None:
+            return self.to_spec(resource)
+        return stored_spec(self, resource)
+
+    def check_change(self, before: Manifest, after: dict[str, Any]) -> None:
+        """Refuse an update from ``before`` (as served) to the stored spec ``after``."""
+        if self.on_change is not None:
+            self.on_change(before, after)
+        else:
+            check_change(self.kind, before, after)
 
 
 SECRET_LAYOUT = Layout("Secret", ("data", "stringData", "type", "immutable"), ("data",))
@@ -367,7 +388,8 @@ def check_change(kind: str, before: Manifest, after: dict[str, Any]) -> None:
 
 
 class DataSource(StoreSource):
-    """Secrets or ConfigMaps in the ``resources`` table (see the module's docstring)."""
+    """Secrets or ConfigMaps (or another kind with top-level fields, as its
+    :class:`Layout` says) in the ``resources`` table (see the module's docstring)."""
 
     def __init__(self, store: ResourceStore, layout: Layout) -> None:
         super().__init__(store)
@@ -378,7 +400,7 @@ class DataSource(StoreSource):
             apiVersion=resource.apiVersion,
             kind=resource.kind,
             metadata=resource.metadata,
-            spec=stored_spec(self.layout, resource),
+            spec=self.layout.stored(resource),
             status={},
         )
 
@@ -414,7 +436,7 @@ class DataSource(StoreSource):
         except NotFound:
             before = None
         if before is not None:
-            check_change(kind.kind, before, stored.spec)
+            self.layout.check_change(before, stored.spec)
         applied, outcome = super().apply(kind, stored)
         return served(applied), outcome
 
@@ -438,7 +460,7 @@ class DataSource(StoreSource):
         if check is not None:
             check(resource)
         stored = self._stored(resource)
-        check_change(kind.kind, current, stored.spec)
+        self.layout.check_change(current, stored.spec)
         return served(self.store.apply(stored).to_manifest())
 
     def put_status(

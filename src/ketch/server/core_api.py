@@ -13,7 +13,9 @@ Routes: the namespaces' (:mod:`ketch.server.namespaces`) and the events'
 resource routes' (:mod:`ketch.server.resources_api`) at ``/api/{version}/...``
 instead of ``/apis/{group}/{version}/...`` (:func:`core_routes`), so secrets and
 configmaps are created, read, listed, watched, applied, patched and deleted as any
-kind is, from :mod:`ketch.server.configdata`'s source.
+kind is, from :mod:`ketch.server.configdata`'s source. RBAC's ``RoleBinding``
+(:mod:`ketch.server.rbac`), Kubernetes' own too, is declared here as well and served
+at ``/apis/rbac.authorization.k8s.io/v1/...`` by the generic routes.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ from starlette.convertors import Convertor, register_url_convertor
 from ketch.core.capability import Admission, Capability, Validator, kinds_of
 from ketch.core.services import ServiceContext
 from ketch.core.sources import Source
-from ketch.server import configdata, namespaces
+from ketch.server import configdata, namespaces, rbac
 from ketch.server.events_k8s import EVENT, EVENT_V1, EventSource, check_event
 
 #: The core group's kinds, in the order their names are looked up (``events`` is the
-#: core group's Event before ``events.k8s.io``'s).
-CORE_KINDS = (namespaces.NAMESPACE, EVENT, EVENT_V1, configdata.SECRET, configdata.CONFIG_MAP)
+#: core group's Event before ``events.k8s.io``'s), and RBAC's RoleBinding.
+CORE_KINDS = (
+    namespaces.NAMESPACE,
+    EVENT,
+    EVENT_V1,
+    configdata.SECRET,
+    configdata.CONFIG_MAP,
+    rbac.ROLE_BINDING_KIND,
+)
 
 CORE_CONVERTOR = "ketchcoregroup"
 
@@ -85,6 +94,7 @@ def core_routes() -> APIRouter:
 def _validators(_admission: Admission) -> Mapping[str, Validator]:
     return {
         **configdata.validators(),
+        **rbac.validators(),
         "Namespace": namespaces.check_namespace,
         "Event": check_event,
     }
@@ -110,7 +120,12 @@ def core_capability(capabilities: Sequence[Capability]) -> Capability:
             _events_router,
             core_routes,
         ),
-        sources={**configdata.sources(), "Event": events, "Namespace": elsewhere},
+        sources={
+            **configdata.sources(),
+            **rbac.sources(),
+            "Event": events,
+            "Namespace": elsewhere,
+        },
     )
 
 

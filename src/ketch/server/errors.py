@@ -132,6 +132,8 @@ OBJECT_FIELDS = frozenset(
         "binaryData",
         "immutable",
         "type",
+        "roleRef",
+        "subjects",
     }
 )
 # Where a field path's first part ends: spec.a[0].b -> spec.

@@ -51,6 +51,7 @@ from ketch.core.errors import (
     ObjectNotFound,
 )
 from ketch.core.kinds import Column, Kind, KindRegistry
+from ketch.core.rbac import NAMESPACES_STORED_IN, stored_namespace
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource, format_time, validate_namespace
 from ketch.core.sources import (
     Check,
@@ -82,8 +83,9 @@ TimeoutQ = Annotated[
     float | None, Query(alias="timeoutSeconds", gt=0, le=86_400, description="End a watch after")
 ]
 
-#: Where explicitly created namespaces are kept (as cluster-scoped objects are).
-STORED_IN = DEFAULT_NAMESPACE
+#: Where explicitly created namespaces are kept (as cluster-scoped objects are; the
+#: stored layout is :func:`ketch.core.rbac.stored_namespace`'s).
+STORED_IN = NAMESPACES_STORED_IN
 #: The label Kubernetes gives every namespace: its name.
 NAME_LABEL = "kubernetes.io/metadata.name"
 ACTIVE = "Active"
@@ -239,7 +241,7 @@ class Namespaces:
                 name=name,
             )
         labels = {k: v for k, v in resource.metadata.labels.items() if k != NAME_LABEL}
-        stored = _stored(name, labels, dict(resource.metadata.annotations))
+        stored = stored_namespace(name, labels, dict(resource.metadata.annotations))
         try:
             made = self.store.create(stored)
         except AlreadyExists:
@@ -269,7 +271,9 @@ class Namespaces:
                 else:
                     target[key] = value
         labels.pop(NAME_LABEL, None)
-        stored = _stored(name, labels, annotations)
+        created = self._created(name)
+        owners = created.metadata.ownerReferences if created is not None else None
+        stored = stored_namespace(name, labels, annotations, owners)
         check(stored)
         saved = self.store.apply(stored)
         return manifest(name, saved, self.held().get(name))
@@ -305,20 +309,6 @@ class Namespaces:
         return self.kinds.lookup(kind).plural if kind in self.kinds else kind.lower()
 
 
-def _stored(name: str, labels: dict[str, str], annotations: dict[str, str]) -> Resource:
-    """Namespace ``name`` as the ``resources`` table keeps one created explicitly."""
-    return Resource(
-        apiVersion="v1",
-        kind=NAMESPACE.kind,
-        metadata={  # type: ignore[arg-type]
-            "name": name,
-            "namespace": STORED_IN,
-            "labels": labels,
-            "annotations": annotations,
-        },
-    )
-
-
 def manifest(name: str, created: Resource | None, first: datetime | None) -> Manifest:
     """Namespace ``name`` as Kubernetes serves one: ``Active``, with the label naming it."""
     metadata: dict[str, Any] = {"name": name, "uid": namespace_uid(name)}
@@ -334,6 +324,8 @@ def manifest(name: str, created: Resource | None, first: datetime | None) -> Man
         labels.update(meta.labels)
         if meta.annotations:
             metadata["annotations"] = dict(meta.annotations)
+        if meta.ownerReferences:
+            metadata["ownerReferences"] = [dict(owner) for owner in meta.ownerReferences]
     else:
         metadata["resourceVersion"] = "0"
         if first is not None:

@@ -3,13 +3,14 @@ way.
 
 kubectl 1.32 and later send the built-in kinds its typed clients write as
 ``application/vnd.kubernetes.protobuf``: ``kubectl create secret``, ``kubectl create
-configmap`` and ``kubectl create namespace`` do. Such a body is the four bytes
-``k8s\\0`` and a ``runtime.Unknown`` message (``typeMeta``, ``raw``) whose ``raw`` is
-the object's message, with the field numbers of Kubernetes' ``generated.proto``
-files. :func:`decode` reads the ``Secret``, ``ConfigMap`` and ``Namespace`` messages
-into the manifest their JSON would be (``bytes`` fields base64-encoded, zero values
-left out as ``omitempty`` leaves them out); any other kind is refused with 415 and
-a message saying to send JSON. Answers are always JSON, which kubectl accepts.
+configmap``, ``kubectl create namespace`` and ``kubectl create rolebinding`` do. Such a
+body is the four bytes ``k8s\\0`` and a ``runtime.Unknown`` message (``typeMeta``,
+``raw``) whose ``raw`` is the object's message, with the field numbers of Kubernetes'
+``generated.proto`` files. :func:`decode` reads the ``Secret``, ``ConfigMap``,
+``Namespace`` and ``RoleBinding`` messages into the manifest their JSON would be
+(``bytes`` fields base64-encoded, zero values left out as ``omitempty`` leaves them
+out); any other kind is refused with 415 and a message saying to send JSON. Answers
+are always JSON, which kubectl accepts.
 """
 
 from __future__ import annotations
@@ -225,6 +226,29 @@ KINDS: dict[tuple[str, str], Decoder] = {
         {
             1: Field("metadata", OBJECT_META),
             2: Field("spec", message({1: Field("finalizers", _text, repeated=True)})),
+        }
+    ),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): message(
+        {
+            1: Field("metadata", OBJECT_META),
+            2: Field(
+                "subjects",
+                message(
+                    {
+                        1: Field("kind", _text),
+                        2: Field("apiGroup", _text),
+                        3: Field("name", _text),
+                        4: Field("namespace", _text),
+                    }
+                ),
+                repeated=True,
+            ),
+            3: Field(
+                "roleRef",
+                message(
+                    {1: Field("apiGroup", _text), 2: Field("kind", _text), 3: Field("name", _text)}
+                ),
+            ),
         }
     ),
 }

@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.kinds import Kind
-from ketch.core.resource import Resource, validate_name, validate_namespace
+from ketch.core.resource import Resource, validate_namespace, validate_object_name
 from ketch.core.routes import request_body
 from ketch.core.sources import Page
 from ketch.server import fieldmanager, fieldselectors, patches, tables, writes
@@ -93,8 +93,8 @@ def _namespace(namespace: str) -> str:
     return validate_namespace(namespace, field="namespace")
 
 
-def _name(name: str) -> str:
-    return validate_name(name, field="name")
+def _name(name: str, kind: Kind) -> str:
+    return validate_object_name(name, kind.group, field="name")
 
 
 @dataclass(frozen=True)
@@ -139,15 +139,15 @@ def _everywhere(state: ApiState, group: str, version: str, plural: str) -> tuple
 async def _object_path(
     group: str, version: str, namespace: str, plural: str, name: str, state: State
 ) -> ObjectPath:
-    return ObjectPath(
-        _namespaced_kind(state, group, version, plural), _namespace(namespace), _name(name)
-    )
+    kind = _namespaced_kind(state, group, version, plural)
+    return ObjectPath(kind, _namespace(namespace), _name(name, kind))
 
 
 async def _cluster_object_path(
     group: str, version: str, plural: str, name: str, state: State
 ) -> ObjectPath:
-    return ObjectPath(_cluster_kind(state, group, version, plural), CLUSTER_NAMESPACE, _name(name))
+    kind = _cluster_kind(state, group, version, plural)
+    return ObjectPath(kind, CLUSTER_NAMESPACE, _name(name, kind))
 
 
 Target = Annotated[ObjectPath, Depends(_object_path)]
