@@ -269,10 +269,12 @@ def test_discovery(client: httpx.Client) -> None:
         "InferenceService",
         "InferenceGraph",
         "PipelineRun",
+        "Profile",
+        "RoleBinding",
     }
     assert expected <= set(kinds)
     # a kind nothing reconciles is not served (nothing would ever act on it)
-    assert not {"Notebook", "Profile", "ServingRuntime", "ClusterServingRuntime"} & set(kinds)
+    assert not {"Notebook", "ServingRuntime", "ClusterServingRuntime"} & set(kinds)
     assert kinds["TrainJob"]["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
     assert kinds["Experiment"]["apiVersion"] == "kubeflow.org/v1beta1"
     assert_error(client.get("/apis/example.com/v1"), 404)

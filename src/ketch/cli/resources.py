@@ -52,11 +52,12 @@ def scoped(kind: Kind, namespace: str) -> str:
     return namespace if kind.namespaced else CLUSTER_NAMESPACE
 
 
-def validate_name(name: str, field: str = "metadata.name") -> str:
-    """:func:`ketch.core.resource.validate_name`, imported when first called."""
-    from ketch.core.resource import validate_name as check
+def validate_name(name: str, field: str = "metadata.name", group: str = "") -> str:
+    """:func:`ketch.core.resource.validate_object_name` (a name of API group ``group``),
+    imported when first called."""
+    from ketch.core.resource import validate_object_name
 
-    return check(name, field)
+    return validate_object_name(name, group, field)
 
 
 def validate_namespace(namespace: str, field: str = "metadata.namespace") -> str:
@@ -400,7 +401,7 @@ def get(
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         if name is not None:
-            validate_name(name, field="NAME")
+            validate_name(name, field="NAME", group=kind.group)
             item = client.json("GET", object_path(kind, namespace, name))
             items = [item]
         else:
@@ -451,7 +452,7 @@ def describe(
     with reporting(), connect() as client:
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
-        validate_name(name, field="NAME")
+        validate_name(name, field="NAME", group=kind.group)
         if watch:
             if kind.kind != "Experiment":
                 raise InvalidSpec(
@@ -481,6 +482,28 @@ def describe(
 # -- delete -------------------------------------------------------------------------
 
 
+#: kinds whose deletion deletes more than the object, and what
+_TAKES_MORE = {"Profile": "its namespace and everything in it (jobs, services, secrets, ...)"}
+
+
+def _confirm_delete(kind: Kind, names: list[str], yes: bool) -> None:
+    """Ask before deleting objects whose deletion takes more with it (a profile's
+    namespace); ``--yes`` answers for a script, and without a terminal it is required."""
+    more = _TAKES_MORE.get(kind.kind)
+    if more is None or yes:
+        return
+    what = f"{kind.singular} {', '.join(names)}"
+    if not sys.stdin.isatty():
+        raise InvalidSpec(
+            f"deleting {what} also deletes {more}, and stdin is not a terminal, so this "
+            "cannot be confirmed",
+            field="--yes",
+            hint=f"add --yes to delete {what}",
+        )
+    if not typer.confirm(f"Delete {what} and {more}?", default=False, err=True):
+        raise typer.Exit(1)
+
+
 def delete(
     kind_name: Annotated[str, typer.Argument(metavar="KIND")],
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Names to delete")],
@@ -488,13 +511,18 @@ def delete(
     ignore_not_found: Annotated[
         bool, typer.Option("--ignore-not-found", help="No error for missing objects")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask before deleting a profile's namespace"),
+    ] = False,
 ) -> None:
-    """Delete objects by name."""
+    """Delete objects by name (a profile with its namespace, once confirmed)."""
     with reporting(), connect() as client:
         kind = client.kind(kind_name)
         namespace = scoped(kind, namespace)
         for name in names:
-            validate_name(name, field="NAME")
+            validate_name(name, field="NAME", group=kind.group)
+        _confirm_delete(kind, names, yes)
         for name in names:
             try:
                 client.request("DELETE", object_path(kind, namespace, name))
