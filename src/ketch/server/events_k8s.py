@@ -46,7 +46,7 @@ from ketch.core.resource import Resource, validate_name, validate_namespace
 from ketch.core.sources import Manifest, MethodNotAllowed, Page, RefusesWrites
 from ketch.core.store.resources import EVENT_KIND, Changes, Event, EventList, ResourceStore
 from ketch.core.store.selectors import LabelSelector
-from ketch.server import tables
+from ketch.server import tables, visibility
 from ketch.server.errors import STATUS_RESPONSES
 from ketch.server.fieldselectors import FieldSelector
 from ketch.server.state import ApiState, api_state
@@ -482,22 +482,39 @@ async def _list(
     timeout: float | None,
 ) -> Any:
     source = _source(state, kind, field_selector)
+    visible: visibility.Visible | None = None
+    nothing = False
+    if namespace is None:  # across namespaces: only those the caller may read
+        namespace, visible, nothing = visibility.for_request(request, kind, None)
     if is_watch(request):
         # the source selects by the field selector itself
         params = WatchParams.of(
-            request, namespace, label_selector=label_selector, timeout=timeout, fields=None
+            request,
+            namespace,
+            label_selector=label_selector,
+            timeout=timeout,
+            fields=None,
+            visible=visible,
         )
         return watch_response(
             request, source, kind, params, notifier=state.notifier, stopping=state.stopping
         )
-    page = await run_in_threadpool(
-        source.list,
-        kind,
-        namespace,
-        label_selector=label_selector,
-        limit=limit,
-        continue_token=request.query_params.get("continue") or None,
-    )
+    if nothing:
+        page = Page([])
+    else:
+        page = await run_in_threadpool(
+            source.list,
+            kind,
+            namespace,
+            label_selector=label_selector,
+            # the newest ``limit`` of those the caller may see
+            limit=limit if visible is None else None,
+            continue_token=request.query_params.get("continue") or None,
+        )
+    if visible is not None:
+        page.items = [item for item in page.items if visible(item)]
+        if limit is not None:
+            page.items = page.items[-limit:]
     # the store's revision the events were read at: a watch from it (kubectl get -w)
     # sends exactly the later changes
     version = page.resource_version or str(await run_in_threadpool(state.store.revision))

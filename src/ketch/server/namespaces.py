@@ -64,7 +64,7 @@ from ketch.core.sources import (
 )
 from ketch.core.store.selectors import LabelSelector
 from ketch.core.timestamps import time_or_none
-from ketch.server import tables
+from ketch.server import tables, visibility
 from ketch.server.bodies import read_document, require_mapping
 from ketch.server.errors import STATUS_RESPONSES, note_name
 from ketch.server.fieldselectors import FieldSelector
@@ -402,7 +402,12 @@ def _watch(
     """A watch of the namespaces: their history read from the journal (a malformed
     parameter is refused before the stream starts)."""
     params = WatchParams.of(
-        request, None, label_selector=label_selector, timeout=timeout, fields=_FIELDS
+        request,
+        None,
+        label_selector=label_selector,
+        timeout=timeout,
+        fields=_FIELDS,
+        visible=visibility.object_filter(NAMESPACE, visibility.namespaces_of(request)),
     )
     history = Namespaces(state).history()
     return watch_response(
@@ -427,6 +432,10 @@ async def list_namespaces(
         history.list, NAMESPACE, None, label_selector=None, limit=None, continue_token=None
     )
     items = _selected(page.items, label_selector, field_selector)
+    # only the namespaces the caller may read
+    visible = visibility.object_filter(NAMESPACE, visibility.namespaces_of(request))
+    if visible is not None:
+        items = [item for item in items if visible(item)]
     # the revision the namespaces were read at: a watch from it (kubectl get -w) sends
     # exactly the changes after them
     metadata = {"resourceVersion": page.resource_version}

@@ -40,7 +40,7 @@ from ketch.core.kinds import Kind
 from ketch.core.resource import Resource, validate_namespace, validate_object_name
 from ketch.core.routes import request_body
 from ketch.core.sources import Page
-from ketch.server import fieldmanager, fieldselectors, patches, tables, writes
+from ketch.server import fieldmanager, fieldselectors, patches, tables, visibility, writes
 from ketch.server.bodies import (
     MANIFEST_SCHEMA,
     STATUS_SCHEMA,
@@ -179,9 +179,11 @@ def _page(
     limit: int | None,
     continue_token: str | None,
     fields: fieldselectors.FieldSelector,
+    visible: visibility.Visible | None = None,
 ) -> Any:
-    """One page of the list, filtered by ``fields``: as many source pages as it takes
-    to fill ``limit``, the continue token the last one read."""
+    """One page of the list, filtered by ``fields`` and to what the caller may see
+    (``visible``): as many source pages as it takes to fill ``limit``, the continue
+    token the last one read."""
     source = state.source(kind)
     wanted_ns = fields.equal("metadata.namespace")
     if wanted_ns is not None and kind.namespaced:
@@ -191,9 +193,15 @@ def _page(
     page = source.list(
         kind, namespace, label_selector=label_selector, limit=limit, continue_token=continue_token
     )
-    if not fields:
+    if not fields and visible is None:
         return page
-    items = [i for i in page.items if fieldselectors.matches(fields, served(kind, i))]
+
+    def shown(item: Any) -> bool:
+        if visible is not None and not visible(item):
+            return False
+        return not fields or fieldselectors.matches(fields, served(kind, item))
+
+    items = [i for i in page.items if shown(i)]
     while page.continue_token and limit is not None and len(items) < limit:
         page = source.list(
             kind,
@@ -202,7 +210,7 @@ def _page(
             limit=limit - len(items),
             continue_token=page.continue_token,
         )
-        items += [i for i in page.items if fieldselectors.matches(fields, served(kind, i))]
+        items += [i for i in page.items if shown(i)]
     page.items = items
     return page
 
@@ -216,15 +224,22 @@ async def _list(
     limit: int | None,
     continue_token: str | None,
     timeout: float | None,
+    visible: visibility.Visible | None = None,
+    nothing: bool = False,
 ) -> Any:
+    """A list or watch; ``visible`` and ``nothing``: what the caller may see of a list
+    across namespaces (:func:`ketch.server.visibility.narrowed`)."""
     if is_watch(request):
-        return _watch_response(state, request, kind, namespace, label_selector, timeout)
+        return _watch_response(state, request, kind, namespace, label_selector, timeout, visible)
     fields = fieldselectors.parse(
         request.query_params.get("fieldSelector"), selectable_fields(kind)
     )
-    page = await run_in_threadpool(
-        _page, state, kind, namespace, label_selector, limit, continue_token, fields
-    )
+    if nothing:  # no namespace the caller may read: nothing to read
+        page = Page([])
+    else:
+        page = await run_in_threadpool(
+            _page, state, kind, namespace, label_selector, limit, continue_token, fields, visible
+        )
     page.items = [served(kind, item) for item in page.items]
     version = page.resource_version
     if version is None:  # a source without revisions of its own: the store's
@@ -242,10 +257,12 @@ def _watch_response(
     namespace: str | None,
     label_selector: str | None,
     timeout: float | None,
+    visible: visibility.Visible | None = None,
 ) -> StreamingResponse:
     """A Kubernetes watch stream (server-sent events when the client asks for them);
     see :mod:`ketch.server.watch`. Its objects are served as a list's are (a
-    cluster-scoped one without its namespace), and its field selectors are a list's."""
+    cluster-scoped one without its namespace), and its field selectors are a list's;
+    ``visible``: which objects the caller may see."""
     return respond(
         request,
         state.source(kind),
@@ -257,6 +274,7 @@ def _watch_response(
         timeout=timeout,
         fields=selectable_fields(kind),
         present=functools.partial(served, kind),
+        visible=visible,
     )
 
 
@@ -278,8 +296,18 @@ async def list_all(
     timeout: TimeoutQ = None,
 ) -> Any:
     kind, namespace = _everywhere(state, group, version, plural)
+    namespace, visible, nothing = visibility.for_request(request, kind, namespace)
     return await _list(
-        state, request, kind, namespace, label_selector, limit, continue_token, timeout
+        state,
+        request,
+        kind,
+        namespace,
+        label_selector,
+        limit,
+        continue_token,
+        timeout,
+        visible,
+        nothing,
     )
 
 
@@ -327,7 +355,8 @@ async def watch_all(
     timeout: TimeoutQ = None,
 ) -> StreamingResponse:
     kind, namespace = _everywhere(state, group, version, plural)
-    return _watch_response(state, request, kind, namespace, label_selector, timeout)
+    namespace, visible, _nothing = visibility.for_request(request, kind, namespace)
+    return _watch_response(state, request, kind, namespace, label_selector, timeout, visible)
 
 
 @router.get(

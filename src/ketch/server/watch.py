@@ -236,6 +236,9 @@ class WatchParams:
     timeout: float | None = None
     #: how the API serves a stored object (a cluster-scoped one without its namespace)
     present: Callable[[Manifest], Manifest] | None = field(default=None, compare=False)
+    #: which objects the caller may see (:mod:`ketch.server.visibility`; ``None``:
+    #: all); the others are never sent, in any event
+    visible: Callable[[Manifest], bool] | None = field(default=None, compare=False)
 
     @classmethod
     def of(
@@ -247,6 +250,7 @@ class WatchParams:
         timeout: float | None = None,
         fields: tuple[str, ...] | None = SELECTABLE_FIELDS,
         present: Callable[[Manifest], Manifest] | None = None,
+        visible: Callable[[Manifest], bool] | None = None,
     ) -> WatchParams:
         """The watch ``request`` asks for; a malformed parameter is ``InvalidSpec``
         naming it (400, before the stream starts). ``fields``: what its
@@ -268,6 +272,7 @@ class WatchParams:
             bookmarks=bool(_flag(query.get("allowWatchBookmarks"), "allowWatchBookmarks")),
             timeout=timeout,
             present=present,
+            visible=visible,
         )
 
     @property
@@ -280,6 +285,11 @@ class WatchParams:
     @property
     def filtered(self) -> bool:
         return bool(self.labels.requirements) or bool(self.fields)
+
+    def may_see(self, obj: Manifest) -> bool:
+        """Whether the caller may see ``obj`` (an object never changes the namespace
+        or name this is judged by, so neither do its events)."""
+        return self.visible is None or self.visible(obj)
 
     def shown(self, obj: Manifest) -> Manifest:
         """``obj`` as the API serves it."""
@@ -412,6 +422,8 @@ async def _journal_events(
         if selection is not None:
             selection.all_known = True
         for obj in map(params.shown, page.items):
+            if not params.may_see(obj):
+                continue
             if selection is not None:
                 selection.remember(obj)
             if params.selects(obj):
@@ -431,6 +443,8 @@ async def _journal_events(
         for change in changes:
             if params.present is not None:
                 change = replace(change, object=params.present(change.object))
+            if not params.may_see(change.object):
+                continue
             if selection is None:
                 yield {"type": change.type, "object": change.object}
                 beat = time.monotonic()
@@ -577,7 +591,11 @@ async def polled_events(
         send_initial=params.initial,
         timeout=params.timeout,
         interval=interval,
-        selects=(lambda obj: params.selects(params.shown(obj))) if params.fields else None,
+        selects=(
+            (lambda obj: params.may_see(obj) and params.selects(params.shown(obj)))
+            if params.fields or params.visible is not None
+            else None
+        ),
     ):
         if event is not None:
             event = {"type": event["type"], "object": params.shown(event["object"])}
@@ -646,6 +664,7 @@ def respond(
     timeout: float | None = None,
     fields: tuple[str, ...] = SELECTABLE_FIELDS,
     present: Callable[[Manifest], Manifest] | None = None,
+    visible: Callable[[Manifest], bool] | None = None,
 ) -> StreamingResponse:
     """The response to a watch of ``kind`` (in ``namespace``; ``None``: all) from
     ``source``, in the format ``request`` asks for (see the module's docstring).
@@ -654,7 +673,8 @@ def respond(
     ``allowWatchBookmarks``, ``fieldSelector`` (over ``fields``) and, unless given,
     ``labelSelector``; a malformed one is ``InvalidSpec`` (400) before the stream
     starts. ``present`` makes a stored object the one the API serves (selectors see
-    that one)."""
+    that one); ``visible`` says which objects the caller may see (the others are
+    never sent)."""
     params = WatchParams.of(
         request,
         namespace,
@@ -662,6 +682,7 @@ def respond(
         timeout=timeout,
         fields=fields,
         present=present,
+        visible=visible,
     )
     return watch_response(request, source, kind, params, notifier=notifier, stopping=stopping)
 
