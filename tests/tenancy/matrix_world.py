@@ -200,9 +200,10 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def make_world(home: Path) -> Iterator[World]:
-    """The servers on a store in ``home``, with what the profiles hold."""
-    url = f"sqlite:///{home / 'ketch.db'}"
+def make_world(home: Path, url: str | None = None) -> Iterator[World]:
+    """The servers on the store at ``url`` (default: SQLite in ``home``), with what
+    the profiles hold."""
+    url = url or f"sqlite:///{home / 'ketch.db'}"
     database = Database(url)
     database.migrate([MIGRATIONS])
     directory = Directory(database)

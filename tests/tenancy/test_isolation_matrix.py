@@ -41,6 +41,7 @@ import pytest
 
 from ketch.core.access import rule_of
 from ketch.core.store.resources import ResourceStore
+from tests.core.conftest import _postgres_database
 from tests.tenancy.matrix_probes import call, expected, outcome, probes_of
 from tests.tenancy.matrix_world import (
     CALLERS,
@@ -61,9 +62,20 @@ from tests.tenancy.matrix_world import (
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("ketch-matrix"))
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The servers and team-a's objects, on SQLite and on PostgreSQL when one is
+    configured (``scripts/ci-postgres.sh``)."""
+    home = tmp_path_factory.mktemp("ketch-matrix")
+    if request.param == "sqlite":
+        yield from make_world(home)
+        return
+    for url in _postgres_database():
+        yield from make_world(home, url)
 
 
 # -- the tests -----------------------------------------------------------------------------
