@@ -84,6 +84,9 @@ class Capability:
       :class:`~ketch.core.sources.Source` that serves it.
     - ``uploads``: the paths of its routes that take a ``multipart/form-data`` POST (a
       file upload); the server's request guard refuses that content type anywhere else.
+    - ``forms``: the paths of its routes that take a browser's HTML form post
+      (``application/x-www-form-urlencoded``: the sign-in page); the guard takes that
+      type there only, and only with the browser's ``Origin`` of this server.
     """
 
     name: str
@@ -95,6 +98,7 @@ class Capability:
     services: Sequence[ServiceFactory] = ()
     sources: Mapping[str, SourceFactory] = field(default_factory=dict)
     uploads: Sequence[str] = ()
+    forms: Sequence[str] = ()
 
 
 def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
@@ -105,6 +109,11 @@ def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
 def uploads_of(capabilities: Sequence[Capability]) -> frozenset[str]:
     """The paths of every route of the capabilities that takes a file upload."""
     return frozenset(path for c in capabilities for path in c.uploads)
+
+
+def forms_of(capabilities: Sequence[Capability]) -> frozenset[str]:
+    """The paths of every route of the capabilities that takes an HTML form post."""
+    return frozenset(path for c in capabilities for path in c.forms)
 
 
 def migrations_of(capabilities: Sequence[Capability]) -> tuple[Path, ...]:

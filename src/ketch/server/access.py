@@ -6,9 +6,10 @@ Two pieces, both installed by :func:`ketch.server.app.create_app`:
   authentication is off (a store without users and without trusted proxies), every
   request is the one local user (:data:`~ketch.core.access.LOCAL`). Once it is on, a
   request with credentials that do not hold is answered 401, one with none is
-  anonymous (and answered 401 by anything but a public route), a session's write must
-  carry its CSRF token (403 otherwise), and every state-changing request goes to the
-  audit log with its outcome.
+  anonymous (answered 401 by anything but a public route; a browser's visit to a page
+  is sent to the sign-in page instead, when the app serves one), a session's write to
+  a route that is not public must carry its CSRF token (403 otherwise), and every
+  state-changing request goes to the audit log with its outcome.
 - :func:`authorize` is a dependency of every route: it reads the route's rule
   (:func:`ketch.core.access.rule`), refuses a route that declares none, answers 401 to
   an anonymous caller and 403 when the authorizer says no, and leaves on
@@ -24,8 +25,10 @@ import hmac
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,7 +46,7 @@ from ketch.core.access import (
     rule_of,
 )
 from ketch.core.errors import Forbidden, KetchError, Unauthorized
-from ketch.server.errors import answer
+from ketch.server.errors import answer, is_kubernetes_path
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ AUTHORIZE = "ketch_authorize"
 _ATTRIBUTES = "ketch_attributes"
 _ACCESS = "ketch_access"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: where a browser's visit to a page is sent without a session (when a route serves it)
+LOGIN_PAGE = "/auth/login"
+# API paths keep answering 401 to browsers too (KFP's facade, KFAM, KServe, the rest)
+_API_PREFIXES = ("/api/", "/apis/", "/kfam/", "/v1/", "/v2/", "/openapi", "/auth/session")
 
 
 def routes_of(routes: Iterable[Any]) -> Iterator[Any]:
@@ -111,6 +118,9 @@ class AccessMiddleware:
             return
         if identity is None:
             if not self._is_public(scope):
+                if _is_page_visit(scope, headers) and LOGIN_PAGE in (self._public or ()):
+                    await _to_login(scope, receive, send)
+                    return
                 await _refuse(
                     scope,
                     receive,
@@ -124,7 +134,9 @@ class AccessMiddleware:
             return
         state[IDENTITY] = identity
         method = scope.get("method", "GET")
-        if identity.via == "session" and method in _WRITES:
+        # a public route is answered for anyone, so a session's token is not asked for
+        # there (the sign-in form); one that acts on the session checks it itself
+        if identity.via == "session" and method in _WRITES and not self._is_public(scope):
             if not _same(headers.get(CSRF_HEADER, ""), identity.csrf):
                 await _refuse(
                     scope, receive, send, 403, f"a signed-in page's write must send {CSRF_HEADER}"
@@ -149,6 +161,24 @@ class AccessMiddleware:
                 access.audit.record(identity, method, path, attributes, code)
             except Exception:  # noqa: BLE001 - the request was served; the audit logs why not
                 log.exception("could not record the audit entry of %s %s", method, path)
+
+
+def _is_page_visit(scope: Scope, headers: Headers) -> bool:
+    """Whether a request is a browser's visit to a page (a GET that accepts HTML, on
+    no API path): what is sent to the sign-in page rather than answered 401."""
+    if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+        return False
+    path: str = scope["path"]
+    if path.startswith(_API_PREFIXES) or is_kubernetes_path(path):
+        return False
+    return "text/html" in headers.get("accept", "")
+
+
+async def _to_login(scope: Scope, receive: Receive, send: Send) -> None:
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = scope["path"] + (f"?{query}" if query else "")
+    location = f"{LOGIN_PAGE}?{urlencode({'next': target})}"
+    await RedirectResponse(location, status_code=303)(scope, receive, send)
 
 
 def _same(given: str, expected: str) -> bool:

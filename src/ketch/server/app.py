@@ -30,6 +30,7 @@ from ketch.core.capability import (
     Admission,
     Capability,
     controllers_of,
+    forms_of,
     kinds_of,
     migrations_of,
     services_of,
@@ -169,7 +170,10 @@ def create_app(
     # the guard runs first (added last): a refused origin or body never reaches sign-in
     app.add_middleware(access_check.AccessMiddleware, access=applied)
     app.add_middleware(
-        RequestGuardMiddleware, hosts=guard.allowed_hosts(bind), uploads=uploads_of(capabilities)
+        RequestGuardMiddleware,
+        hosts=guard.allowed_hosts(bind),
+        uploads=uploads_of(capabilities),
+        forms=forms_of(capabilities),
     )
     app.add_api_route(
         "/healthz", rule(PUBLIC)(healthz), methods=["GET"], tags=["health"], summary="Liveness"

@@ -14,7 +14,10 @@ to the loopback address. The API runs commands as the server's user, so:
 - a state-changing request with a body must say it is JSON or YAML (or one of the
   Kubernetes patch types); ``multipart/form-data`` is taken only by the upload routes
   that capabilities declare (``Capability.uploads``: KFP's ``pipelines/upload`` and
-  ``upload_version``), and Kubernetes'
+  ``upload_version``), ``application/x-www-form-urlencoded`` only by the HTML
+  forms that capabilities declare (``Capability.forms``: the sign-in page) and only
+  with an ``Origin`` that is this server's (a browser always sends one with a form
+  post; a form from another site, or with its origin hidden, is refused), and Kubernetes'
   protobuf (which kubectl sends the core kinds it creates as, and which a browser
   cannot send without a preflight) only by creates and replaces on Kubernetes
   paths. Anything else —
@@ -46,6 +49,7 @@ _BODY_TYPES = frozenset(
         *YAML_TYPES,
     }
 )
+FORM = "application/x-www-form-urlencoded"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -95,11 +99,16 @@ class RequestGuardMiddleware:
     """Refuse requests for another host, cross-origin writes and bodies of other types."""
 
     def __init__(
-        self, app: ASGIApp, hosts: Iterable[str] | None = None, uploads: Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        hosts: Iterable[str] | None = None,
+        uploads: Iterable[str] = (),
+        forms: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
         self.uploads = frozenset(uploads)
+        self.forms = frozenset(forms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -155,9 +164,15 @@ class RequestGuardMiddleware:
             return None  # kubectl's built-in kinds; no browser sends it unasked
         if media == "multipart/form-data" and method == "POST" and path in self.uploads:
             return None
+        if media == FORM and method == "POST" and path in self.forms:
+            if origin is None:  # the origin check above passed only because there is none
+                return 403, f"a form post to {path} must come from this server's page (Origin)"
+            return None
         accepted = "application/json or application/yaml"
         if path in self.uploads:
             accepted += " (multipart/form-data for uploads)"
+        if path in self.forms:
+            accepted += f" ({FORM} from this server's own page)"
         return 415, (
             f"Content-Type {raw_type or '(none)'!s} is not accepted for {method} {path}; "
             f"send {accepted}"

@@ -1,6 +1,8 @@
 """The sign-in API: ``POST /auth/token`` trades an email and password for a new API
 token (what ``ketch login`` calls), ``GET /auth/whoami`` says who the caller is and
 the profiles they work in, ``GET /auth/audit`` reads the audit log (cluster admins).
+The browser's sign-in pages (:mod:`ketch.tenancy.login`, :mod:`ketch.tenancy.oidc`)
+are included in the same router.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from ketch.core.access import (
     rule,
 )
 from ketch.core.errors import Forbidden, InvalidSpec
+from ketch.tenancy import login, oidc
 from ketch.tenancy.audit import AuditTrail
 from ketch.tenancy.users import Directory, parse_duration
 
 router = APIRouter(tags=["auth"])
+router.include_router(login.router)
+router.include_router(oidc.router)
 
 
 class TokenRequest(BaseModel):

@@ -50,4 +50,6 @@ CAPABILITY = Capability(
     routers=(_auth_routes, _kfam_routes),
     migrations=MIGRATIONS,
     sources={PROFILE: _profile_source},
+    # the sign-in page's form posts (ketch.tenancy.login): the only form posts taken
+    forms=("/auth/login", "/auth/logout"),
 )
