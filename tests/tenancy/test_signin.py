@@ -51,16 +51,17 @@ def server(
     home = tmp_path_factory.mktemp(f"ketch-signin-{request.param}")
     secret_file = home / "oidc-secret"
     secret_file.write_text(CLIENT_SECRET + "\n")
-    env = {
-        **SERVER_ENV,
+    env = {**SERVER_ENV, "KETCH_OIDC_NAME": "Test IdP"}
+    if request.param == "sqlite":  # configured with ketch up's options
+        args = ("--oidc-issuer", provider.issuer, "--oidc-client-id", CLIENT_ID)
+        args += ("--oidc-client-secret-file", str(secret_file))
+        yield from _started(Server(home, extra_env=env, args=args), provider)
+        return
+    env |= {  # configured with the environment
         "KETCH_OIDC_ISSUER": provider.issuer,
         "KETCH_OIDC_CLIENT_ID": CLIENT_ID,
-        "KETCH_OIDC_CLIENT_SECRET_FILE": str(secret_file),
-        "KETCH_OIDC_NAME": "Test IdP",
+        "KETCH_OIDC_CLIENT_SECRET": CLIENT_SECRET,
     }
-    if request.param == "sqlite":
-        yield from _started(Server(home, extra_env=env), provider)
-        return
     for url in _postgres_database():  # the database lives while the generator runs
         yield from _started(Server(home, database_url=url, extra_env=env), provider)
 
@@ -296,7 +297,7 @@ def test_oidc_settings_say_which_variable_is_wrong(tmp_path: Any) -> None:
     assert oidc.settings({}) is None
     with pytest.raises(InvalidSpec, match="must be https"):
         oidc.settings({oidc.ISSUER_ENV: "http://idp.example", oidc.CLIENT_ID_ENV: "x"})
-    with pytest.raises(InvalidSpec, match=oidc.CLIENT_ID_ENV):
+    with pytest.raises(InvalidSpec, match="no client id"):
         oidc.settings({oidc.ISSUER_ENV: "https://idp.example"})
     missing = tmp_path / "missing"
     with pytest.raises(InvalidSpec, match="cannot read the OIDC client secret"):
@@ -310,6 +311,13 @@ def test_oidc_settings_say_which_variable_is_wrong(tmp_path: Any) -> None:
     made = oidc.settings({oidc.ISSUER_ENV: "https://idp.example/", oidc.CLIENT_ID_ENV: "x"})
     assert made is not None and made.issuer == "https://idp.example"
     assert made.name == "idp.example" and "secret" not in repr(made)
+
+
+def test_ketch_up_refuses_wrong_oidc_options(tmp_path: Any) -> None:
+    server = Server(tmp_path, args=("--oidc-issuer", "http://idp.example"))
+    with pytest.raises(RuntimeError, match=r"--oidc-issuer \(KETCH_OIDC_ISSUER\).*https"):
+        server.start()
+    server.stop()
 
 
 def test_the_oidc_flow_cookie_is_sealed() -> None:

@@ -100,6 +100,24 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _oidc_settings(issuer: str | None, client_id: str | None, secret_file: Path | None) -> None:
+    """Hand the OIDC options to the sign-in routes (they read the environment), and
+    refuse to start when they are wrong."""
+    from ketch.tenancy import oidc
+
+    for name, value in (
+        (oidc.ISSUER_ENV, issuer),
+        (oidc.CLIENT_ID_ENV, client_id),
+        (
+            oidc.CLIENT_SECRET_FILE_ENV,
+            str(secret_file.expanduser().resolve()) if secret_file else None,
+        ),
+    ):
+        if value:
+            os.environ[name] = value
+    oidc.settings()
+
+
 def up(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[
@@ -156,6 +174,37 @@ def up(
             rich_help_panel="Authentication",
         ),
     ] = False,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-issuer",
+            metavar="URL",
+            envvar="KETCH_OIDC_ISSUER",
+            help="Offer sign-in with this OpenID Connect provider (https; authorization "
+            "code flow with PKCE; its callback is /auth/oidc/callback)",
+            rich_help_panel="Authentication",
+        ),
+    ] = None,
+    oidc_client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-client-id",
+            metavar="ID",
+            envvar="KETCH_OIDC_CLIENT_ID",
+            help="Ketch's client id at the --oidc-issuer",
+            rich_help_panel="Authentication",
+        ),
+    ] = None,
+    oidc_client_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--oidc-client-secret-file",
+            metavar="FILE",
+            envvar="KETCH_OIDC_CLIENT_SECRET_FILE",
+            help="A file holding the client's secret (or set KETCH_OIDC_CLIENT_SECRET)",
+            rich_help_panel="Authentication",
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -224,6 +273,7 @@ def up(
             self_signed=tls_self_signed,
             tls_names=tls_name,
         )
+        _oidc_settings(oidc_issuer, oidc_client_id, oidc_client_secret_file)
     ignored = server_security.ignored_proxy_options(
         security, userid_header, userid_prefix, groups_header
     )

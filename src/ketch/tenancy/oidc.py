@@ -64,6 +64,11 @@ CLIENT_SECRET_FILE_ENV = "KETCH_OIDC_CLIENT_SECRET_FILE"
 NAME_ENV = "KETCH_OIDC_NAME"
 REDIRECT_URI_ENV = "KETCH_OIDC_REDIRECT_URI"
 
+#: how the errors name each setting: the option of ``ketch up`` and its variable
+_ISSUER = f"--oidc-issuer ({ISSUER_ENV})"
+_CLIENT_ID = f"--oidc-client-id ({CLIENT_ID_ENV})"
+_SECRET_FILE = f"--oidc-client-secret-file ({CLIENT_SECRET_FILE_ENV})"
+
 CALLBACK = "/auth/oidc/callback"
 FLOW_COOKIE = "ketch_oidc"
 #: seconds a started sign-in may take at the provider
@@ -112,15 +117,18 @@ def settings(environ: Mapping[str, str] | None = None) -> OidcSettings | None:
         return None
     parts = urlsplit(issuer)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidSpec(f"{issuer!r} is not an https:// URL", field=ISSUER_ENV)
+        raise InvalidSpec(f"{issuer!r} is not an https:// URL", field=_ISSUER)
     if parts.scheme == "http" and not _is_loopback_url(issuer):
         raise InvalidSpec(
             f"the OIDC issuer {issuer!r} must be https:// (plain http only on loopback)",
-            field=ISSUER_ENV,
+            field=_ISSUER,
         )
     client_id = env.get(CLIENT_ID_ENV, "").strip()
     if not client_id:
-        raise InvalidSpec(f"{ISSUER_ENV} is set but {CLIENT_ID_ENV} is not", field=CLIENT_ID_ENV)
+        raise InvalidSpec(
+            "an OIDC issuer is set but no client id: give Ketch's client id at the provider",
+            field=_CLIENT_ID,
+        )
     secret = env.get(CLIENT_SECRET_ENV, "")
     secret_file = env.get(CLIENT_SECRET_FILE_ENV, "").strip()
     if secret_file and not secret:
@@ -130,7 +138,7 @@ def settings(environ: Mapping[str, str] | None = None) -> OidcSettings | None:
         except OSError as exc:
             raise InvalidSpec(
                 f"cannot read the OIDC client secret from {secret_file}: {exc.strerror}",
-                field=CLIENT_SECRET_FILE_ENV,
+                field=_SECRET_FILE,
             ) from None
     name = env.get(NAME_ENV, "").strip() or parts.hostname or "OpenID Connect"
     return OidcSettings(
