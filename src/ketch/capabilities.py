@@ -89,6 +89,8 @@ def create_app(
     :func:`ketch.server.app.create_app`."""
     from ketch.server.app import create_app as assemble
     from ketch.tenancy.access import access_factory
+    from ketch.tenancy.isolation import isolating
 
-    options.setdefault("access", access_factory(proxy, registration=registration))
-    return assemble(CAPABILITIES, backend=backend(), **options)
+    made = backend()
+    options.setdefault("access", isolating(access_factory(proxy, registration=registration), made))
+    return assemble(CAPABILITIES, backend=made, **options)

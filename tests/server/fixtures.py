@@ -22,6 +22,9 @@ from tests.server.helpers import Server, object_path
 SERVER_ENV = {
     "KETCH_MAX_UPLOAD_BYTES": str(1024 * 1024),
     "KETCH_WATCH_POLL_SECONDS": "0.2",
+    # pytest's folders are closed to other OS users, so these servers' workloads could
+    # not run as their profiles' users (tests/tenancy/test_host_isolation.py does that)
+    "KETCH_HOST_ISOLATION": "off",
 }
 
 

@@ -6,6 +6,7 @@ Processes are started only through the compute backend.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -267,6 +268,8 @@ class LocalTaskRunner(TaskRunner):
         for item in container.get("env", []):
             env[item["name"]] = resolve_string(str(item.get("value", "")), pctx)
         spec = self._process_spec(node, ctx, container, pctx, env, work, log_path)
+        # its profile's OS user in multi-user mode, owning its outputs' folder
+        spec = dataclasses.replace(spec, namespace=ctx.namespace, owned=(task_root,))
         log_start = log_size(log_path)  # where this attempt's output begins
         try:
             handle = self.backend.start(spec)

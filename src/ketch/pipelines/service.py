@@ -72,6 +72,7 @@ def prepare(
     pipeline_root: str | None = None,
     enable_caching: bool | None = None,
     created_at: datetime | None = None,
+    namespace: str = "default",
 ) -> tuple[RunContext, dict[str, Any]]:
     """Build a run's context and check its arguments (raises InvalidSpec)."""
     if not isinstance(arguments, dict):
@@ -90,6 +91,7 @@ def prepare(
         work_dir=home / "runs" / run_id,
         enable_caching=enable_caching,
         created_at=created,
+        namespace=namespace,
     )
     root_inputs(ir, arguments)  # check the arguments now, before anything is stored
     return ctx, arguments
@@ -161,6 +163,7 @@ def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
         pipeline_root=row.pipeline_root,
         enable_caching=row.enable_caching,
         created_at=row.created_at,
+        namespace=row.namespace or "default",
     )
 
 
@@ -332,6 +335,7 @@ class RunService:
             display_name=display_name,
             pipeline_root=pipeline_root,
             enable_caching=enable_caching,
+            namespace=namespace,
         )
         self.recorder.create_run(
             ctx,

@@ -125,6 +125,8 @@ class RunContext:
     work_dir: Path
     enable_caching: bool | None
     created_at: datetime
+    # the profile namespace its tasks work for (their OS user in multi-user mode)
+    namespace: str = "default"
     canceled: threading.Event = field(default_factory=threading.Event)
     # Set when the process running the engine stops (server shutdown): the run is
     # left RUNNING in the store and resumed by the next start.

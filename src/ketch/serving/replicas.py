@@ -137,6 +137,7 @@ class Replicas:
                 env={"PYTHONUNBUFFERED": "1"},
                 stdout_path=log_path,
                 stderr_path=log_path,
+                namespace=namespace,
             )
         )
         replica = Replica(replica_name, rev.name, handle, log_path, offset)

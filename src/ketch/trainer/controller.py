@@ -197,6 +197,7 @@ class TrainJobController(GangController):
             cwd=Path(envs.rewrite(container.workingDir, workspace))
             if container.workingDir
             else None,
+            owned=(*spec.owned, workspace),  # its profile's OS user's in multi-user mode
         )
 
     def _start(

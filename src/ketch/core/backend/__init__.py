@@ -8,17 +8,20 @@ from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import (
     Abilities,
     Backend,
+    Isolation,
     ProcessHandle,
     ProcessSpec,
     ProcessState,
     PythonEntry,
     Resources,
+    RunAs,
     command_entry,
 )
 
 __all__ = [
     "Abilities",
     "Backend",
+    "Isolation",
     "LocalBackend",
     "ProcessHandle",
     "ProcessSpec",
@@ -26,6 +29,7 @@ __all__ = [
     "PythonEntry",
     "Request",
     "Resources",
+    "RunAs",
     "command_entry",
     "parse_cpu",
     "parse_memory",

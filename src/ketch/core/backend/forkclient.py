@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core.backend.handles import ForkedHandle, signal_group
+from ketch.core.backend.spec import RunAs
 from ketch.core.backend.supervisor import FORKSERVER_SCRIPT, Supervisor
 from ketch.core.errors import BackendError
 
@@ -224,8 +225,10 @@ class ForkServerClient:
         stdout: str,
         stderr: str,
         rlimit_as: int | None,
+        run_as: RunAs | None = None,
     ) -> None:
-        """Fork ``handle``'s task; return once it runs (its pid is set).
+        """Fork ``handle``'s task; return once it runs (its pid is set). With
+        ``run_as``, the child takes that identity once its logs are open.
 
         Raises :class:`ForkServerUnavailable` when the server cannot take it.
         """
@@ -245,6 +248,7 @@ class ForkServerClient:
             "stdout": stdout,
             "stderr": stderr,
             "rlimit_as": rlimit_as,
+            "run_as": None if run_as is None else {"uid": run_as.uid, "gid": run_as.gid},
         }
         try:
             self._send(request)

@@ -11,7 +11,8 @@ virtualenv that has ``kfp`` but not ``ketch``::
 out a child (forked ahead of time, so a request does not wait for a fork) that
 becomes ``<python> -m <module> <argv...>``: its own session and process
 group, stdout/stderr appended to the requested log files, the requested *full*
-environment, cwd and address-space limit, the module run as ``__main__`` with
+environment, cwd and address-space limit, the requested OS identity (taken after
+the logs are opened and the cwd entered), the module run as ``__main__`` with
 :func:`runpy.run_module`, and the exit code the interpreter would give.
 
 The server is single-threaded (forking a multi-threaded process is unsafe): one
@@ -22,7 +23,7 @@ Protocol, one JSON object per line::
 
     parent -> server  {"op": "fork", "id": 1, "module": "m", "argv": [], "env": {...},
                        "cwd": "/dir", "stdout": "/x.out", "stderr": "/x.err",
-                       "rlimit_as": null}
+                       "rlimit_as": null, "run_as": null | {"uid": 1001, "gid": 1001}}
                       {"op": "retire"}       (fork no more; exit when no child is left)
     server -> parent  {"event": "ready", "pid": 123, "threads": 1}
                       {"event": "preload_failed", "message": "..."}
@@ -234,6 +235,22 @@ def _open_log(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
+def _drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` for good: no supplementary groups, then the group, then
+    the user (the other order would leave no right to change the group), umask 077.
+    A change of credentials clears the parent-death signal: it is set again."""
+    parent = os.getppid()
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    os.umask(0o077)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid:
+        raise PermissionError(f"could not become uid {uid} gid {gid}")
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _become_child(server: _Server) -> None:
     """First steps of every forked child: own session, parent-death signal, clean signals."""
     os.setsid()
@@ -266,6 +283,9 @@ def _run_request(request: dict[str, Any]) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
         cwd = request["cwd"]
         os.chdir(cwd)
+        identity = request.get("run_as")
+        if identity is not None:
+            _drop_privileges(int(identity["uid"]), int(identity["gid"]))
         _replace_environ(request["env"])
         code = _run_module(request["module"], list(request["argv"]), cwd)
     except BaseException as exc:  # noqa: BLE001 - the child must end in os._exit, never unwind into the server

@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
@@ -191,7 +192,11 @@ class LocalBackend(Backend):
         if not spec.command:
             raise InvalidSpec(f"{spec.name!r}: the command is empty", field="command")
         cpu, memory = _limits(spec.resources)
+        if self.isolation is not None and spec.namespace is not None and spec.run_as is None:
+            spec = self.isolation.isolate(spec)
         env = {**os.environ, **spec.env}
+        if spec.run_as is not None:
+            env.update(spec.run_as.env())
         cwd = os.path.abspath(spec.cwd) if spec.cwd is not None else os.getcwd()
         if not os.path.isdir(cwd):
             raise BackendError(
@@ -216,6 +221,7 @@ class LocalBackend(Backend):
                         stdout=str(stdout),
                         stderr=str(stderr),
                         rlimit_as=memory,
+                        run_as=spec.run_as,
                     )
                 except ForkServerUnavailable as exc:
                     key = self._key(entry.python, tuple(entry.preload), env)
@@ -379,6 +385,16 @@ class LocalBackend(Backend):
         handle.add_exit_callback(self._untrack)
         preexec = _child_setup(os.getpid(), memory)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        # setgroups([]), setgid, setuid in the child, before preexec (the parent-death
+        # signal is cleared by a change of credentials: it is set after them)
+        identity: dict[str, Any] = {}
+        if spec.run_as is not None:
+            identity = {
+                "user": spec.run_as.uid,
+                "group": spec.run_as.gid,
+                "extra_groups": [],
+                "umask": 0o077,
+            }
 
         def start_on_supervisor() -> None:
             out = os.open(stdout, flags, 0o644)
@@ -394,6 +410,7 @@ class LocalBackend(Backend):
                     start_new_session=True,
                     close_fds=True,
                     preexec_fn=preexec,
+                    **identity,
                 )
             finally:
                 os.close(out)
@@ -420,9 +437,10 @@ class LocalBackend(Backend):
                 hint="check the command and PATH",
             ) from exc
         except PermissionError as exc:
+            who = f" as OS user {spec.run_as.user or spec.run_as.uid}" if spec.run_as else ""
             raise BackendError(
-                f"cannot start {spec.name!r}: permission denied running {spec.command[0]!r} "
-                f"(command: {_describe(spec.command)})"
+                f"cannot start {spec.name!r}: permission denied running {spec.command[0]!r}"
+                f"{who} (command: {_describe(spec.command)})"
             ) from exc
         except (OSError, subprocess.SubprocessError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -68,8 +68,36 @@ def command_entry(command: list[str], python: str) -> PythonEntry | None:
 
 
 @dataclass(frozen=True)
+class RunAs:
+    """The OS identity a process runs as, instead of the server's own.
+
+    The child leaves every supplementary group, then takes ``gid`` and ``uid`` (in
+    that order, before it runs the task), with ``HOME`` set to ``home`` and a umask
+    of ``0o077``: what it writes is its own alone.
+    """
+
+    uid: int
+    gid: int
+    user: str = ""
+    home: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        """What the process's environment says about who it is."""
+        env = {"HOME": str(self.home)} if self.home is not None else {}
+        if self.user:
+            env.update(USER=self.user, LOGNAME=self.user)
+        return env
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
-    """A process to run: command, environment, working directory, logs, limits."""
+    """A process to run: command, environment, working directory, logs, limits.
+
+    ``namespace``: the profile namespace the process works for. In multi-user mode
+    the backend's :class:`Isolation` runs it as that namespace's OS user (it sets
+    ``run_as``) and hands it its working and log folders and the folders in
+    ``owned`` (what it writes besides those: its output artifacts).
+    """
 
     name: str  # for logs and errors: "run 1a2b / task train"
     command: list[str]
@@ -80,6 +108,19 @@ class ProcessSpec:
     resources: Resources = field(default_factory=Resources)
     python: PythonEntry | None = None
     ports: tuple[int, ...] = ()
+    namespace: str | None = None
+    run_as: RunAs | None = None
+    owned: tuple[Path, ...] = ()
+
+
+class Isolation(Protocol):
+    """How a backend keeps the processes of one namespace away from another's files
+    (see :mod:`ketch.core.backend.hostusers`)."""
+
+    def isolate(self, spec: ProcessSpec) -> ProcessSpec:
+        """``spec`` as it must run: unchanged when isolation is off or the spec has
+        no namespace, else with ``run_as`` set and its folders handed to that user.
+        Raises :class:`~ketch.core.errors.BackendError` when it cannot be isolated."""
 
 
 class ProcessState(enum.StrEnum):
@@ -147,6 +188,9 @@ class Backend(abc.ABC):
 
     #: what this backend can do beyond :meth:`start`
     abilities: Abilities = Abilities()
+    #: set by the composition root in multi-user mode: every spec with a namespace
+    #: is passed through it before it starts
+    isolation: Isolation | None = None
 
     @abc.abstractmethod
     def start(self, spec: ProcessSpec) -> ProcessHandle:

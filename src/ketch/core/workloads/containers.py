@@ -95,11 +95,13 @@ def container_process(
     env: dict[str, str],
     log_path: Path,
     ports: tuple[int, ...] = (),
+    namespace: str | None = None,
 ) -> ProcessSpec:
     """The local process of ``container``: its command and args (the program found
     by :func:`resolve`: ``python``/``python3`` is this server's interpreter, started
     from the warm fork server when it can be), ``env``, working directory and
-    CPU/memory quantities, with stdout and stderr in ``log_path``."""
+    CPU/memory quantities, with stdout and stderr in ``log_path``; ``namespace``: the
+    profile it works for (its OS user in multi-user mode)."""
     command = resolve([*container.command, *container.args], env)
     env = child_env(env)
     requests, limits = container.resources.requests, container.resources.limits
@@ -118,6 +120,7 @@ def container_process(
         ),
         ports=ports,
         python=command_entry(command, sys.executable),
+        namespace=namespace,
     )
 
 

@@ -310,6 +310,7 @@ class GangController(StatusController):
             env=env,
             log_path=workdir / f"{replica_name}.log",
             ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
+            namespace=job.namespace,
         )
 
     def _log_key(self, job: Gang, rtype: str, index: int, replica_name: str) -> str:

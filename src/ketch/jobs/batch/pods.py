@@ -142,6 +142,7 @@ def pod_process(
         name=f"Job {job.namespace}/{job.name} pod {pod} container {container.name}",
         env=env,
         log_path=log_path,
+        namespace=job.namespace,
     )
 
 
