@@ -371,9 +371,12 @@ async def verify_id_token(
 ) -> dict[str, Any]:
     """The claims of ``id_token`` once its signature (the provider's JWKS), issuer,
     audience, authorized party, expiry and nonce hold."""
-    from joserfc import jwt
-    from joserfc.errors import InvalidKeyIdError, JoseError
-    from joserfc.jwk import KeySet
+    try:
+        from joserfc import jwt
+        from joserfc.errors import InvalidKeyIdError, JoseError
+        from joserfc.jwk import KeySet
+    except ImportError:
+        raise SignInFailed("OIDC sign-in needs joserfc: pip install 'ketch[oidc]'") from None
 
     jwks_uri = str(meta["jwks_uri"])
     for fresh in (False, True):  # a key the provider rolled in: fetch its keys again
