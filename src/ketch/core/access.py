@@ -13,6 +13,7 @@ authentication is on, so a new route cannot skip the check by omission.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -116,6 +117,23 @@ class Authorizer(Protocol):
         ...
 
 
+class WorkloadCredentials(Protocol):
+    """Credentials for the processes Ketch starts (a trial, a pipeline task, a
+    transformer) to call back into the API as their namespace's service account
+    (Kubeflow's ``default-editor``), never as a person."""
+
+    def env(self, namespace: str) -> Mapping[str, str]:
+        """What a workload in ``namespace`` gets in its environment (``KETCH_TOKEN``);
+        empty while authentication is off."""
+        ...
+
+
+def service_account(namespace: str, name: str = "default-editor") -> str:
+    """A service account's user name, as Kubernetes names it
+    (``system:serviceaccount:<namespace>:<name>``)."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
 class AuditLog(Protocol):
     def record(
         self, identity: Identity, method: str, path: str, attributes: Attributes | None, code: int
@@ -131,6 +149,36 @@ class Access:
     audit: AuditLog | None = None
     #: addresses of trusted proxies, for the record (the authenticator applies them)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: tokens for the workloads Ketch starts (``None``: workloads get none)
+    workloads: WorkloadCredentials | None = None
+
+
+_BOUND: weakref.WeakKeyDictionary[Any, Access] = weakref.WeakKeyDictionary()
+
+
+def bind_access(owner: object, access: Access | None) -> None:
+    """Make ``access`` the access implementation of the app whose store is ``owner``
+    (its :class:`~ketch.core.store.db.Database`): what a capability's controller
+    finds with :func:`bound_access`, since controllers are made with the store only."""
+    if access is None:
+        _BOUND.pop(owner, None)
+    else:
+        _BOUND[owner] = access
+
+
+def bound_access(owner: object) -> Access | None:
+    """The access implementation :func:`bind_access` gave ``owner`` (``None``: none, every
+    caller is the one local user)."""
+    return _BOUND.get(owner)
+
+
+def workload_env(owner: object, namespace: str) -> dict[str, str]:
+    """The credentials a workload in ``namespace`` gets from the access bound to
+    ``owner`` (a store's Database); empty when there is none or it is off."""
+    access = _BOUND.get(owner)
+    if access is None or access.workloads is None:
+        return {}
+    return dict(access.workloads.env(namespace))
 
 
 @dataclass(frozen=True)

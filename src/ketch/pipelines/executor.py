@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ketch.core.access import workload_env
 from ketch.core.artifacts import ArtifactStore
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec, PythonEntry
 from ketch.core.environments import Environments
@@ -270,6 +271,11 @@ class LocalTaskRunner(TaskRunner):
         spec = self._process_spec(node, ctx, container, pctx, env, work, log_path)
         # its profile's OS user in multi-user mode, owning its outputs' folder
         spec = dataclasses.replace(spec, namespace=ctx.namespace, owned=(task_root,))
+        # its namespace's service-account token once authentication is on (never shown)
+        database = getattr(self.recorder, "database", None)
+        secret = workload_env(database, ctx.namespace) if database is not None else {}
+        if secret:
+            spec = dataclasses.replace(spec, secret_env=secret)
         log_start = log_size(log_path)  # where this attempt's output begins
         try:
             handle = self.backend.start(spec)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
-from ketch.core.access import PUBLIC, Access, rule
+from ketch.core.access import PUBLIC, Access, bind_access, rule
 from ketch.core.backend import Backend
 from ketch.core.capability import (
     Admission,
@@ -109,6 +109,7 @@ def create_app(
     )
     state.sources.update(sources_of(capabilities, context))
     applied = access(database, state.store) if access is not None else None
+    bind_access(database, applied)  # what the controllers of this store find
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ketch.core.access import bound_access, workload_env
 from ketch.core.backend import Backend
 from ketch.core.controller import Controller, Key, Result
 from ketch.core.errors import InvalidSpec, NotFound
@@ -41,6 +42,7 @@ from ketch.serving.components import (
     scaling,
     transformer_source,
 )
+from ketch.serving.gate import EndpointGate, is_public
 from ketch.serving.payload_logger import PayloadLogger
 from ketch.serving.pods import ServicePods
 from ketch.serving.replicas import Replicas
@@ -68,7 +70,13 @@ class InferenceServiceController(Controller):
         self.backend = backend
         self.services: dict[Key, Service] = {}
         self.routers = RouterHost()
-        self.replicas = Replicas(backend, self._event)
+        # who may call the services' endpoints: the access bound to the store (none
+        # without a server, or on a server without access: anyone)
+        access = bound_access(store.database)
+        self.gate = EndpointGate(access) if access is not None else None
+        self.replicas = Replicas(
+            backend, self._event, lambda namespace: workload_env(store.database, namespace)
+        )
         self.pods = ServicePods(store)
         self._lock = threading.Lock()
 
@@ -108,6 +116,9 @@ class InferenceServiceController(Controller):
             self.teardown(key)
             return None
         svc = self._service(key, status, tr_source is not None, uid)
+        public = is_public(annotations)
+        for router in svc.routers():
+            router.public = public
         for pod in self.pods.deletion_requests(resource):  # replaced as a ReplicaSet does
             for rev in list(svc.revisions.values()):
                 replica = rev.replicas.get(pod)
@@ -182,14 +193,14 @@ class InferenceServiceController(Controller):
             svc = self.services.get(key)
         namespace, name = key
         if svc is None:
-            router = ComponentRouter(f"{name}-predictor")
+            router = self._guarded(ComponentRouter(f"{name}-predictor"), key)
             self.routers.start(router, _port_of(status.get("components", {}).get("predictor", {})))
             svc = Service(key, router, uid=uid)
             with self._lock:
                 self.services[key] = svc
             self._event(key, "RouterStarted", f"predictor router on 127.0.0.1:{router.port}")
         if with_transformer and svc.transformer is None:
-            router = ComponentRouter(f"{name}-transformer")
+            router = self._guarded(ComponentRouter(f"{name}-transformer"), key)
             self.routers.start(
                 router, _port_of(status.get("components", {}).get("transformer", {}))
             )
@@ -198,6 +209,13 @@ class InferenceServiceController(Controller):
             self.routers.stop(svc.transformer)
             svc.transformer = None
         return svc
+
+    def _guarded(self, router: ComponentRouter, key: Key) -> ComponentRouter:
+        """``router`` checking its callers with the controller's gate (before it
+        listens: no request gets past it)."""
+        router.gate = self.gate
+        router.namespace, router.service = key
+        return router
 
     def _loggers(self, svc: Service, pred: LoggerSpec | None, tr: LoggerSpec | None) -> None:
         namespace, name = svc.key

@@ -28,6 +28,7 @@ server runs those without the payload round trip and can batch them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,13 @@ class Model:
         from ketch.serving.protocol import v2
 
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=60.0)
+            # the predictor's router checks callers once authentication is on: a
+            # transformer Ketch started has its namespace's service-account token,
+            # sent to a router on this machine only
+            token = os.environ.get("KETCH_TOKEN", "")
+            local = str(self.predictor_url).startswith(("http://127.0.0.1:", "http://localhost:"))
+            auth = {"authorization": f"Bearer {token}"} if token and local else {}
+            self._client = httpx.AsyncClient(timeout=60.0, headers=auth)
         base = f"{self.predictor_url}"
         if isinstance(payload, InferRequest):
             body, extra = v2.encode_request(payload)

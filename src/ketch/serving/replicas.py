@@ -43,9 +43,17 @@ class Recorder(Protocol):
 class Replicas:
     """Runs the replicas of every revision of one controller's services."""
 
-    def __init__(self, backend: Backend, record: Recorder) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        record: Recorder,
+        credentials: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self.backend = backend
         self.record = record
+        # a replica's namespace → its service-account token (a transformer calls its
+        # predictor's router with it), once authentication is on
+        self.credentials = credentials
         self._http = httpx.Client(timeout=3.0)
 
     def drive(
@@ -135,6 +143,7 @@ class Replicas:
                 name=f"inferenceservice {namespace}/{name} replica {replica_name}",
                 command=command,
                 env={"PYTHONUNBUFFERED": "1"},
+                secret_env=self.credentials(namespace) if self.credentials else {},
                 stdout_path=log_path,
                 stderr_path=log_path,
                 namespace=namespace,

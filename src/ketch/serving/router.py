@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ketch.serving.gate import EndpointGate
 from ketch.serving.payload_logger import PayloadLogger
 from ketch.serving.upstream import (
     HOP_HEADERS,
@@ -94,6 +95,12 @@ class ComponentRouter:
         self._lock = threading.Lock()
         self.retries = 0
         self.failures = 0
+        # who may call it (set by the controller): the gate of the controller's access
+        # (``None``: anyone), the service's namespace and name, and whether it is public
+        self.gate: EndpointGate | None = None
+        self.namespace = ""
+        self.service = ""
+        self.public = False
 
     # -- on the host's loop: start and end listening ----------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 import httptools
 
 from ketch.serving.eventloop import new_event_loop
+from ketch.serving.gate import Answer, strip_credentials
 from ketch.serving.router import ComponentRouter
 
 log = logging.getLogger("ketch.serving.router")
@@ -27,6 +28,8 @@ log = logging.getLogger("ketch.serving.router")
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     404: b"Not Found",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
@@ -65,10 +68,13 @@ class _Front(asyncio.Protocol):
         self.body: list[bytes] = []
         self.queue: deque[tuple[str, str, list[tuple[bytes, bytes]], bytes, bool]] = deque()
         self.task: asyncio.Task[None] | None = None
+        self.client: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -128,9 +134,13 @@ class _Front(asyncio.Protocol):
             while self.queue:
                 method, path, headers, body, keep_alive = self.queue.popleft()
                 try:
-                    status, out_headers, data = await self.router.handle(
-                        method, path, headers, body
-                    )
+                    refused = await self._refuse(headers) if self.router.gate else None
+                    if refused is not None:
+                        status, out_headers, data = refused
+                    else:
+                        status, out_headers, data = await self.router.handle(
+                            method, path, headers, body
+                        )
                 except Exception as exc:  # never leave a client without an answer
                     log.exception("router %s: request failed", self.router.name)
                     status, out_headers, data = 502, [], f'{{"error": "{exc!r}"}}'.encode()
@@ -143,6 +153,19 @@ class _Front(asyncio.Protocol):
                     return
         finally:
             self.task = None
+
+    async def _refuse(self, headers: list[tuple[bytes, bytes]]) -> Answer | None:
+        """The answer to a caller who may not call the service (401, 403); ``None``
+        when they may: the credentials are then taken out of ``headers``."""
+        router, gate = self.router, self.router.gate
+        if gate is None or not await gate.enabled():
+            return None
+        if not router.public:
+            refused = await gate.refuse(router.namespace, router.service, headers, self.client)
+            if refused is not None:
+                return refused
+        headers[:] = strip_credentials(headers)
+        return None
 
 
 class RouterHost:

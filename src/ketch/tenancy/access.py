@@ -1,5 +1,6 @@
 """The access implementation Ketch assembles: users and tokens of the store, trusted
-proxies, Kubeflow's roles over Profiles and RoleBindings, and the audit log."""
+proxies, Kubeflow's roles over Profiles and RoleBindings, the audit log, and the
+service-account tokens of the workloads Ketch starts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ketch.tenancy.audit import AuditTrail
 from ketch.tenancy.authn import ProxySettings, TenancyAuthenticator
 from ketch.tenancy.roles import RoleAuthorizer
 from ketch.tenancy.users import Directory
+from ketch.tenancy.workloads import WorkloadTokens
 
 
 def access_factory(
@@ -24,11 +26,13 @@ def access_factory(
 
     def make(database: Database, store: ResourceStore) -> Access:
         directory = Directory(database)
+        authenticator = TenancyAuthenticator(directory, proxy or ProxySettings())
         return Access(
-            authenticator=TenancyAuthenticator(directory, proxy or ProxySettings()),
+            authenticator=authenticator,
             authorizer=RoleAuthorizer(store),
             audit=AuditTrail(database),
             extra={"directory": directory, "registration": registration},
+            workloads=WorkloadTokens(directory, authenticator.enabled),
         )
 
     return make

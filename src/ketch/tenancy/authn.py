@@ -18,7 +18,7 @@ from http.cookies import SimpleCookie
 
 from ketch.core.access import Identity
 from ketch.core.errors import InvalidSpec, Unauthorized
-from ketch.tenancy.users import Directory, User
+from ketch.tenancy.users import SERVICE_ACCOUNT_PREFIX, Directory, User
 
 SESSION_COOKIE = "ketch_session"
 #: seconds the answer to "are there users?" is kept once it is yes
@@ -59,9 +59,11 @@ class ProxySettings:
 
 
 def _identity(user: User, via: str, csrf: str = "") -> Identity:
-    return Identity(
-        user.email, frozenset({"system:authenticated"}), admin=user.admin, via=via, csrf=csrf
-    )
+    groups = {"system:authenticated"}
+    if user.email.startswith(SERVICE_ACCOUNT_PREFIX):  # Kubernetes' groups of a service account
+        namespace = user.email[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")[0]
+        groups |= {"system:serviceaccounts", f"system:serviceaccounts:{namespace}"}
+    return Identity(user.email, frozenset(groups), admin=user.admin, via=via, csrf=csrf)
 
 
 @dataclass
@@ -82,6 +84,15 @@ class TenancyAuthenticator:
             self._enabled_at = now
             return True
         return False
+
+    def credential_headers(self) -> frozenset[str]:
+        """The (lower-case) headers :meth:`authenticate` reads: two requests from one
+        address that agree on them are the same caller (what a cache of its answers
+        may be keyed by)."""
+        names = {"authorization", "cookie"}
+        if self.proxy.networks:
+            names |= {self.proxy.userid_header.lower(), self.proxy.groups_header.lower()}
+        return frozenset(names)
 
     def authenticate(
         self, headers: Mapping[str, str], client: str | None, *, secure: bool = False

@@ -6,7 +6,10 @@
   groups, by a RoleBinding there (``roleRef.name`` ``kubeflow-admin``/``admin``,
   ``kubeflow-edit``/``edit``, ``kubeflow-view``/``view``; ``cluster-admin`` counts as
   admin), or ``admin`` when they own the Profile of that name. As Kubeflow's
-  ClusterRoles have it: ``view`` reads everything but Secrets; ``edit`` also writes
+  ClusterRoles have it (a ServiceAccount subject is the user
+  ``system:serviceaccount:<namespace>:<name>``, and Kubeflow's ``default-editor``
+  service account of a namespace holds ``edit`` there, and nowhere else, as the
+  profile controller binds it): ``view`` reads everything but Secrets; ``edit`` also writes
   everything but RoleBindings; ``admin`` also manages RoleBindings (contributors).
 - Across namespaces (``namespace`` is ``None``): a list or watch is allowed and
   filtered to the namespaces where the caller may read (:meth:`namespaces`); a
@@ -27,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ketch.core.access import READ_VERBS, Attributes, Decision, Identity, Verb
+from ketch.core.access import READ_VERBS, Attributes, Decision, Identity, Verb, service_account
 from ketch.core.resource import Resource
 from ketch.core.store.resources import ResourceStore
 
@@ -91,7 +94,20 @@ def read_snapshot(store: ResourceStore) -> Snapshot:
         for subject in binding.spec.get("subjects") or ():
             if isinstance(subject, dict) and subject.get("kind") in ("User", "Group"):
                 give(binding.metadata.namespace, subject["kind"], str(subject.get("name")), level)
+            elif isinstance(subject, dict) and subject.get("kind") == "ServiceAccount":
+                account_namespace = str(subject.get("namespace") or binding.metadata.namespace)
+                account = service_account(account_namespace, str(subject.get("name")))
+                give(binding.metadata.namespace, "User", account, level)
     return snapshot
+
+
+def _own_namespace(identity: Identity) -> str:
+    """The namespace whose default-editor service account ``identity`` is ("" when none)."""
+    prefix = service_account("", "")[:-2]  # "system:serviceaccount"
+    parts = identity.name.split(":")
+    if len(parts) == 4 and ":".join(parts[:2]) == prefix and parts[3] == "default-editor":
+        return parts[2]
+    return ""
 
 
 def _owner(profile: Resource) -> str:
@@ -124,10 +140,13 @@ class RoleAuthorizer:
             return self._snapshot
 
     def level(self, identity: Identity, namespace: str) -> int:
+        # Kubeflow's default-editor service account edits its own namespace: the
+        # identity of the workloads Ketch starts there
+        own = EDIT if identity.name == service_account(namespace) else 0
         held = self.snapshot().levels.get(namespace)
         if not held:
-            return 0
-        best = held.get(("User", identity.name.lower()), 0)
+            return own
+        best = max(own, held.get(("User", identity.name.lower()), 0))
         for group in identity.groups:
             best = max(best, held.get(("Group", group), 0))
         return best
@@ -168,11 +187,15 @@ class RoleAuthorizer:
         if identity.admin:
             return None
         needed = VIEW if verb in READ_VERBS else EDIT
-        return frozenset(
+        found = {
             namespace
             for namespace in self.snapshot().levels
             if self.level(identity, namespace) >= needed
-        )
+        }
+        own = _own_namespace(identity)
+        if own:
+            found.add(own)
+        return frozenset(found)
 
     def profiles_of(self, identity: Identity) -> dict[str, Any]:
         """The profiles the caller works in, with their role there (for ``whoami``)."""

@@ -29,6 +29,11 @@ from ketch.core.timestamps import utcnow
 from ketch.tenancy.tables import AttemptRow, KeyRow, SessionRow, TokenRow, UserRow
 
 TOKEN_PREFIX = "ketch_"
+#: the user names of service accounts (``system:serviceaccount:<namespace>:<name>``):
+#: no email has a colon, so no person can be one
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+#: how long a workload's service-account token lasts
+SERVICE_TOKEN_LIFETIME = timedelta(days=30)
 SESSION_HOURS = 12
 #: failed password sign-ins allowed per account, and per address, in WINDOW
 MAX_FAILURES = 5
@@ -37,6 +42,8 @@ WINDOW = timedelta(minutes=5)
 MAX_DURATION = timedelta(days=36500)
 _EMAIL = re.compile(r"^[^\s@/:]{1,64}@[^\s@/:]{1,190}$")
 _HASHER = PasswordHasher()
+#: the users that are people, not service accounts
+_PEOPLE = UserRow.email.notlike(SERVICE_ACCOUNT_PREFIX + "%")
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,17 @@ class Directory:
     # -- users --------------------------------------------------------------------
 
     def has_users(self) -> bool:
+        """Whether a person is a user (service accounts do not count: they exist only
+        once authentication is on)."""
         with self.database.session(readonly=True) as session:
-            return session.scalar(select(UserRow.id).limit(1)) is not None
+            query = select(UserRow.id).where(_PEOPLE).limit(1)
+            return session.scalar(query) is not None
 
     def users(self) -> list[User]:
+        """The people (service accounts are left out)."""
         with self.database.session(readonly=True) as session:
-            return [_user(r) for r in session.scalars(select(UserRow).order_by(UserRow.email))]
+            query = select(UserRow).where(_PEOPLE).order_by(UserRow.email)
+            return [_user(r) for r in session.scalars(query)]
 
     def get(self, email: str) -> User | None:
         with self.database.session(readonly=True) as session:
@@ -282,6 +294,42 @@ class Directory:
         if expires is not None and _aware(expires) <= utcnow():
             raise Unauthorized("the token has expired", hint="create a new one")
         return _user(row)
+
+    def service_account_token(self, namespace: str, name: str = "default-editor") -> str:
+        """A new API token of service account ``name`` in ``namespace`` (its user row
+        is made on first use: no password, never an admin), lasting
+        :data:`SERVICE_TOKEN_LIFETIME`; the account's expired tokens are removed."""
+        email = f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = self.digest(secret)  # before the write: the first use writes the key
+        now = utcnow()
+        for _attempt in range(2):
+            try:
+                with self.database.session() as session:
+                    user = session.scalar(select(UserRow).where(UserRow.email == email))
+                    if user is None:
+                        user = UserRow(email=email, admin=False, password_hash=None, created_at=now)
+                        session.add(user)
+                        session.flush()
+                    session.execute(
+                        delete(TokenRow).where(
+                            TokenRow.user_id == user.id, TokenRow.expires_at < now
+                        )
+                    )
+                    session.add(
+                        TokenRow(
+                            user_id=user.id,
+                            digest=digest,
+                            prefix=secret[: len(TOKEN_PREFIX) + 6],
+                            name="workload",
+                            created_at=now,
+                            expires_at=now + SERVICE_TOKEN_LIFETIME,
+                        )
+                    )
+                return secret
+            except IntegrityError:  # another process made the account first: once more
+                continue
+        raise AlreadyExists(f'could not make the service account "{email}"', name=email)
 
     # -- browser sessions ---------------------------------------------------------
 

@@ -11,6 +11,10 @@ appends one record to the trial's push file (the same file
 optional. The trial's directory must exist — the trial controller creates it
 before it starts the trial — so a trial name that is not running answers 404
 rather than leaving stray files. A body that is not such an object answers 400.
+
+With authentication on, the caller needs ``edit`` in the trial's namespace (a
+``create`` of the ``trials/metrics`` subresource): a trial Ketch started has it, as
+its namespace's ``default-editor`` service account (``KETCH_TOKEN``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ketch.core.access import KUBERNETES, rule
 from ketch.core.documents import load_json
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.resource import validate_name, validate_namespace
@@ -58,6 +63,7 @@ def push_url(server_url: str, namespace: str, trial: str) -> str:
     summary="Push a trial's metrics (Katib's Push metrics collector)",
     openapi_extra=request_body(PUSH_SCHEMA, yaml_too=False),
 )
+@rule(KUBERNETES)  # create trials/metrics in the namespace: edit (a trial's service account)
 async def push_metrics(namespace: str, name: str, request: Request) -> dict[str, Any]:
     validate_namespace(namespace, field="namespace")
     validate_name(name, field="name")

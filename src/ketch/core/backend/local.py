@@ -194,7 +194,7 @@ class LocalBackend(Backend):
         cpu, memory = _limits(spec.resources)
         if self.isolation is not None and spec.namespace is not None and spec.run_as is None:
             spec = self.isolation.isolate(spec)
-        env = {**os.environ, **spec.env}
+        env = {**os.environ, **spec.env, **spec.secret_env}
         if spec.run_as is not None:
             env.update(spec.run_as.env())
         cwd = os.path.abspath(spec.cwd) if spec.cwd is not None else os.getcwd()

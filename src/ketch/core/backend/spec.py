@@ -97,6 +97,9 @@ class ProcessSpec:
     the backend's :class:`Isolation` runs it as that namespace's OS user (it sets
     ``run_as``) and hands it its working and log folders and the folders in
     ``owned`` (what it writes besides those: its output artifacts).
+
+    ``secret_env``: variables added to the environment after ``env`` that are never
+    shown: not in a pod's manifest, not in a log (a workload's API token).
     """
 
     name: str  # for logs and errors: "run 1a2b / task train"
@@ -111,6 +114,7 @@ class ProcessSpec:
     namespace: str | None = None
     run_as: RunAs | None = None
     owned: tuple[Path, ...] = ()
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class Isolation(Protocol):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessSpec
 from ketch.core.controller import Events, Key, Result, StatusController
 from ketch.core.errors import InvalidSpec, NotFound
@@ -304,7 +306,7 @@ class GangController(StatusController):
         container = job.container(rtype)
         env = {e.name: e.value or "" for e in container.env}
         env.update(self._replica_env(job, rtype, index, addresses))
-        return container_process(
+        spec = container_process(
             container,
             name=f"{self.kind} {job.namespace}/{job.name} replica {replica_name}",
             env=env,
@@ -312,6 +314,9 @@ class GangController(StatusController):
             ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
             namespace=job.namespace,
         )
+        # the namespace's service-account token, once authentication is on (never shown)
+        secret = workload_env(self.store.database, job.namespace)
+        return dataclasses.replace(spec, secret_env=secret) if secret else spec
 
     def _log_key(self, job: Gang, rtype: str, index: int, replica_name: str) -> str:
         """The name ``status.logPaths`` (and ``ketch logs --replica``) knows the replica by."""

@@ -42,12 +42,14 @@ removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessHandle
 from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Controller, Events, Key, Result, StatusController
@@ -355,8 +357,13 @@ class JobController(StatusController):
         run.log_start = log_size(log_path)
         run.started_wall = utcnow()
         run.finished_wall = None
+        spec = run.spec
+        # the namespace's service-account token, once authentication is on (never shown)
+        secret = workload_env(self.store.database, key[0])
+        if secret:
+            spec = dataclasses.replace(spec, secret_env=secret)
         try:
-            handle: ProcessHandle = self.backend.start(run.spec)
+            handle: ProcessHandle = self.backend.start(spec)
         except (KetchError, OSError, ValueError) as exc:
             with log_path.open("a") as out:
                 out.write(f"ketch: could not start the container: {exc}\n")
