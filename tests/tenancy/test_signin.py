@@ -332,3 +332,28 @@ def test_the_oidc_flow_cookie_is_sealed() -> None:
     body, mac = sealed.split(".")
     assert unseal(key, body[:-2] + "xx." + mac) is None
     assert unseal(key, seal(key, {"s": "state", "exp": time.time() - 1})) is None
+
+
+def test_the_session_cookie_is_secure_under_tls(tmp_path: Any) -> None:
+    import ssl
+
+    from ketch.core import tls
+
+    server = Server(tmp_path / "home", args=("--tls-self-signed",)).start()
+    try:
+        database = Database(server.db_url)
+        database.migrate([MIGRATIONS])
+        Directory(database).add(ADMIN, admin=True, password=PASSWORD)
+        database.dispose()
+        assert server.url.startswith("https://")
+        trusted = ssl.create_default_context(cafile=str(tls.ca_path(server.home)))
+        with httpx.Client(base_url=server.url, verify=trusted, timeout=30.0) as http:
+            body = {"email": ADMIN, "password": PASSWORD, "next": "/auth/account"}
+            signed = http.post("/auth/login", data=body, headers=_form(server))
+            assert signed.status_code == 303
+            cookie = signed.headers["set-cookie"]
+            assert cookie.startswith("ketch_session=") and "Secure" in cookie
+            assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+            assert http.get("/auth/session").json()["user"] == ADMIN
+    finally:
+        assert server.stop() == 0, server.output()[-4000:]
