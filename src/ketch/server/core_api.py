@@ -15,7 +15,9 @@ instead of ``/apis/{group}/{version}/...`` (:func:`core_routes`), so secrets and
 configmaps are created, read, listed, watched, applied, patched and deleted as any
 kind is, from :mod:`ketch.server.configdata`'s source. RBAC's ``RoleBinding``
 (:mod:`ketch.server.rbac`), Kubernetes' own too, is declared here as well and served
-at ``/apis/rbac.authorization.k8s.io/v1/...`` by the generic routes.
+at ``/apis/rbac.authorization.k8s.io/v1/...`` by the generic routes. ``ResourceQuota``
+is served read-only: each profile's ``kf-resource-quota`` with what its namespace uses
+(:mod:`ketch.server.resourcequotas`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from ketch.core.capability import Admission, Capability, Validator, kinds_of
 from ketch.core.services import ServiceContext
 from ketch.core.sources import Source
-from ketch.server import configdata, namespaces, rbac
+from ketch.server import configdata, namespaces, rbac, resourcequotas
 from ketch.server.events_k8s import EVENT, EVENT_V1, EventSource, check_event
 
 #: The core group's kinds, in the order their names are looked up (``events`` is the
@@ -42,6 +44,7 @@ CORE_KINDS = (
     configdata.SECRET,
     configdata.CONFIG_MAP,
     rbac.ROLE_BINDING_KIND,
+    resourcequotas.RESOURCE_QUOTA,
 )
 
 CORE_CONVERTOR = "ketchcoregroup"
@@ -97,6 +100,7 @@ def _validators(_admission: Admission) -> Mapping[str, Validator]:
         **rbac.validators(),
         "Namespace": namespaces.check_namespace,
         "Event": check_event,
+        "ResourceQuota": resourcequotas.refuse_writes,
     }
 
 
@@ -110,6 +114,9 @@ def core_capability(capabilities: Sequence[Capability]) -> Capability:
 
     def elsewhere(_context: ServiceContext) -> Any:
         return namespaces.ServedElsewhere()
+
+    def quotas(context: ServiceContext) -> Source:
+        return resourcequotas.QuotaSource(context.store, kinds)
 
     return Capability(
         name="core",
@@ -125,6 +132,7 @@ def core_capability(capabilities: Sequence[Capability]) -> Capability:
             **rbac.sources(),
             "Event": events,
             "Namespace": elsewhere,
+            "ResourceQuota": quotas,
         },
     )
 

@@ -393,6 +393,7 @@ def _writer(state: ApiState, kind: Kind) -> Writer:
         lambda resource: state.validate(kind, resource),
         lambda namespace, name: state.changed(kind, namespace, name),
         state.schemas,
+        lambda resource: state.admit_create(kind, resource),
     )
 
 

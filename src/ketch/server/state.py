@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fastapi import Request
 
+from ketch.core import quota
 from ketch.core.capability import Admission
 from ketch.core.controller import Manager
 from ketch.core.kinds import Kind, KindRegistry
@@ -35,6 +37,8 @@ class ApiState:
     admission: Admission = field(default_factory=lambda: Admission(()))
     #: each kind's published schema, what writes drop unknown fields by
     schemas: PublishedSchemas = field(default_factory=PublishedSchemas)
+    #: creates checked against a count quota are checked and stored one at a time
+    quota_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def validate(self, kind: Kind, resource: Resource) -> Resource:
         """Run ``kind``'s validator (if it has one) on ``resource``."""
@@ -42,6 +46,23 @@ class ApiState:
         if check is not None:
             check(resource)
         return resource
+
+    def admit_create(self, kind: Kind, resource: Resource) -> AbstractContextManager[None]:
+        """Held while ``resource``, a new object of ``kind``, is stored: a count quota
+        of its namespace's profile that it would exceed refuses it (403,
+        :func:`ketch.core.quota.admit_create`)."""
+
+        def count() -> int:
+            page = self.source(kind).list(
+                kind,
+                resource.metadata.namespace,
+                label_selector=None,
+                limit=None,
+                continue_token=None,
+            )
+            return len(page.items)
+
+        return quota.admit_create(self.store, self.quota_lock, kind, resource, count)
 
     def source(self, kind: Kind) -> Source:
         """The source serving ``kind`` (the ``resources`` table unless one is set)."""

@@ -27,6 +27,7 @@ import copy
 import secrets
 import string
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,15 +321,21 @@ def _uuid() -> str:
 # -- the writes ------------------------------------------------------------------------
 
 
+def _admitted(_resource: Resource) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 @dataclass
 class Writer:
-    """Writes to one kind's objects through its source."""
+    """Writes to one kind's objects through its source; ``admit`` is held while a new
+    object is stored (it may refuse it: a namespace's quota)."""
 
     kind: Kind
     source: Source
     validate: Callable[[Resource], Resource]
     changed: Callable[[str, str], None]
     schemas: fieldvalidation.PublishedSchemas
+    admit: Callable[[Resource], AbstractContextManager[None]] = _admitted
 
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -377,8 +384,10 @@ class Writer:
                     namespace=namespace,
                     name=name,
                 )
-            return _would_be(kind, None, resource), 201
-        created = self.source.create(kind, resource)
+            with self.admit(resource):
+                return _would_be(kind, None, resource), 201
+        with self.admit(resource):
+            created = self.source.create(kind, resource)
         self.changed(namespace, created["metadata"]["name"])
         return created, 201
 
@@ -402,9 +411,11 @@ class Writer:
             manifest["metadata"].pop("resourceVersion", None)
         resource = self.validate(_resource(manifest, entries))
         if options.dry_run:
-            would = _would_be(kind, current, resource)
+            with self.admit(resource) if current is None else nullcontext():
+                would = _would_be(kind, current, resource)
             return would, "created" if current is None else "configured"
-        return self._store(namespace, name, resource)
+        with self.admit(resource) if current is None else nullcontext():
+            return self._store(namespace, name, resource)
 
     # -- patch -----------------------------------------------------------------------
 
@@ -550,9 +561,10 @@ class Writer:
         if current is None:
             manifest = manifest_for(kind, namespace, result, name)
             resource = self.validate(_resource(manifest, entries))
-            if options.dry_run:
-                return _would_be(kind, None, resource), 201
-            stored, outcome = self._store(namespace, name, resource)
+            with self.admit(resource):
+                if options.dry_run:
+                    return _would_be(kind, None, resource), 201
+                stored, outcome = self._store(namespace, name, resource)
             return stored, 201 if outcome == "created" else 200
         result["metadata"]["resourceVersion"] = _stored_version(current)
         return self._store_patched(namespace, name, current, result, None, options, entries), 200

@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ketch.core import quota
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessSpec
 from ketch.core.controller import Events, Key, Result, StatusController
@@ -186,6 +187,16 @@ class GangController(StatusController):
             return None
         self._mark_resumed(name, status, events)
         if run is None:
+            pods = [(n, [job.container(rtype)]) for rtype, _i, n in job.replica_names()]
+            refused = quota.ledger_of(self.store).admit(
+                self.store, (kind, namespace, name), namespace, pods
+            )
+            if refused is not None:  # the namespace's quota: all of the gang fits, or none
+                if status.get("admission") != refused:
+                    events.append(("FailedCreate", refused, "Warning"))
+                status["admission"] = refused
+                self._write_replicas(status, job, None)
+                return Result(requeue_after=WAIT_FOR_RESOURCES)
             ok, why = self.backend.admit((kind, namespace, name), job.request())
             if not ok:
                 if status.get("admission") != why:
@@ -588,6 +599,7 @@ class GangController(StatusController):
     # -- stopping ------------------------------------------------------------------
 
     def _release(self, key: Key, run: GangRun) -> None:
+        quota.ledger_of(self.store).release((self.kind, key[0], key[1]))
         self.backend.release((self.kind, key[0], key[1]))
         self.backend.release_ports(run.ports)
         run.ports = set()
@@ -596,6 +608,7 @@ class GangController(StatusController):
         """Stop what runs for ``key``; ``deleted``: the object is gone (or replaced)."""
         with self._lock:
             run = self.runs.pop(key, None)
+        quota.ledger_of(self.store).release((self.kind, key[0], key[1]))
         self.backend.release((self.kind, key[0], key[1]))
         self.pods.remove_owned(self.kind, key[0], key[1])
         if run is None:

@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ketch.core import quota
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessHandle
 from ketch.core.conditions import get_condition, is_true
@@ -266,7 +267,7 @@ class JobController(StatusController):
                 if pod.index is not None:
                     job_run.done_indexes.add(pod.index)
             if pod.phase != "Running":
-                self.backend.release((KIND, job.namespace, pod.name))
+                self._release_pod(job.namespace, pod.name)
 
     def _outcome(
         self, job: BatchJob, job_run: JobRun, status: dict[str, Any]
@@ -315,6 +316,18 @@ class JobController(StatusController):
         request = job.pod_request()
         for index in indexes:
             pod_name = f"{job.name}-{job_run.next_pod}"
+            refused = quota.ledger_of(self.store).admit(
+                self.store,
+                (KIND, job.namespace, pod_name),
+                job.namespace,
+                [(pod_name, job.containers)],
+            )
+            if refused is not None:  # the namespace's quota (kf-resource-quota)
+                if job_run.waiting != pod_name or status.get("admission") != refused:
+                    events.append(("FailedCreate", refused, "Warning"))
+                job_run.waiting = pod_name
+                status["admission"] = refused
+                return True
             ok, why = self.backend.admit((KIND, job.namespace, pod_name), request)
             if not ok:
                 if job_run.waiting != pod_name or status.get("admission") != why:
@@ -468,11 +481,16 @@ class JobController(StatusController):
         ]
         return max(0.05, min(wait, *backing_off)) if backing_off else wait
 
+    def _release_pod(self, namespace: str, pod: str) -> None:
+        """Give back what a pod took of the machine and of its namespace's quota."""
+        quota.ledger_of(self.store).release((KIND, namespace, pod))
+        self.backend.release((KIND, namespace, pod))
+
     def _release(self, key: Key, job_run: JobRun) -> None:
         for pod in job_run.pods.values():
-            self.backend.release((KIND, key[0], pod.name))
+            self._release_pod(key[0], pod.name)
         if job_run.waiting is not None:
-            self.backend.release((KIND, key[0], job_run.waiting))
+            self._release_pod(key[0], job_run.waiting)
             job_run.waiting = None
 
     def _teardown(self, key: Key) -> None:
@@ -501,7 +519,7 @@ class JobController(StatusController):
                 stop(r.handle for r in pod.runs if r.running)
                 pod.phase = "Failed"
                 job_run.failed += 1
-                self.backend.release((KIND, key[0], pod.name))
+                self._release_pod(key[0], pod.name)
                 events.append(("SuccessfulDelete", f"Deleted pod: {pod.name}", "Normal"))
             if pod is not None:
                 pod.removed = True
