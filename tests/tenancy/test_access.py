@@ -5,6 +5,7 @@ read by admins only."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from ketch.core.store.db import Database
 from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
-from tests.server.helpers import Server, wait_until
+from tests.server.helpers import Server, base_env, ketch_command, wait_until
 
 ADMIN, ALICE, BOB = "admin@example.com", "alice@example.com", "bob@example.com"
 
@@ -168,6 +169,26 @@ def test_the_audit_log_records_writes_for_admins_only(
     assert found, "the refused write is in the audit log"
     entry = found[0]
     assert (entry["verb"], entry["namespace"], entry["code"]) == ("create", "alice-ns", 403)
+
+    # ketch audit prints it as a table for an admin, and refuses anyone else
+    def cli(token: str) -> subprocess.CompletedProcess[str]:
+        env = {**base_env(server.home), "KETCH_URL": server.url, "KETCH_TOKEN": token}
+        return subprocess.run(
+            [*ketch_command(), "audit", "--user", BOB],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    shown = cli(tokens[ADMIN])
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "secrets" in line)
+    assert BOB in row and "create" in row and "alice-ns" in row and "403" in row
+    refused = cli(tokens[BOB])
+    assert refused.returncode != 0 and "forbidden" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_tokens_never_reach_the_server_log(server: Server, tokens: dict[str, str]) -> None:

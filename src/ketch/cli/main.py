@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import kubeconfig, login, resources, runs, server, users
+from ketch.cli import audit, kubeconfig, login, resources, runs, server, users
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -134,6 +134,7 @@ app.add_typer(users.tokens_app, name="tokens")
 app.command("login")(login.login)
 app.command("whoami")(login.whoami)
 app.command("logout")(login.logout)
+app.command("audit")(audit.audit)
 app.command("serve")(serve_command)
 
 
