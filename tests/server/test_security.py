@@ -300,14 +300,25 @@ def test_the_lock_goes_with_a_killed_server(tmp_path: Path) -> None:
         assert again.stop() == 0
 
 
-def test_a_non_loopback_host_warns_and_shows_the_bound_address(tmp_path: Path) -> None:
-    server = Server(tmp_path / "home", args=("--host", "0.0.0.0")).start()
+def test_a_non_loopback_host_with_users_shows_the_bound_address(tmp_path: Path) -> None:
+    # Without users it would refuse to start (tests/cli/test_tls.py); with one it serves,
+    # and says that kubectl sends no token over plain HTTP.
+    from ketch.core.store.db import Database
+    from ketch.tenancy.tables import MIGRATIONS
+    from ketch.tenancy.users import Directory
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with Database(f"sqlite:///{home / 'ketch.db'}") as database:
+        database.migrate([MIGRATIONS])
+        Directory(database).add("admin@example.com", admin=True)
+    server = Server(home, args=("--host", "0.0.0.0")).start()
     try:
-        output = server.output()
-        assert "WARNING" in output and "no authentication" in output
         assert server.url.startswith("http://0.0.0.0:")
+        assert "TLS" in server.output() or "tls" in server.output()
         with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as http:
             assert http.get("/healthz").status_code == 200
+            assert http.get("/api/v1/namespaces").status_code == 401
     finally:
         assert server.stop() == 0
 

@@ -197,3 +197,59 @@ def test_tokens_never_reach_the_server_log(server: Server, tokens: dict[str, str
     for secret in tokens.values():
         assert secret not in log
     assert Path(server.home).exists()
+
+
+def _kfam_profile(name: str, owner: str) -> dict[str, object]:
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "Profile",
+        "metadata": {"name": name},
+        "spec": {"owner": {"kind": "User", "name": owner}},
+    }
+
+
+def test_a_profile_that_refused_its_namespace_gives_its_owner_nothing(
+    server: Server, tokens: dict[str, str]
+) -> None:
+    with as_user(server, tokens[ADMIN]) as http:
+        made = http.post("/kfam/v1/profiles", json=_kfam_profile("alice-team", ALICE))
+        assert made.status_code == 200, made.text
+        # a second profile naming alice's namespace, owned by bob, does not take it over
+        taken = http.post(
+            "/apis/kubeflow.org/v1/profiles",
+            json={**_kfam_profile("alice-team", BOB), "metadata": {"name": "alice-team"}},
+        )
+        assert taken.status_code == 409
+    with as_user(server, tokens[BOB]) as http:
+        # only an admin creates profiles while the registration flow is off
+        refused = http.post("/kfam/v1/profiles", json=_kfam_profile("bobs", BOB))
+        assert refused.status_code == 403 and "registration" in refused.text
+        assert http.get("/api/v1/namespaces/alice-team/configmaps").status_code == 403
+    with as_user(server, tokens[ALICE]) as http:
+        assert http.get("/api/v1/namespaces/alice-team/configmaps").status_code == 200
+
+
+def test_the_registration_flow_lets_a_user_make_one_profile_of_their_own(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with Database(f"sqlite:///{home / 'ketch.db'}") as database:
+        database.migrate([MIGRATIONS])
+        Directory(database).add(ADMIN, admin=True)
+        Directory(database).add(BOB)
+        token = Directory(database).create_token(BOB)[1]
+    registering = Server(home, extra_env=SERVER_ENV, args=("--registration-flow",)).start()
+    try:
+        with as_user(registering, token) as http:
+            other = http.post("/kfam/v1/profiles", json=_kfam_profile("not-mine", ALICE))
+            assert other.status_code == 403 and "owned by you" in other.text
+            made = http.post("/kfam/v1/profiles", json=_kfam_profile("bob", BOB))
+            assert made.status_code == 200, made.text
+            assert http.get("/api/v1/namespaces/bob/configmaps").status_code == 200
+            me = http.get("/auth/whoami").json()
+            assert me["profiles"] == {"bob": "admin"}
+            again = http.post("/kfam/v1/profiles", json=_kfam_profile("bob-2", BOB))
+            assert again.status_code == 403 and "already" in again.text
+    finally:
+        assert registering.stop() == 0

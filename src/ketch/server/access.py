@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,7 +102,18 @@ class AccessMiddleware:
             return
         state = scope.setdefault("state", {})
         access = self.access
-        if access is None or not access.authenticator.enabled():
+        try:
+            enabled = access is not None and access.authenticator.enabled()
+        except (SQLAlchemyError, OSError) as exc:
+            # the store cannot say whether there are users: health checks still answer
+            # (readiness says the database is down), everything else waits for it
+            log.warning("the store is not reachable to check users: %s", type(exc).__name__)
+            if self._is_public(scope):
+                await self.app(scope, receive, send)
+            else:
+                await _refuse(scope, receive, send, 503, "the database is not reachable")
+            return
+        if access is None or not enabled:
             state[IDENTITY] = LOCAL
             await self.app(scope, receive, send)
             return
@@ -187,7 +199,7 @@ def _same(given: str, expected: str) -> bool:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
     if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403})
+        await send({"type": "websocket.close", "code": {401: 4401, 403: 4403}.get(status, 1011)})
         return
     headers = {"WWW-Authenticate": 'Bearer realm="ketch"'} if status == 401 else None
     response = answer(scope["path"], status, message, headers=headers)

@@ -32,8 +32,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ketch.core.access import AUTHENTICATED, Attributes, Call, Verb, rule
-from ketch.core.errors import InvalidSpec, NotFound, ObjectNotFound
+from ketch.core.access import AUTHENTICATED, LOCAL, Attributes, Call, Identity, Verb, rule
+from ketch.core.errors import Forbidden, InvalidSpec, NotFound, ObjectNotFound
 from ketch.core.rbac import RBAC_GROUP, ROLE_BINDING, SUBJECT_KINDS, role_binding, role_ref, subject
 from ketch.core.resource import Resource, validate_namespace
 from ketch.core.services import context_of
@@ -257,14 +257,41 @@ def _profile(body: Any) -> Resource:
     return resource
 
 
-def _create_rule(_call: Call) -> Attributes:
-    return Attributes(Verb.CREATE, GROUP, "profiles")
+def _may_register(request: Request, profile: Resource) -> None:
+    """A cluster admin creates any profile; with the registration flow on
+    (``ketch up --registration-flow``), a signed-in user creates one profile of their
+    own, as Kubeflow's dashboard lets a new user make their namespace."""
+    identity: Identity = request.scope.get("state", {}).get("ketch_identity", LOCAL)
+    if identity.admin:
+        return
+    access = getattr(request.app.state, "access", None)
+    registration = bool(access is not None and access.extra.get("registration"))
+    owner = profile.spec.get("owner")
+    named = str(owner.get("name", "")).strip().lower() if isinstance(owner, dict) else ""
+    if not registration:
+        raise Forbidden(
+            "only a cluster admin creates profiles on this server",
+            hint="ask an admin, or start the server with --registration-flow",
+        )
+    if named != identity.name.lower():
+        raise Forbidden(
+            f"a profile you register must be owned by you ({identity.name}), not {named!r}"
+        )
+    for existing in _store(request).list(PROFILE, PROFILES_STORED_IN):
+        had = existing.spec.get("owner")
+        if isinstance(had, dict) and str(had.get("name", "")).lower() == named:
+            raise Forbidden(
+                f'you own the profile "{existing.metadata.name}" already; '
+                "a cluster admin creates more"
+            )
 
 
 @router.post(f"{PREFIX}/profiles", summary="Create a profile (KFAM)")
-@rule(_create_rule)
+@rule(AUTHENTICATED)
 def create_profile(request: Request, body: Any = Body(...)) -> Response:
-    ProfileSource(_store(request)).create(PROFILE_KIND, _profile(body))
+    profile = _profile(body)
+    _may_register(request, profile)
+    ProfileSource(_store(request)).create(PROFILE_KIND, profile)
     return _empty()
 
 

@@ -82,9 +82,15 @@ def read_snapshot(store: ResourceStore) -> Snapshot:
         key = (kind, name.lower() if kind == "User" else name)
         held[key] = max(held.get(key, 0), level)
 
+    # a namespace someone else owns (its "owner" annotation) is not a profile owner's,
+    # even when their profile names it: the profile refused to take it over
+    namespace_owners = {
+        ns.metadata.name: str((ns.metadata.annotations or {}).get("owner", "")).lower()
+        for ns in store.list("Namespace", CLUSTER_NAMESPACE)
+    }
     for profile in store.list(PROFILE, CLUSTER_NAMESPACE):
         owner = _owner(profile)
-        if owner:
+        if owner and _holds(profile, owner, namespace_owners):
             snapshot.owners[profile.metadata.name] = owner
             give(profile.metadata.name, "User", owner, ADMIN)
     for binding in store.list(ROLE_BINDING, None):
@@ -108,6 +114,22 @@ def _own_namespace(identity: Identity) -> str:
     if len(parts) == 4 and ":".join(parts[:2]) == prefix and parts[3] == "default-editor":
         return parts[2]
     return ""
+
+
+#: the reasons a Profile gives for not taking its namespace over
+_REFUSED = frozenset({"NamespaceOwnedByAnother", "NamespaceExists"})
+
+
+def _holds(profile: Resource, owner: str, namespace_owners: Mapping[str, str]) -> bool:
+    """Whether the profile's owner holds its namespace: the Namespace names them as its
+    owner, or there is none yet and the profile has not refused to take it over."""
+    name = profile.metadata.name
+    if name in namespace_owners:
+        return namespace_owners[name] == owner
+    return not any(
+        isinstance(c, dict) and c.get("reason") in _REFUSED
+        for c in profile.status.get("conditions") or ()
+    )
 
 
 def _owner(profile: Resource) -> str:
