@@ -17,12 +17,11 @@ import httpx
 import pytest
 
 from ketch.core.resource import Resource
-from ketch.core.store.db import Database
-from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server, wait_until
 from tests.serving.test_inferenceservice_helpers import ROW, V2_BODY, iris_uri, unique
+from tests.tenancy.helpers import add_users, directory_of, profile
 
 __all__ = ["iris_uri"]  # a fixture
 
@@ -59,31 +58,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def directory(server: Server) -> Iterator[Directory]:
-    database = Database(server.db_url)
-    database.migrate([MIGRATIONS])
-    try:
-        yield Directory(database)
-    finally:
-        database.dispose()
+    yield from directory_of(server)
 
 
 @pytest.fixture(scope="module")
 def tokens(server: Server, directory: Directory) -> dict[str, str]:
-    made = {}
-    for email in (ADMIN, OWNER, VIEWER, STRANGER):
-        directory.add(email, admin=email == ADMIN)
-        made[email] = directory.create_token(email, name="test")[1]
+    made = add_users(directory, (ADMIN, OWNER, VIEWER, STRANGER), admin=ADMIN)
     store = server.store()
-    store.apply(
-        Resource.from_manifest(
-            {
-                "apiVersion": "kubeflow.org/v1",
-                "kind": "Profile",
-                "metadata": {"name": NAMESPACE, "namespace": "default"},
-                "spec": {"owner": {"kind": "User", "name": OWNER}},
-            }
-        )
-    )
+    store.apply(profile(NAMESPACE, OWNER))
     store.apply(_binding("viewer", VIEWER))
     return made
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ketch.core.store.db import Database
@@ -18,6 +17,7 @@ from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server, base_env, ketch_command, wait_until
+from tests.tenancy.helpers import add_users, as_user, directory_of, profile
 
 ADMIN, ALICE, BOB = "admin@example.com", "alice@example.com", "bob@example.com"
 
@@ -29,12 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def directory(server: Server) -> Iterator[Directory]:
-    database = Database(server.db_url)
-    database.migrate([MIGRATIONS])
-    try:
-        yield Directory(database)
-    finally:
-        database.dispose()
+    yield from directory_of(server)
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +39,7 @@ def tokens(server: Server, directory: Directory) -> dict[str, str]:
         assert http.get("/api/v1/namespaces").status_code == 200
         whoami = http.get("/auth/whoami")
         assert whoami.status_code == 200 and whoami.json()["via"] == "local"
-    made = {}
-    for email in (ADMIN, ALICE, BOB):
-        directory.add(email, admin=email == ADMIN)
-        made[email] = directory.create_token(email, name="test")[1]
-    return made
-
-
-def as_user(server: Server, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return server.client(headers=headers)
-
-
-def _profile(server: Server, name: str, owner: str) -> None:
-    """A profile as the store keeps one: its owner is admin of its namespace."""
-    from ketch.core.resource import Resource
-
-    store = server.store()
-    store.apply(
-        Resource.from_manifest(
-            {
-                "apiVersion": "kubeflow.org/v1",
-                "kind": "Profile",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"owner": {"kind": "User", "name": owner}},
-            }
-        )
-    )
+    return add_users(directory, (ADMIN, ALICE, BOB), admin=ADMIN)
 
 
 def test_a_user_added_to_a_running_server_turns_authentication_on(
@@ -100,7 +69,7 @@ def test_a_user_added_to_a_running_server_turns_authentication_on(
 
 
 def test_a_namespace_without_a_role_is_forbidden(server: Server, tokens: dict[str, str]) -> None:
-    _profile(server, "alice-ns", ALICE)
+    server.store().apply(profile("alice-ns", ALICE))
     path = "/apis/kubeflow.org/v1/namespaces/alice-ns/pytorchjobs"
 
     def alice_may() -> bool:

@@ -11,15 +11,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from ketch.core.resource import Resource
 from ketch.core.store.db import Database
 from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server, wait_until
+from tests.tenancy.helpers import add_users, as_user, directory_of, profile
 from tests.tuning.conftest import experiment
 
 ADMIN, OWNER = "admin@example.com", "owner@example.com"
@@ -45,37 +44,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def directory(server: Server) -> Iterator[Directory]:
-    database = Database(server.db_url)
-    database.migrate([MIGRATIONS])
-    try:
-        yield Directory(database)
-    finally:
-        database.dispose()
+    yield from directory_of(server)
 
 
 @pytest.fixture(scope="module")
 def tokens(server: Server, directory: Directory) -> dict[str, str]:
-    made = {}
-    for email in (ADMIN, OWNER):
-        directory.add(email, admin=email == ADMIN)
-        made[email] = directory.create_token(email, name="test")[1]
+    made = add_users(directory, (ADMIN, OWNER), admin=ADMIN)
     store = server.store()
     for namespace in (NAMESPACE, OTHER):
-        store.apply(
-            Resource.from_manifest(
-                {
-                    "apiVersion": "kubeflow.org/v1",
-                    "kind": "Profile",
-                    "metadata": {"name": namespace, "namespace": "default"},
-                    "spec": {"owner": {"kind": "User", "name": OWNER}},
-                }
-            )
-        )
+        store.apply(profile(namespace, OWNER))
     return made
-
-
-def _client(server: Server, token: str) -> httpx.Client:
-    return server.client(headers={"Authorization": f"Bearer {token}"})
 
 
 def _configmap(name: str) -> dict[str, Any]:
@@ -107,7 +85,7 @@ def test_a_service_account_edits_its_own_namespace_only(
     server: Server, directory: Directory, tokens: dict[str, str]
 ) -> None:
     secret = directory.service_account_token(NAMESPACE)
-    with _client(server, secret) as http:
+    with as_user(server, secret) as http:
         me = http.get("/auth/whoami").json()
         assert me["user"] == f"system:serviceaccount:{NAMESPACE}:default-editor"
         assert not me["admin"]
@@ -164,7 +142,7 @@ def test_a_trial_pushes_its_metrics_with_its_namespace_token(
         {"name": "NAMESPACE", "value": NAMESPACE},
     ]
     api = f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}"
-    with _client(server, tokens[OWNER]) as http:
+    with as_user(server, tokens[OWNER]) as http:
         made = http.post(f"{api}/experiments", json=manifest)
         assert made.status_code == 201, made.text
 
