@@ -150,11 +150,12 @@ def test_login_with_a_token_checks_it_and_makes_the_server_current(
     # The current server is where commands go without KETCH_URL, with its token.
     who = ok(ketch(tmp_path, "whoami"))
     assert who.splitlines() == [
-        f"user:   {EMAIL}",
-        "admin:  no",
-        "groups: team-a",
-        "via:    token",
-        f"server: {peer.url}",
+        f"user:     {EMAIL}",
+        "admin:    no",
+        "groups:   team-a",
+        "profiles: -",
+        "via:      token",
+        f"server:   {peer.url}",
     ]
     assert peer.authorizations("/auth/whoami")[-1] == f"Bearer {TOKEN}"
     # KETCH_TOKEN comes before the stored token.

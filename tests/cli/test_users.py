@@ -262,7 +262,7 @@ def test_stored_credentials_are_private_and_used(
     # Without KETCH_TOKEN the stored token is the caller's.
     bob = token_of(ketch("users", "add", BOB))
     who = ketch("whoami")
-    assert ok(who).splitlines()[:2] == [f"user:   {ADMIN}", "admin:  yes"]
+    assert ok(who).splitlines()[:2] == [f"user:     {ADMIN}", "admin:    yes"]
     assert "no Ketch server answers" in who.stderr
     # KETCH_TOKEN comes first.
     assert json.loads(ok(ketch("whoami", "-o", "json", token=bob)))["user"] == BOB

@@ -143,14 +143,21 @@ def whoami(
             typer.echo(json.dumps({**who, "server": where}))
             return
         groups = who.get("groups") or []
+        profiles = who.get("profiles") or {}
+        shown = (
+            ", ".join(f"{name} ({role})" for name, role in sorted(profiles.items()))
+            if isinstance(profiles, dict)
+            else ""
+        )
         for label, value in (
             ("user", who.get("user")),
             ("admin", "yes" if who.get("admin") else "no"),
             ("groups", ", ".join(str(g) for g in groups) or "-"),
+            ("profiles", shown or "-"),
             ("via", who.get("via") or "-"),
             ("server", where),
         ):
-            typer.echo(f"{label + ':':<8}{value}")
+            typer.echo(f"{label + ':':<10}{value}")
 
 
 def _local_identity() -> dict[str, Any]:
