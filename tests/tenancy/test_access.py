@@ -222,3 +222,28 @@ def test_the_registration_flow_lets_a_user_make_one_profile_of_their_own(
             assert again.status_code == 403 and "already" in again.text
     finally:
         assert registering.stop() == 0
+
+
+def test_a_user_a_trusted_proxy_names_gets_a_profile_with_the_registration_flow(
+    tmp_path: Path,
+) -> None:
+    server = Server(
+        tmp_path / "home",
+        extra_env=SERVER_ENV,
+        args=("--registration-flow", "--trusted-proxy", "127.0.0.1/32"),
+    ).start()
+    try:
+        with server.client(headers={"kubeflow-userid": "Carol.Ng@example.com"}) as http:
+            me = http.get("/auth/whoami").json()
+            assert (me["user"], me["via"], me["profiles"]) == (
+                "carol.ng@example.com",
+                "proxy",
+                {"carol-ng": "admin"},
+            )
+            assert http.get("/api/v1/namespaces/carol-ng/configmaps").status_code == 200
+            namespace = http.get("/api/v1/namespaces/carol-ng").json()
+            assert namespace["metadata"]["annotations"]["owner"] == "carol.ng@example.com"
+        with server.client() as http:  # no header: nobody
+            assert http.get("/api/v1/namespaces").status_code == 401
+    finally:
+        assert server.stop() == 0

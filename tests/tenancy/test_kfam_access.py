@@ -56,7 +56,7 @@ def test_kfam_writes_are_the_owners_and_lists_show_the_callers_profiles(
     with admin, alice, bob, carol:
         # only a cluster admin makes profiles
         refused = alice.post(f"{KFAM}/profiles", json=new_profile("alice-team", ALICE))
-        assert_error(refused, 403, "cannot create")
+        assert_error(refused, 403, "only a cluster admin creates profiles")
         for name, owner in (("alice-team", ALICE), ("admin-team", ADMIN)):
             made = admin.post(f"{KFAM}/profiles", json=new_profile(name, owner))
             assert made.status_code == 200, made.text

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 
@@ -72,7 +72,11 @@ class TenancyAuthenticator:
 
     directory: Directory
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    #: called once per process for each user a trusted proxy names (the registration
+    #: flow gives them a profile of their own)
+    on_proxy_user: Callable[[str], object] | None = None
     _enabled_at: float = 0.0
+    _greeted: set[str] = field(default_factory=set)
 
     def enabled(self) -> bool:
         if self.proxy.networks:
@@ -137,8 +141,12 @@ class TenancyAuthenticator:
             g.strip() for g in headers.get(self.proxy.groups_header.lower(), "").split(",") if g
         }
         known = self.directory.get(value)
+        name = value.lower()
+        if self.on_proxy_user is not None and name not in self._greeted:
+            self.on_proxy_user(name)
+            self._greeted.add(name)
         return Identity(
-            value.lower(),
+            name,
             frozenset({"system:authenticated", *groups}),
             admin=bool(known and known.admin),
             via="proxy",

@@ -53,6 +53,7 @@ from ketch.tenancy.pages import (
     safe_next,
     set_session,
 )
+from ketch.tenancy.profiles import ensure_default_profile
 from ketch.tenancy.users import Directory, User
 
 log = logging.getLogger(__name__)
@@ -428,9 +429,11 @@ def _user_for(
             f"no Ketch user has the email {email}: ask an admin to add it (ketch users add {email})"
         )
     try:
-        return directory.add(email)
+        made = directory.add(email)
     except KetchError:  # another sign-in made it first, or the email is refused
         found = directory.get(email)
         if found is None:
             raise SignInFailed(f"{email} cannot be a Ketch user") from None
         return found
+    ensure_default_profile(request.app.state.api.store, email)
+    return made

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -348,3 +349,47 @@ class ProfileSource(StoreSource):
         except NotFound:  # deleted meanwhile
             return manifest
         return updated.to_manifest()
+
+
+_REFUSALS = ("NamespaceOwnedByAnother", "NamespaceExists")
+
+
+def default_profile_name(email: str) -> str:
+    """The namespace Kubeflow's registration flow suggests for ``email``: its local
+    part, lower case, other characters as ``-``."""
+    local = email.split("@", 1)[0].lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", local).strip("-")[:50].strip("-")
+    return name or "user"
+
+
+def ensure_default_profile(store: ResourceStore, email: str) -> str | None:
+    """Give ``email`` a profile of their own unless they own one (the registration
+    flow): named after the email (``-2``, ``-3``, ... when that namespace is taken).
+    The name of the profile they own, or ``None`` when none could be made."""
+    email = email.strip().lower()
+    for profile in store.list(PROFILE, PROFILES_STORED_IN):
+        if owner_of(profile).lower() == email:
+            return profile.metadata.name
+    base = default_profile_name(email)
+    for attempt in range(1, 6):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        if _get(store, NAMESPACE, NAMESPACES_STORED_IN, name) is not None or store.names_in(
+            name, limit=1
+        ):
+            continue
+        manifest = {
+            "apiVersion": PROFILE_KIND.api_version,
+            "kind": PROFILE,
+            "metadata": {"name": name, "namespace": PROFILES_STORED_IN},
+            "spec": {"owner": {"kind": "User", "name": email}},
+        }
+        try:
+            made = ProfileSource(store).create(PROFILE_KIND, Resource.from_manifest(manifest))
+        except AlreadyExists:
+            continue
+        conditions = (made.get("status") or {}).get("conditions") or []
+        if not any(c.get("reason") in _REFUSALS for c in conditions):
+            return name
+        ProfileSource(store).delete(PROFILE_KIND, PROFILES_STORED_IN, name)
+    log.warning("no default profile could be made for %s", email)
+    return None
