@@ -247,18 +247,24 @@ def test_login_and_kubectl_with_the_kubeconfig_over_tls(tls_server: Server, tmp_
     assert namespaces.returncode == 0, namespaces.stderr
     assert "namespace/default" in namespaces.stdout.split()
 
-    # a wrong token: refused where the server enforces sign-in, ignored where it does not
+    # the kubernetes client reads the same kubeconfig: the CA, and the token it sends
+    kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client is not here")
+    api = kubernetes.config.new_client_from_config(config_file=str(config))
+    try:
+        listed = kubernetes.client.CoreV1Api(api).list_namespace()
+        assert "default" in [n.metadata.name for n in listed.items]
+    finally:
+        api.close()
+
+    # without a token, or with a wrong one, the server refuses
     with httpx.Client(verify=trusting(ca), timeout=30) as anonymous:
-        enforced = anonymous.get(f"{tls_server.url}/api/v1/namespaces").status_code == 401
+        assert anonymous.get(f"{tls_server.url}/api/v1/namespaces").status_code == 401
     document["users"][0]["user"] = {"token": "ketch_not_a_token"}
     wrong = tmp_path / "kube" / "wrong"
     wrong.write_text(yaml.safe_dump(document))
     refused = kubectl(wrong, "get", "namespaces", "-o", "name")
-    if enforced:
-        assert refused.returncode != 0, refused.stderr
-        assert "You must be logged in to the server" in refused.stderr, refused.stderr
-    else:
-        assert refused.returncode == 0, refused.stderr
+    assert refused.returncode != 0, refused.stderr
+    assert "You must be logged in to the server" in refused.stderr, refused.stderr
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
