@@ -232,6 +232,9 @@ def make_world(home: Path, url: str | None = None) -> Iterator[World]:
         patch.setenv("KETCH_HOME", str(home))
         patch.setenv("KETCH_WATCH_POLL_SECONDS", "0.2")
         patch.setenv("KETCH_WATCH_BOOKMARK_SECONDS", "0.5")
+        # nothing runs here, and the process's backend is shared with other tests of
+        # this worker: the apps must not make it run workloads as profile users
+        patch.setenv("KETCH_HOST_ISOLATION", "off")
         trusting_app = app(["127.0.0.1/32"])
         with ThreadServer(trusting_app) as trusting, ThreadServer(app(["10.0.0.0/8"])) as other:
             store = ResourceStore(database)

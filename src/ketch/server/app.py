@@ -120,6 +120,9 @@ def create_app(
         stop_audit = getattr(applied.audit if applied is not None else None, "stop", None)
         if stop_audit is not None:
             started.append(stop_audit)
+        if getattr(backend, "isolation", None) is not None:
+            # the backend ran workloads as the users of this app's store: not after it
+            started.append(lambda: setattr(backend, "isolation", None))
         try:
             await run_in_threadpool(database.migrate, migrations_of(capabilities))
             if background:

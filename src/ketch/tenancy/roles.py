@@ -122,9 +122,9 @@ _REFUSED = frozenset({"NamespaceOwnedByAnother", "NamespaceExists"})
 
 def _holds(profile: Resource, owner: str, namespace_owners: Mapping[str, str]) -> bool:
     """Whether the profile's owner holds its namespace: the Namespace names them as its
-    owner, or there is none yet and the profile has not refused to take it over."""
+    owner, or names no owner and the profile has not refused to take it over."""
     name = profile.metadata.name
-    if name in namespace_owners:
+    if namespace_owners.get(name):
         return namespace_owners[name] == owner
     return not any(
         isinstance(c, dict) and c.get("reason") in _REFUSED
