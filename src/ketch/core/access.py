@@ -9,6 +9,12 @@ name, subresource) and an :class:`Authorizer` answers yes or no for an
 Every route declares how its requests become attributes with :func:`rule` (or is
 :data:`PUBLIC` / :data:`AUTHENTICATED`); a route without a rule is refused when
 authentication is on, so a new route cannot skip the check by omission.
+
+What the server's access middleware and dependency leave on each request (the ASGI
+scope's ``state``, under the ``*_KEY`` names below) and the app's :class:`Access`
+(``app.state.access``) are read with :func:`identity_of`, :func:`access_of`,
+:func:`visible_namespaces` and :func:`check_of`, wherever a route is served; what a
+missing check means is each caller's own policy.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 
 class Verb(StrEnum):
@@ -286,3 +295,49 @@ def kubernetes_attributes(call: Call) -> Attributes:
 
 #: the rule of every route on a Kubernetes path
 KUBERNETES: Rule = kubernetes_attributes
+
+
+# -- what the server leaves on each request --------------------------------------------
+
+#: the caller's :class:`Identity` (absent: :data:`LOCAL`, authentication is off)
+IDENTITY_KEY = "ketch_identity"
+#: the namespaces a list across namespaces shows the caller (``None``: all of them)
+NAMESPACES_KEY = "ketch_namespaces"
+#: a ``Callable[[Attributes], None]`` that raises ``Forbidden`` unless the caller may
+#: do those attributes (absent while authentication is off)
+AUTHORIZE_KEY = "ketch_authorize"
+#: the attributes the audit log records of a request (the first one checked)
+ATTRIBUTES_KEY = "ketch_attributes"
+
+
+def request_state(request: HTTPConnection) -> dict[str, Any]:
+    """The request's ASGI scope ``state`` (what ``request.state`` reads)."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
+def identity_of(request: HTTPConnection) -> Identity:
+    """Who is calling (:data:`LOCAL` when nothing says otherwise)."""
+    found: Identity = request_state(request).get(IDENTITY_KEY, LOCAL)
+    return found
+
+
+def access_of(request: HTTPConnection) -> Access | None:
+    """The app's access implementation (``None``: the app has none)."""
+    found: Access | None = getattr(request.app.state, "access", None)
+    return found
+
+
+def visible_namespaces(
+    request: HTTPConnection, missing: frozenset[str] | None = None
+) -> frozenset[str] | None:
+    """The namespaces a list across namespaces shows the caller (``None``: all);
+    ``missing`` when the server left none on the request."""
+    found: frozenset[str] | None = request_state(request).get(NAMESPACES_KEY, missing)
+    return found
+
+
+def check_of(request: HTTPConnection) -> Callable[[Attributes], None] | None:
+    """The request's check of more attributes (``None``: none was left on it)."""
+    found: Callable[[Attributes], None] | None = request_state(request).get(AUTHORIZE_KEY)
+    return found

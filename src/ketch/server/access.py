@@ -13,17 +13,18 @@ Two pieces, both installed by :func:`ketch.server.app.create_app`:
 - :func:`authorize` is a dependency of every route: it reads the route's rule
   (:func:`ketch.core.access.rule`), refuses a route that declares none, answers 401 to
   an anonymous caller and 403 when the authorizer says no, and leaves on
-  ``request.state`` what lists and handlers need: ``ketch_identity``,
-  ``ketch_namespaces`` (the namespaces a list across namespaces is filtered to;
-  ``None``: all) and ``ketch_authorize`` (checks more attributes, e.g. a namespace
-  read from a body).
+  ``request.state`` what lists and handlers need (read with
+  :mod:`ketch.core.access`'s readers, e.g. :func:`~ketch.core.access.identity_of`):
+  ``ketch_identity``, ``ketch_namespaces`` (the namespaces a list across namespaces
+  is filtered to; ``None``: all) and ``ketch_authorize`` (checks more attributes,
+  e.g. a namespace read from a body).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,9 +35,13 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ketch.core.access import (
+    ATTRIBUTES_KEY,
     AUTHENTICATED,
+    AUTHORIZE_KEY,
     CSRF_HEADER,
+    IDENTITY_KEY,
     LOCAL,
+    NAMESPACES_KEY,
     PUBLIC,
     READ_VERBS,
     Access,
@@ -44,6 +49,7 @@ from ketch.core.access import (
     Call,
     Identity,
     Verb,
+    check_of,
     rule_of,
 )
 from ketch.core.errors import Forbidden, KetchError, Unauthorized
@@ -51,10 +57,7 @@ from ketch.server.errors import answer, is_kubernetes_path
 
 log = logging.getLogger(__name__)
 
-IDENTITY = "ketch_identity"
-NAMESPACES = "ketch_namespaces"
-AUTHORIZE = "ketch_authorize"
-_ATTRIBUTES = "ketch_attributes"
+# what the middleware hands the dependency: the access it applies
 _ACCESS = "ketch_access"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: where a browser's visit to a page is sent without a session (when a route serves it)
@@ -114,7 +117,7 @@ class AccessMiddleware:
                 await _refuse(scope, receive, send, 503, "the database is not reachable")
             return
         if access is None or not enabled:
-            state[IDENTITY] = LOCAL
+            state[IDENTITY_KEY] = LOCAL
             await self.app(scope, receive, send)
             return
         state[_ACCESS] = access
@@ -144,7 +147,7 @@ class AccessMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        state[IDENTITY] = identity
+        state[IDENTITY_KEY] = identity
         method = scope.get("method", "GET")
         # a public route is answered for anyone, so a session's token is not asked for
         # there (the sign-in form); one that acts on the session checks it itself
@@ -168,7 +171,7 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            attributes = state.get(_ATTRIBUTES)
+            attributes = state.get(ATTRIBUTES_KEY)
             try:
                 access.audit.record(identity, method, path, attributes, code)
             except Exception:  # noqa: BLE001 - the request was served; the audit logs why not
@@ -226,9 +229,9 @@ async def authorize(request: Request) -> None:
     state = request.scope.setdefault("state", {})
     access: Access | None = state.get(_ACCESS)
     if access is None:  # authentication is off: the one local user
-        state.setdefault(IDENTITY, LOCAL)
-        state[NAMESPACES] = None
-        state[AUTHORIZE] = _allow
+        state.setdefault(IDENTITY_KEY, LOCAL)
+        state[NAMESPACES_KEY] = None
+        state[AUTHORIZE_KEY] = _allow
         return
     route = request.scope.get("route")
     endpoint = getattr(route, "endpoint", None)
@@ -238,7 +241,7 @@ async def authorize(request: Request) -> None:
         raise Forbidden("this route declares no access rule, so it is refused")
     if how is PUBLIC:
         return
-    identity: Identity | None = state.get(IDENTITY)
+    identity: Identity | None = state.get(IDENTITY_KEY)
     if identity is None or not identity.authenticated:
         raise Unauthorized("sign in first: send an API token as `Authorization: Bearer <token>`")
     authorizer = access.authorizer
@@ -248,8 +251,8 @@ async def authorize(request: Request) -> None:
         if not decision.allowed:
             raise forbidden(identity, attributes)
 
-    state[AUTHORIZE] = check
-    state[NAMESPACES] = authorizer.namespaces(identity, Verb.LIST)
+    state[AUTHORIZE_KEY] = check
+    state[NAMESPACES_KEY] = authorizer.namespaces(identity, Verb.LIST)
     if how is AUTHENTICATED:
         return
     call = Call(
@@ -267,33 +270,21 @@ async def authorize(request: Request) -> None:
         raise Forbidden(f"the request's access could not be read: {exc}") from None
     found = made if isinstance(made, list) else [made]
     if found:
-        state[_ATTRIBUTES] = found[0]  # the audit log names what was asked, allowed or not
+        state[ATTRIBUTES_KEY] = found[0]  # the audit log names what was asked, allowed or not
     for attributes in found:
         check(attributes)
     if found and found[0].namespace is None and found[0].verb in READ_VERBS:
-        state[NAMESPACES] = authorizer.namespaces(identity, found[0].verb)
+        state[NAMESPACES_KEY] = authorizer.namespaces(identity, found[0].verb)
 
 
 def _allow(_attributes: Attributes) -> None:
     return None
 
 
-def visible_namespaces(request: Request) -> frozenset[str] | None:
-    """The namespaces a list across namespaces shows the caller (``None``: all)."""
-    found: frozenset[str] | None = request.scope.get("state", {}).get(NAMESPACES)
-    return found
-
-
 def check(request: Request, attributes: Attributes) -> None:
     """Refuse (403) unless the caller may do ``attributes`` (for what a rule cannot see:
-    a namespace named in a body, an object found by id)."""
-    authorize_more: Callable[[Attributes], None] | None = request.scope.get("state", {}).get(
-        AUTHORIZE
-    )
+    a namespace named in a body, an object found by id); no check on the request means
+    authentication is off, and anything goes."""
+    authorize_more = check_of(request)
     if authorize_more is not None:
         authorize_more(attributes)
-
-
-def identity_of(request: Request) -> Identity:
-    found: Identity = request.scope.get("state", {}).get(IDENTITY, LOCAL)
-    return found

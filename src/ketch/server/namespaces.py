@@ -45,8 +45,8 @@ from ketch.core.access import KUBERNETES, rule
 from ketch.core.errors import (
     AlreadyExists,
     Conflict,
+    Forbidden,
     InvalidSpec,
-    KetchError,
     NotFound,
     ObjectNotFound,
 )
@@ -92,11 +92,6 @@ ACTIVE = "Active"
 _UIDS = uuid.UUID("0b8f3f7e-2a51-4c1e-9a55-6d0c4f1e2b9d")
 _FIELDS = ("metadata.name", "status.phase")
 _SHOWN_HOLDERS = 5
-
-
-class Forbidden(KetchError):
-    http_status = 403
-    exit_code = 1
 
 
 def namespace_schema() -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Once authentication is on, a caller may list or watch a kind in every namespace, and
 sees only the objects of the namespaces where they may read
-(:func:`ketch.server.access.visible_namespaces`; ``None``: all of them, a cluster
+(:func:`ketch.core.access.visible_namespaces`; ``None``: all of them, a cluster
 admin's or the single local user's). As Kubeflow has it:
 
 - a namespaced kind's objects are shown when their namespace is visible;
@@ -26,8 +26,8 @@ from typing import Any
 
 from fastapi import Request
 
+from ketch.core.access import visible_namespaces
 from ketch.core.kinds import Kind
-from ketch.server.access import visible_namespaces
 
 #: Whether an object (a manifest) may be shown to the caller.
 Visible = Callable[[Mapping[str, Any]], bool]

@@ -15,13 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ketch.core.access import (
     AUTHENTICATED,
-    LOCAL,
     PUBLIC,
-    Access,
     Attributes,
     Call,
-    Identity,
     Verb,
+    access_of,
+    identity_of,
     rule,
 )
 from ketch.core.errors import Forbidden, InvalidSpec
@@ -41,20 +40,10 @@ class TokenRequest(BaseModel):
     expires: str | None = Field(default=None, max_length=32)
 
 
-def _access(request: Request) -> Access | None:
-    found: Access | None = getattr(request.app.state, "access", None)
-    return found
-
-
-def _identity(request: Request) -> Identity:
-    found: Identity = request.scope.get("state", {}).get("ketch_identity", LOCAL)
-    return found
-
-
 @router.post("/auth/token", summary="Trade an email and password for a new API token")
 @rule(PUBLIC)
 async def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
-    access = _access(request)
+    access = access_of(request)
     directory = access.extra.get("directory") if access is not None else None
     if not isinstance(directory, Directory):
         raise InvalidSpec("this server has no users; nothing to sign in to")
@@ -76,8 +65,8 @@ async def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
 @router.get("/auth/whoami", summary="Who the caller is, and the profiles they work in")
 @rule(AUTHENTICATED)
 async def whoami(request: Request) -> dict[str, Any]:
-    identity = _identity(request)
-    access = _access(request)
+    identity = identity_of(request)
+    access = access_of(request)
     profiles: dict[str, Any] = {}
     profiles_of = getattr(access.authorizer, "profiles_of", None) if access else None
     if profiles_of is not None and identity.via != "local":
@@ -100,8 +89,8 @@ def _audit_rule(_call: Call) -> Attributes:
 async def audit(
     request: Request, user: str | None = None, namespace: str | None = None, limit: int = 100
 ) -> dict[str, Any]:
-    identity = _identity(request)
-    access = _access(request)
+    identity = identity_of(request)
+    access = access_of(request)
     trail = access.audit if access is not None else None
     if not identity.admin:
         raise Forbidden("only a cluster admin reads the audit log")

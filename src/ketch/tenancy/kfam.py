@@ -32,7 +32,17 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ketch.core.access import AUTHENTICATED, LOCAL, Attributes, Call, Identity, Verb, rule
+from ketch.core.access import (
+    AUTHENTICATED,
+    Attributes,
+    Call,
+    Verb,
+    access_of,
+    check_of,
+    identity_of,
+    rule,
+    visible_namespaces,
+)
 from ketch.core.errors import Forbidden, InvalidSpec, NotFound, ObjectNotFound
 from ketch.core.rbac import RBAC_GROUP, ROLE_BINDING, SUBJECT_KINDS, role_binding, role_ref, subject
 from ketch.core.resource import Resource, validate_namespace
@@ -73,7 +83,7 @@ def _store(request: Request) -> ResourceStore:
 def _authorize(request: Request, attributes: Attributes) -> None:
     """Refuse (403) unless the caller may do ``attributes``: the server puts the check
     on the request (absent while authentication is off: then anything goes)."""
-    check = getattr(request.state, "ketch_authorize", None)
+    check = check_of(request)
     if check is not None:
         check(attributes)
 
@@ -165,7 +175,7 @@ def read_bindings(
         namespaces = [validate_namespace(namespace, field="namespace")]
     else:
         namespaces = [p.metadata.name for p in store.list(PROFILE, PROFILES_STORED_IN)]
-        visible = getattr(request.state, "ketch_namespaces", None)
+        visible = visible_namespaces(request)
         if visible is not None:
             namespaces = [n for n in namespaces if n in visible]
     found: list[dict[str, Any]] = []
@@ -261,10 +271,10 @@ def _may_register(request: Request, profile: Resource) -> None:
     """A cluster admin creates any profile; with the registration flow on
     (``ketch up --registration-flow``), a signed-in user creates one profile of their
     own, as Kubeflow's dashboard lets a new user make their namespace."""
-    identity: Identity = request.scope.get("state", {}).get("ketch_identity", LOCAL)
+    identity = identity_of(request)
     if identity.admin:
         return
-    access = getattr(request.app.state, "access", None)
+    access = access_of(request)
     registration = bool(access is not None and access.extra.get("registration"))
     owner = profile.spec.get("owner")
     named = str(owner.get("name", "")).strip().lower() if isinstance(owner, dict) else ""

@@ -19,16 +19,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ketch.core.access import AUTHENTICATED, CSRF_HEADER, PUBLIC, rule
+from ketch.core.access import AUTHENTICATED, CSRF_HEADER, PUBLIC, access_of, identity_of, rule
 from ketch.core.errors import Forbidden, InvalidSpec, Unauthorized
 from ketch.tenancy import oidc
 from ketch.tenancy.authn import SESSION_COOKIE
 from ketch.tenancy.pages import (
     HOME,
-    access_of,
     clear_session,
     directory_of,
-    identity_of,
     render,
     safe_next,
     set_session,

@@ -41,12 +41,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ketch.core.access import PUBLIC, rule
+from ketch.core.access import PUBLIC, access_of, rule
 from ketch.core.errors import InvalidSpec, KetchError
 from ketch.tenancy.authn import SESSION_COOKIE
 from ketch.tenancy.pages import (
     HOME,
-    access_of,
     directory_of,
     is_secure,
     render,

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ketch.core.access import LOCAL, Access, Identity
+from ketch.core.access import access_of
 from ketch.tenancy.authn import SESSION_COOKIE
 from ketch.tenancy.users import SESSION_HOURS, Directory
 
@@ -45,20 +45,10 @@ def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
-def access_of(request: Request) -> Access | None:
-    found: Access | None = getattr(request.app.state, "access", None)
-    return found
-
-
 def directory_of(request: Request) -> Directory | None:
     access = access_of(request)
     found = access.extra.get("directory") if access is not None else None
     return found if isinstance(found, Directory) else None
-
-
-def identity_of(request: Request) -> Identity:
-    found: Identity = request.scope.get("state", {}).get("ketch_identity", LOCAL)
-    return found
 
 
 def is_secure(request: Request) -> bool:

@@ -27,13 +27,24 @@ dependency leaves on ``request.state`` (see :mod:`ketch.server.access`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import select
 
-from ketch.core.access import LOCAL, Access, Attributes, Call, Identity, Rule, Verb
+from ketch.core.access import (
+    ATTRIBUTES_KEY,
+    LOCAL,
+    Attributes,
+    Call,
+    Rule,
+    Verb,
+    access_of,
+    check_of,
+    identity_of,
+    request_state,
+    visible_namespaces,
+)
 from ketch.core.errors import Forbidden, InvalidSpec, NotFound
 from ketch.pipelines.catalog.store import DEFAULT_NAMESPACE, Namespaces, namespace_or_default
 from ketch.pipelines.tables import (
@@ -60,12 +71,6 @@ ENABLE = "enable"
 DISABLE = "disable"
 #: a run's artifacts: KFP's readArtifact, a read
 ARTIFACTS = "artifacts"
-
-# what the server's access dependency leaves on request.state
-_IDENTITY = "ketch_identity"
-_NAMESPACES = "ketch_namespaces"
-_AUTHORIZE = "ketch_authorize"
-_ATTRIBUTES = "ketch_attributes"
 
 #: each resource's table and its name in messages
 _OWNERS: dict[str, tuple[Any, str]] = {
@@ -167,19 +172,9 @@ def checked_in_handler(_call: Call) -> list[Attributes]:
     return []
 
 
-def _state(request: Request) -> dict[str, Any]:
-    state: dict[str, Any] = request.scope.get("state", {})
-    return state
-
-
-def identity_of(request: Request) -> Identity:
-    found: Identity = _state(request).get(_IDENTITY, LOCAL)
-    return found
-
-
 def multi_user(request: Request) -> bool:
     """Whether the server authenticates its callers (some user exists)."""
-    access: Access | None = getattr(request.app.state, "access", None)
+    access = access_of(request)
     return access is not None and access.authenticator.enabled()
 
 
@@ -187,13 +182,12 @@ def check(request: Request, wanted: Attributes) -> None:
     """Refuse (403) unless the caller may do ``wanted`` (nothing with authentication
     off). The first check of a route whose rule named nothing is what the audit log
     records of it."""
-    state = _state(request)
-    authorize: Callable[[Attributes], None] | None = state.get(_AUTHORIZE)
+    authorize = check_of(request)
     if authorize is None:
         if identity_of(request).via == LOCAL.via:  # authentication is off
             return
         raise Forbidden(f"{wanted.describe()} could not be authorized, so it is refused")
-    state.setdefault(_ATTRIBUTES, wanted)
+    request_state(request).setdefault(ATTRIBUTES_KEY, wanted)
     authorize(wanted)
 
 
@@ -204,5 +198,5 @@ def list_scope(request: Request, namespace: str | None) -> str | Namespaces | No
     namespace = (namespace or "").strip() or None
     if namespace is not None or identity_of(request).via == LOCAL.via:
         return namespace
-    visible: frozenset[str] | None = _state(request).get(_NAMESPACES, frozenset())
-    return Namespaces(visible)
+    # none left on the request: nothing is shown (never everything)
+    return Namespaces(visible_namespaces(request, missing=frozenset()))
