@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,18 @@ def test_the_first_user_is_an_admin_and_later_ones_take_an_admins_token(
     carl = token_of(ketch("users", "add", CARL, "--admin", token=admin))
     assert directory.user_for_token(carl).admin
     assert [u.email for u in directory.users()] == [ADMIN, BOB, CARL]
+
+
+def test_two_first_users_added_at_once_make_one_admin(ketch: Run, directory: Directory) -> None:
+    # two `ketch users add` processes on a store without users, started together
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda email: ketch("users", "add", email), (ADMIN, BOB)))
+    added = [r for r in results if r.returncode == 0]
+    refused = [r for r in results if r.returncode != 0]
+    assert len(added) == 1 and len(refused) == 1, results
+    bad(refused[0], 1, "needs one's API token", "KETCH_TOKEN")
+    admin = directory.user_for_token(token_of(added[0]))
+    assert admin.admin and [u.email for u in directory.users()] == [admin.email]
 
 
 def test_users_list_shows_the_users_to_an_admin(ketch: Run, directory: Directory) -> None:

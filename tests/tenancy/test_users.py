@@ -4,6 +4,8 @@ revoked, and what removing a user takes with it."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -12,7 +14,7 @@ from sqlalchemy import func, select
 from ketch.core.errors import AlreadyExists, InvalidSpec, NotFound, Unauthorized
 from ketch.core.store.db import Database
 from ketch.tenancy.tables import MIGRATIONS, SessionRow, TokenRow
-from ketch.tenancy.users import MAX_FAILURES, Directory, parse_duration
+from ketch.tenancy.users import MAX_FAILURES, Directory, User, parse_duration
 
 PASSWORD = "correct horse battery"
 
@@ -150,6 +152,27 @@ def test_a_session_can_be_ended_by_a_fresh_directory(directory: Directory) -> No
     fresh = Directory(directory.database)
     fresh.end_session(cookie)
     assert directory.session_user(cookie) is None
+
+
+def test_of_first_users_added_at_once_exactly_one_is_the_admin(directory: Directory) -> None:
+    # Each racer has its own Database (its own connections), as separate `ketch users
+    # add` processes have, and all start their add at the same moment.
+    racers = 6
+    barrier = threading.Barrier(racers)
+
+    def add_first(index: int) -> User | None:
+        with Database(directory.database.url) as database:
+            own = Directory(database)
+            barrier.wait(timeout=60)
+            return own.add_first(f"user{index}@example.com")
+
+    with ThreadPoolExecutor(racers) as pool:
+        added = [u for u in pool.map(add_first, range(racers)) if u is not None]
+    assert len(added) == 1 and added[0].admin
+    assert [(u.email, u.admin) for u in directory.users()] == [(added[0].email, True)]
+    # once a user exists, a first add adds nobody
+    assert directory.add_first("late@example.com") is None
+    assert directory.get("late@example.com") is None
 
 
 @pytest.mark.parametrize(

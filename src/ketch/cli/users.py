@@ -167,10 +167,14 @@ def add_user(
         email = check_email(email)
         password = check_password(read_line("--password-stdin")) if password_stdin else None
         with local_directory() as directory:
-            first = not directory.has_users()
-            if not first:
+            # the first user is an admin: checked and added at once, so of two first
+            # adds at once one is the admin and the other needs an admin's token
+            found = None if directory.has_users() else directory.add_first(email, password=password)
+            first = found is not None
+            if found is None:
                 require_admin(directory, "adding a user")
-            user = directory.add(email, admin=admin or first, password=password)
+                found = directory.add(email, admin=admin, password=password)
+            user = found
             token, secret = directory.create_token(user.email, name="first token")
         role = "an admin" if user.admin else "not an admin"
         typer.echo(f"Added user {user.email} ({role}).", err=True)

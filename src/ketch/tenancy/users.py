@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,6 +155,30 @@ class Directory:
                 return _user(row)
         except IntegrityError:
             raise AlreadyExists(f'user "{email}" exists already', kind="User", name=email) from None
+
+    def add_first(self, email: str, *, password: str | None = None) -> User | None:
+        """Add ``email`` as the store's first user, an admin, only while no person is
+        a user; ``None`` when someone is (another ``ketch users add`` came first).
+
+        The check and the insert are one ``INSERT ... SELECT ... WHERE NOT EXISTS``
+        in a write session, which holds the store's write lock (SQLite's ``BEGIN
+        IMMEDIATE``, PostgreSQL's advisory lock): of two first adds at once, exactly
+        one makes an admin."""
+        email = check_email(email)
+        hashed = _HASHER.hash(check_password(password)) if password is not None else None
+        values = select(
+            literal(email, UserRow.email.type),
+            literal(True, UserRow.admin.type),
+            literal(hashed, UserRow.password_hash.type),
+            literal(utcnow(), UserRow.created_at.type),
+        ).where(~exists(select(UserRow.id).where(_PEOPLE)))
+        columns = ["email", "admin", "password_hash", "created_at"]
+        with self.database.session() as session:
+            query = insert(UserRow).from_select(columns, values).returning(UserRow.id)
+            added = session.execute(query).scalar_one_or_none()
+            if added is None:
+                return None
+            return _user(session.get_one(UserRow, added))
 
     def remove(self, email: str) -> None:
         with self.database.session() as session:
