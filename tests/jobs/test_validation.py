@@ -163,9 +163,16 @@ def test_update_is_checked_too(client: httpx.Client, ns: str) -> None:
     body = job("JAXJob", name="held", runPolicy={"suspend": True})
     created = client.post(path("JAXJob", ns), json=body)
     assert created.status_code == 201, created.text
-    body["metadata"]["resourceVersion"] = created.json()["metadata"]["resourceVersion"]
-    body["spec"]["jaxReplicaSpecs"]["Worker"]["template"]["spec"]["containers"] = []
-    response = client.put(path("JAXJob", ns, "held"), json=body)
+    # the job's controller writes it too (its status): each try updates what is stored
+    # now, and a write that came between the read and the update (409) is read again
+    for _ in range(10):
+        current = client.get(path("JAXJob", ns, "held"))
+        assert current.status_code == 200, current.text
+        changed = current.json()
+        changed["spec"]["jaxReplicaSpecs"]["Worker"]["template"]["spec"]["containers"] = []
+        response = client.put(path("JAXJob", ns, "held"), json=changed)
+        if response.status_code != 409:
+            break
     assert response.status_code == 422, response.text
     assert "spec.jaxReplicaSpecs.Worker.template.spec.containers" in response.json()["message"]
     assert client.delete(path("JAXJob", ns, "held")).status_code == 200
