@@ -19,6 +19,7 @@ from ketch.core.embedded import Assembly
 from ketch.core.store.db import Database
 from ketch.jobs.capability import CAPABILITY as JOBS
 from ketch.pipelines.capability import CAPABILITY as PIPELINES
+from ketch.registry.capability import CAPABILITY as REGISTRY
 from ketch.serving.capability import CAPABILITY as SERVING
 from ketch.tenancy.capability import CAPABILITY as TENANCY
 from ketch.trainer.capability import CAPABILITY as TRAINER
@@ -31,7 +32,15 @@ if TYPE_CHECKING:
     from ketch.pipelines.lightweight import Packages
     from ketch.tenancy.authn import ProxySettings
 
-CAPABILITIES: tuple[Capability, ...] = (PIPELINES, JOBS, TRAINER, TUNING, SERVING, TENANCY)
+CAPABILITIES: tuple[Capability, ...] = (
+    PIPELINES,
+    JOBS,
+    TRAINER,
+    TUNING,
+    SERVING,
+    TENANCY,
+    REGISTRY,
+)
 
 
 _BACKEND_LOCK = threading.Lock()

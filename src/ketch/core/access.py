@@ -125,6 +125,12 @@ class Authorizer(Protocol):
         what a list or watch across namespaces is filtered to."""
         ...
 
+    def home(self, identity: Identity) -> str | None:
+        """The namespace a call that names none works in for ``identity``: the
+        profile they own (the first by name), a workload's own namespace; ``None``
+        when there is no such one."""
+        ...
+
 
 class WorkloadCredentials(Protocol):
     """Credentials for the processes Ketch starts (a trial, a pipeline task, a

@@ -22,6 +22,7 @@ is served read-only: each profile's ``kf-resource-quota`` with what its namespac
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,25 @@ class CoreGroup(Convertor[str]):
 
 register_url_convertor(CORE_CONVERTOR, CoreGroup())
 
+VERSION_CONVERTOR = "ketchapiversion"
+
+
+class ApiVersion(Convertor[str]):
+    """A Kubernetes API version (``v1``, ``v2beta1``): what ``/api/{version}`` takes, so
+    other paths under ``/api/`` (the Model Registry's ``/api/model_registry/...``) are
+    not taken for the core group."""
+
+    regex = "v[0-9]+(?:(?:alpha|beta)[0-9]+)?"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor(VERSION_CONVERTOR, ApiVersion())
+
 _GROUP_PREFIX = "/apis/{group}/"
 
 
@@ -78,7 +98,10 @@ def core_routes() -> APIRouter:
         if not isinstance(route, APIRoute) or not route.path.startswith(_GROUP_PREFIX):
             continue
         router.add_api_route(
-            f"/api{{group:{CORE_CONVERTOR}}}/" + route.path[len(_GROUP_PREFIX) :],
+            f"/api{{group:{CORE_CONVERTOR}}}/"
+            + route.path[len(_GROUP_PREFIX) :].replace(
+                "{version}", f"{{version:{VERSION_CONVERTOR}}}", 1
+            ),
             route.endpoint,
             methods=sorted(route.methods or ()),
             response_model=route.response_model,
@@ -116,7 +139,13 @@ def core_capability(capabilities: Sequence[Capability]) -> Capability:
         return namespaces.ServedElsewhere()
 
     def quotas(context: ServiceContext) -> Source:
-        return resourcequotas.QuotaSource(context.store, kinds)
+        # the kinds served from elsewhere are counted through sources of their own
+        elsewhere = {
+            kind: functools.partial(factory, context)
+            for capability in capabilities
+            for kind, factory in capability.sources.items()
+        }
+        return resourcequotas.QuotaSource(context.store, kinds, elsewhere)
 
     return Capability(
         name="core",

@@ -196,6 +196,9 @@ STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_API_VERSION = re.compile(r"v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
+
+
 def is_kubernetes_path(path: str) -> bool:
     """Whether errors on ``path`` answer as Kubernetes does (``Status``): ``/api``,
     ``/api/...``, ``/apis`` and ``/apis/{group}/...``, ``/version``, ``/openapi/v2``
@@ -203,8 +206,11 @@ def is_kubernetes_path(path: str) -> bool:
     ``/apis/v1beta1/...``), whose clients read grpc-gateway's body."""
     if path in ("/api", "/apis", "/version", "/openapi/v2", "/openapi/v3"):
         return True
-    if path.startswith(("/api/", "/openapi/v3/")):
+    if path.startswith("/openapi/v3/"):
         return True
+    if path.startswith("/api/"):
+        # /api/v1/...; not /api/model_registry/... (the Model Registry's own paths)
+        return _API_VERSION.fullmatch(path[len("/api/") :].split("/", 1)[0]) is not None
     if path.startswith("/apis/"):
         first = path[len("/apis/") :].split("/", 1)[0]
         return _FACADE.fullmatch(first) is None

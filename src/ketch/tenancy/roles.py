@@ -219,6 +219,14 @@ class RoleAuthorizer:
             found.add(own)
         return frozenset(found)
 
+    def home(self, identity: Identity) -> str | None:
+        own = _own_namespace(identity)
+        if own:
+            return own
+        name = identity.name.lower()
+        owned = sorted(ns for ns, owner in self.snapshot().owners.items() if owner == name)
+        return owned[0] if owned else None
+
     def profiles_of(self, identity: Identity) -> dict[str, Any]:
         """The profiles the caller works in, with their role there (for ``whoami``)."""
         names = {0: "", VIEW: "view", EDIT: "edit", ADMIN: "admin"}

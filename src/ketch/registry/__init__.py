@@ -1,0 +1,1 @@
+"""Kubeflow's Model Registry: registered models, versions and artifacts, the REST API the ``model-registry`` client speaks, lineage to what made each model, and ``model-registry://`` URIs for InferenceServices."""

@@ -1,0 +1,35 @@
+"""The model registry capability: Kubeflow's Model Registry REST API over its own
+tables (:mod:`ketch.registry.api`), lineage from registered artifacts to what made
+them, and the controller that resolves ``model-registry://`` storage URIs of
+InferenceServices and keeps the registry's inference services in step with them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ketch.core.capability import Capability
+from ketch.core.services import Service, ServiceContext
+from ketch.registry.tables import MIGRATIONS
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+def _routes() -> APIRouter:
+    from ketch.registry.api import router
+
+    return router
+
+
+def _service(context: ServiceContext) -> Service:
+    from ketch.registry.service import RegistryService
+
+    return RegistryService(context)
+
+
+CAPABILITY = Capability(
+    name="registry",
+    routers=(_routes,),
+    migrations=MIGRATIONS,
+    services=(_service,),
+)
