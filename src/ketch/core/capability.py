@@ -7,6 +7,7 @@ validators and include the routes of the capabilities they are given (the tuple 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,12 @@ Validator = Callable[[Resource], None]
 # Called with the store and the compute backend the composition root chose: one
 # controller, or several that share state (made together, so nothing is global).
 ControllerFactory = Callable[[ResourceStore, Backend], Controller | Sequence[Controller]]
+# Called with the app's context and the name of a namespace being deleted: removes what
+# the capability keeps for that namespace outside the ``resources`` table (stopping
+# what runs for it first). True once nothing is left; False to be called again later
+# (something is still stopping). Called again after a restart that interrupted it, so
+# it must be idempotent.
+NamespaceFinalizer = Callable[[ServiceContext, str], bool]
 
 
 class Admission:
@@ -87,6 +94,11 @@ class Capability:
     - ``forms``: the paths of its routes that take a browser's HTML form post
       (``application/x-www-form-urlencoded``: the sign-in page); the guard takes that
       type there only, and only with the browser's ``Origin`` of this server.
+    - ``namespace_finalizers``: what removes the capability's own records of a
+      namespace when the namespace is deleted (a deleted Profile's, or one deleted
+      directly), as Kubernetes' namespace finalizers do: see
+      :data:`NamespaceFinalizer` and :meth:`ResourceStore.finalize_namespace
+      <ketch.core.store.resources.ResourceStore.finalize_namespace>`.
     """
 
     name: str
@@ -99,6 +111,7 @@ class Capability:
     sources: Mapping[str, SourceFactory] = field(default_factory=dict)
     uploads: Sequence[str] = ()
     forms: Sequence[str] = ()
+    namespace_finalizers: Sequence[NamespaceFinalizer] = ()
 
 
 def kinds_of(capabilities: Sequence[Capability], *extra: Kind) -> KindRegistry:
@@ -142,6 +155,14 @@ def services_of(capabilities: Sequence[Capability], context: ServiceContext) -> 
             result = factory(context)
             made.extend(result if isinstance(result, Sequence) else [result])
     return made
+
+
+def finalize_namespaces(capabilities: Sequence[Capability], context: ServiceContext) -> None:
+    """Give ``context.store`` the capabilities' namespace finalizers, each called with
+    ``context`` (what deletes a namespace runs them through the store)."""
+    for capability in capabilities:
+        for finalizer in capability.namespace_finalizers:
+            context.store.add_namespace_finalizer(functools.partial(finalizer, context))
 
 
 def sources_of(capabilities: Sequence[Capability], context: ServiceContext) -> dict[str, Source]:

@@ -19,9 +19,16 @@ from types import TracebackType
 
 from ketch.core import config
 from ketch.core.backend import Backend
-from ketch.core.capability import Admission, Capability, controllers_of, migrations_of
+from ketch.core.capability import (
+    Admission,
+    Capability,
+    controllers_of,
+    finalize_namespaces,
+    migrations_of,
+)
 from ketch.core.controller import Manager
 from ketch.core.resource import Resource
+from ketch.core.services import ServiceContext
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 
@@ -54,6 +61,10 @@ class ControlPlane:
                 self.database.dispose()
             raise
         self.store = ResourceStore(self.database, migrate=False)
+        # what deleting a namespace removes besides its objects (no services run here)
+        finalize_namespaces(
+            capabilities, ServiceContext(store=self.store, backend=backend, database=self.database)
+        )
         self.manager = Manager(accept=accept)
         for controller in controllers_of(capabilities, self.store, backend):
             self.manager.add(controller)

@@ -3,7 +3,9 @@
 It serves ``PipelineRun`` (pipelines.ketch.dev/v1) from its own tables, brings the
 KFP v2beta1 API and the PipelineRun actions and logs, and runs two services with the
 server: the run service, which executes submitted runs (and resumes those a stopped
-server left in flight), and the scheduler of recurring runs.
+server left in flight), and the scheduler of recurring runs. When a namespace is
+deleted, its finalizer removes what these tables keep for it
+(:mod:`ketch.pipelines.finalizer`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def _run_source(context: ServiceContext) -> Source:
     return PipelineRunSource(context.database, lambda: context.services.find(RunService))
 
 
+def _finalize(context: ServiceContext, namespace: str) -> bool:
+    from ketch.pipelines.finalizer import finalize
+
+    return finalize(context, namespace)
+
+
 def _kfp_router() -> APIRouter:
     from ketch.pipelines.api.routers import kfp
 
@@ -68,4 +76,6 @@ CAPABILITY = Capability(
     services=(_services,),
     sources={PIPELINE_RUN.kind: _run_source},
     uploads=UPLOADS,
+    # a deleted namespace's runs (stopped first), experiments, recurring runs and pipelines
+    namespace_finalizers=(_finalize,),
 )

@@ -167,6 +167,18 @@ def _stored_context(row: PipelineRunRow) -> tuple[RunContext, dict[str, Any]]:
     )
 
 
+def cancel_stored(recorder: Recorder, run_id: str, owner: str | None) -> None:
+    """Cancel a run that no engine of this process executes: its live owner (a ``ketch
+    run``) is asked through the store (CANCELING, which it watches for); with its owner
+    gone, it ends CANCELED now."""
+    if not owners.is_mine(owner) and not owners.is_gone(owners.parse(owner)):
+        recorder.set_run_state(run_id, RunState.CANCELING)
+    else:
+        recorder.set_run_state(
+            run_id, RunState.CANCELED, finished_at=utcnow(), error="the run was canceled"
+        )
+
+
 def reap_orphaned_runs(database: Database) -> int:
     """Mark runs of ``ketch run`` processes that no longer exist as FAILED."""
     return owners.reap(database)
@@ -427,13 +439,14 @@ class RunService:
         if engine is not None:
             self.recorder.set_run_state(run_id, RunState.CANCELING)
             engine.cancel()
-        elif not owners.is_mine(owner) and not owners.is_gone(owners.parse(owner)):
-            self.recorder.set_run_state(run_id, RunState.CANCELING)
         else:
-            self.recorder.set_run_state(
-                run_id, RunState.CANCELED, finished_at=utcnow(), error="the run was canceled"
-            )
+            cancel_stored(self.recorder, run_id, owner)
         return True
+
+    def busy(self, run_id: str) -> bool:
+        """Whether this service still executes ``run_id`` (its thread has not ended)."""
+        with self._lock:
+            return run_id in self._threads
 
     def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again; tasks that succeeded are not executed again."""

@@ -30,6 +30,7 @@ from ketch.core.capability import (
     Admission,
     Capability,
     controllers_of,
+    finalize_namespaces,
     forms_of,
     kinds_of,
     migrations_of,
@@ -108,6 +109,8 @@ def create_app(
         stopping=state.stopping,
     )
     state.sources.update(sources_of(capabilities, context))
+    # what deleting a namespace (a profile's) removes besides its objects
+    finalize_namespaces(capabilities, context)
     applied = access(database, state.store) if access is not None else None
     bind_access(database, applied)  # what the controllers of this store find
 

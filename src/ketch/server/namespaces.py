@@ -18,7 +18,9 @@ objects in the ``resources`` table, in :data:`STORED_IN`). Each is ``Active``.
 
 Deleting a namespace does not delete what it holds: a namespace that still holds
 objects is refused (409, naming some of them), as is ``default`` (403); an empty one
-created explicitly is deleted.
+created explicitly is deleted, with what the capabilities keep for it in their own
+tables (KFP experiments, namespaced pipelines, recurring runs: the store's namespace
+finalizers).
 
 A list answers the store's revision, and a watch reads the namespaces' history from
 the store's change journal (:mod:`ketch.server.namespace_history`: an explicit
@@ -294,6 +296,13 @@ class Namespaces:
                 f"namespace {name!r} holds nothing and was not created",
                 kind=NAMESPACE.kind,
                 name=name,
+            )
+        # what the capabilities keep for it elsewhere (KFP experiments, pipelines,
+        # recurring runs) goes first, so an interrupted delete can be sent again
+        if not self.store.finalize_namespace(name):
+            raise Conflict(
+                f"namespace {name!r} is still being cleaned up (what runs in it is "
+                "stopping); delete it again in a few seconds"
             )
         self.store.delete(NAMESPACE.kind, STORED_IN, name)
         gone = manifest(name, created, None)

@@ -20,11 +20,15 @@ removed, and writes the ``Ready`` condition.
 
 Deleting a profile deletes what its namespace holds and the namespace (the objects of
 the ``resources`` table: jobs, services, bindings, secrets, ...; their controllers
-stop what runs for them), RoleBindings first so that access ends before the rest goes.
+stop what runs for them), RoleBindings first so that access ends before the rest goes,
+then what the capabilities keep for the namespace in their own tables (pipeline runs,
+experiments, recurring runs, namespaced pipelines: the store's namespace finalizers,
+:meth:`~ketch.core.store.resources.ResourceStore.finalize_namespace`). The namespace's
+own object goes last, once every finalizer is done: until then the controller tries
+again, and after a restart it finds the namespace whose profile is gone and finishes.
 Kubernetes' garbage collector does this for Kubeflow, following the namespace's
 ``ownerReference``; a namespace the profile only adopted keeps what it holds and loses
-the bindings the profile made. Pipeline runs, kept in the pipelines capability's own
-tables, are not deleted with it.
+the bindings the profile made.
 """
 
 from __future__ import annotations
@@ -283,12 +287,13 @@ def _delete_all(store: ResourceStore, namespace: str, kinds: Iterable[str] | Non
     return removed
 
 
-def collect(store: ResourceStore, name: str, uid: str | None) -> int:
+def collect(store: ResourceStore, name: str, uid: str | None) -> bool:
     """Remove what Profile ``name`` (of ``uid``, when known), now gone, owned: its
     namespace with everything in it, or, in a namespace it adopted, the RoleBindings it
-    made. Returns how many objects were deleted."""
+    made. True when it is all gone; False while a namespace finalizer is not done yet
+    (call it again later: the namespace's object is kept until then)."""
     if name == DEFAULT_NAMESPACE:
-        return 0
+        return True
     namespace = _get(store, NAMESPACE, NAMESPACES_STORED_IN, name)
     if namespace is None or not owned_by(namespace, name, uid):
         bindings = [b for b in store.list(ROLE_BINDING, name) if owned_by(b, name, uid)]
@@ -297,17 +302,31 @@ def collect(store: ResourceStore, name: str, uid: str | None) -> int:
                 store.delete(ROLE_BINDING, name, binding.metadata.name)
             except NotFound:
                 continue
-        return len(bindings)
+        return True
     # the bindings first: access ends before the rest goes
     removed = _delete_all(store, name, (ROLE_BINDING,))
     removed += _delete_all(store, name, None)
+    if not store.finalize_namespace(name):
+        log.info("profile %s deleted: its namespace goes once what runs in it has stopped", name)
+        return False
     try:
         store.delete(NAMESPACE, NAMESPACES_STORED_IN, name)
-        removed += 1
     except NotFound:
-        pass
-    log.info("profile %s deleted: removed its namespace and %d objects", name, removed - 1)
-    return removed
+        return True
+    log.info("profile %s deleted: removed its namespace and %d objects", name, removed)
+    return True
+
+
+def orphaned_namespaces(store: ResourceStore) -> list[str]:
+    """The namespaces a Profile made whose Profile is gone: their removal was not
+    finished (a finalizer was not done, or the server stopped meanwhile)."""
+    found: list[str] = []
+    for namespace in store.list(NAMESPACE, NAMESPACES_STORED_IN):
+        name = namespace.metadata.name
+        if name != DEFAULT_NAMESPACE and owned_by(namespace, name, None):
+            if _get(store, PROFILE, PROFILES_STORED_IN, name) is None:
+                found.append(name)
+    return found
 
 
 # -- the source the API writes Profiles through -----------------------------------------------

@@ -579,6 +579,7 @@ class ResourceStore:
     def __init__(self, database: Database, *, migrate: bool = True) -> None:
         self.database = database
         self._listeners: list[Callable[[Resource, bool], None]] = []
+        self._finalizers: list[Callable[[str], bool]] = []
         if migrate:
             database.migrate()
 
@@ -598,6 +599,22 @@ class ResourceStore:
             except Exception:
                 log.exception("a resource listener failed")
         return resource
+
+    # -- namespace finalizers ------------------------------------------------------
+
+    def add_namespace_finalizer(self, finalizer: Callable[[str], bool]) -> None:
+        """Have :meth:`finalize_namespace` call ``finalizer(namespace)`` (a capability's
+        removal of what it keeps for a namespace elsewhere than in this store)."""
+        self._finalizers.append(finalizer)
+
+    def finalize_namespace(self, namespace: str) -> bool:
+        """Run every namespace finalizer for ``namespace``, which is being deleted (call
+        it before the namespace's own object goes, so a restart finds the deletion
+        unfinished and runs them again). True once every one of them is done."""
+        done = True
+        for finalizer in list(self._finalizers):
+            done = finalizer(namespace) and done
+        return done
 
     # -- reads -----------------------------------------------------------------
 
