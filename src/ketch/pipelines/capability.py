@@ -31,6 +31,7 @@ def _validators(_admission: Admission) -> Mapping[str, Validator]:
 
 
 def _services(context: ServiceContext) -> tuple[Service, ...]:
+    from ketch.pipelines.provenance import PipelineProvenance
     from ketch.pipelines.scheduler import Scheduler
     from ketch.pipelines.service import RunService
 
@@ -40,7 +41,12 @@ def _services(context: ServiceContext) -> tuple[Service, ...]:
     # runs made and ended anywhere wake the app's watchers
     run_service.listeners.append(lambda _run_id: context.changed())
     # the scheduler submits through the run service: it starts after it, stops before
-    return run_service, Scheduler(run_service, context.database)
+    # (and what produced an artifact, for the model registry's lineage)
+    return (
+        run_service,
+        Scheduler(run_service, context.database),
+        PipelineProvenance(context.database),
+    )
 
 
 def _run_source(context: ServiceContext) -> Source:

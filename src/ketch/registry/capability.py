@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ketch.core.capability import Capability
 from ketch.core.services import Service, ServiceContext
+from ketch.registry.controller import make_controller
 from ketch.registry.tables import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ def _service(context: ServiceContext) -> Service:
 
 CAPABILITY = Capability(
     name="registry",
+    # follows the serving capability's InferenceServices (writes only its own tables)
+    controllers=(make_controller,),
     routers=(_routes,),
     migrations=MIGRATIONS,
     services=(_service,),

@@ -209,9 +209,10 @@ class Registry:
         if subtype:
             where.append(EntityRow.subtype == subtype)
         if query.filter_query:
-            from ketch.registry import filterquery
+            from ketch.registry.filterquery import parse
+            from ketch.registry.filterquery import where as filtered
 
-            where.append(filterquery.where(filterquery.parse(query.filter_query), kind.kind))
+            where.append(filtered(parse(query.filter_query), kind.kind))
         if query.next_page_token:
             value, key = _untoken(query.next_page_token, order, descending)
             if order == "ID":

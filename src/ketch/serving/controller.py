@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import re
 import threading
@@ -35,6 +36,7 @@ from ketch.core.backend import Backend
 from ketch.core.controller import Controller, Key, Result
 from ketch.core.errors import InvalidSpec, NotFound
 from ketch.core.store.resources import EventType, ResourceStore
+from ketch.serving import modelregistry
 from ketch.serving.components import (
     ModelSource,
     predictor_source,
@@ -309,6 +311,10 @@ class InferenceServiceController(Controller):
             record = revs[rev_name]
             if record["component"] == "predictor":
                 source = predictor_source(parse_predictor(record["spec"]))
+                if modelregistry.is_registry_uri(source.uri):  # resolved in its namespace
+                    source = dataclasses.replace(
+                        source, uri=modelregistry.in_namespace(source.uri, svc.key[0])
+                    )
             else:
                 uri, model_class = record["spec"]["_source"]
                 source = ModelSource(

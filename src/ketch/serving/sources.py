@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from ketch.core import config
 from ketch.core.artifacts import ArtifactStore
+from ketch.serving import modelregistry
 from ketch.serving.errors import InvalidSpec, NotFound
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -27,7 +28,10 @@ def is_archive(path: Path | str) -> bool:
 
 
 def fetch(uri: str, cache: Path | None = None) -> Path:
-    """A local file or folder holding the model at ``uri``."""
+    """A local file or folder holding the model at ``uri`` (a ``model-registry://``
+    URI is first resolved to its model artifact's, :mod:`ketch.serving.modelregistry`)."""
+    if modelregistry.is_registry_uri(uri):
+        uri, _version = modelregistry.resolve(uri)
     if "://" not in uri:
         local = Path(uri).expanduser().resolve()
     elif uri.startswith("file://"):
