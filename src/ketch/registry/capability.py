@@ -28,6 +28,12 @@ def _service(context: ServiceContext) -> Service:
     return RegistryService(context)
 
 
+def _finalize(context: ServiceContext, namespace: str) -> bool:
+    from ketch.registry.store import Registry
+
+    return Registry(context.database).forget_namespace(namespace)
+
+
 CAPABILITY = Capability(
     name="registry",
     # follows the serving capability's InferenceServices (writes only its own tables)
@@ -35,4 +41,6 @@ CAPABILITY = Capability(
     routers=(_routes,),
     migrations=MIGRATIONS,
     services=(_service,),
+    # a deleted namespace's models, versions, artifacts, experiments and their records
+    namespace_finalizers=(_finalize,),
 )

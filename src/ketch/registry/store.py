@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 from ketch.core.errors import Conflict, InvalidSpec, NotFound
 from ketch.core.store.db import Database
 from ketch.registry.entities import ARTIFACT, BY_KIND, Fields, Kind, property_rows
-from ketch.registry.tables import MIGRATIONS, EntityRow, MetricHistoryRow, PropertyRow
+from ketch.registry.tables import (
+    MIGRATIONS,
+    EntityRow,
+    LineageRow,
+    MetricHistoryRow,
+    PropertyRow,
+)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -463,6 +469,18 @@ class Registry:
                 )
             ).scalar_one()
         return int(found)
+
+    def forget_namespace(self, namespace: str) -> bool:
+        """Delete everything the registry keeps of ``namespace`` (its models, versions,
+        artifacts, serving records, experiments, their properties, history and
+        lineage), in one transaction: a namespace finalizer (done: ``True``)."""
+        owned = select(EntityRow.id).where(EntityRow.namespace == namespace)
+        with self.database.session() as s:
+            s.execute(delete(PropertyRow).where(PropertyRow.entity_id.in_(owned)))
+            s.execute(delete(LineageRow).where(LineageRow.entity_id.in_(owned)))
+            s.execute(delete(MetricHistoryRow).where(MetricHistoryRow.run_id.in_(owned)))
+            s.execute(delete(EntityRow).where(EntityRow.namespace == namespace))
+        return True
 
     def touch(self, key: int) -> None:
         """Mark entity ``key`` as changed now."""
