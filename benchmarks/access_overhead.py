@@ -21,11 +21,8 @@ b. the serving hot path: single-row V2 infer at the service's ``status.url`` (it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inferenceservice_vs_mlserver import ketch_up  # noqa: E402
-from serving_vs_mlserver import BODY, Result, find_wrk, log, train  # noqa: E402
+from serving_vs_mlserver import (  # noqa: E402
+    Result,
+    find_wrk,
+    log,
+    median_result,
+    run_python,
+    run_wrk,
+    train,
+)
 
 from ketch.core.resource import Resource  # noqa: E402
 from ketch.core.store.db import Database  # noqa: E402
@@ -145,80 +150,16 @@ def api_gets(api: str, token: str | None, count: int) -> list[float]:
     return samples
 
 
-def run_wrk(wrk: str, url: str, token: str | None, duration: float, scratch: Path) -> Result:
-    script = scratch / "post.lua"
-    auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
-    script.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"{auth}wrk.body = '{BODY}'\n"
-    )
-    command = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "-s", str(script)]
-    output = subprocess.run(
-        [*command, f"{url}/v2/models/iris/infer"], capture_output=True, text=True, check=True
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    errors = 0
-    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
-        errors += int(match.group(1))
-    return Result(rps, _latency(output, "50%"), _latency(output, "99%"), errors)
-
-
-def _latency(output: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    if match is None:
-        raise RuntimeError(f"no {percentile} latency in wrk output:\n{output}")
-    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-
-
-def run_python(url: str, token: str | None, duration: float) -> Result:
-    """An asyncio HTTP/1.1 keep-alive load generator (when wrk cannot be had)."""
-    host, port = url.removeprefix("http://").split(":")
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    request = (
-        f"POST /v2/models/iris/infer HTTP/1.1\r\nHost: {host}\r\n{auth}"
-        f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n{BODY}"
-    ).encode()
-    latencies: list[float] = []
-    errors = 0
-
-    async def connection(stop: float) -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-                await reader.readexactly(length)
-                latencies.append(time.perf_counter() - started)
-                if not head.startswith(b"HTTP/1.1 200"):
-                    errors += 1
-        finally:
-            writer.close()
-
-    async def main() -> float:
-        stop = time.perf_counter() + duration
-        started = time.perf_counter()
-        await asyncio.gather(*(connection(stop) for _ in range(CONNECTIONS)))
-        return time.perf_counter() - started
-
-    elapsed = asyncio.run(main())
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Result(len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000, errors)
-
-
 def load(
     url: str, token: str | None, args: argparse.Namespace, wrk: str | None, scratch: Path
 ) -> Result:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     warmup = min(2.0, args.duration / 2)
     if wrk:
-        run_wrk(wrk, url, token, warmup, scratch)
-        return run_wrk(wrk, url, token, args.duration, scratch)
-    run_python(url, token, warmup)
-    return run_python(url, token, args.duration)
+        run_wrk(wrk, url, CONNECTIONS, warmup, scratch, headers)
+        return run_wrk(wrk, url, CONNECTIONS, args.duration, scratch, headers)
+    run_python(url, CONNECTIONS, warmup, headers)
+    return run_python(url, CONNECTIONS, args.duration, headers)
 
 
 def main() -> None:
@@ -269,14 +210,7 @@ def main() -> None:
     print(header)
     results = {}
     for variant, label in (("off", "off"), ("on", "on (token)")):
-        values = served[variant]
-        r = Result(
-            statistics.median(v.rps for v in values),
-            statistics.median(v.p50_ms for v in values),
-            statistics.median(v.p99_ms for v in values),
-            sum(v.errors for v in values),
-        )
-        results[variant] = r
+        r = results[variant] = median_result(served[variant])
         print(f"   {label:<16} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}")
     ratio = results["on"].rps / results["off"].rps
     print(f"   req/s with authentication on / off = {ratio:.1%} (target >= 90%)")

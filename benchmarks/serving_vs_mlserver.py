@@ -209,12 +209,21 @@ def check_answer(url: str) -> None:
 # -- load generators -------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: float, scratch: Path) -> Result:
+def run_wrk(
+    wrk: str,
+    url: str,
+    connections: int,
+    duration: float,
+    scratch: Path,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    """Single-row V2 infers at ``url`` with wrk; ``headers`` go with each request."""
     script = scratch / "post.lua"
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = '{BODY}'\n"
+        f"{extra}wrk.body = '{BODY}'\n"
     )
     command = [wrk, "-t2", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script)]
     output = subprocess.run(
@@ -237,11 +246,15 @@ def _wrk_latency(output: str, percentile: str) -> float:
     return float(match.group(1)) * scale
 
 
-def run_python(url: str, connections: int, duration: float) -> Result:
-    """An asyncio HTTP/1.1 keep-alive load generator (when wrk cannot be had)."""
+def run_python(
+    url: str, connections: int, duration: float, headers: dict[str, str] | None = None
+) -> Result:
+    """An asyncio HTTP/1.1 keep-alive load generator (when wrk cannot be had);
+    ``headers`` go with each request."""
     host, port = url.removeprefix("http://").split(":")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     request = (
-        f"POST /v2/models/iris/infer HTTP/1.1\r\nHost: {host}\r\n"
+        f"POST /v2/models/iris/infer HTTP/1.1\r\nHost: {host}\r\n{extra}"
         f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n{BODY}"
     ).encode()
     latencies: list[float] = []

@@ -25,14 +25,12 @@ from kfp_server_api.exceptions import ApiException
 
 from ketch.core.access import PUBLIC, rule_of
 from ketch.core.resource import Resource
-from ketch.core.store.db import Database
 from ketch.pipelines.api import routers
 from ketch.server.access import routes_of
-from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
-from tests.core.conftest import _postgres_database
-from tests.server.fixtures import SERVER_ENV, serve
+from tests.server.fixtures import DATABASES, serve_on
 from tests.server.helpers import Server, wait_until
+from tests.tenancy.helpers import add_users, as_user, directory_of, profile
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -63,78 +61,47 @@ def kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp(f"ketch-kfp-users-{request.param}")
-    if request.param == "sqlite":
-        yield from serve(Server(home, extra_env=SERVER_ENV))
-        return
-    for url in _postgres_database():
-        yield from serve(Server(home, database_url=url, extra_env=SERVER_ENV))
-
-
-def _apply(server: Server, manifest: dict[str, Any]) -> None:
-    server.store().apply(Resource.from_manifest(manifest))
-
-
-def _profile(server: Server, name: str, owner: str) -> None:
-    """A profile as the store keeps one: its owner is admin of its namespace."""
-    _apply(
-        server,
-        {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "Profile",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"owner": {"kind": "User", "name": owner}},
-        },
-    )
+    yield from serve_on(request.param, tmp_path_factory.mktemp(f"ketch-kfp-users-{request.param}"))
 
 
 @pytest.fixture(scope="module")
-def tokens(server: Server) -> dict[str, str]:
-    database = Database(server.db_url)
-    database.migrate([MIGRATIONS])
-    try:
-        directory = Directory(database)
-        made = {}
-        for email in (ADMIN, ALICE, BOB, CAROL):
-            directory.add(email, admin=email == ADMIN)
-            made[email] = directory.create_token(email, name="test")[1]
-    finally:
-        database.dispose()
-    _profile(server, "alice-ns", ALICE)
-    _profile(server, "bob-ns", BOB)
-    _apply(
-        server,
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "user-carol-view", "namespace": "alice-ns"},
-            "spec": {
-                "roleRef": {"kind": "ClusterRole", "name": "kubeflow-view"},
-                "subjects": [{"kind": "User", "name": CAROL}],
-            },
-        },
+def directory(server: Server) -> Iterator[Directory]:
+    yield from directory_of(server)
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server, directory: Directory) -> dict[str, str]:
+    made = add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
+    store = server.store()
+    store.apply(profile("alice-ns", ALICE))
+    store.apply(profile("bob-ns", BOB))
+    store.apply(
+        Resource.from_manifest(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "user-carol-view", "namespace": "alice-ns"},
+                "spec": {
+                    "roleRef": {"kind": "ClusterRole", "name": "kubeflow-view"},
+                    "subjects": [{"kind": "User", "name": CAROL}],
+                },
+            }
+        )
     )
 
     def ready() -> bool:
         for email, namespace in ((ALICE, "alice-ns"), (BOB, "bob-ns"), (CAROL, "alice-ns")):
-            with http_as(server, made[email]) as http:
+            with as_user(server, made[email]) as http:
                 if http.get(f"{KFP}/runs", params={"namespace": namespace}).status_code != 200:
                     return False
         return True
 
     assert wait_until(ready, timeout=20), "the profiles' roles did not take effect"
     return made
-
-
-def http_as(server: Server, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return server.client(headers=headers)
 
 
 def client_as(server: Server, token: str | None, namespace: str | None = None) -> kfp.Client:
@@ -194,7 +161,7 @@ def logs_path(namespace: str, run_id: str) -> str:
 
 
 def test_healthz_says_multi_user_to_anyone(server: Server, tokens: dict[str, str]) -> None:
-    with http_as(server, None) as http:
+    with as_user(server, None) as http:
         answer = http.get(f"{KFP}/healthz")
         assert answer.status_code == 200 and answer.json()["multi_user"] is True
 
@@ -265,7 +232,7 @@ def test_another_users_run_is_refused_by_id(
         == 403
     )
     assert status_of(lambda: bob.create_experiment(unique("intruder"), namespace="alice-ns")) == 403
-    with http_as(server, tokens[BOB]) as http:
+    with as_user(server, tokens[BOB]) as http:
         retried = http.post(f"{KFP}/runs/{run.run_id}:retry")
         assert retried.status_code == 403
         message = retried.json()["message"]
@@ -285,14 +252,14 @@ def test_another_users_run_is_refused_by_id(
     assert alice.get_experiment(experiment_id=experiment.experiment_id).storage_state == (
         "AVAILABLE"
     )
-    with http_as(server, tokens[ALICE]) as http:
+    with as_user(server, tokens[ALICE]) as http:
         assert _artifact_text(http, artifact_path(run)) == "alice's"
         logs = http.get(logs_path("alice-ns", run.run_id))
         assert logs.status_code == 200 and "writing alice's" in logs.text
 
     # the audit log names what bob tried, in alice's namespace
     def refused() -> list[dict[str, Any]]:
-        with http_as(server, tokens[ADMIN]) as http:
+        with as_user(server, tokens[ADMIN]) as http:
             items: list[dict[str, Any]] = http.get("/auth/audit", params={"user": BOB}).json()[
                 "items"
             ]
@@ -324,7 +291,7 @@ def test_the_view_role_reads_but_does_not_write(
     carol = client_as(server, tokens[CAROL], "alice-ns")
     assert carol.get_run(run.run_id).run_id == run.run_id
     assert carol.get_experiment(experiment_id=experiment.experiment_id).namespace == "alice-ns"
-    with http_as(server, tokens[CAROL]) as http:
+    with as_user(server, tokens[CAROL]) as http:
         assert _artifact_text(http, artifact_path(run)) == "alice's"
         assert "writing alice's" in http.get(logs_path("alice-ns", run.run_id)).text
         assert http.post(f"{KFP}/runs/{run.run_id}:retry").status_code == 403
@@ -351,7 +318,7 @@ def test_anonymous_callers_are_401(
     assert status_of(lambda: anonymous.list_runs()) == 401
     assert status_of(lambda: anonymous.get_run(run.run_id)) == 401
     assert status_of(lambda: anonymous.list_pipelines()) == 401
-    with http_as(server, None) as http:
+    with as_user(server, None) as http:
         assert http.get(artifact_path(run)).status_code == 401
         assert http.get(logs_path("alice-ns", run.run_id)).status_code == 401
 
@@ -384,7 +351,7 @@ def test_shared_pipelines_are_read_by_all_and_written_by_admins(
     # only a cluster admin writes a shared pipeline
     assert status_of(lambda: alice.upload_pipeline(str(package), unique("mine-shared"))) == 403
     assert status_of(lambda: alice.delete_pipeline(shared.pipeline_id)) == 403
-    with http_as(server, tokens[ALICE]) as http:
+    with as_user(server, tokens[ALICE]) as http:
         answer = http.post(
             f"{KFP}/pipelines/{shared.pipeline_id}/versions",
             json={"name": "v2", "pipeline_spec": version.pipeline_spec},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,19 +38,26 @@ def serve(server: Server) -> Iterator[Server]:
         assert code == 0, f"the server exited with {code}:\n{server.output()[-4000:]}"
 
 
-@pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """A running ``ketch up`` (SQLite, or a fresh PostgreSQL database)."""
-    home = tmp_path_factory.mktemp(f"ketch-{request.param}")
-    if request.param == "sqlite":
+#: the databases a server fixture runs on (PostgreSQL's when one is configured)
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def serve_on(database: str, home: Path) -> Iterator[Server]:
+    """:func:`serve` a ``ketch up`` in ``home`` on ``database`` (a :data:`DATABASES`
+    name): SQLite in ``home``, or a fresh PostgreSQL database."""
+    if database == "sqlite":
         yield from serve(Server(home, extra_env=SERVER_ENV))
         return
     for url in _postgres_database():
         yield from serve(Server(home, database_url=url, extra_env=SERVER_ENV))
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A running ``ketch up`` (SQLite, or a fresh PostgreSQL database)."""
+    yield from serve_on(request.param, tmp_path_factory.mktemp(f"ketch-{request.param}"))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ caller as Kubeflow's roles say, computed here independently of the server's rule
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.tenancy.helpers import profile
 from tests.tenancy.matrix_world import (
     ADMIN_LEVEL,
     DRY,
@@ -29,7 +31,6 @@ from tests.tenancy.matrix_world import (
     World,
     config_map,
     job,
-    profile,
     secret,
 )
 
@@ -158,7 +159,8 @@ def _kubernetes_probes(route: Any, method: str, world: World) -> list[Probe] | N
         rest = path[len("/apis/{group}/") :]
     else:
         return None
-    rest = rest[len("{version}/") :] if rest.startswith("{version}/") else rest
+    # the version parameter, with its convertor when it has one ({version:ketchapiversion})
+    rest = re.sub(r"^\{version(:\w+)?\}/", "", rest)
     namespaced = "{namespace}" in rest
     probes = []
     list_all = not namespaced and rest in ("{plural}", "watch/{plural}") and method == "GET"
@@ -359,7 +361,7 @@ def _other_probe(path: str, method: str, world: World) -> Probe | None:
         elif url.startswith("/kfam/v1/profiles/"):
             probe.last = True
             # each caller finds the profile there (a profile deleted has no owner)
-            probe.reset = lambda: profile(world.app_store, SPARE, OWNER)
+            probe.reset = lambda: world.app_store.apply(profile(SPARE, OWNER))
         elif url == "/kfam/v1/role/clusteradmin":
             probe.params = {"user": OWNER}
         elif url == "/api/v1/namespaces" and method == "POST":
@@ -399,6 +401,8 @@ def _other_probe(path: str, method: str, world: World) -> Probe | None:
 def probes_of(world: World) -> tuple[list[Probe], list[str]]:
     """Every route's probes, and the routes the matrix cannot fill (a new route: say
     here how to call it)."""
+    from tests.tenancy.matrix_registry import registry_probe
+
     probes: list[Probe] = []
     unfilled: list[str] = []
     for route in world.routes:
@@ -409,8 +413,10 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
                 continue
             made = _kubernetes_probes(route, method, world)
             if made is None:
-                one = _kfp_probe(route.path, method, world) or _other_probe(
-                    route.path, method, world
+                one = (
+                    _kfp_probe(route.path, method, world)
+                    or registry_probe(route.path, method, world)
+                    or _other_probe(route.path, method, world)
                 )
                 made = [one] if one is not None else []
             if not made:

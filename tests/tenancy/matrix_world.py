@@ -30,7 +30,9 @@ from ketch.tenancy.authn import ProxySettings, parse_networks
 from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.pipelines.components import inc
+from tests.server.fixtures import job as suspended_job
 from tests.server.helpers import ThreadServer, wait_until
+from tests.tenancy.helpers import add_users, profile
 
 TEAM, ELSEWHERE = "team-a", "team-b"
 #: a profile of the owner's that the matrix may delete
@@ -107,18 +109,6 @@ def apply(store: ResourceStore, manifest: dict[str, Any]) -> Resource:
     return store.apply(Resource.from_manifest(manifest))
 
 
-def profile(store: ResourceStore, name: str, owner: str) -> None:
-    apply(
-        store,
-        {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "Profile",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"owner": {"kind": "User", "name": owner}},
-        },
-    )
-
-
 def binding(store: ResourceStore, name: str, role: str, user: str) -> None:
     apply(
         store,
@@ -159,27 +149,10 @@ def secret(name: str, namespace: str) -> dict[str, Any]:
 
 
 def job(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runPolicy": {"suspend": True},
-            "pytorchReplicaSpecs": {
-                "Master": {
-                    "replicas": 1,
-                    "restartPolicy": "Never",
-                    "template": {
-                        "spec": {
-                            "containers": [
-                                {"name": "pytorch", "image": "pytorch/pytorch", "command": ["true"]}
-                            ]
-                        }
-                    },
-                }
-            },
-        },
-    }
+    """A suspended PyTorchJob in ``namespace``."""
+    manifest = suspended_job(name)
+    manifest["metadata"]["namespace"] = namespace
+    return manifest
 
 
 @dsl.pipeline(name="matrix-pipeline")
@@ -206,17 +179,15 @@ def make_world(home: Path, url: str | None = None) -> Iterator[World]:
     url = url or f"sqlite:///{home / 'ketch.db'}"
     database = Database(url)
     database.migrate([MIGRATIONS])
-    directory = Directory(database)
-    tokens = {}
-    for caller, email in (
-        ("cluster-admin", ADMIN),
-        ("owner", OWNER),
-        ("contributor-edit", EDITOR),
-        ("contributor-view", VIEWER),
-        ("other-user", OTHER),
-    ):
-        directory.add(email, admin=email == ADMIN)
-        tokens[caller] = directory.create_token(email, name="matrix")[1]
+    callers = {
+        "cluster-admin": ADMIN,
+        "owner": OWNER,
+        "contributor-edit": EDITOR,
+        "contributor-view": VIEWER,
+        "other-user": OTHER,
+    }
+    made = add_users(Directory(database), callers.values(), admin=ADMIN)
+    tokens = {caller: made[email] for caller, email in callers.items()}
 
     from ketch.capabilities import create_app
 
@@ -255,9 +226,8 @@ def make_world(home: Path, url: str | None = None) -> Iterator[World]:
 
 def populate(world: World, home: Path) -> None:
     store = world.store
-    profile(store, TEAM, OWNER)
-    profile(store, ELSEWHERE, OTHER)
-    profile(store, SPARE, OWNER)
+    for name, owner in ((TEAM, OWNER), (ELSEWHERE, OTHER), (SPARE, OWNER)):
+        store.apply(profile(name, owner))
     binding(store, "edit-eddie", "kubeflow-edit", EDITOR)
     binding(store, "view-vera", "kubeflow-view", VIEWER)
     for namespace in (TEAM, ELSEWHERE):
@@ -317,6 +287,9 @@ def populate(world: World, home: Path) -> None:
             world.ids[key] = made["recurring_run_id"]
         runs = ok(http.get(f"/apis/pipelines.ketch.dev/v1/namespaces/{TEAM}/pipelineruns"))
         world.ids["pipelinerun"] = runs["items"][0]["metadata"]["name"]
+        from tests.tenancy.matrix_registry import populate_registry
+
+        populate_registry(world, http)
 
 
 def stored_run(database: Database, experiment: str, home: Path) -> str:

@@ -8,14 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from ketch.core.store.db import Database
-from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server, assert_error
+from tests.tenancy.helpers import add_users, as_user, directory_of
 from tests.tenancy.test_kfam import KFAM, kfam_binding, listed
 
 ADMIN, ALICE, BOB, CAROL = (f"{who}@kfam.example.com" for who in ("admin", "alice", "bob", "carol"))
@@ -27,22 +25,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def tokens(server: Server) -> Iterator[dict[str, str]]:
-    database = Database(server.db_url)
-    database.migrate([MIGRATIONS])
-    try:
-        directory = Directory(database)
-        made = {}
-        for email in (ADMIN, ALICE, BOB, CAROL):
-            directory.add(email, admin=email == ADMIN)
-            made[email] = directory.create_token(email, name="kfam")[1]
-        yield made
-    finally:
-        database.dispose()
+def directory(server: Server) -> Iterator[Directory]:
+    yield from directory_of(server)
 
 
-def as_user(server: Server, token: str | None) -> httpx.Client:
-    return server.client(headers={"Authorization": f"Bearer {token}"} if token else {})
+@pytest.fixture(scope="module")
+def tokens(directory: Directory) -> dict[str, str]:
+    return add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
 
 
 def new_profile(name: str, owner: str) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from ketch.core.access import (
 from ketch.core.errors import Forbidden, InvalidSpec
 from ketch.tenancy import login, oidc
 from ketch.tenancy.audit import AuditTrail
-from ketch.tenancy.users import Directory, parse_duration
+from ketch.tenancy.pages import directory_of
+from ketch.tenancy.users import parse_duration
 
 router = APIRouter(tags=["auth"])
 router.include_router(login.router)
@@ -43,9 +44,8 @@ class TokenRequest(BaseModel):
 @router.post("/auth/token", summary="Trade an email and password for a new API token")
 @rule(PUBLIC)
 async def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
-    access = access_of(request)
-    directory = access.extra.get("directory") if access is not None else None
-    if not isinstance(directory, Directory):
+    directory = directory_of(request)
+    if directory is None:
         raise InvalidSpec("this server has no users; nothing to sign in to")
     expires = parse_duration(body.expires) if body.expires else None
     client = request.client.host if request.client else None

@@ -210,12 +210,21 @@ def _entry(binding: Resource, user: str | None, role: str | None) -> dict[str, A
     }
 
 
+def _allowed_binding(
+    request: Request, body: Any, verb: Verb
+) -> tuple[str, str, dict[str, str], str, str]:
+    """A Binding body (:func:`_binding`) once the caller may ``verb`` its RoleBinding:
+    its namespace, the RoleBinding's name, user subject, role kind and role."""
+    namespace, user, ref_kind, role = _binding(body)
+    name = binding_name(user["kind"], user["name"], ref_kind, role)
+    _authorize(request, Attributes(verb, RBAC_GROUP, "rolebindings", namespace, name))
+    return namespace, name, user, ref_kind, role
+
+
 @router.post(f"{PREFIX}/bindings", summary="Add a contributor to a profile (KFAM)")
 @rule(AUTHENTICATED)
 def create_binding(request: Request, body: Any = Body(...)) -> Response:
-    namespace, user, ref_kind, role = _binding(body)
-    name = binding_name(user["kind"], user["name"], ref_kind, role)
-    _authorize(request, Attributes(Verb.CREATE, RBAC_GROUP, "rolebindings", namespace, name))
+    namespace, name, user, ref_kind, role = _allowed_binding(request, body, Verb.CREATE)
     store = _store(request)
     _require_profile(store, namespace)
     store.create(
@@ -233,9 +242,7 @@ def create_binding(request: Request, body: Any = Body(...)) -> Response:
 @router.delete(f"{PREFIX}/bindings", summary="Remove a contributor from a profile (KFAM)")
 @rule(AUTHENTICATED)
 def delete_binding(request: Request, body: Any = Body(...)) -> Response:
-    namespace, user, ref_kind, role = _binding(body)
-    name = binding_name(user["kind"], user["name"], ref_kind, role)
-    _authorize(request, Attributes(Verb.DELETE, RBAC_GROUP, "rolebindings", namespace, name))
+    namespace, name, _user, _kind, _role = _allowed_binding(request, body, Verb.DELETE)
     _store(request).delete(ROLE_BINDING, namespace, name)
     return _empty()
 
