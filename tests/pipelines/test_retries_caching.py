@@ -224,3 +224,50 @@ def test_cached_artifacts_are_reused(tmp_path):
     )
     assert read_lines(marker) == ["read"]
     assert second.outputs == {"Output": "v1"}
+
+
+@dsl.pipeline(name="namespaced-cache")
+def namespaced_cache(path: str, text: str) -> str:
+    w = write_dataset(text=text)
+    return read_dataset(data=w.outputs["out"], path=path).output
+
+
+def test_the_cache_is_kept_apart_per_namespace(tmp_path, make_service):
+    """A cached task of one namespace (a profile's) is never a hit in another, so a run
+    never gets another profile's artifact paths; within a namespace it still is."""
+    from google.protobuf import json_format
+
+    from ketch.pipelines.runs import PipelineRunSource
+
+    spec = json_format.MessageToDict(namespaced_cache.pipeline_spec)
+    marker = tmp_path / "ran.txt"
+    service = make_service()
+    service.start()
+    try:
+        tasks = PipelineRunSource(service.database).tasks
+
+        def run_in(namespace):
+            run_id = service.submit(
+                spec, parameters={"path": str(marker), "text": "v1"}, namespace=namespace
+            )
+            assert service.wait(run_id, 120) == "SUCCEEDED"
+            return {t.name: t for t in tasks(run_id)}
+
+        first = run_in("team-a")
+        other = run_in("team-b")
+        again = run_in("team-a")
+    finally:
+        service.stop()
+
+    def uri(task):
+        return task.outputs["artifacts"]["out"][0]["uri"]
+
+    assert not first["write-dataset"].cached and not first["read-dataset"].cached
+    # the same task in another namespace runs again, writing an artifact of its own
+    assert not other["write-dataset"].cached and not other["read-dataset"].cached
+    assert uri(other["write-dataset"]) != uri(first["write-dataset"])
+    assert other["write-dataset"].cache_key != first["write-dataset"].cache_key
+    # in the same namespace it is still a hit, with that namespace's artifact
+    assert again["write-dataset"].cached and again["read-dataset"].cached
+    assert uri(again["write-dataset"]) == uri(first["write-dataset"])
+    assert read_lines(marker) == ["read", "read"]

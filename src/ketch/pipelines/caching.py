@@ -4,6 +4,10 @@ A task's key covers its resolved input parameters, its input artifacts (by
 URI), the types of its outputs and its container (image, command, args); a
 ``cachingOptions.cacheKey`` set on the task replaces the computed key. Entries
 live in the store, so the cache survives across runs and processes.
+
+Every key also covers the run's namespace, as KFP looks a cached execution up in
+the run's namespace only: a run never reuses the outputs (and artifact paths) of
+another profile's task.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ def cache_key(
     executor: dict[str, Any],
     parameters: dict[str, Any],
     artifacts: dict[str, list[dict[str, Any]]],
+    namespace: str,
     custom_key: str | None = None,
 ) -> str:
-    if custom_key:
-        return hashlib.sha256(("custom:" + custom_key).encode()).hexdigest()
+    if custom_key:  # a namespace is a DNS label: no "/" in it
+        return hashlib.sha256(f"custom:{namespace}/{custom_key}".encode()).hexdigest()
     container = executor.get("container", {})
     outputs = component.get("outputDefinitions", {})
     payload = {
+        "namespace": namespace,
         "inputParameterValues": parameters,
         "inputArtifacts": {k: [a.get("uri") for a in v] for k, v in sorted(artifacts.items())},
         "outputArtifactsSpec": {

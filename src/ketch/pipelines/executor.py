@@ -132,6 +132,7 @@ class LocalTaskRunner(TaskRunner):
                 executor=executor,
                 parameters=node.inputs,
                 artifacts=node.input_artifacts,
+                namespace=ctx.namespace,  # a hit only within the run's own namespace
                 custom_key=node.task.get("cachingOptions", {}).get("cacheKey"),
             )
             hit = self.recorder.cache_lookup(node.cache_key)
