@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import LAST_CONDITION, Column, Kind
+from ketch.core.services import Service, ServiceContext
 from ketch.core.spec import SpecModel, model_schema
+from ketch.core.workloads.provenance import WorkloadProvenance
 from ketch.jobs import spec
 from ketch.jobs.batch import controller as batch
 from ketch.jobs.batch.spec import KIND as BATCH_KIND
@@ -59,9 +61,15 @@ def _validators(_admission: Admission) -> Mapping[str, Validator]:
     return {**VALIDATORS, BATCH_KIND: validate_batch}
 
 
+def _provenance(context: ServiceContext) -> Service:
+    # what made a file under a job's KETCH_OUTPUT_DIR (the model registry's lineage)
+    return WorkloadProvenance(context.store, [kind.kind for kind in KINDS])
+
+
 CAPABILITY = Capability(
     name="jobs",
     kinds=KINDS,
+    services=(_provenance,),
     controllers=(*FACTORIES, batch.FACTORY),
     validators=_validators,
 )

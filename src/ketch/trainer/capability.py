@@ -8,8 +8,10 @@ from typing import Any
 
 from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import LAST_CONDITION, Kind
+from ketch.core.services import Service, ServiceContext
 from ketch.core.spec import model_schema
 from ketch.core.validation import ManifestValidator, spec_of
+from ketch.core.workloads.provenance import WorkloadProvenance
 from ketch.trainer.controller import FACTORY, KIND
 from ketch.trainer.spec import (
     CLUSTER_RUNTIME,
@@ -69,9 +71,15 @@ def _validators(_admission: Admission) -> Mapping[str, Validator]:
     }
 
 
+def _provenance(context: ServiceContext) -> Service:
+    # what made a file under a TrainJob's KETCH_OUTPUT_DIR (the model registry's lineage)
+    return WorkloadProvenance(context.store, [KIND])
+
+
 CAPABILITY = Capability(
     name="trainer",
     kinds=KINDS,
     controllers=(FACTORY,),
     validators=_validators,
+    services=(_provenance,),
 )

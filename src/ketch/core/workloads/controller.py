@@ -101,6 +101,7 @@ from ketch.core.workloads.processes import (
     stop,
     wake_on_exit,
 )
+from ketch.core.workloads.provenance import OUTPUT_ENV, outputs_dir
 
 log = logging.getLogger("ketch.core.workloads.controller")
 
@@ -315,7 +316,9 @@ class GangController(StatusController):
     ) -> ProcessSpec:
         """The process of replica ``replica_name``: its container's command, env and limits."""
         container = job.container(rtype)
-        env = {e.name: e.value or "" for e in container.env}
+        # a folder of the job's own for what it makes (its models, for the registry)
+        env = {OUTPUT_ENV: str(outputs_dir(workdir))}
+        env.update({e.name: e.value or "" for e in container.env})
         env.update(self._replica_env(job, rtype, index, addresses))
         spec = container_process(
             container,

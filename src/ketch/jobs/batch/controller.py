@@ -90,6 +90,7 @@ from ketch.core.workloads.processes import (
     stop,
     wake_on_exit,
 )
+from ketch.core.workloads.provenance import OUTPUT_ENV, outputs_dir
 from ketch.jobs.batch.pods import (
     ContainerRun,
     JobRun,
@@ -374,6 +375,10 @@ class JobController(StatusController):
         # the namespace's service-account token, once authentication is on (never shown)
         secret = workload_env(self.store.database, key[0])
         if secret:
+        job_run = self.runs.get(key)
+        if job_run is not None:  # a folder of the Job's own for what it makes
+            outputs = str(outputs_dir(job_run.workdir))
+            spec = dataclasses.replace(spec, env={OUTPUT_ENV: outputs, **spec.env})
             spec = dataclasses.replace(spec, secret_env=secret)
         try:
             handle: ProcessHandle = self.backend.start(spec)
