@@ -335,31 +335,9 @@ def _serve(
     import uvicorn
 
     from ketch.capabilities import create_app
+    from ketch.core.access import ServerAddress
     from ketch.core.tls import ca_path
 
-    app = create_app(
-        home=home,
-        bind=host,
-        sole_server=True,  # up() holds the store's lock
-        proxy=security.proxy,
-        registration=security.registration,
-    )
-    cfg = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=log_level == "debug",
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-        ssl_certfile=str(files.certfile) if files is not None else None,
-        ssl_keyfile=str(files.keyfile) if files is not None else None,
-    )
-    url_host = f"[{host}]" if ":" in host else host
-    if host in ("0.0.0.0", "::"):
-        url_host = "127.0.0.1"
-    ca = ca_path(home) if security.self_signed else None
-    server = _server_class()(cfg, app, url_host, ca)
     try:
         sock = _bind(host, port)
     except OSError as exc:
@@ -369,7 +347,36 @@ def _serve(
             err=True,
         )
         raise typer.Exit(1) from None
+    url_host = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        url_host = "127.0.0.1"
+    ca = ca_path(home) if security.self_signed else None
+    scheme = "https" if files is not None else "http"
+    # where the workloads it starts call it back (its port is known once bound: --port 0)
+    address = ServerAddress(
+        f"{scheme}://{url_host}:{sock.getsockname()[1]}", str(ca) if ca is not None else None
+    )
     with sock:
+        app = create_app(
+            home=home,
+            bind=host,
+            sole_server=True,  # up() holds the store's lock
+            proxy=security.proxy,
+            registration=security.registration,
+            address=address,
+        )
+        cfg = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=log_level == "debug",
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+            ssl_certfile=str(files.certfile) if files is not None else None,
+            ssl_keyfile=str(files.keyfile) if files is not None else None,
+        )
+        server = _server_class()(cfg, app, url_host, ca)
         server.run(sockets=[sock])
     if not server.started:
         typer.echo("error: the server did not start; see the messages above", err=True)

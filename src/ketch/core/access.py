@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ketch.core.tls import CA_FILE_ENV
+
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
@@ -187,13 +189,51 @@ def bound_access(owner: object) -> Access | None:
     return _BOUND.get(owner)
 
 
+#: where a workload finds the API server that started it (what Ketch's clients read,
+#: :mod:`ketch.core.http`, with the CA of ``KETCH_CA_FILE``: :data:`CA_FILE_ENV`)
+URL_ENV = "KETCH_URL"
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where the workloads of a running API server call it back: its base URL
+    (``http://127.0.0.1:8808``) and, for an ``https`` one whose certificate Ketch's own
+    CA signed, that CA's file."""
+
+    url: str
+    ca_file: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {URL_ENV: self.url}
+        if self.ca_file:
+            env[CA_FILE_ENV] = self.ca_file
+        return env
+
+
+_ADDRESSES: weakref.WeakKeyDictionary[Any, ServerAddress] = weakref.WeakKeyDictionary()
+
+
+def bind_address(owner: object, address: ServerAddress | None) -> None:
+    """Make ``address`` where the app whose store is ``owner`` (its Database) is served,
+    once it listens (``None``: it is not, or not known)."""
+    if address is None:
+        _ADDRESSES.pop(owner, None)
+    else:
+        _ADDRESSES[owner] = address
+
+
 def workload_env(owner: object, namespace: str) -> dict[str, str]:
-    """The credentials a workload in ``namespace`` gets from the access bound to
-    ``owner`` (a store's Database); empty when there is none or it is off."""
+    """What a workload in ``namespace`` gets in its environment (never shown) to call
+    the API server of the store ``owner`` (a Database) back: where that server is
+    (``KETCH_URL``, ``KETCH_CA_FILE``; :func:`bind_address`) while one is served, and
+    its namespace's credentials (``KETCH_TOKEN``) from the access bound to ``owner``
+    while authentication is on. Empty when neither is there."""
+    address = _ADDRESSES.get(owner)
+    env = address.env() if address is not None else {}
     access = _BOUND.get(owner)
-    if access is None or access.workloads is None:
-        return {}
-    return dict(access.workloads.env(namespace))
+    if access is not None and access.workloads is not None:
+        env.update(access.workloads.env(namespace))
+    return env
 
 
 @dataclass(frozen=True)

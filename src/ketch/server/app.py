@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ketch.core import config
-from ketch.core.access import PUBLIC, Access, bind_access, rule
+from ketch.core.access import PUBLIC, Access, ServerAddress, bind_access, bind_address, rule
 from ketch.core.backend import Backend
 from ketch.core.capability import (
     Admission,
@@ -61,6 +61,7 @@ def create_app(
     bind: str = "127.0.0.1",
     sole_server: bool = False,
     access: Callable[[Database, ResourceStore], Access] | None = None,
+    address: ServerAddress | None = None,
 ) -> FastAPI:
     """The API server app for ``capabilities`` (:func:`ketch.capabilities.create_app`
     assembles every capability Ketch has).
@@ -78,6 +79,9 @@ def create_app(
     ``access`` makes the access implementation (who is calling, what they may do; see
     :mod:`ketch.server.access`) over the app's store; without it every caller is the
     one local user.
+    ``address``: where the app is served (its URL, once its socket is bound), which
+    the workloads its controllers and services start get in ``KETCH_URL`` to call it
+    back (see :func:`ketch.core.access.workload_env`).
 
     The app has one :class:`~ketch.core.store.db.Database` (its connections to the
     store), which everything it serves and runs uses; the store is migrated when the
@@ -113,6 +117,7 @@ def create_app(
     finalize_namespaces(capabilities, context)
     applied = access(database, state.store) if access is not None else None
     bind_access(database, applied)  # what the controllers of this store find
+    bind_address(database, address)  # where their workloads call the server back
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,6 +3,8 @@ transformer calling its predictor. Each runs as its namespace's ``default-editor
 service account, as a Kubeflow pod does: it gets that account's API token in
 ``KETCH_TOKEN`` (in the process's environment only, never in a manifest), and the
 account may edit its own namespace and nothing else (see :mod:`ketch.tenancy.roles`).
+Where the server is (``KETCH_URL``) they get beside it, from the server itself
+(:func:`ketch.core.access.workload_env`).
 
 A token is minted per namespace once per server process and kept in memory (the
 store keeps only its HMAC), checked against the store before it is handed out again
