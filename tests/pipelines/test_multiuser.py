@@ -24,22 +24,23 @@ from kfp import compiler, dsl
 from kfp_server_api.exceptions import ApiException
 
 from ketch.core.access import PUBLIC, rule_of
-from ketch.core.resource import Resource
 from ketch.pipelines.api import routers
 from ketch.server.access import routes_of
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import DATABASES, serve_on
 from tests.server.helpers import Server, wait_until
-from tests.tenancy.helpers import add_users, as_user, directory_of, profile
+from tests.tenancy.helpers import (
+    ADMIN,
+    ALICE,
+    BOB,
+    CAROL,
+    as_user,
+    directory_of,
+    two_owners_and_a_viewer,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN, ALICE, BOB, CAROL = (
-    "admin@example.com",
-    "alice@example.com",
-    "bob@example.com",
-    "carol@example.com",
-)
 KFP = "/apis/v2beta1"
 
 
@@ -75,33 +76,10 @@ def directory(server: Server) -> Iterator[Directory]:
 
 @pytest.fixture(scope="module")
 def tokens(server: Server, directory: Directory) -> dict[str, str]:
-    made = add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
-    store = server.store()
-    store.apply(profile("alice-ns", ALICE))
-    store.apply(profile("bob-ns", BOB))
-    store.apply(
-        Resource.from_manifest(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": "user-carol-view", "namespace": "alice-ns"},
-                "spec": {
-                    "roleRef": {"kind": "ClusterRole", "name": "kubeflow-view"},
-                    "subjects": [{"kind": "User", "name": CAROL}],
-                },
-            }
-        )
-    )
+    def reads(http: httpx.Client, namespace: str) -> bool:
+        return http.get(f"{KFP}/runs", params={"namespace": namespace}).status_code == 200
 
-    def ready() -> bool:
-        for email, namespace in ((ALICE, "alice-ns"), (BOB, "bob-ns"), (CAROL, "alice-ns")):
-            with as_user(server, made[email]) as http:
-                if http.get(f"{KFP}/runs", params={"namespace": namespace}).status_code != 200:
-                    return False
-        return True
-
-    assert wait_until(ready, timeout=20), "the profiles' roles did not take effect"
-    return made
+    return two_owners_and_a_viewer(server, directory, ("alice-ns", "bob-ns"), reads)
 
 
 def client_as(server: Server, token: str | None, namespace: str | None = None) -> kfp.Client:

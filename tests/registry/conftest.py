@@ -10,25 +10,17 @@ from typing import Any
 
 import pytest
 
-from tests.core.conftest import _postgres_database
-from tests.server.fixtures import SERVER_ENV, serve
+from tests.server.fixtures import DATABASES, serve_on
 from tests.server.helpers import Server
 
 pytest.importorskip("model_registry", reason="the model-registry client is not installed")
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp(f"ketch-registry-{request.param}")
-    if request.param == "sqlite":
-        yield from serve(Server(home, extra_env=SERVER_ENV))
-        return
-    for url in _postgres_database():
-        yield from serve(Server(home, database_url=url, extra_env=SERVER_ENV))
+    yield from serve_on(request.param, tmp_path_factory.mktemp(f"ketch-registry-{request.param}"))
 
 
 class LoopRunner:

@@ -9,21 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from ketch.core.resource import Resource
 from ketch.tenancy.users import Directory
 from tests.server.helpers import Server, wait_until
-from tests.tenancy.helpers import add_users, as_user, directory_of, profile
+from tests.tenancy.helpers import (
+    ADMIN,
+    ALICE,
+    BOB,
+    CAROL,
+    as_user,
+    directory_of,
+    two_owners_and_a_viewer,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
-ADMIN, ALICE, BOB, CAROL = (
-    "admin@example.com",
-    "alice@example.com",
-    "bob@example.com",
-    "carol@example.com",
-)
 API = "/api/model_registry/v1"
 
 
@@ -34,34 +36,11 @@ def directory(server: Server) -> Iterator[Directory]:
 
 @pytest.fixture(scope="module")
 def tokens(server: Server, directory: Directory) -> dict[str, str]:
-    made = add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
-    store = server.store()
-    store.apply(profile("alice-mr", ALICE))
-    store.apply(profile("bob-mr", BOB))
-    store.apply(
-        Resource.from_manifest(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": "user-carol-view", "namespace": "alice-mr"},
-                "spec": {
-                    "roleRef": {"kind": "ClusterRole", "name": "kubeflow-view"},
-                    "subjects": [{"kind": "User", "name": CAROL}],
-                },
-            }
-        )
-    )
+    def reads(http: httpx.Client, namespace: str) -> bool:
+        found = http.get(f"{API}/registered_models", params={"namespace": namespace})
+        return found.status_code == 200
 
-    def ready() -> bool:
-        for email, namespace in ((ALICE, "alice-mr"), (BOB, "bob-mr"), (CAROL, "alice-mr")):
-            with as_user(server, made[email]) as http:
-                found = http.get(f"{API}/registered_models", params={"namespace": namespace})
-                if found.status_code != 200:
-                    return False
-        return True
-
-    assert wait_until(ready, timeout=20), "the profiles' roles did not take effect"
-    return made
+    return two_owners_and_a_viewer(server, directory, ("alice-mr", "bob-mr"), reads)
 
 
 def test_each_owner_registers_into_their_profile(
@@ -99,7 +78,7 @@ def test_each_owner_registers_into_their_profile(
     with as_user(server, tokens[CAROL]) as http:
         scope = {"namespace": "alice-mr"}
         listed = http.get(f"{API}/registered_models", params=scope).json()
-        assert {m["name"] for m in listed["items"]} == {"shared-name", "alice-only"}
+        assert {"shared-name", "alice-only"} <= {m["name"] for m in listed["items"]}
         assert (
             http.post(f"{API}/registered_models", params=scope, json={"name": "x"}).status_code
             == 403
@@ -131,6 +110,10 @@ def test_deleting_a_profile_deletes_its_registry(server: Server, tokens: dict[st
         )
         made = http.post(f"{API}/registered_models", params=scope, json={"name": "doomed"})
         assert made.status_code == 201, made.text
+        kept = http.post(
+            f"{API}/registered_models", params={"namespace": "alice-mr"}, json={"name": "kept"}
+        )
+        assert kept.status_code in (201, 409), kept.text
     with as_user(server, tokens[ADMIN]) as http:
         assert http.delete("/apis/kubeflow.org/v1/profiles/gone-mr").status_code == 200
 
@@ -141,5 +124,5 @@ def test_deleting_a_profile_deletes_its_registry(server: Server, tokens: dict[st
         assert wait_until(emptied, timeout=30)
         assert http.get(f"{API}/registered_models/{made.json()['id']}").status_code == 404
         # the other profiles keep theirs
-        kept = http.get(f"{API}/registered_models", params={"namespace": "alice-mr"}).json()
-        assert kept["items"]
+        left = http.get(f"{API}/registered_models", params={"namespace": "alice-mr"}).json()
+        assert "kept" in {m["name"] for m in left["items"]}

@@ -3,7 +3,7 @@ tokens, profiles written as the store keeps them, and clients that send a token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import httpx
 
@@ -11,7 +11,14 @@ from ketch.core.resource import Resource
 from ketch.core.store.db import Database
 from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
-from tests.server.helpers import Server
+from tests.server.helpers import Server, wait_until
+
+ADMIN, ALICE, BOB, CAROL = (
+    "admin@example.com",
+    "alice@example.com",
+    "bob@example.com",
+    "carol@example.com",
+)
 
 
 def directory_of(server: Server) -> Iterator[Directory]:
@@ -50,3 +57,46 @@ def as_user(server: Server, token: str | None) -> httpx.Client:
     """A client of ``server`` sending ``token`` (none: anonymous)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return server.client(headers=headers)
+
+
+def view_binding(namespace: str, user: str) -> Resource:
+    """A RoleBinding giving ``user`` Kubeflow's view role in ``namespace``."""
+    return Resource.from_manifest(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"user-{user.split('@')[0]}-view", "namespace": namespace},
+            "spec": {
+                "roleRef": {"kind": "ClusterRole", "name": "kubeflow-view"},
+                "subjects": [{"kind": "User", "name": user}],
+            },
+        }
+    )
+
+
+def two_owners_and_a_viewer(
+    server: Server,
+    directory: Directory,
+    namespaces: tuple[str, str],
+    reads: Callable[[httpx.Client, str], bool],
+) -> dict[str, str]:
+    """The users ADMIN (a cluster admin), ALICE and BOB, who own the profiles
+    ``namespaces``, and CAROL, who views Alice's, with their tokens, once ``reads(http,
+    namespace)`` says each can read where their role says (roles take effect from a
+    snapshot)."""
+    made = add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
+    store = server.store()
+    alice_ns, bob_ns = namespaces
+    store.apply(profile(alice_ns, ALICE))
+    store.apply(profile(bob_ns, BOB))
+    store.apply(view_binding(alice_ns, CAROL))
+
+    def ready() -> bool:
+        for email, namespace in ((ALICE, alice_ns), (BOB, bob_ns), (CAROL, alice_ns)):
+            with as_user(server, made[email]) as http:
+                if not reads(http, namespace):
+                    return False
+        return True
+
+    assert wait_until(ready, timeout=20), "the profiles' roles did not take effect"
+    return made
