@@ -1,6 +1,6 @@
-"""The quota arithmetic of :mod:`ketch.core.quota` over a real store: the hard limits
-read from a stored Profile, pods charged to a namespace and released, quantities
-printed as Kubernetes prints them."""
+"""The quota arithmetic of :mod:`ketch.core.quota` and :mod:`ketch.core.charges` over a
+real store: the hard limits read from a stored Profile, pods charged to a namespace and
+released, exactly, quantities printed as Kubernetes prints them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ketch.core import quota
+from ketch.core import charges, quota
 from ketch.core.kinds import Kind, registry_of
 from ketch.core.resource import Resource
 from ketch.core.store.db import Database
@@ -72,7 +72,7 @@ def test_count_names_follow_kubernetes() -> None:
 
 def test_the_ledger_charges_whole_gangs_and_releases_them(store: ResourceStore) -> None:
     _profile(store, "team", {"cpu": "1", "memory": "1Gi", "pods": "3"})
-    ledger = quota.QuotaLedger()
+    ledger = charges.QuotaLedger()
     half = _container(cpu="500m", memory="256Mi")
     assert ledger.admit(store, "a", "team", [("a-0", [half])]) is None
     assert ledger.admit(store, "a", "team", [("a-0", [half])]) is None  # charged once
@@ -99,7 +99,7 @@ def test_the_ledger_charges_whole_gangs_and_releases_them(store: ResourceStore) 
 
 def test_a_request_defaults_to_the_limit_and_gpus_are_counted(store: ResourceStore) -> None:
     _profile(store, "gpus", {"requests.nvidia.com/gpu": "1", "limits.cpu": "1"})
-    ledger = quota.QuotaLedger()
+    ledger = charges.QuotaLedger()
     gpu = Container.model_validate(
         {
             "name": "main",
@@ -160,12 +160,51 @@ def test_usage_reports_hard_and_used(store: ResourceStore) -> None:
             }
         )
     )
-    quota.ledger_of(store).admit(store, "k", "seen", [("k-0", [_container(cpu="1500m")])])
+    charges.ledger_of(store).admit(store, "k", "seen", [("k-0", [_container(cpu="1500m")])])
     try:
-        assert quota.usage(store, "seen", registry_of([JOB])) == {
+        assert charges.usage(store, "seen", registry_of([JOB])) == {
             "hard": {"cpu": "2", "count/pytorchjobs.kubeflow.org": "5"},
             "used": {"cpu": "1500m", "count/pytorchjobs.kubeflow.org": "1"},
         }
     finally:
-        quota.ledger_of(store).release("k")
-    assert quota.usage(store, "no-profile") == {"hard": {}, "used": {}}
+        charges.ledger_of(store).release("k")
+    assert charges.usage(store, "no-profile") == {"hard": {}, "used": {}}
+
+
+def test_quantities_add_up_exactly(store: ResourceStore) -> None:
+    # ten pods of 100m fill a quota of 1 CPU exactly, and an exabyte of memory to the byte
+    _profile(store, "exact", {"cpu": "1", "memory": "1E"})
+    ledger = charges.QuotaLedger()
+    for index in range(10):
+        pod = f"p-{index}"
+        assert ledger.admit(store, pod, "exact", [(pod, [_container(cpu="100m")])]) is None
+    assert ledger.used("exact")["requests.cpu"] == 1
+    refused = ledger.admit(store, "p-10", "exact", [("p-10", [_container(cpu="100m")])])
+    assert refused == (
+        'Error creating: pods "p-10" is forbidden: exceeded quota: kf-resource-quota, '
+        "requested: cpu=100m, used: cpu=1, limited: cpu=1"
+    )
+    # 10**18 - 1 bytes and one more fit; a float would call a byte more the same amount
+    big = _container(memory=str(10**18 - 1))
+    assert ledger.admit(store, "big", "exact", [("big", [big])]) is None
+    assert ledger.admit(store, "one", "exact", [("one", [_container(memory="1")])]) is None
+    assert ledger.admit(store, "two", "exact", [("two", [_container(memory="1")])]) is not None
+    assert ledger.used("exact")["requests.memory"] == 10**18
+
+
+def test_a_charge_takes_more_pods_and_gives_some_back(store: ResourceStore) -> None:
+    _profile(store, "grow", {"pods": "2"})
+    ledger = charges.QuotaLedger()
+    one = [_container(cpu="1")]
+    assert ledger.admit(store, "job", "grow", [("job-0", one)]) is None
+    assert ledger.admit(store, "job", "grow", [("job-0", one), ("job-1", one)]) is None
+    assert ledger.charged("job") == ("job-0", "job-1")
+    assert ledger.admit(store, "job", "grow", [("job-2", one)]) == (
+        'Error creating: pods "job-2" is forbidden: exceeded quota: kf-resource-quota, '
+        "requested: pods=1, used: pods=2, limited: pods=2"
+    )
+    ledger.release("job", ["job-0"])
+    assert ledger.charged("job") == ("job-1",)
+    assert ledger.admit(store, "job", "grow", [("job-2", one)]) is None
+    ledger.release("job")
+    assert ledger.used("grow")["pods"] == 0

@@ -12,36 +12,32 @@ namespace, and named like the namespace it governs) and enforces it in two place
   (:class:`QuotaExceeded`, :func:`admit_create`); nothing is stored.
 - **Compute** (``cpu``/``requests.cpu``, ``memory``/``requests.memory``,
   ``limits.cpu``, ``limits.memory``, ``requests.nvidia.com/gpu``, ``pods``): the
-  pods a workload is about to start are charged to the namespace's
-  :class:`QuotaLedger` as one gang; when they do not all fit under the hard limits
-  next to the pods already charged there, none starts: the workload stays pending
-  (its controller records a ``FailedCreate`` Warning naming ``kf-resource-quota``
-  and asks again later) until enough is released. As in Kubernetes, a pod's request
+  pods a workload is about to start are charged to the namespace's ledger
+  (:mod:`ketch.core.charges`) before they start; when they do not fit under the hard
+  limits next to the pods already charged there, none starts: the workload stays
+  pending (recording Kubernetes' ``FailedCreate`` message naming ``kf-resource-quota``)
+  and asks again later, until enough is released. As in Kubernetes, a pod's request
   defaults to its limit, a resource a pod does not ask for is not checked for it,
   and a pod is charged until its process ends.
 
-The ledger lives with the control plane that starts the processes (one per store's
-:class:`~ketch.core.store.db.Database`, like the access implementation of
-:mod:`ketch.core.access`): on a restart it is empty, and the workloads that had not
-finished are charged again as they start again. :func:`usage` reports a namespace's
-``hard`` and ``used``, as a ResourceQuota's status does.
+Quantities are added exactly (:func:`amount` gives fractions: ``"100m"`` ten times is
+``1``, ``"1Gi"`` is 1073741824), as Kubernetes adds its quantities.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from fractions import Fraction
 from typing import Any
 
-from ketch.core.backend.resources import parse_cpu
+from ketch.core.backend.resources import exact_quantity
 from ketch.core.errors import Forbidden, InvalidSpec, NotFound
-from ketch.core.kinds import Kind, KindRegistry
+from ketch.core.kinds import Kind
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource
 from ketch.core.store.resources import ResourceStore
-from ketch.core.workloads.pods import Container
+from ketch.core.workloads.pods import Container, ResourceRequirements
 
 #: the name of the ResourceQuota Kubeflow's Profile controller makes for a profile
 QUOTA_NAME = "kf-resource-quota"
@@ -54,6 +50,8 @@ LIMITS_CPU = "limits.cpu"
 LIMITS_MEMORY = "limits.memory"
 REQUESTS_GPU = f"requests.{GPU}"
 PODS = "pods"
+#: what a pod is charged, by resource
+RESOURCES = (REQUESTS_CPU, REQUESTS_MEMORY, LIMITS_CPU, LIMITS_MEMORY, REQUESTS_GPU, PODS)
 
 #: a hard limit's name -> what it limits of the pods' (the compute resources)
 COMPUTE = {
@@ -73,7 +71,10 @@ COMPUTE = {
 _BARE_COUNTS = frozenset({"configmaps", "secrets", "services", "persistentvolumeclaims"})
 _MEMORY = frozenset({REQUESTS_MEMORY, LIMITS_MEMORY})
 _BINARY = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
-_EPSILON = 1e-9
+_SMALL = (("m", 10**3), ("u", 10**6), ("n", 10**9))
+
+Amounts = dict[str, Fraction]
+"""Quantities by resource (``requests.cpu`` -> 1/2)."""
 
 
 class QuotaExceeded(Forbidden):
@@ -99,18 +100,22 @@ def hard_limits(store: ResourceStore, namespace: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in hard.items()}
 
 
-def amount(value: str | float | int) -> float:
-    """A quantity as a number (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824.0)."""
-    return parse_cpu(value)
+def amount(value: str | float | int) -> Fraction:
+    """A quantity, exactly (``"500m"`` -> 1/2, ``"1Gi"`` -> 1073741824)."""
+    return exact_quantity(value)
 
 
-def show(resource: str, value: float) -> str:
+def show(resource: str, value: Fraction | float | int) -> str:
     """``value`` of ``resource`` as Kubernetes prints a quantity: ``500m``, ``2``,
     ``1Gi`` (memory in the largest binary unit that divides it)."""
-    whole = math.isclose(value, round(value), abs_tol=_EPSILON)
-    if not whole:
-        return f"{math.ceil(value * 1000 - _EPSILON)}m"
-    number = round(value)
+    exact = Fraction(value)
+    if exact.denominator != 1:
+        for suffix, scale in _SMALL:
+            scaled = exact * scale
+            if scaled.denominator == 1:
+                return f"{scaled.numerator}{suffix}"
+        return f"{math.ceil(exact * 10**9)}n"
+    number = exact.numerator
     if COMPUTE.get(resource) in _MEMORY and number:
         for suffix, scale in _BINARY:
             if number % scale == 0:
@@ -118,12 +123,12 @@ def show(resource: str, value: float) -> str:
     return str(number)
 
 
-def _listing(values: Mapping[str, float]) -> str:
+def _listing(values: Mapping[str, Fraction]) -> str:
     return ",".join(f"{name}={show(name, values[name])}" for name in sorted(values))
 
 
 def exceeded(
-    requested: Mapping[str, float], used: Mapping[str, float], limited: Mapping[str, float]
+    requested: Mapping[str, Fraction], used: Mapping[str, Fraction], limited: Mapping[str, Fraction]
 ) -> str:
     """Kubernetes' words for a quota that does not fit (each by the hard limit's name)."""
     return (
@@ -132,8 +137,9 @@ def exceeded(
     )
 
 
-def _limits(hard: Mapping[str, str], names: Iterable[str]) -> dict[str, float]:
-    found: dict[str, float] = {}
+def limits(hard: Mapping[str, str], names: Iterable[str]) -> Amounts:
+    """The hard limits among ``names`` that are quantities, as amounts."""
+    found: Amounts = {}
     for name in names:
         if name not in hard:
             continue
@@ -160,7 +166,7 @@ def count_names(kind: Kind) -> tuple[str, ...]:
 @contextmanager
 def admit_create(
     store: ResourceStore,
-    lock: threading.Lock,
+    lock: AbstractContextManager[Any],
     kind: Kind,
     resource: Resource,
     count: Callable[[], int],
@@ -172,19 +178,19 @@ def admit_create(
     place."""
     namespace = resource.metadata.namespace or DEFAULT_NAMESPACE
     if not kind.namespaced or (not kind.group and kind.plural == PODS):
-        # pods are charged as they start (QuotaLedger), not as objects are written
+        # pods are charged as they start (the ledger), not as objects are written
         yield
         return
-    limited = _limits(hard_limits(store, namespace), count_names(kind))
+    limited = limits(hard_limits(store, namespace), count_names(kind))
     if not limited:
         yield
         return
     with lock:
-        have = float(count())
-        over = {name: limit for name, limit in limited.items() if have + 1 > limit + _EPSILON}
+        have = Fraction(count())
+        over = {name: limit for name, limit in limited.items() if have + 1 > limit}
         if over:
             plural = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
-            message = exceeded(dict.fromkeys(over, 1.0), dict.fromkeys(over, have), over)
+            message = exceeded(dict.fromkeys(over, Fraction(1)), dict.fromkeys(over, have), over)
             raise QuotaExceeded(f'{plural} "{resource.metadata.name}" is forbidden: {message}')
         yield
 
@@ -192,178 +198,98 @@ def admit_create(
 # -- compute, as pods start ---------------------------------------------------------------
 
 
-def _request(container: Container, resource: str) -> float:
-    """What ``container`` requests of ``resource`` (its limit when it sets no request)."""
-    requests, limits = container.resources.requests, container.resources.limits
-    value = requests.get(resource, limits.get(resource))
+def _quantity(values: Mapping[str, Any], resource: str) -> Fraction | None:
+    value = values.get(resource)
     if value is None:
-        return 0.0
+        return None
     try:
         return amount(value)
     except InvalidSpec:
-        return 0.0
+        return None
 
 
-def _limit(container: Container, resource: str) -> float:
-    value = container.resources.limits.get(resource)
-    if value is None:
-        return 0.0
-    try:
-        return amount(value)
-    except InvalidSpec:
-        return 0.0
-
-
-def pod_demand(containers: Iterable[Container]) -> dict[str, float]:
-    """What one pod running ``containers`` is charged: their requests, limits and
-    GPUs, and itself (``pods``)."""
-    demand = {PODS: 1.0}
-    for container in containers:
-        _add(
-            demand,
-            {
-                REQUESTS_CPU: _request(container, "cpu"),
-                REQUESTS_MEMORY: _request(container, "memory"),
-                LIMITS_CPU: _limit(container, "cpu"),
-                LIMITS_MEMORY: _limit(container, "memory"),
-                REQUESTS_GPU: _request(container, GPU),
-            },
-        )
-    return demand
-
-
-def _add(total: dict[str, float], more: Mapping[str, float]) -> dict[str, float]:
+def _add(total: Amounts, more: Mapping[str, Fraction]) -> Amounts:
     for name, value in more.items():
-        total[name] = total.get(name, 0.0) + value
+        total[name] = total.get(name, Fraction(0)) + value
     return total
 
 
-class QuotaLedger:
-    """The pods charged to each namespace's quota, by the key of what started them
-    (a gang: a job's replicas, charged and released together)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._charged: dict[Hashable, tuple[str, dict[str, float]]] = {}
-
-    def used(self, namespace: str) -> dict[str, float]:
-        """What the pods charged in ``namespace`` use, by resource."""
-        with self._lock:
-            return self._used(namespace)
-
-    def _used(self, namespace: str) -> dict[str, float]:
-        total: dict[str, float] = dict.fromkeys(
-            (REQUESTS_CPU, REQUESTS_MEMORY, LIMITS_CPU, LIMITS_MEMORY, REQUESTS_GPU, PODS), 0.0
-        )
-        for where, demand in self._charged.values():
-            if where == namespace:
-                _add(total, demand)
-        return total
-
-    def admit(
-        self,
-        store: ResourceStore,
-        key: Hashable,
-        namespace: str,
-        pods: Iterable[tuple[str, Sequence[Container]]],
-    ) -> str | None:
-        """Charge ``pods`` (``(pod name, its containers)``) to ``namespace`` for ``key``
-        when all of them fit under its profile's quota, and answer ``None``; else
-        charge nothing and answer Kubernetes' message saying which limits they
-        exceed. Charging a key again is a no-op."""
-        pods = list(pods)
-        demand: dict[str, float] = {}
-        for _name, containers in pods:
-            _add(demand, pod_demand(containers))
-        with self._lock:
-            if key in self._charged:
-                return None
-            refused = self._refusal(store, namespace, demand, pods)
-            if refused is None:
-                self._charged[key] = (namespace, demand)
-            return refused
-
-    def _refusal(
-        self,
-        store: ResourceStore,
-        namespace: str,
-        demand: Mapping[str, float],
-        pods: list[tuple[str, Sequence[Container]]],
-    ) -> str | None:
-        limited = _limits(hard_limits(store, namespace), COMPUTE)
-        if not limited:
-            return None
-        used = self._used(namespace)
-        requested: dict[str, float] = {}
-        using: dict[str, float] = {}
-        over: dict[str, float] = {}
-        for name, limit in limited.items():
-            resource = COMPUTE[name]
-            want = demand.get(resource, 0.0)
-            if want <= 0:
-                continue  # the pods do not ask for it
-            if used[resource] + want > limit + _EPSILON:
-                requested[name], using[name], over[name] = want, used[resource], limit
-        if not over:
-            return None
-        first = pods[0][0] if pods else namespace
-        also = f" (and {len(pods) - 1} more pods of the gang)" if len(pods) > 1 else ""
-        return (
-            f'Error creating: pods "{first}"{also} is forbidden: {exceeded(requested, using, over)}'
-        )
-
-    def release(self, key: Hashable) -> None:
-        """Give back what ``key`` was charged (nothing when it was not)."""
-        with self._lock:
-            self._charged.pop(key, None)
+def resources_demand(resources: Iterable[ResourceRequirements]) -> Amounts:
+    """What one pod whose containers have ``resources`` is charged: their requests
+    (each defaulting to its limit), limits and GPUs, and itself (``pods``)."""
+    demand: Amounts = dict.fromkeys(RESOURCES, Fraction(0))
+    demand[PODS] = Fraction(1)
+    for needs in resources:
+        requests, limited = needs.requests, needs.limits
+        for charged, resource in (
+            (REQUESTS_CPU, "cpu"),
+            (REQUESTS_MEMORY, "memory"),
+            (REQUESTS_GPU, GPU),
+        ):
+            asked = _quantity(requests, resource)
+            if asked is None:
+                asked = _quantity(limited, resource)
+            demand[charged] += asked or 0
+        demand[LIMITS_CPU] += _quantity(limited, "cpu") or 0
+        demand[LIMITS_MEMORY] += _quantity(limited, "memory") or 0
+    return demand
 
 
-_LEDGERS: weakref.WeakKeyDictionary[Any, QuotaLedger] = weakref.WeakKeyDictionary()
-_LEDGERS_LOCK = threading.Lock()
+def pod_demand(containers: Iterable[Container]) -> Amounts:
+    """What one pod running ``containers`` is charged (see :func:`resources_demand`)."""
+    return resources_demand(container.resources for container in containers)
 
 
-def ledger_of(store: ResourceStore) -> QuotaLedger:
-    """The quota ledger of the control plane over ``store`` (one per Database: every
-    controller of the store shares it)."""
-    with _LEDGERS_LOCK:
-        found = _LEDGERS.get(store.database)
-        if found is None:
-            found = _LEDGERS[store.database] = QuotaLedger()
-        return found
+def refusal(
+    pods: list[tuple[str, Amounts]],
+    limited: Mapping[str, Fraction],
+    used: Mapping[str, Fraction],
+) -> str | None:
+    """Kubernetes' ``FailedCreate`` message when ``pods`` (``(name, demand)``) do not fit
+    under ``limited`` next to ``used``; ``None`` when they fit."""
+    demand: Amounts = {}
+    for _name, needs in pods:
+        _add(demand, needs)
+    requested: Amounts = {}
+    using: Amounts = {}
+    over: Amounts = {}
+    for name, limit in limited.items():
+        resource = COMPUTE[name]
+        want = demand.get(resource, Fraction(0))
+        if want <= 0:
+            continue  # the pods do not ask for it
+        have = used.get(resource, Fraction(0))
+        if have + want > limit:
+            requested[name], using[name], over[name] = want, have, limit
+    if not over:
+        return None
+    first = pods[0][0] if pods else "pod"
+    also = f" (and {len(pods) - 1} more pods of the gang)" if len(pods) > 1 else ""
+    return f'Error creating: pods "{first}"{also} is forbidden: {exceeded(requested, using, over)}'
 
 
-# -- status --------------------------------------------------------------------------------
-
-
-def usage(
-    store: ResourceStore, namespace: str, kinds: KindRegistry | None = None
-) -> dict[str, dict[str, str]]:
-    """The ``hard`` and ``used`` of the namespace's quota, as a ResourceQuota's status
-    writes them (by the hard limits' names); counts of a kind ``kinds`` does not
-    serve, or that are not kept in the store, are left out of ``used``."""
-    hard = hard_limits(store, namespace)
-    charged = ledger_of(store).used(namespace)
-    counted: dict[str, Kind] = {}
-    for kind in kinds or ():
-        if kind.namespaced:
-            counted.update(dict.fromkeys(count_names(kind), kind))
-    used: dict[str, str] = {}
-    for name in hard:
-        if name in COMPUTE:
-            used[name] = show(name, charged[COMPUTE[name]])
-        elif name in counted:
-            used[name] = str(len(store.list_manifests(counted[name].kind, namespace).items))
-    return {"hard": dict(hard), "used": used}
+def never_fits(store: ResourceStore, namespace: str, pods: list[tuple[str, Amounts]]) -> str | None:
+    """The refusal of ``pods`` when they alone ask for more than the namespace's quota
+    allows (they could never start, whatever else ends); ``None`` otherwise."""
+    limited = limits(hard_limits(store, namespace), COMPUTE)
+    return refusal(pods, limited, {}) if limited else None
 
 
 __all__ = [
+    "COMPUTE",
     "QUOTA_NAME",
+    "RESOURCES",
+    "Amounts",
     "QuotaExceeded",
-    "QuotaLedger",
     "admit_create",
+    "amount",
     "count_names",
     "exceeded",
     "hard_limits",
-    "ledger_of",
-    "usage",
+    "limits",
+    "never_fits",
+    "pod_demand",
+    "refusal",
+    "resources_demand",
+    "show",
 ]

@@ -23,7 +23,10 @@ a job deleted and created again under its name starts with fresh logs.
 
 An elastic PyTorchJob (``elasticPolicy``) whose Worker ``replicas`` change while it
 runs is scaled in place, within ``minReplicas``/``maxReplicas``: new workers join
-torchrun's c10d rendezvous, removed ones are stopped.
+torchrun's c10d rendezvous, removed ones are stopped. Each new worker is charged to
+its namespace's quota before it starts (one at a time, as Kubernetes creates pods);
+one that does not fit waits, with a ``FailedCreate`` Warning, and starts once the
+quota has room; a removed worker gives its charge back.
 
 Each replica is a pod named ``<job>-<type>-<index>`` with the operator's labels
 (:func:`operator_labels`: ``training.kubeflow.org/job-name``, ``replica-type`` in
@@ -38,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ketch.core import charges
 from ketch.core.backend import Backend
 from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Controller, Events, Key
@@ -74,6 +78,11 @@ class TrainingJobController(GangController):
     training operator's conditions, reasons and replica statuses."""
 
     kind = "PyTorchJob"
+
+    def __init__(self, store: ResourceStore, backend: Backend) -> None:
+        super().__init__(store, backend)
+        # the refusal last reported of the workers an elastic job waits to add, by job
+        self._scale_refusals: dict[Key, str] = {}
 
     def _parse(self, key: Key, raw_spec: dict[str, Any]) -> Job | None:
         namespace, name = key
@@ -222,6 +231,7 @@ class TrainingJobController(GangController):
         )
         want = max(low, min(high, wanted))
         if want == len(current):
+            self._scale_refusals.pop(key, None)
             return
         if want != wanted:
             events.append(
@@ -231,10 +241,14 @@ class TrainingJobController(GangController):
                     "Warning",
                 )
             )
+        added = len(current)
         if want > len(current):
             log_paths = status.setdefault("logPaths", {})
             for index in range(len(current), want):
                 name = f"{job.name}-{rtype.lower()}-{index}"
+                if not self._charge_worker(key, job, rtype, name, events):
+                    break  # the namespace's quota: the next pass asks again
+                added += 1
                 port = self.backend.reserve_port(envs.declared_port(job, rtype))
                 run.addresses.ports[name] = port
                 run.ports.add(port)
@@ -245,6 +259,8 @@ class TrainingJobController(GangController):
                 run.replicas[name] = replica
                 if spec.stdout_path is not None:
                     log_paths[self._log_key(job, rtype, index, name)] = str(spec.stdout_path)
+            if added == len(current):
+                return
             self._launch_next_stage(key, run, events)
         else:
             extra = current[want:]
@@ -255,13 +271,34 @@ class TrainingJobController(GangController):
                 port = run.addresses.ports.pop(replica.name, 0)
                 run.ports.discard(port)
                 self.backend.release_ports([port])
+            charges.ledger_of(self.store).release(
+                self._charge_key(key), [replica.name for replica in extra]
+            )
+            added = want
         events.append(
             (
-                "ScaledUp" if want > len(current) else "ScaledDown",
-                f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {want}",
+                "ScaledUp" if added > len(current) else "ScaledDown",
+                f"{self.kind} {job.name}: {rtype} replicas {len(current)} -> {added}",
                 "Normal",
             )
         )
+
+    def _waiting(self, key: Key) -> bool:
+        return key in self._scale_refusals
+
+    def _charge_worker(self, key: Key, job: Job, rtype: str, name: str, events: Events) -> bool:
+        """Charge one more replica of a running gang to its namespace's quota; when it
+        does not fit, a ``FailedCreate`` Warning says why (once until that changes)."""
+        refused = charges.ledger_of(self.store).admit(
+            self.store, self._charge_key(key), job.namespace, [(name, [job.container(rtype)])]
+        )
+        if refused is None:
+            self._scale_refusals.pop(key, None)
+            return True
+        if self._scale_refusals.get(key) != refused:
+            self._scale_refusals[key] = refused
+            events.append(("FailedCreate", refused, "Warning"))
+        return False
 
 
 def succeeded(job: Job, run: GangRun) -> bool:

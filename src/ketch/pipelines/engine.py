@@ -85,6 +85,7 @@ class Engine:
                 self._schedule_all()
         finally:
             self.pool.shutdown(wait=True)
+            self.runner.run_ended(self.ctx)
         outputs, artifacts = self._dag_outputs(self.root)
         state, error = self._root_state()
         return state, {"parameters": outputs, "artifacts": artifacts}, error

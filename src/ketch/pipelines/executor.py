@@ -42,6 +42,7 @@ from ketch.pipelines.placeholders import (
     resolve_string,
     run_values,
 )
+from ketch.pipelines.quotas import TaskQuota
 from ketch.pipelines.resources import task_resources
 from ketch.pipelines.taskpods import LOOK, TaskPod, TaskPods
 from ketch.pipelines.tasks import CANCELED, FAILED, SUCCEEDED, Node, RunContext, TaskRunner
@@ -104,6 +105,12 @@ class LocalTaskRunner(TaskRunner):
         pods = getattr(recorder, "pods", None)
         # the tasks' pods, where the runs are stored (none for a recorder without a store)
         self.task_pods = TaskPods(pods) if pods is not None else None
+        database = getattr(recorder, "database", None)
+        waiting = getattr(recorder, "task_waiting", None)
+        # the namespaces' compute quotas, where the runs are stored
+        self.quota = (
+            TaskQuota(database, waiting) if database is not None and waiting is not None else None
+        )
 
     def cancel_all(self) -> None:
         self._canceled.set()
@@ -277,10 +284,16 @@ class LocalTaskRunner(TaskRunner):
         secret = workload_env(database, ctx.namespace) if database is not None else {}
         if secret:
             spec = dataclasses.replace(spec, secret_env=secret)
+        if self.quota is not None:  # its namespace's quota has room for its pod, or it waits
+            refused = self.quota.acquire(node, ctx, spec, self._canceled)
+            if refused is not None:
+                node.state, node.error = (FAILED, refused) if refused else (CANCELED, "canceled")
+                return
         log_start = log_size(log_path)  # where this attempt's output begins
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
+            self._released(node, ctx)
             image = container.get("image")
             node.state = FAILED
             node.error = f"{exc} (image {image!r} is not used: the command runs on this host)"
@@ -303,6 +316,7 @@ class LocalTaskRunner(TaskRunner):
         finally:
             with self._lock:
                 self._handles.pop(node.id, None)
+            self._released(node, ctx)
             if pod is not None:  # stored with the task's end (or before a retry)
                 node.pod = pod.finished(code if code is not None else -9)
         if self._canceled.is_set() and code != 0:
@@ -332,6 +346,15 @@ class LocalTaskRunner(TaskRunner):
             node.state, node.error = FAILED, f"reading outputs failed: {exc} (log: {log_path})"
             return
         node.state = SUCCEEDED
+
+    def _released(self, node: Node, ctx: RunContext) -> None:
+        """The task's process ended (or never started): its pod's quota goes back."""
+        if self.quota is not None:
+            self.quota.release(node, ctx)
+
+    def run_ended(self, ctx: RunContext) -> None:
+        if self.quota is not None:
+            self.quota.run_ended(ctx)
 
     def _record_start(self, node: Node, ctx: RunContext, pod: PodRecord | None) -> None:
         """Record the task's start: with its pod when its process started, without one

@@ -173,6 +173,19 @@ class Recorder:
         retry_locked(write)
         node.start_pending = False
 
+    def task_waiting(self, ctx: RunContext, node: Node, reason: str) -> None:
+        """Record that ``node`` waits to start (PENDING) and why (its ``error``, until
+        it starts): its namespace's quota has no room for it yet."""
+
+        def write() -> None:
+            with self.database.session() as s:
+                row, before = self._task_row(s, ctx, node)
+                row.state = "PENDING"
+                row.error = reason
+                self._task_written(s, ctx, row, before)
+
+        retry_locked(write)
+
     def task_finished(self, ctx: RunContext, node: Node) -> None:
         """Record that ``node`` ended, with its pod (``node.pod``) and, for a task whose
         start is not recorded yet (``node.start_pending``: it ended without a process),

@@ -1,5 +1,6 @@
 """A container task's requests and limits (CPU, memory, accelerators), as the
-compiled pipeline sets them, turned into the backend's :class:`Resources`."""
+compiled pipeline sets them, turned into the backend's :class:`Resources`, and into
+its pod's ``resources`` (what its namespace's quota charges it)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,26 @@ def task_resources(res: dict[str, Any], pctx: PlaceholderContext | None = None) 
         accelerator_type=acc_type or None,
         accelerator_count=int(number),
     )
+
+
+#: the accelerator a task asks for when it names no type
+GPU = "nvidia.com/gpu"
+
+
+def pod_resources(resources: Resources) -> dict[str, dict[str, str]]:
+    """The ``resources`` of the pod that runs a task with ``resources``, as KFP's
+    driver writes them on its container (``requests``, ``limits``, an accelerator's
+    count as a limit of its type); empty parts left out."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for part, key, value in (
+        (requests, "cpu", resources.cpu_request),
+        (limits, "cpu", resources.cpu_limit),
+        (requests, "memory", resources.memory_request),
+        (limits, "memory", resources.memory_limit),
+    ):
+        if value:
+            part[key] = str(value)
+    if resources.accelerator_count:
+        limits[resources.accelerator_type or GPU] = str(resources.accelerator_count)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}

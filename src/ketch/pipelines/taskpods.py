@@ -36,6 +36,7 @@ from ketch.core.store.pods import (
 )
 from ketch.core.timestamps import utcnow
 from ketch.pipelines.kinds import PIPELINE_RUN
+from ketch.pipelines.resources import pod_resources
 from ketch.pipelines.tables import PipelineRunRow
 from ketch.pipelines.tasks import Node, RunContext
 
@@ -122,6 +123,9 @@ class TaskPod:
             spec["env"] = [{"name": k, "value": v} for k, v in self.spec.env.items()]
             if self.spec.cwd is not None:
                 spec["workingDir"] = str(self.spec.cwd)
+            resources = pod_resources(self.spec.resources)
+            if resources:  # what its namespace's quota charges it
+                spec["resources"] = resources
         container = ContainerRecord(
             name=CONTAINER,
             spec=spec,

@@ -115,6 +115,10 @@ class TaskRunner:
     def cancel_all(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def run_ended(self, ctx: RunContext) -> None:
+        """The engine of ``ctx``'s run stopped (finished, or interrupted): give back what
+        its tasks held (nothing by default)."""
+
 
 @dataclass
 class RunContext:

@@ -1,7 +1,8 @@
 """The core group's ``ResourceQuota`` (``/api/v1/namespaces/{ns}/resourcequotas``),
 read-only: the ``kf-resource-quota`` that Kubeflow's Profile controller makes in a
 profile's namespace from ``spec.resourceQuotaSpec``, with its ``status.hard`` and
-``status.used`` as Ketch enforces them (:mod:`ketch.core.quota`), so
+``status.used`` as Ketch enforces them (:mod:`ketch.core.quota`,
+:mod:`ketch.core.charges`), so
 ``kubectl get quota`` and ``kubectl describe quota`` show what a namespace uses.
 
 Ketch does not keep these objects: each is made, when read, from the profile (its
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ketch.core import quota
+from ketch.core import charges, quota
 from ketch.core.errors import ObjectNotFound
 from ketch.core.kinds import READ_VERBS, Column, Kind, KindRegistry
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource
-from ketch.core.sources import Manifest, MethodNotAllowed, Page, RefusesWrites
+from ketch.core.sources import Manifest, MethodNotAllowed, Page, RefusesWrites, Source
 from ketch.core.store.resources import ResourceStore
 from ketch.core.store.selectors import LabelSelector
 
@@ -68,18 +69,38 @@ def refuse_writes(_resource: Resource) -> None:
 
 
 class QuotaSource(RefusesWrites):
-    """Each profile's quota, as a ResourceQuota of its namespace."""
+    """Each profile's quota, as a ResourceQuota of its namespace. ``elsewhere``: the
+    sources of the kinds not kept in the store's resources table (a pipeline's runs),
+    made when their objects are first counted."""
 
-    def __init__(self, store: ResourceStore, kinds: KindRegistry) -> None:
+    def __init__(
+        self,
+        store: ResourceStore,
+        kinds: KindRegistry,
+        elsewhere: Mapping[str, Callable[[], Source]] | None = None,
+    ) -> None:
         self.store = store
         self.kinds = kinds
+        self._elsewhere = dict(elsewhere or {})
+        self._sources: dict[str, Source] = {}
 
     def refusal(self) -> MethodNotAllowed:
         return MethodNotAllowed(_READ_ONLY)
 
+    def _count(self, kind: Kind, namespace: str) -> int:
+        """How many objects of ``kind`` ``namespace`` has, where they are kept."""
+        make = self._elsewhere.get(kind.kind)
+        if make is None:
+            return len(self.store.list_manifests(kind.kind, namespace).items)
+        source = self._sources.get(kind.kind)
+        if source is None:
+            source = self._sources[kind.kind] = make()
+        page = source.list(kind, namespace, label_selector=None, limit=None, continue_token=None)
+        return len(page.items)
+
     def _made(self, profile: Resource) -> Manifest | None:
         namespace = profile.metadata.name
-        found = quota.usage(self.store, namespace, self.kinds)
+        found = charges.usage(self.store, namespace, self.kinds, self._count)
         if not found["hard"]:
             return None
         digest = hashlib.sha256(

@@ -1,6 +1,8 @@
 """What one component of an InferenceService runs: its model source (the
 predictor's framework and storage URI, or a transformer's Python class), its
-scaling, and the hash that tells when a changed spec makes a new revision.
+scaling, what each of its replicas asks for (:func:`component_resources`, charged
+to the namespace's quota), and the hash that tells when a changed spec makes a new
+revision.
 
 A transformer cannot run its container image here. Ketch runs a transformer
 written as a :class:`ketch.serving.Model` subclass (``preprocess`` /
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ketch.core.errors import InvalidSpec
+from ketch.core.workloads.pods import ResourceRequirements
 from ketch.serving.spec import (
     FRAMEWORKS,
     TRANSFORMER_ANNOTATION,
@@ -182,3 +185,31 @@ def revision_hash(component: dict[str, Any]) -> str:
     """A digest of what makes a new revision (scaling and traffic fields excluded)."""
     kept = {k: v for k, v in component.items() if k not in SCALING_FIELDS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def component_resources(spec: dict[str, Any]) -> ResourceRequirements:
+    """The ``resources`` of a component's model container, as KServe reads them from
+    its spec: the predictor's framework (``sklearn``, ...) or ``model`` entry, else
+    its first container (a transformer's container); what is not a quantity map is
+    left out. Each replica of the component asks for these."""
+    found: Any = None
+    for key in (*FRAMEWORKS, "model"):
+        entry = spec.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("resources"), dict):
+            found = entry["resources"]
+            break
+    if found is None:
+        containers = spec.get("containers")
+        first = containers[0] if isinstance(containers, list) and containers else None
+        if isinstance(first, dict) and isinstance(first.get("resources"), dict):
+            found = first["resources"]
+    parts: dict[str, dict[str, str | int | float]] = {"requests": {}, "limits": {}}
+    for part in parts:
+        values = found.get(part) if isinstance(found, dict) else None
+        if isinstance(values, dict):
+            parts[part] = {
+                str(k): v
+                for k, v in values.items()
+                if isinstance(v, str | int | float) and not isinstance(v, bool)
+            }
+    return ResourceRequirements(requests=parts["requests"], limits=parts["limits"])

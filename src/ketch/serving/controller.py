@@ -11,7 +11,8 @@ spec drops the canary. A transformer runs in front of the predictor's router.
 The status is written by :mod:`ketch.serving.status`.
 
 Each running replica is a pod (:mod:`ketch.serving.pods`); deleting one stops that
-replica and another is started in its place.
+replica and another is started in its place. Replicas are charged to the namespace's
+quota as they start (:mod:`ketch.serving.replicas`).
 
 What runs lives in this process and belongs to the controller: :meth:`stop`
 (called by the controller manager when the server or the embedded control plane
@@ -31,6 +32,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ketch.core import charges
 from ketch.core.access import bound_access, workload_env
 from ketch.core.backend import Backend
 from ketch.core.controller import Controller, Key, Result
@@ -39,6 +41,7 @@ from ketch.core.store.resources import EventType, ResourceStore
 from ketch.serving import modelregistry
 from ketch.serving.components import (
     ModelSource,
+    component_resources,
     predictor_source,
     revision_hash,
     scaling,
@@ -77,7 +80,10 @@ class InferenceServiceController(Controller):
         access = bound_access(store.database)
         self.gate = EndpointGate(access) if access is not None else None
         self.replicas = Replicas(
-            backend, self._event, lambda namespace: workload_env(store.database, namespace)
+            backend,
+            self._event,
+            lambda namespace: workload_env(store.database, namespace),
+            store,
         )
         self.pods = ServicePods(store)
         self._lock = threading.Lock()
@@ -320,7 +326,9 @@ class InferenceServiceController(Controller):
                 source = ModelSource(
                     uri=uri, format="python", protocol="v1", model_class=model_class
                 )
-            rev = Revision(rev_name, record["component"], source)
+            rev = Revision(
+                rev_name, record["component"], source, resources=component_resources(record["spec"])
+            )
             rev.autoscaler.history.append((time.monotonic(), 1))  # start with one replica
             svc.revisions[rev_name] = rev
         return rev
@@ -358,8 +366,10 @@ class InferenceServiceController(Controller):
             svc = self.services.pop(key, None)
         self.pods.forget(key)
         if svc is None:
+            charges.ledger_of(self.store).release(charges.owner_key(KIND, *key))
             return
         self.replicas.stop_all(svc)
+        charges.ledger_of(self.store).release(charges.owner_key(KIND, *key))
         for router in svc.routers():
             self.routers.stop(router)
         self.replicas.wait_stopped(svc)

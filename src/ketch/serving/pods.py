@@ -12,6 +12,8 @@ of a pod stops that replica, and the controller starts another in its place.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ketch.core.controller import Key
 from ketch.core.resource import Resource
 from ketch.core.store.pods import ContainerRecord, LogRef, Owner, PodRecord, PodStore
@@ -34,11 +36,19 @@ def replica_pod(owner: Owner, namespace: str, rev: Revision, replica: Replica) -
         "serving.knative.dev/service": f"{isvc}-{rev.component}",
     }
     command = ["ketch", "serve", rev.source.uri, "--name", isvc]
+    spec: dict[str, Any] = {"name": CONTAINER, "command": command}
+    if replica.port:
+        spec["ports"] = [{"containerPort": replica.port}]
+    resources = {
+        part: dict(values)
+        for part, values in (("requests", rev.resources.requests), ("limits", rev.resources.limits))
+        if values
+    }
+    if resources:  # what its namespace's quota charges it
+        spec["resources"] = resources
     container = ContainerRecord(
         name=CONTAINER,
-        spec={"name": CONTAINER, "command": command, "ports": [{"containerPort": replica.port}]}
-        if replica.port
-        else {"name": CONTAINER, "command": command},
+        spec=spec,
         state="running",
         started_at=replica.started_wall,
         ready=replica.ready,

@@ -6,6 +6,13 @@ A replica prints ``Ketch model server listening on http://HOST:PORT`` once it
 listens; it is ready when ``/v2/models/NAME/ready`` answers 200. A revision whose
 replica fails to start keeps the error and is tried again after a backoff
 (:meth:`ketch.serving.running.Revision.fail`).
+
+Each replica is a pod of its namespace's quota (the profile's ``kf-resource-quota``,
+:mod:`ketch.core.quota`): it is charged what its component's container asks for
+before it starts, under its InferenceService, and gives it back when it ends. A
+replica that does not fit is not started: a ``FailedCreate`` Warning gives
+Kubernetes' ``exceeded quota`` message (once, until it changes), and the next pass
+asks again. Nothing of this runs per request: only as replicas start and stop.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from typing import Protocol
 
 import httpx
 
+from ketch.core import charges
 from ketch.core.backend import Backend, ProcessHandle, ProcessSpec
 from ketch.core.controller import Key
-from ketch.core.store.resources import EventType
+from ketch.core.store.resources import EventType, ResourceStore
+from ketch.core.workloads.pods import Container
 from ketch.serving.components import Scaling
+from ketch.serving.pods import CONTAINER, KIND
 from ketch.serving.router import ComponentRouter, RevisionStats
 from ketch.serving.running import Replica, Revision, Service, log_dir
 
@@ -48,9 +58,12 @@ class Replicas:
         backend: Backend,
         record: Recorder,
         credentials: Callable[[str], dict[str, str]] | None = None,
+        store: ResourceStore | None = None,
     ) -> None:
         self.backend = backend
         self.record = record
+        # the store whose namespaces' quotas the replicas are charged to (none: not charged)
+        self.store = store
         # a replica's namespace → its service-account token (a transformer calls its
         # predictor's router with it), once authentication is on
         self.credentials = credentials
@@ -71,6 +84,7 @@ class Replicas:
             code = replica.handle.poll()
             if code is not None:
                 rev.replicas.pop(replica.name)
+                self._release(svc, replica.name)
                 router.drop_replica(replica.name)
                 svc.exited_logs[replica.name] = str(replica.log_path)
                 if replica.ready:
@@ -97,11 +111,14 @@ class Replicas:
                 desired = max(desired, 1)
         current = len(rev.replicas)
         if desired > current:
-            if current:
-                self.record(key, "ScaledUp", f"{rev.name}: {current} -> {desired} replicas")
-            for _ in range(desired - current):
-                self.start(svc, rev)
-            starting = True
+            started = 0
+            while current + started < desired and self.start(svc, rev):
+                started += 1
+            if current and started:
+                self.record(
+                    key, "ScaledUp", f"{rev.name}: {current} -> {current + started} replicas"
+                )
+            starting = starting or bool(started)
         elif desired < current:
             self.record(key, "ScaledDown", f"{rev.name}: {current} -> {desired} replicas")
             ordered = sorted(rev.replicas.values(), key=lambda r: (r.ready, -r.started))
@@ -109,10 +126,13 @@ class Replicas:
                 self.stop(svc, rev, replica)
         return starting
 
-    def start(self, svc: Service, rev: Revision) -> None:
-        """Start one more replica of ``rev``."""
+    def start(self, svc: Service, rev: Revision) -> bool:
+        """Start one more replica of ``rev``; False when its namespace's quota has no
+        room for it (nothing started)."""
         namespace, name = svc.key
         replica_name = f"{rev.name}-{rev.next_index}"
+        if not self._charge(svc, rev, replica_name):
+            return False
         rev.next_index += 1
         folder = log_dir(namespace, name, svc.uid)
         folder.mkdir(parents=True, exist_ok=True)
@@ -138,23 +158,55 @@ class Replicas:
             command += ["--model-class", source.model_class]
         if rev.component == "transformer":
             command += ["--predictor-url", f"http://127.0.0.1:{svc.predictor.port}"]
-        handle = self.backend.start(
-            ProcessSpec(
-                name=f"inferenceservice {namespace}/{name} replica {replica_name}",
-                command=command,
-                env={"PYTHONUNBUFFERED": "1"},
-                secret_env=self.credentials(namespace) if self.credentials else {},
-                stdout_path=log_path,
-                stderr_path=log_path,
-                namespace=namespace,
+        try:
+            handle = self.backend.start(
+                ProcessSpec(
+                    name=f"inferenceservice {namespace}/{name} replica {replica_name}",
+                    command=command,
+                    env={"PYTHONUNBUFFERED": "1"},
+                    secret_env=self.credentials(namespace) if self.credentials else {},
+                    stdout_path=log_path,
+                    stderr_path=log_path,
+                    namespace=namespace,
+                )
             )
-        )
+        except BaseException:
+            self._release(svc, replica_name)
+            raise
         replica = Replica(replica_name, rev.name, handle, log_path, offset)
         rev.replicas[replica_name] = replica
         router = svc.router_of(rev)
         if self.backend.abilities.exit_callbacks and router is not None:
             handle.add_exit_callback(_dropper(router, replica_name))
         self.record(svc.key, "ReplicaStarted", f"replica {replica_name} (pid {handle.pid})")
+        return True
+
+    def _charge(self, svc: Service, rev: Revision, replica: str) -> bool:
+        """Charge ``replica`` of ``rev`` to its namespace's quota; when it does not
+        fit, say so with a ``FailedCreate`` Warning (once until the reason changes)."""
+        if self.store is None:
+            return True
+        namespace, name = svc.key
+        key = charges.owner_key(KIND, namespace, name)
+        refused = charges.ledger_of(self.store).admit(
+            self.store,
+            key,
+            namespace,
+            [(replica, [Container(name=CONTAINER, resources=rev.resources)])],
+        )
+        if refused is None:
+            rev.waiting = None
+            return True
+        if rev.waiting != refused:
+            rev.waiting = refused
+            self.record(svc.key, "FailedCreate", refused, "Warning")
+        return False
+
+    def _release(self, svc: Service, replica: str) -> None:
+        """``replica`` ended (or never started): its charge goes back."""
+        if self.store is not None:
+            key = charges.owner_key(KIND, *svc.key)
+            charges.ledger_of(self.store).release(key, [replica])
 
     def _check_ready(self, svc: Service, rev: Revision, replica: Replica) -> None:
         name = svc.key[1]
@@ -191,6 +243,7 @@ class Replicas:
     def stop(self, svc: Service, rev: Revision, replica: Replica) -> None:
         """Take ``replica`` out of its routers and stop it (in the background)."""
         rev.replicas.pop(replica.name, None)
+        self._release(svc, replica.name)
         for router in svc.routers():
             router.drop_replica(replica.name)
         svc.exited_logs[replica.name] = str(replica.log_path)

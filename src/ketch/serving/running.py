@@ -20,6 +20,7 @@ from ketch.core.backend import ProcessHandle
 from ketch.core.controller import Key
 from ketch.core.store.pods import new_uid
 from ketch.core.timestamps import utcnow
+from ketch.core.workloads.pods import ResourceRequirements
 from ketch.serving.autoscaler import Autoscaler
 from ketch.serving.components import ModelSource
 from ketch.serving.router import ComponentRouter
@@ -57,6 +58,10 @@ class Revision:
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
     next_index: int = 1
     failed: str | None = None
+    #: what each replica asks for (charged to the namespace's quota as it starts)
+    resources: ResourceRequirements = field(default_factory=ResourceRequirements)
+    #: why no more replicas start now: the namespace's quota has no room for one
+    waiting: str | None = None
     ever_ready: bool = False
     attempts: int = 0  # failed starts in a row
     retry_at: float = 0.0  # after a failure, when to try once more

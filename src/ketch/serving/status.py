@@ -186,6 +186,8 @@ def component_state(
         if rev.failed:
             return "False", "RevisionFailed", f"revision {rev.name}: {rev.failed}"
         if not rev.ready_replicas():
+            if rev.waiting and not rev.replicas:  # no replica fits the namespace's quota
+                return "False", "ExceededQuota", f"revision {rev.name}: {rev.waiting}"
             if rev.ever_ready and not rev.replicas:
                 continue  # scaled to zero: the next request starts a replica
             return "Unknown", "ReplicasStarting", f"revision {rev.name}: no replica is ready yet"

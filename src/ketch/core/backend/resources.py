@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 from ketch.core.errors import InvalidSpec
 
@@ -25,10 +26,43 @@ _DECIMAL = {
     "P": 1e15,
     "E": 1e18,
 }
+_DECIMAL_EXPONENTS = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
 _QUANTITY = re.compile(
     r"^\s*(?P<number>[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)\s*$"
 )
+
+
+def exact_quantity(value: str | float | int, what: str = "") -> Fraction:
+    """``value`` exactly, as a fraction (``"500m"`` -> 1/2, ``"1Gi"`` -> 1073741824,
+    ``"0.1"`` -> 1/10), for sums that must not drift (quota arithmetic); a number
+    given as a float is read as the decimal it prints as."""
+    label = f"{what} quantity" if what else "quantity"
+    if isinstance(value, bool) or not isinstance(value, str | float | int):
+        raise InvalidSpec(f"invalid {label} {value!r}", hint="write e.g. '500m', '2', '1Gi'")
+    match = _QUANTITY.match(str(value))
+    if match is None:
+        raise InvalidSpec(
+            f"invalid {label} {value!r}",
+            hint="write a Kubernetes quantity such as '500m', '2', '512Mi' or '1G'",
+        )
+    suffix = match.group("suffix")
+    if suffix in _BINARY:
+        scale = Fraction(_BINARY[suffix])
+    else:
+        scale = Fraction(10) ** _DECIMAL_EXPONENTS[suffix]
+    return Fraction(match.group("number")) * scale
 
 
 def _quantity(value: str | float | int, what: str) -> float:

@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ketch.core import quota
+from ketch.core import charges
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessSpec
 from ketch.core.controller import Events, Key, Result, StatusController
@@ -149,6 +149,10 @@ class GangController(StatusController):
         self._record_pods(key, resource, status, events)
         return result
 
+    def _charge_key(self, key: Key) -> tuple[str, str, str]:
+        """What the gang's pods are charged under in its namespace's quota."""
+        return charges.owner_key(self.kind, key[0], key[1])
+
     def _reconcile(
         self,
         key: Key,
@@ -189,8 +193,8 @@ class GangController(StatusController):
         self._mark_resumed(name, status, events)
         if run is None:
             pods = [(n, [job.container(rtype)]) for rtype, _i, n in job.replica_names()]
-            refused = quota.ledger_of(self.store).admit(
-                self.store, (kind, namespace, name), namespace, pods
+            refused = charges.ledger_of(self.store).admit(
+                self.store, self._charge_key(key), namespace, pods
             )
             if refused is not None:  # the namespace's quota: all of the gang fits, or none
                 if status.get("admission") != refused:
@@ -442,6 +446,11 @@ class GangController(StatusController):
         """Start or stop replicas of a running gang whose replica count changed (an
         elastic job's); nothing by default."""
 
+    def _waiting(self, key: Key) -> bool:
+        """Whether replicas :meth:`_rescale` would add wait for the namespace's quota
+        (the gang is then looked at again soon); never by default."""
+        return False
+
     # -- watching ------------------------------------------------------------------
 
     def _watch(
@@ -524,6 +533,8 @@ class GangController(StatusController):
             self._mark_running(job, status, events)
         self._write_replicas(status, job, run)
         poll = poll_interval(self.backend, bool(run.running()))
+        if self._waiting(key):
+            poll = min(poll, WAIT_FOR_RESOURCES)
         wait = poll if remaining is None else max(0.05, min(poll, remaining))
         waiting = [r.restart_at - time.monotonic() for r in run.backing_off()]
         if waiting:  # come back when the next back-off is over, not before
@@ -602,7 +613,7 @@ class GangController(StatusController):
     # -- stopping ------------------------------------------------------------------
 
     def _release(self, key: Key, run: GangRun) -> None:
-        quota.ledger_of(self.store).release((self.kind, key[0], key[1]))
+        charges.ledger_of(self.store).release(self._charge_key(key))
         self.backend.release((self.kind, key[0], key[1]))
         self.backend.release_ports(run.ports)
         run.ports = set()
@@ -611,7 +622,7 @@ class GangController(StatusController):
         """Stop what runs for ``key``; ``deleted``: the object is gone (or replaced)."""
         with self._lock:
             run = self.runs.pop(key, None)
-        quota.ledger_of(self.store).release((self.kind, key[0], key[1]))
+        charges.ledger_of(self.store).release(self._charge_key(key))
         self.backend.release((self.kind, key[0], key[1]))
         self.pods.remove_owned(self.kind, key[0], key[1])
         if run is None:

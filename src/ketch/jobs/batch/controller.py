@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ketch.core import quota
+from ketch.core import charges
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend, ProcessHandle
 from ketch.core.conditions import get_condition, is_true
@@ -317,7 +317,7 @@ class JobController(StatusController):
         request = job.pod_request()
         for index in indexes:
             pod_name = f"{job.name}-{job_run.next_pod}"
-            refused = quota.ledger_of(self.store).admit(
+            refused = charges.ledger_of(self.store).admit(
                 self.store,
                 (KIND, job.namespace, pod_name),
                 job.namespace,
@@ -372,13 +372,13 @@ class JobController(StatusController):
         run.started_wall = utcnow()
         run.finished_wall = None
         spec = run.spec
-        # the namespace's service-account token, once authentication is on (never shown)
-        secret = workload_env(self.store.database, key[0])
-        if secret:
         job_run = self.runs.get(key)
         if job_run is not None:  # a folder of the Job's own for what it makes
             outputs = str(outputs_dir(job_run.workdir))
             spec = dataclasses.replace(spec, env={OUTPUT_ENV: outputs, **spec.env})
+        # the namespace's service-account token, once authentication is on (never shown)
+        secret = workload_env(self.store.database, key[0])
+        if secret:
             spec = dataclasses.replace(spec, secret_env=secret)
         try:
             handle: ProcessHandle = self.backend.start(spec)
@@ -488,7 +488,7 @@ class JobController(StatusController):
 
     def _release_pod(self, namespace: str, pod: str) -> None:
         """Give back what a pod took of the machine and of its namespace's quota."""
-        quota.ledger_of(self.store).release((KIND, namespace, pod))
+        charges.ledger_of(self.store).release((KIND, namespace, pod))
         self.backend.release((KIND, namespace, pod))
 
     def _release(self, key: Key, job_run: JobRun) -> None:
