@@ -4,9 +4,9 @@ Starts ``ketch up`` in a temporary KETCH_HOME, applies an ``InferenceService``
 serving an iris LogisticRegression (``sklearn.storageUri: file://...``), and
 drives its ``status.url`` (the service's router, in front of one ``ketch
 serve`` replica) with ``wrk`` at 8 connections, single-row V2 infer. The same
-load then goes straight to the replica (to show the router's cost) and to
-MLServer with its defaults (set up as ``benchmarks/serving_vs_mlserver.py``
-does). Prints req/s, p50/p99 and the ratios::
+load then goes straight to the replica, with the secret its router sends (to show
+the router's cost), and to MLServer with its defaults (set up as
+``benchmarks/serving_vs_mlserver.py`` does). Prints req/s, p50/p99 and the ratios::
 
     python benchmarks/inferenceservice_vs_mlserver.py [--duration 10] [--rounds 1]
 """
@@ -77,8 +77,9 @@ def ketch_up(home: Path) -> Iterator[str]:
             process.wait(30)
 
 
-def inference_service(api: str, model: Path) -> tuple[str, str]:
-    """Apply the iris InferenceService; (status.url, the replica's own URL) once Ready."""
+def inference_service(api: str, model: Path) -> tuple[str, str, dict[str, str]]:
+    """Apply the iris InferenceService; once Ready, its status.url, the replica's own
+    URL and the headers its router sends it (:func:`router_headers`)."""
     manifest = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -93,10 +94,21 @@ def inference_service(api: str, model: Path) -> tuple[str, str]:
             status = client.get(path).json().get("status", {})
             ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
             if ready and ready[0]["status"] == "True":
-                replicas = status["ketch"]["replicas"]
-                return status["url"], replicas[0]["url"]
+                replica = status["ketch"]["replicas"][0]
+                return status["url"], replica["url"], router_headers(int(replica["pid"]))
             time.sleep(0.2)
     raise RuntimeError(f"the InferenceService did not become ready: {status}")
+
+
+def router_headers(pid: int) -> dict[str, str]:
+    """What a replica's router sends it besides the request: the replica's secret, read
+    from its environment (as only its OS user can; none from a Ketch without replica
+    secrets), so the replica can be measured without its router."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        key, _, value = entry.partition(b"=")
+        if key == b"KETCH_REPLICA_SECRET":
+            return {"ketch-replica-secret": value.decode()}
+    return {}
 
 
 def main() -> None:
@@ -116,13 +128,13 @@ def main() -> None:
         for _ in range(args.rounds):
             log("InferenceService (router -> ketch serve) ...")
             with ketch_up(scratch / "home") as api:
-                url, replica = inference_service(api, scratch / "ketch" / "iris")
+                url, replica, headers = inference_service(api, scratch / "ketch" / "iris")
                 runs.setdefault("InferenceService", []).append(
                     measure(url, SCENARIO, args, wrk, scratch)
                 )
                 log("the replica directly ...")
                 runs.setdefault("replica, no router", []).append(
-                    measure(replica, SCENARIO, args, wrk, scratch)
+                    measure(replica, SCENARIO, args, wrk, scratch, headers)
                 )
             if python is not None:
                 log("MLServer 1.7.1 ...")

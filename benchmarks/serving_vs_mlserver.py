@@ -194,11 +194,13 @@ def mlserver_server(
     return running(command, f"http://127.0.0.1:{port}", logs / "mlserver.log", env)
 
 
-def check_answer(url: str) -> None:
+def check_answer(url: str, headers: dict[str, str] | None = None) -> None:
     request = urllib.request.Request(
         f"{url}/v2/models/iris/infer", data=BODY.encode(), method="POST"
     )
     request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
     with urllib.request.urlopen(request, timeout=10) as response:
         doc = json.loads(response.read())
     data = doc["outputs"][0]["data"]
@@ -301,15 +303,21 @@ def median_result(values: list[Result]) -> Result:
 
 
 def measure(
-    url: str, scenario: Scenario, args: argparse.Namespace, wrk: str | None, scratch: Path
+    url: str,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    wrk: str | None,
+    scratch: Path,
+    headers: dict[str, str] | None = None,
 ) -> Result:
-    check_answer(url)
+    """A warm-up, then the measured run; ``headers`` go with each request."""
+    check_answer(url, headers)
     warmup = min(2.0, args.duration / 2)
     if wrk:
-        run_wrk(wrk, url, scenario.connections, warmup, scratch)
-        return run_wrk(wrk, url, scenario.connections, args.duration, scratch)
-    run_python(url, scenario.connections, warmup)
-    return run_python(url, scenario.connections, args.duration)
+        run_wrk(wrk, url, scenario.connections, warmup, scratch, headers)
+        return run_wrk(wrk, url, scenario.connections, args.duration, scratch, headers)
+    run_python(url, scenario.connections, warmup, headers)
+    return run_python(url, scenario.connections, args.duration, headers)
 
 
 def main() -> None:

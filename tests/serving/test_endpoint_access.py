@@ -8,6 +8,7 @@ namespace's service-account token, and the caller's credentials never reach a mo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from ketch.core.resource import Resource
+from ketch.serving.secret import ENV as SECRET_ENV
+from ketch.serving.secret import HEADER as SECRET_HEADER
 from ketch.tenancy.users import Directory
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server, wait_until
@@ -169,6 +172,41 @@ def test_callers_need_view_in_the_namespace(
     assert ready.status_code == 200
 
 
+def test_a_replica_answers_only_its_router(
+    server: Server, service: tuple[str, str], tokens: dict[str, str]
+) -> None:
+    name, url = service
+    with server.client(headers=_headers(tokens[OWNER])) as http:
+        doc = http.get(f"{API}/{name}").json()
+        pods = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods").text
+    replica = doc["status"]["ketch"]["replicas"][0]
+    # the replica's own port skips nothing: without its router's secret it refuses
+    # everyone, the service's owner too
+    for token in (None, tokens[OWNER]):
+        for call in (_predict, _infer):
+            direct = call(replica["url"], name, token)
+            assert direct.status_code == 403, direct.text
+            assert "status.url" in direct.json()["error"]
+    assert _infer(url, name, tokens[OWNER]).status_code == 200
+    # the secret is in the replica's environment, and shown nowhere
+    environ = Path(f"/proc/{replica['pid']}/environ").read_bytes().split(b"\0")
+    prefix = f"{SECRET_ENV}=".encode()
+    (secret,) = [v[len(prefix) :].decode() for v in environ if v.startswith(prefix)]
+    with_secret = httpx.post(
+        f"{replica['url']}/v2/models/{name}/infer", json=V2_BODY, headers={SECRET_HEADER: secret}
+    )
+    assert with_secret.status_code == 200, with_secret.text
+    shown = [
+        json.dumps(doc),
+        pods,
+        Path(f"/proc/{replica['pid']}/cmdline").read_bytes().decode(errors="replace"),
+        server.output(),
+        *(Path(log).read_text(errors="replace") for log in doc["status"]["logPaths"].values()),
+    ]
+    for text in shown:
+        assert secret not in text
+
+
 def test_a_public_service_answers_anyone(
     server: Server, tokens: dict[str, str], iris_uri: str
 ) -> None:
@@ -252,8 +290,10 @@ def test_a_transformer_calls_its_predictor_as_the_namespace(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["predictions"] == [0]
-    # the router took the caller's credentials out before the model saw the request
+    # the router took the caller's credentials out before the model saw the request, and
+    # the replica took out its secret
     assert "authorization" not in body["headers"] and "cookie" not in body["headers"]
+    assert "content-type" in body["headers"] and SECRET_HEADER not in body["headers"]
     # the predictor's own router is guarded too: the transformer got through with its
     # namespace's service-account token, which no manifest shows
     with server.client(headers=_headers(tokens[OWNER])) as http:

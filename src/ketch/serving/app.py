@@ -32,6 +32,7 @@ from ketch.serving.dataplane import DataPlane
 from ketch.serving.errors import InferenceError, InvalidInput, ServerOverloaded
 from ketch.serving.model import ArrayModel
 from ketch.serving.protocol import v1, v2
+from ketch.serving.secret import HEADER_BYTES, REFUSED, holds
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,9 +55,14 @@ class MethodNotAllowed(KetchError):
 
 
 class ServingApp:
-    def __init__(self, dataplane: DataPlane) -> None:
+    """The data plane's routes; with ``secret`` (a replica's, see
+    :mod:`ketch.serving.secret`) every request must carry it, else it is answered 403."""
+
+    def __init__(self, dataplane: DataPlane, secret: str | None = None) -> None:
         self.dataplane = dataplane
         self.metrics = dataplane.metrics
+        self._secret = secret.encode() if secret else None
+        self._refused = orjson.dumps({"error": REFUSED})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -64,6 +70,9 @@ class ServingApp:
             await _lifespan(receive, send)
             return
         if kind != "http":
+            return
+        if self._secret is not None and not _admitted(scope, self._secret):
+            await send_response(send, 403, self._refused)
             return
         path: str = scope["path"]
         method: str = scope["method"]
@@ -234,7 +243,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    """The request's headers, as the model is given them (never the replica's secret)."""
+    return {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k != HEADER_BYTES
+    }
+
+
+def _admitted(scope: Scope, secret: bytes) -> bool:
+    """Whether the request carries the replica's secret (its first such header)."""
+    for key, value in scope["headers"]:
+        if key == HEADER_BYTES:
+            return holds(value, secret)
+    return False
 
 
 def _internal(exc: Exception) -> InferenceError:

@@ -70,6 +70,7 @@ def serve(
     """Serve a model over KServe's V1 and V2 (Open Inference Protocol) REST and gRPC APIs."""
     from ketch.serving.repository import ServeOptions
     from ketch.serving.runtimes import FORMATS as KNOWN
+    from ketch.serving.secret import from_environment
     from ketch.serving.server import ServerOptions
     from ketch.serving.workers import serve as run
 
@@ -88,6 +89,8 @@ def serve(
             max_latency_ms=max_latency_ms,
             max_queue_size=max_queue_size,
         ),
+        # an InferenceService's replica: only its router may call it
+        secret=from_environment(),
     )
     try:
         run(model, options, workers=workers, echo=_echo, warn=_warn)

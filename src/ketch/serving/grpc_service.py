@@ -9,7 +9,7 @@ UNAVAILABLE (503), UNIMPLEMENTED (501) or INTERNAL (500).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from ketch.serving.datatypes import dtype_for, element_count, from_bytes, to_byt
 from ketch.serving.errors import InferenceError, InvalidInput
 from ketch.serving.protocol import inference_pb2 as pb
 from ketch.serving.protocol.v2 import select_outputs
+from ketch.serving.secret import HEADER, REFUSED, holds
 from ketch.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
 
 SERVICE = "inference.GRPCInferenceService"
@@ -251,3 +252,35 @@ def rpc_handler(dataplane: DataPlane) -> grpc.GenericRpcHandler:
             response_serializer=response_type.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+class _SecretInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses (``PERMISSION_DENIED``) a call whose metadata lacks the replica's secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+        self._refuse: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == HEADER:
+                if holds(value, self._secret):
+                    return await continuation(handler_call_details)
+                break
+        return self._refuse
+
+
+async def _refuse(_request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSED)
+
+
+def secret_interceptor(secret: str) -> grpc.aio.ServerInterceptor:
+    """What makes a gRPC server ask for ``secret`` in each call's ``ketch-replica-secret``
+    metadata (see :mod:`ketch.serving.secret`)."""
+    return _SecretInterceptor(secret)

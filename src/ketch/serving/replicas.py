@@ -37,6 +37,9 @@ from ketch.serving.components import Scaling
 from ketch.serving.pods import CONTAINER, KIND
 from ketch.serving.router import ComponentRouter, RevisionStats
 from ketch.serving.running import Replica, Revision, Service, log_dir
+from ketch.serving.secret import ENV as SECRET_ENV
+from ketch.serving.secret import HEADER as SECRET_HEADER
+from ketch.serving.secret import new_secret
 
 READY_LINE = re.compile(r"Ketch model server listening on http://([\d.]+):(\d+)")
 START_TIMEOUT = 300.0
@@ -139,6 +142,7 @@ class Replicas:
         log_path = folder / f"{replica_name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         source = rev.source
+        secret = new_secret()  # only its router may call it
         command = [
             sys.executable,
             "-m",
@@ -164,7 +168,7 @@ class Replicas:
                     name=f"inferenceservice {namespace}/{name} replica {replica_name}",
                     command=command,
                     env={"PYTHONUNBUFFERED": "1"},
-                    secret_env=self.credentials(namespace) if self.credentials else {},
+                    secret_env=self._secret_env(namespace, secret),
                     stdout_path=log_path,
                     stderr_path=log_path,
                     namespace=namespace,
@@ -173,7 +177,7 @@ class Replicas:
         except BaseException:
             self._release(svc, replica_name)
             raise
-        replica = Replica(replica_name, rev.name, handle, log_path, offset)
+        replica = Replica(replica_name, rev.name, handle, log_path, offset, secret=secret)
         rev.replicas[replica_name] = replica
         router = svc.router_of(rev)
         if self.backend.abilities.exit_callbacks and router is not None:
@@ -208,6 +212,11 @@ class Replicas:
             key = charges.owner_key(KIND, *svc.key)
             charges.ledger_of(self.store).release(key, [replica])
 
+    def _secret_env(self, namespace: str, secret: str) -> dict[str, str]:
+        """A replica's hidden environment: its secret, and its namespace's credentials."""
+        found = self.credentials(namespace) if self.credentials else {}
+        return {**found, SECRET_ENV: secret}
+
     def _check_ready(self, svc: Service, rev: Revision, replica: Replica) -> None:
         name = svc.key[1]
         if not replica.port:
@@ -220,7 +229,7 @@ class Replicas:
             replica.host, replica.port = match.group(1), int(match.group(2))
         base = f"http://{replica.host}:{replica.port}"
         try:
-            response = self._http.get(f"{base}/v2/models/{name}/ready")
+            response = self._http.get(f"{base}/v2/models/{name}/ready", headers=_sent(replica))
         except httpx.HTTPError:
             return
         if response.status_code == 200:
@@ -234,7 +243,8 @@ class Replicas:
             return
         reason = ""
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            reason = str(self._http.get(f"{base}/v1/models/{name}").json().get("error") or "")
+            answer = self._http.get(f"{base}/v1/models/{name}", headers=_sent(replica))
+            reason = str(answer.json().get("error") or "")
         if reason:
             rev.fail(f"model {name!r} failed to load: {reason}")
             self.record(svc.key, "LoadFailed", str(rev.failed), "Warning")
@@ -268,6 +278,11 @@ class Replicas:
     def close(self) -> None:
         """Release the HTTP client the readiness checks use."""
         self._http.close()
+
+
+def _sent(replica: Replica) -> dict[str, str]:
+    """The headers a request of the controller's own to ``replica`` carries."""
+    return {SECRET_HEADER: replica.secret}
 
 
 def _dropper(router: ComponentRouter, replica: str) -> Callable[[ProcessHandle], None]:

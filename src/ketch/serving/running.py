@@ -45,6 +45,8 @@ class Replica:
     host: str = ""
     port: int = 0
     ready: bool = False
+    #: what its router sends it with each request (:mod:`ketch.serving.secret`)
+    secret: str = field(default="", repr=False)
 
 
 @dataclass
@@ -76,7 +78,9 @@ class Revision:
 
     def addresses(self) -> tuple[ReplicaAddress, ...]:
         """Where the ready replicas listen, for the router."""
-        return tuple(ReplicaAddress(r.name, r.host, r.port) for r in self.ready_replicas())
+        return tuple(
+            ReplicaAddress(r.name, r.host, r.port, r.secret) for r in self.ready_replicas()
+        )
 
 
 @dataclass

@@ -38,6 +38,8 @@ class ServerOptions:
     grpc_port: int | None = 8081  # None: no gRPC
     model: ServeOptions = field(default_factory=ServeOptions)
     threads: int = 0  # 0: min(4, CPUs)
+    #: a replica's secret: every request must carry it (:mod:`ketch.serving.secret`)
+    secret: str | None = field(default=None, repr=False)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -78,7 +80,7 @@ class ModelServer:
         for model in models or []:
             self.repository.add_model(model)
         self.dataplane = DataPlane(self.repository)
-        self.app = ServingApp(self.dataplane)
+        self.app = ServingApp(self.dataplane, self.options.secret)
         self._socket = http_socket
         self.http_port = 0
         self.grpc_port: int | None = None
@@ -126,14 +128,16 @@ class ModelServer:
     async def _start_grpc(self, port: int) -> None:
         import grpc
 
-        from ketch.serving.grpc_service import rpc_handler
+        from ketch.serving.grpc_service import rpc_handler, secret_interceptor
 
+        secret = self.options.secret
         server = grpc.aio.server(
+            interceptors=[secret_interceptor(secret)] if secret else None,
             options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
                 ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
                 ("grpc.so_reuseport", 1),
-            ]
+            ],
         )
         server.add_generic_rpc_handlers((rpc_handler(self.dataplane),))
         self.grpc_port = server.add_insecure_port(f"{self.options.host}:{port}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ketch.serving.secret import HEADER_BYTES
 
 #: hop-by-hop headers (and those the router sets itself): never forwarded
 HOP_HEADERS = frozenset(
@@ -25,6 +27,7 @@ HOP_HEADERS = frozenset(
         b"proxy-connection",
         b"upgrade",
         b"te",
+        HEADER_BYTES,  # a replica's secret: only the router sends it, never a caller's
     }
 )
 
@@ -45,6 +48,8 @@ class ReplicaAddress:
     name: str
     host: str
     port: int
+    #: the replica's secret, sent with every request (:mod:`ketch.serving.secret`)
+    secret: str = field(default="", repr=False)
 
 
 class Upstream:
@@ -56,6 +61,8 @@ class Upstream:
         self.inflight = 0
         self.healthy = True
         self._idle: list[Connection] = []
+        # the header line that says the router sends the request
+        self._secret = HEADER_BYTES + b": " + address.secret.encode() + b"\r\n"
 
     async def _connect(self) -> Connection:
         try:
@@ -72,6 +79,8 @@ class Upstream:
         """Send one request (``head`` ends with the blank line); the status, headers, body.
 
         ``UpstreamTimeout`` when no answer came in ``timeout`` seconds."""
+        if self.address.secret:
+            head = head[:-2] + self._secret + b"\r\n"
         reused = bool(self._idle)
         conn = self._idle.pop() if reused else await self._connect()
         try:

@@ -23,6 +23,8 @@ from ketch.core.backend import LocalBackend, ProcessSpec
 from ketch.core.errors import BackendError
 from ketch.serving.eventloop import new_event_loop
 from ketch.serving.repository import ModelState, ServeOptions
+from ketch.serving.secret import ENV as SECRET_ENV
+from ketch.serving.secret import from_environment
 from ketch.serving.server import ModelServer, ServerOptions, bind_socket
 
 READY_LINE = "Ketch model server listening on"
@@ -102,6 +104,7 @@ async def _start_workers(
         spec = ProcessSpec(
             name=f"model server worker {index + 1}",
             command=[sys.executable, "-m", "ketch.serving.workers", config],
+            secret_env={SECRET_ENV: options.secret} if options.secret else {},
         )
         handles.append(backend.start(spec))
     deadline = time.monotonic() + 300
@@ -128,12 +131,16 @@ def _read(path: Path) -> str:
 
 
 def _as_json(options: ServerOptions) -> dict[str, Any]:
-    return dataclasses.asdict(options)
+    """``options`` for a worker's command line: without the secret, which goes to the
+    worker in its environment."""
+    data = dataclasses.asdict(options)
+    data.pop("secret")
+    return data
 
 
 def _from_json(data: dict[str, Any]) -> ServerOptions:
     model = ServeOptions(**data.pop("model"))
-    return ServerOptions(**data, model=model)
+    return ServerOptions(**data, model=model, secret=from_environment())
 
 
 async def _worker(source: str, options: ServerOptions) -> None:
