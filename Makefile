@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipelines_vs_kfp_local.py
 	$(BIN)/python benchmarks/parallelfor_200.py
 	$(BIN)/python benchmarks/kfp_client_api.py
+	$(BIN)/python benchmarks/registry_vs_mlflow.py
 	$(BIN)/python benchmarks/serving_vs_mlserver.py
 	$(BIN)/python benchmarks/inferenceservice_vs_mlserver.py
 	$(BIN)/python benchmarks/tuning_vs_raytune.py

@@ -1,6 +1,7 @@
-"""A profile's compute quota over the workloads besides a job's first gang: the
-workers an elastic job adds later and a pipeline's tasks. Over real HTTP against a
-real ``ketch up``, with real processes, compiled with the real ``kfp`` compiler."""
+"""A profile's quota over the workloads besides a job's first gang: the workers an
+elastic job adds later, a pipeline's tasks, and the jobs Katib's trials create
+(counted as the API counts them). Over real HTTP against a real ``ketch up``, with
+real processes, compiled with the real ``kfp`` compiler."""
 
 # no ``from __future__ import annotations``: kfp reads the components' annotations
 
@@ -17,11 +18,13 @@ from tests.jobs.conftest import manifest, replica
 from tests.jobs.conftest import path as job_path
 from tests.jobs.conftest import wait_for as wait_for_job
 from tests.tenancy.profiles import PROFILES, profile
+from tests.tuning.conftest import experiment
 from tests.waiting import wait_for
 
 PY = sys.executable
 QUOTA = "/api/v1/namespaces/{ns}/resourcequotas/kf-resource-quota"
 KFP = "/apis/v2beta1"
+KATIB = "/apis/kubeflow.org/v1beta1/namespaces/{ns}"
 
 
 def _profile_with_quota(client: httpx.Client, name: str, hard: dict[str, str]) -> None:
@@ -249,3 +252,68 @@ def test_a_pipeline_task_that_can_never_fit_fails_saying_so(
     )
     assert "spec.resourceQuotaSpec.hard" in message
     assert not (tmp_path / "log").exists()  # it never ran
+
+
+# -- the jobs Katib's trials create ---------------------------------------------------------------
+
+
+def test_a_trial_whose_job_exceeds_a_count_quota_waits_for_room(
+    client: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    _profile_with_quota(client, ns, {"count/jobs.batch": "1"})
+    release = tmp_path / "release"
+    program = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(release)!r}): time.sleep(0.05)\n"
+        "print(f'score={float(sys.argv[1])}')\n"
+    )
+    exp = experiment(
+        "counted",
+        max_trials=2,
+        parallel=2,
+        maxFailedTrialCount=0,
+        command=[PY, "-c", program, "${trialParameters.x}"],
+        parameters=[
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+        ],
+    )
+    katib = KATIB.format(ns=ns)
+    created = client.post(f"{katib}/experiments", json=exp)
+    assert created.status_code == 201, created.text
+
+    def trials() -> list[dict[str, Any]]:
+        params = {"labelSelector": "katib.kubeflow.org/experiment=counted"}
+        return list(client.get(f"{katib}/trials", params=params).json()["items"])
+
+    def refused() -> tuple[str, str] | None:
+        for trial in trials():
+            name = trial["metadata"]["name"]
+            found = _events(client, ns, name, "ReconcileFailed")
+            if found:
+                return name, found[0]
+        return None
+
+    waiting, message = wait_for(refused, what="a trial whose job the quota refused")
+    assert message == (
+        f'Failed to reconcile: jobs.batch "{waiting}" is forbidden: exceeded quota: '
+        "kf-resource-quota, requested: count/jobs.batch=1, used: count/jobs.batch=1, "
+        "limited: count/jobs.batch=1"
+    )
+    jobs = client.get(f"/apis/batch/v1/namespaces/{ns}/jobs").json()["items"]
+    assert len(jobs) == 1 and jobs[0]["metadata"]["name"] != waiting
+    trial = client.get(f"{katib}/trials/{waiting}").json()
+    running = [c for c in trial["status"].get("conditions", []) if c["type"] == "Running"]
+    assert running == []  # Created, not Running: its job does not exist yet
+
+    # the first trial ends (its job is deleted): the waiting trial's job is created
+    release.touch()
+
+    def finished() -> dict[str, Any] | None:
+        body = dict(client.get(f"{katib}/experiments/counted").json())
+        for condition in body.get("status", {}).get("conditions", []):
+            if condition["type"] in ("Succeeded", "Failed") and condition["status"] == "True":
+                return body
+        return None
+
+    done = wait_for(finished, timeout=120, what="experiment counted finished")
+    assert done["status"]["trialsSucceeded"] == 2, done["status"]

@@ -8,8 +8,12 @@ namespace, and named like the namespace it governs) and enforces it in two place
 - **Object counts** (``count/<plural>.<group>``, ``count/<plural>`` for the core
   group, and the bare ``configmaps``, ``secrets``, ``services``,
   ``persistentvolumeclaims``): a create that would take a namespace past its limit is
-  refused at admission with 403 Forbidden and Kubernetes' message
-  (:class:`QuotaExceeded`, :func:`admit_create`); nothing is stored.
+  refused with 403 Forbidden and Kubernetes' message (:class:`QuotaExceeded`,
+  :func:`admit_create`); nothing is stored. The API checks a client's creates; a
+  controller that creates objects itself (a Katib trial's job, a recurring run's
+  run) goes through :func:`create_counted` or the same :func:`admit_create`, so
+  Kubernetes' rule holds for them too. Creates are checked and stored one at a time
+  per store (:func:`count_lock`): two cannot both take the last place.
 - **Compute** (``cpu``/``requests.cpu``, ``memory``/``requests.memory``,
   ``limits.cpu``, ``limits.memory``, ``requests.nvidia.com/gpu``, ``pods``): the
   pods a workload is about to start are charged to the namespace's ledger
@@ -27,6 +31,8 @@ Quantities are added exactly (:func:`amount` gives fractions: ``"100m"`` ten tim
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from fractions import Fraction
@@ -163,6 +169,21 @@ def count_names(kind: Kind) -> tuple[str, ...]:
     return (f"count/{kind.plural}.{kind.group}",)
 
 
+_COUNT_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_COUNT_LOCKS_LOCK = threading.Lock()
+
+
+def count_lock(store: ResourceStore) -> AbstractContextManager[Any]:
+    """The lock creates of counted objects are checked and stored under, one per
+    store's database (the API's creates and controllers' alike). It is re-entrant: a
+    create the API admitted may be checked again by the code that stores it."""
+    with _COUNT_LOCKS_LOCK:
+        found = _COUNT_LOCKS.get(store.database)
+        if found is None:
+            found = _COUNT_LOCKS[store.database] = threading.RLock()
+        return found
+
+
 @contextmanager
 def admit_create(
     store: ResourceStore,
@@ -193,6 +214,19 @@ def admit_create(
             message = exceeded(dict.fromkeys(over, Fraction(1)), dict.fromkeys(over, have), over)
             raise QuotaExceeded(f'{plural} "{resource.metadata.name}" is forbidden: {message}')
         yield
+
+
+def create_counted(store: ResourceStore, kind: Kind, resource: Resource) -> Resource:
+    """``store.create(resource)`` as the API server would make it for a controller:
+    refused with :class:`QuotaExceeded` (nothing stored) when a count quota of its
+    namespace's profile is reached."""
+    namespace = resource.metadata.namespace or DEFAULT_NAMESPACE
+
+    def count() -> int:
+        return len(store.list_manifests(kind.kind, namespace).items)
+
+    with admit_create(store, count_lock(store), kind, resource, count):
+        return store.create(resource)
 
 
 # -- compute, as pods start ---------------------------------------------------------------
@@ -283,7 +317,9 @@ __all__ = [
     "QuotaExceeded",
     "admit_create",
     "amount",
+    "count_lock",
     "count_names",
+    "create_counted",
     "exceeded",
     "hard_limits",
     "limits",

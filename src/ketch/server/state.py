@@ -37,8 +37,6 @@ class ApiState:
     admission: Admission = field(default_factory=lambda: Admission(()))
     #: each kind's published schema, what writes drop unknown fields by
     schemas: PublishedSchemas = field(default_factory=PublishedSchemas)
-    #: creates checked against a count quota are checked and stored one at a time
-    quota_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def validate(self, kind: Kind, resource: Resource) -> Resource:
         """Run ``kind``'s validator (if it has one) on ``resource``."""
@@ -62,7 +60,9 @@ class ApiState:
             )
             return len(page.items)
 
-        return quota.admit_create(self.store, self.quota_lock, kind, resource, count)
+        # one at a time with every other counted create of the store (controllers' too)
+        lock = quota.count_lock(self.store)
+        return quota.admit_create(self.store, lock, kind, resource, count)
 
     def source(self, kind: Kind) -> Source:
         """The source serving ``kind`` (the ``resources`` table unless one is set)."""

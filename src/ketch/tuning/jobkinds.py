@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ketch.core.kinds import Kind
+
 _COMPLETE = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 _SUCCEEDED = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 _FAILED = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
@@ -34,6 +36,13 @@ class TrialJobKind:
     failure_condition: str
     primary_container: str
     primary_pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def served_as(self) -> Kind:
+        """The kind as the API serves it (its group and plural: what a count quota,
+        ``count/<plural>.<group>``, names it by)."""
+        group, _, version = self.api_version.rpartition("/")
+        return Kind(self.kind, group, (version,), f"{self.kind.lower()}s")
 
 
 def _kubeflow(kind: str, container: str) -> TrialJobKind:

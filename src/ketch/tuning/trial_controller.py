@@ -8,6 +8,13 @@ runs (the experiment's metrics collector, plus anything the trial pushes with
 the experiment's study for its early-stopping rule, and reads the job's
 ``successCondition``/``failureCondition``. The job's own controller runs it;
 tuning does not import that capability: it creates the resource and reads it.
+
+The job is created as the API server would create it for Katib: a namespace whose
+profile's count quota (``count/pytorchjobs.kubeflow.org``, ``count/jobs.batch``, ...)
+is reached refuses it with Kubernetes' ``exceeded quota`` message; as Katib's
+controller does with such an error, the trial records a ``ReconcileFailed`` Warning
+(``Failed to reconcile: <message>``) and tries again, staying ``Created`` (not
+``Running``) until the quota has room.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ketch.core import quota
 from ketch.core.conditions import get_condition, is_true
 from ketch.core.controller import Events, Key, Result, StatusController
 from ketch.core.errors import KetchError, NotFound
+from ketch.core.quota import QuotaExceeded
 from ketch.core.resource import Resource, set_condition
 from ketch.core.store.resources import ResourceStore
 from ketch.core.timestamps import format_time, utcnow
@@ -34,6 +43,8 @@ from ketch.tuning.studies import Studies
 from ketch.tuning.trialfiles import local_path, push_file, trial_dir
 
 METRICS_POLL = 0.25
+#: seconds before a job the namespace's count quota refused is created again
+QUOTA_RETRY = 1.0
 #: how many intermediate objective values a trial keeps in its status (for restarts)
 HISTORY_CAP = 2000
 
@@ -47,6 +58,8 @@ class TrialRun:
     log_path: str | None = None
     observations: list[Observation] = field(default_factory=list)
     reported: int = 0
+    #: the refusal last reported of its job's create (its namespace's count quota)
+    refused: str | None = None
 
     def collectors(self) -> list[Collector]:
         return [c for c in (self.main, self.push) if c is not None]
@@ -92,6 +105,13 @@ class TrialController(StatusController):
         except NotFound:
             try:
                 job = self._create_job(key, trial, run_spec)
+            except QuotaExceeded as exc:
+                # as Katib retries a create the API server refused: the trial waits
+                message = f"Failed to reconcile: {exc}"
+                if run.refused != message:
+                    run.refused = message
+                    events.append(("ReconcileFailed", message, "Warning"))
+                return Result(requeue_after=QUOTA_RETRY)
             except KetchError as exc:
                 finish(
                     status,
@@ -184,7 +204,12 @@ class TrialController(StatusController):
             **{str(k): str(v) for k, v in (trial.spec.get("env") or {}).items()},
         }
         trials.inject_env(manifest, env, str(trial.spec.get("primaryContainerName") or ""))
-        return self.store.create(Resource.from_manifest(manifest))
+        job = Resource.from_manifest(manifest)
+        known = JOB_KINDS.get(job.kind)
+        if known is None:
+            return self.store.create(job)
+        # counted as the API server counts a create: the namespace's count quota holds
+        return quota.create_counted(self.store, known.served_as, job)
 
     def _run(self, key: Key, trial: Resource, kind: str) -> TrialRun:
         with self._lock:
