@@ -1,7 +1,7 @@
 """A profile's quota over the workloads besides a job's first gang: the workers an
-elastic job adds later, a pipeline's tasks, and the jobs Katib's trials create
-(counted as the API counts them). Over real HTTP against a real ``ketch up``, with
-real processes, compiled with the real ``kfp`` compiler."""
+elastic job adds later, a pipeline's tasks, a pipeline's runs (counted), and the jobs
+Katib's trials create (counted as the API counts them). Over real HTTP against a real
+``ketch up``, with real processes, compiled with the real ``kfp`` compiler."""
 
 # no ``from __future__ import annotations``: kfp reads the components' annotations
 
@@ -252,6 +252,51 @@ def test_a_pipeline_task_that_can_never_fit_fails_saying_so(
     )
     assert "spec.resourceQuotaSpec.hard" in message
     assert not (tmp_path / "log").exists()  # it never ran
+
+
+# -- a pipeline's runs, counted ------------------------------------------------------------------
+
+RUNS = "count/pipelineruns.pipelines.ketch.dev"
+
+
+def test_runs_past_a_count_quota_are_refused(client: httpx.Client, ns: str, tmp_path: Path) -> None:
+    _profile_with_quota(client, ns, {RUNS: "1"})
+    experiment_id = _experiment(client, ns)
+    (tmp_path / "release").touch()
+    first = _submit(client, experiment_id, too_big, folder=str(tmp_path))
+    assert first.status_code == 200, first.text
+
+    refused = _submit(client, experiment_id, too_big, folder=str(tmp_path))
+    assert refused.status_code == 403, refused.text
+    body = refused.json()
+    assert body["code"] == 7  # PERMISSION_DENIED
+    assert body["message"].startswith('pipelineruns.pipelines.ketch.dev "')
+    assert body["message"].endswith(
+        f'" is forbidden: exceeded quota: kf-resource-quota, requested: {RUNS}=1, '
+        f"used: {RUNS}=1, limited: {RUNS}=1"
+    )
+    listed = client.get(f"{KFP}/runs", params={"namespace": ns}).json()["runs"]
+    assert [r["run_id"] for r in listed] == [first.json()["run_id"]]
+    assert _used(client, ns) == {RUNS: "1"}
+
+    # a PipelineRun applied through the resource API is counted the same way
+    applied = client.post(
+        f"/apis/pipelines.ketch.dev/v1/namespaces/{ns}/pipelineruns",
+        json={
+            "apiVersion": "pipelines.ketch.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "applied"},
+            "spec": {"pipelineSpec": ir_loader.load(too_big).spec},
+        },
+    )
+    assert applied.status_code == 403, applied.text
+    assert "exceeded quota: kf-resource-quota" in applied.json()["message"]
+
+    # once the run is deleted there is room again
+    wait_for(lambda: _finished(client, first.json()["run_id"]), what="the first run finished")
+    assert client.delete(f"{KFP}/runs/{first.json()['run_id']}").status_code == 200
+    again = _submit(client, experiment_id, too_big, folder=str(tmp_path))
+    assert again.status_code == 200, again.text
 
 
 # -- the jobs Katib's trials create ---------------------------------------------------------------

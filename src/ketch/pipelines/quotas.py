@@ -1,5 +1,11 @@
-"""A pipeline's tasks and their namespace's compute quota (the profile's
+"""A pipeline's runs and tasks and their namespace's quota (the profile's
 ``kf-resource-quota``, :mod:`ketch.core.quota`).
+
+Runs are counted objects: ``count/pipelineruns.pipelines.ketch.dev`` limits how many
+runs (of any state) a namespace keeps, as ``count/<plural>.<group>`` limits any kind
+in Kubernetes. However a run is made (the KFP v2beta1 API, a ``PipelineRun``
+applied, a recurring run firing), a run past the limit is refused with 403 and
+Kubernetes' ``exceeded quota`` message, and nothing is stored (:func:`admit_run`).
 
 Each task's pod (:mod:`ketch.pipelines.taskpods`) is charged to the namespace's
 ledger (:mod:`ketch.core.charges`) with its requests and limits before its process
@@ -15,15 +21,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, select
 
 from ketch.core import charges, quota
 from ketch.core.backend import ProcessSpec
+from ketch.core.resource import Resource
 from ketch.core.store.db import Database
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workloads.pods import ResourceRequirements
 from ketch.pipelines.kinds import PIPELINE_RUN
 from ketch.pipelines.resources import pod_resources
+from ketch.pipelines.tables import PipelineRunRow
 from ketch.pipelines.taskpods import pod_name
 from ketch.pipelines.tasks import Node, RunContext
 
@@ -31,6 +42,31 @@ log = logging.getLogger(__name__)
 
 #: seconds between looks at the quota while a task waits (a release wakes it sooner)
 LOOK = 1.0
+
+
+@contextmanager
+def admit_run(database: Database, namespace: str, run_id: str) -> Iterator[None]:
+    """Held while run ``run_id`` is stored in ``namespace``: raises
+    :class:`~ketch.core.quota.QuotaExceeded` when the namespace has as many runs as a
+    count quota of its profile allows (checked and stored one at a time with every
+    other counted create of the store)."""
+    store = ResourceStore(database, migrate=False)
+    run = Resource.from_manifest(
+        {
+            "apiVersion": PIPELINE_RUN.api_version,
+            "kind": PIPELINE_RUN.kind,
+            "metadata": {"name": run_id, "namespace": namespace},
+            "spec": {},
+        }
+    )
+
+    def count() -> int:
+        with database.session(readonly=True) as session:
+            query = select(func.count()).where(PipelineRunRow.namespace == namespace)
+            return int(session.execute(query).scalar_one())
+
+    with quota.admit_create(store, quota.count_lock(store), PIPELINE_RUN, run, count):
+        yield
 
 
 def run_key(ctx: RunContext) -> tuple[str, str, str]:
@@ -90,4 +126,4 @@ class TaskQuota:
         charges.ledger_of(self.store).release(run_key(ctx))
 
 
-__all__ = ["LOOK", "TaskQuota", "run_key"]
+__all__ = ["LOOK", "TaskQuota", "admit_run", "run_key"]

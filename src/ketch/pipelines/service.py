@@ -34,6 +34,7 @@ from ketch.pipelines.engine import Engine
 from ketch.pipelines.executor import LocalTaskRunner, images_warning
 from ketch.pipelines.inputs import root_inputs
 from ketch.pipelines.lightweight import Packages
+from ketch.pipelines.quotas import admit_run
 from ketch.pipelines.records import Recorder, public_artifact
 from ketch.pipelines.tables import MIGRATIONS, PipelineRunRow
 from ketch.pipelines.tasks import Node, RunContext
@@ -349,17 +350,18 @@ class RunService:
             enable_caching=enable_caching,
             namespace=namespace,
         )
-        self.recorder.create_run(
-            ctx,
-            args,
-            owner=str(self.owner),
-            state=RunState.PENDING,
-            namespace=namespace,
-            experiment_id=experiment_id,
-            pipeline_id=pipeline_id,
-            pipeline_version_id=pipeline_version_id,
-            recurring_run_id=recurring_run_id,
-        )
+        with admit_run(self.database, namespace, ctx.run_id):  # its namespace's run quota
+            self.recorder.create_run(
+                ctx,
+                args,
+                owner=str(self.owner),
+                state=RunState.PENDING,
+                namespace=namespace,
+                experiment_id=experiment_id,
+                pipeline_id=pipeline_id,
+                pipeline_version_id=pipeline_version_id,
+                recurring_run_id=recurring_run_id,
+            )
         self._launch(ctx, args, resume=False)
         self._changed(ctx.run_id)
         return ctx.run_id
