@@ -109,7 +109,7 @@ def make_profile(server: Server, tokens: dict[str, str], name: str, owner: str) 
     with as_user(server, tokens[owner]) as http:
         assert wait_until(
             lambda: http.get(f"{KFP}/runs", params={"namespace": name}).status_code == 200,
-            timeout=20,
+            timeout=60,
         ), "the profile's owner got no access to its namespace"
 
 
@@ -196,9 +196,9 @@ def test_a_deleted_profile_takes_its_pipelines_and_leaves_the_others(
         assert deleted.status_code == 200, deleted.text
 
         # the running run's task is stopped, then the namespace goes with what it held
-        assert wait_until(lambda: not alive(pid), timeout=60), "the running task still runs"
+        assert wait_until(lambda: not alive(pid), timeout=120), "the running task still runs"
         assert wait_until(
-            lambda: http.get(f"{NAMESPACES}/{GONE}").status_code == 404, timeout=60
+            lambda: http.get(f"{NAMESPACES}/{GONE}").status_code == 404, timeout=120
         ), http.get(f"{NAMESPACES}/{GONE}").json()
     admin = client_as(server, tokens[ADMIN])
     for run_id in (alice_done.run_id, running.run_id):
@@ -278,7 +278,7 @@ def test_a_removal_a_kill_interrupted_is_finished_after_the_restart(
 
     with as_user(server, tokens[ADMIN]) as http:
         assert wait_until(
-            lambda: http.get(f"{NAMESPACES}/{name}").status_code == 404, timeout=60
+            lambda: http.get(f"{NAMESPACES}/{name}").status_code == 404, timeout=120
         ), http.get(f"{NAMESPACES}/{name}").json()
     admin = client_as(server, tokens[ADMIN])
     assert status_of(lambda: admin.get_run(done.run_id)) == 404

@@ -127,7 +127,7 @@ def _remove_run(database: Database, run_id: str) -> None:
             log.warning("could not remove the folder %s of run %s: %s", folder, run_id, exc)
 
     def write(s: Session) -> None:
-        found = s.get(R, run_id)
+        found = s.get(R, run_id, with_for_update=True)  # removed once, journaled once
         if found is None:  # removed meanwhile
             return
         journal_run(s, found, "DELETED")  # the run as it was, for PipelineRun watches

@@ -40,6 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ketch.core.errors import AlreadyExists, Conflict, KetchError, NotFound
 from ketch.core.kinds import Column, Kind
 from ketch.core.rbac import (
@@ -295,6 +297,8 @@ def collect(store: ResourceStore, name: str, uid: str | None) -> bool:
     if name == DEFAULT_NAMESPACE:
         return True
     namespace = _get(store, NAMESPACE, NAMESPACES_STORED_IN, name)
+    if uid is None and _get(store, PROFILE, PROFILES_STORED_IN, name) is not None:
+        return True  # made again since (read after its namespace): the new one's now
     if namespace is None or not owned_by(namespace, name, uid):
         bindings = [b for b in store.list(ROLE_BINDING, name) if owned_by(b, name, uid)]
         for binding in bindings:
@@ -347,7 +351,10 @@ class ProfileSource(StoreSource):
 
     def delete(self, kind: Kind, namespace: str, name: str) -> Manifest:
         gone = super().delete(kind, namespace, name)
-        collect(self.store, name, (gone.get("metadata") or {}).get("uid"))
+        try:
+            collect(self.store, name, (gone.get("metadata") or {}).get("uid"))
+        except (KetchError, SQLAlchemyError, OSError) as exc:  # deleted: its controller goes on
+            log.warning("profile %s deleted; removing what it owned goes on later: %s", name, exc)
         return gone
 
     def _settled(self, kind: Kind, manifest: Manifest) -> Manifest:
