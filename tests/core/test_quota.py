@@ -1,6 +1,7 @@
 """The quota arithmetic of :mod:`ketch.core.quota` and :mod:`ketch.core.charges` over a
 real store: the hard limits read from a stored Profile, pods charged to a namespace and
-released, exactly, quantities printed as Kubernetes prints them."""
+released, exactly, what stored pods held before a restart, quantities printed as
+Kubernetes prints them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ketch.core import charges, quota
 from ketch.core.kinds import Kind, registry_of
 from ketch.core.resource import Resource
 from ketch.core.store.db import Database
+from ketch.core.store.pods import ContainerRecord, Owner, PodRecord, PodStore
 from ketch.core.store.resources import ResourceStore
 from ketch.core.workloads.pods import Container
 
@@ -208,3 +210,65 @@ def test_a_charge_takes_more_pods_and_gives_some_back(store: ResourceStore) -> N
     assert ledger.admit(store, "job", "grow", [("job-2", one)]) is None
     ledger.release("job")
     assert ledger.used("grow")["pods"] == 0
+
+
+def _stored_pod(pods: PodStore, namespace: str, owner: str, name: str, phase: str) -> None:
+    container = ContainerRecord(
+        name="main",
+        spec={"name": "main", "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}},
+        state="running" if phase == "Running" else "terminated",
+    )
+    pods.put(
+        [
+            PodRecord(
+                namespace=namespace,
+                name=name,
+                owner=Owner("kubeflow.org/v1", "PyTorchJob", owner, f"uid-{owner}"),
+                containers=[container],
+                phase=phase,  # type: ignore[arg-type]
+            )
+        ]
+    )
+
+
+def test_after_a_restart_the_stored_pods_hold_their_quota(store: ResourceStore) -> None:
+    # what ran when the server stopped (its pods still Running in the store) holds the
+    # quota before anything is charged, and is handed to its owner as it starts again
+    _profile(store, "restarted", {"cpu": "2"})
+    pods = PodStore(store.database)
+    _stored_pod(pods, "restarted", "old", "old-master-0", "Running")
+    _stored_pod(pods, "restarted", "done", "done-master-0", "Succeeded")
+    ledger = charges.QuotaLedger(charges.stored_claims(store))
+    assert ledger.used("restarted")["requests.cpu"] == 1
+    assert ledger.used("restarted")["limits.cpu"] == 2
+    old = charges.owner_key("PyTorchJob", "restarted", "old")
+    assert ledger.holds(old)
+    two = [_container(cpu="2")]
+    assert ledger.admit(store, "new", "restarted", [("new-0", two)]) == (
+        'Error creating: pods "new-0" is forbidden: exceeded quota: kf-resource-quota, '
+        "requested: cpu=2, used: cpu=1, limited: cpu=2"
+    )
+    # the job that ran starts again: what it held pays for it, nothing is counted twice
+    again = Container.model_validate(
+        {"name": "main", "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}
+    )
+    assert ledger.admit(store, old, "restarted", [("old-master-0", [again])]) is None
+    assert not ledger.holds(old)
+    assert ledger.used("restarted")["requests.cpu"] == 1
+    ledger.release(old)
+    assert ledger.admit(store, "new", "restarted", [("new-0", two)]) is None
+
+
+def test_what_nothing_comes_back_for_is_dropped(store: ResourceStore) -> None:
+    _profile(store, "settled", {"pods": "1"})
+    _stored_pod(PodStore(store.database), "settled", "gone", "gone-master-0", "Running")
+    ledger = charges.QuotaLedger(charges.stored_claims(store))
+    gone = charges.owner_key("PyTorchJob", "settled", "gone")
+    assert ledger.admit(store, "new", "settled", [("new-0", [_container()])]) is not None
+    ledger.settle(gone)  # its controller found it finished: it starts nothing
+    assert ledger.admit(store, "new", "settled", [("new-0", [_container()])]) is None
+    # held charges no controller settles end after a while
+    _profile(store, "expired", {"pods": "1"})
+    _stored_pod(PodStore(store.database), "expired", "lost", "lost-master-0", "Running")
+    short = charges.QuotaLedger(charges.stored_claims(store), hold=0.0)
+    assert short.used("expired")["pods"] == 0

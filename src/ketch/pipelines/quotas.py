@@ -70,7 +70,7 @@ def admit_run(database: Database, namespace: str, run_id: str) -> Iterator[None]
 
 
 def run_key(ctx: RunContext) -> tuple[str, str, str]:
-    """What a run's tasks are charged under."""
+    """What a run's tasks are charged under (and what they held before a restart)."""
     return charges.owner_key(PIPELINE_RUN.kind, ctx.namespace, ctx.run_id)
 
 

@@ -12,7 +12,9 @@ The status is written by :mod:`ketch.serving.status`.
 
 Each running replica is a pod (:mod:`ketch.serving.pods`); deleting one stops that
 replica and another is started in its place. Replicas are charged to the namespace's
-quota as they start (:mod:`ketch.serving.replicas`).
+quota as they start (:mod:`ketch.serving.replicas`); after a restart, what the
+service's pods held is handed to the replicas it starts again, the rest dropped once
+the first pass has started them.
 
 What runs lives in this process and belongs to the controller: :meth:`stop`
 (called by the controller manager when the server or the embedded control plane
@@ -175,6 +177,8 @@ class InferenceServiceController(Controller):
             for old in revs_tr:
                 revs.pop(old)
         rollout = Rollout(rollout.traffic, rollout.stable, rollout.latest, frozenset(tr_active))
+        # what its replicas held before a restart: charged again as they started, or not needed
+        charges.ledger_of(self.store).settle(charges.owner_key(KIND, namespace, name))
 
         # stop what is no longer wanted
         for rev_name in [n for n in svc.revisions if n not in active and n not in tr_active]:

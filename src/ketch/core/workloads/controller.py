@@ -146,11 +146,14 @@ class GangController(StatusController):
         self, key: Key, resource: Resource, status: dict[str, Any], events: Events
     ) -> Result | None:
         result = self._reconcile(key, resource.metadata.uid, resource.spec, status, events)
+        # what its pods held before a restart: charged again as it started, or not needed
+        charges.ledger_of(self.store).settle(self._charge_key(key))
         self._record_pods(key, resource, status, events)
         return result
 
     def _charge_key(self, key: Key) -> tuple[str, str, str]:
-        """What the gang's pods are charged under in its namespace's quota."""
+        """What the gang's pods are charged under in its namespace's quota (the key of
+        what they held before a restart too)."""
         return charges.owner_key(self.kind, key[0], key[1])
 
     def _reconcile(

@@ -153,6 +153,8 @@ class JobController(StatusController):
             self._pod_owners[key] = uid
         self._delete_requested(key, resource, status, events)
         result = self._sync(key, resource, status, events)
+        # what its pods held before a restart: charged again as they started, or not needed
+        charges.ledger_of(self.store).settle(charges.owner_key(KIND, *key))
         self._record_pods(key, resource)
         return result
 
@@ -322,6 +324,7 @@ class JobController(StatusController):
                 (KIND, job.namespace, pod_name),
                 job.namespace,
                 [(pod_name, job.containers)],
+                owner=charges.owner_key(KIND, job.namespace, job.name),
             )
             if refused is not None:  # the namespace's quota (kf-resource-quota)
                 if job_run.waiting != pod_name or status.get("admission") != refused:
