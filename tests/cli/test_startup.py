@@ -35,6 +35,8 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
         ["--version"],
         ["get", "--help"],
         ["runs", "--help"],
+        ["models", "--help"],
+        ["models", "list", "--help"],
         ["serve", "--help"],
         ["up", "--help"],
         ["kubeconfig", "--help"],

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import audit, kubeconfig, login, resources, runs, server, users
+from ketch.cli import audit, kubeconfig, login, models, resources, runs, server, users
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -128,6 +128,7 @@ app.command("delete")(resources.delete)
 app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
 app.command("kubeconfig")(kubeconfig.kubeconfig)
 app.add_typer(users.users_app, name="users")
 app.add_typer(users.tokens_app, name="tokens")
