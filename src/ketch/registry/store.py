@@ -181,6 +181,9 @@ class Registry:
             where.append(EntityRow.name == name)
             if parent_id is not None:
                 where.append(EntityRow.parent_id == parent_id)
+            elif kind.parent is None and kind.kind != "artifact":
+                # a kind without parents: the unique (namespace, kind, parent, name) index
+                where.append(EntityRow.parent_id == 0)
         with self.database.session(readonly=True) as s:
             found = s.execute(select(EntityRow).where(*where).order_by(EntityRow.id).limit(1))
             row = found.scalar_one_or_none()
