@@ -241,6 +241,9 @@ def test_killed_ketch_run_is_failed_for_the_next_reader(
     proc, run_id = _start_ketch_run(package, marker, sleep_at=1)
     try:
         _wait_for(lambda: _count(marker, 1) == 1)
+        # the second step's task is recorded as it starts (under load, after its
+        # process wrote the marker): kill the owner once it is
+        _wait_for(lambda: "step-2" in {t["path"] for t in _get(run_id)["status"]["tasks"]})
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:

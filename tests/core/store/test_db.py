@@ -29,6 +29,7 @@ from ketch.core.errors import KetchError
 from ketch.core.store import db
 from ketch.core.store.models import Base
 from ketch.pipelines.tables import MIGRATIONS, CacheEntryRow
+from ketch.registry.tables import MIGRATIONS as REGISTRY_MIGRATIONS
 from ketch.tenancy.tables import MIGRATIONS as TENANCY_MIGRATIONS
 
 SRC = str(Path(ketch.__file__).resolve().parents[1])
@@ -108,7 +109,7 @@ def test_sqlite_pragmas_on_every_connection(sqlite_database: db.Database) -> Non
 
 
 #: every capability's tables (each registers its models on Base when imported)
-EVERY = [MIGRATIONS, TENANCY_MIGRATIONS]
+EVERY = [MIGRATIONS, TENANCY_MIGRATIONS, REGISTRY_MIGRATIONS]
 
 
 def test_migrate_creates_every_table(database: db.Database) -> None:
@@ -174,7 +175,8 @@ def test_concurrent_migrate_from_many_processes(database: db.Database) -> None:
         "import sys; from ketch.core.store import db; "
         "from ketch.pipelines.tables import MIGRATIONS; "
         "from ketch.tenancy.tables import MIGRATIONS as TENANCY; "
-        "db.Database(sys.argv[1]).migrate([MIGRATIONS, TENANCY]); "
+        "from ketch.registry.tables import MIGRATIONS as REGISTRY; "
+        "db.Database(sys.argv[1]).migrate([MIGRATIONS, TENANCY, REGISTRY]); "
         "print('ok')"
     )
     processes = [_python(code, database.url) for _ in range(4)]
