@@ -18,6 +18,7 @@ from ketch.core.capability import Capability
 from ketch.core.embedded import Assembly
 from ketch.core.store.db import Database
 from ketch.jobs.capability import CAPABILITY as JOBS
+from ketch.notebooks.capability import CAPABILITY as NOTEBOOKS
 from ketch.pipelines.capability import CAPABILITY as PIPELINES
 from ketch.registry.capability import CAPABILITY as REGISTRY
 from ketch.serving.capability import CAPABILITY as SERVING
@@ -40,6 +41,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     SERVING,
     TENANCY,
     REGISTRY,
+    NOTEBOOKS,
 )
 
 

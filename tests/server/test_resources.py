@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from tests.server.fixtures import job, jobs_path, runtime, runtimes_path
-from tests.server.helpers import assert_error
+from tests.server.helpers import assert_error, assert_status
 
 
 def test_create_get_list_delete(client: httpx.Client, ns: str) -> None:
@@ -274,7 +274,7 @@ def test_discovery(client: httpx.Client) -> None:
     }
     assert expected <= set(kinds)
     # a kind nothing reconciles is not served (nothing would ever act on it)
-    assert not {"Notebook", "ServingRuntime", "ClusterServingRuntime"} & set(kinds)
+    assert not {"ServingRuntime", "ClusterServingRuntime"} & set(kinds)
     assert kinds["TrainJob"]["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
     assert kinds["Experiment"]["apiVersion"] == "kubeflow.org/v1beta1"
     assert_error(client.get("/apis/example.com/v1"), 404)
@@ -299,4 +299,4 @@ def test_other_kinds_round_trip(client: httpx.Client, ns: str) -> None:
         "spec": {},
     }
     response = client.post(f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/notebooks", json=notebook)
-    assert_error(response, 404, "notebooks")
+    assert_status(response, 422, "Invalid", "spec.template")

@@ -1,0 +1,1 @@
+"""Kubeflow's notebooks: the ``Notebook`` resource run as one JupyterLab (or code-server, RStudio) process each, reached through Ketch's authenticated proxy under ``/notebook/<namespace>/<name>/``, stopped and started with ``kubeflow-resource-stopped`` and culled when idle."""

@@ -1,0 +1,50 @@
+"""The notebooks capability: Kubeflow's ``Notebook`` run as one server process each
+(JupyterLab, or code-server and RStudio where installed), stopped and started with
+``kubeflow-resource-stopped``, as Kubeflow's notebook controller does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ketch.core import config
+from ketch.core.capability import Admission, Capability, Validator
+from ketch.core.kinds import Kind
+from ketch.core.services import ServiceContext
+from ketch.core.spec import model_schema
+from ketch.notebooks.controller import controller_factory
+from ketch.notebooks.running import upstreams_of
+from ketch.notebooks.spec import GROUP, KIND, PLURAL, NotebookSpec, validate
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        KIND,
+        GROUP,
+        ("v1", "v1beta1"),
+        PLURAL,
+        categories=("all", "kubeflow"),
+        spec_schema=model_schema(NotebookSpec),
+    ),
+)
+
+
+def _validators(_admission: Admission) -> Mapping[str, Validator]:
+    return {KIND: validate}
+
+
+def _finalize(context: ServiceContext, namespace: str) -> bool:
+    """A deleted namespace's notebook folders and volumes go, once its servers stopped."""
+    if upstreams_of(context.database).in_namespace(namespace):
+        return False
+    from ketch.notebooks.workspace import remove_namespace
+
+    remove_namespace(config.ketch_home(), namespace)
+    return True
+
+
+CAPABILITY = Capability(
+    name="notebooks",
+    kinds=KINDS,
+    controllers=(controller_factory,),
+    validators=_validators,
+    namespace_finalizers=(_finalize,),
+)

@@ -1,0 +1,162 @@
+"""A notebook's server as a :class:`~ketch.core.backend.ProcessSpec`: the command of
+its server type, its environment and folders, and where it answers once ready.
+
+JupyterLab (Kubeflow's image contract: ``jupyter lab --ServerApp.base_url=$NB_PREFIX``)
+runs as ``python -m jupyterlab`` from the interpreter Ketch runs with, listening on
+``127.0.0.1`` on a port the backend hands out, serving ``/notebook/<ns>/<name>/`` (so
+the proxy forwards paths unchanged), with the root directory of the notebook's
+:class:`~ketch.notebooks.workspace.Layout`. Its token is in its environment
+(``JUPYTER_TOKEN``, a secret variable: on no command line, in no pod and no log);
+Jupyter refuses any request without it. Jupyter's runtime and configuration folders
+are the notebook's own (the server user's ``~/.jupyter`` is not read). The container's
+``args`` (and the options of a ``jupyter lab`` command) come before Ketch's own.
+
+code-server (``group-one``) and RStudio Server (``group-two``) run their program when
+it is on ``PATH`` (:func:`missing_program` says what to install otherwise), serving
+from ``/`` behind the proxy, which takes the prefix off (as Kubeflow's
+``http-rewrite-uri: /``); they are reached through the proxy only by convention: they
+listen on ``127.0.0.1`` without authentication of their own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from ketch.core.backend import ProcessSpec, Resources
+from ketch.core.workloads.containers import child_env, which
+from ketch.notebooks.running import Upstream
+from ketch.notebooks.spec import NotebookContainer, ServerType, server_args
+from ketch.notebooks.workspace import Layout
+
+HOST = "127.0.0.1"
+PROGRAMS = {ServerType.CODE_SERVER: "code-server", ServerType.RSTUDIO: "rserver"}
+INSTALL = "pip install 'ketch[notebooks]'"
+
+
+def prefix_of(namespace: str, name: str) -> str:
+    """The notebook's public path, ``/notebook/<ns>/<name>/`` (Kubeflow's ``NB_PREFIX``
+    is the same without the last slash)."""
+    return f"/notebook/{namespace}/{name}/"
+
+
+def missing_program(kind: ServerType) -> str | None:
+    """Why a server of ``kind`` cannot run on this machine (``None``: it can)."""
+    if kind is ServerType.JUPYTER:
+        if importlib.util.find_spec("jupyterlab") is None:
+            return f"JupyterLab is not installed with Ketch ({sys.executable}): {INSTALL}"
+        return None
+    program = PROGRAMS[kind]
+    if which(program) is None:
+        what = "code-server (VS Code)" if kind is ServerType.CODE_SERVER else "RStudio Server"
+        return (
+            f"this Notebook runs {what}, but {program} is not installed on this machine: "
+            f"install it (so that {program} is on the server's PATH), or use a Jupyter image"
+        )
+    return None
+
+
+def _command(
+    kind: ServerType, port: int, prefix: str, layout: Layout, extra: list[str]
+) -> list[str]:
+    if kind is ServerType.CODE_SERVER:
+        return [
+            which("code-server") or "code-server",
+            f"--bind-addr={HOST}:{port}",
+            "--auth=none",
+            "--disable-telemetry",
+            "--disable-update-check",
+            *extra,
+            str(layout.root),
+        ]
+    if kind is ServerType.RSTUDIO:
+        return [
+            which("rserver") or "rserver",
+            f"--www-address={HOST}",
+            f"--www-port={port}",
+            "--auth-none=1",
+            "--server-daemonize=0",
+            *extra,
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        *extra,
+        "--no-browser",
+        f"--ip={HOST}",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.base_url={prefix}",
+        f"--ServerApp.root_dir={layout.root}",
+        # bound to 127.0.0.1 behind Ketch, which answers to the names it allows
+        "--ServerApp.allow_remote_access=True",
+        "--ServerApp.allow_root=True",
+    ]
+
+
+def server_process(
+    *,
+    kind: ServerType,
+    namespace: str,
+    name: str,
+    container: NotebookContainer,
+    layout: Layout,
+    port: int,
+    token: str,
+    secret_env: dict[str, str],
+) -> tuple[ProcessSpec, Upstream]:
+    """The process of notebook ``name``'s server, and where the proxy reaches it."""
+    prefix = prefix_of(namespace, name)
+    env = {e.name: e.value for e in container.env if e.value is not None}
+    env.update(
+        NB_PREFIX=prefix.rstrip("/"),
+        PYTHONUNBUFFERED="1",
+        JUPYTER_RUNTIME_DIR=str(layout.state / "runtime"),
+        JUPYTER_CONFIG_DIR=str(layout.state / "config"),
+        JUPYTER_PLATFORM_DIRS="1",
+    )
+    requests, limits = container.resources.requests, container.resources.limits
+    spec = ProcessSpec(
+        name=f"notebook {namespace}/{name}",
+        command=_command(kind, port, prefix, layout, server_args(container)),
+        env=child_env(env),
+        cwd=layout.root,
+        stdout_path=layout.log,
+        stderr_path=layout.log,
+        resources=Resources(
+            cpu_request=_quantity(requests.get("cpu")),
+            cpu_limit=_quantity(limits.get("cpu")),
+            memory_request=_quantity(requests.get("memory")),
+        ),
+        ports=(port,),
+        namespace=namespace,
+        owned=tuple(layout.owned),
+        secret_env={**secret_env, "JUPYTER_TOKEN": token},
+    )
+    headers: tuple[tuple[str, str], ...] = ()
+    if kind is ServerType.RSTUDIO:
+        headers = (("x-rstudio-root-path", prefix.rstrip("/")),)
+    upstream = Upstream(
+        host=HOST,
+        port=port,
+        token=token,
+        prefix=prefix,
+        strip_prefix=kind is not ServerType.JUPYTER,
+        headers=headers,
+    )
+    return spec, upstream
+
+
+def ready_path(kind: ServerType, upstream: Upstream) -> str:
+    """The path that answers 200 once the server serves: Jupyter's ``api/status``
+    (with the token), code-server's ``healthz``, RStudio's root."""
+    if kind is ServerType.JUPYTER:
+        return f"{upstream.prefix}api/status"
+    if kind is ServerType.CODE_SERVER:
+        return "/healthz"
+    return "/"
+
+
+def _quantity(value: str | int | float | None) -> str | None:
+    return None if value is None else str(value)
