@@ -401,6 +401,7 @@ def _other_probe(path: str, method: str, world: World) -> Probe | None:
 def probes_of(world: World) -> tuple[list[Probe], list[str]]:
     """Every route's probes, and the routes the matrix cannot fill (a new route: say
     here how to call it)."""
+    from tests.tenancy.matrix_notebooks import WEBSOCKET, notebook_probe
     from tests.tenancy.matrix_registry import registry_probe
 
     probes: list[Probe] = []
@@ -408,7 +409,7 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
     for route in world.routes:
         if route.path in FASTAPI_PAGES:
             continue
-        for method in sorted(route.methods or ()):
+        for method in sorted(getattr(route, "methods", None) or {WEBSOCKET}):
             if method == "HEAD":
                 continue
             made = _kubernetes_probes(route, method, world)
@@ -416,6 +417,7 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
                 one = (
                     _kfp_probe(route.path, method, world)
                     or registry_probe(route.path, method, world)
+                    or notebook_probe(route.path, method, world)
                     or _other_probe(route.path, method, world)
                 )
                 made = [one] if one is not None else []
@@ -427,6 +429,10 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
 
 
 def call(http: httpx.Client, probe: Probe) -> int:
+    if probe.method == "WEBSOCKET":
+        from tests.tenancy.matrix_notebooks import websocket_status
+
+        return websocket_status(http, probe)
     kwargs: dict[str, Any] = {"params": probe.params, "headers": probe.headers}
     if probe.files is not None:
         kwargs["files"] = probe.files

@@ -290,6 +290,9 @@ def populate(world: World, home: Path) -> None:
         from tests.tenancy.matrix_registry import populate_registry
 
         populate_registry(world, http)
+        from tests.tenancy.matrix_notebooks import populate_notebooks
+
+        populate_notebooks(world)
 
 
 def stored_run(database: Database, experiment: str, home: Path) -> str:

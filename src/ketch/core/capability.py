@@ -94,6 +94,11 @@ class Capability:
     - ``forms``: the paths of its routes that take a browser's HTML form post
       (``application/x-www-form-urlencoded``: the sign-in page); the guard takes that
       type there only, and only with the browser's ``Origin`` of this server.
+    - ``page_writes``: path prefixes of the apps its routes serve through Ketch whose
+      own pages write with their own scripts, which cannot send Ketch's CSRF token
+      (JupyterLab behind the notebook proxy, ``/notebook/``): a signed-in browser
+      session's write there is taken with this server's ``Origin`` instead (the
+      request guard refuses any other origin; a write without one is refused).
     - ``namespace_finalizers``: what removes the capability's own records of a
       namespace when the namespace is deleted (a deleted Profile's, or one deleted
       directly), as Kubernetes' namespace finalizers do: see
@@ -111,6 +116,7 @@ class Capability:
     sources: Mapping[str, SourceFactory] = field(default_factory=dict)
     uploads: Sequence[str] = ()
     forms: Sequence[str] = ()
+    page_writes: Sequence[str] = ()
     namespace_finalizers: Sequence[NamespaceFinalizer] = ()
 
 
@@ -127,6 +133,12 @@ def uploads_of(capabilities: Sequence[Capability]) -> frozenset[str]:
 def forms_of(capabilities: Sequence[Capability]) -> frozenset[str]:
     """The paths of every route of the capabilities that takes an HTML form post."""
     return frozenset(path for c in capabilities for path in c.forms)
+
+
+def page_writes_of(capabilities: Sequence[Capability]) -> tuple[str, ...]:
+    """The path prefixes whose session writes are checked by their Origin (see
+    :attr:`Capability.page_writes`)."""
+    return tuple(prefix for c in capabilities for prefix in c.page_writes)
 
 
 def migrations_of(capabilities: Sequence[Capability]) -> tuple[Path, ...]:

@@ -23,7 +23,7 @@ from ketch.core.store.resources import ResourceStore
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import HTTPConnection
 
 
 class Service(Protocol):
@@ -91,7 +91,7 @@ def publish(app: Starlette, context: ServiceContext) -> None:
     app.state.services = context
 
 
-def context_of(request: Request) -> ServiceContext:
+def context_of(request: HTTPConnection) -> ServiceContext:
     """The :class:`ServiceContext` of the app serving ``request``."""
     context = request.app.state.services
     if not isinstance(context, ServiceContext):

@@ -1,10 +1,12 @@
 """The notebooks capability: Kubeflow's ``Notebook`` run as one server process each
-(JupyterLab, or code-server and RStudio where installed), stopped and started with
+(JupyterLab, or code-server and RStudio where installed), reached through Ketch's
+authenticated proxy under ``/notebook/<namespace>/<name>/``, stopped and started with
 ``kubeflow-resource-stopped``, as Kubeflow's notebook controller does."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ketch.core import config
 from ketch.core.capability import Admission, Capability, Validator
@@ -14,6 +16,9 @@ from ketch.core.spec import model_schema
 from ketch.notebooks.controller import controller_factory
 from ketch.notebooks.running import upstreams_of
 from ketch.notebooks.spec import GROUP, KIND, PLURAL, NotebookSpec, validate
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 KINDS: tuple[Kind, ...] = (
     Kind(
@@ -31,6 +36,12 @@ def _validators(_admission: Admission) -> Mapping[str, Validator]:
     return {KIND: validate}
 
 
+def _routes() -> APIRouter:
+    from ketch.notebooks.api import router
+
+    return router
+
+
 def _finalize(context: ServiceContext, namespace: str) -> bool:
     """A deleted namespace's notebook folders and volumes go, once its servers stopped."""
     if upstreams_of(context.database).in_namespace(namespace):
@@ -46,5 +57,8 @@ CAPABILITY = Capability(
     kinds=KINDS,
     controllers=(controller_factory,),
     validators=_validators,
+    routers=(_routes,),
+    # JupyterLab's own scripts write through the proxy with the page's Origin
+    page_writes=("/notebook/",),
     namespace_finalizers=(_finalize,),
 )

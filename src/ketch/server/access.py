@@ -32,6 +32,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ketch.core.access import (
@@ -67,10 +68,13 @@ _API_PREFIXES = ("/api/", "/apis/", "/kfam/", "/v1/", "/v2/", "/openapi", "/auth
 
 
 def routes_of(routes: Iterable[Any]) -> Iterator[Any]:
-    """Every route an app serves, with the routers FastAPI includes lazily opened."""
+    """Every route an app serves, with the routers FastAPI includes lazily opened (a
+    websocket route among them as the route it stands for)."""
     for route in routes:
         if hasattr(route, "effective_candidates"):
             yield from routes_of(route.effective_candidates())
+        elif not getattr(route, "path", "") and getattr(route, "starlette_route", None):
+            yield route.starlette_route
         else:
             yield route
 
@@ -89,9 +93,13 @@ def public_paths(app: Any) -> frozenset[str]:
 class AccessMiddleware:
     """Authenticates each request (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, access: Access | None) -> None:
+    def __init__(
+        self, app: ASGIApp, access: Access | None, page_writes: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.access = access
+        # where a session's write may show this server's Origin instead of its CSRF token
+        self.page_writes = tuple(page_writes)
         self._public: frozenset[str] | None = None
 
     def _is_public(self, scope: Scope) -> bool:
@@ -152,7 +160,9 @@ class AccessMiddleware:
         # a public route is answered for anyone, so a session's token is not asked for
         # there (the sign-in form); one that acts on the session checks it itself
         if identity.via == "session" and method in _WRITES and not self._is_public(scope):
-            if not _same(headers.get(CSRF_HEADER, ""), identity.csrf):
+            if not _same(headers.get(CSRF_HEADER, ""), identity.csrf) and not (
+                path.startswith(self.page_writes) and _same_origin(scope, headers)
+            ):
                 await _refuse(
                     scope, receive, send, 403, f"a signed-in page's write must send {CSRF_HEADER}"
                 )
@@ -196,12 +206,23 @@ async def _to_login(scope: Scope, receive: Receive, send: Send) -> None:
     await RedirectResponse(location, status_code=303)(scope, receive, send)
 
 
+def _same_origin(scope: Scope, headers: Headers) -> bool:
+    """Whether the request says it comes from a page of this server (its ``Origin``)."""
+    origin = headers.get("origin")
+    if not origin:
+        return False
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    return bool(origin.rstrip("/").lower() == f"{scheme}://{headers.get('host', '')}".lower())
+
+
 def _same(given: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    if scope["type"] == "websocket":
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
         await send({"type": "websocket.close", "code": {401: 4401, 403: 4403}.get(status, 1011)})
         return
     headers = {"WWW-Authenticate": 'Bearer realm="ketch"'} if status == 401 else None
@@ -224,8 +245,9 @@ def forbidden(identity: Identity, attributes: Attributes) -> Forbidden:
     )
 
 
-async def authorize(request: Request) -> None:
-    """The app's dependency on every route (see the module's docstring)."""
+async def authorize(request: HTTPConnection) -> None:
+    """The app's dependency on every route, websockets' too (see the module's
+    docstring)."""
     state = request.scope.setdefault("state", {})
     access: Access | None = state.get(_ACCESS)
     if access is None:  # authentication is off: the one local user
@@ -256,7 +278,7 @@ async def authorize(request: Request) -> None:
     if how is AUTHENTICATED:
         return
     call = Call(
-        request.method,
+        str(request.scope.get("method", "GET")),
         request.url.path,
         request.path_params,
         request.query_params,

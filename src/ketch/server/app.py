@@ -34,6 +34,7 @@ from ketch.core.capability import (
     forms_of,
     kinds_of,
     migrations_of,
+    page_writes_of,
     services_of,
     sources_of,
     uploads_of,
@@ -180,7 +181,9 @@ def create_app(
     publish(app, context)
     errors.install(app)
     # the guard runs first (added last): a refused origin or body never reaches sign-in
-    app.add_middleware(access_check.AccessMiddleware, access=applied)
+    app.add_middleware(
+        access_check.AccessMiddleware, access=applied, page_writes=page_writes_of(capabilities)
+    )
     app.add_middleware(
         RequestGuardMiddleware,
         hosts=guard.allowed_hosts(bind),
