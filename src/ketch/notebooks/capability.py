@@ -1,7 +1,8 @@
 """The notebooks capability: Kubeflow's ``Notebook`` run as one server process each
 (JupyterLab, or code-server and RStudio where installed), reached through Ketch's
 authenticated proxy under ``/notebook/<namespace>/<name>/``, stopped and started with
-``kubeflow-resource-stopped``, as Kubeflow's notebook controller does."""
+``kubeflow-resource-stopped`` and culled when idle, as Kubeflow's notebook controller
+does."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Notebook controller: one server process per Notebook, started through the
 compute backend, stopped and started with ``kubeflow-resource-stopped``, restarted
 when it exits (after the kubelet's crash-loop back-off) or when its pod is deleted,
-and its status written as Kubeflow's
+culled when idle (:mod:`ketch.notebooks.culling`), and its status written as Kubeflow's
 controller writes it, from its pod ``<name>-0`` (:mod:`ketch.notebooks.pods`):
 ``readyReplicas`` is 1 once the server answers on its path with its token (Jupyter's
 ``api/status``), ``containerState`` and the pod's conditions.
@@ -33,16 +33,18 @@ from ketch.core import charges, config
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend
 from ketch.core.controller import Events, Key, Result, StatusController
-from ketch.core.errors import InvalidSpec, KetchError
+from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.resource import Resource
 from ketch.core.store.pods import LogRef, Terminated, log_size, new_uid
 from ketch.core.store.resources import ResourceStore
 from ketch.core.timestamps import utcnow
 from ketch.core.workloads.backoff import Backoff, describe
 from ketch.core.workloads.containers import IMAGE_REASON, image_notice
+from ketch.notebooks import culling
 from ketch.notebooks.launch import missing_program, ready_path, server_process
 from ketch.notebooks.pods import NotebookPods, PodView, notebook_pod, notebook_status, pod_name
 from ketch.notebooks.running import NotebookServer, new_token, upstreams_of
+from ketch.notebooks.settings import Culling
 from ketch.notebooks.spec import (
     KIND,
     STOPPED,
@@ -86,9 +88,12 @@ class NotebookController(StatusController):
     kind = KIND
     workers = 4
 
-    def __init__(self, store: ResourceStore, backend: Backend) -> None:
+    def __init__(
+        self, store: ResourceStore, backend: Backend, culling_settings: Culling | None = None
+    ) -> None:
         super().__init__(store)
         self.backend = backend
+        self.culling = culling_settings or Culling.from_env()
         self.backoff = Backoff.from_env()
         self.upstreams = upstreams_of(store.database)
         self.pods = NotebookPods(store)
@@ -142,6 +147,8 @@ class NotebookController(StatusController):
             book.pod_uid, book.failures, book.retry_at, book.last = "", 0, 0.0, None
             self.pods.remove(namespace, name)
             self._release(key)
+            if self.culling.enabled and culling.clear(annotations):
+                self._annotate(resource, annotations)
             status.clear()
             status.update(notebook_status(None, False))
             return None
@@ -157,6 +164,8 @@ class NotebookController(StatusController):
         new = notebook_status(record, server is not None and server.ready)
         status.clear()
         status.update(new)
+        if self.culling.enabled:
+            requeue = min(requeue, self._cull(resource, annotations, server, events))
         return Result(requeue_after=requeue)
 
     # -- running the server ----------------------------------------------------------
@@ -357,6 +366,60 @@ class NotebookController(StatusController):
             return
         book.said = {s for s in book.said if not s.startswith(f"{reason}: ")} | {said}
         events.append((reason, message, "Warning"))
+
+    # -- culling ---------------------------------------------------------------------
+
+    def _cull(
+        self,
+        resource: Resource,
+        annotations: dict[str, str],
+        server: NotebookServer | None,
+        events: Events,
+    ) -> float:
+        """Kubeflow's culler's pass over a notebook that is not stopped; when to look
+        again."""
+        before = dict(annotations)
+        moment = culling.now()
+        if server is None:  # no pod: nothing to cull
+            if culling.clear(annotations):
+                self._annotate(resource, annotations)
+            return RESYNC
+        culled = culling.cull(annotations, self.culling, lambda: self._kernels(server), moment)
+        if annotations != before and not self._annotate(resource, annotations):
+            return 0.5
+        if culled:
+            idle = self.culling.idle_seconds / 60
+            events.append(
+                (
+                    "Culled",
+                    f"no kernel activity since {annotations.get(culling.LAST_ACTIVITY)} "
+                    f"(CULL_IDLE_TIME {idle:g} minutes): {STOPPED} set",
+                    "Normal",
+                )
+            )
+            return 0.0
+        return max(0.05, culling.due(annotations, self.culling, culling.now()))
+
+    def _kernels(self, server: NotebookServer) -> list[dict[str, Any]] | None:
+        upstream = server.upstream
+        url = f"http://{upstream.host}:{upstream.port}{upstream.prefix}api/kernels"
+        try:
+            response = self._http.get(url, headers=upstream.auth_headers())
+            found = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return [k for k in found if isinstance(k, dict)] if isinstance(found, list) else None
+
+    def _annotate(self, resource: Resource, annotations: dict[str, str]) -> bool:
+        """Write the notebook's ``annotations``; False when it changed meanwhile (the
+        next pass tries again)."""
+        updated = resource.model_copy(deep=True)
+        updated.metadata.annotations = dict(annotations)
+        try:
+            self.store.apply_outcome(updated, expected_version=resource.metadata.resourceVersion)
+        except (Conflict, NotFound):
+            return False
+        return True
 
     # -- the end ---------------------------------------------------------------------
 
