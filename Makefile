@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/inferenceservice_vs_mlserver.py
 	$(BIN)/python benchmarks/tuning_vs_raytune.py
 	$(BIN)/python benchmarks/training_start.py
+	$(BIN)/python benchmarks/notebook_start.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
 	$(BIN)/python benchmarks/hardening_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
