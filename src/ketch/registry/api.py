@@ -95,12 +95,14 @@ class RegistryRoute(APIRoute):
 router = APIRouter(tags=["model registry"], route_class=RegistryRoute)
 
 
-def registry_of(request: Request) -> Registry:
+def service_of(request: Request) -> RegistryService:
+    """The app's registry service (one made for the request when the app runs none)."""
     context = context_of(request)
-    found = context.services.find(RegistryService)
-    if found is None:
-        found = RegistryService(context)
-    return found.registry
+    return context.services.find(RegistryService) or RegistryService(context)
+
+
+def registry_of(request: Request) -> Registry:
+    return service_of(request).registry
 
 
 async def body_of(request: Request) -> Any:
@@ -330,9 +332,7 @@ async def served_version(id: str, request: Request) -> Response:  # noqa: A002
 @rule(by_id(Verb.GET, MODEL_VERSION.kind))
 async def version_lineage(id: str, request: Request) -> Response:  # noqa: A002
     namespace = access.namespace_of(request.app.state.api.database, id, MODEL_VERSION.kind)
-    service = context_of(request).services.find(RegistryService) or RegistryService(
-        context_of(request)
-    )
+    service = service_of(request)
     return answer(service.lineage(namespace, entity_id(id, "id")))
 
 

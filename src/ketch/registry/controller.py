@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 
 from ketch.core.backend import Backend
 from ketch.core.controller import Controller, Key, Result
-from ketch.core.errors import NotFound
+from ketch.core.errors import InvalidSpec, NotFound
+from ketch.core.modeluris import is_registry_uri, parse
 from ketch.core.store.resources import ResourceStore
 from ketch.registry.entities import (
     INFERENCE_SERVICE,
@@ -36,7 +36,6 @@ from ketch.registry.tables import EntityRow
 log = logging.getLogger(__name__)
 
 KIND = "InferenceService"
-SCHEME = "model-registry://"
 #: the custom property that says which Kubernetes object an entry follows
 FOLLOWS = "ketch.dev/inferenceservice"
 RESYNC_SECONDS = 30.0
@@ -82,14 +81,13 @@ class RegisteredServingController(Controller):
             self._undeploy(namespace, name)
             return None
         uri = storage_uri(resource.spec)
-        if not uri or not uri.startswith(SCHEME):
+        if not uri or not is_registry_uri(uri):
             self._undeploy(namespace, name)
             return None
-        parsed = urlparse(uri)
-        parts = [p for p in [parsed.netloc, *parsed.path.split("/")] if p]
-        if not parts or len(parts) > 2:
-            return None
-        model_name, version_name = parts[0], parts[1] if len(parts) > 1 else None
+        try:
+            model_name, version_name, _ = parse(uri)
+        except InvalidSpec:
+            return None  # the serving capability refuses it with the field named
         try:
             model = self.registry.find(namespace, REGISTERED_MODEL, name=model_name)
         except NotFound:

@@ -12,7 +12,7 @@ The controller adds that namespace to the URI it hands its replicas
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlparse
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -20,29 +20,11 @@ from ketch.core import config
 from ketch.core.credentials import token_for
 from ketch.core.errors import KetchError
 from ketch.core.http import verification
+from ketch.core.modeluris import SCHEME, is_registry_uri, parse
 from ketch.serving.errors import InvalidSpec, NotFound
 
-SCHEME = "model-registry://"
 API = "/api/model_registry/v1"
 TIMEOUT_SECONDS = 30.0
-
-
-def is_registry_uri(uri: str) -> bool:
-    return uri.startswith(SCHEME)
-
-
-def parse(uri: str) -> tuple[str, str | None, str | None]:
-    """The model name, version name (``None``: the latest LIVE one) and namespace of a
-    ``model-registry://`` URI (``InvalidSpec`` when it names no model)."""
-    parsed = urlparse(uri)
-    parts = [parsed.netloc, *[p for p in parsed.path.split("/") if p]]
-    parts = [p for p in parts if p]
-    if not parts or len(parts) > 2:
-        raise InvalidSpec(
-            f"{uri!r} is not model-registry://<model>[/<version>]", field="storageUri"
-        )
-    namespaces = parse_qs(parsed.query).get("namespace") or []
-    return parts[0], parts[1] if len(parts) > 1 else None, namespaces[0] if namespaces else None
 
 
 def in_namespace(uri: str, namespace: str) -> str:
