@@ -78,7 +78,8 @@ def test_legacy_group_list(client: httpx.Client) -> None:
     groups = {g["name"]: g for g in body["groups"]}
     assert set(groups) == {k.group for k in KINDS if k.group}
     kubeflow = groups["kubeflow.org"]
-    assert [v["version"] for v in kubeflow["versions"]] == ["v1", "v1beta1"]
+    # in Kubernetes' order of version priority (v1alpha1: Kubeflow's PodDefault)
+    assert [v["version"] for v in kubeflow["versions"]] == ["v1", "v1beta1", "v1alpha1"]
     assert kubeflow["preferredVersion"] == {"groupVersion": "kubeflow.org/v1", "version": "v1"}
 
 
@@ -116,7 +117,8 @@ def test_aggregated_discovery_in_the_version_asked(client: httpx.Client, version
     )
     assert found[("kubeflow.org", "v1", "pytorchjobs")]["categories"] == ["all", "kubeflow"]
     kubeflow = next(i for i in body["items"] if i["metadata"]["name"] == "kubeflow.org")
-    assert [v["version"] for v in kubeflow["versions"]] == ["v1", "v1beta1"]  # preferred first
+    # preferred first
+    assert [v["version"] for v in kubeflow["versions"]] == ["v1", "v1beta1", "v1alpha1"]
     assert all(v["freshness"] == "Current" for v in kubeflow["versions"])
 
     core = client.get("/api", headers={"Accept": accept})

@@ -14,6 +14,7 @@ from ketch.core.capability import Admission, Capability, Validator
 from ketch.core.kinds import Kind
 from ketch.core.services import ServiceContext
 from ketch.core.spec import model_schema
+from ketch.notebooks import poddefaults
 from ketch.notebooks.controller import controller_factory
 from ketch.notebooks.running import upstreams_of
 from ketch.notebooks.spec import GROUP, KIND, PLURAL, NotebookSpec, validate
@@ -30,11 +31,20 @@ KINDS: tuple[Kind, ...] = (
         categories=("all", "kubeflow"),
         spec_schema=model_schema(NotebookSpec),
     ),
+    Kind(
+        poddefaults.KIND,
+        poddefaults.GROUP,
+        (poddefaults.VERSION,),
+        poddefaults.PLURAL,
+        categories=("kubeflow",),
+        spec_schema=model_schema(poddefaults.PodDefaultSpec),
+        subresources=(),
+    ),
 )
 
 
 def _validators(_admission: Admission) -> Mapping[str, Validator]:
-    return {KIND: validate}
+    return {KIND: validate, poddefaults.KIND: poddefaults.validate_poddefault}
 
 
 def _routes() -> APIRouter:

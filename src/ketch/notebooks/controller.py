@@ -15,6 +15,16 @@ What runs lives in this process: :meth:`stop` (the server stops) stops every ser
 after a restart, each notebook that is not stopped starts again (with a new token),
 and whatever pod an earlier run left is replaced. Deleting a notebook stops its server
 and keeps its files.
+
+Each time a server starts, its pod gets the PodDefaults that select it, as Kubeflow's
+admission webhook gives them to a new pod (:mod:`ketch.notebooks.admission`), and
+its environment is read as the kubelet reads it (:mod:`ketch.notebooks.environment`).
+A pod the PodDefaults conflict on is not started: it waits (``PodDefaultConflict``)
+and a ``FailedCreate`` event names the PodDefaults and the conflict. A Secret or a
+ConfigMap the environment needs and cannot find keeps it waiting
+(``CreateContainerConfigError``, with a ``Failed`` event naming it). Either is looked at
+again when a PodDefault, Secret or ConfigMap of its namespace changes, and every few
+seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +44,7 @@ from ketch.core import charges, config
 from ketch.core.access import workload_env
 from ketch.core.backend import Backend
 from ketch.core.controller import Events, Key, Result, StatusController
+from ketch.core.credentials import TOKEN_ENV
 from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound
 from ketch.core.resource import Resource
 from ketch.core.store.pods import LogRef, Terminated, log_size, new_uid
@@ -41,8 +53,21 @@ from ketch.core.timestamps import utcnow
 from ketch.core.workloads.backoff import Backoff, describe
 from ketch.core.workloads.containers import IMAGE_REASON, image_notice
 from ketch.notebooks import culling
+from ketch.notebooks.admission import Applied, apply_to_notebook
+from ketch.notebooks.environment import REASON as CONFIG_ERROR
+from ketch.notebooks.environment import ConfigMissing, Environment, PodFields, resolve
 from ketch.notebooks.launch import missing_program, ready_path, server_process
-from ketch.notebooks.pods import NotebookPods, PodView, notebook_pod, notebook_status, pod_name
+from ketch.notebooks.poddefaults import KIND as PODDEFAULT
+from ketch.notebooks.poddefaults import PodDefaultRefused
+from ketch.notebooks.pods import (
+    NotebookPods,
+    PodView,
+    notebook_pod,
+    notebook_status,
+    pod_annotations,
+    pod_labels,
+    pod_name,
+)
 from ketch.notebooks.running import NotebookServer, new_token, upstreams_of
 from ketch.notebooks.settings import Culling
 from ketch.notebooks.spec import (
@@ -63,6 +88,11 @@ START_TIMEOUT = 180.0
 STOP_GRACE = 10.0
 #: how often a running notebook is looked at when nothing wakes its controller
 RESYNC = 10.0
+#: how often a notebook waiting for its PodDefaults, Secrets or ConfigMaps is looked at
+#: (besides when one of them changes)
+RECHECK = 5.0
+#: why a pod its PodDefaults conflict on waits
+CONFLICT = "PodDefaultConflict"
 
 
 def controller_factory(store: ResourceStore, backend: Backend) -> NotebookController:
@@ -82,11 +112,16 @@ class Book:
     last: Terminated | None = None
     #: the messages of Warning events already said (said once until they change)
     said: set[str] = field(default_factory=set)
+    #: the pod with its PodDefaults, as its server last started (or tried to)
+    applied: Applied | None = None
+    #: waiting for a PodDefault, Secret or ConfigMap of its namespace to change
+    waiting: bool = False
 
 
 class NotebookController(StatusController):
     kind = KIND
     workers = 4
+    watches = (PODDEFAULT, "Secret", "ConfigMap")
 
     def __init__(
         self, store: ResourceStore, backend: Backend, culling_settings: Culling | None = None
@@ -108,6 +143,13 @@ class NotebookController(StatusController):
     def tracked_keys(self) -> list[Key]:
         with self._lock:
             return list(self.servers)
+
+    def related(self, resource: Resource) -> list[Key]:
+        """The notebooks of the namespace of a changed PodDefault, Secret or ConfigMap
+        that wait for one."""
+        namespace = resource.metadata.namespace
+        with self._lock:
+            return [k for k, b in self.books.items() if k[0] == namespace and b.waiting]
 
     def replaced(self, key: Key, uid: str | None) -> None:
         with self._lock:
@@ -145,6 +187,7 @@ class NotebookController(StatusController):
             if self._stop(key):
                 events.append(("Stopped", f"{STOPPED} is set: the server was stopped", "Normal"))
             book.pod_uid, book.failures, book.retry_at, book.last = "", 0, 0.0, None
+            book.applied, book.waiting = None, False
             self.pods.remove(namespace, name)
             self._release(key)
             if self.culling.enabled and culling.clear(annotations):
@@ -159,6 +202,9 @@ class NotebookController(StatusController):
             server = self.servers.get(key)
         if not book.pod_uid:
             book.pod_uid, book.since = new_uid(), utcnow()
+        if book.applied is not None:
+            container = book.applied.container
+            view.labels, view.annotations = book.applied.labels, book.applied.annotations
         record = notebook_pod(resource, container, view, book.pod_uid, book.since)
         self.pods.put(record)
         new = notebook_status(record, server is not None and server.ready)
@@ -188,6 +234,7 @@ class NotebookController(StatusController):
             self._stop(key)
             events.append(("Killing", f"pod {pod_name(key[1])} was deleted; restarting", "Normal"))
             book.pod_uid, book.failures, book.retry_at = "", 0, 0.0
+            book.applied = None
             server = None
         if server is not None and server.handle.poll() is not None:
             self._exited(key, server, book, events)
@@ -208,18 +255,22 @@ class NotebookController(StatusController):
                     f"failed container={container.name} pod={pod_name(key[1])}"
                 )
                 return view, wait
+            prepared = self._prepare(key, resource, book, events, view)
+            if prepared is None:
+                return view, RECHECK
+            applied, environment = prepared
             refused = charges.ledger_of(self.store).admit(
                 self.store,
                 charges.owner_key(KIND, *key),
                 key[0],
-                [(pod_name(key[1]), [container])],
+                [(pod_name(key[1]), [applied.container])],
             )
             if refused is not None:
                 self._warn(book, events, "FailedCreate", refused)
                 view.reason, view.message = "ExceededQuota", refused
                 return view, 2.0
             try:
-                server = self._start(key, resource, spec, container, kind, events)
+                server = self._start(key, resource, applied, environment, kind, events)
             except (KetchError, OSError) as exc:
                 self._release(key)
                 book.failures += 1
@@ -250,19 +301,82 @@ class NotebookController(StatusController):
             return view, 0.1
         return view, RESYNC
 
+    def _prepare(
+        self, key: Key, resource: Resource, book: Book, events: Events, view: PodView
+    ) -> tuple[Applied, Environment] | None:
+        """The pod with its PodDefaults and its container's environment, as a new pod
+        gets them; ``None`` (``view`` says why) when the server cannot start yet."""
+        namespace, name = key
+        book.waiting = True
+        if not book.pod_uid:  # the pod is made now
+            book.pod_uid, book.since = new_uid(), utcnow()
+        defaults = list(self.store.list(PODDEFAULT, namespace))
+        try:
+            applied = apply_to_notebook(resource, defaults)
+        except PodDefaultRefused as exc:
+            book.applied = None
+            message = f"create Pod {pod_name(name)} failed: {exc}"
+            self._warn(book, events, "FailedCreate", message)
+            view.reason, view.message = CONFLICT, str(exc)
+            return None
+        if applied.names and (book.applied is None or book.applied.names != applied.names):
+            notes = "".join(f"; {note}" for note in applied.notes)
+            events.append(
+                (
+                    "PodDefaultsApplied",
+                    f"pod {pod_name(name)} has PodDefaults {', '.join(applied.names)}{notes}",
+                    "Normal",
+                )
+            )
+        book.applied = applied
+        labels = {**pod_labels(resource), **applied.labels}
+        annotations = {**pod_annotations(resource), **applied.annotations}
+        fields = PodFields(
+            name=pod_name(name),
+            namespace=namespace,
+            uid=book.pod_uid,
+            labels=labels,
+            annotations=annotations,
+            service_account=applied.spec.template.spec.serviceAccountName or "default",
+        )
+        shown = applied.container.model_dump(mode="json", by_alias=True, exclude_none=True)
+        try:
+            environment = resolve(shown, fields, self._read(namespace))
+        except ConfigMissing as exc:
+            self._warn(book, events, "Failed", f"Error: {exc}")
+            view.reason, view.message = CONFIG_ERROR, str(exc)
+            return None
+        for note in environment.notes:
+            self._warn(book, events, "EnvironmentNotSet", note)
+        book.waiting = False
+        return applied, environment
+
+    def _read(self, namespace: str) -> Callable[[str, str], Resource | None]:
+        def read(kind: str, name: str) -> Resource | None:
+            try:
+                return self.store.get(kind, namespace, name)
+            except NotFound:
+                return None
+
+        return read
+
     def _start(
         self,
         key: Key,
         resource: Resource,
-        spec: NotebookSpec,
-        container: NotebookContainer,
+        applied: Applied,
+        environment: Environment,
         kind: ServerType,
         events: Events,
     ) -> NotebookServer:
         namespace, name = key
-        layout = plan(config.ketch_home(), namespace, name, spec, container)
+        container = applied.container
+        layout = plan(config.ketch_home(), namespace, name, applied.spec, container)
         for note in [*layout.notes, *prepare(layout)]:
             events.append(("VolumeNotMounted", note, "Warning"))
+        secret_env = workload_env(self.store.database, namespace)
+        if not applied.automount_token:
+            secret_env.pop(TOKEN_ENV, None)
         port = self.backend.reserve_port()
         process, upstream = server_process(
             kind=kind,
@@ -272,7 +386,8 @@ class NotebookController(StatusController):
             layout=layout,
             port=port,
             token=new_token(),
-            secret_env=workload_env(self.store.database, namespace),
+            secret_env=secret_env,
+            environment=environment,
         )
         offset = log_size(layout.log)
         try:

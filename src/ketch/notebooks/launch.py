@@ -7,7 +7,9 @@ runs as ``python -m jupyterlab`` from the interpreter Ketch runs with, listening
 the proxy forwards paths unchanged), with the root directory of the notebook's
 :class:`~ketch.notebooks.workspace.Layout`. Its token is in its environment
 (``JUPYTER_TOKEN``, a secret variable: on no command line, in no pod and no log);
-Jupyter refuses any request without it. Jupyter's runtime and configuration folders
+Jupyter refuses any request without it. The variables read from Secrets and ConfigMaps
+(:mod:`ketch.notebooks.environment`) are secret variables too. Jupyter's runtime and
+configuration folders
 are the notebook's own (the server user's ``~/.jupyter`` is not read). The container's
 ``args`` (and the options of a ``jupyter lab`` command) come before Ketch's own.
 
@@ -25,6 +27,7 @@ import sys
 
 from ketch.core.backend import ProcessSpec, Resources
 from ketch.core.workloads.containers import child_env, which
+from ketch.notebooks.environment import Environment
 from ketch.notebooks.running import Upstream
 from ketch.notebooks.spec import NotebookContainer, ServerType, server_args
 from ketch.notebooks.workspace import Layout
@@ -105,17 +108,25 @@ def server_process(
     port: int,
     token: str,
     secret_env: dict[str, str],
+    environment: Environment | None = None,
 ) -> tuple[ProcessSpec, Upstream]:
-    """The process of notebook ``name``'s server, and where the proxy reaches it."""
+    """The process of notebook ``name``'s server, and where the proxy reaches it.
+    ``environment``: the container's, as resolved when it starts (without it, the
+    ``value`` of each of its ``env`` variables); what Ketch sets wins over it."""
     prefix = prefix_of(namespace, name)
-    env = {e.name: e.value for e in container.env if e.value is not None}
-    env.update(
-        NB_PREFIX=prefix.rstrip("/"),
-        PYTHONUNBUFFERED="1",
-        JUPYTER_RUNTIME_DIR=str(layout.state / "runtime"),
-        JUPYTER_CONFIG_DIR=str(layout.state / "config"),
-        JUPYTER_PLATFORM_DIRS="1",
-    )
+    if environment is None:
+        environment = Environment(
+            plain={e.name: e.value for e in container.env if e.value is not None}
+        )
+    own = {
+        "NB_PREFIX": prefix.rstrip("/"),
+        "PYTHONUNBUFFERED": "1",
+        "JUPYTER_RUNTIME_DIR": str(layout.state / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(layout.state / "config"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+    env = {**environment.plain, **own}
+    hidden = {k: v for k, v in environment.hidden.items() if k not in own and k not in secret_env}
     requests, limits = container.resources.requests, container.resources.limits
     spec = ProcessSpec(
         name=f"notebook {namespace}/{name}",
@@ -132,7 +143,7 @@ def server_process(
         ports=(port,),
         namespace=namespace,
         owned=tuple(layout.owned),
-        secret_env={**secret_env, "JUPYTER_TOKEN": token},
+        secret_env={**hidden, **secret_env, "JUPYTER_TOKEN": token},
     )
     headers: tuple[tuple[str, str], ...] = ()
     if kind is ServerType.RSTUDIO:

@@ -1,9 +1,11 @@
 """A notebook's server as its StatefulSet's pod, ``<name>-0``, as Kubeflow's controller
 makes it (:mod:`ketch.core.store.pods`): labels ``statefulset`` and ``notebook-name``
 plus the Notebook's and its template's labels (how PodDefault labels reach the pod),
-the Notebook's annotations but those whose key holds ``kubectl`` or ``notebook``, and
-one container, the notebook's, with the command that runs, its environment (never the
-token), its port (``notebook-port``) and its log. A ``DELETE`` of the pod restarts the
+the Notebook's annotations but those whose key holds ``kubectl`` or ``notebook``, what
+its PodDefaults add (:mod:`ketch.notebooks.poddefaults`), and one container, the
+notebook's, with the command that runs, its environment (never the token; variables
+read from Secrets, ConfigMaps or the pod's fields by their reference only), its port
+(``notebook-port``) and its log. A ``DELETE`` of the pod restarts the
 server, as the StatefulSet makes the pod again; a stopped notebook has no pod.
 
 The Notebook's ``status`` is read from this pod, as Kubeflow's controller reads it:
@@ -12,7 +14,7 @@ its conditions, and the state of the notebook's container (:func:`notebook_statu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,18 +58,49 @@ class PodView:
     log: LogRef | None = None
     process: ProcessSpec | None = None
     port: int = 0
+    #: what the pod's PodDefaults added to its labels and annotations
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def pod_labels(resource: Resource) -> dict[str, str]:
+    """The labels of the notebook's pod (what PodDefaults select by): its template's,
+    the Notebook's own, ``statefulset`` and ``notebook-name``."""
+    meta = resource.metadata
+    template_labels = (resource.spec.get("template") or {}).get("metadata", {}).get("labels")
+    labels = {str(k): str(v) for k, v in (template_labels or {}).items()}
+    labels.update(meta.labels)
+    labels.update({"statefulset": meta.name, "notebook-name": meta.name})
+    return labels
+
+
+def pod_annotations(resource: Resource) -> dict[str, str]:
+    """The Notebook's annotations its pod gets: those whose key holds neither
+    ``kubectl`` nor ``notebook``."""
+    return {
+        k: v
+        for k, v in resource.metadata.annotations.items()
+        if "kubectl" not in k and "notebook" not in k
+    }
 
 
 def notebook_pod(
     resource: Resource, container: NotebookContainer, view: PodView, uid: str, since: datetime
 ) -> PodRecord:
     meta = resource.metadata
-    template_labels = (resource.spec.get("template") or {}).get("metadata", {}).get("labels")
-    labels = {str(k): str(v) for k, v in (template_labels or {}).items()}
-    labels.update(meta.labels)
-    labels.update({"statefulset": meta.name, "notebook-name": meta.name})
+    labels = pod_labels(resource)
+    labels.update(view.labels)
     spec = container_spec(container, view.process)
     spec.pop("volumeMounts", None)
+    if view.process is not None:  # what the environment reads from elsewhere, by reference
+        spec["env"] = [
+            *spec.get("env", ()),
+            *(
+                {"name": e.name, "valueFrom": source}
+                for e in container.env
+                if e.value is None and (source := (e.model_extra or {}).get("valueFrom"))
+            ),
+        ]
     if view.port:
         spec["ports"] = [{"containerPort": view.port, "name": "notebook-port", "protocol": "TCP"}]
     record = ContainerRecord(
@@ -82,9 +115,8 @@ def notebook_pod(
         ready=view.ready,
         log=view.log,
     )
-    annotations = {
-        k: v for k, v in meta.annotations.items() if "kubectl" not in k and "notebook" not in k
-    }
+    annotations = pod_annotations(resource)
+    annotations.update(view.annotations)
     annotations.update(image_annotations([record]))
     return PodRecord(
         namespace=meta.namespace,

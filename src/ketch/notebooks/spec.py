@@ -142,6 +142,37 @@ def server_args(container: NotebookContainer) -> list[str]:
     return words
 
 
+def check_claim(volume: Volume, where: str) -> None:
+    """Refuse a ``persistentVolumeClaim`` whose claim cannot name a folder (``where``:
+    the volume's field path)."""
+    claim = volume.persistentVolumeClaim
+    if claim is not None and not (
+        len(claim.claimName) <= 253 and _DNS_SUBDOMAIN.match(claim.claimName)
+    ):
+        raise InvalidSpec(
+            f"{claim.claimName!r} is not a valid PersistentVolumeClaim name: use "
+            "lower-case letters, digits, '-' and '.'",
+            field=f"{where}.persistentVolumeClaim.claimName",
+        )
+
+
+def check_mount(mount: VolumeMount, where: str) -> None:
+    """Refuse a mount whose path is not absolute, or that climbs out with ``..``
+    (``where``: the mount's field path)."""
+    path = mount.mountPath
+    if not path.startswith("/") or ".." in path.split("/"):
+        raise InvalidSpec(
+            f"{path!r} must be an absolute path without '..'", field=f"{where}.mountPath"
+        )
+    if mount.subPath and (
+        mount.subPath.startswith("/") or ".." in posixpath.normpath(mount.subPath)
+    ):
+        raise InvalidSpec(
+            f"{mount.subPath!r} must be a relative path without '..'",
+            field=f"{where}.subPath",
+        )
+
+
 def validate(resource: Resource) -> None:
     """Refuse a Notebook Kubeflow's controller would not run, or Ketch cannot, with
     the field's path (see the module)."""
@@ -161,15 +192,7 @@ def validate(resource: Resource) -> None:
         if volume.name in volumes:
             raise InvalidSpec(f"Duplicate value: {volume.name!r}", field=f"{where}.name")
         volumes[volume.name] = volume
-        claim = volume.persistentVolumeClaim
-        if claim is not None and not (
-            len(claim.claimName) <= 253 and _DNS_SUBDOMAIN.match(claim.claimName)
-        ):
-            raise InvalidSpec(
-                f"{claim.claimName!r} is not a valid PersistentVolumeClaim name: use "
-                "lower-case letters, digits, '-' and '.'",
-                field=f"{where}.persistentVolumeClaim.claimName",
-            )
+        check_claim(volume, where)
     for index, container in enumerate(spec.template.spec.containers):
         where = f"{pod}.containers[{index}]"
         if not container.name:
@@ -183,18 +206,7 @@ def validate(resource: Resource) -> None:
                     f"Not found: {mount.name!r}: no volume of that name in {pod}.volumes",
                     field=f"{at}.name",
                 )
-            path = mount.mountPath
-            if not path.startswith("/") or ".." in path.split("/"):
-                raise InvalidSpec(
-                    f"{path!r} must be an absolute path without '..'", field=f"{at}.mountPath"
-                )
-            if mount.subPath and (
-                mount.subPath.startswith("/") or ".." in posixpath.normpath(mount.subPath)
-            ):
-                raise InvalidSpec(
-                    f"{mount.subPath!r} must be a relative path without '..'",
-                    field=f"{at}.subPath",
-                )
+            check_mount(mount, at)
     index, container = main_container(name, spec)
     where = f"{pod}.containers[{index}]"
     if container.command:
