@@ -1,9 +1,11 @@
-"""What the sign-in pages share: their templates (Jinja2, server-side, no script), the
-session cookie a browser keeps, and where a sign-in may send the browser next."""
+"""What the sign-in pages share: their templates (Jinja2, server-side, no script) and
+Ketch's look (which the dashboard's stylesheet starts with), the session cookie a
+browser keeps, and where a sign-in may send the browser next."""
 
 from __future__ import annotations
 
 import functools
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +39,14 @@ def _templates() -> Environment:
         loader=PackageLoader("ketch.tenancy", "templates"),
         autoescape=select_autoescape(["html"]),
     )
+
+
+@functools.cache
+def look_css() -> str:
+    """Ketch's look (``templates/look.css``: colours, type, buttons, errors and notes):
+    inlined in the sign-in pages and the start of the dashboard's stylesheet, so both
+    look alike from one source."""
+    return resources.files("ketch.tenancy").joinpath("templates", "look.css").read_text("utf-8")
 
 
 def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
