@@ -63,7 +63,7 @@ def _server_class() -> type:
                     "elsewhere, set KETCH_CA_FILE to a copy of it",
                     flush=True,
                 )
-            print(f"API docs at {url}/docs; press Ctrl-C to stop", flush=True)
+            print(f"Dashboard at {url}/; API docs at {url}/docs; press Ctrl-C to stop", flush=True)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
@@ -334,9 +334,9 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from ketch.capabilities import create_app
     from ketch.core.access import ServerAddress
     from ketch.core.tls import ca_path
+    from ketch.ui.assembly import create_app  # every capability's API and the dashboard
 
     try:
         sock = _bind(host, port)
