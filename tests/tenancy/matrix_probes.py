@@ -403,6 +403,7 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
     here how to call it)."""
     from tests.tenancy.matrix_notebooks import WEBSOCKET, notebook_probe
     from tests.tenancy.matrix_registry import registry_probe
+    from tests.tenancy.matrix_ui import ui_probes
 
     probes: list[Probe] = []
     unfilled: list[str] = []
@@ -412,7 +413,9 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
         for method in sorted(getattr(route, "methods", None) or {WEBSOCKET}):
             if method == "HEAD":
                 continue
-            made = _kubernetes_probes(route, method, world)
+            made = ui_probes(route.path, method, world)
+            if made is None:
+                made = _kubernetes_probes(route, method, world)
             if made is None:
                 one = (
                     _kfp_probe(route.path, method, world)

@@ -189,7 +189,7 @@ def make_world(home: Path, url: str | None = None) -> Iterator[World]:
     made = add_users(Directory(database), callers.values(), admin=ADMIN)
     tokens = {caller: made[email] for caller, email in callers.items()}
 
-    from ketch.capabilities import create_app
+    from ketch.ui.assembly import create_app  # every capability's API and the dashboard
 
     def app(networks: list[str]) -> Any:
         return create_app(

@@ -1,0 +1,104 @@
+"""The dashboard's part of the isolation matrix: each page route (``/`` and ``/ui/...``)
+made into probes of team-a, with what Kubeflow's roles ask of the read or write it
+stands for: a page of a namespace or a list needs view there (a Secret's needs edit, as
+its API read does), the YAML editor and its save need edit (a RoleBinding's admin), a
+delete needs edit. A page named without a namespace only redirects (signed in), and
+the static files are for anyone signed in.
+
+The save sends YAML that does not parse, so an allowed caller gets 422 and nothing
+changes; the delete removes a ConfigMap of its own, made again before each caller's try
+(it is made by the reset only, so the matrix's snapshot of team-a does not hold it)."""
+
+from __future__ import annotations
+
+from ketch.core.resource import Resource
+from tests.tenancy.matrix_probes import SIGNED_IN, Need, Probe, level
+from tests.tenancy.matrix_world import ADMIN_LEVEL, EDIT, TEAM, VIEW, World, config_map
+
+DOOMED = "mx-ui-doomed"
+IN_TEAM = {"ns": TEAM}
+#: (resource, name, the level its read needs, the level its edit needs)
+OBJECTS = (
+    ("pytorchjobs.kubeflow.org", "job-a", VIEW, EDIT),
+    ("secrets", "secret-a", EDIT, EDIT),
+    ("rolebindings.rbac.authorization.k8s.io", "edit-eddie", VIEW, ADMIN_LEVEL),
+)
+
+
+def _probe(route: str, method: str, path: str, need: Need, **params: str) -> Probe:
+    return Probe(route, method, path, need, params=dict(params))
+
+
+def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
+    """The probes of a dashboard route (``None``: not one)."""
+    if path != "/" and not path.startswith("/ui/"):
+        return None
+    ids = world.ids
+    view = level(VIEW)
+    if path == "/ui/static/{digest}/{name}":
+        from ketch.ui.assets import url
+
+        return [_probe(path, method, url("ketch.css"), SIGNED_IN)]
+    if path == "/":
+        return [_probe(path, method, "/", view, **IN_TEAM), _probe(path, method, "/", SIGNED_IN)]
+    if path == "/ui/k":
+        return [_probe(path, method, path, SIGNED_IN)]
+    fixed = {
+        "/ui/runs": "/ui/runs",
+        "/ui/runs/{run_id}": f"/ui/runs/{ids['run']}",
+        "/ui/experiments": "/ui/experiments",
+        "/ui/experiments/{experiment_id}": f"/ui/experiments/{ids['exp']}",
+        "/ui/pipelines": "/ui/pipelines",
+        "/ui/pipelines/{pipeline_id}": f"/ui/pipelines/{ids['pipeline']}",
+        "/ui/models": "/ui/models",
+    }
+    if path in fixed:
+        url = fixed[path]
+        probes = [_probe(path, method, url, view, **IN_TEAM)]
+        if "{" not in path:  # a list named without a namespace: a redirect
+            probes.append(_probe(path, method, url, SIGNED_IN))
+        return probes
+    if path == "/ui/k/{resource}":
+        return [
+            _probe(path, method, "/ui/k/pytorchjobs.kubeflow.org", view, **IN_TEAM),
+            _probe(path, method, "/ui/k/secrets", level(EDIT), **IN_TEAM),
+            _probe(path, method, "/ui/k/pytorchjobs.kubeflow.org", SIGNED_IN),
+            # a cluster-scoped kind: filtered to what the caller sees
+            _probe(path, method, "/ui/k/profiles.kubeflow.org", SIGNED_IN),
+        ]
+    if path == "/ui/k/{resource}/{name}":
+        return _object_probes(path, method, world)
+    if path == "/ui/k/{resource}/{name}/edit":
+        return [
+            _probe(path, method, f"/ui/k/{resource}/{name}/edit", level(edit), **IN_TEAM)
+            for resource, name, _read, edit in OBJECTS
+        ]
+    return []
+
+
+def _object_probes(path: str, method: str, world: World) -> list[Probe]:
+    if method == "GET":
+        return [
+            *(
+                _probe(path, method, f"/ui/k/{resource}/{name}", level(read), **IN_TEAM)
+                for resource, name, read, _edit in OBJECTS
+            ),
+            _probe(path, method, f"/ui/k/profiles.kubeflow.org/{TEAM}", level(VIEW)),
+        ]
+    if method == "PUT":
+        made = []
+        for resource, name, _read, edit in OBJECTS:
+            probe = _probe(path, method, f"/ui/k/{resource}/{name}", level(edit), **IN_TEAM)
+            probe.json_body = {"yaml": "spec: [this does not parse"}
+            made.append(probe)
+        return made
+    if method == "DELETE":
+        probe = _probe(path, method, f"/ui/k/configmaps/{DOOMED}", level(EDIT), **IN_TEAM)
+        probe.last = True
+        probe.reset = lambda: world.app_store.apply(_doomed())
+        return [probe]
+    return []
+
+
+def _doomed() -> Resource:
+    return Resource.from_manifest(config_map(DOOMED, TEAM))
