@@ -1,10 +1,10 @@
 """The environment each training operator injects into a replica, per kind.
 
-The variable names and values follow Kubeflow's operators. Two local
-differences: every replica's host name (``<job>-<type>-<index>``) resolves to
-``127.0.0.1`` here, so addresses are written as ``127.0.0.1``; and ports are
-allocated free on this machine (the kind's default port when it is free), so
-several jobs can run at once.
+The variable names and values follow Kubeflow's operators. Two differences: a
+replica's address is its node's as the backend gives it (``127.0.0.1`` on the
+local backend; the Ray node's address on a Ray cluster) rather than a host name
+(``<job>-<type>-<index>``); and ports are allocated free on that node (the kind's
+default port when it is free), so several jobs can run at once.
 
 An MPIJob's launcher gets the MPI operator's contract: a hostfile
 (``<job>-worker-<i> slots=<slotsPerWorker>``) in ``OMPI_MCA_orte_default_hostfile``
@@ -26,18 +26,12 @@ import shlex
 from pathlib import Path
 
 from ketch.core.backend import Backend
-from ketch.core.backend.host import LOCAL_HOST
 from ketch.core.workloads import rsh
 from ketch.core.workloads.gang import Addresses
 from ketch.jobs.spec import Job, MPIJobSpec, MXJobSpec, PaddleJobSpec, PyTorchJobSpec, TFJobSpec
 
 DEFAULT_RDZV_PORT = 29400
 TF_EVALUATOR = "Evaluator"
-
-
-def host_of(name: str) -> str:
-    """Where replica ``name`` is reached from the others on this machine."""
-    return LOCAL_HOST
 
 
 def declared_port(job: Job, rtype: str) -> int:
@@ -51,15 +45,24 @@ def declared_port(job: Job, rtype: str) -> int:
 
 def allocate(job: Job, backend: Backend, workdir: Path) -> Addresses:
     """Ports for every replica of ``job`` (and the rendezvous port of an elastic job),
-    reserved through ``backend``."""
+    reserved through ``backend`` on the node each replica is placed on, and the
+    address of each replica's node."""
     addresses = Addresses()
-    for rtype, _index, name in job.replica_names():
+    names = job.replica_names()
+    for rtype, _index, name in names:
+        placement = job.placement(name)
+        addresses.hosts[name] = backend.host_of(placement)
         if job.kind == "MPIJob":
             continue
-        addresses.ports[name] = backend.reserve_port(declared_port(job, rtype))
+        addresses.ports[name] = backend.reserve_port(declared_port(job, rtype), placement)
     spec = job.spec
-    if isinstance(spec, PyTorchJobSpec) and spec.elasticPolicy is not None:
-        addresses.rdzv_port = backend.reserve_port(spec.elasticPolicy.rdzvPort or DEFAULT_RDZV_PORT)
+    if isinstance(spec, PyTorchJobSpec) and spec.elasticPolicy is not None and names:
+        # on the first worker's node, where the rendezvous is reached (PET_RDZV_ENDPOINT)
+        worker = f"{job.name}-worker-0"
+        first = job.placement(worker) if any(n == worker for _t, _i, n in names) else None
+        addresses.rdzv_port = backend.reserve_port(
+            spec.elasticPolicy.rdzvPort or DEFAULT_RDZV_PORT, first
+        )
     if isinstance(spec, MPIJobSpec):
         addresses.hostfile = workdir / "hostfile"
         addresses.rsh_agent = workdir / "kubexec.sh"
@@ -112,9 +115,9 @@ def _pytorch(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
     if master is not None:
         port = str(addresses.ports[master[2]])
         env.update(
-            MASTER_ADDR=host_of(master[2]),
+            MASTER_ADDR=addresses.host(master[2]),
             MASTER_PORT=port,
-            PET_MASTER_ADDR=host_of(master[2]),
+            PET_MASTER_ADDR=addresses.host(master[2]),
             PET_MASTER_PORT=port,
         )
     env.update(WORLD_SIZE=str(world), RANK=str(rank), PET_NPROC_PER_NODE=nproc)
@@ -125,7 +128,7 @@ def _pytorch(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
     workers = job.replicas["Worker"].replicas
     low = policy.minReplicas or workers
     high = policy.maxReplicas or workers
-    rdzv_host = policy.rdzvHost or host_of(f"{job.name}-worker-0")
+    rdzv_host = policy.rdzvHost or addresses.host(f"{job.name}-worker-0")
     env.update(
         PET_NNODES=f"{low}:{high}",
         PET_RDZV_BACKEND=policy.rdzvBackend or "c10d",
@@ -150,7 +153,7 @@ def tf_config(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[st
     for rt, _i, name in job.replica_names():
         if rt == TF_EVALUATOR:
             continue
-        cluster.setdefault(rt.lower(), []).append(f"{host_of(name)}:{addresses.ports[name]}")
+        cluster.setdefault(rt.lower(), []).append(f"{addresses.host(name)}:{addresses.ports[name]}")
     return {
         "cluster": cluster,
         "task": {"type": rtype.lower(), "index": index},
@@ -167,7 +170,9 @@ def _xgboost(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
     master = _first(job, "Master")
     env: dict[str, str] = {}
     if master is not None:
-        env.update(MASTER_ADDR=host_of(master[2]), MASTER_PORT=str(addresses.ports[master[2]]))
+        env.update(
+            MASTER_ADDR=addresses.host(master[2]), MASTER_PORT=str(addresses.ports[master[2]])
+        )
     rank = index + 1 if rtype == "Worker" and master is not None else index
     env.update(WORLD_SIZE=str(job.total_replicas()), RANK=str(rank))
     workers = [
@@ -175,7 +180,7 @@ def _xgboost(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str
     ]
     if workers:
         env["WORKER_PORT"] = str(workers[0][1])
-        env["WORKER_ADDRS"] = ",".join(host_of(name) for name, _p in workers)
+        env["WORKER_ADDRS"] = ",".join(addresses.host(name) for name, _p in workers)
     return env
 
 
@@ -184,7 +189,7 @@ def _jax(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, st
     env: dict[str, str] = {}
     if coordinator is not None:
         env.update(
-            COORDINATOR_ADDRESS=host_of(coordinator[2]),
+            COORDINATOR_ADDRESS=addresses.host(coordinator[2]),
             COORDINATOR_PORT=str(addresses.ports[coordinator[2]]),
         )
     env.update(NUM_PROCESSES=str(job.total_replicas()), PROCESS_ID=str(index))
@@ -200,8 +205,8 @@ def _paddle(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str,
     rendezvous = _first(job, "Master") if ps_mode else _first(job, "Worker")
     if rendezvous is not None:
         if (rtype, index) == rendezvous[:2]:
-            env["POD_IP_DUMMY"] = LOCAL_HOST  # the operator's status.podIP
-        env["PADDLE_MASTER"] = f"{host_of(rendezvous[2])}:{addresses.ports[rendezvous[2]]}"
+            env["POD_IP_DUMMY"] = addresses.host(rendezvous[2])  # the operator's status.podIP
+        env["PADDLE_MASTER"] = f"{addresses.host(rendezvous[2])}:{addresses.ports[rendezvous[2]]}"
     if ps_mode:
         env["PADDLE_SERVER_NUM" if rtype == "Master" else "PADDLE_TRAINER_NUM"] = "1"
     return env
@@ -223,7 +228,7 @@ def mx_config(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[st
             str(annotations.get(MX_TUNER_SERVER_KEY, "")) if isinstance(annotations, dict) else ""
         )
     for rt, _i, name in job.replica_names():
-        cluster[rt.lower()].append({"url": host_of(name), "port": addresses.ports[name]})
+        cluster[rt.lower()].append({"url": addresses.host(name), "port": addresses.ports[name]})
     return {
         "cluster": dict(sorted(cluster.items())),
         "labels": dict(sorted(labels.items())),

@@ -1,7 +1,8 @@
 """What Kubeflow Trainer's ML-policy plugins set on a TrainJob's replicas, made local.
 
-Every replica is on this machine, so addresses are ``127.0.0.1`` and ports are
-free ones (Trainer's own port, 29500, when it is free).
+Addresses are the first node's as the backend places it (``127.0.0.1`` on the
+local backend, the Ray node's on a Ray cluster) and ports are free ones there
+(Trainer's own port, 29500, when it is free).
 
 - torch: ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``,
   ``PET_MASTER_ADDR``, ``PET_MASTER_PORT`` (``torchrun`` reads them); with an
@@ -33,7 +34,6 @@ import sys
 from pathlib import Path
 
 from ketch.core.backend import Backend
-from ketch.core.backend.host import LOCAL_HOST
 from ketch.core.workloads import rsh
 from ketch.core.workloads.gang import Addresses
 from ketch.core.workloads.pods import Container
@@ -58,10 +58,14 @@ def allocate(plan: TrainJobPlan, backend: Backend, workdir: Path) -> Addresses:
     for sub in ("dataset", "model"):
         (plan.workspace / sub).mkdir(parents=True, exist_ok=True)
     first = f"{plan.name}-{plan.trainer_step}-0"
-    if plan.framework in ("torch", "jax", "xgboost") and plan.trainer_step in plan.replicas:
-        addresses.ports[first] = backend.reserve_port(_declared_port(plan))
+    placement = None
+    if plan.trainer_step in plan.replicas:
+        placement = plan.placement(first)
+        addresses.hosts[first] = backend.host_of(placement)
+    if plan.framework in ("torch", "jax", "xgboost") and placement is not None:
+        addresses.ports[first] = backend.reserve_port(_declared_port(plan), placement)
     if plan.framework == "torch" and plan.elastic is not None:
-        addresses.rdzv_port = backend.reserve_port(RDZV_PORT)
+        addresses.rdzv_port = backend.reserve_port(RDZV_PORT, placement)
     if plan.framework == "mpi":
         addresses.hostfile = workdir / "hostfile"
         addresses.rsh_agent = workdir / "kubexec.sh"
@@ -102,19 +106,20 @@ def replica_env(
     if role != "trainer":
         return env
     first = addresses.ports.get(f"{plan.name}-{plan.trainer_step}-0", 0)
+    host = addresses.host(f"{plan.name}-{plan.trainer_step}-0")  # the first node's address
     if plan.framework == "torch":
         env.update(_torch(plan, index, first, addresses))
     elif plan.framework == "jax":
         env.update(
             JAX_NUM_PROCESSES=str(plan.num_nodes),
             JAX_PROCESS_ID=str(index),
-            JAX_COORDINATOR_ADDRESS=f"{LOCAL_HOST}:{first}",
+            JAX_COORDINATOR_ADDRESS=f"{host}:{first}",
             JAX_COORDINATOR_PORT=str(first),
             JAX_DISTRIBUTED_BACKEND="gloo",
         )
     elif plan.framework == "xgboost":
         env.update(
-            DMLC_TRACKER_URI=LOCAL_HOST,
+            DMLC_TRACKER_URI=host,
             DMLC_TRACKER_PORT=str(first),
             DMLC_TASK_ID=str(index),
             DMLC_NUM_WORKER=str(plan.num_nodes * plan.nproc),
@@ -136,11 +141,12 @@ def replica_env(
 
 
 def _torch(plan: TrainJobPlan, index: int, port: int, addresses: Addresses) -> dict[str, str]:
+    host = addresses.host(f"{plan.name}-{plan.trainer_step}-0")
     env = {
         "PET_NNODES": str(plan.num_nodes),
         "PET_NPROC_PER_NODE": str(plan.nproc),
         "PET_NODE_RANK": str(index),
-        "PET_MASTER_ADDR": LOCAL_HOST,
+        "PET_MASTER_ADDR": host,
         "PET_MASTER_PORT": str(port),
     }
     elastic = plan.elastic
@@ -150,7 +156,7 @@ def _torch(plan: TrainJobPlan, index: int, port: int, addresses: Addresses) -> d
         env.update(
             PET_NNODES=f"{low}:{high}",
             PET_RDZV_BACKEND="c10d",
-            PET_RDZV_ENDPOINT=f"{LOCAL_HOST}:{addresses.rdzv_port}",
+            PET_RDZV_ENDPOINT=f"{host}:{addresses.rdzv_port}",
             PET_RDZV_ID=plan.name,
             TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",  # lets nodes join a running group later
         )

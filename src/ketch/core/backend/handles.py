@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ketch.core.backend.host import LOCAL_HOST
 from ketch.core.backend.spec import ProcessSpec, ProcessState
 
 log = logging.getLogger("ketch.core.backend")
@@ -71,6 +72,14 @@ class LocalHandle:
     @property
     def stderr_path(self) -> Path:
         return self._stderr_path
+
+    @property
+    def host(self) -> str:
+        return LOCAL_HOST
+
+    @property
+    def node(self) -> str | None:
+        return None
 
     @property
     def state(self) -> ProcessState:

@@ -33,18 +33,52 @@ LOCAL_HOST = "127.0.0.1"
 _DEVICE = re.compile(r"nvidia\d+")
 
 
+#: how a gang's members are placed on a backend with several nodes
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
 @dataclass(frozen=True)
 class Request:
-    """CPU cores and memory bytes asked of the machine."""
+    """CPU cores, memory bytes and GPUs asked of the machine.
+
+    A gang's request (:meth:`gang`) also lists its ``members``: what each of its
+    processes asks, in order (a :class:`~ketch.core.backend.spec.Placement` names
+    one by its position), and the ``strategy`` a backend with several nodes places
+    them with: ``PACK`` (as few nodes as it can), ``SPREAD`` (as many), or their
+    ``STRICT_`` forms. The machine's ledger looks at the totals only.
+    """
 
     cpu: float = 0.0
     memory: float = 0.0
+    gpu: float = 0.0
+    members: tuple[Request, ...] = ()
+    strategy: str = "PACK"
 
     def __add__(self, other: Request) -> Request:
-        return Request(self.cpu + other.cpu, self.memory + other.memory)
+        return Request(self.cpu + other.cpu, self.memory + other.memory, self.gpu + other.gpu)
+
+    @classmethod
+    def gang(
+        cls, members: Iterable[Request], strategy: str = "PACK", total: Request | None = None
+    ) -> Request:
+        """The request of a gang of ``members`` placed with ``strategy``; its totals
+        are theirs, or ``total``'s (what must fit for the gang to start)."""
+        listed = tuple(Request(m.cpu, m.memory, m.gpu) for m in members)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"placement strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        if total is None:
+            total = Request()
+            for member in listed:
+                total = total + member
+        return cls(total.cpu, total.memory, total.gpu, listed, strategy)
+
+    def bundles(self) -> tuple[Request, ...]:
+        """What each process asks: the members, or the whole request as one."""
+        return self.members or (Request(self.cpu, self.memory, self.gpu),)
 
     def describe(self) -> str:
-        return f"cpu={self.cpu:g}, memory={self.memory / 2**20:.0f}Mi"
+        text = f"cpu={self.cpu:g}, memory={self.memory / 2**20:.0f}Mi"
+        return f"{text}, nvidia.com/gpu={self.gpu:g}" if self.gpu else text
 
 
 def machine_capacity() -> Request:

@@ -47,11 +47,11 @@ from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailabl
 from ketch.core.backend.handles import ForkedHandle, LocalHandle, SpawnedHandle, signal_group
 from ketch.core.backend.host import Ledger, Request, ReservedPorts, host_gpus
 from ketch.core.backend.resources import parse_cpu, parse_memory
-from ketch.core.backend.spec import Abilities, Backend, ProcessSpec, Resources
+from ketch.core.backend.spec import Abilities, Backend, Placement, ProcessSpec, Resources
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
 from ketch.core.errors import BackendError, InvalidSpec
 
-__all__ = ["LocalBackend", "parse_cpu", "parse_memory"]
+__all__ = ["LocalBackend", "child_setup", "parse_cpu", "parse_memory"]
 
 log = logging.getLogger("ketch.core.backend")
 
@@ -91,8 +91,9 @@ def _prctl() -> Callable[..., int] | None:
     return function
 
 
-def _child_setup(parent_pid: int, rlimit_as: int | None) -> Callable[[], None] | None:
-    """The ``preexec_fn``: parent-death signal and address-space limit."""
+def child_setup(parent_pid: int, rlimit_as: int | None) -> Callable[[], None] | None:
+    """The ``preexec_fn``: parent-death signal and address-space limit (the Ray
+    backend's runners start their processes with it too)."""
     prctl = _prctl()
     if prctl is None and rlimit_as is None:
         return None
@@ -312,9 +313,9 @@ class LocalBackend(Backend):
     def release(self, key: Hashable) -> None:
         self._ledger.release(key)
 
-    def reserve_port(self, preferred: int = 0) -> int:
+    def reserve_port(self, preferred: int = 0, placement: Placement | None = None) -> int:
         """A free port on 127.0.0.1, locked against other servers on this machine too
-        (see :class:`ReservedPorts`)."""
+        (see :class:`ReservedPorts`); every placement is this machine."""
         return self._ports.reserve(preferred)
 
     def release_ports(self, ports: Iterable[int]) -> None:
@@ -383,7 +384,7 @@ class LocalBackend(Backend):
     ) -> SpawnedHandle:
         handle = SpawnedHandle(spec, stdout, stderr, cpu_limit=cpu, memory_limit=memory)
         handle.add_exit_callback(self._untrack)
-        preexec = _child_setup(os.getpid(), memory)
+        preexec = child_setup(os.getpid(), memory)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         # setgroups([]), setgid, setuid in the child, before preexec (the parent-death
         # signal is cleared by a change of credentials: it is set after them)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ketch.core.backend.host import Request
+from ketch.core.backend.host import LOCAL_HOST, Request
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,21 @@ class RunAs:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a process of an admitted gang runs: member ``member`` (its position in
+    the :attr:`Request.members <ketch.core.backend.host.Request.members>` the gang was
+    admitted with) of what :meth:`Backend.admit` took for ``group``.
+
+    A backend that spreads work over several nodes starts the process on the node
+    that member was given (a placement group's bundle on Ray); the local backend has
+    one node and ignores it.
+    """
+
+    group: Hashable
+    member: int = 0
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     """A process to run: command, environment, working directory, logs, limits.
 
@@ -100,6 +115,10 @@ class ProcessSpec:
 
     ``secret_env``: variables added to the environment after ``env`` that are never
     shown: not in a pod's manifest, not in a log (a workload's API token).
+
+    ``placement``: the admitted gang member it runs as (see :class:`Placement`);
+    ``None``: wherever the backend finds room (the node its ``ports`` were reserved
+    on, when it has any).
     """
 
     name: str  # for logs and errors: "run 1a2b / task train"
@@ -115,6 +134,7 @@ class ProcessSpec:
     run_as: RunAs | None = None
     owned: tuple[Path, ...] = ()
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    placement: Placement | None = None
 
 
 class Isolation(Protocol):
@@ -148,6 +168,16 @@ class ProcessHandle(Protocol):
     @property
     def stderr_path(self) -> Path:
         """Where stderr goes: ``spec.stderr_path``, or a file the backend owns."""
+
+    @property
+    def host(self) -> str:
+        """The address its ports are reached at from the control plane and the other
+        processes: its node's."""
+
+    @property
+    def node(self) -> str | None:
+        """The node it runs on, as the cluster names it (a pod's ``spec.nodeName``);
+        ``None`` for this machine."""
 
     def poll(self) -> int | None:
         """The exit code if the process ended, else None. Negative: killed by that signal."""
@@ -217,9 +247,19 @@ class Backend(abc.ABC):
         """Give back what :meth:`admit` took for ``key``, and take it out of the line."""
 
     @abc.abstractmethod
-    def reserve_port(self, preferred: int = 0) -> int:
+    def reserve_port(self, preferred: int = 0, placement: Placement | None = None) -> int:
         """A TCP port for a process to listen on: ``preferred`` when it is free, else
-        any free one; no other caller gets it until :meth:`release_ports`."""
+        any free one; no other caller gets it until :meth:`release_ports`.
+
+        The port is free on the node the process will run on: the node of
+        ``placement`` (an admitted gang's member), else a node the backend picks, where
+        a spec listing the port among its ``ports`` then starts."""
+
+    def host_of(self, placement: Placement | None = None) -> str:
+        """Where a process of ``placement`` (an admitted gang's member) will be reached
+        (its node's address): what one replica tells another (``MASTER_ADDR``). This
+        machine's loopback address unless a backend spreads work over nodes."""
+        return LOCAL_HOST
 
     @abc.abstractmethod
     def release_ports(self, ports: Iterable[int]) -> None:

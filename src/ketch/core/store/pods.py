@@ -246,6 +246,10 @@ class PodRecord:
     deletion: Deletion = "owner"
     #: why a ``DELETE`` is refused (``deletion == "refuse"``)
     refusal: str = ""
+    #: the node its processes run on (``spec.nodeName``; this machine's name when
+    #: ``None``) and their address (``status.podIP``; 127.0.0.1 when ``None``)
+    node: str | None = None
+    ip: str | None = None
 
     def spec(self) -> dict[str, Any]:
         containers = []
@@ -256,7 +260,7 @@ class PodRecord:
         return {
             "containers": containers,
             "restartPolicy": self.restart_policy,
-            "nodeName": node_name(),
+            "nodeName": self.node or node_name(),
             "schedulerName": "ketch",
             "terminationGracePeriodSeconds": 3,
         }
@@ -279,12 +283,8 @@ class PodRecord:
         if self.message:
             out["message"] = self.message
         if scheduled:
-            out.update(
-                hostIP=LOCAL_IP,
-                hostIPs=[{"ip": LOCAL_IP}],
-                podIP=LOCAL_IP,
-                podIPs=[{"ip": LOCAL_IP}],
-            )
+            ip = self.ip or LOCAL_IP
+            out.update(hostIP=ip, hostIPs=[{"ip": ip}], podIP=ip, podIPs=[{"ip": ip}])
         if self.start_time is not None:
             out["startTime"] = format_time(self.start_time)
         out["containerStatuses"] = statuses

@@ -130,13 +130,14 @@ def _quantity(value: str | int | float | None) -> str | None:
 
 def container_request(container: Container) -> Request:
     """What ``container`` asks of the machine: its CPU and memory requests, else
-    its limits (nothing for neither)."""
+    its limits (nothing for neither), and its GPUs."""
     resources = container.resources
     cpu = resources.requests.get("cpu", resources.limits.get("cpu"))
     memory = resources.requests.get("memory", resources.limits.get("memory"))
     return Request(
         parse_cpu(cpu) if cpu is not None else 0.0,
         float(parse_memory(memory)) if memory is not None else 0.0,
+        gpus_requested(container),
     )
 
 

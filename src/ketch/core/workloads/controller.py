@@ -335,6 +335,8 @@ class GangController(StatusController):
             ports=tuple(p for p in [addresses.ports.get(replica_name, 0)] if p),
             namespace=job.namespace,
         )
+        # on its member of the gang as admitted (a node of its own on a cluster backend)
+        spec = dataclasses.replace(spec, placement=job.placement(replica_name))
         # the namespace's service-account token, once authentication is on (never shown)
         secret = workload_env(self.store.database, job.namespace)
         return dataclasses.replace(spec, secret_env=secret) if secret else spec
@@ -755,6 +757,8 @@ class GangController(StatusController):
             phase=phase,
             restart_policy="Never" if policy == "ExitCode" else policy,
             start_time=replica.started_wall,
+            node=replica.handle.node if replica.handle is not None else None,
+            ip=replica.handle.host if replica.handle is not None else None,
         )
 
 

@@ -20,7 +20,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ketch.core.backend import ProcessHandle, ProcessSpec, Request
+from ketch.core.backend import Placement, ProcessHandle, ProcessSpec, Request
+from ketch.core.backend.host import LOCAL_HOST, STRATEGIES
 from ketch.core.spec import SpecModel
 from ketch.core.store.pods import Terminated, new_uid
 from ketch.core.workloads.containers import container_request
@@ -28,6 +29,11 @@ from ketch.core.workloads.pods import Container, PodTemplateSpec
 
 RestartPolicy = Literal["Always", "OnFailure", "Never", "ExitCode"]
 CleanPodPolicy = Literal["All", "Running", "None"]
+
+#: a pod template annotation choosing how a gang's replicas are placed on the nodes
+#: of a cluster backend: pack, spread, strict-pack, strict-spread
+PLACEMENT_ANNOTATION = "ketch.dev/placement"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 # the states of a replica
 RUNNING, SUCCEEDED, FAILED, PENDING = "running", "succeeded", "failed", "pending"
@@ -109,25 +115,58 @@ class Gang(abc.ABC):
     def request(self) -> Request:
         """What must fit on the machine for the gang to start: every replica's
         request, or those of the smallest ``schedulingPolicy.minAvailable`` replicas
-        (the rest start with them)."""
+        (the rest start with them). Its members are every replica's request, in
+        :meth:`replica_names` order, placed with :meth:`strategy`."""
         requests = [
             container_request(self.container(rtype)) for rtype, _i, _n in self.replica_names()
         ]
+        needed = requests
         policy = self.run_policy.schedulingPolicy
         if policy is not None and policy.minAvailable is not None:
-            requests = sorted(requests, key=lambda r: (r.cpu, r.memory))[: policy.minAvailable]
+            needed = sorted(requests, key=lambda r: (r.cpu, r.memory))[: policy.minAvailable]
         total = Request()
-        for request in requests:
+        for request in needed:
             total = total + request
-        return total
+        return Request.gang(requests, self.strategy(), total=total)
+
+    def strategy(self) -> str:
+        """How a backend with several nodes places the replicas: SPREAD when a
+        replica's pod template asks its pods to go to different hosts (a
+        ``topologySpreadConstraints`` entry over ``kubernetes.io/hostname``, or a
+        ``ketch.dev/placement: spread`` annotation), else PACK (``strict-pack`` and
+        ``strict-spread`` name the strict forms; another value is ignored)."""
+        for spec in self.replicas.values():
+            annotations = spec.template.metadata.get("annotations") or {}
+            asked = str(annotations.get(PLACEMENT_ANNOTATION) or "").strip()
+            if asked.upper().replace("-", "_") in STRATEGIES:
+                return asked.upper().replace("-", "_")
+            spread = (spec.template.spec.model_extra or {}).get("topologySpreadConstraints")
+            if isinstance(spread, list) and any(
+                isinstance(c, dict) and c.get("topologyKey") == HOSTNAME_TOPOLOGY for c in spread
+            ):
+                return "SPREAD"
+        return "PACK"
+
+    def placement(self, replica: str) -> Placement:
+        """Where replica ``replica`` runs: its member of the gang as admitted under
+        ``(kind, namespace, name)``, the key its controller admits it with."""
+        names = [name for _t, _i, name in self.replica_names()]
+        return Placement((self.kind, self.namespace, self.name), names.index(replica))
 
 
 @dataclass
 class Addresses:
-    """Where a gang's replicas are reached: ``ports[replica name]``, the rendezvous
-    port of an elastic gang, and an MPI launcher's hostfile and remote shell."""
+    """Where a gang's replicas are reached: ``ports[replica name]`` on
+    ``hosts[replica name]``, the rendezvous port of an elastic gang, and an MPI
+    launcher's hostfile and remote shell."""
+
+    def host(self, replica: str) -> str:
+        """The address of ``replica``'s node (this machine's when none was given)."""
+        return self.hosts.get(replica, LOCAL_HOST)
 
     ports: dict[str, int] = field(default_factory=dict)
+    #: where each replica is reached (its node's address; 127.0.0.1 on one machine)
+    hosts: dict[str, str] = field(default_factory=dict)
     rdzv_port: int = 0
     hostfile: Path | None = None
     rsh_agent: Path | None = None

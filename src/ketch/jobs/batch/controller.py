@@ -96,6 +96,7 @@ from ketch.jobs.batch.pods import (
     JobRun,
     Pod,
     StartError,
+    admission_key,
     log_key,
     new_pod,
     next_pod,
@@ -332,7 +333,7 @@ class JobController(StatusController):
                 job_run.waiting = pod_name
                 status["admission"] = refused
                 return True
-            ok, why = self.backend.admit((KIND, job.namespace, pod_name), request)
+            ok, why = self.backend.admit(admission_key(job.namespace, pod_name), request)
             if not ok:
                 if job_run.waiting != pod_name or status.get("admission") != why:
                     events.append(("WaitingForResources", why, "Normal"))
@@ -492,7 +493,7 @@ class JobController(StatusController):
     def _release_pod(self, namespace: str, pod: str) -> None:
         """Give back what a pod took of the machine and of its namespace's quota."""
         charges.ledger_of(self.store).release((KIND, namespace, pod))
-        self.backend.release((KIND, namespace, pod))
+        self.backend.release(admission_key(namespace, pod))
 
     def _release(self, key: Key, job_run: JobRun) -> None:
         for pod in job_run.pods.values():
@@ -583,6 +584,8 @@ class JobController(StatusController):
                 )
             )
         containers = with_trial_collector(resource, containers)
+        # the pod's node: where its containers were started (together, on one node)
+        handle = next((r.handle for r in pod.runs if r.handle is not None), None)
         phase: Phase = "Running"
         if pod.phase in ("Succeeded", "Failed"):
             phase = "Succeeded" if pod.phase == "Succeeded" else "Failed"
@@ -613,6 +616,8 @@ class JobController(StatusController):
             phase=phase,
             restart_policy=job.restart_policy,
             start_time=pod.started_wall,
+            node=handle.node if handle is not None else None,
+            ip=handle.host if handle is not None else None,
         )
 
 

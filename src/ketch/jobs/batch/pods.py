@@ -8,17 +8,19 @@ other containers to ``<pod>.<container>.log`` (``"<pod>/<container>"``). The cou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ketch.core.backend import ProcessHandle, ProcessSpec
+from ketch.core.backend import Placement, ProcessHandle, ProcessSpec
+from ketch.core.backend.host import LOCAL_HOST
 from ketch.core.store.pods import Terminated, new_uid
 from ketch.core.workloads.containers import container_process
 from ketch.core.workloads.pods import Container
-from ketch.jobs.batch.spec import BatchJob
+from ketch.jobs.batch.spec import KIND, BatchJob
 
 START_ERROR = 128  # the exit code Kubernetes reports for a container that could not start
 
@@ -101,6 +103,14 @@ class StartError:
     def stderr_path(self) -> Path:
         return self.spec.stderr_path or self._log_path
 
+    @property
+    def host(self) -> str:
+        return LOCAL_HOST
+
+    @property
+    def node(self) -> str | None:
+        return None
+
     def poll(self) -> int | None:
         return START_ERROR
 
@@ -132,18 +142,25 @@ def new_pod(job: BatchJob, run: JobRun, pod_name: str, index: int | None) -> Pod
 def pod_process(
     job: BatchJob, pod: str, index: int | None, container: Container, log_path: Path
 ) -> ProcessSpec:
-    """The process of one container of ``pod`` (``JOB_COMPLETION_INDEX`` when indexed)."""
+    """The process of one container of ``pod`` (``JOB_COMPLETION_INDEX`` when indexed),
+    placed where the pod was admitted (see :func:`admission_key`)."""
     env = {"PYTHONUNBUFFERED": "1"}
     if index is not None:
         env["JOB_COMPLETION_INDEX"] = str(index)
     env.update({e.name: e.value or "" for e in container.env})
-    return container_process(
+    spec = container_process(
         container,
         name=f"Job {job.namespace}/{job.name} pod {pod} container {container.name}",
         env=env,
         log_path=log_path,
         namespace=job.namespace,
     )
+    return dataclasses.replace(spec, placement=Placement(admission_key(job.namespace, pod)))
+
+
+def admission_key(namespace: str, pod: str) -> tuple[str, str, str]:
+    """What a pod is admitted to the backend under: its containers run together."""
+    return (KIND, namespace, pod)
 
 
 def log_key(pod: Pod, run: ContainerRun) -> str:

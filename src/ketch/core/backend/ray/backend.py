@@ -1,0 +1,429 @@
+"""The Ray backend: ProcessSpecs as OS processes on the nodes of a Ray cluster.
+
+The cluster is given (``address``: ``host:port`` of its head, else ``RAY_ADDRESS``);
+the backend starts no node. It keeps a warm pool of process runners on every node
+(:class:`~ketch.core.backend.ray.runner.ProcessRunner`: threaded actors that ask
+for no CPU, pinned to their node), and every process is started, watched and
+stopped by one of them, in a process group of its own, its output streamed back to
+Ketch's log files (see :mod:`ketch.core.backend.ray.handles`).
+
+Where a process runs:
+
+- a member of an admitted gang (``spec.placement``) on the node Ray reserved its
+  bundle on (:mod:`ketch.core.backend.ray.placement`: :meth:`admit` makes a
+  placement group of the gang's members, PACK by default, SPREAD on request);
+- else on the node its first port was reserved on (:meth:`reserve_port` asks a
+  node's runner for a port free there), else on the node running the fewest of
+  this backend's processes.
+
+A process's address (:attr:`RayHandle.host`) is its node's; its node
+(:attr:`RayHandle.node`, a pod's ``spec.nodeName``) is the Ray node ID, since
+several nodes on one machine share an address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+
+from ketch.core.backend.host import Request
+from ketch.core.backend.ray.handles import Pump, RayHandle, Runner
+from ketch.core.backend.ray.placement import Gangs, NodeInfo
+from ketch.core.backend.ray.runner import Launch, ProcessRunner
+from ketch.core.backend.resources import parse_cpu, parse_memory
+from ketch.core.backend.spec import Abilities, Backend, Placement, ProcessSpec
+from ketch.core.errors import BackendError, InvalidSpec
+
+log = logging.getLogger("ketch.core.backend.ray")
+
+#: how Ray is told that a cluster on 127.0.0.1 is local to this machine (else it
+#: turns 127.0.0.1 into the machine's address, where a loopback cluster is not)
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_CALL = 60.0  # seconds to wait for a runner to answer a call
+_NODES_FRESH = 2.0  # seconds a read of the cluster's nodes is reused
+_MAX_CONCURRENCY = 64
+
+
+def connect(address: str | None) -> bool:
+    """Connect this process to the Ray cluster at ``address`` (``RAY_ADDRESS`` when
+    ``None``); ``False`` when it was connected already. Raises :class:`BackendError`
+    naming the address when Ray is missing or the cluster does not answer."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        raise BackendError(
+            "the Ray backend needs the address of a Ray cluster",
+            hint="pass --ray-address HOST:PORT or set RAY_ADDRESS (ketch ray up starts one)",
+        )
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost"):
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    try:
+        import ray
+    except ImportError as exc:
+        raise BackendError(
+            f"the Ray backend needs Ray, which is not installed ({exc})",
+            hint="pip install 'ketch[ray]'",
+        ) from exc
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address,
+            namespace="ketch",
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            ignore_reinit_error=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BackendError(
+            f"cannot connect to the Ray cluster at {address}: {exc}",
+            hint="check that the cluster runs (ray status, or ketch ray up) and the address",
+        ) from exc
+    return True
+
+
+class RayBackend(Backend):
+    """Runs ProcessSpecs on a Ray cluster through a warm pool of runners per node.
+
+    ``runners_per_node``: how many runner actors each node keeps (each owns any
+    number of processes; more spread the calls of a busy node).
+    """
+
+    abilities = Abilities(exit_callbacks=True, prewarm=False)
+
+    def __init__(self, address: str | None = None, *, runners_per_node: int = 1) -> None:
+        if runners_per_node < 1:
+            raise ValueError("runners_per_node must be >= 1")
+        self._connected = connect(address)
+        import ray
+
+        self._ray = ray
+        self._id = uuid.uuid4().hex[:8]
+        self._per_node = runners_per_node
+        self._lock = threading.Lock()
+        self._closed = False
+        self._seq = itertools.count(1)
+        self._runners: dict[str, list[Runner]] = {}  # node id -> its pool
+        self._nodes: list[NodeInfo] = []
+        self._nodes_read = 0.0
+        self._ports: dict[int, Runner] = {}  # port -> the runner that holds it
+        self._tmp: Path | None = None
+        self._actor = ray.remote(ProcessRunner)
+        self._pump = Pump(self._runner_lost)
+        self._gangs = Gangs(self.nodes, prefix=f"ketch-{self._id}")
+        self._warm([n for n in self.nodes() if n.alive])
+
+    def __enter__(self) -> RayBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (nothing starts any more)."""
+        return self._closed
+
+    # -- the cluster ---------------------------------------------------------------
+
+    def nodes(self, fresh: bool = False) -> list[NodeInfo]:
+        """The cluster's nodes (alive or not), as last read (at most 2 s ago)."""
+        with self._lock:
+            if not fresh and time.monotonic() - self._nodes_read < _NODES_FRESH:
+                return list(self._nodes)
+        found = [
+            NodeInfo(
+                str(n["NodeID"]),
+                str(n["NodeManagerAddress"]),
+                {str(k): float(v) for k, v in (n.get("Resources") or {}).items()},
+                bool(n.get("Alive")),
+            )
+            for n in self._ray.nodes()
+        ]
+        with self._lock:
+            self._nodes, self._nodes_read = found, time.monotonic()
+        return list(found)
+
+    def _warm(self, nodes: list[NodeInfo]) -> None:
+        """Start the runners of ``nodes`` that have none, and wait until they answer."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        made: list[Runner] = []
+        with self._lock:
+            for node in nodes:
+                if node.node_id in self._runners:
+                    continue
+                pool = []
+                for _ in range(self._per_node):
+                    actor = self._actor.options(
+                        num_cpus=0,
+                        max_concurrency=_MAX_CONCURRENCY,
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(
+                            node.node_id, soft=False
+                        ),
+                    ).remote()
+                    pool.append(Runner(actor, node))
+                self._runners[node.node_id] = pool
+                made.extend(pool)
+        if not made:
+            return
+        ready = [r.actor.where.remote() for r in made]
+        try:
+            self._ray.get(ready, timeout=_CALL * 2)
+        except Exception as exc:  # noqa: BLE001 - Ray's errors vary: each is named
+            raise BackendError(f"the Ray backend's process runners did not start: {exc}") from exc
+        for runner in made:
+            self._pump.add(runner)
+
+    def _pool(self, node_id: str) -> list[Runner]:
+        with self._lock:
+            pool = [r for r in self._runners.get(node_id, []) if not r.lost]
+        if pool:
+            return pool
+        node = next((n for n in self.nodes(fresh=True) if n.node_id == node_id and n.alive), None)
+        if node is None:
+            raise BackendError(f"Ray node {node_id} is not part of the cluster any more")
+        with self._lock:
+            self._runners.pop(node_id, None)
+        self._warm([node])
+        with self._lock:
+            return list(self._runners[node_id])
+
+    def _runner_on(self, node_id: str) -> Runner:
+        """The least busy runner of ``node_id``'s pool."""
+        return min(self._pool(node_id), key=lambda r: len(r.tasks))
+
+    def _least_busy(self) -> Runner:
+        """A runner on the alive node running the fewest of this backend's processes."""
+        alive = [n for n in self.nodes() if n.alive]
+        if not alive:
+            raise BackendError("the Ray cluster has no alive node to run on")
+        new = [n for n in alive if n.node_id not in self._runners]
+        if new:
+            self._warm(new)
+        with self._lock:
+            pools = [[r for r in self._runners.get(n.node_id, []) if not r.lost] for n in alive]
+        pools = [p for p in pools if p]
+        if not pools:
+            raise BackendError("the Ray cluster has no node with a process runner")
+        pool = min(pools, key=lambda p: (sum(len(r.tasks) for r in p), p[0].node.node_id))
+        return min(pool, key=lambda r: len(r.tasks))
+
+    def _runner_lost(self, runner: Runner) -> None:
+        with self._lock:
+            pool = self._runners.get(runner.node.node_id, [])
+            if runner in pool:
+                pool.remove(runner)
+            for port in [p for p, r in self._ports.items() if r is runner]:
+                del self._ports[port]
+
+    # -- processes -------------------------------------------------------------------
+
+    def start(self, spec: ProcessSpec) -> RayHandle:
+        """Start ``spec`` on its node; its handle once the process runs there."""
+        if self._closed:
+            raise BackendError(f"cannot start {spec.name!r}: the Ray backend is shut down")
+        if not spec.command:
+            raise InvalidSpec(f"{spec.name!r}: the command is empty", field="command")
+        memory = _memory_limit(spec)
+        if self.isolation is not None and spec.namespace is not None and spec.run_as is None:
+            spec = self.isolation.isolate(spec)
+        env = {**spec.env, **spec.secret_env}
+        if spec.run_as is not None:
+            env.update(spec.run_as.env())
+        runner = self._runner_for(spec)
+        stdout, stderr = self._log_paths(spec)
+        task = f"{self._id}-{next(self._seq)}"
+        handle = RayHandle(spec, stdout, stderr, runner, task)
+        launch = Launch(
+            task=task,
+            command=list(spec.command),
+            env=env,
+            cwd=os.path.abspath(spec.cwd) if spec.cwd is not None else os.getcwd(),
+            merged=handle.merged,
+            rlimit_as=memory,
+            run_as=(spec.run_as.uid, spec.run_as.gid) if spec.run_as is not None else None,
+        )
+        self._pump.register(handle)
+        try:
+            started = self._ray.get(runner.actor.start.remote(launch), timeout=_CALL)
+        except Exception as exc:  # noqa: BLE001 - Ray's errors vary: the message names it
+            self._pump.forget(handle)
+            handle._set_exit(-9)
+            raise BackendError(
+                f"cannot start {spec.name!r} on Ray node {runner.node.node_id}: {exc}"
+            ) from exc
+        if "error" in started:
+            self._pump.forget(handle)
+            handle._set_exit(127 if started.get("kind") == "not-found" else 126)
+            raise BackendError(
+                f"cannot start {spec.name!r} on Ray node {runner.node.node_id} "
+                f"({runner.node.ip}): {started['error']} (command: {' '.join(spec.command)[:300]})",
+                hint="check the command and PATH" if started.get("kind") == "not-found" else None,
+            )
+        handle._set_pid(int(started["pid"]))
+        return handle
+
+    def _runner_for(self, spec: ProcessSpec) -> Runner:
+        if spec.placement is not None:
+            node = self._gangs.node_of(spec.placement.group, spec.placement.member)
+            if node is not None:
+                return self._runner_on(node)
+        with self._lock:
+            held = [self._ports[p] for p in spec.ports if p in self._ports]
+        for runner in held:
+            if not runner.lost:
+                return self._runner_on(runner.node.node_id)
+        return self._least_busy()
+
+    def running(self) -> list[RayHandle]:
+        """Handles of the processes still running."""
+        return self._pump.running()
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop every process (SIGTERM, SIGKILL after ``grace``), remove the placement
+        groups and the runners, and leave the cluster (if this backend joined it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            runners = [r for pool in self._runners.values() for r in pool if not r.lost]
+            self._runners.clear()
+        refs = [r.actor.shutdown.remote(grace) for r in runners]
+        try:
+            self._ray.get(refs, timeout=grace + 35.0)
+        except Exception as exc:  # noqa: BLE001 - a runner already gone has nothing to stop
+            log.debug("ray backend: stopping the runners: %s", exc)
+        for handle in self._pump.running():
+            handle.wait(2.0)
+        self._pump.close()
+        for handle in self._pump.running():
+            self._pump.forget(handle)
+            handle._set_exit(-9)
+        self._gangs.release_all()
+        for runner in runners:
+            try:
+                self._ray.kill(runner.actor)
+            except Exception as exc:  # noqa: BLE001 - a runner already gone is fine
+                log.debug("ray backend: removing a runner: %s", exc)
+        if self._connected:
+            self._ray.shutdown()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- the cluster's resources -----------------------------------------------------
+
+    def admit(self, key: Hashable, request: Request) -> tuple[bool, str]:
+        """Admit ``key`` once a placement group of its members is reserved."""
+        if self._closed:
+            return False, "the Ray backend is shut down"
+        return self._gangs.admit(key, request)
+
+    def release(self, key: Hashable) -> None:
+        self._gangs.release(key)
+
+    def reserve_port(self, preferred: int = 0, placement: Placement | None = None) -> int:
+        """A port free on the node the process will run on: ``placement``'s node, else
+        the least busy node (a spec listing the port then starts there)."""
+        runner: Runner | None = None
+        if placement is not None:
+            node = self._gangs.node_of(placement.group, placement.member)
+            if node is not None:
+                runner = self._runner_on(node)
+        if runner is None:
+            runner = self._least_busy()
+        for _ in range(16):  # a port number is handed out once, whichever node holds it
+            port = int(self._ray.get(runner.actor.reserve_port.remote(preferred), timeout=_CALL))
+            with self._lock:
+                if port not in self._ports:
+                    self._ports[port] = runner
+                    return port
+            runner.actor.release_ports.remote([port])
+            preferred = 0
+        raise BackendError(f"no free TCP port found on Ray node {runner.node.node_id}")
+
+    def release_ports(self, ports: Iterable[int]) -> None:
+        by_runner: dict[int, tuple[Runner, list[int]]] = {}
+        with self._lock:
+            for port in ports:
+                runner = self._ports.pop(port, None)
+                if runner is not None:
+                    by_runner.setdefault(id(runner), (runner, []))[1].append(port)
+        for runner, held in by_runner.values():
+            if not runner.lost:
+                runner.actor.release_ports.remote(held)
+
+    def host_of(self, placement: Placement | None = None) -> str:
+        """The address of ``placement``'s node (admitted gangs only; else the first
+        alive node's)."""
+        node_id = (
+            self._gangs.node_of(placement.group, placement.member)
+            if placement is not None
+            else None
+        )
+        nodes = [n for n in self.nodes() if n.alive]
+        for node in nodes:
+            if node.node_id == node_id:
+                return node.ip
+        if node_id is not None:
+            found = next((n for n in self.nodes(fresh=True) if n.node_id == node_id), None)
+            if found is not None:
+                return found.ip
+        return nodes[0].ip if nodes else "127.0.0.1"
+
+    def gpus(self) -> int:
+        """The GPUs of the cluster's alive nodes."""
+        return int(sum(n.total.get("GPU", 0.0) for n in self.nodes() if n.alive))
+
+    # -- logs ----------------------------------------------------------------------
+
+    def _log_paths(self, spec: ProcessSpec) -> tuple[Path, Path]:
+        stdout, stderr = spec.stdout_path, spec.stderr_path
+        if stdout is None or stderr is None:
+            with self._lock:
+                if self._tmp is None:
+                    self._tmp = Path(tempfile.mkdtemp(prefix="ketch-ray-"))
+                tmp = self._tmp
+            stem = f"{next(self._seq):05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', spec.name)[:60]}"
+            stdout = stdout if stdout is not None else tmp / f"{stem}.stdout.log"
+            stderr = stderr if stderr is not None else tmp / f"{stem}.stderr.log"
+        stdout, stderr = Path(os.path.abspath(stdout)), Path(os.path.abspath(stderr))
+        for path in {stdout, stderr}:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot start {spec.name!r}: cannot create the log folder "
+                    f"{path.parent}: {exc.strerror or exc}"
+                ) from exc
+        return stdout, stderr
+
+
+def _memory_limit(spec: ProcessSpec) -> int | None:
+    """Validate the spec's quantities; the memory limit to apply (``RLIMIT_AS``)."""
+    resources = spec.resources
+    for value, parse in (
+        (resources.cpu_request, parse_cpu),
+        (resources.cpu_limit, parse_cpu),
+        (resources.memory_request, parse_memory),
+    ):
+        if value is not None:
+            parse(value)
+    if resources.memory_limit is None:
+        return None
+    memory = parse_memory(resources.memory_limit)
+    if memory <= 0:
+        raise InvalidSpec(
+            f"invalid memory limit {resources.memory_limit!r}: must be more than 0",
+            field="resources.memory_limit",
+        )
+    return memory

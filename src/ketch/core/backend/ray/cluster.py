@@ -1,0 +1,141 @@
+"""A Ray cluster of several nodes on this machine, bound to 127.0.0.1, to try the
+Ray backend on (``ketch ray up``) and to test it.
+
+Every node is a raylet of its own with its own CPUs and a resource naming it
+(``ketch-node-<i>``: 1), joined to the head's GCS; all listen on 127.0.0.1. Ray's
+``ray start`` cannot make such a cluster: it turns 127.0.0.1 into the machine's
+address, and refuses to add nodes once told to keep to loopback. So the nodes are
+started from Python (``ray.cluster_utils.Cluster``) by one holder process, which
+keeps them until it gets SIGTERM (``ketch ray down``) and takes them down when it
+ends in any way.
+
+``python -m ketch.core.backend.ray.cluster --nodes N --state FILE`` runs a holder:
+it writes ``FILE`` (JSON: ``address``, ``pid``, ``nodes``, ``temp_dir``) once every
+node is up, and removes it when it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ketch.core.backend.ray.backend import LOOPBACK_ENV
+
+HOST = "127.0.0.1"
+OBJECT_STORE = 80 * 2**20  # bytes of object store per node: Ketch moves little data
+
+
+@dataclass
+class LocalCluster:
+    """A running local cluster: its head's ``address`` and its Ray node IDs."""
+
+    address: str
+    node_ids: list[str]
+    temp_dir: Path
+    cluster: Any  # ray.cluster_utils.Cluster
+
+    def shutdown(self) -> None:
+        """Stop every node and remove the cluster's files."""
+        try:
+            self.cluster.shutdown()
+        finally:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
+    """Start a cluster of ``nodes`` nodes with ``cpus_per_node`` CPUs each, without
+    Ray's dashboard, on 127.0.0.1; this process owns it (it ends with it)."""
+    if nodes < 1:
+        raise ValueError("a cluster needs at least one node")
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    # short: Ray's socket paths live under it, and a socket path has at most 107 bytes
+    temp_dir = Path(tempfile.mkdtemp(prefix="kray-", dir="/tmp"))
+    common: dict[str, Any] = {
+        "num_cpus": cpus_per_node,
+        "node_ip_address": HOST,
+        "object_store_memory": OBJECT_STORE,
+    }
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            **common,
+            "include_dashboard": False,
+            "temp_dir": str(temp_dir),
+            "resources": {"ketch-node-0": 1.0},
+        },
+    )
+    try:
+        for index in range(1, nodes):
+            cluster.add_node(**common, resources={f"ketch-node-{index}": 1.0})
+        cluster.wait_for_nodes()
+        head = cluster.head_node
+        assert head is not None  # made with the cluster (initialize_head)
+        node_ids = [head.node_id] + [n.node_id for n in cluster.worker_nodes]
+    except BaseException:
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return LocalCluster(str(cluster.address), node_ids, temp_dir, cluster)
+
+
+@contextlib.contextmanager
+def running(nodes: int = 3, cpus_per_node: float = 1.0) -> Iterator[LocalCluster]:
+    """:func:`start`, stopped when the block ends."""
+    made = start(nodes, cpus_per_node)
+    try:
+        yield made
+    finally:
+        made.shutdown()
+
+
+def hold(nodes: int, cpus_per_node: float, state: Path) -> int:
+    """Run a cluster until SIGTERM or SIGINT, its state in ``state`` meanwhile."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    made = start(nodes, cpus_per_node)
+    try:
+        text = json.dumps(
+            {
+                "address": made.address,
+                "pid": os.getpid(),
+                "nodes": made.node_ids,
+                "temp_dir": str(made.temp_dir),
+            }
+        )
+        partial = state.with_suffix(".tmp")
+        partial.write_text(text)
+        partial.replace(state)
+        print(f"ray cluster of {nodes} nodes at {made.address}", flush=True)
+        stop.wait()
+    finally:
+        state.unlink(missing_ok=True)
+        made.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ketch.core.backend.ray.cluster")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--cpus-per-node", type=float, default=1.0)
+    parser.add_argument("--state", type=Path, required=True)
+    args = parser.parse_args(argv)
+    return hold(args.nodes, args.cpus_per_node, args.state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
