@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from ketch.core.backend import Backend
 from ketch.core.capability import Capability
 from ketch.core.embedded import Assembly
+from ketch.core.errors import InvalidSpec
 from ketch.core.store.db import Database
 from ketch.jobs.capability import CAPABILITY as JOBS
 from ketch.notebooks.capability import CAPABILITY as NOTEBOOKS
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ketch.core.backend import LocalBackend
+    from ketch.core.backend.ray import RayBackend
     from ketch.pipelines.lightweight import Packages
     from ketch.tenancy.authn import ProxySettings
 
@@ -45,23 +48,49 @@ CAPABILITIES: tuple[Capability, ...] = (
 )
 
 
+#: which compute backend runs the workloads: ``local`` (the default) or ``ray``
+BACKEND_ENV = "KETCH_BACKEND"
+#: the Ray cluster the ``ray`` backend joins (``host:port`` of its head), as Ray reads it
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+BACKENDS = ("local", "ray")
+
 _BACKEND_LOCK = threading.Lock()
-_backends: list[LocalBackend] = []  # the process's backend, once made
+_backends: list[LocalBackend | RayBackend] = []  # the process's backend, once made
 
 
 def backend() -> Backend:
-    """The compute backend controllers start processes through: the local one (its
-    warm fork server and process groups), made on first use, shared by everything in
-    this process and shut down when the process exits (a new one is made if it was
-    shut down before)."""
-    from ketch.core.backend import LocalBackend
-
+    """The compute backend controllers start processes through, made on first use,
+    shared by everything in this process and shut down when the process exits (a new
+    one is made if it was shut down before): the local one (its warm fork server and
+    process groups), or with ``KETCH_BACKEND=ray`` the Ray cluster at ``RAY_ADDRESS``
+    (:mod:`ketch.core.backend.ray`)."""
     with _BACKEND_LOCK:
         if not _backends:
             atexit.register(_shutdown_backend)
         if not _backends or _backends[-1].closed:
-            _backends[:] = [LocalBackend()]
+            _backends[:] = [_make_backend()]
         return _backends[-1]
+
+
+def backend_name() -> str:
+    """The backend ``KETCH_BACKEND`` names (``local`` when unset); :class:`InvalidSpec`
+    naming the variable for any other value."""
+    chosen = os.environ.get(BACKEND_ENV, "").strip().lower() or "local"
+    if chosen not in BACKENDS:
+        raise InvalidSpec(
+            f"unknown compute backend {chosen!r}: use {' or '.join(BACKENDS)}", field=BACKEND_ENV
+        )
+    return chosen
+
+
+def _make_backend() -> LocalBackend | RayBackend:
+    if backend_name() == "ray":
+        from ketch.core.backend.ray import RayBackend
+
+        return RayBackend(os.environ.get(RAY_ADDRESS_ENV) or None)
+    from ketch.core.backend import LocalBackend
+
+    return LocalBackend()
 
 
 def _shutdown_backend() -> None:

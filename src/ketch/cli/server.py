@@ -246,6 +246,27 @@ def up(
             rich_help_panel="TLS",
         ),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            envvar="KETCH_BACKEND",
+            help="Where workloads run: local (processes on this machine) or ray (the nodes "
+            "of a Ray cluster; pip install 'ketch[ray]')",
+            rich_help_panel="Compute",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="HOST:PORT",
+            envvar="RAY_ADDRESS",
+            help="With --backend ray: the address of the Ray cluster's head "
+            "(ketch ray up starts a cluster on this machine and prints it)",
+            rich_help_panel="Compute",
+        ),
+    ] = None,
 ) -> None:
     """Start the Ketch API server (runs, resources, logs) and serve until Ctrl-C."""
     # SQLAlchemy and FastAPI are imported here, not when any other command starts.
@@ -261,6 +282,7 @@ def up(
             err=True,
         )
         raise typer.Exit(2)
+    _choose_backend(backend, ray_address)
     with reporting():
         security = server_security.check(
             trusted_proxies=trusted_proxy,
@@ -299,9 +321,41 @@ def up(
         raise typer.Exit(1) from None
     try:
         files = _secure(host, security, home)
+        _start_backend()
         _serve(host, port, home, log_level, security, files)
     finally:
         lock.release()
+
+
+def _choose_backend(backend: str, ray_address: str | None) -> None:
+    """Hand ``--backend`` and ``--ray-address`` to the composition root (it reads
+    ``KETCH_BACKEND`` and ``RAY_ADDRESS``); exit 2 for an unknown backend."""
+    if backend not in ("local", "ray"):
+        typer.echo(f"error: {InvalidSpec('use local or ray', field='--backend')}", err=True)
+        raise typer.Exit(2)
+    if ray_address and backend != "ray":
+        typer.echo("note: --ray-address takes effect only with --backend ray", err=True)
+    os.environ["KETCH_BACKEND"] = backend
+    if ray_address:
+        os.environ["RAY_ADDRESS"] = ray_address
+
+
+def _start_backend() -> None:
+    """Make the compute backend before serving: a Ray cluster that does not answer
+    (or Ray not installed) is an error saying so, not a traceback."""
+    from ketch.capabilities import backend, backend_name
+
+    with reporting():
+        made = backend()
+    if backend_name() == "ray":
+        from ketch.core.backend.ray import RayBackend
+
+        assert isinstance(made, RayBackend)
+        alive = [n for n in made.nodes(fresh=True) if n.alive]
+        typer.echo(
+            f"Workloads run on the Ray cluster at {os.environ.get('RAY_ADDRESS')}: "
+            f"{len(alive)} node{'s' if len(alive) != 1 else ''}",
+        )
 
 
 def _secure(host: str, security: Security, home: Path | None) -> ServerFiles | None:

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -49,6 +50,7 @@ log = logging.getLogger("ketch.core.backend.ray")
 #: turns 127.0.0.1 into the machine's address, where a loopback cluster is not)
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _CALL = 60.0  # seconds to wait for a runner to answer a call
+_PROBE = 10.0  # seconds to wait for the cluster's head to accept a connection
 _NODES_FRESH = 2.0  # seconds a read of the cluster's nodes is reused
 _MAX_CONCURRENCY = 64
 
@@ -63,7 +65,19 @@ def connect(address: str | None) -> bool:
             "the Ray backend needs the address of a Ray cluster",
             hint="pass --ray-address HOST:PORT or set RAY_ADDRESS (ketch ray up starts one)",
         )
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise BackendError(
+            f"the Ray cluster's address {address!r} is not HOST:PORT",
+            hint="ketch ray up prints the address of the cluster it starts",
+        )
+    try:  # ray.init retries an address where nothing answers for minutes
+        socket.create_connection((host, int(port)), timeout=_PROBE).close()
+    except OSError as exc:
+        raise BackendError(
+            f"nothing answers at the Ray cluster's address {address}: {exc.strerror or exc}",
+            hint="check that the cluster runs (ray status, or ketch ray up) and the address",
+        ) from exc
     if host in ("127.0.0.1", "localhost"):
         os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
