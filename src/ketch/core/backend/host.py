@@ -45,7 +45,9 @@ class Request:
     processes asks, in order (a :class:`~ketch.core.backend.spec.Placement` names
     one by its position), and the ``strategy`` a backend with several nodes places
     them with: ``PACK`` (as few nodes as it can), ``SPREAD`` (as many), or their
-    ``STRICT_`` forms. The machine's ledger looks at the totals only.
+    ``STRICT_`` forms. A member's ``node`` names the node it must run on (a pod's
+    ``spec.nodeName``: the Ray node ID on a Ray cluster). The machine's ledger looks
+    at the totals only.
     """
 
     cpu: float = 0.0
@@ -53,6 +55,7 @@ class Request:
     gpu: float = 0.0
     members: tuple[Request, ...] = ()
     strategy: str = "PACK"
+    node: str | None = None
 
     def __add__(self, other: Request) -> Request:
         return Request(self.cpu + other.cpu, self.memory + other.memory, self.gpu + other.gpu)
@@ -63,7 +66,7 @@ class Request:
     ) -> Request:
         """The request of a gang of ``members`` placed with ``strategy``; its totals
         are theirs, or ``total``'s (what must fit for the gang to start)."""
-        listed = tuple(Request(m.cpu, m.memory, m.gpu) for m in members)
+        listed = tuple(Request(m.cpu, m.memory, m.gpu, node=m.node) for m in members)
         if strategy not in STRATEGIES:
             raise ValueError(f"placement strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         if total is None:
@@ -74,7 +77,7 @@ class Request:
 
     def bundles(self) -> tuple[Request, ...]:
         """What each process asks: the members, or the whole request as one."""
-        return self.members or (Request(self.cpu, self.memory, self.gpu),)
+        return self.members or (Request(self.cpu, self.memory, self.gpu, node=self.node),)
 
     def describe(self) -> str:
         text = f"cpu={self.cpu:g}, memory={self.memory / 2**20:.0f}Mi"

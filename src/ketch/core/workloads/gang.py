@@ -13,6 +13,7 @@ they were given (:class:`Addresses`) and the restarts made.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -116,9 +117,11 @@ class Gang(abc.ABC):
         """What must fit on the machine for the gang to start: every replica's
         request, or those of the smallest ``schedulingPolicy.minAvailable`` replicas
         (the rest start with them). Its members are every replica's request, in
-        :meth:`replica_names` order, placed with :meth:`strategy`."""
+        :meth:`replica_names` order, on its :meth:`node` if it names one, placed
+        with :meth:`strategy`."""
         requests = [
-            container_request(self.container(rtype)) for rtype, _i, _n in self.replica_names()
+            dataclasses.replace(container_request(self.container(rtype)), node=self.node(rtype))
+            for rtype, _i, _n in self.replica_names()
         ]
         needed = requests
         policy = self.run_policy.schedulingPolicy
@@ -128,6 +131,13 @@ class Gang(abc.ABC):
         for request in needed:
             total = total + request
         return Request.gang(requests, self.strategy(), total=total)
+
+    def node(self, rtype: str) -> str | None:
+        """The node replicas of ``rtype`` must run on: their pod template's
+        ``spec.nodeName`` (a Ray node ID on a Ray cluster), if it names one."""
+        spec = self.replicas.get(rtype)
+        name = (spec.template.spec.model_extra or {}).get("nodeName") if spec else None
+        return str(name) if name else None
 
     def strategy(self) -> str:
         """How a backend with several nodes places the replicas: SPREAD when a

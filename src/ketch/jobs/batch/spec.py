@@ -7,6 +7,7 @@ podFailurePolicy, initContainers, volumes, ...) is kept as written.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -73,11 +74,13 @@ class BatchJob:
         return self.spec.completionMode == "Indexed"
 
     def pod_request(self) -> Request:
-        """What one pod asks of the machine: its containers' requests (else limits)."""
+        """What one pod asks of the machine: its containers' requests (else limits),
+        on the node its template's ``spec.nodeName`` names, if any."""
         total = Request()
         for container in self.containers:
             total = total + container_request(container)
-        return total
+        node = (self.spec.template.spec.model_extra or {}).get("nodeName")
+        return dataclasses.replace(total, node=str(node)) if node else total
 
 
 def parse_batch_job(name: str, namespace: str, spec: dict[str, Any]) -> BatchJob:

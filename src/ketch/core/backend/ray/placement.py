@@ -23,6 +23,8 @@ from ketch.core.backend.host import Request
 
 #: the least CPU a bundle asks: Ray refuses a bundle that asks for nothing
 MIN_CPU = 0.01
+#: the label of a Ray node that holds its ID (a member's ``node`` selects on it)
+NODE_LABEL = "ray.io/node-id"
 #: how long the first admission of a gang waits for Ray to reserve its group
 FIRST_WAIT = 0.5
 
@@ -62,6 +64,20 @@ def why_pending(request: Request, nodes: list[NodeInfo]) -> str:
     alive = [n for n in nodes if n.alive]
     count = len(bundles)
     placed = f"its {count} member{'s' if count != 1 else ''} ({request.strategy})"
+    for index, member in enumerate(request.bundles()):
+        node = next((n for n in alive if n.node_id == member.node), None)
+        if member.node and node is None:
+            return (
+                f"waiting for Ray node {member.node}, which member {index} must run on: "
+                "it is not an alive node of the cluster"
+            )
+        if node is not None and not all(
+            node.total.get(k, 0.0) >= v for k, v in bundles[index].items()
+        ):
+            return (
+                f"member {index} asks {describe(bundles[index])} of Ray node {node.node_id}, "
+                "more than it has"
+            )
     for index, asked in enumerate(bundles):
         if not any(all(n.total.get(k, 0.0) >= v for k, v in asked.items()) for n in alive):
             return (
@@ -112,8 +128,13 @@ class Gangs:
             group = self._groups.get(key)
             if group is None:
                 name = f"{self._prefix}-{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}"
-                bundles = [bundle(m) for m in request.bundles()]
-                made = placement_group(bundles, strategy=request.strategy, name=name)
+                members = request.bundles()
+                made = placement_group(
+                    [bundle(m) for m in members],
+                    strategy=request.strategy,
+                    name=name,
+                    bundle_label_selector=[{NODE_LABEL: m.node} if m.node else {} for m in members],
+                )
                 group = self._groups[key] = _Group(request, made)
                 wait = FIRST_WAIT  # a group that fits is reserved in milliseconds
             if group.nodes is not None:
