@@ -43,6 +43,8 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
         return [_probe(path, method, "/", view, **IN_TEAM), _probe(path, method, "/", SIGNED_IN)]
     if path == "/ui/k":
         return [_probe(path, method, path, SIGNED_IN)]
+    if (detail := _rundetail_probes(path, method, world)) is not None:
+        return detail
     fixed = {
         "/ui/runs": "/ui/runs",
         "/ui/runs/{run_id}": f"/ui/runs/{ids['run']}",
@@ -102,3 +104,23 @@ def _object_probes(path: str, method: str, world: World) -> list[Probe]:
 
 def _doomed() -> Resource:
     return Resource.from_manifest(config_map(DOOMED, TEAM))
+
+
+def _rundetail_probes(path: str, method: str, world: World) -> list[Probe] | None:
+    """A run's live fragment, a task's panel (a task that is not there: an allowed
+    caller gets 404, or 303 to the run's page), an artifact's lineage and a model
+    version's (view) and the run's buttons (edit: restore, which leaves an available run
+    as it is); ``None``: another route."""
+    run = world.ids["run"]
+    if path == "/ui/runs/{run_id}/live":
+        return [_probe(path, method, f"/ui/runs/{run}/live", level(VIEW))]
+    if path == "/ui/runs/{run_id}/tasks/{task_id}":
+        return [_probe(path, method, f"/ui/runs/{run}/tasks/no-task", level(VIEW))]
+    if path == "/ui/runs/{run_id}/artifacts/{artifact_id}/lineage":
+        return [_probe(path, method, f"/ui/runs/{run}/artifacts/0/lineage", level(VIEW))]
+    if path == "/ui/runs/{run_id}/{action}":
+        return [_probe(path, method, f"/ui/runs/{run}/unarchive", level(EDIT))]
+    version = world.ids.get("mr:version")
+    if path == "/ui/model-versions/{id}/lineage" and version:
+        return [_probe(path, method, f"/ui/model-versions/{version}/lineage", level(VIEW))]
+    return None

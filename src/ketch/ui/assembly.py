@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketch.core.errors import KetchError
-from ketch.ui import assets, home, kfp, models, resources
+from ketch.ui import assets, home, kfp, models, resources, rundetail
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
 
@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 #: the dashboard's routers, in the order they are matched
-ROUTERS = (assets.router, home.router, kfp.router, models.router, resources.router)
+ROUTERS = (
+    assets.router,
+    home.router,
+    kfp.router,
+    models.router,
+    resources.router,
+    # after every router with a /ui/runs/<word> page (a run's page takes any id)
+    rundetail.router,
+)
 
 Handler = Callable[[Request, Any], Awaitable[Response] | Response]
 

@@ -73,32 +73,6 @@ async def runs_page(request: Request) -> Response:
         return page.render("runs.html", title="Runs", next_page=more, **found)
 
 
-@router.get("/ui/runs/{run_id}")
-@rule(by_id(Verb.GET, RUNS, "run_id"))
-async def run_page(request: Request, run_id: str) -> Response:
-    """A run: its state, parameters and tasks (the graph comes later)."""
-    async with Page(request, section="Runs", namespaced=False) as page:
-        run = await page.api.get(f"{KFP}/runs/{run_id}")
-        experiment: dict[str, Any] = {}
-        if run.get("experiment_id"):
-            answer = await page.api.call("GET", f"{KFP}/experiments/{run['experiment_id']}")
-            experiment = answer.body if answer.ok and isinstance(answer.body, dict) else {}
-        if experiment.get("namespace"):
-            page.show_namespace(str(experiment["namespace"]))
-        tasks = sorted(
-            (run.get("run_details") or {}).get("task_details") or [],
-            key=lambda t: (t.get("create_time") or "", t.get("display_name") or ""),
-        )
-        return page.render(
-            "run.html",
-            title=f"Run {run.get('display_name') or run_id}",
-            run=run,
-            tasks=tasks,
-            experiment=experiment,
-            resource_href=page.link(f"/ui/k/pipelineruns.pipelines.ketch.dev/{run_id}"),
-        )
-
-
 @router.get("/ui/experiments")
 @rule(in_namespace(lambda ns: attributes(Verb.LIST, EXPERIMENTS, ns)))
 async def experiments_page(request: Request) -> Response:
