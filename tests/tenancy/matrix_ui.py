@@ -60,6 +60,10 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
         if "{" not in path:  # a list named without a namespace: a redirect
             probes.append(_probe(path, method, url, SIGNED_IN))
         return probes
+    if path.startswith(("/ui/models/", "/ui/model-versions/")):
+        return _model_probes(path, method, world)
+    if path.startswith("/ui/profiles"):
+        return _notebook_and_profile_probes(path, method)
     if path == "/ui/k/{resource}":
         return [
             _probe(path, method, "/ui/k/pytorchjobs.kubeflow.org", view, **IN_TEAM),
@@ -100,6 +104,40 @@ def _object_probes(path: str, method: str, world: World) -> list[Probe]:
         probe.reset = lambda: world.app_store.apply(_doomed())
         return [probe]
     return []
+
+
+def _model_probes(path: str, method: str, world: World) -> list[Probe]:
+    """A model's and a version's pages (view), their archive or restore (edit: the
+    probe sets the state they have, LIVE) and a version's deploy (edit: a name that is
+    no name, so an allowed caller gets 422 and nothing is made)."""
+    ids = world.ids
+    url = path.replace("{id}", ids["mr:model" if path.startswith("/ui/models/") else "mr:version"])
+    if method == "GET":
+        return [_probe(path, method, url, level(VIEW), **IN_TEAM)]
+    probe = _probe(path, method, url, level(EDIT), **IN_TEAM)
+    probe.json_body = {"state": "LIVE"} if path.endswith("/state") else {"name": "Not A Name"}
+    return [probe]
+
+
+def _notebook_and_profile_probes(path: str, method: str) -> list[Probe]:
+    """The notebooks' list (view) and new-notebook form (edit), the profile's page
+    (view), a redirect where a page names no namespace; the writes with bodies an
+    allowed caller is refused with 422 (or a notebook that is not there, 404), so
+    nothing changes: notebooks' need edit, contributors' admin (binding roles)."""
+    url = path.replace("{name}", "mx-no-notebook")
+    if method == "GET":
+        need = level(EDIT) if path.endswith("/new") else level(VIEW)
+        return [_probe(path, method, url, need, **IN_TEAM), _probe(path, method, url, SIGNED_IN)]
+    need = level(ADMIN_LEVEL) if path.startswith("/ui/profiles") else level(EDIT)
+    probe = _probe(path, method, url, need, **IN_TEAM)
+    if path.startswith("/ui/profiles"):
+        if method == "DELETE":
+            probe.params = {**IN_TEAM, "email": "not-an-email", "role": "view"}
+        else:
+            probe.json_body = {"email": "not-an-email", "role": "view"}
+    elif method in ("POST", "PATCH"):
+        probe.json_body = {"name": ""} if method == "POST" else {"neither": True}
+    return [probe]
 
 
 def _doomed() -> Resource:

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketch.core.errors import KetchError
-from ketch.ui import assets, home, kfp, models, resources, rundetail
+from ketch.ui import assets, home, kfp, models, profiles, resources, rundetail
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
 
@@ -33,6 +33,7 @@ ROUTERS = (
     home.router,
     kfp.router,
     models.router,
+    profiles.router,
     resources.router,
     # after every router with a /ui/runs/<word> page (a run's page takes any id)
     rundetail.router,

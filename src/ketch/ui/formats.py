@@ -5,7 +5,7 @@ as a word with a class a stylesheet colours by."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -27,6 +27,17 @@ def age(value: Any, now: datetime | None = None) -> str:
         moment = parse_time(value)
     except (TypeError, ValueError):
         return str(value)
+    return human_duration(((now or utcnow()) - moment).total_seconds())
+
+
+def epoch_age(value: Any, now: datetime | None = None) -> str:
+    """The time since ``value``, milliseconds since the epoch as the Model Registry
+    writes times (a string or a number); ``""`` for none."""
+    try:
+        millis = int(str(value))
+    except (TypeError, ValueError):
+        return ""
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
     return human_duration(((now or utcnow()) - moment).total_seconds())
 
 
@@ -52,6 +63,7 @@ def to_yaml(value: Any) -> str:
 
 FILTERS: dict[str, Callable[..., Any]] = {
     "age": age,
+    "epoch_age": epoch_age,
     "state_class": state_class,
     "to_yaml": to_yaml,
 }

@@ -56,7 +56,7 @@ SECTIONS = (
     Section("Serving", "/ui/k/inferenceservices.serving.kserve.io", SERVING),
     Section("Models", "/ui/models"),
     Section("Notebooks", "/ui/k/notebooks.kubeflow.org", ("notebooks.kubeflow.org",)),
-    Section("Profiles", "/ui/k/profiles.kubeflow.org", ("profiles.kubeflow.org",)),
+    Section("Profiles", "/ui/profiles", ("profiles.kubeflow.org",)),
     Section("More", "/ui/k", CORE),
 )
 
