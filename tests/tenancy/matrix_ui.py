@@ -33,6 +33,10 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
     """The probes of a dashboard route (``None``: not one)."""
     if path != "/" and not path.startswith("/ui/"):
         return None
+    from tests.tenancy.matrix_ui_workloads import workload_probes
+
+    if (workloads := workload_probes(path, method, world)) is not None:
+        return workloads
     ids = world.ids
     view = level(VIEW)
     if path == "/ui/static/{digest}/{name}":

@@ -20,7 +20,19 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketch.core.errors import KetchError
-from ketch.ui import assets, home, kfp, models, profiles, resources, rundetail
+from ketch.ui import (
+    assets,
+    home,
+    katib,
+    kfp,
+    models,
+    profiles,
+    resources,
+    rundetail,
+    serving,
+    training,
+    workloads,
+)
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
 
@@ -35,6 +47,10 @@ ROUTERS = (
     models.router,
     profiles.router,
     resources.router,
+    katib.router,
+    serving.router,
+    training.router,
+    workloads.router,
     # after every router with a /ui/runs/<word> page (a run's page takes any id)
     rundetail.router,
 )
