@@ -33,10 +33,6 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
     """The probes of a dashboard route (``None``: not one)."""
     if path != "/" and not path.startswith("/ui/"):
         return None
-    from tests.tenancy.matrix_ui_workloads import workload_probes
-
-    if (workloads := workload_probes(path, method, world)) is not None:
-        return workloads
     ids = world.ids
     view = level(VIEW)
     if path == "/ui/static/{digest}/{name}":
@@ -47,8 +43,8 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
         return [_probe(path, method, "/", view, **IN_TEAM), _probe(path, method, "/", SIGNED_IN)]
     if path == "/ui/k":
         return [_probe(path, method, path, SIGNED_IN)]
-    if (detail := _rundetail_probes(path, method, world)) is not None:
-        return detail
+    if (mine := _runs_probes(path, method, world)) is not None:
+        return mine
     fixed = {
         "/ui/runs": "/ui/runs",
         "/ui/runs/{run_id}": f"/ui/runs/{ids['run']}",
@@ -148,21 +144,45 @@ def _doomed() -> Resource:
     return Resource.from_manifest(config_map(DOOMED, TEAM))
 
 
-def _rundetail_probes(path: str, method: str, world: World) -> list[Probe] | None:
-    """A run's live fragment, a task's panel (a task that is not there: an allowed
-    caller gets 404, or 303 to the run's page), an artifact's lineage and a model
-    version's (view) and the run's buttons (edit: restore, which leaves an available run
-    as it is); ``None``: another route."""
-    run = world.ids["run"]
-    if path == "/ui/runs/{run_id}/live":
-        return [_probe(path, method, f"/ui/runs/{run}/live", level(VIEW))]
-    if path == "/ui/runs/{run_id}/tasks/{task_id}":
-        return [_probe(path, method, f"/ui/runs/{run}/tasks/no-task", level(VIEW))]
-    if path == "/ui/runs/{run_id}/artifacts/{artifact_id}/lineage":
-        return [_probe(path, method, f"/ui/runs/{run}/artifacts/0/lineage", level(VIEW))]
-    if path == "/ui/runs/{run_id}/{action}":
-        return [_probe(path, method, f"/ui/runs/{run}/unarchive", level(EDIT))]
-    version = world.ids.get("mr:version")
-    if path == "/ui/model-versions/{id}/lineage" and version:
-        return [_probe(path, method, f"/ui/model-versions/{version}/lineage", level(VIEW))]
+def _runs_probes(path: str, method: str, world: World) -> list[Probe] | None:
+    """The runs pages' routes (``None``: another route): compare needs view of each run,
+    archive and restore edit (runs, experiments; archiving runs last),
+    the run and recurring run forms and their posts edit (an empty body: an allowed
+    caller gets 422 and nothing starts), a pipeline upload edit (a .py text: refused with
+    422), a version's graph view, enable and disable edit."""
+    ids = world.ids
+    edit = level(EDIT)
+    view = level(VIEW)
+    pipeline, version = ids["pipeline"], ids["version"]
+    if path == "/ui/runs/compare":
+        return [_probe(path, method, path, view, ids=f"{ids['run']},{ids['run']}")]
+    if path in ("/ui/runs/unarchive", "/ui/experiments/unarchive"):
+        key = ids["run"] if path.startswith("/ui/runs") else ids["exp"]
+        return [_probe(path, method, path, edit, ids=key)]
+    if path in ("/ui/runs/archive", "/ui/experiments/archive"):
+        # run last: an archived experiment takes no new runs
+        key = ids["run"] if path.startswith("/ui/runs") else ids["exp"]
+        probe = _probe(path, method, path, edit, ids=key)
+        probe.last = True
+        return [probe]
+    if path in ("/ui/runs/new", "/ui/recurringruns/new"):
+        probe = _probe(path, method, path, edit, **IN_TEAM, pipeline=pipeline)
+        if method == "POST":
+            probe.json_body = {"pipeline_id": pipeline, "version_id": version, "param.x": "no"}
+        return [probe, _probe(path, method, path, SIGNED_IN)] if method == "GET" else [probe]
+    if path == "/ui/recurringruns":
+        return [_probe(path, method, path, view, **IN_TEAM), _probe(path, method, path, SIGNED_IN)]
+    if path.startswith("/ui/recurringruns/{recurring_run_id}/"):
+        url = path.replace("{recurring_run_id}", ids["recurring"])
+        return [_probe(path, method, url, edit)]
+    if path == "/ui/pipelines" and method == "POST":
+        probe = _probe(path, method, path, edit, **IN_TEAM)
+        probe.json_body = {"name": "mx", "file": "from kfp import dsl", "filename": "p.py"}
+        return [probe]
+    if path == "/ui/pipelines/{pipeline_id}/versions":
+        probe = _probe(path, method, f"/ui/pipelines/{pipeline}/versions", edit)
+        probe.json_body = {"file": "from kfp import dsl", "filename": "p.py"}
+        return [probe]
+    if path == "/ui/pipelines/{pipeline_id}/versions/{version_id}":
+        return [_probe(path, method, f"/ui/pipelines/{pipeline}/versions/{version}", view)]
     return None

@@ -52,7 +52,7 @@ class Field:
     """A filterable/sortable API key: its column and value kind."""
 
     column: Any
-    kind: str = "string"  # string | int | bool | time
+    kind: str = "string"  # string | int | number | bool | time
     nullable: bool = False
 
 
@@ -156,6 +156,11 @@ def _coerce(value: Any, fld: Field, value_kind: str, where: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise InvalidSpec(f"{value!r} is not an integer", field=where) from None
+    if fld.kind == "number":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidSpec(f"{value!r} is not a number", field=where) from None
     if fld.kind == "bool":
         if isinstance(value, bool):
             return value

@@ -120,7 +120,10 @@ def run(
     row: PipelineRunRow,
     meta: KfpRunMetaRow | None,
     task_details: list[dict[str, Any]] | None = None,
+    *,
+    spec: bool = True,
 ) -> dict[str, Any]:
+    """A KFP ``Run``; without ``spec``, no ``pipeline_spec`` (a light list's items)."""
     reference = None
     if row.pipeline_id or row.pipeline_version_id:
         reference = _drop_none(
@@ -142,7 +145,7 @@ def run(
             "storage_state": row.storage_state,
             "description": meta.description if meta is not None else "",
             "pipeline_version_id": row.pipeline_version_id,
-            "pipeline_spec": row.pipeline_spec,
+            "pipeline_spec": row.pipeline_spec if spec else None,
             "pipeline_version_reference": reference,
             "runtime_config": runtime_config,
             "service_account": meta.service_account if meta is not None else "",

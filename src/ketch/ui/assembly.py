@@ -20,19 +20,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketch.core.errors import KetchError
-from ketch.ui import (
-    assets,
-    home,
-    katib,
-    kfp,
-    models,
-    profiles,
-    resources,
-    rundetail,
-    serving,
-    training,
-    workloads,
-)
+from ketch.ui import assets, home, kfp, models, profiles, resources
+from ketch.ui import pipelines, runforms, runs
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
 
@@ -43,16 +32,14 @@ if TYPE_CHECKING:
 ROUTERS = (
     assets.router,
     home.router,
+    # the runs' own pages (compare, new) come before a run's page (/ui/runs/{run_id})
+    runs.router,
+    runforms.router,
+    pipelines.router,
     kfp.router,
     models.router,
     profiles.router,
     resources.router,
-    katib.router,
-    serving.router,
-    training.router,
-    workloads.router,
-    # after every router with a /ui/runs/<word> page (a run's page takes any id)
-    rundetail.router,
 )
 
 Handler = Callable[[Request, Any], Awaitable[Response] | Response]

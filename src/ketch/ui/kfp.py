@@ -10,7 +10,6 @@ Each route's rule is the KFP API's own for the same read
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,11 +18,9 @@ from fastapi.responses import Response
 from ketch.core.access import Verb, rule
 from ketch.pipelines.api.access import (
     EXPERIMENTS,
-    PIPELINES,
     RUNS,
     attributes,
     by_id,
-    pipeline_scope,
 )
 from ketch.ui.access import in_namespace
 from ketch.ui.page import Page
@@ -62,15 +59,30 @@ async def recent_runs(
     }
 
 
-@router.get("/ui/runs")
-@rule(in_namespace(lambda ns: attributes(Verb.LIST, RUNS, ns)))
-async def runs_page(request: Request) -> Response:
-    async with Page(request, section="Runs") as page:
-        if (moved := page.needs_namespace()) is not None:
-            return moved
-        found = await recent_runs(page, token=request.query_params.get("page_token", ""))
-        more = page.link("/ui/runs", page_token=found["next"]) if found["next"] else ""
-        return page.render("runs.html", title="Runs", next_page=more, **found)
+@router.get("/ui/runs/{run_id}")
+@rule(by_id(Verb.GET, RUNS, "run_id"))
+async def run_page(request: Request, run_id: str) -> Response:
+    """A run: its state, parameters and tasks (the graph comes later)."""
+    async with Page(request, section="Runs", namespaced=False) as page:
+        run = await page.api.get(f"{KFP}/runs/{run_id}")
+        experiment: dict[str, Any] = {}
+        if run.get("experiment_id"):
+            answer = await page.api.call("GET", f"{KFP}/experiments/{run['experiment_id']}")
+            experiment = answer.body if answer.ok and isinstance(answer.body, dict) else {}
+        if experiment.get("namespace"):
+            page.show_namespace(str(experiment["namespace"]))
+        tasks = sorted(
+            (run.get("run_details") or {}).get("task_details") or [],
+            key=lambda t: (t.get("create_time") or "", t.get("display_name") or ""),
+        )
+        return page.render(
+            "run.html",
+            title=f"Run {run.get('display_name') or run_id}",
+            run=run,
+            tasks=tasks,
+            experiment=experiment,
+            resource_href=page.link(f"/ui/k/pipelineruns.pipelines.ketch.dev/{run_id}"),
+        )
 
 
 @router.get("/ui/experiments")
@@ -104,47 +116,4 @@ async def experiment_page(request: Request, experiment_id: str) -> Response:
             experiment=experiment,
             next_page=more,
             **found,
-        )
-
-
-def _pipelines_rule(namespace: str) -> Any:
-    return attributes(Verb.LIST, PIPELINES, pipeline_scope(namespace))
-
-
-@router.get("/ui/pipelines")
-@rule(in_namespace(_pipelines_rule))
-async def pipelines_page(request: Request) -> Response:
-    """The namespace's pipelines and the shared ones."""
-    async with Page(request, section="Pipelines") as page:
-        if (moved := page.needs_namespace()) is not None:
-            return moved
-        own, shared = await asyncio.gather(
-            page.api.get(f"{KFP}/pipelines", namespace=page.namespace, page_size="200"),
-            page.api.call("GET", f"{KFP}/pipelines", params={"page_size": "200"}),
-        )
-        pipelines = list(own.get("pipelines") or [])
-        seen = {p.get("pipeline_id") for p in pipelines}
-        if shared.ok and isinstance(shared.body, dict):
-            pipelines += [
-                p for p in shared.body.get("pipelines") or [] if p.get("pipeline_id") not in seen
-            ]
-        pipelines.sort(key=lambda p: p.get("created_at") or "", reverse=True)
-        return page.render("pipelines.html", title="Pipelines", pipelines=pipelines)
-
-
-@router.get("/ui/pipelines/{pipeline_id}")
-@rule(by_id(Verb.GET, PIPELINES, "pipeline_id"))
-async def pipeline_page(request: Request, pipeline_id: str) -> Response:
-    async with Page(request, section="Pipelines", namespaced=False) as page:
-        pipeline, versions = await asyncio.gather(
-            page.api.get(f"{KFP}/pipelines/{pipeline_id}"),
-            page.api.get(
-                f"{KFP}/pipelines/{pipeline_id}/versions", page_size="200", sort_by=RECENT
-            ),
-        )
-        return page.render(
-            "pipeline.html",
-            title=f"Pipeline {pipeline.get('display_name') or pipeline_id}",
-            pipeline=pipeline,
-            versions=versions.get("pipeline_versions") or [],
         )

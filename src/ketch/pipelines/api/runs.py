@@ -185,13 +185,25 @@ def list_runs(
     request: Request,
     namespace: str | None = Query(None),
     experiment_id: str | None = Query(None),
+    view: str | None = Query(None),
     paging: Paging = Depends(),
 ) -> Response:
+    light = _light_view(view)
     opts = paging.options(RUN_FIELDS, "runs")
     page, metas = catalog_of(request).list_runs(
-        opts, namespace=list_scope(request, namespace), experiment_id=experiment_id
+        opts, namespace=list_scope(request, namespace), experiment_id=experiment_id, light=light
     )
-    return page_json("runs", [shape.run(r, metas.get(r.id)) for r in page.items], page)
+    items = [shape.run(r, metas.get(r.id), spec=not light) for r in page.items]
+    return page_json("runs", items, page)
+
+
+def _light_view(view: str | None) -> bool:
+    """Whether a list asks for the light view (``BASIC``; ``FULL``, the default, is
+    KFP's)."""
+    chosen = (view or "FULL").strip().upper()
+    if chosen not in ("FULL", "BASIC"):
+        raise InvalidSpec(f"view {view!r} is not FULL or BASIC", field="view")
+    return chosen == "BASIC"
 
 
 @router.post(f"{PREFIX}/runs/{{run_id}}:terminate")

@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Float, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from ketch.core.store.pods import delete_owned_in
 from ketch.pipelines.catalog.store import (
@@ -33,6 +36,33 @@ from ketch.pipelines.tables import (
 )
 
 R = PipelineRunRow
+
+
+class seconds_between(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
+    """``end - start`` in seconds, in SQL (SQLite's julian days, PostgreSQL's epoch)."""
+
+    type = Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between)
+def _seconds_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_postgresql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
+
+#: a run's duration in seconds (created to finished; -1 while it has not finished),
+#: a key to sort runs by (``sort_by=duration desc``)
+DURATION = func.coalesce(seconds_between(R.created_at, R.finished_at), -1.0)
+#: the columns a list of runs leaves out when asked for the light view
+HEAVY_COLUMNS = (R.pipeline_spec, R.outputs)
 RUN_FIELDS: dict[str, Field] = {
     "run_id": Field(R.id),
     "id": Field(R.id),
@@ -48,6 +78,7 @@ RUN_FIELDS: dict[str, Field] = {
     "recurring_run_id": Field(R.recurring_run_id, nullable=True),
     "created_at": Field(R.created_at, "time"),
     "finished_at": Field(R.finished_at, "time", nullable=True),
+    "duration": Field(DURATION, "number"),
 }
 
 
@@ -69,12 +100,20 @@ class RunCatalog(CatalogPart):
         return row, meta
 
     def list_runs(
-        self, opts: ListOptions, *, namespace: Scope, experiment_id: str | None
+        self,
+        opts: ListOptions,
+        *,
+        namespace: Scope,
+        experiment_id: str | None,
+        light: bool = False,
     ) -> tuple[Page, dict[str, KfpRunMetaRow]]:
+        """A page of runs with their KFP fields; ``light``: without the columns of
+        :data:`HEAVY_COLUMNS` (not read from the store at all)."""
         where = scope_of(R, namespace, experiment_id)
         self._reap()
         with self.database.session(readonly=True) as s:
-            page = page_of(s, R, RUN_FIELDS, opts, where, resource="runs")
+            omit = HEAVY_COLUMNS if light else ()
+            page = page_of(s, R, RUN_FIELDS, opts, where, resource="runs", omit=omit)
             ids = [r.id for r in page.items]
             metas = (
                 {

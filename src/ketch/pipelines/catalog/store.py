@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ketch.core.errors import Conflict, NotFound
 from ketch.core.store.db import Database, retry_locked
@@ -64,35 +64,44 @@ def page_of(
     where: Sequence[Any],
     *,
     resource: str,
+    omit: Sequence[Any] = (),
 ) -> Page:
-    """One keyset page of ``model`` rows matching ``where`` and the filter."""
+    """One keyset page of ``model`` rows matching ``where`` and the filter; the
+    columns in ``omit`` are not read (touching them on a row raises)."""
     id_column = model.id if hasattr(model, "id") else model.run_id
     conditions = [*where, *filters.filter_clauses(opts.filter, fields, resource=resource)]
     total = s.execute(select(func.count()).select_from(model).where(*conditions)).scalar_one()
     # Ids first, then the rows: sorting and skipping touch only the small leading
-    # columns, never a wide JSON column such as a run's pipeline_spec.
-    stmt = select(id_column).where(*conditions)
+    # columns, never a wide JSON column such as a run's pipeline_spec. The sort value
+    # comes with each id (a key may sort by an expression, not a column of the row).
+    sort_value = filters.sort_expression(fields[opts.sort_key])
+    stmt = select(id_column, sort_value).where(*conditions)
     after = filters.keyset_clause(opts, fields, id_column)
     if after is not None:
         stmt = stmt.where(after)
     size = opts.page_size
-    ids = list(
-        s.execute(
-            stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)
-        ).scalars()
+    keys = list(
+        s.execute(stmt.order_by(*filters.order_by(opts, fields, id_column)).limit(size + 1)).all()
     )
-    found = (
-        {r.id: r for r in s.execute(select(model).where(id_column.in_(ids[:size]))).scalars()}
-        if ids
-        else {}
-    )
+    ids = [k[0] for k in keys]
+    query = select(model).where(id_column.in_(ids[:size]))
+    if omit:
+        query = query.options(*(defer(column, raiseload=True) for column in omit))
+    found = {r.id: r for r in s.execute(query).scalars()} if ids else {}
     rows = [found[i] for i in ids[:size] if i in found]
     token = ""
     if len(ids) > size and rows:
         last = rows[-1]
         sort_col = fields[opts.sort_key].column
-        token = filters.next_token(opts, getattr(last, sort_col.key), last.id)
+        value = getattr(last, sort_col.key) if _is_column(sort_col, model) else dict(keys)[last.id]
+        token = filters.next_token(opts, value, last.id)
     return Page(rows, int(total), token)
+
+
+def _is_column(column: Any, model: Any) -> bool:
+    """Whether ``column`` is one of ``model``'s own columns (else an expression)."""
+    key = getattr(column, "key", None)
+    return isinstance(key, str) and getattr(model, key, None) is column
 
 
 def write_in(database: Database, fn: Callable[[Session], T]) -> T:

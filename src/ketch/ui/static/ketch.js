@@ -67,6 +67,18 @@
     text.scrollTop = Math.max(0, (line - 3) * height);
   });
 
+  // a file input with data-file-into puts the file's text into that field (and its
+  // name into data-name-into's), so a form sends it as JSON like any other field
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.dataset || !input.dataset.fileInto || !input.files || !input.files[0]) return;
+    var file = input.files[0];
+    var target = document.getElementById(input.dataset.fileInto);
+    var named = input.dataset.nameInto && document.getElementById(input.dataset.nameInto);
+    if (named) named.value = file.name;
+    file.text().then(function (text) { if (target) target.value = text; });
+  });
+
   ready(function () {
     autosubmit(document);
     charts(document);
