@@ -134,6 +134,18 @@ def test_a_browser_session_writes_with_the_pages_origin(
         kernel = made.json()["id"]
         # a write without the page's Origin needs the session's CSRF token
         assert browser.post(f"{PREFIX}api/kernels", json={"name": "python3"}).status_code == 403
+        # JupyterLab's scripts send their JSON as text/plain: taken from the page only
+        typed = {"Content-Type": "text/plain;charset=UTF-8"}
+        body = '{"type": "file", "ext": ".txt"}'
+        plain = browser.post(f"{PREFIX}api/contents", content=body, headers=page | typed)
+        assert plain.status_code == 201, plain.text
+        unasked = browser.post(f"{PREFIX}api/contents", content=body, headers=typed)
+        assert unasked.status_code == 415
+        elsewhere = {"Origin": "https://evil.example"} | typed
+        assert (
+            browser.post(f"{PREFIX}api/contents", content=body, headers=elsewhere).status_code
+            == 403
+        )
         foreign = {"Origin": "https://evil.example"}
         assert browser.delete(f"{PREFIX}api/kernels/{kernel}", headers=foreign).status_code == 403
         assert browser.delete(f"{PREFIX}api/kernels/{kernel}", headers=page).status_code == 204

@@ -11,7 +11,7 @@ import pytest
 
 from ketch.core.errors import InvalidSpec
 from ketch.core.resource import Resource
-from ketch.notebooks.proxy import response_headers, upstream_headers, upstream_path
+from ketch.notebooks.proxy import response_headers, scrubbed, upstream_headers, upstream_path
 from ketch.notebooks.running import Upstream
 from ketch.notebooks.spec import (
     ServerType,
@@ -153,3 +153,22 @@ def test_every_set_cookie_comes_back_on_its_own_line() -> None:
         (b"set-cookie", b"username-x=2; Path=/notebook/team/nb/"),
         (b"content-type", b"text/html"),
     ]
+
+
+def test_the_token_is_taken_out_of_a_page_even_across_chunks() -> None:
+    import asyncio
+
+    token = b"T0k3n-of-the-notebook"
+    page = b'<script id="jupyter-config-data">{"token": "' + token + b'", "x": 1}</script>' * 3
+
+    async def collect(size: int) -> bytes:
+        async def chunks() -> Any:
+            for start in range(0, len(page), size):
+                yield page[start : start + size]
+
+        return b"".join([part async for part in scrubbed(chunks(), token)])
+
+    expected = page.replace(token, b"")
+    assert b'"token": ""' in expected
+    for size in (1, 2, 7, len(token) - 1, len(token), len(token) + 1, len(page)):
+        assert asyncio.run(collect(size)) == expected, size

@@ -13,6 +13,8 @@ from ketch.tenancy.tables import MIGRATIONS
 from ketch.tenancy.users import Directory
 from tests.server.helpers import Server, wait_until
 
+PROFILES = "/apis/kubeflow.org/v1/profiles"
+
 ADMIN, ALICE, BOB, CAROL = (
     "admin@example.com",
     "alice@example.com",
@@ -85,11 +87,28 @@ def two_owners_and_a_viewer(
     namespace)`` says each can read where their role says (roles take effect from a
     snapshot)."""
     made = add_users(directory, (ADMIN, ALICE, BOB, CAROL), admin=ADMIN)
-    store = server.store()
     alice_ns, bob_ns = namespaces
-    store.apply(profile(alice_ns, ALICE))
-    store.apply(profile(bob_ns, BOB))
-    store.apply(view_binding(alice_ns, CAROL))
+    # the profiles through the API, so the server's controller makes their namespaces at
+    # once; Carol's binding only then: a namespace that already holds objects and has
+    # no owner is not taken over by a profile (its owner would lose it at its next pass)
+    with as_user(server, made[ADMIN]) as admin:
+        for name, owner in ((alice_ns, ALICE), (bob_ns, BOB)):
+            created = admin.post(PROFILES, json=profile(name, owner).to_manifest())
+            assert created.status_code == 201, created.text
+
+        def profiles_ready() -> bool:
+            for name in namespaces:
+                conditions = (admin.get(f"{PROFILES}/{name}").json().get("status") or {}).get(
+                    "conditions"
+                ) or ()
+                if not any(
+                    c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+                ):
+                    return False
+            return True
+
+        assert wait_until(profiles_ready, timeout=30), "the profiles did not become Ready"
+    server.store().apply(view_binding(alice_ns, CAROL))
 
     def ready() -> bool:
         for email, namespace in ((ALICE, alice_ns), (BOB, bob_ns), (CAROL, alice_ns)):

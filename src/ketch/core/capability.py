@@ -98,7 +98,9 @@ class Capability:
       own pages write with their own scripts, which cannot send Ketch's CSRF token
       (JupyterLab behind the notebook proxy, ``/notebook/``): a signed-in browser
       session's write there is taken with this server's ``Origin`` instead (the
-      request guard refuses any other origin; a write without one is refused).
+      request guard refuses any other origin; a write without one is refused), and
+      the guard takes a body of any type there with that ``Origin`` (JupyterLab's
+      scripts send their JSON as ``text/plain``).
     - ``namespace_finalizers``: what removes the capability's own records of a
       namespace when the namespace is deleted (a deleted Profile's, or one deleted
       directly), as Kubernetes' namespace finalizers do: see

@@ -16,6 +16,13 @@ Back come the status, the body as it was sent (still encoded) and every header b
 hop-by-hop ones, each ``Set-Cookie`` on its own line. The HTTP client keeps no cookie
 (its jar refuses every domain), so nothing one caller's server sets reaches another
 caller. Redirects are passed back, not followed.
+
+An HTML page has the notebook's token taken out of it: JupyterLab writes its server's
+token into the page's configuration (``"token": "<t>"`` in ``jupyter-config-data``),
+from where its scripts would send it back as ``Authorization: token <t>`` (which Ketch
+refuses: its own credentials are a bearer token or the session) and add it to each
+websocket's URL. Without it the page's requests carry Ketch's session cookie only, and
+the proxy puts the token in on their way to the server.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterable, MutableMapping
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -176,11 +183,46 @@ async def forward_http(request: Request, upstream: Upstream) -> Response:
         answer = await client.send(sent, stream=True)
     except httpx.HTTPError as exc:
         return error(502, f"the notebook's server at {upstream.prefix} did not answer: {exc}")
+    headers_out = response_headers(answer, upstream)
+    body: AsyncIterator[bytes] = answer.aiter_raw()
+    if _is_html(answer):
+        # decoded to be searched; sent back plain, its length unknown until the end
+        body = scrubbed(answer.aiter_bytes(), upstream.token.encode())
+        headers_out = [(k, v) for k, v in headers_out if k not in _LENGTH_AND_ENCODING]
     response = StreamingResponse(
-        answer.aiter_raw(), status_code=answer.status_code, background=BackgroundTask(answer.aclose)
+        body, status_code=answer.status_code, background=BackgroundTask(answer.aclose)
     )
-    response.raw_headers = response_headers(answer, upstream)
+    response.raw_headers = headers_out
     return response
+
+
+_LENGTH_AND_ENCODING = frozenset({b"content-length", b"content-encoding"})
+
+
+def _is_html(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind in ("text/html", "application/xhtml+xml")
+
+
+async def scrubbed(chunks: AsyncIterator[bytes], secret: bytes) -> AsyncIterator[bytes]:
+    """``chunks`` with every occurrence of ``secret`` taken out, also one that spans
+    two chunks (the last ``len(secret) - 1`` bytes wait for the next chunk)."""
+    if not secret:
+        async for chunk in chunks:
+            yield chunk
+        return
+    keep = len(secret) - 1
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        while secret in pending:
+            pending = pending.replace(secret, b"")
+        if len(pending) > keep:
+            cut = len(pending) - keep
+            yield pending[:cut]
+            pending = pending[cut:]
+    if pending:
+        yield pending
 
 
 async def deny(websocket: WebSocket, status: int, message: str) -> None:

@@ -189,6 +189,7 @@ def create_app(
         hosts=guard.allowed_hosts(bind),
         uploads=uploads_of(capabilities),
         forms=forms_of(capabilities),
+        page_writes=page_writes_of(capabilities),
     )
     app.add_api_route(
         "/healthz", rule(PUBLIC)(healthz), methods=["GET"], tags=["health"], summary="Liveness"

@@ -20,7 +20,10 @@ to the loopback address. The API runs commands as the server's user, so:
   post; a form from another site, or with its origin hidden, is refused), and Kubernetes'
   protobuf (which kubectl sends the core kinds it creates as, and which a browser
   cannot send without a preflight) only by creates and replaces on Kubernetes
-  paths. Anything else —
+  paths; under the path prefixes of the apps Ketch serves whose own pages write
+  (``Capability.page_writes``: JupyterLab behind the notebook proxy, whose scripts
+  send JSON without saying so, as ``text/plain``), any type is taken with this
+  server's ``Origin``, the body going to the app and not to Ketch. Anything else —
   ``text/plain`` and form posts above all, the kinds a browser sends without
   asking — is refused (415).
 """
@@ -104,11 +107,13 @@ class RequestGuardMiddleware:
         hosts: Iterable[str] | None = None,
         uploads: Iterable[str] = (),
         forms: Iterable[str] = (),
+        page_writes: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
         self.uploads = frozenset(uploads)
         self.forms = frozenset(forms)
+        self.page_writes = tuple(page_writes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -168,6 +173,8 @@ class RequestGuardMiddleware:
             if origin is None:  # the origin check above passed only because there is none
                 return 403, f"a form post to {path} must come from this server's page (Origin)"
             return None
+        if origin is not None and self.page_writes and path.startswith(self.page_writes):
+            return None  # the app's own page (its Origin is this server's, checked above)
         accepted = "application/json or application/yaml"
         if path in self.uploads:
             accepted += " (multipart/form-data for uploads)"
