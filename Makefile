@@ -55,6 +55,7 @@ bench: $(STAMP)
 # src/), layers and independent capabilities (import-linter's contracts in
 # pyproject.toml), no import cycles and no private names imported across modules.
 lint: $(STAMP)
+	$(BIN)/python benchmarks/notebook_memory.py
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

@@ -11,9 +11,7 @@ Rounds take turns; medians are printed with the ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.jupyter_bare import BASE_URL, bare_start, until_200  # noqa: E402
 from tests.notebooks.helpers import (  # noqa: E402
     example_notebook,
     execute,
@@ -31,69 +30,17 @@ from tests.notebooks.helpers import (  # noqa: E402
     start_kernel,
 )
 from tests.server.fixtures import SERVER_ENV  # noqa: E402
-from tests.server.helpers import Server, free_port  # noqa: E402
+from tests.server.helpers import Server  # noqa: E402
 
 START_TARGET, ROUND_TRIP_TARGET = 1.3, 1.2
 NS = "bench"
-
-
-def _until_200(url: str, headers: dict[str, str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
-Bare = tuple[float, "subprocess.Popen[bytes]", int, str]
-
-
-def bare_start(tmp: Path) -> Bare:
-    port, token = free_port(), "bench-token"
-    root = tmp / f"bare-{port}"
-    root.mkdir()
-    env = {
-        **os.environ,
-        "JUPYTER_TOKEN": token,
-        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(root / "config"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
-    began = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--ServerApp.base_url=/notebook/bare/nb/",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.allow_root=True",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/notebook/bare/nb/api/status"
-    try:
-        _until_200(url, {"Authorization": f"token {token}"})
-    except BaseException:
-        process.terminate()
-        raise
-    return time.perf_counter() - began, process, port, token
 
 
 def ketch_start(http: httpx.Client, server: Server, name: str) -> float:
     began = time.perf_counter()
     made = http.post(path(NS), json=example_notebook(name, NS))
     assert made.status_code == 201, made.text
-    _until_200(f"{server.url}/notebook/{NS}/{name}/api/status", {})
+    until_200(f"{server.url}/notebook/{NS}/{name}/api/status", {})
     return time.perf_counter() - began
 
 
@@ -119,22 +66,19 @@ def main() -> None:
             with server.client() as http:
                 bare, ketch = [], []
                 for index in range(rounds):
-                    took, process, port, token = bare_start(Path(tmp))
+                    took, lab = bare_start(Path(tmp))
                     bare.append(took)
                     ketch.append(ketch_start(http, server, f"nb{index}"))
                     if index < rounds - 1:
-                        process.terminate()
-                        process.wait(30)
+                        lab.stop()
                         assert http.delete(path(NS, f"nb{index}")).status_code == 200
                 prefix = f"/notebook/{NS}/nb{rounds - 1}/"
                 proxied = median_round_trip(server.url, prefix, http, {})
-                auth = {"Authorization": f"token {token}"}
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth) as own:
+                with httpx.Client(base_url=f"http://127.0.0.1:{lab.port}", headers=lab.auth) as own:
                     direct = median_round_trip(
-                        str(own.base_url).rstrip("/"), "/notebook/bare/nb/", own, auth
+                        str(own.base_url).rstrip("/"), BASE_URL, own, lab.auth
                     )
-                process.terminate()
-                process.wait(30)
+                lab.stop()
         finally:
             server.stop()
     b, k = statistics.median(bare), statistics.median(ketch)
