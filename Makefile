@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning_vs_raytune.py
 	$(BIN)/python benchmarks/training_start.py
 	$(BIN)/python benchmarks/notebook_start.py
+	$(BIN)/python benchmarks/notebook_memory.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
 	$(BIN)/python benchmarks/hardening_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
@@ -55,7 +56,6 @@ bench: $(STAMP)
 # src/), layers and independent capabilities (import-linter's contracts in
 # pyproject.toml), no import cycles and no private names imported across modules.
 lint: $(STAMP)
-	$(BIN)/python benchmarks/notebook_memory.py
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
