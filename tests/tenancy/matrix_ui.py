@@ -62,7 +62,7 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
         return probes
     if path.startswith(("/ui/models/", "/ui/model-versions/")):
         return _model_probes(path, method, world)
-    if path.startswith("/ui/profiles"):
+    if path.startswith(("/ui/notebooks", "/ui/profiles")):
         return _notebook_and_profile_probes(path, method)
     if path == "/ui/k/{resource}":
         return [
@@ -130,7 +130,7 @@ def _notebook_and_profile_probes(path: str, method: str) -> list[Probe]:
         return [_probe(path, method, url, need, **IN_TEAM), _probe(path, method, url, SIGNED_IN)]
     need = level(ADMIN_LEVEL) if path.startswith("/ui/profiles") else level(EDIT)
     probe = _probe(path, method, url, need, **IN_TEAM)
-    if path.startswith("/ui/profiles"):
+    if path.startswith(("/ui/notebooks", "/ui/profiles")):
         if method == "DELETE":
             probe.params = {**IN_TEAM, "email": "not-an-email", "role": "view"}
         else:

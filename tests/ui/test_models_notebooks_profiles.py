@@ -5,6 +5,9 @@ Models: a model registered with the real ``model-registry`` client is found by n
 state, its page shows its versions with their artifacts (URI, format) and typed custom
 properties, an editor archives and restores it, and a version's deploy form creates an
 InferenceService serving ``model-registry://<model>/<version>``.
+Notebooks: the spawner form (images, CPU, memory, volumes, PodDefaults as
+configurations) makes Notebooks (one real JupyterLab start, stopped at once), whose
+stop, start and delete (after asking) change the stored notebooks.
 Profiles: the owner adds a new user as a viewer (and removes him after asking), who then
 sees the profile's pages without edit buttons and is refused another profile's; the
 admin sees every profile. No page logs a console error; screenshots of each page are
@@ -12,16 +15,18 @@ saved."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.tenancy.helpers import ADMIN, ALICE, BOB, directory_of
-from tests.ui.conftest import ALICE_NS, BOB_NS, PASSWORD, Dashboard, unique
+from tests.ui.conftest import ALICE_NS, BOB_NS, NOTEBOOK, PASSWORD, Dashboard, unique
 from tests.ui.test_browser import Watched, _sign_in, _text, visiting
 
 pytestmark = pytest.mark.timeout(300)
@@ -132,13 +137,125 @@ def test_models_list_detail_archive_and_deploy(
         http.delete(ISVCS.format(ns="default") + f"/{deployed}")
 
 
+POD_DEFAULTS = "/apis/kubeflow.org/v1alpha1/namespaces/default/poddefaults"
+NOTEBOOKS = "/apis/kubeflow.org/v1/namespaces/default/notebooks"
+STOPPED = "kubeflow-resource-stopped"
+
+
+def _notebook(http: Any, name: str) -> dict[str, Any] | None:
+    found = http.get(f"{NOTEBOOKS}/{name}")
+    if found.status_code == 404:
+        return None
+    assert found.status_code == 200, found.text
+    body: dict[str, Any] = found.json()
+    return body
+
+
+def test_notebooks_spawner_form_stop_start_and_delete(
+    browser: BrowserThread,  # noqa: F811
+    single: Dashboard,
+    screenshots: Path,
+) -> None:
+    """The form makes a JupyterLab notebook (the one real start, stopped again at once)
+    and a VS Code one (nothing runs: code-server is not installed, it waits); stop,
+    start and delete change the stored notebooks."""
+    lab, code = unique("ui-lab"), unique("ui-code")
+    label = unique("ui-pd")
+    with single.client() as http:
+        made = http.post(
+            POD_DEFAULTS,
+            json={
+                "apiVersion": "kubeflow.org/v1alpha1",
+                "kind": "PodDefault",
+                "metadata": {"name": label},
+                "spec": {
+                    "desc": f"Add {label}",
+                    "selector": {"matchLabels": {label: "true"}},
+                    "env": [{"name": "UI_PD", "value": "1"}],
+                },
+            },
+        )
+        assert made.status_code == 201, made.text
+
+    async def visit(w: Watched) -> None:
+        page = w.page
+        await page.goto(f"{single.url}/ui/notebooks?ns=default")
+        await page.click("#new-notebook")
+        await page.wait_for_url(re.compile(r".*/ui/notebooks/new\?ns=default$"))
+        assert await page.locator(f'input[data-poddefault="{label}"]').count() == 1
+        assert "jupyter-scipy" in await page.locator("#nb-image").input_value()
+        await w.shot("notebook-new")
+        # a refusal names the field
+        await page.fill("#nb-name", lab)
+        await page.fill("#nb-cpu", "lots")
+        await page.click("#launch")
+        await page.locator("#spawn-result .error").wait_for()
+        assert "cpu" in await _text(page, "#spawn-result")
+        errors = w.take_errors()
+        assert all("400" in e or "422" in e for e in errors), errors
+        await page.fill("#nb-cpu", "0.5")
+        await page.check(f'input[data-poddefault="{label}"]')
+        await page.click("#launch")
+        await page.wait_for_url(re.compile(r".*/ui/notebooks\?ns=default$"))
+        row = page.locator(f'#notebooks tr[data-name="{lab}"]')
+        await row.wait_for()
+        # stop it at once: one real start at most
+        await row.locator("button.stop").click()
+        await page.locator(f'#notebooks tr[data-name="{lab}"] button.start').wait_for()
+        # a VS Code notebook: the form's other server type
+        await page.goto(f"{single.url}/ui/notebooks/new?ns=default")
+        await page.fill("#nb-name", code)
+        await page.check('input[name="serverType"][value="group-one"]')
+        await page.select_option("#nb-image", label=await _code_image(page))
+        await page.uncheck("#nb-workspace")
+        await page.click("#launch")
+        await page.wait_for_url(re.compile(r".*/ui/notebooks\?ns=default$"))
+        code_row = page.locator(f'#notebooks tr[data-name="{code}"]')
+        await code_row.locator("button.stop").click()
+        await page.locator(f'#notebooks tr[data-name="{code}"] button.start').wait_for()
+        await page.locator(f'#notebooks tr[data-name="{code}"] button.start').click()
+        await page.locator(f'#notebooks tr[data-name="{code}"] button.stop').wait_for()
+        await w.shot("notebooks")
+        # delete asks first; dismissed, nothing happens
+        page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
+        await page.locator(f'#notebooks tr[data-name="{code}"] button.delete').click()
+        assert await page.locator(f'#notebooks tr[data-name="{code}"]').count() == 1
+        page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await page.locator(f'#notebooks tr[data-name="{code}"] button.delete').click()
+        await page.locator(f'#notebooks tr[data-name="{code}"]').wait_for(state="detached")
+        assert not w.take_errors()
+
+    with single.client() as http:
+        try:
+            visiting(browser, screenshots, "notebooks")(visit)
+            stored = _notebook(http, lab)
+            assert stored is not None
+            assert STOPPED in stored["metadata"]["annotations"]
+            assert stored["metadata"]["labels"][label] == "true"
+            pod = stored["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            assert "jupyter-scipy" in container["image"]
+            assert container["resources"]["requests"]["cpu"] == "0.5"
+            assert any(m["mountPath"] == "/home/jovyan" for m in container["volumeMounts"])
+            assert _notebook(http, code) is None
+        finally:
+            for name in (lab, code):
+                http.delete(f"{NOTEBOOKS}/{name}")
+            http.delete(f"{POD_DEFAULTS}/{label}")
+
+
+async def _code_image(page: Any) -> str:
+    options = await page.locator('#nb-image optgroup[label="VS Code"] option').all_inner_texts()
+    return str(options[0])
+
+
 def test_the_owner_adds_a_viewer_who_then_reads_only(
     browser: BrowserThread,  # noqa: F811
     multi: Dashboard,
     screenshots: Path,
 ) -> None:
-    """Alice adds a new user to her profile as a viewer; he sees its profile and models
-    without an edit button, and Bob's profile is refused him; Alice removes
+    """Alice adds a new user to her profile as a viewer; he sees its profile, notebooks
+    and models without an edit button, and Bob's profile is refused him; Alice removes
     him again (after asking); the admin sees every profile."""
     dave = f"{unique('dave')}@example.com"
     for directory in directory_of(multi.server):
@@ -178,12 +295,18 @@ def test_the_owner_adds_a_viewer_who_then_reads_only(
         assert await page.locator("#add-contributor").count() == 0
         assert await page.locator("#contributors details.remove").count() == 0
         await w.shot("profile-viewer")
+        await page.goto(f"{multi.url}/ui/notebooks?ns={ALICE_NS}")
+        assert await page.locator(f'#notebooks tr[data-name="{NOTEBOOK}"]').count() == 1
+        for button in ("#new-notebook", "button.start", "button.stop", "button.delete"):
+            assert await page.locator(button).count() == 0, button
         await page.goto(f"{multi.url}/ui/models?ns={ALICE_NS}")
         assert await page.locator("#models-table").count() == 1
         assert not w.take_errors()
-        for where in ("profiles", "models"):
+        for where in ("profiles", "notebooks", "models", "notebooks/new"):
             await page.goto(f"{multi.url}/ui/{where}?ns={BOB_NS}")
             assert await _text(page, "main h1") == "Not allowed", where
+        await page.goto(f"{multi.url}/ui/notebooks/new?ns={ALICE_NS}")
+        assert await _text(page, "main h1") == "Not allowed"
         assert all("403" in e for e in w.take_errors())
 
     async def admin(w: Watched) -> None:

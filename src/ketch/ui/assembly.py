@@ -20,8 +20,18 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ketch.core.errors import KetchError
-from ketch.ui import assets, home, kfp, models, profiles, resources
-from ketch.ui import pipelines, runforms, runs
+from ketch.ui import (
+    assets,
+    home,
+    kfp,
+    models,
+    notebooks,
+    pipelines,
+    profiles,
+    resources,
+    runforms,
+    runs,
+)
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
 
@@ -38,6 +48,7 @@ ROUTERS = (
     pipelines.router,
     kfp.router,
     models.router,
+    notebooks.router,
     profiles.router,
     resources.router,
 )

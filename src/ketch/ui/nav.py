@@ -55,7 +55,7 @@ SECTIONS = (
     Section("Training", "/ui/k/trainjobs.trainer.kubeflow.org", TRAINING),
     Section("Serving", "/ui/k/inferenceservices.serving.kserve.io", SERVING),
     Section("Models", "/ui/models"),
-    Section("Notebooks", "/ui/k/notebooks.kubeflow.org", ("notebooks.kubeflow.org",)),
+    Section("Notebooks", "/ui/notebooks", ("notebooks.kubeflow.org", "poddefaults.kubeflow.org")),
     Section("Profiles", "/ui/profiles", ("profiles.kubeflow.org",)),
     Section("More", "/ui/k", CORE),
 )
