@@ -33,6 +33,10 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
     """The probes of a dashboard route (``None``: not one)."""
     if path != "/" and not path.startswith("/ui/"):
         return None
+    from tests.tenancy.matrix_ui_workloads import workload_probes
+
+    if (workloads := workload_probes(path, method, world)) is not None:
+        return workloads
     ids = world.ids
     view = level(VIEW)
     if path == "/ui/static/{digest}/{name}":
@@ -45,6 +49,8 @@ def ui_probes(path: str, method: str, world: World) -> list[Probe] | None:
         return [_probe(path, method, path, SIGNED_IN)]
     if (mine := _runs_probes(path, method, world)) is not None:
         return mine
+    if (detail := _rundetail_probes(path, method, world)) is not None:
+        return detail
     fixed = {
         "/ui/runs": "/ui/runs",
         "/ui/runs/{run_id}": f"/ui/runs/{ids['run']}",
@@ -185,4 +191,24 @@ def _runs_probes(path: str, method: str, world: World) -> list[Probe] | None:
         return [probe]
     if path == "/ui/pipelines/{pipeline_id}/versions/{version_id}":
         return [_probe(path, method, f"/ui/pipelines/{pipeline}/versions/{version}", view)]
+    return None
+
+
+def _rundetail_probes(path: str, method: str, world: World) -> list[Probe] | None:
+    """A run's live fragment, a task's panel (a task that is not there: an allowed
+    caller gets 404, or 303 to the run's page), an artifact's lineage and a model
+    version's (view) and the run's buttons (edit: restore, which leaves an available run
+    as it is); ``None``: another route."""
+    run = world.ids["run"]
+    if path == "/ui/runs/{run_id}/live":
+        return [_probe(path, method, f"/ui/runs/{run}/live", level(VIEW))]
+    if path == "/ui/runs/{run_id}/tasks/{task_id}":
+        return [_probe(path, method, f"/ui/runs/{run}/tasks/no-task", level(VIEW))]
+    if path == "/ui/runs/{run_id}/artifacts/{artifact_id}/lineage":
+        return [_probe(path, method, f"/ui/runs/{run}/artifacts/0/lineage", level(VIEW))]
+    if path == "/ui/runs/{run_id}/{action}":
+        return [_probe(path, method, f"/ui/runs/{run}/unarchive", level(EDIT))]
+    version = world.ids.get("mr:version")
+    if path == "/ui/model-versions/{id}/lineage" and version:
+        return [_probe(path, method, f"/ui/model-versions/{version}/lineage", level(VIEW))]
     return None

@@ -140,6 +140,26 @@ class Api:
         answer = await self.call("GET", path, params={k: v for k, v in params.items() if v})
         return answer.raise_for_status()
 
+    async def text(self, path: str, **params: Any) -> str:
+        """The text the API answers a GET of ``path`` (a log), as sent: never parsed
+        as JSON (its error raised otherwise)."""
+        response = await self._http().request(
+            "GET",
+            path,
+            params={k: v for k, v in params.items() if v not in (None, "")},
+            headers={**self._headers, "accept": "text/plain, */*"},
+        )
+        if response.is_success:
+            return response.text
+        body: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise ApiError(
+            response.status_code, Answer(response.status_code, body, response.text).message
+        )
+
     async def table(self, path: str, **params: Any) -> dict[str, Any]:
         """The list at ``path`` as a Kubernetes Table (its kind's printer columns)."""
         answer = await self.call(

@@ -23,14 +23,19 @@ from ketch.core.errors import KetchError
 from ketch.ui import (
     assets,
     home,
+    katib,
     kfp,
     models,
     notebooks,
     pipelines,
     profiles,
     resources,
+    rundetail,
     runforms,
     runs,
+    serving,
+    training,
+    workloads,
 )
 from ketch.ui.page import is_htmx, render_html
 from ketch.ui.problems import error_page
@@ -42,7 +47,6 @@ if TYPE_CHECKING:
 ROUTERS = (
     assets.router,
     home.router,
-    # the runs' own pages (compare, new) come before a run's page (/ui/runs/{run_id})
     runs.router,
     runforms.router,
     pipelines.router,
@@ -51,6 +55,12 @@ ROUTERS = (
     notebooks.router,
     profiles.router,
     resources.router,
+    katib.router,
+    serving.router,
+    training.router,
+    workloads.router,
+    # after every router with a /ui/runs/<word> page (a run's page takes any id)
+    rundetail.router,
 )
 
 Handler = Callable[[Request, Any], Awaitable[Response] | Response]

@@ -30,8 +30,11 @@ ECHARTS = "echarts-5.6.0.min.js"
 SCRIPT = "ketch.js"
 KFP_LINKS = "kfp-links.js"
 STYLE = "ketch.css"
+#: the live charts of the Katib, Training and Serving pages
+WORKLOADS = "workloads.js"
+RUN_GRAPH = "rundetail.js"
 #: every file served, by name (their license files stay in the package, beside them)
-FILES = (HTMX, ECHARTS, SCRIPT, KFP_LINKS, STYLE)
+FILES = (HTMX, ECHARTS, SCRIPT, KFP_LINKS, STYLE, RUN_GRAPH, WORKLOADS)
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 

@@ -18,7 +18,6 @@ from fastapi.responses import Response
 from ketch.core.access import Verb, rule
 from ketch.pipelines.api.access import (
     EXPERIMENTS,
-    RUNS,
     attributes,
     by_id,
 )
@@ -57,32 +56,6 @@ async def recent_runs(
         "next": found.get("next_page_token") or "",
         "total": found.get("total_size") or 0,
     }
-
-
-@router.get("/ui/runs/{run_id}")
-@rule(by_id(Verb.GET, RUNS, "run_id"))
-async def run_page(request: Request, run_id: str) -> Response:
-    """A run: its state, parameters and tasks (the graph comes later)."""
-    async with Page(request, section="Runs", namespaced=False) as page:
-        run = await page.api.get(f"{KFP}/runs/{run_id}")
-        experiment: dict[str, Any] = {}
-        if run.get("experiment_id"):
-            answer = await page.api.call("GET", f"{KFP}/experiments/{run['experiment_id']}")
-            experiment = answer.body if answer.ok and isinstance(answer.body, dict) else {}
-        if experiment.get("namespace"):
-            page.show_namespace(str(experiment["namespace"]))
-        tasks = sorted(
-            (run.get("run_details") or {}).get("task_details") or [],
-            key=lambda t: (t.get("create_time") or "", t.get("display_name") or ""),
-        )
-        return page.render(
-            "run.html",
-            title=f"Run {run.get('display_name') or run_id}",
-            run=run,
-            tasks=tasks,
-            experiment=experiment,
-            resource_href=page.link(f"/ui/k/pipelineruns.pipelines.ketch.dev/{run_id}"),
-        )
 
 
 @router.get("/ui/experiments")

@@ -14,6 +14,7 @@ from ketch.pipelines.api import (
     pipelines,
     recurring,
     runs,
+    tasks,
     versions,
 )
 
@@ -22,7 +23,7 @@ def kfp() -> APIRouter:
     """The KFP v2beta1 API under ``/apis/v2beta1``: ``kfp.Client`` works unchanged."""
     router = APIRouter()
     # pipelines before versions: /pipelines/names/{name} is not a pipeline's versions
-    for module in (healthz, pipelines, versions, experiments, runs, artifacts, recurring):
+    for module in (healthz, pipelines, versions, experiments, runs, artifacts, tasks, recurring):
         router.include_router(module.router)
     return router
 
