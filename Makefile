@@ -32,8 +32,17 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; status=0; fi; \
 	exit $$status
 
-demo: $(STAMP)
-	$(BIN)/ketch run examples/demo_pipeline.py
+# The platform tour (`ketch demo`): installs only what it needs (ketch[demo]), keeps its
+# server's state in .ketch-demo, serves until Ctrl-C (exits once done without a terminal).
+DEMO_STAMP := $(VENV)/.ketch-demo-installed
+
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[demo]'
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/ketch demo --home .ketch-demo
 
 # Each script runs Ketch and its peer side by side and prints the ratio.
 bench: $(STAMP)

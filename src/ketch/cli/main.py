@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import audit, kubeconfig, login, models, resources, runs, server, users
+from ketch.cli import audit, demo, kubeconfig, login, models, resources, runs, server, users
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -121,6 +121,7 @@ def run_command(
 
 
 app.command("up")(server.up)
+app.command("demo")(demo.demo)
 app.command("apply")(resources.apply)
 app.command("get")(resources.get)
 app.command("describe")(resources.describe)
