@@ -37,6 +37,8 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
         ["runs", "--help"],
         ["models", "--help"],
         ["models", "list", "--help"],
+        ["notebooks", "--help"],
+        ["notebooks", "create", "--help"],
         ["serve", "--help"],
         ["up", "--help"],
         ["kubeconfig", "--help"],

@@ -401,6 +401,7 @@ def _other_probe(path: str, method: str, world: World) -> Probe | None:
 def probes_of(world: World) -> tuple[list[Probe], list[str]]:
     """Every route's probes, and the routes the matrix cannot fill (a new route: say
     here how to call it)."""
+    from tests.tenancy.matrix_jupyter import jupyter_probe
     from tests.tenancy.matrix_notebooks import WEBSOCKET, notebook_probe
     from tests.tenancy.matrix_registry import registry_probe
     from tests.tenancy.matrix_ui import ui_probes
@@ -421,6 +422,7 @@ def probes_of(world: World) -> tuple[list[Probe], list[str]]:
                     _kfp_probe(route.path, method, world)
                     or registry_probe(route.path, method, world)
                     or notebook_probe(route.path, method, world)
+                    or jupyter_probe(route.path, method, world)
                     or _other_probe(route.path, method, world)
                 )
                 made = [one] if one is not None else []

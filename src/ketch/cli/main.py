@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
-from ketch.cli import audit, demo, kubeconfig, login, models, resources, runs, server, users
+from ketch.cli import (
+    audit,
+    demo,
+    kubeconfig,
+    login,
+    models,
+    notebooks,
+    resources,
+    runs,
+    server,
+    users,
+)
 from ketch.core.config import version
 from ketch.core.errors import KetchError
 from ketch.serving.cli import serve as serve_command
@@ -130,6 +141,7 @@ app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(notebooks.app, name="notebooks")
 app.command("kubeconfig")(kubeconfig.kubeconfig)
 app.add_typer(users.users_app, name="users")
 app.add_typer(users.tokens_app, name="tokens")

@@ -425,9 +425,13 @@ def get(
             )
             typer.echo(f"No {kind.plural} found{where}.", err=True)
             return
-        columns, rows = _rows(
-            kind, items, all_namespaces and kind.namespaced and name is None, output == "wide"
-        )
+        all_ns = all_namespaces and kind.namespaced and name is None
+        if kind.kind == "Notebook" and kind.group == "kubeflow.org":
+            from ketch.cli.notebook_table import resource_rows
+
+            columns, rows = resource_rows(items, client.url, all_ns, output == "wide")
+        else:
+            columns, rows = _rows(kind, items, all_ns, output == "wide")
         print_table(columns, rows)
 
 

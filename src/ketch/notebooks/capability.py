@@ -18,6 +18,7 @@ from ketch.notebooks import poddefaults
 from ketch.notebooks.controller import controller_factory
 from ketch.notebooks.running import upstreams_of
 from ketch.notebooks.spec import GROUP, KIND, PLURAL, NotebookSpec, validate
+from ketch.notebooks.summary import COLUMNS, table_view
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -30,6 +31,8 @@ KINDS: tuple[Kind, ...] = (
         PLURAL,
         categories=("all", "kubeflow"),
         spec_schema=model_schema(NotebookSpec),
+        columns=COLUMNS,
+        table_view=table_view,
     ),
     Kind(
         poddefaults.KIND,
@@ -53,6 +56,12 @@ def _routes() -> APIRouter:
     return router
 
 
+def _webapp_routes() -> APIRouter:
+    from ketch.notebooks.webapp import make_router
+
+    return make_router()
+
+
 def _finalize(context: ServiceContext, namespace: str) -> bool:
     """A deleted namespace's notebook folders and volumes go, once its servers stopped."""
     if upstreams_of(context.database).in_namespace(namespace):
@@ -68,7 +77,7 @@ CAPABILITY = Capability(
     kinds=KINDS,
     controllers=(controller_factory,),
     validators=_validators,
-    routers=(_routes,),
+    routers=(_routes, _webapp_routes),
     # JupyterLab's own scripts write through the proxy with the page's Origin
     page_writes=("/notebook/",),
     namespace_finalizers=(_finalize,),

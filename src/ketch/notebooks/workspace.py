@@ -34,8 +34,13 @@ def notebook_dir(home: Path, namespace: str, name: str) -> Path:
     return home / "notebooks" / namespace / name
 
 
+def claims_dir(home: Path, namespace: str) -> Path:
+    """Where the claims of ``namespace`` are, one folder each."""
+    return home / "volumes" / namespace
+
+
 def claim_dir(home: Path, namespace: str, claim: str) -> Path:
-    return home / "volumes" / namespace / claim
+    return claims_dir(home, namespace) / claim
 
 
 def state_dir(home: Path, namespace: str, name: str) -> Path:
