@@ -23,6 +23,7 @@ several nodes on one machine share an address.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -134,6 +135,8 @@ class RayBackend(Backend):
         self._actor = ray.remote(ProcessRunner)
         self._pump = Pump(self._runner_lost)
         self._gangs = Gangs(self.nodes, prefix=f"ketch-{self._id}")
+        # before Ray's own exit hook (registered by ray.init: hooks run last first)
+        atexit.register(self.shutdown, 2.0)
         self._warm([n for n in self.nodes() if n.alive])
 
     def __enter__(self) -> RayBackend:
@@ -312,24 +315,30 @@ class RayBackend(Backend):
             self._closed = True
             runners = [r for pool in self._runners.values() for r in pool if not r.lost]
             self._runners.clear()
-        refs = [r.actor.shutdown.remote(grace) for r in runners]
-        try:
-            self._ray.get(refs, timeout=grace + 35.0)
-        except Exception as exc:  # noqa: BLE001 - a runner already gone has nothing to stop
-            log.debug("ray backend: stopping the runners: %s", exc)
-        for handle in self._pump.running():
-            handle.wait(2.0)
+        atexit.unregister(self.shutdown)
+        # without Ray (shut down already) the runners are gone, and their processes
+        # with them (their parent-death signal)
+        joined = self._ray.is_initialized()
+        if joined:
+            try:
+                refs = [r.actor.shutdown.remote(grace) for r in runners]
+                self._ray.get(refs, timeout=grace + 35.0)
+            except Exception as exc:  # noqa: BLE001 - a runner already gone has nothing to stop
+                log.debug("ray backend: stopping the runners: %s", exc)
+            for handle in self._pump.running():
+                handle.wait(2.0)
         self._pump.close()
         for handle in self._pump.running():
             self._pump.forget(handle)
             handle._set_exit(-9)
-        self._gangs.release_all()
-        for runner in runners:
-            try:
-                self._ray.kill(runner.actor)
-            except Exception as exc:  # noqa: BLE001 - a runner already gone is fine
-                log.debug("ray backend: removing a runner: %s", exc)
-        if self._connected:
+        if joined:
+            self._gangs.release_all()
+            for runner in runners:
+                try:
+                    self._ray.kill(runner.actor)
+                except Exception as exc:  # noqa: BLE001 - a runner already gone is fine
+                    log.debug("ray backend: removing a runner: %s", exc)
+        if self._connected and joined:
             self._ray.shutdown()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -211,7 +211,7 @@ class Pump:
     def _loop(self) -> None:
         import ray
 
-        while not self._stop.is_set():
+        while not self._stop.is_set() and ray.is_initialized():
             with self._lock:
                 runners = [r for r in self._runners if not r.lost]
             for runner in runners:
@@ -221,9 +221,15 @@ class Pump:
             if not by_ref:
                 self._stop.wait(0.2)
                 continue
-            ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=_PULL + 1.0)
-            for ref in ready:
-                self._take(by_ref[ref], ref)
+            try:
+                ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=_PULL + 1.0)
+                for ref in ready:
+                    self._take(by_ref[ref], ref)
+            except Exception:  # noqa: BLE001 - the pump must outlive one bad answer
+                if self._stop.is_set() or not ray.is_initialized():
+                    return  # Ray was shut down under it
+                log.exception("ray backend: the pump failed; going on")
+                self._stop.wait(0.5)
 
     def _take(self, runner: Runner, ref: Any) -> None:
         import ray
