@@ -15,6 +15,7 @@ from ketch.cli import (
     login,
     models,
     notebooks,
+    ray_cluster,
     resources,
     runs,
     server,
@@ -141,6 +142,7 @@ app.command("logs")(resources.logs)
 app.command("wait")(resources.wait)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(ray_cluster.app, name="ray")
 app.add_typer(notebooks.app, name="notebooks")
 app.command("kubeconfig")(kubeconfig.kubeconfig)
 app.add_typer(users.users_app, name="users")

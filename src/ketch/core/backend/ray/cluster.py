@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -32,7 +34,10 @@ from typing import Any
 
 from ketch.core.backend.ray.backend import LOOPBACK_ENV
 
+log = logging.getLogger("ketch.core.backend.ray")
+
 HOST = "127.0.0.1"
+ATTEMPTS = 3  # starts of a node before giving up
 OBJECT_STORE = 80 * 2**20  # bytes of object store per node: Ketch moves little data
 
 
@@ -55,41 +60,116 @@ class LocalCluster:
 
 def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
     """Start a cluster of ``nodes`` nodes with ``cpus_per_node`` CPUs each, without
-    Ray's dashboard, on 127.0.0.1; this process owns it (it ends with it)."""
+    Ray's dashboard, on 127.0.0.1; this process owns it (it ends with it).
+
+    A node whose raylet does not register in Ray's 30 s (its agents start slowly on
+    a busy machine) is started again, up to :data:`ATTEMPTS` times."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     os.environ.setdefault(LOOPBACK_ENV, "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.cluster_utils import Cluster
 
-    # short: Ray's socket paths live under it, and a socket path has at most 107 bytes
-    temp_dir = Path(tempfile.mkdtemp(prefix="kray-", dir="/tmp"))
     common: dict[str, Any] = {
         "num_cpus": cpus_per_node,
         "node_ip_address": HOST,
         "object_store_memory": OBJECT_STORE,
     }
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
+    for attempt in range(1, ATTEMPTS + 1):
+        # short: Ray's socket paths live under it, and a socket path has at most 107 bytes
+        temp_dir = Path(tempfile.mkdtemp(prefix="kray-", dir="/tmp"))
+        before = _children()
+        head_args = {
             **common,
+            **_agent_ports(),
             "include_dashboard": False,
             "temp_dir": str(temp_dir),
             "resources": {"ketch-node-0": 1.0},
-        },
-    )
+        }
+        try:
+            cluster = Cluster(initialize_head=True, head_node_args=head_args)
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception: tried again
+            _kill_children(before)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            if attempt == ATTEMPTS:
+                raise
+            log.warning("the Ray head did not start (%s); starting it again", exc)
+            continue
+        try:
+            for index in range(1, nodes):
+                _add_node(cluster, {**common, "resources": {f"ketch-node-{index}": 1.0}})
+            cluster.wait_for_nodes()
+            head = cluster.head_node
+            assert head is not None  # made with the cluster (initialize_head)
+            node_ids = [head.node_id] + [n.node_id for n in cluster.worker_nodes]
+        except BaseException:
+            cluster.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+        return LocalCluster(str(cluster.address), node_ids, temp_dir, cluster)
+    raise AssertionError("unreachable")
+
+
+def _add_node(cluster: Any, args: dict[str, Any]) -> None:
+    for attempt in range(1, ATTEMPTS + 1):
+        before = _children()
+        try:
+            cluster.add_node(**args, **_agent_ports())
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception: tried again
+            _kill_children(before)
+            if attempt == ATTEMPTS:
+                raise
+            log.warning("a Ray node did not start (%s); starting it again", exc)
+
+
+def _children() -> set[int]:
+    """The processes this process started that are still there."""
+    me = str(os.getpid())
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:
+            found.add(int(entry.name))
+    return found
+
+
+def _kill_children(before: set[int]) -> None:
+    """SIGKILL and reap what this process started since ``before`` was taken (the
+    processes of a node that did not start)."""
+    for pid in _children() - before:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+
+
+def _agent_ports() -> dict[str, int]:
+    """Ports of a node's own agents, chosen here: a raylet whose agents pick their
+    own waits for them to say which, and gives up after 30 s on a busy machine."""
+    ports: list[int] = []
+    sockets = []
     try:
-        for index in range(1, nodes):
-            cluster.add_node(**common, resources={f"ketch-node-{index}": 1.0})
-        cluster.wait_for_nodes()
-        head = cluster.head_node
-        assert head is not None  # made with the cluster (initialize_head)
-        node_ids = [head.node_id] + [n.node_id for n in cluster.worker_nodes]
-    except BaseException:
-        cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
-    return LocalCluster(str(cluster.address), node_ids, temp_dir, cluster)
+        for _ in range(4):
+            sock = socket.socket()
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+            ports.append(int(sock.getsockname()[1]))
+    finally:
+        for sock in sockets:
+            sock.close()
+    names = (
+        "metrics_agent_port",
+        "metrics_export_port",
+        "runtime_env_agent_port",
+        "dashboard_agent_listen_port",
+    )
+    return dict(zip(names, ports, strict=True))
 
 
 @contextlib.contextmanager
