@@ -53,21 +53,15 @@ THREADS = 4
 
 
 def one_task_spec() -> dict[str, Any]:
-    """A compiled one-task pipeline (the real kfp compiler)."""
+    """A compiled one-task pipeline (the real kfp compiler; the pipeline is defined in a
+    module without postponed annotations, as kfp reads them)."""
     import yaml
-    from kfp import compiler, dsl
-
-    @dsl.component
-    def step(word: str) -> str:
-        return word
-
-    @dsl.pipeline(name="bench-runs")
-    def pipeline(word: str = "same") -> None:
-        step(word=word)
+    from kfp import compiler
+    from tests.ui.runs_pipeline import quick
 
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "p.yaml"
-        compiler.Compiler().compile(pipeline, str(out))
+        compiler.Compiler().compile(quick, str(out))
         spec: dict[str, Any] = yaml.safe_load(out.read_text())
     return spec
 
@@ -147,17 +141,26 @@ def fill_mlflow(url: str, runs: int) -> str:
         experiment_id = str(made.json()["experiment_id"])
         base = int(time.time() * 1000)
 
+        def post(path: str, body: dict[str, Any]) -> httpx.Response:
+            for _ in range(3):  # the server may close a kept-alive connection first
+                try:
+                    answer = http.post(path, json=body)
+                    answer.raise_for_status()
+                    return answer
+                except httpx.RemoteProtocolError:
+                    continue
+            raise SystemExit(f"mlflow server kept dropping {path}")
+
         def create(i: int) -> None:
             begin = base + i
-            run = http.post(
+            run = post(
                 f"{api}/runs/create",
-                json={"experiment_id": experiment_id, "run_name": run_name(i), "start_time": begin},
+                {"experiment_id": experiment_id, "run_name": run_name(i), "start_time": begin},
             )
-            run.raise_for_status()
             run_id = run.json()["run"]["info"]["run_id"]
-            http.post(
+            post(
                 f"{api}/runs/log-batch",
-                json={
+                {
                     "run_id": run_id,
                     "params": [{"key": "word", "value": "same"}, {"key": "i", "value": str(i)}],
                     "metrics": [
@@ -175,11 +178,11 @@ def fill_mlflow(url: str, runs: int) -> str:
                         },
                     ],
                 },
-            ).raise_for_status()
-            http.post(
+            )
+            post(
                 f"{api}/runs/update",
-                json={"run_id": run_id, "status": "FINISHED", "end_time": begin + 500},
-            ).raise_for_status()
+                {"run_id": run_id, "status": "FINISHED", "end_time": begin + 500},
+            )
 
         with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
             for done, _ in enumerate(pool.map(create, range(runs)), start=1):
