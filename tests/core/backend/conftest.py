@@ -1,0 +1,98 @@
+"""One real Ray cluster of 3 nodes on 127.0.0.1 for the Ray backend's tests, started
+with ``ketch ray up --nodes 3`` (one CPU per node, no dashboard) in a KETCH_HOME of
+its own and stopped with ``ketch ray down`` once the session ends; and a
+:class:`RayBackend` connected to it from the test process.
+
+Every test that uses them is marked ``xdist_group("ray")`` (see :data:`RAY`), so
+one worker runs them all and one cluster runs at a time. Without Ray they skip,
+saying so; ``KETCH_TEST_RAY_ADDRESS`` names a running cluster to use instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.server.helpers import base_env, ketch_command
+
+if TYPE_CHECKING:
+    from ketch.core.backend.ray import RayBackend
+
+#: the marks of every test that runs on the Ray cluster
+RAY = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
+ADDRESS_ENV = "KETCH_TEST_RAY_ADDRESS"
+# Ray turns 127.0.0.1 into the machine's address unless told the cluster is local
+# (the backend says so itself, but only if Ray is not imported yet)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@dataclass
+class RayCluster:
+    address: str
+    nodes: list[str]  # Ray node IDs, the head's first
+    home: Path  # the KETCH_HOME ketch ray up ran in
+
+
+def ketch_ray(home: Path, *args: str, timeout: float = 420.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ketch_command(), "ray", *args],
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'ketch[ray]'; make install installs it)")
+    given = os.environ.get(ADDRESS_ENV)
+    if given:
+        import ray
+
+        ray.init(address=given, log_to_driver=False)
+        nodes = [str(n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
+        ray.shutdown()
+        yield RayCluster(given, nodes, tmp_path_factory.mktemp("ray-given"))
+        return
+    home = tmp_path_factory.mktemp("ray-cluster")
+    started = ketch_ray(home, "up", "--nodes", "3", "--cpus-per-node", "1")
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads((home / "ray" / "cluster.json").read_text())
+    assert f"at {state['address']}" in started.stdout
+    assert "ketch ray down" in started.stdout
+    try:
+        yield RayCluster(state["address"], list(state["nodes"]), home)
+    finally:
+        stopped = ketch_ray(home, "down", timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not Path(f"/proc/{state['pid']}").exists() or _zombie(int(state["pid"]))
+        assert not Path(state["temp_dir"]).exists()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture(scope="session")
+def ray_backend(ray_cluster: RayCluster) -> Iterator[RayBackend]:
+    from ketch.core.backend.ray import RayBackend
+
+    backend = RayBackend(ray_cluster.address)
+    try:
+        yield backend
+    finally:
+        backend.shutdown(grace=2.0)
