@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/notebook_start.py
 	$(BIN)/python benchmarks/notebook_memory.py
 	$(BIN)/python benchmarks/training_vs_torchrun.py
+	$(BIN)/python benchmarks/ray_backend.py
 	$(BIN)/python benchmarks/hardening_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/dashboard_vs_mlflow.py
