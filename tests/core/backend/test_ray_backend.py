@@ -223,3 +223,34 @@ def test_start_errors_name_the_node_and_the_problem(
     with pytest.raises(BackendError, match="does not exist on this node"):
         ray_backend.start(ProcessSpec("nowhere", ["true"], cwd=tmp_path / "absent"))
     assert all(h.spec.name not in ("missing", "nowhere") for h in ray_backend.running())
+
+
+def test_a_lost_runner_ends_its_processes_and_a_new_one_takes_its_node(
+    ray_backend: RayBackend, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    import ray
+
+    gang = key()
+    node = ray_cluster.nodes[1]
+    ok, why = ray_backend.admit(gang, Request.gang([Request(0.05, node=node)] * 2))
+    assert ok, why
+    try:
+        log = tmp_path / "doomed.log"
+        doomed = ray_backend.start(
+            ProcessSpec(
+                "doomed",
+                ["sleep", "300"],
+                stdout_path=log,
+                stderr_path=log,
+                placement=Placement(gang, 0),
+            )
+        )
+        wait_for(lambda: doomed.pid is not None and _running(doomed.pid), 30, what="sleep")
+        ray.kill(doomed.runner.actor)  # as when its node goes: the runner's process dies
+        assert doomed.wait(60) == -signal.SIGKILL
+        assert f"Ray node {node} (127.0.0.1) was lost" in log.read_text()
+        wait_for(lambda: not _running(doomed.pid or 0), 30, what="the orphan to be killed")
+        again = ray_backend.start(ProcessSpec("again", ["true"], placement=Placement(gang, 1)))
+        assert again.node == node and again.wait(120) == 0
+    finally:
+        ray_backend.release(gang)
