@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hardening_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/dashboard_vs_mlflow.py
+	$(BIN)/python benchmarks/dashboard_graph.py
 
 # The rules of ARCHITECTURE.md: style and formatting (ruff), types (mypy, 0 errors on
 # src/), layers and independent capabilities (import-linter's contracts in
