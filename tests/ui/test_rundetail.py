@@ -142,6 +142,8 @@ def test_run_graph_panel_viewers_and_lineage(
         assert "SKIPPED" in await _text(page, '#tasks tr[data-task="shout"]')
         assert "SUCCEEDED" in await _text(page, '#tasks tr[data-task="evaluate"]')
         await w.shot("run-graph")
+        # the graph alone, for the README
+        await page.locator("section.run-graph").screenshot(path=str(screenshots / "run-graph.png"))
         # the task's panel, from its link in the list
         await page.click('#tasks tr[data-task="evaluate"] a')
         await page.wait_for_url(f"**/ui/runs/{finished}?*task={evaluate['task_id']}*")
