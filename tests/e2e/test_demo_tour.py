@@ -6,7 +6,9 @@ runs the pipeline (prepare, Katib trials, train, evaluate, register) through
 the dashboard's links and a closing line, stops the server and exits 0. Then again on
 the same Ketch home with a terminal on standard input: the runs, experiments, model
 and service of both tours are on the server it keeps serving (the second run,
-no better, registered nothing), until Ctrl-C stops it and the tour exits 0."""
+no better, registered nothing), and its dashboard shows the first run's evaluation in
+Chromium (the Metrics table with the accuracy, the confusion matrix and the ROC curve
+drawn), until Ctrl-C stops it and the tour exits 0."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.server.helpers import base_env, ketch_command
 from tests.waiting import poll
 
@@ -72,7 +75,56 @@ def _checked(out: str, taken: int) -> tuple[str, str, str]:
     return url, run_id, service.group(1)
 
 
-def test_the_tour_runs_end_to_end_then_serves_until_ctrl_c(tmp_path: Path) -> None:
+def _chromium(request: pytest.FixtureRequest) -> BrowserThread | None:
+    """The browser fixture's Chromium, or None (saying why) where it cannot start: the
+    tour itself is still checked without it."""
+    try:
+        found: BrowserThread = request.getfixturevalue("browser")
+    except pytest.skip.Exception as reason:
+        print(f"the dashboard's viewers are not checked: {reason}")
+        return None
+    return found
+
+
+def _viewers_shown(chromium: BrowserThread, url: str, run_id: str, folder: Path) -> None:
+    """The run's page in Chromium: the evaluate task's panel, opened from its link in
+    the task list, shows the Metrics table with the accuracy and the confusion matrix
+    and ROC curve viewers with their charts drawn; a screenshot of it is saved."""
+
+    async def visit(browser_: Any) -> None:
+        context = await browser_.new_context(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        try:
+            page = await context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.goto(f"{url}/ui/runs/{run_id}")
+            await page.wait_for_selector("#run-graph svg")
+            await page.click('#tasks tr[data-task="evaluate"] a')
+            await page.wait_for_url(f"**/ui/runs/{run_id}?*task=*")
+            panel = page.locator("#task-panel")
+            text = await panel.inner_text()
+            for title in ("Metrics", "Confusion matrix", "ROC curve"):
+                assert title in text, (title, text)
+            metrics = await panel.locator("table.metrics").inner_text()
+            assert re.search(r"accuracy\s+[01](\.\d+)?", metrics), metrics
+            for title in ("Confusion matrix", "ROC curve"):
+                chart = panel.locator(f'.viewer-chart[aria-label="{title}"]')
+                await chart.locator("svg").wait_for()
+                assert await chart.locator("svg path").count() >= 4, title
+            # the matrix's labels and the curve's axis, as ECharts drew them
+            assert "malignant" in await panel.locator(".viewer-chart").first.inner_text()
+            await page.screenshot(path=str(folder / "tour-evaluate-viewers.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            await context.close()
+
+    chromium.run(visit)
+
+
+def test_the_tour_runs_end_to_end_then_serves_until_ctrl_c(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     home = tmp_path / "tour"
     log = tmp_path / "first.out"
     with socket.socket() as taken, log.open("w") as output:
@@ -136,6 +188,11 @@ def test_the_tour_runs_end_to_end_then_serves_until_ctrl_c(tmp_path: Path) -> No
                 "model-registry://breast-cancer-clf/v1"
             )
             assert service["status"]["url"] == service_url
+        chromium = _chromium(request)
+        if chromium is not None:
+            shots = Path(os.environ.get("KETCH_UI_SCREENSHOTS") or tmp_path)
+            shots.mkdir(parents=True, exist_ok=True)
+            _viewers_shown(chromium, url, first_run, shots)
         os.killpg(second.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its group
         assert second.wait(60) == 0, log.read_text()
     finally:
