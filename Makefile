@@ -67,8 +67,8 @@ bench: $(STAMP)
 # src/), layers and independent capabilities (import-linter's contracts in
 # pyproject.toml), no import cycles and no private names imported across modules.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_imports.py

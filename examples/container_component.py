@@ -1,6 +1,6 @@
 """A container component: its command runs on the host (the image is not used locally).
 
-    ketch run examples/container_component.py --param words='["local", "kubeflow"]'
+ketch run examples/container_component.py --param words='["local", "kubeflow"]'
 """
 
 from kfp import dsl
@@ -11,7 +11,11 @@ from kfp.dsl import Dataset, Input, Output, OutputPath
 def write_words(words: list, out: Output[Dataset]):
     return dsl.ContainerSpec(
         image="alpine:3",
-        command=["sh", "-c", 'mkdir -p "$(dirname "$1")" && echo "$0" | tr -d "[]\\"" | tr "," "\\n" > "$1"'],
+        command=[
+            "sh",
+            "-c",
+            'mkdir -p "$(dirname "$1")" && echo "$0" | tr -d "[]\\"" | tr "," "\\n" > "$1"',
+        ],
         args=[words, out.path],
     )
 

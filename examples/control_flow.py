@@ -1,6 +1,6 @@
 """Control flow: a loop over a parameter, a condition inside it, and a fan-in.
 
-    ketch run examples/control_flow.py --param 'numbers=[3, 8, 15, 4]' --param threshold=5
+ketch run examples/control_flow.py --param 'numbers=[3, 8, 15, 4]' --param threshold=5
 """
 
 from kfp import dsl

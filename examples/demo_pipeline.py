@@ -122,9 +122,7 @@ def demo_pipeline(
         max_depth=max_depth,
         seed=seed,
     )
-    evaluation = evaluate_model(
-        test_data=data.outputs["test_data"], model=trained.outputs["model"]
-    )
+    evaluation = evaluate_model(test_data=data.outputs["test_data"], model=trained.outputs["model"])
     return evaluation.outputs["Output"]
 
 
