@@ -382,7 +382,7 @@ def _roc(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "animation": False,
         "tooltip": {"trigger": "axis"},
-        "grid": {"left": 50, "right": 20, "top": 20, "bottom": 45},
+        "grid": {"left": 56, "right": 20, "top": 20, "bottom": 45},
         "xAxis": {
             "type": "value",
             "min": 0,
@@ -391,7 +391,14 @@ def _roc(points: list[dict[str, Any]]) -> dict[str, Any]:
             "nameLocation": "center",
             "nameGap": 28,
         },
-        "yAxis": {"type": "value", "min": 0, "max": 1, "name": "true positive rate"},
+        "yAxis": {
+            "type": "value",
+            "min": 0,
+            "max": 1,
+            "name": "true positive rate",
+            "nameLocation": "center",
+            "nameGap": 36,
+        },
         "series": [
             {"type": "line", "data": [list(p) for p in line], "name": "ROC", "showSymbol": True},
             {
