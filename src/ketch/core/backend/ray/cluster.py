@@ -68,8 +68,13 @@ def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
         raise ValueError("a cluster needs at least one node")
     os.environ.setdefault(LOOPBACK_ENV, "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray._private.utils import get_ray_address_file
     from ray.cluster_utils import Cluster
 
+    # adding a node records the head's address in the default temp dir's
+    # ray_current_cluster whatever the nodes' temp_dir: a machine with no /tmp/ray yet
+    # (a fresh one, or /tmp cleaned) has no folder for it
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     common: dict[str, Any] = {
         "num_cpus": cpus_per_node,
         "node_ip_address": HOST,
