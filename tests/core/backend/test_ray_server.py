@@ -1,10 +1,12 @@
 """``ketch up --backend ray --ray-address ...`` on the 3-node cluster (see conftest.py):
-a batch/v1 Job and a 2-replica gloo PyTorchJob run on the cluster's nodes, and their
-pods say which (``spec.nodeName`` is the Ray node's ID)."""
+a batch/v1 Job and a 4-replica gloo DDP PyTorchJob (spread over the nodes; its
+weights match one process's) run on the cluster's nodes, and their pods say which
+(``spec.nodeName`` is the Ray node's ID)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import textwrap
 import uuid
@@ -106,38 +108,64 @@ def test_a_batch_job_runs_its_pods_on_ray_nodes(api: httpx.Client, ray_cluster: 
     api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/hello")
 
 
+# 3 SGD steps of a Linear(4, 1) on 16 fixed rows, each of the 4 replicas on its
+# quarter: DDP averages the shards' gradients, which is the full batch's gradient, so
+# the master's final weights equal one process's 3 steps on all 16 rows
 TRAIN = textwrap.dedent(
     """
-    import os
+    import json, os
     import torch
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    print(f"rank {rank}/{world} master {os.environ['MASTER_ADDR']}", flush=True)
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    data = torch.randn(8, 4) + rank
-    loss = ddp(data).pow(2).mean()
-    loss.backward()
-    total = torch.tensor([float(rank + 1)])
-    dist.all_reduce(total)
-    grad = model.weight.grad.sum().item()
-    print(f"rank {rank}/{world} master {os.environ['MASTER_ADDR']} sum {total.item():g} grad {grad:.6f}")
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    x = torch.linspace(-1, 1, 64).reshape(16, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.25
+    shard = 16 // world
+    xs, ys = x[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(ddp(xs), ys).backward()
+        opt.step()
+    if rank == 0:
+        print("weights " + json.dumps([p.detach().flatten().tolist() for p in model.parameters()]))
     dist.destroy_process_group()
     """
 )
 
 
+def train_in_one_process(steps: int = 3) -> list[Any]:
+    """The same steps, one process, on all 16 rows: the parameters DDP must match."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.linspace(-1, 1, 64).reshape(16, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.25
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return [p.detach().flatten() for p in model.parameters()]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
-def test_a_pytorch_job_spread_over_nodes_trains_with_gloo(
+def test_a_4_replica_ddp_job_spread_over_nodes_matches_one_process(
     api: httpx.Client, ray_cluster: RayCluster
 ) -> None:
+    import torch
+
     ns = f"t-{uuid.uuid4().hex[:8]}"
 
-    def replica() -> dict[str, Any]:
+    def replica(count: int) -> dict[str, Any]:
         return {
-            "replicas": 1,
+            "replicas": count,
             "restartPolicy": "Never",
             "template": {
                 "metadata": {"annotations": {"ketch.dev/placement": "spread"}},
@@ -158,19 +186,32 @@ def test_a_pytorch_job_spread_over_nodes_trains_with_gloo(
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": "ddp"},
-        "spec": {"pytorchReplicaSpecs": {"Master": replica(), "Worker": replica()}},
+        "spec": {"pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(3)}},
     }
     apply(api, ns, manifest)
     wait_for_job(api, "PyTorchJob", ns, "ddp", "Succeeded", timeout=400)
     found = pods(api, ns, "training.kubeflow.org/job-name=ddp")
-    assert len(found) == 2
+    assert len(found) == 4
     nodes = {pod["spec"]["nodeName"] for pod in found}
-    assert len(nodes) == 2 and nodes <= set(ray_cluster.nodes)  # SPREAD: a node each
-    grads = set()
-    for pod in found:
-        log = api.get(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/log").text
+    assert len(nodes) >= 2 and nodes <= set(ray_cluster.nodes)  # SPREAD over the 3 nodes
+    logs = {
+        pod["metadata"]["name"]: api.get(
+            f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/log"
+        ).text
+        for pod in found
+    }
+    ranks = set()
+    for log in logs.values():
         line = next(li for li in log.splitlines() if li.startswith("rank "))
-        assert "/2 master 127.0.0.1 sum 3 grad " in line, log
-        grads.add(line.rsplit(" ", 1)[1])
-    assert len(grads) == 1  # DDP averaged the gradients: every replica holds the same
+        assert line.endswith("/4 master 127.0.0.1"), log
+        ranks.add(line.split()[1])
+    assert ranks == {"0/4", "1/4", "2/4", "3/4"}
+    master = next(log for name, log in logs.items() if "-master-" in name)
+    printed = next(li for li in master.splitlines() if li.startswith("weights "))
+    trained = [torch.tensor(values) for values in json.loads(printed.split(" ", 1)[1])]
+    expected = train_in_one_process()
+    assert len(trained) == len(expected) == 2
+    for got, want in zip(trained, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-6), (got, want)
+    assert not torch.allclose(expected[0], train_in_one_process(steps=0)[0])  # it trained
     api.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/ddp")
