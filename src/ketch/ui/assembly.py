@@ -37,7 +37,7 @@ from ketch.ui import (
     training,
     workloads,
 )
-from ketch.ui.page import is_htmx, render_html
+from ketch.ui.page import is_htmx, problem_html
 from ketch.ui.problems import error_page
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _as_page(api_handler: Handler | None) -> Handler:
             else:  # Starlette's: a path no route serves, a method it does not take
                 status, message = int(exc.status_code), str(exc.detail or exc)
             if is_htmx(request):
-                return render_html("problem.html", status, message=message, status=status)
+                return problem_html(status, message)
             return await error_page(request, status, message)
         found = api_handler(request, exc)
         return await found if isinstance(found, Awaitable) else found

@@ -27,7 +27,7 @@ from ketch.tuning.trials import EXPERIMENT_LABEL
 from ketch.ui.access import in_namespace, may
 from ketch.ui.api import ApiError
 from ketch.ui.formats import to_yaml
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, render_html, send_to
 from ketch.ui.workloads import (
     GRID,
     api_rule,
@@ -467,9 +467,7 @@ async def create(request: Request, body: dict[str, Any] = Body(...)) -> Response
                 errors = [FieldError(c.get("field", ""), c.get("message", "")) for c in causes]
                 return _form_again(page, values, errors, answer.status)
         target = page.link(f"/ui/katib/{manifest['metadata']['name']}")
-        if is_htmx(request):
-            return Response(status_code=200, headers={"HX-Redirect": target})
-        return Response(status_code=303, headers={"Location": target})
+        return send_to(request, target)
 
 
 def _yaml_again(page: Page, text: str, errors: list[FieldError], status: int) -> Response:

@@ -25,7 +25,7 @@ from ketch.core.errors import InvalidSpec
 from ketch.registry.access import attributes, by_id
 from ketch.server.state import api_state
 from ketch.ui.access import NS, in_namespace, may, namespace_in, resource_name
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, is_htmx, problem_html, send_to
 
 router = APIRouter(include_in_schema=False)
 REGISTRY = "/api/model_registry/v1"
@@ -283,9 +283,7 @@ async def _set_state(request: Request, collection: str, key: str, state: str) ->
             "PATCH", f"{REGISTRY}/{collection}/{key}", json={"state": state}
         )
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
+            return problem_html(answer.status, answer.message)
         return _reload(request)
 
 
@@ -358,13 +356,9 @@ async def deploy(
         }
         answer = await page.api.call("POST", _isvc_path(namespace), json=manifest)
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
+            return problem_html(answer.status, answer.message)
         target = f"/ui/k/{ISVC_RESOURCE}/{name}?ns={namespace}"
-        if is_htmx(request):
-            return Response(status_code=200, headers={"HX-Redirect": target})
-        return Response(status_code=303, headers={"Location": target})
+        return send_to(request, target)
 
 
 def _reload(request: Request) -> Response:

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from ketch.core.access import Attributes, Verb, rule
 from ketch.core.errors import InvalidSpec
 from ketch.ui.access import in_namespace, may
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, problem_html, send_to
 
 router = APIRouter(include_in_schema=False)
 JUPYTER = "/jupyter/api"
@@ -254,7 +254,7 @@ async def create_notebook(request: Request, body: dict[str, Any] = Body(...)) ->
         )
         if not answer.ok:
             return _problem(answer.status, answer.message, answer.body)
-        return _moved(request, page.link("/ui/notebooks"))
+        return send_to(request, page.link("/ui/notebooks"))
 
 
 @router.patch("/ui/notebooks/{name}")
@@ -274,7 +274,7 @@ async def stop_or_start(request: Request, name: str, body: dict[str, Any] = Body
         )
         if not answer.ok:
             return _problem(answer.status, answer.message, answer.body)
-        return _moved(request, page.link("/ui/notebooks"))
+        return send_to(request, page.link("/ui/notebooks"))
 
 
 @router.delete("/ui/notebooks/{name}")
@@ -288,16 +288,10 @@ async def delete_notebook(request: Request, name: str) -> Response:
         )
         if not answer.ok:
             return _problem(answer.status, answer.message, answer.body)
-        return _moved(request, page.link("/ui/notebooks"))
+        return send_to(request, page.link("/ui/notebooks"))
 
 
 def _problem(status: int, message: str, body: Any) -> Response:
     field = body.get("field") if isinstance(body, dict) else None
     shown = f"{field}: {message}" if field and field not in message else message
-    return render_html("problem.html", status, message=shown, status=status)
-
-
-def _moved(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return Response(status_code=303, headers={"Location": target})
+    return problem_html(status, shown)

@@ -71,6 +71,19 @@ def render_html(template: str, code: int = 200, /, **values: Any) -> HTMLRespons
     return HTMLResponse(html, status_code=code, headers=PAGE_HEADERS)
 
 
+def send_to(request: Request, target: str) -> Response:
+    """Send the browser to ``target``: htmx follows ``HX-Redirect``; anything else a 303."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": target})
+    return Response(status_code=303, headers={"Location": target})
+
+
+def problem_html(status: int, message: str) -> HTMLResponse:
+    """The fragment an htmx action gets when it is refused: ``message`` with the
+    ``status`` the API answered."""
+    return render_html("problem.html", status, message=message, status=status)
+
+
 def is_htmx(request: Request) -> bool:
     """Whether htmx asked (a fragment of a page is answered, not a whole page)."""
     return request.headers.get("hx-request") == "true"

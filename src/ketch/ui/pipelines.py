@@ -30,7 +30,7 @@ from ketch.pipelines.api.access import (
 )
 from ketch.ui.access import in_namespace
 from ketch.ui.dag import spec_graph
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, render_html, send_to
 from ketch.ui.runforms import parameters_of
 
 router = APIRouter(include_in_schema=False)
@@ -106,12 +106,6 @@ async def pipelines_page(request: Request) -> Response:
         )
 
 
-def _moved(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return Response(status_code=303, headers={"Location": target})
-
-
 def _upload_form(page: Page, code: int, errors: list[dict[str, str]], **values: Any) -> Response:
     return render_html(
         "upload_form.html",
@@ -159,7 +153,7 @@ async def upload_pipeline(request: Request, body: dict[str, Any] = Body(...)) ->
         if not answer.ok:
             error = {"field": "file", "message": answer.message}
             return _upload_form(page, answer.status, [error], upload_url=url, **values)
-        return _moved(request, page.link(f"/ui/pipelines/{answer.body.get('pipeline_id')}"))
+        return send_to(request, page.link(f"/ui/pipelines/{answer.body.get('pipeline_id')}"))
 
 
 @router.get("/ui/pipelines/{pipeline_id}")
@@ -212,7 +206,7 @@ async def upload_version(
             error = {"field": "file", "message": answer.message}
             return _upload_form(page, answer.status, [error], upload_url=url, **values)
         made = answer.body.get("pipeline_version_id")
-        return _moved(request, f"/ui/pipelines/{pipeline_id}/versions/{made}")
+        return send_to(request, f"/ui/pipelines/{pipeline_id}/versions/{made}")
 
 
 @router.get("/ui/pipelines/{pipeline_id}/versions/{version_id}")

@@ -22,7 +22,7 @@ from ketch.core.access import Attributes, Call, Verb, rule
 from ketch.core.errors import InvalidSpec
 from ketch.core.rbac import RBAC_GROUP
 from ketch.ui.access import in_namespace, may, namespace_in, namespace_read
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, is_htmx, problem_html
 
 router = APIRouter(include_in_schema=False)
 KFAM = "/kfam/v1"
@@ -155,9 +155,7 @@ async def _kfam(request: Request, method: str, email: str, role: str) -> Respons
         body = _binding(page.namespace, email, role)
         answer = await page.api.call(method, f"{KFAM}/bindings", json=body)
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
+            return problem_html(answer.status, answer.message)
         if is_htmx(request):
             return Response(status_code=200, headers={"HX-Refresh": "true"})
         return Response(status_code=303, headers={"Location": page.link("/ui/profiles")})

@@ -21,7 +21,7 @@ from ketch.ui.access import api_path, kind_named, may_on, on_kind, resource_name
 from ketch.ui.formats import to_yaml
 from ketch.ui.listing import detail_href, events, listing
 from ketch.ui.nav import section_of
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, problem_html, render_html, send_to
 from ketch.ui.yamledit import FieldError, YamlProblem, errors_of, parse
 
 router = APIRouter(include_in_schema=False)
@@ -192,7 +192,7 @@ async def save(
             errors = errors_of(text, answer.status, answer.message, answer.causes)
             return _editor(page, kind, name, text, errors, answer.status)
         target = detail_href(kind, name, page.namespace if kind.namespaced else "")
-        return _moved(request, target)
+        return send_to(request, target)
 
 
 @router.delete(OBJECT)
@@ -206,14 +206,5 @@ async def delete(request: Request, resource: str, name: str) -> Response:
         namespace = page.namespace if kind.namespaced else None
         answer = await page.api.call("DELETE", api_path(kind, namespace, name))
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
-        return _moved(request, page.link(f"/ui/k/{resource_name(kind)}"))
-
-
-def _moved(request: Request, target: str) -> Response:
-    """Send the browser to ``target``: htmx follows ``HX-Redirect``; anything else a 303."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return Response(status_code=303, headers={"Location": target})
+            return problem_html(answer.status, answer.message)
+        return send_to(request, page.link(f"/ui/k/{resource_name(kind)}"))

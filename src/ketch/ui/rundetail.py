@@ -41,7 +41,7 @@ from ketch.pipelines.api.access import (
 from ketch.registry.access import by_id as registry_by_id
 from ketch.ui import rungraph
 from ketch.ui.access import may
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, is_htmx, problem_html, render_html, send_to
 
 router = APIRouter(include_in_schema=False)
 KFP = "/apis/v2beta1"
@@ -454,13 +454,9 @@ async def run_action(request: Request, run_id: str, action: str) -> Response:
     async with Page(request, section="Runs", namespaced=False) as page:
         answer = await page.api.call("POST", f"{KFP}/runs/{run_id}:{action}")
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
+            return problem_html(answer.status, answer.message)
         target = f"/ui/runs/{run_id}"
-        if is_htmx(request):
-            return Response(status_code=200, headers={"HX-Redirect": target})
-        return Response(status_code=303, headers={"Location": target})
+        return send_to(request, target)
 
 
 # -- lineage ---------------------------------------------------------------------------

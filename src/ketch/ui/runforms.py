@@ -33,7 +33,7 @@ from ketch.pipelines.api.access import (
 )
 from ketch.ui.access import in_namespace
 from ketch.ui.api import Answer
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, is_htmx, problem_html, render_html, send_to
 
 router = APIRouter(include_in_schema=False)
 KFP = "/apis/v2beta1"
@@ -230,12 +230,6 @@ async def choices(page: Page) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return pipelines, [e for e in found if e.get("storage_state") != "ARCHIVED"]
 
 
-def _moved(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return Response(status_code=303, headers={"Location": target})
-
-
 async def experiment_chosen(page: Page, form: dict[str, Any]) -> str:
     """The experiment the form chose, made first when it names a new one; none chosen:
     the namespace's ``Default`` one (made when missing), so the run stays in the page's
@@ -355,7 +349,7 @@ async def create_run(request: Request, body: dict[str, Any] = Body(...)) -> Resp
         except FormRefused as exc:
             error = {"field": exc.field, "message": str(exc)}
             return await _run_form(page, source, errors=[error], form=body, code=exc.status)
-        return _moved(request, f"/ui/runs/{answer.body.get('run_id')}")
+        return send_to(request, f"/ui/runs/{answer.body.get('run_id')}")
 
 
 # -- recurring runs ---------------------------------------------------------------------
@@ -470,16 +464,14 @@ async def create_recurring(request: Request, body: dict[str, Any] = Body(...)) -
         except FormRefused as exc:
             error = {"field": exc.field, "message": str(exc)}
             return await _recurring_form(page, source, errors=[error], form=body, code=exc.status)
-        return _moved(request, page.link("/ui/recurringruns"))
+        return send_to(request, page.link("/ui/recurringruns"))
 
 
 async def _switch(request: Request, recurring_run_id: str, verb: str) -> Response:
     async with Page(request, section="Runs", namespaced=False) as page:
         answer = await page.api.call("POST", f"{KFP}/recurringruns/{recurring_run_id}:{verb}")
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
+            return problem_html(answer.status, answer.message)
         found = await page.api.get(f"{KFP}/recurringruns/{recurring_run_id}")
         return render_html("recurring_row.html", **page.context(r=found))
 

@@ -30,7 +30,7 @@ from ketch.pipelines.api.access import (
     namespace_of,
 )
 from ketch.ui.access import in_namespace
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, is_htmx, problem_html, render_html
 
 router = APIRouter(include_in_schema=False)
 KFP = "/apis/v2beta1"
@@ -209,9 +209,7 @@ async def _storage(request: Request, resource: str, verb: str) -> Response:
         refused = [a for a in answers if not a.ok]
         if refused:
             first = refused[0]
-            return render_html(
-                "problem.html", first.status, message=first.message, status=first.status
-            )
+            return problem_html(first.status, first.message)
         word = "Archived" if verb == ARCHIVE else "Restored"
         return render_html("stored.html", word=word, ids=ids)
 

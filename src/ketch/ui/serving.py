@@ -34,7 +34,7 @@ from ketch.serving.spec import FRAMEWORKS
 from ketch.ui.access import may, may_on
 from ketch.ui.api import ApiError
 from ketch.ui.listing import events
-from ketch.ui.page import Page, is_htmx, render_html
+from ketch.ui.page import Page, problem_html, render_html, send_to
 from ketch.ui.workloads import GRID, api_rule, call_attributes, log_href, pods_of, titled
 
 router = APIRouter(include_in_schema=False)
@@ -248,13 +248,7 @@ async def create(request: Request, body: dict[str, Any] = Body(...)) -> Response
             return render_html(
                 "serving_form.html", answer.status, **_form_context(page, form, errors)
             )
-        return _moved(request, page.link(f"/ui/serving/{name}"))
-
-
-def _moved(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return Response(status_code=303, headers={"Location": target})
+        return send_to(request, page.link(f"/ui/serving/{name}"))
 
 
 # -- a service's page ---------------------------------------------------------------------
@@ -357,7 +351,7 @@ async def traffic(request: Request, name: str, body: dict[str, Any] = Body(...))
                 percent = -1
             if not 0 <= percent <= 100:
                 message = "percent must be a whole number from 0 to 100"
-                return render_html("problem.html", 422, message=message, status=422)
+                return problem_html(422, message)
             predictor["canaryTrafficPercent"] = percent
         elif action == "promote":
             predictor.pop("canaryTrafficPercent", None)
@@ -365,13 +359,11 @@ async def traffic(request: Request, name: str, body: dict[str, Any] = Body(...))
             predictor["canaryTrafficPercent"] = 0
         else:
             message = "action must be canary, promote or rollback"
-            return render_html("problem.html", 422, message=message, status=422)
+            return problem_html(422, message)
         answer = await page.api.call("PUT", path, json=manifest)
         if not answer.ok:
-            return render_html(
-                "problem.html", answer.status, message=answer.message, status=answer.status
-            )
-        return _moved(request, page.link(f"/ui/serving/{name}"))
+            return problem_html(answer.status, answer.message)
+        return send_to(request, page.link(f"/ui/serving/{name}"))
 
 
 # -- through the service's own URL --------------------------------------------------------
