@@ -462,6 +462,48 @@ async def run_action(request: Request, run_id: str, action: str) -> Response:
 # -- lineage ---------------------------------------------------------------------------
 
 
+def lineage_box(
+    key: str, x: float, y: float, size: list[int], colour: str, label: str, href: str = ""
+) -> dict[str, Any]:
+    """One box of a lineage chart (an artifact or a task) at its place; a link when
+    ``href`` is given."""
+    item: dict[str, Any] = {
+        "name": key,
+        "x": x,
+        "y": y,
+        "symbol": "roundRect",
+        "symbolSize": size,
+        "itemStyle": {"color": colour},
+        "label": {"formatter": label},
+    }
+    if href:
+        item["href"] = href
+    return item
+
+
+def lineage_options(data: list[dict[str, Any]], links: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ECharts options of a lineage chart: ``data``'s boxes where they were placed,
+    joined by ``links``' arrows."""
+    return {
+        "animation": False,
+        "tooltip": {},
+        "series": [
+            {
+                "type": "graph",
+                "layout": "none",
+                "roam": True,
+                "left": 100,
+                "right": 100,
+                "edgeSymbol": ["none", "arrow"],
+                "label": {"show": True, "fontSize": 11, "color": "#111827"},
+                "lineStyle": {"color": "#6b7280"},
+                "data": data,
+                "links": links,
+            }
+        ],
+    }
+
+
 def lineage_chart(
     center: dict[str, Any],
     producers: list[dict[str, Any]],
@@ -475,18 +517,8 @@ def lineage_chart(
 
     def column(x: int, items: list[tuple[str, str, str, str]]) -> None:
         for index, (key, label, colour, href) in enumerate(items):
-            item: dict[str, Any] = {
-                "name": key,
-                "x": x * 230,
-                "y": (index - (len(items) - 1) / 2) * 60,
-                "symbol": "roundRect",
-                "symbolSize": [170, 38],
-                "itemStyle": {"color": colour},
-                "label": {"formatter": label},
-            }
-            if href:
-                item["href"] = href
-            data.append(item)
+            y = (index - (len(items) - 1) / 2) * 60
+            data.append(lineage_box(key, x * 230, y, [170, 38], colour, label, href))
 
     inputs: list[tuple[str, str, str, str]] = []
     for producer in producers:
@@ -526,24 +558,7 @@ def lineage_chart(
         links.append({"source": f"task:{producer['execution_id']}", "target": center_key})
     for consumer in consumers:
         links.append({"source": center_key, "target": f"task:{consumer['execution_id']}"})
-    return {
-        "animation": False,
-        "tooltip": {},
-        "series": [
-            {
-                "type": "graph",
-                "layout": "none",
-                "roam": True,
-                "left": 100,
-                "right": 100,
-                "edgeSymbol": ["none", "arrow"],
-                "label": {"show": True, "fontSize": 11, "color": "#111827"},
-                "lineStyle": {"color": "#6b7280"},
-                "data": data,
-                "links": links,
-            }
-        ],
-    }
+    return lineage_options(data, links)
 
 
 @router.get("/ui/runs/{run_id}/artifacts/{artifact_id}/lineage")
@@ -613,70 +628,23 @@ async def version_lineage(request: Request, id: str) -> Response:  # noqa: A002
             )
             y = index * 120
             art_key = f"artifact:{artifact.get('id', index)}"
-            data.append(
-                {
-                    "name": art_key,
-                    "x": 460,
-                    "y": y,
-                    "symbol": "roundRect",
-                    "symbolSize": [180, 38],
-                    "itemStyle": {"color": "#f59e0b"},
-                    "label": {
-                        "formatter": f"{artifact.get('name') or 'artifact'}\n{artifact.get('uri', '')[-40:]}"
-                    },
-                }
-            )
+            art_label = f"{artifact.get('name') or 'artifact'}\n{artifact.get('uri', '')[-40:]}"
+            data.append(lineage_box(art_key, 460, y, [180, 38], "#f59e0b", art_label))
             if made:
                 task_key = f"task:{index}"
-                item = {
-                    "name": task_key,
-                    "x": 230,
-                    "y": y,
-                    "symbol": "roundRect",
-                    "symbolSize": [180, 38],
-                    "itemStyle": {"color": "#2e9e5b"},
-                    "label": {
-                        "formatter": f"{made.get('displayName') or made.get('task') or made.get('name')}\n{made.get('kind', '')}"
-                    },
-                }
-                if href:
-                    item["href"] = href
-                data.append(item)
+                task_label = (
+                    f"{made.get('displayName') or made.get('task') or made.get('name')}"
+                    f"\n{made.get('kind', '')}"
+                )
+                data.append(lineage_box(task_key, 230, y, [180, 38], "#2e9e5b", task_label, href))
                 links.append({"source": task_key, "target": art_key})
                 for number, put in enumerate(entry.get("inputs") or []):
                     key = f"input:{index}:{number}"
-                    data.append(
-                        {
-                            "name": key,
-                            "x": 0,
-                            "y": y + (number - (len(entry["inputs"]) - 1) / 2) * 50,
-                            "symbol": "roundRect",
-                            "symbolSize": [170, 34],
-                            "itemStyle": {"color": "#fde68a"},
-                            "label": {
-                                "formatter": f"{put.get('name')}\n{str(put.get('uri', ''))[-36:]}"
-                            },
-                        }
-                    )
+                    put_y = y + (number - (len(entry["inputs"]) - 1) / 2) * 50
+                    put_label = f"{put.get('name')}\n{str(put.get('uri', ''))[-36:]}"
+                    data.append(lineage_box(key, 0, put_y, [170, 34], "#fde68a", put_label))
                     links.append({"source": key, "target": task_key})
-        options = {
-            "animation": False,
-            "tooltip": {},
-            "series": [
-                {
-                    "type": "graph",
-                    "layout": "none",
-                    "roam": True,
-                    "left": 100,
-                    "right": 100,
-                    "edgeSymbol": ["none", "arrow"],
-                    "label": {"show": True, "fontSize": 11, "color": "#111827"},
-                    "lineStyle": {"color": "#6b7280"},
-                    "data": data,
-                    "links": links,
-                }
-            ],
-        }
+        options = lineage_options(data, links)
         return page.render(
             "lineage.html",
             title=f"Lineage of model version {version.get('name') or id}",
