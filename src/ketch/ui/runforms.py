@@ -270,6 +270,29 @@ class FormRefused(Exception):
 # -- one run ----------------------------------------------------------------------------
 
 
+def filled(params: list[Parameter], form: dict[str, Any]) -> list[Parameter]:
+    """``params`` showing the values ``form`` sent back for them."""
+    for param in params:
+        if param.field in form:
+            param.value = str(form[param.field])
+    return params
+
+
+def refusal_of(exc: InvalidSpec | FormRefused) -> tuple[list[dict[str, str]], int]:
+    """The form's error list and status for a refusal: ours (422) or the API's."""
+    if isinstance(exc, FormRefused):
+        return [{"field": exc.field, "message": str(exc)}], exc.status
+    return [{"field": exc.field or "", "message": str(exc)}], 422
+
+
+def form_response(page: Page, name: str, code: int, context: dict[str, Any]) -> Response:
+    """A run form (``name``) again: htmx's POST gets the form alone (``name_form.html``),
+    anything else the whole page (``name.html``)."""
+    if is_htmx(page.request) and page.request.method == "POST":
+        return render_html(f"{name}_form.html", code, **page.context(**context))
+    return page.render(f"{name}.html", code, **context)
+
+
 def _create_rule(resource: str) -> Any:
     return in_namespace(lambda ns: attributes(Verb.CREATE, resource, ns))
 
@@ -278,19 +301,14 @@ async def _run_form(
     page: Page, source: Source, *, errors: list[dict[str, str]], form: dict[str, Any], code: int
 ) -> Response:
     pipelines, experiments = await choices(page)
-    params = parameters_of(
-        source.spec, (source.clone.get("runtime_config") or {}).get("parameters")
-    )
-    for param in params:
-        if param.field in form:
-            param.value = str(form[param.field])
+    cloned = (source.clone.get("runtime_config") or {}).get("parameters")
+    params = filled(parameters_of(source.spec, cloned), form)
     clone_name = source.clone.get("display_name")
     values = {
         "display_name": form.get("display_name", f"Clone of {clone_name}" if clone_name else ""),
         "experiment_id": form.get("experiment_id", source.clone.get("experiment_id", "")),
         "new_experiment": form.get("new_experiment", ""),
     }
-    template = "runform.html"
     context = dict(
         title="New run",
         source=source,
@@ -302,9 +320,7 @@ async def _run_form(
         clone_id=source.clone.get("run_id", ""),
         action=page.link("/ui/runs/new"),
     )
-    if is_htmx(page.request) and page.request.method == "POST":
-        return render_html("runform_form.html", code, **page.context(**context))
-    return page.render(template, code, **context)
+    return form_response(page, "runform", code, context)
 
 
 @router.get("/ui/runs/new")
@@ -343,12 +359,9 @@ async def create_run(request: Request, body: dict[str, Any] = Body(...)) -> Resp
             answer = await page.api.call("POST", f"{KFP}/runs", json=run)
             if not answer.ok:
                 raise FormRefused(answer)
-        except InvalidSpec as exc:
-            error = {"field": exc.field or "", "message": str(exc)}
-            return await _run_form(page, source, errors=[error], form=body, code=422)
-        except FormRefused as exc:
-            error = {"field": exc.field, "message": str(exc)}
-            return await _run_form(page, source, errors=[error], form=body, code=exc.status)
+        except (InvalidSpec, FormRefused) as exc:
+            errors, code = refusal_of(exc)
+            return await _run_form(page, source, errors=errors, form=body, code=code)
         return send_to(request, f"/ui/runs/{answer.body.get('run_id')}")
 
 
@@ -394,10 +407,7 @@ async def _recurring_form(
     page: Page, source: Source, *, errors: list[dict[str, str]], form: dict[str, Any], code: int
 ) -> Response:
     pipelines, experiments = await choices(page)
-    params = parameters_of(source.spec)
-    for param in params:
-        if param.field in form:
-            param.value = str(form[param.field])
+    params = filled(parameters_of(source.spec), form)
     context = dict(
         title="New recurring run",
         source=source,
@@ -416,9 +426,7 @@ async def _recurring_form(
         },
         action=page.link("/ui/recurringruns/new"),
     )
-    if is_htmx(page.request) and page.request.method == "POST":
-        return render_html("recurringform_form.html", code, **page.context(**context))
-    return page.render("recurringform.html", code, **context)
+    return form_response(page, "recurringform", code, context)
 
 
 @router.get("/ui/recurringruns/new")
@@ -458,12 +466,9 @@ async def create_recurring(request: Request, body: dict[str, Any] = Body(...)) -
             answer = await page.api.call("POST", f"{KFP}/recurringruns", json=recurring)
             if not answer.ok:
                 raise FormRefused(answer)
-        except InvalidSpec as exc:
-            error = {"field": exc.field or "", "message": str(exc)}
-            return await _recurring_form(page, source, errors=[error], form=body, code=422)
-        except FormRefused as exc:
-            error = {"field": exc.field, "message": str(exc)}
-            return await _recurring_form(page, source, errors=[error], form=body, code=exc.status)
+        except (InvalidSpec, FormRefused) as exc:
+            errors, code = refusal_of(exc)
+            return await _recurring_form(page, source, errors=errors, form=body, code=code)
         return send_to(request, page.link("/ui/recurringruns"))
 
 
