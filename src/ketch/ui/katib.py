@@ -36,7 +36,7 @@ from ketch.ui.workloads import (
     number,
     titled,
 )
-from ketch.ui.yamledit import FieldError, YamlProblem, errors_of, parse
+from ketch.ui.yamledit import FieldError, YamlProblem, errors_of, parse, refused_fields
 
 router = APIRouter(include_in_schema=False)
 API = "/apis/kubeflow.org/v1beta1"
@@ -463,8 +463,7 @@ async def create(request: Request, body: dict[str, Any] = Body(...)) -> Response
                 return _form_again(page, values, [FieldError(exc.field or "", exc.message)], 422)
             answer = await page.api.call("POST", experiments_path(page.namespace), json=manifest)
             if not answer.ok:
-                causes = answer.causes or [{"field": "", "message": answer.message}]
-                errors = [FieldError(c.get("field", ""), c.get("message", "")) for c in causes]
+                errors = refused_fields(answer.causes, answer.message)
                 return _form_again(page, values, errors, answer.status)
         target = page.link(f"/ui/katib/{manifest['metadata']['name']}")
         return send_to(request, target)

@@ -36,6 +36,7 @@ from ketch.ui.api import ApiError
 from ketch.ui.listing import events
 from ketch.ui.page import Page, problem_html, render_html, send_to
 from ketch.ui.workloads import GRID, api_rule, call_attributes, log_href, pods_of, titled
+from ketch.ui.yamledit import FieldError, refused_fields
 
 router = APIRouter(include_in_schema=False)
 API = "/apis/serving.kserve.io/v1beta1"
@@ -177,7 +178,7 @@ def service_from_form(values: dict[str, str]) -> tuple[str, dict[str, Any], int 
     return name, {"model": model}, canary
 
 
-def _form_context(page: Page, form: dict[str, str], errors: list[dict[str, str]]) -> dict[str, Any]:
+def _form_context(page: Page, form: dict[str, str], errors: list[FieldError]) -> dict[str, Any]:
     return page.context(
         title="New inference service",
         form=form,
@@ -215,7 +216,7 @@ async def create(request: Request, body: dict[str, Any] = Body(...)) -> Response
         try:
             name, predictor, canary = service_from_form(values)
         except InvalidSpec as exc:
-            errors = [{"field": exc.field or "", "message": exc.message}]
+            errors = [FieldError(exc.field or "", exc.message)]
             return render_html("serving_form.html", 422, **_form_context(page, form, errors))
         path = services_path(page.namespace, name)
         existing = await page.api.call("GET", path)
@@ -241,10 +242,7 @@ async def create(request: Request, body: dict[str, Any] = Body(...)) -> Response
             }
             answer = await page.api.call("POST", services_path(page.namespace), json=manifest)
         if not answer.ok:
-            causes = answer.causes or [{"field": "", "message": answer.message}]
-            errors = [
-                {"field": c.get("field", ""), "message": c.get("message", "")} for c in causes
-            ]
+            errors = refused_fields(answer.causes, answer.message)
             return render_html(
                 "serving_form.html", answer.status, **_form_context(page, form, errors)
             )

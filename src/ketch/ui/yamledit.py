@@ -23,6 +23,13 @@ class FieldError:
     line: int = 0
 
 
+def refused_fields(causes: list[dict[str, Any]], message: str) -> list[FieldError]:
+    """A form's errors for the API's refusal: one a cause (its field and message), or
+    ``message`` alone when the refusal names no cause."""
+    listed = causes or [{"field": "", "message": message}]
+    return [FieldError(c.get("field", ""), c.get("message", "")) for c in listed]
+
+
 def path_steps(field: str) -> list[str | int]:
     """A field path's steps: ``spec.containers[0].image`` -> ``spec``, ``containers``,
     ``0``, ``image`` (a bracketed key that is no number, ``labels[app.kubernetes.io/name]``,
