@@ -11,15 +11,14 @@ saved (their folder is printed; ``KETCH_UI_SCREENSHOTS`` chooses it)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.tenancy.helpers import BOB, CAROL
+from tests.ui.browsing import PHONE, Watched, sign_in, text_of, visiting
 from tests.ui.conftest import (
     ALICE_NS,
     BATCH_JOB,
@@ -28,60 +27,12 @@ from tests.ui.conftest import (
     EDIT_JOB,
     NOTEBOOK,
     NS,
-    PASSWORD,
     Dashboard,
 )
 
 pytestmark = pytest.mark.timeout(300)
 
-WIDE = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 FIELD = "spec.pytorchReplicaSpecs.Master.replicas"
-
-
-class Watched:
-    """A page and every console error, page error and failed request it had."""
-
-    def __init__(self, page: Any, folder: Path, prefix: str) -> None:
-        self.page = page
-        self.folder = folder
-        self.prefix = prefix
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.errors.append(f"failed: {r.url} {r.failure}"))
-
-    async def shot(self, name: str) -> None:
-        await self.page.screenshot(
-            path=str(self.folder / f"{self.prefix}-{name}.png"), full_page=True
-        )
-
-    def take_errors(self) -> list[str]:
-        found, self.errors[:] = list(self.errors), []
-        return found
-
-
-def visiting(
-    chromium: BrowserThread, folder: Path, prefix: str, viewport: dict[str, int] = WIDE
-) -> Callable[[Callable[[Watched], Awaitable[Any]]], Any]:
-    """Run a visit in a fresh browser context (its own cookies) of ``viewport``."""
-
-    def run(visit: Callable[[Watched], Awaitable[Any]]) -> Any:
-        async def go(browser_: Any) -> Any:
-            context = await browser_.new_context(viewport=viewport)
-            try:
-                watched = Watched(await context.new_page(), folder, prefix)
-                return await visit(watched)
-            finally:
-                await context.close()
-
-        return chromium.run(go)
-
-    return run
-
-
-async def _text(page: Any, selector: str) -> str:
-    return str(await page.locator(selector).inner_text())
 
 
 def test_home_shows_the_objects_and_every_link_opens_its_page(
@@ -98,9 +49,9 @@ def test_home_shows_the_objects_and_every_link_opens_its_page(
         await page.locator(".chart svg").first.wait_for()
         run = page.locator(f'#runs tr:has(a[href="/ui/runs/{single.run_id}"])')
         assert "ui-adder" in await run.inner_text() and "SUCCEEDED" in await run.inner_text()
-        assert "Complete" in await _text(page, f'#jobs tr[data-name="{BATCH_JOB}"]')
-        assert "Suspended" in await _text(page, f'#jobs tr[data-name="{EDIT_JOB}"]')
-        assert "Stopped" in await _text(page, f'#notebooks tr[data-name="{NOTEBOOK}"]')
+        assert "Complete" in await text_of(page, f'#jobs tr[data-name="{BATCH_JOB}"]')
+        assert "Suspended" in await text_of(page, f'#jobs tr[data-name="{EDIT_JOB}"]')
+        assert "Stopped" in await text_of(page, f'#notebooks tr[data-name="{NOTEBOOK}"]')
         assert await page.locator("#events tbody tr").count() >= 1
         await w.shot("home")
         links = page.locator('nav[aria-label="Main"] a')
@@ -110,7 +61,7 @@ def test_home_shows_the_objects_and_every_link_opens_its_page(
             await page.goto(f"{single.url}/?ns={NS}")
             await page.get_by_role("link", name=label, exact=True).first.click()
             await page.wait_for_load_state("load")
-            heading = await _text(page, "main h1")
+            heading = await text_of(page, "main h1")
             assert heading, label
             current = page.locator('nav[aria-label="Main"] a[aria-current="page"]')
             assert (await current.inner_text()).strip() == label
@@ -130,17 +81,17 @@ def test_kfp_client_links_land_on_ketchs_pages(
         page = w.page
         await page.goto(f"{single.url}/#/runs/details/{single.run_id}")
         await page.wait_for_url(f"{single.url}/ui/runs/{single.run_id}")
-        assert "SUCCEEDED" in await _text(page, "#run-state")
+        assert "SUCCEEDED" in await text_of(page, "#run-state")
         tasks = page.locator("#tasks tbody tr")
         assert sorted(await tasks.evaluate_all("rows => rows.map(r => r.dataset.task)")) == [
             "add",
             "add-2",
         ]
-        assert "SUCCEEDED" in await _text(page, '#tasks tr[data-task="add-2"]')
+        assert "SUCCEEDED" in await text_of(page, '#tasks tr[data-task="add-2"]')
         await w.shot("run")
         await page.goto(f"{single.url}/#/experiments/details/{single.experiment_id}")
         await page.wait_for_url(f"{single.url}/ui/experiments/{single.experiment_id}")
-        assert await _text(page, "#experiment-name") == "ui-experiment"
+        assert await text_of(page, "#experiment-name") == "ui-experiment"
         assert await page.locator(f'#runs-table a[href="/ui/runs/{single.run_id}"]').count() == 1
         assert not w.take_errors()
 
@@ -158,7 +109,7 @@ def test_list_object_edit_with_a_refusal_at_the_field_and_delete(
         await w.shot("list")
         await page.get_by_role("link", name=EDIT_JOB).click()
         await page.wait_for_url(re.compile(rf".*/ui/k/pytorchjobs.kubeflow.org/{EDIT_JOB}\?ns="))
-        assert f"name: {EDIT_JOB}" in await _text(page, "#yaml")
+        assert f"name: {EDIT_JOB}" in await text_of(page, "#yaml")
         await w.shot("object")
         await page.click("#edit")
         editor = page.locator("#yaml-text")
@@ -184,7 +135,7 @@ def test_list_object_edit_with_a_refusal_at_the_field_and_delete(
         await editor.fill(fixed.replace("  labels: {}", "  labels:\n    edited: by-the-dashboard"))
         await page.click("#save")
         await page.wait_for_url(re.compile(rf".*/{EDIT_JOB}\?ns={NS}$"))
-        assert "edited: by-the-dashboard" in await _text(page, "#yaml")
+        assert "edited: by-the-dashboard" in await text_of(page, "#yaml")
         # delete asks first, then goes back to the kind's list
         await page.goto(f"{single.url}/ui/k/configmaps/{DOOMED}?ns={NS}")
         await page.locator("#delete summary").click()
@@ -230,17 +181,6 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(
     visiting(browser, screenshots, "phone", PHONE)(visit)
 
 
-async def _sign_in(w: Watched, url: str, email: str) -> None:
-    """Open the dashboard signed out: the sign-in page, then the dashboard."""
-    page = w.page
-    await page.goto(f"{url}/")
-    assert urlsplit(page.url).path == "/auth/login", page.url
-    await page.fill("#email", email)
-    await page.fill("#password", PASSWORD)
-    await page.click("#sign-in")
-    await page.wait_for_url(re.compile(re.escape(url) + r"/\?ns=.*"))
-
-
 def test_a_viewer_sees_her_profile_without_edit_and_nothing_of_another(
     browser: BrowserThread,  # noqa: F811
     multi: Dashboard,
@@ -248,24 +188,24 @@ def test_a_viewer_sees_her_profile_without_edit_and_nothing_of_another(
 ) -> None:
     async def visit(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, CAROL)
+        await sign_in(w, multi.url, CAROL)
         assert urlsplit(page.url).query == f"ns={ALICE_NS}"
-        assert await _text(page, "#user") == CAROL
+        assert await text_of(page, "#user") == CAROL
         options = await page.locator("#ns-select option").evaluate_all("os => os.map(o => o.value)")
         assert options == [ALICE_NS]
-        assert "SUCCEEDED" in await _text(page, "#runs tbody")
-        assert "Stopped" in await _text(page, f'#notebooks tr[data-name="{NOTEBOOK}"]')
+        assert "SUCCEEDED" in await text_of(page, "#runs tbody")
+        assert "Stopped" in await text_of(page, f'#notebooks tr[data-name="{NOTEBOOK}"]')
         await w.shot("viewer-home")
         await page.click(f'#jobs a:has-text("{EDIT_JOB}")')
         await page.wait_for_url(re.compile(rf".*/{EDIT_JOB}\?ns={ALICE_NS}$"))
-        assert f"name: {EDIT_JOB}" in await _text(page, "#yaml")
+        assert f"name: {EDIT_JOB}" in await text_of(page, "#yaml")
         assert await page.locator("#edit").count() == 0
         assert await page.locator("#delete").count() == 0
         await w.shot("viewer-object")
         assert not w.take_errors()
         # another profile's pages: refused, naming nothing of it
         await page.goto(f"{multi.url}/?ns={BOB_NS}")
-        assert await _text(page, "main h1") == "Not allowed"
+        assert await text_of(page, "main h1") == "Not allowed"
         assert f"{BOB_NS}-plans" not in await page.content()
         await w.shot("viewer-refused")
         assert all("403" in e for e in w.take_errors())
@@ -283,11 +223,11 @@ def test_another_owner_sees_only_his_profile(
 ) -> None:
     async def visit(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, BOB)
+        await sign_in(w, multi.url, BOB)
         assert urlsplit(page.url).query == f"ns={BOB_NS}"
         content = await page.content()
         assert ALICE_NS not in content and multi.run_id not in content
-        assert EDIT_JOB in await _text(page, "#jobs")
+        assert EDIT_JOB in await text_of(page, "#jobs")
         await page.goto(f"{multi.url}/ui/k/profiles.kubeflow.org?ns={BOB_NS}")
         profiles = await page.locator("table.list tbody th").all_inner_texts()
         assert profiles == [BOB_NS]

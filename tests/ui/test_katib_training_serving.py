@@ -21,8 +21,8 @@ import pytest
 
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.tenancy.helpers import ALICE, BOB, CAROL
+from tests.ui.browsing import Watched, text_of, visiting
 from tests.ui.conftest import ALICE_NS, BATCH_JOB, NS, Dashboard, made, unique
-from tests.ui.test_browser import Watched, visiting
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -109,10 +109,6 @@ def tuned(single: Dashboard) -> Iterator[str]:
         http.delete(f"{KATIB}/namespaces/{NS}/experiments/{name}")
 
 
-async def _text(page: Any, selector: str) -> str:
-    return str(await page.locator(selector).inner_text())
-
-
 def test_katib_experiments_plot_trials_and_a_trials_log(
     browser: BrowserThread,  # noqa: F811
     single: Dashboard,
@@ -128,7 +124,7 @@ def test_katib_experiments_plot_trials_and_a_trials_log(
         await w.shot("katib-list")
         await row.get_by_role("link", name=tuned).click()
         await page.wait_for_url(re.compile(rf".*/ui/katib/{tuned}\?ns={NS}$"))
-        assert "Succeeded" in await _text(page, "#experiment-state")
+        assert "Succeeded" in await text_of(page, "#experiment-state")
         trials = page.locator("#trials-table tbody tr")
         assert await trials.count() == 3
         for text in await trials.all_inner_texts():
@@ -150,8 +146,8 @@ def test_katib_experiments_plot_trials_and_a_trials_log(
         trial = (await first.inner_text()).strip()
         await first.click()
         await page.wait_for_url(re.compile(rf".*/ui/katib/{tuned}/trials/{trial}\?ns={NS}$"))
-        assert "Succeeded" in await _text(page, "#trial-state")
-        assert "accuracy" in await _text(page, '#metrics tr[data-metric="accuracy"]')
+        assert "Succeeded" in await text_of(page, "#trial-state")
+        assert "accuracy" in await text_of(page, '#metrics tr[data-metric="accuracy"]')
         await page.locator("#curve .chart svg").wait_for()
         log = page.locator("#trial-log pre")
         await log.wait_for()
@@ -188,7 +184,7 @@ def test_katib_form_creates_an_experiment_and_yaml_refusals_name_the_field(
         await page.fill("#f-max", "1")
         await page.click("#create-experiment")
         await page.wait_for_url(re.compile(rf".*/ui/katib/{name}\?ns={NS}$"))
-        assert await _text(page, "#experiment-name") == name
+        assert await text_of(page, "#experiment-name") == name
         assert not w.take_errors()
 
     visiting(browser, screenshots, "single")(visit)
@@ -301,14 +297,14 @@ def test_training_jobs_replicas_and_their_logs(
         row = page.locator(f'#jobs-table tr[data-name="{trained}"]')
         shown = await row.inner_text()
         assert "PyTorchJob" in shown and "Succeeded" in shown, shown
-        batch = await _text(page, f'#jobs-table tr[data-name="{BATCH_JOB}"]')
+        batch = await text_of(page, f'#jobs-table tr[data-name="{BATCH_JOB}"]')
         assert "Complete" in batch, batch
         await w.shot("training-list")
         await row.get_by_role("link", name=trained).click()
         await page.wait_for_url(
             re.compile(rf".*/ui/training/pytorchjobs.kubeflow.org/{trained}\?ns=")
         )
-        assert "Succeeded" in await _text(page, "#job-state")
+        assert "Succeeded" in await text_of(page, "#job-state")
         pods = page.locator("#pods tbody tr")
         assert await pods.count() == 2
         for text in await pods.all_inner_texts():
@@ -319,7 +315,7 @@ def test_training_jobs_replicas_and_their_logs(
             log = page.locator(f'.pod-log[data-pod="{pod}"] pre')
             await log.wait_for()
             assert f"replica {rank} of 2" in await log.inner_text()
-        assert "Succeeded" in await _text(page, "#conditions")
+        assert "Succeeded" in await text_of(page, "#conditions")
         await w.shot("training-job")
         assert not w.take_errors()
 
@@ -371,8 +367,8 @@ def test_serving_form_try_it_metrics_and_logs(
 
             wait_for(ready, 120, 0.2, what=f"InferenceService {name} to be Ready")
         await page.reload()
-        assert "Ready" in await _text(page, "#service-ready")
-        assert "100%" in await _text(page, "#traffic")
+        assert "Ready" in await text_of(page, "#service-ready")
+        assert "100%" in await text_of(page, "#traffic")
         assert await page.locator("#promote").count() == 1  # the one local user may edit
         # try it: the request is built from the model's metadata, then sent
         request = page.locator("#try-request")
@@ -400,7 +396,7 @@ def test_serving_form_try_it_metrics_and_logs(
         await log.wait_for()
         await w.shot("serving-service")
         await page.goto(f"{single.url}/ui/serving?ns={NS}")
-        row = await _text(page, f'#services-table tr[data-name="{name}"]')
+        row = await text_of(page, f'#services-table tr[data-name="{name}"]')
         assert "Ready" in row and "100%" in row and "http://127.0.0.1:" in row, row
         await w.shot("serving-list")
         # a poll (a sample of /metrics, a live log) in flight as the page was left is cut

@@ -26,8 +26,8 @@ import pytest
 
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
 from tests.tenancy.helpers import ADMIN, ALICE, BOB, directory_of
+from tests.ui.browsing import Watched, sign_in, text_of, visiting
 from tests.ui.conftest import ALICE_NS, BOB_NS, NOTEBOOK, PASSWORD, Dashboard, unique
-from tests.ui.test_browser import Watched, _sign_in, _text, visiting
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,12 +84,12 @@ def test_models_list_detail_archive_and_deploy(
         assert await page.locator("#models-table tbody th").all_inner_texts() == [name]
         await w.shot("models")
         await page.goto(f"{single.url}/ui/models?ns=default&q=no-such-model-at-all")
-        assert "No registered model matches" in await _text(page, "#models-table")
+        assert "No registered model matches" in await text_of(page, "#models-table")
         await page.goto(f"{single.url}/ui/models?ns=default&q={name}")
         await page.get_by_role("link", name=name).click()
         await page.wait_for_url(re.compile(rf".*/ui/models/{model_id}\?ns=default$"))
-        assert await _text(page, "#model-name") == name
-        assert "LIVE" in await _text(page, "#model-state")
+        assert await text_of(page, "#model-name") == name
+        assert "LIVE" in await text_of(page, "#model-state")
         version = page.locator('#versions tr[data-version="v1"]')
         shown = await version.inner_text()
         assert "file:///models/iris/1" in shown and "sklearn" in shown
@@ -106,17 +106,17 @@ def test_models_list_detail_archive_and_deploy(
         # the version's page: artifacts, typed properties, lineage, deploy
         await page.click('#versions a:has-text("v1")')
         await page.wait_for_url(re.compile(r".*/ui/model-versions/\d+\?ns=default$"))
-        assert "file:///models/iris/1" in await _text(page, "#artifacts")
-        properties = await _text(page, "#version-properties")
+        assert "file:///models/iris/1" in await text_of(page, "#artifacts")
+        properties = await text_of(page, "#version-properties")
         assert re.search(r"epochs\s+int\s+3", properties), properties
         assert re.search(r"tuned\s+bool\s+false", properties), properties
-        assert "no recorded producer" in await _text(page, "#lineage")
+        assert "no recorded producer" in await text_of(page, "#lineage")
         assert await page.locator("#deploy-format").input_value() == "sklearn"
         await w.shot("model-version")
         await page.fill("#deploy-name", "Not A Name")
         await page.click("#deploy")
         await page.locator("#deploy-result .error").wait_for()
-        assert "name" in await _text(page, "#deploy-result")
+        assert "name" in await text_of(page, "#deploy-result")
         errors = w.take_errors()
         assert all("422" in e or "400" in e for e in errors), errors
         await page.fill("#deploy-name", deployed)
@@ -190,7 +190,7 @@ def test_notebooks_spawner_form_stop_start_and_delete(
         await page.fill("#nb-cpu", "lots")
         await page.click("#launch")
         await page.locator("#spawn-result .error").wait_for()
-        assert "cpu" in await _text(page, "#spawn-result")
+        assert "cpu" in await text_of(page, "#spawn-result")
         errors = w.take_errors()
         assert all("400" in e or "422" in e for e in errors), errors
         await page.fill("#nb-cpu", "0.5")
@@ -264,34 +264,34 @@ def test_the_owner_adds_a_viewer_who_then_reads_only(
 
     async def owner(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, ALICE)
+        await sign_in(w, multi.url, ALICE)
         await page.goto(f"{multi.url}/ui/profiles?ns={ALICE_NS}")
-        assert await _text(page, "#profile-owner") == ALICE
-        assert "manage" in await _text(page, "#profile-access")
-        assert "owner" in await _text(page, f'#contributors tr[data-email="{ALICE}"]')
+        assert await text_of(page, "#profile-owner") == ALICE
+        assert "manage" in await text_of(page, "#profile-access")
+        assert "owner" in await text_of(page, f'#contributors tr[data-email="{ALICE}"]')
         assert BOB_NS not in await page.content()  # Alice sees no other profile
         # a refusal names the field
         await page.evaluate("document.querySelector('#contributor-email').type = 'text'")
         await page.fill("#contributor-email", "not an email")
         await page.click("#add")
         await page.locator("#contributor-result .error").wait_for()
-        assert "email" in await _text(page, "#contributor-result")
+        assert "email" in await text_of(page, "#contributor-result")
         errors = w.take_errors()
         assert all("422" in e or "400" in e for e in errors), errors
         await page.fill("#contributor-email", dave)
         await page.select_option("#contributor-role", "view")
         await page.click("#add")
         await page.locator(f'#contributors tr[data-email="{dave}"]').wait_for()
-        assert "view" in await _text(page, f'#contributors tr[data-email="{dave}"]')
+        assert "view" in await text_of(page, f'#contributors tr[data-email="{dave}"]')
         await w.shot("profile-owner")
         assert not w.take_errors()
 
     async def viewer(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, dave)
+        await sign_in(w, multi.url, dave)
         assert urlsplit(page.url).query == f"ns={ALICE_NS}"
         await page.goto(f"{multi.url}/ui/profiles?ns={ALICE_NS}")
-        assert await _text(page, "#profile-access") == "read-only"
+        assert await text_of(page, "#profile-access") == "read-only"
         assert await page.locator("#add-contributor").count() == 0
         assert await page.locator("#contributors details.remove").count() == 0
         await w.shot("profile-viewer")
@@ -304,29 +304,29 @@ def test_the_owner_adds_a_viewer_who_then_reads_only(
         assert not w.take_errors()
         for where in ("profiles", "notebooks", "models", "notebooks/new"):
             await page.goto(f"{multi.url}/ui/{where}?ns={BOB_NS}")
-            assert await _text(page, "main h1") == "Not allowed", where
+            assert await text_of(page, "main h1") == "Not allowed", where
         await page.goto(f"{multi.url}/ui/notebooks/new?ns={ALICE_NS}")
-        assert await _text(page, "main h1") == "Not allowed"
+        assert await text_of(page, "main h1") == "Not allowed"
         assert all("403" in e for e in w.take_errors())
 
     async def admin(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, ADMIN)
+        await sign_in(w, multi.url, ADMIN)
         await page.goto(f"{multi.url}/ui/profiles?ns={ALICE_NS}")
         assert await page.locator(f'#profiles tr[data-name="{BOB_NS}"]').count() == 1
-        assert BOB in await _text(page, f'#profiles tr[data-name="{BOB_NS}"]')
+        assert BOB in await text_of(page, f'#profiles tr[data-name="{BOB_NS}"]')
         await w.shot("profiles-admin")
         assert not w.take_errors()
 
     async def removal(w: Watched) -> None:
         page = w.page
-        await _sign_in(w, multi.url, ALICE)
+        await sign_in(w, multi.url, ALICE)
         await page.goto(f"{multi.url}/ui/profiles?ns={ALICE_NS}")
         row = page.locator(f'#contributors tr[data-email="{dave}"]')
         await row.locator("summary").click()
         await row.locator("button.confirm-remove").click()
         await page.locator(f'#contributors tr[data-email="{dave}"]').wait_for(state="detached")
-        assert ALICE in await _text(page, "#contributors")
+        assert ALICE in await text_of(page, "#contributors")
         assert not w.take_errors()
 
     run = visiting(browser, screenshots, "profiles")

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
+from tests.ui.browsing import visiting
 from tests.ui.conftest import NS, Dashboard, made
-from tests.ui.test_browser import visiting
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)

@@ -23,8 +23,8 @@ from playwright.async_api import expect
 
 from ketch.core.timestamps import parse_time
 from tests.browser import BrowserThread, browser  # noqa: F401  (fixture)
+from tests.ui.browsing import Watched, visiting
 from tests.ui.conftest import Dashboard, made
-from tests.ui.test_browser import Watched, visiting
 
 pytestmark = pytest.mark.timeout(420)
 
