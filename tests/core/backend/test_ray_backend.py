@@ -4,6 +4,7 @@ files, cancel stops the whole process group, gangs become placement groups."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import uuid
@@ -37,7 +38,7 @@ def test_a_process_runs_on_the_node_it_is_placed_on_and_its_output_comes_back(
     assert admitted, why
     script = (
         "import os, sys\n"
-        "print('out', os.environ['GREETING'], os.getcwd())\n"
+        "print('out', os.environ['GREETING'], os.getcwd(), os.nice(0))\n"
         "print('err line', file=sys.stderr)\n"
         "sys.stdout.write('x' * 300000)\n"
         "sys.exit(7)\n"
@@ -60,7 +61,8 @@ def test_a_process_runs_on_the_node_it_is_placed_on_and_its_output_comes_back(
     finally:
         ray_backend.release(gang)
     out = (tmp_path / "out.log").read_text()
-    assert out.startswith(f"out hello {tmp_path}\n")
+    # at the niceness Ketch's own processes have (the node's), not Ray workers' 15
+    assert out.startswith(f"out hello {tmp_path} {os.nice(0)}\n")
     assert out.endswith("x" * 300000)  # all of it, in order
     assert (tmp_path / "err.log").read_text() == "err line\n"
 

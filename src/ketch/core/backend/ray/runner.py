@@ -15,11 +15,12 @@ only the standard library and Ketch's process helpers, never Ray.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,7 @@ class ProcessRunner:
         if launch.run_as is not None:
             uid, gid = launch.run_as
             identity = {"user": uid, "group": gid, "extra_groups": [], "umask": 0o077}
-        preexec = child_setup(os.getpid(), launch.rlimit_as)
+        preexec = _at_node_priority(child_setup(os.getpid(), launch.rlimit_as))
 
         def spawn() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -233,3 +234,24 @@ class ProcessRunner:
 def _ray_own(name: str) -> bool:
     """Whether ``name`` is a variable Ray set for its worker rather than the node's."""
     return name.startswith("RAY_") or name in RAY_WORKER_VARS
+
+
+def _at_node_priority(setup: Callable[[], None] | None) -> Callable[[], None]:
+    """``setup``, then the niceness of the node's raylet (the runner's parent) for the
+    child: Ray starts its workers, this runner among them, at niceness 15
+    (``RAY_worker_niceness``), and a workload's process should compete for the CPU as
+    a pod's does, not give way to everything else on the node. Where the node does
+    not allow raising a priority (no CAP_SYS_NICE), it keeps the runner's."""
+    try:
+        target: int | None = os.getpriority(os.PRIO_PROCESS, os.getppid())
+    except OSError:
+        target = None
+
+    def run() -> None:
+        if setup is not None:
+            setup()
+        if target is not None and target < os.getpriority(os.PRIO_PROCESS, 0):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, target)
+
+    return run
