@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -111,6 +112,22 @@ class JournaledSource(Source, Protocol):
 
     def previous(self, kind: Kind, uid: str, before: int) -> Manifest | None:
         """Object ``uid`` as it was before revision ``before``, if the journal has it."""
+        ...
+
+
+#: how many objects a namespace holds, and when the oldest was made
+NamespaceCount = tuple[int, datetime | None]
+
+
+@runtime_checkable
+class CountsByNamespace(Protocol):
+    """A source that can say how many objects of a kind each namespace holds without
+    reading them (the namespace list asks on every call; reading 10,000 runs to count
+    them made it take seconds)."""
+
+    def namespace_counts(self, kind: Kind) -> tuple[dict[str, NamespaceCount], str | None]:
+        """``namespace -> (objects, the oldest's creation time)`` and the list's
+        ``resourceVersion`` they were counted at (``None``: the source has none)."""
         ...
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import defer
 
 from ketch.core.conditions import TERMINAL_RUN_STATES
@@ -30,7 +30,14 @@ from ketch.core.errors import Conflict, InvalidSpec, KetchError, NotFound, Objec
 from ketch.core.kinds import Kind
 from ketch.core.paging import decode_token, encode_token
 from ketch.core.resource import Resource
-from ketch.core.sources import ApplyResult, Check, Manifest, MethodNotAllowed, Page
+from ketch.core.sources import (
+    ApplyResult,
+    Check,
+    Manifest,
+    MethodNotAllowed,
+    NamespaceCount,
+    Page,
+)
 from ketch.core.store.db import Database, retry_locked
 from ketch.core.store.pods import delete_owned_in
 from ketch.core.store.resources import Changes, ResourceStore, list_revision
@@ -239,6 +246,20 @@ class PipelineRunSource:
         more = limit is not None and offset + limit < len(matching)
         token = encode_token({"offset": offset + len(page)}) if more else None
         return Page(items, token, str(revision))
+
+    def namespace_counts(self, kind: Kind) -> tuple[dict[str, NamespaceCount], str | None]:
+        """The runs of each namespace, counted by the database (the namespace list
+        asks on every call), at the revision read in the same snapshot."""
+        query = select(
+            PipelineRunRow.namespace, func.count(), func.min(PipelineRunRow.created_at)
+        ).group_by(PipelineRunRow.namespace)
+        with self.database.session(readonly=True) as session:
+            revision = list_revision(session, None)
+            rows = session.execute(query).all()
+        counts: dict[str, NamespaceCount] = {
+            namespace: (int(number), oldest) for namespace, number, oldest in rows
+        }
+        return counts, str(revision)
 
     def versions(
         self, kind: Kind, namespace: str | None, selector: LabelSelector

@@ -50,7 +50,14 @@ from sqlalchemy import func, select
 from ketch.core.errors import NotFound, ObjectNotFound
 from ketch.core.kinds import Kind
 from ketch.core.resource import DEFAULT_NAMESPACE, Resource
-from ketch.core.sources import JournaledSource, Manifest, Page, RefusesWrites, Source
+from ketch.core.sources import (
+    CountsByNamespace,
+    JournaledSource,
+    Manifest,
+    Page,
+    RefusesWrites,
+    Source,
+)
 from ketch.core.store.models import ResourceRow
 from ketch.core.store.resources import (
     CHANGES_PAGE,
@@ -146,14 +153,20 @@ class NamespaceHistory(RefusesWrites):
                 first[namespace] = created
 
         for kind, source in self.others:
-            page = source.list(kind, None, label_selector=None, limit=None, continue_token=None)
-            for item in page.items:
-                meta = item.get("metadata") or {}
-                namespace = meta.get("namespace")
-                if isinstance(namespace, str) and namespace:
-                    count(namespace, time_or_none(meta.get("creationTimestamp")))
-            if page.resource_version and isinstance(source, JournaledSource):
-                lagging[kind.kind] = parse_revision(page.resource_version)
+            if isinstance(source, CountsByNamespace):
+                counts, version = source.namespace_counts(kind)
+                for held_in, (number, oldest) in counts.items():
+                    count(held_in, time_or_none(oldest), number)
+            else:
+                page = source.list(kind, None, label_selector=None, limit=None, continue_token=None)
+                for item in page.items:
+                    meta = item.get("metadata") or {}
+                    namespace = meta.get("namespace")
+                    if isinstance(namespace, str) and namespace:
+                        count(namespace, time_or_none(meta.get("creationTimestamp")))
+                version = page.resource_version
+            if version and isinstance(source, JournaledSource):
+                lagging[kind.kind] = parse_revision(version)
         with self.store.database.session(readonly=True) as session:
             revision = list_revision(session, None)
             rows = session.execute(
