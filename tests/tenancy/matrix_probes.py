@@ -271,6 +271,9 @@ def _kfp_probe(path: str, method: str, world: World) -> Probe | None:
             "pipeline": {"display_name": f"mx-{uuid.uuid4().hex[:6]}", "namespace": TEAM},
             "pipeline_version": {"display_name": "v1", "pipeline_spec": spec},
         }
+    elif tail == "/pipelines:compile":
+        # an empty source: an allowed caller gets 422 before any compiler starts
+        probe.json_body = {"namespace": TEAM, "filename": "p.py", "source": ""}
     elif tail == "/pipelines":
         probe.json_body = {"display_name": f"mx-{uuid.uuid4().hex[:6]}", "namespace": TEAM}
     elif tail == "/pipelines/{pipeline_id}/versions" and method == "POST":

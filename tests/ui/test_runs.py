@@ -4,8 +4,9 @@ list pages by the API's tokens, sorts and filters (htmx swapping the table), arc
 run; two runs compared show their parameters and metrics side by side with charts; the
 create-run form has an input per typed parameter, names a bad one, and starts a run
 that succeeds with typed values; a clone is pre-filled; a recurring run is made from its
-form and disabled; a compiled pipeline uploaded from a file shows its graph, and a
-``.py`` is refused naming the field. Over HTTP: the light list leaves ``pipeline_spec``
+form and disabled; a compiled pipeline uploaded from a file shows its graph, a ``.py``
+pipeline is compiled by the server's compiler process and shows its graph, and one
+with a syntax error is refused naming the field. Over HTTP: the light list leaves ``pipeline_spec``
 out, and runs sort by duration."""
 
 from __future__ import annotations
@@ -348,6 +349,22 @@ def test_recurring_run_from_the_form_then_disabled(
         assert mine[0]["runtime_config"]["parameters"] == {"word": "tick"}
 
 
+PY_PIPELINE = """\
+from kfp import dsl
+
+
+@dsl.component
+def shout(word: str) -> str:
+    return word.upper()
+
+
+@dsl.pipeline
+def twice(word: str = "hi"):
+    first = shout(word=word)
+    shout(word=first.output)
+"""
+
+
 def test_upload_a_compiled_pipeline_and_see_its_graph(
     browser: BrowserThread,  # noqa: F811
     single: Dashboard,
@@ -355,18 +372,30 @@ def test_upload_a_compiled_pipeline_and_see_its_graph(
     screenshots: Path,
     tmp_path: Path,
 ) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("from kfp import dsl\n\ndef oops(:\n    pass\n")
     script = tmp_path / "mine.py"
-    script.write_text("from kfp import dsl\n")
+    script.write_text(PY_PIPELINE)
 
     async def visit(w: Watched) -> None:
         page = w.page
         await page.goto(f"{single.url}/ui/pipelines?ns={NS}")
-        await page.set_input_files("#upload-file", str(script))
+        await page.set_input_files("#upload-file", str(broken))
         await expect(page.locator("#upload-text")).to_have_value(re.compile("kfp"))
         await page.click("#upload")
         error = page.locator(".field-error[data-field='file']")
         await error.wait_for()
-        assert "kfp dsl compile" in await error.inner_text()
+        assert "syntax error at line 3" in await error.inner_text()
+        await page.set_input_files("#upload-file", str(script))
+        await expect(page.locator("#upload-text")).to_have_value(re.compile("dsl.pipeline"))
+        await page.click("#upload")
+        await page.wait_for_selector("#versions", timeout=90_000)
+        assert await page.inner_text("#pipeline-name") == "mine"
+        await page.click("#versions tbody th a")
+        await page.wait_for_selector("#pipeline-graph svg")
+        assert await page.locator("#pipeline-graph g.dag-node").count() == 2
+        assert "shout" in await page.inner_text("#graph-tasks")
+        await page.goto(f"{single.url}/ui/pipelines?ns={NS}")
         await page.set_input_files("#upload-file", str(world["typed_yaml"]))
         await expect(page.locator("#upload-text")).to_have_value(re.compile("pipelineInfo"))
         await page.fill("#upload-name", "uploaded-typed")

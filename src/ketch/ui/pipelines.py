@@ -3,11 +3,12 @@ upload of a compiled pipeline, a pipeline's versions with an upload of a new one
 version's page: its graph (:mod:`ketch.ui.dag`), its parameters and a button to run it.
 
 An upload is a compiled pipeline, YAML or JSON (KFP's IR, as ``kfp dsl compile
---py pipeline.py --output pipeline.yaml`` writes it, or a PipelineJob): the browser
-reads the file and sends its text, and the page creates the pipeline through
-``POST /apis/v2beta1/pipelines/create`` (a version through ``.../versions``), which
-checks the spec. A ``.py`` file is never run by the server (compiling it would execute
-the user's code there); the page says how to compile it.
+--py pipeline.py --output pipeline.yaml`` writes it, or a PipelineJob), or a ``.py``
+pipeline: the browser reads the file and sends its text, and the page creates the
+pipeline through ``POST /apis/v2beta1/pipelines/create`` (a version through
+``.../versions``), which checks the spec. A ``.py`` file is first compiled through
+``POST /apis/v2beta1/pipelines:compile``, which runs the code in a process of the
+namespace's own (never in the server); its refusal shows at the ``file`` field.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ RECENT = "created_at desc"
 #: the most text an upload may carry (the API's own limit for a package is larger)
 MAX_UPLOAD = 8 * 1024 * 1024
 COMPILE_HINT = (
-    "compile a .py pipeline first: kfp dsl compile --py pipeline.py --output pipeline.yaml "
-    "(the server never runs uploaded code)"
+    "it is compiled (kfp's compiler) in a process of the namespace's own, never in "
+    "the server; a file with several pipelines must be compiled first with kfp dsl compile"
 )
 
 
@@ -52,11 +53,17 @@ def _create_rule(namespace: str) -> Any:
     return attributes(Verb.CREATE, PIPELINES, pipeline_scope(namespace))
 
 
+def is_python(text: str, filename: str = "") -> bool:
+    """Whether an uploaded file is a ``.py`` pipeline rather than a compiled one."""
+    return filename.endswith(".py") or text.lstrip().startswith(("from kfp", "import kfp"))
+
+
 def spec_from_text(text: str, filename: str = "") -> dict[str, Any]:
-    """The pipeline an uploaded file's text holds (its platform spec kept beside it),
-    ``InvalidSpec`` naming the ``file`` field when it is none."""
-    if filename.endswith(".py") or text.lstrip().startswith(("from kfp", "import kfp")):
-        raise InvalidSpec(f"this is Python, not a compiled pipeline; {COMPILE_HINT}", field="file")
+    """The pipeline an uploaded compiled file's text holds (its platform spec kept
+    beside it), ``InvalidSpec`` naming the ``file`` field when it is none; a ``.py``
+    file goes through :func:`spec_of` instead."""
+    if is_python(text, filename):
+        raise InvalidSpec("this is Python, not a compiled pipeline", field="file")
     if len(text.encode()) > MAX_UPLOAD:
         raise InvalidSpec("the pipeline file is larger than 8 MiB", field="file")
     if not text.strip():
@@ -71,6 +78,34 @@ def spec_from_text(text: str, filename: str = "") -> dict[str, Any]:
     if platform:
         return {"pipeline_spec": docs[0], "platform_spec": platform}
     return docs[0]
+
+
+async def spec_of(page: Page, text: str, filename: str, namespace: str) -> dict[str, Any]:
+    """The pipeline an uploaded file holds: a compiled one read as it is, a ``.py``
+    one compiled through the API (``InvalidSpec`` naming ``file`` with its refusal)."""
+    if not is_python(text, filename):
+        return spec_from_text(text, filename)
+    if len(text.encode()) > MAX_UPLOAD:
+        raise InvalidSpec("the pipeline file is larger than 8 MiB", field="file")
+    name = filename.rsplit("/", 1)[-1]
+    answer = await page.api.call(
+        "POST",
+        f"{KFP}/pipelines:compile",
+        json={
+            "namespace": namespace,
+            "filename": name if name.endswith(".py") else "pipeline.py",
+            "source": text,
+        },
+    )
+    if not answer.ok or not isinstance(answer.body, dict):
+        raise InvalidSpec(answer.message, field="file")
+    spec = answer.body.get("pipeline_spec")
+    if not isinstance(spec, dict):
+        raise InvalidSpec("the compiler answered no pipeline spec", field="file")
+    platform = answer.body.get("platform_spec")
+    if isinstance(platform, dict) and platform:
+        return {"pipeline_spec": spec, "platform_spec": platform}
+    return spec
 
 
 async def _pipelines(page: Page) -> list[dict[str, Any]]:
@@ -129,7 +164,7 @@ async def upload_pipeline(request: Request, body: dict[str, Any] = Body(...)) ->
         values = {"name": name, "description": str(body.get("description") or "")}
         url = page.link("/ui/pipelines")
         try:
-            spec = spec_from_text(str(body.get("file") or ""), filename)
+            spec = await spec_of(page, str(body.get("file") or ""), filename, page.namespace)
             if not name:
                 name = filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             if not name:
@@ -191,8 +226,14 @@ async def upload_version(
         name = str(body.get("name") or "").strip()
         values = {"name": name, "description": str(body.get("description") or "")}
         url = f"/ui/pipelines/{pipeline_id}/versions"
+        pipeline = await page.api.get(f"{KFP}/pipelines/{pipeline_id}")
         try:
-            spec = spec_from_text(str(body.get("file") or ""), str(body.get("filename") or ""))
+            spec = await spec_of(
+                page,
+                str(body.get("file") or ""),
+                str(body.get("filename") or ""),
+                str(pipeline.get("namespace") or ""),
+            )
         except InvalidSpec as exc:
             error = {"field": exc.field or "", "message": str(exc)}
             return _upload_form(page, 422, [error], upload_url=url, **values)

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from ketch.pipelines.api import (
     artifacts,
+    compiling,
     experiments,
     healthz,
     logs,
@@ -23,7 +24,17 @@ def kfp() -> APIRouter:
     """The KFP v2beta1 API under ``/apis/v2beta1``: ``kfp.Client`` works unchanged."""
     router = APIRouter()
     # pipelines before versions: /pipelines/names/{name} is not a pipeline's versions
-    for module in (healthz, pipelines, versions, experiments, runs, artifacts, tasks, recurring):
+    for module in (
+        healthz,
+        compiling,
+        pipelines,
+        versions,
+        experiments,
+        runs,
+        artifacts,
+        tasks,
+        recurring,
+    ):
         router.include_router(module.router)
     return router
 
