@@ -94,7 +94,12 @@ def _stopping(database: Database, service: RunService | None, namespace: str) ->
     recorder = Recorder(database)
     for run_id, state, owner in rows:
         if state == RunState.CANCELING:
-            continue  # asked already: its owner (or the next server) ends it
+            if service is None or service.busy(run_id):
+                continue  # asked already: its owner (or the next server) ends it
+            # asked, but nothing here executes it any more (its engine ended as it was
+            # asked): CANCELED now, unless another live process owns it and obeys
+            cancel_stored(recorder, run_id, owner)
+            continue
         try:
             if service is not None:
                 service.cancel(run_id)
