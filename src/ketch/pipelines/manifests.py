@@ -17,6 +17,7 @@ run adds them), so a write costs one small row, however large the pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -172,24 +173,28 @@ def journal_run(
     session: Session,
     run: str | PipelineRunRow,
     type_: ChangeType = "MODIFIED",
+    *,
+    only_from: Iterable[str] | None = None,
     **values: Any,
 ) -> Any:
     """Give run ``run`` the store's next revision and journal its manifest, in
-    ``session``'s write transaction: ``ADDED`` for a new run (its row, added to the
-    session), ``MODIFIED`` for a run written (its id, and the column ``values`` this
-    write sets, if any: one UPDATE sets them with the revision and reads the run back),
-    or ``DELETED`` (its row, before it is removed: the run as it was, at the revision of
-    its deletion). The run as written, or ``None`` when there is no such run."""
+        ``session``'s write transaction: ``ADDED`` for a new run (its row, added to the
+        session), ``MODIFIED`` for a run written (its id, and the column ``values`` this
+        write sets, if any: one UPDATE sets them with the revision and reads the run back),
+        or ``DELETED`` (its row, before it is removed: the run as it was, at the revision of
+        its deletion). ``only_from``: a run written by id is written only while its state is
+    one of these. The run as written, or ``None`` when there is no such run (or it was not
+    in one of those states)."""
     revision = next_revision(session)
     row: Any
     if isinstance(run, str):
         # a Core statement (not the ORM's bulk update): this runs for every task a
         # pipeline starts and finishes
+        statement = update(_RUNS).where(_RUNS.c.id == run)
+        if only_from is not None:
+            statement = statement.where(_RUNS.c.state.in_(list(only_from)))
         row = session.execute(
-            update(_RUNS)
-            .where(_RUNS.c.id == run)
-            .values(**values, resource_version=revision)
-            .returning(*_SHOWN)
+            statement.values(**values, resource_version=revision).returning(*_SHOWN)
         ).first()
         if row is None:
             return None

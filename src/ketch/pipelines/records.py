@@ -8,7 +8,7 @@ events between them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -116,12 +116,19 @@ class Recorder:
 
         retry_locked(write)
 
-    def set_run_state(self, run_id: str, state: str, **values: Any) -> None:
-        def write() -> None:
-            with self.database.session() as s:
-                journal_run(s, run_id, state=state, **values)  # with its next revision
+    def set_run_state(
+        self, run_id: str, state: str, *, only_from: Iterable[str] | None = None, **values: Any
+    ) -> bool:
+        """Write the run's state (and ``values``); with ``only_from``, only while its
+        state is one of those. Whether it was written."""
 
-        retry_locked(write)
+        def write() -> bool:
+            with self.database.session() as s:
+                # with its next revision
+                written = journal_run(s, run_id, only_from=only_from, state=state, **values)
+                return written is not None
+
+        return retry_locked(write)
 
     def load_progress(self, run_id: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         """Task ids by path, and the finished leaf tasks (their outputs) of a stored run."""

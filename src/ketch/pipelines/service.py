@@ -439,7 +439,9 @@ class RunService:
         with self._lock:
             engine = self._engines.get(run_id)
         if engine is not None:
-            self.recorder.set_run_state(run_id, RunState.CANCELING)
+            # only while it is in flight: an engine that ended as it was asked has
+            # written the run's last state, which CANCELING must not replace
+            self.recorder.set_run_state(run_id, RunState.CANCELING, only_from=owners.ACTIVE_STATES)
             engine.cancel()
         else:
             cancel_stored(self.recorder, run_id, owner)
