@@ -23,17 +23,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import logging
 import os
-import re
 import resource
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +42,7 @@ from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
 from ketch.core.backend.handles import ForkedHandle, LocalHandle, SpawnedHandle, signal_group
 from ketch.core.backend.host import Ledger, Request, ReservedPorts, host_gpus
+from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import Abilities, Backend, Placement, ProcessSpec, Resources
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
@@ -158,8 +155,7 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
         self._closed = False
         self._running: set[LocalHandle] = set()
-        self._seq = itertools.count(1)
-        self._tmp: Path | None = None
+        self._logs = LogFiles("ketch-backend-")
         self._servers: OrderedDict[ServerKey, ForkServerClient] = OrderedDict()
         self._retired: list[ForkServerClient] = []
         self._failed: dict[ServerKey, str] = {}
@@ -204,7 +200,7 @@ class LocalBackend(Backend):
                 f"cannot start {spec.name!r}: working directory {cwd} does not exist "
                 f"or is not a directory (command: {_describe(spec.command)})"
             )
-        stdout, stderr = self._log_paths(spec)
+        stdout, stderr = self._logs.paths(spec)
         if spec.python is not None and self.max_warm_interpreters > 0:
             entry = spec.python
             warmup = (entry.module, list(entry.warmup)) if entry.warmup is not None else None
@@ -301,8 +297,7 @@ class LocalBackend(Backend):
             server.close()
         self._guard.close()
         self._supervisor.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._logs.remove()
 
     # -- this machine's resources -------------------------------------------------
 
@@ -346,29 +341,6 @@ class LocalBackend(Backend):
                 self._running.discard(handle)
                 if handle.pid is not None:
                     self._guard.remove(handle.pid)
-
-    # -- logs ----------------------------------------------------------------------
-
-    def _log_paths(self, spec: ProcessSpec) -> tuple[Path, Path]:
-        stdout, stderr = spec.stdout_path, spec.stderr_path
-        if stdout is None or stderr is None:
-            with self._lock:
-                if self._tmp is None:
-                    self._tmp = Path(tempfile.mkdtemp(prefix="ketch-backend-"))
-                tmp = self._tmp
-            stem = f"{next(self._seq):05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', spec.name)[:60]}"
-            stdout = stdout if stdout is not None else tmp / f"{stem}.stdout.log"
-            stderr = stderr if stderr is not None else tmp / f"{stem}.stderr.log"
-        stdout, stderr = Path(os.path.abspath(stdout)), Path(os.path.abspath(stderr))
-        for path in {stdout, stderr}:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise BackendError(
-                    f"cannot start {spec.name!r}: cannot create the log folder "
-                    f"{path.parent}: {exc.strerror or exc}"
-                ) from exc
-        return stdout, stderr
 
     # -- plain processes -------------------------------------------------------------
 
@@ -490,14 +462,11 @@ class LocalBackend(Backend):
                     _, old = self._servers.popitem(last=False)
                     old.retire()
                     self._retired.append(old)
-                tmp = self._tmp
-                if tmp is None:
-                    tmp = self._tmp = Path(tempfile.mkdtemp(prefix="ketch-backend-"))
                 client = ForkServerClient(
                     python,
                     preload,
                     env,
-                    tmp / f"forkserver-{next(self._seq):05d}.log",
+                    self._logs.folder() / f"{self._logs.numbered('forkserver')}.log",
                     self._supervisor,
                     warmup=warmup,
                 )

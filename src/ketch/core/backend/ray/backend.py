@@ -27,17 +27,14 @@ import atexit
 import itertools
 import logging
 import os
-import re
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Hashable, Iterable
-from pathlib import Path
 
 from ketch.core.backend.host import Request
+from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.ray.handles import Pump, RayHandle, Runner
 from ketch.core.backend.ray.placement import Gangs, NodeInfo
 from ketch.core.backend.ray.runner import Launch, ProcessRunner
@@ -131,7 +128,7 @@ class RayBackend(Backend):
         self._nodes: list[NodeInfo] = []
         self._nodes_read = 0.0
         self._ports: dict[int, Runner] = {}  # port -> the runner that holds it
-        self._tmp: Path | None = None
+        self._logs = LogFiles("ketch-ray-")
         self._actor = ray.remote(ProcessRunner)
         self._pump = Pump(self._runner_lost)
         self._gangs = Gangs(self.nodes, prefix=f"ketch-{self._id}")
@@ -258,7 +255,7 @@ class RayBackend(Backend):
         if spec.run_as is not None:
             env.update(spec.run_as.env())
         runner = self._runner_for(spec)
-        stdout, stderr = self._log_paths(spec)
+        stdout, stderr = self._logs.paths(spec)
         task = f"{self._id}-{next(self._seq)}"
         handle = RayHandle(spec, stdout, stderr, runner, task)
         launch = Launch(
@@ -340,8 +337,7 @@ class RayBackend(Backend):
                     log.debug("ray backend: removing a runner: %s", exc)
         if self._connected and joined:
             self._ray.shutdown()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._logs.remove()
 
     # -- the cluster's resources -----------------------------------------------------
 
@@ -406,29 +402,6 @@ class RayBackend(Backend):
     def gpus(self) -> int:
         """The GPUs of the cluster's alive nodes."""
         return int(sum(n.total.get("GPU", 0.0) for n in self.nodes() if n.alive))
-
-    # -- logs ----------------------------------------------------------------------
-
-    def _log_paths(self, spec: ProcessSpec) -> tuple[Path, Path]:
-        stdout, stderr = spec.stdout_path, spec.stderr_path
-        if stdout is None or stderr is None:
-            with self._lock:
-                if self._tmp is None:
-                    self._tmp = Path(tempfile.mkdtemp(prefix="ketch-ray-"))
-                tmp = self._tmp
-            stem = f"{next(self._seq):05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', spec.name)[:60]}"
-            stdout = stdout if stdout is not None else tmp / f"{stem}.stdout.log"
-            stderr = stderr if stderr is not None else tmp / f"{stem}.stderr.log"
-        stdout, stderr = Path(os.path.abspath(stdout)), Path(os.path.abspath(stderr))
-        for path in {stdout, stderr}:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise BackendError(
-                    f"cannot start {spec.name!r}: cannot create the log folder "
-                    f"{path.parent}: {exc.strerror or exc}"
-                ) from exc
-        return stdout, stderr
 
 
 def _memory_limit(spec: ProcessSpec) -> int | None:
