@@ -29,6 +29,9 @@ from pathlib import Path
 
 #: where every process the local backend starts is reached from the others
 LOCAL_HOST = "127.0.0.1"
+#: the variable that tells a process the address of the node it runs on, which its
+#: servers listen on (unset: :data:`LOCAL_HOST`)
+NODE_HOST_ENV = "KETCH_NODE_HOST"
 
 _DEVICE = re.compile(r"nvidia\d+")
 

@@ -261,6 +261,12 @@ class Backend(abc.ABC):
         machine's loopback address unless a backend spreads work over nodes."""
         return LOCAL_HOST
 
+    def unreachable(self, path: Path) -> str | None:
+        """Why some of the processes this backend starts could not read or write
+        ``path`` (a folder of the control plane's filesystem); ``None`` when every
+        one can. One machine reaches its own paths."""
+        return None
+
     @abc.abstractmethod
     def release_ports(self, ports: Iterable[int]) -> None:
         """Hand back ports :meth:`reserve_port` gave (others are ignored)."""

@@ -31,9 +31,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
+from pathlib import Path
 
-from ketch.core.backend.host import Request
+from ketch.core.backend.host import NODE_HOST_ENV, Request
 from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.ray.handles import Pump, RayHandle, Runner
 from ketch.core.backend.ray.placement import Gangs, NodeInfo
@@ -51,6 +52,9 @@ _CALL = 60.0  # seconds to wait for a runner to answer a call
 _PROBE = 10.0  # seconds to wait for the cluster's head to accept a connection
 _NODES_FRESH = 2.0  # seconds a read of the cluster's nodes is reused
 _MAX_CONCURRENCY = 64
+#: folders (``os.pathsep``-separated) on a filesystem every node of the cluster mounts
+#: at the same path, as the control plane does
+SHARED_PATHS_ENV = "KETCH_SHARED_PATHS"
 
 
 def connect(address: str | None) -> bool:
@@ -108,13 +112,27 @@ class RayBackend(Backend):
 
     ``runners_per_node``: how many runner actors each node keeps (each owns any
     number of processes; more spread the calls of a busy node).
+
+    ``shared_paths``: folders every node mounts at the same path as the control plane
+    (a shared filesystem); default: ``KETCH_SHARED_PATHS``. When the cluster's nodes
+    are on more than one machine, only paths under them count as reachable
+    (:meth:`unreachable`).
     """
 
     abilities = Abilities(exit_callbacks=True, prewarm=False)
 
-    def __init__(self, address: str | None = None, *, runners_per_node: int = 1) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        runners_per_node: int = 1,
+        shared_paths: Sequence[str | Path] | None = None,
+    ) -> None:
         if runners_per_node < 1:
             raise ValueError("runners_per_node must be >= 1")
+        if shared_paths is None:
+            shared_paths = [p for p in os.environ.get(SHARED_PATHS_ENV, "").split(os.pathsep) if p]
+        self.shared_paths = tuple(Path(p).expanduser().resolve() for p in shared_paths)
         self._connected = connect(address)
         import ray
 
@@ -255,6 +273,7 @@ class RayBackend(Backend):
         if spec.run_as is not None:
             env.update(spec.run_as.env())
         runner = self._runner_for(spec)
+        env.setdefault(NODE_HOST_ENV, runner.node.ip)
         stdout, stderr = self._logs.paths(spec)
         task = f"{self._id}-{next(self._seq)}"
         handle = RayHandle(spec, stdout, stderr, runner, task)
@@ -399,9 +418,33 @@ class RayBackend(Backend):
                 return found.ip
         return nodes[0].ip if nodes else "127.0.0.1"
 
+    def unreachable(self, path: Path) -> str | None:
+        """Why processes on some nodes cannot reach ``path``: the cluster's nodes are
+        on several machines and ``path`` is not under a shared path."""
+        return unreachable(self.nodes(), Path(path), self.shared_paths)
+
     def gpus(self) -> int:
         """The GPUs of the cluster's alive nodes."""
         return int(sum(n.total.get("GPU", 0.0) for n in self.nodes() if n.alive))
+
+
+def unreachable(nodes: Sequence[NodeInfo], path: Path, shared: Sequence[Path]) -> str | None:
+    """Why a process on one of ``nodes`` could not reach ``path`` of the control plane
+    (``None``: all of them can): every node on one machine reaches its paths; nodes on
+    several machines reach only the ``shared`` folders (mounted at the same path)."""
+    machines = sorted({n.ip for n in nodes if n.alive})
+    if len(machines) <= 1:
+        return None
+    resolved = path.expanduser().resolve()
+    if any(resolved.is_relative_to(folder) for folder in shared):
+        return None
+    where = ", ".join(machines[:4]) + (", ..." if len(machines) > 4 else "")
+    return (
+        f"{resolved} is on the control plane's disk, but the Ray cluster's nodes are on "
+        f"{len(machines)} machines ({where}); declare a filesystem every node mounts at the "
+        f"same path in {SHARED_PATHS_ENV}"
+        + (f" (now: {os.pathsep.join(map(str, shared))})" if shared else "")
+    )
 
 
 def _memory_limit(spec: ProcessSpec) -> int | None:
