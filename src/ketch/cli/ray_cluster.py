@@ -73,6 +73,20 @@ def up(
     cpus_per_node: Annotated[
         float, typer.Option("--cpus-per-node", help="The CPUs each node offers")
     ] = 1.0,
+    gpus_per_node: Annotated[
+        int,
+        typer.Option(
+            "--gpus-per-node",
+            help="GPUs each node declares (whether or not it has them: to try GPU placement)",
+        ),
+    ] = 0,
+    address_per_node: Annotated[
+        bool,
+        typer.Option(
+            "--address-per-node",
+            help="Node i listens on 127.0.0.<i+1>, as if each were a machine of its own",
+        ),
+    ] = False,
 ) -> None:
     """Start a Ray cluster of --nodes nodes on 127.0.0.1 and print its address."""
     if nodes < 1:
@@ -80,6 +94,12 @@ def up(
         raise typer.Exit(2)
     if cpus_per_node <= 0:
         typer.echo("error: --cpus-per-node: must be more than 0", err=True)
+        raise typer.Exit(2)
+    if gpus_per_node < 0:
+        typer.echo("error: --gpus-per-node: must be 0 or more", err=True)
+        raise typer.Exit(2)
+    if address_per_node and nodes > 254:
+        typer.echo("error: --address-per-node: at most 254 nodes (127.0.0.1-254)", err=True)
         raise typer.Exit(2)
     running = _state()
     if running is not None:
@@ -103,9 +123,13 @@ def up(
         str(nodes),
         "--cpus-per-node",
         f"{cpus_per_node:g}",
+        "--gpus-per-node",
+        str(gpus_per_node),
         "--state",
         str(state_path),
     ]
+    if address_per_node:
+        command.append("--address-per-node")
     with log_path.open("ab") as out:
         holder = subprocess.Popen(
             command,
@@ -133,8 +157,15 @@ def up(
     state = json.loads(state_path.read_text())
     address = state["address"]
     typer.echo(f"Ray cluster of {nodes} node{'s' if nodes > 1 else ''} at {address}")
+    addresses = state.get("addresses") or []
     for index, node in enumerate(state.get("nodes") or []):
-        typer.echo(f"  node {index}: {node}{' (head)' if index == 0 else ''}")
+        where = f" at {addresses[index]}" if index < len(addresses) else ""
+        typer.echo(f"  node {index}: {node}{where}{' (head)' if index == 0 else ''}")
+    if address_per_node:
+        typer.echo(
+            "The nodes have addresses of their own: list the folders they share with Ketch "
+            "(all of this machine's) in KETCH_SHARED_PATHS for ketch up"
+        )
     typer.echo(f"Run Ketch on it:  ketch up --backend ray --ray-address {address}")
     typer.echo(f"Stop it:          ketch ray down   (its log: {log_path})")
 

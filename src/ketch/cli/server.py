@@ -352,10 +352,15 @@ def _start_backend() -> None:
 
         assert isinstance(made, RayBackend)
         alive = [n for n in made.nodes(fresh=True) if n.alive]
+        machines = len({n.ip for n in alive})
         typer.echo(
             f"Workloads run on the Ray cluster at {os.environ.get('RAY_ADDRESS')}: "
-            f"{len(alive)} node{'s' if len(alive) != 1 else ''}",
+            f"{len(alive)} node{'s' if len(alive) != 1 else ''}"
+            + (f" on {machines} machines" if machines > 1 else ""),
         )
+        problem = made.unreachable(config.ketch_home())
+        if problem:
+            typer.echo(f"warning: pipelines cannot run until it is shared: {problem}", err=True)
 
 
 def _secure(host: str, security: Security, home: Path | None) -> ServerFiles | None:

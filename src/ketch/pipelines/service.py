@@ -64,6 +64,27 @@ def resolve_root(root: str | None, home: Path) -> str:
     return root
 
 
+def check_reach(ctx: RunContext, backend: Backend) -> None:
+    """Refuse a run whose tasks could not reach its files: a pipeline root on the
+    control plane's disk (or Ketch's home, where tasks work and stage artifacts) that
+    some of the backend's nodes do not mount (:meth:`Backend.unreachable`)."""
+    root = ctx.pipeline_root
+    if "://" not in root or root.startswith("file://"):
+        problem = backend.unreachable(Path(root.removeprefix("file://")))
+        if problem:
+            raise InvalidSpec(
+                f"pipeline root {root} cannot be used: {problem}; or give an fsspec URI "
+                "every node reaches (s3://, gs://, ...) as the pipeline root",
+                field="pipeline_root",
+            )
+    problem = backend.unreachable(ctx.work_dir)
+    if problem:
+        raise Conflict(
+            f"the run's tasks could not reach their working folder: {problem} "
+            "(Ketch's home, KETCH_HOME, must be on it)"
+        )
+
+
 def prepare(
     ir: ir_loader.PipelineIR,
     arguments: dict[str, Any],
@@ -350,6 +371,7 @@ class RunService:
             enable_caching=enable_caching,
             namespace=namespace,
         )
+        check_reach(ctx, self.backend)
         with admit_run(self.database, namespace, ctx.run_id):  # its namespace's run quota
             self.recorder.create_run(
                 ctx,

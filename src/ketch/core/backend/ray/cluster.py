@@ -1,6 +1,13 @@
 """A Ray cluster of several nodes on this machine, bound to 127.0.0.1, to try the
 Ray backend on (``ketch ray up``) and to test it.
 
+With ``address_per_node`` node ``i`` listens on ``127.0.0.<i+1>`` instead (still
+loopback, reached from this machine only), so the nodes have distinct addresses as
+nodes on separate machines would: what a process serves is reached at its node's
+address, and Ketch treats the control plane's folders as out of their reach unless
+declared shared (``KETCH_SHARED_PATHS``). ``gpus_per_node`` declares GPUs a node
+does not have, to try how GPUs are placed and handed out.
+
 Every node is a raylet of its own with its own CPUs and a resource naming it
 (``ketch-node-<i>``: 1), joined to the head's GCS; all listen on 127.0.0.1. Ray's
 ``ray start`` cannot make such a cluster: it turns 127.0.0.1 into the machine's
@@ -10,8 +17,9 @@ keeps them until it gets SIGTERM (``ketch ray down``) and takes them down when i
 ends in any way.
 
 ``python -m ketch.core.backend.ray.cluster --nodes N --state FILE`` runs a holder:
-it writes ``FILE`` (JSON: ``address``, ``pid``, ``nodes``, ``temp_dir``) once every
-node is up, and removes it when it stops.
+it writes ``FILE`` (JSON: ``address``, ``pid``, ``nodes``, ``addresses`` and
+``raylets`` (the process id of each node's raylet, which a test kills to lose the
+node), ``temp_dir``) once every node is up, and removes it when it stops.
 """
 
 from __future__ import annotations
@@ -50,6 +58,25 @@ class LocalCluster:
     temp_dir: Path
     cluster: Any  # ray.cluster_utils.Cluster
 
+    def nodes(self) -> list[Any]:
+        """Ray's records of the nodes, the head's first."""
+        return [self.cluster.head_node, *self.cluster.worker_nodes]
+
+    def addresses(self) -> list[str]:
+        """Each node's address, in :attr:`node_ids` order."""
+        return [str(node.node_ip_address) for node in self.nodes()]
+
+    def raylets(self) -> dict[str, int]:
+        """The process id of each node's raylet, by node ID."""
+        from ray._private import ray_constants
+
+        found = {}
+        for node in self.nodes():
+            processes = node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET) or []
+            if processes:
+                found[str(node.node_id)] = int(processes[0].process.pid)
+        return found
+
     def shutdown(self) -> None:
         """Stop every node and remove the cluster's files."""
         try:
@@ -58,14 +85,28 @@ class LocalCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
-    """Start a cluster of ``nodes`` nodes with ``cpus_per_node`` CPUs each, without
-    Ray's dashboard, on 127.0.0.1; this process owns it (it ends with it).
+def node_address(index: int, address_per_node: bool) -> str:
+    """The address node ``index`` listens on."""
+    return f"127.0.0.{index + 1}" if address_per_node else HOST
+
+
+def start(
+    nodes: int = 3,
+    cpus_per_node: float = 1.0,
+    *,
+    address_per_node: bool = False,
+    gpus_per_node: int = 0,
+) -> LocalCluster:
+    """Start a cluster of ``nodes`` nodes with ``cpus_per_node`` CPUs (and
+    ``gpus_per_node`` declared GPUs) each, without Ray's dashboard, on 127.0.0.1 (or
+    one loopback address per node); this process owns it (it ends with it).
 
     A node whose raylet does not register in Ray's 30 s (its agents start slowly on
     a busy machine) is started again, up to :data:`ATTEMPTS` times."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
+    if address_per_node and nodes > 254:
+        raise ValueError("one loopback address per node allows at most 254 nodes")
     os.environ.setdefault(LOOPBACK_ENV, "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray._private.utils import get_ray_address_file
@@ -77,6 +118,7 @@ def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
     Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     common: dict[str, Any] = {
         "num_cpus": cpus_per_node,
+        "num_gpus": gpus_per_node,
         "node_ip_address": HOST,
         "object_store_memory": OBJECT_STORE,
     }
@@ -102,7 +144,14 @@ def start(nodes: int = 3, cpus_per_node: float = 1.0) -> LocalCluster:
             continue
         try:
             for index in range(1, nodes):
-                _add_node(cluster, {**common, "resources": {f"ketch-node-{index}": 1.0}})
+                _add_node(
+                    cluster,
+                    {
+                        **common,
+                        "node_ip_address": node_address(index, address_per_node),
+                        "resources": {f"ketch-node-{index}": 1.0},
+                    },
+                )
             cluster.wait_for_nodes()
             head = cluster.head_node
             assert head is not None  # made with the cluster (initialize_head)
@@ -178,27 +227,29 @@ def _agent_ports() -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def running(nodes: int = 3, cpus_per_node: float = 1.0) -> Iterator[LocalCluster]:
+def running(nodes: int = 3, cpus_per_node: float = 1.0, **options: Any) -> Iterator[LocalCluster]:
     """:func:`start`, stopped when the block ends."""
-    made = start(nodes, cpus_per_node)
+    made = start(nodes, cpus_per_node, **options)
     try:
         yield made
     finally:
         made.shutdown()
 
 
-def hold(nodes: int, cpus_per_node: float, state: Path) -> int:
+def hold(nodes: int, cpus_per_node: float, state: Path, **options: Any) -> int:
     """Run a cluster until SIGTERM or SIGINT, its state in ``state`` meanwhile."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    made = start(nodes, cpus_per_node)
+    made = start(nodes, cpus_per_node, **options)
     try:
         text = json.dumps(
             {
                 "address": made.address,
                 "pid": os.getpid(),
                 "nodes": made.node_ids,
+                "addresses": made.addresses(),
+                "raylets": made.raylets(),
                 "temp_dir": str(made.temp_dir),
             }
         )
@@ -217,9 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ketch.core.backend.ray.cluster")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--cpus-per-node", type=float, default=1.0)
+    parser.add_argument("--gpus-per-node", type=int, default=0)
+    parser.add_argument("--address-per-node", action="store_true")
     parser.add_argument("--state", type=Path, required=True)
     args = parser.parse_args(argv)
-    return hold(args.nodes, args.cpus_per_node, args.state)
+    return hold(
+        args.nodes,
+        args.cpus_per_node,
+        args.state,
+        address_per_node=args.address_per_node,
+        gpus_per_node=args.gpus_per_node,
+    )
 
 
 if __name__ == "__main__":

@@ -165,7 +165,16 @@ class Gangs:
             group = self._groups.get(key)
             if group is None or group.nodes is None or not 0 <= member < len(group.nodes):
                 return None
-            return group.nodes[member]
+            node = group.nodes[member]
+        if any(n.node_id == node and n.alive for n in self._nodes()):
+            return node
+        # its node was lost: Ray reserves the bundle again on another node, if one fits
+        nodes = _reserved(group.group, FIRST_WAIT)
+        if nodes is None or not 0 <= member < len(nodes):
+            return node  # not yet: a start there fails, saying the node is gone
+        with self._lock:
+            group.nodes = nodes
+        return nodes[member]
 
     def release_all(self) -> None:
         with self._lock:

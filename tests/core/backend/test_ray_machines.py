@@ -1,0 +1,253 @@
+"""Ketch on a Ray cluster whose nodes have addresses of their own, as nodes on separate
+machines do (``ketch ray up --address-per-node``: node i on 127.0.0.<i+1>), and which
+loses a node while work runs on it.
+
+- A pipeline root on the control plane's disk that the nodes do not share is refused
+  when the run is submitted, naming the field and what to do; a root under the
+  folders declared shared (``KETCH_SHARED_PATHS``) carries a task's artifact to the
+  next task.
+- A node killed (its raylet, SIGKILL) takes its processes with it: the Job's pod on it
+  fails, saying the node was lost, and the Job's replacement pod runs on a node that
+  is still there, so the Job completes.
+
+The cluster and the server here are this module's own (it breaks a node); the tests
+share the Ray tests' xdist group so that one worker runs Ray clusters at a time.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kfp import dsl
+
+from ketch.core.backend.ray.backend import SHARED_PATHS_ENV, unreachable
+from ketch.core.backend.ray.placement import NodeInfo
+from ketch.pipelines import spec as ir_loader
+from tests.core.backend.conftest import RAY, ketch_ray
+from tests.server.fixtures import SERVER_ENV, serve
+from tests.server.helpers import Server
+from tests.waiting import wait_for
+
+pytestmark = RAY
+RUNS = "/apis/v2beta1/runs"
+
+
+@dataclass
+class Machines:
+    """The cluster ``ketch ray up --address-per-node`` started, as its state file says."""
+
+    address: str
+    nodes: list[str]  # Ray node IDs, the head's first
+    addresses: list[str]
+    raylets: dict[str, int]  # node ID -> its raylet's process id
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machines]:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'ketch[ray]'; make install installs it)")
+    home = tmp_path_factory.mktemp("ray-machines")
+    started = ketch_ray(home, "up", "--nodes", "3", "--cpus-per-node", "1", "--address-per-node")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "KETCH_SHARED_PATHS" in started.stdout
+    state = json.loads((home / "ray" / "cluster.json").read_text())
+    try:
+        yield Machines(
+            state["address"],
+            list(state["nodes"]),
+            list(state["addresses"]),
+            {k: int(v) for k, v in state["raylets"].items()},
+        )
+    finally:
+        stopped = ketch_ray(home, "down", timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+@pytest.fixture(scope="module")
+def server(machines: Machines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("ketch-on-machines")
+    yield from serve(
+        Server(
+            home,
+            extra_env={**SERVER_ENV, SHARED_PATHS_ENV: str(home)},
+            args=("--backend", "ray", "--ray-address", machines.address),
+        )
+    )
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+def test_the_cluster_has_one_address_per_node(machines: Machines) -> None:
+    assert machines.addresses == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    assert set(machines.raylets) == set(machines.nodes)
+
+
+def test_paths_count_as_reachable_on_one_machine_or_under_a_shared_folder(tmp_path: Path) -> None:
+    one = [NodeInfo("a", "10.0.0.1", {}), NodeInfo("b", "10.0.0.1", {})]
+    two = [*one, NodeInfo("c", "10.0.0.2", {}), NodeInfo("d", "10.0.0.3", {}, alive=False)]
+    assert unreachable(one, tmp_path, ()) is None
+    problem = unreachable(two, tmp_path / "root", ())
+    assert problem is not None
+    assert str(tmp_path / "root") in problem and "2 machines" in problem
+    assert SHARED_PATHS_ENV in problem
+    assert unreachable(two, tmp_path / "root" / "x", (tmp_path,)) is None
+    assert unreachable(two, tmp_path / ".." / "elsewhere", (tmp_path,)) is not None
+    # a dead node's machine does not count
+    assert unreachable([*one, NodeInfo("d", "10.0.0.3", {}, alive=False)], tmp_path, ()) is None
+
+
+@dsl.component
+def write_text(text: str, data: dsl.Output[dsl.Dataset]) -> None:
+    with open(data.path, "w") as f:
+        f.write(text)
+
+
+@dsl.component
+def read_text(data: dsl.Input[dsl.Dataset]) -> str:
+    with open(data.path) as f:
+        return f.read().upper()
+
+
+@dsl.pipeline(name="ray-machines-artifact")
+def artifact_pipeline(text: str = "through the shared root") -> str:
+    return read_text(data=write_text(text=text).outputs["data"]).output
+
+
+def test_a_node_local_pipeline_root_is_refused_and_a_shared_one_carries_artifacts(
+    api: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    spec = ir_loader.load(artifact_pipeline).spec
+    elsewhere = tmp_path / "root"  # the test's folder: not under the shared folders
+    refused = api.post(
+        RUNS,
+        json={
+            "display_name": "x",
+            "pipeline_spec": spec,
+            "runtime_config": {"pipeline_root": str(elsewhere)},
+        },
+    )
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["message"]
+    assert "pipeline root" in message and str(elsewhere) in message
+    assert SHARED_PATHS_ENV in message and "3 machines" in message and "s3://" in message
+    assert not elsewhere.exists()
+
+    shared = server.home / "artifacts-shared"
+    created = api.post(
+        RUNS,
+        json={
+            "display_name": "shared",
+            "pipeline_spec": spec,
+            "runtime_config": {"pipeline_root": str(shared), "parameters": {"text": "hello"}},
+        },
+    )
+    assert created.status_code == 200, created.text
+    run_id = created.json()["run_id"]
+
+    def ended() -> dict[str, Any] | None:
+        run: dict[str, Any] = api.get(f"{RUNS}/{run_id}").json()
+        return run if run["state"] in ("SUCCEEDED", "FAILED", "CANCELED") else None
+
+    run = wait_for(ended, 300, interval=0.5, what="the run to end")
+    assert run is not None and run["state"] == "SUCCEEDED", run
+    written = [p for p in shared.rglob("data") if p.is_file()]
+    assert [p.read_text() for p in written] == ["hello"]
+
+
+def test_a_lost_node_takes_its_pod_and_the_job_replaces_it_on_another_node(
+    api: httpx.Client, machines: Machines, tmp_path: Path
+) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    go = tmp_path / "go"
+    script = (
+        "import os, pathlib, time\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        "print('on', os.environ['KETCH_NODE_HOST'], flush=True)\n"
+        "while not go.exists():\n"
+        "    time.sleep(0.1)\n"
+    )
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "survivor", "namespace": ns},
+        "spec": {
+            "completions": 3,
+            "parallelism": 3,
+            "backoffLimit": 3,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.12",
+                            "command": [sys.executable, "-c", script],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
+    assert created.status_code == 201, created.text
+
+    def pods() -> list[dict[str, Any]]:
+        response = api.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "job-name=survivor"}
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def running() -> list[dict[str, Any]] | None:
+        found = [p for p in pods() if p["status"].get("phase") == "Running"]
+        return found if len(found) == 3 else None
+
+    first = wait_for(running, 300, interval=0.3, what="the Job's 3 pods to run")
+    assert first is not None
+    head = machines.nodes[0]  # the control plane talks to Ray through the head's raylet
+    victim = next((p for p in first if p["spec"]["nodeName"] not in (head, None)), None)
+    assert victim is not None, [p["spec"]["nodeName"] for p in first]
+    lost_node = victim["spec"]["nodeName"]
+    lost_address = machines.addresses[machines.nodes.index(lost_node)]
+    assert victim["status"]["podIP"] == lost_address
+    os.kill(machines.raylets[lost_node], signal.SIGKILL)
+
+    def failed() -> dict[str, Any] | None:
+        for pod in pods():
+            if pod["metadata"]["name"] == victim["metadata"]["name"]:
+                return pod if pod["status"].get("phase") == "Failed" else None
+        return None
+
+    wait_for(failed, 180, interval=0.3, what="the pod on the lost node to fail")
+    log = api.get(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}/log").text
+    assert f"on {lost_address}" in log and "was lost" in log, log
+
+    def replaced() -> list[dict[str, Any]] | None:
+        alive = [p for p in pods() if p["status"].get("phase") == "Running"]
+        return alive if len(alive) == 3 else None
+
+    now = wait_for(replaced, 300, interval=0.3, what="a replacement pod to run")
+    assert now is not None
+    assert all(p["spec"]["nodeName"] != lost_node for p in now)
+    go.touch()
+
+    def complete() -> dict[str, Any] | None:
+        job: dict[str, Any] = api.get(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor").json()
+        return job if job.get("status", {}).get("succeeded") == 3 else None
+
+    job = wait_for(complete, 300, interval=0.3, what="the Job to complete")
+    assert job is not None and job["status"].get("failed") == 1
+    api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")
