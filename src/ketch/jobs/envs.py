@@ -10,7 +10,9 @@ An MPIJob's launcher gets the MPI operator's contract: a hostfile
 (``<job>-worker-<i> slots=<slotsPerWorker>``) in ``OMPI_MCA_orte_default_hostfile``
 and a remote shell in ``OMPI_MCA_plm_rsh_agent`` (Intel MPI's ``I_MPI_HYDRA_*``
 likewise), so a plain ``mpirun -np N ...`` starts its ranks "on" the workers: the
-agent runs OpenMPI's daemon here, in the worker's environment. The launcher also
+agent runs OpenMPI's daemon in the worker's environment, here, or on the worker's
+node where the backend has several (then the launcher starts every daemon itself:
+``OMPI_MCA_plm_rsh_no_tree_spawn``). The launcher also
 gets ``OMPI_MCA_hwloc_base_binding_policy=none`` (the workers share this machine's
 cores, so per-host binding would pile ranks onto core 0) and, when the server runs
 as root, ``OMPI_ALLOW_RUN_AS_ROOT=1`` and ``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1``; a
@@ -53,6 +55,9 @@ def allocate(job: Job, backend: Backend, workdir: Path) -> Addresses:
         placement = job.placement(name)
         addresses.hosts[name] = backend.host_of(placement)
         if job.kind == "MPIJob":
+            shell = backend.remote_shell(placement) if rtype == "Worker" else None
+            if shell is not None:
+                addresses.shells[name] = shell
             continue
         addresses.ports[name] = backend.reserve_port(declared_port(job, rtype), placement)
     spec = job.spec
@@ -307,6 +312,8 @@ def write_mpi_files(job: Job, addresses: Addresses) -> None:
     for rtype, index, name in job.replica_names():
         if rtype == "Worker":
             (hosts / f"{name}.sh").write_text(worker_setup(job, index, addresses))
+            if name in addresses.shells:
+                rsh.write_remote(addresses.rsh_agent, name, addresses.shells[name])
 
 
 def _mpi(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, str]:
@@ -321,6 +328,8 @@ def _mpi(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, st
         "OMPI_MCA_orte_keep_fqdn_hostnames": "true",
     }
     defaults = dict(NO_BINDING)
+    if addresses.shells:  # every daemon is started from the launcher's node
+        defaults["OMPI_MCA_plm_rsh_no_tree_spawn"] = "1"
     if os.geteuid() == 0:
         defaults.update(ALLOW_RUN_AS_ROOT)
     own = {e.name for e in job.container(rtype).env}

@@ -14,9 +14,11 @@ The cluster and the server here are this module's own (it breaks a node); the te
 share the Ray tests' xdist group so that one worker runs Ray clusters at a time.
 """
 
+import ctypes.util
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import uuid
@@ -91,7 +93,8 @@ def api(server: Server) -> Iterator[httpx.Client]:
 
 
 def test_the_cluster_has_one_address_per_node(machines: Machines) -> None:
-    assert machines.addresses == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    assert machines.addresses[0] == "127.0.0.1"  # the head
+    assert sorted(machines.addresses) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     assert set(machines.raylets) == set(machines.nodes)
 
 
@@ -251,3 +254,96 @@ def test_a_lost_node_takes_its_pod_and_the_job_replaces_it_on_another_node(
     job = wait_for(complete, 300, interval=0.3, what="the Job to complete")
     assert job is not None and job["status"].get("failed") == 1
     api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")
+
+
+# each rank says where it ran and what OpenMPI told it, after an allreduce of rank + 1
+# through libmpi's C API (no mpi4py needed)
+RANK_SCRIPT = """
+import ctypes, json, os, sys
+mpi = ctypes.CDLL(sys.argv[2], mode=ctypes.RTLD_GLOBAL)
+handle = lambda symbol: ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(mpi, symbol)))
+assert mpi.MPI_Init(None, None) == 0
+world = handle("ompi_mpi_comm_world")
+rank = ctypes.c_int()
+mpi.MPI_Comm_rank(world, ctypes.byref(rank))
+send, total = ctypes.c_int(rank.value + 1), ctypes.c_int()
+mpi.MPI_Allreduce(ctypes.byref(send), ctypes.byref(total), 1, handle("ompi_mpi_int"),
+                  handle("ompi_mpi_op_sum"), world)
+with open(os.path.join(sys.argv[1], f"rank-{rank.value}.json"), "w") as out:
+    json.dump({"sum": total.value, "node": os.environ.get("KETCH_RAY_NODE_ID"),
+               "host": os.environ.get("KETCH_NODE_HOST"), "role": os.environ.get("ROLE")}, out)
+mpi.MPI_Finalize()
+"""
+
+
+def test_an_mpijob_starts_its_ranks_on_its_workers_nodes(
+    api: httpx.Client, machines: Machines, server: Server
+) -> None:
+    mpirun = shutil.which("mpirun")
+    library = ctypes.util.find_library("mpi")
+    if mpirun is None or library is None:
+        pytest.skip("OpenMPI is not installed: scripts/ci-mpi.sh installs it (openmpi-bin)")
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    out = server.home / f"ranks-{ns}"  # under the shared folder: every node writes there
+    out.mkdir()
+
+    def replica(count: int, role: str, command: list[str] | None) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "name": "mpi",
+            "image": "mpioperator/openmpi",
+            "env": [{"name": "ROLE", "value": role}],
+            "resources": {"requests": {"cpu": "100m"}},
+        }
+        if command:
+            container["command"] = command
+        return {
+            "replicas": count,
+            "template": {
+                "metadata": {"annotations": {"ketch.dev/placement": "spread"}},
+                "spec": {"containers": [container]},
+            },
+        }
+
+    launch = ["mpirun", "-np", "2", sys.executable, "-c", RANK_SCRIPT, str(out), library]
+    manifest = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "MPIJob",
+        "metadata": {"name": "ranks", "namespace": ns},
+        "spec": {
+            "slotsPerWorker": 1,
+            "mpiReplicaSpecs": {
+                "Launcher": replica(1, "launcher", launch),
+                "Worker": replica(2, "worker", None),
+            },
+        },
+    }
+    created = api.post(f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs", json=manifest)
+    assert created.status_code == 201, created.text
+
+    def ended() -> dict[str, Any] | None:
+        job: dict[str, Any] = api.get(
+            f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks"
+        ).json()
+        conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+        return job if "True" in (conditions.get("Succeeded"), conditions.get("Failed")) else None
+
+    job = wait_for(ended, 300, interval=0.5, what="the MPIJob to end")
+    assert job is not None
+    found = api.get(
+        f"/api/v1/namespaces/{ns}/pods",
+        params={"labelSelector": "training.kubeflow.org/job-name=ranks"},
+    ).json()["items"]
+    where = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in found}
+    launcher_log = api.get(f"/api/v1/namespaces/{ns}/pods/ranks-launcher-0/log").text
+    conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
+    assert conditions.get("Succeeded") == "True", launcher_log
+    workers = {where["ranks-worker-0"], where["ranks-worker-1"]}
+    assert len(workers) == 2  # spread: two nodes
+    ranks = [json.loads((out / f"rank-{i}.json").read_text()) for i in range(2)]
+    assert [r["sum"] for r in ranks] == [3, 3]  # the allreduce went between the ranks
+    assert {r["node"] for r in ranks} == workers  # each rank on a worker's node
+    assert {r["host"] for r in ranks} == {
+        machines.addresses[machines.nodes.index(n)] for n in workers
+    }
+    assert {r["role"] for r in ranks} == {"worker"}  # in the worker's environment
+    api.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks")

@@ -261,6 +261,13 @@ class Backend(abc.ABC):
         machine's loopback address unless a backend spreads work over nodes."""
         return LOCAL_HOST
 
+    def remote_shell(self, placement: Placement | None) -> list[str] | None:
+        """A command that runs a shell command on ``placement``'s node from any process
+        this backend starts: ``[*prefix, SETUP, COMMAND]`` sources the file ``SETUP``
+        there, then runs ``/bin/sh -c COMMAND`` (an MPI launcher's remote shell).
+        ``None`` when every process runs on this machine (run it here)."""
+        return None
+
     def unreachable(self, path: Path) -> str | None:
         """Why some of the processes this backend starts could not read or write
         ``path`` (a folder of the control plane's filesystem); ``None`` when every

@@ -180,6 +180,9 @@ class Addresses:
     rdzv_port: int = 0
     hostfile: Path | None = None
     rsh_agent: Path | None = None
+    #: how the rsh agent runs a command on a replica's node, by replica name, where
+    #: the backend has several nodes (:meth:`Backend.remote_shell`)
+    shells: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

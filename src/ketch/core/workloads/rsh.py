@@ -6,19 +6,28 @@ remote shell: the MPI operator's ``kubexec.sh`` runs ``kubectl exec <host> --
 command here, in the replica's environment and working directory when
 ``hosts/<host>.sh`` next to the agent says them; a host without that file runs the
 command in the launcher's environment.
+
+On a backend whose nodes are several (a Ray cluster), ``hosts/<host>.via`` (an
+executable :func:`write_remote` writes from the backend's
+:meth:`~ketch.core.backend.spec.Backend.remote_shell`) runs the command on the
+replica's node instead, after sourcing its ``hosts/<host>.sh`` there.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 #: the agent's script (``kubexec.sh <host> <command...>``)
 RSH_AGENT = """#!/bin/sh
-# kubexec for Ketch: `kubexec.sh <host> <command...>` runs the command on this
-# machine (every worker host is local), as `kubectl exec <host> -- /bin/sh -c` would.
+# kubexec for Ketch: `kubexec.sh <host> <command...>` runs the command on the host's
+# node (this machine unless hosts/<host>.via says how to reach it), as
+# `kubectl exec <host> -- /bin/sh -c` would.
 host=$1
 shift
 setup="$(dirname "$0")/hosts/$host.sh"
+via="$(dirname "$0")/hosts/$host.via"
+if [ -x "$via" ] && [ -r "$setup" ]; then exec "$via" "$setup" "$*"; fi
 if [ -r "$setup" ]; then . "$setup"; fi
 exec /bin/sh -c "$*"
 """
@@ -33,3 +42,11 @@ def write_agent(path: Path) -> None:
 def hosts_dir(agent: Path) -> Path:
     """Where the agent reads each host's setup (``<host>.sh``) from."""
     return agent.parent / "hosts"
+
+
+def write_remote(agent: Path, host: str, prefix: list[str]) -> None:
+    """Make the agent run ``host``'s commands through ``prefix`` (a backend's
+    :meth:`~ketch.core.backend.spec.Backend.remote_shell`): ``hosts/<host>.via``."""
+    via = hosts_dir(agent) / f"{host}.via"
+    via.write_text(f'#!/bin/sh\nexec {shlex.join(prefix)} "$@"\n')
+    via.chmod(0o755)

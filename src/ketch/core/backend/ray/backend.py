@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -134,6 +135,8 @@ class RayBackend(Backend):
             shared_paths = [p for p in os.environ.get(SHARED_PATHS_ENV, "").split(os.pathsep) if p]
         self.shared_paths = tuple(Path(p).expanduser().resolve() for p in shared_paths)
         self._connected = connect(address)
+        #: the cluster's address, as the processes on it reach it
+        self.address = str(address or os.environ.get("RAY_ADDRESS") or "")
         import ray
 
         self._ray = ray
@@ -417,6 +420,15 @@ class RayBackend(Backend):
             if found is not None:
                 return found.ip
         return nodes[0].ip if nodes else "127.0.0.1"
+
+    def remote_shell(self, placement: Placement | None) -> list[str] | None:
+        """``python -m ketch.core.backend.ray.onnode`` for ``placement``'s node (an
+        admitted gang's member; ``None`` otherwise)."""
+        node = self._gangs.node_of(placement.group, placement.member) if placement else None
+        if node is None:
+            return None
+        onnode = "ketch.core.backend.ray.onnode"
+        return [sys.executable, "-m", onnode, "--address", self.address, "--node", node]
 
     def unreachable(self, path: Path) -> str | None:
         """Why processes on some nodes cannot reach ``path``: the cluster's nodes are
