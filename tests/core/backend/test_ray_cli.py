@@ -51,6 +51,10 @@ def test_ketch_ray_checks_its_options_and_down_without_a_cluster(tmp_path: Path)
     assert done.returncode == 2 and "--nodes: a cluster needs at least 1 node" in done.stderr
     done = ketch(tmp_path, "ray", "up", "--cpus-per-node", "0")
     assert done.returncode == 2 and "--cpus-per-node: must be more than 0" in done.stderr
+    done = ketch(tmp_path, "ray", "up", "--gpus-per-node", "-1")
+    assert done.returncode == 2 and "--gpus-per-node: must be 0 or more" in done.stderr
+    done = ketch(tmp_path, "ray", "up", "--nodes", "300", "--address-per-node")
+    assert done.returncode == 2 and "--address-per-node: at most 254 nodes" in done.stderr
     done = ketch(tmp_path, "ray", "down")
     assert done.returncode == 0
     assert "No Ray cluster started by ketch ray up is running." in done.stdout
