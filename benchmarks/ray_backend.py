@@ -5,11 +5,10 @@ Starts a local Ray cluster of 3 nodes on 127.0.0.1 (one CPU each, no dashboard),
 connects a RayBackend to it and makes a LocalBackend, then runs one trivial
 ProcessSpec after another on each, in rounds that take turns, timing start to exit
 as a controller sees it (``start``, then ``wait``). Two specs: ``true`` (no
-interpreter: what the backend itself costs) and ``python -c pass`` (which the
-local backend forks from its warm interpreter, and Ray starts as a new
-interpreter: the Ray backend has no warm interpreter per node yet, so that ratio is
-the fork server's gain). Prints the medians, p90s and the Ray/local ratios
-(target: 3x for ``true``).
+interpreter: what the backend itself costs) and ``python -c pass`` (which both
+backends fork from a warm interpreter: the local backend's fork server, and the one
+each node's process runner keeps). Prints the medians, p90s and the Ray/local
+ratios (target: 3x for ``true``).
 
 Then, with a real ``ketch up --backend ray --ray-address`` on that cluster and a
 real local ``ketch up`` (temporary KETCH_HOMEs), taking turns:

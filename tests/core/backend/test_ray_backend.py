@@ -1,19 +1,33 @@
 """The Ray backend on a real 3-node Ray cluster (see conftest.py): processes run on
 the node they are placed on, their output and exit codes come back to Ketch's log
-files, cancel stops the whole process group, gangs become placement groups."""
+files, cancel stops the whole process group, gangs become placement groups; Python
+processes fork from their node's warm interpreter, and a node's GPUs are handed out
+one process at a time."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ketch.core.backend import Placement, ProcessSpec, Request
+from ketch.core.backend import (
+    Placement,
+    ProcessSpec,
+    Request,
+    Resources,
+    RunAs,
+    command_entry,
+)
+from ketch.core.backend.ray.runner import Launch, ProcessRunner, node_devices
 from ketch.core.errors import BackendError
 from tests.core.backend.conftest import RAY, RayCluster
 from tests.waiting import wait_for
@@ -254,5 +268,270 @@ def test_a_lost_runner_ends_its_processes_and_a_new_one_takes_its_node(
         wait_for(lambda: not _running(doomed.pid or 0), 30, what="the orphan to be killed")
         again = ray_backend.start(ProcessSpec("again", ["true"], placement=Placement(gang, 1)))
         assert again.node == node and again.wait(120) == 0
+    finally:
+        ray_backend.release(gang)
+
+
+# -- warm interpreters ---------------------------------------------------------------
+
+#: what a Python process says about itself: its output, how it was started (its
+#: parent's command line) and what it runs with
+REPORT = (
+    "import os, resource, sys\n"
+    "parent = open(f'/proc/{os.getppid()}/cmdline').read().replace(chr(0), ' ')\n"
+    "print('parent', os.getppid(), 'forkserver.py serve' in parent)\n"
+    "print('env', os.environ.get('GREETING'), repr(os.environ.get('CUDA_VISIBLE_DEVICES')),\n"
+    "      any(k.startswith('RAY_') for k in os.environ))\n"
+    "print('where', os.getcwd(), os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid())\n"
+    "print('who', os.getuid(), os.getgid(), os.getgroups(), os.nice(0))\n"
+    "print('limit', resource.getrlimit(resource.RLIMIT_AS)[0])\n"
+    "print('to stderr', file=sys.stderr)\n"
+    "sys.exit(int(sys.argv[1]))\n"
+)
+
+
+def python_spec(
+    name: str, script: str, *args: str, preload: tuple[str, ...] = (), **kw: Any
+) -> ProcessSpec:
+    """A ``python -c`` process as a controller makes it: with its fork-server entry."""
+    command = [PY, "-c", script, *args]
+    entry = command_entry(command, PY)
+    assert entry is not None
+    if preload:
+        entry = dataclasses.replace(entry, preload=(*entry.preload, *preload))
+    return ProcessSpec(name, command, python=entry, **kw)
+
+
+def report(path: Path) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in path.read_text().splitlines()}
+
+
+def test_a_python_process_is_forked_from_its_nodes_warm_interpreter_as_a_new_one_would_run(
+    ray_backend: RayBackend, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    gang = key()
+    node = ray_cluster.nodes[1]
+    ok, why = ray_backend.admit(gang, Request.gang([Request(0.05, node=node)] * 3))
+    assert ok, why
+    try:
+        handles = [
+            ray_backend.start(
+                python_spec(
+                    f"warm {i}",
+                    REPORT,
+                    str(i + 3),
+                    env={"GREETING": f"hello{i}"},
+                    cwd=tmp_path,
+                    stdout_path=tmp_path / f"{i}.out",
+                    stderr_path=tmp_path / f"{i}.err",
+                    resources=Resources(memory_limit="3Gi"),
+                    placement=Placement(gang, i),
+                )
+            )
+            for i in range(2)
+        ]
+        assert [h.wait(120) for h in handles] == [3, 4]
+        assert all(h.forked and h.node == node for h in handles)
+        seen = [report(tmp_path / f"{i}.out") for i in range(2)]
+        for i, said in enumerate(seen):
+            assert said["parent"][1] == "True"  # forked by the warm interpreter
+            assert said["env"] == [f"hello{i}", "''", "False"]  # no GPU asked: none seen
+            assert said["where"] == [str(tmp_path), "True", "True"]  # a group of its own
+            assert said["who"][:2] == [str(os.getuid()), str(os.getgid())]
+            assert said["who"][-1] == str(os.nice(0))  # at the node's priority
+            assert said["limit"] == [str(3 * 2**30)]
+            assert (tmp_path / f"{i}.err").read_text() == "to stderr\n"
+        assert seen[0]["parent"][0] == seen[1]["parent"][0]  # one warm interpreter
+
+        # as another OS user (the runner is root here: it may change identity)
+        log = tmp_path / "other.log"
+        other = ray_backend.start(
+            python_spec(
+                "other user",
+                REPORT,
+                "0",
+                stdout_path=log,
+                stderr_path=log,
+                run_as=RunAs(65534, 65534),
+                placement=Placement(gang, 2),
+            )
+        )
+        assert other.wait(120) == 0 and other.forked
+        said = report(log)
+        assert said["who"][:3] == ["65534", "65534", "[]"]
+        assert said["to"] == ["stderr"]  # one log for both streams
+    finally:
+        ray_backend.release(gang)
+
+
+def test_cancel_stops_the_group_of_a_forked_process(
+    ray_backend: RayBackend, tmp_path: Path
+) -> None:
+    log = tmp_path / "stubborn.log"
+    script = (
+        "import signal, subprocess\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "print('child', child.pid, flush=True)\n"
+        "child.wait()\n"
+    )
+    stubborn = ray_backend.start(python_spec("stubborn", script, stdout_path=log, stderr_path=log))
+    assert stubborn.forked
+    child = int(wait_for(lambda: _child(log), 60, what="the child's pid").split()[1])
+    stubborn.cancel(grace=1.0)
+    assert stubborn.poll() == -signal.SIGKILL
+    wait_for(lambda: not _running(child), 10, what="the child to be killed with its group")
+
+
+def test_a_python_process_starts_new_when_its_warm_interpreter_cannot_start(
+    ray_backend: RayBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "cold.log"
+    with caplog.at_level(logging.WARNING, logger="ketch.core.backend.ray"):
+        cold = ray_backend.start(
+            python_spec(
+                "cold",
+                REPORT,
+                "2",
+                preload=("ketch_no_such_module",),
+                stdout_path=log,
+                stderr_path=log,
+            )
+        )
+    assert cold.wait(120) == 2
+    assert not cold.forked
+    assert report(log)["parent"][1] == "False"
+    assert any(
+        "ketch_no_such_module" in r.getMessage() and "warm interpreter" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_prewarm_readies_a_warm_interpreter_on_every_node(
+    ray_backend: RayBackend, tmp_path: Path
+) -> None:
+    assert ray_backend.abilities.prewarm
+    assert ray_backend.prewarm(PY, ("ketch.core.backend", "json")).result(180) is True
+    log = tmp_path / "warm.log"
+    handle = ray_backend.start(
+        python_spec(
+            "prewarmed",
+            "import sys; print(sorted(m for m in sys.modules if m == 'json'))",
+            preload=("json",),
+            stdout_path=log,
+            stderr_path=log,
+        )
+    )
+    assert handle.wait(120) == 0 and handle.forked
+    assert log.read_text() == "['json']\n"  # imported before it was asked
+
+
+# -- GPUs ------------------------------------------------------------------------------
+
+
+def test_node_devices_are_those_the_node_lists_or_counted_from_0() -> None:
+    assert node_devices(2, None) == ["0", "1"]
+    assert node_devices(2, "") == ["0", "1"]
+    assert node_devices(2, "3, 5,7") == ["3", "5"]
+    assert node_devices(3, "3") == ["0", "1", "2"]
+    assert node_devices(0, "1") == []
+
+
+class Watched:
+    """A process runner actor on a node, and what its processes said, by task."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.ack = 0
+        self.out: dict[str, str] = {}
+        self.codes: dict[str, int] = {}
+
+    def start(self, task: str, command: list[str], gpus: int = 0, **kw: Any) -> dict[str, Any]:
+        import ray
+
+        launch = Launch(task, command, kw.pop("env", {}), None, True, gpus=gpus, **kw)
+        return dict(ray.get(self.actor.start.remote(launch), timeout=60))
+
+    def said(self, task: str) -> str | None:
+        import ray
+
+        self.ack, events = ray.get(self.actor.pull.remote(self.ack, 0.5), timeout=60)
+        for _seq, name, kind, data in events:
+            if kind == "exit":
+                self.codes[name] = int(data)
+            else:
+                self.out[name] = self.out.get(name, "") + data.decode()
+        return self.out.get(task)
+
+
+def test_a_runner_hands_out_its_nodes_gpus_one_process_at_a_time(
+    ray_backend: RayBackend, ray_cluster: RayCluster
+) -> None:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # the test cluster's nodes have no GPU: this runner is told its node has 2
+    node = f"{ray_cluster.nodes[2]}-test-{uuid.uuid4().hex[:6]}"
+    actor: Any = (
+        ray.remote(ProcessRunner)
+        .options(
+            num_cpus=0,
+            max_concurrency=8,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray_cluster.nodes[2], soft=False),
+        )
+        .remote(node, 2, 2)
+    )
+    runner = Watched(actor)
+    show = 'echo "[$CUDA_VISIBLE_DEVICES] [${NVIDIA_VISIBLE_DEVICES-unset}]"; '
+    try:
+        assert "pid" in runner.start("a", ["sh", "-c", show + "exec sleep 300"], gpus=1)
+        assert "pid" in runner.start("b", ["sh", "-c", show + "exec sleep 300"], gpus=1)
+        a = str(wait_for(lambda: runner.said("a"), 30, what="a's devices"))
+        b = str(wait_for(lambda: runner.said("b"), 30, what="b's devices"))
+        assert sorted([a, b]) == ["[0] [0]\n", "[1] [1]\n"]
+        refused = runner.start("c", ["true"], gpus=1)
+        assert refused["kind"] == "gpu"
+        assert (
+            "asks for 1 GPU(s)" in refused["error"]
+            and "0 of the node's 2 are free" in refused["error"]
+        )
+        # none asked: none seen, unless its own environment says otherwise
+        runner.start("d", ["sh", "-c", show])
+        runner.start("e", ["sh", "-c", show], env={"CUDA_VISIBLE_DEVICES": "7"})
+        wait_for(lambda: runner.said("") is None and {"d", "e"} <= set(runner.codes), 30)
+        assert runner.out["d"].startswith("[] ")
+        assert runner.out["e"].startswith("[7] ")
+        # a's device is free again once a has ended; a forked process gets it too
+        ray.get(actor.cancel.remote("a", 5.0), timeout=60)
+        wait_for(lambda: runner.said("a") and "a" in runner.codes, 30, what="a's exit")
+        command = [PY, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"]
+        started = runner.start("f", command, gpus=1, python=command_entry(command, PY))
+        assert started["forked"] is True
+        wait_for(lambda: runner.said("f") is not None and "f" in runner.codes, 60, what="f")
+        assert (runner.out["f"], runner.codes["f"]) == (a[1] + "\n", 0)
+        refused = runner.start("g", ["true"], gpus=2)  # b still holds the other
+        assert "asks for 2 GPU(s)" in refused["error"]
+        assert "1 of the node's 2 are free" in refused["error"]
+    finally:
+        ray.get(actor.shutdown.remote(2.0), timeout=60)
+        ray.kill(actor)
+        shutil.rmtree(Path(tempfile.gettempdir()) / "ketch-gpus" / node, ignore_errors=True)
+
+
+def test_a_process_asking_for_gpus_the_cluster_lacks_does_not_start(
+    ray_backend: RayBackend, ray_cluster: RayCluster
+) -> None:
+    gpu = Resources(accelerator_count=1)
+    with pytest.raises(BackendError, match="no alive node of the Ray cluster has 1 GPU"):
+        ray_backend.start(ProcessSpec("greedy", ["true"], resources=gpu))
+    gang = key()
+    node = ray_cluster.nodes[0]
+    ok, why = ray_backend.admit(gang, Request.gang([Request(0.05, node=node)]))
+    assert ok, why
+    try:
+        with pytest.raises(BackendError, match=f"on Ray node {node} .*the node has none"):
+            ray_backend.start(
+                ProcessSpec("placed", ["true"], resources=gpu, placement=Placement(gang, 0))
+            )
     finally:
         ray_backend.release(gang)

@@ -14,7 +14,13 @@ Where a process runs:
   placement group of the gang's members, PACK by default, SPREAD on request);
 - else on the node its first port was reserved on (:meth:`reserve_port` asks a
   node's runner for a port free there), else on the node running the fewest of
-  this backend's processes.
+  this backend's processes (of those with as many GPUs as it asks for).
+
+How: a process with a :class:`~ketch.core.backend.spec.PythonEntry` is forked from
+a warm interpreter its node's runner keeps (started by the first such process, or
+ahead by :meth:`prewarm`), as the local backend forks it from its fork server; any
+other starts new. A process that asks for GPUs (``resources.accelerator_count``)
+gets its own of its node's (``CUDA_VISIBLE_DEVICES``), or does not start.
 
 A process's address (:attr:`RayHandle.host`) is its node's; its node
 (:attr:`RayHandle.node`, a pod's ``spec.nodeName``) is the Ray node ID, since
@@ -32,7 +38,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from ketch.core.backend.host import NODE_HOST_ENV, Request
@@ -118,9 +125,13 @@ class RayBackend(Backend):
     (a shared filesystem); default: ``KETCH_SHARED_PATHS``. When the cluster's nodes
     are on more than one machine, only paths under them count as reachable
     (:meth:`unreachable`).
+
+    ``max_warm_interpreters``: how many warm interpreters each runner keeps (one per
+    interpreter, preload list and start-up environment); ``0``: none, every process
+    starts new (``spec.python`` is ignored).
     """
 
-    abilities = Abilities(exit_callbacks=True, prewarm=False)
+    abilities = Abilities(exit_callbacks=True, prewarm=True)
 
     def __init__(
         self,
@@ -128,9 +139,13 @@ class RayBackend(Backend):
         *,
         runners_per_node: int = 1,
         shared_paths: Sequence[str | Path] | None = None,
+        max_warm_interpreters: int = 4,
     ) -> None:
         if runners_per_node < 1:
             raise ValueError("runners_per_node must be >= 1")
+        if max_warm_interpreters < 0:
+            raise ValueError("max_warm_interpreters must be >= 0")
+        self.max_warm_interpreters = max_warm_interpreters
         if shared_paths is None:
             shared_paths = [p for p in os.environ.get(SHARED_PATHS_ENV, "").split(os.pathsep) if p]
         self.shared_paths = tuple(Path(p).expanduser().resolve() for p in shared_paths)
@@ -205,7 +220,7 @@ class RayBackend(Backend):
                         scheduling_strategy=NodeAffinitySchedulingStrategy(
                             node.node_id, soft=False
                         ),
-                    ).remote()
+                    ).remote(node.node_id, node_gpus(node), self.max_warm_interpreters)
                     pool.append(Runner(actor, node))
                 self._runners[node.node_id] = pool
                 made.extend(pool)
@@ -237,11 +252,18 @@ class RayBackend(Backend):
         """The least busy runner of ``node_id``'s pool."""
         return min(self._pool(node_id), key=lambda r: len(r.tasks))
 
-    def _least_busy(self) -> Runner:
-        """A runner on the alive node running the fewest of this backend's processes."""
+    def _least_busy(self, gpus: int = 0) -> Runner:
+        """A runner on the alive node running the fewest of this backend's processes
+        (of those that have ``gpus`` GPUs)."""
         alive = [n for n in self.nodes() if n.alive]
         if not alive:
             raise BackendError("the Ray cluster has no alive node to run on")
+        if gpus > 0:
+            alive = [n for n in alive if node_gpus(n) >= gpus]
+            if not alive:
+                raise BackendError(
+                    f"no alive node of the Ray cluster has {gpus} GPU(s) (nvidia.com/gpu)"
+                )
         new = [n for n in alive if n.node_id not in self._runners]
         if new:
             self._warm(new)
@@ -288,6 +310,8 @@ class RayBackend(Backend):
             merged=handle.merged,
             rlimit_as=memory,
             run_as=(spec.run_as.uid, spec.run_as.gid) if spec.run_as is not None else None,
+            python=spec.python if self.max_warm_interpreters > 0 else None,
+            gpus=gpus_asked(spec),
         )
         self._pump.register(handle)
         try:
@@ -306,7 +330,9 @@ class RayBackend(Backend):
                 f"({runner.node.ip}): {started['error']} (command: {' '.join(spec.command)[:300]})",
                 hint="check the command and PATH" if started.get("kind") == "not-found" else None,
             )
-        handle._set_pid(int(started["pid"]))
+        if started.get("note"):
+            log.warning("ray backend: on Ray node %s: %s", runner.node.node_id, started["note"])
+        handle._set_pid(int(started["pid"]), bool(started.get("forked")))
         return handle
 
     def _runner_for(self, spec: ProcessSpec) -> Runner:
@@ -319,11 +345,47 @@ class RayBackend(Backend):
         for runner in held:
             if not runner.lost:
                 return self._runner_on(runner.node.node_id)
-        return self._least_busy()
+        try:
+            return self._least_busy(gpus_asked(spec))
+        except BackendError as exc:
+            raise BackendError(f"cannot start {spec.name!r}: {exc.message}") from exc
 
     def running(self) -> list[RayHandle]:
         """Handles of the processes still running."""
         return self._pump.running()
+
+    def prewarm(
+        self,
+        python: str,
+        preload: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        warmup: tuple[str, list[str]] | None = None,
+    ) -> Future[bool]:
+        """Start the warm interpreter of (``python``, ``preload``) on every alive node
+        (a Python process may start on any), in the background: in the least busy
+        runner of each. Resolves to whether every node's is ready."""
+        future: Future[bool] = Future()
+        if self._closed or self.max_warm_interpreters == 0:
+            future.set_result(False)
+            return future
+
+        def run() -> None:
+            try:
+                runners = [self._runner_on(n.node_id) for n in self.nodes() if n.alive]
+                refs = [
+                    r.actor.prewarm.remote(python, list(preload), dict(env or {}), warmup)
+                    for r in runners
+                ]
+                ready = self._ray.get(refs, timeout=_CALL * 3)
+                future.set_result(bool(ready) and all(ready))
+            except Exception as exc:  # noqa: BLE001 - an optimisation only: said, and False
+                log.warning(
+                    "ray backend: warming up %s failed: %s: %s", python, type(exc).__name__, exc
+                )
+                future.set_result(False)
+
+        threading.Thread(target=run, name="ketch-ray-prewarm", daemon=True).start()
+        return future
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop every process (SIGTERM, SIGKILL after ``grace``), remove the placement
@@ -457,6 +519,19 @@ def unreachable(nodes: Sequence[NodeInfo], path: Path, shared: Sequence[Path]) -
         f"same path in {SHARED_PATHS_ENV}"
         + (f" (now: {os.pathsep.join(map(str, shared))})" if shared else "")
     )
+
+
+def node_gpus(node: NodeInfo) -> int:
+    """How many GPUs ``node`` declares to Ray."""
+    return int(node.total.get("GPU", 0.0))
+
+
+def gpus_asked(spec: ProcessSpec) -> int:
+    """How many of its node's GPUs ``spec`` asks for: its accelerators, unless their
+    type names something other than an NVIDIA GPU (``nvidia.com/gpu`` when none)."""
+    resources = spec.resources
+    kind = (resources.accelerator_type or "nvidia.com/gpu").lower()
+    return max(resources.accelerator_count, 0) if "nvidia" in kind else 0
 
 
 def _memory_limit(spec: ProcessSpec) -> int | None:

@@ -57,6 +57,8 @@ class RayHandle:
         self._lock = threading.Lock()
         self._on_exit: list[Callable[[RayHandle], None]] = []
         self.cancelled = False
+        #: forked from its node's warm interpreter (else started as a new process)
+        self.forked = False
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._out = os.open(stdout, flags, 0o644)
         self._err = self._out if stderr == stdout else os.open(stderr, flags, 0o644)
@@ -136,8 +138,9 @@ class RayHandle:
 
     # -- for the backend and the pump ------------------------------------------------
 
-    def _set_pid(self, pid: int) -> None:
+    def _set_pid(self, pid: int, forked: bool = False) -> None:
         self._pid = pid
+        self.forked = forked
 
     def _write(self, kind: str, data: bytes) -> None:
         fd = self._out if kind == "out" else self._err
