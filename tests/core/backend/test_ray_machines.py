@@ -6,6 +6,11 @@ loses a node while work runs on it.
   when the run is submitted, naming the field and what to do; a root under the
   folders declared shared (``KETCH_SHARED_PATHS``) carries a task's artifact to the
   next task.
+- GPUs (declared, one per node: none is real here) are handed out per process: each
+  pod asking for ``nvidia.com/gpu: 1`` gets its node's device in
+  ``CUDA_VISIBLE_DEVICES``, a pod asking for none gets none.
+- An MPIJob's ranks run on its workers' nodes (OpenMPI through the launcher's remote
+  shell), and allreduce.
 - A node killed (its raylet, SIGKILL) takes its processes with it: the Job's pod on it
   fails, saying the node was lost, and the Job's replacement pod runs on a node that
   is still there, so the Job completes.
@@ -58,7 +63,17 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machines]:
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed (pip install 'ketch[ray]'; make install installs it)")
     home = tmp_path_factory.mktemp("ray-machines")
-    started = ketch_ray(home, "up", "--nodes", "3", "--cpus-per-node", "1", "--address-per-node")
+    started = ketch_ray(
+        home,
+        "up",
+        "--nodes",
+        "3",
+        "--cpus-per-node",
+        "1",
+        "--gpus-per-node",
+        "1",
+        "--address-per-node",
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     assert "KETCH_SHARED_PATHS" in started.stdout
     state = json.loads((home / "ray" / "cluster.json").read_text())
@@ -321,9 +336,7 @@ def test_an_mpijob_starts_its_ranks_on_its_workers_nodes(
     assert created.status_code == 201, created.text
 
     def ended() -> dict[str, Any] | None:
-        job: dict[str, Any] = api.get(
-            f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks"
-        ).json()
+        job: dict[str, Any] = api.get(f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks").json()
         conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
         return job if "True" in (conditions.get("Succeeded"), conditions.get("Failed")) else None
 
@@ -347,3 +360,64 @@ def test_an_mpijob_starts_its_ranks_on_its_workers_nodes(
     }
     assert {r["role"] for r in ranks} == {"worker"}  # in the worker's environment
     api.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks")
+
+
+def test_each_pod_asking_for_a_gpu_gets_one_of_its_nodes(
+    api: httpx.Client, machines: Machines
+) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    script = "import os; print('devices', repr(os.environ.get('CUDA_VISIBLE_DEVICES')))"
+
+    def job(name: str, gpus: int, pods: int) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "name": "main",
+            "image": "python:3.12",
+            "command": [sys.executable, "-c", script],
+        }
+        if gpus:
+            container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "completions": pods,
+                "parallelism": pods,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+            },
+        }
+
+    for manifest in (job("gpu", 1, 2), job("cpu", 0, 1), job("greedy", 2, 1)):
+        created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
+        assert created.status_code == 201, created.text
+
+    def pods(name: str) -> list[dict[str, Any]]:
+        response = api.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": f"job-name={name}"}
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def succeeded(name: str, count: int) -> list[dict[str, Any]] | None:
+        found = [p for p in pods(name) if p["status"].get("phase") == "Succeeded"]
+        return found if len(found) == count else None
+
+    gpu = wait_for(lambda: succeeded("gpu", 2), 300, interval=0.3, what="the GPU pods to succeed")
+    cpu = wait_for(lambda: succeeded("cpu", 1), 300, interval=0.3, what="the CPU pod to succeed")
+    assert gpu is not None and cpu is not None
+    for pod in gpu:
+        log = api.get(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/log").text
+        assert log == "devices '0'\n", log  # the one device of its node
+    log = api.get(f"/api/v1/namespaces/{ns}/pods/{cpu[0]['metadata']['name']}/log").text
+    assert log == "devices ''\n", log
+    # two GPUs on one node: no node has them, so the pod waits saying what is lacking
+
+    def waiting() -> list[dict[str, Any]] | None:
+        events = api.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+        found = [e for e in events if e["involvedObject"]["name"].startswith("greedy")]
+        return found if any("nvidia.com/gpu" in e.get("message", "") for e in found) else None
+
+    assert wait_for(waiting, 120, interval=0.5, what="an event saying the GPUs are lacking")
+    assert not succeeded("greedy", 1)
+    for name in ("gpu", "cpu", "greedy"):
+        api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/{name}")

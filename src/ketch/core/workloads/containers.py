@@ -24,6 +24,7 @@ rather than ignoring the request silently.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -117,6 +118,8 @@ def container_process(
             cpu_limit=_quantity(limits.get("cpu")),
             memory_request=_quantity(requests.get("memory")),
             memory_limit=_quantity(limits.get("memory")),
+            accelerator_type=GPU,
+            accelerator_count=math.ceil(gpus_requested(container)),
         ),
         ports=ports,
         python=command_entry(command, sys.executable),
