@@ -25,6 +25,7 @@ from ketch.core.backend import (
     Request,
     Resources,
     RunAs,
+    cgroups,
     command_entry,
 )
 from ketch.core.backend.ray.runner import Launch, ProcessRunner, node_devices
@@ -535,3 +536,34 @@ def test_a_process_asking_for_gpus_the_cluster_lacks_does_not_start(
             )
     finally:
         ray_backend.release(gang)
+
+
+def test_a_cpu_limit_is_applied_on_the_node_where_its_cgroups_allow(
+    ray_backend: RayBackend, tmp_path: Path
+) -> None:
+    # a busy loop under a 0.2-core limit: held to about a fifth of the wall time where
+    # the node's cgroup CPU controller is writable, recorded only elsewhere (as locally)
+    burn = (
+        "import time\n"
+        "start = time.monotonic()\n"
+        "while time.monotonic() - start < 1.0:\n"
+        "    pass\n"
+        "print(time.process_time() / (time.monotonic() - start))\n"
+    )
+    out = tmp_path / "out"
+    handle = ray_backend.start(
+        ProcessSpec(
+            "burn",
+            [PY, "-c", burn],
+            stdout_path=out,
+            stderr_path=out,
+            resources=Resources(cpu_limit="200m"),
+        )
+    )
+    assert handle.wait(120) == 0
+    assert handle.cpu_enforced == cgroups.available()  # the nodes share this machine
+    share = float(out.read_text().split()[-1])
+    if handle.cpu_enforced:
+        assert share < 0.5, share
+    else:
+        assert share > 0, share

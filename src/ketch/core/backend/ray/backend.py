@@ -312,6 +312,7 @@ class RayBackend(Backend):
             run_as=(spec.run_as.uid, spec.run_as.gid) if spec.run_as is not None else None,
             python=spec.python if self.max_warm_interpreters > 0 else None,
             gpus=gpus_asked(spec),
+            cpu_limit=parse_cpu(spec.resources.cpu_limit) if spec.resources.cpu_limit else None,
         )
         self._pump.register(handle)
         try:
@@ -333,6 +334,7 @@ class RayBackend(Backend):
         if started.get("note"):
             log.warning("ray backend: on Ray node %s: %s", runner.node.node_id, started["note"])
         handle._set_pid(int(started["pid"]), bool(started.get("forked")))
+        handle.cpu_enforced = bool(started.get("cpu_enforced"))
         return handle
 
     def _runner_for(self, spec: ProcessSpec) -> Runner:

@@ -59,6 +59,7 @@ class RayHandle:
         self.cancelled = False
         #: forked from its node's warm interpreter (else started as a new process)
         self.forked = False
+        self.cpu_enforced = False  # True when a control group on its node applies its CPU limit
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._out = os.open(stdout, flags, 0o644)
         self._err = self._out if stderr == stdout else os.open(stderr, flags, 0o644)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ketch.core.backend import cgroups
 from ketch.core.backend.forkclient import ForkServerClient, ForkServerUnavailable
 from ketch.core.backend.handles import ForkedHandle, signal_group
 from ketch.core.backend.host import ReservedPorts
@@ -88,6 +89,7 @@ class Launch:
     #: the same process as ``python -m module argv``: forked from a warm interpreter
     python: PythonEntry | None = None
     gpus: int = 0  # how many of the node's GPUs it gets
+    cpu_limit: float | None = None  # cores: a CPU rate limit, where the node's cgroups allow
 
 
 @dataclass
@@ -99,6 +101,7 @@ class _Process:
     gpus: list[int] = field(default_factory=list)  # positions in the node's devices
     keep_open: list[int] = field(default_factory=list)  # named pipes' write ends held
     fifos: list[str] = field(default_factory=list)
+    release_cpu: Callable[[], None] | None = None  # its CPU group's removal
 
 
 class ProcessRunner:
@@ -178,27 +181,41 @@ class ProcessRunner:
             if launch.python is not None and self._max_warm > 0 and _can_become(launch.run_as):
                 process, note = self._fork(launch, launch.python, env, cwd)
                 if process is not None:
-                    return self._started(launch.task, process, gpus, forked=True, note=note)
+                    return self._started(launch, process, gpus, forked=True, note=note)
             started = self._spawn(launch, env, cwd)
             if isinstance(started, dict):
                 self._gpus.release(gpus)
                 return started
-            return self._started(launch.task, started, gpus, forked=False, note=note)
+            return self._started(launch, started, gpus, forked=False, note=note)
         except BaseException:
             self._gpus.release(gpus)
             raise
 
     def _started(
-        self, task: str, process: _Process, gpus: list[int], *, forked: bool, note: str | None
+        self,
+        launch: Launch,
+        process: _Process,
+        gpus: list[int],
+        *,
+        forked: bool,
+        note: str | None,
     ) -> dict[str, Any]:
+        task = launch.task
         process.gpus = gpus
+        if launch.cpu_limit:
+            process.release_cpu = cgroups.limit_cpu(process.pid, launch.cpu_limit)
         self._guard.add(process.pid)
         with self._lock:
             self._processes[task] = process
         threading.Thread(
             target=self._wait, args=(task, process), name="ketch-ray-wait", daemon=True
         ).start()
-        return {"pid": process.pid, "forked": forked, "note": note}
+        return {
+            "pid": process.pid,
+            "forked": forked,
+            "note": note,
+            "cpu_enforced": process.release_cpu is not None,
+        }
 
     def _spawn(
         self, launch: Launch, env: dict[str, str], cwd: str | None
@@ -320,6 +337,8 @@ class ProcessRunner:
         process.done.set()
         self._guard.remove(process.pid)
         self._gpus.release(process.gpus)
+        if process.release_cpu is not None:
+            process.release_cpu()
         _close(process.keep_open)  # its output ends once its group's writers are gone
         for reader in process.readers:  # its last output comes before its exit
             reader.join(_DRAIN_WAIT)
