@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -98,3 +100,43 @@ def test_bad_arguments_exit_2(iris: Iris, args: list[str], message: str) -> None
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("given", ["env", "flag"])
+def test_serve_listens_on_the_address_of_its_node(iris: Iris, given: str) -> None:
+    """A backend that spreads work over nodes tells a process its node's address in
+    KETCH_NODE_HOST (here a loopback address of its own, as ``ketch ray up
+    --address-per-node`` gives a node): ``ketch serve`` listens there, as on --host."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [KETCH, "serve", str(iris.folder), "--port", "0", "--grpc-port", "-1"]
+    if given == "env":
+        env["KETCH_NODE_HOST"] = "127.0.0.2"
+    else:
+        env.pop("KETCH_NODE_HOST", None)
+        args += ["--host", "127.0.0.2"]
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not lines or "listening on" not in lines[-1]:
+            line = process.stdout.readline()
+            assert line, f"ketch serve exited early:\n{''.join(lines)}"
+            lines.append(line)
+        match = re.search(r"listening on http://127\.0\.0\.2:(\d+)$", lines[-1].strip())
+        assert match, lines
+        assert not any("warning" in line for line in lines), lines  # still loopback
+        port = int(match.group(1))
+        rows = iris.X[:2]
+        assert (
+            v2_predict(f"http://127.0.0.2:{port}", "iris", rows)
+            == iris.model.predict(rows).tolist()
+        )
+        with pytest.raises(httpx.ConnectError):  # not on 127.0.0.1
+            httpx.get(f"http://127.0.0.1:{port}/v2/health/live")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        if process.stdout is not None:
+            process.stdout.close()

@@ -56,7 +56,7 @@ from ketch.notebooks import culling
 from ketch.notebooks.admission import Applied, apply_to_notebook
 from ketch.notebooks.environment import REASON as CONFIG_ERROR
 from ketch.notebooks.environment import ConfigMissing, Environment, PodFields, resolve
-from ketch.notebooks.launch import missing_program, ready_path, server_process
+from ketch.notebooks.launch import missing_program, placed, ready_path, server_process
 from ketch.notebooks.poddefaults import KIND as PODDEFAULT
 from ketch.notebooks.poddefaults import PodDefaultRefused
 from ketch.notebooks.pods import (
@@ -279,6 +279,7 @@ class NotebookController(StatusController):
                 view.reason, view.message = "StartError", str(exc)
                 return view, max(0.5, book.retry_at - time.monotonic())
         view.process, view.port = server.handle.spec, server.upstream.port
+        view.node, view.ip = server.handle.node, server.upstream.host
         view.log = LogRef(str(server.log), server.offset, None)
         view.phase, view.state, view.started_at = "Running", "running", server.started_wall
         if not server.ready:
@@ -372,6 +373,10 @@ class NotebookController(StatusController):
         namespace, name = key
         container = applied.container
         layout = plan(config.ketch_home(), namespace, name, applied.spec, container)
+        for folder in (layout.root, layout.state):  # its workspace, Jupyter's own files
+            problem = self.backend.unreachable(folder)
+            if problem is not None:
+                raise KetchError(f"the notebook's folder {folder} is out of reach: {problem}")
         for note in [*layout.notes, *prepare(layout)]:
             events.append(("VolumeNotMounted", note, "Warning"))
         secret_env = workload_env(self.store.database, namespace)
@@ -395,6 +400,7 @@ class NotebookController(StatusController):
         except BaseException:
             self.backend.release_ports([port])
             raise
+        upstream = placed(upstream, handle)  # where it listens: its node's address
         server = NotebookServer(
             key, resource.metadata.uid or "", handle, upstream, layout.log, offset
         )

@@ -3,8 +3,10 @@ its server type, its environment and folders, and where it answers once ready.
 
 JupyterLab (Kubeflow's image contract: ``jupyter lab --ServerApp.base_url=$NB_PREFIX``)
 runs as ``python -m jupyterlab`` from the interpreter Ketch runs with, listening on
-``127.0.0.1`` on a port the backend hands out, serving ``/notebook/<ns>/<name>/`` (so
-the proxy forwards paths unchanged), with the root directory of the notebook's
+the address of the node it runs on (127.0.0.1 here; see :mod:`ketch.notebooks.listen`,
+which starts every server) on a port the backend hands out there, serving
+``/notebook/<ns>/<name>/`` (so the proxy forwards paths unchanged), with the root
+directory of the notebook's
 :class:`~ketch.notebooks.workspace.Layout`. Its token is in its environment
 (``JUPYTER_TOKEN``, a secret variable: on no command line, in no pod and no log);
 Jupyter refuses any request without it. The variables read from Secrets and ConfigMaps
@@ -17,22 +19,29 @@ code-server (``group-one``) and RStudio Server (``group-two``) run their program
 it is on ``PATH`` (:func:`missing_program` says what to install otherwise), serving
 from ``/`` behind the proxy, which takes the prefix off (as Kubeflow's
 ``http-rewrite-uri: /``); they are reached through the proxy only by convention: they
-listen on ``127.0.0.1`` without authentication of their own.
+listen on their node's address (127.0.0.1 here) without authentication of their own.
+
+The proxy reaches a server at its process's host (:attr:`ProcessHandle.host`, known
+once it started: :func:`placed`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
-from ketch.core.backend import ProcessSpec, Resources
+from ketch.core.backend import ProcessHandle, ProcessSpec, Resources
+from ketch.core.backend.host import LOCAL_HOST
 from ketch.core.workloads.containers import child_env, which
 from ketch.notebooks.environment import Environment
+from ketch.notebooks.listen import PLACEHOLDER
 from ketch.notebooks.running import Upstream
 from ketch.notebooks.spec import NotebookContainer, ServerType, server_args
 from ketch.notebooks.workspace import Layout
 
-HOST = "127.0.0.1"
+#: where a server listens: its node's address, put in by :mod:`ketch.notebooks.listen`
+HOST = PLACEHOLDER
 PROGRAMS = {ServerType.CODE_SERVER: "code-server", ServerType.RSTUDIO: "rserver"}
 INSTALL = "pip install 'ketch[notebooks]'"
 
@@ -60,6 +69,19 @@ def missing_program(kind: ServerType) -> str | None:
 
 
 def _command(
+    kind: ServerType, port: int, prefix: str, layout: Layout, extra: list[str]
+) -> list[str]:
+    """The server's command line, run by :mod:`ketch.notebooks.listen` (which puts the
+    node's address in place of :data:`HOST`)."""
+    return [
+        sys.executable,
+        "-m",
+        "ketch.notebooks.listen",
+        *_server(kind, port, prefix, layout, extra),
+    ]
+
+
+def _server(
     kind: ServerType, port: int, prefix: str, layout: Layout, extra: list[str]
 ) -> list[str]:
     if kind is ServerType.CODE_SERVER:
@@ -92,7 +114,7 @@ def _command(
         "--ServerApp.port_retries=0",
         f"--ServerApp.base_url={prefix}",
         f"--ServerApp.root_dir={layout.root}",
-        # bound to 127.0.0.1 behind Ketch, which answers to the names it allows
+        # bound to its node's address behind Ketch, which answers to the names it allows
         "--ServerApp.allow_remote_access=True",
         "--ServerApp.allow_root=True",
     ]
@@ -149,7 +171,7 @@ def server_process(
     if kind is ServerType.RSTUDIO:
         headers = (("x-rstudio-root-path", prefix.rstrip("/")),)
     upstream = Upstream(
-        host=HOST,
+        host=LOCAL_HOST,  # until it runs: see placed
         port=port,
         token=token,
         prefix=prefix,
@@ -157,6 +179,12 @@ def server_process(
         headers=headers,
     )
     return spec, upstream
+
+
+def placed(upstream: Upstream, handle: ProcessHandle) -> Upstream:
+    """Where the proxy reaches the server ``upstream`` describes once ``handle`` runs it:
+    at the address of the node it runs on, where it listens."""
+    return dataclasses.replace(upstream, host=handle.host)
 
 
 def ready_path(kind: ServerType, upstream: Upstream) -> str:

@@ -5,8 +5,9 @@ the Notebook's annotations but those whose key holds ``kubectl`` or ``notebook``
 its PodDefaults add (:mod:`ketch.notebooks.poddefaults`), and one container, the
 notebook's, with the command that runs, its environment (never the token; variables
 read from Secrets, ConfigMaps or the pod's fields by their reference only), its port
-(``notebook-port``) and its log. A ``DELETE`` of the pod restarts the
-server, as the StatefulSet makes the pod again; a stopped notebook has no pod.
+(``notebook-port``) and its log, on the node the server runs on (``spec.nodeName``,
+``status.podIP``). A ``DELETE`` of the pod restarts the server, as the StatefulSet
+makes the pod again; a stopped notebook has no pod.
 
 The Notebook's ``status`` is read from this pod, as Kubeflow's controller reads it:
 its conditions, and the state of the notebook's container (:func:`notebook_status`).
@@ -58,6 +59,10 @@ class PodView:
     log: LogRef | None = None
     process: ProcessSpec | None = None
     port: int = 0
+    #: the node its server runs on (``spec.nodeName``: the Ray node's ID on a Ray
+    #: cluster; ``None``: this machine) and the address it listens on (``status.podIP``)
+    node: str | None = None
+    ip: str | None = None
     #: what the pod's PodDefaults added to its labels and annotations
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -131,6 +136,8 @@ def notebook_pod(
         message=view.pod_message,
         restart_policy="Always",
         start_time=since,
+        node=view.node,
+        ip=view.ip,
     )
 
 

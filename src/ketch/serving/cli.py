@@ -1,11 +1,17 @@
-"""``ketch serve``: serve a model file, folder or repository on 127.0.0.1."""
+"""``ketch serve``: serve a model file, folder or repository on 127.0.0.1, or on the
+address of the node it runs on where a backend that spreads work over several nodes
+(Ray) started it and says so in ``KETCH_NODE_HOST``: its replicas are reached there
+by their router."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from typing import Annotated
 
 import typer
 
+from ketch.core.backend.host import LOCAL_HOST, NODE_HOST_ENV
 from ketch.core.errors import KetchError
 
 FORMATS = "sklearn|xgboost|lightgbm|onnx|pytorch|python"
@@ -23,6 +29,14 @@ def serve(
     ] = None,
     format: Annotated[
         str | None, typer.Option("--format", help=f"{FORMATS} (default: inferred from the files)")
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help=f"Address to listen on (default: ${NODE_HOST_ENV}, the address of the node "
+            f"a cluster backend runs it on, else {LOCAL_HOST})",
+        ),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="REST port (0: a free port)")] = 8080,
     grpc_port: Annotated[
@@ -76,7 +90,12 @@ def serve(
 
     if format is not None and format not in KNOWN:
         _fail(f"unknown format {format!r}; use {FORMATS}", 2)
+    secret = from_environment()
+    host = host or os.environ.get(NODE_HOST_ENV) or LOCAL_HOST
+    if secret is None and not _loopback(host):
+        _warn(f"{host} is not a loopback address: anyone who reaches it may call the models")
     options = ServerOptions(
+        host=host,
         http_port=port,
         grpc_port=None if grpc_port < 0 else grpc_port,
         model=ServeOptions(
@@ -90,7 +109,7 @@ def serve(
             max_queue_size=max_queue_size,
         ),
         # an InferenceService's replica: only its router may call it
-        secret=from_environment(),
+        secret=secret,
     )
     try:
         run(model, options, workers=workers, echo=_echo, warn=_warn)
@@ -98,6 +117,16 @@ def serve(
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
         _fail(f"cannot serve: {exc}", 1)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reached from this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def _echo(text: str) -> None:

@@ -3,7 +3,9 @@ are: each running ``ketch serve`` process of a predictor or transformer revision
 pod named after its replica (``NAME-predictor-00001-1``) with KServe's and Knative's
 labels (``serving.kserve.io/inferenceservice``, ``component``,
 ``serving.knative.dev/revision``, ...) and one container, ``kserve-container``, ready
-once the model server answers ready.
+once the model server answers ready. Its ``spec.nodeName`` is the node the replica runs
+on (the Ray node's ID on a Ray cluster) and its ``status.podIP`` the address it
+listens on.
 
 A replica that exits or is scaled down is replaced by a new one (a new pod), as a
 Deployment's ReplicaSet does, so its pod is removed with it. A client's ``DELETE``
@@ -65,6 +67,8 @@ def replica_pod(owner: Owner, namespace: str, rev: Revision, replica: Replica) -
         phase="Running",
         restart_policy="Always",
         start_time=replica.started_wall,
+        node=replica.handle.node,
+        ip=replica.host or replica.handle.host,
     )
 
 

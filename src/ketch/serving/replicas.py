@@ -3,9 +3,10 @@ backend, watched until they say where they listen and answer ready, replaced whe
 they exit, scaled to what the autoscaler recommends, and stopped.
 
 A replica prints ``Ketch model server listening on http://HOST:PORT`` once it
-listens; it is ready when ``/v2/models/NAME/ready`` answers 200. A revision whose
-replica fails to start keeps the error and is tried again after a backoff
-(:meth:`ketch.serving.running.Revision.fail`).
+listens, on the address of the node it runs on (127.0.0.1 here, the node's on a Ray
+cluster), where its router reaches it; it is ready when ``/v2/models/NAME/ready``
+answers 200. A revision whose replica fails to start keeps the error and is tried
+again after a backoff (:meth:`ketch.serving.running.Revision.fail`).
 
 Each replica is a pod of its namespace's quota (the profile's ``kf-resource-quota``,
 :mod:`ketch.core.quota`): it is charged what its component's container asks for
@@ -41,7 +42,7 @@ from ketch.serving.secret import ENV as SECRET_ENV
 from ketch.serving.secret import HEADER as SECRET_HEADER
 from ketch.serving.secret import new_secret
 
-READY_LINE = re.compile(r"Ketch model server listening on http://([\d.]+):(\d+)")
+READY_LINE = re.compile(r"Ketch model server listening on http://([\w.-]+):(\d+)")
 START_TIMEOUT = 300.0
 STOP_GRACE = 3.0
 
@@ -131,9 +132,16 @@ class Replicas:
 
     def start(self, svc: Service, rev: Revision) -> bool:
         """Start one more replica of ``rev``; False when its namespace's quota has no
-        room for it (nothing started)."""
+        room for it, or its model is a file some of the backend's nodes cannot read
+        (nothing started)."""
         namespace, name = svc.key
         replica_name = f"{rev.name}-{rev.next_index}"
+        unreachable = self._unreachable(rev.source.uri)
+        if unreachable is not None:
+            if rev.failed != unreachable:
+                rev.fail(unreachable)
+                self.record(svc.key, "ReplicaFailed", unreachable, "Warning")
+            return False
         if not self._charge(svc, rev, replica_name):
             return False
         rev.next_index += 1
@@ -184,6 +192,24 @@ class Replicas:
             handle.add_exit_callback(_dropper(router, replica_name))
         self.record(svc.key, "ReplicaStarted", f"replica {replica_name} (pid {handle.pid})")
         return True
+
+    def _unreachable(self, uri: str) -> str | None:
+        """Why a replica might not read the model at ``uri``: a file of the control
+        plane's disk that some of the backend's nodes do not mount (``None``: they all
+        can, or it is fetched from elsewhere)."""
+        if uri.startswith("file://"):
+            path = Path(uri.removeprefix("file://"))
+        elif uri.startswith("/"):
+            path = Path(uri)
+        else:
+            return None
+        problem = self.backend.unreachable(path)
+        if problem is None:
+            return None
+        return (
+            f"the model {uri} cannot be served: {problem}; or give a storageUri every node "
+            "reaches (s3://, gs://, https://...)"
+        )
 
     def _charge(self, svc: Service, rev: Revision, replica: str) -> bool:
         """Charge ``replica`` of ``rev`` to its namespace's quota; when it does not

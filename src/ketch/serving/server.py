@@ -1,6 +1,7 @@
 """Runs the model server: uvicorn (uvloop, httptools) for REST and grpc.aio, in one loop.
 
-:class:`ModelServer` serves a :class:`ModelRepository` on 127.0.0.1. The REST
+:class:`ModelServer` serves a :class:`ModelRepository` on ``options.host`` (127.0.0.1
+unless told: ``ketch serve`` takes its node's address on a cluster). The REST
 socket is bound here with ``SO_REUSEPORT`` (gRPC sets it itself), so several
 worker processes can share the ports: see :mod:`ketch.serving.workers`.
 """
