@@ -1,7 +1,9 @@
 """One real Ray cluster of 3 nodes on 127.0.0.1 for the Ray backend's tests, started
 with ``ketch ray up --nodes 3`` (one CPU per node, no dashboard) in a KETCH_HOME of
-its own and stopped with ``ketch ray down`` once the session ends; and a
-:class:`RayBackend` connected to it from the test process.
+its own and stopped with ``ketch ray down`` once the session ends; a
+:class:`RayBackend` connected to it from the test process; and one
+``ketch up --backend ray`` on it (``ray_server``, ``api``) for the tests that go
+through the server, with :func:`pods` to say where their workloads ran.
 
 Every test that uses them is marked ``xdist_group("ray")`` (see :data:`RAY`), so
 one worker runs them all and one cluster runs at a time. Without Ray they skip,
@@ -17,11 +19,14 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
-from tests.server.helpers import base_env, ketch_command
+from ketch.core.backend.ray.backend import SHARED_PATHS_ENV
+from tests.server.fixtures import SERVER_ENV, serve
+from tests.server.helpers import Server, base_env, ketch_command
 
 if TYPE_CHECKING:
     from ketch.core.backend.ray import RayBackend
@@ -96,3 +101,33 @@ def ray_backend(ray_cluster: RayCluster) -> Iterator[RayBackend]:
         yield backend
     finally:
         backend.shutdown(grace=2.0)
+
+
+@pytest.fixture(scope="session")
+def ray_server(
+    ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``ketch up --backend ray --ray-address ...`` on the cluster, for every module; its
+    home counts as shared by the nodes (they are all on this machine), so that the
+    tests also run on a cluster whose nodes have addresses of their own (given in
+    ``KETCH_TEST_RAY_ADDRESS``)."""
+    home = tmp_path_factory.mktemp("ketch-on-ray")
+    server = Server(
+        home,
+        extra_env={**SERVER_ENV, SHARED_PATHS_ENV: str(home)},
+        args=("--backend", "ray", "--ray-address", ray_cluster.address),
+    )
+    yield from serve(server)
+
+
+@pytest.fixture
+def api(ray_server: Server) -> Iterator[httpx.Client]:
+    with ray_server.client() as client:
+        yield client
+
+
+def pods(api: httpx.Client, ns: str, selector: str) -> list[dict[str, Any]]:
+    """The pods of namespace ``ns`` that ``selector`` (a label selector) picks."""
+    response = api.get(f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": selector})
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])

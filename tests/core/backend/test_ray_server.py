@@ -1,4 +1,4 @@
-"""``ketch up --backend ray --ray-address ...`` on the 3-node cluster (see conftest.py):
+"""``ketch up --backend ray --ray-address ...`` on the 3-node cluster (both in conftest.py):
 a batch/v1 Job and a 4-replica gloo DDP PyTorchJob (spread over the nodes; its
 weights match one process's) run on the cluster's nodes, and their pods say which
 (``spec.nodeName`` is the Ray node's ID)."""
@@ -10,45 +10,19 @@ import json
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.core.backend.conftest import RAY, RayCluster
+from tests.core.backend.conftest import RAY, RayCluster, pods
 from tests.jobs.conftest import apply
 from tests.jobs.conftest import wait_for as wait_for_job
-from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server
 from tests.waiting import wait_for
 
 pytestmark = RAY
 PY = sys.executable
-
-
-@pytest.fixture(scope="module")
-def ray_server(
-    ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    server = Server(
-        tmp_path_factory.mktemp("ketch-on-ray"),
-        extra_env=dict(SERVER_ENV),
-        args=("--backend", "ray", "--ray-address", ray_cluster.address),
-    )
-    yield from serve(server)
-
-
-@pytest.fixture
-def api(ray_server: Server) -> Iterator[httpx.Client]:
-    with ray_server.client() as client:
-        yield client
-
-
-def pods(api: httpx.Client, ns: str, selector: str) -> list[dict[str, Any]]:
-    response = api.get(f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": selector})
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
 
 
 def test_the_server_says_where_workloads_run(ray_server: Server, ray_cluster: RayCluster) -> None:
