@@ -360,7 +360,11 @@ def _start_backend() -> None:
         )
         problem = made.unreachable(config.ketch_home())
         if problem:
-            typer.echo(f"warning: pipelines cannot run until it is shared: {problem}", err=True)
+            typer.echo(
+                "warning: pipelines, notebooks and model files on the control plane's disk "
+                f"cannot be used until it is shared: {problem}",
+                err=True,
+            )
 
 
 def _secure(host: str, security: Security, home: Path | None) -> ServerFiles | None:

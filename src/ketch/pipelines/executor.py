@@ -301,7 +301,11 @@ class LocalTaskRunner(TaskRunner):
         with self._lock:
             self._handles[node.id] = handle
         image = str(container.get("image") or "")
-        record = pod.started(spec, str(log_path), image, log_start) if pod else None
+        record = (
+            pod.started(spec, str(log_path), image, log_start, where=(handle.node, handle.host))
+            if pod
+            else None
+        )
         if node.start_pending:
             self._record_start(node, ctx, record)
         elif pod is not None:  # a retried attempt: its pod restarts

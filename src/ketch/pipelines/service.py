@@ -148,7 +148,13 @@ def execute(
         warmup_folder(home),
         on_first_execution=on_first_execution,
     )
-    engine = Engine(ctx, runner, recorder, max_parallelism=max_parallelism, listener=listener)
+    engine = Engine(
+        ctx,
+        runner,
+        recorder,
+        max_parallelism=max_parallelism or backend.cpus(),
+        listener=listener,
+    )
     if on_engine is not None:
         on_engine(engine)
     try:

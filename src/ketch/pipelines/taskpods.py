@@ -73,19 +73,28 @@ class TaskPod:
     attempts: int = 0
     last: Terminated | None = None
     ended: Terminated | None = None
+    node_name: str | None = None  # the node its attempt runs on (None: this machine)
+    ip: str | None = None
 
     @property
     def name(self) -> str:
         return pod_name(self.run_id, self.node.path)
 
     def started(
-        self, spec: ProcessSpec, log_path: str, image: str = "", log_start: int = 0
+        self,
+        spec: ProcessSpec,
+        log_path: str,
+        image: str = "",
+        log_start: int = 0,
+        where: tuple[str | None, str | None] = (None, None),
     ) -> PodRecord:
         """An attempt's process started (a later attempt restarts the pod's container);
         ``image``: the component's (not used: the command runs on this machine);
         ``log_start``: how long the log was before the process started (where a later
-        attempt's output begins: the process may have written some by now). The pod as
-        it is now, for the caller to store (see :class:`TaskPods`)."""
+        attempt's output begins: the process may have written some by now); ``where``:
+        the node and address its process runs at, as its handle says. The pod as it is
+        now, for the caller to store (see :class:`TaskPods`)."""
+        self.node_name, self.ip = where
         self.image = image
         if self.attempts and self.started_at is not None:
             self.last = self.ended
@@ -165,6 +174,8 @@ class TaskPod:
             phase=phase,
             restart_policy="Never",
             start_time=self.start_time,
+            node=self.node_name,
+            ip=self.ip,
             deletion="refuse" if running else "remove",
             refusal=(
                 f"pod {self.name} runs task {self.node.path!r} of PipelineRun {self.run_id}: a "

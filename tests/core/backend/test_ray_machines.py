@@ -145,7 +145,7 @@ def artifact_pipeline(text: str = "through the shared root") -> str:
 
 
 def test_a_node_local_pipeline_root_is_refused_and_a_shared_one_carries_artifacts(
-    api: httpx.Client, server: Server, tmp_path: Path
+    api: httpx.Client, server: Server, machines: Machines, tmp_path: Path
 ) -> None:
     spec = ir_loader.load(artifact_pipeline).spec
     elsewhere = tmp_path / "root"  # the test's folder: not under the shared folders
@@ -183,92 +183,15 @@ def test_a_node_local_pipeline_root_is_refused_and_a_shared_one_carries_artifact
     assert run is not None and run["state"] == "SUCCEEDED", run
     written = [p for p in shared.rglob("data") if p.is_file()]
     assert [p.read_text() for p in written] == ["hello"]
-
-
-def test_a_lost_node_takes_its_pod_and_the_job_replaces_it_on_another_node(
-    api: httpx.Client, machines: Machines, tmp_path: Path
-) -> None:
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    go = tmp_path / "go"
-    script = (
-        "import os, pathlib, time\n"
-        f"go = pathlib.Path({str(go)!r})\n"
-        "print('on', os.environ['KETCH_NODE_HOST'], flush=True)\n"
-        "while not go.exists():\n"
-        "    time.sleep(0.1)\n"
-    )
-    manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "survivor", "namespace": ns},
-        "spec": {
-            "completions": 3,
-            "parallelism": 3,
-            "backoffLimit": 3,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "python:3.12",
-                            "command": [sys.executable, "-c", script],
-                        }
-                    ],
-                }
-            },
-        },
-    }
-    created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
-    assert created.status_code == 201, created.text
-
-    def pods() -> list[dict[str, Any]]:
-        response = api.get(
-            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "job-name=survivor"}
-        )
-        assert response.status_code == 200, response.text
-        return list(response.json()["items"])
-
-    def running() -> list[dict[str, Any]] | None:
-        found = [p for p in pods() if p["status"].get("phase") == "Running"]
-        return found if len(found) == 3 else None
-
-    first = wait_for(running, 300, interval=0.3, what="the Job's 3 pods to run")
-    assert first is not None
-    head = machines.nodes[0]  # the control plane talks to Ray through the head's raylet
-    victim = next((p for p in first if p["spec"]["nodeName"] not in (head, None)), None)
-    assert victim is not None, [p["spec"]["nodeName"] for p in first]
-    lost_node = victim["spec"]["nodeName"]
-    lost_address = machines.addresses[machines.nodes.index(lost_node)]
-    assert victim["status"]["podIP"] == lost_address
-    os.kill(machines.raylets[lost_node], signal.SIGKILL)
-
-    def failed() -> dict[str, Any] | None:
-        for pod in pods():
-            if pod["metadata"]["name"] == victim["metadata"]["name"]:
-                return pod if pod["status"].get("phase") == "Failed" else None
-        return None
-
-    wait_for(failed, 180, interval=0.3, what="the pod on the lost node to fail")
-    log = api.get(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}/log").text
-    assert f"on {lost_address}" in log and "was lost" in log, log
-
-    def replaced() -> list[dict[str, Any]] | None:
-        alive = [p for p in pods() if p["status"].get("phase") == "Running"]
-        return alive if len(alive) == 3 else None
-
-    now = wait_for(replaced, 300, interval=0.3, what="a replacement pod to run")
-    assert now is not None
-    assert all(p["spec"]["nodeName"] != lost_node for p in now)
-    go.touch()
-
-    def complete() -> dict[str, Any] | None:
-        job: dict[str, Any] = api.get(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor").json()
-        return job if job.get("status", {}).get("succeeded") == 3 else None
-
-    job = wait_for(complete, 300, interval=0.3, what="the Job to complete")
-    assert job is not None and job["status"].get("failed") == 1
-    api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")
+    # the tasks' pods say the node and the address each ran at
+    found = api.get(
+        "/api/v1/namespaces/default/pods", params={"labelSelector": f"pipeline/runid={run_id}"}
+    ).json()["items"]
+    assert len(found) == 2
+    for pod in found:
+        node = pod["spec"]["nodeName"]
+        assert node in machines.nodes, node
+        assert pod["status"]["podIP"] == machines.addresses[machines.nodes.index(node)]
 
 
 # each rank says where it ran and what OpenMPI told it, after an allreduce of rank + 1
@@ -285,7 +208,7 @@ send, total = ctypes.c_int(rank.value + 1), ctypes.c_int()
 mpi.MPI_Allreduce(ctypes.byref(send), ctypes.byref(total), 1, handle("ompi_mpi_int"),
                   handle("ompi_mpi_op_sum"), world)
 with open(os.path.join(sys.argv[1], f"rank-{rank.value}.json"), "w") as out:
-    json.dump({"sum": total.value, "node": os.environ.get("KETCH_RAY_NODE_ID"),
+    json.dump({"sum": total.value, "node": os.environ.get("KETCH_NODE_NAME"),
                "host": os.environ.get("KETCH_NODE_HOST"), "role": os.environ.get("ROLE")}, out)
 mpi.MPI_Finalize()
 """
@@ -421,3 +344,141 @@ def test_each_pod_asking_for_a_gpu_gets_one_of_its_nodes(
     assert not succeeded("greedy", 1)
     for name in ("gpu", "cpu", "greedy"):
         api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/{name}")
+
+
+# last: the cluster has one node less after it
+
+
+@dsl.component
+def hold(item: int, go: str) -> str:
+    import os
+    import pathlib
+    import time
+
+    print("item", item, "on", os.environ["KETCH_NODE_HOST"], flush=True)
+    while not pathlib.Path(go).exists():
+        time.sleep(0.1)
+    return os.environ["KETCH_NODE_NAME"]
+
+
+@dsl.pipeline(name="ray-machines-survivor")
+def survivor_pipeline(go: str) -> None:
+    with dsl.ParallelFor([0, 1, 2]) as item:
+        hold(item=item, go=go).set_retry(num_retries=2, backoff_duration="1s")
+
+
+def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewhere(
+    api: httpx.Client, machines: Machines, tmp_path: Path
+) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    go = tmp_path / "go"
+    script = (
+        "import os, pathlib, time\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        "print('on', os.environ['KETCH_NODE_HOST'], flush=True)\n"
+        "while not go.exists():\n"
+        "    time.sleep(0.1)\n"
+    )
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "survivor", "namespace": ns},
+        "spec": {
+            "completions": 3,
+            "parallelism": 3,
+            "backoffLimit": 3,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.12",
+                            "command": [sys.executable, "-c", script],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
+    assert created.status_code == 201, created.text
+    submitted = api.post(
+        RUNS,
+        json={
+            "display_name": "survivor",
+            "pipeline_spec": ir_loader.load(survivor_pipeline).spec,
+            "runtime_config": {"parameters": {"go": str(go)}},
+        },
+    )
+    assert submitted.status_code == 200, submitted.text
+    run_id = submitted.json()["run_id"]
+
+    def pods(where: str, selector: str) -> list[dict[str, Any]]:
+        response = api.get(f"/api/v1/namespaces/{where}/pods", params={"labelSelector": selector})
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def job_pods() -> list[dict[str, Any]]:
+        return pods(ns, "job-name=survivor")
+
+    def task_pods() -> list[dict[str, Any]]:
+        return pods("default", f"pipeline/runid={run_id}")
+
+    def three_running(found: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        running = [p for p in found if p["status"].get("phase") == "Running"]
+        return running if len(running) == 3 else None
+
+    jobs = wait_for(lambda: three_running(job_pods()), 300, interval=0.3, what="3 Job pods")
+    tasks = wait_for(lambda: three_running(task_pods()), 300, interval=0.3, what="3 tasks")
+    assert jobs is not None and tasks is not None
+    head = machines.nodes[0]  # the control plane talks to Ray through the head's raylet
+    on_job = {p["spec"]["nodeName"] for p in jobs}
+    on_task = {p["spec"]["nodeName"] for p in tasks}
+    candidates = sorted((on_job & on_task) - {head})
+    assert candidates, (on_job, on_task)  # processes spread over the nodes
+    lost_node = candidates[0]
+    lost_address = machines.addresses[machines.nodes.index(lost_node)]
+    victim = next(p for p in jobs if p["spec"]["nodeName"] == lost_node)
+    task = next(p for p in tasks if p["spec"]["nodeName"] == lost_node)
+    assert victim["status"]["podIP"] == task["status"]["podIP"] == lost_address
+    os.kill(machines.raylets[lost_node], signal.SIGKILL)
+
+    def failed() -> dict[str, Any] | None:
+        for pod in job_pods():
+            if pod["metadata"]["name"] == victim["metadata"]["name"]:
+                return pod if pod["status"].get("phase") == "Failed" else None
+        return None
+
+    wait_for(failed, 180, interval=0.3, what="the Job's pod on the lost node to fail")
+    log = api.get(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}/log").text
+    assert f"on {lost_address}" in log and "was lost" in log, log
+
+    # the Job replaces its pod, and the pipeline retries its task, on the nodes left
+    def moved(found: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        running = three_running(found)
+        if running is None or any(p["spec"]["nodeName"] == lost_node for p in running):
+            return None
+        return running
+
+    assert wait_for(lambda: moved(job_pods()), 300, interval=0.3, what="a replacement pod")
+    retried = wait_for(lambda: moved(task_pods()), 300, interval=0.3, what="the task retried")
+    assert retried is not None
+    again = next(p for p in retried if p["metadata"]["name"] == task["metadata"]["name"])
+    assert again["status"]["containerStatuses"][0]["restartCount"] >= 1
+    go.touch()
+
+    def complete() -> dict[str, Any] | None:
+        job: dict[str, Any] = api.get(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor").json()
+        return job if job.get("status", {}).get("succeeded") == 3 else None
+
+    job = wait_for(complete, 300, interval=0.3, what="the Job to complete")
+    assert job is not None and job["status"].get("failed") == 1
+
+    def ended() -> dict[str, Any] | None:
+        run: dict[str, Any] = api.get(f"{RUNS}/{run_id}").json()
+        return run if run["state"] in ("SUCCEEDED", "FAILED", "CANCELED") else None
+
+    run = wait_for(ended, 300, interval=0.5, what="the run to end")
+    assert run is not None and run["state"] == "SUCCEEDED", run
+    api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")

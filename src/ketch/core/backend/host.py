@@ -32,6 +32,9 @@ LOCAL_HOST = "127.0.0.1"
 #: the variable that tells a process the address of the node it runs on, which its
 #: servers listen on (unset: :data:`LOCAL_HOST`)
 NODE_HOST_ENV = "KETCH_NODE_HOST"
+#: the variable that names the node a process runs on, as its pod's ``spec.nodeName``
+#: does (a Ray node ID); unset on one machine
+NODE_NAME_ENV = "KETCH_NODE_NAME"
 
 _DEVICE = re.compile(r"nvidia\d+")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -277,6 +278,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def release_ports(self, ports: Iterable[int]) -> None:
         """Hand back ports :meth:`reserve_port` gave (others are ignored)."""
+
+    def cpus(self) -> int:
+        """How many CPUs the processes this backend starts have in all: how many tasks a
+        pipeline runs at once unless told otherwise. This machine's, by default."""
+        return os.cpu_count() or 1
 
     @abc.abstractmethod
     def gpus(self) -> int:

@@ -42,7 +42,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from ketch.core.backend.host import NODE_HOST_ENV, Request
+from ketch.core.backend.host import NODE_HOST_ENV, NODE_NAME_ENV, Request
 from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.ray.handles import Pump, RayHandle, Runner
 from ketch.core.backend.ray.placement import Gangs, NodeInfo
@@ -158,6 +158,7 @@ class RayBackend(Backend):
         self._id = uuid.uuid4().hex[:8]
         self._per_node = runners_per_node
         self._lock = threading.Lock()
+        self._placing = threading.Lock()
         self._closed = False
         self._seq = itertools.count(1)
         self._runners: dict[str, list[Runner]] = {}  # node id -> its pool
@@ -297,24 +298,27 @@ class RayBackend(Backend):
         env = {**spec.env, **spec.secret_env}
         if spec.run_as is not None:
             env.update(spec.run_as.env())
-        runner = self._runner_for(spec)
+        cpu_limit = parse_cpu(spec.resources.cpu_limit) if spec.resources.cpu_limit else None
+        with self._placing:  # a node is chosen and counted busy in one step
+            runner = self._runner_for(spec)
+            stdout, stderr = self._logs.paths(spec)
+            task = f"{self._id}-{next(self._seq)}"
+            handle = RayHandle(spec, stdout, stderr, runner, task)
+            self._pump.register(handle)
         env.setdefault(NODE_HOST_ENV, runner.node.ip)
-        stdout, stderr = self._logs.paths(spec)
-        task = f"{self._id}-{next(self._seq)}"
-        handle = RayHandle(spec, stdout, stderr, runner, task)
+        env.setdefault(NODE_NAME_ENV, runner.node.node_id)
         launch = Launch(
             task=task,
             command=list(spec.command),
             env=env,
-            cwd=os.path.abspath(spec.cwd) if spec.cwd is not None else os.getcwd(),
+            cwd=os.path.abspath(spec.cwd) if spec.cwd is not None else self._default_cwd(),
             merged=handle.merged,
             rlimit_as=memory,
             run_as=(spec.run_as.uid, spec.run_as.gid) if spec.run_as is not None else None,
             python=spec.python if self.max_warm_interpreters > 0 else None,
             gpus=gpus_asked(spec),
-            cpu_limit=parse_cpu(spec.resources.cpu_limit) if spec.resources.cpu_limit else None,
+            cpu_limit=cpu_limit,
         )
-        self._pump.register(handle)
         try:
             started = self._ray.get(runner.actor.start.remote(launch), timeout=_CALL)
         except Exception as exc:  # noqa: BLE001 - Ray's errors vary: the message names it
@@ -336,6 +340,12 @@ class RayBackend(Backend):
         handle._set_pid(int(started["pid"]), bool(started.get("forked")))
         handle.cpu_enforced = bool(started.get("cpu_enforced"))
         return handle
+
+    def _default_cwd(self) -> str | None:
+        """Where a process whose spec names no folder runs: the control plane's working
+        folder where every node reaches it, else the runner's own on its node."""
+        here = os.getcwd()
+        return here if self.unreachable(Path(here)) is None else None
 
     def _runner_for(self, spec: ProcessSpec) -> Runner:
         if spec.placement is not None:
@@ -498,6 +508,10 @@ class RayBackend(Backend):
         """Why processes on some nodes cannot reach ``path``: the cluster's nodes are
         on several machines and ``path`` is not under a shared path."""
         return unreachable(self.nodes(), Path(path), self.shared_paths)
+
+    def cpus(self) -> int:
+        """The CPUs of the cluster's alive nodes (at least 1)."""
+        return max(1, int(sum(n.total.get("CPU", 0.0) for n in self.nodes() if n.alive)))
 
     def gpus(self) -> int:
         """The GPUs of the cluster's alive nodes."""

@@ -8,7 +8,7 @@ every node reaches), as ``kubectl exec <pod> -- /bin/sh -c`` runs it in a pod. T
 command runs in a Ray task pinned to the node (asking for no CPU: its rank
 processes are the worker's, whose resources its gang holds), in a session of its
 own that dies with the task; it learns its node's address (``KETCH_NODE_HOST``) and
-Ray ID (``KETCH_RAY_NODE_ID``). Its output comes back when it ends, and its exit
+Ray ID (``KETCH_NODE_NAME``). Its output comes back when it ends, and its exit
 code is this command's. SIGTERM or SIGINT here stop it there.
 
 Written as an executable script beside the launcher's rsh agent by
@@ -26,10 +26,9 @@ import subprocess
 import sys
 from typing import Any
 
-from ketch.core.backend.host import NODE_HOST_ENV
+from ketch.core.backend.host import NODE_HOST_ENV, NODE_NAME_ENV
 from ketch.core.backend.local import child_setup
 
-NODE_ID_ENV = "KETCH_RAY_NODE_ID"
 #: what a Ray worker's environment has that the command must not inherit
 _RAY_VARS = ("PYTHONBREAKPOINT", "SPT_NOENV", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
@@ -42,7 +41,7 @@ def run_here(setup: str, command: str) -> tuple[int, bytes, bytes]:
     context = ray.get_runtime_context()
     env = {k: v for k, v in os.environ.items() if k not in _RAY_VARS}
     env[NODE_HOST_ENV] = ray.util.get_node_ip_address()
-    env[NODE_ID_ENV] = context.get_node_id()
+    env[NODE_NAME_ENV] = context.get_node_id()
     script = f". {shlex.quote(setup)} && exec /bin/sh -c {shlex.quote(command)}"
     done = subprocess.run(
         ["/bin/sh", "-c", script],
