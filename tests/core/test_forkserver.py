@@ -337,7 +337,7 @@ def test_prewarm_and_lru_retirement(modules: Path) -> None:
         c = backend.start(task("echo_task", [], modules))
         assert all(h.forked for h in (a, b, c))
         assert [h.wait(30) for h in (a, b, c)] == [0, 0, 0]
-        assert len(backend._servers) == 1
+        assert len(backend._warm.current()) == 1
     finally:
         backend.shutdown()
 
@@ -358,7 +358,7 @@ def test_shutdown_kills_forked_tasks_and_the_server(modules: Path, tmp_path: Pat
     handle = backend.start(task("sleep_task", [str(marker)], modules))
     assert wait_until(lambda: marker.exists() and marker.read_text() != "", 30)
     grandchild = int(marker.read_text())
-    server_pid = next(iter(backend._servers.values())).server_pid
+    server_pid = backend._warm.current()[0].server_pid
     assert server_pid is not None
     try:
         backend.shutdown(grace=2)
@@ -380,7 +380,7 @@ handle = backend.start(ProcessSpec(
 deadline = time.monotonic() + 30
 while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
     time.sleep(0.02)
-server = next(iter(backend._servers.values()))
+server = backend._warm.current()[0]
 print(json.dumps({"forked": handle.forked, "child": handle.pid, "grandchild": int(marker.read_text()),
                   "server": server.server_pid, "guard": backend._guard.pid}), flush=True)
 time.sleep(100)

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -46,6 +45,7 @@ from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.resources import parse_cpu, parse_memory
 from ketch.core.backend.spec import Abilities, Backend, Placement, ProcessSpec, Resources
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
+from ketch.core.backend.warm import WarmInterpreters
 from ketch.core.errors import BackendError, InvalidSpec
 
 __all__ = ["LocalBackend", "child_setup", "parse_cpu", "parse_memory"]
@@ -56,7 +56,6 @@ _PR_SET_PDEATHSIG = 1
 # Environment variables read when an interpreter starts: a fork server is shared
 # only by tasks that agree on all of them.
 _STARTUP_VARS = frozenset({"LANG", "LC_ALL", "LC_CTYPE"})
-_MAX_SERVER_DEATHS = 3
 
 ServerKey = tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]
 
@@ -156,10 +155,7 @@ class LocalBackend(Backend):
         self._closed = False
         self._running: set[LocalHandle] = set()
         self._logs = LogFiles("ketch-backend-")
-        self._servers: OrderedDict[ServerKey, ForkServerClient] = OrderedDict()
-        self._retired: list[ForkServerClient] = []
-        self._failed: dict[ServerKey, str] = {}
-        self._deaths: dict[ServerKey, int] = {}
+        self._warm = WarmInterpreters(max_warm_interpreters)
         self._warned: set[tuple[str, ServerKey]] = set()
         self._ledger = Ledger()
         self._ports = ReservedPorts()
@@ -280,9 +276,6 @@ class LocalBackend(Backend):
                 return
             self._closed = True
             handles = list(self._running)
-            servers = [*self._servers.values(), *self._retired]
-            self._servers.clear()
-            self._retired.clear()
         for handle in handles:
             handle.signal(signal.SIGTERM)
         deadline = time.monotonic() + max(grace, 0.0)
@@ -293,8 +286,7 @@ class LocalBackend(Backend):
                 handle.signal(signal.SIGKILL)
         for handle in handles:
             handle.wait(10.0)
-        for server in servers:
-            server.close()
+        self._warm.close()
         self._guard.close()
         self._supervisor.close()
         self._logs.remove()
@@ -444,44 +436,23 @@ class LocalBackend(Backend):
     ) -> ForkServerClient | None:
         """A ready fork server for this key, started if needed; None if none can be had."""
         key = self._key(python, preload, env)
-        launch = False
-        with self._lock:
-            if self._closed or key in self._failed:
-                return None
-            client = self._servers.get(key)
-            if client is not None and client.dead:
-                del self._servers[key]
-                self._deaths[key] = self._deaths.get(key, 0) + 1
-                client = None
-                if self._deaths[key] >= _MAX_SERVER_DEATHS:
-                    self._failed[key] = "it died too often"
-                    return None
-            if client is None:
-                self._retired = [c for c in self._retired if not c.dead]
-                while len(self._servers) >= self.max_warm_interpreters:
-                    _, old = self._servers.popitem(last=False)
-                    old.retire()
-                    self._retired.append(old)
-                client = ForkServerClient(
-                    python,
-                    preload,
-                    env,
-                    self._logs.folder() / f"{self._logs.numbered('forkserver')}.log",
-                    self._supervisor,
-                    warmup=warmup,
-                )
-                self._servers[key] = client
-                launch = True
-            else:
-                self._servers.move_to_end(key)
-        if launch:
-            client.launch()
+        if self._closed:
+            return None
+        client, _ = self._warm.take(
+            key,
+            lambda: ForkServerClient(
+                python,
+                preload,
+                env,
+                self._logs.folder() / f"{self._logs.numbered('forkserver')}.log",
+                self._supervisor,
+                warmup=warmup,
+            ),
+        )
+        if client is None:
+            return None
         if not client.wait_ready(self._ready_timeout):
-            with self._lock:
-                if self._servers.get(key) is client:
-                    del self._servers[key]
-                self._failed[key] = client.error or "unknown"
-            client.close()
+            self._warm.failed(key, client)
             self._warn_once(
                 "start",
                 key,

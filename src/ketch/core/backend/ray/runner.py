@@ -39,7 +39,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from ketch.core.backend.local import ServerKey, child_setup, startup_signature
 from ketch.core.backend.logfiles import LogFiles
 from ketch.core.backend.spec import ProcessSpec, PythonEntry, RunAs
 from ketch.core.backend.supervisor import OrphanGuard, Supervisor
+from ketch.core.backend.warm import WarmInterpreters
 
 log = logging.getLogger("ketch.core.backend.ray")
 
@@ -68,7 +68,6 @@ _KILL_WAIT = 30.0
 #: seconds a start waits for a warm interpreter that is still starting before it
 #: starts its process new (the backend waits 60 s for a start)
 _READY_WAIT = 20.0
-_MAX_SERVER_DEATHS = 3
 
 #: what :meth:`ProcessRunner.pull` hands back: ``(seq, task, kind, data)``, ``kind``
 #: ``"out"``/``"err"`` (``data``: bytes of output) or ``"exit"`` (``data``: the code)
@@ -129,10 +128,7 @@ class ProcessRunner:
         self._gpus = ReservedPorts(Path(tempfile.gettempdir()) / "ketch-gpus" / safe)
         self._files = LogFiles("ketch-ray-runner-")  # named pipes, warm interpreters' logs
         self._max_warm = max_warm_interpreters
-        self._servers: OrderedDict[ServerKey, ForkServerClient] = OrderedDict()
-        self._retired: list[ForkServerClient] = []
-        self._failed: dict[ServerKey, str] = {}
-        self._deaths: dict[ServerKey, int] = {}
+        self._warm = WarmInterpreters(max_warm_interpreters)
         # what is started from the supervisor thread (warm interpreters, and what
         # they fork) runs at the node's priority, as new processes do
         self._supervisor.call(_at_node_priority(None))
@@ -400,11 +396,7 @@ class ProcessRunner:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-            servers = [*self._servers.values(), *self._retired]
-            self._servers.clear()
-            self._retired.clear()
-        for server in servers:
-            server.close()
+        self._warm.close()
         self._guard.close()
         self._supervisor.close()
         self._files.remove()
@@ -441,52 +433,32 @@ class ProcessRunner:
         with ``env``, started if there is none; ``None`` when it cannot be had now,
         and why (once, when it cannot be had at all)."""
         key: ServerKey = (python, preload, startup_signature(env))
-        launch = False
-        with self._lock:
-            if self._closed or key in self._failed:
-                return None, None
-            client = self._servers.get(key)
-            if client is not None and client.dead:
-                del self._servers[key]
-                self._deaths[key] = self._deaths.get(key, 0) + 1
-                client = None
-                if self._deaths[key] >= _MAX_SERVER_DEATHS:
-                    self._failed[key] = "it died too often"
-                    return None, f"the warm interpreter {python} {list(preload)} died too often"
-            if client is None:
-                self._retired = [c for c in self._retired if not c.dead]
-                while len(self._servers) >= self._max_warm:
-                    _, old = self._servers.popitem(last=False)
-                    old.retire()
-                    self._retired.append(old)
-                # the node's environment and the start-up settings the key names:
-                # what the processes add (their secrets too) is theirs alone
-                server_env = {k: v for k, v in os.environ.items() if not _ray_own(k)}
-                server_env.update(dict(key[2]))
-                server_env[CUDA_DEVICES] = ""  # the interpreter itself uses no GPU
-                client = ForkServerClient(
-                    python,
-                    preload,
-                    server_env,
-                    self._files.folder() / f"{self._files.numbered('forkserver')}.log",
-                    self._supervisor,
-                    warmup=warmup,
-                )
-                self._servers[key] = client
-                launch = True
-            else:
-                self._servers.move_to_end(key)
-        if launch:
-            client.launch()
+        if self._closed:
+            return None, None
+
+        def make() -> ForkServerClient:
+            # the node's environment and the start-up settings the key names: what
+            # the processes add (their secrets too) is theirs alone
+            server_env = {k: v for k, v in os.environ.items() if not _ray_own(k)}
+            server_env.update(dict(key[2]))
+            server_env[CUDA_DEVICES] = ""  # the interpreter itself uses no GPU
+            return ForkServerClient(
+                python,
+                preload,
+                server_env,
+                self._files.folder() / f"{self._files.numbered('forkserver')}.log",
+                self._supervisor,
+                warmup=warmup,
+            )
+
+        client, why = self._warm.take(key, make)
+        if client is None:
+            return None, (f"the warm interpreter {python} {list(preload)} {why}" if why else None)
         if client.wait_ready(wait):
             return client, None
         if not client.dead:
             return None, None  # still starting: this process starts new
-        with self._lock:
-            if self._servers.get(key) is client:
-                del self._servers[key]
-            self._failed[key] = client.error or "unknown"
-        client.close()
+        self._warm.failed(key, client)
         return None, (
             f"cannot start a warm interpreter {python} (preload {list(preload)}) on "
             f"this node: {client.error}; its Python processes start as new ones"
