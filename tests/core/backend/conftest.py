@@ -131,3 +131,23 @@ def pods(api: httpx.Client, ns: str, selector: str) -> list[dict[str, Any]]:
     response = api.get(f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": selector})
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
+
+
+def batch_job(ns: str, name: str, command: list[str], pods: int, **spec: Any) -> dict[str, Any]:
+    """A batch/v1 Job of ``pods`` pods at once, each running ``command`` once
+    (``restartPolicy: Never``); ``spec``: more of the Job's spec, and ``resources`` for
+    its container."""
+    container: dict[str, Any] = {"name": "main", "image": "python:3.12", "command": command}
+    if "resources" in spec:
+        container["resources"] = spec.pop("resources")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "completions": pods,
+            "parallelism": pods,
+            **spec,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }

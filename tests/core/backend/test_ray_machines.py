@@ -39,7 +39,7 @@ from kfp import dsl
 from ketch.core.backend.ray.backend import SHARED_PATHS_ENV, unreachable
 from ketch.core.backend.ray.placement import NodeInfo
 from ketch.pipelines import spec as ir_loader
-from tests.core.backend.conftest import RAY, ketch_ray
+from tests.core.backend.conftest import RAY, batch_job, ketch_ray, pods
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server
 from tests.waiting import wait_for
@@ -184,9 +184,7 @@ def test_a_node_local_pipeline_root_is_refused_and_a_shared_one_carries_artifact
     written = [p for p in shared.rglob("data") if p.is_file()]
     assert [p.read_text() for p in written] == ["hello"]
     # the tasks' pods say the node and the address each ran at
-    found = api.get(
-        "/api/v1/namespaces/default/pods", params={"labelSelector": f"pipeline/runid={run_id}"}
-    ).json()["items"]
+    found = pods(api, "default", f"pipeline/runid={run_id}")
     assert len(found) == 2
     for pod in found:
         node = pod["spec"]["nodeName"]
@@ -265,10 +263,7 @@ def test_an_mpijob_starts_its_ranks_on_its_workers_nodes(
 
     job = wait_for(ended, 300, interval=0.5, what="the MPIJob to end")
     assert job is not None
-    found = api.get(
-        f"/api/v1/namespaces/{ns}/pods",
-        params={"labelSelector": "training.kubeflow.org/job-name=ranks"},
-    ).json()["items"]
+    found = pods(api, ns, "training.kubeflow.org/job-name=ranks")
     where = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in found}
     launcher_log = api.get(f"/api/v1/namespaces/{ns}/pods/ranks-launcher-0/log").text
     conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
@@ -290,39 +285,21 @@ def test_each_pod_asking_for_a_gpu_gets_one_of_its_nodes(
 ) -> None:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     script = "import os; print('devices', repr(os.environ.get('CUDA_VISIBLE_DEVICES')))"
-
-    def job(name: str, gpus: int, pods: int) -> dict[str, Any]:
-        container: dict[str, Any] = {
-            "name": "main",
-            "image": "python:3.12",
-            "command": [sys.executable, "-c", script],
-        }
-        if gpus:
-            container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
-        return {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "completions": pods,
-                "parallelism": pods,
-                "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
-            },
-        }
-
-    for manifest in (job("gpu", 1, 2), job("cpu", 0, 1), job("greedy", 2, 1)):
+    command = [sys.executable, "-c", script]
+    one = {"limits": {"nvidia.com/gpu": "1"}}
+    two = {"limits": {"nvidia.com/gpu": "2"}}
+    for manifest in (
+        batch_job(ns, "gpu", command, 2, resources=one),
+        batch_job(ns, "cpu", command, 1),
+        batch_job(ns, "greedy", command, 1, resources=two),
+    ):
         created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
         assert created.status_code == 201, created.text
 
-    def pods(name: str) -> list[dict[str, Any]]:
-        response = api.get(
-            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": f"job-name={name}"}
-        )
-        assert response.status_code == 200, response.text
-        return list(response.json()["items"])
-
     def succeeded(name: str, count: int) -> list[dict[str, Any]] | None:
-        found = [p for p in pods(name) if p["status"].get("phase") == "Succeeded"]
+        found = [
+            p for p in pods(api, ns, f"job-name={name}") if p["status"].get("phase") == "Succeeded"
+        ]
         return found if len(found) == count else None
 
     gpu = wait_for(lambda: succeeded("gpu", 2), 300, interval=0.3, what="the GPU pods to succeed")
@@ -379,28 +356,7 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
         "while not go.exists():\n"
         "    time.sleep(0.1)\n"
     )
-    manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "survivor", "namespace": ns},
-        "spec": {
-            "completions": 3,
-            "parallelism": 3,
-            "backoffLimit": 3,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "python:3.12",
-                            "command": [sys.executable, "-c", script],
-                        }
-                    ],
-                }
-            },
-        },
-    }
+    manifest = batch_job(ns, "survivor", [sys.executable, "-c", script], 3, backoffLimit=3)
     created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
     assert created.status_code == 201, created.text
     submitted = api.post(
@@ -414,16 +370,11 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
     assert submitted.status_code == 200, submitted.text
     run_id = submitted.json()["run_id"]
 
-    def pods(where: str, selector: str) -> list[dict[str, Any]]:
-        response = api.get(f"/api/v1/namespaces/{where}/pods", params={"labelSelector": selector})
-        assert response.status_code == 200, response.text
-        return list(response.json()["items"])
-
     def job_pods() -> list[dict[str, Any]]:
-        return pods(ns, "job-name=survivor")
+        return pods(api, ns, "job-name=survivor")
 
     def task_pods() -> list[dict[str, Any]]:
-        return pods("default", f"pipeline/runid={run_id}")
+        return pods(api, "default", f"pipeline/runid={run_id}")
 
     def three_running(found: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         running = [p for p in found if p["status"].get("phase") == "Running"]

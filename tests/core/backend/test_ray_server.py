@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.core.backend.conftest import RAY, RayCluster, pods
+from tests.core.backend.conftest import RAY, RayCluster, batch_job, pods
 from tests.jobs.conftest import apply
 from tests.jobs.conftest import wait_for as wait_for_job
 from tests.server.helpers import Server
@@ -33,32 +33,8 @@ def test_the_server_says_where_workloads_run(ray_server: Server, ray_cluster: Ra
 
 def test_a_batch_job_runs_its_pods_on_ray_nodes(api: httpx.Client, ray_cluster: RayCluster) -> None:
     ns = f"t-{uuid.uuid4().hex[:8]}"
-    manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "hello", "namespace": ns},
-        "spec": {
-            "completions": 3,
-            "parallelism": 3,
-            "completionMode": "Indexed",
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "python:3.12",
-                            "command": [
-                                "python",
-                                "-c",
-                                "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])",
-                            ],
-                        }
-                    ],
-                }
-            },
-        },
-    }
+    command = ["python", "-c", "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])"]
+    manifest = batch_job(ns, "hello", command, 3, completionMode="Indexed")
     created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
     assert created.status_code == 201, created.text
 
