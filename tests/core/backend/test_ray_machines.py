@@ -13,7 +13,9 @@ loses a node while work runs on it.
   shell), and allreduce.
 - A node killed (its raylet, SIGKILL) takes its processes with it: the Job's pod on it
   fails, saying the node was lost, and the Job's replacement pod runs on a node that
-  is still there, so the Job completes.
+  is still there, so the Job completes; a pipeline task there is retried elsewhere;
+  then, a node killed under a model server's replica: another takes its place on the
+  node left, and the service answers.
 
 The cluster and the server here are this module's own (it breaks a node); the tests
 share the Ray tests' xdist group so that one worker runs Ray clusters at a time.
@@ -42,6 +44,11 @@ from ketch.pipelines import spec as ir_loader
 from tests.core.backend.conftest import RAY, batch_job, ketch_ray, pods
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server
+from tests.serving.test_inferenceservice_helpers import V2_BODY, unique
+from tests.serving.test_inferenceservice_helpers import apply as apply_service
+from tests.serving.test_inferenceservice_helpers import delete as delete_service
+from tests.serving.test_inferenceservice_helpers import manifest as service
+from tests.serving.test_inferenceservice_helpers import wait_for as wait_for_service
 from tests.waiting import wait_for
 
 pytestmark = RAY
@@ -433,3 +440,44 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
     run = wait_for(ended, 300, interval=0.5, what="the run to end")
     assert run is not None and run["state"] == "SUCCEEDED", run
     api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")
+
+
+def test_a_lost_nodes_model_server_replica_is_replaced_on_a_node_left(
+    api: httpx.Client, machines: Machines, server: Server
+) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    folder = server.home / "models" / "iris"  # under the shared folder: every node reads it
+    folder.mkdir(parents=True)
+    features, labels = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=1000).fit(features, labels), folder / "model.joblib")
+    name = unique("iris")
+    predictor = {"minReplicas": 2, "maxReplicas": 2, "sklearn": {"storageUri": f"file://{folder}"}}
+    apply_service(api, service(name, predictor))
+    selector = f"serving.kserve.io/inferenceservice={name}"
+
+    def ready(doc: dict[str, Any]) -> bool:
+        replicas = doc.get("status", {}).get("ketch", {}).get("replicas", [])
+        return len([r for r in replicas if r["ready"]]) == 2
+
+    doc = wait_for_service(api, name, ready, timeout=300)
+    head = machines.nodes[0]
+    first = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(api, "default", selector)}
+    lost = sorted(set(first.values()) - {head})
+    assert lost, first  # one replica per node: one is not on the head
+    lost_node = lost[0]
+    os.kill(machines.raylets[lost_node], signal.SIGKILL)
+
+    def replaced(doc: dict[str, Any]) -> bool:
+        now = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(api, "default", selector)}
+        return ready(doc) and lost_node not in now.values() and set(now) != set(first)
+
+    doc = wait_for_service(api, name, replaced, timeout=300)
+    with httpx.Client(timeout=60.0) as router:
+        for _ in range(4):
+            answer = router.post(f"{doc['status']['url']}/v2/models/{name}/infer", json=V2_BODY)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outputs"][0]["data"] == [0]
+    delete_service(api, name)
