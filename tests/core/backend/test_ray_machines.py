@@ -42,6 +42,7 @@ from ketch.core.backend.ray.backend import SHARED_PATHS_ENV, unreachable
 from ketch.core.backend.ray.placement import NodeInfo
 from ketch.pipelines import spec as ir_loader
 from tests.core.backend.conftest import RAY, batch_job, ketch_ray, pods
+from tests.jobs.conftest import wait_for as wait_for_job
 from tests.server.fixtures import SERVER_ENV, serve
 from tests.server.helpers import Server
 from tests.serving.test_inferenceservice_helpers import V2_BODY, unique
@@ -363,7 +364,8 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
         "while not go.exists():\n"
         "    time.sleep(0.1)\n"
     )
-    manifest = batch_job(ns, "survivor", [sys.executable, "-c", script], 3, backoffLimit=3)
+    manifest_command = [sys.executable, "-c", script]
+    manifest = batch_job(ns, "survivor", manifest_command, 3, backoffLimit=3)
     created = api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=manifest)
     assert created.status_code == 201, created.text
     submitted = api.post(
@@ -376,9 +378,32 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
     )
     assert submitted.status_code == 200, submitted.text
     run_id = submitted.json()["run_id"]
+    replica = {
+        "replicas": 1,
+        "restartPolicy": "OnFailure",
+        "template": {
+            "metadata": {"annotations": {"ketch.dev/placement": "spread"}},
+            "spec": {
+                "containers": [
+                    {"name": "pytorch", "image": "pytorch/pytorch", "command": manifest_command}
+                ]
+            },
+        },
+    }
+    gang = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "gang", "namespace": ns},
+        "spec": {"pytorchReplicaSpecs": {"Master": replica, "Worker": {**replica, "replicas": 2}}},
+    }
+    created = api.post(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs", json=gang)
+    assert created.status_code == 201, created.text
 
     def job_pods() -> list[dict[str, Any]]:
         return pods(api, ns, "job-name=survivor")
+
+    def gang_pods() -> list[dict[str, Any]]:
+        return pods(api, ns, "training.kubeflow.org/job-name=gang")
 
     def task_pods() -> list[dict[str, Any]]:
         return pods(api, "default", f"pipeline/runid={run_id}")
@@ -389,16 +414,20 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
 
     jobs = wait_for(lambda: three_running(job_pods()), 300, interval=0.3, what="3 Job pods")
     tasks = wait_for(lambda: three_running(task_pods()), 300, interval=0.3, what="3 tasks")
-    assert jobs is not None and tasks is not None
+    members = wait_for(lambda: three_running(gang_pods()), 300, interval=0.3, what="the gang")
+    assert jobs is not None and tasks is not None and members is not None
     head = machines.nodes[0]  # the control plane talks to Ray through the head's raylet
     on_job = {p["spec"]["nodeName"] for p in jobs}
     on_task = {p["spec"]["nodeName"] for p in tasks}
+    on_gang = {p["spec"]["nodeName"] for p in members}
+    assert len(on_gang) == 3, on_gang  # spread: one replica per node
     candidates = sorted((on_job & on_task) - {head})
     assert candidates, (on_job, on_task)  # processes spread over the nodes
     lost_node = candidates[0]
     lost_address = machines.addresses[machines.nodes.index(lost_node)]
     victim = next(p for p in jobs if p["spec"]["nodeName"] == lost_node)
     task = next(p for p in tasks if p["spec"]["nodeName"] == lost_node)
+    member = next(p for p in members if p["spec"]["nodeName"] == lost_node)
     assert victim["status"]["podIP"] == task["status"]["podIP"] == lost_address
     os.kill(machines.raylets[lost_node], signal.SIGKILL)
 
@@ -424,6 +453,11 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
     assert retried is not None
     again = next(p for p in retried if p["metadata"]["name"] == task["metadata"]["name"])
     assert again["status"]["containerStatuses"][0]["restartCount"] >= 1
+    # the gang's replica restarts (OnFailure) where Ray reserves its bundle again
+    placed = wait_for(lambda: moved(gang_pods()), 300, interval=0.3, what="the replica moved")
+    assert placed is not None
+    restarted = next(p for p in placed if p["metadata"]["name"] == member["metadata"]["name"])
+    assert restarted["status"]["containerStatuses"][0]["restartCount"] >= 1
     go.touch()
 
     def complete() -> dict[str, Any] | None:
@@ -439,7 +473,9 @@ def test_a_lost_node_takes_its_processes_and_their_controllers_start_them_elsewh
 
     run = wait_for(ended, 300, interval=0.5, what="the run to end")
     assert run is not None and run["state"] == "SUCCEEDED", run
+    wait_for_job(api, "PyTorchJob", ns, "gang", "Succeeded", timeout=300)
     api.delete(f"/apis/batch/v1/namespaces/{ns}/jobs/survivor")
+    api.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/gang")
 
 
 def test_a_lost_nodes_model_server_replica_is_replaced_on_a_node_left(
