@@ -254,8 +254,10 @@ def test_builtin_runtime_env(client: httpx.Client, ns: str, tmp_path: Path, runt
         assert all(
             e["DMLC_NUM_WORKER"] == "2" and e["DMLC_TRACKER_URI"] == "127.0.0.1" for e in envs
         )
-    else:  # the launcher alone runs; its remote shell starts every rank here
-        assert len(envs) == 1 and list(jobs(done)) == ["launcher"]
+    else:  # the launcher runs the command; the nodes idle, holding their place
+        # for the ranks its remote shell starts (here, on this machine)
+        assert len(envs) == 1 and list(jobs(done)) == ["launcher", "node"]
+        assert not jobs(done)["node"].get("failed"), jobs(done)
         hostfile = Path(envs[0]["OMPI_MCA_orte_default_hostfile"]).read_text()
         assert hostfile == "mpi-node-0-0.mpi slots=1\nmpi-node-0-1.mpi slots=1\n"
         agent = Path(envs[0]["OMPI_MCA_plm_rsh_agent"])

@@ -22,7 +22,6 @@ variable the launcher's container sets itself wins.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from pathlib import Path
@@ -276,15 +275,6 @@ def hostfile_text(job: Job) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-# OpenMPI refuses to start as root unless told to: the launcher is told when the
-# server runs as root (as containers usually do), unless its container says otherwise.
-ALLOW_RUN_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-
-# Every worker "host" shares this machine's cores, but each one's daemon would bind
-# its first rank to core 0: ranks are not bound unless the launcher asks
-# (``mpirun --bind-to core``, or the variable set in its container).
-NO_BINDING = {"OMPI_MCA_hwloc_base_binding_policy": "none"}
-
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -327,11 +317,6 @@ def _mpi(job: Job, rtype: str, index: int, addresses: Addresses) -> dict[str, st
         "I_MPI_HYDRA_BOOTSTRAP_EXEC": str(addresses.rsh_agent),
         "OMPI_MCA_orte_keep_fqdn_hostnames": "true",
     }
-    defaults = dict(NO_BINDING)
-    if addresses.shells:  # every daemon is started from the launcher's node
-        defaults["OMPI_MCA_plm_rsh_no_tree_spawn"] = "1"
-    if os.geteuid() == 0:
-        defaults.update(ALLOW_RUN_AS_ROOT)
-    own = {e.name for e in job.container(rtype).env}
-    env.update({k: v for k, v in defaults.items() if k not in own})
+    own = [e.name for e in job.container(rtype).env]
+    env.update(rsh.launcher_defaults(bool(addresses.shells), own))
     return env

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -71,12 +72,37 @@ def allocate(plan: TrainJobPlan, backend: Backend, workdir: Path) -> Addresses:
         addresses.rsh_agent = workdir / "kubexec.sh"
         addresses.hostfile.write_text(hostfile_text(plan))
         rsh.write_agent(addresses.rsh_agent)
+        _node_shells(plan, backend, addresses)
     return addresses
+
+
+def _node_shells(plan: TrainJobPlan, backend: Backend, addresses: Addresses) -> None:
+    """Where the backend has several nodes, the launcher's remote shell starts the ranks
+    of each ``node`` host on that node replica's node, in the node's environment."""
+    assert addresses.rsh_agent is not None
+    nodes = [(i, name) for rtype, i, name in plan.replica_names() if rtype == NODE]
+    folder = rsh.hosts_dir(addresses.rsh_agent)
+    for index, replica in nodes:
+        host = node_host(plan, index)
+        shell = backend.remote_shell(plan.placement(replica))
+        if shell is None:
+            continue
+        folder.mkdir(exist_ok=True)
+        env = {"PYTHONUNBUFFERED": "1", WORKSPACE_ENV: str(plan.workspace)}
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        (folder / f"{host}.sh").write_text("".join(f"{line}\n" for line in lines))
+        rsh.write_remote(addresses.rsh_agent, host, shell)
+        addresses.shells[replica] = shell
 
 
 def _declared_port(plan: TrainJobPlan) -> int:
     container = plan.container(plan.trainer_step)
     return next((p.containerPort for p in container.ports), plan.default_port)
+
+
+def node_host(plan: TrainJobPlan, index: int) -> str:
+    """The host name of node replica ``index`` in the launcher's hostfile."""
+    return f"{plan.name}-{NODE}-0-{index}.{plan.name}"
 
 
 def hostfile_text(plan: TrainJobPlan) -> str:
@@ -87,7 +113,7 @@ def hostfile_text(plan: TrainJobPlan) -> str:
     if run_as_node:
         hosts.append(f"{plan.name}-{LAUNCHER}-0-0.{plan.name}")
     for index in range(plan.num_nodes - (1 if run_as_node else 0)):
-        hosts.append(f"{plan.name}-{NODE}-0-{index}.{plan.name}")
+        hosts.append(node_host(plan, index))
     return "".join(f"{host} slots={slots}\n" for host in hosts)
 
 
@@ -137,6 +163,8 @@ def replica_env(
             I_MPI_HYDRA_HOST_FILE=str(addresses.hostfile),
             I_MPI_HYDRA_BOOTSTRAP_EXEC=str(addresses.rsh_agent),
         )
+        own = [e.name for e in plan.container(step).env]
+        env.update(rsh.launcher_defaults(bool(addresses.shells), own))
     return env
 
 

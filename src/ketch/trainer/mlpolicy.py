@@ -11,9 +11,10 @@ TrainJob or the runtime configures them; every other step starts once they
 succeeded (and after the steps it ``dependsOn`` with status ``Complete``).
 
 Local differences, each documented where it happens: an MPI runtime's ``node``
-step (sshd in Kubeflow) is not run, the launcher's remote shell runs every rank
-here; ``numProcPerNode: auto`` is the GPU count of ``resourcesPerNode``, else its
-CPU count, else 1 (torchrun's own ``auto`` would start one process per core).
+replicas (sshd in Kubeflow) run an idle process that holds their node, and the
+launcher's remote shell starts each rank on its host's node (this machine, on the
+local backend); ``numProcPerNode: auto`` is the GPU count of ``resourcesPerNode``,
+else its CPU count, else 1 (torchrun's own ``auto`` would start one process per core).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ from ketch.trainer.spec import (
 
 Framework = Literal["torch", "mpi", "jax", "xgboost", "plain"]
 Role = Literal["dataset", "model", "trainer", "other"]
+#: what an MPI runtime's ``node`` replicas run (sshd in Kubeflow): they only hold their
+#: node for the ranks the launcher's remote shell starts there
+MPI_NODE_IDLE = ("sleep", "365d")
 
 DEFAULT_BACKOFF_LIMIT = 6  # batch/v1 Job's default, for steps whose pods restart OnFailure
 TRAINER_PORT = 29500  # Kubeflow Trainer's node port; another free one when taken
@@ -278,7 +282,14 @@ def plan(
             steps.append((rjob.name, role, container, count, rjob))
             continue
         if framework == "mpi" and rjob.name == NODE:
-            skipped.append(rjob.name)  # sshd in Kubeflow; the launcher's rsh agent runs ranks here
+            # sshd in Kubeflow, hosting the ranks mpirun starts; here an idle process
+            # holds each node's place (and resources) for the launcher's remote shell
+            hosts = num_nodes - (1 if mpi is not None and mpi.runLauncherAsNode else 0)
+            if hosts > 0:
+                idle = _container(rjob, NODE).model_copy(
+                    update={"command": list(MPI_NODE_IDLE), "args": []}
+                )
+                steps.append((rjob.name, "other", idle, hosts, rjob))
             continue
         parallel = rjob.template.spec.parallelism or 1
         steps.append((rjob.name, role, _container(rjob, NODE), rjob.replicas * parallel, rjob))

@@ -288,6 +288,69 @@ def test_an_mpijob_starts_its_ranks_on_its_workers_nodes(
     api.delete(f"/apis/kubeflow.org/v1/namespaces/{ns}/mpijobs/ranks")
 
 
+def test_a_trainjobs_mpi_ranks_run_on_its_node_replicas_nodes(
+    api: httpx.Client, machines: Machines, server: Server
+) -> None:
+    mpirun = shutil.which("mpirun")
+    library = ctypes.util.find_library("mpi")
+    if mpirun is None or library is None:
+        pytest.skip("OpenMPI is not installed: scripts/ci-mpi.sh installs it (openmpi-bin)")
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    trainer = "/apis/trainer.kubeflow.org/v1alpha1"
+    out = server.home / f"trainjob-ranks-{ns}"  # under the shared folder
+    out.mkdir()
+    # the built-in MPI runtime, its replicas spread over the nodes
+    builtin = api.get(f"{trainer}/clustertrainingruntimes/mpi-distributed")
+    assert builtin.status_code == 200, builtin.text
+    spec = builtin.json()["spec"]
+    for rjob in spec["template"]["spec"]["replicatedJobs"]:
+        pod = rjob["template"]["spec"]["template"]
+        pod.setdefault("metadata", {}).setdefault("annotations", {})["ketch.dev/placement"] = (
+            "spread"
+        )
+    runtime = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainingRuntime",
+        "metadata": {"name": "mpi-spread", "namespace": ns},
+        "spec": spec,
+    }
+    created = api.post(f"{trainer}/namespaces/{ns}/trainingruntimes", json=runtime)
+    assert created.status_code == 201, created.text
+    command = ["mpirun", "-np", "2", sys.executable, "-c", RANK_SCRIPT, str(out), library]
+    job = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "ranks", "namespace": ns},
+        "spec": {
+            "runtimeRef": {"name": "mpi-spread", "kind": "TrainingRuntime"},
+            "trainer": {"command": command, "numNodes": 2},
+        },
+    }
+    created = api.post(f"{trainer}/namespaces/{ns}/trainjobs", json=job)
+    assert created.status_code == 201, created.text
+
+    def ended() -> dict[str, Any] | None:
+        found: dict[str, Any] = api.get(f"{trainer}/namespaces/{ns}/trainjobs/ranks").json()
+        conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
+        return found if "True" in (conditions.get("Complete"), conditions.get("Failed")) else None
+
+    done = wait_for(ended, 300, interval=0.5, what="the TrainJob to end")
+    assert done is not None
+    conditions = {c["type"]: c["status"] for c in done["status"]["conditions"]}
+    launcher = pods(api, ns, "jobset.sigs.k8s.io/replicatedjob-name=launcher")
+    log = (
+        api.get(f"/api/v1/namespaces/{ns}/pods/{launcher[0]['metadata']['name']}/log").text
+        if launcher
+        else ""
+    )
+    assert conditions.get("Complete") == "True", (done["status"], log)
+    ranks = [json.loads((out / f"rank-{i}.json").read_text()) for i in range(2)]
+    assert [r["sum"] for r in ranks] == [3, 3]  # the allreduce went between the ranks
+    nodes = {r["node"] for r in ranks}
+    assert len(nodes) == 2 and nodes <= set(machines.nodes), ranks  # two nodes
+    api.delete(f"{trainer}/namespaces/{ns}/trainjobs/ranks")
+
+
 def test_each_pod_asking_for_a_gpu_gets_one_of_its_nodes(
     api: httpx.Client, machines: Machines
 ) -> None:

@@ -15,7 +15,9 @@ replica's node instead, after sourcing its ``hosts/<host>.sh`` there.
 
 from __future__ import annotations
 
+import os
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 #: the agent's script (``kubexec.sh <host> <command...>``)
@@ -50,3 +52,19 @@ def write_remote(agent: Path, host: str, prefix: list[str]) -> None:
     via = hosts_dir(agent) / f"{host}.via"
     via.write_text(f'#!/bin/sh\nexec {shlex.join(prefix)} "$@"\n')
     via.chmod(0o755)
+
+
+def launcher_defaults(remote: bool, own: Iterable[str] = ()) -> dict[str, str]:
+    """What an MPI launcher is told unless its container sets it (``own``: the names
+    the container sets): ranks are not bound to cores (every host here shares the
+    machine's cores, and each daemon would bind its first rank to core 0), OpenMPI may
+    run as root when the server does (as in containers), and, when ``remote`` (daemons
+    start on other nodes through :func:`write_remote`), the launcher starts every
+    daemon itself (no tree spawn)."""
+    defaults = {"OMPI_MCA_hwloc_base_binding_policy": "none"}
+    if remote:
+        defaults["OMPI_MCA_plm_rsh_no_tree_spawn"] = "1"
+    if os.geteuid() == 0:
+        defaults.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    skip = set(own)
+    return {k: v for k, v in defaults.items() if k not in skip}
