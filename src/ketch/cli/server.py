@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ketch.core.tls import ServerFiles
 
 READY_LINE = "Ketch API server listening on {url}"
+#: seconds an idle keep-alive connection stays open (see :func:`_serve`)
+KEEP_ALIVE_S = 120
 
 
 def _server_class() -> type:
@@ -435,6 +437,10 @@ def _serve(
             log_level=log_level,
             access_log=log_level == "debug",
             timeout_graceful_shutdown=5,
+            # an idle connection stays open longer than clients keep theirs (Go's,
+            # kubectl's, 90 s): a server that closes first races the client's next
+            # request on it, which then fails with no response
+            timeout_keep_alive=KEEP_ALIVE_S,
             lifespan="on",
             ssl_certfile=str(files.certfile) if files is not None else None,
             ssl_keyfile=str(files.keyfile) if files is not None else None,
